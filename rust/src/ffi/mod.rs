@@ -1,0 +1,75 @@
+//! Every `extern "C"` export of the library. This is the only module that turns pointers
+//! received from JavaScript into references or slices; each export is a thin wrapper over
+//! safe code, runs inside `catch_unwind` so that no panic crosses the boundary, and
+//! returns an `i32` [`Status`] (or a null pointer from a constructor, with the reason in
+//! `warp_last_error`).
+//!
+//! Hot symbols take byte lengths as `u32` and times as `f64` ms: 64-bit integers would
+//! reach JavaScript as BigInt and leave V8's fast-call path (STYLE.md §13).
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use crate::error::{Status, fail, last_error};
+
+pub mod mem;
+#[cfg(unix)]
+mod shm;
+
+/// Version of the C ABI below; `src/ffi.ts` refuses a library that reports another one.
+/// History: 1 = first release (memory store).
+pub const ABI_VERSION: u32 = 1;
+
+/// Returns [`ABI_VERSION`].
+#[unsafe(no_mangle)]
+pub extern "C" fn warp_abi_version() -> u32 {
+    ABI_VERSION
+}
+
+/// Copies the calling thread's last error message (UTF-8, not NUL-terminated) into
+/// `buf`, at most `cap` bytes, and returns its full length in bytes.
+///
+/// # Safety
+/// - `buf` must be null or valid for writes of `cap` bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn warp_last_error(buf: *mut u8, cap: u32) -> u32 {
+    let msg = last_error();
+    let bytes = msg.as_bytes();
+    if !buf.is_null() {
+        let n = bytes.len().min(cap as usize);
+        // SAFETY: the caller guarantees `buf` is valid for `cap` bytes and `n <= cap`;
+        // `bytes` is a fresh String, so the two cannot overlap.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), buf, n) };
+    }
+    u32::try_from(bytes.len()).unwrap_or(u32::MAX)
+}
+
+/// Runs `f`, turning a panic into [`Status::Panic`].
+pub(crate) fn guarded(f: impl FnOnce() -> i32) -> i32 {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(payload) => {
+            let what = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".to_owned());
+            fail(
+                Status::Panic,
+                format!("internal error in warp_cache: {what}"),
+            )
+        }
+    }
+}
+
+/// Rebuilds the key slice from a pointer and a length.
+///
+/// # Safety
+/// - `ptr` must be valid for reads of `len` bytes for the returned lifetime, or `len`
+///   must be 0.
+pub(crate) unsafe fn key_slice<'a>(ptr: *const u8, len: u32) -> &'a [u8] {
+    if len == 0 || ptr.is_null() {
+        return &[];
+    }
+    // SAFETY: guaranteed by the caller: `ptr` is valid for `len` bytes.
+    unsafe { std::slice::from_raw_parts(ptr, len as usize) }
+}

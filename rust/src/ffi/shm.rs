@@ -1,0 +1,1 @@
+//! Exports of the shared store (`warp_shm_*`). Not written yet.

@@ -1,0 +1,1 @@
+//! Cross-process store in a memory-mapped file (see `layout`, `region`).

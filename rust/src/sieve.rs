@@ -1,0 +1,607 @@
+//! The in-process store: an index from key bytes to a slot number, with SIEVE eviction
+//! and TTL. Safe code only.
+//!
+//! The store keeps keys and metadata; the values stay on the JavaScript side, in an array
+//! indexed by slot, so that they keep their identity and cost no serialization.
+//!
+//! SIEVE (Zhang et al., "SIEVE is Simpler than LRU", NSDI 2024): entries form a queue
+//! from the newest (head) to the oldest (tail). A hit sets the entry's visited bit and
+//! moves nothing. To evict, the hand starts where it last stopped (at first the tail) and
+//! walks towards the head, clearing visited bits (a second chance) until it finds an
+//! unvisited entry, which it evicts; past the head it wraps to the tail.
+//!
+//! The same queue also serves the LRU, MRU and FIFO policies.
+
+use hashbrown::HashTable;
+
+use crate::hash::{fixed_state, hash_bytes};
+
+/// No slot: the end of the queue, or no hand.
+const NIL: u32 = u32::MAX;
+
+/// Largest number of slots: slot numbers travel as non-negative `i32`.
+pub const MAX_SLOTS: usize = i32::MAX as usize;
+
+/// Eviction policy, numbered as `Strategy` in `src/options.ts`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Policy {
+    /// SIEVE: visited bit and hand (the default).
+    Sieve = 0,
+    /// Least recently used: a hit moves the entry to the head; evict the tail.
+    Lru = 1,
+    /// Most recently used: a hit moves the entry to the head; evict the head.
+    Mru = 2,
+    /// First in, first out: hits move nothing; evict the tail.
+    Fifo = 3,
+}
+
+impl Policy {
+    /// Maps the number used over the C ABI to a policy.
+    pub fn from_u32(n: u32) -> Option<Policy> {
+        match n {
+            0 => Some(Policy::Sieve),
+            1 => Some(Policy::Lru),
+            2 => Some(Policy::Mru),
+            3 => Some(Policy::Fifo),
+            _ => None,
+        }
+    }
+}
+
+/// Result of [`SieveStore::get`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lookup {
+    /// The key is present and fresh; its value is at this slot.
+    Hit(u32),
+    /// The key is absent.
+    Miss,
+    /// The key was present but older than the TTL: it was removed and its slot freed.
+    Expired(u32),
+}
+
+/// Result of [`SieveStore::insert`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Inserted {
+    /// Slot that now holds the key.
+    pub slot: u32,
+    /// Whether another entry was evicted to make room (its slot is `slot`, reused).
+    pub evicted: bool,
+}
+
+/// Counters of a store since creation or the last [`SieveStore::clear`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub hits: u64,
+    pub misses: u64,
+    pub evictions: u64,
+    pub expirations: u64,
+}
+
+#[derive(Debug)]
+struct Node {
+    key: Box<[u8]>,
+    hash: u64,
+    /// Insertion time in ms, on the caller's clock.
+    inserted_at: f64,
+    /// Towards the head (newer entry), or NIL.
+    newer: u32,
+    /// Towards the tail (older entry), or NIL.
+    older: u32,
+    visited: bool,
+}
+
+/// Key index with SIEVE (or LRU/MRU/FIFO) eviction and optional TTL.
+///
+/// Time is given by the caller on each call, in milliseconds on any clock that does not
+/// go backwards; an entry is expired when `now - inserted_at >= ttl_ms`.
+#[derive(Debug)]
+pub struct SieveStore {
+    table: HashTable<u32>,
+    nodes: Vec<Node>,
+    free: Vec<u32>,
+    head: u32,
+    tail: u32,
+    hand: u32,
+    len: usize,
+    capacity: usize,
+    ttl_ms: Option<f64>,
+    policy: Policy,
+    stats: Stats,
+    state: ahash::RandomState,
+}
+
+impl SieveStore {
+    /// Creates a store for at most `capacity` entries (at least 1, at most [`MAX_SLOTS`];
+    /// larger values are clamped), with entries expiring `ttl_ms` ms after insertion.
+    pub fn new(capacity: usize, ttl_ms: Option<f64>, policy: Policy) -> SieveStore {
+        let capacity = capacity.clamp(1, MAX_SLOTS);
+        let ttl_ms = ttl_ms.filter(|t| t.is_finite() && *t > 0.0);
+        SieveStore {
+            table: HashTable::new(),
+            nodes: Vec::new(),
+            free: Vec::new(),
+            head: NIL,
+            tail: NIL,
+            hand: NIL,
+            len: 0,
+            capacity,
+            ttl_ms,
+            policy,
+            stats: Stats::default(),
+            state: fixed_state(),
+        }
+    }
+
+    /// Number of live entries.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the store holds no entry.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Most entries kept.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Counters since creation or the last clear.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    fn find(&self, hash: u64, key: &[u8]) -> Option<u32> {
+        let nodes = &self.nodes;
+        self.table
+            .find(hash, |&slot| {
+                let n = &nodes[slot as usize];
+                n.hash == hash && &*n.key == key
+            })
+            .copied()
+    }
+
+    fn is_expired(&self, slot: u32, now: f64) -> bool {
+        match self.ttl_ms {
+            Some(ttl) => now - self.nodes[slot as usize].inserted_at >= ttl,
+            None => false,
+        }
+    }
+
+    /// Looks `key` up at time `now` (ms), counting a hit or a miss. A hit marks the entry
+    /// visited (SIEVE) or moves it to the head (LRU/MRU). An expired entry is removed.
+    pub fn get(&mut self, key: &[u8], now: f64) -> Lookup {
+        let hash = hash_bytes(&self.state, key);
+        let Some(slot) = self.find(hash, key) else {
+            self.stats.misses += 1;
+            return Lookup::Miss;
+        };
+        if self.is_expired(slot, now) {
+            self.remove_slot(slot);
+            self.stats.misses += 1;
+            self.stats.expirations += 1;
+            return Lookup::Expired(slot);
+        }
+        self.stats.hits += 1;
+        match self.policy {
+            Policy::Sieve => self.nodes[slot as usize].visited = true,
+            Policy::Lru | Policy::Mru => {
+                self.unlink(slot);
+                self.push_head(slot);
+            }
+            Policy::Fifo => {}
+        }
+        Lookup::Hit(slot)
+    }
+
+    /// Looks `key` up without counting, marking or expiring anything: `Some(slot)` when
+    /// present and fresh at `now`.
+    pub fn peek(&self, key: &[u8], now: f64) -> Option<u32> {
+        let hash = hash_bytes(&self.state, key);
+        self.find(hash, key)
+            .filter(|&slot| !self.is_expired(slot, now))
+    }
+
+    /// Inserts `key` at time `now` (ms) and returns its slot. A key already present keeps
+    /// its slot and gets a new insertion time. When the store is full, one entry is
+    /// evicted by the policy and its slot is reused.
+    pub fn insert(&mut self, key: &[u8], now: f64) -> Inserted {
+        let hash = hash_bytes(&self.state, key);
+        if let Some(slot) = self.find(hash, key) {
+            self.nodes[slot as usize].inserted_at = now;
+            return Inserted {
+                slot,
+                evicted: false,
+            };
+        }
+        let mut evicted = false;
+        if self.len >= self.capacity {
+            self.evict();
+            evicted = true;
+        }
+        let node = Node {
+            key: key.into(),
+            hash,
+            inserted_at: now,
+            newer: NIL,
+            older: NIL,
+            visited: false,
+        };
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.nodes[slot as usize] = node;
+                slot
+            }
+            None => {
+                self.nodes.push(node);
+                (self.nodes.len() - 1) as u32
+            }
+        };
+        let nodes = &self.nodes;
+        self.table
+            .insert_unique(hash, slot, |&s| nodes[s as usize].hash);
+        self.push_head(slot);
+        self.len += 1;
+        Inserted { slot, evicted }
+    }
+
+    /// Removes `key`; returns its former slot.
+    pub fn remove(&mut self, key: &[u8]) -> Option<u32> {
+        let hash = hash_bytes(&self.state, key);
+        let slot = self.find(hash, key)?;
+        self.remove_slot(slot);
+        Some(slot)
+    }
+
+    /// Removes every entry and resets the counters.
+    pub fn clear(&mut self) {
+        self.table.clear();
+        self.nodes.clear();
+        self.free.clear();
+        self.head = NIL;
+        self.tail = NIL;
+        self.hand = NIL;
+        self.len = 0;
+        self.stats = Stats::default();
+    }
+
+    /// Evicts one entry by the policy; returns its (now free) slot.
+    pub fn evict(&mut self) -> Option<u32> {
+        if self.len == 0 {
+            return None;
+        }
+        let victim = match self.policy {
+            Policy::Sieve => self.sieve_victim(),
+            Policy::Lru | Policy::Fifo => self.tail,
+            Policy::Mru => self.head,
+        };
+        self.remove_slot(victim);
+        self.stats.evictions += 1;
+        Some(victim)
+    }
+
+    /// The SIEVE hand scan: from the hand (or the tail) towards the head, clearing
+    /// visited bits, wrapping to the tail; stops at the first unvisited entry.
+    fn sieve_victim(&mut self) -> u32 {
+        let mut slot = if self.hand == NIL {
+            self.tail
+        } else {
+            self.hand
+        };
+        loop {
+            let node = &mut self.nodes[slot as usize];
+            if !node.visited {
+                break;
+            }
+            node.visited = false;
+            slot = if node.newer == NIL {
+                self.tail
+            } else {
+                node.newer
+            };
+        }
+        // The hand stays where the scan stopped: just past the victim, towards the head.
+        self.hand = self.nodes[slot as usize].newer;
+        slot
+    }
+
+    fn remove_slot(&mut self, slot: u32) {
+        let hash = self.nodes[slot as usize].hash;
+        if let Ok(entry) = self.table.find_entry(hash, |&s| s == slot) {
+            entry.remove();
+        }
+        if self.hand == slot {
+            self.hand = self.nodes[slot as usize].newer;
+        }
+        self.unlink(slot);
+        self.nodes[slot as usize].key = Box::default();
+        self.free.push(slot);
+        self.len -= 1;
+    }
+
+    fn unlink(&mut self, slot: u32) {
+        let (newer, older) = {
+            let n = &self.nodes[slot as usize];
+            (n.newer, n.older)
+        };
+        if newer == NIL {
+            self.head = older;
+        } else {
+            self.nodes[newer as usize].older = older;
+        }
+        if older == NIL {
+            self.tail = newer;
+        } else {
+            self.nodes[older as usize].newer = newer;
+        }
+        let n = &mut self.nodes[slot as usize];
+        n.newer = NIL;
+        n.older = NIL;
+    }
+
+    fn push_head(&mut self, slot: u32) {
+        let old_head = self.head;
+        {
+            let n = &mut self.nodes[slot as usize];
+            n.newer = NIL;
+            n.older = old_head;
+        }
+        if old_head == NIL {
+            self.tail = slot;
+        } else {
+            self.nodes[old_head as usize].newer = slot;
+        }
+        self.head = slot;
+    }
+
+    /// Keys from the head (newest) to the tail (oldest), with their visited bits.
+    pub fn order(&self) -> Vec<(Vec<u8>, bool)> {
+        let mut out = Vec::with_capacity(self.len);
+        let mut slot = self.head;
+        while slot != NIL {
+            let n = &self.nodes[slot as usize];
+            out.push((n.key.to_vec(), n.visited));
+            slot = n.older;
+        }
+        out
+    }
+
+    /// Checks the invariants: the queue links both ways and holds exactly the indexed
+    /// entries, the hand is on the queue, free and live slots partition the slab.
+    /// Panics with a message on the first violation (tests and fuzzing only).
+    pub fn validate(&self) {
+        let mut count = 0usize;
+        let mut prev = NIL;
+        let mut slot = self.head;
+        let mut hand_seen = self.hand == NIL;
+        while slot != NIL {
+            let n = &self.nodes[slot as usize];
+            assert_eq!(n.newer, prev, "broken newer link at slot {slot}");
+            assert_eq!(
+                self.find(n.hash, &n.key),
+                Some(slot),
+                "slot {slot} on the queue but not indexed"
+            );
+            hand_seen |= slot == self.hand;
+            prev = slot;
+            slot = n.older;
+            count += 1;
+            assert!(count <= self.len, "queue longer than len");
+        }
+        assert_eq!(self.tail, prev, "tail is not the last entry");
+        assert_eq!(count, self.len, "queue length differs from len");
+        assert_eq!(self.table.len(), self.len, "index size differs from len");
+        assert!(hand_seen, "hand is not on the queue");
+        assert!(self.len <= self.capacity, "more entries than capacity");
+        assert_eq!(self.len + self.free.len(), self.nodes.len(), "slab leak");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(store: &SieveStore) -> Vec<u8> {
+        store.order().into_iter().map(|(k, _)| k[0]).collect()
+    }
+
+    fn get(store: &mut SieveStore, k: u8) -> Lookup {
+        let r = store.get(&[k], 0.0);
+        store.validate();
+        r
+    }
+
+    fn put(store: &mut SieveStore, k: u8) -> Inserted {
+        let r = store.insert(&[k], 0.0);
+        store.validate();
+        r
+    }
+
+    #[test]
+    fn evicts_unvisited_oldest_first() {
+        let mut s = SieveStore::new(3, None, Policy::Sieve);
+        for k in [1, 2, 3] {
+            put(&mut s, k);
+        }
+        put(&mut s, 4); // 1 is the oldest and unvisited
+        assert_eq!(keys(&s), vec![4, 3, 2]);
+        assert_eq!(s.stats().evictions, 1);
+    }
+
+    #[test]
+    fn visited_entry_gets_a_second_chance() {
+        let mut s = SieveStore::new(3, None, Policy::Sieve);
+        for k in [1, 2, 3] {
+            put(&mut s, k);
+        }
+        assert!(matches!(get(&mut s, 1), Lookup::Hit(_)));
+        put(&mut s, 4); // hand at 1: visited -> cleared, moves to 2, evicts 2
+        assert_eq!(keys(&s), vec![4, 3, 1]);
+        assert_eq!(s.order()[2], (vec![1], false), "the bit of 1 was cleared");
+    }
+
+    #[test]
+    fn hand_resumes_where_it_stopped() {
+        // The example of the SIEVE paper's figure, in small: the hand keeps its place.
+        let mut s = SieveStore::new(4, None, Policy::Sieve);
+        for k in [1, 2, 3, 4] {
+            put(&mut s, k);
+        }
+        get(&mut s, 1);
+        get(&mut s, 3);
+        put(&mut s, 5); // clears 1, evicts 2; hand now at 3
+        assert_eq!(keys(&s), vec![5, 4, 3, 1]);
+        get(&mut s, 1); // 1 visited again
+        put(&mut s, 6); // hand at 3: visited -> cleared; 4 unvisited -> evicted
+        assert_eq!(keys(&s), vec![6, 5, 3, 1]);
+        put(&mut s, 7); // hand at 5 (newer than 4): unvisited -> evicted
+        assert_eq!(keys(&s), vec![7, 6, 3, 1]);
+    }
+
+    #[test]
+    fn hand_wraps_to_the_tail() {
+        let mut s = SieveStore::new(2, None, Policy::Sieve);
+        put(&mut s, 1);
+        put(&mut s, 2);
+        get(&mut s, 1);
+        get(&mut s, 2);
+        put(&mut s, 3); // both visited: full round, wraps, evicts 1
+        assert_eq!(keys(&s), vec![3, 2]);
+    }
+
+    #[test]
+    fn scan_resistance_keeps_hot_entries() {
+        let mut s = SieveStore::new(4, None, Policy::Sieve);
+        for k in [1, 2] {
+            put(&mut s, k);
+            get(&mut s, k);
+        }
+        for k in 10..40 {
+            put(&mut s, k); // one-hit wonders
+        }
+        let order = keys(&s);
+        assert!(order.contains(&1) && order.contains(&2), "{order:?}");
+    }
+
+    #[test]
+    fn reinsert_keeps_slot_and_refreshes_time() {
+        let mut s = SieveStore::new(2, Some(10.0), Policy::Sieve);
+        let a = s.insert(b"a", 0.0);
+        let b = s.insert(b"a", 5.0);
+        assert_eq!(a.slot, b.slot);
+        assert_eq!(s.len(), 1);
+        assert_eq!(s.get(b"a", 14.0), Lookup::Hit(a.slot));
+        assert_eq!(s.get(b"a", 15.0), Lookup::Expired(a.slot));
+        s.validate();
+    }
+
+    #[test]
+    fn ttl_expires_at_the_boundary_and_frees_the_slot() {
+        let mut s = SieveStore::new(2, Some(100.0), Policy::Sieve);
+        let ins = s.insert(b"k", 1000.0);
+        assert_eq!(s.get(b"k", 1099.9), Lookup::Hit(ins.slot));
+        assert_eq!(s.get(b"k", 1100.0), Lookup::Expired(ins.slot));
+        assert_eq!(s.get(b"k", 1100.0), Lookup::Miss);
+        assert_eq!(s.len(), 0);
+        let st = s.stats();
+        assert_eq!((st.hits, st.misses, st.expirations), (1, 2, 1));
+        s.validate();
+    }
+
+    #[test]
+    fn hits_do_not_extend_ttl() {
+        let mut s = SieveStore::new(2, Some(10.0), Policy::Sieve);
+        s.insert(b"k", 0.0);
+        assert!(matches!(s.get(b"k", 9.0), Lookup::Hit(_)));
+        assert!(matches!(s.get(b"k", 10.0), Lookup::Expired(_)));
+    }
+
+    #[test]
+    fn remove_and_clear() {
+        let mut s = SieveStore::new(3, None, Policy::Sieve);
+        let i = s.insert(b"x", 0.0);
+        s.insert(b"y", 0.0);
+        assert_eq!(s.remove(b"x"), Some(i.slot));
+        assert_eq!(s.remove(b"x"), None);
+        s.validate();
+        s.get(b"y", 0.0);
+        s.clear();
+        s.validate();
+        assert_eq!(s.len(), 0);
+        assert_eq!(s.stats(), Stats::default());
+        assert_eq!(s.get(b"y", 0.0), Lookup::Miss);
+    }
+
+    #[test]
+    fn removing_the_hand_entry_moves_the_hand() {
+        let mut s = SieveStore::new(3, None, Policy::Sieve);
+        for k in [1, 2, 3] {
+            put(&mut s, k);
+        }
+        get(&mut s, 1);
+        put(&mut s, 4); // evicts 2, hand at 3
+        s.remove(&[3]);
+        s.validate();
+        put(&mut s, 5);
+        put(&mut s, 6);
+        s.validate();
+        assert_eq!(s.len(), 3);
+    }
+
+    #[test]
+    fn lru_mru_fifo_orders() {
+        let run = |p: Policy| {
+            let mut s = SieveStore::new(3, None, p);
+            for k in [1, 2, 3] {
+                put(&mut s, k);
+            }
+            get(&mut s, 1);
+            put(&mut s, 4);
+            let mut k = keys(&s);
+            k.sort_unstable();
+            k
+        };
+        assert_eq!(run(Policy::Lru), vec![1, 3, 4]);
+        assert_eq!(run(Policy::Mru), vec![2, 3, 4]);
+        assert_eq!(run(Policy::Fifo), vec![2, 3, 4]);
+        assert_eq!(run(Policy::Sieve), vec![1, 3, 4]);
+    }
+
+    #[test]
+    fn invariants_hold_under_a_random_workload() {
+        // xorshift, fixed seed: reproducible.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for policy in [Policy::Sieve, Policy::Lru, Policy::Mru, Policy::Fifo] {
+            let mut s = SieveStore::new(16, Some(50.0), policy);
+            for t in 0..20_000u32 {
+                let k = (next() % 40) as u8;
+                let now = f64::from(t);
+                match next() % 10 {
+                    0 => {
+                        s.remove(&[k]);
+                    }
+                    1..=4 => {
+                        s.insert(&[k], now);
+                    }
+                    _ => {
+                        if let Lookup::Hit(slot) = s.get(&[k], now) {
+                            assert_eq!(s.order().iter().filter(|(kk, _)| kk[0] == k).count(), 1);
+                            assert!(slot < 16);
+                        }
+                    }
+                }
+                if t % 97 == 0 {
+                    s.validate();
+                }
+            }
+            s.validate();
+        }
+    }
+}
