@@ -1,0 +1,23 @@
+/**
+ * `@warp/cache`: a caching decorator for Deno backed by a Rust library. SIEVE eviction,
+ * TTL, async single-flight, and a `shared` backend whose entries every Deno process of the
+ * machine sees through a memory-mapped file.
+ *
+ * @example Cache a function
+ * ```ts
+ * import { cache } from "@warp/cache";
+ * import assert from "node:assert/strict";
+ *
+ * const square = cache({ maxSize: 256 })((x: number) => x * x);
+ * square(3); // miss: calls the function
+ * square(3); // hit
+ * assert.deepEqual(square.cacheInfo(), { hits: 1, misses: 1, maxSize: 256, currentSize: 1 });
+ * ```
+ *
+ * @module
+ */
+
+export { cache } from "./src/cache.ts";
+export type { CacheDecorator, CachedFunction, CacheInfo, SharedCacheInfo } from "./src/cache.ts";
+export { Backend, Strategy } from "./src/options.ts";
+export type { CacheOptions } from "./src/options.ts";

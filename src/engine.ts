@@ -1,0 +1,61 @@
+/**
+ * Picks the store behind a cache: the native in-process store when the library loads,
+ * the TypeScript store otherwise (SPEC §6.1), and the shared store for
+ * `backend: "shared"` (SPEC §6.2).
+ *
+ * `WARP_CACHE_ENGINE=ts` forces the TypeScript store, `WARP_CACHE_ENGINE=native` makes a
+ * missing library an error instead of a fallback (for tests and benchmarks).
+ *
+ * @module
+ */
+
+import { BUILD_HINT, loadNative, nativeLoadError } from "./ffi.ts";
+import { NativeMemoryStore } from "./native_store.ts";
+import { Backend, type ResolvedOptions, Strategy } from "./options.ts";
+import type { Store } from "./store.ts";
+import { TsSieveStore } from "./ts_store.ts";
+
+/** Which engine backs the memory backend in this process: `"native"` or `"ts"`. */
+export function memoryEngine(): "native" | "ts" {
+  return loadNative() === null ? "ts" : "native";
+}
+
+function envEngine(): string | undefined {
+  try {
+    const state = Deno.permissions.querySync({ name: "env", variable: "WARP_CACHE_ENGINE" });
+    return state.state === "granted" ? Deno.env.get("WARP_CACHE_ENGINE") : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Creates the store for a cache with resolved options.
+ *
+ * @throws {Error} If the shared backend is asked for where it cannot work, or
+ * `WARP_CACHE_ENGINE=native` and the library does not load.
+ */
+export function createStore(
+  opts: ResolvedOptions,
+  _fn: (...args: never[]) => unknown,
+  _name: string,
+): Store {
+  if (opts.strategy === Strategy.Lfu) {
+    throw new RangeError(
+      `Cannot create cache: strategy "lfu" is not available yet: received ${opts.strategy}`,
+    );
+  }
+  if (opts.backend === Backend.Shared) {
+    throw new Error("Cannot create cache: the shared backend is not available yet");
+  }
+  const lib = loadNative();
+  if (lib !== null) {
+    return new NativeMemoryStore(lib, opts.maxSize, opts.ttl, opts.strategy);
+  }
+  if (envEngine() === "native") {
+    throw new Error(
+      `Cannot create cache: WARP_CACHE_ENGINE=native but ${nativeLoadError() || BUILD_HINT}`,
+    );
+  }
+  return new TsSieveStore({ maxSize: opts.maxSize, ttl: opts.ttl, policy: opts.strategy });
+}

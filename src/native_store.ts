@@ -1,0 +1,101 @@
+/**
+ * The in-process store backed by the Rust library (`rust/src/sieve.rs`): Rust keeps the
+ * index (key bytes to slot, SIEVE state, insertion times), JavaScript keeps the values in
+ * an array indexed by slot, so values keep their identity and cost no serialization.
+ *
+ * @module
+ */
+
+import { EXPIRED_BASE, type NativeSymbols } from "./ffi.ts";
+import { unwrap } from "./errors.ts";
+import { MISS, type Store, type StoreInfo } from "./store.ts";
+
+/** Largest capacity passed to Rust; larger `maxSize` (and `Infinity`) mean unbounded. */
+const MAX_NATIVE_CAPACITY = 0x7fff_ffff;
+
+const registry = new FinalizationRegistry<{ lib: NativeSymbols; handle: Deno.PointerObject }>(
+  ({ lib, handle }) => lib.warp_mem_free(handle),
+);
+
+/** A {@linkcode Store} over a native SIEVE store handle. */
+export class NativeMemoryStore implements Store {
+  #lib: NativeSymbols;
+  #handle: Deno.PointerObject | null;
+  #values: unknown[] = [];
+  #maxSize: number;
+  #info = new Float64Array(6);
+  #token = {};
+
+  /**
+   * @param lib The loaded native symbols.
+   * @param maxSize Most entries (`Infinity` for unbounded).
+   * @param ttl Entry lifetime in ms, or `undefined`.
+   * @param policy Eviction policy number (0 SIEVE, 1 LRU, 2 MRU, 3 FIFO).
+   * @throws {CacheError} If the library refuses the parameters.
+   */
+  constructor(lib: NativeSymbols, maxSize: number, ttl: number | undefined, policy: number) {
+    this.#lib = lib;
+    this.#maxSize = maxSize;
+    const capacity = maxSize > MAX_NATIVE_CAPACITY ? 0 : maxSize;
+    const handle = lib.warp_mem_new(capacity, ttl ?? 0, policy);
+    if (handle === null) unwrap(-2, "Creating the native memory store");
+    this.#handle = handle;
+    registry.register(this, { lib, handle: handle! }, this.#token);
+  }
+
+  get(key: Uint8Array, len: number, now: number): unknown {
+    const r = this.#lib.warp_mem_get(this.#handle, key, len, now);
+    if (r >= 0) return this.#values[r];
+    if (r <= EXPIRED_BASE) {
+      this.#values[EXPIRED_BASE - r] = undefined;
+      return MISS;
+    }
+    if (r === -1) return MISS;
+    return unwrap(r, "Cache lookup");
+  }
+
+  set(key: Uint8Array, len: number, value: unknown, now: number, promised: boolean): boolean {
+    const slot = unwrap(this.#lib.warp_mem_set(this.#handle, key, len, now), "Cache insert");
+    this.#values[slot] = promised ? Promise.resolve(value) : value;
+    return true;
+  }
+
+  delete(key: Uint8Array, len: number): boolean {
+    const slot = unwrap(this.#lib.warp_mem_delete(this.#handle, key, len), "Cache delete");
+    if (slot < 0) return false;
+    this.#values[slot] = undefined;
+    return true;
+  }
+
+  countHit(): void {
+    // Counters of the memory backend are kept by the Rust store only for its own
+    // statistics; the decorator reads `info()`, so adjust there.
+    this.#joins++;
+  }
+  #joins = 0;
+
+  clear(): void {
+    unwrap(this.#lib.warp_mem_clear(this.#handle), "Cache clear");
+    this.#values = [];
+    this.#joins = 0;
+  }
+
+  info(): StoreInfo {
+    unwrap(this.#lib.warp_mem_info(this.#handle, this.#info), "Cache info");
+    const [hits = 0, misses = 0, , , len = 0] = this.#info;
+    return {
+      hits: hits + this.#joins,
+      misses: misses - this.#joins,
+      maxSize: this.#maxSize,
+      currentSize: len,
+    };
+  }
+
+  close(): void {
+    if (this.#handle === null) return;
+    registry.unregister(this.#token);
+    this.#lib.warp_mem_free(this.#handle);
+    this.#handle = null;
+    this.#values = [];
+  }
+}

@@ -1,0 +1,214 @@
+/**
+ * Options of {@linkcode cache}, the `Backend` and `Strategy` enums, and their validation.
+ *
+ * @module
+ */
+
+/** Where the entries of a cache live. */
+export enum Backend {
+  /** In this process (the default): values kept as they are, by identity. */
+  Memory = 0,
+  /** In a memory-mapped file shared by every process of the user that opens it. */
+  Shared = 1,
+}
+
+/** Eviction policy. */
+export enum Strategy {
+  /** SIEVE (Zhang et al., NSDI 2024): visited bit and hand; the default. */
+  Sieve = 0,
+  /** Least recently used. */
+  Lru = 1,
+  /** Most recently used. */
+  Mru = 2,
+  /** First in, first out. */
+  Fifo = 3,
+  /** Least frequently used. */
+  Lfu = 4,
+}
+
+/** Options of {@linkcode cache}. */
+export interface CacheOptions {
+  /**
+   * Most entries kept: a positive integer, or `Infinity` (memory backend only).
+   * @default {128}
+   */
+  maxSize?: number;
+  /**
+   * Age in ms since insertion after which an entry is a miss: positive and finite, or
+   * `undefined` for no expiry. Hits do not extend it.
+   * @default {undefined}
+   */
+  ttl?: number | undefined;
+  /**
+   * Where entries live: `Backend.Memory` / `"memory"` or `Backend.Shared` / `"shared"`.
+   * @default {Backend.Memory}
+   */
+  backend?: Backend | "memory" | "shared";
+  /**
+   * Eviction policy.
+   * @default {Strategy.Sieve}
+   */
+  strategy?: Strategy | "sieve" | "lru" | "mru" | "fifo" | "lfu";
+  /** Maps the arguments to the key value; by default the key is all the arguments. */
+  key?: (...args: never[]) => unknown;
+  /**
+   * Identity of a shared cache across processes. Defaults to the function's name plus a
+   * short hash of its source text.
+   */
+  name?: string;
+  /**
+   * Directory of shared cache files: `/dev/shm/warp_cache-<uid>` on Linux,
+   * `$TMPDIR/warp_cache` elsewhere.
+   */
+  dir?: string;
+  /**
+   * Largest serialized key in bytes (shared backend).
+   * @default {512}
+   */
+  maxKeySize?: number;
+  /**
+   * Largest serialized value in bytes (shared backend).
+   * @default {4096}
+   */
+  maxValueSize?: number;
+  /**
+   * Time source in ms, for TTL. Defaults to `performance.now()` (memory) and `Date.now()`
+   * (shared: a clock that every process agrees on). Tests inject a fake clock here.
+   */
+  clock?: () => number;
+}
+
+/** Options after validation, with defaults filled in. */
+export interface ResolvedOptions {
+  maxSize: number;
+  ttl: number | undefined;
+  backend: Backend;
+  strategy: Strategy;
+  key: ((...args: never[]) => unknown) | undefined;
+  name: string | undefined;
+  dir: string | undefined;
+  maxKeySize: number;
+  maxValueSize: number;
+  clock: (() => number) | undefined;
+}
+
+/** Largest `maxKeySize` / `maxValueSize` accepted: 64 MiB. */
+export const MAX_SLOT_BYTES = 64 * 1024 * 1024;
+
+const BACKENDS: Record<string, Backend> = { memory: Backend.Memory, shared: Backend.Shared };
+const STRATEGIES: Record<string, Strategy> = {
+  sieve: Strategy.Sieve,
+  lru: Strategy.Lru,
+  mru: Strategy.Mru,
+  fifo: Strategy.Fifo,
+  lfu: Strategy.Lfu,
+};
+
+function show(value: unknown): string {
+  if (typeof value === "string") return JSON.stringify(value);
+  if (typeof value === "bigint") return `${value}n`;
+  if (typeof value === "function") return `function ${value.name || "(anonymous)"}`;
+  if (typeof value === "symbol") return value.toString();
+  if (value !== null && typeof value === "object") {
+    try {
+      return JSON.stringify(value) ?? String(value);
+    } catch {
+      return Object.prototype.toString.call(value);
+    }
+  }
+  return String(value);
+}
+
+function fail(Kind: typeof TypeError | typeof RangeError, what: string, value: unknown): never {
+  throw new Kind(`Cannot create cache: ${what}: received ${show(value)}`);
+}
+
+function positiveInteger(name: string, value: unknown, fallback: number, max: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== "number") fail(TypeError, `${name} must be a number`, value);
+  if (!Number.isInteger(value) || value <= 0 || value > max) {
+    fail(RangeError, `${name} must be a positive integer no larger than ${max}`, value);
+  }
+  return value;
+}
+
+function enumValue<E extends number>(
+  name: string,
+  value: unknown,
+  names: Record<string, E>,
+  fallback: E,
+): E {
+  if (value === undefined) return fallback;
+  if (typeof value === "string" && Object.hasOwn(names, value)) return names[value]!;
+  if (typeof value === "number" && Object.values(names).includes(value as E)) return value as E;
+  const allowed = Object.keys(names).map((n) => `"${n}"`).join(", ");
+  return fail(TypeError, `${name} must be one of ${allowed} (or the enum)`, value);
+}
+
+/**
+ * Checks `options` and fills in the defaults.
+ *
+ * @throws {TypeError} If an option has the wrong type, or names an unknown backend or
+ * strategy.
+ * @throws {RangeError} If a number is out of range (`maxSize`, `ttl`, `maxKeySize`,
+ * `maxValueSize`).
+ */
+export function resolveOptions(options: CacheOptions | undefined): ResolvedOptions {
+  if (options === undefined) options = {};
+  if (options === null || typeof options !== "object") {
+    fail(TypeError, "options must be an object", options);
+  }
+  const backend = enumValue("backend", options.backend, BACKENDS, Backend.Memory);
+  const strategy = enumValue("strategy", options.strategy, STRATEGIES, Strategy.Sieve);
+
+  let maxSize = 128;
+  const m: unknown = options.maxSize;
+  if (m !== undefined) {
+    if (typeof m !== "number") fail(TypeError, "maxSize must be a number", m);
+    if (m === Infinity) {
+      if (backend === Backend.Shared) {
+        fail(RangeError, "maxSize must be a finite positive integer with the shared backend", m);
+      }
+    } else if (!Number.isInteger(m) || m <= 0) {
+      fail(RangeError, "maxSize must be a positive integer or Infinity", m);
+    }
+    maxSize = m;
+  }
+
+  const t: unknown = options.ttl;
+  if (t !== undefined) {
+    if (typeof t !== "number") fail(TypeError, "ttl must be a number of milliseconds", t);
+    if (!(t > 0) || t === Infinity) {
+      fail(RangeError, "ttl must be a positive, finite number of milliseconds", t);
+    }
+  }
+
+  const key: unknown = options.key;
+  if (key !== undefined && typeof key !== "function") {
+    fail(TypeError, "key must be a function", key);
+  }
+  const name: unknown = options.name;
+  if (name !== undefined && (typeof name !== "string" || name.length === 0)) {
+    fail(TypeError, "name must be a non-empty string", name);
+  }
+  const dir: unknown = options.dir;
+  if (dir !== undefined && (typeof dir !== "string" || dir.length === 0)) {
+    fail(TypeError, "dir must be a non-empty string path", dir);
+  }
+  const clock: unknown = options.clock;
+  if (clock !== undefined && typeof clock !== "function") {
+    fail(TypeError, "clock must be a function returning milliseconds", clock);
+  }
+  return {
+    maxSize,
+    ttl: t as number | undefined,
+    backend,
+    strategy,
+    key: key as ResolvedOptions["key"],
+    name: name as string | undefined,
+    dir: dir as string | undefined,
+    maxKeySize: positiveInteger("maxKeySize", options.maxKeySize, 512, MAX_SLOT_BYTES),
+    maxValueSize: positiveInteger("maxValueSize", options.maxValueSize, 4096, MAX_SLOT_BYTES),
+    clock: clock as (() => number) | undefined,
+  };
+}

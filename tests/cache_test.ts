@@ -1,0 +1,480 @@
+// Behaviour of cache() with the memory backend (SPEC §2-§5). The same file runs against
+// both engines: `WARP_CACHE_ENGINE=native` and `WARP_CACHE_ENGINE=ts` (scripts/test.ts).
+import assert from "node:assert/strict";
+import { Backend, cache, type CachedFunction, Strategy } from "../mod.ts";
+import { memoryEngine } from "../src/engine.ts";
+
+const engine = Deno.env.get("WARP_CACHE_ENGINE");
+if (engine === "native" || engine === "ts") {
+  Deno.test(`memoryEngine() is ${engine} as requested`, () => {
+    assert.equal(memoryEngine(), engine);
+  });
+}
+
+function counter<A extends unknown[], R>(
+  f: (...args: A) => R,
+): { fn: (...args: A) => R; calls: A[] } {
+  const calls: A[] = [];
+  return {
+    fn: (...args: A): R => {
+      calls.push(args);
+      return f(...args);
+    },
+    calls,
+  };
+}
+
+Deno.test("cache() counts hits and misses and reports cacheInfo()", () => {
+  const { fn, calls } = counter((x: number) => x * x);
+  const square = cache({ maxSize: 256 })(fn);
+  assert.equal(square(3), 9);
+  assert.equal(square(3), 9);
+  assert.equal(calls.length, 1);
+  assert.deepEqual(square.cacheInfo(), { hits: 1, misses: 1, maxSize: 256, currentSize: 1 });
+  assert.equal("oversizeSkips" in square.cacheInfo(), false);
+});
+
+Deno.test("cache() defaults to maxSize 128 and keeps name and length", () => {
+  function namedFunction(a: number, b: number): number {
+    return a + b;
+  }
+  const c = cache()(namedFunction);
+  assert.equal(c.name, "namedFunction");
+  assert.equal(c.length, 2);
+  assert.equal(c.cacheInfo().maxSize, 128);
+});
+
+Deno.test("cacheClear() removes every entry and resets the counters", () => {
+  const { fn, calls } = counter((x: number) => x + 1);
+  const c = cache()(fn);
+  c(1);
+  c(1);
+  c(2);
+  c.cacheClear();
+  assert.deepEqual(c.cacheInfo(), { hits: 0, misses: 0, maxSize: 128, currentSize: 0 });
+  assert.equal(c(1), 2);
+  assert.equal(calls.length, 3);
+  assert.deepEqual(c.cacheInfo(), { hits: 0, misses: 1, maxSize: 128, currentSize: 1 });
+});
+
+Deno.test("cache() keeps the identity of returned values", () => {
+  const c = cache()((id: number) => ({ id }));
+  const a = c(1);
+  assert.equal(c(1), a);
+  assert.notEqual(c(2), a);
+});
+
+Deno.test("cache() never caches a thrown exception and rethrows it as is", () => {
+  const err = new Error("boom");
+  let n = 0;
+  const c = cache()((_x: number) => {
+    n++;
+    throw err;
+  });
+  assert.throws(() => c(1), (e) => e === err);
+  assert.throws(() => c(1), (e) => e === err);
+  assert.equal(n, 2);
+  assert.deepEqual(c.cacheInfo(), { hits: 0, misses: 2, maxSize: 128, currentSize: 0 });
+});
+
+Deno.test("cache() evicts by SIEVE: a visited entry survives, the unvisited oldest goes", () => {
+  const { fn, calls } = counter((x: number) => x);
+  const c = cache({ maxSize: 3 })(fn);
+  c(1);
+  c(2);
+  c(3);
+  c(1); // hit: 1 is visited
+  c(4); // evicts 2 (1 gets a second chance)
+  assert.equal(calls.length, 4);
+  c(1);
+  c(3);
+  c(4);
+  assert.equal(calls.length, 4, "1, 3 and 4 are still cached");
+  c(2);
+  assert.equal(calls.length, 5, "2 was evicted");
+  assert.equal(c.cacheInfo().currentSize, 3);
+});
+
+Deno.test("cache() SIEVE hand resumes where it stopped", () => {
+  const { fn, calls } = counter((x: number) => x);
+  const c = cache({ maxSize: 4, strategy: Strategy.Sieve })(fn);
+  for (const k of [1, 2, 3, 4]) c(k);
+  c(1);
+  c(3);
+  c(5); // clears 1, evicts 2
+  c(1); // hit
+  c(6); // clears 3, evicts 4
+  c(7); // evicts 5
+  const before = calls.length;
+  for (const k of [1, 3, 6, 7]) c(k);
+  assert.equal(calls.length, before, "1, 3, 6, 7 are cached");
+  for (const k of [2, 4, 5]) {
+    const n = calls.length;
+    c.cacheInfo();
+    c(k);
+    assert.equal(calls.length, n + 1, `${k} was evicted`);
+  }
+});
+
+Deno.test("cache() strategies lru, mru and fifo evict by their rule", () => {
+  const survivors = (strategy: Strategy | "lru" | "mru" | "fifo"): number[] => {
+    const { fn, calls } = counter((x: number) => x);
+    const c = cache({ maxSize: 3, strategy })(fn);
+    for (const k of [1, 2, 3]) c(k);
+    c(1);
+    c(4);
+    const kept: number[] = [];
+    for (const k of [1, 2, 3, 4]) {
+      const n = calls.length;
+      c.cacheInfo();
+      // peek through a fresh call count: a hit leaves calls unchanged
+      c(k);
+      if (calls.length === n) kept.push(k);
+      else break; // a miss inserts and evicts: stop probing
+    }
+    return kept;
+  };
+  assert.deepEqual(survivors("lru"), [1]); // 2 evicted first: probing 2 misses
+  assert.deepEqual(survivors(Strategy.Mru), []); // 1 (most recent) evicted
+  assert.deepEqual(survivors("fifo"), []); // 1 (first in) evicted
+});
+
+Deno.test("cache() with maxSize Infinity never evicts", () => {
+  const c = cache({ maxSize: Infinity })((x: number) => x);
+  for (let i = 0; i < 5000; i++) c(i);
+  assert.deepEqual(c.cacheInfo(), {
+    hits: 0,
+    misses: 5000,
+    maxSize: Infinity,
+    currentSize: 5000,
+  });
+  for (let i = 0; i < 5000; i++) c(i);
+  assert.equal(c.cacheInfo().hits, 5000);
+});
+
+Deno.test("cache() ttl: an entry is a miss once its age reaches ttl; hits do not extend it", () => {
+  let now = 1000;
+  const { fn, calls } = counter((x: number) => x * 2);
+  const c = cache({ ttl: 100, clock: () => now })(fn);
+  c(1);
+  now = 1099;
+  c(1);
+  assert.equal(calls.length, 1, "fresh at age 99");
+  now = 1100;
+  c(1);
+  assert.equal(calls.length, 2, "expired at age 100");
+  assert.deepEqual(c.cacheInfo(), { hits: 1, misses: 2, maxSize: 128, currentSize: 1 });
+  now = 1150;
+  c(1); // hit at age 50
+  now = 1200;
+  c(1); // expired: insertion at 1100, hits did not extend it
+  assert.equal(calls.length, 3);
+});
+
+Deno.test("cache() ttl with real time", async () => {
+  const { fn, calls } = counter((x: number) => x);
+  const c = cache({ ttl: 30 })(fn);
+  c(1);
+  c(1);
+  assert.equal(calls.length, 1);
+  await new Promise((r) => setTimeout(r, 60));
+  c(1);
+  assert.equal(calls.length, 2);
+});
+
+Deno.test("cache() async: concurrent calls share one computation and count as hits", async () => {
+  let resolve!: (v: { v: number }) => void;
+  let n = 0;
+  const c = cache()((_x: number) => {
+    n++;
+    return new Promise<{ v: number }>((r) => (resolve = r));
+  });
+  const p1 = c(1);
+  const p2 = c(1);
+  const p3 = c(2);
+  assert.equal(n, 2);
+  assert.equal(p1, p2, "the same pending promise");
+  resolve({ v: 2 });
+  const v2 = await p3;
+  assert.deepEqual(v2, { v: 2 });
+  assert.deepEqual(c.cacheInfo(), { hits: 1, misses: 2, maxSize: 128, currentSize: 1 });
+});
+
+Deno.test("cache() async: a hit returns a Promise of the cached value (identity kept)", async () => {
+  let n = 0;
+  const c = cache()(async (x: number) => {
+    n++;
+    await new Promise((r) => setTimeout(r, 5));
+    return { x };
+  });
+  const a = await c(7);
+  const hit = c(7);
+  assert.ok(hit instanceof Promise);
+  assert.equal(await hit, a);
+  assert.equal(n, 1);
+  assert.deepEqual(c.cacheInfo(), { hits: 1, misses: 1, maxSize: 128, currentSize: 1 });
+});
+
+Deno.test("cache() async: a rejection is shared by the waiters and never cached", async () => {
+  let n = 0;
+  const err = new Error("nope");
+  const c = cache()(async (_x: number) => {
+    n++;
+    await new Promise((r) => setTimeout(r, 5));
+    throw err;
+  });
+  const results = await Promise.allSettled([c(1), c(1), c(1)]);
+  assert.equal(n, 1);
+  for (const r of results) {
+    assert.equal(r.status, "rejected");
+    assert.equal((r as PromiseRejectedResult).reason, err);
+  }
+  await assert.rejects(c(1), (e) => e === err);
+  assert.equal(n, 2, "the next call computes again");
+  assert.deepEqual(c.cacheInfo(), { hits: 2, misses: 2, maxSize: 128, currentSize: 0 });
+});
+
+Deno.test("cache() async: a non-async function returning a promise is cached by value", async () => {
+  let n = 0;
+  const c = cache()((x: number) => {
+    n++;
+    return Promise.resolve(x + 1);
+  });
+  assert.equal(await c(1), 2);
+  assert.equal(await c(1), 2);
+  assert.equal(n, 1);
+});
+
+Deno.test("cache() async: cacheClear() while pending stores nothing from the old call", async () => {
+  let resolve!: (v: number) => void;
+  const c = cache()((_x: number) => new Promise<number>((r) => (resolve = r)));
+  const p = c(1);
+  c.cacheClear();
+  resolve(5);
+  assert.equal(await p, 5);
+  assert.equal(c.cacheInfo().currentSize, 0);
+});
+
+Deno.test("cache() as a method decorator keys on this and keeps the name", async () => {
+  class Users {
+    lookups = 0;
+    constructor(readonly prefix: string) {}
+    @cache({ maxSize: 128, ttl: 60_000 })
+    async find(id: number): Promise<string> {
+      this.lookups++;
+      await Promise.resolve();
+      return `${this.prefix}${id}`;
+    }
+    @cache()
+    label(id: number): string {
+      this.lookups++;
+      return `${this.prefix}:${id}`;
+    }
+  }
+  const a = new Users("a");
+  const b = new Users("b");
+  assert.equal(await a.find(1), "a1");
+  assert.equal(await a.find(1), "a1");
+  assert.equal(await b.find(1), "b1");
+  assert.equal(a.lookups, 1);
+  assert.equal(b.lookups, 1);
+  assert.equal(a.label(2), "a:2");
+  assert.equal(b.label(2), "b:2");
+  assert.equal(a.label(2), "a:2");
+  assert.equal(a.find.name, "find");
+  assert.equal(Users.prototype.label.name, "label");
+  const info = (a.find as unknown as { cacheInfo(): unknown }).cacheInfo();
+  assert.deepEqual(info, { hits: 1, misses: 2, maxSize: 128, currentSize: 2 });
+});
+
+Deno.test("cache() as a decorator on a non-method is a TypeError", () => {
+  assert.throws(
+    () => {
+      class X {
+        @(cache() as unknown as (v: undefined, c: ClassFieldDecoratorContext) => void)
+        field = 1;
+      }
+      new X();
+    },
+    TypeError,
+  );
+});
+
+Deno.test("cache() keys: types, SameValueZero, arity, arrays, objects, dates, bytes", () => {
+  const seen: unknown[][] = [];
+  const c = cache({ maxSize: 1000 })((...args: unknown[]) => {
+    seen.push(args);
+    return seen.length;
+  });
+  const distinct: unknown[][] = [
+    [1],
+    ["1"],
+    [1n],
+    [true],
+    [1, undefined],
+    [[1]],
+    [null],
+    [undefined],
+    [],
+    [{ a: 1 }],
+    [[["a", 1]]],
+    ["\ud800"],
+    ["\ufffd"],
+    [new Date(5)],
+    [5],
+    [new Uint8Array([1, 2])],
+    [new Uint8Array([1, 2]).buffer],
+    [[1, 2]],
+    ["ab"],
+    ["a", "b"],
+    [["a", "b"]],
+    [2 ** 40],
+    [1.5],
+    [NaN],
+    [-1],
+    ["é"],
+    ["\u0100"],
+    [{ a: "1" }],
+    [{ a: [1] }],
+    [{}],
+  ];
+  const results = distinct.map((args) => c(...args));
+  assert.equal(new Set(results).size, distinct.length, "every key is distinct");
+  assert.equal(c.cacheInfo().misses, distinct.length);
+  const same: [unknown[], unknown[]][] = [
+    [[0], [-0]],
+    [[NaN], [0 / 0]],
+    [[{ a: 1, b: 2 }], [{ b: 2, a: 1 }]],
+    [[[1, [2, { x: 3 }]]], [[1, [2, { x: 3 }]]]],
+    [[new Date(5)], [new Date(5)]],
+    [[new Uint8Array([1, 2])], [new Uint8Array([1, 2])]],
+    [[10n ** 30n], [10n ** 30n]],
+    [[Object.assign(Object.create(null), { k: 1 })], [{ k: 1 }]],
+  ];
+  for (const [a, b] of same) {
+    assert.equal(c(...a), c(...b), `${Deno.inspect(a)} and ${Deno.inspect(b)} are one key`);
+  }
+});
+
+Deno.test("cache() keys: other objects, functions and symbols by identity", () => {
+  class Point {
+    constructor(readonly x: number) {}
+  }
+  let n = 0;
+  const c = cache()((_v: unknown) => ++n);
+  const p = new Point(1);
+  assert.equal(c(p), c(p));
+  assert.notEqual(c(new Point(1)), c(p));
+  const f = (): void => {};
+  assert.equal(c(f), c(f));
+  const s = Symbol("s");
+  assert.equal(c(s), c(s));
+  assert.notEqual(c(Symbol("s")), c(s));
+  assert.equal(c(Symbol.for("reg")), c(Symbol.for("reg")));
+  const m = new Map([[1, 2]]);
+  assert.equal(c(m), c(m));
+  assert.notEqual(c(new Map([[1, 2]])), c(m));
+});
+
+Deno.test("cache() keys: a cyclic argument is a TypeError, not a stack overflow", () => {
+  const c = cache()((_v: unknown) => 1);
+  const a: unknown[] = [];
+  a.push(a);
+  assert.throws(() => c(a), TypeError);
+  const o: Record<string, unknown> = {};
+  o.self = { o };
+  assert.throws(() => c(o), /cyclic/);
+  const shared = { v: 1 };
+  assert.equal(c([shared, shared]), 1, "a repeated (acyclic) reference is fine");
+});
+
+Deno.test("cache() keys: the key option maps arguments to the key", () => {
+  let n = 0;
+  const c = cache({ key: (user: { id: number; name: string }) => user.id })(
+    (user: { id: number; name: string }) => `${user.name}#${++n}`,
+  );
+  assert.equal(c({ id: 1, name: "a" }), "a#1");
+  assert.equal(c({ id: 1, name: "b" }), "a#1");
+  assert.equal(c({ id: 2, name: "b" }), "b#2");
+});
+
+Deno.test("cache() reentrancy: recursion gets correct values and counts", () => {
+  const fib: CachedFunction<(n: number) => number> = cache({ maxSize: 1000 })(
+    (n: number): number => n < 2 ? n : fib(n - 1) + fib(n - 2),
+  );
+  assert.equal(fib(30), 832040);
+  assert.deepEqual(fib.cacheInfo(), { hits: 28, misses: 31, maxSize: 1000, currentSize: 31 });
+  assert.equal(fib(30), 832040);
+  assert.equal(fib.cacheInfo().hits, 29);
+});
+
+Deno.test("cache() reentrancy: nested cached functions with long keys do not clobber", () => {
+  const inner = cache()((s: string, depth: number): string => `${s.length}:${depth}`);
+  const outer = cache()((s: string): string => {
+    const a = inner(s + "x".repeat(300), 1);
+    const b = inner(s.toUpperCase() + "é".repeat(2), 2);
+    return `${s}|${a}|${b}`;
+  });
+  const long = "k".repeat(1000);
+  assert.equal(outer(long), `${long}|1300:1|1002:2`);
+  assert.equal(outer(long), `${long}|1300:1|1002:2`);
+  assert.equal(outer("ab"), "ab|302:1|4:2");
+  assert.deepEqual(outer.cacheInfo(), { hits: 1, misses: 2, maxSize: 128, currentSize: 2 });
+  assert.deepEqual(inner.cacheInfo(), { hits: 0, misses: 4, maxSize: 128, currentSize: 4 });
+});
+
+Deno.test("cache() reentrancy: a key getter that calls a cached function", () => {
+  const inner = cache()((x: number) => x * 10);
+  const outer = cache()((o: { v: number }) => o.v + 1);
+  const arg = {
+    get v(): number {
+      return inner(4);
+    },
+  };
+  assert.equal(outer(arg), 41);
+  assert.equal(outer({ v: 40 }), 41, "the getter's value was part of the key");
+});
+
+Deno.test("cache() rejects bad options at decoration time, naming option and value", async (t) => {
+  const cases: [unknown, ErrorConstructor | RangeErrorConstructor, RegExp][] = [
+    [{ maxSize: 0 }, RangeError, /maxSize.*received 0/],
+    [{ maxSize: -1 }, RangeError, /maxSize.*received -1/],
+    [{ maxSize: 1.5 }, RangeError, /maxSize.*received 1\.5/],
+    [{ maxSize: NaN }, RangeError, /maxSize.*received NaN/],
+    [{ maxSize: "10" }, TypeError, /maxSize.*received "10"/],
+    [{ ttl: 0 }, RangeError, /ttl.*received 0/],
+    [{ ttl: -5 }, RangeError, /ttl.*received -5/],
+    [{ ttl: NaN }, RangeError, /ttl.*received NaN/],
+    [{ ttl: Infinity }, RangeError, /ttl.*received Infinity/],
+    [{ ttl: "1s" }, TypeError, /ttl.*received "1s"/],
+    [{ backend: "disk" }, TypeError, /backend.*received "disk"/],
+    [{ backend: 7 }, TypeError, /backend.*received 7/],
+    [{ strategy: "random" }, TypeError, /strategy.*received "random"/],
+    [{ key: 5 }, TypeError, /key.*received 5/],
+    [{ name: "" }, TypeError, /name.*received ""/],
+    [{ maxKeySize: 0 }, RangeError, /maxKeySize.*received 0/],
+    [{ maxValueSize: -1 }, RangeError, /maxValueSize.*received -1/],
+    [{ maxValueSize: "big" }, TypeError, /maxValueSize.*received "big"/],
+    [{ backend: "shared", maxSize: Infinity }, RangeError, /maxSize.*received Infinity/],
+  ];
+  for (const [options, Kind, message] of cases) {
+    await t.step(Deno.inspect(options), () => {
+      assert.throws(() => cache(options as never), (e: unknown) => {
+        assert.ok(e instanceof Kind, `${Deno.inspect(e)} is a ${Kind.name}`);
+        assert.match((e as Error).message, message);
+        return true;
+      });
+    });
+  }
+});
+
+Deno.test("cache() accepts enum and string forms of backend and strategy", () => {
+  for (const backend of [Backend.Memory, "memory"] as const) {
+    for (const strategy of [Strategy.Sieve, "sieve", Strategy.Lru, "fifo", "mru"] as const) {
+      const c = cache({ backend, strategy, maxSize: 2 })((x: number) => x);
+      assert.equal(c(1), 1);
+      assert.equal(c(1), 1);
+      assert.equal(c.cacheInfo().hits, 1);
+    }
+  }
+});

@@ -1,0 +1,101 @@
+import assert from "node:assert/strict";
+import { bytesToKeyString, encodeKey, KeyWriter, MAX_KEY_DEPTH } from "../src/key_codec.ts";
+
+const hex = (b: Uint8Array): string =>
+  Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+
+Deno.test("encodeKey() numbers have one canonical encoding (SameValueZero)", () => {
+  assert.equal(hex(encodeKey([0])), hex(encodeKey([-0])));
+  assert.equal(hex(encodeKey([NaN])), hex(encodeKey([Number("x")])));
+  assert.notEqual(hex(encodeKey([1])), hex(encodeKey([1.0000001])));
+  assert.notEqual(hex(encodeKey([2 ** 31])), hex(encodeKey([-(2 ** 31)])));
+  assert.equal(hex(encodeKey([2 ** 31 - 1])).length, hex(encodeKey([1])).length, "int32 tag");
+});
+
+Deno.test("encodeKey() strings are lossless, lone surrogates included", () => {
+  const strings = ["", "a", "\u00ff", "\u0100", "\ud800", "\udc00", "\ufffd", "😀", "\ud83d"];
+  const seen = new Set(strings.map((s) => hex(encodeKey([s]))));
+  assert.equal(seen.size, strings.length);
+  // Same text, same bytes; a one-byte and a two-byte string never collide.
+  assert.equal(hex(encodeKey(["\u0100a"])), hex(encodeKey(["\u0100" + "a"])));
+  assert.notEqual(hex(encodeKey(["\u0001\u0000"])), hex(encodeKey(["\u0001"])));
+});
+
+Deno.test("encodeKey() shapes never collide: length prefixes and tags", () => {
+  const keys: unknown[][] = [
+    [["a", "b"]],
+    ["a", "b"],
+    [["ab"]],
+    [[["a"], "b"]],
+    [{ a: "b" }],
+    [["a", ["b"]]],
+    [new Uint8Array([97, 98])],
+    [new Uint8Array([97, 98]).buffer],
+    ["ab"],
+    [1n],
+    ["1"],
+    [new Date(0)],
+    [0],
+  ];
+  const seen = new Set(keys.map((k) => hex(encodeKey(k))));
+  assert.equal(seen.size, keys.length);
+});
+
+Deno.test("encodeKey() plain objects by sorted own enumerable keys", () => {
+  assert.equal(hex(encodeKey([{ b: 1, a: 2 }])), hex(encodeKey([{ a: 2, b: 1 }])));
+  const hidden = { a: 1 };
+  Object.defineProperty(hidden, "h", { value: 2, enumerable: false });
+  assert.equal(hex(encodeKey([hidden])), hex(encodeKey([{ a: 1 }])));
+  assert.notEqual(hex(encodeKey([{ a: undefined }])), hex(encodeKey([{}])));
+});
+
+Deno.test("encodeKey() with thisArg differs from the same call without it", () => {
+  const self = {};
+  assert.notEqual(hex(encodeKey([1], { thisArg: self })), hex(encodeKey([1])));
+  assert.equal(hex(encodeKey([1], { thisArg: self })), hex(encodeKey([1], { thisArg: self })));
+});
+
+Deno.test("encodeKey() shared: identity-keyed values are a TypeError naming position and type", () => {
+  class Widget {}
+  assert.throws(
+    () => encodeKey([1, new Widget()], { shared: true }),
+    (e: unknown) =>
+      e instanceof TypeError && /argument 1/.test(e.message) && /Widget/.test(e.message),
+  );
+  assert.throws(() => encodeKey([() => 1], { shared: true }), /argument 0.*function/);
+  assert.throws(() => encodeKey([Symbol("s")], { shared: true }), /argument 0.*Symbol\(s\)/);
+  assert.throws(() => encodeKey([[new Map()]], { shared: true }), /argument 0.*Map/);
+  // Value-keyed types are fine.
+  encodeKey([1, "s", [1, { a: new Date(1) }], new Uint8Array(3), 5n, null], { shared: true });
+});
+
+Deno.test("encodeKey() cycles and excessive depth are TypeErrors", () => {
+  const a: unknown[] = [];
+  a.push([a]);
+  assert.throws(() => encodeKey([a]), /cyclic.*argument 0/);
+  let deep: unknown = 1;
+  for (let i = 0; i < MAX_KEY_DEPTH + 5; i++) deep = [deep];
+  assert.throws(() => encodeKey([0, deep]), /argument 1.*deeper/);
+  let ok: unknown = 1;
+  for (let i = 0; i < MAX_KEY_DEPTH - 1; i++) ok = [ok];
+  encodeKey([ok]);
+});
+
+Deno.test("KeyWriter grows for long keys and reports the length", () => {
+  const w = new KeyWriter(8);
+  const s = "x".repeat(10_000);
+  const len = w.call(undefined, false, [s, s]);
+  assert.equal(len, 1 + 4 + 2 * (5 + 10_000));
+  assert.ok(w.buf.length >= len);
+});
+
+Deno.test("bytesToKeyString() is lossless and injective over bytes", () => {
+  const bytes = new Uint8Array(10_000).map((_, i) => (i * 7) & 0xff);
+  const s = bytesToKeyString(bytes, bytes.length);
+  assert.equal(s.length, bytes.length);
+  for (let i = 0; i < bytes.length; i += 997) assert.equal(s.charCodeAt(i), bytes[i]);
+  assert.notEqual(
+    bytesToKeyString(new Uint8Array([0x80]), 1),
+    bytesToKeyString(new Uint8Array([0x81]), 1),
+  );
+});
