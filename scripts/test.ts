@@ -1,0 +1,91 @@
+/**
+ * `deno task test`: every test, in three runs.
+ *
+ * 1. the whole suite (unit, doc examples, cross-process, fault injection) with the native
+ *    engine (`WARP_CACHE_ENGINE=native`), after an incremental `cargo build --release`;
+ * 2. the memory suites again with the TypeScript engine (`WARP_CACHE_ENGINE=ts`): the same
+ *    files, parameterised by the environment, not copied;
+ * 3. the memory suite without `--allow-ffi` (nor `--allow-run`/`--allow-write`), where the
+ *    library cannot load and the TypeScript store must take over silently.
+ *
+ * Prints a closing `N passed, N failed` line and exits non-zero when a run fails.
+ *
+ * @module
+ */
+
+import { build } from "./build.ts";
+
+const root = new URL("../", import.meta.url).pathname;
+
+/** The files whose behaviour must be the same on both engines. */
+const MEMORY_SUITES = [
+  "tests/cache_test.ts",
+  "tests/key_codec_test.ts",
+  "tests/ts_store_test.ts",
+  "tests/sieve_cache_test.ts",
+  "tests/no_ffi_test.ts",
+];
+
+interface Run {
+  label: string;
+  args: string[];
+  env: Record<string, string>;
+}
+
+const runs: Run[] = [
+  {
+    label: "native engine, whole suite",
+    args: ["test", "-A", "--parallel", "--doc", "tests/", "src/", "mod.ts"],
+    env: { WARP_CACHE_ENGINE: "native" },
+  },
+  {
+    label: "TypeScript engine, memory suites",
+    args: ["test", "-A", "--parallel", ...MEMORY_SUITES],
+    env: { WARP_CACHE_ENGINE: "ts" },
+  },
+  {
+    label: "no --allow-ffi, memory suite",
+    args: ["test", "--allow-read", "--allow-env", "tests/cache_test.ts", "tests/no_ffi_test.ts"],
+    env: { WARP_CACHE_ENGINE: "" },
+  },
+];
+
+function stripAnsi(s: string): string {
+  // deno-lint-ignore no-control-regex
+  return s.replace(/\x1b\[[0-9;]*m/g, "");
+}
+
+if (import.meta.main) {
+  await build();
+  let passed = 0;
+  let failed = 0;
+  let ok = true;
+  const extra = Deno.args;
+  for (const run of runs) {
+    console.log(`\n=== ${run.label}: deno ${run.args.join(" ")}`);
+    const child = new Deno.Command(Deno.execPath(), {
+      args: [...run.args, ...extra],
+      cwd: root,
+      env: { ...run.env, NO_COLOR: "1" },
+      clearEnv: false,
+      stdout: "piped",
+      stderr: "inherit",
+    }).spawn();
+    const decoder = new TextDecoder();
+    let tail = "";
+    for await (const chunk of child.stdout) {
+      const text = decoder.decode(chunk, { stream: true });
+      await Deno.stdout.write(chunk);
+      tail = (tail + text).slice(-4000);
+    }
+    const status = await child.status;
+    const m = stripAnsi(tail).match(/(\d+) passed(?: \(\d+ steps?\))? \| (\d+) failed/);
+    if (m) {
+      passed += Number(m[1]);
+      failed += Number(m[2]);
+    }
+    if (!status.success) ok = false;
+  }
+  console.log(`\n${passed} passed, ${failed} failed`);
+  if (!ok || failed > 0) Deno.exit(1);
+}
