@@ -20,4 +20,6 @@
 export { cache } from "./src/cache.ts";
 export type { CacheDecorator, CachedFunction, CacheInfo, SharedCacheInfo } from "./src/cache.ts";
 export { Backend, Strategy } from "./src/options.ts";
+export { SieveCache } from "./src/sieve_cache.ts";
 export type { CacheOptions } from "./src/options.ts";
+export type { SieveCacheOptions } from "./src/sieve_cache.ts";

@@ -1,0 +1,306 @@
+/**
+ * The SIEVE queue shared by the TypeScript stores ({@linkcode TsSieveStore} and
+ * {@linkcode SieveCache}): a slab of numbered slots linked from the newest entry (head) to
+ * the oldest (tail), with visited bits, insertion times and the SIEVE hand. It knows
+ * nothing of keys: each user keeps its own index from keys to slot numbers, and removes
+ * the victim that {@linkcode SieveQueue.evict} returns from it.
+ *
+ * This is a line-for-line port of `rust/src/sieve.rs` (`SieveStore`), so that the
+ * TypeScript fallback and the native store agree on every eviction: the same queue, the
+ * same hand movements, the same free-slot reuse (last freed, first reused).
+ *
+ * @module
+ */
+
+/** No slot: the end of the queue, or no hand. */
+export const NIL = -1;
+
+/** Eviction policy, numbered as in `rust/src/sieve.rs` (`Policy`) and `Strategy`. */
+export type Policy = 0 | 1 | 2 | 3;
+/** SIEVE: a hit sets the visited bit; the hand evicts the first unvisited entry. */
+export const SIEVE = 0;
+/** Least recently used: a hit moves the entry to the head; evict the tail. */
+export const LRU = 1;
+/** Most recently used: a hit moves the entry to the head; evict the head. */
+export const MRU = 2;
+/** First in, first out: hits move nothing; evict the tail. */
+export const FIFO = 3;
+
+/** Slots allocated up front, at most; the slab then doubles up to the capacity. */
+const INITIAL_SLOTS = 1024;
+
+/** Renders an option value for an error message without ever throwing. */
+export function describe(value: unknown): string {
+  if (typeof value === "string") return JSON.stringify(value);
+  if (typeof value === "bigint") return `${value}n`;
+  try {
+    return String(value);
+  } catch {
+    return Object.prototype.toString.call(value);
+  }
+}
+
+/**
+ * Checks a `maxSize` option: a positive integer or `Infinity`.
+ *
+ * @throws {TypeError} If `value` is not a number.
+ * @throws {RangeError} If `value` is not a positive integer nor `Infinity`.
+ */
+export function checkMaxSize(owner: string, value: unknown): number {
+  if (typeof value !== "number") {
+    throw new TypeError(
+      `Cannot create ${owner}: maxSize must be a positive integer or Infinity: received ${
+        describe(value)
+      }`,
+    );
+  }
+  if (!(value === Infinity || (Number.isInteger(value) && value > 0))) {
+    throw new RangeError(
+      `Cannot create ${owner}: maxSize must be a positive integer or Infinity: received ${value}`,
+    );
+  }
+  return value;
+}
+
+/**
+ * Checks a `ttl` option: `undefined`, or a positive finite number of milliseconds.
+ *
+ * @throws {TypeError} If `value` is neither `undefined` nor a number.
+ * @throws {RangeError} If `value` is 0, negative, `NaN` or infinite.
+ */
+export function checkTtl(owner: string, value: unknown): number | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== "number") {
+    throw new TypeError(
+      `Cannot create ${owner}: ttl must be a positive finite number of milliseconds: received ${
+        describe(value)
+      }`,
+    );
+  }
+  if (!(Number.isFinite(value) && value > 0)) {
+    throw new RangeError(
+      `Cannot create ${owner}: ttl must be a positive finite number of milliseconds: received ${value}`,
+    );
+  }
+  return value;
+}
+
+/**
+ * Slots linked from the newest (head) to the oldest (tail) entry, with SIEVE (or LRU,
+ * MRU, FIFO) eviction and optional TTL. Time is given by the caller, in ms on any clock
+ * that does not go backwards; an entry is expired when `now - insertedAt >= ttl`.
+ *
+ * Fields are public for the two stores in this package (hot paths); nothing outside
+ * `src/` may use this class.
+ */
+export class SieveQueue {
+  /** Most entries kept (`Infinity`: unbounded). */
+  readonly capacity: number;
+  /** Eviction policy. */
+  readonly policy: Policy;
+  /** Whether entries expire. */
+  readonly hasTtl: boolean;
+  /** Age in ms at which an entry expires (`Infinity` without TTL). */
+  readonly ttl: number;
+  /** Towards the head (newer entry), or {@linkcode NIL}; by slot. */
+  newer: Int32Array;
+  /** Towards the tail (older entry), or {@linkcode NIL}; by slot. */
+  older: Int32Array;
+  /** SIEVE visited bits (1 = visited); by slot. */
+  visited: Uint8Array;
+  /** Insertion times in ms; by slot. */
+  insertedAt: Float64Array;
+  /** Newest entry. */
+  head: number = NIL;
+  /** Oldest entry. */
+  tail: number = NIL;
+  /** Where the next SIEVE scan starts ({@linkcode NIL}: at the tail). */
+  hand: number = NIL;
+  /** Live entries. */
+  size = 0;
+  /** Slots ever handed out since creation or the last clear (the Rust `nodes.len()`). */
+  slots = 0;
+  /** Freed slots, reused last freed first. */
+  free: number[] = [];
+
+  /**
+   * @param capacity Most entries kept: a positive integer or `Infinity` (checked by the
+   *   caller).
+   * @param ttl Age in ms at which an entry expires, or `undefined` for never (checked by
+   *   the caller).
+   * @param policy Eviction policy.
+   */
+  constructor(capacity: number, ttl: number | undefined, policy: Policy) {
+    this.capacity = capacity;
+    this.policy = policy;
+    this.hasTtl = ttl !== undefined;
+    this.ttl = ttl ?? Infinity;
+    const n = Math.min(capacity, INITIAL_SLOTS);
+    this.newer = new Int32Array(n);
+    this.older = new Int32Array(n);
+    this.visited = new Uint8Array(n);
+    this.insertedAt = new Float64Array(n);
+  }
+
+  /** Whether the entry at `slot` is expired at `now` (ms). */
+  expired(slot: number, now: number): boolean {
+    return this.hasTtl && now - this.insertedAt[slot]! >= this.ttl;
+  }
+
+  /** Records a hit on `slot`: SIEVE sets its visited bit, LRU and MRU move it to the head. */
+  hit(slot: number): void {
+    const policy = this.policy;
+    if (policy === SIEVE) {
+      this.visited[slot] = 1;
+    } else if (policy !== FIFO && this.head !== slot) {
+      this.#unlink(slot);
+      this.#pushHead(slot);
+    }
+  }
+
+  /**
+   * Takes a slot for a new entry inserted at `now` and puts it at the head. The caller
+   * must first make room with {@linkcode SieveQueue.evict} when `size >= capacity`.
+   */
+  add(now: number): number {
+    let slot = this.free.pop();
+    if (slot === undefined) {
+      slot = this.slots++;
+      if (slot >= this.newer.length) this.#grow();
+    }
+    this.insertedAt[slot] = now;
+    this.visited[slot] = 0;
+    this.#pushHead(slot);
+    this.size++;
+    return slot;
+  }
+
+  /**
+   * Removes one entry by the policy and frees its slot, which it returns ({@linkcode NIL}
+   * when empty). The caller removes that slot from its index.
+   */
+  evict(): number {
+    if (this.size === 0) return NIL;
+    const policy = this.policy;
+    const victim = policy === SIEVE ? this.#sieveVictim() : policy === MRU ? this.head : this.tail;
+    this.remove(victim);
+    return victim;
+  }
+
+  /** Removes the entry at `slot` from the queue and frees the slot. */
+  remove(slot: number): void {
+    if (this.hand === slot) this.hand = this.newer[slot]!;
+    this.#unlink(slot);
+    this.free.push(slot);
+    this.size--;
+  }
+
+  /** Removes every entry and forgets every slot. */
+  clear(): void {
+    this.head = NIL;
+    this.tail = NIL;
+    this.hand = NIL;
+    this.size = 0;
+    this.slots = 0;
+    this.free = [];
+    if (this.newer.length > INITIAL_SLOTS) {
+      const n = Math.min(this.capacity, INITIAL_SLOTS);
+      this.newer = new Int32Array(n);
+      this.older = new Int32Array(n);
+      this.visited = new Uint8Array(n);
+      this.insertedAt = new Float64Array(n);
+    }
+  }
+
+  /** Live slots from the head (newest) to the tail (oldest). */
+  order(): number[] {
+    const out: number[] = [];
+    for (let slot = this.head; slot !== NIL; slot = this.older[slot]!) out.push(slot);
+    return out;
+  }
+
+  /**
+   * Checks the invariants: the queue links both ways, the hand is on it, its length is
+   * `size`, free and live slots partition the slab, and `isIndexed` holds for each live
+   * slot. Throws an `Error` on the first violation (tests only).
+   */
+  validate(isIndexed: (slot: number) => boolean): void {
+    const fail = (what: string): never => {
+      throw new Error(`SieveQueue invariant violated: ${what}`);
+    };
+    const live = new Set<number>();
+    let prev = NIL;
+    let handSeen = this.hand === NIL;
+    for (let slot = this.head; slot !== NIL; slot = this.older[slot]!) {
+      if (slot < 0 || slot >= this.slots) fail(`slot ${slot} out of the slab`);
+      if (live.has(slot)) fail(`slot ${slot} twice on the queue`);
+      if (this.newer[slot] !== prev) fail(`broken newer link at slot ${slot}`);
+      if (!isIndexed(slot)) fail(`slot ${slot} on the queue but not indexed`);
+      if (slot === this.hand) handSeen = true;
+      live.add(slot);
+      prev = slot;
+      if (live.size > this.size) fail("queue longer than size");
+    }
+    if (this.tail !== prev) fail("tail is not the last entry");
+    if (live.size !== this.size) fail("queue length differs from size");
+    if (!handSeen) fail("hand is not on the queue");
+    if (this.size > this.capacity) fail("more entries than capacity");
+    if (this.size + this.free.length !== this.slots) fail("slab leak");
+    for (const slot of this.free) if (live.has(slot)) fail(`free slot ${slot} is live`);
+    if (this.policy !== SIEVE && this.hand !== NIL) fail("hand moved outside SIEVE");
+  }
+
+  /**
+   * The SIEVE hand scan: from the hand (or the tail) towards the head, clearing visited
+   * bits, wrapping to the tail; stops at the first unvisited entry, which it returns.
+   */
+  #sieveVictim(): number {
+    const visited = this.visited;
+    const newer = this.newer;
+    let slot = this.hand === NIL ? this.tail : this.hand;
+    while (visited[slot] === 1) {
+      visited[slot] = 0;
+      const next = newer[slot]!;
+      slot = next === NIL ? this.tail : next;
+    }
+    // The hand stays where the scan stopped: just past the victim, towards the head.
+    this.hand = newer[slot]!;
+    return slot;
+  }
+
+  #unlink(slot: number): void {
+    const newer = this.newer[slot]!;
+    const older = this.older[slot]!;
+    if (newer === NIL) this.head = older;
+    else this.older[newer] = older;
+    if (older === NIL) this.tail = newer;
+    else this.newer[older] = newer;
+    this.newer[slot] = NIL;
+    this.older[slot] = NIL;
+  }
+
+  #pushHead(slot: number): void {
+    const oldHead = this.head;
+    this.newer[slot] = NIL;
+    this.older[slot] = oldHead;
+    if (oldHead === NIL) this.tail = slot;
+    else this.newer[oldHead] = slot;
+    this.head = slot;
+  }
+
+  #grow(): void {
+    const n = Math.min(this.capacity, this.newer.length * 2);
+    const newer = new Int32Array(n);
+    newer.set(this.newer);
+    this.newer = newer;
+    const older = new Int32Array(n);
+    older.set(this.older);
+    this.older = older;
+    const visited = new Uint8Array(n);
+    visited.set(this.visited);
+    this.visited = visited;
+    const insertedAt = new Float64Array(n);
+    insertedAt.set(this.insertedAt);
+    this.insertedAt = insertedAt;
+  }
+}
