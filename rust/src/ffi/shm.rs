@@ -1,1 +1,349 @@
-//! Exports of the shared store (`warp_shm_*`). Not written yet.
+//! Exports of the shared store (`warp_shm_*`), thin wrappers over [`crate::shm::ShmStore`].
+//!
+//! A handle is a `Box<ShmStore>` owned by JavaScript between `warp_shm_open` and
+//! `warp_shm_close`. Every function taking a handle accepts null (an error, or a no-op
+//! for close).
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use super::{guarded, key_slice};
+use crate::error::{Status, fail};
+use crate::shm::{Get, Set, ShmError, ShmStore};
+
+/// `now` as given, or Unix time from the library when the caller passes `NaN`: a clock
+/// that every process agrees on.
+#[inline]
+fn wall_now(now: f64) -> f64 {
+    if now.is_nan() {
+        crate::clock::wall_ms()
+    } else {
+        now
+    }
+}
+
+/// Number of `f64` fields written by `warp_shm_info`.
+pub const SHM_INFO_FIELDS: usize = 8;
+
+fn failed(e: &ShmError) -> i32 {
+    fail(e.status, e.message.clone())
+}
+
+/// Runs `f` on the store behind `h`.
+///
+/// # Safety
+/// - `h` must be null or a live pointer returned by `warp_shm_open`.
+unsafe fn with_shm(h: *const ShmStore, f: impl FnOnce(&ShmStore) -> i32) -> i32 {
+    if h.is_null() {
+        return fail(Status::InvalidArgument, "shared store handle is null");
+    }
+    // SAFETY: the caller guarantees `h` came from `warp_shm_open` and was not closed.
+    let store = unsafe { &*h };
+    guarded(|| f(store))
+}
+
+/// Opens (creating or recreating it if needed) the shared cache file whose path is the
+/// bytes `path[..path_len]`, for at most `capacity` entries (1 to 2^24), keys up to
+/// `max_key_size` bytes (1 to 1 MiB) and values up to `max_value_size` bytes (1 to
+/// 64 MiB). Entries expire `ttl_ms` ms after insertion as judged by this handle
+/// (`<= 0` or not finite: never); the TTL is not part of the file. Creates the parent
+/// directory (mode 0700) if it is missing. Returns null on failure, with the reason in
+/// `warp_last_error` (a symbolic link, a file of another user, a full file system,
+/// bad sizes...).
+///
+/// # Safety
+/// - `path` must be valid for reads of `path_len` bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn warp_shm_open(
+    path: *const u8,
+    path_len: u32,
+    capacity: u32,
+    max_key_size: u32,
+    max_value_size: u32,
+    ttl_ms: f64,
+) -> *mut ShmStore {
+    // SAFETY: the caller guarantees `path` is valid for `path_len` bytes.
+    let bytes = unsafe { key_slice(path, path_len) };
+    let mut handle: *mut ShmStore = std::ptr::null_mut();
+    guarded(|| {
+        if bytes.is_empty() {
+            return fail(
+                Status::InvalidArgument,
+                "Cannot open a shared cache: the path is empty",
+            );
+        }
+        let path = Path::new(OsStr::from_bytes(bytes));
+        match ShmStore::open(path, capacity, max_key_size, max_value_size, ttl_ms) {
+            Ok(store) => {
+                handle = Box::into_raw(Box::new(store));
+                Status::Ok as i32
+            }
+            Err(e) => failed(&e),
+        }
+    });
+    handle
+}
+
+/// Closes a handle (unmaps the file; the file stays). Null is a no-op.
+///
+/// # Safety
+/// - `h` must be null or a pointer returned by `warp_shm_open`, not closed before, and
+///   not used after this call.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn warp_shm_close(h: *mut ShmStore) {
+    if h.is_null() {
+        return;
+    }
+    // SAFETY: `h` came from `Box::into_raw` in `warp_shm_open` and is closed once.
+    let store = unsafe { Box::from_raw(h) };
+    guarded(|| {
+        drop(store);
+        Status::Ok as i32
+    });
+}
+
+/// Looks `key[..key_len]` up at time `now` (ms; `NaN` = Unix time read by the library) and copies its value into
+/// `out[..out_cap]`. Returns the value length (`>= 0`) on a hit, `-1` on a miss (absent,
+/// expired or corrupt; counted), `BufferTooSmall` (-7, not counted, the needed size in
+/// the message) when `out_cap` is less than the value length, or another negative
+/// status.
+///
+/// # Safety
+/// - `h` must be null or live (see `warp_shm_open`); `key` valid for `key_len` bytes;
+///   `out` valid for writes of `out_cap` bytes (or `out_cap` 0), not overlapping `key`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn warp_shm_get(
+    h: *const ShmStore,
+    key: *const u8,
+    key_len: u32,
+    out: *mut u8,
+    out_cap: u32,
+    now: f64,
+) -> i32 {
+    // SAFETY: the caller guarantees `key` is valid for `key_len` bytes.
+    let key = unsafe { key_slice(key, key_len) };
+    let out: &mut [u8] = if out.is_null() || out_cap == 0 {
+        &mut []
+    } else {
+        // SAFETY: the caller guarantees `out` is valid for writes of `out_cap` bytes and
+        // does not overlap `key`.
+        unsafe { std::slice::from_raw_parts_mut(out, out_cap as usize) }
+    };
+    // SAFETY: forwarded caller guarantee on `h`.
+    unsafe {
+        with_shm(h, |s| match s.get(key, out, wall_now(now)) {
+            Ok(Get::Hit(n)) => i32::try_from(n).unwrap_or(i32::MAX),
+            Ok(Get::Miss) => Status::Miss as i32,
+            Ok(Get::TooSmall(n)) => fail(
+                Status::BufferTooSmall,
+                format!(
+                    "Cannot copy a shared cache value: it needs {n} bytes, the buffer has {out_cap}"
+                ),
+            ),
+            Err(e) => failed(&e),
+        })
+    }
+}
+
+/// Stores `key[..key_len] -> value[..value_len]` inserted at `now` (ms); an existing key
+/// gets the new value and insertion time; a full store evicts one entry by SIEVE.
+/// Returns 0 when stored, 1 when skipped because the key or value exceeds the slot sizes
+/// (counted as an oversize skip), or a negative status.
+///
+/// # Safety
+/// - `h` must be null or live (see `warp_shm_open`); `key` valid for `key_len` bytes,
+///   `value` for `value_len` bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn warp_shm_set(
+    h: *const ShmStore,
+    key: *const u8,
+    key_len: u32,
+    value: *const u8,
+    value_len: u32,
+    now: f64,
+) -> i32 {
+    // SAFETY: the caller guarantees both ranges are valid for reads.
+    let (key, value) = unsafe { (key_slice(key, key_len), key_slice(value, value_len)) };
+    // SAFETY: forwarded caller guarantee on `h`.
+    unsafe {
+        with_shm(h, |s| match s.set(key, value, wall_now(now)) {
+            Ok(Set::Stored) => 0,
+            Ok(Set::Skipped) => 1,
+            Err(e) => failed(&e),
+        })
+    }
+}
+
+/// Removes `key[..key_len]`. Returns 0 when it was present, -1 when absent, or a
+/// negative status.
+///
+/// # Safety
+/// - `h` must be null or live (see `warp_shm_open`); `key` valid for `key_len` bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn warp_shm_delete(h: *const ShmStore, key: *const u8, key_len: u32) -> i32 {
+    // SAFETY: the caller guarantees `key` is valid for `key_len` bytes.
+    let key = unsafe { key_slice(key, key_len) };
+    // SAFETY: forwarded caller guarantee on `h`.
+    unsafe {
+        with_shm(h, |s| match s.delete(key) {
+            Ok(true) => Status::Ok as i32,
+            Ok(false) => Status::Miss as i32,
+            Err(e) => failed(&e),
+        })
+    }
+}
+
+/// Removes every entry of the file (for every process) and resets every counter,
+/// oversize skips included. Returns 0 or a negative status.
+///
+/// # Safety
+/// - `h` must be null or live (see `warp_shm_open`).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn warp_shm_clear(h: *const ShmStore) -> i32 {
+    // SAFETY: forwarded caller guarantee on `h`.
+    unsafe {
+        with_shm(h, |s| match s.clear() {
+            Ok(()) => Status::Ok as i32,
+            Err(e) => failed(&e),
+        })
+    }
+}
+
+/// Writes 8 little-endian `f64` (64 bytes) into `out`: hits, misses, oversize skips,
+/// current length, capacity, evictions, max key size, max value size. Counters are the
+/// totals of every process since creation or the last clear. Returns 0 or a negative
+/// status.
+///
+/// # Safety
+/// - `h` must be null or live (see `warp_shm_open`); `out` valid for writes of 64 bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn warp_shm_info(h: *const ShmStore, out: *mut u8) -> i32 {
+    if out.is_null() {
+        return fail(Status::InvalidArgument, "info buffer is null");
+    }
+    // SAFETY: forwarded caller guarantee on `h`.
+    unsafe {
+        with_shm(h, |s| {
+            let i = s.info();
+            let fields: [f64; SHM_INFO_FIELDS] = [
+                i.hits as f64,
+                i.misses as f64,
+                i.oversize_skips as f64,
+                i.len as f64,
+                i.capacity as f64,
+                i.evictions as f64,
+                i.max_key_size as f64,
+                i.max_value_size as f64,
+            ];
+            let mut bytes = [0u8; SHM_INFO_FIELDS * 8];
+            for (chunk, v) in bytes.chunks_exact_mut(8).zip(fields) {
+                chunk.copy_from_slice(&v.to_le_bytes());
+            }
+            // SAFETY: the caller guarantees `out` is valid for 64 bytes of writes.
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), out, bytes.len());
+            Status::Ok as i32
+        })
+    }
+}
+
+/// Turns one counted miss into a hit (a call that joined another call's pending
+/// computation): misses -= 1 (not below 0), hits += 1. Returns 0 or a negative status.
+///
+/// # Safety
+/// - `h` must be null or live (see `warp_shm_open`).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn warp_shm_count_hit(h: *const ShmStore) -> i32 {
+    // SAFETY: forwarded caller guarantee on `h`.
+    unsafe {
+        with_shm(h, |s| {
+            s.count_hit();
+            Status::Ok as i32
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::last_error;
+
+    fn info(h: *const ShmStore) -> [f64; 8] {
+        let mut out = [0u8; 64];
+        // SAFETY: `h` is live and `out` holds 64 bytes.
+        assert_eq!(unsafe { warp_shm_info(h, out.as_mut_ptr()) }, 0);
+        let mut f = [0f64; 8];
+        for (v, c) in f.iter_mut().zip(out.chunks_exact(8)) {
+            *v = f64::from_le_bytes(c.try_into().unwrap());
+        }
+        f
+    }
+
+    #[test]
+    fn shared_store_round_trip_through_the_c_abi() {
+        let dir = std::env::temp_dir().join(format!("warp-shm-ffi-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("c");
+        let p = path.as_os_str().as_bytes();
+        // SAFETY: every pointer below is valid for the length passed with it, and `h` is
+        // live until closed.
+        unsafe {
+            let h = warp_shm_open(p.as_ptr(), p.len() as u32, 4, 16, 32, 0.0);
+            assert!(!h.is_null(), "{}", last_error());
+            let k = b"key";
+            let mut out = [0u8; 32];
+            assert_eq!(
+                warp_shm_get(h, k.as_ptr(), 3, out.as_mut_ptr(), 32, 0.0),
+                -1
+            );
+            assert_eq!(warp_shm_set(h, k.as_ptr(), 3, b"val".as_ptr(), 3, 0.0), 0);
+            assert_eq!(warp_shm_get(h, k.as_ptr(), 3, out.as_mut_ptr(), 32, 0.0), 3);
+            assert_eq!(&out[..3], b"val");
+            assert_eq!(
+                warp_shm_get(h, k.as_ptr(), 3, out.as_mut_ptr(), 2, 0.0),
+                Status::BufferTooSmall as i32
+            );
+            assert!(last_error().contains("3 bytes"), "{}", last_error());
+            assert_eq!(
+                warp_shm_set(h, k.as_ptr(), 3, [0u8; 33].as_ptr(), 33, 0.0),
+                1
+            );
+            assert_eq!(warp_shm_count_hit(h), 0);
+            assert_eq!(info(h), [2.0, 0.0, 1.0, 1.0, 4.0, 0.0, 16.0, 32.0]);
+            assert_eq!(warp_shm_delete(h, k.as_ptr(), 3), 0);
+            assert_eq!(warp_shm_delete(h, k.as_ptr(), 3), -1);
+            assert_eq!(warp_shm_clear(h), 0);
+            assert_eq!(info(h), [0.0, 0.0, 0.0, 0.0, 4.0, 0.0, 16.0, 32.0]);
+            warp_shm_close(h);
+            warp_shm_close(std::ptr::null_mut());
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn bad_arguments_give_null_or_status_with_a_message() {
+        // SAFETY: null handles and empty paths are accepted by contract.
+        unsafe {
+            assert!(warp_shm_open(std::ptr::null(), 0, 4, 16, 16, 0.0).is_null());
+            assert!(last_error().contains("empty"));
+            let p = b"/tmp/warp-shm-ffi-bad";
+            assert!(warp_shm_open(p.as_ptr(), p.len() as u32, 0, 16, 16, 0.0).is_null());
+            assert!(last_error().contains("capacity"), "{}", last_error());
+            assert_eq!(
+                warp_shm_get(
+                    std::ptr::null(),
+                    std::ptr::null(),
+                    0,
+                    std::ptr::null_mut(),
+                    0,
+                    0.0
+                ),
+                Status::InvalidArgument as i32
+            );
+            assert_eq!(
+                warp_shm_clear(std::ptr::null()),
+                Status::InvalidArgument as i32
+            );
+        }
+    }
+}

@@ -1,1 +1,393 @@
-//! Cross-process store in a memory-mapped file (see `layout`, `region`).
+//! Cross-process store in a memory-mapped file (unix only).
+//!
+//! - [`layout`]: the `#[repr(C)]` header and slot header, sizes pinned by const asserts.
+//! - [`region`]: opening, creating and validating the file, and mapping it.
+//! - [`lock`]: the write lock (owner pid and start time, dead-owner takeover).
+//! - [`table`]: the hash table, slots and SIEVE queue inside the mapping.
+//!
+//! Concurrency design:
+//! - Readers take no lock. A sequence counter in the header is odd while a writer
+//!   changes anything; a reader loads it, looks the key up and copies the value into
+//!   its own buffer, then loads it again and retries when it changed. After a bounded
+//!   number of retries (a writer that keeps the counter odd) it falls back to taking
+//!   the lock. A value is returned only when its checksum verifies on the copy that is
+//!   returned. Hits set the SIEVE visited bit with a relaxed store, without the lock.
+//! - Writers take the lock word in the header (see [`lock`]), make the counter odd, write,
+//!   make it even, and release. A writer that finds the counter odd on taking the lock
+//!   knows its predecessor died (or panicked) mid-write, and rebuilds the structure from
+//!   the slots whose checksums verify before going on (see [`table::Table::rebuild`]).
+//! - Counters (hits, misses, oversize skips, evictions) are atomics in the header, so
+//!   their totals are exact across processes.
+//! - The TTL is a setting of the handle, not of the file: processes that open the same
+//!   file with different TTLs each judge freshness by their own TTL.
+//!
+//! ## Safety
+//! Mapping a file is unsafe because the file can be modified, in or out of process, at
+//! any time. This module reads the file only through atomics, raw-pointer copies that are
+//! validated afterwards (sequence counter, checksum), or under the cross-process lock,
+//! and bounds-checks every index it reads from the file against its own copy of the
+//! parameters. Truncating the file from outside (which no code of ours does: bad files
+//! are replaced by rename) would still raise `SIGBUS` in processes that map it.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{Ordering, fence};
+
+use crate::error::Status;
+
+pub mod layout;
+pub mod lock;
+pub mod region;
+pub mod table;
+
+use layout::Params;
+use region::Region;
+use table::{Corrupt, Read, Table, mark_visited};
+
+/// Lock-free read attempts before a reader falls back to the lock.
+const READ_ATTEMPTS: u32 = 256;
+
+/// An error of the shared store: a status for the C ABI and a message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShmError {
+    pub status: Status,
+    pub message: String,
+}
+
+impl ShmError {
+    pub fn new(status: Status, message: impl Into<String>) -> ShmError {
+        ShmError {
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for ShmError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// Result of [`ShmStore::get`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Get {
+    /// Fresh entry; its value (this many bytes) is at the start of the output buffer.
+    Hit(usize),
+    /// Absent, expired or corrupt (counted as a miss).
+    Miss,
+    /// Present, but the value needs this many bytes, more than the buffer holds (not
+    /// counted).
+    TooSmall(usize),
+}
+
+/// Result of [`ShmStore::set`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Set {
+    /// Stored (inserted or replaced).
+    Stored,
+    /// Not stored: the key or value is larger than the slot sizes (counted).
+    Skipped,
+}
+
+/// Counters and sizes of a shared store.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Info {
+    pub hits: u64,
+    pub misses: u64,
+    pub oversize_skips: u64,
+    pub len: u64,
+    pub capacity: u64,
+    pub evictions: u64,
+    pub max_key_size: u64,
+    pub max_value_size: u64,
+}
+
+/// A handle on a shared cache file: one mapping, usable from any thread.
+pub struct ShmStore {
+    // `table` points into `region`'s mapping; both are dropped together.
+    table: Table,
+    _region: Region,
+    ttl_ms: Option<f64>,
+    path: PathBuf,
+}
+
+/// Releases the write lock when dropped, also while unwinding from a panic (then the
+/// sequence counter stays odd and the next writer rebuilds).
+struct Unlock<'a>(&'a std::sync::atomic::AtomicU64, lock::Held);
+
+impl Drop for Unlock<'_> {
+    fn drop(&mut self) {
+        lock::release(self.0, self.1);
+    }
+}
+
+impl ShmStore {
+    /// Opens the cache file at `path` (creating or recreating it; see [`region`]) for at
+    /// most `capacity` entries with keys up to `max_key_size` and values up to
+    /// `max_value_size` bytes. Entries expire `ttl_ms` ms after insertion, as judged by
+    /// this handle (`ttl_ms <= 0` or not finite: never).
+    pub fn open(
+        path: &Path,
+        capacity: u32,
+        max_key_size: u32,
+        max_value_size: u32,
+        ttl_ms: f64,
+    ) -> Result<ShmStore, ShmError> {
+        let params = Params::new(capacity, max_key_size, max_value_size).map_err(|m| {
+            ShmError::new(
+                Status::InvalidArgument,
+                format!("Cannot open the shared cache {}: {m}", path.display()),
+            )
+        })?;
+        let region = Region::open(path, params)?;
+        // SAFETY: the region maps `params.file_size` bytes (page-aligned) whose header was
+        // validated against `params`, and is kept alive in the same struct as the table.
+        let table = unsafe { Table::new(region.base(), region.params()) };
+        Ok(ShmStore {
+            table,
+            _region: region,
+            ttl_ms: (ttl_ms.is_finite() && ttl_ms > 0.0).then_some(ttl_ms),
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The file's parameters.
+    pub fn params(&self) -> Params {
+        self.table.params()
+    }
+
+    /// The path given at open.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn expired(&self, inserted_at_bits: u64, now: f64) -> bool {
+        self.ttl_ms
+            .is_some_and(|ttl| now - f64::from_bits(inserted_at_bits) >= ttl)
+    }
+
+    /// Runs `f` under the write lock with the sequence counter odd; when `f` finds the
+    /// structure inconsistent, rebuilds it and runs `f` once more.
+    fn locked<R>(&self, mut f: impl FnMut(&Table) -> Result<R, Corrupt>) -> Result<R, ShmError> {
+        let h = self.table.header();
+        let held = lock::acquire(&h.lock);
+        let unlock = Unlock(&h.lock, held);
+        let seq = h.seq.load(Ordering::Relaxed);
+        if seq & 1 == 1 {
+            // The previous writer died (or panicked) mid-write; the counter stays odd.
+            fence(Ordering::Acquire);
+            self.table.rebuild();
+        } else {
+            h.seq.store(seq.wrapping_add(1), Ordering::Relaxed);
+        }
+        fence(Ordering::Release);
+        let r = match f(&self.table) {
+            Ok(r) => Ok(r),
+            Err(Corrupt) => {
+                self.table.rebuild();
+                f(&self.table).map_err(|Corrupt| {
+                    ShmError::new(
+                        Status::Corrupt,
+                        format!(
+                            "The shared cache {} is inconsistent even after a rebuild",
+                            self.path.display()
+                        ),
+                    )
+                })
+            }
+        };
+        h.seq.fetch_add(1, Ordering::Release);
+        drop(unlock);
+        r
+    }
+
+    /// Looks `key` up at time `now` (ms) and copies its value into `out`. Counts a hit
+    /// or a miss (not `TooSmall`). Expired and corrupt entries are misses and are removed.
+    pub fn get(&self, key: &[u8], out: &mut [u8], now: f64) -> Result<Get, ShmError> {
+        let h = self.table.header();
+        let hash = self.table.hash(key);
+        for attempt in 0..READ_ATTEMPTS {
+            let s1 = h.seq.load(Ordering::Acquire);
+            if s1 & 1 == 1 {
+                backoff(attempt);
+                continue;
+            }
+            let read = self.table.read(key, hash, out);
+            fence(Ordering::Acquire);
+            if h.seq.load(Ordering::Relaxed) != s1 {
+                backoff(attempt);
+                continue;
+            }
+            return match read {
+                Read::Absent => {
+                    h.misses.fetch_add(1, Ordering::Relaxed);
+                    Ok(Get::Miss)
+                }
+                Read::Inconsistent => self.get_locked(key, hash, out, now),
+                Read::Found {
+                    slot,
+                    len,
+                    inserted_at_bits,
+                    checksum,
+                    visited,
+                } => {
+                    if len > out.len() {
+                        return Ok(Get::TooSmall(len));
+                    }
+                    let sum = self
+                        .table
+                        .checksum(hash, inserted_at_bits, key, &out[..len]);
+                    if sum != checksum {
+                        // Stable but wrong: corrupt. Re-check, drop and count under the lock.
+                        return self.get_locked(key, hash, out, now);
+                    }
+                    if self.expired(inserted_at_bits, now) {
+                        h.misses.fetch_add(1, Ordering::Relaxed);
+                        self.remove_if_expired(key, hash, now)?;
+                        return Ok(Get::Miss);
+                    }
+                    if !visited && let Ok(s) = self.table.slot(slot) {
+                        mark_visited(&s.h.visited);
+                    }
+                    h.hits.fetch_add(1, Ordering::Relaxed);
+                    Ok(Get::Hit(len))
+                }
+            };
+        }
+        self.get_locked(key, hash, out, now)
+    }
+
+    /// [`ShmStore::get`] under the lock: the fallback for a reader that kept seeing
+    /// writers, and the path that drops corrupt entries.
+    fn get_locked(&self, key: &[u8], hash: u64, out: &mut [u8], now: f64) -> Result<Get, ShmError> {
+        let h = self.table.header();
+        let r = self.locked(|t| {
+            let Some((_, slot)) = t.find(key, hash)? else {
+                return Ok(Get::Miss);
+            };
+            if !t.verify(slot) {
+                t.remove_slot(slot)?;
+                return Ok(Get::Miss);
+            }
+            let s = t.slot(slot)?;
+            if self.expired(s.h.inserted_at.load(Ordering::Relaxed), now) {
+                t.remove_slot(slot)?;
+                return Ok(Get::Miss);
+            }
+            let len = s.h.value_len.load(Ordering::Relaxed) as usize;
+            if len > out.len() {
+                return Ok(Get::TooSmall(len));
+            }
+            t.copy_value(slot, out)?;
+            mark_visited(&s.h.visited);
+            Ok(Get::Hit(len))
+        })?;
+        match r {
+            Get::Hit(_) => h.hits.fetch_add(1, Ordering::Relaxed),
+            Get::Miss => h.misses.fetch_add(1, Ordering::Relaxed),
+            Get::TooSmall(_) => 0,
+        };
+        Ok(r)
+    }
+
+    fn remove_if_expired(&self, key: &[u8], hash: u64, now: f64) -> Result<(), ShmError> {
+        self.locked(|t| {
+            if let Some((_, slot)) = t.find(key, hash)? {
+                let s = t.slot(slot)?;
+                if self.expired(s.h.inserted_at.load(Ordering::Relaxed), now) {
+                    t.remove_slot(slot)?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Stores `key -> value` inserted at `now` (ms), replacing the value and time of an
+    /// existing key; evicts by SIEVE when full. A key or value larger than the slot sizes
+    /// is skipped and counted.
+    pub fn set(&self, key: &[u8], value: &[u8], now: f64) -> Result<Set, ShmError> {
+        let p = self.table.params();
+        let h = self.table.header();
+        if key.len() > p.max_key_size as usize || value.len() > p.max_value_size as usize {
+            h.oversize_skips.fetch_add(1, Ordering::Relaxed);
+            return Ok(Set::Skipped);
+        }
+        let hash = self.table.hash(key);
+        let now_bits = now.to_bits();
+        let sum = self.table.checksum(hash, now_bits, key, value);
+        self.locked(|t| t.store(key, hash, value, now_bits, sum))?;
+        Ok(Set::Stored)
+    }
+
+    /// Removes `key`; returns whether it was present.
+    pub fn delete(&self, key: &[u8]) -> Result<bool, ShmError> {
+        let hash = self.table.hash(key);
+        self.locked(|t| t.remove_key(key, hash))
+    }
+
+    /// Removes every entry and resets every counter (oversize skips included).
+    pub fn clear(&self) -> Result<(), ShmError> {
+        self.locked(|t| {
+            t.clear();
+            let h = t.header();
+            for c in [&h.hits, &h.misses, &h.oversize_skips, &h.evictions] {
+                c.store(0, Ordering::Relaxed);
+            }
+            Ok(())
+        })
+    }
+
+    /// Turns one counted miss into a hit (a caller that joined another's pending
+    /// computation). Misses do not go below 0 (after a clear); hits always grow by 1.
+    pub fn count_hit(&self) {
+        let h = self.table.header();
+        let _ = h
+            .misses
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |m| m.checked_sub(1));
+        h.hits.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Number of entries (expired ones included until they are looked up or evicted).
+    pub fn len(&self) -> usize {
+        let len = self.table.header().len.load(Ordering::Relaxed);
+        len.min(self.params().capacity) as usize
+    }
+
+    /// Whether the store holds no entry.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Counters and sizes.
+    pub fn info(&self) -> Info {
+        let h = self.table.header();
+        let p = self.params();
+        Info {
+            hits: h.hits.load(Ordering::Relaxed),
+            misses: h.misses.load(Ordering::Relaxed),
+            oversize_skips: h.oversize_skips.load(Ordering::Relaxed),
+            len: self.len() as u64,
+            capacity: u64::from(p.capacity),
+            evictions: h.evictions.load(Ordering::Relaxed),
+            max_key_size: u64::from(p.max_key_size),
+            max_value_size: u64::from(p.max_value_size),
+        }
+    }
+
+    /// The table, for tests.
+    #[cfg(test)]
+    fn table(&self) -> &Table {
+        &self.table
+    }
+}
+
+fn backoff(attempt: u32) {
+    if attempt < 32 {
+        std::hint::spin_loop();
+    } else {
+        std::thread::yield_now();
+    }
+}
+
+#[cfg(test)]
+mod tests;

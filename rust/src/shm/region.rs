@@ -1,0 +1,524 @@
+//! Opening, creating, validating and mapping a cache file.
+//!
+//! Safety of the file system side:
+//! - The directory is created (mode 0700) only when missing, and only its last
+//!   component; it is then opened once and every file operation is relative to that
+//!   descriptor (`openat`, `linkat`, `renameat`), so a directory swapped later changes
+//!   nothing.
+//! - The cache file is opened with `O_NOFOLLOW`: a symbolic link at its name is refused
+//!   with an error and neither the link nor its target is touched. A file of another
+//!   owner, or that is not a regular file, is refused too.
+//! - A new file is written completely under a private temporary name (`O_EXCL`, mode
+//!   0600, space reserved with `posix_fallocate` so that a full `/dev/shm` is an error
+//!   rather than a later `SIGBUS`), then published with `linkat`, which fails if the
+//!   name exists: of several processes creating at once, one wins and the others open
+//!   its file. So a file at the name is always complete.
+//! - A file at the name whose size, magic, version, parameters or hash check differ is
+//!   replaced by a fresh one with `renameat` (which replaces a name, never writes
+//!   through it), while holding `flock` on the old file and after checking that the
+//!   name still refers to it, so that several processes replacing the same bad file
+//!   agree on one new file.
+//! - A process that still maps a file that was replaced keeps using the old file: a
+//!   handle's parameters never change under it.
+
+use std::ffi::{CStr, CString, OsStr};
+use std::fs::File;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use memmap2::{MmapOptions, MmapRaw};
+
+use super::ShmError;
+use super::layout::{
+    DIR_MODE, FILE_MODE, HEADER_SIZE, Header, MAGIC, NIL, Params, VERSION, hash_check,
+};
+use crate::error::Status;
+
+/// Attempts of the open / create / replace loop before giving up (each failed attempt
+/// means another process changed the name in between).
+const OPEN_ATTEMPTS: u32 = 32;
+
+/// A mapped cache file. The mapping stays valid as long as this value lives, whatever
+/// happens to the file's name.
+pub struct Region {
+    map: MmapRaw,
+    params: Params,
+}
+
+impl Region {
+    /// Opens (creating or recreating it if needed) the cache file at `path` with the
+    /// layout `params`.
+    pub fn open(path: &Path, params: Params) -> Result<Region, ShmError> {
+        let shown = path.display().to_string();
+        let name = path
+            .file_name()
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| invalid(format!("cache path has no file name: {shown}")))?;
+        let cname = cstring(name.as_bytes(), &shown)?;
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let dirfd = open_dir(dir)?;
+        let mut swept = false;
+        for _ in 0..OPEN_ATTEMPTS {
+            match open_existing(&dirfd, &cname, &shown)? {
+                None => {
+                    // No file: create one, publish it unless someone else did first.
+                    if !std::mem::replace(&mut swept, true) {
+                        sweep_stale_temps(&dirfd, dir, name);
+                    }
+                    let tmp = create_fresh(&dirfd, name, params, &shown)?;
+                    let linked = link_no_replace(&dirfd, &tmp, &cname);
+                    unlink(&dirfd, &tmp);
+                    match linked {
+                        Ok(()) => {}
+                        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+                        Err(e) => return Err(io(format!("Cannot create {shown}"), &e)),
+                    }
+                }
+                Some(file) => {
+                    if let Some(region) = map_if_valid(&file, params, &shown)? {
+                        return Ok(region);
+                    }
+                    if !std::mem::replace(&mut swept, true) {
+                        sweep_stale_temps(&dirfd, dir, name);
+                    }
+                    replace_bad(&dirfd, &cname, &file, name, params, &shown)?;
+                }
+            }
+        }
+        Err(ShmError::new(
+            Status::Io,
+            format!("Cannot open {shown}: the file kept changing while it was opened"),
+        ))
+    }
+
+    /// Start of the mapping.
+    pub fn base(&self) -> *mut u8 {
+        self.map.as_mut_ptr()
+    }
+
+    /// The layout of the mapped file.
+    pub fn params(&self) -> Params {
+        self.params
+    }
+}
+
+fn invalid(message: String) -> ShmError {
+    ShmError::new(Status::InvalidArgument, message)
+}
+
+fn io(what: String, e: &std::io::Error) -> ShmError {
+    ShmError::new(Status::Io, format!("{what}: {e}"))
+}
+
+fn cstring(bytes: &[u8], shown: &str) -> Result<CString, ShmError> {
+    CString::new(bytes).map_err(|_| invalid(format!("cache path contains a NUL byte: {shown}")))
+}
+
+/// Creates `dir` (mode 0700) if it is missing, checks it, and opens it.
+fn open_dir(dir: &Path) -> Result<OwnedFd, ShmError> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    let shown = dir.display().to_string();
+    match std::fs::DirBuilder::new().mode(DIR_MODE).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(io(format!("Cannot create the cache directory {shown}"), &e)),
+    }
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    let link = std::fs::symlink_metadata(dir)
+        .map_err(|e| io(format!("Cannot inspect the cache directory {shown}"), &e))?;
+    if link.file_type().is_symlink() && link.uid() != uid && link.uid() != 0 {
+        return Err(ShmError::new(
+            Status::Io,
+            format!(
+                "Cannot use the cache directory {shown}: it is a symbolic link owned by another user"
+            ),
+        ));
+    }
+    let cdir = cstring(dir.as_os_str().as_bytes(), &shown)?;
+    // SAFETY: `cdir` is a valid NUL-terminated string; the flags open a directory only.
+    let fd = unsafe {
+        libc::open(
+            cdir.as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(io(format!("Cannot open the cache directory {shown}"), &e));
+    }
+    // SAFETY: `fd` was just returned by open and is owned by nobody else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let st = fstat(fd.as_raw_fd())
+        .map_err(|e| io(format!("Cannot inspect the cache directory {shown}"), &e))?;
+    let mode = mode_bits(st.st_mode);
+    let others_write = mode & 0o002 != 0 && mode & mode_bits(libc::S_ISVTX) == 0;
+    let foreign = st.st_uid != uid && st.st_uid != 0 && mode & 0o022 != 0;
+    if others_write || foreign {
+        return Err(ShmError::new(
+            Status::Io,
+            format!(
+                "Cannot use the cache directory {shown}: other users may write to it (mode {:o}, owner {})",
+                mode & 0o7777,
+                st.st_uid
+            ),
+        ));
+    }
+    Ok(fd)
+}
+
+/// The mode bits as `u32` (`mode_t` is `u16` on some platforms).
+#[allow(clippy::unnecessary_cast)]
+fn mode_bits(m: libc::mode_t) -> u32 {
+    m as u32
+}
+
+/// A mode as `mode_t`.
+#[allow(clippy::unnecessary_cast)]
+fn mode_t(m: u32) -> libc::mode_t {
+    m as libc::mode_t
+}
+
+fn fstat(fd: RawFd) -> std::io::Result<libc::stat> {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: `st` is valid for writes of one `stat`; fstat fills it on success.
+    let r = unsafe { libc::fstat(fd, st.as_mut_ptr()) };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: fstat returned 0, so it initialized `st`.
+    Ok(unsafe { st.assume_init() })
+}
+
+fn lstat_at(dirfd: &OwnedFd, name: &CStr) -> std::io::Result<libc::stat> {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: `name` is NUL-terminated, `st` valid for writes; AT_SYMLINK_NOFOLLOW makes
+    // this describe a link itself rather than its target.
+    let r = unsafe {
+        libc::fstatat(
+            dirfd.as_raw_fd(),
+            name.as_ptr(),
+            st.as_mut_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: fstatat returned 0, so it initialized `st`.
+    Ok(unsafe { st.assume_init() })
+}
+
+/// Opens the file at `name` without following a link: `None` when there is none.
+fn open_existing(dirfd: &OwnedFd, name: &CStr, shown: &str) -> Result<Option<File>, ShmError> {
+    // SAFETY: `name` is NUL-terminated; O_NOFOLLOW refuses a symbolic link.
+    let fd = unsafe {
+        libc::openat(
+            dirfd.as_raw_fd(),
+            name.as_ptr(),
+            libc::O_RDWR | libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK,
+        )
+    };
+    if fd < 0 {
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::ENOENT) {
+            return Ok(None);
+        }
+        if lstat_at(dirfd, name).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFLNK) {
+            return Err(ShmError::new(
+                Status::Io,
+                format!("Cannot open {shown}: it is a symbolic link, which is never followed"),
+            ));
+        }
+        return Err(io(format!("Cannot open {shown}"), &e));
+    }
+    // SAFETY: `fd` was just returned by openat and is owned by nobody else.
+    let file = unsafe { File::from_raw_fd(fd) };
+    let st = fstat(fd).map_err(|e| io(format!("Cannot inspect {shown}"), &e))?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+        return Err(ShmError::new(
+            Status::Io,
+            format!("Cannot open {shown}: it is not a regular file"),
+        ));
+    }
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    if st.st_uid != uid {
+        return Err(ShmError::new(
+            Status::Io,
+            format!(
+                "Cannot open {shown}: it is owned by another user (uid {})",
+                st.st_uid
+            ),
+        ));
+    }
+    if mode_bits(st.st_mode) & 0o077 != 0 {
+        // SAFETY: `fd` is open; fchmod changes only this file's mode bits.
+        unsafe { libc::fchmod(fd, mode_t(FILE_MODE)) };
+    }
+    Ok(Some(file))
+}
+
+/// Maps `file` when its size and header match `params`; `None` when they do not.
+fn map_if_valid(file: &File, params: Params, shown: &str) -> Result<Option<Region>, ShmError> {
+    let st = fstat(file.as_raw_fd()).map_err(|e| io(format!("Cannot inspect {shown}"), &e))?;
+    if u64::try_from(st.st_size).ok() != Some(params.file_size) {
+        return Ok(None);
+    }
+    let map = map(file, params, shown)?;
+    // SAFETY: the mapping is `file_size >= HEADER_SIZE` bytes and page-aligned.
+    let valid = unsafe { header_matches(map.as_mut_ptr(), params) };
+    Ok(valid.then_some(Region { map, params }))
+}
+
+fn map(file: &File, params: Params, shown: &str) -> Result<MmapRaw, ShmError> {
+    let len = usize::try_from(params.file_size)
+        .map_err(|_| invalid(format!("Cannot map {shown}: too large for this platform")))?;
+    MmapOptions::new()
+        .len(len)
+        .map_raw(file)
+        .map_err(|e| io(format!("Cannot map {shown}"), &e))
+}
+
+/// Whether the header at `base` describes a file of this version and `params`.
+///
+/// # Safety
+/// - `base` must point to at least [`HEADER_SIZE`] mapped bytes, 8-aligned.
+unsafe fn header_matches(base: *mut u8, params: Params) -> bool {
+    let h = base.cast::<Header>();
+    // SAFETY: the caller guarantees the header is mapped. Volatile reads, since another
+    // process could write the bytes; every field is plain data valid for any bits.
+    unsafe {
+        std::ptr::read_volatile(&raw const (*h).magic) == MAGIC
+            && std::ptr::read_volatile(&raw const (*h).version) == VERSION
+            && std::ptr::read_volatile(&raw const (*h).header_size) == HEADER_SIZE as u32
+            && std::ptr::read_volatile(&raw const (*h).capacity) == params.capacity
+            && std::ptr::read_volatile(&raw const (*h).max_key_size) == params.max_key_size
+            && std::ptr::read_volatile(&raw const (*h).max_value_size) == params.max_value_size
+            && std::ptr::read_volatile(&raw const (*h).slot_size) == params.slot_size
+            && std::ptr::read_volatile(&raw const (*h).table_size) == params.table_size
+            && std::ptr::read_volatile(&raw const (*h).file_size) == params.file_size
+            && std::ptr::read_volatile(&raw const (*h).hash_check) == hash_check()
+    }
+}
+
+/// A name for a private temporary file next to the cache file.
+fn temp_name(name: &OsStr) -> Vec<u8> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let mut out = b".".to_vec();
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(format!(".{}.{n}.{nanos}.tmp", std::process::id()).as_bytes());
+    out
+}
+
+/// Removes the temporary files of `name` left by processes that died while creating
+/// it (they hold reserved space). Best effort: errors are ignored.
+fn sweep_stale_temps(dirfd: &OwnedFd, dir: &Path, name: &OsStr) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut prefix = b".".to_vec();
+    prefix.extend_from_slice(name.as_bytes());
+    prefix.push(b'.');
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some(rest) = file_name
+            .as_bytes()
+            .strip_prefix(prefix.as_slice())
+            .and_then(|r| r.strip_suffix(b".tmp"))
+        else {
+            continue;
+        };
+        let pid = rest.split(|&b| b == b'.').next().unwrap_or_default();
+        let Some(pid) = std::str::from_utf8(pid)
+            .ok()
+            .and_then(|p| p.parse::<libc::pid_t>().ok())
+            .filter(|&p| p > 0)
+        else {
+            continue;
+        };
+        // SAFETY: kill with signal 0 sends nothing; it only checks that the pid exists.
+        let gone = unsafe { libc::kill(pid, 0) } != 0
+            && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+        if gone && let Ok(c) = CString::new(file_name.as_bytes()) {
+            unlink(dirfd, &c);
+        }
+    }
+}
+
+/// Writes a complete, empty cache file under a temporary name; returns that name.
+fn create_fresh(
+    dirfd: &OwnedFd,
+    name: &OsStr,
+    params: Params,
+    shown: &str,
+) -> Result<CString, ShmError> {
+    let tmp = cstring(&temp_name(name), shown)?;
+    // SAFETY: `tmp` is NUL-terminated; O_EXCL|O_NOFOLLOW create a new file or fail.
+    let fd = unsafe {
+        libc::openat(
+            dirfd.as_raw_fd(),
+            tmp.as_ptr(),
+            libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            FILE_MODE,
+        )
+    };
+    if fd < 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(io(format!("Cannot create {shown}"), &e));
+    }
+    // SAFETY: `fd` was just returned by openat and is owned by nobody else.
+    let file = unsafe { File::from_raw_fd(fd) };
+    let result = init_file(&file, params, shown);
+    if result.is_err() {
+        unlink(dirfd, &tmp);
+    }
+    result.map(|()| tmp)
+}
+
+fn init_file(file: &File, params: Params, shown: &str) -> Result<(), ShmError> {
+    let fd = file.as_raw_fd();
+    // The umask may have removed bits from the creation mode: set it exactly.
+    // SAFETY: `fd` is open; fchmod changes only this file's mode bits.
+    unsafe { libc::fchmod(fd, mode_t(FILE_MODE)) };
+    reserve(fd, params.file_size).map_err(|e| {
+        io(
+            format!(
+                "Cannot reserve {} bytes for {shown} (is the file system full?)",
+                params.file_size
+            ),
+            &e,
+        )
+    })?;
+    let map = map(file, params, shown)?;
+    let h = map.as_mut_ptr().cast::<Header>();
+    // SAFETY: the mapping is at least HEADER_SIZE bytes, page-aligned, zero-filled, and
+    // private to this process until the file is linked under its name.
+    unsafe {
+        (&raw mut (*h).magic).write(MAGIC);
+        (&raw mut (*h).version).write(VERSION);
+        (&raw mut (*h).header_size).write(HEADER_SIZE as u32);
+        (&raw mut (*h).capacity).write(params.capacity);
+        (&raw mut (*h).max_key_size).write(params.max_key_size);
+        (&raw mut (*h).max_value_size).write(params.max_value_size);
+        (&raw mut (*h).slot_size).write(params.slot_size);
+        (&raw mut (*h).table_size).write(params.table_size);
+        (&raw mut (*h).file_size).write(params.file_size);
+        (&raw mut (*h).hash_check).write(hash_check());
+        (&raw mut (*h).head).write(AtomicU32::new(NIL));
+        (&raw mut (*h).tail).write(AtomicU32::new(NIL));
+        (&raw mut (*h).hand).write(AtomicU32::new(NIL));
+        (&raw mut (*h).free_head).write(AtomicU32::new(NIL));
+    }
+    Ok(())
+}
+
+/// Allocates the file's blocks, so that touching the mapping later cannot fail.
+#[cfg(target_os = "linux")]
+fn reserve(fd: RawFd, size: u64) -> std::io::Result<()> {
+    let len = libc::off_t::try_from(size).map_err(|_| std::io::ErrorKind::InvalidInput)?;
+    // SAFETY: `fd` is an open regular file; posix_fallocate returns an error number.
+    let r = unsafe { libc::posix_fallocate(fd, 0, len) };
+    match r {
+        0 => Ok(()),
+        // The file system cannot preallocate: fall back to setting the size.
+        libc::EOPNOTSUPP | libc::EINVAL => truncate(fd, len),
+        e => Err(std::io::Error::from_raw_os_error(e)),
+    }
+}
+
+/// Sets the file size (no preallocation on this platform).
+#[cfg(not(target_os = "linux"))]
+fn reserve(fd: RawFd, size: u64) -> std::io::Result<()> {
+    let len = libc::off_t::try_from(size).map_err(|_| std::io::ErrorKind::InvalidInput)?;
+    truncate(fd, len)
+}
+
+fn truncate(fd: RawFd, len: libc::off_t) -> std::io::Result<()> {
+    // SAFETY: `fd` is an open regular file of ours, still private.
+    if unsafe { libc::ftruncate(fd, len) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Gives the file at `from` the name `to`, failing with `EEXIST` when `to` exists.
+fn link_no_replace(dirfd: &OwnedFd, from: &CStr, to: &CStr) -> std::io::Result<()> {
+    let d = dirfd.as_raw_fd();
+    // SAFETY: both names are NUL-terminated; flags 0 do not follow a link at `from`.
+    if unsafe { libc::linkat(d, from.as_ptr(), d, to.as_ptr(), 0) } == 0 {
+        return Ok(());
+    }
+    let e = std::io::Error::last_os_error();
+    match e.raw_os_error() {
+        // File systems without hard links: fall back to an atomic no-replace rename.
+        Some(libc::EPERM | libc::EOPNOTSUPP | libc::EMLINK) => rename_no_replace(d, from, to),
+        _ => Err(e),
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn rename_no_replace(d: RawFd, from: &CStr, to: &CStr) -> std::io::Result<()> {
+    // SAFETY: both names are NUL-terminated; RENAME_NOREPLACE fails if `to` exists.
+    let r = unsafe { libc::renameat2(d, from.as_ptr(), d, to.as_ptr(), libc::RENAME_NOREPLACE) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn rename_no_replace(_d: RawFd, _from: &CStr, _to: &CStr) -> std::io::Result<()> {
+    Err(std::io::Error::from_raw_os_error(libc::EOPNOTSUPP))
+}
+
+fn unlink(dirfd: &OwnedFd, name: &CStr) {
+    // SAFETY: `name` is NUL-terminated; unlinkat removes a name, never follows it.
+    unsafe { libc::unlinkat(dirfd.as_raw_fd(), name.as_ptr(), 0) };
+}
+
+/// Replaces the bad file `file`, found at `name`, by a fresh one. Does nothing when the
+/// name no longer refers to `file` (another process replaced it first).
+fn replace_bad(
+    dirfd: &OwnedFd,
+    cname: &CStr,
+    file: &File,
+    name: &OsStr,
+    params: Params,
+    shown: &str,
+) -> Result<(), ShmError> {
+    // SAFETY: `file` is open; the lock is released when it is closed.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(io(format!("Cannot lock {shown}"), &e));
+    }
+    let ours = fstat(file.as_raw_fd()).map_err(|e| io(format!("Cannot inspect {shown}"), &e))?;
+    let still = match lstat_at(dirfd, cname) {
+        Ok(st) => st.st_dev == ours.st_dev && st.st_ino == ours.st_ino,
+        Err(_) => false,
+    };
+    if !still {
+        return Ok(());
+    }
+    let tmp = create_fresh(dirfd, name, params, shown)?;
+    let d = dirfd.as_raw_fd();
+    // SAFETY: both names are NUL-terminated; renameat replaces the name `cname` (never
+    // following a link there) with the complete file at `tmp`.
+    let r = unsafe { libc::renameat(d, tmp.as_ptr(), d, cname.as_ptr()) };
+    if r != 0 {
+        let e = std::io::Error::last_os_error();
+        unlink(dirfd, &tmp);
+        return Err(io(format!("Cannot replace {shown}"), &e));
+    }
+    Ok(())
+}

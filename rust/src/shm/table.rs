@@ -1,0 +1,695 @@
+//! The hash table, the slots and the SIEVE queue inside a mapped file.
+//!
+//! Every index read from the file (bucket contents, queue links, the hand, the free
+//! list, lengths) is checked against the handle's own copy of the parameters before it
+//! is used, so a corrupted or hostile file can make an operation fail with [`Corrupt`]
+//! (after which the caller rebuilds, see [`Table::rebuild`]) but never makes it read or
+//! write outside the mapping.
+//!
+//! Methods documented "under the lock" may only run while this process holds the
+//! file's write lock with the sequence counter odd; the others are lock-free and may
+//! see torn data, which their caller detects with the sequence counter.
+//!
+//! SIEVE has the semantics of `crate::sieve`: the queue runs from the newest entry (head)
+//! to the oldest (tail); a hit sets the visited bit; eviction starts at the hand (or the
+//! tail), walks towards the head clearing visited bits, wraps to the tail, and evicts the
+//! first unvisited entry; the hand then rests on the victim's newer neighbour.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+
+use super::layout::{
+    BUCKET_SIZE, HEADER_SIZE, Header, NIL, Params, SLOT_FREE, SLOT_HEADER_SIZE, SLOT_LIVE,
+    SlotHeader, checksum,
+};
+use crate::hash::{fixed_state, hash_bytes};
+
+/// The structure in the file is inconsistent: rebuild it (under the lock), or, for a
+/// lock-free reader, check the sequence counter and retry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Corrupt;
+
+/// What a lock-free [`Table::read`] saw.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Read {
+    /// No entry for the key.
+    Absent,
+    /// An entry; its value was copied into the output when `len <= out.len()`.
+    Found {
+        slot: u32,
+        len: usize,
+        inserted_at_bits: u64,
+        checksum: u64,
+        visited: bool,
+    },
+    /// Inconsistent data (torn by a writer, or corrupt).
+    Inconsistent,
+}
+
+/// One slot: its header and the address of its key bytes (value bytes follow at
+/// `max_key_size`).
+#[derive(Clone, Copy)]
+pub struct Slot<'a> {
+    pub h: &'a SlotHeader,
+    bytes: *mut u8,
+}
+
+/// A view of the structure of a mapped file.
+///
+/// ## Safety
+/// `base` points to a shared mapping of `p.file_size` bytes that other processes modify
+/// concurrently; the owner ([`super::ShmStore`]) keeps the mapping alive as long as the
+/// view. All mutable state is accessed through atomics or raw-pointer copies, never
+/// through Rust references to plain bytes, except under the lock (see
+/// [`Table::entry_bytes`]).
+pub struct Table {
+    base: *mut u8,
+    p: Params,
+    state: ahash::RandomState,
+}
+
+// SAFETY: the view holds a pointer into a mapping shared with other processes already;
+// every access is an atomic, a seqlock-validated copy, or under the cross-process lock,
+// so using it from several threads adds nothing that other processes do not already do.
+unsafe impl Send for Table {}
+// SAFETY: as for Send: `&Table` methods synchronize through the file's atomics and lock.
+unsafe impl Sync for Table {}
+
+impl Table {
+    /// Creates the view.
+    ///
+    /// # Safety
+    /// - `base` must point to a live mapping of `p.file_size` bytes, 8-aligned, whose
+    ///   header matches `p`, and that outlives the returned value.
+    pub unsafe fn new(base: *mut u8, p: Params) -> Table {
+        Table {
+            base,
+            p,
+            state: fixed_state(),
+        }
+    }
+
+    /// The validated parameters.
+    pub fn params(&self) -> Params {
+        self.p
+    }
+
+    /// `ahash` of `key` at the fixed seeds.
+    pub fn hash(&self, key: &[u8]) -> u64 {
+        hash_bytes(&self.state, key)
+    }
+
+    /// Checksum of an entry (see [`checksum`]).
+    pub fn checksum(&self, key_hash: u64, inserted_at_bits: u64, key: &[u8], value: &[u8]) -> u64 {
+        checksum(&self.state, key_hash, inserted_at_bits, key, value)
+    }
+
+    /// The file header.
+    pub fn header(&self) -> &Header {
+        // SAFETY: the mapping starts with a Header (HEADER_SIZE bytes, 8-aligned) and lives
+        // as long as `self`; its shared mutable fields are atomics.
+        unsafe { &*self.base.cast::<Header>() }
+    }
+
+    fn bucket(&self, i: u32) -> &AtomicU64 {
+        let i = (i & (self.p.table_size - 1)) as usize;
+        // SAFETY: `i < table_size`, so the bucket lies within the table, which lies within
+        // the mapping; buckets are 8-aligned and only accessed atomically.
+        unsafe {
+            &*self
+                .base
+                .add(HEADER_SIZE + i * BUCKET_SIZE)
+                .cast::<AtomicU64>()
+        }
+    }
+
+    /// Slot `i`, or [`Corrupt`] when `i` is not a slot number.
+    pub fn slot(&self, i: u32) -> Result<Slot<'_>, Corrupt> {
+        if i >= self.p.capacity {
+            return Err(Corrupt);
+        }
+        // SAFETY: `i < capacity`, so the slot lies within the mapping (Params::new sized
+        // it); slot offsets are multiples of 8; the header's fields are atomics.
+        unsafe {
+            let at = self.base.add(self.p.slot_offset(i));
+            Ok(Slot {
+                h: &*at.cast::<SlotHeader>(),
+                bytes: at.add(SLOT_HEADER_SIZE),
+            })
+        }
+    }
+
+    fn key_ptr(&self, s: Slot<'_>) -> *mut u8 {
+        s.bytes
+    }
+
+    fn value_ptr(&self, s: Slot<'_>) -> *mut u8 {
+        // SAFETY: the value area follows the key area of max_key_size bytes in the slot.
+        unsafe { s.bytes.add(self.p.max_key_size as usize) }
+    }
+
+    /// Whether the stored key of `s` equals `key` (`key.len() <= max_key_size`).
+    fn key_eq(&self, s: Slot<'_>, key: &[u8]) -> bool {
+        debug_assert!(key.len() <= self.p.max_key_size as usize);
+        if key.is_empty() {
+            return true;
+        }
+        // SAFETY: both ranges are valid for `key.len()` bytes (the key area holds
+        // max_key_size bytes); memcmp reads raw bytes and creates no Rust reference to the
+        // shared memory, which a writer may be changing (the caller validates afterwards).
+        unsafe {
+            libc::memcmp(
+                self.key_ptr(s).cast::<libc::c_void>(),
+                key.as_ptr().cast::<libc::c_void>(),
+                key.len(),
+            ) == 0
+        }
+    }
+
+    /// Finds `key`: `(bucket, slot)`. Lock-free: may return anything on torn data, but
+    /// stays within the mapping.
+    pub fn find(&self, key: &[u8], hash: u64) -> Result<Option<(u32, u32)>, Corrupt> {
+        if key.len() > self.p.max_key_size as usize {
+            return Ok(None);
+        }
+        let mask = self.p.table_size - 1;
+        let tag = hash as u32;
+        let mut b = tag & mask;
+        for _ in 0..self.p.table_size {
+            let e = self.bucket(b).load(Relaxed);
+            if e == 0 {
+                return Ok(None);
+            }
+            let slot = (e as u32).wrapping_sub(1);
+            let s = self.slot(slot)?;
+            if (e >> 32) as u32 == tag
+                && s.h.key_hash.load(Relaxed) == hash
+                && s.h.key_len.load(Relaxed) as usize == key.len()
+                && self.key_eq(s, key)
+            {
+                return Ok(Some((b, slot)));
+            }
+            b = (b + 1) & mask;
+        }
+        Err(Corrupt)
+    }
+
+    /// Looks `key` up and copies its value into `out` when it fits. Lock-free.
+    pub fn read(&self, key: &[u8], hash: u64, out: &mut [u8]) -> Read {
+        let slot = match self.find(key, hash) {
+            Ok(Some((_, slot))) => slot,
+            Ok(None) => return Read::Absent,
+            Err(Corrupt) => return Read::Inconsistent,
+        };
+        let Ok(s) = self.slot(slot) else {
+            return Read::Inconsistent;
+        };
+        let len = s.h.value_len.load(Relaxed) as usize;
+        if len > self.p.max_value_size as usize {
+            return Read::Inconsistent;
+        }
+        let inserted_at_bits = s.h.inserted_at.load(Relaxed);
+        let checksum = s.h.checksum.load(Relaxed);
+        let visited = s.h.visited.load(Relaxed) != 0;
+        if len <= out.len() {
+            // SAFETY: the value area holds max_value_size >= len bytes and `out` at least
+            // len; `out` is the caller's buffer, not in the mapping. The source may be
+            // changing under a writer: the caller validates the copy with the sequence
+            // counter and the checksum before using it.
+            unsafe { std::ptr::copy_nonoverlapping(self.value_ptr(s), out.as_mut_ptr(), len) };
+        }
+        Read::Found {
+            slot,
+            len,
+            inserted_at_bits,
+            checksum,
+            visited,
+        }
+    }
+
+    /// The key and value bytes of slot `s`, when its lengths are in range.
+    ///
+    /// Under the lock only: then no writer changes the bytes while the slices live.
+    fn entry_bytes(&self, s: Slot<'_>) -> Option<(&[u8], &[u8])> {
+        let klen = s.h.key_len.load(Relaxed) as usize;
+        let vlen = s.h.value_len.load(Relaxed) as usize;
+        if klen > self.p.max_key_size as usize || vlen > self.p.max_value_size as usize {
+            return None;
+        }
+        // SAFETY: the lengths are within the slot's key and value areas; under the lock
+        // no other process writes these bytes (readers only read, and only set `visited`,
+        // which is in the header), so shared references are sound while the lock is held.
+        unsafe {
+            Some((
+                std::slice::from_raw_parts(self.key_ptr(s), klen),
+                std::slice::from_raw_parts(self.value_ptr(s), vlen),
+            ))
+        }
+    }
+
+    /// Whether slot `i` holds an entry whose hash and checksum verify. Under the lock.
+    pub fn verify(&self, i: u32) -> bool {
+        let Ok(s) = self.slot(i) else { return false };
+        let Some((key, value)) = self.entry_bytes(s) else {
+            return false;
+        };
+        let hash = s.h.key_hash.load(Relaxed);
+        hash == self.hash(key)
+            && s.h.checksum.load(Relaxed)
+                == self.checksum(hash, s.h.inserted_at.load(Relaxed), key, value)
+    }
+
+    /// Copies the value of slot `i` into `out` (which must be large enough). Under the lock.
+    pub fn copy_value(&self, i: u32, out: &mut [u8]) -> Result<usize, Corrupt> {
+        let s = self.slot(i)?;
+        let (_, value) = self.entry_bytes(s).ok_or(Corrupt)?;
+        out.get_mut(..value.len())
+            .ok_or(Corrupt)?
+            .copy_from_slice(value);
+        Ok(value.len())
+    }
+
+    /// Stores `key -> value` with insertion time `now_bits` and the precomputed checksum.
+    /// Replaces the value and time of an existing key in place (keeping its queue place
+    /// and visited bit); otherwise evicts by SIEVE when full. Returns whether an entry was
+    /// evicted. Under the lock; `key` and `value` fit the slot sizes.
+    pub fn store(
+        &self,
+        key: &[u8],
+        hash: u64,
+        value: &[u8],
+        now_bits: u64,
+        sum: u64,
+    ) -> Result<bool, Corrupt> {
+        if key.len() > self.p.max_key_size as usize || value.len() > self.p.max_value_size as usize
+        {
+            return Err(Corrupt);
+        }
+        if let Some((_, slot)) = self.find(key, hash)? {
+            let s = self.slot(slot)?;
+            self.write_value(s, value);
+            s.h.value_len.store(value.len() as u32, Relaxed);
+            s.h.inserted_at.store(now_bits, Relaxed);
+            s.h.checksum.store(sum, Relaxed);
+            return Ok(false);
+        }
+        let h = self.header();
+        let len = h.len.load(Relaxed);
+        if len > self.p.capacity {
+            return Err(Corrupt);
+        }
+        let evicted = len == self.p.capacity;
+        if evicted {
+            self.evict()?;
+        }
+        let slot = self.alloc()?;
+        let s = self.slot(slot)?;
+        // The slot is FREE until everything is written, so that a rebuild after a crash
+        // here never resurrects a half-written or stale entry.
+        s.h.key_hash.store(hash, Relaxed);
+        s.h.inserted_at.store(now_bits, Relaxed);
+        s.h.checksum.store(sum, Relaxed);
+        s.h.key_len.store(key.len() as u32, Relaxed);
+        s.h.value_len.store(value.len() as u32, Relaxed);
+        s.h.visited.store(0, Relaxed);
+        // SAFETY: the key area holds max_key_size >= key.len() bytes; `key` is the caller's
+        // memory, not in the mapping. Readers may read concurrently: the sequence counter
+        // is odd, so they discard what they read.
+        unsafe { std::ptr::copy_nonoverlapping(key.as_ptr(), self.key_ptr(s), key.len()) };
+        self.write_value(s, value);
+        s.h.state.store(SLOT_LIVE, Relaxed);
+        self.table_insert(hash, slot)?;
+        self.push_head(slot)?;
+        h.len.store(len - u32::from(evicted) + 1, Relaxed);
+        Ok(evicted)
+    }
+
+    fn write_value(&self, s: Slot<'_>, value: &[u8]) {
+        // SAFETY: the value area holds max_value_size >= value.len() bytes (checked by the
+        // caller); `value` is the caller's memory. Concurrent readers discard what they
+        // read because the sequence counter is odd.
+        unsafe { std::ptr::copy_nonoverlapping(value.as_ptr(), self.value_ptr(s), value.len()) };
+    }
+
+    /// Takes a free slot. Under the lock.
+    fn alloc(&self) -> Result<u32, Corrupt> {
+        let h = self.header();
+        let free = h.free_head.load(Relaxed);
+        if free != NIL {
+            let s = self.slot(free)?;
+            if s.h.state.load(Relaxed) != SLOT_FREE {
+                return Err(Corrupt);
+            }
+            h.free_head.store(s.h.older.load(Relaxed), Relaxed);
+            return Ok(free);
+        }
+        let next = h.next_unused.load(Relaxed);
+        let s = self.slot(next)?;
+        // Mark it free before it counts as used (see `store`).
+        s.h.state.store(SLOT_FREE, Relaxed);
+        h.next_unused.store(next + 1, Relaxed);
+        Ok(next)
+    }
+
+    /// Evicts one entry by SIEVE. Under the lock; the store is not empty.
+    fn evict(&self) -> Result<(), Corrupt> {
+        let h = self.header();
+        let len = h.len.load(Relaxed);
+        if len == 0 {
+            return Err(Corrupt);
+        }
+        let hand = h.hand.load(Relaxed);
+        let mut cur = if hand == NIL {
+            h.tail.load(Relaxed)
+        } else {
+            hand
+        };
+        // One full round clears every bit; readers may set bits again meanwhile, so after
+        // two rounds the current entry is taken whatever its bit.
+        let rounds = 2 * u64::from(len) + 2;
+        let mut steps = 0u64;
+        loop {
+            let s = self.slot(cur)?;
+            if s.h.state.load(Relaxed) != SLOT_LIVE {
+                return Err(Corrupt);
+            }
+            steps += 1;
+            if s.h.visited.load(Relaxed) == 0 || steps > rounds {
+                h.hand.store(s.h.newer.load(Relaxed), Relaxed);
+                self.remove_slot(cur)?;
+                h.evictions.fetch_add(1, Relaxed);
+                return Ok(());
+            }
+            s.h.visited.store(0, Relaxed);
+            let newer = s.h.newer.load(Relaxed);
+            cur = if newer == NIL {
+                h.tail.load(Relaxed)
+            } else {
+                newer
+            };
+        }
+    }
+
+    /// Removes `key`; returns whether it was present. Under the lock.
+    pub fn remove_key(&self, key: &[u8], hash: u64) -> Result<bool, Corrupt> {
+        match self.find(key, hash)? {
+            Some((_, slot)) => {
+                self.remove_slot(slot)?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Removes the entry in slot `slot` from the table and the queue and frees the slot.
+    /// Under the lock.
+    pub fn remove_slot(&self, slot: u32) -> Result<(), Corrupt> {
+        let h = self.header();
+        let s = self.slot(slot)?;
+        if s.h.state.load(Relaxed) != SLOT_LIVE {
+            return Err(Corrupt);
+        }
+        let len = h.len.load(Relaxed).checked_sub(1).ok_or(Corrupt)?;
+        self.table_remove(s.h.key_hash.load(Relaxed), slot)?;
+        if h.hand.load(Relaxed) == slot {
+            h.hand.store(s.h.newer.load(Relaxed), Relaxed);
+        }
+        self.unlink(slot)?;
+        s.h.state.store(SLOT_FREE, Relaxed);
+        s.h.older.store(h.free_head.load(Relaxed), Relaxed);
+        h.free_head.store(slot, Relaxed);
+        h.len.store(len, Relaxed);
+        Ok(())
+    }
+
+    fn table_insert(&self, hash: u64, slot: u32) -> Result<(), Corrupt> {
+        let mask = self.p.table_size - 1;
+        let tag = hash as u32;
+        let mut b = tag & mask;
+        for _ in 0..self.p.table_size {
+            let bucket = self.bucket(b);
+            if bucket.load(Relaxed) == 0 {
+                bucket.store((u64::from(tag) << 32) | u64::from(slot + 1), Relaxed);
+                return Ok(());
+            }
+            b = (b + 1) & mask;
+        }
+        Err(Corrupt)
+    }
+
+    /// Removes the bucket of `slot` (whose key hashes to `hash`) with backward-shift
+    /// deletion, which leaves no tombstones.
+    fn table_remove(&self, hash: u64, slot: u32) -> Result<(), Corrupt> {
+        let mask = self.p.table_size - 1;
+        let want = u64::from(slot + 1);
+        let mut i = (hash as u32) & mask;
+        let mut found = false;
+        for _ in 0..self.p.table_size {
+            let e = self.bucket(i).load(Relaxed);
+            if e == 0 {
+                break;
+            }
+            if e & 0xffff_ffff == want {
+                found = true;
+                break;
+            }
+            i = (i + 1) & mask;
+        }
+        if !found {
+            return Err(Corrupt);
+        }
+        // Shift later members of the cluster back over the hole when their home bucket
+        // does not lie cyclically in (hole, position].
+        let mut j = i;
+        for _ in 0..self.p.table_size {
+            j = (j + 1) & mask;
+            let e = self.bucket(j).load(Relaxed);
+            if e == 0 {
+                break;
+            }
+            let home = ((e >> 32) as u32) & mask;
+            let stays = if i <= j {
+                i < home && home <= j
+            } else {
+                i < home || home <= j
+            };
+            if !stays {
+                self.bucket(i).store(e, Relaxed);
+                i = j;
+            }
+        }
+        self.bucket(i).store(0, Relaxed);
+        Ok(())
+    }
+
+    fn unlink(&self, slot: u32) -> Result<(), Corrupt> {
+        let h = self.header();
+        let s = self.slot(slot)?;
+        let newer = s.h.newer.load(Relaxed);
+        let older = s.h.older.load(Relaxed);
+        if newer == NIL {
+            h.head.store(older, Relaxed);
+        } else {
+            self.slot(newer)?.h.older.store(older, Relaxed);
+        }
+        if older == NIL {
+            h.tail.store(newer, Relaxed);
+        } else {
+            self.slot(older)?.h.newer.store(newer, Relaxed);
+        }
+        s.h.newer.store(NIL, Relaxed);
+        s.h.older.store(NIL, Relaxed);
+        Ok(())
+    }
+
+    fn push_head(&self, slot: u32) -> Result<(), Corrupt> {
+        let h = self.header();
+        let s = self.slot(slot)?;
+        let old = h.head.load(Relaxed);
+        s.h.newer.store(NIL, Relaxed);
+        s.h.older.store(old, Relaxed);
+        if old == NIL {
+            h.tail.store(slot, Relaxed);
+        } else {
+            self.slot(old)?.h.newer.store(slot, Relaxed);
+        }
+        h.head.store(slot, Relaxed);
+        Ok(())
+    }
+
+    /// Removes every entry (the counters are the caller's). Under the lock.
+    pub fn clear(&self) {
+        let h = self.header();
+        for b in 0..self.p.table_size {
+            self.bucket(b).store(0, Relaxed);
+        }
+        for field in [&h.head, &h.tail, &h.hand, &h.free_head] {
+            field.store(NIL, Relaxed);
+        }
+        h.len.store(0, Relaxed);
+        // Slots at or past next_unused are ignored by rebuild and reset by alloc.
+        h.next_unused.store(0, Relaxed);
+    }
+
+    /// Rebuilds the table, queue, free list and length from the slots whose checksums
+    /// verify; every other slot is freed. Used after a writer died mid-write or when an
+    /// inconsistency is found. The queue is ordered by insertion time (the SIEVE order
+    /// before the failure is not recorded anywhere that could be trusted); the hand
+    /// restarts at the tail; of two entries with the same key the newer is kept. Under
+    /// the lock.
+    pub fn rebuild(&self) {
+        let h = self.header();
+        for b in 0..self.p.table_size {
+            self.bucket(b).store(0, Relaxed);
+        }
+        let used = h.next_unused.load(Relaxed).min(self.p.capacity);
+        h.next_unused.store(used, Relaxed);
+        let mut live: Vec<(f64, u32)> = Vec::new();
+        let mut free = NIL;
+        for i in (0..used).rev() {
+            let Ok(s) = self.slot(i) else { continue };
+            if s.h.state.load(Relaxed) == SLOT_LIVE && self.verify(i) {
+                live.push((f64::from_bits(s.h.inserted_at.load(Relaxed)), i));
+                s.h.visited
+                    .store(u32::from(s.h.visited.load(Relaxed) != 0), Relaxed);
+            } else {
+                s.h.state.store(SLOT_FREE, Relaxed);
+                s.h.newer.store(NIL, Relaxed);
+                s.h.older.store(free, Relaxed);
+                free = i;
+            }
+        }
+        // Newest first, so that of duplicate keys the newest is indexed first and kept.
+        live.sort_by(|a, b| b.0.total_cmp(&a.0).then(b.1.cmp(&a.1)));
+        for field in [&h.head, &h.tail, &h.hand] {
+            field.store(NIL, Relaxed);
+        }
+        let mut kept: Vec<u32> = Vec::with_capacity(live.len());
+        for &(_, i) in &live {
+            let Ok(s) = self.slot(i) else { continue };
+            let hash = s.h.key_hash.load(Relaxed);
+            let dup = match self.entry_bytes(s) {
+                Some((key, _)) => !matches!(self.find(key, hash), Ok(None)),
+                None => true,
+            };
+            if dup || self.table_insert(hash, i).is_err() {
+                s.h.state.store(SLOT_FREE, Relaxed);
+                s.h.older.store(free, Relaxed);
+                free = i;
+            } else {
+                kept.push(i);
+            }
+        }
+        // Oldest first onto the head: the newest ends at the head.
+        for &i in kept.iter().rev() {
+            // Cannot fail: `i` is a slot number and the queue is being rebuilt from empty.
+            let _ = self.push_head(i);
+        }
+        h.len.store(kept.len() as u32, Relaxed);
+        h.free_head.store(free, Relaxed);
+    }
+
+    /// Checks every invariant; returns the first violation. Under the lock, or with no
+    /// writer running (tests).
+    #[cfg(test)]
+    pub fn validate(&self) -> Result<(), String> {
+        let h = self.header();
+        let len = h.len.load(Relaxed);
+        let mut count = 0u32;
+        let mut prev = NIL;
+        let mut cur = h.head.load(Relaxed);
+        let hand = h.hand.load(Relaxed);
+        let mut hand_seen = hand == NIL;
+        while cur != NIL {
+            let s = self.slot(cur).map_err(|_| format!("bad link to {cur}"))?;
+            if s.h.newer.load(Relaxed) != prev {
+                return Err(format!("broken newer link at slot {cur}"));
+            }
+            if s.h.state.load(Relaxed) != SLOT_LIVE {
+                return Err(format!("slot {cur} on the queue is not live"));
+            }
+            if !self.verify(cur) {
+                return Err(format!("slot {cur} fails its checksum"));
+            }
+            let (key, _) = self.entry_bytes(s).ok_or("bad lengths")?;
+            if self.find(key, s.h.key_hash.load(Relaxed)) != Ok(Some((self.bucket_of(cur)?, cur))) {
+                return Err(format!("slot {cur} is not indexed"));
+            }
+            hand_seen |= cur == hand;
+            prev = cur;
+            cur = s.h.older.load(Relaxed);
+            count += 1;
+            if count > len {
+                return Err("queue longer than len".into());
+            }
+        }
+        if h.tail.load(Relaxed) != prev {
+            return Err("tail is not the last entry".into());
+        }
+        if count != len {
+            return Err(format!("queue has {count} entries, len is {len}"));
+        }
+        if !hand_seen {
+            return Err("hand is not on the queue".into());
+        }
+        let buckets = (0..self.p.table_size)
+            .filter(|&b| self.bucket(b).load(Relaxed) != 0)
+            .count();
+        if buckets != len as usize {
+            return Err(format!("{buckets} buckets used, len is {len}"));
+        }
+        let mut free = 0u32;
+        let mut f = h.free_head.load(Relaxed);
+        while f != NIL {
+            let s = self.slot(f).map_err(|_| "bad free link")?;
+            if s.h.state.load(Relaxed) != SLOT_FREE {
+                return Err(format!("free slot {f} is live"));
+            }
+            free += 1;
+            if free > self.p.capacity {
+                return Err("free list loops".into());
+            }
+            f = s.h.older.load(Relaxed);
+        }
+        if free + len != h.next_unused.load(Relaxed) {
+            return Err(format!(
+                "slot leak: {free} free + {len} live != {} used",
+                h.next_unused.load(Relaxed)
+            ));
+        }
+        Ok(())
+    }
+
+    #[cfg(test)]
+    fn bucket_of(&self, slot: u32) -> Result<u32, String> {
+        (0..self.p.table_size)
+            .find(|&b| self.bucket(b).load(Relaxed) & 0xffff_ffff == u64::from(slot + 1))
+            .ok_or_else(|| format!("slot {slot} has no bucket"))
+    }
+
+    /// Keys from the head (newest) to the tail (oldest), with their visited bits (tests).
+    #[cfg(test)]
+    pub fn order(&self) -> Vec<(Vec<u8>, bool)> {
+        let mut out = Vec::new();
+        let mut cur = self.header().head.load(Relaxed);
+        while let Ok(s) = self.slot(cur) {
+            let key = self
+                .entry_bytes(s)
+                .map(|(k, _)| k.to_vec())
+                .unwrap_or_default();
+            out.push((key, s.h.visited.load(Relaxed) != 0));
+            cur = s.h.older.load(Relaxed);
+            if out.len() > self.p.capacity as usize {
+                break;
+            }
+        }
+        out
+    }
+}
+
+/// Sets the visited bit of a slot found by a lock-free read (a relaxed store, skipped
+/// when already set so that hot entries do not bounce their cache line).
+pub fn mark_visited(v: &AtomicU32) {
+    if v.load(Relaxed) == 0 {
+        v.store(1, Relaxed);
+    }
+}

@@ -1,0 +1,799 @@
+//! Tests of the shared store: each opens files in its own temporary directory.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use super::layout::{HEADER_SIZE, Params};
+use super::*;
+
+/// A fresh directory, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> TempDir {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let p = std::env::temp_dir().join(format!("warp-shm-test-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir(&p).unwrap();
+        TempDir(p)
+    }
+
+    fn file(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn open(path: &Path, cap: u32) -> ShmStore {
+    ShmStore::open(path, cap, 64, 256, 0.0).unwrap()
+}
+
+fn get(s: &ShmStore, key: &[u8]) -> Option<Vec<u8>> {
+    get_at(s, key, 0.0)
+}
+
+fn get_at(s: &ShmStore, key: &[u8], now: f64) -> Option<Vec<u8>> {
+    let mut out = vec![0u8; 256];
+    match s.get(key, &mut out, now).unwrap() {
+        Get::Hit(n) => Some(out[..n].to_vec()),
+        Get::Miss => None,
+        Get::TooSmall(n) => panic!("buffer too small: {n}"),
+    }
+}
+
+fn put(s: &ShmStore, k: u8) {
+    assert_eq!(s.set(&[k], &[k, k], 0.0).unwrap(), Set::Stored);
+    s.table().validate().unwrap();
+}
+
+fn keys(s: &ShmStore) -> Vec<u8> {
+    s.table().order().into_iter().map(|(k, _)| k[0]).collect()
+}
+
+#[test]
+fn round_trip_delete_clear_and_info() {
+    let d = TempDir::new();
+    let s = open(&d.file("c"), 4);
+    assert_eq!(get(&s, b"k"), None);
+    assert_eq!(s.set(b"k", b"value", 1.0).unwrap(), Set::Stored);
+    assert_eq!(get(&s, b"k").as_deref(), Some(&b"value"[..]));
+    assert_eq!(s.set(b"k", b"other", 2.0).unwrap(), Set::Stored);
+    assert_eq!(get(&s, b"k").as_deref(), Some(&b"other"[..]));
+    assert_eq!(
+        s.set(b"", b"", 2.0).unwrap(),
+        Set::Stored,
+        "empty key and value"
+    );
+    assert_eq!(get(&s, b"").as_deref(), Some(&b""[..]));
+    assert_eq!(s.len(), 2);
+    let i = s.info();
+    assert_eq!((i.hits, i.misses, i.len, i.capacity), (3, 1, 2, 4));
+    assert_eq!((i.max_key_size, i.max_value_size), (64, 256));
+    assert!(s.delete(b"k").unwrap());
+    assert!(!s.delete(b"k").unwrap());
+    assert_eq!(get(&s, b"k"), None);
+    s.table().validate().unwrap();
+    s.count_hit();
+    assert_eq!((s.info().hits, s.info().misses), (4, 1));
+    s.clear().unwrap();
+    assert_eq!(
+        s.info(),
+        Info {
+            capacity: 4,
+            max_key_size: 64,
+            max_value_size: 256,
+            ..Info::default()
+        }
+    );
+    assert_eq!(get(&s, b""), None);
+    s.table().validate().unwrap();
+    s.count_hit(); // misses stay at 0
+    assert_eq!((s.info().hits, s.info().misses), (1, 0));
+}
+
+#[test]
+fn buffer_too_small_is_reported_and_not_counted() {
+    let d = TempDir::new();
+    let s = open(&d.file("c"), 4);
+    s.set(b"k", &[7; 100], 0.0).unwrap();
+    let mut small = [0u8; 10];
+    assert_eq!(s.get(b"k", &mut small, 0.0).unwrap(), Get::TooSmall(100));
+    assert_eq!((s.info().hits, s.info().misses), (0, 0));
+}
+
+#[test]
+fn sieve_evicts_unvisited_oldest_first() {
+    let d = TempDir::new();
+    let s = open(&d.file("c"), 3);
+    for k in [1, 2, 3] {
+        put(&s, k);
+    }
+    put(&s, 4);
+    assert_eq!(keys(&s), vec![4, 3, 2]);
+    assert_eq!(s.info().evictions, 1);
+}
+
+#[test]
+fn sieve_visited_entry_gets_a_second_chance() {
+    let d = TempDir::new();
+    let s = open(&d.file("c"), 3);
+    for k in [1, 2, 3] {
+        put(&s, k);
+    }
+    assert!(get(&s, &[1]).is_some());
+    put(&s, 4);
+    assert_eq!(keys(&s), vec![4, 3, 1]);
+    assert_eq!(
+        s.table().order()[2],
+        (vec![1], false),
+        "the bit of 1 was cleared"
+    );
+}
+
+#[test]
+fn sieve_hand_resumes_where_it_stopped_and_wraps() {
+    let d = TempDir::new();
+    let s = open(&d.file("c"), 4);
+    for k in [1, 2, 3, 4] {
+        put(&s, k);
+    }
+    get(&s, &[1]);
+    get(&s, &[3]);
+    put(&s, 5); // clears 1, evicts 2; hand at 3
+    assert_eq!(keys(&s), vec![5, 4, 3, 1]);
+    get(&s, &[1]);
+    put(&s, 6); // hand at 3: visited -> cleared; 4 evicted
+    assert_eq!(keys(&s), vec![6, 5, 3, 1]);
+    put(&s, 7); // hand at 5: evicted
+    assert_eq!(keys(&s), vec![7, 6, 3, 1]);
+
+    let d2 = TempDir::new();
+    let s = open(&d2.file("c"), 2);
+    put(&s, 1);
+    put(&s, 2);
+    get(&s, &[1]);
+    get(&s, &[2]);
+    put(&s, 3); // both visited: full round, wraps, evicts 1
+    assert_eq!(keys(&s), vec![3, 2]);
+}
+
+#[test]
+fn sieve_matches_the_memory_store_on_a_random_workload() {
+    use crate::sieve::{Lookup, Policy, SieveStore};
+    for (cap, keyspace) in [(16u32, 40u64), (64, 300), (3, 5)] {
+        let d = TempDir::new();
+        let s = open(&d.file("c"), cap);
+        let mut m = SieveStore::new(cap as usize, None, Policy::Sieve);
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15 ^ keyspace;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for t in 0..6000u32 {
+            let k = ((next() % keyspace) as u16).to_le_bytes();
+            match next() % 10 {
+                0 => assert_eq!(s.delete(&k).unwrap(), m.remove(&k).is_some()),
+                1..=4 => {
+                    s.set(&k, &k, 0.0).unwrap();
+                    m.insert(&k, 0.0);
+                }
+                _ => {
+                    let hit = matches!(m.get(&k, 0.0), Lookup::Hit(_));
+                    assert_eq!(get(&s, &k).is_some(), hit, "step {t}");
+                }
+            }
+            if t % 97 == 0 {
+                s.table().validate().unwrap();
+                assert_eq!(s.table().order(), m.order(), "order diverged at step {t}");
+            }
+        }
+        s.table().validate().unwrap();
+        assert_eq!(s.info().evictions, m.stats().evictions);
+        assert_eq!(s.info().hits, m.stats().hits);
+    }
+}
+
+#[test]
+fn ttl_expires_at_the_boundary_hits_do_not_extend_and_set_refreshes() {
+    let d = TempDir::new();
+    let s = ShmStore::open(&d.file("c"), 4, 16, 16, 100.0).unwrap();
+    s.set(b"k", b"v", 1000.0).unwrap();
+    assert!(get_at(&s, b"k", 1099.9).is_some());
+    assert_eq!(get_at(&s, b"k", 1100.0), None);
+    assert_eq!(s.len(), 0, "the expired entry was removed");
+    s.table().validate().unwrap();
+    s.set(b"k", b"v", 1000.0).unwrap();
+    s.set(b"k", b"w", 1050.0).unwrap();
+    assert_eq!(get_at(&s, b"k", 1149.0).as_deref(), Some(&b"w"[..]));
+    assert_eq!(get_at(&s, b"k", 1150.0), None);
+    let i = s.info();
+    assert_eq!((i.hits, i.misses), (2, 2));
+    // Another handle on the same file without a TTL sees entries as fresh.
+    s.set(b"k", b"v", 0.0).unwrap();
+    let no_ttl = ShmStore::open(&d.file("c"), 4, 16, 16, 0.0).unwrap();
+    assert!(get_at(&no_ttl, b"k", 1e12).is_some());
+}
+
+#[test]
+fn oversize_keys_and_values_are_skipped_and_counted() {
+    let d = TempDir::new();
+    let s = ShmStore::open(&d.file("c"), 4, 8, 16, 0.0).unwrap();
+    assert_eq!(s.set(&[1; 9], b"v", 0.0).unwrap(), Set::Skipped);
+    assert_eq!(s.set(b"k", &[1; 17], 0.0).unwrap(), Set::Skipped);
+    assert_eq!(s.set(&[1; 8], &[1; 16], 0.0).unwrap(), Set::Stored);
+    assert_eq!(get(&s, &[1; 9]), None);
+    let i = s.info();
+    assert_eq!((i.oversize_skips, i.len, i.misses), (2, 1, 1));
+    s.clear().unwrap();
+    assert_eq!(s.info().oversize_skips, 0);
+}
+
+#[test]
+fn bad_parameters_are_rejected() {
+    let d = TempDir::new();
+    for (cap, k, v) in [(0, 1, 1), (1, 0, 1), (1, 1, 0), (u32::MAX, 1, 1)] {
+        let e = ShmStore::open(&d.file("c"), cap, k, v, 0.0).err().unwrap();
+        assert_eq!(e.status, Status::InvalidArgument, "{e}");
+    }
+    assert!(
+        ShmStore::open(&d.0, 1, 1, 1, 0.0).is_err(),
+        "a directory is not a cache file"
+    );
+}
+
+#[test]
+fn two_handles_see_each_others_writes() {
+    let d = TempDir::new();
+    let a = open(&d.file("c"), 8);
+    let b = open(&d.file("c"), 8);
+    a.set(b"x", b"1", 0.0).unwrap();
+    assert_eq!(get(&b, b"x").as_deref(), Some(&b"1"[..]));
+    b.set(b"x", b"2", 0.0).unwrap();
+    assert_eq!(get(&a, b"x").as_deref(), Some(&b"2"[..]));
+    b.delete(b"x").unwrap();
+    assert_eq!(get(&a, b"x"), None);
+    assert_eq!(a.info().hits, 2);
+    assert_eq!(b.info().misses, 1);
+}
+
+#[test]
+fn parameter_mismatch_recreates_the_file() {
+    let d = TempDir::new();
+    let p = d.file("c");
+    let a = open(&p, 4);
+    a.set(b"x", b"1", 0.0).unwrap();
+    let b = open(&p, 8);
+    assert_eq!(get(&b, b"x"), None, "a new, empty file");
+    assert_eq!(b.info().capacity, 8);
+    assert_eq!(
+        std::fs::metadata(&p).unwrap().len(),
+        Params::new(8, 64, 256).unwrap().file_size
+    );
+    // The old handle keeps its own (now unnamed) file.
+    assert_eq!(get(&a, b"x").as_deref(), Some(&b"1"[..]));
+    let c = ShmStore::open(&p, 8, 64, 128, 0.0).unwrap();
+    assert_eq!(c.info().max_value_size, 128);
+}
+
+#[test]
+fn other_version_or_hash_check_recreates_the_file() {
+    let d = TempDir::new();
+    let p = d.file("c");
+    open(&p, 4).set(b"x", b"1", 0.0).unwrap();
+    let mut bytes = std::fs::read(&p).unwrap();
+    bytes[8] = 99; // version
+    std::fs::write(&p, &bytes).unwrap();
+    let s = open(&p, 4);
+    assert_eq!(get(&s, b"x"), None);
+    s.set(b"x", b"1", 0.0).unwrap();
+    drop(s);
+    let mut bytes = std::fs::read(&p).unwrap();
+    bytes[48] ^= 1; // hash check
+    std::fs::write(&p, &bytes).unwrap();
+    assert_eq!(get(&open(&p, 4), b"x"), None);
+}
+
+#[test]
+fn garbage_and_truncated_files_are_recreated_without_crashing() {
+    let d = TempDir::new();
+    let p = d.file("c");
+    let size = Params::new(8, 64, 256).unwrap().file_size as usize;
+    let mut x: u64 = 12345;
+    let garbage: Vec<u8> = (0..size)
+        .map(|_| {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (x >> 33) as u8
+        })
+        .collect();
+    for content in [
+        vec![],
+        vec![0u8; 3],
+        garbage[..size / 2].to_vec(),
+        garbage.clone(),
+        vec![0; size],
+    ] {
+        std::fs::write(&p, &content).unwrap();
+        let s = open(&p, 8);
+        assert_eq!(get(&s, b"k"), None);
+        s.set(b"k", b"v", 0.0).unwrap();
+        assert_eq!(get(&s, b"k").as_deref(), Some(&b"v"[..]));
+        s.table().validate().unwrap();
+    }
+    // A valid file truncated: recreated.
+    let f = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
+    f.set_len(size as u64 - 100).unwrap();
+    drop(f);
+    let s = open(&p, 8);
+    assert_eq!(get(&s, b"k"), None);
+    assert_eq!(std::fs::metadata(&p).unwrap().len(), size as u64);
+}
+
+#[test]
+fn a_valid_header_over_garbage_slots_is_repaired_not_trusted() {
+    let d = TempDir::new();
+    let p = d.file("c");
+    let s = open(&p, 8);
+    for k in 0..8u8 {
+        s.set(&[k], &[k; 10], 0.0).unwrap();
+    }
+    // Scribble over the queue fields, the table and the slots (not the identity line).
+    let mut bytes = std::fs::read(&p).unwrap();
+    let mut x: u64 = 99;
+    for b in bytes[256..].iter_mut() {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        if x >> 60 == 0 {
+            *b = (x >> 33) as u8;
+        }
+    }
+    // Keep seq even and the lock free so that nothing but the content is wrong.
+    bytes[64..72].fill(0);
+    bytes[128..136].fill(0);
+    std::fs::write(&p, &bytes).unwrap();
+    // The file keeps its inode (written in place): the old handle sees the scribbles.
+    for k in 0..8u8 {
+        if let Some(v) = get(&s, &[k]) {
+            assert_eq!(v, vec![k; 10], "never a wrong value");
+        }
+    }
+    for k in 10..30u8 {
+        s.set(&[k], &[k; 10], 0.0).unwrap();
+    }
+    s.table().validate().unwrap();
+    for k in 10..30u8 {
+        if let Some(v) = get(&s, &[k]) {
+            assert_eq!(v, vec![k; 10]);
+        }
+    }
+}
+
+#[test]
+fn a_corrupt_value_is_a_miss_and_is_dropped() {
+    let d = TempDir::new();
+    let p = d.file("c");
+    let s = open(&p, 4);
+    s.set(b"k", b"value", 0.0).unwrap();
+    let params = s.params();
+    let at = params.slot_offset(0) + layout::SLOT_HEADER_SIZE + params.max_key_size as usize;
+    let mut bytes = std::fs::read(&p).unwrap();
+    assert_eq!(&bytes[at..at + 5], b"value");
+    bytes[at] = b'X';
+    std::fs::write(&p, &bytes).unwrap();
+    assert_eq!(get(&s, b"k"), None);
+    assert_eq!(s.len(), 0);
+    s.table().validate().unwrap();
+    assert_eq!(s.info().misses, 1);
+}
+
+#[test]
+fn a_symlink_is_refused_and_its_target_never_written() {
+    let d = TempDir::new();
+    let target = d.file("target");
+    std::fs::write(&target, b"precious").unwrap();
+    let link = d.file("c");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let e = ShmStore::open(&link, 4, 16, 16, 0.0).err().unwrap();
+    assert!(e.message.contains("symbolic link"), "{e}");
+    assert_eq!(std::fs::read(&target).unwrap(), b"precious");
+    // A dangling link: its target is never created.
+    let dangling = d.file("d");
+    let nowhere = d.file("nowhere");
+    std::os::unix::fs::symlink(&nowhere, &dangling).unwrap();
+    assert!(ShmStore::open(&dangling, 4, 16, 16, 0.0).is_err());
+    assert!(!nowhere.exists());
+    assert!(
+        std::fs::symlink_metadata(&dangling)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+}
+
+#[test]
+fn file_mode_is_0600_and_a_created_directory_0700() {
+    let d = TempDir::new();
+    let p = d.0.join("sub").join("c");
+    let _s = open(&p, 4);
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode(&p), 0o600);
+    assert_eq!(mode(&d.0.join("sub")), 0o700);
+    // Only the last component is created.
+    assert!(ShmStore::open(&d.0.join("a").join("b").join("c"), 4, 16, 16, 0.0).is_err());
+    // No temporary file is left behind.
+    let names: Vec<_> = std::fs::read_dir(d.0.join("sub"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, vec![std::ffi::OsString::from("c")]);
+    // A world-writable directory without the sticky bit is refused.
+    let open_dir = d.0.join("open");
+    std::fs::create_dir(&open_dir).unwrap();
+    std::fs::set_permissions(&open_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    assert!(ShmStore::open(&open_dir.join("c"), 4, 16, 16, 0.0).is_err());
+}
+
+#[test]
+fn a_dead_lock_holder_is_recovered_within_a_second() {
+    let d = TempDir::new();
+    let p = d.file("c");
+    let s = open(&p, 8);
+    for k in 0..8u8 {
+        s.set(&[k], &[k; 3], 0.0).unwrap();
+    }
+    let h = s.table().header();
+    // A writer that died mid-write: lock held by a dead pid, seq odd, and half of an
+    // update done (a value byte changed, and the queue head pointing nowhere useful).
+    h.lock.store(lock::dead_word(), Ordering::Relaxed);
+    h.seq.fetch_add(1, Ordering::Relaxed);
+    let params = s.params();
+    let at = params.slot_offset(3) + layout::SLOT_HEADER_SIZE + params.max_key_size as usize;
+    let mut bytes = std::fs::read(&p).unwrap();
+    bytes[at] ^= 0xff;
+    bytes[256..260].copy_from_slice(&5u32.to_le_bytes());
+    std::fs::write(&p, &bytes).unwrap();
+
+    let t = Instant::now();
+    let other = open(&p, 8);
+    // A reader first: it sees the odd counter, falls back to the lock, takes it over.
+    let v = get(&other, &[0]);
+    assert!(
+        t.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        t.elapsed()
+    );
+    assert_eq!(v.as_deref(), Some(&[0u8; 3][..]));
+    assert_eq!(
+        get(&other, &[3]),
+        None,
+        "the half-written entry was dropped"
+    );
+    other.set(&[9], b"new", 0.0).unwrap();
+    assert!(
+        t.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        t.elapsed()
+    );
+    s.table().validate().unwrap();
+    assert_eq!(h.seq.load(Ordering::Relaxed) & 1, 0);
+    assert_eq!(h.lock.load(Ordering::Relaxed), 0);
+    for k in [0u8, 1, 2, 4, 5, 6, 7] {
+        if let Some(v) = get(&s, &[k]) {
+            assert_eq!(v, vec![k; 3]);
+        }
+    }
+    assert_eq!(get(&s, &[9]).as_deref(), Some(&b"new"[..]));
+}
+
+#[test]
+fn a_writer_waits_for_a_live_holder() {
+    let d = TempDir::new();
+    let p = d.file("c");
+    let s = open(&p, 8);
+    let h = s.table().header();
+    // Held by this (live) process: the other handle must wait, not take over.
+    let held = lock::acquire(&h.lock);
+    let p2 = p.clone();
+    let waiter = std::thread::spawn(move || {
+        let o = open(&p2, 8);
+        let t = Instant::now();
+        o.set(b"k", b"v", 0.0).unwrap();
+        t.elapsed()
+    });
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(h.lock.load(Ordering::Relaxed), lock::own_word());
+    lock::release(&h.lock, held);
+    let waited = waiter.join().unwrap();
+    assert!(waited >= Duration::from_millis(40), "{waited:?}");
+    assert_eq!(get(&s, b"k").as_deref(), Some(&b"v"[..]));
+}
+
+/// A value that encodes its key: 8 bytes of the key's hash, then a filler of a length
+/// that depends on the round.
+fn value_for(key: &[u8], round: u64) -> Vec<u8> {
+    let h = crate::hash::hash_bytes(&crate::hash::fixed_state(), key);
+    let mut v = h.to_le_bytes().to_vec();
+    v.extend(std::iter::repeat_n(key[0], (round % 200) as usize));
+    v
+}
+
+fn check_value(key: &[u8], v: &[u8]) {
+    let h = crate::hash::hash_bytes(&crate::hash::fixed_state(), key);
+    assert!(v.len() >= 8, "short value for {key:?}");
+    assert_eq!(
+        &v[..8],
+        &h.to_le_bytes(),
+        "value of another key for {key:?}"
+    );
+    assert!(
+        v[8..].iter().all(|&b| b == key[0]),
+        "torn value for {key:?}"
+    );
+}
+
+#[test]
+fn threads_with_their_own_handles_never_read_a_wrong_value() {
+    let d = TempDir::new();
+    let p = d.file("c");
+    drop(open(&p, 8));
+    let threads = 6;
+    let barrier = Arc::new(Barrier::new(threads));
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let p = p.clone();
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                let s = open(&p, 8);
+                let mut out = vec![0u8; 256];
+                let mut x: u64 = 0x1234_5678 + t as u64;
+                let (mut hits, mut gets) = (0u64, 0u64);
+                barrier.wait();
+                for round in 0..20_000u64 {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    let key = [(x % 24) as u8, 7];
+                    match x % 16 {
+                        0..=5 => {
+                            s.set(&key, &value_for(&key, round), 0.0).unwrap();
+                        }
+                        6 => {
+                            s.delete(&key).unwrap();
+                        }
+                        _ => {
+                            gets += 1;
+                            if let Get::Hit(n) = s.get(&key, &mut out, 0.0).unwrap() {
+                                check_value(&key, &out[..n]);
+                                hits += 1;
+                            }
+                        }
+                    }
+                }
+                (hits, gets)
+            })
+        })
+        .collect();
+    let (mut hits, mut gets) = (0, 0);
+    for h in handles {
+        let (a, b) = h.join().unwrap();
+        hits += a;
+        gets += b;
+    }
+    let s = open(&p, 8);
+    s.table().validate().unwrap();
+    let i = s.info();
+    assert_eq!(i.hits, hits, "exact hit total");
+    assert_eq!(i.hits + i.misses, gets, "exact lookup total");
+    assert!(i.len <= 8);
+}
+
+#[test]
+fn eight_threads_opening_a_fresh_file_at_once_share_it() {
+    let d = TempDir::new();
+    let p = d.0.join("fresh").join("c");
+    let barrier = Arc::new(Barrier::new(8));
+    let handles: Vec<_> = (0..8u8)
+        .map(|t| {
+            let p = p.clone();
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                barrier.wait();
+                let s = open(&p, 16);
+                s.set(&[t], &[t], 0.0).unwrap();
+                s
+            })
+        })
+        .collect();
+    let stores: Vec<ShmStore> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    for s in &stores {
+        for t in 0..8u8 {
+            assert_eq!(
+                get(s, &[t]).as_deref(),
+                Some(&[t][..]),
+                "all handles share one file"
+            );
+        }
+    }
+    stores[0].table().validate().unwrap();
+    let names: Vec<_> = std::fs::read_dir(d.0.join("fresh")).unwrap().collect();
+    assert_eq!(names.len(), 1, "no temporary file left");
+}
+
+#[test]
+fn eight_threads_replacing_a_bad_file_at_once_agree() {
+    let d = TempDir::new();
+    let p = d.file("c");
+    std::fs::write(&p, vec![0xAB; HEADER_SIZE * 3]).unwrap();
+    let barrier = Arc::new(Barrier::new(8));
+    let handles: Vec<_> = (0..8u8)
+        .map(|t| {
+            let p = p.clone();
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                barrier.wait();
+                let s = open(&p, 16);
+                s.set(&[t], &[t], 0.0).unwrap();
+                s
+            })
+        })
+        .collect();
+    let stores: Vec<ShmStore> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    for s in &stores {
+        for t in 0..8u8 {
+            assert_eq!(get(s, &[t]).as_deref(), Some(&[t][..]));
+        }
+    }
+}
+
+/// Runs in a child process (see the test below): opens the file named by the
+/// environment, fills it, then dies holding the lock in the middle of an update.
+#[test]
+fn child_process_helper() {
+    let Ok(path) = std::env::var("WARP_SHM_TEST_CHILD") else {
+        return;
+    };
+    let s = open(Path::new(&path), 8);
+    for k in 0..8u8 {
+        s.set(&[k], &[k; 3], 0.0).unwrap();
+    }
+    let h = s.table().header();
+    let _held = lock::acquire(&h.lock);
+    h.seq.fetch_add(1, Ordering::Relaxed);
+    // Half of an update: a new value length without the new bytes and checksum.
+    let slot = s
+        .table()
+        .find(&[3], s.table().hash(&[3]))
+        .unwrap()
+        .unwrap()
+        .1;
+    s.table()
+        .slot(slot)
+        .unwrap()
+        .h
+        .value_len
+        .store(1, Ordering::Relaxed);
+    // SAFETY: _exit ends the process at once, as a crash would; nothing runs after it.
+    unsafe { libc::_exit(0) };
+}
+
+#[test]
+fn a_process_that_dies_holding_the_lock_is_recovered_within_a_second() {
+    let d = TempDir::new();
+    let p = d.file("c");
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "shm::tests::child_process_helper", "--quiet"])
+        .env("WARP_SHM_TEST_CHILD", &p)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let s = open(&p, 8);
+    let h = s.table().header();
+    assert_ne!(
+        h.lock.load(Ordering::Relaxed),
+        0,
+        "the child died holding the lock"
+    );
+    assert_eq!(h.seq.load(Ordering::Relaxed) & 1, 1);
+    let t = Instant::now();
+    assert_eq!(get(&s, &[0]).as_deref(), Some(&[0u8; 3][..]));
+    assert!(
+        t.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        t.elapsed()
+    );
+    assert_eq!(get(&s, &[3]), None, "the half-updated entry was dropped");
+    for k in [1u8, 2, 4, 5, 6, 7] {
+        assert_eq!(
+            get(&s, &[k]).as_deref(),
+            Some(&[k; 3][..]),
+            "intact entries survive"
+        );
+    }
+    assert_eq!(h.lock.load(Ordering::Relaxed), 0);
+    s.table().validate().unwrap();
+    assert_eq!(s.len(), 7);
+}
+
+#[test]
+fn stale_temporary_files_of_dead_creators_are_swept() {
+    let d = TempDir::new();
+    let stale = d.file(".c.1073741824.0.0.tmp"); // pid 2^30: never alive
+    let live = d.file(format!(".c.{}.99.0.tmp", std::process::id()).as_str());
+    let other = d.file(".other.1073741824.0.0.tmp");
+    for f in [&stale, &live, &other] {
+        std::fs::write(f, b"x").unwrap();
+    }
+    let _s = open(&d.file("c"), 4);
+    assert!(!stale.exists());
+    assert!(live.exists() && other.exists());
+}
+
+/// Rough timings (run with `cargo test --release -- --ignored --nocapture shm_timings`).
+#[test]
+#[ignore]
+fn shm_timings() {
+    let d = TempDir::new();
+    let s = ShmStore::open(&d.file("c"), 1024, 64, 4096, 0.0).unwrap();
+    let mut out = vec![0u8; 4096];
+    for size in [16usize, 100, 4096] {
+        let v = vec![7u8; size];
+        for k in 0..512u32 {
+            s.set(&k.to_le_bytes(), &v, 0.0).unwrap();
+        }
+        let n = 200_000u32;
+        let t = Instant::now();
+        for i in 0..n {
+            let k = (i % 512).to_le_bytes();
+            assert!(matches!(s.get(&k, &mut out, 0.0).unwrap(), Get::Hit(_)));
+        }
+        let hit = t.elapsed() / n;
+        let t = Instant::now();
+        for i in 0..n {
+            s.set(&(i % 512).to_le_bytes(), &v, 0.0).unwrap();
+        }
+        let set = t.elapsed() / n;
+        let t = Instant::now();
+        for i in 0..n {
+            s.get(&(i + 1000).to_le_bytes(), &mut out, 0.0).unwrap();
+        }
+        let miss = t.elapsed() / n;
+        println!("value {size:>5} B: get hit {hit:?}, get miss {miss:?}, set (replace) {set:?}");
+    }
+    let t = Instant::now();
+    for i in 0..100_000u32 {
+        s.set(&(i + 10_000).to_le_bytes(), b"v", 0.0).unwrap();
+    }
+    println!("set with eviction: {:?}", t.elapsed() / 100_000);
+}
+
+#[test]
+fn a_file_of_another_user_is_refused() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return; // only root can give a file away
+    }
+    let d = TempDir::new();
+    let p = d.file("c");
+    drop(open(&p, 4));
+    std::os::unix::fs::chown(&p, Some(65534), Some(65534)).unwrap();
+    let e = ShmStore::open(&p, 4, 64, 256, 0.0).err().unwrap();
+    assert!(e.message.contains("another user"), "{e}");
+    assert_eq!(
+        std::fs::metadata(&p).unwrap().len(),
+        Params::new(4, 64, 256).unwrap().file_size
+    );
+}
