@@ -58,8 +58,10 @@ function isThenable(value: unknown): value is PromiseLike<unknown> {
     typeof (value as { then?: unknown }).then === "function";
 }
 
-const defaultMemoryClock = (): number => performance.now();
-const defaultSharedClock = (): number => Date.now();
+/** `now` for stores that read their own clock: the native stores, on `NaN`. */
+const ownClock = (): number => NaN;
+/** Default clock of the TypeScript store: monotonic. */
+const monotonicClock = (): number => performance.now();
 
 function wrap(
   fn: AnyFunction,
@@ -69,7 +71,10 @@ function wrap(
 ): CachedFunction<AnyFunction, CacheInfo> {
   const shared = opts.backend === Backend.Shared;
   const store: Store = createStore(opts, fn, name);
-  const clock = opts.clock ?? (shared ? defaultSharedClock : defaultMemoryClock);
+  // Without an injected clock, native stores read their own (a JS clock call costs more
+  // than the whole lookup): monotonic for memory, Unix time for shared.
+  const clock = opts.clock ?? (store.ownClock ? ownClock : monotonicClock);
+  const keyPointer = store.keyPointer;
   const ttlOn = opts.ttl !== undefined;
   const keyFn = opts.key as AnyFunction | undefined;
   const mainWriter = shared ? sharedWriter : memoryWriter;
@@ -113,7 +118,7 @@ function wrap(
       w.busy = false;
     }
     const now = ttlOn ? clock() : 0;
-    const hit = store.get(w.buf, len, now);
+    const hit = keyPointer ? store.get(w.buf, len, now, w.pointer()) : store.get(w.buf, len, now);
     if (hit !== MISS) return hit;
 
     let pkey: string | undefined;

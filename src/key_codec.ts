@@ -90,6 +90,7 @@ export class KeyWriter {
   #arg = 0;
   /** Whether an encode is under way (reentrancy guard). */
   busy = false;
+  #ptr: Deno.PointerValue | undefined;
 
   /**
    * @param capacity Initial size in bytes.
@@ -110,6 +111,16 @@ export class KeyWriter {
     next.set(this.buf.subarray(0, this.pos));
     this.buf = next;
     this.#view = new DataView(next.buffer);
+    this.#ptr = undefined;
+  }
+
+  /**
+   * The address of {@linkcode KeyWriter.buf}, taken once per buffer (needs `--allow-ffi`).
+   * The writer keeps the buffer alive, so the pointer stays valid until the buffer grows.
+   */
+  pointer(): Deno.PointerValue {
+    if (this.#ptr === undefined) this.#ptr = Deno.UnsafePointer.of(this.buf);
+    return this.#ptr;
   }
 
   #u8(b: number): void {
@@ -272,21 +283,48 @@ export class KeyWriter {
    * keyed by identity.
    */
   call(thisArg: unknown, withThis: boolean, args: ArrayLike<unknown>): number {
+    if (this.#stack.length !== 0) this.#stack.length = 0;
     this.pos = 0;
-    this.#stack.length = 0;
     if (withThis) {
       this.#arg = -1;
       this.#u8(T_THIS);
       this.value(thisArg);
     }
     const n = args.length;
-    this.#u8(T_ARGS);
-    this.#u32(n);
-    for (let i = 0; i < n; i++) {
-      this.#arg = i;
-      this.value(args[i]);
+    // Headroom for the arity and every argument as a number (9 bytes at most).
+    this.#reserve(6 + 9 * n);
+    let buf = this.buf;
+    let p = this.pos;
+    buf[p++] = T_ARGS;
+    if (n < 255) {
+      buf[p++] = n;
+    } else {
+      buf[p++] = 255;
+      this.#view.setUint32(p, n, true);
+      p += 4;
     }
-    return this.pos;
+    for (let i = 0; i < n; i++) {
+      const v = args[i];
+      if (typeof v === "number" && (v | 0) === v) {
+        // Fast path: int32 (with -0 folded into 0), little-endian, as #number writes it.
+        buf[p] = T_INT32;
+        buf[p + 1] = v;
+        buf[p + 2] = v >> 8;
+        buf[p + 3] = v >> 16;
+        buf[p + 4] = v >> 24;
+        p += 5;
+        continue;
+      }
+      this.pos = p;
+      this.#arg = i;
+      if (typeof v === "string") this.#string(v);
+      else this.value(v);
+      this.#reserve(9 * (n - i));
+      buf = this.buf;
+      p = this.pos;
+    }
+    this.pos = p;
+    return p;
   }
 }
 

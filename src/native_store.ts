@@ -19,6 +19,8 @@ const registry = new FinalizationRegistry<{ lib: NativeSymbols; handle: Deno.Poi
 
 /** A {@linkcode Store} over a native SIEVE store handle. */
 export class NativeMemoryStore implements Store {
+  readonly ownClock = true;
+  readonly keyPointer = true;
   #lib: NativeSymbols;
   #handle: Deno.PointerObject | null;
   #values: unknown[] = [];
@@ -43,8 +45,10 @@ export class NativeMemoryStore implements Store {
     registry.register(this, { lib, handle: handle! }, this.#token);
   }
 
-  get(key: Uint8Array, len: number, now: number): unknown {
-    const r = this.#lib.warp_mem_get(this.#handle, key, len, now);
+  get(key: Uint8Array, len: number, now: number, ptr?: Deno.PointerValue): unknown {
+    const r = ptr === undefined
+      ? this.#lib.warp_mem_get(this.#handle, key, len, now)
+      : this.#lib.warp_mem_get_ptr(this.#handle, ptr, len, now);
     if (r >= 0) return this.#values[r];
     if (r <= EXPIRED_BASE) {
       this.#values[EXPIRED_BASE - r] = undefined;

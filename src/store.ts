@@ -27,12 +27,17 @@ export interface StoreInfo {
 
 /** A cache store keyed by encoded bytes. Time is in ms, from the cache's clock. */
 export interface Store {
+  /** Whether `now = NaN` makes the store read its own clock (native stores). */
+  readonly ownClock: boolean;
+  /** Whether `get` wants the key buffer's address as its fourth argument. */
+  readonly keyPointer: boolean;
   /**
    * Returns the value stored under `key[0..len)` if present and fresh at `now`, else
    * {@linkcode MISS}. Counts a hit or a miss and marks the entry for the eviction policy
-   * (SIEVE: sets its visited bit).
+   * (SIEVE: sets its visited bit). When `keyPointer` is set, `ptr` is the address of
+   * `key` (a long-lived buffer) and the store may read the key through it.
    */
-  get(key: Uint8Array, len: number, now: number): unknown;
+  get(key: Uint8Array, len: number, now: number, ptr?: Deno.PointerValue): unknown;
   /**
    * Stores `value` under `key[0..len)` at time `now`, evicting one entry when full.
    * `promised` says that `value` is the resolution of a Promise: later hits must then

@@ -1,7 +1,7 @@
 /**
  * The TypeScript in-process store: the fallback of the memory backend where the native
  * library is not available (SPEC §6.1), with the observable behaviour of the native store
- * (`rust/src/sieve.rs`): the same SIEVE (or LRU, MRU, FIFO) evictions, TTL boundary and
+ * (`rust/src/sieve.rs`): the same SIEVE (or LRU, MRU, FIFO, LFU) evictions, TTL boundary and
  * counters.
  *
  * @module
@@ -19,7 +19,7 @@ export interface TsSieveStoreOptions {
   /** Age in ms since insertion at which an entry expires; `undefined`: never. */
   ttl?: number | undefined;
   /**
-   * Eviction policy, numbered as `Strategy`: 0 SIEVE, 1 LRU, 2 MRU, 3 FIFO.
+   * Eviction policy, numbered as `Strategy`: 0 SIEVE, 1 LRU, 2 MRU, 3 FIFO, 4 LFU.
    *
    * @default {0}
    */
@@ -110,7 +110,8 @@ function bytesToString(k: Uint8Array, len: number): string {
  * as they are (identity kept, no copy). Same observable behaviour as the native store:
  *
  * - `get` counts a hit or a miss; a hit sets the entry's visited bit (SIEVE) or moves it
- *   to the head (LRU, MRU); an entry whose age is `>= ttl` is removed and counts a miss.
+ *   to the head (LRU, MRU) or up one frequency bucket (LFU); an entry whose age is
+ *   `>= ttl` is removed and counts a miss.
  * - `set` of a present key replaces its value and insertion time, keeping its place in
  *   the queue and its visited bit; a new key goes to the head, evicting one entry by the
  *   policy when the store is full.
@@ -133,6 +134,8 @@ function bytesToString(k: Uint8Array, len: number): string {
  * ```
  */
 export class TsSieveStore implements Store {
+  readonly ownClock = false;
+  readonly keyPointer = false;
   #queue: SieveQueue;
   #maxSize: number;
   /** Slot numbers, `NIL` = empty; length a power of two, at most half full. */
@@ -151,15 +154,15 @@ export class TsSieveStore implements Store {
    * @param options Size bound, TTL and eviction policy.
    * @throws {TypeError} If `maxSize` or `ttl` is not a number.
    * @throws {RangeError} If `maxSize` is not a positive integer nor `Infinity`, `ttl` is
-   *   not a positive finite number, or `policy` is not 0, 1, 2 or 3.
+   *   not a positive finite number, or `policy` is not 0, 1, 2, 3 or 4.
    */
   constructor(options: TsSieveStoreOptions) {
     const maxSize = checkMaxSize("TsSieveStore", options.maxSize);
     const ttl = checkTtl("TsSieveStore", options.ttl);
     const policy = options.policy ?? 0;
-    if (policy !== 0 && policy !== 1 && policy !== 2 && policy !== 3) {
+    if (policy !== 0 && policy !== 1 && policy !== 2 && policy !== 3 && policy !== 4) {
       throw new RangeError(
-        `Cannot create TsSieveStore: policy must be 0, 1, 2 or 3: received ${describe(policy)}`,
+        `Cannot create TsSieveStore: policy must be 0, 1, 2, 3 or 4: received ${describe(policy)}`,
       );
     }
     this.#maxSize = maxSize;
