@@ -11,7 +11,7 @@
 import * as v8 from "node:v8";
 import { Decoder, Encoder } from "npm:@msgpack/msgpack@^3.1.3";
 import { decode as cborDecode, encode as cborEncode } from "npm:cbor2@^2.3.0";
-import { parse, stringify } from "devalue";
+import { parse, stringify } from "npm:devalue@^6.0.3";
 import * as ungap from "npm:@ungap/structured-clone@^1.4.0";
 import { decodeValue, encodeValue } from "../src/value_codec.ts";
 

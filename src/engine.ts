@@ -14,6 +14,12 @@ import { NativeMemoryStore } from "./native_store.ts";
 import { Backend, type ResolvedOptions, Strategy } from "./options.ts";
 import type { Store } from "./store.ts";
 import { TsSieveStore } from "./ts_store.ts";
+import {
+  defaultSharedDir,
+  defaultSharedName,
+  sharedFileName,
+  SharedStore,
+} from "./shared_store.ts";
 
 /** Which engine backs the memory backend in this process: `"native"` or `"ts"`. */
 export function memoryEngine(): "native" | "ts" {
@@ -37,16 +43,29 @@ function envEngine(): string | undefined {
  */
 export function createStore(
   opts: ResolvedOptions,
-  _fn: (...args: never[]) => unknown,
-  _name: string,
+  fn: (...args: never[]) => unknown,
+  name: string,
 ): Store {
-  if (opts.strategy === Strategy.Lfu) {
-    throw new RangeError(
-      `Cannot create cache: strategy "lfu" is not available yet: received ${opts.strategy}`,
-    );
-  }
   if (opts.backend === Backend.Shared) {
-    throw new Error("Cannot create cache: the shared backend is not available yet");
+    if (opts.strategy !== Strategy.Sieve) {
+      throw new TypeError(
+        `Cannot create cache: the shared backend evicts by SIEVE only: received strategy ${
+          Strategy[opts.strategy]
+        }`,
+      );
+    }
+    const location = {
+      dir: opts.dir ?? defaultSharedDir(),
+      file: sharedFileName(opts.name ?? defaultSharedName(name, String(fn))),
+    };
+    return new SharedStore(
+      location,
+      opts.maxSize,
+      opts.maxKeySize,
+      opts.maxValueSize,
+      opts.ttl,
+      name,
+    );
   }
   const lib = loadNative();
   if (lib !== null) {

@@ -92,8 +92,12 @@ export interface ResolvedOptions {
   clock: (() => number) | undefined;
 }
 
-/** Largest `maxKeySize` / `maxValueSize` accepted: 64 MiB. */
-export const MAX_SLOT_BYTES = 64 * 1024 * 1024;
+/** Largest `maxKeySize` accepted: 1 MiB. */
+export const MAX_KEY_BYTES = 1024 * 1024;
+/** Largest `maxValueSize` accepted: 64 MiB. */
+export const MAX_VALUE_BYTES = 64 * 1024 * 1024;
+/** Largest `maxSize` of a shared cache: 2^24 slots. */
+export const MAX_SHARED_ENTRIES = 1 << 24;
 
 const BACKENDS: Record<string, Backend> = { memory: Backend.Memory, shared: Backend.Shared };
 const STRATEGIES: Record<string, Strategy> = {
@@ -171,6 +175,12 @@ export function resolveOptions(options: CacheOptions | undefined): ResolvedOptio
       }
     } else if (!Number.isInteger(m) || m <= 0) {
       fail(RangeError, "maxSize must be a positive integer or Infinity", m);
+    } else if (backend === Backend.Shared && m > MAX_SHARED_ENTRIES) {
+      fail(
+        RangeError,
+        `maxSize must be no larger than ${MAX_SHARED_ENTRIES} with the shared backend`,
+        m,
+      );
     }
     maxSize = m;
   }
@@ -207,8 +217,8 @@ export function resolveOptions(options: CacheOptions | undefined): ResolvedOptio
     key: key as ResolvedOptions["key"],
     name: name as string | undefined,
     dir: dir as string | undefined,
-    maxKeySize: positiveInteger("maxKeySize", options.maxKeySize, 512, MAX_SLOT_BYTES),
-    maxValueSize: positiveInteger("maxValueSize", options.maxValueSize, 4096, MAX_SLOT_BYTES),
+    maxKeySize: positiveInteger("maxKeySize", options.maxKeySize, 512, MAX_KEY_BYTES),
+    maxValueSize: positiveInteger("maxValueSize", options.maxValueSize, 4096, MAX_VALUE_BYTES),
     clock: clock as (() => number) | undefined,
   };
 }

@@ -81,7 +81,7 @@
  * @module
  */
 
-import { DevalueError, parse, stringify } from "devalue";
+import { DevalueError, parse, stringify } from "npm:devalue@^6.0.3";
 
 /** Bit of the first byte set when the value was the resolution of a Promise. */
 export const PROMISED_FLAG = 0x80;

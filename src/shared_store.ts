@@ -1,0 +1,223 @@
+/**
+ * The shared store: a cache in a memory-mapped file (`rust/src/shm/`) that every process
+ * (and Worker) of the user sees when it opens the same `name` in the same `dir`.
+ *
+ * Keys are the bytes of the key codec (shared rules: no identity keys); values go through
+ * the value codec (`value_codec.ts`), so a hit returns a copy. Reads take no lock in the
+ * library (seqlock); writes take a short cross-process lock.
+ *
+ * @module
+ */
+
+import { createHash } from "node:crypto";
+import {
+  BUILD_HINT,
+  loadNative,
+  nativeLastError,
+  nativeLoadError,
+  type NativeSymbols,
+} from "./ffi.ts";
+import { CacheError, unwrap } from "./errors.ts";
+import { MISS, type Store, type StoreInfo } from "./store.ts";
+import { decodeValue, encodeValue, isPromised } from "./value_codec.ts";
+
+/** Where shared files live, and under which name. */
+export interface SharedLocation {
+  /** Directory of the cache files. */
+  dir: string;
+  /** File name inside `dir`. */
+  file: string;
+}
+
+function envVar(name: string): string | undefined {
+  try {
+    if (Deno.permissions.querySync({ name: "env", variable: name }).state !== "granted") {
+      return undefined;
+    }
+    return Deno.env.get(name) || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function currentUid(): number | null {
+  try {
+    return Deno.uid();
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The default directory of shared cache files: `/dev/shm/warp_cache-<uid>` on Linux
+ * (memory-backed), `$TMPDIR/warp_cache-<uid>` elsewhere (`/tmp` without `TMPDIR`). The
+ * uid keeps users apart; the library creates the directory with mode 0700.
+ */
+export function defaultSharedDir(os: string = Deno.build.os): string {
+  const uid = currentUid();
+  const leaf = uid === null ? "warp_cache" : `warp_cache-${uid}`;
+  if (os === "linux") return `/dev/shm/${leaf}`;
+  const tmp = (envVar("TMPDIR") ?? "/tmp").replace(/\/+$/, "");
+  return `${tmp}/${leaf}`;
+}
+
+/** A short, stable hash of `text` (hex). */
+export function shortHash(text: string, length = 12): string {
+  return createHash("sha256").update(text).digest("hex").slice(0, length);
+}
+
+/**
+ * The default `name` of a shared cache (SPEC §6.3): the function's name plus a short
+ * hash of its source text, so that the same code in two processes meets in one cache.
+ */
+export function defaultSharedName(fnName: string, source: string): string {
+  return `${fnName || "anonymous"}-${shortHash(source, 10)}`;
+}
+
+/**
+ * The file name for a cache `name`: the name with every character outside
+ * `[A-Za-z0-9._-]` replaced by `_` (and no leading dot), cut to 120 characters; when that
+ * changed the name, a hash of the original is appended so two names never share a file.
+ */
+export function sharedFileName(name: string): string {
+  let safe = name.replace(/[^A-Za-z0-9._-]/g, "_").replace(/^\.+/, "_").slice(0, 120);
+  if (safe !== name) safe += `-${shortHash(name, 8)}`;
+  return `${safe}.warp`;
+}
+
+const encoder = new TextEncoder();
+
+const registry = new FinalizationRegistry<{ lib: NativeSymbols; handle: Deno.PointerObject }>(
+  ({ lib, handle }) => lib.warp_shm_close!(handle),
+);
+
+/** A {@linkcode Store} over a native shared store handle. */
+export class SharedStore implements Store {
+  readonly ownClock = true;
+  readonly keyPointer = false;
+  /** Path of the cache file. */
+  readonly path: string;
+  #lib: NativeSymbols;
+  #handle: Deno.PointerObject | null;
+  #out: Uint8Array;
+  #info = new Float64Array(8);
+  #fnName: string;
+  #token = {};
+
+  /**
+   * Opens (or creates) the shared cache file `dir/file`.
+   *
+   * @param location Directory and file name.
+   * @param maxSize Most entries (1 to 2^24).
+   * @param maxKeySize Largest key in bytes.
+   * @param maxValueSize Largest encoded value in bytes.
+   * @param ttl Entry lifetime in ms as judged by this process, or `undefined`.
+   * @param fnName Name of the cached function, for error messages.
+   * @throws {Error} If the platform has no shared memory (Windows) or the native library
+   * is missing.
+   * @throws {CacheError} If the file cannot be opened or created (a symlink, a file of
+   * another user, a full file system...).
+   */
+  constructor(
+    location: SharedLocation,
+    maxSize: number,
+    maxKeySize: number,
+    maxValueSize: number,
+    ttl: number | undefined,
+    fnName: string,
+  ) {
+    if (Deno.build.os === "windows") {
+      throw new Error(
+        "Cannot create cache: the shared backend needs POSIX shared memory (mmap), which is not available on Windows; use the memory backend",
+      );
+    }
+    const lib = loadNative();
+    if (lib === null || lib.warp_shm_open === null) {
+      throw new Error(
+        `Cannot create cache: the shared backend needs the native library, and ${
+          nativeLoadError() || "it lacks the shared store"
+        }: ${BUILD_HINT}`,
+      );
+    }
+    this.#lib = lib;
+    this.#fnName = fnName || "(anonymous)";
+    this.path = `${location.dir.replace(/\/+$/, "")}/${location.file}`;
+    const pathBytes = encoder.encode(this.path);
+    const handle = lib.warp_shm_open(
+      pathBytes,
+      pathBytes.length,
+      maxSize,
+      maxKeySize,
+      maxValueSize,
+      ttl ?? 0,
+    );
+    if (handle === null) {
+      throw new CacheError(-3, `Cannot open the shared cache ${this.path}: ${nativeLastError()}`);
+    }
+    this.#handle = handle;
+    this.#out = new Uint8Array(maxValueSize);
+    registry.register(this, { lib, handle }, this.#token);
+  }
+
+  get(key: Uint8Array, len: number, now: number): unknown {
+    const r = this.#lib.warp_shm_get!(this.#handle, key, len, this.#out, this.#out.length, now);
+    if (r === -1) return MISS;
+    if (r < 0) unwrap(r, "Shared cache lookup");
+    const bytes = this.#out.subarray(0, r);
+    let value: unknown;
+    try {
+      value = decodeValue(bytes);
+    } catch {
+      // Bytes that verify but do not decode (another codec version): drop, never return.
+      this.#lib.warp_shm_delete!(this.#handle, key, len);
+      return MISS;
+    }
+    return isPromised(bytes) ? Promise.resolve(value) : value;
+  }
+
+  set(key: Uint8Array, len: number, value: unknown, now: number, promised: boolean): boolean {
+    let bytes: Uint8Array;
+    try {
+      bytes = encodeValue(value, promised);
+    } catch (e) {
+      if (e instanceof TypeError) {
+        throw new TypeError(
+          `Cannot cache the result of ${this.#fnName} in a shared cache: ${e.message}`,
+          { cause: e },
+        );
+      }
+      throw e;
+    }
+    const r = unwrap(
+      this.#lib.warp_shm_set!(this.#handle, key, len, bytes, bytes.length, now),
+      "Shared cache insert",
+    );
+    return r === 0;
+  }
+
+  delete(key: Uint8Array, len: number): boolean {
+    return unwrap(this.#lib.warp_shm_delete!(this.#handle, key, len), "Shared cache delete") ===
+      0;
+  }
+
+  countHit(): void {
+    unwrap(this.#lib.warp_shm_count_hit!(this.#handle), "Shared cache count");
+  }
+
+  clear(): void {
+    unwrap(this.#lib.warp_shm_clear!(this.#handle), "Shared cache clear");
+  }
+
+  info(): StoreInfo {
+    unwrap(this.#lib.warp_shm_info!(this.#handle, this.#info), "Shared cache info");
+    const [hits = 0, misses = 0, oversizeSkips = 0, len = 0, capacity = 0] = this.#info;
+    return { hits, misses, maxSize: capacity, currentSize: len, oversizeSkips };
+  }
+
+  close(): void {
+    if (this.#handle === null) return;
+    registry.unregister(this.#token);
+    this.#lib.warp_shm_close!(this.#handle);
+    this.#handle = null;
+  }
+}
