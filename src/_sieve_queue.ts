@@ -7,7 +7,16 @@
  *
  * This is a line-for-line port of `rust/src/sieve.rs` (`SieveStore`), so that the
  * TypeScript fallback and the native store agree on every eviction: the same queue, the
- * same hand movements, the same free-slot reuse (last freed, first reused).
+ * same hand movements, the same LFU buckets, the same free-slot reuse (last freed, first
+ * reused).
+ *
+ * LFU (least frequently used) follows Shah, Mitra and Matani, "An O(1) algorithm for
+ * implementing the LFU cache eviction scheme" (2010): entries are grouped in buckets by
+ * access count, the insertion counting as the first access; a hit moves the entry from the
+ * bucket of count `f` to the newest end of the bucket of count `f + 1`; eviction takes the
+ * entry that has been longest in the bucket of the lowest count. The buckets are runs of the
+ * one queue, highest count at the head and newest first within a run, so the LFU victim is
+ * the tail. Setting a present key keeps its count and place.
  *
  * @module
  */
@@ -16,7 +25,7 @@
 export const NIL = -1;
 
 /** Eviction policy, numbered as in `rust/src/sieve.rs` (`Policy`) and `Strategy`. */
-export type Policy = 0 | 1 | 2 | 3;
+export type Policy = 0 | 1 | 2 | 3 | 4;
 /** SIEVE: a hit sets the visited bit; the hand evicts the first unvisited entry. */
 export const SIEVE = 0;
 /** Least recently used: a hit moves the entry to the head; evict the tail. */
@@ -25,6 +34,11 @@ export const LRU = 1;
 export const MRU = 2;
 /** First in, first out: hits move nothing; evict the tail. */
 export const FIFO = 3;
+/**
+ * Least frequently used: a hit moves the entry up one frequency bucket; evict the oldest
+ * entry of the lowest bucket (the tail).
+ */
+export const LFU = 4;
 
 /** Slots allocated up front, at most; the slab then doubles up to the capacity. */
 const INITIAL_SLOTS = 1024;
@@ -87,7 +101,7 @@ export function checkTtl(owner: string, value: unknown): number | undefined {
 
 /**
  * Slots linked from the newest (head) to the oldest (tail) entry, with SIEVE (or LRU,
- * MRU, FIFO) eviction and optional TTL. Time is given by the caller, in ms on any clock
+ * MRU, FIFO, LFU) eviction and optional TTL. Time is given by the caller, in ms on any clock
  * that does not go backwards; an entry is expired when `now - insertedAt >= ttl`.
  *
  * Fields are public for the two stores in this package (hot paths); nothing outside
@@ -110,6 +124,18 @@ export class SieveQueue {
   visited: Uint8Array;
   /** Insertion times in ms; by slot. */
   insertedAt: Float64Array;
+  /** LFU only (else empty): the bucket holding each entry, by slot. */
+  bucketOf: Int32Array;
+  /** LFU only (else empty): access count of each bucket, by bucket. */
+  bucketCount: Float64Array;
+  /** LFU only (else empty): newest entry (towards the head) of each bucket, by bucket. */
+  bucketNewest: Int32Array;
+  /** LFU only (else empty): oldest entry (towards the tail) of each bucket, by bucket. */
+  bucketOldest: Int32Array;
+  /** LFU: buckets ever handed out since creation or the last clear. */
+  buckets = 0;
+  /** LFU: freed buckets, reused last freed first. */
+  freeBuckets: number[] = [];
   /** Newest entry. */
   head: number = NIL;
   /** Oldest entry. */
@@ -140,6 +166,12 @@ export class SieveQueue {
     this.older = new Int32Array(n);
     this.visited = new Uint8Array(n);
     this.insertedAt = new Float64Array(n);
+    // A bucket per live entry at most, so the bucket arrays grow with the slot arrays.
+    const b = policy === LFU ? n : 0;
+    this.bucketOf = new Int32Array(b);
+    this.bucketCount = new Float64Array(b);
+    this.bucketNewest = new Int32Array(b);
+    this.bucketOldest = new Int32Array(b);
   }
 
   /** Whether the entry at `slot` is expired at `now` (ms). */
@@ -147,11 +179,16 @@ export class SieveQueue {
     return this.hasTtl && now - this.insertedAt[slot]! >= this.ttl;
   }
 
-  /** Records a hit on `slot`: SIEVE sets its visited bit, LRU and MRU move it to the head. */
+  /**
+   * Records a hit on `slot`: SIEVE sets its visited bit, LRU and MRU move it to the head,
+   * LFU moves it up one frequency bucket.
+   */
   hit(slot: number): void {
     const policy = this.policy;
     if (policy === SIEVE) {
       this.visited[slot] = 1;
+    } else if (policy === LFU) {
+      this.#lfuHit(slot);
     } else if (policy !== FIFO && this.head !== slot) {
       this.#unlink(slot);
       this.#pushHead(slot);
@@ -159,8 +196,8 @@ export class SieveQueue {
   }
 
   /**
-   * Takes a slot for a new entry inserted at `now` and puts it at the head. The caller
-   * must first make room with {@linkcode SieveQueue.evict} when `size >= capacity`.
+   * Takes a slot for a new entry inserted at `now` and puts it at the head (LFU: at the
+   * newest end of the bucket of count 1). The caller must first make room with {@linkcode SieveQueue.evict} when `size >= capacity`.
    */
   add(now: number): number {
     let slot = this.free.pop();
@@ -170,7 +207,8 @@ export class SieveQueue {
     }
     this.insertedAt[slot] = now;
     this.visited[slot] = 0;
-    this.#pushHead(slot);
+    if (this.policy === LFU) this.#lfuPush(slot);
+    else this.#pushHead(slot);
     this.size++;
     return slot;
   }
@@ -190,6 +228,7 @@ export class SieveQueue {
   /** Removes the entry at `slot` from the queue and frees the slot. */
   remove(slot: number): void {
     if (this.hand === slot) this.hand = this.newer[slot]!;
+    if (this.policy === LFU) this.#lfuDetach(slot);
     this.#unlink(slot);
     this.free.push(slot);
     this.size--;
@@ -203,26 +242,44 @@ export class SieveQueue {
     this.size = 0;
     this.slots = 0;
     this.free = [];
+    this.buckets = 0;
+    this.freeBuckets = [];
     if (this.newer.length > INITIAL_SLOTS) {
       const n = Math.min(this.capacity, INITIAL_SLOTS);
       this.newer = new Int32Array(n);
       this.older = new Int32Array(n);
       this.visited = new Uint8Array(n);
       this.insertedAt = new Float64Array(n);
+      const b = this.policy === LFU ? n : 0;
+      this.bucketOf = new Int32Array(b);
+      this.bucketCount = new Float64Array(b);
+      this.bucketNewest = new Int32Array(b);
+      this.bucketOldest = new Int32Array(b);
     }
   }
 
-  /** Live slots from the head (newest) to the tail (oldest). */
+  /**
+   * Live slots from the head (newest) to the tail (oldest). Under LFU, from the highest
+   * count to the lowest and, within a count, newest in the bucket first: the tail is the
+   * next victim.
+   */
   order(): number[] {
     const out: number[] = [];
     for (let slot = this.head; slot !== NIL; slot = this.older[slot]!) out.push(slot);
     return out;
   }
 
+  /** Access count of the entry at `slot` under LFU (0 under the other policies). */
+  count(slot: number): number {
+    return this.policy === LFU ? this.bucketCount[this.bucketOf[slot]!]! : 0;
+  }
+
   /**
    * Checks the invariants: the queue links both ways, the hand is on it, its length is
    * `size`, free and live slots partition the slab, and `isIndexed` holds for each live
-   * slot. Throws an `Error` on the first violation (tests only).
+   * slot; under LFU, the buckets are runs of the queue with counts decreasing strictly
+   * towards the tail, and free and live buckets partition the bucket slab. Throws an
+   * `Error` on the first violation (tests only).
    */
   validate(isIndexed: (slot: number) => boolean): void {
     const fail = (what: string): never => {
@@ -248,6 +305,39 @@ export class SieveQueue {
     if (this.size + this.free.length !== this.slots) fail("slab leak");
     for (const slot of this.free) if (live.has(slot)) fail(`free slot ${slot} is live`);
     if (this.policy !== SIEVE && this.hand !== NIL) fail("hand moved outside SIEVE");
+    if (this.policy === LFU) this.#validateBuckets(fail);
+    else if (this.bucketOf.length !== 0 || this.buckets !== 0) fail("buckets outside LFU");
+  }
+
+  #validateBuckets(fail: (what: string) => never): void {
+    const live = new Set<number>();
+    let lastCount = Infinity;
+    let run = NIL;
+    let prev = NIL;
+    for (let slot = this.head; slot !== NIL; slot = this.older[slot]!) {
+      const b = this.bucketOf[slot]!;
+      if (b < 0 || b >= this.buckets) fail(`slot ${slot} in no bucket`);
+      if (b !== run) {
+        if (this.bucketNewest[b] !== slot) fail(`bucket ${b} does not start at its newest`);
+        const count = this.bucketCount[b]!;
+        if (!(count >= 1 && count < lastCount)) {
+          fail(`bucket counts not decreasing towards the tail at slot ${slot}`);
+        }
+        if (run !== NIL && this.bucketOldest[run] !== prev) fail(`bucket ${run} ends early`);
+        if (live.has(b)) fail(`bucket ${b} is not one run`);
+        live.add(b);
+        lastCount = count;
+        run = b;
+      }
+      prev = slot;
+    }
+    if (run !== NIL && this.bucketOldest[run] !== prev) fail("last bucket ends early");
+    const free = new Set<number>();
+    for (const b of this.freeBuckets) {
+      if (live.has(b) || free.has(b)) fail(`free bucket ${b} is live or twice free`);
+      free.add(b);
+    }
+    if (live.size + free.size !== this.buckets) fail("bucket slab leak");
   }
 
   /**
@@ -266,6 +356,107 @@ export class SieveQueue {
     // The hand stays where the scan stopped: just past the victim, towards the head.
     this.hand = newer[slot]!;
     return slot;
+  }
+
+  /**
+   * LFU: puts the new entry `slot` (count 1) at the newest end of the bucket of count 1,
+   * which, when it exists, is the lowest bucket and so holds the tail; else at the tail,
+   * in a new bucket.
+   */
+  #lfuPush(slot: number): void {
+    const tail = this.tail;
+    if (tail !== NIL) {
+      const b = this.bucketOf[tail]!;
+      if (this.bucketCount[b] === 1) {
+        const below = this.bucketNewest[b]!;
+        this.bucketNewest[b] = slot;
+        this.bucketOf[slot] = b;
+        this.#linkNewerThan(slot, below);
+        return;
+      }
+    }
+    this.#pushTail(slot);
+    this.bucketOf[slot] = this.#newBucket(1, slot);
+  }
+
+  /**
+   * LFU: moves `slot` from its bucket (count `f`) to the newest end of the bucket of count
+   * `f + 1`, which, when it exists, is the next run towards the head; else a new bucket
+   * just above the old one (or the old one itself, when `slot` was alone in it).
+   */
+  #lfuHit(slot: number): void {
+    const bucketOf = this.bucketOf;
+    const bucketNewest = this.bucketNewest;
+    const b = bucketOf[slot]!;
+    const count = this.bucketCount[b]!;
+    const newest = bucketNewest[b]!;
+    const above = this.newer[newest]!;
+    const next = above === NIL ? NIL : bucketOf[above]!;
+    if (next !== NIL && this.bucketCount[next] === count + 1) {
+      this.#lfuDetach(slot);
+      const below = bucketNewest[next]!;
+      bucketNewest[next] = slot;
+      bucketOf[slot] = next;
+      this.#moveNewerThan(slot, below);
+    } else if (newest === slot && this.bucketOldest[b] === slot) {
+      // Alone in its bucket, with no bucket of count f + 1: the bucket moves up.
+      this.bucketCount[b] = count + 1;
+    } else {
+      this.#lfuDetach(slot);
+      const below = bucketNewest[b]!;
+      bucketOf[slot] = this.#newBucket(count + 1, slot);
+      this.#moveNewerThan(slot, below);
+    }
+  }
+
+  /**
+   * LFU: takes `slot` out of its bucket (not off the queue), freeing the bucket when it
+   * empties. Runs before the queue links of `slot` change.
+   */
+  #lfuDetach(slot: number): void {
+    const b = this.bucketOf[slot]!;
+    this.bucketOf[slot] = NIL;
+    const newest = this.bucketNewest[b] === slot;
+    const oldest = this.bucketOldest[b] === slot;
+    if (newest && oldest) this.freeBuckets.push(b);
+    else if (newest) this.bucketNewest[b] = this.older[slot]!;
+    else if (oldest) this.bucketOldest[b] = this.newer[slot]!;
+  }
+
+  #newBucket(count: number, slot: number): number {
+    const b = this.freeBuckets.pop() ?? this.buckets++;
+    this.bucketCount[b] = count;
+    this.bucketNewest[b] = slot;
+    this.bucketOldest[b] = slot;
+    return b;
+  }
+
+  /** Moves the queued `slot` to just towards the head from `below` (another queued slot). */
+  #moveNewerThan(slot: number, below: number): void {
+    if (this.older[slot] !== below) {
+      this.#unlink(slot);
+      this.#linkNewerThan(slot, below);
+    }
+  }
+
+  /** Links the unlinked `slot` just towards the head from the queued `below`. */
+  #linkNewerThan(slot: number, below: number): void {
+    const above = this.newer[below]!;
+    this.newer[slot] = above;
+    this.older[slot] = below;
+    this.newer[below] = slot;
+    if (above === NIL) this.head = slot;
+    else this.older[above] = slot;
+  }
+
+  /** Links the unlinked `slot` at the tail. */
+  #pushTail(slot: number): void {
+    const oldTail = this.tail;
+    this.newer[slot] = oldTail;
+    this.older[slot] = NIL;
+    if (oldTail === NIL) this.head = slot;
+    else this.older[oldTail] = slot;
+    this.tail = slot;
   }
 
   #unlink(slot: number): void {
@@ -302,5 +493,19 @@ export class SieveQueue {
     const insertedAt = new Float64Array(n);
     insertedAt.set(this.insertedAt);
     this.insertedAt = insertedAt;
+    if (this.policy === LFU) {
+      const bucketOf = new Int32Array(n);
+      bucketOf.set(this.bucketOf);
+      this.bucketOf = bucketOf;
+      const bucketCount = new Float64Array(n);
+      bucketCount.set(this.bucketCount);
+      this.bucketCount = bucketCount;
+      const bucketNewest = new Int32Array(n);
+      bucketNewest.set(this.bucketNewest);
+      this.bucketNewest = bucketNewest;
+      const bucketOldest = new Int32Array(n);
+      bucketOldest.set(this.bucketOldest);
+      this.bucketOldest = bucketOldest;
+    }
   }
 }

@@ -223,17 +223,17 @@ export function cache(options?: CacheOptions): CacheDecorator<CacheInfo>;
 export function cache(options?: CacheOptions): CacheDecorator<CacheInfo> {
   const opts = resolveOptions(options);
   function decorate(fn: AnyFunction, context?: ClassMethodDecoratorContext): AnyFunction {
+    if (context !== undefined && context.kind !== "method") {
+      throw new TypeError(
+        `Cannot decorate a ${String(context.kind)} with @cache: only methods can be cached`,
+      );
+    }
     if (typeof fn !== "function") {
       throw new TypeError(
         `Cannot cache ${fn === null ? "null" : typeof fn}: cache(options) takes a function`,
       );
     }
     if (context === undefined) return wrap(fn, fn.name, opts, false);
-    if (context.kind !== "method") {
-      throw new TypeError(
-        `Cannot decorate a ${String(context.kind)} with @cache: only methods can be cached`,
-      );
-    }
     return wrap(fn, String(context.name), opts, true);
   }
   return decorate as CacheDecorator<CacheInfo>;

@@ -32,7 +32,7 @@ export class NativeMemoryStore implements Store {
    * @param lib The loaded native symbols.
    * @param maxSize Most entries (`Infinity` for unbounded).
    * @param ttl Entry lifetime in ms, or `undefined`.
-   * @param policy Eviction policy number (0 SIEVE, 1 LRU, 2 MRU, 3 FIFO).
+   * @param policy Eviction policy number (0 SIEVE, 1 LRU, 2 MRU, 3 FIFO, 4 LFU).
    * @throws {CacheError} If the library refuses the parameters.
    */
   constructor(lib: NativeSymbols, maxSize: number, ttl: number | undefined, policy: number) {

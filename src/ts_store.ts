@@ -113,8 +113,8 @@ function bytesToString(k: Uint8Array, len: number): string {
  *   to the head (LRU, MRU) or up one frequency bucket (LFU); an entry whose age is
  *   `>= ttl` is removed and counts a miss.
  * - `set` of a present key replaces its value and insertion time, keeping its place in
- *   the queue and its visited bit; a new key goes to the head, evicting one entry by the
- *   policy when the store is full.
+ *   the queue, its visited bit and its LFU count; a new key goes to the head (LFU: to the
+ *   bucket of count 1), evicting one entry by the policy when the store is full.
  *
  * Index: an open-addressing hash table (linear probing, backward-shift deletion) of slot
  * numbers, over each key's bytes kept as a one-char-per-byte string: a lookup hashes and

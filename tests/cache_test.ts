@@ -288,15 +288,16 @@ Deno.test("cache() as a method decorator keys on this and keeps the name", async
 });
 
 Deno.test("cache() as a decorator on a non-method is a TypeError", () => {
+  const onField = cache() as unknown as (v: undefined, c: ClassFieldDecoratorContext) => void;
   assert.throws(
     () => {
       class X {
-        @(cache() as unknown as (v: undefined, c: ClassFieldDecoratorContext) => void)
+        @onField
         field = 1;
       }
       new X();
     },
-    TypeError,
+    (e: unknown) => e instanceof TypeError && /only methods can be cached/.test(e.message),
   );
 });
 
@@ -477,4 +478,35 @@ Deno.test("cache() accepts enum and string forms of backend and strategy", () =>
       assert.equal(c.cacheInfo().hits, 1);
     }
   }
+});
+
+Deno.test("cache() strategy lfu evicts the least frequently used", async (t) => {
+  await t.step("the lowest count goes first", () => {
+    const { fn, calls } = counter((x: number) => x * 10);
+    const f = cache({ maxSize: 3, strategy: "lfu" })(fn);
+    for (const x of [1, 2, 3, 1, 1, 2]) f(x); // counts: 1 -> 3, 2 -> 2, 3 -> 1
+    assert.equal(calls.length, 3);
+    assert.equal(f(4), 40); // full: 3 is the least frequently used
+    assert.equal(f(1), 10);
+    assert.equal(f(2), 20);
+    assert.equal(calls.length, 4, "1 and 2 were kept");
+    assert.equal(f(3), 30); // 3 was evicted; now 4 (count 1) goes
+    assert.equal(calls.length, 5);
+    assert.equal(f(4), 40);
+    assert.deepEqual(calls.map(([x]) => x), [1, 2, 3, 4, 3, 4]);
+    assert.deepEqual(f.cacheInfo(), { hits: 5, misses: 6, maxSize: 3, currentSize: 3 });
+  });
+  await t.step("ties go to the entry longest at its count", () => {
+    const { fn, calls } = counter((x: number) => x);
+    const f = cache({ maxSize: 3, strategy: Strategy.Lfu })(fn);
+    for (const x of [1, 2, 3, 3, 2, 1]) f(x); // all reach count 2: 3 first, then 2, then 1
+    f(4); // no entry has count 1: evicts 3, the longest at count 2
+    f(4); // 4 reaches count 2
+    f(5); // evicts 2, now the longest at count 2
+    f(1);
+    assert.deepEqual(calls.map(([x]) => x), [1, 2, 3, 4, 5]);
+    f(2);
+    f(3);
+    assert.deepEqual(calls.map(([x]) => x), [1, 2, 3, 4, 5, 2, 3]);
+  });
 });

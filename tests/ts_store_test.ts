@@ -3,13 +3,15 @@ import { loadNative } from "../src/ffi.ts";
 import { NativeMemoryStore } from "../src/native_store.ts";
 import { MISS, type Store } from "../src/store.ts";
 import { type Policy, TsSieveStore } from "../src/ts_store.ts";
+import { SieveQueue } from "../src/_sieve_queue.ts";
 
-const SIEVE = 0, LRU = 1, MRU = 2, FIFO = 3;
+const SIEVE = 0, LRU = 1, MRU = 2, FIFO = 3, LFU = 4;
 const POLICIES: Array<[string, Policy]> = [
   ["SIEVE", SIEVE],
   ["LRU", LRU],
   ["MRU", MRU],
   ["FIFO", FIFO],
+  ["LFU", LFU],
 ];
 
 /** One-byte keys, as in the Rust tests of `rust/src/sieve.rs`. */
@@ -195,6 +197,9 @@ Deno.test("TsSieveStore LRU, MRU and FIFO orders", async (t) => {
   await t.step("SIEVE", () => {
     assert.deepEqual(run(SIEVE), [4, 3, 1]);
   });
+  await t.step("LFU: 1 has count 2, the oldest of count 1 is evicted", () => {
+    assert.deepEqual(run(LFU), [1, 4, 3]);
+  });
   await t.step("LRU order follows the hits", () => {
     const s = new TsSieveStore({ maxSize: 4, policy: LRU });
     for (const k of [1, 2, 3, 4]) put(s, k);
@@ -207,6 +212,135 @@ Deno.test("TsSieveStore LRU, MRU and FIFO orders", async (t) => {
     assert.deepEqual(keys(s), [6, 5, 1, 4]);
     assert.ok(s.order().every(([, visited]) => !visited));
   });
+});
+
+// LFU: the same scenarios and expected orders as the Rust tests `lfu_*` of
+// rust/src/sieve.rs. The order runs from the highest count to the lowest and, within a
+// count, from the newest in its bucket to the oldest: the last key is the next victim.
+
+Deno.test("TsSieveStore LFU evicts the least frequently used", () => {
+  const s = new TsSieveStore({ maxSize: 3, policy: LFU });
+  for (const k of [1, 2, 3]) put(s, k);
+  assert.deepEqual(keys(s), [3, 2, 1]);
+  get(s, 1);
+  get(s, 1);
+  get(s, 2);
+  assert.deepEqual(keys(s), [1, 2, 3]); // counts 3, 2, 1
+  put(s, 4); // 3 is the only entry of count 1
+  assert.deepEqual(keys(s), [1, 2, 4]);
+  assert.equal(get(s, 3), MISS);
+  assert.deepEqual(keys(s), [1, 2, 4], "a miss changes nothing");
+  put(s, 5); // the new entry 4 (count 1) goes first
+  assert.deepEqual(keys(s), [1, 2, 5]);
+  assert.ok(s.order().every(([, visited]) => !visited));
+});
+
+Deno.test("TsSieveStore LFU ties go to the oldest in the bucket", () => {
+  const s = new TsSieveStore({ maxSize: 3, policy: LFU });
+  for (const k of [1, 2, 3]) put(s, k);
+  put(s, 4); // all count 1: the oldest, 1, goes
+  assert.deepEqual(keys(s), [4, 3, 2]);
+  // Age in the bucket, not since insertion: 3 reaches count 2 first, then 2, then 4.
+  get(s, 3);
+  get(s, 2);
+  get(s, 4);
+  assert.deepEqual(keys(s), [4, 2, 3]);
+  put(s, 5); // evicts 3
+  assert.deepEqual(keys(s), [4, 2, 5]);
+  put(s, 6); // evicts 5 (count 1) before any entry of count 2
+  assert.deepEqual(keys(s), [4, 2, 6]);
+  get(s, 6); // joins count 2 as its newest
+  assert.deepEqual(keys(s), [6, 4, 2]);
+  put(s, 7); // evicts 2, the longest at count 2
+  assert.deepEqual(keys(s), [6, 4, 7]);
+});
+
+Deno.test("TsSieveStore LFU hit opens a bucket between counts", () => {
+  const s = new TsSieveStore({ maxSize: 3, policy: LFU });
+  put(s, 1);
+  get(s, 1);
+  get(s, 1); // alone in its bucket: the bucket itself moves up
+  put(s, 2);
+  put(s, 3);
+  assert.deepEqual(keys(s), [1, 3, 2]); // counts 3, 1, 1
+  get(s, 3); // new bucket of count 2, between 3 and 1
+  assert.deepEqual(keys(s), [1, 3, 2]);
+  get(s, 2); // joins count 2 as its newest
+  assert.deepEqual(keys(s), [1, 2, 3]);
+  put(s, 4); // evicts 3
+  assert.deepEqual(keys(s), [1, 2, 4]);
+  get(s, 4);
+  assert.deepEqual(keys(s), [1, 4, 2]);
+  put(s, 5); // evicts 2
+  assert.deepEqual(keys(s), [1, 4, 5]);
+  get(s, 4); // leaves count 2 empty, joins 1 at count 3 as its newest
+  assert.deepEqual(keys(s), [4, 1, 5]);
+});
+
+Deno.test("SieveQueue LFU keeps one bucket per count, in count order", () => {
+  const q = new SieveQueue(3, undefined, LFU);
+  const counts = (): number[][] => q.order().map((slot) => [slot, q.count(slot)]);
+  const a = q.add(0);
+  q.hit(a);
+  q.hit(a);
+  const b = q.add(0);
+  const c = q.add(0);
+  assert.deepEqual(counts(), [[a, 3], [c, 1], [b, 1]]);
+  q.hit(c);
+  assert.deepEqual(counts(), [[a, 3], [c, 2], [b, 1]]);
+  q.hit(b);
+  assert.deepEqual(counts(), [[a, 3], [b, 2], [c, 2]]);
+  assert.equal(q.evict(), c);
+  const d = q.add(0);
+  q.hit(d);
+  assert.deepEqual(counts(), [[a, 3], [d, 2], [b, 2]]);
+  assert.equal(q.evict(), b);
+  q.hit(d);
+  assert.deepEqual(counts(), [[d, 3], [a, 3]]);
+  assert.equal(q.freeBuckets.length + 1, q.buckets, "one live bucket, the others free");
+  q.validate(() => true);
+  q.clear();
+  assert.deepEqual([q.buckets, q.freeBuckets], [0, []]);
+  q.validate(() => true);
+});
+
+Deno.test("TsSieveStore LFU re-set keeps count and place, refreshes the time", () => {
+  const s = new TsSieveStore({ maxSize: 2, ttl: 10, policy: LFU });
+  put(s, 1, 0);
+  put(s, 2, 0);
+  get(s, 2, 0);
+  get(s, 2, 0);
+  for (const t of [1, 2, 3]) put(s, 1, t); // re-sets do not count as accesses
+  put(s, 2, 5); // nor do they reset the count
+  assert.deepEqual(keys(s), [2, 1]);
+  put(s, 3, 5); // evicts 1
+  assert.deepEqual(keys(s), [2, 3]);
+  assert.equal(get(s, 2, 14.9), "v2");
+  assert.equal(get(s, 2, 15), MISS, "the re-set refreshed the time");
+});
+
+Deno.test("TsSieveStore LFU delete, expiry and clear leave the buckets", () => {
+  const s = new TsSieveStore({ maxSize: 3, ttl: 10, policy: LFU });
+  put(s, 1, 0);
+  get(s, 1, 1);
+  get(s, 1, 2);
+  put(s, 2, 5);
+  put(s, 3, 5);
+  assert.deepEqual(keys(s), [1, 3, 2]);
+  assert.equal(get(s, 1, 10), MISS); // expired, with count 3
+  assert.deepEqual(keys(s), [3, 2]);
+  put(s, 4, 10);
+  assert.equal(s.delete(new Uint8Array([3]), 1), true);
+  s.validate();
+  assert.deepEqual(keys(s), [4, 2]);
+  get(s, 2, 11);
+  put(s, 5, 11);
+  put(s, 6, 11); // full: evicts 4, the oldest of count 1
+  assert.deepEqual(keys(s), [2, 6, 5]);
+  s.clear();
+  s.validate();
+  for (const k of [7, 8, 9, 10]) put(s, k);
+  assert.deepEqual(keys(s), [10, 9, 8]);
 });
 
 Deno.test("TsSieveStore.countHit() turns the last miss into a hit", () => {
@@ -327,7 +461,7 @@ Deno.test("TsSieveStore rejects bad options", () => {
     [{ maxSize: 3, ttl: 0 }, RangeError, /ttl.*received 0/],
     [{ maxSize: 3, ttl: Infinity }, RangeError, /ttl.*received Infinity/],
     [{ maxSize: 3, ttl: 10n }, TypeError, /ttl.*received 10n/],
-    [{ maxSize: 3, policy: 4 }, RangeError, /policy must be 0, 1, 2 or 3: received 4/],
+    [{ maxSize: 3, policy: 5 }, RangeError, /policy must be 0, 1, 2, 3 or 4: received 5/],
   ];
   for (const [options, type, message] of bad) {
     assert.throws(
@@ -355,14 +489,22 @@ interface ModelEntry {
   value: unknown;
   at: number;
   visited: boolean;
+  /** LFU: accesses, the insertion included. */
+  count: number;
+  /** LFU: when the entry reached its count (a logical clock). */
+  since: number;
 }
 
-/** SIEVE/LRU/MRU/FIFO over an array, head first: obviously right, slow. */
+/**
+ * SIEVE/LRU/MRU/FIFO over an array, head first, and LFU as the paper states it (counts and
+ * the time each entry reached its count, sorted on demand): obviously right, slow.
+ */
 class Model {
   entries: ModelEntry[] = [];
   hand: ModelEntry | null = null;
   hits = 0;
   misses = 0;
+  tick = 0;
   constructor(
     readonly capacity: number,
     readonly ttl: number | undefined,
@@ -387,6 +529,8 @@ class Model {
       return MISS;
     }
     this.hits++;
+    e.count++;
+    e.since = this.tick++;
     if (this.policy === SIEVE) e.visited = true;
     else if (this.policy === LRU || this.policy === MRU) {
       this.entries.splice(this.entries.indexOf(e), 1);
@@ -403,7 +547,13 @@ class Model {
       return;
     }
     if (this.entries.length >= this.capacity) this.#evict();
-    this.entries.unshift({ key, value, at: now, visited: false });
+    this.entries.unshift({ key, value, at: now, visited: false, count: 1, since: this.tick++ });
+  }
+
+  /** Entries in the store's queue order: for LFU, by count then by time at that count. */
+  order(): ModelEntry[] {
+    if (this.policy !== LFU) return this.entries;
+    return this.entries.toSorted((a, b) => b.count - a.count || b.since - a.since);
   }
 
   #evict(): void {
@@ -417,6 +567,8 @@ class Model {
       }
       victim = this.entries[i]!;
       this.hand = i > 0 ? this.entries[i - 1]! : null;
+    } else if (this.policy === LFU) {
+      victim = this.order()[n - 1]!;
     } else {
       victim = this.entries[this.policy === MRU ? 0 : n - 1]!;
     }
@@ -494,7 +646,7 @@ function runRandom(
     }
     if (t % compareEvery === 0) {
       store.validate();
-      const expected = model.entries.map((e): [string, boolean] => {
+      const expected = model.order().map((e): [string, boolean] => {
         const n = encodeKey(buf, e.key);
         return [String.fromCharCode(...buf.subarray(0, n)), e.visited];
       });
@@ -531,29 +683,37 @@ Deno.test({
   name: "TsSieveStore answers exactly as the native store under a random workload",
   ignore: native === null,
   fn: async (t) => {
+    // With a TTL and uniform keys; then without TTL and with keys skewed towards the small
+    // ones, so that LFU counts grow and evictions, not expiry, decide what stays.
+    const cases: Array<[string, number | undefined, (next: () => number) => number]> = [
+      ["", 50, (next) => next() % 40],
+      [", no ttl, skewed keys", undefined, (next) => Math.min(next() % 40, next() % 40)],
+    ];
     for (const [name, policy] of POLICIES) {
-      await t.step(name, () => {
-        const next = prng(0x51ed27 + policy);
-        const stores: Store[] = [
-          new TsSieveStore({ maxSize: 16, ttl: 50, policy: policy }),
-          new NativeMemoryStore(native!, 16, 50, policy),
-        ];
-        const buf = new Uint8Array(16);
-        const trace: unknown[][] = [[], []];
-        for (let t = 0; t < 20_000; t++) {
-          const k = next() % 40;
-          const len = encodeKey(buf, k);
-          const op = next() % 10;
-          stores.forEach((s, i) => {
-            if (op === 0) trace[i]!.push(s.delete(buf, len));
-            else if (op < 5) s.set(buf, len, t, t, false);
-            else trace[i]!.push(s.get(buf, len, t));
-          });
-        }
-        assert.deepEqual(trace[0], trace[1]);
-        assert.deepEqual(stores[0]!.info(), stores[1]!.info());
-        stores.forEach((s) => s.close());
-      });
+      for (const [label, ttl, pick] of cases) {
+        await t.step(name + label, () => {
+          const next = prng(0x51ed27 + policy);
+          const stores: Store[] = [
+            new TsSieveStore({ maxSize: 16, ttl, policy: policy }),
+            new NativeMemoryStore(native!, 16, ttl, policy),
+          ];
+          const buf = new Uint8Array(16);
+          const trace: unknown[][] = [[], []];
+          for (let t = 0; t < 20_000; t++) {
+            const k = pick(next);
+            const len = encodeKey(buf, k);
+            const op = next() % 10;
+            stores.forEach((s, i) => {
+              if (op === 0) trace[i]!.push(s.delete(buf, len));
+              else if (op < 5) s.set(buf, len, t, t, false);
+              else trace[i]!.push(s.get(buf, len, t));
+            });
+          }
+          assert.deepEqual(trace[0], trace[1]);
+          assert.deepEqual(stores[0]!.info(), stores[1]!.info());
+          stores.forEach((s) => s.close());
+        });
+      }
     }
   },
 });

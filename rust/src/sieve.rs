@@ -10,7 +10,16 @@
 //! walks towards the head, clearing visited bits (a second chance) until it finds an
 //! unvisited entry, which it evicts; past the head it wraps to the tail.
 //!
-//! The same queue also serves the LRU, MRU and FIFO policies.
+//! The same queue also serves the LRU, MRU and FIFO policies, and LFU (least frequently
+//! used) with the frequency buckets of Shah, Mitra and Matani ("An O(1) algorithm for
+//! implementing the LFU cache eviction scheme", 2010): entries are grouped by their access
+//! count, the insertion counting as the first access; a hit moves the entry from the bucket
+//! of count `f` to the bucket of count `f + 1`, where it becomes the newest; eviction takes
+//! the entry that has been longest in the bucket of the lowest count. Here the buckets are
+//! runs of the one queue, highest count at the head, and within a run newest first, so the
+//! LFU victim is the tail, as for LRU and FIFO. Re-inserting a present key keeps its count
+//! and place; removal (delete, TTL expiry, eviction) takes the entry out of its bucket.
+//! Every operation is O(1).
 
 use hashbrown::HashTable;
 
@@ -33,6 +42,9 @@ pub enum Policy {
     Mru = 2,
     /// First in, first out: hits move nothing; evict the tail.
     Fifo = 3,
+    /// Least frequently used: a hit moves the entry up one frequency bucket; evict the
+    /// oldest entry of the lowest bucket (the tail).
+    Lfu = 4,
 }
 
 impl Policy {
@@ -43,6 +55,7 @@ impl Policy {
             1 => Some(Policy::Lru),
             2 => Some(Policy::Mru),
             3 => Some(Policy::Fifo),
+            4 => Some(Policy::Lfu),
             _ => None,
         }
     }
@@ -87,10 +100,59 @@ struct Node {
     newer: u32,
     /// Towards the tail (older entry), or NIL.
     older: u32,
+    /// LFU only: the frequency bucket holding this entry, else NIL. It fits in the
+    /// padding after `visited`, so the other policies pay no memory for it.
+    bucket: u32,
     visited: bool,
 }
 
-/// Key index with SIEVE (or LRU/MRU/FIFO) eviction and optional TTL.
+// The LFU field costs no memory: a node is 48 bytes with or without it.
+#[cfg(target_pointer_width = "64")]
+const _: () = assert!(std::mem::size_of::<Node>() == 48);
+
+/// An LFU frequency bucket: the entries hit `count` times (the insertion included), a run
+/// of the queue from `newest` (towards the head) to `oldest` (towards the tail).
+#[derive(Clone, Copy, Debug)]
+struct Bucket {
+    count: u64,
+    newest: u32,
+    oldest: u32,
+}
+
+/// The LFU side structure: a slab of buckets with a free list. It stays empty (and
+/// allocates nothing) under the other policies.
+#[derive(Debug, Default)]
+struct Buckets {
+    slab: Vec<Bucket>,
+    free: Vec<u32>,
+}
+
+impl Buckets {
+    fn alloc(&mut self, count: u64, slot: u32) -> u32 {
+        let bucket = Bucket {
+            count,
+            newest: slot,
+            oldest: slot,
+        };
+        match self.free.pop() {
+            Some(b) => {
+                self.slab[b as usize] = bucket;
+                b
+            }
+            None => {
+                self.slab.push(bucket);
+                (self.slab.len() - 1) as u32
+            }
+        }
+    }
+
+    fn clear(&mut self) {
+        self.slab.clear();
+        self.free.clear();
+    }
+}
+
+/// Key index with SIEVE (or LRU/MRU/FIFO/LFU) eviction and optional TTL.
 ///
 /// Time is given by the caller on each call, in milliseconds on any clock that does not
 /// go backwards; an entry is expired when `now - inserted_at >= ttl_ms`.
@@ -106,6 +168,7 @@ pub struct SieveStore {
     capacity: usize,
     ttl_ms: Option<f64>,
     policy: Policy,
+    lfu: Buckets,
     stats: Stats,
     state: ahash::RandomState,
 }
@@ -127,6 +190,7 @@ impl SieveStore {
             capacity,
             ttl_ms,
             policy,
+            lfu: Buckets::default(),
             stats: Stats::default(),
             state: fixed_state(),
         }
@@ -170,7 +234,8 @@ impl SieveStore {
     }
 
     /// Looks `key` up at time `now` (ms), counting a hit or a miss. A hit marks the entry
-    /// visited (SIEVE) or moves it to the head (LRU/MRU). An expired entry is removed.
+    /// visited (SIEVE), moves it to the head (LRU/MRU) or up one frequency bucket (LFU).
+    /// An expired entry is removed.
     pub fn get(&mut self, key: &[u8], now: f64) -> Lookup {
         let hash = hash_bytes(&self.state, key);
         let Some(slot) = self.find(hash, key) else {
@@ -191,6 +256,7 @@ impl SieveStore {
                 self.push_head(slot);
             }
             Policy::Fifo => {}
+            Policy::Lfu => self.lfu_hit(slot),
         }
         Lookup::Hit(slot)
     }
@@ -204,8 +270,9 @@ impl SieveStore {
     }
 
     /// Inserts `key` at time `now` (ms) and returns its slot. A key already present keeps
-    /// its slot and gets a new insertion time. When the store is full, one entry is
-    /// evicted by the policy and its slot is reused.
+    /// its slot, its place (and LFU count) and gets a new insertion time. When the store is
+    /// full, one entry is evicted by the policy and its slot is reused. A new entry goes to
+    /// the head, or under LFU to the newest end of the bucket of count 1.
     pub fn insert(&mut self, key: &[u8], now: f64) -> Inserted {
         let hash = hash_bytes(&self.state, key);
         if let Some(slot) = self.find(hash, key) {
@@ -226,6 +293,7 @@ impl SieveStore {
             inserted_at: now,
             newer: NIL,
             older: NIL,
+            bucket: NIL,
             visited: false,
         };
         let slot = match self.free.pop() {
@@ -241,7 +309,11 @@ impl SieveStore {
         let nodes = &self.nodes;
         self.table
             .insert_unique(hash, slot, |&s| nodes[s as usize].hash);
-        self.push_head(slot);
+        if self.policy == Policy::Lfu {
+            self.lfu_push(slot);
+        } else {
+            self.push_head(slot);
+        }
         self.len += 1;
         Inserted { slot, evicted }
     }
@@ -263,6 +335,7 @@ impl SieveStore {
         self.tail = NIL;
         self.hand = NIL;
         self.len = 0;
+        self.lfu.clear();
         self.stats = Stats::default();
     }
 
@@ -273,7 +346,7 @@ impl SieveStore {
         }
         let victim = match self.policy {
             Policy::Sieve => self.sieve_victim(),
-            Policy::Lru | Policy::Fifo => self.tail,
+            Policy::Lru | Policy::Fifo | Policy::Lfu => self.tail,
             Policy::Mru => self.head,
         };
         self.remove_slot(victim);
@@ -313,6 +386,9 @@ impl SieveStore {
         }
         if self.hand == slot {
             self.hand = self.nodes[slot as usize].newer;
+        }
+        if self.policy == Policy::Lfu {
+            self.lfu_detach(slot);
         }
         self.unlink(slot);
         self.nodes[slot as usize].key = Box::default();
@@ -355,7 +431,117 @@ impl SieveStore {
         self.head = slot;
     }
 
-    /// Keys from the head (newest) to the tail (oldest), with their visited bits.
+    /// LFU: puts the new entry `slot` (count 1) at the newest end of the bucket of count
+    /// 1, which, when it exists, is the lowest bucket and so holds the tail; else at the
+    /// tail, in a new bucket.
+    fn lfu_push(&mut self, slot: u32) {
+        if self.tail != NIL {
+            let b = self.nodes[self.tail as usize].bucket;
+            let bucket = &mut self.lfu.slab[b as usize];
+            if bucket.count == 1 {
+                let below = bucket.newest;
+                bucket.newest = slot;
+                self.nodes[slot as usize].bucket = b;
+                self.link_newer_than(slot, below);
+                return;
+            }
+        }
+        self.push_tail(slot);
+        self.nodes[slot as usize].bucket = self.lfu.alloc(1, slot);
+    }
+
+    /// LFU: moves `slot` from its bucket (count `f`) to the newest end of the bucket of
+    /// count `f + 1`, which, when it exists, is the next run towards the head; else a new
+    /// bucket just above the old one (or the old one itself, when `slot` was alone in it).
+    fn lfu_hit(&mut self, slot: u32) {
+        let b = self.nodes[slot as usize].bucket;
+        let Bucket {
+            count,
+            newest,
+            oldest,
+        } = self.lfu.slab[b as usize];
+        let above = self.nodes[newest as usize].newer;
+        let next = if above == NIL {
+            NIL
+        } else {
+            self.nodes[above as usize].bucket
+        };
+        if next != NIL && self.lfu.slab[next as usize].count == count + 1 {
+            self.lfu_detach(slot);
+            let below = self.lfu.slab[next as usize].newest;
+            self.lfu.slab[next as usize].newest = slot;
+            self.nodes[slot as usize].bucket = next;
+            self.move_newer_than(slot, below);
+        } else if newest == slot && oldest == slot {
+            // Alone in its bucket, with no bucket of count f + 1: the bucket moves up.
+            self.lfu.slab[b as usize].count = count + 1;
+        } else {
+            self.lfu_detach(slot);
+            let below = self.lfu.slab[b as usize].newest;
+            self.nodes[slot as usize].bucket = self.lfu.alloc(count + 1, slot);
+            self.move_newer_than(slot, below);
+        }
+    }
+
+    /// LFU: takes `slot` out of its bucket (not off the queue), freeing the bucket when it
+    /// empties. Runs before the queue links of `slot` change.
+    fn lfu_detach(&mut self, slot: u32) {
+        let n = &mut self.nodes[slot as usize];
+        let (b, newer, older) = (n.bucket, n.newer, n.older);
+        n.bucket = NIL;
+        let bucket = &mut self.lfu.slab[b as usize];
+        if bucket.newest == slot && bucket.oldest == slot {
+            self.lfu.free.push(b);
+        } else if bucket.newest == slot {
+            bucket.newest = older;
+        } else if bucket.oldest == slot {
+            bucket.oldest = newer;
+        }
+    }
+
+    /// Moves the queued `slot` to just towards the head from `below` (another queued slot).
+    fn move_newer_than(&mut self, slot: u32, below: u32) {
+        if self.nodes[slot as usize].older != below {
+            self.unlink(slot);
+            self.link_newer_than(slot, below);
+        }
+    }
+
+    /// Links the unlinked `slot` just towards the head from the queued `below`.
+    fn link_newer_than(&mut self, slot: u32, below: u32) {
+        let above = self.nodes[below as usize].newer;
+        {
+            let n = &mut self.nodes[slot as usize];
+            n.newer = above;
+            n.older = below;
+        }
+        self.nodes[below as usize].newer = slot;
+        if above == NIL {
+            self.head = slot;
+        } else {
+            self.nodes[above as usize].older = slot;
+        }
+    }
+
+    /// Links the unlinked `slot` at the tail.
+    fn push_tail(&mut self, slot: u32) {
+        let old_tail = self.tail;
+        {
+            let n = &mut self.nodes[slot as usize];
+            n.newer = old_tail;
+            n.older = NIL;
+        }
+        if old_tail == NIL {
+            self.head = slot;
+        } else {
+            self.nodes[old_tail as usize].older = slot;
+        }
+        self.tail = slot;
+    }
+
+    /// Keys from the head (newest) to the tail (oldest), with their visited bits. Under
+    /// LFU the queue runs from the highest count to the lowest and, within a count, from
+    /// the newest in the bucket to the oldest: the tail is the next victim.
     pub fn order(&self) -> Vec<(Vec<u8>, bool)> {
         let mut out = Vec::with_capacity(self.len);
         let mut slot = self.head;
@@ -368,7 +554,9 @@ impl SieveStore {
     }
 
     /// Checks the invariants: the queue links both ways and holds exactly the indexed
-    /// entries, the hand is on the queue, free and live slots partition the slab.
+    /// entries, the hand is on the queue, free and live slots partition the slab; under
+    /// LFU, the buckets are runs of the queue with counts decreasing strictly towards the
+    /// tail, and free and live buckets partition the bucket slab.
     /// Panics with a message on the first violation (tests and fuzzing only).
     pub fn validate(&self) {
         let mut count = 0usize;
@@ -395,6 +583,64 @@ impl SieveStore {
         assert!(hand_seen, "hand is not on the queue");
         assert!(self.len <= self.capacity, "more entries than capacity");
         assert_eq!(self.len + self.free.len(), self.nodes.len(), "slab leak");
+        if self.policy != Policy::Sieve {
+            assert_eq!(self.hand, NIL, "hand moved outside SIEVE");
+        }
+        self.validate_buckets();
+    }
+
+    fn validate_buckets(&self) {
+        let slab = &self.lfu.slab;
+        if self.policy != Policy::Lfu {
+            assert!(slab.is_empty(), "buckets outside LFU");
+            let mut slot = self.head;
+            while slot != NIL {
+                let n = &self.nodes[slot as usize];
+                assert_eq!(n.bucket, NIL, "slot {slot} in a bucket outside LFU");
+                slot = n.older;
+            }
+            return;
+        }
+        let mut live = vec![false; slab.len()];
+        let mut runs = 0usize;
+        let mut last_count = u64::MAX;
+        let mut run = NIL;
+        let mut prev = NIL;
+        let mut slot = self.head;
+        while slot != NIL {
+            let n = &self.nodes[slot as usize];
+            let b = n.bucket;
+            assert!((b as usize) < slab.len(), "slot {slot} in no bucket");
+            if b != run {
+                let bucket = &slab[b as usize];
+                assert_eq!(
+                    bucket.newest, slot,
+                    "bucket {b} does not start at its newest"
+                );
+                assert!(
+                    bucket.count >= 1 && bucket.count < last_count,
+                    "bucket counts not decreasing towards the tail at slot {slot}"
+                );
+                if run != NIL {
+                    assert_eq!(slab[run as usize].oldest, prev, "bucket {run} ends early");
+                }
+                assert!(!live[b as usize], "bucket {b} is not one run");
+                live[b as usize] = true;
+                last_count = bucket.count;
+                runs += 1;
+                run = b;
+            }
+            prev = slot;
+            slot = n.older;
+        }
+        if run != NIL {
+            assert_eq!(slab[run as usize].oldest, prev, "last bucket ends early");
+        }
+        for &b in &self.lfu.free {
+            assert!(!live[b as usize], "free bucket {b} is live");
+            live[b as usize] = true;
+        }
+        assert_eq!(runs + self.lfu.free.len(), slab.len(), "bucket slab leak");
     }
 }
 
@@ -566,6 +812,214 @@ mod tests {
         assert_eq!(run(Policy::Mru), vec![2, 3, 4]);
         assert_eq!(run(Policy::Fifo), vec![2, 3, 4]);
         assert_eq!(run(Policy::Sieve), vec![1, 3, 4]);
+        assert_eq!(run(Policy::Lfu), vec![1, 3, 4]);
+    }
+
+    /// `(key, count)` from the head to the tail (LFU).
+    fn counts(store: &SieveStore) -> Vec<(u8, u64)> {
+        let mut out = Vec::new();
+        let mut slot = store.head;
+        while slot != NIL {
+            let n = &store.nodes[slot as usize];
+            out.push((n.key[0], store.lfu.slab[n.bucket as usize].count));
+            slot = n.older;
+        }
+        out
+    }
+
+    fn lfu(capacity: usize) -> SieveStore {
+        SieveStore::new(capacity, None, Policy::Lfu)
+    }
+
+    #[test]
+    fn lfu_evicts_the_least_frequently_used() {
+        let mut s = lfu(3);
+        for k in [1, 2, 3] {
+            put(&mut s, k);
+        }
+        assert_eq!(counts(&s), vec![(3, 1), (2, 1), (1, 1)]);
+        get(&mut s, 1);
+        get(&mut s, 1);
+        get(&mut s, 2);
+        assert_eq!(counts(&s), vec![(1, 3), (2, 2), (3, 1)]);
+        put(&mut s, 4); // 3 is the only entry of count 1
+        assert_eq!(counts(&s), vec![(1, 3), (2, 2), (4, 1)]);
+        put(&mut s, 5); // the new entry 4 (count 1) goes first
+        assert_eq!(counts(&s), vec![(1, 3), (2, 2), (5, 1)]);
+        assert_eq!(s.stats().evictions, 2);
+    }
+
+    #[test]
+    fn lfu_ties_go_to_the_oldest_in_the_bucket() {
+        let mut s = lfu(3);
+        for k in [1, 2, 3] {
+            put(&mut s, k);
+        }
+        put(&mut s, 4); // all count 1: the oldest, 1, goes
+        assert_eq!(keys(&s), vec![4, 3, 2]);
+        // Age in the bucket, not since insertion: 3 reaches count 2 first, then 2, then 4.
+        get(&mut s, 3);
+        get(&mut s, 2);
+        get(&mut s, 4);
+        assert_eq!(counts(&s), vec![(4, 2), (2, 2), (3, 2)]);
+        put(&mut s, 5); // evicts 3
+        assert_eq!(counts(&s), vec![(4, 2), (2, 2), (5, 1)]);
+        put(&mut s, 6); // evicts 5 (count 1) before any entry of count 2
+        assert_eq!(keys(&s), vec![4, 2, 6]);
+        get(&mut s, 6); // joins count 2 as its newest
+        assert_eq!(counts(&s), vec![(6, 2), (4, 2), (2, 2)]);
+        put(&mut s, 7); // evicts 2, the longest at count 2
+        assert_eq!(counts(&s), vec![(6, 2), (4, 2), (7, 1)]);
+    }
+
+    #[test]
+    fn lfu_hit_opens_a_bucket_between_counts() {
+        let mut s = lfu(3);
+        put(&mut s, 1);
+        get(&mut s, 1);
+        get(&mut s, 1); // alone in its bucket: the bucket itself moves up
+        assert_eq!(counts(&s), vec![(1, 3)]);
+        put(&mut s, 2);
+        put(&mut s, 3);
+        assert_eq!(counts(&s), vec![(1, 3), (3, 1), (2, 1)]);
+        get(&mut s, 3); // new bucket of count 2, between 3 and 1
+        assert_eq!(counts(&s), vec![(1, 3), (3, 2), (2, 1)]);
+        get(&mut s, 2); // joins count 2 as its newest
+        assert_eq!(counts(&s), vec![(1, 3), (2, 2), (3, 2)]);
+        put(&mut s, 4); // evicts 3
+        assert_eq!(counts(&s), vec![(1, 3), (2, 2), (4, 1)]);
+        get(&mut s, 4);
+        assert_eq!(counts(&s), vec![(1, 3), (4, 2), (2, 2)]);
+        put(&mut s, 5); // evicts 2
+        assert_eq!(counts(&s), vec![(1, 3), (4, 2), (5, 1)]);
+        get(&mut s, 4); // leaves count 2 empty, joins 1 at count 3 as its newest
+        assert_eq!(counts(&s), vec![(4, 3), (1, 3), (5, 1)]);
+        assert_eq!(s.lfu.free.len(), 1, "the emptied bucket was freed");
+    }
+
+    #[test]
+    fn lfu_reinsert_keeps_count_and_place() {
+        let mut s = SieveStore::new(2, Some(10.0), Policy::Lfu);
+        s.insert(&[1], 0.0);
+        s.insert(&[2], 0.0);
+        assert!(matches!(s.get(&[2], 0.0), Lookup::Hit(_)));
+        assert!(matches!(s.get(&[2], 0.0), Lookup::Hit(_)));
+        for t in 1..4 {
+            s.insert(&[1], f64::from(t)); // re-sets do not count as accesses
+            s.validate();
+        }
+        s.insert(&[2], 5.0); // nor do they reset the count
+        assert_eq!(counts(&s), vec![(2, 3), (1, 1)]);
+        s.insert(&[3], 5.0); // evicts 1
+        assert_eq!(counts(&s), vec![(2, 3), (3, 1)]);
+        assert_eq!(s.get(&[2], 14.9), Lookup::Hit(s.peek(&[2], 14.9).unwrap()));
+        assert!(
+            matches!(s.get(&[2], 15.0), Lookup::Expired(_)),
+            "the re-set refreshed the time"
+        );
+        s.validate();
+    }
+
+    #[test]
+    fn lfu_delete_expiry_and_clear_leave_the_buckets() {
+        let mut s = SieveStore::new(3, Some(10.0), Policy::Lfu);
+        s.insert(&[1], 0.0);
+        s.get(&[1], 1.0);
+        s.get(&[1], 2.0);
+        s.insert(&[2], 5.0);
+        s.insert(&[3], 5.0);
+        assert_eq!(counts(&s), vec![(1, 3), (3, 1), (2, 1)]);
+        assert!(matches!(s.get(&[1], 10.0), Lookup::Expired(_)));
+        s.validate();
+        assert_eq!(counts(&s), vec![(3, 1), (2, 1)]);
+        s.insert(&[4], 10.0);
+        assert!(s.remove(&[3]).is_some());
+        s.validate();
+        assert_eq!(counts(&s), vec![(4, 1), (2, 1)]);
+        s.get(&[2], 11.0);
+        s.insert(&[5], 11.0);
+        s.insert(&[6], 11.0); // full: evicts 4, the oldest of count 1
+        s.validate();
+        assert_eq!(counts(&s), vec![(2, 2), (6, 1), (5, 1)]);
+        let tail = s.peek(&[5], 11.0);
+        assert_eq!(s.evict(), tail, "evict() takes the LFU victim too");
+        s.validate();
+        assert_eq!(counts(&s), vec![(2, 2), (6, 1)]);
+        s.clear();
+        s.validate();
+        assert!(s.lfu.slab.is_empty());
+        for k in [7, 8, 9, 10] {
+            put(&mut s, k);
+        }
+        assert_eq!(counts(&s), vec![(10, 1), (9, 1), (8, 1)]);
+    }
+
+    /// LFU as the paper states it, on a plain list: `(key, count, entered, inserted_at)`,
+    /// where `entered` orders the entries by when they reached their count.
+    #[test]
+    fn lfu_matches_a_reference_model_under_a_random_workload() {
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut s = SieveStore::new(12, Some(400.0), Policy::Lfu);
+        let mut model: Vec<(u8, u64, u64, f64)> = Vec::new();
+        let mut tick = 0u64;
+        let expected = |model: &Vec<(u8, u64, u64, f64)>| {
+            let mut m = model.clone();
+            m.sort_by(|a, b| b.1.cmp(&a.1).then(b.2.cmp(&a.2)));
+            m.iter().map(|e| (e.0, e.1)).collect::<Vec<_>>()
+        };
+        for t in 0..20_000u32 {
+            let k = (next() % 30) as u8;
+            let now = f64::from(t);
+            tick += 1;
+            let at = model.iter().position(|e| e.0 == k);
+            match next() % 10 {
+                0 => {
+                    assert_eq!(s.remove(&[k]).is_some(), at.is_some());
+                    if let Some(i) = at {
+                        model.remove(i);
+                    }
+                }
+                1..=3 => {
+                    s.insert(&[k], now);
+                    match at {
+                        Some(i) => model[i].3 = now,
+                        None => {
+                            if model.len() == 12 {
+                                let victim = expected(&model).last().unwrap().0;
+                                model.retain(|e| e.0 != victim);
+                            }
+                            model.push((k, 1, tick, now));
+                        }
+                    }
+                }
+                _ => {
+                    let r = s.get(&[k], now);
+                    match at {
+                        None => assert_eq!(r, Lookup::Miss),
+                        Some(i) if now - model[i].3 >= 400.0 => {
+                            assert!(matches!(r, Lookup::Expired(_)));
+                            model.remove(i);
+                        }
+                        Some(i) => {
+                            assert!(matches!(r, Lookup::Hit(_)));
+                            model[i].1 += 1;
+                            model[i].2 = tick;
+                        }
+                    }
+                }
+            }
+            assert_eq!(counts(&s), expected(&model), "step {t}");
+            if t % 31 == 0 {
+                s.validate();
+            }
+        }
+        s.validate();
     }
 
     #[test]
@@ -578,7 +1032,13 @@ mod tests {
             x ^= x << 17;
             x
         };
-        for policy in [Policy::Sieve, Policy::Lru, Policy::Mru, Policy::Fifo] {
+        for policy in [
+            Policy::Sieve,
+            Policy::Lru,
+            Policy::Mru,
+            Policy::Fifo,
+            Policy::Lfu,
+        ] {
             let mut s = SieveStore::new(16, Some(50.0), policy);
             for t in 0..20_000u32 {
                 let k = (next() % 40) as u8;

@@ -53,7 +53,7 @@ unsafe fn with_mem(h: *const MemStore, f: impl FnOnce(&mut SieveStore) -> i32) -
 
 /// Creates a memory store for at most `capacity` entries (0 = unbounded), whose entries
 /// expire `ttl_ms` ms after insertion (`ttl_ms <= 0` or not finite = never), evicting by
-/// `policy` (0 SIEVE, 1 LRU, 2 MRU, 3 FIFO). Returns null on a bad argument.
+/// `policy` (0 SIEVE, 1 LRU, 2 MRU, 3 FIFO, 4 LFU). Returns null on a bad argument.
 #[unsafe(no_mangle)]
 pub extern "C" fn warp_mem_new(capacity: u32, ttl_ms: f64, policy: u32) -> *mut MemStore {
     let Some(policy) = Policy::from_u32(policy) else {
