@@ -92,10 +92,7 @@ pub struct Stats {
 
 #[derive(Debug)]
 struct Node {
-    key: Box<[u8]>,
-    hash: u64,
-    /// Insertion time in ms, on the caller's clock.
-    inserted_at: f64,
+    key: StoredKey,
     /// Towards the head (newer entry), or NIL.
     newer: u32,
     /// Towards the tail (older entry), or NIL.
@@ -106,9 +103,50 @@ struct Node {
     visited: bool,
 }
 
-// The LFU field costs no memory: a node is 48 bytes with or without it.
+// 40 bytes a node, the LFU field included (it fits in the padding after `visited`):
+// with the index (5 bytes a bucket) and the JS value slot, 1,000,000 small entries cost
+// about 60 MB. Insertion times live in a side vector, allocated only when TTL is on.
 #[cfg(target_pointer_width = "64")]
-const _: () = assert!(std::mem::size_of::<Node>() == 48);
+const _: () = assert!(std::mem::size_of::<Node>() == 40);
+
+/// Longest key stored inside the node; longer keys get a heap allocation of their own.
+pub const INLINE_KEY: usize = 22;
+
+/// Key bytes: inline up to [`INLINE_KEY`] bytes (most keys: a few numbers or a short
+/// string), else boxed.
+#[derive(Debug)]
+enum StoredKey {
+    Inline { len: u8, bytes: [u8; INLINE_KEY] },
+    Heap(Box<[u8]>),
+}
+
+impl StoredKey {
+    fn new(key: &[u8]) -> StoredKey {
+        if key.len() <= INLINE_KEY {
+            let mut bytes = [0u8; INLINE_KEY];
+            bytes[..key.len()].copy_from_slice(key);
+            StoredKey::Inline {
+                len: key.len() as u8,
+                bytes,
+            }
+        } else {
+            StoredKey::Heap(key.into())
+        }
+    }
+
+    #[inline]
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            StoredKey::Inline { len, bytes } => &bytes[..*len as usize],
+            StoredKey::Heap(b) => b,
+        }
+    }
+
+    const EMPTY: StoredKey = StoredKey::Inline {
+        len: 0,
+        bytes: [0; INLINE_KEY],
+    };
+}
 
 /// An LFU frequency bucket: the entries hit `count` times (the insertion included), a run
 /// of the queue from `newest` (towards the head) to `oldest` (towards the tail).
@@ -160,6 +198,8 @@ impl Buckets {
 pub struct SieveStore {
     table: HashTable<u32>,
     nodes: Vec<Node>,
+    /// Insertion time in ms (caller's clock) by slot; empty unless TTL is on.
+    times: Vec<f64>,
     free: Vec<u32>,
     head: u32,
     tail: u32,
@@ -182,6 +222,7 @@ impl SieveStore {
         SieveStore {
             table: HashTable::new(),
             nodes: Vec::new(),
+            times: Vec::new(),
             free: Vec::new(),
             head: NIL,
             tail: NIL,
@@ -219,17 +260,30 @@ impl SieveStore {
     fn find(&self, hash: u64, key: &[u8]) -> Option<u32> {
         let nodes = &self.nodes;
         self.table
-            .find(hash, |&slot| {
-                let n = &nodes[slot as usize];
-                n.hash == hash && &*n.key == key
-            })
+            .find(hash, |&slot| nodes[slot as usize].key.as_bytes() == key)
             .copied()
+    }
+
+    /// The hash of the key at `slot` (recomputed: nodes do not keep it, to stay small;
+    /// only evictions and index growth need it).
+    fn slot_hash(&self, slot: u32) -> u64 {
+        hash_bytes(&self.state, self.nodes[slot as usize].key.as_bytes())
     }
 
     fn is_expired(&self, slot: u32, now: f64) -> bool {
         match self.ttl_ms {
-            Some(ttl) => now - self.nodes[slot as usize].inserted_at >= ttl,
+            Some(ttl) => now - self.times[slot as usize] >= ttl,
             None => false,
+        }
+    }
+
+    fn set_time(&mut self, slot: u32, now: f64) {
+        if self.ttl_ms.is_some() {
+            let i = slot as usize;
+            if i >= self.times.len() {
+                self.times.resize(i + 1, 0.0);
+            }
+            self.times[i] = now;
         }
     }
 
@@ -276,7 +330,7 @@ impl SieveStore {
     pub fn insert(&mut self, key: &[u8], now: f64) -> Inserted {
         let hash = hash_bytes(&self.state, key);
         if let Some(slot) = self.find(hash, key) {
-            self.nodes[slot as usize].inserted_at = now;
+            self.set_time(slot, now);
             return Inserted {
                 slot,
                 evicted: false,
@@ -288,9 +342,7 @@ impl SieveStore {
             evicted = true;
         }
         let node = Node {
-            key: key.into(),
-            hash,
-            inserted_at: now,
+            key: StoredKey::new(key),
             newer: NIL,
             older: NIL,
             bucket: NIL,
@@ -306,9 +358,11 @@ impl SieveStore {
                 (self.nodes.len() - 1) as u32
             }
         };
-        let nodes = &self.nodes;
-        self.table
-            .insert_unique(hash, slot, |&s| nodes[s as usize].hash);
+        self.set_time(slot, now);
+        let (nodes, state) = (&self.nodes, &self.state);
+        self.table.insert_unique(hash, slot, |&s| {
+            hash_bytes(state, nodes[s as usize].key.as_bytes())
+        });
         if self.policy == Policy::Lfu {
             self.lfu_push(slot);
         } else {
@@ -330,6 +384,7 @@ impl SieveStore {
     pub fn clear(&mut self) {
         self.table.clear();
         self.nodes.clear();
+        self.times.clear();
         self.free.clear();
         self.head = NIL;
         self.tail = NIL;
@@ -380,7 +435,7 @@ impl SieveStore {
     }
 
     fn remove_slot(&mut self, slot: u32) {
-        let hash = self.nodes[slot as usize].hash;
+        let hash = self.slot_hash(slot);
         if let Ok(entry) = self.table.find_entry(hash, |&s| s == slot) {
             entry.remove();
         }
@@ -391,7 +446,7 @@ impl SieveStore {
             self.lfu_detach(slot);
         }
         self.unlink(slot);
-        self.nodes[slot as usize].key = Box::default();
+        self.nodes[slot as usize].key = StoredKey::EMPTY;
         self.free.push(slot);
         self.len -= 1;
     }
@@ -547,7 +602,7 @@ impl SieveStore {
         let mut slot = self.head;
         while slot != NIL {
             let n = &self.nodes[slot as usize];
-            out.push((n.key.to_vec(), n.visited));
+            out.push((n.key.as_bytes().to_vec(), n.visited));
             slot = n.older;
         }
         out
@@ -567,7 +622,7 @@ impl SieveStore {
             let n = &self.nodes[slot as usize];
             assert_eq!(n.newer, prev, "broken newer link at slot {slot}");
             assert_eq!(
-                self.find(n.hash, &n.key),
+                self.find(hash_bytes(&self.state, n.key.as_bytes()), n.key.as_bytes()),
                 Some(slot),
                 "slot {slot} on the queue but not indexed"
             );
@@ -821,7 +876,7 @@ mod tests {
         let mut slot = store.head;
         while slot != NIL {
             let n = &store.nodes[slot as usize];
-            out.push((n.key[0], store.lfu.slab[n.bucket as usize].count));
+            out.push((n.key.as_bytes()[0], store.lfu.slab[n.bucket as usize].count));
             slot = n.older;
         }
         out
