@@ -76,7 +76,13 @@ function wrap(
   const clock = opts.clock ?? (store.ownClock ? ownClock : monotonicClock);
   const keyPointer = store.keyPointer;
   const ttlOn = opts.ttl !== undefined;
+  // A shared entry may be read by a handle with a ttl of its own (the ttl belongs to the
+  // handle, not to the file): stamp every insertion with the real time, ttl or not.
+  const stampSets = ttlOn || shared;
   const keyFn = opts.key as AnyFunction | undefined;
+  // A method keys on `this` (by identity). A shared cache cannot key on identity, so a
+  // shared method with a `key` option keys on what `key` returns alone.
+  const withThis = isMethod && !(shared && keyFn !== undefined);
   const mainWriter = shared ? sharedWriter : memoryWriter;
   const pending = new Map<string, Promise<unknown>>();
   let generation = 0;
@@ -112,8 +118,8 @@ function wrap(
     let len: number;
     try {
       len = keyFn === undefined
-        ? w.call(this, isMethod, args)
-        : w.call(this, isMethod, [keyFn.apply(this, args)]);
+        ? w.call(this, withThis, args)
+        : w.call(this, withThis, [keyFn.apply(this, args)]);
     } finally {
       w.busy = false;
     }
@@ -136,7 +142,7 @@ function wrap(
     if (isThenable(result)) {
       return settle(keyBytes, pkey ?? bytesToKeyString(keyBytes, len), result);
     }
-    store.set(keyBytes, len, result, ttlOn ? clock() : 0, false);
+    store.set(keyBytes, len, result, stampSets ? clock() : 0, false);
     return result;
   };
 

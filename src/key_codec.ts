@@ -185,12 +185,20 @@ export class KeyWriter {
     this.pos += bytes.length;
   }
 
+  /** The argument being encoded, for messages: `argument 2`, or `this`. */
+  #where(): string {
+    return this.#arg < 0 ? "this" : `argument ${this.#arg}`;
+  }
+
   #identity(value: WeakKey | symbol): void {
     if (this.#shared) {
+      const hint = this.#arg < 0
+        ? "; give the method a `key` option to key a shared cache on its arguments only"
+        : "";
       throw new TypeError(
-        `Cannot use argument ${this.#arg} (${
+        `Cannot use ${this.#where()} (${
           describe(value)
-        }) as a key of a shared cache: only primitives, arrays, plain objects, Date, Uint8Array and ArrayBuffer have a value that other processes can see`,
+        }) as a key of a shared cache: only primitives, arrays, plain objects, Date, Uint8Array and ArrayBuffer have a value that other processes can see${hint}`,
       );
     }
     if (typeof value === "symbol" && Symbol.keyFor(value) !== undefined) {
@@ -208,14 +216,14 @@ export class KeyWriter {
   #enter(value: object): void {
     if (this.#stack.includes(value)) {
       throw new TypeError(
-        `Cannot use a cyclic value in argument ${this.#arg} as a cache key: ${
+        `Cannot use a cyclic value in ${this.#where()} as a cache key: ${
           describe(value)
         } contains itself`,
       );
     }
     if (this.#stack.length >= MAX_KEY_DEPTH) {
       throw new TypeError(
-        `Cannot use argument ${this.#arg} as a cache key: nested deeper than ${MAX_KEY_DEPTH} levels`,
+        `Cannot use ${this.#where()} as a cache key: nested deeper than ${MAX_KEY_DEPTH} levels`,
       );
     }
     this.#stack.push(value);

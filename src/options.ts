@@ -58,7 +58,8 @@ export interface CacheOptions {
   name?: string;
   /**
    * Directory of shared cache files: `/dev/shm/warp_cache-<uid>` on Linux,
-   * `$TMPDIR/warp_cache` elsewhere.
+   * `$TMPDIR/warp_cache` elsewhere (`/tmp/warp_cache-<uid>` without `TMPDIR`). A directory
+   * on disk makes the cache outlive a reboot.
    */
   dir?: string;
   /**

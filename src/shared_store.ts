@@ -50,15 +50,16 @@ function currentUid(): number | null {
 
 /**
  * The default directory of shared cache files: `/dev/shm/warp_cache-<uid>` on Linux
- * (memory-backed), `$TMPDIR/warp_cache-<uid>` elsewhere (`/tmp` without `TMPDIR`). The
- * uid keeps users apart; the library creates the directory with mode 0700.
+ * (memory-backed; the uid keeps users apart in the one `/dev/shm`), `$TMPDIR/warp_cache`
+ * elsewhere (`$TMPDIR` is per user on macOS), or `/tmp/warp_cache-<uid>` when `TMPDIR` is
+ * unset. The library creates the directory with mode 0700.
  */
 export function defaultSharedDir(os: string = Deno.build.os): string {
   const uid = currentUid();
-  const leaf = uid === null ? "warp_cache" : `warp_cache-${uid}`;
-  if (os === "linux") return `/dev/shm/${leaf}`;
-  const tmp = (envVar("TMPDIR") ?? "/tmp").replace(/\/+$/, "");
-  return `${tmp}/${leaf}`;
+  const perUser = uid === null ? "warp_cache" : `warp_cache-${uid}`;
+  if (os === "linux") return `/dev/shm/${perUser}`;
+  const tmp = envVar("TMPDIR")?.replace(/\/+$/, "");
+  return tmp ? `${tmp}/warp_cache` : `/tmp/${perUser}`;
 }
 
 /** A short, stable hash of `text` (hex). */
