@@ -1,0 +1,166 @@
+/**
+ * What every benchmark and the hit-ratio simulator share: a seeded random source, a Zipf
+ * sampler, the key streams, the batch size, and the probe that says whether the shared
+ * backend works in this build.
+ *
+ * Every `Deno.bench` iteration in `bench/` performs {@linkcode BATCH} operations, so that
+ * the harness's own cost per iteration (a few ns) is spread out; `scripts/bench_report.ts`
+ * divides by it to print ns per operation.
+ *
+ * @module
+ */
+
+import { cache } from "../mod.ts";
+
+/** Operations per `Deno.bench` iteration, in every bench file. */
+export const BATCH = 1000;
+
+/** A small, fast, seeded PRNG (mulberry32): the same traces on every run. */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return (): number => {
+    a = (a + 0x6d2b79f5) | 0;
+    let t = Math.imul(a ^ (a >>> 15), 1 | a);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/**
+ * Returns a sampler of ranks `0..n-1` where rank `r` has weight `1 / (r + 1)^alpha`
+ * (inverse CDF, binary search).
+ */
+export function zipfSampler(n: number, alpha: number, random: () => number): () => number {
+  const cdf = new Float64Array(n);
+  let sum = 0;
+  for (let r = 0; r < n; r++) {
+    sum += 1 / Math.pow(r + 1, alpha);
+    cdf[r] = sum;
+  }
+  for (let r = 0; r < n; r++) cdf[r]! /= sum;
+  return (): number => {
+    const u = random();
+    let lo = 0;
+    let hi = n - 1;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (cdf[mid]! < u) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  };
+}
+
+/** A random permutation of `0..n-1` (Fisher-Yates), so that hot keys are not small ints. */
+export function permutation(n: number, random: () => number): Int32Array {
+  const p = new Int32Array(n);
+  for (let i = 0; i < n; i++) p[i] = i;
+  for (let i = n - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1));
+    const t = p[i]!;
+    p[i] = p[j]!;
+    p[j] = t;
+  }
+  return p;
+}
+
+/** `length` key ids drawn Zipf(`alpha`) from `universe` ids (a power of two long). */
+export function zipfStream(
+  universe: number,
+  alpha: number,
+  length: number,
+  seed: number,
+): Int32Array {
+  const random = rng(seed);
+  const sample = zipfSampler(universe, alpha, random);
+  const perm = permutation(universe, random);
+  const out = new Int32Array(length);
+  for (let i = 0; i < length; i++) out[i] = perm[sample()]!;
+  return out;
+}
+
+/** The two key streams of the benchmarks (length a power of two: index with `& MASK`). */
+export const STREAM_LENGTH = 1 << 16;
+/** `i & MASK` walks a stream. */
+export const MASK = STREAM_LENGTH - 1;
+
+/** The key streams each benchmark group runs on. */
+export interface StreamSpec {
+  /** Label used in group names. */
+  label: string;
+  /** Key ids, {@linkcode STREAM_LENGTH} long. */
+  ids: Int32Array;
+  /** Distinct ids the stream draws from. */
+  universe: number;
+  /** `maxSize` of every bounded cache in the group. */
+  maxSize: number;
+  /** Whether every lookup (after the warm-up fill) is a hit. */
+  hitOnly: boolean;
+}
+
+/**
+ * `zipf`: Zipf(1.0) over 100,000 keys with caches of 10,000 entries (10%): hits and
+ * misses as a real workload mixes them. `hit-only`: Zipf(1.0) over 1,024 keys, all of them
+ * inserted before the measurement, caches of 10,000 entries: every call is a hit.
+ */
+export const STREAMS: readonly StreamSpec[] = [
+  {
+    label: "hit-only",
+    ids: zipfStream(1024, 1.0, STREAM_LENGTH, 7),
+    universe: 1024,
+    maxSize: 10_000,
+    hitOnly: true,
+  },
+  {
+    label: "zipf",
+    ids: zipfStream(100_000, 1.0, STREAM_LENGTH, 11),
+    universe: 100_000,
+    maxSize: 10_000,
+    hitOnly: false,
+  },
+];
+
+/** A directory for shared cache files: under `/dev/shm` where it exists. */
+export function sharedDir(): string {
+  try {
+    if (Deno.statSync("/dev/shm").isDirectory) {
+      return Deno.makeTempDirSync({ dir: "/dev/shm", prefix: "warp_bench_" });
+    }
+  } catch {
+    // fall through to the system temp dir
+  }
+  return Deno.makeTempDirSync({ prefix: "warp_bench_" });
+}
+
+/**
+ * `null` when `cache({ backend: "shared" })` works in this build, else the message of the
+ * error it throws (the benches that need it are then skipped).
+ */
+export function sharedUnavailable(): string | null {
+  let dir: string | undefined;
+  try {
+    dir = sharedDir();
+    const f = cache({ backend: "shared", name: `probe_${Deno.pid}`, dir, maxSize: 16 })(
+      (x: number): number => x + 1,
+    );
+    if (f(1) !== 2 || f(1) !== 2) return "the shared backend returned a wrong value";
+    if (f.cacheInfo().hits !== 1) return "the shared backend did not count a hit";
+    f.cacheClear();
+    return null;
+  } catch (e) {
+    return e instanceof Error ? e.message : String(e);
+  } finally {
+    if (dir !== undefined) {
+      try {
+        Deno.removeSync(dir, { recursive: true });
+      } catch {
+        // ignore
+      }
+    }
+  }
+}
+
+/** A 10-character string for key id `id`: `"k"` and 9 digits. */
+export function str10(id: number): string {
+  return "k" + String(id).padStart(9, "0");
+}

@@ -1,0 +1,414 @@
+/**
+ * The memory backend against its peers, in the same run: `cache()` from `@warp/cache`, a
+ * hand-written `Map` memoize keyed by a number (the floor, and each group's baseline),
+ * npm `lru-cache` used as a memoizer, `micro-memoize`, `memoizee`, `p-memoize` (async
+ * only) and `@neophi/sieve-cache` (a JavaScript SIEVE) used as a memoizer.
+ *
+ * Every group runs on two key streams (see `_workload.ts`): `hit-only` (every call a hit)
+ * and `zipf` (Zipf 1.0 over 100,000 keys, caches of 10,000 entries, so misses happen as
+ * they would). Each iteration performs `BATCH` (1,000) calls: divide the times by 1,000 for
+ * ns per call (`scripts/bench_report.ts` does).
+ *
+ * The floor keys a `Map` by the key's numeric id, evicting the oldest entry past
+ * `maxSize`: the least a cache lookup can cost on the stream. It does not pay for turning
+ * string or object arguments into a key, which every other contender does. The peers key
+ * as their documentation suggests for such arguments: a joined string for `lru-cache` and
+ * `@neophi/sieve-cache`, `primitive: true` for `memoizee`, `JSON.stringify` for objects,
+ * `isKeyItemEqual: "deep"` for `micro-memoize` with an object argument.
+ *
+ * `micro-memoize` keeps its entries in an array searched linearly (it is built for a
+ * handful of entries): with the 10,000 entries of the `zipf` stream a call costs 0.1 to
+ * 1 ms, and the warm-up alone would take minutes, so it runs on the `hit-only` stream and
+ * in miss + insert only.
+ *
+ * The engine behind `cache()` is the one `WARP_CACHE_ENGINE` selects (`native` by default
+ * when the library is built; `ts` for the TypeScript store).
+ *
+ * Run: `deno bench -A bench/memory_bench.ts`.
+ *
+ * @module
+ */
+
+import { LRUCache } from "npm:lru-cache@^11.2.0";
+import { memoize as microMemoize } from "npm:micro-memoize@^5.2.0";
+import memoizee from "npm:memoizee@^0.4.17";
+import pMemoize from "npm:p-memoize@^9.0.0";
+import { SieveCache as NeoSieve } from "npm:@neophi/sieve-cache@^1.5.0";
+import { cache } from "../mod.ts";
+import { loadNative } from "../src/ffi.ts";
+import { BATCH, MASK, str10, STREAMS, type StreamSpec } from "./_workload.ts";
+
+/** Keeps results alive so that the work is not optimised away. */
+export let sink = 0;
+
+const TTL = 60_000;
+
+type Fn2 = (a: number, b: number) => number;
+type FnS = (s: string, n: number) => number;
+interface Obj {
+  id: number;
+  kind: string;
+}
+type FnO = (o: Obj) => number;
+type AFn2 = (a: number, b: number) => Promise<number>;
+
+/** Argument columns of a stream. */
+interface Columns {
+  ids: Int32Array;
+  a: number[];
+  b: number[];
+  s: string[];
+}
+
+function columns(spec: StreamSpec): Columns {
+  const ids = spec.ids;
+  const a: number[] = [];
+  const b: number[] = [];
+  const s: string[] = [];
+  for (const id of ids) {
+    a.push(id % 1000);
+    b.push(Math.floor(id / 1000));
+    s.push(str10(id));
+  }
+  return { ids, a, b, s };
+}
+
+/**
+ * Oldest-first eviction for the floor: a ring of the inserted ids. (`map.keys().next()`
+ * would be O(n) here: V8 walks past the holes that deleting from the front leaves.)
+ */
+class Ring {
+  #ids: Float64Array;
+  #pos = 0;
+  #len = 0;
+  constructor(max: number) {
+    this.#ids = new Float64Array(max);
+  }
+  /** Records `id`; returns the id to drop, or -1 while the ring is not full. */
+  push(id: number): number {
+    const out = this.#len === this.#ids.length ? this.#ids[this.#pos]! : -1;
+    if (this.#len < this.#ids.length) this.#len++;
+    this.#ids[this.#pos] = id;
+    this.#pos = this.#pos + 1 === this.#ids.length ? 0 : this.#pos + 1;
+    return out;
+  }
+}
+
+/** The floor: a `Map` keyed by a number, dropping its oldest entry past `max`. */
+function mapMemo<V>(max: number, compute: (id: number) => V): (id: number) => V {
+  const m = new Map<number, V>();
+  const ring = new Ring(max);
+  return (id: number): V => {
+    let v = m.get(id);
+    if (v === undefined) {
+      v = compute(id);
+      const old = ring.push(id);
+      if (old >= 0) m.delete(old);
+      m.set(id, v);
+    }
+    return v;
+  };
+}
+
+/** The floor with a TTL: each entry keeps its insertion time. */
+function mapMemoTtl(max: number, compute: (id: number) => number): (id: number) => number {
+  const m = new Map<number, { v: number; t: number }>();
+  const ring = new Ring(max);
+  return (id: number): number => {
+    const now = performance.now();
+    const e = m.get(id);
+    if (e !== undefined && now - e.t < TTL) return e.v;
+    const v = compute(id);
+    if (e === undefined) {
+      const old = ring.push(id);
+      if (old >= 0) m.delete(old);
+      m.set(id, { v, t: now });
+    } else {
+      e.v = v;
+      e.t = now;
+    }
+    return v;
+  };
+}
+
+/** A string-keyed store used as a memoizer (the way `lru-cache` and SIEVE caches are). */
+interface KV<V> {
+  get(k: string): V | undefined;
+  set(k: string, v: V): unknown;
+}
+
+function kvMemo2(store: KV<number>, fn: Fn2): Fn2 {
+  return (a: number, b: number): number => {
+    const k = `${a},${b}`;
+    let v = store.get(k);
+    if (v === undefined) {
+      v = fn(a, b);
+      store.set(k, v);
+    }
+    return v;
+  };
+}
+
+function kvMemoS(store: KV<number>, fn: FnS): FnS {
+  return (s: string, n: number): number => {
+    const k = `${s},${n}`;
+    let v = store.get(k);
+    if (v === undefined) {
+      v = fn(s, n);
+      store.set(k, v);
+    }
+    return v;
+  };
+}
+
+function kvMemoO(store: KV<number>, fn: FnO): FnO {
+  return (o: Obj): number => {
+    const k = JSON.stringify(o);
+    let v = store.get(k);
+    if (v === undefined) {
+      v = fn(o);
+      store.set(k, v);
+    }
+    return v;
+  };
+}
+
+function kvMemoAsync(store: KV<Promise<number>>, fn: AFn2): AFn2 {
+  return (a: number, b: number): Promise<number> => {
+    const k = `${a},${b}`;
+    let v = store.get(k);
+    if (v === undefined) {
+      v = fn(a, b);
+      store.set(k, v);
+    }
+    return v;
+  };
+}
+
+const f2: Fn2 = (a, b) => a * 1000 + b;
+const fs: FnS = (s, n) => s.length + n;
+const fo: FnO = (o) => o.id + o.kind.length;
+const af2: AFn2 = (a, b) => Promise.resolve(a * 1000 + b);
+
+function lru<V extends object | number>(max: number, ttl?: number): LRUCache<string, V> {
+  return ttl === undefined ? new LRUCache<string, V>({ max }) : new LRUCache<string, V>({
+    max,
+    ttl,
+  });
+}
+
+function check(name: string, got: number, want: number): void {
+  if (got !== want) throw new Error(`${name}: returned ${got}, expected ${want}`);
+}
+
+/** Registers one sync benchmark over a stream, after a warm-up pass and a value check. */
+function benchSync(
+  group: string,
+  name: string,
+  spec: StreamSpec,
+  call: (j: number) => number,
+  want: (j: number) => number,
+  baseline = false,
+): void {
+  // Warm-up: every key of a hit-only stream is resident; a zipf stream runs once.
+  for (let j = 0; j <= MASK; j++) check(`${group} / ${name}`, call(j), want(j));
+  if (spec.hitOnly) { for (let j = 0; j <= MASK; j++) call(j); }
+  let i = 0;
+  Deno.bench({
+    group,
+    name,
+    baseline,
+    fn(): void {
+      let acc = 0;
+      for (let n = 0; n < BATCH; n++) {
+        acc += call(i);
+        i = (i + 1) & MASK;
+      }
+      sink += acc;
+    },
+  });
+}
+
+/** Registers one async benchmark (each call awaited in turn). */
+async function benchAsync(
+  group: string,
+  name: string,
+  call: (j: number) => Promise<number>,
+  want: (j: number) => number,
+  baseline = false,
+): Promise<void> {
+  for (let j = 0; j <= MASK; j++) check(`${group} / ${name}`, await call(j), want(j));
+  let i = 0;
+  Deno.bench({
+    group,
+    name,
+    baseline,
+    async fn(): Promise<void> {
+      let acc = 0;
+      for (let n = 0; n < BATCH; n++) {
+        acc += await call(i);
+        i = (i + 1) & MASK;
+      }
+      sink += acc;
+    },
+  });
+}
+
+for (const spec of STREAMS) {
+  const { ids, a, b, s } = columns(spec);
+  const max = spec.maxSize;
+  const tag = `[${spec.label}]`;
+  const want2 = (j: number): number => f2(a[j]!, b[j]!);
+
+  // --- hit, 2 int args
+  {
+    const g = `hit 2 int args ${tag}`;
+    const floor = mapMemo(max, (id) => f2(id % 1000, Math.floor(id / 1000)));
+    benchSync(g, "floor: Map<number>", spec, (j) => floor(ids[j]!), want2, true);
+    const warp = cache({ maxSize: max })(f2);
+    benchSync(g, "warp cache()", spec, (j) => warp(a[j]!, b[j]!), want2);
+    const l = kvMemo2(lru<number>(max), f2);
+    benchSync(g, "lru-cache", spec, (j) => l(a[j]!, b[j]!), want2);
+    if (spec.hitOnly) {
+      const mm = microMemoize(f2, { maxSize: max });
+      benchSync(g, "micro-memoize", spec, (j) => mm(a[j]!, b[j]!), want2);
+    }
+    const mz = memoizee(f2, { max, primitive: true });
+    benchSync(g, "memoizee", spec, (j) => mz(a[j]!, b[j]!), want2);
+    const sv = kvMemo2(new NeoSieve<string, number>(max), f2);
+    benchSync(g, "@neophi/sieve-cache", spec, (j) => sv(a[j]!, b[j]!), want2);
+  }
+
+  // --- hit, a 10-char string and an int
+  {
+    const g = `hit string(10) + int ${tag}`;
+    const n = (j: number): number => ids[j]! & 7;
+    const wantS = (j: number): number => fs(s[j]!, n(j));
+    const floor = mapMemo(max, (id) => fs(str10(id), id & 7));
+    benchSync(g, "floor: Map<number>", spec, (j) => floor(ids[j]!), wantS, true);
+    const warp = cache({ maxSize: max })(fs);
+    benchSync(g, "warp cache()", spec, (j) => warp(s[j]!, n(j)), wantS);
+    const l = kvMemoS(lru<number>(max), fs);
+    benchSync(g, "lru-cache", spec, (j) => l(s[j]!, n(j)), wantS);
+    if (spec.hitOnly) {
+      const mm = microMemoize(fs, { maxSize: max });
+      benchSync(g, "micro-memoize", spec, (j) => mm(s[j]!, n(j)), wantS);
+    }
+    const mz = memoizee(fs, { max, primitive: true });
+    benchSync(g, "memoizee", spec, (j) => mz(s[j]!, n(j)), wantS);
+    const sv = kvMemoS(new NeoSieve<string, number>(max), fs);
+    benchSync(g, "@neophi/sieve-cache", spec, (j) => sv(s[j]!, n(j)), wantS);
+  }
+
+  // --- hit, a plain-object argument (a fresh object per call, compared by value)
+  {
+    const g = `hit object arg ${tag}`;
+    const obj = (j: number): Obj => ({ id: ids[j]!, kind: "user" });
+    const wantO = (j: number): number => ids[j]! + 4;
+    const floor = mapMemo(max, (id) => fo({ id, kind: "user" }));
+    benchSync(g, "floor: Map<number>", spec, (j) => floor(obj(j).id), wantO, true);
+    const warp = cache({ maxSize: max })(fo);
+    benchSync(g, "warp cache()", spec, (j) => warp(obj(j)), wantO);
+    const l = kvMemoO(lru<number>(max), fo);
+    benchSync(g, "lru-cache", spec, (j) => l(obj(j)), wantO);
+    if (spec.hitOnly) {
+      const mm = microMemoize(fo, { maxSize: max, isKeyItemEqual: "deep" });
+      benchSync(g, "micro-memoize", spec, (j) => mm(obj(j)), wantO);
+    }
+    const mz = memoizee(fo, {
+      max,
+      normalizer: (args: ArrayLike<unknown>): string => JSON.stringify(args[0]),
+    });
+    benchSync(g, "memoizee", spec, (j) => mz(obj(j)), wantO);
+    const sv = kvMemoO(new NeoSieve<string, number>(max), fo);
+    benchSync(g, "@neophi/sieve-cache", spec, (j) => sv(obj(j)), wantO);
+  }
+
+  // --- hit with a TTL on
+  {
+    const g = `hit 2 int args, TTL on ${tag}`;
+    const floor = mapMemoTtl(max, (id) => f2(id % 1000, Math.floor(id / 1000)));
+    benchSync(g, "floor: Map<number>", spec, (j) => floor(ids[j]!), want2, true);
+    const warp = cache({ maxSize: max, ttl: TTL })(f2);
+    benchSync(g, "warp cache()", spec, (j) => warp(a[j]!, b[j]!), want2);
+    const l = kvMemo2(lru<number>(max, TTL), f2);
+    benchSync(g, "lru-cache", spec, (j) => l(a[j]!, b[j]!), want2);
+    if (spec.hitOnly) {
+      const mm = microMemoize(f2, { maxSize: max, expires: TTL });
+      benchSync(g, "micro-memoize", spec, (j) => mm(a[j]!, b[j]!), want2);
+    }
+    const mz = memoizee(f2, { max, primitive: true, maxAge: TTL });
+    benchSync(g, "memoizee", spec, (j) => mz(a[j]!, b[j]!), want2);
+  }
+
+  // --- async hit
+  {
+    const g = `async hit 2 int args ${tag}`;
+    const floor = mapMemo(max, (id) => af2(id % 1000, Math.floor(id / 1000)));
+    await benchAsync(g, "floor: Map<number>", (j) => floor(ids[j]!), want2, true);
+    const warp = cache({ maxSize: max })(af2);
+    await benchAsync(g, "warp cache()", (j) => warp(a[j]!, b[j]!), want2);
+    const l = kvMemoAsync(lru<Promise<number>>(max), af2);
+    await benchAsync(g, "lru-cache", (j) => l(a[j]!, b[j]!), want2);
+    if (spec.hitOnly) {
+      const mm = microMemoize(af2, { maxSize: max, async: true });
+      await benchAsync(g, "micro-memoize", (j) => mm(a[j]!, b[j]!), want2);
+    }
+    const mz = memoizee(af2, { max, primitive: true, promise: true });
+    await benchAsync(g, "memoizee", (j) => mz(a[j]!, b[j]!), want2);
+    const pm = pMemoize(af2, {
+      cache: new LRUCache<string, number>({ max }),
+      cacheKey: ([x, y]: [number, number]): string => `${x},${y}`,
+    });
+    await benchAsync(g, "p-memoize", (j) => pm(a[j]!, b[j]!), want2);
+  }
+}
+
+// --- miss + insert: every call a new key, caches full (each insert evicts)
+{
+  const g = "miss + insert 2 int args";
+  const max = 10_000;
+  const register = (name: string, f: Fn2, baseline = false, slow = false): void => {
+    let c = 0;
+    for (let n = 0; n < max; n++) f(c % 1_000_000, Math.floor(c++ / 1_000_000));
+    Deno.bench({
+      group: g,
+      name,
+      baseline,
+      // micro-memoize: ~0.1 ms a call (a linear search of 10,000 entries).
+      ...(slow ? { n: 10, warmup: 1 } : {}),
+      fn(): void {
+        let acc = 0;
+        for (let n = 0; n < BATCH; n++) {
+          acc += f(c % 1_000_000, Math.floor(c / 1_000_000));
+          c++;
+        }
+        sink += acc;
+      },
+    });
+  };
+  const floorMap = mapMemo(max, (id) => f2(id % 1_000_000, Math.floor(id / 1_000_000)));
+  register("floor: Map<number>", (x, y) => floorMap(y * 1_000_000 + x), true);
+  register("warp cache()", cache({ maxSize: max })(f2));
+  register("lru-cache", kvMemo2(lru<number>(max), f2));
+  register("micro-memoize", microMemoize(f2, { maxSize: max }), false, true);
+  register("memoizee", memoizee(f2, { max, primitive: true }));
+  register("@neophi/sieve-cache", kvMemo2(new NeoSieve<string, number>(max), f2));
+}
+
+// --- the raw FFI boundary (STYLE.md §10): a no-op call into the library
+{
+  const lib = loadNative();
+  if (lib !== null) {
+    Deno.bench({
+      group: "raw FFI no-op",
+      name: "warp_abi_version()",
+      baseline: true,
+      fn(): void {
+        let acc = 0;
+        for (let n = 0; n < BATCH; n++) acc += lib.warp_abi_version();
+        sink += acc;
+      },
+    });
+  }
+}

@@ -1,0 +1,142 @@
+/**
+ * lmdb (npm `lmdb`, a memory-mapped B-tree) as the on-disk peer of the shared backend:
+ * the same groups and key streams as `bench/shared_bench.ts` (hits and miss + insert,
+ * primitive and structured values), used as a memoizer: `get`, and on a miss compute and
+ * `put`. lmdb never evicts, so on the `zipf` stream it ends up holding every key.
+ *
+ * `lmdb` ships per-platform native builds that `npm:` specifiers do not resolve, so it is
+ * installed with `npm install` in this directory (see `package.json`) and this file runs
+ * with `--node-modules-dir=manual` from here; `scripts/bench_report.ts` does both:
+ *
+ * ```sh
+ * cd bench/peers && npm install && deno bench -A --node-modules-dir=manual lmdb_bench.ts
+ * ```
+ *
+ * Miss + insert: writes are lmdb's asynchronous, batched `put`; each iteration waits for
+ * its last `put` to commit.
+ *
+ * @module
+ */
+
+/** The part of lmdb's API used here. */
+interface Db<V> {
+  get(key: [number, number]): V | undefined;
+  put(key: [number, number], value: V): Promise<boolean>;
+  readonly flushed: Promise<boolean>;
+}
+type Open = <V>(options: { path: string }) => Db<V>;
+
+// A specifier in a variable: `deno check bench/` (in `deno task check`) then passes where
+// lmdb is not installed; at run time it resolves from ./node_modules.
+const LMDB = "lmdb";
+const { open } = (await import(LMDB)) as { open: Open };
+import { BATCH, MASK, STREAMS } from "../_workload.ts";
+
+/** Keeps results alive so that the work is not optimised away. */
+export let sink = 0;
+
+interface Row {
+  id: number;
+  name: string;
+  active: boolean;
+  score: number;
+  tags: string[];
+}
+
+const primitive = (a: number, b: number): number => a * 1000 + b;
+const structured = (a: number, b: number): Row => ({
+  id: a * 1000 + b,
+  name: `user${a}`,
+  active: (b & 1) === 0,
+  score: b / 4,
+  tags: ["a", "b"],
+});
+const valueOf = (v: number | Row): number => typeof v === "number" ? v : v.id;
+type Fn = (a: number, b: number) => number | Row;
+
+const dir = Deno.makeTempDirSync({ prefix: "warp_bench_lmdb_" });
+// The databases are not closed on unload: closing them there crashed the process (SIGSEGV
+// in lmdb's native teardown) before `deno bench --json` printed its report.
+globalThis.addEventListener("unload", () => {
+  try {
+    Deno.removeSync(dir, { recursive: true });
+  } catch {
+    // ignore
+  }
+});
+
+let serial = 0;
+function openDb(): Db<number | Row> {
+  const db = open<number | Row>({ path: `${dir}/db${serial++}` });
+  return db;
+}
+
+/** A memoizer over lmdb: `get`, and on a miss compute and `put` (not awaited). */
+function lmdbMemo(db: Db<number | Row>, fn: Fn): Fn {
+  return (a: number, b: number): number | Row => {
+    const got = db.get([a, b]);
+    if (got !== undefined) return got;
+    const v = fn(a, b);
+    void db.put([a, b], v);
+    return v;
+  };
+}
+
+const values: Array<[string, Fn]> = [["primitive", primitive], [
+  "structured",
+  structured,
+]];
+
+for (const spec of STREAMS) {
+  const a: number[] = [];
+  const b: number[] = [];
+  for (const id of spec.ids) {
+    a.push(id % 1000);
+    b.push(Math.floor(id / 1000));
+  }
+  for (const [kind, fn] of values) {
+    const db = openDb();
+    // Load every key of the stream, committed, before measuring.
+    for (let j = 0; j <= MASK; j++) {
+      void db.put([a[j]!, b[j]!], fn(a[j]!, b[j]!));
+    }
+    await db.flushed;
+    const f = lmdbMemo(db, fn);
+    for (let j = 0; j <= MASK; j++) {
+      const got = valueOf(f(a[j]!, b[j]!));
+      if (got !== a[j]! * 1000 + b[j]!) throw new Error(`lmdb returned ${got}`);
+    }
+    let i = 0;
+    Deno.bench({
+      group: `shared hit ${kind} [${spec.label}]`,
+      name: "lmdb get",
+      fn(): void {
+        let acc = 0;
+        for (let n = 0; n < BATCH; n++) {
+          acc += valueOf(f(a[i]!, b[i]!));
+          i = (i + 1) & MASK;
+        }
+        sink += acc;
+      },
+    });
+  }
+}
+
+for (const [kind, fn] of values) {
+  const db = openDb();
+  const f = lmdbMemo(db, fn);
+  let c = 0;
+  Deno.bench({
+    group: `shared miss + insert ${kind}`,
+    name: "lmdb get + put",
+    async fn(): Promise<void> {
+      let acc = 0;
+      for (let n = 0; n < BATCH; n++) {
+        acc += valueOf(f(c % 1_000_000, Math.floor(c / 1_000_000)));
+        c++;
+      }
+      await db.flushed;
+      sink += acc;
+    },
+  });
+}

@@ -1,0 +1,819 @@
+/**
+ * `deno task bench`: runs every benchmark of `bench/` and writes `bench/RESULTS.md` and
+ * its chart `bench/results.svg` (vega-lite, rendered headless to SVG).
+ *
+ * 1. builds the native library (incremental `cargo build --release`; `--no-build` skips);
+ * 2. `deno bench --json` over `bench/memory_bench.ts` and `bench/shared_bench.ts`,
+ *    `--runs` times (3) with the native engine, once more with the TypeScript engine
+ *    (only `cache()`'s own cases);
+ * 3. `npm install` in `bench/peers/` when lmdb is missing there, then
+ *    `bench/peers/lmdb_bench.ts` `--runs` times with `--node-modules-dir=manual`;
+ * 4. the hit-ratio simulator (`bench/sim.ts`), the memory footprint
+ *    (`bench/footprint.ts`), 1 against 2 processes (`bench/shared_procs.ts`);
+ * 5. the report: ns per call (median of the runs' means), each as a ratio to the floor
+ *    and to each peer, the targets of issue #4 met or missed, the miss-ratio table.
+ *
+ * Cases that cannot run (shared backend not available, lmdb not installed, no native
+ * library) are left out with a note in the report. Raw outputs go to `bench/.out/`.
+ *
+ * Usage: `deno run -A scripts/bench_report.ts [--runs=3] [--no-build] [--quick]`
+ * (`--quick`: 1 run and shorter simulator traces, for trying the harness).
+ *
+ * @module
+ */
+
+import * as vega from "npm:vega@^6.4.0";
+import { compile, type TopLevelSpec } from "npm:vega-lite@^6.5.0";
+import { build } from "./build.ts";
+import { BATCH } from "../bench/_workload.ts";
+import type { SimReport } from "../bench/sim.ts";
+import type { Footprint } from "../bench/footprint.ts";
+import type { ProcsReport } from "../bench/shared_procs.ts";
+
+const root = new URL("../", import.meta.url).pathname;
+const benchDir = `${root}bench/`;
+const outDir = `${benchDir}.out/`;
+const peersDir = `${benchDir}peers/`;
+
+const args = Deno.args;
+const quick = args.includes("--quick");
+const runsArg = args.find((a) => a.startsWith("--runs="));
+const RUNS = runsArg ? Number(runsArg.slice(7)) : quick ? 1 : 3;
+
+const notes: string[] = [];
+const t0 = performance.now();
+
+function log(msg: string): void {
+  const s = ((performance.now() - t0) / 1000).toFixed(0).padStart(4);
+  console.error(`[bench ${s}s] ${msg}`);
+}
+
+interface CmdResult {
+  ok: boolean;
+  stdout: string;
+  stderr: string;
+}
+
+async function sh(
+  cmd: string,
+  cmdArgs: string[],
+  opts: { cwd?: string; env?: Record<string, string> } = {},
+): Promise<CmdResult> {
+  try {
+    const res = await new Deno.Command(cmd, {
+      args: cmdArgs,
+      cwd: opts.cwd ?? root,
+      env: opts.env ?? {},
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    return {
+      ok: res.success,
+      stdout: new TextDecoder().decode(res.stdout),
+      stderr: new TextDecoder().decode(res.stderr),
+    };
+  } catch (e) {
+    return { ok: false, stdout: "", stderr: e instanceof Error ? e.message : String(e) };
+  }
+}
+
+function tail(text: string, lines = 4): string {
+  // deno-lint-ignore no-control-regex
+  return text.replace(/\x1b\[[0-9;]*m/g, "").trim().split("\n").slice(-lines).join(" / ");
+}
+
+// ---------------------------------------------------------------- deno bench output
+
+interface BenchJson {
+  benches: Array<{
+    origin: string;
+    group: string | null;
+    name: string;
+    results: Array<{ ok?: { avg: number; n: number } }>;
+  }>;
+}
+
+/** ns per call by `group \0 name`, one array entry per run. */
+const samples = new Map<string, number[]>();
+const groupOrder: string[] = [];
+
+function record(json: BenchJson, rename: (name: string) => string): void {
+  for (const b of json.benches) {
+    const ok = b.results[0]?.ok;
+    if (!ok) continue;
+    const group = b.group ?? "";
+    if (!groupOrder.includes(group)) groupOrder.push(group);
+    const key = `${group}\0${rename(b.name)}`;
+    const list = samples.get(key) ?? [];
+    list.push(ok.avg / BATCH);
+    samples.set(key, list);
+  }
+}
+
+async function denoBench(
+  label: string,
+  benchArgs: string[],
+  opts: { cwd?: string; env?: Record<string, string> },
+  rename: (name: string) => string,
+): Promise<boolean> {
+  log(`deno bench: ${label}`);
+  const res = await sh(Deno.execPath(), ["bench", "--json", ...benchArgs], opts);
+  const slug = label.replace(/[^a-z0-9]+/gi, "_");
+  await Deno.writeTextFile(`${outDir}${slug}.json.txt`, res.stdout);
+  await Deno.writeTextFile(`${outDir}${slug}.err.txt`, res.stderr);
+  const start = res.stdout.indexOf("{");
+  if (start < 0) {
+    notes.push(`\`${label}\` produced no results: ${tail(res.stderr)}`);
+    return false;
+  }
+  try {
+    record(JSON.parse(res.stdout.slice(start)) as BenchJson, rename);
+  } catch (e) {
+    notes.push(`\`${label}\`: unreadable output (${e instanceof Error ? e.message : e})`);
+    return false;
+  }
+  if (!res.ok) notes.push(`\`${label}\` exited with an error: ${tail(res.stderr)}`);
+  return true;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+function ns(group: string, name: string): number | undefined {
+  const list = samples.get(`${group}\0${name}`);
+  return list && list.length ? median(list) : undefined;
+}
+
+// ---------------------------------------------------------------- machine and versions
+
+async function machine(): Promise<Array<[string, string]>> {
+  const rows: Array<[string, string]> = [];
+  let cpu = "unknown";
+  try {
+    const info = await Deno.readTextFile("/proc/cpuinfo");
+    cpu = /model name\s*:\s*(.+)/.exec(info)?.[1] ?? cpu;
+  } catch {
+    // not Linux
+  }
+  rows.push(["CPU", `${cpu}, ${navigator.hardwareConcurrency} logical cores`]);
+  rows.push(["OS", `${Deno.build.os} ${Deno.build.arch} (${Deno.osRelease()})`]);
+  rows.push(["Memory", `${(Deno.systemMemoryInfo().total / 2 ** 30).toFixed(1)} GiB`]);
+  rows.push(["Load average at start", Deno.loadavg().map((x) => x.toFixed(2)).join(", ")]);
+  rows.push([
+    "Deno",
+    `${Deno.version.deno} (V8 ${Deno.version.v8}, TypeScript ${Deno.version.typescript})`,
+  ]);
+  const rustc = await sh("rustc", ["--version"]);
+  rows.push(["rustc", rustc.ok ? rustc.stdout.trim() : "not found"]);
+  const git = await sh("git", ["rev-parse", "--short", "HEAD"]);
+  const dirty = await sh("git", ["status", "--porcelain", "--", "src", "rust/src", "mod.ts"]);
+  rows.push([
+    "@warp/cache",
+    `${git.ok ? git.stdout.trim() : "?"}${
+      dirty.ok && dirty.stdout.trim() ? " + uncommitted changes" : ""
+    }`,
+  ]);
+  // Peer versions, as resolved in deno.lock and bench/peers/node_modules.
+  try {
+    const lock = JSON.parse(await Deno.readTextFile(`${root}deno.lock`)) as {
+      specifiers?: Record<string, string>;
+    };
+    const wanted = [
+      "lru-cache",
+      "micro-memoize",
+      "memoizee",
+      "p-memoize",
+      "@neophi/sieve-cache",
+      "vega",
+      "vega-lite",
+    ];
+    const found: string[] = [];
+    for (const [spec, version] of Object.entries(lock.specifiers ?? {})) {
+      const m = /^npm:(@?[^@]+)@/.exec(spec);
+      if (m && wanted.includes(m[1]!)) found.push(`${m[1]} ${version}`);
+    }
+    rows.push(["npm peers", found.sort().join(", ")]);
+  } catch {
+    // no lock file
+  }
+  try {
+    const pkg = JSON.parse(
+      await Deno.readTextFile(`${peersDir}node_modules/lmdb/package.json`),
+    ) as {
+      version: string;
+    };
+    rows.push(["lmdb", pkg.version]);
+  } catch {
+    rows.push(["lmdb", "not installed"]);
+  }
+  return rows;
+}
+
+// ---------------------------------------------------------------- formatting
+
+function fmtNs(x: number | undefined): string {
+  if (x === undefined) return "-";
+  if (x >= 100_000) return `${(x / 1000).toFixed(0)} µs`;
+  if (x >= 10_000) return `${(x / 1000).toFixed(1)} µs`;
+  if (x >= 100) return x.toFixed(0);
+  return x.toFixed(1);
+}
+
+function fmtRatio(x: number | undefined): string {
+  if (x === undefined || !Number.isFinite(x)) return "-";
+  if (x >= 100) return `${x.toFixed(0)}×`;
+  if (x >= 10) return `${x.toFixed(1)}×`;
+  return `${x.toFixed(2)}×`;
+}
+
+function table(head: string[], rows: string[][], align?: string[]): string {
+  const sep = align ?? head.map((_, i) => (i === 0 ? "---" : "---:"));
+  return [
+    `| ${head.join(" | ")} |`,
+    `|${sep.join("|")}|`,
+    ...rows.map((r) => `| ${r.join(" | ")} |`),
+  ].join("\n");
+}
+
+const mb = (n: number): string => Number.isFinite(n) ? `${(n / 2 ** 20).toFixed(1)} MB` : "-";
+const pct = (x: number): string => `${(x * 100).toFixed(2)}%`;
+
+// ---------------------------------------------------------------- run everything
+
+await Deno.mkdir(outDir, { recursive: true });
+
+let native = true;
+if (!args.includes("--no-build")) {
+  log("cargo build --release");
+  try {
+    await build();
+  } catch (e) {
+    native = false;
+    notes.push(`The native library was not built (${e instanceof Error ? e.message : e}).`);
+  }
+}
+const probe = await sh(Deno.execPath(), [
+  "eval",
+  "import { memoryEngine } from './src/engine.ts'; console.log(memoryEngine());",
+]);
+if (probe.stdout.trim() !== "native") {
+  native = false;
+  notes.push("The native library does not load: `cache()` ran on the TypeScript engine only.");
+}
+
+const machineRows = await machine();
+const engine = native ? "native" : "ts";
+const renameWarp = (tag: string) => (name: string): string =>
+  name === "warp cache()" ? `warp cache() (${tag})` : name;
+
+for (let r = 1; r <= RUNS; r++) {
+  await denoBench(
+    `memory+shared run ${r}`,
+    ["-A", "--unstable-kv", "bench/memory_bench.ts", "bench/shared_bench.ts"],
+    { env: { WARP_CACHE_ENGINE: engine } },
+    renameWarp(engine),
+  );
+}
+if (native) {
+  await denoBench(
+    "memory ts engine",
+    ["-A", "--filter", "warp cache()", "bench/memory_bench.ts"],
+    { env: { WARP_CACHE_ENGINE: "ts" } },
+    renameWarp("ts"),
+  );
+}
+
+// lmdb: npm install in bench/peers when missing, then its own deno bench invocations.
+let lmdbReady = false;
+try {
+  lmdbReady = Deno.statSync(`${peersDir}node_modules/lmdb/package.json`).isFile;
+} catch {
+  log("npm install in bench/peers");
+  const res = await sh("npm", ["install", "--no-audit", "--no-fund"], { cwd: peersDir });
+  if (res.ok) lmdbReady = true;
+  else notes.push(`lmdb left out: \`npm install\` in bench/peers failed: ${tail(res.stderr)}`);
+}
+if (lmdbReady) {
+  for (let r = 1; r <= RUNS; r++) {
+    await denoBench(
+      `lmdb run ${r}`,
+      ["-A", "--node-modules-dir=manual", "lmdb_bench.ts"],
+      { cwd: peersDir },
+      (n) => n,
+    );
+  }
+}
+machineRows.splice(machineRows.findIndex(([k]) => k === "lmdb"), 1, [
+  "lmdb",
+  await Deno.readTextFile(`${peersDir}node_modules/lmdb/package.json`).then(
+    (t) => (JSON.parse(t) as { version: string }).version,
+    () => "not installed",
+  ),
+]);
+
+log("hit-ratio simulator");
+const simRes = await sh(Deno.execPath(), [
+  "run",
+  "-A",
+  "bench/sim.ts",
+  "--json",
+  ...(quick ? ["--requests=200000"] : []),
+]);
+await Deno.writeTextFile(`${outDir}sim.json.txt`, simRes.stdout);
+let sim: SimReport | undefined;
+if (simRes.ok) sim = JSON.parse(simRes.stdout) as SimReport;
+else notes.push(`The simulator failed: ${tail(simRes.stderr)}`);
+
+log("memory footprint");
+const fpRes = await sh(Deno.execPath(), ["run", "-A", "bench/footprint.ts", "--json"]);
+await Deno.writeTextFile(`${outDir}footprint.json.txt`, fpRes.stdout);
+let footprint: Footprint[] = [];
+if (fpRes.ok) footprint = JSON.parse(fpRes.stdout) as Footprint[];
+else notes.push(`The footprint script failed: ${tail(fpRes.stderr)}`);
+
+log("1 against 2 processes");
+const prRes = await sh(Deno.execPath(), ["run", "-A", "bench/shared_procs.ts", "--json"]);
+await Deno.writeTextFile(`${outDir}shared_procs.json.txt`, prRes.stdout);
+let procs: ProcsReport | undefined;
+if (prRes.ok) procs = JSON.parse(prRes.stdout) as ProcsReport;
+else notes.push(`The processes script failed: ${tail(prRes.stderr)}`);
+
+const sharedSkipped = sim?.sharedSkipped ?? procs?.sharedSkipped ?? null;
+if (sharedSkipped !== null) {
+  notes.push(
+    `The shared backend is not available in this build, so its cases were skipped: ${sharedSkipped}`,
+  );
+}
+
+// ---------------------------------------------------------------- report
+
+const W = `warp cache() (${engine})`;
+const FLOOR = "floor: Map<number>";
+const md: string[] = [];
+md.push("# @warp/cache benchmark results");
+md.push("");
+md.push(
+  `Written by \`deno task bench\` (\`scripts/bench_report.ts\`) on ${
+    new Date().toISOString().slice(0, 16).replace("T", " ")
+  } UTC. ` +
+    `Times are ns per call: each \`Deno.bench\` iteration makes ${BATCH} calls, and each figure is the median over ${RUNS} run(s) of the mean time per iteration, divided by ${BATCH}. ` +
+    "Ratios compare figures of the same `deno task bench` run; they are not asserted by any test. " +
+    "What each case does, and how the peers are configured, is in the header of its file in `bench/`.",
+);
+md.push("");
+md.push("![throughput and miss ratios](results.svg)");
+md.push("");
+md.push("## Machine and versions");
+md.push("");
+md.push(table(["", ""], machineRows, ["---", "---"]));
+md.push("");
+if (notes.length) {
+  md.push("## Notes on this run");
+  md.push("");
+  for (const n of notes) md.push(`- ${n}`);
+  md.push("");
+}
+
+// --- targets
+interface Target {
+  what: string;
+  target: string;
+  measured: string;
+  met: boolean | undefined;
+}
+const targets: Target[] = [];
+function addTarget(
+  what: string,
+  target: string,
+  value: number | undefined,
+  met: (v: number) => boolean,
+  show: (v: number) => string,
+): void {
+  targets.push({
+    what,
+    target,
+    measured: value === undefined ? "not measured" : show(value),
+    met: value === undefined ? undefined : met(value),
+  });
+}
+const ratio = (a: number | undefined, b: number | undefined): number | undefined =>
+  a === undefined || b === undefined ? undefined : a / b;
+
+const hit2 = "hit 2 int args [hit-only]";
+addTarget(
+  "memory hit, 2 int args",
+  "≤ 30 ns",
+  ns(hit2, W),
+  (v) => v <= 30,
+  (v) => `${fmtNs(v)} ns`,
+);
+for (
+  const [group, label] of [
+    [hit2, "2 int args"],
+    ["hit string(10) + int [hit-only]", "string(10) + int"],
+    ["hit object arg [hit-only]", "object arg"],
+  ] as const
+) {
+  for (const peer of ["lru-cache", "micro-memoize"]) {
+    addTarget(
+      `memory hit, ${label}: speed-up over ${peer}`,
+      "≥ 2×",
+      ratio(ns(group, peer), ns(group, W)),
+      (v) => v >= 2,
+      fmtRatio,
+    );
+  }
+}
+const sp = "shared hit primitive [hit-only]";
+addTarget(
+  "shared hit, primitive value",
+  "≤ 150 ns",
+  ns(sp, "warp shared"),
+  (v) => v <= 150,
+  (v) => `${fmtNs(v)} ns`,
+);
+addTarget(
+  "shared hit / memory hit (same group)",
+  "≤ 5×",
+  ratio(ns(sp, "warp shared"), ns(sp, "warp memory")),
+  (v) => v <= 5,
+  fmtRatio,
+);
+addTarget(
+  "shared hit: speed-up over lmdb get",
+  "≥ 3×",
+  ratio(ns(sp, "lmdb get"), ns(sp, "warp shared")),
+  (v) => v >= 3,
+  fmtRatio,
+);
+addTarget(
+  "shared hit: speed-up over Deno KV get",
+  "≥ 30×",
+  ratio(ns(sp, "Deno KV (file)"), ns(sp, "warp shared")),
+  (v) => v >= 30,
+  fmtRatio,
+);
+const p1 = procs?.results.find((r) => r.backend === "shared" && r.processes === 1);
+const p2 = procs?.results.find((r) => r.backend === "shared" && r.processes === 2);
+addTarget(
+  "shared hits: 2 processes / 1 process throughput",
+  "≥ 1.7×",
+  p1 && p2 ? p2.opsPerSec / p1.opsPerSec : undefined,
+  (v) => v >= 1.7,
+  fmtRatio,
+);
+addTarget(
+  "miss + insert / hit (2 int args)",
+  "≤ 3×",
+  ratio(ns("miss + insert 2 int args", W), ns(hit2, W)),
+  (v) => v <= 3,
+  fmtRatio,
+);
+const fpNative = footprint.find((f) => f.variant === `warp cache() (${engine})`);
+addTarget(
+  "1,000,000 entries: heap + native bytes",
+  "≤ 64 MB",
+  fpNative ? fpNative.heapBytes + fpNative.nativeBytes : undefined,
+  (v) => v <= 64 * 2 ** 20,
+  mb,
+);
+if (sim) {
+  const sieveName = native ? "warp SIEVE (native)" : "warp SIEVE (ts)";
+  const mr = (trace: string, store: string, size: number): number | undefined =>
+    sim!.results.find((r) => r.trace === trace && r.store === store && r.sizePct === size)
+      ?.missRatio;
+  let worst: number | undefined;
+  let worstAt = "";
+  for (const t of sim.traces) {
+    for (const size of [1, 10]) {
+      for (const store of [sieveName, "warp SIEVE (shared)"]) {
+        const d = ratio(mr(t.name, store, size), 1);
+        const l = mr(t.name, "lru-cache (LRU)", size);
+        if (d === undefined || l === undefined) continue;
+        if (worst === undefined || d - l > worst) {
+          worst = d - l;
+          worstAt = `${t.name} at ${size}%, ${store}`;
+        }
+      }
+    }
+  }
+  targets.push({
+    what: "SIEVE miss ratio ≤ LRU's on every trace (1% and 10%)",
+    target: "≤ 0 points",
+    measured: worst === undefined
+      ? "not measured"
+      : `worst ${(worst * 100).toFixed(2)} points (${worstAt})`,
+    met: worst === undefined ? undefined : worst <= 0,
+  });
+  const s = mr("zipf-1.0", sieveName, 10);
+  const l = mr("zipf-1.0", "lru-cache (LRU)", 10);
+  addTarget(
+    "SIEVE below LRU on Zipf 1.0 at 10%",
+    "≥ 5 points",
+    s !== undefined && l !== undefined ? (l - s) * 100 : undefined,
+    (v) => v >= 5,
+    (v) => `${v.toFixed(2)} points`,
+  );
+}
+md.push("## Targets of issue #4");
+md.push("");
+md.push(
+  table(
+    ["", "target", "measured", ""],
+    targets.map((
+      t,
+    ) => [
+      t.what,
+      t.target,
+      t.measured,
+      t.met === undefined ? "n/a" : t.met ? "met" : "**missed**",
+    ]),
+    ["---", "---", "---", "---"],
+  ),
+);
+md.push("");
+
+// --- memory backend tables
+const memGroups = groupOrder.filter((g) => !g.startsWith("shared ") && g !== "raw FFI no-op");
+const memNames = [
+  FLOOR,
+  W,
+  "warp cache() (ts)",
+  "lru-cache",
+  "micro-memoize",
+  "memoizee",
+  "p-memoize",
+  "@neophi/sieve-cache",
+]
+  .filter((n) => memGroups.some((g) => ns(g, n) !== undefined));
+md.push("## Memory backend against the peers");
+md.push("");
+md.push(
+  "`hit-only`: Zipf 1.0 over 1,024 keys, all resident (every call a hit). `zipf`: Zipf 1.0 over " +
+    "100,000 keys, every cache bounded to 10,000 entries (hits and misses mixed; the floor " +
+    "evicts oldest-first). The floor is a hand-written `Map` memoize keyed by the key's " +
+    "number; it does not pay for turning string or object arguments into a key. " +
+    "`micro-memoize` searches an array linearly and is run on `hit-only` only (see " +
+    "`bench/memory_bench.ts`).",
+);
+md.push("");
+md.push("### ns per call");
+md.push("");
+md.push(
+  table(["case", ...memNames], memGroups.map((g) => [g, ...memNames.map((n) => fmtNs(ns(g, n)))])),
+);
+md.push("");
+md.push("### Ratio to the floor (time / floor's time; lower is better)");
+md.push("");
+md.push(
+  table(
+    ["case", ...memNames.slice(1)],
+    memGroups.map((
+      g,
+    ) => [g, ...memNames.slice(1).map((n) => fmtRatio(ratio(ns(g, n), ns(g, FLOOR))))]),
+  ),
+);
+md.push("");
+md.push(`### Speed-up of \`${W}\` over each contender (their time / ours; above 1× we are faster)`);
+md.push("");
+const others = memNames.filter((n) => n !== W);
+md.push(
+  table(
+    ["case", ...others],
+    memGroups.map((g) => [g, ...others.map((n) => fmtRatio(ratio(ns(g, n), ns(g, W))))]),
+  ),
+);
+md.push("");
+const ffi = ns("raw FFI no-op", "warp_abi_version()");
+if (ffi !== undefined) {
+  md.push(
+    `A raw FFI call into the library (\`warp_abi_version()\`, no arguments) costs ${
+      fmtNs(ffi)
+    } ns.`,
+  );
+  md.push("");
+}
+
+// --- shared backend tables
+const sharedGroups = groupOrder.filter((g) => g.startsWith("shared "));
+const sharedNames = ["warp shared", "warp memory", "lmdb get", "lmdb get + put", "Deno KV (file)"]
+  .filter((n) => sharedGroups.some((g) => ns(g, n) !== undefined));
+md.push("## Shared backend against on-disk peers");
+md.push("");
+md.push(
+  "Every contender is used as a memoizer (`get`, and on a miss compute and `set`). lmdb and " +
+    "Deno KV never evict: on `zipf` they end up holding every key while the caches hold " +
+    "10,000. The Deno KV file and the lmdb environment live in the system temp directory, the " +
+    "shared cache in `/dev/shm`. lmdb runs in a separate `deno bench` invocation of the same " +
+    "`deno task bench` (`bench/peers/`).",
+);
+md.push("");
+if (sharedGroups.length) {
+  md.push("### ns per call");
+  md.push("");
+  md.push(
+    table(
+      ["case", ...sharedNames],
+      sharedGroups.map((g) => [g, ...sharedNames.map((n) => fmtNs(ns(g, n)))]),
+    ),
+  );
+  md.push("");
+  md.push("### Speed-up of `warp shared` over each contender (their time / ours)");
+  md.push("");
+  const so = sharedNames.filter((n) => n !== "warp shared");
+  md.push(
+    table(
+      ["case", ...so],
+      sharedGroups.map((
+        g,
+      ) => [g, ...so.map((n) => fmtRatio(ratio(ns(g, n), ns(g, "warp shared"))))]),
+    ),
+  );
+  md.push("");
+}
+if (procs) {
+  md.push("### 1 process against 2 processes (hits on the `hit-only` stream)");
+  md.push("");
+  md.push(
+    `Each process calls the cached function in a loop for ${
+      procs.durationMs / 1000
+    } s after a common start; each configuration runs 3 times, interleaved, and the median ` +
+      "run is shown. " +
+      "`memory` (each process its own cache, nothing shared) shows what the machine allows.",
+  );
+  md.push("");
+  const rows: string[][] = [];
+  for (const backend of ["shared", "memory"] as const) {
+    const one = procs.results.find((r) => r.backend === backend && r.processes === 1);
+    const two = procs.results.find((r) => r.backend === backend && r.processes === 2);
+    if (!one || !two) continue;
+    rows.push([
+      backend,
+      `${(one.opsPerSec / 1e6).toFixed(2)} M/s`,
+      `${(two.opsPerSec / 1e6).toFixed(2)} M/s (${
+        two.perProcess.map((x) => (x / 1e6).toFixed(2)).join(" + ")
+      })`,
+      fmtRatio(two.opsPerSec / one.opsPerSec),
+    ]);
+  }
+  md.push(table(["backend", "1 process", "2 processes", "2 / 1"], rows));
+  md.push("");
+}
+
+// --- footprint
+if (footprint.length) {
+  md.push("## Memory for 1,000,000 entries");
+  md.push("");
+  md.push(
+    "Small int keys and values (the values are V8 small integers: they cost nothing beyond " +
+      "their slot, so every byte here is the cache's own). One process per variant, measured " +
+      "after a full GC before and after the fill. heap = `heapUsed` growth; native = growth " +
+      "of `rss - heapTotal` (outside the V8 heap: the Rust index, typed-array stores, mapped " +
+      "pages, allocator slack). The shared variant uses 32-byte key and value slots.",
+  );
+  md.push("");
+  md.push(
+    table(
+      ["variant", "heap", "native", "heap + native", "rss", "file"],
+      footprint.map((f) => [
+        f.variant + (f.error ? ` (failed: ${f.error.slice(0, 120)})` : ""),
+        mb(f.heapBytes),
+        mb(f.nativeBytes),
+        mb(f.heapBytes + f.nativeBytes),
+        mb(f.rssBytes),
+        f.fileBytes !== undefined ? mb(f.fileBytes) : "",
+      ]),
+    ),
+  );
+  md.push("");
+}
+
+// --- hit ratios
+if (sim) {
+  md.push("## Miss ratios (hit-ratio simulator)");
+  md.push("");
+  md.push(
+    `\`bench/sim.ts\` replays ${
+      sim.requests.toLocaleString("en-US")
+    } requests per trace through the real stores ` +
+      "(a miss inserts the key). Cache sizes are a share of each trace's distinct keys. " +
+      "`@neophi/sieve-cache` is an independent SIEVE, as a cross-check of ours.",
+  );
+  md.push("");
+  md.push(
+    table(
+      ["trace", "distinct keys"],
+      sim.traces.map((t) => [t.name, t.distinct.toLocaleString("en-US")]),
+    ),
+  );
+  md.push("");
+  const stores = [...new Set(sim.results.map((r) => r.store))];
+  const rows: string[][] = [];
+  for (const t of sim.traces) {
+    for (const size of [1, 10]) {
+      const get = (s: string): number | undefined =>
+        sim!.results.find((r) => r.trace === t.name && r.store === s && r.sizePct === size)
+          ?.missRatio;
+      const lruMr = get("lru-cache (LRU)");
+      const ours = get(native ? "warp SIEVE (native)" : "warp SIEVE (ts)");
+      rows.push([
+        t.name,
+        `${size}%`,
+        ...stores.map((s) => {
+          const v = get(s);
+          return v === undefined ? "-" : pct(v);
+        }),
+        lruMr !== undefined && ours !== undefined ? `${((lruMr - ours) * 100).toFixed(2)}` : "-",
+      ]);
+    }
+  }
+  md.push(table(["trace", "size", ...stores, "LRU − SIEVE (points)"], rows));
+  md.push("");
+}
+
+await Deno.writeTextFile(`${benchDir}RESULTS.md`, md.join("\n"));
+log("wrote bench/RESULTS.md");
+
+// ---------------------------------------------------------------- chart
+
+const bars: Array<{ case: string; contender: string; mcalls: number }> = [];
+for (
+  const g of [
+    ...memGroups.filter((g) => g.endsWith("[hit-only]")),
+    ...sharedGroups.filter((g) => g.includes("hit-only")),
+  ]
+) {
+  for (const n of g.startsWith("shared ") ? sharedNames : memNames) {
+    const v = ns(g, n);
+    if (v !== undefined) {
+      bars.push({ case: g.replace(" [hit-only]", ""), contender: n, mcalls: 1000 / v });
+    }
+  }
+}
+const curves = (sim?.results ?? []).map((r) => ({
+  trace: r.trace,
+  store: r.store,
+  size: r.sizePct,
+  miss: r.missRatio,
+}));
+const spec: TopLevelSpec = {
+  $schema: "https://vega.github.io/schema/vega-lite/v6.json",
+  background: "white",
+  resolve: { scale: { color: "independent", strokeDash: "independent" } },
+  config: { font: "sans-serif" },
+  vconcat: [
+    {
+      title: "Throughput, hit-only stream (million calls per second, higher is better)",
+      data: { values: bars },
+      facet: {
+        row: {
+          field: "case",
+          type: "nominal",
+          title: null,
+          header: { labelAngle: 0, labelAlign: "left" },
+        },
+      },
+      spec: {
+        width: 420,
+        mark: "bar",
+        encoding: {
+          y: { field: "contender", type: "nominal", title: null, sort: null },
+          x: { field: "mcalls", type: "quantitative", title: "M calls/s" },
+          color: { field: "contender", type: "nominal", legend: null },
+        },
+      },
+      resolve: { scale: { y: "independent" } },
+    },
+    {
+      title: "Miss ratio against cache size (lower is better)",
+      data: { values: curves },
+      facet: { column: { field: "trace", type: "nominal", title: null } },
+      spec: {
+        width: 150,
+        height: 150,
+        mark: { type: "line", point: true },
+        encoding: {
+          x: {
+            field: "size",
+            type: "quantitative",
+            scale: { type: "log" },
+            axis: { values: [0.5, 1, 2, 5, 10, 20] },
+            title: "cache size, % of distinct keys",
+          },
+          y: { field: "miss", type: "quantitative", axis: { format: "%" }, title: "miss ratio" },
+          color: { field: "store", type: "nominal", title: "store" },
+          strokeDash: { field: "store", type: "nominal" },
+        },
+      },
+    },
+  ],
+};
+const view = new vega.View(vega.parse(compile(spec).spec), { renderer: "none" });
+await Deno.writeTextFile(`${benchDir}results.svg`, await view.toSVG());
+view.finalize();
+// Keep both files as `deno fmt --check` (part of `deno task check`) wants them.
+await sh(Deno.execPath(), ["fmt", "bench/RESULTS.md", "bench/results.svg"]);
+log("wrote bench/results.svg");
