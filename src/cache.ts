@@ -53,6 +53,27 @@ export interface CacheDecorator<I extends CacheInfo = CacheInfo> {
 const memoryWriter = new KeyWriter(256, false);
 const sharedWriter = new KeyWriter(256, true);
 
+/**
+ * Key bytes of the misses under way, one reused buffer per nesting depth: a miss copies
+ * its key here before user code runs (a nested cached call reuses the writer), without
+ * allocating a fresh ArrayBuffer per miss.
+ */
+const missKeys: Uint8Array[] = [];
+let missDepth = 0;
+
+function holdKey(src: Uint8Array, len: number, depth: number): Uint8Array {
+  let kb = missKeys[depth];
+  if (kb === undefined || kb.length < len) {
+    kb = missKeys[depth] = new Uint8Array(Math.max(256, len * 2));
+  }
+  if (len <= 64) {
+    for (let i = 0; i < len; i++) kb[i] = src[i]!;
+  } else {
+    kb.set(src.subarray(0, len));
+  }
+  return kb;
+}
+
 function isThenable(value: unknown): value is PromiseLike<unknown> {
   return value !== null && (typeof value === "object" || typeof value === "function") &&
     typeof (value as { then?: unknown }).then === "function";
@@ -136,11 +157,19 @@ function wrap(
         return joined;
       }
     }
-    // Copy the key before user code runs: a nested cached call reuses the writer.
-    const keyBytes = w.buf.slice(0, len);
-    const result = fn.apply(this, args);
+    // Hold the key before user code runs: a nested cached call reuses the writer.
+    const depth = missDepth++;
+    const keyBytes = holdKey(w.buf, len, depth);
+    let result: unknown;
+    try {
+      result = fn.apply(this, args);
+    } finally {
+      missDepth = depth;
+    }
     if (isThenable(result)) {
-      return settle(keyBytes, pkey ?? bytesToKeyString(keyBytes, len), result);
+      // The key must outlive this call: copy it.
+      const own = keyBytes.slice(0, len);
+      return settle(own, pkey ?? bytesToKeyString(own, len), result);
     }
     store.set(keyBytes, len, result, stampSets ? clock() : 0, false);
     return result;

@@ -3,8 +3,9 @@
  * the TypeScript store otherwise (SPEC §6.1), and the shared store for
  * `backend: "shared"` (SPEC §6.2).
  *
- * `WARP_CACHE_ENGINE=ts` forces the TypeScript store, `WARP_CACHE_ENGINE=native` makes a
- * missing library an error instead of a fallback (for tests and benchmarks).
+ * `WARP_CACHE_ENGINE=ts` forces the TypeScript store for the memory backend (the shared
+ * backend still uses the library), `WARP_CACHE_ENGINE=native` makes a missing library an
+ * error instead of a fallback (for tests and benchmarks).
  *
  * @module
  */
@@ -21,8 +22,12 @@ import {
   SharedStore,
 } from "./shared_store.ts";
 
-/** Which engine backs the memory backend in this process: `"native"` or `"ts"`. */
+/**
+ * Which engine backs the memory backend in this process: `"native"` when the library
+ * loads (unless `WARP_CACHE_ENGINE=ts`), else `"ts"`.
+ */
 export function memoryEngine(): "native" | "ts" {
+  if (envEngine() === "ts") return "ts";
   return loadNative() === null ? "ts" : "native";
 }
 
@@ -67,7 +72,7 @@ export function createStore(
       name,
     );
   }
-  const lib = loadNative();
+  const lib = envEngine() === "ts" ? null : loadNative();
   if (lib !== null) {
     return new NativeMemoryStore(lib, opts.maxSize, opts.ttl, opts.strategy);
   }

@@ -154,7 +154,7 @@ export function nativeLastError(): string {
 
 /**
  * Loads the native library once and returns its symbols, or `null` when it is not
- * available (no `--allow-ffi`, not built, `WARP_CACHE_ENGINE=ts`, or a load error; see
+ * available (no `--allow-ffi`, not built, or a load error; see
  * {@linkcode nativeLoadError}). Never prompts for a permission.
  *
  * @throws {Error} If the library loads but reports another ABI version (a stale build).
@@ -162,10 +162,6 @@ export function nativeLastError(): string {
 export function loadNative(): NativeSymbols | null {
   if (loaded !== undefined) return loaded;
   loaded = null;
-  if (envVar("WARP_CACHE_ENGINE") === "ts") {
-    loadError = "the native engine is disabled by WARP_CACHE_ENGINE=ts";
-    return null;
-  }
   if (typeof Deno?.dlopen !== "function" || !permitted({ name: "ffi" })) {
     loadError = "Deno.dlopen is not permitted here (run with --allow-ffi)";
     return null;
