@@ -68,6 +68,48 @@ function describe(value: unknown): string {
   return typeof value;
 }
 
+/** The last object shape seen by {@linkcode sortedKeys}: its keys as listed, and sorted. */
+let lastKeys: string[] = [];
+let lastSorted: string[] = [];
+
+/**
+ * Own enumerable string keys of `o`, sorted by code units (as `Array.prototype.sort`).
+ * Objects of one shape list their keys in one order, so the last shape's sorted order
+ * is reused when the listed keys are the same strings in the same order.
+ */
+function sortedKeys(o: object): string[] {
+  const keys = Object.keys(o);
+  const n = keys.length;
+  if (n < 2) return keys;
+  if (n === lastKeys.length) {
+    let same = true;
+    for (let i = 0; i < n; i++) {
+      if (keys[i] !== lastKeys[i]) {
+        same = false;
+        break;
+      }
+    }
+    if (same) return lastSorted;
+  }
+  const sorted = keys.slice();
+  if (n > 16) {
+    sorted.sort();
+  } else {
+    for (let i = 1; i < n; i++) {
+      const k = sorted[i]!;
+      let j = i - 1;
+      while (j >= 0 && sorted[j]! > k) {
+        sorted[j + 1] = sorted[j]!;
+        j--;
+      }
+      sorted[j + 1] = k;
+    }
+  }
+  lastKeys = keys;
+  lastSorted = sorted;
+  return sorted;
+}
+
 /** Whether `value` is a plain object: prototype `Object.prototype` or `null`. */
 function isPlainObject(value: object): boolean {
   const proto = Object.getPrototypeOf(value);
@@ -152,27 +194,41 @@ export class KeyWriter {
 
   #string(s: string): void {
     const n = s.length;
-    let wide = false;
-    for (let i = 0; i < n; i++) {
-      if (s.charCodeAt(i) > 255) {
-        wide = true;
-        break;
-      }
-    }
-    this.#reserve(5 + (wide ? 2 * n : n));
+    // Reserve for the one-byte form and write it in one pass; switch to the two-byte
+    // form on the first code unit above 255.
+    this.#reserve(5 + n);
     const buf = this.buf;
-    let p = this.pos;
-    buf[p] = wide ? T_STR16 : T_STR8;
+    const start = this.pos;
+    let p = start + 5;
+    for (let i = 0; i < n; i++) {
+      const c = s.charCodeAt(i);
+      if (c > 255) {
+        this.#wideString(s, start);
+        return;
+      }
+      buf[p++] = c;
+    }
+    buf[start] = T_STR8;
+    buf[start + 1] = n;
+    buf[start + 2] = n >>> 8;
+    buf[start + 3] = n >>> 16;
+    buf[start + 4] = n >>> 24;
+    this.pos = p;
+  }
+
+  #wideString(s: string, start: number): void {
+    const n = s.length;
+    this.pos = start;
+    this.#reserve(5 + 2 * n);
+    const buf = this.buf;
+    let p = start;
+    buf[p] = T_STR16;
     this.#view.setUint32(p + 1, n, true);
     p += 5;
-    if (wide) {
-      for (let i = 0; i < n; i++) {
-        const c = s.charCodeAt(i);
-        buf[p++] = c & 0xff;
-        buf[p++] = c >>> 8;
-      }
-    } else {
-      for (let i = 0; i < n; i++) buf[p++] = s.charCodeAt(i);
+    for (let i = 0; i < n; i++) {
+      const c = s.charCodeAt(i);
+      buf[p++] = c & 0xff;
+      buf[p++] = c >>> 8;
     }
     this.pos = p;
   }
@@ -269,11 +325,13 @@ export class KeyWriter {
     if (o instanceof ArrayBuffer) return this.#bytes(T_ARRAY_BUFFER, new Uint8Array(o));
     if (isPlainObject(o)) {
       this.#enter(o);
-      const keys = Object.keys(o).sort();
+      const keys = sortedKeys(o);
+      const n = keys.length;
       this.#u8(T_OBJECT);
-      this.#u32(keys.length);
+      this.#u32(n);
       const rec = o as Record<string, unknown>;
-      for (const k of keys) {
+      for (let i = 0; i < n; i++) {
+        const k = keys[i]!;
         this.#string(k);
         this.value(rec[k]);
       }
