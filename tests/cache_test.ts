@@ -3,6 +3,7 @@
 import assert from "node:assert/strict";
 import { Backend, cache, type CachedFunction, Strategy } from "../mod.ts";
 import { memoryEngine } from "../src/engine.ts";
+import { handResumes, secondChance } from "./fixtures/sieve_scenarios.ts";
 
 const engine = Deno.env.get("WARP_CACHE_ENGINE");
 if (engine === "native" || engine === "ts") {
@@ -79,41 +80,12 @@ Deno.test("cache() never caches a thrown exception and rethrows it as is", () =>
 
 Deno.test("cache() evicts by SIEVE: a visited entry survives, the unvisited oldest goes", () => {
   const { fn, calls } = counter((x: number) => x);
-  const c = cache({ maxSize: 3 })(fn);
-  c(1);
-  c(2);
-  c(3);
-  c(1); // hit: 1 is visited
-  c(4); // evicts 2 (1 gets a second chance)
-  assert.equal(calls.length, 4);
-  c(1);
-  c(3);
-  c(4);
-  assert.equal(calls.length, 4, "1, 3 and 4 are still cached");
-  c(2);
-  assert.equal(calls.length, 5, "2 was evicted");
-  assert.equal(c.cacheInfo().currentSize, 3);
+  secondChance(cache({ maxSize: 3 })(fn), calls);
 });
 
 Deno.test("cache() SIEVE hand resumes where it stopped", () => {
   const { fn, calls } = counter((x: number) => x);
-  const c = cache({ maxSize: 4, strategy: Strategy.Sieve })(fn);
-  for (const k of [1, 2, 3, 4]) c(k);
-  c(1);
-  c(3);
-  c(5); // clears 1, evicts 2
-  c(1); // hit
-  c(6); // clears 3, evicts 4
-  c(7); // evicts 5
-  const before = calls.length;
-  for (const k of [1, 3, 6, 7]) c(k);
-  assert.equal(calls.length, before, "1, 3, 6, 7 are cached");
-  for (const k of [2, 4, 5]) {
-    const n = calls.length;
-    c.cacheInfo();
-    c(k);
-    assert.equal(calls.length, n + 1, `${k} was evicted`);
-  }
+  handResumes(cache({ maxSize: 4, strategy: Strategy.Sieve })(fn), calls);
 });
 
 Deno.test("cache() strategies lru, mru and fifo evict by their rule", () => {

@@ -6,6 +6,7 @@ import { isDeepStrictEqual } from "node:util";
 import { Backend, cache, type CacheOptions, type SharedCacheInfo } from "../mod.ts";
 import { defaultSharedDir, sharedFileName } from "../src/shared_store.ts";
 import { samples, SAMPLES_MAX_VALUE_SIZE } from "./fixtures/shared_common.ts";
+import { handResumes, secondChance } from "./fixtures/sieve_scenarios.ts";
 
 /** Runs `body` with a fresh temporary directory, removed afterwards. */
 async function withTempDir(body: (dir: string) => void | Promise<void>): Promise<void> {
@@ -89,41 +90,14 @@ Deno.test("cache() shared: Backend.Shared and the string form are the same backe
 Deno.test("cache() shared: evicts by SIEVE: a visited entry survives, the unvisited oldest goes", async () => {
   await withTempDir((dir) => {
     const { c, calls } = counted({ dir, name: "sieve", maxSize: 3 }, (x: number) => x);
-    c(1);
-    c(2);
-    c(3);
-    c(1); // hit: 1 is visited
-    c(4); // evicts 2 (1 gets a second chance)
-    assert.equal(calls.length, 4);
-    c(1);
-    c(3);
-    c(4);
-    assert.equal(calls.length, 4, "1, 3 and 4 are still cached");
-    c(2);
-    assert.equal(calls.length, 5, "2 was evicted");
-    assert.equal(c.cacheInfo().currentSize, 3);
+    secondChance(c, calls);
   });
 });
 
 Deno.test("cache() shared: SIEVE hand resumes where it stopped", async () => {
   await withTempDir((dir) => {
     const { c, calls } = counted({ dir, name: "hand", maxSize: 4 }, (x: number) => x);
-    for (const k of [1, 2, 3, 4]) c(k);
-    c(1);
-    c(3);
-    c(5); // clears 1, evicts 2
-    c(1); // hit
-    c(6); // clears 3, evicts 4
-    c(7); // evicts 5
-    const before = calls.length;
-    for (const k of [1, 3, 6, 7]) c(k);
-    assert.equal(calls.length, before, "1, 3, 6, 7 are cached");
-    for (const k of [2, 4, 5]) {
-      const n = calls.length;
-      c.cacheInfo();
-      c(k);
-      assert.equal(calls.length, n + 1, `${k} was evicted`);
-    }
+    handResumes(c, calls);
   });
 });
 
