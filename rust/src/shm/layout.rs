@@ -3,7 +3,8 @@
 //! ```text
 //! offset 0                      Header (HEADER_SIZE = 512 bytes, below)
 //! offset HEADER_SIZE            hash table: table_size buckets of 8 bytes
-//! offset HEADER_SIZE + 8 * ts   capacity slots of slot_size bytes each:
+//! offset HEADER_SIZE + 8 * ts   capacity + 1 slots of slot_size bytes each (the spare slot
+//!                               lets an update write the new entry before freeing the old):
 //!                                 SlotHeader (48 bytes), key bytes, value bytes, pad to 8
 //! ```
 //!
@@ -24,7 +25,11 @@ pub const MAGIC: [u8; 8] = *b"WARPSHM1";
 /// History:
 /// - 1: first format (header of 512 bytes, linear-probing table with backward-shift
 ///   deletion, 48-byte slot headers with an ahash checksum, SIEVE queue, pid lock).
-pub const VERSION: u32 = 1;
+/// - 2: `capacity + 1` slots. Updating an existing key writes the new entry into a free
+///   slot and frees the old one afterwards (copy on write), so a writer killed mid-update
+///   leaves the old or the new entry, never neither (v1 updated in place, and a kill
+///   mid-update lost the key). The spare slot guarantees a free slot when the store is full.
+pub const VERSION: u32 = 2;
 
 /// Size of [`Header`]: 8 cache lines.
 pub const HEADER_SIZE: usize = 512;
@@ -212,6 +217,8 @@ pub struct Params {
     pub max_value_size: u32,
     pub slot_size: u32,
     pub table_size: u32,
+    /// Slots in the file: `capacity + 1` (see [`VERSION`] 2).
+    pub slots: u32,
     pub file_size: u64,
 }
 
@@ -236,7 +243,8 @@ impl Params {
         let slot = SLOT_HEADER_SIZE as u64 + u64::from(max_key_size) + u64::from(max_value_size);
         let slot = slot.next_multiple_of(8);
         let table = (u64::from(capacity) * 2).next_power_of_two().max(8);
-        let file = HEADER_SIZE as u64 + table * BUCKET_SIZE as u64 + u64::from(capacity) * slot;
+        let slots = capacity + 1;
+        let file = HEADER_SIZE as u64 + table * BUCKET_SIZE as u64 + u64::from(slots) * slot;
         if file > MAX_FILE_SIZE {
             return Err(format!(
                 "the cache file would take {file} bytes, more than {MAX_FILE_SIZE}: lower capacity or the key and value sizes"
@@ -249,6 +257,7 @@ impl Params {
             // Bounded by the checks above: slot < 66 MiB, table <= 2^25.
             slot_size: slot as u32,
             table_size: table as u32,
+            slots,
             file_size: file,
         })
     }
@@ -263,7 +272,7 @@ impl Params {
         HEADER_SIZE + self.table_size as usize * BUCKET_SIZE
     }
 
-    /// Byte offset of slot `i` (the caller checks `i < capacity`).
+    /// Byte offset of slot `i` (the caller checks `i < slots`).
     pub fn slot_offset(&self, i: u32) -> usize {
         self.slots_offset() + i as usize * self.slot_size as usize
     }
@@ -283,7 +292,7 @@ mod tests {
         );
         assert_eq!(
             p.file_size as usize,
-            HEADER_SIZE + 256 * 8 + 100 * p.slot_size as usize
+            HEADER_SIZE + 256 * 8 + 101 * p.slot_size as usize
         );
         assert_eq!(Params::new(1, 1, 1).unwrap().table_size, 8);
         assert!(Params::new(0, 1, 1).is_err());

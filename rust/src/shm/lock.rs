@@ -17,7 +17,7 @@
 //! owner died mid-write.
 
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// How often a waiter checks whether the owner is alive.
@@ -59,13 +59,18 @@ pub fn own_word() -> u64 {
     }
 }
 
+/// Locks (of any file) held by the threads of this process right now.
+static HELD_HERE: AtomicUsize = AtomicUsize::new(0);
+
 /// Whether the process recorded in `word` is gone (so its lock may be taken over).
 pub fn owner_is_dead(word: u64) -> bool {
     let pid = (word & 0xffff_ffff) as u32;
     let start = word >> 32;
     if word == own_word() {
-        // Another thread of this process: alive by definition.
-        return false;
+        // Another thread of this process, unless no thread of ours holds any lock: then
+        // the word is stale (a corrupt file, or a dead process whose pid and start time
+        // we reuse) and waiting for ourselves would never end (found by fuzzing).
+        return HELD_HERE.load(Ordering::Acquire) == 0;
     }
     let Ok(pid_t) = libc::pid_t::try_from(pid) else {
         return true; // not a pid at all: garbage in the lock word
@@ -79,9 +84,12 @@ pub fn owner_is_dead(word: u64) -> bool {
         return true;
     }
     // The pid exists (or belongs to another user: EPERM). Same process as the owner?
-    match (start, start_ticks(pid)) {
-        (0, _) | (_, None) => false,
-        (recorded, Some(now)) => recorded != now & 0xffff_ffff,
+    // Where start times are known, every word we write has the owner's, so a word whose
+    // start differs (0 included: garbage naming a live pid, found by fuzzing) is not a
+    // live owner's. Elsewhere only `kill` can tell.
+    match start_ticks(pid) {
+        None => false,
+        Some(now) => start != now & 0xffff_ffff,
     }
 }
 
@@ -105,6 +113,7 @@ pub fn acquire(lock: &AtomicU64) -> Held {
                 .compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed)
                 .is_ok()
             {
+                HELD_HERE.fetch_add(1, Ordering::AcqRel);
                 return Held {
                     word: me,
                     took_over: false,
@@ -125,6 +134,7 @@ pub fn acquire(lock: &AtomicU64) -> Held {
                     .compare_exchange(cur, me, Ordering::Acquire, Ordering::Relaxed)
                     .is_ok()
             {
+                HELD_HERE.fetch_add(1, Ordering::AcqRel);
                 return Held {
                     word: me,
                     took_over: true,
@@ -143,6 +153,7 @@ pub fn acquire(lock: &AtomicU64) -> Held {
 /// and took over keeps its lock).
 pub fn release(lock: &AtomicU64, held: Held) {
     let _ = lock.compare_exchange(held.word, 0, Ordering::Release, Ordering::Relaxed);
+    HELD_HERE.fetch_sub(1, Ordering::AcqRel);
 }
 
 /// The owner word of a process that does not exist, for tests: a pid above the
@@ -159,7 +170,10 @@ mod tests {
 
     #[test]
     fn own_word_is_alive_and_dead_word_is_dead() {
+        let a = AtomicU64::new(0);
+        let held = acquire(&a);
         assert!(!owner_is_dead(own_word()));
+        release(&a, held);
         assert!(owner_is_dead(dead_word()));
         assert_ne!(own_word(), 0);
     }
@@ -174,6 +188,58 @@ mod tests {
         assert!(owner_is_dead(fake) || start_ticks(1).is_none());
         assert!(!owner_is_dead(word_of(1, start_ticks(1))));
         assert_eq!(own_word(), word_of(pid, Some(start)));
+    }
+
+    /// Regression (fuzzing, rust/fuzz/regressions/): a lock word naming a live process
+    /// with start time 0 made every writer wait forever.
+    #[test]
+    fn garbage_naming_a_live_process_is_taken_over() {
+        let pid = std::process::id();
+        if start_ticks(pid).is_none() {
+            return; // without /proc a live pid is trusted
+        }
+        let lock = AtomicU64::new(u64::from(pid)); // our pid, start time 0
+        let t = Instant::now();
+        let held = acquire(&lock);
+        assert!(held.took_over);
+        assert!(t.elapsed() < Duration::from_secs(1));
+        release(&lock, held);
+        // While a thread of ours holds a lock, our own word is a live owner.
+        let a = AtomicU64::new(0);
+        let held = acquire(&a);
+        assert!(!owner_is_dead(own_word()));
+        release(&a, held);
+    }
+
+    /// Runs alone in a child process (see below), where no thread holds a lock.
+    #[test]
+    fn stale_own_word_child() {
+        if std::env::var_os("WARP_LOCK_TEST_CHILD").is_none() {
+            return;
+        }
+        let lock = AtomicU64::new(own_word());
+        let t = Instant::now();
+        let held = acquire(&lock);
+        assert!(held.took_over && t.elapsed() < Duration::from_secs(1));
+        release(&lock, held);
+    }
+
+    /// Regression (fuzzing): a lock word equal to this process's own word while none of
+    /// its threads holds a lock (a corrupt file, or a dead owner whose pid and start time
+    /// we reuse) made this process wait for itself forever.
+    #[test]
+    fn a_stale_own_word_is_taken_over() {
+        let status = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "shm::lock::tests::stale_own_word_child",
+                "--quiet",
+            ])
+            .env("WARP_LOCK_TEST_CHILD", "1")
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success());
     }
 
     #[test]

@@ -143,12 +143,23 @@ impl ShmStore {
         // SAFETY: the region maps `params.file_size` bytes (page-aligned) whose header was
         // validated against `params`, and is kept alive in the same struct as the table.
         let table = unsafe { Table::new(region.base(), region.params()) };
-        Ok(ShmStore {
+        let store = ShmStore {
             table,
             _region: region,
             ttl_ms: (ttl_ms.is_finite() && ttl_ms > 0.0).then_some(ttl_ms),
             path: path.to_path_buf(),
-        })
+        };
+        // A file that passes the identity check may still hold a structure that is
+        // inconsistent without any single operation noticing (found by fuzzing: garbage
+        // queue links that looked plausible). Check it all once, under the lock, at open;
+        // O(capacity) plus the checksums of the live entries.
+        store.locked(|t| {
+            if t.validate().is_err() {
+                t.rebuild();
+            }
+            Ok(())
+        })?;
+        Ok(store)
     }
 
     /// The file's parameters.
@@ -374,9 +385,9 @@ impl ShmStore {
         }
     }
 
-    /// The table, for tests.
-    #[cfg(test)]
-    fn table(&self) -> &Table {
+    /// The table, for tests and the fuzz targets (`rust/fuzz/`).
+    #[doc(hidden)]
+    pub fn table(&self) -> &Table {
         &self.table
     }
 }

@@ -124,10 +124,10 @@ impl Table {
 
     /// Slot `i`, or [`Corrupt`] when `i` is not a slot number.
     pub fn slot(&self, i: u32) -> Result<Slot<'_>, Corrupt> {
-        if i >= self.p.capacity {
+        if i >= self.p.slots {
             return Err(Corrupt);
         }
-        // SAFETY: `i < capacity`, so the slot lies within the mapping (Params::new sized
+        // SAFETY: `i < slots`, so the slot lies within the mapping (Params::new sized
         // it); slot offsets are multiples of 8; the header's fields are atomics.
         unsafe {
             let at = self.base.add(self.p.slot_offset(i));
@@ -269,9 +269,12 @@ impl Table {
     }
 
     /// Stores `key -> value` with insertion time `now_bits` and the precomputed checksum.
-    /// Replaces the value and time of an existing key in place (keeping its queue place
-    /// and visited bit); otherwise evicts by SIEVE when full. Returns whether an entry was
-    /// evicted. Under the lock; `key` and `value` fit the slot sizes.
+    /// Replaces the value and time of an existing key (keeping its queue place and visited
+    /// bit) by copy on write: the new entry is written completely into a free slot (the
+    /// file has a spare one) before the old slot is freed, so a writer killed at any
+    /// instant leaves the old or the new entry for [`Table::rebuild`], never neither.
+    /// Otherwise evicts by SIEVE when full. Returns whether an entry was evicted. Under the
+    /// lock; `key` and `value` fit the slot sizes.
     pub fn store(
         &self,
         key: &[u8],
@@ -284,43 +287,98 @@ impl Table {
         {
             return Err(Corrupt);
         }
-        if let Some((_, slot)) = self.find(key, hash)? {
-            let s = self.slot(slot)?;
-            self.write_value(s, value);
-            s.h.value_len.store(value.len() as u32, Relaxed);
-            s.h.inserted_at.store(now_bits, Relaxed);
-            s.h.checksum.store(sum, Relaxed);
-            return Ok(false);
-        }
         let h = self.header();
         let len = h.len.load(Relaxed);
         if len > self.p.capacity {
             return Err(Corrupt);
+        }
+        if let Some((bucket, old)) = self.find(key, hash)? {
+            let o = self.slot(old)?;
+            if o.h.state.load(Relaxed) != SLOT_LIVE {
+                return Err(Corrupt);
+            }
+            // len <= capacity < slots: a free slot exists unless the file is corrupt.
+            let slot = self.alloc()?;
+            let s = self.write_entry(slot, key, hash, value, now_bits, sum)?;
+            s.h.visited.store(o.h.visited.load(Relaxed), Relaxed);
+            // From here both entries verify; a rebuild keeps the newer one.
+            self.bucket(bucket).store(
+                (u64::from(hash as u32) << 32) | u64::from(slot + 1),
+                Relaxed,
+            );
+            self.replace_in_queue(old, slot)?;
+            o.h.state.store(SLOT_FREE, Relaxed);
+            o.h.older.store(h.free_head.load(Relaxed), Relaxed);
+            h.free_head.store(old, Relaxed);
+            return Ok(false);
         }
         let evicted = len == self.p.capacity;
         if evicted {
             self.evict()?;
         }
         let slot = self.alloc()?;
+        self.write_entry(slot, key, hash, value, now_bits, sum)?;
+        self.table_insert(hash, slot)?;
+        self.push_head(slot)?;
+        h.len.store(len - u32::from(evicted) + 1, Relaxed);
+        Ok(evicted)
+    }
+
+    /// Writes a complete entry into the free slot `slot` and only then marks it live, so
+    /// that a rebuild after a crash here never resurrects a half-written or stale entry.
+    /// The entry is not yet indexed nor queued. Under the lock.
+    fn write_entry(
+        &self,
+        slot: u32,
+        key: &[u8],
+        hash: u64,
+        value: &[u8],
+        now_bits: u64,
+        sum: u64,
+    ) -> Result<Slot<'_>, Corrupt> {
         let s = self.slot(slot)?;
-        // The slot is FREE until everything is written, so that a rebuild after a crash
-        // here never resurrects a half-written or stale entry.
         s.h.key_hash.store(hash, Relaxed);
         s.h.inserted_at.store(now_bits, Relaxed);
         s.h.checksum.store(sum, Relaxed);
         s.h.key_len.store(key.len() as u32, Relaxed);
         s.h.value_len.store(value.len() as u32, Relaxed);
         s.h.visited.store(0, Relaxed);
-        // SAFETY: the key area holds max_key_size >= key.len() bytes; `key` is the caller's
-        // memory, not in the mapping. Readers may read concurrently: the sequence counter
-        // is odd, so they discard what they read.
+        s.h.newer.store(NIL, Relaxed);
+        s.h.older.store(NIL, Relaxed);
+        // SAFETY: the key area holds max_key_size >= key.len() bytes (checked by `store`);
+        // `key` is the caller's memory, not in the mapping. Readers may read concurrently:
+        // the sequence counter is odd, so they discard what they read.
         unsafe { std::ptr::copy_nonoverlapping(key.as_ptr(), self.key_ptr(s), key.len()) };
         self.write_value(s, value);
         s.h.state.store(SLOT_LIVE, Relaxed);
-        self.table_insert(hash, slot)?;
-        self.push_head(slot)?;
-        h.len.store(len - u32::from(evicted) + 1, Relaxed);
-        Ok(evicted)
+        Ok(s)
+    }
+
+    /// Puts slot `new` at the queue place of slot `old` (links, head, tail, hand), leaving
+    /// `old` unlinked. Under the lock.
+    fn replace_in_queue(&self, old: u32, new: u32) -> Result<(), Corrupt> {
+        let h = self.header();
+        let o = self.slot(old)?;
+        let n = self.slot(new)?;
+        let (newer, older) = self.checked_links(old)?;
+        n.h.newer.store(newer, Relaxed);
+        n.h.older.store(older, Relaxed);
+        if newer == NIL {
+            h.head.store(new, Relaxed);
+        } else {
+            self.slot(newer)?.h.older.store(new, Relaxed);
+        }
+        if older == NIL {
+            h.tail.store(new, Relaxed);
+        } else {
+            self.slot(older)?.h.newer.store(new, Relaxed);
+        }
+        if h.hand.load(Relaxed) == old {
+            h.hand.store(new, Relaxed);
+        }
+        o.h.newer.store(NIL, Relaxed);
+        o.h.older.store(NIL, Relaxed);
+        Ok(())
     }
 
     fn write_value(&self, s: Slot<'_>, value: &[u8]) {
@@ -481,11 +539,38 @@ impl Table {
         Ok(())
     }
 
-    fn unlink(&self, slot: u32) -> Result<(), Corrupt> {
+    /// Checks that the queue neighbours of `slot` link back to it (and the head and tail
+    /// when it has no neighbour), so that a corrupt queue is rebuilt rather than spread by
+    /// an unlink (found by fuzzing: plausible garbage links went unnoticed). Returns the
+    /// `(newer, older)` links.
+    fn checked_links(&self, slot: u32) -> Result<(u32, u32), Corrupt> {
         let h = self.header();
         let s = self.slot(slot)?;
         let newer = s.h.newer.load(Relaxed);
         let older = s.h.older.load(Relaxed);
+        let newer_ok = if newer == NIL {
+            h.head.load(Relaxed) == slot
+        } else {
+            let n = self.slot(newer)?;
+            n.h.older.load(Relaxed) == slot && n.h.state.load(Relaxed) == SLOT_LIVE
+        };
+        let older_ok = if older == NIL {
+            h.tail.load(Relaxed) == slot
+        } else {
+            let o = self.slot(older)?;
+            o.h.newer.load(Relaxed) == slot && o.h.state.load(Relaxed) == SLOT_LIVE
+        };
+        if newer_ok && older_ok && newer != slot && older != slot {
+            Ok((newer, older))
+        } else {
+            Err(Corrupt)
+        }
+    }
+
+    fn unlink(&self, slot: u32) -> Result<(), Corrupt> {
+        let h = self.header();
+        let s = self.slot(slot)?;
+        let (newer, older) = self.checked_links(slot)?;
         if newer == NIL {
             h.head.store(older, Relaxed);
         } else {
@@ -505,6 +590,15 @@ impl Table {
         let h = self.header();
         let s = self.slot(slot)?;
         let old = h.head.load(Relaxed);
+        let consistent = if old == NIL {
+            h.tail.load(Relaxed) == NIL
+        } else {
+            let o = self.slot(old)?;
+            old != slot && o.h.newer.load(Relaxed) == NIL && o.h.state.load(Relaxed) == SLOT_LIVE
+        };
+        if !consistent {
+            return Err(Corrupt);
+        }
         s.h.newer.store(NIL, Relaxed);
         s.h.older.store(old, Relaxed);
         if old == NIL {
@@ -541,7 +635,7 @@ impl Table {
         for b in 0..self.p.table_size {
             self.bucket(b).store(0, Relaxed);
         }
-        let used = h.next_unused.load(Relaxed).min(self.p.capacity);
+        let used = h.next_unused.load(Relaxed).min(self.p.slots);
         h.next_unused.store(used, Relaxed);
         let mut live: Vec<(f64, u32)> = Vec::new();
         let mut free = NIL;
@@ -571,7 +665,10 @@ impl Table {
                 Some((key, _)) => !matches!(self.find(key, hash), Ok(None)),
                 None => true,
             };
-            if dup || self.table_insert(hash, i).is_err() {
+            // At most `capacity` entries: a crash mid-update leaves two slots of one key
+            // (deduplicated above); a corrupt file may claim more, the oldest go.
+            let full = kept.len() >= self.p.capacity as usize;
+            if dup || full || self.table_insert(hash, i).is_err() {
                 s.h.state.store(SLOT_FREE, Relaxed);
                 s.h.older.store(free, Relaxed);
                 free = i;
@@ -589,8 +686,8 @@ impl Table {
     }
 
     /// Checks every invariant; returns the first violation. Under the lock, or with no
-    /// writer running (tests).
-    #[cfg(test)]
+    /// writer running (tests, and the fuzz targets in `rust/fuzz/`).
+    #[doc(hidden)]
     pub fn validate(&self) -> Result<(), String> {
         let h = self.header();
         let len = h.len.load(Relaxed);
@@ -645,7 +742,7 @@ impl Table {
                 return Err(format!("free slot {f} is live"));
             }
             free += 1;
-            if free > self.p.capacity {
+            if free > self.p.slots {
                 return Err("free list loops".into());
             }
             f = s.h.older.load(Relaxed);
@@ -659,7 +756,6 @@ impl Table {
         Ok(())
     }
 
-    #[cfg(test)]
     fn bucket_of(&self, slot: u32) -> Result<u32, String> {
         (0..self.p.table_size)
             .find(|&b| self.bucket(b).load(Relaxed) & 0xffff_ffff == u64::from(slot + 1))

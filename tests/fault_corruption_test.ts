@@ -1,0 +1,215 @@
+// Corruption (issue #6, SPEC §6.3, §7): truncated files, another format version, random
+// bytes over the header, the table and the slots (with the file closed, and while it is
+// mapped), a file replaced while mapped. Each must be detected and recreated or repaired
+// (bad entries dropped): never a crash, never a value that is not its key's.
+import assert from "node:assert/strict";
+import {
+  checkValue,
+  makeValue,
+  MISS,
+  openStore,
+  type SharedStore,
+  storeGet,
+  storeSet,
+} from "./fixtures/fault_common.ts";
+
+const MAX_SIZE = 64;
+const MAX_VALUE = 512;
+// Layout (rust/src/shm/layout.rs): 512-byte header, then 2 * 64 rounded up = 128 buckets of
+// 8 bytes, then 65 slots of 48 + 64 + 512 = 624 bytes.
+const HEADER = 512;
+const TABLE = 128 * 8;
+const SLOT = 48 + 64 + MAX_VALUE;
+const FILE_SIZE = HEADER + TABLE + (MAX_SIZE + 1) * SLOT;
+
+let seed = 12345;
+function rand(n: number): number {
+  seed ^= seed << 13;
+  seed >>>= 0;
+  seed ^= seed >>> 17;
+  seed ^= seed << 5;
+  seed >>>= 0;
+  return seed % n;
+}
+
+/** Figures for RELIABILITY.md. */
+const tally = { corruptions: 0, recreated: 0, dropped: 0, kept: 0 };
+
+function fill(s: SharedStore, n = 40): void {
+  for (let i = 0; i < n; i++) {
+    const key = `k${i}`;
+    assert.ok(storeSet(s, key, makeValue(key, i, rand(300))));
+  }
+}
+
+/** Every read is a miss or the key's own value; the store then still reads and writes. */
+function checkAll(s: SharedStore, n = 40): void {
+  for (let i = 0; i < n; i++) {
+    const key = `k${i}`;
+    const v = storeGet(s, key);
+    if (v === MISS) {
+      tally.dropped++;
+      continue;
+    }
+    tally.kept++;
+    assert.equal(checkValue(key, v), "", `wrong value for ${key}`);
+  }
+  assert.ok(storeSet(s, "after", makeValue("after", 1, 10)));
+  assert.equal(checkValue("after", storeGet(s, "after")), "");
+  fill(s, 70); // more than maxSize: evictions run over the repaired structure
+  checkAll0(s);
+}
+
+function checkAll0(s: SharedStore): void {
+  for (let i = 0; i < 70; i++) {
+    const v = storeGet(s, `k${i}`);
+    if (v !== MISS) assert.equal(checkValue(`k${i}`, v), "");
+  }
+  assert.ok(s.info().currentSize <= MAX_SIZE);
+}
+
+async function withDir(fn: (dir: string) => void | Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir({ dir: "/dev/shm", prefix: "warp-fault-corrupt-" });
+  try {
+    await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+function scribble(path: string, offset: number, bytes: Uint8Array): void {
+  const f = Deno.openSync(path, { read: true, write: true });
+  try {
+    f.seekSync(offset, Deno.SeekMode.Start);
+    f.writeSync(bytes);
+  } finally {
+    f.close();
+  }
+  tally.corruptions++;
+}
+
+function randomBytes(n: number): Uint8Array {
+  const b = new Uint8Array(n);
+  crypto.getRandomValues(b);
+  return b;
+}
+
+Deno.test("shared store: the file layout assumed by these tests is the library's", async () => {
+  await withDir((dir) => {
+    const s = openStore(dir, "c.warp", MAX_SIZE, MAX_VALUE);
+    s.close();
+    assert.equal(Deno.statSync(`${dir}/c.warp`).size, FILE_SIZE);
+  });
+});
+
+Deno.test("shared store: truncated files are recreated", async () => {
+  for (
+    const size of [0, 7, 100, HEADER - 1, HEADER, HEADER + TABLE, FILE_SIZE >> 1, FILE_SIZE - 1]
+  ) {
+    await withDir((dir) => {
+      const s = openStore(dir, "c.warp", MAX_SIZE, MAX_VALUE);
+      fill(s);
+      s.close();
+      Deno.truncateSync(`${dir}/c.warp`, size);
+      tally.corruptions++;
+      const t = openStore(dir, "c.warp", MAX_SIZE, MAX_VALUE);
+      assert.equal(Deno.statSync(`${dir}/c.warp`).size, FILE_SIZE);
+      assert.equal(storeGet(t, "k0"), MISS, `size ${size}: a recreated file is empty`);
+      tally.recreated++;
+      checkAll(t);
+      t.close();
+    });
+  }
+});
+
+Deno.test("shared store: a file of another format version or magic is recreated", async () => {
+  for (const [offset, bytes] of [[8, [1, 0, 0, 0]], [8, [99, 0, 0, 0]], [0, [0x4e]]] as const) {
+    await withDir((dir) => {
+      const s = openStore(dir, "c.warp", MAX_SIZE, MAX_VALUE);
+      fill(s);
+      s.close();
+      scribble(`${dir}/c.warp`, offset, new Uint8Array(bytes));
+      const t = openStore(dir, "c.warp", MAX_SIZE, MAX_VALUE);
+      assert.equal(storeGet(t, "k1"), MISS);
+      tally.recreated++;
+      checkAll(t);
+      t.close();
+    });
+  }
+});
+
+Deno.test("shared store: random bytes over header, table and slots, closed and mapped", async () => {
+  const regions: [string, number, number][] = [
+    ["identity", 0, 64],
+    ["seqlock", 64, 64],
+    ["lock word", 128, 64],
+    ["counters", 192, 64],
+    ["queue", 256, 64],
+    ["table", HEADER, TABLE],
+    ["slots", HEADER + TABLE, FILE_SIZE - HEADER - TABLE],
+    ["anywhere", 0, FILE_SIZE],
+  ];
+  for (const [label, start, len] of regions) {
+    for (let trial = 0; trial < 100; trial++) {
+      await withDir((dir) => {
+        const path = `${dir}/c.warp`;
+        const live = openStore(dir, "c.warp", MAX_SIZE, MAX_VALUE);
+        fill(live);
+        const n = 1 + rand(Math.min(len, trial % 5 === 0 ? 4096 : 16));
+        const at = start + rand(Math.max(1, len - n));
+        const mapped = trial % 2 === 0;
+        if (!mapped) live.close();
+        scribble(path, at, randomBytes(n));
+        try {
+          if (mapped) checkAll(live); // the live handle sees the bytes change under it
+          const other = openStore(dir, "c.warp", MAX_SIZE, MAX_VALUE);
+          checkAll(other);
+          other.close();
+        } catch (e) {
+          throw new Error(`${label}: ${n} bytes at ${at} (mapped: ${mapped})`, { cause: e });
+        } finally {
+          if (mapped) live.close();
+        }
+      });
+    }
+  }
+});
+
+Deno.test("shared store: a file replaced while mapped, then deleted while mapped", async () => {
+  await withDir((dir) => {
+    const path = `${dir}/c.warp`;
+    const a = openStore(dir, "c.warp", MAX_SIZE, MAX_VALUE);
+    fill(a);
+    // Replaced by garbage of the right size: `a` keeps its mapping of the old file.
+    Deno.writeFileSync(`${dir}/garbage`, randomBytes(FILE_SIZE), { mode: 0o600 });
+    Deno.renameSync(`${dir}/garbage`, path);
+    tally.corruptions++;
+    checkAll(a);
+    const b = openStore(dir, "c.warp", MAX_SIZE, MAX_VALUE); // detects garbage, recreates
+    tally.recreated++;
+    checkAll(b);
+    // Replaced by a valid cache file holding other values for the same keys.
+    const c = openStore(dir, "d.warp", MAX_SIZE, MAX_VALUE);
+    for (let i = 0; i < 10; i++) storeSet(c, `k${i}`, makeValue(`k${i}`, 1000 + i, 5));
+    c.close();
+    Deno.renameSync(`${dir}/d.warp`, path);
+    tally.corruptions++;
+    checkAll(a);
+    checkAll(b);
+    const d = openStore(dir, "c.warp", MAX_SIZE, MAX_VALUE);
+    checkAll(d);
+    // Deleted while mapped: every handle keeps working on its own mapping, no SIGBUS.
+    Deno.removeSync(path);
+    tally.corruptions++;
+    for (const s of [a, b, d]) checkAll(s);
+    const e = openStore(dir, "c.warp", MAX_SIZE, MAX_VALUE); // a new file
+    checkAll(e);
+    for (const s of [a, b, d, e]) s.close();
+  });
+});
+
+addEventListener("unload", () => {
+  console.log(
+    `corruptions: ${tally.corruptions}; recreated: ${tally.recreated}; entries kept: ${tally.kept}, dropped: ${tally.dropped}`,
+  );
+});
