@@ -97,17 +97,13 @@ struct Node {
     newer: u32,
     /// Towards the tail (older entry), or NIL.
     older: u32,
-    /// LFU only: the frequency bucket holding this entry, else NIL. It fits in the
-    /// padding after `visited`, so the other policies pay no memory for it.
-    bucket: u32,
-    visited: bool,
 }
 
-// 40 bytes a node, the LFU field included (it fits in the padding after `visited`):
-// with the index (5 bytes a bucket) and the JS value slot, 1,000,000 small entries cost
-// about 60 MB. Insertion times live in a side vector, allocated only when TTL is on.
+// 32 bytes a node: with the index (5 bytes a bucket) and the JS value slot, 1,000,000
+// small entries cost about 52 MB. The SIEVE visited bits live in a bitset, LFU buckets
+// and insertion times in side vectors allocated only under LFU or TTL.
 #[cfg(target_pointer_width = "64")]
-const _: () = assert!(std::mem::size_of::<Node>() == 40);
+const _: () = assert!(std::mem::size_of::<Node>() == 32);
 
 /// Longest key stored inside the node; longer keys get a heap allocation of their own.
 pub const INLINE_KEY: usize = 22;
@@ -200,6 +196,10 @@ pub struct SieveStore {
     nodes: Vec<Node>,
     /// Insertion time in ms (caller's clock) by slot; empty unless TTL is on.
     times: Vec<f64>,
+    /// SIEVE visited bit by slot, 64 to a word.
+    visited_bits: Vec<u64>,
+    /// LFU only: the frequency bucket of each slot (NIL when none); empty otherwise.
+    bucket_of: Vec<u32>,
     free: Vec<u32>,
     head: u32,
     tail: u32,
@@ -223,6 +223,8 @@ impl SieveStore {
             table: HashTable::new(),
             nodes: Vec::new(),
             times: Vec::new(),
+            visited_bits: Vec::new(),
+            bucket_of: Vec::new(),
             free: Vec::new(),
             head: NIL,
             tail: NIL,
@@ -277,6 +279,44 @@ impl SieveStore {
         }
     }
 
+    #[inline]
+    fn visited(&self, slot: u32) -> bool {
+        self.visited_bits
+            .get(slot as usize >> 6)
+            .is_some_and(|w| (w >> (slot & 63)) & 1 == 1)
+    }
+
+    #[inline]
+    fn set_visited(&mut self, slot: u32, on: bool) {
+        let i = slot as usize >> 6;
+        if i >= self.visited_bits.len() {
+            if !on {
+                return;
+            }
+            self.visited_bits.resize(i + 1, 0);
+        }
+        let mask = 1u64 << (slot & 63);
+        if on {
+            self.visited_bits[i] |= mask;
+        } else {
+            self.visited_bits[i] &= !mask;
+        }
+    }
+
+    /// LFU: the bucket of `slot` (NIL when none).
+    #[inline]
+    fn bucket(&self, slot: u32) -> u32 {
+        self.bucket_of.get(slot as usize).copied().unwrap_or(NIL)
+    }
+
+    fn set_bucket(&mut self, slot: u32, b: u32) {
+        let i = slot as usize;
+        if i >= self.bucket_of.len() {
+            self.bucket_of.resize(i + 1, NIL);
+        }
+        self.bucket_of[i] = b;
+    }
+
     fn set_time(&mut self, slot: u32, now: f64) {
         if self.ttl_ms.is_some() {
             let i = slot as usize;
@@ -304,7 +344,7 @@ impl SieveStore {
         }
         self.stats.hits += 1;
         match self.policy {
-            Policy::Sieve => self.nodes[slot as usize].visited = true,
+            Policy::Sieve => self.set_visited(slot, true),
             Policy::Lru | Policy::Mru => {
                 self.unlink(slot);
                 self.push_head(slot);
@@ -345,8 +385,6 @@ impl SieveStore {
             key: StoredKey::new(key),
             newer: NIL,
             older: NIL,
-            bucket: NIL,
-            visited: false,
         };
         let slot = match self.free.pop() {
             Some(slot) => {
@@ -359,6 +397,7 @@ impl SieveStore {
             }
         };
         self.set_time(slot, now);
+        self.set_visited(slot, false);
         let (nodes, state) = (&self.nodes, &self.state);
         self.table.insert_unique(hash, slot, |&s| {
             hash_bytes(state, nodes[s as usize].key.as_bytes())
@@ -385,6 +424,8 @@ impl SieveStore {
         self.table.clear();
         self.nodes.clear();
         self.times.clear();
+        self.visited_bits.clear();
+        self.bucket_of.clear();
         self.free.clear();
         self.head = NIL;
         self.tail = NIL;
@@ -417,17 +458,10 @@ impl SieveStore {
         } else {
             self.hand
         };
-        loop {
-            let node = &mut self.nodes[slot as usize];
-            if !node.visited {
-                break;
-            }
-            node.visited = false;
-            slot = if node.newer == NIL {
-                self.tail
-            } else {
-                node.newer
-            };
+        while self.visited(slot) {
+            self.set_visited(slot, false);
+            let newer = self.nodes[slot as usize].newer;
+            slot = if newer == NIL { self.tail } else { newer };
         }
         // The hand stays where the scan stopped: just past the victim, towards the head.
         self.hand = self.nodes[slot as usize].newer;
@@ -491,25 +525,26 @@ impl SieveStore {
     /// tail, in a new bucket.
     fn lfu_push(&mut self, slot: u32) {
         if self.tail != NIL {
-            let b = self.nodes[self.tail as usize].bucket;
+            let b = self.bucket(self.tail);
             let bucket = &mut self.lfu.slab[b as usize];
             if bucket.count == 1 {
                 let below = bucket.newest;
                 bucket.newest = slot;
-                self.nodes[slot as usize].bucket = b;
+                self.set_bucket(slot, b);
                 self.link_newer_than(slot, below);
                 return;
             }
         }
         self.push_tail(slot);
-        self.nodes[slot as usize].bucket = self.lfu.alloc(1, slot);
+        let b = self.lfu.alloc(1, slot);
+        self.set_bucket(slot, b);
     }
 
     /// LFU: moves `slot` from its bucket (count `f`) to the newest end of the bucket of
     /// count `f + 1`, which, when it exists, is the next run towards the head; else a new
     /// bucket just above the old one (or the old one itself, when `slot` was alone in it).
     fn lfu_hit(&mut self, slot: u32) {
-        let b = self.nodes[slot as usize].bucket;
+        let b = self.bucket(slot);
         let Bucket {
             count,
             newest,
@@ -519,13 +554,13 @@ impl SieveStore {
         let next = if above == NIL {
             NIL
         } else {
-            self.nodes[above as usize].bucket
+            self.bucket(above)
         };
         if next != NIL && self.lfu.slab[next as usize].count == count + 1 {
             self.lfu_detach(slot);
             let below = self.lfu.slab[next as usize].newest;
             self.lfu.slab[next as usize].newest = slot;
-            self.nodes[slot as usize].bucket = next;
+            self.set_bucket(slot, next);
             self.move_newer_than(slot, below);
         } else if newest == slot && oldest == slot {
             // Alone in its bucket, with no bucket of count f + 1: the bucket moves up.
@@ -533,7 +568,8 @@ impl SieveStore {
         } else {
             self.lfu_detach(slot);
             let below = self.lfu.slab[b as usize].newest;
-            self.nodes[slot as usize].bucket = self.lfu.alloc(count + 1, slot);
+            let nb = self.lfu.alloc(count + 1, slot);
+            self.set_bucket(slot, nb);
             self.move_newer_than(slot, below);
         }
     }
@@ -541,9 +577,12 @@ impl SieveStore {
     /// LFU: takes `slot` out of its bucket (not off the queue), freeing the bucket when it
     /// empties. Runs before the queue links of `slot` change.
     fn lfu_detach(&mut self, slot: u32) {
-        let n = &mut self.nodes[slot as usize];
-        let (b, newer, older) = (n.bucket, n.newer, n.older);
-        n.bucket = NIL;
+        let b = self.bucket(slot);
+        let (newer, older) = {
+            let n = &self.nodes[slot as usize];
+            (n.newer, n.older)
+        };
+        self.set_bucket(slot, NIL);
         let bucket = &mut self.lfu.slab[b as usize];
         if bucket.newest == slot && bucket.oldest == slot {
             self.lfu.free.push(b);
@@ -602,7 +641,7 @@ impl SieveStore {
         let mut slot = self.head;
         while slot != NIL {
             let n = &self.nodes[slot as usize];
-            out.push((n.key.as_bytes().to_vec(), n.visited));
+            out.push((n.key.as_bytes().to_vec(), self.visited(slot)));
             slot = n.older;
         }
         out
@@ -648,12 +687,7 @@ impl SieveStore {
         let slab = &self.lfu.slab;
         if self.policy != Policy::Lfu {
             assert!(slab.is_empty(), "buckets outside LFU");
-            let mut slot = self.head;
-            while slot != NIL {
-                let n = &self.nodes[slot as usize];
-                assert_eq!(n.bucket, NIL, "slot {slot} in a bucket outside LFU");
-                slot = n.older;
-            }
+            assert!(self.bucket_of.is_empty(), "bucket map outside LFU");
             return;
         }
         let mut live = vec![false; slab.len()];
@@ -664,7 +698,7 @@ impl SieveStore {
         let mut slot = self.head;
         while slot != NIL {
             let n = &self.nodes[slot as usize];
-            let b = n.bucket;
+            let b = self.bucket(slot);
             assert!((b as usize) < slab.len(), "slot {slot} in no bucket");
             if b != run {
                 let bucket = &slab[b as usize];
@@ -876,7 +910,10 @@ mod tests {
         let mut slot = store.head;
         while slot != NIL {
             let n = &store.nodes[slot as usize];
-            out.push((n.key.as_bytes()[0], store.lfu.slab[n.bucket as usize].count));
+            out.push((
+                n.key.as_bytes()[0],
+                store.lfu.slab[store.bucket(slot) as usize].count,
+            ));
             slot = n.older;
         }
         out
