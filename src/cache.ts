@@ -59,12 +59,15 @@ const sharedWriter = new KeyWriter(256, true);
  * allocating a fresh ArrayBuffer per miss.
  */
 const missKeys: Uint8Array[] = [];
+/** Addresses of `missKeys` (taken once per buffer, only for stores that use them). */
+const missPointers: (Deno.PointerValue | undefined)[] = [];
 let missDepth = 0;
 
 function holdKey(src: Uint8Array, len: number, depth: number): Uint8Array {
   let kb = missKeys[depth];
   if (kb === undefined || kb.length < len) {
     kb = missKeys[depth] = new Uint8Array(Math.max(256, len * 2));
+    missPointers[depth] = undefined;
   }
   if (len <= 64) {
     for (let i = 0; i < len; i++) kb[i] = src[i]!;
@@ -171,7 +174,12 @@ function wrap(
       const own = keyBytes.slice(0, len);
       return settle(own, pkey ?? bytesToKeyString(own, len), result);
     }
-    store.set(keyBytes, len, result, stampSets ? clock() : 0, false);
+    if (keyPointer) {
+      const ptr = missPointers[depth] ?? (missPointers[depth] = Deno.UnsafePointer.of(keyBytes));
+      store.set(keyBytes, len, result, stampSets ? clock() : 0, false, ptr);
+    } else {
+      store.set(keyBytes, len, result, stampSets ? clock() : 0, false);
+    }
     return result;
   };
 

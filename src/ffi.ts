@@ -42,6 +42,13 @@ export const symbols = {
   },
   // (h, key, key_len, now_ms) -> slot (an evicted entry's slot is reused) | status
   warp_mem_set: { parameters: ["pointer", "buffer", "u32", "f64"], result: "i32" },
+  // The same function with the key as a pointer to a long-lived buffer (the miss path's
+  // held key).
+  warp_mem_set_ptr: {
+    name: "warp_mem_set",
+    parameters: ["pointer", "pointer", "u32", "f64"],
+    result: "i32",
+  },
   // (h, key, key_len, now_ms) -> slot | -1, without counting or marking
   warp_mem_peek: { parameters: ["pointer", "buffer", "u32", "f64"], result: "i32" },
   // (h, key, key_len) -> former slot | -1

@@ -58,8 +58,18 @@ export class NativeMemoryStore implements Store {
     return unwrap(r, "Cache lookup");
   }
 
-  set(key: Uint8Array, len: number, value: unknown, now: number, promised: boolean): boolean {
-    const slot = unwrap(this.#lib.warp_mem_set(this.#handle, key, len, now), "Cache insert");
+  set(
+    key: Uint8Array,
+    len: number,
+    value: unknown,
+    now: number,
+    promised: boolean,
+    ptr?: Deno.PointerValue,
+  ): boolean {
+    const r = ptr === undefined
+      ? this.#lib.warp_mem_set(this.#handle, key, len, now)
+      : this.#lib.warp_mem_set_ptr(this.#handle, ptr, len, now);
+    const slot = unwrap(r, "Cache insert");
     this.#values[slot] = promised ? Promise.resolve(value) : value;
     return true;
   }

@@ -42,11 +42,19 @@ export interface Store {
    * Stores `value` under `key[0..len)` at time `now`, evicting one entry when full.
    * `promised` says that `value` is the resolution of a Promise: later hits must then
    * return a Promise resolving to it (memory stores keep `Promise.resolve(value)`).
+   * With `keyPointer`, `ptr` may be the address of `key` (a long-lived buffer).
    * Returns `false` when the entry was not stored because it is too large (counted in
    * `oversizeSkips`). Throws `TypeError` when the value cannot be stored (shared backend:
    * not serializable).
    */
-  set(key: Uint8Array, len: number, value: unknown, now: number, promised: boolean): boolean;
+  set(
+    key: Uint8Array,
+    len: number,
+    value: unknown,
+    now: number,
+    promised: boolean,
+    ptr?: Deno.PointerValue,
+  ): boolean;
   /** Removes `key[0..len)`; returns whether it was present. */
   delete(key: Uint8Array, len: number): boolean;
   /** Turns the miss counted by the last `get` into a hit (single-flight joins). */
