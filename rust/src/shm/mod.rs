@@ -11,13 +11,22 @@
 //!   its own buffer, then loads it again and retries when it changed. After a bounded
 //!   number of retries (a writer that keeps the counter odd) it falls back to taking
 //!   the lock. A value is returned only when its checksum verifies on the copy that is
-//!   returned. Hits set the SIEVE visited bit with a relaxed store, without the lock.
+//!   returned. Hits set the SIEVE visited bit with a relaxed store, without the lock,
+//!   and only when it is not set yet: a hit on a hot entry writes nothing shared but
+//!   its handle's counter stripe.
 //! - Writers take the lock word in the header (see [`lock`]), make the counter odd, write,
 //!   make it even, and release. A writer that finds the counter odd on taking the lock
 //!   knows its predecessor died (or panicked) mid-write, and rebuilds the structure from
 //!   the slots whose checksums verify before going on (see [`table::Table::rebuild`]).
 //! - Counters (hits, misses, oversize skips, evictions) are atomics in the header, so
-//!   their totals are exact across processes.
+//!   their totals are exact across processes. Hits, misses and oversize skips are
+//!   striped: each handle adds to the stripe (cache line) it was given round robin at
+//!   open, and a total is the sum of the stripes, so that two processes hitting on two
+//!   cores do not fight over one line. Evictions are written under the lock.
+//! - Counters are best-effort after corruption: a rebuild caused by corruption (not by
+//!   a dead writer) resets them, and so does any implausible value (above
+//!   [`layout::COUNTER_LIMIT`]) found at open or by [`ShmStore::info`]. Entries are
+//!   what the checksums protect.
 //! - The TTL is a setting of the handle, not of the file: processes that open the same
 //!   file with different TTLs each judge freshness by their own TTL.
 //!
@@ -39,7 +48,7 @@ pub mod lock;
 pub mod region;
 pub mod table;
 
-use layout::Params;
+use layout::{CounterStripe, Params};
 use region::Region;
 use table::{Corrupt, Read, Table, mark_visited};
 
@@ -109,6 +118,8 @@ pub struct ShmStore {
     _region: Region,
     ttl_ms: Option<f64>,
     path: PathBuf,
+    /// The counter stripe of this handle (`< STRIPES`).
+    stripe: usize,
 }
 
 /// Releases the write lock when dropped, also while unwinding from a panic (then the
@@ -148,18 +159,28 @@ impl ShmStore {
             _region: region,
             ttl_ms: (ttl_ms.is_finite() && ttl_ms > 0.0).then_some(ttl_ms),
             path: path.to_path_buf(),
+            stripe: 0,
         };
         // A file that passes the identity check may still hold a structure that is
         // inconsistent without any single operation noticing (found by fuzzing: garbage
         // queue links that looked plausible). Check it all once, under the lock, at open;
-        // O(capacity) plus the checksums of the live entries.
-        store.locked(|t| {
+        // O(capacity) plus the checksums of the live entries. A rebuild for corruption
+        // resets the counters (see `locked`); implausible counters are reset even when
+        // the structure is fine (garbage over the counter lines only).
+        let stripe = store.locked(|t| {
             if t.validate().is_err() {
                 t.rebuild();
+                t.reset_counters();
             }
-            Ok(())
+            if !t.counters_plausible() {
+                t.reset_counters();
+            }
+            let h = t.header();
+            let next = h.next_stripe.load(Ordering::Relaxed);
+            h.next_stripe.store(next.wrapping_add(1), Ordering::Relaxed);
+            Ok(next as usize % layout::STRIPES)
         })?;
-        Ok(store)
+        Ok(ShmStore { stripe, ..store })
     }
 
     /// The file's parameters.
@@ -186,8 +207,13 @@ impl ShmStore {
         let seq = h.seq.load(Ordering::Relaxed);
         if seq & 1 == 1 {
             // The previous writer died (or panicked) mid-write; the counter stays odd.
+            // Counters are atomics that no writer leaves half-done: they stay, unless
+            // they are garbage (an odd counter may be garbage too).
             fence(Ordering::Acquire);
             self.table.rebuild();
+            if !self.table.counters_plausible() {
+                self.table.reset_counters();
+            }
         } else {
             h.seq.store(seq.wrapping_add(1), Ordering::Relaxed);
         }
@@ -195,7 +221,9 @@ impl ShmStore {
         let r = match f(&self.table) {
             Ok(r) => Ok(r),
             Err(Corrupt) => {
+                // Corruption: the counters may be garbage as well (best effort).
                 self.table.rebuild();
+                self.table.reset_counters();
                 f(&self.table).map_err(|Corrupt| {
                     ShmError::new(
                         Status::Corrupt,
@@ -231,7 +259,7 @@ impl ShmStore {
             }
             return match read {
                 Read::Absent => {
-                    h.misses.fetch_add(1, Ordering::Relaxed);
+                    self.counters().misses.fetch_add(1, Ordering::Relaxed);
                     Ok(Get::Miss)
                 }
                 Read::Inconsistent => self.get_locked(key, hash, out, now),
@@ -253,14 +281,14 @@ impl ShmStore {
                         return self.get_locked(key, hash, out, now);
                     }
                     if self.expired(inserted_at_bits, now) {
-                        h.misses.fetch_add(1, Ordering::Relaxed);
+                        self.counters().misses.fetch_add(1, Ordering::Relaxed);
                         self.remove_if_expired(key, hash, now)?;
                         return Ok(Get::Miss);
                     }
                     if !visited && let Ok(s) = self.table.slot(slot) {
                         mark_visited(&s.h.visited);
                     }
-                    h.hits.fetch_add(1, Ordering::Relaxed);
+                    self.counters().hits.fetch_add(1, Ordering::Relaxed);
                     Ok(Get::Hit(len))
                 }
             };
@@ -271,7 +299,7 @@ impl ShmStore {
     /// [`ShmStore::get`] under the lock: the fallback for a reader that kept seeing
     /// writers, and the path that drops corrupt entries.
     fn get_locked(&self, key: &[u8], hash: u64, out: &mut [u8], now: f64) -> Result<Get, ShmError> {
-        let h = self.table.header();
+        let c = self.counters();
         let r = self.locked(|t| {
             let Some((_, slot)) = t.find(key, hash)? else {
                 return Ok(Get::Miss);
@@ -294,8 +322,8 @@ impl ShmStore {
             Ok(Get::Hit(len))
         })?;
         match r {
-            Get::Hit(_) => h.hits.fetch_add(1, Ordering::Relaxed),
-            Get::Miss => h.misses.fetch_add(1, Ordering::Relaxed),
+            Get::Hit(_) => c.hits.fetch_add(1, Ordering::Relaxed),
+            Get::Miss => c.misses.fetch_add(1, Ordering::Relaxed),
             Get::TooSmall(_) => 0,
         };
         Ok(r)
@@ -318,9 +346,10 @@ impl ShmStore {
     /// is skipped and counted.
     pub fn set(&self, key: &[u8], value: &[u8], now: f64) -> Result<Set, ShmError> {
         let p = self.table.params();
-        let h = self.table.header();
         if key.len() > p.max_key_size as usize || value.len() > p.max_value_size as usize {
-            h.oversize_skips.fetch_add(1, Ordering::Relaxed);
+            self.counters()
+                .oversize_skips
+                .fetch_add(1, Ordering::Relaxed);
             return Ok(Set::Skipped);
         }
         let hash = self.table.hash(key);
@@ -340,22 +369,40 @@ impl ShmStore {
     pub fn clear(&self) -> Result<(), ShmError> {
         self.locked(|t| {
             t.clear();
-            let h = t.header();
-            for c in [&h.hits, &h.misses, &h.oversize_skips, &h.evictions] {
-                c.store(0, Ordering::Relaxed);
-            }
+            t.reset_counters();
             Ok(())
         })
     }
 
     /// Turns one counted miss into a hit (a caller that joined another's pending
     /// computation). Misses do not go below 0 (after a clear); hits always grow by 1.
+    ///
+    /// The miss is taken from this handle's stripe, where this handle counted it, or
+    /// when that stripe is at 0 (a clear, or the miss was counted by another handle of
+    /// the stripe) from the first stripe that has one, so the totals stay exact.
     pub fn count_hit(&self) {
         let h = self.table.header();
-        let _ = h
-            .misses
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |m| m.checked_sub(1));
-        h.hits.fetch_add(1, Ordering::Relaxed);
+        for i in 0..layout::STRIPES {
+            let m = &h.stripe(self.stripe + i).misses;
+            if m.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |m| m.checked_sub(1))
+                .is_ok()
+            {
+                break;
+            }
+        }
+        self.counters().hits.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// This handle's counter stripe.
+    #[inline]
+    fn counters(&self) -> &CounterStripe {
+        self.table.header().stripe(self.stripe)
+    }
+
+    /// The stripe of this handle (tests).
+    #[cfg(test)]
+    pub(crate) fn stripe_index(&self) -> usize {
+        self.stripe
     }
 
     /// Number of entries (expired ones included until they are looked up or evicted).
@@ -370,16 +417,28 @@ impl ShmStore {
     }
 
     /// Counters and sizes.
+    ///
+    /// Hits, misses and oversize skips are the sums of the stripes. Counters found
+    /// implausible (garbage written over a mapped file) are reset under the lock first.
     pub fn info(&self) -> Info {
-        let h = self.table.header();
+        if !self.table.counters_plausible() {
+            // Best effort: on a lock error the garbage is reported as is.
+            let _ = self.locked(|t| {
+                if !t.counters_plausible() {
+                    t.reset_counters();
+                }
+                Ok(())
+            });
+        }
+        let c = self.table.counter_totals();
         let p = self.params();
         Info {
-            hits: h.hits.load(Ordering::Relaxed),
-            misses: h.misses.load(Ordering::Relaxed),
-            oversize_skips: h.oversize_skips.load(Ordering::Relaxed),
+            hits: c.hits,
+            misses: c.misses,
+            oversize_skips: c.oversize_skips,
             len: self.len() as u64,
             capacity: u64::from(p.capacity),
-            evictions: h.evictions.load(Ordering::Relaxed),
+            evictions: c.evictions,
             max_key_size: u64::from(p.max_key_size),
             max_value_size: u64::from(p.max_value_size),
         }

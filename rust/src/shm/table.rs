@@ -18,10 +18,19 @@
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 
 use super::layout::{
-    BUCKET_SIZE, HEADER_SIZE, Header, NIL, Params, SLOT_FREE, SLOT_HEADER_SIZE, SLOT_LIVE,
-    SlotHeader, checksum,
+    BUCKET_SIZE, COUNTER_LIMIT, HEADER_SIZE, Header, NIL, Params, SLOT_FREE, SLOT_HEADER_SIZE,
+    SLOT_LIVE, SlotHeader, checksum,
 };
 use crate::hash::{fixed_state, hash_bytes};
+
+/// The counters of a file, totalled over the stripes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub hits: u64,
+    pub misses: u64,
+    pub oversize_skips: u64,
+    pub evictions: u64,
+}
 
 /// The structure in the file is inconsistent: rebuild it (under the lock), or, for a
 /// lock-free reader, check the sequence counter and retry.
@@ -608,6 +617,45 @@ impl Table {
         }
         h.head.store(slot, Relaxed);
         Ok(())
+    }
+
+    /// The counter totals: each striped counter summed over the stripes (saturating, as
+    /// garbage may be anything). Lock-free.
+    pub fn counter_totals(&self) -> Totals {
+        let h = self.header();
+        let mut t = Totals {
+            evictions: h.evictions.load(Relaxed),
+            ..Totals::default()
+        };
+        for s in h.all_stripes() {
+            t.hits = t.hits.saturating_add(s.hits.load(Relaxed));
+            t.misses = t.misses.saturating_add(s.misses.load(Relaxed));
+            t.oversize_skips = t
+                .oversize_skips
+                .saturating_add(s.oversize_skips.load(Relaxed));
+        }
+        t
+    }
+
+    /// Whether every counter total is at most [`COUNTER_LIMIT`]; above it a counter is
+    /// garbage. Lock-free.
+    pub fn counters_plausible(&self) -> bool {
+        let t = self.counter_totals();
+        [t.hits, t.misses, t.oversize_skips, t.evictions]
+            .iter()
+            .all(|&c| c <= COUNTER_LIMIT)
+    }
+
+    /// Sets every counter (every stripe, and evictions) to 0. Under the lock (increments
+    /// that race with it, by lock-free readers, are kept or lost as with any reset).
+    pub fn reset_counters(&self) {
+        let h = self.header();
+        for s in h.all_stripes() {
+            for c in [&s.hits, &s.misses, &s.oversize_skips] {
+                c.store(0, Relaxed);
+            }
+        }
+        h.evictions.store(0, Relaxed);
     }
 
     /// Removes every entry (the counters are the caller's). Under the lock.

@@ -968,3 +968,202 @@ fn plausible_garbage_queue_links_are_repaired() {
         }
     }
 }
+
+/// Regression (issue: 2 processes read no faster than 1): hits, misses and oversize skips
+/// are striped per handle. Handles opened on one file get distinct stripes round robin,
+/// and the totals stay exact whatever stripe counted what, `count_hit` included.
+#[test]
+fn counters_are_exact_across_handles_on_different_stripes() {
+    let d = TempDir::new();
+    let p = d.file("c");
+    let first = open(&p, 16);
+    first.set(b"hot", b"v", 0.0).unwrap();
+    let threads = layout::STRIPES + 2; // more handles than stripes: some share one
+    let barrier = Arc::new(Barrier::new(threads));
+    let workers: Vec<_> = (0..threads)
+        .map(|t| {
+            let p = p.clone();
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                let s = open(&p, 16);
+                let stripe = s.stripe_index();
+                let mut out = [0u8; 16];
+                let (mut hits, mut misses, mut skips) = (0u64, 0u64, 0u64);
+                barrier.wait();
+                for i in 0..50_000u64 {
+                    match (i + t as u64) % 10 {
+                        0 => {
+                            assert_eq!(s.get(b"absent", &mut out, 0.0).unwrap(), Get::Miss);
+                            misses += 1;
+                        }
+                        1 if i % 3 == 0 => {
+                            // A caller that missed, then joined another's computation:
+                            // its miss becomes a hit.
+                            assert_eq!(s.get(b"absent", &mut out, 0.0).unwrap(), Get::Miss);
+                            s.count_hit();
+                            hits += 1;
+                        }
+                        2 if i % 7 == 0 => {
+                            assert_eq!(s.set(&[0; 65], b"v", 0.0).unwrap(), Set::Skipped);
+                            skips += 1;
+                        }
+                        _ => {
+                            assert_eq!(s.get(b"hot", &mut out, 0.0).unwrap(), Get::Hit(1));
+                            hits += 1;
+                        }
+                    }
+                }
+                (stripe, hits, misses, skips)
+            })
+        })
+        .collect();
+    let (mut hits, mut misses, mut skips) = (0, 0, 0);
+    let mut stripes = vec![first.stripe_index()];
+    for w in workers {
+        let (stripe, h, m, k) = w.join().unwrap();
+        stripes.push(stripe);
+        hits += h;
+        misses += m;
+        skips += k;
+    }
+    // Round robin: the first STRIPES handles of the file have distinct stripes.
+    let mut sorted = stripes.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(sorted.len(), layout::STRIPES, "stripes used: {stripes:?}");
+    let i = first.info();
+    assert_eq!(
+        (i.hits, i.misses, i.oversize_skips),
+        (hits, misses, skips),
+        "exact totals"
+    );
+    // Every stripe got its share: the totals really are sums over several lines.
+    let h = first.table().header();
+    assert!(h.all_stripes().all(|s| s.hits.load(Ordering::Relaxed) > 0));
+    // Another handle (another stripe) sees the same totals; clear zeroes every stripe.
+    let other = open(&p, 16);
+    assert_eq!(other.info(), i);
+    other.clear().unwrap();
+    assert_eq!(
+        (
+            first.info().hits,
+            first.info().misses,
+            first.info().oversize_skips
+        ),
+        (0, 0, 0)
+    );
+    assert!(h.all_stripes().all(|s| s.hits.load(Ordering::Relaxed) == 0));
+}
+
+/// `count_hit` takes the miss from another stripe when its own has none, and never takes
+/// one that is not there.
+#[test]
+fn count_hit_moves_a_miss_counted_on_another_stripe() {
+    let d = TempDir::new();
+    let p = d.file("c");
+    let a = open(&p, 4);
+    let b = open(&p, 4);
+    assert_ne!(a.stripe_index(), b.stripe_index());
+    assert_eq!(get(&a, b"x"), None); // a miss on a's stripe
+    b.count_hit();
+    let i = a.info();
+    assert_eq!((i.hits, i.misses), (1, 0));
+    b.count_hit(); // no miss anywhere: misses stay at 0
+    assert_eq!((a.info().hits, a.info().misses), (2, 0));
+}
+
+/// Fills the counter lines of a v3 header (192..256 and 320..512) with `byte`.
+fn scribble_counters(bytes: &mut [u8], byte: u8) {
+    bytes[192..256].fill(byte);
+    bytes[320..512].fill(byte);
+    bytes[280..288].fill(byte); // evictions
+}
+
+/// Regression (issue: `cacheInfo()` reported hits: 16845846506817149000 until
+/// `cacheClear()`): a file whose identity line is valid but whose other header lines are
+/// garbage is repaired, and the repair resets the counters and recomputes `len`.
+#[test]
+fn garbage_counters_are_reset_by_the_repair() {
+    let d = TempDir::new();
+    let p = d.file("c");
+    let s = open(&p, 8);
+    for k in 0..5u8 {
+        put(&s, k);
+        assert!(get(&s, &[k]).is_some());
+    }
+    drop(s);
+    // Garbage over every header line but the identity: seq, lock, counters, len, queue.
+    let mut bytes = std::fs::read(&p).unwrap();
+    let mut x: u64 = 7;
+    for b in bytes[64..HEADER_SIZE].iter_mut() {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        *b = (x >> 33) as u8 | 0x80; // every u64 above 2^53
+    }
+    std::fs::write(&p, &bytes).unwrap();
+    let s = open(&p, 8);
+    s.table().validate().unwrap();
+    let i = s.info();
+    assert_eq!(
+        (i.hits, i.misses, i.oversize_skips, i.evictions),
+        (0, 0, 0, 0)
+    );
+    assert_eq!(
+        i.len as usize,
+        keys(&s).len(),
+        "len recomputed by the rebuild"
+    );
+    assert_eq!(i.len, 5, "the entries survive a garbage header");
+    for k in 0..5u8 {
+        assert_eq!(get(&s, &[k]), Some(vec![k, k]));
+    }
+    assert_eq!(s.info().hits, 5, "counting goes on from 0");
+}
+
+/// Garbage over the counter lines only (the structure validates) is reset at open; written
+/// while mapped, it is reset by `info`. A dead writer's rebuild keeps plausible counters.
+#[test]
+fn implausible_counters_are_reset_and_plausible_ones_kept() {
+    let d = TempDir::new();
+    let p = d.file("c");
+    let s = open(&p, 8);
+    put(&s, 1);
+    assert!(get(&s, &[1]).is_some());
+    assert_eq!(get(&s, &[2]), None);
+    drop(s);
+    let mut bytes = std::fs::read(&p).unwrap();
+    scribble_counters(&mut bytes, 0xE9);
+    std::fs::write(&p, &bytes).unwrap();
+    let s = open(&p, 8);
+    s.table().validate().unwrap();
+    let i = s.info();
+    assert_eq!(
+        (i.hits, i.misses, i.oversize_skips, i.evictions, i.len),
+        (0, 0, 0, 0, 1)
+    );
+
+    // While mapped: one stripe's hits become garbage; info notices and resets.
+    assert!(get(&s, &[1]).is_some());
+    let h = s.table().header();
+    h.stripe(3)
+        .hits
+        .store(16_845_846_506_817_149_000, Ordering::Relaxed);
+    assert_eq!(s.info().hits, 0);
+
+    // A writer that died mid-write (odd seq) is not corruption: counters are kept.
+    assert!(get(&s, &[1]).is_some());
+    assert_eq!(get(&s, &[3]), None);
+    h.seq.fetch_add(1, Ordering::Relaxed);
+    put(&s, 4);
+    let i = s.info();
+    assert_eq!((i.hits, i.misses, i.len), (1, 1, 2));
+    // The largest plausible value is kept, one more is not.
+    h.stripe(0).misses.store(0, Ordering::Relaxed);
+    h.stripe(1)
+        .misses
+        .store(layout::COUNTER_LIMIT, Ordering::Relaxed);
+    assert_eq!(s.info().misses, layout::COUNTER_LIMIT);
+    h.stripe(2).misses.store(1, Ordering::Relaxed);
+    assert_eq!(s.info().misses, 0);
+}
