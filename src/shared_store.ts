@@ -95,12 +95,13 @@ const registry = new FinalizationRegistry<{ lib: NativeSymbols; handle: Deno.Poi
 /** A {@linkcode Store} over a native shared store handle. */
 export class SharedStore implements Store {
   readonly ownClock = true;
-  readonly keyPointer = false;
+  readonly keyPointer = true;
   /** Path of the cache file. */
   readonly path: string;
   #lib: NativeSymbols;
   #handle: Deno.PointerObject | null;
   #out: Uint8Array;
+  #outPtr: Deno.PointerValue;
   #info = new Float64Array(8);
   #fnName: string;
   #token = {};
@@ -157,11 +158,14 @@ export class SharedStore implements Store {
     }
     this.#handle = handle;
     this.#out = new Uint8Array(maxValueSize);
+    this.#outPtr = Deno.UnsafePointer.of(this.#out);
     registry.register(this, { lib, handle }, this.#token);
   }
 
-  get(key: Uint8Array, len: number, now: number): unknown {
-    const r = this.#lib.warp_shm_get!(this.#handle, key, len, this.#out, this.#out.length, now);
+  get(key: Uint8Array, len: number, now: number, ptr?: Deno.PointerValue): unknown {
+    const r = ptr === undefined
+      ? this.#lib.warp_shm_get!(this.#handle, key, len, this.#out, this.#out.length, now)
+      : this.#lib.warp_shm_get_ptr!(this.#handle, ptr, len, this.#outPtr, this.#out.length, now);
     if (r === -1) return MISS;
     if (r < 0) unwrap(r, "Shared cache lookup");
     const bytes = this.#out.subarray(0, r);
