@@ -3,11 +3,9 @@ import assert from "node:assert/strict";
 import { ABI_VERSION, libraryCandidates, loadNative, symbols } from "../src/ffi.ts";
 
 const lib = loadNative();
-const engine = Deno.env.get("WARP_CACHE_ENGINE");
 
 Deno.test({
   name: "loadNative() finds the built library",
-  ignore: engine === "ts",
   fn(): void {
     assert.notEqual(lib, null, `library not loaded; looked in ${libraryCandidates().join(", ")}`);
   },
@@ -15,7 +13,6 @@ Deno.test({
 
 Deno.test({
   name: "every declared symbol exists in the library, and the ABI version matches",
-  ignore: engine === "ts",
   fn(): void {
     const path = libraryCandidates().find((p) => {
       try {
@@ -41,7 +38,6 @@ Deno.test({
 
 Deno.test({
   name: "warp_last_error reports the reason of a refused call",
-  ignore: engine === "ts",
   fn(): void {
     assert.equal(lib!.warp_mem_new(1, 0, 99), null);
     const buf = new Uint8Array(256);
