@@ -164,3 +164,27 @@ export function sharedUnavailable(): string | null {
 export function str10(id: number): string {
   return "k" + String(id).padStart(9, "0");
 }
+
+/** A small structured value, as a cached API response might be (shared and lmdb benches). */
+export interface Row {
+  id: number;
+  name: string;
+  active: boolean;
+  score: number;
+  tags: string[];
+}
+
+/** The primitive-valued function of the shared benches. */
+export const primitive = (a: number, b: number): number => a * 1000 + b;
+/** The structured-valued function of the shared benches. */
+export const structured = (a: number, b: number): Row => ({
+  id: a * 1000 + b,
+  name: `user${a}`,
+  active: (b & 1) === 0,
+  score: b / 4,
+  tags: ["a", "b"],
+});
+/** A number that identifies a result, to check what a contender returned. */
+export const valueOf = (v: number | Row): number => typeof v === "number" ? v : v.id;
+/** A function of the shared benches. */
+export type Fn = (a: number, b: number) => number | Row;

@@ -21,11 +21,16 @@
 import { cache } from "../mod.ts";
 import {
   BATCH,
+  type Fn,
   MASK,
+  primitive,
+  type Row,
   sharedDir,
   sharedUnavailable,
   STREAMS,
   type StreamSpec,
+  structured,
+  valueOf,
 } from "./_workload.ts";
 
 /** Keeps results alive so that the work is not optimised away. */
@@ -61,26 +66,6 @@ async function openKv(): Promise<Deno.Kv | null> {
   return kv;
 }
 
-/** A small structured value, as a cached API response might be. */
-interface Row {
-  id: number;
-  name: string;
-  active: boolean;
-  score: number;
-  tags: string[];
-}
-
-const primitive = (a: number, b: number): number => a * 1000 + b;
-const structured = (a: number, b: number): Row => ({
-  id: a * 1000 + b,
-  name: `user${a}`,
-  active: (b & 1) === 0,
-  score: b / 4,
-  tags: ["a", "b"],
-});
-const valueOf = (v: number | Row): number => typeof v === "number" ? v : v.id;
-
-type Fn = (a: number, b: number) => number | Row;
 type AFn = (a: number, b: number) => Promise<number | Row>;
 
 function kvMemo(kv: Deno.Kv, fn: Fn): AFn {

@@ -30,29 +30,19 @@ type Open = <V>(options: { path: string }) => Db<V>;
 // lmdb is not installed; at run time it resolves from ./node_modules.
 const LMDB = "lmdb";
 const { open } = (await import(LMDB)) as { open: Open };
-import { BATCH, MASK, STREAMS } from "../_workload.ts";
+import {
+  BATCH,
+  type Fn,
+  MASK,
+  primitive,
+  type Row,
+  STREAMS,
+  structured,
+  valueOf,
+} from "../_workload.ts";
 
 /** Keeps results alive so that the work is not optimised away. */
 export let sink = 0;
-
-interface Row {
-  id: number;
-  name: string;
-  active: boolean;
-  score: number;
-  tags: string[];
-}
-
-const primitive = (a: number, b: number): number => a * 1000 + b;
-const structured = (a: number, b: number): Row => ({
-  id: a * 1000 + b,
-  name: `user${a}`,
-  active: (b & 1) === 0,
-  score: b / 4,
-  tags: ["a", "b"],
-});
-const valueOf = (v: number | Row): number => typeof v === "number" ? v : v.id;
-type Fn = (a: number, b: number) => number | Row;
 
 const dir = Deno.makeTempDirSync({ prefix: "warp_bench_lmdb_" });
 // The databases are not closed on unload: closing them there crashed the process (SIGSEGV
