@@ -482,3 +482,19 @@ Deno.test("cache() strategy lfu evicts the least frequently used", async (t) => 
     assert.deepEqual(calls.map(([x]) => x), [1, 2, 3, 4, 5, 2, 3]);
   });
 });
+
+Deno.test({
+  name: "cache() keys: an identity-keyed argument is not kept alive by the cache",
+  ignore: Deno.permissions.querySync({ name: "run" }).state !== "granted",
+  async fn(): Promise<void> {
+    const script = new URL("./fixtures/identity_gc.ts", import.meta.url).pathname;
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", "--v8-flags=--expose-gc", script],
+      stdin: "null",
+    }).output();
+    const stderr = new TextDecoder().decode(out.stderr);
+    assert.equal(out.code, 0, stderr);
+    const result = JSON.parse(new TextDecoder().decode(out.stdout));
+    assert.deepEqual(result, { alive: 0, hits: 100, currentSize: 100 });
+  },
+});
