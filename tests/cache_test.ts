@@ -498,3 +498,23 @@ Deno.test({
     assert.deepEqual(result, { alive: 0, hits: 100, currentSize: 100 });
   },
 });
+
+Deno.test("cache() memory backend works inside a Worker, on the same engine", async () => {
+  const worker = new Worker(new URL("./fixtures/memory_worker.ts", import.meta.url), {
+    type: "module",
+  });
+  const result = await new Promise<unknown>((resolve, reject) => {
+    worker.onmessage = (e: MessageEvent): void => resolve(e.data);
+    worker.onerror = (e: ErrorEvent): void => {
+      e.preventDefault();
+      reject(new Error(e.message));
+    };
+  });
+  worker.terminate();
+  assert.deepEqual(result, {
+    engine: memoryEngine(),
+    identity: true,
+    calls: 5,
+    info: { hits: 1, misses: 5, maxSize: 4, currentSize: 4 },
+  });
+});
