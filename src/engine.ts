@@ -10,7 +10,7 @@
  * @module
  */
 
-import { BUILD_HINT, loadNative, nativeLoadError } from "./ffi.ts";
+import { BUILD_HINT, envVar, loadNative, nativeLoadError } from "./ffi.ts";
 import { NativeMemoryStore } from "./native_store.ts";
 import { Backend, type ResolvedOptions, Strategy } from "./options.ts";
 import type { Store } from "./store.ts";
@@ -32,12 +32,7 @@ export function memoryEngine(): "native" | "ts" {
 }
 
 function envEngine(): string | undefined {
-  try {
-    const state = Deno.permissions.querySync({ name: "env", variable: "WARP_CACHE_ENGINE" });
-    return state.state === "granted" ? Deno.env.get("WARP_CACHE_ENGINE") : undefined;
-  } catch {
-    return undefined;
-  }
+  return envVar("WARP_CACHE_ENGINE");
 }
 
 /**
@@ -72,11 +67,12 @@ export function createStore(
       name,
     );
   }
-  const lib = envEngine() === "ts" ? null : loadNative();
+  const engine = envEngine();
+  const lib = engine === "ts" ? null : loadNative();
   if (lib !== null) {
     return new NativeMemoryStore(lib, opts.maxSize, opts.ttl, opts.strategy);
   }
-  if (envEngine() === "native") {
+  if (engine === "native") {
     throw new Error(
       `Cannot create cache: WARP_CACHE_ENGINE=native but ${nativeLoadError() || BUILD_HINT}`,
     );

@@ -121,7 +121,11 @@ function permitted(desc: Deno.PermissionDescriptor): boolean {
   }
 }
 
-function envVar(name: string): string | undefined {
+/**
+ * The environment variable `name`, or `undefined` when it is unset, empty, or not
+ * readable without a prompt (no `--allow-env` for it).
+ */
+export function envVar(name: string): string | undefined {
   if (!permitted({ name: "env", variable: name })) return undefined;
   return Deno.env.get(name) || undefined;
 }

@@ -12,6 +12,7 @@
 import { createHash } from "node:crypto";
 import {
   BUILD_HINT,
+  envVar,
   loadNative,
   nativeLastError,
   nativeLoadError,
@@ -27,17 +28,6 @@ export interface SharedLocation {
   dir: string;
   /** File name inside `dir`. */
   file: string;
-}
-
-function envVar(name: string): string | undefined {
-  try {
-    if (Deno.permissions.querySync({ name: "env", variable: name }).state !== "granted") {
-      return undefined;
-    }
-    return Deno.env.get(name) || undefined;
-  } catch {
-    return undefined;
-  }
 }
 
 function currentUid(): number | null {
