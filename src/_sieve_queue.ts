@@ -43,62 +43,6 @@ export const LFU = 4;
 /** Slots allocated up front, at most; the slab then doubles up to the capacity. */
 const INITIAL_SLOTS = 1024;
 
-/** Renders an option value for an error message without ever throwing. */
-export function describe(value: unknown): string {
-  if (typeof value === "string") return JSON.stringify(value);
-  if (typeof value === "bigint") return `${value}n`;
-  try {
-    return String(value);
-  } catch {
-    return Object.prototype.toString.call(value);
-  }
-}
-
-/**
- * Checks a `maxSize` option: a positive integer or `Infinity`.
- *
- * @throws {TypeError} If `value` is not a number.
- * @throws {RangeError} If `value` is not a positive integer nor `Infinity`.
- */
-export function checkMaxSize(owner: string, value: unknown): number {
-  if (typeof value !== "number") {
-    throw new TypeError(
-      `Cannot create ${owner}: maxSize must be a positive integer or Infinity: received ${
-        describe(value)
-      }`,
-    );
-  }
-  if (!(value === Infinity || (Number.isInteger(value) && value > 0))) {
-    throw new RangeError(
-      `Cannot create ${owner}: maxSize must be a positive integer or Infinity: received ${value}`,
-    );
-  }
-  return value;
-}
-
-/**
- * Checks a `ttl` option: `undefined`, or a positive finite number of milliseconds.
- *
- * @throws {TypeError} If `value` is neither `undefined` nor a number.
- * @throws {RangeError} If `value` is 0, negative, `NaN` or infinite.
- */
-export function checkTtl(owner: string, value: unknown): number | undefined {
-  if (value === undefined) return undefined;
-  if (typeof value !== "number") {
-    throw new TypeError(
-      `Cannot create ${owner}: ttl must be a positive finite number of milliseconds: received ${
-        describe(value)
-      }`,
-    );
-  }
-  if (!(Number.isFinite(value) && value > 0)) {
-    throw new RangeError(
-      `Cannot create ${owner}: ttl must be a positive finite number of milliseconds: received ${value}`,
-    );
-  }
-  return value;
-}
-
 /**
  * Slots linked from the newest (head) to the oldest (tail) entry, with SIEVE (or LRU,
  * MRU, FIFO, LFU) eviction and optional TTL. Time is given by the caller, in ms on any clock

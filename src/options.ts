@@ -4,6 +4,8 @@
  * @module
  */
 
+import { checkMaxSize, checkTtl, describe } from "./_validate.ts";
+
 /** Where the entries of a cache live. */
 export enum Backend {
   /** In this process (the default): values kept as they are, by identity. */
@@ -109,23 +111,8 @@ const STRATEGIES: Record<string, Strategy> = {
   lfu: Strategy.Lfu,
 };
 
-function show(value: unknown): string {
-  if (typeof value === "string") return JSON.stringify(value);
-  if (typeof value === "bigint") return `${value}n`;
-  if (typeof value === "function") return `function ${value.name || "(anonymous)"}`;
-  if (typeof value === "symbol") return value.toString();
-  if (value !== null && typeof value === "object") {
-    try {
-      return JSON.stringify(value) ?? String(value);
-    } catch {
-      return Object.prototype.toString.call(value);
-    }
-  }
-  return String(value);
-}
-
 function fail(Kind: typeof TypeError | typeof RangeError, what: string, value: unknown): never {
-  throw new Kind(`Cannot create cache: ${what}: received ${show(value)}`);
+  throw new Kind(`Cannot create cache: ${what}: received ${describe(value)}`);
 }
 
 function positiveInteger(name: string, value: unknown, fallback: number, max: number): number {
@@ -167,32 +154,17 @@ export function resolveOptions(options: CacheOptions | undefined): ResolvedOptio
   const strategy = enumValue("strategy", options.strategy, STRATEGIES, Strategy.Sieve);
 
   let maxSize = 128;
-  const m: unknown = options.maxSize;
-  if (m !== undefined) {
-    if (typeof m !== "number") fail(TypeError, "maxSize must be a number", m);
-    if (m === Infinity) {
-      if (backend === Backend.Shared) {
-        fail(RangeError, "maxSize must be a finite positive integer with the shared backend", m);
-      }
-    } else if (!Number.isInteger(m) || m <= 0) {
-      fail(RangeError, "maxSize must be a positive integer or Infinity", m);
-    } else if (backend === Backend.Shared && m > MAX_SHARED_ENTRIES) {
+  if (options.maxSize !== undefined) {
+    maxSize = checkMaxSize("cache", options.maxSize);
+    if (backend === Backend.Shared && !(maxSize <= MAX_SHARED_ENTRIES)) {
       fail(
         RangeError,
-        `maxSize must be no larger than ${MAX_SHARED_ENTRIES} with the shared backend`,
-        m,
+        `maxSize must be a finite integer no larger than ${MAX_SHARED_ENTRIES} with the shared backend`,
+        maxSize,
       );
     }
-    maxSize = m;
   }
-
-  const t: unknown = options.ttl;
-  if (t !== undefined) {
-    if (typeof t !== "number") fail(TypeError, "ttl must be a number of milliseconds", t);
-    if (!(t > 0) || t === Infinity) {
-      fail(RangeError, "ttl must be a positive, finite number of milliseconds", t);
-    }
-  }
+  const ttl = checkTtl("cache", options.ttl);
 
   const key: unknown = options.key;
   if (key !== undefined && typeof key !== "function") {
@@ -212,7 +184,7 @@ export function resolveOptions(options: CacheOptions | undefined): ResolvedOptio
   }
   return {
     maxSize,
-    ttl: t as number | undefined,
+    ttl,
     backend,
     strategy,
     key: key as ResolvedOptions["key"],

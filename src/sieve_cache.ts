@@ -5,7 +5,8 @@
  * @module
  */
 
-import { checkMaxSize, checkTtl, describe, SIEVE, SieveQueue } from "./_sieve_queue.ts";
+import { SIEVE, SieveQueue } from "./_sieve_queue.ts";
+import { checkMaxSize, checkTtl, describe } from "./_validate.ts";
 
 /** Options of {@linkcode SieveCache}. */
 export interface SieveCacheOptions {

@@ -7,7 +7,8 @@
  * @module
  */
 
-import { checkMaxSize, checkTtl, describe, NIL, type Policy, SieveQueue } from "./_sieve_queue.ts";
+import { NIL, type Policy, SieveQueue } from "./_sieve_queue.ts";
+import { checkMaxSize, checkTtl, describe } from "./_validate.ts";
 import { MISS, type Store, type StoreInfo } from "./store.ts";
 
 export type { Policy } from "./_sieve_queue.ts";

@@ -1,0 +1,70 @@
+/**
+ * Checks shared by every option parser: `cache()`, `SieveCache` and the TypeScript store.
+ * Messages follow `Cannot create <owner>: <what>: received <value>`.
+ *
+ * @module
+ */
+
+/**
+ * Renders an option value for an error message without ever throwing: strings quoted,
+ * bigints with `n`, functions by name (not their source), objects as JSON when they can be.
+ */
+export function describe(value: unknown): string {
+  if (typeof value === "string") return JSON.stringify(value);
+  if (typeof value === "bigint") return `${value}n`;
+  if (typeof value === "function") return `function ${value.name || "(anonymous)"}`;
+  if (typeof value === "symbol") return value.toString();
+  if (value !== null && typeof value === "object") {
+    try {
+      return JSON.stringify(value) ?? String(value);
+    } catch {
+      return Object.prototype.toString.call(value);
+    }
+  }
+  return String(value);
+}
+
+/**
+ * Checks a `maxSize` option: a positive integer or `Infinity`.
+ *
+ * @throws {TypeError} If `value` is not a number.
+ * @throws {RangeError} If `value` is not a positive integer nor `Infinity`.
+ */
+export function checkMaxSize(owner: string, value: unknown): number {
+  if (typeof value !== "number") {
+    throw new TypeError(
+      `Cannot create ${owner}: maxSize must be a positive integer or Infinity: received ${
+        describe(value)
+      }`,
+    );
+  }
+  if (!(value === Infinity || (Number.isInteger(value) && value > 0))) {
+    throw new RangeError(
+      `Cannot create ${owner}: maxSize must be a positive integer or Infinity: received ${value}`,
+    );
+  }
+  return value;
+}
+
+/**
+ * Checks a `ttl` option: `undefined`, or a positive finite number of milliseconds.
+ *
+ * @throws {TypeError} If `value` is neither `undefined` nor a number.
+ * @throws {RangeError} If `value` is 0, negative, `NaN` or infinite.
+ */
+export function checkTtl(owner: string, value: unknown): number | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== "number") {
+    throw new TypeError(
+      `Cannot create ${owner}: ttl must be a positive finite number of milliseconds: received ${
+        describe(value)
+      }`,
+    );
+  }
+  if (!(Number.isFinite(value) && value > 0)) {
+    throw new RangeError(
+      `Cannot create ${owner}: ttl must be a positive finite number of milliseconds: received ${value}`,
+    );
+  }
+  return value;
+}
