@@ -27,6 +27,8 @@ export class NativeMemoryStore implements Store {
   #maxSize: number;
   #info = new Float64Array(6);
   #token = {};
+  /** Misses counted by Rust that joined a pending call: hits, for `info()`. */
+  #joins = 0;
 
   /**
    * @param lib The loaded native symbols.
@@ -82,11 +84,9 @@ export class NativeMemoryStore implements Store {
   }
 
   countHit(): void {
-    // Counters of the memory backend are kept by the Rust store only for its own
-    // statistics; the decorator reads `info()`, so adjust there.
+    // Rust counted a miss for this lookup; `info()` moves it to the hits.
     this.#joins++;
   }
-  #joins = 0;
 
   clear(): void {
     unwrap(this.#lib.warp_mem_clear(this.#handle), "Cache clear");
