@@ -1,9 +1,20 @@
 //! The cross-process write lock: a spinlock word in the file header that holds its
-//! owner's identity, so that a waiter can tell a dead owner from a slow one.
+//! owner's identity, so that a waiter can tell a dead owner from a slow one, behind an
+//! in-process mutex per file.
 //!
 //! The owner word is `pid | start << 32`, where `start` is the low 32 bits of the
 //! owner's start time (field 22 of `/proc/<pid>/stat`, clock ticks since boot) on Linux
 //! and 0 elsewhere. A word is never 0 because no process of ours has pid 0.
+//!
+//! The word names a process, not a thread, so the threads of one process (handles in
+//! Workers, or several handles on one file) first take an in-process mutex of the file
+//! (one per device and inode, see [`local_for`]), and only then the word. Holding that
+//! mutex, a thread that finds its own process's word in the file knows that no thread of
+//! its process holds the lock: the word is stale (a dead process whose pid and start time
+//! we reuse, or garbage) and is taken over. (An earlier design counted the locks held by
+//! the process's threads instead; a thread preempted between taking the word and counting
+//! it let a second thread take the same word: two writers at once, found by the test
+//! `threads_with_their_own_handles_never_read_a_wrong_value` on a CI machine.)
 //!
 //! A waiter spins, then yields, then sleeps briefly; once it has waited a little it
 //! checks about every millisecond whether the owner is alive. The owner is dead when
@@ -16,8 +27,9 @@
 //! it then repairs the store (see `table.rs`) when the sequence counter shows that the
 //! owner died mid-write.
 
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 /// How often a waiter checks whether the owner is alive.
@@ -59,19 +71,37 @@ pub fn own_word() -> u64 {
     }
 }
 
-/// Locks (of any file) held by the threads of this process right now.
-static HELD_HERE: AtomicUsize = AtomicUsize::new(0);
+/// Device and inode of a file.
+pub type FileId = (u64, u64);
 
-/// Whether the process recorded in `word` is gone (so its lock may be taken over).
+/// The in-process mutexes by file, held weakly: an entry lives while a handle does.
+type Locals = Mutex<HashMap<FileId, Weak<Mutex<()>>>>;
+
+/// The in-process mutex of the file with this device and inode: every handle this
+/// process opens on the file gets the same one (kept while a handle holds it).
+pub fn local_for(file_id: FileId) -> Arc<Mutex<()>> {
+    static LOCALS: OnceLock<Locals> = OnceLock::new();
+    let mut map = LOCALS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    if let Some(local) = map.get(&file_id).and_then(Weak::upgrade) {
+        return local;
+    }
+    map.retain(|_, w| w.strong_count() > 0);
+    let local = Arc::new(Mutex::new(()));
+    map.insert(file_id, Arc::downgrade(&local));
+    local
+}
+
+/// Whether the process recorded in `word` is gone (so its lock may be taken over). Our
+/// own word is alive; [`acquire`] tells a stale copy of it apart by its in-process mutex.
 pub fn owner_is_dead(word: u64) -> bool {
+    if word == own_word() {
+        return false;
+    }
     let pid = (word & 0xffff_ffff) as u32;
     let start = word >> 32;
-    if word == own_word() {
-        // Another thread of this process, unless no thread of ours holds any lock: then
-        // the word is stale (a corrupt file, or a dead process whose pid and start time
-        // we reuse) and waiting for ourselves would never end (found by fuzzing).
-        return HELD_HERE.load(Ordering::Acquire) == 0;
-    }
     let Ok(pid_t) = libc::pid_t::try_from(pid) else {
         return true; // not a pid at all: garbage in the lock word
     };
@@ -93,17 +123,41 @@ pub fn owner_is_dead(word: u64) -> bool {
     }
 }
 
-/// A held lock: the word it was taken with, and whether it was taken over from a dead
-/// owner.
-#[derive(Clone, Copy, Debug)]
-pub struct Held {
+/// A held lock: released (word, then in-process mutex) when dropped, also while
+/// unwinding from a panic.
+#[derive(Debug)]
+pub struct Held<'a> {
+    lock: &'a AtomicU64,
+    /// The word the lock was taken with.
     pub word: u64,
+    /// Whether it was taken over from a dead (or stale) owner.
     pub took_over: bool,
+    _local: MutexGuard<'a, ()>,
 }
 
-/// Takes the lock word, waiting for a live owner and taking over from a dead one.
-pub fn acquire(lock: &AtomicU64) -> Held {
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        // Only if the word is still ours: a waiter that wrongly judged us dead and took
+        // over keeps its lock.
+        let _ = self
+            .lock
+            .compare_exchange(self.word, 0, Ordering::Release, Ordering::Relaxed);
+    }
+}
+
+/// Takes the in-process mutex `local` (from [`local_for`] for the file that holds
+/// `lock`), then the lock word, waiting for a live owner and taking over from a dead one.
+pub fn acquire<'a>(lock: &'a AtomicU64, local: &'a Mutex<()>) -> Held<'a> {
+    // A panic while holding it poisons the mutex; the sequence counter (left odd) is
+    // what tells the next writer to repair, so the poison carries nothing.
+    let guard = local.lock().unwrap_or_else(PoisonError::into_inner);
     let me = own_word();
+    let held = |took_over| Held {
+        lock,
+        word: me,
+        took_over,
+        _local: guard,
+    };
     let mut spins = 0u32;
     let mut next_check: Option<Instant> = None;
     loop {
@@ -113,11 +167,7 @@ pub fn acquire(lock: &AtomicU64) -> Held {
                 .compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed)
                 .is_ok()
             {
-                HELD_HERE.fetch_add(1, Ordering::AcqRel);
-                return Held {
-                    word: me,
-                    took_over: false,
-                };
+                return held(false);
             }
             continue;
         }
@@ -129,16 +179,13 @@ pub fn acquire(lock: &AtomicU64) -> Held {
         let now = Instant::now();
         if next_check.is_none_or(|t| now >= t) {
             next_check = Some(now + LIVENESS_PERIOD);
-            if owner_is_dead(cur)
+            // Our own word, while we hold this file's in-process mutex, is stale.
+            if (cur == me || owner_is_dead(cur))
                 && lock
                     .compare_exchange(cur, me, Ordering::Acquire, Ordering::Relaxed)
                     .is_ok()
             {
-                HELD_HERE.fetch_add(1, Ordering::AcqRel);
-                return Held {
-                    word: me,
-                    took_over: true,
-                };
+                return held(true);
             }
         }
         if spins < 2 * SPINS {
@@ -147,13 +194,6 @@ pub fn acquire(lock: &AtomicU64) -> Held {
             std::thread::sleep(Duration::from_micros(20));
         }
     }
-}
-
-/// Releases the lock word if it still holds `held` (a waiter that wrongly judged us dead
-/// and took over keeps its lock).
-pub fn release(lock: &AtomicU64, held: Held) {
-    let _ = lock.compare_exchange(held.word, 0, Ordering::Release, Ordering::Relaxed);
-    HELD_HERE.fetch_sub(1, Ordering::AcqRel);
 }
 
 /// The owner word of a process that does not exist, for tests: a pid above the
@@ -170,12 +210,33 @@ mod tests {
 
     #[test]
     fn own_word_is_alive_and_dead_word_is_dead() {
-        let a = AtomicU64::new(0);
-        let held = acquire(&a);
         assert!(!owner_is_dead(own_word()));
-        release(&a, held);
         assert!(owner_is_dead(dead_word()));
         assert_ne!(own_word(), 0);
+    }
+
+    #[test]
+    fn dropping_the_hold_releases_the_word() {
+        let (a, local) = (AtomicU64::new(0), Mutex::new(()));
+        let held = acquire(&a, &local);
+        assert!(!held.took_over);
+        assert_eq!(a.load(Ordering::Relaxed), own_word());
+        assert!(
+            local.try_lock().is_err(),
+            "the in-process mutex is held too"
+        );
+        drop(held);
+        assert_eq!(a.load(Ordering::Relaxed), 0);
+        assert!(local.try_lock().is_ok());
+    }
+
+    #[test]
+    fn handles_on_one_file_share_the_in_process_mutex() {
+        let a = local_for((1, 42));
+        let b = local_for((1, 42));
+        let c = local_for((2, 42));
+        assert!(Arc::ptr_eq(&a, &b));
+        assert!(!Arc::ptr_eq(&a, &c));
     }
 
     #[cfg(target_os = "linux")]
@@ -198,62 +259,72 @@ mod tests {
         if start_ticks(pid).is_none() {
             return; // without /proc a live pid is trusted
         }
-        let lock = AtomicU64::new(u64::from(pid)); // our pid, start time 0
+        let (lock, local) = (AtomicU64::new(u64::from(pid)), Mutex::new(())); // start time 0
         let t = Instant::now();
-        let held = acquire(&lock);
+        let held = acquire(&lock, &local);
         assert!(held.took_over);
         assert!(t.elapsed() < Duration::from_secs(1));
-        release(&lock, held);
-        // While a thread of ours holds a lock, our own word is a live owner.
-        let a = AtomicU64::new(0);
-        let held = acquire(&a);
-        assert!(!owner_is_dead(own_word()));
-        release(&a, held);
-    }
-
-    /// Runs alone in a child process (see below), where no thread holds a lock.
-    #[test]
-    fn stale_own_word_child() {
-        if std::env::var_os("WARP_LOCK_TEST_CHILD").is_none() {
-            return;
-        }
-        let lock = AtomicU64::new(own_word());
-        let t = Instant::now();
-        let held = acquire(&lock);
-        assert!(held.took_over && t.elapsed() < Duration::from_secs(1));
-        release(&lock, held);
     }
 
     /// Regression (fuzzing): a lock word equal to this process's own word while none of
-    /// its threads holds a lock (a corrupt file, or a dead owner whose pid and start time
-    /// we reuse) made this process wait for itself forever.
+    /// its threads holds the lock (a corrupt file, or a dead owner whose pid and start
+    /// time we reuse) made this process wait for itself forever.
     #[test]
     fn a_stale_own_word_is_taken_over() {
-        let status = std::process::Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "shm::lock::tests::stale_own_word_child",
-                "--quiet",
-            ])
-            .env("WARP_LOCK_TEST_CHILD", "1")
-            .stdout(std::process::Stdio::null())
-            .status()
-            .unwrap();
-        assert!(status.success());
+        let (lock, local) = (AtomicU64::new(own_word()), Mutex::new(()));
+        let t = Instant::now();
+        let held = acquire(&lock, &local);
+        assert!(held.took_over && t.elapsed() < Duration::from_secs(1));
+        drop(held);
+        assert_eq!(lock.load(Ordering::Relaxed), 0);
+    }
+
+    /// Regression (CI): threads of one process never hold the word at once. Each thread
+    /// increments a plain counter in two steps under the lock; a second holder would
+    /// lose increments. The old design (a process-wide count of held locks) failed this
+    /// when a thread was preempted between taking the word and counting it.
+    #[test]
+    fn threads_of_one_process_hold_the_lock_one_at_a_time() {
+        let lock = Arc::new(AtomicU64::new(0));
+        let local = local_for((u64::MAX, u64::MAX));
+        let inside = Arc::new(AtomicU64::new(0));
+        let total = Arc::new(AtomicU64::new(0));
+        let (threads, rounds) = (6, 5_000);
+        let joins: Vec<_> = (0..threads)
+            .map(|_| {
+                let (lock, local) = (lock.clone(), local.clone());
+                let (inside, total) = (inside.clone(), total.clone());
+                std::thread::spawn(move || {
+                    for _ in 0..rounds {
+                        let held = acquire(&lock, &local);
+                        assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0, "two holders");
+                        let v = total.load(Ordering::Relaxed);
+                        std::thread::yield_now();
+                        total.store(v + 1, Ordering::Relaxed);
+                        inside.fetch_sub(1, Ordering::SeqCst);
+                        drop(held);
+                    }
+                })
+            })
+            .collect();
+        for j in joins {
+            j.join().unwrap();
+        }
+        assert_eq!(total.load(Ordering::Relaxed), threads * rounds);
+        assert_eq!(lock.load(Ordering::Relaxed), 0);
     }
 
     #[test]
     fn acquire_takes_over_from_a_dead_owner() {
-        let lock = AtomicU64::new(dead_word());
+        let (lock, local) = (AtomicU64::new(dead_word()), Mutex::new(()));
         let t = Instant::now();
-        let held = acquire(&lock);
+        let held = acquire(&lock, &local);
         assert!(held.took_over);
         assert!(t.elapsed() < Duration::from_secs(1));
         assert_eq!(lock.load(Ordering::Relaxed), own_word());
-        release(&lock, held);
+        drop(held);
         assert_eq!(lock.load(Ordering::Relaxed), 0);
-        let held = acquire(&lock);
+        let held = acquire(&lock, &local);
         assert!(!held.took_over);
-        release(&lock, held);
     }
 }

@@ -40,6 +40,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{Ordering, fence};
+use std::sync::{Arc, Mutex};
 
 use crate::error::Status;
 
@@ -120,16 +121,9 @@ pub struct ShmStore {
     path: PathBuf,
     /// The counter stripe of this handle (`< STRIPES`).
     stripe: usize,
-}
-
-/// Releases the write lock when dropped, also while unwinding from a panic (then the
-/// sequence counter stays odd and the next writer rebuilds).
-struct Unlock<'a>(&'a std::sync::atomic::AtomicU64, lock::Held);
-
-impl Drop for Unlock<'_> {
-    fn drop(&mut self) {
-        lock::release(self.0, self.1);
-    }
+    /// The in-process mutex of the file, shared by this process's handles on it (see
+    /// [`lock`]).
+    local: Arc<Mutex<()>>,
 }
 
 impl ShmStore {
@@ -154,12 +148,14 @@ impl ShmStore {
         // SAFETY: the region maps `params.file_size` bytes (page-aligned) whose header was
         // validated against `params`, and is kept alive in the same struct as the table.
         let table = unsafe { Table::new(region.base(), region.params()) };
+        let local = lock::local_for(region.file_id());
         let store = ShmStore {
             table,
             _region: region,
             ttl_ms: (ttl_ms.is_finite() && ttl_ms > 0.0).then_some(ttl_ms),
             path: path.to_path_buf(),
             stripe: 0,
+            local,
         };
         // A file that passes the identity check may still hold a structure that is
         // inconsistent without any single operation noticing (found by fuzzing: garbage
@@ -183,6 +179,13 @@ impl ShmStore {
         Ok(ShmStore { stripe, ..store })
     }
 
+    /// Takes the write lock as a writer of this handle would, without changing anything
+    /// (for tests that play a stuck or dying writer).
+    #[cfg(test)]
+    pub fn hold_lock(&self) -> lock::Held<'_> {
+        lock::acquire(&self.table.header().lock, &self.local)
+    }
+
     /// The file's parameters.
     pub fn params(&self) -> Params {
         self.table.params()
@@ -202,8 +205,9 @@ impl ShmStore {
     /// structure inconsistent, rebuilds it and runs `f` once more.
     fn locked<R>(&self, mut f: impl FnMut(&Table) -> Result<R, Corrupt>) -> Result<R, ShmError> {
         let h = self.table.header();
-        let held = lock::acquire(&h.lock);
-        let unlock = Unlock(&h.lock, held);
+        // Released when dropped, also while unwinding from a panic (then the sequence
+        // counter stays odd and the next writer rebuilds).
+        let held = lock::acquire(&h.lock, &self.local);
         let seq = h.seq.load(Ordering::Relaxed);
         if seq & 1 == 1 {
             // The previous writer died (or panicked) mid-write; the counter stays odd.
@@ -236,7 +240,7 @@ impl ShmStore {
             }
         };
         h.seq.fetch_add(1, Ordering::Release);
-        drop(unlock);
+        drop(held);
         r
     }
 

@@ -45,6 +45,8 @@ const OPEN_ATTEMPTS: u32 = 32;
 pub struct Region {
     map: MmapRaw,
     params: Params,
+    /// Device and inode of the mapped file: which in-process lock its handles share.
+    file_id: (u64, u64),
 }
 
 impl Region {
@@ -104,6 +106,12 @@ impl Region {
     /// The layout of the mapped file.
     pub fn params(&self) -> Params {
         self.params
+    }
+
+    /// Device and inode of the mapped file (the same for every handle on it in this
+    /// process, whatever path opened it).
+    pub fn file_id(&self) -> (u64, u64) {
+        self.file_id
     }
 }
 
@@ -273,7 +281,13 @@ fn map_if_valid(file: &File, params: Params, shown: &str) -> Result<Option<Regio
     let map = map(file, params, shown)?;
     // SAFETY: the mapping is `file_size >= HEADER_SIZE` bytes and page-aligned.
     let valid = unsafe { header_matches(map.as_mut_ptr(), params) };
-    Ok(valid.then_some(Region { map, params }))
+    #[allow(clippy::useless_conversion)] // the field types differ between platforms
+    let file_id = (u64::from(st.st_dev), u64::from(st.st_ino));
+    Ok(valid.then_some(Region {
+        map,
+        params,
+        file_id,
+    }))
 }
 
 fn map(file: &File, params: Params, shown: &str) -> Result<MmapRaw, ShmError> {

@@ -505,7 +505,7 @@ fn a_writer_waits_for_a_live_holder() {
     let s = open(&p, 8);
     let h = s.table().header();
     // Held by this (live) process: the other handle must wait, not take over.
-    let held = lock::acquire(&h.lock);
+    let held = s.hold_lock();
     let p2 = p.clone();
     let waiter = std::thread::spawn(move || {
         let t = Instant::now();
@@ -515,7 +515,7 @@ fn a_writer_waits_for_a_live_holder() {
     });
     std::thread::sleep(Duration::from_millis(50));
     assert_eq!(h.lock.load(Ordering::Relaxed), lock::own_word());
-    lock::release(&h.lock, held);
+    drop(held);
     let waited = waiter.join().unwrap();
     assert!(waited >= Duration::from_millis(40), "{waited:?}");
     assert_eq!(get(&s, b"k").as_deref(), Some(&b"v"[..]));
@@ -670,7 +670,7 @@ fn child_process_helper() {
         s.set(&[k], &[k; 3], 0.0).unwrap();
     }
     let h = s.table().header();
-    let _held = lock::acquire(&h.lock);
+    let _held = s.hold_lock();
     h.seq.fetch_add(1, Ordering::Relaxed);
     // Half of an update: a new value length without the new bytes and checksum.
     let slot = s
