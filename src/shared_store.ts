@@ -20,7 +20,7 @@ import {
 } from "./ffi.ts";
 import { CacheError, unwrap } from "./errors.ts";
 import { MISS, type Store, type StoreInfo } from "./store.ts";
-import { decodeValue, encodeValue, isPromised } from "./value_codec.ts";
+import { decodeValueIn, encodeValue, PROMISED_FLAG } from "./value_codec.ts";
 
 /** Where shared files live, and under which name. */
 export interface SharedLocation {
@@ -91,6 +91,7 @@ export class SharedStore implements Store {
   #lib: NativeSymbols;
   #handle: Deno.PointerObject | null;
   #out: Uint8Array;
+  #outView: DataView;
   #outPtr: Deno.PointerValue;
   #info = new Float64Array(8);
   #fnName: string;
@@ -148,6 +149,7 @@ export class SharedStore implements Store {
     }
     this.#handle = handle;
     this.#out = new Uint8Array(maxValueSize);
+    this.#outView = new DataView(this.#out.buffer);
     this.#outPtr = Deno.UnsafePointer.of(this.#out);
     registry.register(this, { lib, handle }, this.#token);
   }
@@ -158,16 +160,16 @@ export class SharedStore implements Store {
       : this.#lib.warp_shm_get_ptr!(this.#handle, ptr, len, this.#outPtr, this.#out.length, now);
     if (r === -1) return MISS;
     if (r < 0) unwrap(r, "Shared cache lookup");
-    const bytes = this.#out.subarray(0, r);
+    const out = this.#out;
     let value: unknown;
     try {
-      value = decodeValue(bytes);
+      value = decodeValueIn(out, this.#outView, r);
     } catch {
       // Bytes that verify but do not decode (another codec version): drop, never return.
       this.#lib.warp_shm_delete!(this.#handle, key, len);
       return MISS;
     }
-    return isPromised(bytes) ? Promise.resolve(value) : value;
+    return (out[0]! & PROMISED_FLAG) !== 0 ? Promise.resolve(value) : value;
   }
 
   set(key: Uint8Array, len: number, value: unknown, now: number, promised: boolean): boolean {

@@ -221,6 +221,41 @@ export function decodeValue(bytes: Uint8Array): unknown {
 }
 
 /**
+ * {@linkcode decodeValue} of `buf.subarray(0, len)`, without making that subarray for the
+ * common results: a number (read through `view`, a `DataView` over `buf`), a short
+ * Latin-1 string, `undefined`, `null` and booleans. A shared-cache hit decodes from one reused output buffer, and the
+ * subarray alone cost about a tenth of a hit.
+ *
+ * @param buf The buffer holding the encoded bytes from offset 0.
+ * @param view A `DataView` over the whole of `buf`'s bytes (offset 0).
+ * @param len Number of encoded bytes (at least 1).
+ * @returns The decoded value (a fresh copy).
+ * @throws {RangeError} If the bytes are not a valid encoding.
+ */
+export function decodeValueIn(buf: Uint8Array, view: DataView, len: number): unknown {
+  switch (buf[0]) {
+    case T_NUMBER:
+      if (len === 9) return view.getFloat64(1, true);
+      break;
+    case T_UNDEFINED:
+      if (len === 1) return undefined;
+      break;
+    case T_NULL:
+      if (len === 1) return null;
+      break;
+    case T_FALSE:
+      if (len === 1) return false;
+      break;
+    case T_TRUE:
+      if (len === 1) return true;
+      break;
+    case T_LATIN1:
+      return readLatin1(buf, 1, len);
+  }
+  return decodeValue(buf.subarray(0, len));
+}
+
+/**
  * Tells whether the bytes were encoded with `promised = true` by
  * {@linkcode encodeValue}, i.e. whether a cache hit must return a Promise.
  *

@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { isDeepStrictEqual } from "node:util";
 import fc from "npm:fast-check@3";
 import { encodeKey } from "../src/key_codec.ts";
-import { decodeValue, encodeValue } from "../src/value_codec.ts";
+import { decodeValue, decodeValueIn, encodeValue } from "../src/value_codec.ts";
 
 const RUNS = Number(Deno.env.get("WARP_PROPERTY_RUNS") ?? 2000);
 
@@ -117,6 +117,25 @@ Deno.test("encodeValue() / decodeValue() round-trip every generated value", () =
     fc.property(valueArb, fc.boolean(), (v, promised) => {
       const out = decodeValue(encodeValue(v, promised));
       assert.ok(isDeepStrictEqual(out, v), `${String(v)} came back as ${String(out)}`);
+    }),
+    { numRuns: RUNS },
+  );
+});
+
+Deno.test("decodeValueIn() (the shared hit path) agrees with decodeValue() on a reused buffer", () => {
+  // One buffer for every run, as a shared store reuses its output buffer: bytes left from a
+  // longer earlier value must not leak into a shorter one.
+  const buf = new Uint8Array(1 << 16);
+  const view = new DataView(buf.buffer);
+  fc.assert(
+    fc.property(valueArb, fc.boolean(), fc.integer({ min: 0, max: 255 }), (v, promised, junk) => {
+      const bytes = encodeValue(v, promised);
+      fc.pre(bytes.length <= buf.length);
+      buf.fill(junk);
+      buf.set(bytes);
+      const out = decodeValueIn(buf, view, bytes.length);
+      assert.ok(isDeepStrictEqual(out, v), `${String(v)} came back as ${String(out)}`);
+      assert.ok(isDeepStrictEqual(out, decodeValue(bytes)));
     }),
     { numRuns: RUNS },
   );
