@@ -49,6 +49,21 @@ Deno.test("encodeKey() plain objects by sorted own enumerable keys", () => {
   assert.notEqual(hex(encodeKey([{ a: undefined }])), hex(encodeKey([{}])));
 });
 
+Deno.test("encodeKey() kinds go by what a value is, not by its prototype alone", () => {
+  const eq = (a: unknown, b: unknown): boolean => hex(encodeKey([a])) === hex(encodeKey([b]));
+  // An array whose prototype was replaced is still an array, never an object { 0, 1 }.
+  const odd = Object.setPrototypeOf([1, 2], Object.prototype);
+  assert.ok(eq(odd, [1, 2]));
+  assert.ok(!eq(odd, { 0: 1, 1: 2 }));
+  // A null-prototype object is a plain object.
+  const bare = Object.assign(Object.create(null), { b: 2, a: 1 });
+  assert.ok(eq(bare, { a: 1, b: 2 }));
+  // A Date given Object.prototype is a plain object with no own keys, not a time.
+  const date = Object.setPrototypeOf(new Date(5), Object.prototype);
+  assert.ok(eq(date, {}));
+  assert.ok(!eq(date, new Date(5)));
+});
+
 Deno.test("encodeKey() with thisArg differs from the same call without it", () => {
   const self = {};
   assert.notEqual(hex(encodeKey([1], { thisArg: self })), hex(encodeKey([1])));
