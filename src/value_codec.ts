@@ -20,6 +20,10 @@
  * | 8 | `Uint8Array` | the bytes |
  * | 9 | flat array of the values of tags 0–8 | u32 LE count, then per element its tag byte and payload; tags 5–8 carry a u32 LE byte length before their payload |
  * | 10 | anything else | UTF-8 text of `devalue.stringify(value)` |
+ * | 11 | a small JSON-exact plain object or array (see below) | UTF-8 text of `JSON.stringify(value)` |
+ *
+ * Tags are appended, never renumbered. A reader that does not know a tag (an older
+ * version of this module on the same file) drops the entry and reports a miss.
  *
  * A top-level string takes tag 5 when it has at most {@linkcode SHORT_STRING} code units
  * and all are < 256 (a JS loop beats the native encoder below that length), else tag 6
@@ -66,6 +70,18 @@
  * memoized result, near msgpack without extensions and 2× faster than `node:v8`. `node:v8` is about 1.7× faster on medium plain objects and level
  * on the rich one, but not exact.
  *
+ * ## JSON for small JSON-exact trees (tag 11)
+ *
+ * Plain objects and nested arrays are the common structured result, and for them the
+ * built-in `JSON` is faster than devalue at both ends. A value takes tag 11 only when a
+ * walk finds that `JSON.parse(JSON.stringify(value))` gives back exactly what devalue
+ * would (no `-0`, `NaN`, `±Infinity`, `undefined`, holes, null prototypes, shared or
+ * cyclic references, symbol or `__proto__` keys, non-JSON types; at most 64 containers,
+ * so that the walk stays cheap next to the work it saves). Measured on the shared benches'
+ * row `{ id, name, active, score, tags: ["a", "b"] }`: a shared hit 3.18 µs with devalue
+ * against 1.85 µs with JSON, in one isolated loop on a busy minute. A getter of such a
+ * value is called twice (once by the walk, once by `JSON.stringify`).
+ *
  * ## Choices
  * - Class instances (anything whose prototype is not `Object.prototype`, `null` or a
  *   built-in data type) throw `TypeError`: a copy without its prototype would look right
@@ -100,6 +116,7 @@ const T_UTF16 = 7;
 const T_BYTES = 8;
 const T_ARRAY = 9;
 const T_STRUCTURED = 10;
+const T_JSON = 11;
 const TAG_MASK = 0x7f;
 
 /** The module buffer grows up to this size; a larger value gets a buffer of its own. */
@@ -216,6 +233,8 @@ export function decodeValue(bytes: Uint8Array): unknown {
       return readArray(bytes, len);
     case T_STRUCTURED:
       return readStructured(bytes);
+    case T_JSON:
+      return readJson(bytes);
   }
   throw new RangeError(`Cannot decode value: invalid encoding (tag ${tag}, ${len} bytes)`);
 }
@@ -337,8 +356,74 @@ function encodeTop(value: unknown): void {
         if (writeFlatArray(value) !== NOT_FLAT) return;
         pos = 0;
       }
+      if (jsonExact(value)) {
+        writeJson(value);
+        return;
+      }
   }
   writeStructured(value);
+}
+
+/** Most objects and arrays (together) that {@linkcode jsonExact} walks. */
+const JSON_MAX_CONTAINERS = 64;
+
+/** Containers seen by the current {@linkcode jsonExact} walk. */
+const jsonSeen: object[] = [];
+
+/**
+ * Whether `JSON.parse(JSON.stringify(value))` gives back exactly what devalue would: a
+ * tree (no object twice, so no cycle and no shared reference) of at most
+ * {@linkcode JSON_MAX_CONTAINERS} plain objects (prototype `Object.prototype`, no
+ * `__proto__` key, no symbol key) and arrays (prototype `Array.prototype`, no holes),
+ * whose leaves are strings, booleans, `null` and finite numbers other than `-0`, with no
+ * `undefined`. Anything else goes to devalue, which keeps the rest or throws.
+ */
+function jsonExact(value: object): boolean {
+  jsonSeen.length = 0;
+  const exact = jsonExactContainer(value);
+  jsonSeen.length = 0;
+  return exact;
+}
+
+function jsonExactContainer(o: object): boolean {
+  if (jsonSeen.length >= JSON_MAX_CONTAINERS || jsonSeen.includes(o)) return false;
+  jsonSeen.push(o);
+  const proto = Object.getPrototypeOf(o);
+  if (proto === Array.prototype && Array.isArray(o)) {
+    for (let i = 0; i < o.length; i++) {
+      if (!(i in o) || !jsonExactValue(o[i])) return false;
+    }
+    return true;
+  }
+  if (proto !== Object.prototype) return false;
+  if (Object.getOwnPropertySymbols(o).length !== 0) return false;
+  const rec = o as Record<string, unknown>;
+  for (const k of Object.keys(o)) {
+    if (k === "__proto__" || !jsonExactValue(rec[k])) return false;
+  }
+  return true;
+}
+
+function jsonExactValue(v: unknown): boolean {
+  switch (typeof v) {
+    case "string":
+    case "boolean":
+      return true;
+    case "number":
+      return Number.isFinite(v) && !Object.is(v, -0);
+    case "object":
+      return v === null || jsonExactContainer(v);
+    default:
+      return false;
+  }
+}
+
+function writeJson(value: object): void {
+  // JSON.stringify escapes lone surrogates (`\udXXX`), so its output survives UTF-8.
+  const text = JSON.stringify(value);
+  reserve(1 + 3 * text.length);
+  out[pos++] = T_JSON;
+  pos += encoder.encodeInto(text, out.subarray(pos)).written;
 }
 
 function writeF64(value: number): void {
@@ -555,6 +640,19 @@ function readStructured(bytes: Uint8Array): unknown {
     // JSON.parse's SyntaxError or devalue's "Invalid input": corrupt bytes.
     throw new RangeError("Cannot decode value: invalid structured payload", { cause: e });
   }
+}
+
+function readJson(bytes: Uint8Array): unknown {
+  let value: unknown;
+  try {
+    value = JSON.parse(decoder.decode(bytes.subarray(1)));
+  } catch (e) {
+    throw new RangeError("Cannot decode value: invalid JSON payload", { cause: e });
+  }
+  if (typeof value !== "object" || value === null) {
+    throw new RangeError("Cannot decode value: a JSON payload that is not an object or array");
+  }
+  return value;
 }
 
 function readU32(bytes: Uint8Array, at: number): number {

@@ -145,18 +145,81 @@ Deno.test("encodeValue() round-trips flat arrays of primitives", async (t) => {
     }
   });
 
-  await t.step("holes, nesting and subclasses go through the structured path", () => {
+  await t.step("holes, nesting and subclasses go through the JSON or structured path", () => {
     // deno-lint-ignore no-sparse-arrays
     const sparse = [1, , 3];
     class MyArray extends Array {}
     const sub = MyArray.from([1, 2]);
-    for (const a of [sparse, [[1], 2], [{ a: 1 }], [1n], [new Date(0)]]) {
+    for (const a of [[[1], 2], [{ a: 1 }]]) {
+      assert.equal(tagOf(a), 11);
+      assert.deepEqual(roundTrip(a), a);
+    }
+    for (const a of [sparse, [[1], 2n], [1n], [new Date(0)]]) {
       assert.equal(tagOf(a), 10);
       assert.deepEqual(roundTrip(a), a);
     }
     assert.ok(!(1 in (roundTrip(sparse) as unknown[])));
     assert.equal(tagOf(sub), 10);
     assert.deepEqual(roundTrip(sub), [1, 2]);
+  });
+});
+
+Deno.test("encodeValue() takes JSON only for values that JSON gives back exactly", async (t) => {
+  await t.step("small trees of plain objects, arrays and JSON leaves: tag 11", () => {
+    const values: object[] = [
+      {},
+      [[]],
+      { id: 7, name: "user7", active: true, score: 1.75, tags: ["a", "b"], none: null },
+      [{ a: [1, [2, { b: "\ud800 lone" }]] }, "x"],
+      { "\ufeffbom": "\ufeff", "": 0, 10: "ten", 2: "two" },
+    ];
+    for (const v of values) {
+      assert.equal(tagOf(v), 11, JSON.stringify(v));
+      const back = roundTrip(v);
+      assert.deepStrictEqual(back, v);
+      assert.deepStrictEqual(Object.keys(back as object), Object.keys(v));
+    }
+  });
+
+  await t.step("anything JSON would change goes to devalue: tag 10", () => {
+    const shared = { s: 1 };
+    const cyclic: Record<string, unknown> = { a: 1 };
+    cyclic.self = cyclic;
+    const wide = Array.from({ length: 64 }, (_, i) => ({ i }));
+    const values: object[] = [
+      { z: -0 },
+      { n: NaN },
+      { n: Infinity },
+      { u: undefined },
+      [[undefined]],
+      Object.assign(Object.create(null), { a: 1 }),
+      [shared, shared],
+      cyclic,
+      wide,
+      { d: new Date(0) },
+      { m: new Map([[1, 2]]) },
+      { b: 1n },
+    ];
+    for (const v of values) {
+      assert.equal(tagOf(v), 10);
+      assert.deepStrictEqual(roundTrip(v), v);
+    }
+    const back = roundTrip([shared, shared]) as object[];
+    assert.equal(back[0], back[1], "a shared reference stays shared");
+    assert.equal(tagOf(wide.slice(1)), 11, "63 objects + the array: within the limit");
+  });
+
+  await t.step("what devalue refuses is still a TypeError", () => {
+    assert.throws(() => encodeValue({ [Symbol("s")]: 1, a: 1 }), TypeError);
+    assert.throws(() => encodeValue(JSON.parse('{"__proto__": 1}')), TypeError);
+    assert.throws(() => encodeValue({ f: () => 1 }), TypeError);
+  });
+
+  await t.step("a JSON payload that is not an object or array is refused on decode", () => {
+    for (const text of ["1", '"s"', "null", "{", ""]) {
+      const bytes = new Uint8Array([11, ...new TextEncoder().encode(text)]);
+      assert.throws(() => decodeValue(bytes), RangeError, text);
+    }
   });
 });
 
