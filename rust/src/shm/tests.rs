@@ -600,14 +600,13 @@ fn threads_with_their_own_handles_never_read_a_wrong_value() {
     assert!(i.len <= 8);
 }
 
-#[test]
-fn eight_threads_opening_a_fresh_file_at_once_share_it() {
-    let d = TempDir::new();
-    let p = d.0.join("fresh").join("c");
+/// Eight threads open `p` at once (after a barrier), each sets its own key; returns the
+/// handles after checking that every handle sees every key.
+fn open_from_eight_threads_at_once(p: &Path) -> Vec<ShmStore> {
     let barrier = Arc::new(Barrier::new(8));
     let handles: Vec<_> = (0..8u8)
         .map(|t| {
-            let p = p.clone();
+            let p = p.to_path_buf();
             let barrier = barrier.clone();
             std::thread::spawn(move || {
                 barrier.wait();
@@ -627,6 +626,14 @@ fn eight_threads_opening_a_fresh_file_at_once_share_it() {
             );
         }
     }
+    stores
+}
+
+#[test]
+fn eight_threads_opening_a_fresh_file_at_once_share_it() {
+    let d = TempDir::new();
+    let p = d.0.join("fresh").join("c");
+    let stores = open_from_eight_threads_at_once(&p);
     stores[0].table().validate().unwrap();
     let names: Vec<_> = std::fs::read_dir(d.0.join("fresh")).unwrap().collect();
     assert_eq!(names.len(), 1, "no temporary file left");
@@ -637,25 +644,7 @@ fn eight_threads_replacing_a_bad_file_at_once_agree() {
     let d = TempDir::new();
     let p = d.file("c");
     std::fs::write(&p, vec![0xAB; HEADER_SIZE * 3]).unwrap();
-    let barrier = Arc::new(Barrier::new(8));
-    let handles: Vec<_> = (0..8u8)
-        .map(|t| {
-            let p = p.clone();
-            let barrier = barrier.clone();
-            std::thread::spawn(move || {
-                barrier.wait();
-                let s = open(&p, 16);
-                s.set(&[t], &[t], 0.0).unwrap();
-                s
-            })
-        })
-        .collect();
-    let stores: Vec<ShmStore> = handles.into_iter().map(|h| h.join().unwrap()).collect();
-    for s in &stores {
-        for t in 0..8u8 {
-            assert_eq!(get(s, &[t]).as_deref(), Some(&[t][..]));
-        }
-    }
+    open_from_eight_threads_at_once(&p);
 }
 
 /// Runs in a child process (see the test below): opens the file named by the
