@@ -20,7 +20,7 @@ import {
 } from "./ffi.ts";
 import { CacheError, unwrap } from "./errors.ts";
 import { MISS, type Store, type StoreInfo } from "./store.ts";
-import { decodeValueIn, encodeValue, PROMISED_FLAG } from "./value_codec.ts";
+import { decodeValueIn, encodeValue, isPromised } from "./value_codec.ts";
 
 /** Where shared files live, and under which name. */
 export interface SharedLocation {
@@ -163,13 +163,13 @@ export class SharedStore implements Store {
     const out = this.#out;
     let value: unknown;
     try {
-      value = decodeValueIn(out, this.#outView, r);
+      value = decodeValueIn(out, r, this.#outView);
     } catch {
       // Bytes that verify but do not decode (another codec version): drop, never return.
       this.#lib.warp_shm_delete!(this.#handle, key, len);
       return MISS;
     }
-    return (out[0]! & PROMISED_FLAG) !== 0 ? Promise.resolve(value) : value;
+    return isPromised(out) ? Promise.resolve(value) : value;
   }
 
   set(key: Uint8Array, len: number, value: unknown, now: number, promised: boolean): boolean {

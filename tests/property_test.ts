@@ -133,7 +133,7 @@ Deno.test("decodeValueIn() (the shared hit path) agrees with decodeValue() on a 
       fc.pre(bytes.length <= buf.length);
       buf.fill(junk);
       buf.set(bytes);
-      const out = decodeValueIn(buf, view, bytes.length);
+      const out = decodeValueIn(buf, bytes.length, view);
       assert.ok(isDeepStrictEqual(out, v), `${String(v)} came back as ${String(out)}`);
       assert.ok(isDeepStrictEqual(out, decodeValue(bytes)));
     }),
