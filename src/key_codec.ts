@@ -299,11 +299,18 @@ export class KeyWriter {
     }
     if (v === null) return this.#u8(T_NULL);
     const o = v as object;
-    // Plain objects first: the most common object argument, and one prototype read
-    // instead of three `instanceof` walks (an array whose prototype was replaced stays
-    // an array).
+    if (Array.isArray(o)) {
+      this.#enter(o);
+      this.#u8(T_ARRAY);
+      this.#u32(o.length);
+      for (let i = 0; i < o.length; i++) this.value(o[i]);
+      this.#stack.pop();
+      return;
+    }
+    // Plain objects before the `instanceof` checks: the most common object argument
+    // costs one prototype read instead of three prototype-chain walks.
     const proto = Object.getPrototypeOf(o);
-    if ((proto === Object.prototype || proto === null) && !Array.isArray(o)) {
+    if (proto === Object.prototype || proto === null) {
       this.#enter(o);
       const keys = sortedKeys(o);
       const n = keys.length;
@@ -315,14 +322,6 @@ export class KeyWriter {
         this.#string(k);
         this.value(rec[k]);
       }
-      this.#stack.pop();
-      return;
-    }
-    if (Array.isArray(o)) {
-      this.#enter(o);
-      this.#u8(T_ARRAY);
-      this.#u32(o.length);
-      for (let i = 0; i < o.length; i++) this.value(o[i]);
       this.#stack.pop();
       return;
     }

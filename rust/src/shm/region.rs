@@ -34,6 +34,7 @@ use super::ShmError;
 use super::layout::{
     DIR_MODE, FILE_MODE, HEADER_SIZE, Header, MAGIC, NIL, Params, VERSION, hash_check,
 };
+use super::lock::FileId;
 use crate::error::Status;
 
 /// Attempts of the open / create / replace loop before giving up (each failed attempt
@@ -46,7 +47,7 @@ pub struct Region {
     map: MmapRaw,
     params: Params,
     /// Device and inode of the mapped file: which in-process lock its handles share.
-    file_id: (u64, u64),
+    file_id: FileId,
 }
 
 impl Region {
@@ -110,7 +111,7 @@ impl Region {
 
     /// Device and inode of the mapped file (the same for every handle on it in this
     /// process, whatever path opened it).
-    pub fn file_id(&self) -> (u64, u64) {
+    pub fn file_id(&self) -> FileId {
         self.file_id
     }
 }
