@@ -211,8 +211,56 @@ Deno.test("encodeValue() takes JSON only for values that JSON gives back exactly
 
   await t.step("what devalue refuses is still a TypeError", () => {
     assert.throws(() => encodeValue({ [Symbol("s")]: 1, a: 1 }), TypeError);
-    assert.throws(() => encodeValue(JSON.parse('{"__proto__": 1}')), TypeError);
     assert.throws(() => encodeValue({ f: () => 1 }), TypeError);
+  });
+
+  await t.step(
+    "an own __proto__ key (JSON.parse of untrusted input) is kept, on both paths",
+    () => {
+      // It used to be a TypeError (devalue refuses such keys), so a cached endpoint failed
+      // on input like this although its function ran fine.
+      for (const text of ['{"__proto__": {"admin": true}, "user": "bob"}', '{"__proto__": 1}']) {
+        const v = JSON.parse(text);
+        assert.equal(tagOf(v), 11);
+        const back = roundTrip(v) as Record<string, unknown>;
+        assert.deepEqual(Object.keys(back), Object.keys(v));
+        assert.equal(Object.getPrototypeOf(back), Object.prototype);
+        assert.equal(back.admin, undefined, "the key never becomes the prototype");
+        assert.deepStrictEqual(back, v);
+      }
+      // With something JSON cannot keep (-0, a Map, nested), devalue takes it.
+      const v = JSON.parse('{"__proto__": {"__proto__": {"x": 1}}, "d": 1}');
+      v.d = -0;
+      v.m = new Map([[1, { __proto__: null, y: 2 }]]);
+      assert.equal(tagOf(v), 10);
+      const back = roundTrip(v) as Record<string, unknown>;
+      assert.deepEqual(Object.keys(back), ["__proto__", "d", "m"]);
+      assert.ok(Object.is(back.d, -0));
+      assert.equal(Object.getPrototypeOf(back), Object.prototype);
+      assert.deepEqual(Object.keys(back.__proto__ as object), ["__proto__"]);
+      assert.deepStrictEqual(back, v);
+    },
+  );
+
+  await t.step("a getter is read once: what is stored is what it returned", () => {
+    // The JSON path used to check the value in one walk and let JSON.stringify read it
+    // again: a getter returning 1 then undefined was stored as {}.
+    let reads = 0;
+    const v = {
+      get x(): number | undefined {
+        return reads++ === 0 ? 1 : undefined;
+      },
+      list: [1, 2],
+    };
+    assert.deepEqual(roundTrip(v), { x: 1, list: [1, 2] });
+    assert.equal(reads, 1);
+    let n = 0;
+    const arr = [{
+      get y(): unknown {
+        return n++ === 0 ? "first" : -0;
+      },
+    }];
+    assert.deepStrictEqual(roundTrip(arr), [{ y: "first" }]);
   });
 
   await t.step("a JSON payload that is not an object or array is refused on decode", () => {
