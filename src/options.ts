@@ -102,6 +102,29 @@ export const MAX_VALUE_BYTES = 64 * 1024 * 1024;
 /** Largest `maxSize` of a shared cache: 2^24 slots. */
 export const MAX_SHARED_ENTRIES = 1 << 24;
 
+/** Every option name of {@linkcode CacheOptions}: any other name is a `TypeError`. */
+export const OPTION_NAMES: readonly string[] = [
+  "maxSize",
+  "ttl",
+  "backend",
+  "strategy",
+  "key",
+  "name",
+  "dir",
+  "maxKeySize",
+  "maxValueSize",
+  "clock",
+];
+
+/** The option that an unknown name was probably meant as (case, `_` and `-` ignored). */
+function suggestion(unknown: string): string {
+  const squash = (n: string): string => n.toLowerCase().replace(/[_-]/g, "");
+  const wanted = squash(unknown);
+  const aliases: Record<string, string> = { maxage: "ttl", max: "maxSize", size: "maxSize" };
+  const match = OPTION_NAMES.find((n) => squash(n) === wanted) ?? aliases[wanted];
+  return match === undefined ? "" : ` (did you mean ${match}?)`;
+}
+
 const BACKENDS: Record<string, Backend> = { memory: Backend.Memory, shared: Backend.Shared };
 const STRATEGIES: Record<string, Strategy> = {
   sieve: Strategy.Sieve,
@@ -140,8 +163,9 @@ function enumValue<E extends number>(
 /**
  * Checks `options` and fills in the defaults.
  *
- * @throws {TypeError} If an option has the wrong type, or names an unknown backend or
- * strategy.
+ * @throws {TypeError} If an option has the wrong type or an unknown name (a misspelt
+ * `maxsize` or `TTL` would otherwise fall back to a default silently), or names an unknown
+ * backend or strategy.
  * @throws {RangeError} If a number is out of range (`maxSize`, `ttl`, `maxKeySize`,
  * `maxValueSize`).
  */
@@ -149,6 +173,15 @@ export function resolveOptions(options: CacheOptions | undefined): ResolvedOptio
   if (options === undefined) options = {};
   if (options === null || typeof options !== "object") {
     fail(TypeError, "options must be an object", options);
+  }
+  for (const k of Object.keys(options)) {
+    if (!OPTION_NAMES.includes(k)) {
+      throw new TypeError(
+        `Cannot create cache: unknown option ${JSON.stringify(k)}${
+          suggestion(k)
+        }: the options are ${OPTION_NAMES.join(", ")}`,
+      );
+    }
   }
   const backend = enumValue("backend", options.backend, BACKENDS, Backend.Memory);
   const strategy = enumValue("strategy", options.strategy, STRATEGIES, Strategy.Sieve);
