@@ -15,12 +15,8 @@ import { NativeMemoryStore } from "./native_store.ts";
 import { Backend, type ResolvedOptions, Strategy } from "./options.ts";
 import type { Store } from "./store.ts";
 import { TsSieveStore } from "./ts_store.ts";
-import {
-  defaultSharedDir,
-  defaultSharedName,
-  sharedFileName,
-  SharedStore,
-} from "./shared_store.ts";
+import { defaultSharedDir, sharedFileName, SharedStore } from "./shared_store.ts";
+import { type DecorationSite, defaultSharedName } from "./_naming.ts";
 
 /**
  * Which engine backs the memory backend in this process: `"native"` when the library
@@ -38,6 +34,8 @@ function envEngine(): string | undefined {
 /**
  * Creates the store for a cache with resolved options.
  *
+ * @param site Where `cache()` was applied (part of a shared cache's default name).
+ * @throws {TypeError} If two live functions of this process get one default shared name.
  * @throws {Error} If the shared backend is asked for where it cannot work, or
  * `WARP_CACHE_ENGINE=native` and the library does not load.
  */
@@ -45,6 +43,7 @@ export function createStore(
   opts: ResolvedOptions,
   fn: (...args: never[]) => unknown,
   name: string,
+  site: DecorationSite,
 ): Store {
   if (opts.backend === Backend.Shared) {
     if (opts.strategy !== Strategy.Sieve) {
@@ -56,7 +55,7 @@ export function createStore(
     }
     const location = {
       dir: opts.dir ?? defaultSharedDir(),
-      file: sharedFileName(opts.name ?? defaultSharedName(name, String(fn))),
+      file: sharedFileName(opts.name ?? defaultSharedName(fn, name, site)),
     };
     return new SharedStore(
       location,

@@ -58,14 +58,6 @@ export function shortHash(text: string, length = 12): string {
 }
 
 /**
- * The default `name` of a shared cache (SPEC §6.3): the function's name plus a short
- * hash of its source text, so that the same code in two processes meets in one cache.
- */
-export function defaultSharedName(fnName: string, source: string): string {
-  return `${fnName || "anonymous"}-${shortHash(source, 10)}`;
-}
-
-/**
  * The file name for a cache `name`: the name with every character outside
  * `[A-Za-z0-9._-]` replaced by `_` (and no leading dot), cut to 120 characters; when that
  * changed the name, a hash of the original is appended so two names never share a file.
