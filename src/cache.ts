@@ -9,6 +9,8 @@ import { bytesToKeyString, KeyWriter } from "./key_codec.ts";
 import { Backend, type CacheOptions, type ResolvedOptions, resolveOptions } from "./options.ts";
 import { MISS, type Store } from "./store.ts";
 import { createStore } from "./engine.ts";
+import { describe } from "./_validate.ts";
+import { type DecorationSite, decorationSite } from "./_naming.ts";
 
 /** Counters and sizes of a cache, from {@linkcode CachedFunction.cacheInfo}. */
 export interface CacheInfo {
@@ -53,28 +55,40 @@ export interface CacheDecorator<I extends CacheInfo = CacheInfo> {
 const memoryWriter = new KeyWriter(256, false);
 const sharedWriter = new KeyWriter(256, true);
 
-/**
- * Key bytes of the misses under way, one reused buffer per nesting depth: a miss copies
- * its key here before user code runs (a nested cached call reuses the writer), without
- * allocating a fresh ArrayBuffer per miss.
- */
-const missKeys: Uint8Array[] = [];
-/** Addresses of `missKeys` (taken once per buffer, only for stores that use them). */
-const missPointers: (Deno.PointerValue | undefined)[] = [];
-let missDepth = 0;
+/** The key bytes of one miss under way, held from before `fn` runs until its result is
+ * stored. */
+interface HeldKey {
+  buf: Uint8Array;
+  len: number;
+  /** Address of `buf`, taken once per buffer for stores that read keys by pointer. */
+  ptr: Deno.PointerValue | undefined;
+  /** The pending-map key, when the lookup already made it. */
+  pkey: string | undefined;
+}
 
-function holdKey(src: Uint8Array, len: number, depth: number): Uint8Array {
-  let kb = missKeys[depth];
-  if (kb === undefined || kb.length < len) {
-    kb = missKeys[depth] = new Uint8Array(Math.max(256, len * 2));
-    missPointers[depth] = undefined;
+/**
+ * Free key buffers. A miss takes one before `fn` runs and gives it back once its result is
+ * stored, so every miss under way owns its bytes: a cached call made by user code at any
+ * point in between (in `fn`, a `then` getter of the result, a Proxy trap, a getter walked by
+ * the value codec) takes another one. A miss that throws never gives its buffer back; the
+ * pool makes a new one when empty.
+ */
+const keyPool: HeldKey[] = [];
+
+function holdKey(src: Uint8Array, len: number, pkey: string | undefined): HeldKey {
+  let held = keyPool.pop();
+  if (held === undefined || held.buf.length < len) {
+    held = { buf: new Uint8Array(Math.max(256, len * 2)), len: 0, ptr: undefined, pkey };
   }
+  const kb = held.buf;
   if (len <= 64) {
     for (let i = 0; i < len; i++) kb[i] = src[i]!;
   } else {
     kb.set(src.subarray(0, len));
   }
-  return kb;
+  held.len = len;
+  held.pkey = pkey;
+  return held;
 }
 
 function isThenable(value: unknown): value is PromiseLike<unknown> {
@@ -87,17 +101,38 @@ const ownClock = (): number => NaN;
 /** Default clock of the TypeScript store: monotonic. */
 const monotonicClock = (): number => performance.now();
 
+/** A user clock, checked on every read: a non-number or non-finite time is a
+ * `TypeError` on both engines (never an FFI type error or a cache that never expires). */
+function checkedClock(clock: () => number): () => number {
+  return () => {
+    const t = clock();
+    if (typeof t !== "number" || !Number.isFinite(t)) {
+      throw new TypeError(
+        `Cannot read the cache clock: clock must return a finite number of milliseconds: received ${
+          describe(t)
+        }`,
+      );
+    }
+    return t;
+  };
+}
+
+const NO_SITE: DecorationSite = { where: "", className: "" };
+
 function wrap(
   fn: AnyFunction,
   name: string,
   opts: ResolvedOptions,
   isMethod: boolean,
+  site: DecorationSite,
 ): CachedFunction<AnyFunction, CacheInfo> {
   const shared = opts.backend === Backend.Shared;
-  const store: Store = createStore(opts, fn, name);
+  const store: Store = createStore(opts, fn, name, site);
   // Without an injected clock, native stores read their own (a JS clock call costs more
   // than the whole lookup): monotonic for memory, Unix time for shared.
-  const clock = opts.clock ?? (store.ownClock ? ownClock : monotonicClock);
+  const clock = opts.clock !== undefined
+    ? checkedClock(opts.clock)
+    : (store.ownClock ? ownClock : monotonicClock);
   const keyPointer = store.keyPointer;
   const ttlOn = opts.ttl !== undefined;
   // A shared entry may be read by a handle with a ttl of its own (the ttl belongs to the
@@ -110,6 +145,11 @@ function wrap(
   const mainWriter = shared ? sharedWriter : memoryWriter;
   const pending = new Map<string, Promise<unknown>>();
   let generation = 0;
+  // What the last `lookup` that missed encoded: read by `beginMiss` right after it, with
+  // no user code in between.
+  let missWriter = mainWriter;
+  let missLen = 0;
+  let missPkey: string | undefined;
 
   function settle(
     keyBytes: Uint8Array,
@@ -134,7 +174,11 @@ function wrap(
     return joined;
   }
 
-  const cached = function (this: unknown, ...args: unknown[]): unknown {
+  /** Encodes the key and looks it up: the value, a pending computation to join, or MISS. */
+  function lookup(self: unknown, args: unknown[]): unknown {
+    // The clock first: it is user code when injected, and must not run between the key
+    // encoding and its use.
+    const now = ttlOn ? clock() : 0;
     // Encode the key into the reused writer; a nested encode (a getter calling a cached
     // function) gets a writer of its own.
     const w = mainWriter.busy ? new KeyWriter(64, shared) : mainWriter;
@@ -142,15 +186,13 @@ function wrap(
     let len: number;
     try {
       len = keyFn === undefined
-        ? w.call(this, withThis, args)
-        : w.call(this, withThis, [keyFn.apply(this, args)]);
+        ? w.call(self, withThis, args)
+        : w.call(self, withThis, [keyFn.apply(self, args)]);
     } finally {
       w.busy = false;
     }
-    const now = ttlOn ? clock() : 0;
     const hit = keyPointer ? store.get(w.buf, len, now, w.pointer()) : store.get(w.buf, len, now);
     if (hit !== MISS) return hit;
-
     let pkey: string | undefined;
     if (pending.size > 0) {
       pkey = bytesToKeyString(w.buf, len);
@@ -160,27 +202,46 @@ function wrap(
         return joined;
       }
     }
-    // Hold the key before user code runs: a nested cached call reuses the writer.
-    const depth = missDepth++;
-    const keyBytes = holdKey(w.buf, len, depth);
-    let result: unknown;
-    try {
-      result = fn.apply(this, args);
-    } finally {
-      missDepth = depth;
-    }
+    missWriter = w;
+    missLen = len;
+    missPkey = pkey;
+    return MISS;
+  }
+
+  /** Holds the key of the miss that `lookup` just reported, before user code runs. */
+  function beginMiss(): HeldKey {
+    return holdKey(missWriter.buf, missLen, missPkey);
+  }
+
+  /** Stores the result of a miss (or starts settling a Promise) and frees its key. */
+  function endMiss(held: HeldKey, result: unknown): unknown {
+    const len = held.len;
     if (isThenable(result)) {
       // The key must outlive this call: copy it.
-      const own = keyBytes.slice(0, len);
-      return settle(own, pkey ?? bytesToKeyString(own, len), result);
+      const own = held.buf.slice(0, len);
+      const pkey = held.pkey ?? bytesToKeyString(own, len);
+      keyPool.push(held);
+      return settle(own, pkey, result);
     }
+    const now = stampSets ? clock() : 0;
     if (keyPointer) {
-      const ptr = missPointers[depth] ?? (missPointers[depth] = Deno.UnsafePointer.of(keyBytes));
-      store.set(keyBytes, len, result, stampSets ? clock() : 0, false, ptr);
+      const ptr = held.ptr ?? (held.ptr = Deno.UnsafePointer.of(held.buf));
+      store.set(held.buf, len, result, now, false, ptr);
     } else {
-      store.set(keyBytes, len, result, stampSets ? clock() : 0, false);
+      store.set(held.buf, len, result, now, false);
     }
+    keyPool.push(held);
     return result;
+  }
+
+  // The frame of this function sits between every two levels of a memoized recursion, so
+  // it stays small: no try/finally, no locals beyond these (a recursion through the cache
+  // reaches at least half the depth of the same recursion uncached; see RELIABILITY.md).
+  const cached = function (this: unknown, ...args: unknown[]): unknown {
+    const hit = lookup(this, args);
+    if (hit !== MISS) return hit;
+    const held = beginMiss();
+    return endMiss(held, fn.apply(this, args));
   };
 
   Object.defineProperty(cached, "name", { value: name, configurable: true });
@@ -276,8 +337,12 @@ export function cache(options?: CacheOptions): CacheDecorator<CacheInfo> {
         `Cannot cache ${fn === null ? "null" : typeof fn}: cache(options) takes a function`,
       );
     }
-    if (context === undefined) return wrap(fn, fn.name, opts, false);
-    return wrap(fn, String(context.name), opts, true);
+    const isMethod = context !== undefined;
+    // The site is part of a shared cache's default name; the memory backend needs none.
+    const site = opts.backend === Backend.Shared && opts.name === undefined
+      ? decorationSite(isMethod)
+      : NO_SITE;
+    return wrap(fn, isMethod ? String(context.name) : fn.name, opts, isMethod, site);
   }
   return decorate as CacheDecorator<CacheInfo>;
 }

@@ -13,6 +13,8 @@ import { MISS, type Store, type StoreInfo } from "./store.ts";
 /** Largest capacity passed to Rust; larger `maxSize` (and `Infinity`) mean unbounded. */
 const MAX_NATIVE_CAPACITY = 0x7fff_ffff;
 
+const EMPTY = new Uint8Array(0);
+
 const registry = new FinalizationRegistry<{ lib: NativeSymbols; handle: Deno.PointerObject }>(
   ({ lib, handle }) => lib.warp_mem_free(handle),
 );
@@ -29,6 +31,10 @@ export class NativeMemoryStore implements Store {
   #token = {};
   /** Misses counted by Rust that joined a pending call: hits, for `info()`. */
   #joins = 0;
+  /** Set while a `set` is between its native insert and its value store (see `set`). */
+  #setting = false;
+  #pendingKey: Uint8Array = EMPTY;
+  #pendingLen = 0;
 
   /**
    * @param lib The loaded native symbols.
@@ -48,6 +54,7 @@ export class NativeMemoryStore implements Store {
   }
 
   get(key: Uint8Array, len: number, now: number, ptr?: Deno.PointerValue): unknown {
+    if (this.#setting) this.#repair();
     const r = ptr === undefined
       ? this.#lib.warp_mem_get(this.#handle, key, len, now)
       : this.#lib.warp_mem_get_ptr(this.#handle, ptr, len, now);
@@ -68,15 +75,40 @@ export class NativeMemoryStore implements Store {
     promised: boolean,
     ptr?: Deno.PointerValue,
   ): boolean {
+    if (this.#setting) this.#repair();
+    // Everything that calls a function is done before Rust inserts the key, and nothing
+    // that could throw (a stack overflow at a call) runs between the insert and the value
+    // store below. Should that still be cut short, `#setting` stays set and the next
+    // operation drops the key, so its slot never answers with another entry's value.
+    const stored = promised ? Promise.resolve(value) : value;
+    this.#pendingKey = key;
+    this.#pendingLen = len;
+    this.#setting = true;
     const r = ptr === undefined
       ? this.#lib.warp_mem_set(this.#handle, key, len, now)
       : this.#lib.warp_mem_set_ptr(this.#handle, ptr, len, now);
-    const slot = unwrap(r, "Cache insert");
-    this.#values[slot] = promised ? Promise.resolve(value) : value;
-    return true;
+    if (r >= 0) {
+      this.#values[r] = stored;
+      this.#setting = false;
+      return true;
+    }
+    this.#setting = false;
+    unwrap(r, "Cache insert");
+    return false;
+  }
+
+  /** Drops the key of a `set` that was cut short between the insert and the value store
+   * (its key buffer is the caller's, never given back for reuse after a throw). */
+  #repair(): void {
+    this.#setting = false;
+    const key = this.#pendingKey;
+    this.#pendingKey = EMPTY;
+    const slot = this.#lib.warp_mem_delete(this.#handle, key, this.#pendingLen);
+    if (slot >= 0) this.#values[slot] = undefined;
   }
 
   delete(key: Uint8Array, len: number): boolean {
+    if (this.#setting) this.#repair();
     const slot = unwrap(this.#lib.warp_mem_delete(this.#handle, key, len), "Cache delete");
     if (slot < 0) return false;
     this.#values[slot] = undefined;
@@ -89,12 +121,14 @@ export class NativeMemoryStore implements Store {
   }
 
   clear(): void {
+    this.#setting = false;
     unwrap(this.#lib.warp_mem_clear(this.#handle), "Cache clear");
     this.#values = [];
     this.#joins = 0;
   }
 
   info(): StoreInfo {
+    if (this.#setting) this.#repair();
     unwrap(this.#lib.warp_mem_info(this.#handle, this.#info), "Cache info");
     const [hits = 0, misses = 0, , , len = 0] = this.#info;
     return {

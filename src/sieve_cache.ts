@@ -81,6 +81,12 @@ export class SieveCache<K, V> implements Iterable<[K, V]> {
   #keys: (K | undefined)[] = [];
   #values: (V | undefined)[] = [];
   #clock: () => number;
+  /**
+   * Set while the queue and the index are being changed together. A throw in between (a
+   * stack overflow in the caller's recursion can strike at any call) leaves it set, and the
+   * next operation empties the cache instead of reading a half-done change.
+   */
+  #busy = false;
 
   /**
    * Creates an empty cache.
@@ -116,6 +122,7 @@ export class SieveCache<K, V> implements Iterable<[K, V]> {
 
   /** Entries held, including expired ones that no lookup has removed yet. */
   get size(): number {
+    if (this.#busy) this.#repair();
     return this.#queue.size;
   }
 
@@ -127,6 +134,7 @@ export class SieveCache<K, V> implements Iterable<[K, V]> {
    * @returns The value, or `undefined` if the key is absent or expired (then removed).
    */
   get(key: K): V | undefined {
+    if (this.#busy) this.#repair();
     const slot = this.#index.get(key);
     if (slot === undefined) return undefined;
     const queue = this.#queue;
@@ -134,7 +142,7 @@ export class SieveCache<K, V> implements Iterable<[K, V]> {
       this.#removeSlot(slot);
       return undefined;
     }
-    queue.hit(slot);
+    queue.visited[slot] = 1;
     return this.#values[slot];
   }
 
@@ -158,6 +166,7 @@ export class SieveCache<K, V> implements Iterable<[K, V]> {
    * @returns This cache.
    */
   set(key: K, value: V): this {
+    if (this.#busy) this.#repair();
     const queue = this.#queue;
     const now = queue.hasTtl ? this.#clock() : 0;
     let slot = this.#index.get(key);
@@ -166,6 +175,7 @@ export class SieveCache<K, V> implements Iterable<[K, V]> {
       this.#values[slot] = value;
       return this;
     }
+    this.#busy = true;
     if (queue.size >= queue.capacity) {
       const victim = queue.evict();
       this.#index.delete(this.#keys[victim] as K);
@@ -178,6 +188,7 @@ export class SieveCache<K, V> implements Iterable<[K, V]> {
     this.#keys[slot] = k;
     this.#values[slot] = value;
     this.#index.set(k, slot);
+    this.#busy = false;
     return this;
   }
 
@@ -198,6 +209,7 @@ export class SieveCache<K, V> implements Iterable<[K, V]> {
    * @returns Whether the key was present and fresh.
    */
   delete(key: K): boolean {
+    if (this.#busy) this.#repair();
     const slot = this.#index.get(key);
     if (slot === undefined) return false;
     const queue = this.#queue;
@@ -208,10 +220,16 @@ export class SieveCache<K, V> implements Iterable<[K, V]> {
 
   /** Removes every entry. */
   clear(): void {
+    this.#repair();
+  }
+
+  /** Empties the cache; `#busy` is cleared last, so a repair cut short is done again. */
+  #repair(): void {
     this.#queue.clear();
     this.#index.clear();
     this.#keys = [];
     this.#values = [];
+    this.#busy = false;
   }
 
   /**
@@ -222,6 +240,7 @@ export class SieveCache<K, V> implements Iterable<[K, V]> {
    * @returns An iterator of `[key, value]` pairs.
    */
   *entries(): IterableIterator<[K, V]> {
+    if (this.#busy) this.#repair();
     const queue = this.#queue;
     const now = queue.hasTtl ? this.#clock() : 0;
     const slots = queue.order();
@@ -282,6 +301,7 @@ export class SieveCache<K, V> implements Iterable<[K, V]> {
    * @returns `[key, visited]` pairs, newest first.
    */
   order(): Array<[K, boolean]> {
+    if (this.#busy) this.#repair();
     const queue = this.#queue;
     return queue.order().map((slot) => [this.#keys[slot] as K, queue.visited[slot] === 1]);
   }
@@ -292,6 +312,7 @@ export class SieveCache<K, V> implements Iterable<[K, V]> {
    * @throws {Error} On the first violation found.
    */
   validate(): void {
+    if (this.#busy) this.#repair();
     const queue = this.#queue;
     queue.validate((slot) => this.#index.get(this.#keys[slot] as K) === slot);
     if (this.#index.size !== queue.size) {
@@ -308,6 +329,7 @@ export class SieveCache<K, V> implements Iterable<[K, V]> {
 
   /** The slot of `key` if present and fresh (an expired entry is removed). */
   #freshSlot(key: K): number | undefined {
+    if (this.#busy) this.#repair();
     const slot = this.#index.get(key);
     if (slot === undefined) return undefined;
     const queue = this.#queue;
@@ -319,9 +341,11 @@ export class SieveCache<K, V> implements Iterable<[K, V]> {
   }
 
   #removeSlot(slot: number): void {
+    this.#busy = true;
     this.#index.delete(this.#keys[slot] as K);
     this.#queue.remove(slot);
     this.#keys[slot] = undefined;
     this.#values[slot] = undefined;
+    this.#busy = false;
   }
 }

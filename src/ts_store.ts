@@ -7,7 +7,7 @@
  * @module
  */
 
-import { NIL, type Policy, SieveQueue } from "./_sieve_queue.ts";
+import { NIL, type Policy, SIEVE, SieveQueue } from "./_sieve_queue.ts";
 import { checkMaxSize, checkTtl, describe } from "./_validate.ts";
 import { MISS, type Store, type StoreInfo } from "./store.ts";
 
@@ -148,6 +148,12 @@ export class TsSieveStore implements Store {
   #values: unknown[] = [];
   #hits = 0;
   #misses = 0;
+  /**
+   * Set while the queue and the index are being changed together. A throw in between (a
+   * stack overflow in the caller's recursion can strike at any call) leaves it set, and the
+   * next operation empties the store (see `#repair`) instead of reading a half-done change.
+   */
+  #busy = false;
 
   /**
    * Creates an empty store.
@@ -183,6 +189,7 @@ export class TsSieveStore implements Store {
    * @returns The stored value, or {@linkcode MISS}.
    */
   get(key: Uint8Array, len: number, now: number): unknown {
+    if (this.#busy) this.#repair();
     const slot = this.#find(key, len, hashBytes(key, len));
     if (slot === NIL) {
       this.#misses++;
@@ -190,12 +197,20 @@ export class TsSieveStore implements Store {
     }
     const queue = this.#queue;
     if (queue.hasTtl && queue.expired(slot, now)) {
+      this.#busy = true;
       this.#removeSlot(slot);
+      this.#busy = false;
       this.#misses++;
       return MISS;
     }
     this.#hits++;
-    queue.hit(slot);
+    if (queue.policy === SIEVE) {
+      queue.visited[slot] = 1;
+    } else {
+      this.#busy = true;
+      queue.hit(slot);
+      this.#busy = false;
+    }
     return this.#values[slot];
   }
 
@@ -212,6 +227,7 @@ export class TsSieveStore implements Store {
    * @returns `true`: the entry is always stored.
    */
   set(key: Uint8Array, len: number, value: unknown, now: number, promised = false): boolean {
+    if (this.#busy) this.#repair();
     if (promised) value = Promise.resolve(value);
     const hash = hashBytes(key, len);
     const queue = this.#queue;
@@ -221,17 +237,20 @@ export class TsSieveStore implements Store {
       this.#values[slot] = value;
       return true;
     }
+    const keyString = bytesToString(key, len);
+    this.#busy = true;
     if (queue.size >= queue.capacity) {
       const victim = queue.evict();
       this.#unindex(victim);
       this.#values[victim] = undefined;
     }
     slot = queue.add(now);
-    this.#keys[slot] = bytesToString(key, len);
+    this.#keys[slot] = keyString;
     this.#hashes[slot] = hash;
     this.#values[slot] = value;
     if (queue.size * 2 > this.#table.length) this.#growTable();
     this.#place(slot, hash);
+    this.#busy = false;
     return true;
   }
 
@@ -243,9 +262,12 @@ export class TsSieveStore implements Store {
    * @returns Whether the key was present (even if expired).
    */
   delete(key: Uint8Array, len: number): boolean {
+    if (this.#busy) this.#repair();
     const slot = this.#find(key, len, hashBytes(key, len));
     if (slot === NIL) return false;
+    this.#busy = true;
     this.#removeSlot(slot);
+    this.#busy = false;
     return true;
   }
 
@@ -263,13 +285,20 @@ export class TsSieveStore implements Store {
 
   /** Removes every entry and resets the counters. */
   clear(): void {
+    this.#hits = 0;
+    this.#misses = 0;
+    this.#repair();
+  }
+
+  /** Empties the store, keeping the counters; `#busy` is cleared last, so a repair cut
+   * short is done again by the next operation. */
+  #repair(): void {
     this.#queue.clear();
     this.#keys = [];
     this.#hashes = [];
     this.#values = [];
-    this.#hits = 0;
-    this.#misses = 0;
     this.#resetTable();
+    this.#busy = false;
   }
 
   /**
@@ -278,6 +307,7 @@ export class TsSieveStore implements Store {
    * @returns Hits, misses, `maxSize` as given and the number of entries held.
    */
   info(): StoreInfo {
+    if (this.#busy) this.#repair();
     return {
       hits: this.#hits,
       misses: this.#misses,
@@ -296,6 +326,7 @@ export class TsSieveStore implements Store {
    * @returns `[key, visited]` pairs, newest first.
    */
   order(): Array<[string, boolean]> {
+    if (this.#busy) this.#repair();
     const queue = this.#queue;
     return queue.order().map((slot) => [this.#keys[slot]!, queue.visited[slot] === 1]);
   }
@@ -306,6 +337,7 @@ export class TsSieveStore implements Store {
    * @throws {Error} On the first violation found.
    */
   validate(): void {
+    if (this.#busy) this.#repair();
     const queue = this.#queue;
     queue.validate((slot) => {
       const key = this.#keys[slot];
