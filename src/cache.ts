@@ -57,13 +57,13 @@ const sharedWriter = new KeyWriter(256, true);
 
 /** The key bytes of one miss under way, held from before `fn` runs until its result is
  * stored. */
-interface HeldKey {
-  buf: Uint8Array;
-  len: number;
+class HeldKey {
+  len = 0;
   /** Address of `buf`, taken once per buffer for stores that read keys by pointer. */
-  ptr: Deno.PointerValue | undefined;
+  ptr: Deno.PointerValue | undefined = undefined;
   /** The pending-map key, when the lookup already made it. */
-  pkey: string | undefined;
+  pkey: string | undefined = undefined;
+  constructor(public buf: Uint8Array) {}
 }
 
 /**
@@ -78,7 +78,7 @@ const keyPool: HeldKey[] = [];
 function holdKey(src: Uint8Array, len: number, pkey: string | undefined): HeldKey {
   let held = keyPool.pop();
   if (held === undefined || held.buf.length < len) {
-    held = { buf: new Uint8Array(Math.max(256, len * 2)), len: 0, ptr: undefined, pkey };
+    held = new HeldKey(new Uint8Array(Math.max(256, len * 2)));
   }
   const kb = held.buf;
   if (len <= 64) {
@@ -145,11 +145,6 @@ function wrap(
   const mainWriter = shared ? sharedWriter : memoryWriter;
   const pending = new Map<string, Promise<unknown>>();
   let generation = 0;
-  // What the last `lookup` that missed encoded: read by `beginMiss` right after it, with
-  // no user code in between.
-  let missWriter = mainWriter;
-  let missLen = 0;
-  let missPkey: string | undefined;
 
   function settle(
     keyBytes: Uint8Array,
@@ -174,7 +169,8 @@ function wrap(
     return joined;
   }
 
-  /** Encodes the key and looks it up: the value, a pending computation to join, or MISS. */
+  /** Encodes the key and looks it up: the value, a pending computation to join, or, for a
+   * miss, the key held for it (a {@linkcode HeldKey}, which no user value can be). */
   function lookup(self: unknown, args: unknown[]): unknown {
     // The clock first: it is user code when injected, and must not run between the key
     // encoding and its use.
@@ -202,15 +198,8 @@ function wrap(
         return joined;
       }
     }
-    missWriter = w;
-    missLen = len;
-    missPkey = pkey;
-    return MISS;
-  }
-
-  /** Holds the key of the miss that `lookup` just reported, before user code runs. */
-  function beginMiss(): HeldKey {
-    return holdKey(missWriter.buf, missLen, missPkey);
+    // A miss: hold the key before user code runs (a nested cached call reuses the writer).
+    return holdKey(w.buf, len, pkey);
   }
 
   /** Stores the result of a miss (or starts settling a Promise) and frees its key. */
@@ -238,10 +227,9 @@ function wrap(
   // it stays small: no try/finally, no locals beyond these (a recursion through the cache
   // reaches at least half the depth of the same recursion uncached; see RELIABILITY.md).
   const cached = function (this: unknown, ...args: unknown[]): unknown {
-    const hit = lookup(this, args);
-    if (hit !== MISS) return hit;
-    const held = beginMiss();
-    return endMiss(held, fn.apply(this, args));
+    const r = lookup(this, args);
+    if (!(r instanceof HeldKey)) return r;
+    return endMiss(r, fn.apply(this, args));
   };
 
   Object.defineProperty(cached, "name", { value: name, configurable: true });
