@@ -146,7 +146,8 @@ pub struct Header {
     /// 280: entries evicted by SIEVE to make room (exact: only written under the lock).
     pub evictions: AtomicU64,
     /// 288: stripe of the next handle opened, modulo [`STRIPES`] (round robin, so that
-    /// the first handles of all processes get distinct stripes).
+    /// the first handles of all processes get distinct stripes). Taken with an atomic
+    /// add at open, without the lock.
     pub next_stripe: AtomicU32,
     /// 292..320: reserved.
     pub _pad5: [u32; 7],

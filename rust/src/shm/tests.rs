@@ -509,7 +509,7 @@ fn a_writer_waits_for_a_live_holder() {
     let p2 = p.clone();
     let waiter = std::thread::spawn(move || {
         let t = Instant::now();
-        let o = open(&p2, 8); // open checks the structure under the lock: it waits too
+        let o = open(&p2, 8); // the open check takes no lock; the set below waits
         o.set(b"k", b"v", 0.0).unwrap();
         t.elapsed()
     });
