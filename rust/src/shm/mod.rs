@@ -135,6 +135,13 @@ impl ShmStore {
     /// most `capacity` entries with keys up to `max_key_size` and values up to
     /// `max_value_size` bytes. Entries expire `ttl_ms` ms after insertion, as judged by
     /// this handle (`ttl_ms <= 0` or not finite: never).
+    ///
+    /// A valid file of other sizes that another handle (of any process, this one
+    /// included) has open is adopted, not replaced: the handle shares it with the running
+    /// processes and works with the file's sizes, which [`ShmStore::params`] and
+    /// [`ShmStore::info`] report (the caller compares them with what it asked for and
+    /// warns). A file of other sizes that no one has open is replaced by one of the sizes
+    /// asked for. See [`region`].
     pub fn open(
         path: &Path,
         capacity: u32,
@@ -149,8 +156,9 @@ impl ShmStore {
             )
         })?;
         let region = Region::open(path, params)?;
-        // SAFETY: the region maps `params.file_size` bytes (page-aligned) whose header was
-        // validated against `params`, and is kept alive in the same struct as the table.
+        // SAFETY: the region maps `region.params().file_size` bytes (page-aligned) whose
+        // identity line matches `region.params()`, and is kept alive in the same struct as
+        // the table.
         let table = unsafe { Table::new(region.base(), region.params()) };
         let local = lock::local_for(region.file_id());
         let store = ShmStore {

@@ -1,7 +1,7 @@
 //! Tests of opening a shared cache file: the cost of the open check, and files whose
 //! parameters differ from the ones asked for.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
@@ -190,4 +190,192 @@ fn the_open_check_finds_every_broken_invariant() {
     expect_broken("a wrong tail", "tail is not the last entry");
     h.tail.store(tail, Ordering::Relaxed);
     t.validate().unwrap();
+}
+
+/// Sizes asked for and found, as (capacity, max key size, max value size).
+fn sizes(s: &ShmStore) -> (u32, u32, u32) {
+    let p = s.params();
+    (p.capacity, p.max_key_size, p.max_value_size)
+}
+
+fn hit(s: &ShmStore, key: &[u8]) -> Option<Vec<u8>> {
+    let mut out = vec![0u8; s.params().max_value_size as usize];
+    match s.get(key, &mut out, 0.0).unwrap() {
+        Get::Hit(n) => Some(out[..n].to_vec()),
+        Get::Miss => None,
+        Get::TooSmall(n) => panic!("buffer too small: {n}"),
+    }
+}
+
+/// Regression (red team, item 8): two handles opening one name with other sizes
+/// silently stopped sharing (the second replaced the file under the first). Now a file
+/// in use is adopted: both share entries, counters and clears, with the file's sizes.
+#[test]
+fn a_file_in_use_is_adopted_with_its_sizes_by_a_handle_asking_for_others() {
+    let d = TempDir::new();
+    let p = d.file("c");
+    let a = ShmStore::open(&p, 4, 64, 256, 0.0).unwrap();
+    let size = std::fs::metadata(&p).unwrap().len();
+    a.set(b"x", b"1", 0.0).unwrap();
+    let b = ShmStore::open(&p, 8, 32, 512, 0.0).unwrap();
+    assert_eq!(sizes(&b), (4, 64, 256), "the file's sizes");
+    assert_eq!(b.info().capacity, 4);
+    assert_eq!(b.info().max_value_size, 256);
+    assert_eq!(std::fs::metadata(&p).unwrap().len(), size, "not recreated");
+    assert_eq!(hit(&b, b"x").as_deref(), Some(&b"1"[..]), "shares entries");
+    b.set(b"y", b"2", 0.0).unwrap();
+    assert_eq!(hit(&a, b"y").as_deref(), Some(&b"2"[..]));
+    // A key over the size asked for but within the file's: stored, by the file's sizes.
+    assert_eq!(b.set(&[7u8; 40], b"k", 0.0).unwrap(), Set::Stored);
+    assert_eq!(b.set(b"z", &[0u8; 300], 0.0).unwrap(), Set::Skipped);
+    let (ia, ib) = (a.info(), b.info());
+    assert_eq!((ia.hits, ia.misses, ia.oversize_skips), (2, 0, 1));
+    assert_eq!(
+        (ia.hits, ia.misses, ia.oversize_skips, ia.len),
+        (ib.hits, ib.misses, ib.oversize_skips, ib.len)
+    );
+    b.clear().unwrap();
+    assert_eq!(a.len(), 0, "shares clears");
+    // Adopted while any handle has it: `a` closes, `b` keeps it open.
+    drop(a);
+    let c = ShmStore::open(&p, 16, 64, 256, 0.0).unwrap();
+    assert_eq!(sizes(&c), (4, 64, 256));
+    drop(b);
+    drop(c);
+    // No one has it open: recreated with the sizes asked for.
+    let e = ShmStore::open(&p, 16, 64, 256, 0.0).unwrap();
+    assert_eq!(sizes(&e), (16, 64, 256));
+    assert_eq!(
+        std::fs::metadata(&p).unwrap().len(),
+        layout::Params::new(16, 64, 256).unwrap().file_size
+    );
+}
+
+/// Runs in a child process (see below): opens the file named by the environment with
+/// the sizes it names, stores `child`, prints its sizes, and keeps the file open until
+/// its standard input closes.
+#[test]
+fn child_opener_helper() {
+    let Ok(path) = std::env::var("WARP_SHM_OPEN_CHILD") else {
+        return;
+    };
+    let cap: u32 = std::env::var("WARP_SHM_OPEN_CAP").unwrap().parse().unwrap();
+    let s = ShmStore::open(Path::new(&path), cap, 64, 256, 0.0).unwrap();
+    s.set(b"child", b"c", 0.0).unwrap();
+    let seen = hit(&s, b"parent").is_some();
+    println!("open {} {seen}", s.params().capacity);
+    let mut line = String::new();
+    let _ = std::io::stdin().read_line(&mut line);
+}
+
+/// A child running [`child_opener_helper`], and its output.
+struct Child {
+    process: std::process::Child,
+    out: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl Child {
+    /// Lets the child close its handle and end; checks that it succeeded.
+    fn finish(mut self) {
+        use std::io::Read;
+        drop(self.process.stdin.take());
+        let mut rest = String::new();
+        let _ = self.out.read_to_string(&mut rest);
+        assert!(self.process.wait().unwrap().success(), "child: {rest}");
+    }
+}
+
+fn spawn_child(p: &Path, cap: u32) -> (Child, String) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "shm::open_tests::child_opener_helper",
+            "--nocapture",
+            "--quiet",
+        ])
+        .env("WARP_SHM_OPEN_CHILD", p)
+        .env("WARP_SHM_OPEN_CAP", cap.to_string())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.starts_with("open ") {
+        line.clear();
+        assert_ne!(
+            out.read_line(&mut line).unwrap(),
+            0,
+            "the child ended early"
+        );
+    }
+    let line = line.trim().to_owned();
+    (
+        Child {
+            process: child,
+            out,
+        },
+        line,
+    )
+}
+
+/// The same across processes: a process that opens a file in use by another with other
+/// sizes adopts it (both ways round), and shares its entries.
+#[test]
+fn two_processes_with_other_sizes_share_one_file() {
+    let d = TempDir::new();
+    let p = d.file("c");
+    // The child first: this process adopts the child's file.
+    let (child, line) = spawn_child(&p, 4);
+    assert_eq!(line, "open 4 false");
+    let s = ShmStore::open(&p, 8, 64, 256, 0.0).unwrap();
+    assert_eq!(sizes(&s), (4, 64, 256));
+    assert_eq!(hit(&s, b"child").as_deref(), Some(&b"c"[..]));
+    child.finish();
+    // This process first: the child adopts this file.
+    s.set(b"parent", b"p", 0.0).unwrap();
+    let (child, line) = spawn_child(&p, 32);
+    assert_eq!(
+        line, "open 4 true",
+        "the child adopted the file and saw our entry"
+    );
+    child.finish();
+    assert_eq!(hit(&s, b"child").as_deref(), Some(&b"c"[..]));
+}
+
+/// Handles asking for two different sizes at once, on a fresh file and on a file of a
+/// third size that no one has open, always end on one shared file.
+#[test]
+fn threads_opening_with_other_sizes_at_once_agree_on_one_file() {
+    use std::sync::{Arc, Barrier};
+    let d = TempDir::new();
+    for round in 0..10u8 {
+        let p = d.file(&format!("c{round}"));
+        if round % 2 == 1 {
+            drop(ShmStore::open(&p, 64, 64, 256, 0.0).unwrap()); // a third size, closed
+        }
+        let barrier = Arc::new(Barrier::new(6));
+        let joins: Vec<_> = (0..6u8)
+            .map(|t| {
+                let (p, barrier) = (p.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    let cap = if t % 2 == 0 { 8 } else { 16 };
+                    let s = ShmStore::open(&p, cap, 64, 256, 0.0).unwrap();
+                    s.set(&[t], &[t], 0.0).unwrap();
+                    s
+                })
+            })
+            .collect();
+        let stores: Vec<ShmStore> = joins.into_iter().map(|j| j.join().unwrap()).collect();
+        let first = sizes(&stores[0]);
+        assert!(first.0 == 8 || first.0 == 16, "{first:?}");
+        for s in &stores {
+            assert_eq!(sizes(s), first, "round {round}: one file for all");
+            for t in 0..6u8 {
+                assert_eq!(hit(s, &[t]).as_deref(), Some(&[t][..]), "round {round}");
+            }
+        }
+    }
 }
