@@ -186,7 +186,11 @@ fn io(what: String, e: &std::io::Error) -> ShmError {
 }
 
 fn cstring(bytes: &[u8], shown: &str) -> Result<CString, ShmError> {
-    CString::new(bytes).map_err(|_| invalid(format!("cache path contains a NUL byte: {shown}")))
+    CString::new(bytes).map_err(|_| {
+        invalid(format!(
+            "Cannot open a shared cache: the path contains a NUL byte: {shown}"
+        ))
+    })
 }
 
 /// Creates `dir` (mode 0700) if it is missing, checks it, and opens it.
