@@ -307,9 +307,14 @@ Deno.test("SharedStore: reopening a full file of 200k entries costs about its fi
     const fill = performance.now() - t;
     assert.equal(s.info().currentSize, n);
     s.close();
-    t = performance.now();
+    // The best of three reopens: a preemption on a busy machine is not the check's cost.
+    let reopen = Infinity;
+    for (let i = 0; i < 3; i++) {
+      t = performance.now();
+      open(dir, n, 16, 16, "full.warp").close();
+      reopen = Math.min(reopen, performance.now() - t);
+    }
     const r = open(dir, n, 16, 16, "full.warp");
-    const reopen = performance.now() - t;
     assert.equal(r.info().currentSize, n, "every entry kept");
     view.setFloat64(0, n - 1);
     assert.equal(r.get(key, 8, NaN), n - 1);
