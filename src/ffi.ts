@@ -11,7 +11,7 @@
  */
 
 /** ABI version that this table matches; see `ABI_VERSION` in `rust/src/ffi/mod.rs`. */
-export const ABI_VERSION = 1;
+export const ABI_VERSION = 2;
 
 /**
  * `warp_mem_get` reports "expired" as `EXPIRED_BASE - slot` (see `rust/src/ffi/mem.rs`).
@@ -105,6 +105,10 @@ export const symbols = {
   },
   // (h) -> status: turns one counted miss into a hit (single-flight joins)
   warp_shm_count_hit: { parameters: ["pointer"], result: "i32", optional: true },
+  // (capacity, max_key_size, max_value_size) -> bytes of the cache file (f64, exact)
+  warp_shm_file_size: { parameters: ["u32", "u32", "u32"], result: "f64", optional: true },
+  // () -> largest cache file in bytes (64 GiB)
+  warp_shm_max_file_size: { parameters: [], result: "f64", optional: true },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 /** The loaded library's symbols. */

@@ -18,7 +18,7 @@ import {
   nativeLoadError,
   type NativeSymbols,
 } from "./ffi.ts";
-import { CacheError, unwrap } from "./errors.ts";
+import { CacheError, Status, unwrap } from "./errors.ts";
 import { MISS, type Store, type StoreInfo } from "./store.ts";
 import { decodeValueIn, encodeValue, isPromised } from "./value_codec.ts";
 
@@ -74,23 +74,67 @@ const registry = new FinalizationRegistry<{ lib: NativeSymbols; handle: Deno.Poi
   ({ lib, handle }) => lib.warp_shm_close!(handle),
 );
 
+/**
+ * Index of each `f64` that `warp_shm_info` writes (`rust/src/ffi/shm.rs`); its order is
+ * pinned by `tests/shared_store_test.ts`.
+ */
+export const SHM_INFO = {
+  hits: 0,
+  misses: 1,
+  oversizeSkips: 2,
+  currentSize: 3,
+  maxSize: 4,
+  evictions: 5,
+  maxKeySize: 6,
+  maxValueSize: 7,
+} as const;
+
+/** Number of fields of {@linkcode SHM_INFO}. */
+const SHM_INFO_FIELDS = 8;
+
+/**
+ * The size in bytes of a shared cache file, from the library's one formula (see
+ * README "Shared backend": `512 + 8 × tableSize + (maxSize + 1) × slotSize`).
+ */
+export function sharedFileSize(
+  lib: NativeSymbols,
+  maxSize: number,
+  maxKeySize: number,
+  maxValueSize: number,
+): number {
+  return lib.warp_shm_file_size!(maxSize, maxKeySize, maxValueSize);
+}
+
 /** A {@linkcode Store} over a native shared store handle. */
 export class SharedStore implements Store {
   readonly ownClock = true;
   readonly keyPointer = true;
   /** Path of the cache file. */
   readonly path: string;
+  /** Most entries of the file in use (the file's, when it was adopted). */
+  readonly maxSize: number;
+  /** Largest key in bytes of the file in use. */
+  readonly maxKeySize: number;
+  /** Largest encoded value in bytes of the file in use. */
+  readonly maxValueSize: number;
   #lib: NativeSymbols;
   #handle: Deno.PointerObject | null;
   #out: Uint8Array;
   #outView: DataView;
   #outPtr: Deno.PointerValue;
-  #info = new Float64Array(8);
+  #info = new Float64Array(SHM_INFO_FIELDS);
   #fnName: string;
   #token = {};
 
   /**
    * Opens (or creates) the shared cache file `dir/file`.
+   *
+   * When the file exists, is valid, has other sizes and another handle (of any process,
+   * this one included) has it open, this store ADOPTS the file's sizes, so that it shares
+   * entries and counters with the running processes, and warns once (`console.warn`)
+   * naming the file, the sizes asked for, the sizes in use and how to change them.
+   * {@linkcode SharedStore.maxSize}, `maxKeySize` and `maxValueSize` are the sizes in use.
+   * When no one has it open, the file is recreated with the sizes asked for.
    *
    * @param location Directory and file name.
    * @param maxSize Most entries (1 to 2^24).
@@ -100,6 +144,7 @@ export class SharedStore implements Store {
    * @param fnName Name of the cached function, for error messages.
    * @throws {Error} If the platform has no shared memory (Windows) or the native library
    * is missing.
+   * @throws {RangeError} If the sizes make a file larger than the library's limit (64 GiB).
    * @throws {CacheError} If the file cannot be opened or created (a symlink, a file of
    * another user, a full file system...).
    */
@@ -124,6 +169,13 @@ export class SharedStore implements Store {
         }: ${BUILD_HINT}`,
       );
     }
+    const size = sharedFileSize(lib, maxSize, maxKeySize, maxValueSize);
+    const limit = lib.warp_shm_max_file_size!();
+    if (size > limit) {
+      throw new RangeError(
+        `Cannot create cache: maxSize, maxKeySize and maxValueSize must make a shared cache file of at most ${limit} bytes (64 GiB): received maxSize ${maxSize}, maxKeySize ${maxKeySize} and maxValueSize ${maxValueSize}, a file of ${size} bytes`,
+      );
+    }
     this.#lib = lib;
     this.#fnName = fnName || "(anonymous)";
     this.path = `${location.dir.replace(/\/+$/, "")}/${location.file}`;
@@ -136,14 +188,32 @@ export class SharedStore implements Store {
       maxValueSize,
       ttl ?? 0,
     );
-    if (handle === null) {
-      throw new CacheError(-3, `Cannot open the shared cache ${this.path}: ${nativeLastError()}`);
-    }
+    // The library's message names the file and the reason ("Cannot open ...").
+    if (handle === null) throw new CacheError(Status.Io, nativeLastError());
     this.#handle = handle;
-    this.#out = new Uint8Array(maxValueSize);
+    registry.register(this, { lib, handle }, this.#token);
+    // The sizes in use: the file's, which differ from those asked for when it was adopted.
+    const info = this.#readInfo();
+    this.maxSize = info[SHM_INFO.maxSize]!;
+    this.maxKeySize = info[SHM_INFO.maxKeySize]!;
+    this.maxValueSize = info[SHM_INFO.maxValueSize]!;
+    if (
+      this.maxSize !== maxSize || this.maxKeySize !== maxKeySize ||
+      this.maxValueSize !== maxValueSize
+    ) {
+      console.warn(
+        `@warp/cache: the shared cache file ${this.path} is in use with other sizes, which this cache adopts so that it shares entries and counters with the processes using it: asked for maxSize ${maxSize}, maxKeySize ${maxKeySize}, maxValueSize ${maxValueSize}; in use: maxSize ${this.maxSize}, maxKeySize ${this.maxKeySize}, maxValueSize ${this.maxValueSize}; to change them, stop every process that uses the file (or remove it: \`rm ${this.path}\`; processes that still have it open keep the old file until they restart), or give this cache another \`name\``,
+      );
+    }
+    // Every value of the file fits: a larger adopted maxValueSize must not fail hits.
+    this.#out = new Uint8Array(this.maxValueSize);
     this.#outView = new DataView(this.#out.buffer);
     this.#outPtr = Deno.UnsafePointer.of(this.#out);
-    registry.register(this, { lib, handle }, this.#token);
+  }
+
+  #readInfo(): Float64Array {
+    unwrap(this.#lib.warp_shm_info!(this.#handle, this.#info), "Shared cache info");
+    return this.#info;
   }
 
   get(key: Uint8Array, len: number, now: number, ptr?: Deno.PointerValue): unknown {
@@ -198,9 +268,14 @@ export class SharedStore implements Store {
   }
 
   info(): StoreInfo {
-    unwrap(this.#lib.warp_shm_info!(this.#handle, this.#info), "Shared cache info");
-    const [hits = 0, misses = 0, oversizeSkips = 0, len = 0, capacity = 0] = this.#info;
-    return { hits, misses, maxSize: capacity, currentSize: len, oversizeSkips };
+    const i = this.#readInfo();
+    return {
+      hits: i[SHM_INFO.hits]!,
+      misses: i[SHM_INFO.misses]!,
+      maxSize: i[SHM_INFO.maxSize]!,
+      currentSize: i[SHM_INFO.currentSize]!,
+      oversizeSkips: i[SHM_INFO.oversizeSkips]!,
+    };
   }
 
   close(): void {

@@ -48,7 +48,9 @@ unsafe fn with_shm(h: *const ShmStore, f: impl FnOnce(&ShmStore) -> i32) -> i32 
 /// `max_key_size` bytes (1 to 1 MiB) and values up to `max_value_size` bytes (1 to
 /// 64 MiB). Entries expire `ttl_ms` ms after insertion as judged by this handle
 /// (`<= 0` or not finite: never); the TTL is not part of the file. Creates the parent
-/// directory (mode 0700) if it is missing. Returns null on failure, with the reason in
+/// directory (mode 0700) if it is missing. A valid file of other sizes that another
+/// handle has open is adopted with its sizes (see `ShmStore::open`): `warp_shm_info`
+/// reports the sizes in use (capacity, max key size, max value size). Returns null on failure, with the reason in
 /// `warp_last_error` (a symbolic link, a file of another user, a full file system,
 /// bad sizes...).
 ///
@@ -83,6 +85,21 @@ pub unsafe extern "C" fn warp_shm_open(
         }
     });
     handle
+}
+
+/// The size in bytes of a shared cache file for `capacity` entries, keys up to
+/// `max_key_size` and values up to `max_value_size` bytes (the formula of
+/// `Params`, `rust/src/shm/layout.rs`, whatever the limits), so that callers check sizes
+/// before opening with the one formula. An `f64`: exact (at most about 2^50).
+#[unsafe(no_mangle)]
+pub extern "C" fn warp_shm_file_size(capacity: u32, max_key_size: u32, max_value_size: u32) -> f64 {
+    crate::shm::layout::file_size_of(capacity, max_key_size, max_value_size) as f64
+}
+
+/// The largest shared cache file, in bytes (64 GiB): a larger one is refused at open.
+#[unsafe(no_mangle)]
+pub extern "C" fn warp_shm_max_file_size() -> f64 {
+    crate::shm::layout::MAX_FILE_SIZE as f64
 }
 
 /// Closes a handle (unmaps the file; the file stays). Null is a no-op.
@@ -317,6 +334,30 @@ mod tests {
             warp_shm_close(h);
             warp_shm_close(std::ptr::null_mut());
         }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_file_size_export_is_the_size_of_the_real_file() {
+        let dir = std::env::temp_dir().join(format!("warp-shm-ffi-size-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        for (cap, k, v) in [(1, 1, 1), (3, 16, 32), (100, 512, 4096), (1000, 7, 9)] {
+            let path = dir.join(format!("c{cap}"));
+            let p = path.as_os_str().as_bytes();
+            // SAFETY: `p` is valid for its length; the handle is closed once.
+            unsafe {
+                let h = warp_shm_open(p.as_ptr(), p.len() as u32, cap, k, v, 0.0);
+                assert!(!h.is_null(), "{}", last_error());
+                warp_shm_close(h);
+            }
+            let real = std::fs::metadata(&path).unwrap().len();
+            assert_eq!(warp_shm_file_size(cap, k, v), real as f64, "{cap} {k} {v}");
+        }
+        assert_eq!(warp_shm_max_file_size(), (64u64 << 30) as f64);
+        // Over the limit: still computed, exactly (about 2^50 at most).
+        let max = warp_shm_file_size(1 << 24, 1 << 20, 64 << 20);
+        assert!(max > warp_shm_max_file_size());
+        assert_eq!(max as u64 as f64, max);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -146,7 +146,8 @@ pub struct Header {
     /// 280: entries evicted by SIEVE to make room (exact: only written under the lock).
     pub evictions: AtomicU64,
     /// 288: stripe of the next handle opened, modulo [`STRIPES`] (round robin, so that
-    /// the first handles of all processes get distinct stripes).
+    /// the first handles of all processes get distinct stripes). Taken with an atomic
+    /// add at open, without the lock.
     pub next_stripe: AtomicU32,
     /// 292..320: reserved.
     pub _pad5: [u32; 7],
@@ -256,6 +257,27 @@ pub fn checksum(
     h.finish()
 }
 
+/// Bytes of one slot: the slot header, the key and value areas, rounded up to 8.
+pub fn slot_size_of(max_key_size: u32, max_value_size: u32) -> u64 {
+    (SLOT_HEADER_SIZE as u64 + u64::from(max_key_size) + u64::from(max_value_size))
+        .next_multiple_of(8)
+}
+
+/// Buckets of the hash table: `2 * capacity` rounded up to a power of two, at least 8.
+pub fn table_size_of(capacity: u32) -> u64 {
+    (u64::from(capacity) * 2).next_power_of_two().max(8)
+}
+
+/// Size in bytes of the file for these parameters (the one formula, given in the README
+/// as `512 + 8 * tableSize + (maxSize + 1) * slotSize`): the header, the table, and
+/// `capacity + 1` slots (see [`VERSION`] 2). Not checked against [`MAX_FILE_SIZE`]; the
+/// largest parameters give about 2^50, exact as an `f64`.
+pub fn file_size_of(capacity: u32, max_key_size: u32, max_value_size: u32) -> u64 {
+    HEADER_SIZE as u64
+        + table_size_of(capacity) * BUCKET_SIZE as u64
+        + (u64::from(capacity) + 1) * slot_size_of(max_key_size, max_value_size)
+}
+
 /// The parameters of a file, validated: every size and offset derived from them fits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Params {
@@ -287,11 +309,10 @@ impl Params {
                 "max_value_size must be between 1 and {MAX_VALUE_SIZE}: received {max_value_size}"
             ));
         }
-        let slot = SLOT_HEADER_SIZE as u64 + u64::from(max_key_size) + u64::from(max_value_size);
-        let slot = slot.next_multiple_of(8);
-        let table = (u64::from(capacity) * 2).next_power_of_two().max(8);
+        let slot = slot_size_of(max_key_size, max_value_size);
+        let table = table_size_of(capacity);
         let slots = capacity + 1;
-        let file = HEADER_SIZE as u64 + table * BUCKET_SIZE as u64 + u64::from(slots) * slot;
+        let file = file_size_of(capacity, max_key_size, max_value_size);
         if file > MAX_FILE_SIZE {
             return Err(format!(
                 "the cache file would take {file} bytes, more than {MAX_FILE_SIZE}: lower capacity or the key and value sizes"

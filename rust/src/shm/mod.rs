@@ -56,6 +56,10 @@ use table::{Corrupt, Read, Table, mark_visited};
 /// Lock-free read attempts before a reader falls back to the lock.
 const READ_ATTEMPTS: u32 = 256;
 
+/// Lock-free attempts of the check at open before it takes the lock (see
+/// [`ShmStore::check_at_open`]).
+const OPEN_CHECK_ATTEMPTS: u32 = 4;
+
 /// An error of the shared store: a status for the C ABI and a message.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ShmError {
@@ -131,6 +135,13 @@ impl ShmStore {
     /// most `capacity` entries with keys up to `max_key_size` and values up to
     /// `max_value_size` bytes. Entries expire `ttl_ms` ms after insertion, as judged by
     /// this handle (`ttl_ms <= 0` or not finite: never).
+    ///
+    /// A valid file of other sizes that another handle (of any process, this one
+    /// included) has open is adopted, not replaced: the handle shares it with the running
+    /// processes and works with the file's sizes, which [`ShmStore::params`] and
+    /// [`ShmStore::info`] report (the caller compares them with what it asked for and
+    /// warns). A file of other sizes that no one has open is replaced by one of the sizes
+    /// asked for. See [`region`].
     pub fn open(
         path: &Path,
         capacity: u32,
@@ -145,8 +156,9 @@ impl ShmStore {
             )
         })?;
         let region = Region::open(path, params)?;
-        // SAFETY: the region maps `params.file_size` bytes (page-aligned) whose header was
-        // validated against `params`, and is kept alive in the same struct as the table.
+        // SAFETY: the region maps `region.params().file_size` bytes (page-aligned) whose
+        // identity line matches `region.params()`, and is kept alive in the same struct as
+        // the table.
         let table = unsafe { Table::new(region.base(), region.params()) };
         let local = lock::local_for(region.file_id());
         let store = ShmStore {
@@ -157,13 +169,68 @@ impl ShmStore {
             stripe: 0,
             local,
         };
-        // A file that passes the identity check may still hold a structure that is
-        // inconsistent without any single operation noticing (found by fuzzing: garbage
-        // queue links that looked plausible). Check it all once, under the lock, at open;
-        // O(capacity) plus the checksums of the live entries. A rebuild for corruption
-        // resets the counters (see `locked`); implausible counters are reset even when
-        // the structure is fine (garbage over the counter lines only).
-        let stripe = store.locked(|t| {
+        store.check_at_open()?;
+        // Round robin over the stripes; an atomic add, so no lock is needed.
+        let next = store
+            .table
+            .header()
+            .next_stripe
+            .fetch_add(1, Ordering::Relaxed);
+        let stripe = next as usize % layout::STRIPES;
+        Ok(ShmStore { stripe, ..store })
+    }
+
+    /// Checks the whole structure once at open, and repairs it when it is inconsistent.
+    ///
+    /// A file that passes the identity check may still hold a structure that is
+    /// inconsistent without any single operation noticing (found by fuzzing: garbage
+    /// queue links that looked plausible), so open checks every invariant
+    /// ([`Table::check`]: O(capacity) plus the checksums of the live entries).
+    ///
+    /// The check runs first without the lock, against a seqlock snapshot: when the
+    /// sequence counter is even and unchanged around it, what it saw was a state that
+    /// some writer left complete, and a pass needs nothing more. So reopening a valid
+    /// file (a restarted worker) stalls no other process: readers never wait on it and
+    /// writers do not either. A check that a writer interrupts (the counter moved; it is
+    /// polled during the check, see [`table::CHECK_POLL`]) is retried
+    /// [`OPEN_CHECK_ATTEMPTS`] times. Only then, or when the file was seen inconsistent,
+    /// is it checked again under the write lock with the counter left even (readers go
+    /// on; writers wait for one check), and only a file still inconsistent there, or
+    /// left mid-write by a dead writer (odd counter), is rebuilt (see [`Self::locked`]).
+    /// A rebuild for corruption resets the counters; implausible counters are reset even
+    /// when the structure is fine (garbage over the counter lines only).
+    fn check_at_open(&self) -> Result<(), ShmError> {
+        let h = self.table.header();
+        for attempt in 0..OPEN_CHECK_ATTEMPTS {
+            let s1 = h.seq.load(Ordering::Acquire);
+            if s1 & 1 == 0 {
+                let r = self.table.check(|| h.seq.load(Ordering::Relaxed) != s1);
+                fence(Ordering::Acquire);
+                if h.seq.load(Ordering::Relaxed) == s1 {
+                    if r.is_ok() && self.table.counters_plausible() {
+                        return Ok(());
+                    }
+                    break; // seen inconsistent: check again, and repair, under the lock
+                }
+            }
+            // A writer is at work: let it finish.
+            if attempt < 2 {
+                std::thread::yield_now();
+            } else {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        }
+        {
+            let _held = lock::acquire(&h.lock, &self.local);
+            // Writers wait; the counter stays even, so readers do not.
+            if h.seq.load(Ordering::Relaxed) & 1 == 0
+                && self.table.validate().is_ok()
+                && self.table.counters_plausible()
+            {
+                return Ok(());
+            }
+        }
+        self.locked(|t| {
             if t.validate().is_err() {
                 t.rebuild();
                 t.reset_counters();
@@ -171,12 +238,8 @@ impl ShmStore {
             if !t.counters_plausible() {
                 t.reset_counters();
             }
-            let h = t.header();
-            let next = h.next_stripe.load(Ordering::Relaxed);
-            h.next_stripe.store(next.wrapping_add(1), Ordering::Relaxed);
-            Ok(next as usize % layout::STRIPES)
-        })?;
-        Ok(ShmStore { stripe, ..store })
+            Ok(())
+        })
     }
 
     /// Takes the write lock as a writer of this handle would, without changing anything
@@ -463,5 +526,7 @@ fn backoff(attempt: u32) {
     }
 }
 
+#[cfg(test)]
+mod open_tests;
 #[cfg(test)]
 mod tests;

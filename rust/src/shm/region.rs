@@ -20,6 +20,29 @@
 //!   agree on one new file.
 //! - A process that still maps a file that was replaced keeps using the old file: a
 //!   handle's parameters never change under it.
+//!
+//! Files in use keep their parameters. Every handle holds, for its lifetime, an open
+//! file description locked for reading (`fcntl` `F_OFD_SETLK`, `F_RDLCK`) on the single
+//! byte at [`IN_USE_BYTE`] (past the end of the file, which is allowed). The kernel
+//! drops the lock when the handle closes or its process dies, so it tells "in use"
+//! without pids. An opener that finds a valid file whose parameters (capacity, key or
+//! value size) differ from the ones it asks for tries a write lock on that byte, without
+//! waiting, on its own descriptor:
+//! - granted: no handle of any process (this one included: open file description
+//!   locks conflict between descriptions of one process too) has the file open, and it
+//!   is replaced by a file of the new parameters, as a bad file is;
+//! - refused: the file is in use, and the opener ADOPTS its parameters, so that it
+//!   shares entries and counters with the running processes (a rolling deploy that
+//!   changes a size keeps one cache). [`Region::params`] then differs from the
+//!   parameters asked for, and the caller says so (`src/shared_store.ts` warns once,
+//!   naming the file, both sets of sizes and how to change them).
+//!
+//! A handle takes its read lock (waiting, if a replacer holds the write lock) and only
+//! then checks that the name still refers to its file, retrying otherwise, so that a
+//! handle never settles on a file that a replacer has just unlinked. A replacer holds a
+//! read lock on the new file from before it gets its name. The byte offsets from
+//! `1 << 40` on are left to the write lock (`lock.rs`). Other platforms (macOS) have no
+//! open file description locks: there a file of other parameters is always replaced.
 
 use std::ffi::{CStr, CString, OsStr};
 use std::fs::File;
@@ -36,10 +59,16 @@ use super::layout::{
 };
 use super::lock::FileId;
 use crate::error::Status;
+use std::mem::offset_of;
 
 /// Attempts of the open / create / replace loop before giving up (each failed attempt
 /// means another process changed the name in between).
 const OPEN_ATTEMPTS: u32 = 32;
+
+/// The byte of a cache file on which every handle holds a read lock (see the module
+/// docs). Past the end of any file (whose size is at most 64 GiB = `1 << 36`), below the
+/// offsets of the write lock's liveness (`1 << 40` and up).
+pub const IN_USE_BYTE: i64 = 1 << 39;
 
 /// A mapped cache file. The mapping stays valid as long as this value lives, whatever
 /// happens to the file's name.
@@ -48,17 +77,23 @@ pub struct Region {
     params: Params,
     /// Device and inode of the mapped file: which in-process lock its handles share.
     file_id: FileId,
+    /// The file, open as long as the mapping: its description holds the read lock on
+    /// [`IN_USE_BYTE`] that tells other openers the file is in use.
+    _file: File,
 }
 
 impl Region {
     /// Opens (creating or recreating it if needed) the cache file at `path` with the
-    /// layout `params`.
+    /// layout `params`, or with the layout of the file found there when that file is
+    /// valid and in use by another handle (see the module docs): compare
+    /// [`Region::params`] with `params`.
     pub fn open(path: &Path, params: Params) -> Result<Region, ShmError> {
         let shown = path.display().to_string();
-        let name = path
-            .file_name()
-            .filter(|n| !n.is_empty())
-            .ok_or_else(|| invalid(format!("cache path has no file name: {shown}")))?;
+        let name = path.file_name().filter(|n| !n.is_empty()).ok_or_else(|| {
+            invalid(format!(
+                "Cannot open a shared cache: the path has no file name: {shown}"
+            ))
+        })?;
         let cname = cstring(name.as_bytes(), &shown)?;
         let dir = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p,
@@ -66,6 +101,9 @@ impl Region {
         };
         let dirfd = open_dir(dir)?;
         let mut swept = false;
+        // The last file this call created, locked for reading until the mapped file
+        // holds its own lock: others see it in use from the moment it has its name.
+        let mut _created: Option<File> = None;
         for _ in 0..OPEN_ATTEMPTS {
             match open_existing(&dirfd, &cname, &shown)? {
                 None => {
@@ -73,23 +111,46 @@ impl Region {
                     if !std::mem::replace(&mut swept, true) {
                         sweep_stale_temps(&dirfd, dir, name);
                     }
-                    let tmp = create_fresh(&dirfd, name, params, &shown)?;
+                    let (tmp, file) = create_fresh(&dirfd, name, params, &shown)?;
                     let linked = link_no_replace(&dirfd, &tmp, &cname);
                     unlink(&dirfd, &tmp);
                     match linked {
-                        Ok(()) => {}
+                        Ok(()) => _created = Some(file),
                         Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
                         Err(e) => return Err(io(format!("Cannot create {shown}"), &e)),
                     }
                 }
                 Some(file) => {
-                    if let Some(region) = map_if_valid(&file, params, &shown)? {
-                        return Ok(region);
+                    let (found, file_id) = identity(&file, &shown)?;
+                    let layout = match found {
+                        Some(p) if p == params => Some(p),
+                        // Valid, other parameters, and open elsewhere: share it.
+                        Some(p) if in_use_elsewhere(&file) => Some(p),
+                        _ => None,
+                    };
+                    if let Some(layout) = layout {
+                        let map = map(&file, layout, &shown)?;
+                        // Lock, then check the name: a replacer that got the write lock
+                        // first has unlinked this file by now, and we retry.
+                        hold_in_use(&file);
+                        if names_file(&dirfd, &cname, &file) {
+                            return Ok(Region {
+                                map,
+                                params: layout,
+                                file_id,
+                                _file: file,
+                            });
+                        }
+                        continue;
                     }
+                    // Bad, or other parameters and in use by no one (this call now
+                    // holds the write lock on the in-use byte, until `file` closes).
                     if !std::mem::replace(&mut swept, true) {
                         sweep_stale_temps(&dirfd, dir, name);
                     }
-                    replace_bad(&dirfd, &cname, &file, name, params, &shown)?;
+                    if let Some(new) = replace_bad(&dirfd, &cname, &file, name, params, &shown)? {
+                        _created = Some(new);
+                    }
                 }
             }
         }
@@ -125,7 +186,11 @@ fn io(what: String, e: &std::io::Error) -> ShmError {
 }
 
 fn cstring(bytes: &[u8], shown: &str) -> Result<CString, ShmError> {
-    CString::new(bytes).map_err(|_| invalid(format!("cache path contains a NUL byte: {shown}")))
+    CString::new(bytes).map_err(|_| {
+        invalid(format!(
+            "Cannot open a shared cache: the path contains a NUL byte: {shown}"
+        ))
+    })
 }
 
 /// Creates `dir` (mode 0700) if it is missing, checks it, and opens it.
@@ -273,22 +338,43 @@ fn open_existing(dirfd: &OwnedFd, name: &CStr, shown: &str) -> Result<Option<Fil
     Ok(Some(file))
 }
 
-/// Maps `file` when its size and header match `params`; `None` when they do not.
-fn map_if_valid(file: &File, params: Params, shown: &str) -> Result<Option<Region>, ShmError> {
+/// The parameters of the valid cache file `file` (magic, version, header size, hash
+/// check, parameters that [`Params::new`] accepts and derives exactly, and the file
+/// size they imply), or `None` for a file that is not one; and its device and inode.
+/// Reads the identity line with `pread`: it is written once, before the file gets its
+/// name, and never changes.
+fn identity(file: &File, shown: &str) -> Result<(Option<Params>, FileId), ShmError> {
+    use std::os::unix::fs::FileExt;
     let st = fstat(file.as_raw_fd()).map_err(|e| io(format!("Cannot inspect {shown}"), &e))?;
-    if u64::try_from(st.st_size).ok() != Some(params.file_size) {
-        return Ok(None);
-    }
-    let map = map(file, params, shown)?;
-    // SAFETY: the mapping is `file_size >= HEADER_SIZE` bytes and page-aligned.
-    let valid = unsafe { header_matches(map.as_mut_ptr(), params) };
     #[allow(clippy::useless_conversion)] // the field types differ between platforms
     let file_id = (u64::from(st.st_dev), u64::from(st.st_ino));
-    Ok(valid.then_some(Region {
-        map,
-        params,
-        file_id,
-    }))
+    let mut line = [0u8; 64];
+    match file.read_exact_at(&mut line, 0) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok((None, file_id)),
+        Err(e) => return Err(io(format!("Cannot read {shown}"), &e)),
+    }
+    let u32_at = |at: usize| u32::from_ne_bytes(line[at..at + 4].try_into().unwrap_or_default());
+    let u64_at = |at: usize| u64::from_ne_bytes(line[at..at + 8].try_into().unwrap_or_default());
+    if line[offset_of!(Header, magic)..][..8] != MAGIC
+        || u32_at(offset_of!(Header, version)) != VERSION
+        || u32_at(offset_of!(Header, header_size)) != HEADER_SIZE as u32
+        || u64_at(offset_of!(Header, hash_check)) != hash_check()
+    {
+        return Ok((None, file_id));
+    }
+    let Ok(p) = Params::new(
+        u32_at(offset_of!(Header, capacity)),
+        u32_at(offset_of!(Header, max_key_size)),
+        u32_at(offset_of!(Header, max_value_size)),
+    ) else {
+        return Ok((None, file_id));
+    };
+    let exact = u32_at(offset_of!(Header, slot_size)) == p.slot_size
+        && u32_at(offset_of!(Header, table_size)) == p.table_size
+        && u64_at(offset_of!(Header, file_size)) == p.file_size
+        && u64::try_from(st.st_size).ok() == Some(p.file_size);
+    Ok((exact.then_some(p), file_id))
 }
 
 fn map(file: &File, params: Params, shown: &str) -> Result<MmapRaw, ShmError> {
@@ -298,28 +384,6 @@ fn map(file: &File, params: Params, shown: &str) -> Result<MmapRaw, ShmError> {
         .len(len)
         .map_raw(file)
         .map_err(|e| io(format!("Cannot map {shown}"), &e))
-}
-
-/// Whether the header at `base` describes a file of this version and `params`.
-///
-/// # Safety
-/// - `base` must point to at least [`HEADER_SIZE`] mapped bytes, 8-aligned.
-unsafe fn header_matches(base: *mut u8, params: Params) -> bool {
-    let h = base.cast::<Header>();
-    // SAFETY: the caller guarantees the header is mapped. Volatile reads, since another
-    // process could write the bytes; every field is plain data valid for any bits.
-    unsafe {
-        std::ptr::read_volatile(&raw const (*h).magic) == MAGIC
-            && std::ptr::read_volatile(&raw const (*h).version) == VERSION
-            && std::ptr::read_volatile(&raw const (*h).header_size) == HEADER_SIZE as u32
-            && std::ptr::read_volatile(&raw const (*h).capacity) == params.capacity
-            && std::ptr::read_volatile(&raw const (*h).max_key_size) == params.max_key_size
-            && std::ptr::read_volatile(&raw const (*h).max_value_size) == params.max_value_size
-            && std::ptr::read_volatile(&raw const (*h).slot_size) == params.slot_size
-            && std::ptr::read_volatile(&raw const (*h).table_size) == params.table_size
-            && std::ptr::read_volatile(&raw const (*h).file_size) == params.file_size
-            && std::ptr::read_volatile(&raw const (*h).hash_check) == hash_check()
-    }
 }
 
 /// A name for a private temporary file next to the cache file.
@@ -370,13 +434,15 @@ fn sweep_stale_temps(dirfd: &OwnedFd, dir: &Path, name: &OsStr) {
     }
 }
 
-/// Writes a complete, empty cache file under a temporary name; returns that name.
+/// Writes a complete, empty cache file under a temporary name; returns that name and the
+/// file, which holds the read lock on [`IN_USE_BYTE`] (so that the file is in use from
+/// the moment it gets its name until the caller closes it).
 fn create_fresh(
     dirfd: &OwnedFd,
     name: &OsStr,
     params: Params,
     shown: &str,
-) -> Result<CString, ShmError> {
+) -> Result<(CString, File), ShmError> {
     let tmp = cstring(&temp_name(name), shown)?;
     // SAFETY: `tmp` is NUL-terminated; O_EXCL|O_NOFOLLOW create a new file or fail.
     let fd = unsafe {
@@ -393,11 +459,12 @@ fn create_fresh(
     }
     // SAFETY: `fd` was just returned by openat and is owned by nobody else.
     let file = unsafe { File::from_raw_fd(fd) };
-    let result = init_file(&file, params, shown);
-    if result.is_err() {
+    if let Err(e) = init_file(&file, params, shown) {
         unlink(dirfd, &tmp);
+        return Err(e);
     }
-    result.map(|()| tmp)
+    hold_in_use(&file);
+    Ok((tmp, file))
 }
 
 fn init_file(file: &File, params: Params, shown: &str) -> Result<(), ShmError> {
@@ -502,8 +569,17 @@ fn unlink(dirfd: &OwnedFd, name: &CStr) {
     unsafe { libc::unlinkat(dirfd.as_raw_fd(), name.as_ptr(), 0) };
 }
 
-/// Replaces the bad file `file`, found at `name`, by a fresh one. Does nothing when the
-/// name no longer refers to `file` (another process replaced it first).
+/// Whether the name `cname` in `dirfd` refers to `file` (same device and inode).
+fn names_file(dirfd: &OwnedFd, cname: &CStr, file: &File) -> bool {
+    let Ok(ours) = fstat(file.as_raw_fd()) else {
+        return false;
+    };
+    lstat_at(dirfd, cname).is_ok_and(|st| st.st_dev == ours.st_dev && st.st_ino == ours.st_ino)
+}
+
+/// Replaces the bad file `file`, found at `name`, by a fresh one, and returns the fresh
+/// one (locked for reading, see [`create_fresh`]). Does nothing when the name no longer
+/// refers to `file` (another process replaced it first).
 fn replace_bad(
     dirfd: &OwnedFd,
     cname: &CStr,
@@ -511,21 +587,16 @@ fn replace_bad(
     name: &OsStr,
     params: Params,
     shown: &str,
-) -> Result<(), ShmError> {
+) -> Result<Option<File>, ShmError> {
     // SAFETY: `file` is open; the lock is released when it is closed.
     if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
         let e = std::io::Error::last_os_error();
         return Err(io(format!("Cannot lock {shown}"), &e));
     }
-    let ours = fstat(file.as_raw_fd()).map_err(|e| io(format!("Cannot inspect {shown}"), &e))?;
-    let still = match lstat_at(dirfd, cname) {
-        Ok(st) => st.st_dev == ours.st_dev && st.st_ino == ours.st_ino,
-        Err(_) => false,
-    };
-    if !still {
-        return Ok(());
+    if !names_file(dirfd, cname, file) {
+        return Ok(None);
     }
-    let tmp = create_fresh(dirfd, name, params, shown)?;
+    let (tmp, fresh) = create_fresh(dirfd, name, params, shown)?;
     let d = dirfd.as_raw_fd();
     // SAFETY: both names are NUL-terminated; renameat replaces the name `cname` (never
     // following a link there) with the complete file at `tmp`.
@@ -535,5 +606,61 @@ fn replace_bad(
         unlink(dirfd, &tmp);
         return Err(io(format!("Cannot replace {shown}"), &e));
     }
-    Ok(())
+    Ok(Some(fresh))
+}
+
+/// Locks the byte [`IN_USE_BYTE`] of `file`'s open file description (`F_OFD_SETLK`),
+/// for reading or writing, waiting or not.
+#[cfg(target_os = "linux")]
+fn ofd_lock(file: &File, kind: libc::c_int, wait: bool) -> std::io::Result<()> {
+    // SAFETY: `flock` is plain data for which all zero bytes are valid (l_pid must be 0
+    // for open file description locks).
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = kind as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    fl.l_start = IN_USE_BYTE as libc::off_t;
+    fl.l_len = 1;
+    let cmd = if wait {
+        libc::F_OFD_SETLKW
+    } else {
+        libc::F_OFD_SETLK
+    };
+    loop {
+        // SAFETY: `file` is open and `fl` is a valid, initialized lock description.
+        if unsafe { libc::fcntl(file.as_raw_fd(), cmd, &raw const fl) } == 0 {
+            return Ok(());
+        }
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINTR) {
+            return Err(e);
+        }
+    }
+}
+
+/// Takes the read lock on [`IN_USE_BYTE`] that tells other openers this file is in use
+/// (waiting while a replacer holds the write lock). Best effort: a file system without
+/// locks leaves the file unmarked, and a file of other parameters is then replaced, as
+/// on platforms without open file description locks.
+#[cfg(target_os = "linux")]
+fn hold_in_use(file: &File) {
+    let _ = ofd_lock(file, libc::F_RDLCK, true);
+}
+
+/// Whether another open file description (of any process, this one included) holds the
+/// file: tries the write lock on [`IN_USE_BYTE`] without waiting. Granted (kept until
+/// `file` closes): `false`. Refused: `true`. Any other error: `false` (cannot tell).
+#[cfg(target_os = "linux")]
+fn in_use_elsewhere(file: &File) -> bool {
+    match ofd_lock(file, libc::F_WRLCK, false) {
+        Ok(()) => false,
+        Err(e) => matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EACCES)),
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn hold_in_use(_file: &File) {}
+
+#[cfg(not(target_os = "linux"))]
+fn in_use_elsewhere(_file: &File) -> bool {
+    false
 }
