@@ -8,11 +8,11 @@
  * @module
  */
 
-import { libraryFileName } from "../src/ffi.ts";
+import { cargoFileName } from "../src/_library.ts";
 
 const root = new URL("../", import.meta.url);
 const manifest = new URL("rust/Cargo.toml", root).pathname;
-const output = new URL(`rust/target/release/${libraryFileName()}`, root).pathname;
+const output = new URL(`rust/target/release/${cargoFileName()}`, root).pathname;
 
 /** Whether the release library exists. */
 export function libraryExists(): boolean {

@@ -10,7 +10,14 @@
  * @module
  */
 
-import { BUILD_HINT, envVar, loadNative, nativeLoadError } from "./ffi.ts";
+import {
+  envVar,
+  installHint,
+  loadNative,
+  nativeLoadError,
+  noteFallback,
+  prepareNative,
+} from "./ffi.ts";
 import { NativeMemoryStore } from "./native_store.ts";
 import { Backend, type ResolvedOptions, Strategy } from "./options.ts";
 import type { Store } from "./store.ts";
@@ -73,8 +80,13 @@ export function createStore(
   }
   if (engine === "native") {
     throw new Error(
-      `Cannot create cache: WARP_CACHE_ENGINE=native but ${nativeLoadError() || BUILD_HINT}`,
+      `Cannot create cache: WARP_CACHE_ENGINE=native but ${nativeLoadError() || installHint()}`,
     );
   }
+  if (engine !== "ts") noteFallback();
   return new TsSieveStore({ maxSize: opts.maxSize, ttl: opts.ttl, policy: opts.strategy });
 }
+
+// The first import downloads the library when none is found and every permission this
+// needs is granted (never a prompt): the shared backend then works on the very first run.
+await prepareNative();

@@ -2,13 +2,26 @@
  * THE symbol table of the native library, its loader and its ABI check. This is the only
  * file that calls `Deno.dlopen`.
  *
- * Location (SPEC §8): the `WARP_CACHE_LIB` environment variable (a path), then the
- * crate's release build output `rust/target/release/`. Loading is lazy (first use) and
- * never prompts: without `--allow-ffi` (or without permission to read `WARP_CACHE_LIB`)
- * the library is simply not available, and the memory backend uses the TypeScript store.
+ * Where the library is looked for, how it is verified and downloaded: `_library.ts` and
+ * the README ("Install"). Loading is lazy (first use) and never prompts: without
+ * `--allow-ffi` (or the permissions to read, verify or download it) the library is simply
+ * not available, and the memory backend uses the TypeScript store.
  *
  * @module
  */
+
+import {
+  baseUrl,
+  candidates,
+  checkCandidate,
+  download,
+  downloadBlocker,
+  envVar,
+  INSTALL_COMMAND,
+  userLibraryDir,
+} from "./_library.ts";
+
+export { envVar };
 
 /** ABI version that this table matches; see `ABI_VERSION` in `rust/src/ffi/mod.rs`. */
 export const ABI_VERSION = 2;
@@ -116,6 +129,7 @@ export type NativeSymbols = Deno.DynamicLibrary<typeof symbols>["symbols"];
 
 let loaded: NativeSymbols | null | undefined;
 let loadError = "";
+let loadedPath = "";
 
 function permitted(desc: Deno.PermissionDescriptor): boolean {
   try {
@@ -125,44 +139,23 @@ function permitted(desc: Deno.PermissionDescriptor): boolean {
   }
 }
 
-/**
- * The environment variable `name`, or `undefined` when it is unset, empty, or not
- * readable without a prompt (no `--allow-env` for it).
- */
-export function envVar(name: string): string | undefined {
-  if (!permitted({ name: "env", variable: name })) return undefined;
-  return Deno.env.get(name) || undefined;
-}
-
-/** File name of the library on this platform: `libwarp_cache.so`, `.dylib`, `.dll`. */
-export function libraryFileName(os: string = Deno.build.os): string {
-  if (os === "windows") return "warp_cache.dll";
-  if (os === "darwin") return "libwarp_cache.dylib";
-  return "libwarp_cache.so";
-}
-
-/**
- * Where the library is looked for, in order: `WARP_CACHE_LIB`, then the cargo release
- * output next to this module (only when this module is a local file).
- */
-export function libraryCandidates(): string[] {
-  const out: string[] = [];
-  const fromEnv = envVar("WARP_CACHE_LIB");
-  if (fromEnv) out.push(fromEnv);
-  const here = new URL(import.meta.url);
-  if (here.protocol === "file:") {
-    const url = new URL(
-      `../rust/target/release/${libraryFileName()}`,
-      import.meta.url,
-    );
-    out.push(decodeURIComponent(url.pathname));
+/** Whether this module runs from a checkout that can build the library with cargo. */
+function inCheckout(): boolean {
+  const manifest = new URL("../rust/Cargo.toml", import.meta.url);
+  if (manifest.protocol !== "file:") return false;
+  try {
+    return Deno.statSync(decodeURIComponent(manifest.pathname)).isFile;
+  } catch {
+    return false;
   }
-  return out;
 }
 
-/** How to get a library, for error messages. */
-export const BUILD_HINT =
-  "build it with `deno task build` (needs Rust), or set WARP_CACHE_LIB to its path";
+/** How to get a library, for error messages: the permissions that let the first use
+ * download it, the install command, `WARP_CACHE_LIB` (and, in a checkout, the build). */
+export function installHint(): string {
+  const build = inCheckout() ? "build it with `deno task build`, or " : "";
+  return `run with --allow-ffi --allow-env --allow-read --allow-write --allow-net (or -A) so that the first use downloads it, or install it ahead of time with \`${INSTALL_COMMAND}\`, or ${build}set WARP_CACHE_LIB to its path`;
+}
 
 function readLastError(lib: NativeSymbols): string {
   const buf = new Uint8Array(1024);
@@ -177,8 +170,9 @@ export function nativeLastError(): string {
 
 /**
  * Loads the native library once and returns its symbols, or `null` when it is not
- * available (no `--allow-ffi`, not built, or a load error; see
- * {@linkcode nativeLoadError}). Never prompts for a permission.
+ * available (no `--allow-ffi`, not found, not verified, or a load error; see
+ * {@linkcode nativeLoadError}). Looks where `_library.ts` says, verifying pinned hashes;
+ * never downloads (see {@linkcode prepareNative}) and never prompts.
  *
  * @throws {Error} If the library loads but reports another ABI version (a stale build).
  */
@@ -190,31 +184,105 @@ export function loadNative(): NativeSymbols | null {
     return null;
   }
   const tried: string[] = [];
-  for (const path of libraryCandidates()) {
+  const list = candidates();
+  for (const c of list) {
+    const problem = checkCandidate(c);
+    if (problem !== null) {
+      tried.push(`${c.path} (${c.source}): ${problem}`);
+      continue;
+    }
     let lib: Deno.DynamicLibrary<typeof symbols>;
     try {
-      lib = Deno.dlopen(path, symbols);
+      lib = Deno.dlopen(c.path, symbols);
     } catch (e) {
-      tried.push(`${path}: ${e instanceof Error ? e.message : String(e)}`);
+      tried.push(`${c.path} (${c.source}): ${e instanceof Error ? e.message : String(e)}`);
       continue;
     }
     const version = lib.symbols.warp_abi_version();
     if (version !== ABI_VERSION) {
       lib.close();
+      if (c.source === "WARP_CACHE_LIB") {
+        tried.push(`${c.path} (WARP_CACHE_LIB): ABI version ${version}, expected ${ABI_VERSION}`);
+        continue;
+      }
       throw new Error(
-        `Cannot load the @warp/cache native library: ${path} has ABI version ${version}, expected ${ABI_VERSION}; rebuild it with \`deno task build\``,
+        `Cannot load the @warp/cache native library: ${c.path} has ABI version ${version}, expected ${ABI_VERSION}; rebuild it with \`deno task build\``,
       );
     }
     loaded = lib.symbols;
+    loadedPath = c.path;
     return loaded;
   }
-  loadError = tried.length
-    ? `the native library could not be loaded (${tried.join("; ")}): ${BUILD_HINT}`
-    : `no native library was found: ${BUILD_HINT}`;
+  if (list.length === 1 && list[0]!.source === "WARP_CACHE_LIB") {
+    // An explicit path that fails is a configuration error: said once, never replaced.
+    loadError = `WARP_CACHE_LIB is set, and the library there could not be loaded: ${tried[0]}`;
+    explicitFailed = true;
+  } else {
+    loadError = `no native library could be loaded (tried ${tried.join("; ") || "nothing"}${
+      downloadError ? `; download: ${downloadError}` : ""
+    }): ${installHint()}`;
+  }
   return null;
+}
+
+let explicitFailed = false;
+let warned = false;
+
+/**
+ * Called when the memory backend falls back to the TypeScript store: warns once when that
+ * happens because `WARP_CACHE_LIB` names a library that does not load (silence would hide a
+ * configuration error; a missing permission or library stays silent).
+ */
+export function noteFallback(): void {
+  if (explicitFailed && !warned) {
+    warned = true;
+    console.warn(`@warp/cache: using the TypeScript store: ${loadError}`);
+  }
 }
 
 /** Why {@linkcode loadNative} returned `null` (empty when it did not). */
 export function nativeLoadError(): string {
   return loadError;
+}
+
+/** The path of the loaded library (empty when none is loaded). */
+export function nativeLibraryPath(): string {
+  return loadedPath;
+}
+
+let downloadError = "";
+
+/**
+ * Makes the library available before first use: when no library is found locally (and
+ * `WARP_CACHE_LIB` is not set), downloads this target's artifact from the base URL into the
+ * per-user library cache, verified against its pinned SHA-256, provided every permission
+ * this needs is already granted (it never prompts). A failure is remembered for the error
+ * messages and otherwise ignored: the memory backend then uses the TypeScript store.
+ */
+export async function prepareNative(): Promise<void> {
+  if (loaded !== undefined || typeof Deno?.dlopen !== "function" || !permitted({ name: "ffi" })) {
+    return;
+  }
+  const list = candidates();
+  if (list.some((c) => c.source === "WARP_CACHE_LIB")) return;
+  if (list.some((c) => checkCandidate(c) === null)) return;
+  const base = baseUrl();
+  const dir = userLibraryDir();
+  let url: URL;
+  try {
+    url = new URL(base);
+  } catch {
+    downloadError = `WARP_CACHE_BASE_URL is not a URL: ${base}`;
+    return;
+  }
+  const blocker = downloadBlocker(url, dir);
+  if (blocker !== null) {
+    downloadError = `not tried from ${base}: ${blocker}`;
+    return;
+  }
+  try {
+    await download(base, dir!);
+  } catch (e) {
+    downloadError = e instanceof Error ? e.message : String(e);
+  }
 }

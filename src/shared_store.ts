@@ -10,14 +10,7 @@
  */
 
 import { createHash } from "node:crypto";
-import {
-  BUILD_HINT,
-  envVar,
-  loadNative,
-  nativeLastError,
-  nativeLoadError,
-  type NativeSymbols,
-} from "./ffi.ts";
+import { envVar, loadNative, nativeLastError, nativeLoadError, type NativeSymbols } from "./ffi.ts";
 import { CacheError, Status, unwrap } from "./errors.ts";
 import { MISS, type Store, type StoreInfo } from "./store.ts";
 import { decodeValueIn, encodeValue, isPromised } from "./value_codec.ts";
@@ -165,8 +158,8 @@ export class SharedStore implements Store {
     if (lib === null || lib.warp_shm_open === null) {
       throw new Error(
         `Cannot create cache: the shared backend needs the native library, and ${
-          nativeLoadError() || "it lacks the shared store"
-        }: ${BUILD_HINT}`,
+          nativeLoadError() || "the loaded library lacks the shared store"
+        }`,
       );
     }
     const size = sharedFileSize(lib, maxSize, maxKeySize, maxValueSize);

@@ -1,6 +1,9 @@
 // The symbol table of src/ffi.ts against the built library (SPEC §8, STYLE §3).
 import assert from "node:assert/strict";
-import { ABI_VERSION, libraryCandidates, loadNative, symbols } from "../src/ffi.ts";
+import { ABI_VERSION, loadNative, symbols } from "../src/ffi.ts";
+import { candidates } from "../src/_library.ts";
+
+const libraryCandidates = (): string[] => candidates().map((c) => c.path);
 
 const lib = loadNative();
 
