@@ -18,7 +18,14 @@
  */
 
 export { cache } from "./src/cache.ts";
-export type { CacheDecorator, CachedFunction, CacheInfo, SharedCacheInfo } from "./src/cache.ts";
+export type {
+  AnyFunction,
+  CacheDecorator,
+  CachedFunction,
+  CacheInfo,
+  SharedCacheInfo,
+} from "./src/cache.ts";
+export { CacheError } from "./src/errors.ts";
 export { Backend, Strategy } from "./src/options.ts";
 export { SieveCache } from "./src/sieve_cache.ts";
 export type { CacheOptions } from "./src/options.ts";

@@ -311,6 +311,15 @@ function wrap(
 export function cache(
   options: CacheOptions & { backend: Backend.Shared | "shared" },
 ): CacheDecorator<SharedCacheInfo>;
+/**
+ * Creates a caching wrapper for the memory backend (or a backend chosen at run time):
+ * the same as the overload above, with {@linkcode CacheInfo} counters.
+ *
+ * @param options See {@linkcode CacheOptions}; checked here, before any call.
+ * @returns A function that wraps `fn`, or decorates a method.
+ * @throws {TypeError} If an option has the wrong type or an unknown name.
+ * @throws {RangeError} If a number option is out of range.
+ */
 export function cache(options?: CacheOptions): CacheDecorator<CacheInfo>;
 export function cache(options?: CacheOptions): CacheDecorator<CacheInfo> {
   const opts = resolveOptions(options);

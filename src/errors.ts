@@ -18,13 +18,31 @@ export const Status = {
   BufferTooSmall: -7,
 } as const;
 
-/** A failure reported by the native library, with its status code. */
+/**
+ * A failure reported by the native library, with its status code: a shared cache file that
+ * cannot be opened or created (a symlink, a file of another user, a full file system), or
+ * that stays inconsistent after a repair.
+ *
+ * @example Telling a cache failure apart
+ * ```ts
+ * import { CacheError } from "@warp/cache";
+ * import assert from "node:assert/strict";
+ *
+ * const e = new CacheError(-3, "Cannot open /dev/shm/x.warp: Permission denied");
+ * assert.ok(e instanceof Error);
+ * assert.equal(e.name, "CacheError");
+ * assert.equal(e.code, -3);
+ * ```
+ */
 export class CacheError extends Error {
+  /** `"CacheError"`. */
   override name = "CacheError";
   /** The negative status code returned by the native call. */
   code: number;
 
   /**
+   * Creates the error.
+   *
    * @param code Status code.
    * @param message Message (the library's last error by default).
    */

@@ -33,6 +33,13 @@ export interface SieveCacheOptions {
 
 const defaultClock = (): number => performance.now();
 
+// Test hooks, set by the class's static block: they reach private state without being
+// methods of the public class.
+// deno-lint-ignore no-explicit-any
+let orderOf: (c: SieveCache<any, any>) => Array<[unknown, boolean]>;
+// deno-lint-ignore no-explicit-any
+let validateOf: (c: SieveCache<any, any>) => void;
+
 /**
  * A `Map`-like cache holding at most `maxSize` entries, evicting with SIEVE (Zhang et al.,
  * NSDI 2024): a lookup marks its entry visited and moves nothing; to make room, a hand
@@ -300,7 +307,7 @@ export class SieveCache<K, V> implements Iterable<[K, V]> {
    *
    * @returns `[key, visited]` pairs, newest first.
    */
-  order(): Array<[K, boolean]> {
+  #order(): Array<[K, boolean]> {
     if (this.#busy) this.#repair();
     const queue = this.#queue;
     return queue.order().map((slot) => [this.#keys[slot] as K, queue.visited[slot] === 1]);
@@ -311,7 +318,7 @@ export class SieveCache<K, V> implements Iterable<[K, V]> {
    *
    * @throws {Error} On the first violation found.
    */
-  validate(): void {
+  #validate(): void {
     if (this.#busy) this.#repair();
     const queue = this.#queue;
     queue.validate((slot) => this.#index.get(this.#keys[slot] as K) === slot);
@@ -325,6 +332,11 @@ export class SieveCache<K, V> implements Iterable<[K, V]> {
         throw new Error(`SieveCache invariant violated: free slot ${slot} keeps an entry`);
       }
     }
+  }
+
+  static {
+    orderOf = (c) => c.#order();
+    validateOf = (c) => c.#validate();
   }
 
   /** The slot of `key` if present and fresh (an expired entry is removed). */
@@ -348,4 +360,22 @@ export class SieveCache<K, V> implements Iterable<[K, V]> {
     this.#values[slot] = undefined;
     this.#busy = false;
   }
+}
+
+/**
+ * Keys of `cache` from the newest to the oldest with their visited bits: the SIEVE state,
+ * for tests (not part of the public API). Includes expired entries not yet removed.
+ */
+export function sieveCacheOrder<K, V>(cache: SieveCache<K, V>): Array<[K, boolean]> {
+  return orderOf(cache) as Array<[K, boolean]>;
+}
+
+/**
+ * Checks the invariants of the queue and of the index of `cache`, for tests (not part of
+ * the public API).
+ *
+ * @throws {Error} On the first violation found.
+ */
+export function validateSieveCache<K, V>(cache: SieveCache<K, V>): void {
+  validateOf(cache);
 }

@@ -1,21 +1,21 @@
 import assert from "node:assert/strict";
-import { SieveCache } from "../src/sieve_cache.ts";
+import { SieveCache, sieveCacheOrder, validateSieveCache } from "../src/sieve_cache.ts";
 import { MISS } from "../src/store.ts";
 import { TsSieveStore } from "../src/ts_store.ts";
 
 function put(c: SieveCache<number, string>, k: number): void {
   assert.equal(c.set(k, `v${k}`), c);
-  c.validate();
+  validateSieveCache(c);
 }
 
 function get(c: SieveCache<number, string>, k: number): string | undefined {
   const r = c.get(k);
-  c.validate();
+  validateSieveCache(c);
   return r;
 }
 
 function keys(c: SieveCache<number, string>): number[] {
-  return c.order().map(([k]) => k);
+  return sieveCacheOrder(c).map(([k]) => k);
 }
 
 Deno.test("SieveCache evicts the unvisited oldest entry first", () => {
@@ -32,7 +32,7 @@ Deno.test("SieveCache gives a visited entry a second chance", () => {
   for (const k of [1, 2, 3]) put(c, k);
   assert.equal(get(c, 1), "v1");
   put(c, 4);
-  assert.deepEqual(c.order(), [[4, false], [3, false], [1, false]]);
+  assert.deepEqual(sieveCacheOrder(c), [[4, false], [3, false], [1, false]]);
 });
 
 Deno.test("SieveCache hand resumes where it stopped and wraps", async (t) => {
@@ -64,7 +64,7 @@ Deno.test("SieveCache hand resumes where it stopped and wraps", async (t) => {
     get(c, 1);
     put(c, 4);
     assert.equal(c.delete(3), true);
-    c.validate();
+    validateSieveCache(c);
     put(c, 5);
     put(c, 6);
     assert.deepEqual(keys(c), [6, 5, 1]);
@@ -104,7 +104,7 @@ Deno.test("SieveCache compares keys with SameValueZero", () => {
   assert.equal(c.get(undefined), "undefined");
   assert.equal(c.get(null), "null");
   assert.equal(c.size, 9);
-  c.validate();
+  validateSieveCache(c);
 });
 
 Deno.test("SieveCache Map-like methods", async (t) => {
@@ -126,11 +126,11 @@ Deno.test("SieveCache Map-like methods", async (t) => {
     c.set("a", 1).set("b", 2);
     assert.equal(c.has("a"), true);
     assert.equal(c.peek("a"), 1);
-    assert.deepEqual(c.order(), [["b", false], ["a", false]]);
+    assert.deepEqual(sieveCacheOrder(c), [["b", false], ["a", false]]);
     c.set("c", 3); // "a" unvisited: evicted
     assert.deepEqual([...c.keys()], ["b", "c"]);
     c.get("b");
-    assert.deepEqual(c.order(), [["c", false], ["b", true]]);
+    assert.deepEqual(sieveCacheOrder(c), [["c", false], ["b", true]]);
   });
   await t.step("delete() and clear()", () => {
     const c = new SieveCache<string, number>({ maxSize: 3 });
@@ -139,7 +139,7 @@ Deno.test("SieveCache Map-like methods", async (t) => {
     assert.equal(c.delete("a"), false);
     assert.equal(c.size, 1);
     c.clear();
-    c.validate();
+    validateSieveCache(c);
     assert.equal(c.size, 0);
     assert.deepEqual([...c], []);
     c.set("x", 1).set("y", 2).set("z", 3).set("w", 4);
@@ -168,7 +168,7 @@ Deno.test("SieveCache Map-like methods", async (t) => {
   await t.step("maxSize Infinity never evicts", () => {
     const c = new SieveCache<number, number>({ maxSize: Infinity });
     for (let i = 0; i < 3000; i++) c.set(i, i);
-    c.validate();
+    validateSieveCache(c);
     assert.equal(c.size, 3000);
     assert.equal(c.maxSize, Infinity);
     assert.equal(c.get(0), 0);
@@ -177,7 +177,7 @@ Deno.test("SieveCache Map-like methods", async (t) => {
     const c = new SieveCache<number, object>({ maxSize: 1 });
     c.set(1, {});
     c.set(2, {});
-    c.validate(); // checks that free slots hold no key nor value
+    validateSieveCache(c); // checks that free slots hold no key nor value
     assert.deepEqual([...c.keys()], [2]);
   });
 });
@@ -194,7 +194,7 @@ Deno.test("SieveCache ttl with an injected clock", async (t) => {
     now = 1100;
     assert.equal(c.get("k"), undefined);
     assert.equal(c.size, 0, "the expired entry was removed");
-    c.validate();
+    validateSieveCache(c);
   });
   await t.step("set() of a present key refreshes its time", () => {
     now = 0;
@@ -221,7 +221,7 @@ Deno.test("SieveCache ttl with an injected clock", async (t) => {
     assert.equal(c.delete("c"), false);
     assert.equal(c.size, 1);
     assert.equal(c.has("d"), true);
-    c.validate();
+    validateSieveCache(c);
   });
   await t.step("the clock is called only when ttl is set", () => {
     let calls = 0;
@@ -336,9 +336,9 @@ Deno.test("SieveCache evicts exactly as TsSieveStore under a random workload", (
       const expected = store.get(buf, 1, now);
       assert.equal(cache.get(k), expected === MISS ? undefined : expected, `step ${t}`);
     }
-    cache.validate();
+    validateSieveCache(cache);
     const order = store.order().map(([key, visited]) => [key.charCodeAt(0), visited]);
-    assert.deepEqual(cache.order(), order, `step ${t}`);
+    assert.deepEqual(sieveCacheOrder(cache), order, `step ${t}`);
   }
   assert.ok(cache.size > 0);
 });
