@@ -51,28 +51,31 @@ interface Server {
 function serve(dir: string): Server & { npm: Map<string, Uint8Array<ArrayBuffer>> } {
   const state = { artifactRequests: 0, tamper: false };
   const npm = new Map<string, Uint8Array<ArrayBuffer>>();
-  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (req) => {
-    const path = decodeURIComponent(new URL(req.url).pathname);
-    if (path.startsWith("/npm/")) {
-      const body = npm.get(path.slice(5));
-      return body ? new Response(body) : new Response("not found", { status: 404 });
-    }
-    let bytes: Uint8Array<ArrayBuffer>;
-    try {
-      bytes = await Deno.readFile(`${dir}${path}`);
-    } catch {
-      return new Response("not found", { status: 404 });
-    }
-    if (path.endsWith(artifact)) {
-      state.artifactRequests++;
-      if (state.tamper) {
-        bytes = bytes.slice();
-        bytes[bytes.length >> 1]! ^= 0xff;
+  const server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen(): void {} },
+    async (req) => {
+      const path = decodeURIComponent(new URL(req.url).pathname);
+      if (path.startsWith("/npm/")) {
+        const body = npm.get(path.slice(5));
+        return body ? new Response(body) : new Response("not found", { status: 404 });
       }
-    }
-    const type = path.endsWith(".ts") ? "application/typescript" : "application/octet-stream";
-    return new Response(bytes, { headers: { "content-type": type } });
-  });
+      let bytes: Uint8Array<ArrayBuffer>;
+      try {
+        bytes = await Deno.readFile(`${dir}${path}`);
+      } catch {
+        return new Response("not found", { status: 404 });
+      }
+      if (path.endsWith(artifact)) {
+        state.artifactRequests++;
+        if (state.tamper) {
+          bytes = bytes.slice();
+          bytes[bytes.length >> 1]! ^= 0xff;
+        }
+      }
+      const type = path.endsWith(".ts") ? "application/typescript" : "application/octet-stream";
+      return new Response(bytes, { headers: { "content-type": type } });
+    },
+  );
   return {
     npm,
     port: server.addr.port,
