@@ -370,6 +370,34 @@ Deno.test({
         assert.equal(server.artifactRequests, before);
       });
 
+      await t.step(
+        "deno compile --include <artifact> main.ts: beside the main module",
+        async () => {
+          const dir = `${tmp}/compiled`;
+          await Deno.mkdir(dir);
+          await Deno.copyFile(`${work}/consumer.js`, `${dir}/main.js`);
+          await Deno.copyFile(`${pkg}/dist/${artifact}`, `${dir}/${artifact}`);
+          const before = server.artifactRequests;
+          const r = await consumer(dir, server.port, env(`${tmp}/cm`, "http://127.0.0.1:1/"), [
+            shm,
+            "e2e",
+          ], "main.js");
+          assert.equal(r.engine, "native", r.stderr);
+          assert.equal(r.shared?.value, "value:1");
+          assert.equal(server.artifactRequests, before);
+          // A different file there is refused, not loaded.
+          const bytes = await Deno.readFile(`${dir}/${artifact}`);
+          bytes[200] = bytes[200]! ^ 1;
+          await Deno.writeFile(`${dir}/${artifact}`, bytes);
+          const bad = await consumer(dir, server.port, env(`${tmp}/cm2`, "http://127.0.0.1:1/"), [
+            shm,
+            "e2e",
+          ], "main.js");
+          assert.equal(bad.engine, "ts");
+          assert.match(bad.sharedError!, /beside the main module\): SHA-256/);
+        },
+      );
+
       await t.step("the install command installs ahead of time and --check verifies", async () => {
         const cmd = (args: string[]) =>
           new Deno.Command(Deno.execPath(), {
