@@ -396,7 +396,7 @@ for (const spec of STREAMS) {
   register("@neophi/sieve-cache", kvMemo2(new NeoSieve<string, number>(max), f2));
 }
 
-// --- the raw FFI boundary (STYLE.md §10): a no-op call into the library
+// --- the raw FFI boundary: a no-op call into the library
 {
   const lib = loadNative();
   if (lib !== null) {

@@ -322,7 +322,7 @@ async function runMemoryDemo(
       }
     }
 
-    // Counters must agree with what was sent (SPEC §2, §5: joining a pending call is a hit).
+    // Counters must agree with what was sent (joining a pending call is a hit).
     const problems: string[] = [];
     if (info.hits + info.misses !== cachedLoad.completed) {
       problems.push(

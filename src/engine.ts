@@ -1,7 +1,7 @@
 /**
  * Picks the store behind a cache: the native in-process store when the library loads,
- * the TypeScript store otherwise (SPEC §6.1), and the shared store for
- * `backend: "shared"` (SPEC §6.2).
+ * the TypeScript store otherwise (README, "Engines"), and the shared store for
+ * `backend: "shared"` (README, "Shared backend").
  *
  * `WARP_CACHE_ENGINE=ts` forces the TypeScript store for the memory backend (the shared
  * backend still uses the library), `WARP_CACHE_ENGINE=native` makes a missing library an

@@ -1,6 +1,6 @@
 /**
  * {@linkcode SieveCache}: a `Map`-like cache with SIEVE eviction and optional TTL, for
- * direct use (SPEC §9).
+ * direct use.
  *
  * @module
  */

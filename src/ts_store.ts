@@ -1,6 +1,6 @@
 /**
  * The TypeScript in-process store: the fallback of the memory backend where the native
- * library is not available (SPEC §6.1), with the observable behaviour of the native store
+ * library is not available (README, "Engines"), with the observable behaviour of the native store
  * (`rust/src/sieve.rs`): the same SIEVE (or LRU, MRU, FIFO, LFU) evictions, TTL boundary and
  * counters.
  *

@@ -1,5 +1,5 @@
 /**
- * The value codec of the shared backend (SPEC §4): turns a cached value into bytes that
+ * The value codec of the shared backend: turns a cached value into bytes that
  * any process can read back, and back into a fresh copy.
  *
  * ## Encoded format
@@ -51,7 +51,7 @@
  * devalue). Re-run with `deno bench -A bench/value_codec_bench.ts`.
  *
  * Type coverage, checked with `assert.deepStrictEqual` after a round trip:
- * - devalue: everything listed in SPEC §4 exactly, plus `-0`, `NaN`, `±Infinity`,
+ * - devalue: every type the README lists for shared values, exactly, plus `-0`, `NaN`, `±Infinity`,
  *   `undefined` properties, sparse arrays, null-prototype objects, `ArrayBuffer`, every
  *   typed array, `RegExp`, `URL`, boxed primitives, cycles and shared references. It
  *   rejects functions, symbols, Promises, `WeakMap`, class instances and symbol keys.

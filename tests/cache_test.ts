@@ -1,4 +1,4 @@
-// Behaviour of cache() with the memory backend (SPEC §2-§5). The same file runs against
+// Behaviour of cache() with the memory backend. The same file runs against
 // both engines: `WARP_CACHE_ENGINE=native` and `WARP_CACHE_ENGINE=ts` (scripts/test.ts).
 import assert from "node:assert/strict";
 import { Backend, cache, type CachedFunction, Strategy } from "../mod.ts";

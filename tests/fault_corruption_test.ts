@@ -1,4 +1,4 @@
-// Corruption (issue #6, SPEC §6.3, §7): truncated files, another format version, random
+// Corruption: truncated files, another format version, random
 // bytes over the header, the table and the slots (with the file closed, and while it is
 // mapped), a file replaced while mapped. Each must be detected and recreated or repaired
 // (bad entries dropped): never a crash, never a value that is not its key's.

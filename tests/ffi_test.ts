@@ -1,4 +1,4 @@
-// The symbol table of src/ffi.ts against the built library (SPEC §8, STYLE §3).
+// The symbol table of src/ffi.ts against the built library.
 import assert from "node:assert/strict";
 import { ABI_VERSION, loadNative, symbols } from "../src/ffi.ts";
 import { candidates } from "../src/_library.ts";

@@ -1,5 +1,5 @@
 // Without --allow-ffi the library cannot load: the memory backend must fall back to the
-// TypeScript store silently, without a permission prompt (SPEC §6.1, §8).
+// TypeScript store silently, without a permission prompt.
 import assert from "node:assert/strict";
 import { cache } from "../mod.ts";
 import { memoryEngine } from "../src/engine.ts";

@@ -1,4 +1,4 @@
-// Property tests (issue #6) with fast-check: the key codec is injective under SPEC §3
+// Property tests (issue #6) with fast-check: the key codec is injective under the README's key rules
 // (keys equal by §3 give equal bytes, different keys different bytes) and the value codec
 // round-trips every value it accepts.
 import assert from "node:assert/strict";
@@ -9,7 +9,7 @@ import { decodeValue, decodeValueIn, encodeValue } from "../src/value_codec.ts";
 
 const RUNS = Number(Deno.env.get("WARP_PROPERTY_RUNS") ?? 2000);
 
-/** Keys of SPEC §3 for the shared backend (no identity keys). */
+/** Keys (README, "Keys, in short") for the shared backend (no identity keys). */
 const keyArb: fc.Arbitrary<unknown> = fc.letrec((tie) => ({
   leaf: fc.oneof(
     fc.integer(),
@@ -33,7 +33,7 @@ const keyArb: fc.Arbitrary<unknown> = fc.letrec((tie) => ({
   ),
 })).node;
 
-/** Equality of two keys under SPEC §3 (SameValueZero, type-aware, objects by sorted keys). */
+/** Equality of two keys under the README's key rules (SameValueZero, type-aware, objects by sorted keys). */
 function keyEqual(a: unknown, b: unknown): boolean {
   if (typeof a !== typeof b) return false;
   if (typeof a === "number") return a === b || (Number.isNaN(a) && Number.isNaN(b as number));
@@ -60,7 +60,7 @@ function bytes(args: unknown[]): string {
   return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
 }
 
-Deno.test("encodeKey() is injective: equal bytes exactly for keys equal under SPEC §3", () => {
+Deno.test("encodeKey() is injective: equal bytes exactly for keys equal under the README's key rules", () => {
   fc.assert(
     fc.property(fc.array(keyArb, { maxLength: 3 }), fc.array(keyArb, { maxLength: 3 }), (a, b) => {
       const equal = a.length === b.length && a.every((x, i) => keyEqual(x, b[i]));
@@ -85,7 +85,7 @@ Deno.test("encodeKey() is injective: equal bytes exactly for keys equal under SP
   );
 });
 
-/** Values the shared backend stores (SPEC §4). */
+/** Values the shared backend stores. */
 const valueArb: fc.Arbitrary<unknown> = fc.letrec((tie) => ({
   leaf: fc.oneof(
     fc.integer(),

@@ -1,4 +1,4 @@
-// The shared backend across processes and Workers (SPEC §2, §6.2, §6.3): real `deno`
+// The shared backend across processes and Workers: real `deno`
 // child processes (Deno.execPath()) and a module Worker on the same cache file.
 import assert from "node:assert/strict";
 import { isDeepStrictEqual } from "node:util";

@@ -1,5 +1,5 @@
-// Behaviour of cache() with the shared backend inside one process (SPEC §2-§4, §6.2,
-// §6.3, §7): counters, SIEVE, TTL, sizes, values, async, keys, files on disk.
+// Behaviour of cache() with the shared backend inside one process: counters, SIEVE, TTL,
+// sizes, values, async, keys, files on disk.
 // Cross-process and Worker behaviour: tests/shared_process_test.ts.
 import assert from "node:assert/strict";
 import { isDeepStrictEqual } from "node:util";
