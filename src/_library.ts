@@ -193,13 +193,21 @@ export function downloadBlocker(url: URL, dir: string | undefined): string | nul
  *
  * @param base Base URL of the artifacts (ends with `/`).
  * @param dir The per-user library directory (created if missing).
+ * @param limits Time (ms) and size (bytes) bounds; the defaults are
+ * {@linkcode DOWNLOAD_TIMEOUT_MS} and {@linkcode MAX_DOWNLOAD_BYTES}.
  * @returns The installed file's path.
  * @throws {Error} If no hash is pinned for this target, the download fails, times out
  * ({@linkcode DOWNLOAD_TIMEOUT_MS}) or is larger than {@linkcode MAX_DOWNLOAD_BYTES}, or its
  * SHA-256 differs from the pinned one: the message names the URL, and for a mismatch the
  * expected and the actual hash. Nothing is kept then.
  */
-export async function download(base: string, dir: string): Promise<string> {
+export async function download(
+  base: string,
+  dir: string,
+  limits: { timeoutMs?: number; maxBytes?: number } = {},
+): Promise<string> {
+  const timeoutMs = limits.timeoutMs ?? DOWNLOAD_TIMEOUT_MS;
+  const maxBytes = limits.maxBytes ?? MAX_DOWNLOAD_BYTES;
   const artifact = artifactFileName();
   const url = new URL(artifact, base).href;
   const expected = pinnedHash();
@@ -210,7 +218,7 @@ export async function download(base: string, dir: string): Promise<string> {
   }
   let response: Response;
   try {
-    response = await fetch(url, { signal: AbortSignal.timeout(DOWNLOAD_TIMEOUT_MS) });
+    response = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
   } catch (e) {
     throw new Error(`Cannot download the @warp/cache native library from ${url}: ${message(e)}`, {
       cause: e,
@@ -222,7 +230,15 @@ export async function download(base: string, dir: string): Promise<string> {
       `Cannot download the @warp/cache native library from ${url}: HTTP ${response.status}`,
     );
   }
-  const bytes = await readBounded(response, url);
+  let bytes: Uint8Array;
+  try {
+    bytes = await readBounded(response, url, maxBytes);
+  } catch (e) {
+    if (e instanceof Error && e.message.startsWith("Cannot download")) throw e;
+    throw new Error(`Cannot download the @warp/cache native library from ${url}: ${message(e)}`, {
+      cause: e,
+    });
+  }
   const actual = sha256Hex(bytes);
   if (actual !== expected) {
     throw new Error(
@@ -244,12 +260,16 @@ export async function download(base: string, dir: string): Promise<string> {
   return final;
 }
 
-async function readBounded(response: Response, url: string): Promise<Uint8Array> {
+async function readBounded(
+  response: Response,
+  url: string,
+  maxBytes: number,
+): Promise<Uint8Array> {
   const declared = Number(response.headers.get("content-length") ?? NaN);
-  if (declared > MAX_DOWNLOAD_BYTES) {
+  if (declared > maxBytes) {
     await response.body?.cancel();
     throw new Error(
-      `Cannot download the @warp/cache native library from ${url}: ${declared} bytes is more than ${MAX_DOWNLOAD_BYTES}`,
+      `Cannot download the @warp/cache native library from ${url}: ${declared} bytes is more than ${maxBytes}`,
     );
   }
   const chunks: Uint8Array[] = [];
@@ -259,10 +279,10 @@ async function readBounded(response: Response, url: string): Promise<Uint8Array>
     const { done, value } = await reader.read();
     if (done) break;
     total += value.length;
-    if (total > MAX_DOWNLOAD_BYTES) {
+    if (total > maxBytes) {
       await reader.cancel();
       throw new Error(
-        `Cannot download the @warp/cache native library from ${url}: more than ${MAX_DOWNLOAD_BYTES} bytes`,
+        `Cannot download the @warp/cache native library from ${url}: more than ${maxBytes} bytes`,
       );
     }
     chunks.push(value);
