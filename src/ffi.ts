@@ -2,10 +2,11 @@
  * THE symbol table of the native library, its loader and its ABI check. This is the only
  * file that calls `Deno.dlopen`.
  *
- * Location (SPEC §8): the `WARP_CACHE_LIB` environment variable (a path), then the
- * crate's release build output `rust/target/release/`. Loading is lazy (first use) and
- * never prompts: without `--allow-ffi` (or without permission to read `WARP_CACHE_LIB`)
- * the library is simply not available, and the memory backend uses the TypeScript store.
+ * Location (README "Native library"): the `WARP_CACHE_LIB` environment variable (a path)
+ * when it is set, and then that path only; otherwise the crate's release build output
+ * `rust/target/release/`. Loading is lazy (first use) and never prompts: without
+ * `--allow-ffi` (or without permission to read `WARP_CACHE_LIB`) the library is simply
+ * not available, and the memory backend uses the TypeScript store.
  *
  * @module
  */
@@ -112,6 +113,16 @@ export type NativeSymbols = Deno.DynamicLibrary<typeof symbols>["symbols"];
 
 let loaded: NativeSymbols | null | undefined;
 let loadError = "";
+let loadFailure: NativeLoadFailure | null = null;
+let loadThrown: Error | null = null;
+
+/** Why the library did not load, when that is a configuration error. */
+export interface NativeLoadFailure {
+  /** The path that was set in `WARP_CACHE_LIB`. */
+  path: string;
+  /** Why it did not load: the `Deno.dlopen` error, or the ABI version it reports. */
+  reason: string;
+}
 
 function permitted(desc: Deno.PermissionDescriptor): boolean {
   try {
@@ -138,22 +149,17 @@ export function libraryFileName(os: string = Deno.build.os): string {
 }
 
 /**
- * Where the library is looked for, in order: `WARP_CACHE_LIB`, then the cargo release
- * output next to this module (only when this module is a local file).
+ * Where the library is looked for: the path in `WARP_CACHE_LIB` alone when it is set (an
+ * explicit path is never replaced by another library), otherwise the cargo release output
+ * next to this module (only when this module is a local file).
  */
 export function libraryCandidates(): string[] {
-  const out: string[] = [];
   const fromEnv = envVar("WARP_CACHE_LIB");
-  if (fromEnv) out.push(fromEnv);
+  if (fromEnv) return [fromEnv];
   const here = new URL(import.meta.url);
-  if (here.protocol === "file:") {
-    const url = new URL(
-      `../rust/target/release/${libraryFileName()}`,
-      import.meta.url,
-    );
-    out.push(decodeURIComponent(url.pathname));
-  }
-  return out;
+  if (here.protocol !== "file:") return [];
+  const url = new URL(`../rust/target/release/${libraryFileName()}`, import.meta.url);
+  return [decodeURIComponent(url.pathname)];
 }
 
 /** How to get a library, for error messages. */
@@ -171,46 +177,115 @@ export function nativeLastError(): string {
   return loaded ? readLastError(loaded) : loadError;
 }
 
+/** Opens a library file; `Deno.dlopen` but for tests. */
+export type LibraryOpener = (
+  path: string,
+  iface: typeof symbols,
+) => Deno.DynamicLibrary<typeof symbols>;
+
+/**
+ * The reason in a `Deno.dlopen` error, without the "Could not open library: " prefixes
+ * (Deno 2.9.6 writes two) and the path, which the caller names.
+ */
+function dlopenReason(message: string, path: string): string {
+  const prefix = "Could not open library: ";
+  let reason = message;
+  while (reason.startsWith(prefix)) reason = reason.slice(prefix.length);
+  if (reason.startsWith(`${path}: `)) reason = reason.slice(path.length + 2);
+  return reason || message;
+}
+
+/** Why a library file cannot be used. */
+export interface OpenFailure {
+  /** The `Deno.dlopen` error, or the ABI version the library reports. */
+  reason: string;
+  /** The ABI version the library reports, when it loaded but is of another version. */
+  version?: number;
+}
+
+/**
+ * Opens the library at `path` and checks its ABI version.
+ *
+ * @param path The library file.
+ * @param open How to open it (tests pass a stand-in); `Deno.dlopen` by default.
+ * @returns The library's symbols, or why it cannot be used.
+ * @throws {Deno.errors.PermissionDenied} If `--allow-ffi` is missing.
+ */
+export function openLibrary(
+  path: string,
+  open: LibraryOpener = Deno.dlopen,
+): NativeSymbols | OpenFailure {
+  let lib: Deno.DynamicLibrary<typeof symbols>;
+  try {
+    lib = open(path, symbols);
+  } catch (e) {
+    if (e instanceof Deno.errors.PermissionDenied) throw e;
+    return { reason: dlopenReason(e instanceof Error ? e.message : String(e), path) };
+  }
+  const version = lib.symbols.warp_abi_version();
+  if (version !== ABI_VERSION) {
+    lib.close();
+    return {
+      reason:
+        `it reports ABI version ${version}, expected ${ABI_VERSION}; rebuild it with \`deno task build\``,
+      version,
+    };
+  }
+  return lib.symbols;
+}
+
 /**
  * Loads the native library once and returns its symbols, or `null` when it is not
- * available (no `--allow-ffi`, not built, or a load error; see
- * {@linkcode nativeLoadError}). Never prompts for a permission.
+ * available: no `--allow-ffi`, not built, or `WARP_CACHE_LIB` set to a path that does not
+ * load (then {@linkcode nativeLoadFailure} says why). Never prompts for a permission.
+ * {@linkcode nativeLoadError} tells why it returned `null`.
  *
- * @throws {Error} If the library loads but reports another ABI version (a stale build).
+ * @throws {Error} If the release build loads but reports another ABI version (a stale
+ * build); every later call throws it again.
  */
 export function loadNative(): NativeSymbols | null {
+  if (loadThrown) throw loadThrown;
   if (loaded !== undefined) return loaded;
   loaded = null;
   if (typeof Deno?.dlopen !== "function" || !permitted({ name: "ffi" })) {
     loadError = "Deno.dlopen is not permitted here (run with --allow-ffi)";
     return null;
   }
-  const tried: string[] = [];
-  for (const path of libraryCandidates()) {
-    let lib: Deno.DynamicLibrary<typeof symbols>;
-    try {
-      lib = Deno.dlopen(path, symbols);
-    } catch (e) {
-      tried.push(`${path}: ${e instanceof Error ? e.message : String(e)}`);
-      continue;
-    }
-    const version = lib.symbols.warp_abi_version();
-    if (version !== ABI_VERSION) {
-      lib.close();
-      throw new Error(
-        `Cannot load the @warp/cache native library: ${path} has ABI version ${version}, expected ${ABI_VERSION}; rebuild it with \`deno task build\``,
-      );
-    }
-    loaded = lib.symbols;
+  const fromEnv = envVar("WARP_CACHE_LIB");
+  const [path] = libraryCandidates();
+  if (path === undefined) {
+    loadError = "no native library was found";
+    return null;
+  }
+  const lib = openLibrary(path);
+  if (!("reason" in lib)) {
+    loaded = lib;
     return loaded;
   }
-  loadError = tried.length
-    ? `the native library could not be loaded (${tried.join("; ")}): ${BUILD_HINT}`
-    : `no native library was found: ${BUILD_HINT}`;
+  if (fromEnv !== undefined) {
+    loadFailure = { path, reason: lib.reason };
+    loadError = `WARP_CACHE_LIB=${path} could not be loaded: ${lib.reason}`;
+  } else if (lib.version !== undefined) {
+    loadThrown = new Error(`Cannot load the @warp/cache native library ${path}: ${lib.reason}`);
+    throw loadThrown;
+  } else {
+    loadError = `the native library could not be loaded (${path}: ${lib.reason})`;
+  }
   return null;
 }
 
-/** Why {@linkcode loadNative} returned `null` (empty when it did not). */
+/**
+ * Why {@linkcode loadNative} returned `null`, without advice (empty when it did not).
+ * Callers add {@linkcode BUILD_HINT}.
+ */
 export function nativeLoadError(): string {
   return loadError;
+}
+
+/**
+ * The failure of an explicitly set `WARP_CACHE_LIB` (a configuration error, which the
+ * memory backend reports once before it falls back), or `null`.
+ */
+export function nativeLoadFailure(): NativeLoadFailure | null {
+  return loadFailure;
 }
