@@ -3,6 +3,7 @@
 // a Worker's isolate down without running its FinalizationRegistry callbacks, so before
 // the fix every Worker left its memory store allocated and its shared file mapped.
 import assert from "node:assert/strict";
+import { symbols } from "../src/ffi.ts";
 
 const root = new URL("../", import.meta.url).pathname;
 const script = new URL("./fixtures/worker_leak_main.ts", import.meta.url).pathname;
@@ -82,4 +83,13 @@ Deno.test({
       await Deno.remove(dir, { recursive: true });
     }
   },
+});
+
+Deno.test("symbols: the constructors run on the calling isolate's thread, which owns the handle", () => {
+  // A `nonblocking` constructor would run on a blocking-pool thread, which would own the
+  // handle and free it when that pool thread ends, while the Worker still uses it.
+  for (const name of ["warp_mem_new", "warp_shm_open"] as const) {
+    const def: Deno.ForeignFunction = symbols[name];
+    assert.notEqual(def.nonblocking, true, `${name} must not be nonblocking`);
+  }
 });

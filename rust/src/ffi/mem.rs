@@ -24,7 +24,7 @@ fn resolve_now(now: f64) -> f64 {
 
 /// Handle of an in-process store, owned by JavaScript between `warp_mem_new` and
 /// `warp_mem_free`, or until the thread that created it exits (a Worker that ends; see
-/// [`thread_handles`]).
+/// `thread_handles.rs`).
 ///
 /// ## Safety
 /// There is no lock: a handle must be used by one thread at a time. The TypeScript side

@@ -3,7 +3,7 @@
 //! safe code, runs inside `catch_unwind` so that no panic crosses the boundary, and
 //! returns an `i32` [`Status`] (or a null pointer from a constructor, with the reason in
 //! `warp_last_error`). A handle lives until its free export, or until the thread that
-//! created it exits, whichever comes first ([`thread_handles`]: a Deno Worker that ends
+//! created it exits, whichever comes first (`thread_handles.rs`: a Deno Worker that ends
 //! runs no finalizer).
 //!
 //! Hot symbols take byte lengths as `u32` and times as `f64` ms: 64-bit integers would
