@@ -5,7 +5,9 @@
  *
  * `WARP_CACHE_ENGINE=ts` forces the TypeScript store for the memory backend (the shared
  * backend still uses the library), `WARP_CACHE_ENGINE=native` makes a missing library an
- * error instead of a fallback (for tests and benchmarks).
+ * error instead of a fallback (for tests and benchmarks). A `WARP_CACHE_LIB` that does not
+ * load is a configuration error: the memory backend falls back with one warning per
+ * process, the shared backend throws (`shared_store.ts`).
  *
  * @module
  */
@@ -15,7 +17,7 @@ import {
   installHint,
   loadNative,
   nativeLoadError,
-  noteFallback,
+  nativeLoadFailure,
   prepareNative,
 } from "./ffi.ts";
 import { NativeMemoryStore } from "./native_store.ts";
@@ -36,6 +38,17 @@ export function memoryEngine(): "native" | "ts" {
 
 function envEngine(): string | undefined {
   return envVar("WARP_CACHE_ENGINE");
+}
+
+let warnedFallback = false;
+
+/** Warns, once per process, that an explicit `WARP_CACHE_LIB` failed and why. */
+function warnFallback(): void {
+  if (warnedFallback || nativeLoadFailure() === null) return;
+  warnedFallback = true;
+  console.warn(
+    `@warp/cache: the memory backend uses the TypeScript store, because ${nativeLoadError()}`,
+  );
 }
 
 /**
@@ -80,10 +93,10 @@ export function createStore(
   }
   if (engine === "native") {
     throw new Error(
-      `Cannot create cache: WARP_CACHE_ENGINE=native but ${nativeLoadError() || installHint()}`,
+      `Cannot create cache: WARP_CACHE_ENGINE=native but ${nativeLoadError()}: ${installHint()}`,
     );
   }
-  if (engine !== "ts") noteFallback();
+  if (engine !== "ts") warnFallback();
   return new TsSieveStore({ maxSize: opts.maxSize, ttl: opts.ttl, policy: opts.strategy });
 }
 

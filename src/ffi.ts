@@ -13,6 +13,7 @@
 import {
   baseUrl,
   candidates,
+  cargoFileName,
   checkCandidate,
   download,
   downloadBlocker,
@@ -130,6 +131,17 @@ export type NativeSymbols = Deno.DynamicLibrary<typeof symbols>["symbols"];
 let loaded: NativeSymbols | null | undefined;
 let loadError = "";
 let loadedPath = "";
+let loadFailure: NativeLoadFailure | null = null;
+let loadThrown: Error | null = null;
+let downloadError = "";
+
+/** Why the library did not load, when that is a configuration error. */
+export interface NativeLoadFailure {
+  /** The path that was set in `WARP_CACHE_LIB`. */
+  path: string;
+  /** Why it did not load: the `Deno.dlopen` error, or the ABI version it reports. */
+  reason: string;
+}
 
 function permitted(desc: Deno.PermissionDescriptor): boolean {
   try {
@@ -138,6 +150,9 @@ function permitted(desc: Deno.PermissionDescriptor): boolean {
     return false;
   }
 }
+
+/** File name of cargo's output on this platform: `libwarp_cache.so`, `.dylib`, `.dll`. */
+export const libraryFileName: (os?: string) => string = cargoFileName;
 
 /** Whether this module runs from a checkout that can build the library with cargo. */
 function inCheckout(): boolean {
@@ -150,10 +165,11 @@ function inCheckout(): boolean {
   }
 }
 
-/** How to get a library, for error messages: the permissions that let the first use
- * download it, the install command, `WARP_CACHE_LIB` (and, in a checkout, the build). */
+/** How to get a library, for error messages (callers add it once): the permissions that let
+ * the first use download it, the install command, `WARP_CACHE_LIB`, and in a checkout the
+ * build command. */
 export function installHint(): string {
-  const build = inCheckout() ? "build it with `deno task build`, or " : "";
+  const build = inCheckout() ? "build it with `deno task build` (needs Rust), or " : "";
   return `run with --allow-ffi --allow-env --allow-read --allow-write --allow-net (or -A) so that the first use downloads it, or install it ahead of time with \`${INSTALL_COMMAND}\`, or ${build}set WARP_CACHE_LIB to its path`;
 }
 
@@ -168,15 +184,75 @@ export function nativeLastError(): string {
   return loaded ? readLastError(loaded) : loadError;
 }
 
+/** Opens a library file; `Deno.dlopen` but for tests. */
+export type LibraryOpener = (
+  path: string,
+  iface: typeof symbols,
+) => Deno.DynamicLibrary<typeof symbols>;
+
+/**
+ * The reason in a `Deno.dlopen` error, without the "Could not open library: " prefixes
+ * (Deno 2.9.6 writes two) and the path, which the caller names.
+ */
+function dlopenReason(message: string, path: string): string {
+  const prefix = "Could not open library: ";
+  let reason = message;
+  while (reason.startsWith(prefix)) reason = reason.slice(prefix.length);
+  if (reason.startsWith(`${path}: `)) reason = reason.slice(path.length + 2);
+  return reason || message;
+}
+
+/** Why a library file cannot be used. */
+export interface OpenFailure {
+  /** The `Deno.dlopen` error, or the ABI version the library reports. */
+  reason: string;
+  /** The ABI version the library reports, when it loaded but is of another version. */
+  version?: number;
+}
+
+/**
+ * Opens the library at `path` and checks its ABI version.
+ *
+ * @param path The library file.
+ * @param open How to open it (tests pass a stand-in); `Deno.dlopen` by default.
+ * @returns The library's symbols, or why it cannot be used.
+ * @throws {Deno.errors.PermissionDenied} If `--allow-ffi` is missing.
+ */
+export function openLibrary(
+  path: string,
+  open: LibraryOpener = Deno.dlopen,
+): NativeSymbols | OpenFailure {
+  let lib: Deno.DynamicLibrary<typeof symbols>;
+  try {
+    lib = open(path, symbols);
+  } catch (e) {
+    if (e instanceof Deno.errors.PermissionDenied) throw e;
+    return { reason: dlopenReason(e instanceof Error ? e.message : String(e), path) };
+  }
+  const version = lib.symbols.warp_abi_version();
+  if (version !== ABI_VERSION) {
+    lib.close();
+    return {
+      reason:
+        `it reports ABI version ${version}, expected ${ABI_VERSION}; rebuild it with \`deno task build\``,
+      version,
+    };
+  }
+  return lib.symbols;
+}
+
 /**
  * Loads the native library once and returns its symbols, or `null` when it is not
- * available (no `--allow-ffi`, not found, not verified, or a load error; see
- * {@linkcode nativeLoadError}). Looks where `_library.ts` says, verifying pinned hashes;
- * never downloads (see {@linkcode prepareNative}) and never prompts.
+ * available: no `--allow-ffi`, none found or verified (see `_library.ts`), or
+ * `WARP_CACHE_LIB` set to a path that does not load (then {@linkcode nativeLoadFailure}
+ * says why). {@linkcode nativeLoadError} tells why it returned `null`. Never downloads (see
+ * {@linkcode prepareNative}) and never prompts.
  *
- * @throws {Error} If the library loads but reports another ABI version (a stale build).
+ * @throws {Error} If a library found beside the module loads but reports another ABI
+ * version (a stale build); every later call throws it again.
  */
 export function loadNative(): NativeSymbols | null {
+  if (loadThrown) throw loadThrown;
   if (loaded !== undefined) return loaded;
   loaded = null;
   if (typeof Deno?.dlopen !== "function" || !permitted({ name: "ffi" })) {
@@ -184,73 +260,60 @@ export function loadNative(): NativeSymbols | null {
     return null;
   }
   const tried: string[] = [];
-  const list = candidates();
-  for (const c of list) {
+  for (const c of candidates()) {
+    if (c.source === "WARP_CACHE_LIB") {
+      // An explicit path that fails is a configuration error: never replaced.
+      const lib = openLibrary(c.path);
+      if (!("reason" in lib)) return use(lib, c.path);
+      loadFailure = { path: c.path, reason: lib.reason };
+      loadError = `WARP_CACHE_LIB=${c.path} could not be loaded: ${lib.reason}`;
+      return null;
+    }
     const problem = checkCandidate(c);
     if (problem !== null) {
       tried.push(`${c.path} (${c.source}): ${problem}`);
       continue;
     }
-    let lib: Deno.DynamicLibrary<typeof symbols>;
-    try {
-      lib = Deno.dlopen(c.path, symbols);
-    } catch (e) {
-      tried.push(`${c.path} (${c.source}): ${e instanceof Error ? e.message : String(e)}`);
-      continue;
+    const lib = openLibrary(c.path);
+    if (!("reason" in lib)) return use(lib, c.path);
+    if (lib.version !== undefined) {
+      loadThrown = new Error(`Cannot load the @warp/cache native library ${c.path}: ${lib.reason}`);
+      throw loadThrown;
     }
-    const version = lib.symbols.warp_abi_version();
-    if (version !== ABI_VERSION) {
-      lib.close();
-      if (c.source === "WARP_CACHE_LIB") {
-        tried.push(`${c.path} (WARP_CACHE_LIB): ABI version ${version}, expected ${ABI_VERSION}`);
-        continue;
-      }
-      throw new Error(
-        `Cannot load the @warp/cache native library: ${c.path} has ABI version ${version}, expected ${ABI_VERSION}; rebuild it with \`deno task build\``,
-      );
-    }
-    loaded = lib.symbols;
-    loadedPath = c.path;
-    return loaded;
+    tried.push(`${c.path} (${c.source}): ${lib.reason}`);
   }
-  if (list.length === 1 && list[0]!.source === "WARP_CACHE_LIB") {
-    // An explicit path that fails is a configuration error: said once, never replaced.
-    loadError = `WARP_CACHE_LIB is set, and the library there could not be loaded: ${tried[0]}`;
-    explicitFailed = true;
-  } else {
-    loadError = `no native library could be loaded (tried ${tried.join("; ") || "nothing"}${
-      downloadError ? `; download: ${downloadError}` : ""
-    }): ${installHint()}`;
-  }
+  loadError = `no native library could be loaded (tried ${tried.join("; ") || "nothing"}${
+    downloadError ? `; download: ${downloadError}` : ""
+  })`;
   return null;
 }
 
-let explicitFailed = false;
-let warned = false;
-
-/**
- * Called when the memory backend falls back to the TypeScript store: warns once when that
- * happens because `WARP_CACHE_LIB` names a library that does not load (silence would hide a
- * configuration error; a missing permission or library stays silent).
- */
-export function noteFallback(): void {
-  if (explicitFailed && !warned) {
-    warned = true;
-    console.warn(`@warp/cache: using the TypeScript store: ${loadError}`);
-  }
+function use(lib: NativeSymbols, path: string): NativeSymbols {
+  loaded = lib;
+  loadedPath = path;
+  return lib;
 }
 
-/** Why {@linkcode loadNative} returned `null` (empty when it did not). */
+/**
+ * Why {@linkcode loadNative} returned `null`, without advice (empty when it did not).
+ * Callers add {@linkcode installHint} once.
+ */
 export function nativeLoadError(): string {
   return loadError;
+}
+
+/**
+ * The failure of an explicitly set `WARP_CACHE_LIB` (a configuration error, which the
+ * memory backend reports once before it falls back), or `null`.
+ */
+export function nativeLoadFailure(): NativeLoadFailure | null {
+  return loadFailure;
 }
 
 /** The path of the loaded library (empty when none is loaded). */
 export function nativeLibraryPath(): string {
   return loadedPath;
 }
-
-let downloadError = "";
 
 /**
  * Makes the library available before first use: when no library is found locally (and

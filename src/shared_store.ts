@@ -10,7 +10,14 @@
  */
 
 import { createHash } from "node:crypto";
-import { envVar, loadNative, nativeLastError, nativeLoadError, type NativeSymbols } from "./ffi.ts";
+import {
+  envVar,
+  installHint,
+  loadNative,
+  nativeLastError,
+  nativeLoadError,
+  type NativeSymbols,
+} from "./ffi.ts";
 import { CacheError, Status, unwrap } from "./errors.ts";
 import { MISS, type Store, type StoreInfo } from "./store.ts";
 import { decodeValueIn, encodeValue, isPromised } from "./value_codec.ts";
@@ -159,7 +166,7 @@ export class SharedStore implements Store {
       throw new Error(
         `Cannot create cache: the shared backend needs the native library, and ${
           nativeLoadError() || "the loaded library lacks the shared store"
-        }`,
+        }: ${installHint()}`,
       );
     }
     const size = sharedFileSize(lib, maxSize, maxKeySize, maxValueSize);

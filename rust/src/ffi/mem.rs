@@ -2,7 +2,7 @@
 
 use std::cell::UnsafeCell;
 
-use super::{guarded, key_slice};
+use super::{guarded, key_slice, thread_handles};
 use crate::error::{Status, fail};
 use crate::sieve::{Lookup, Policy, SieveStore};
 
@@ -23,7 +23,8 @@ fn resolve_now(now: f64) -> f64 {
 }
 
 /// Handle of an in-process store, owned by JavaScript between `warp_mem_new` and
-/// `warp_mem_free`.
+/// `warp_mem_free`, or until the thread that created it exits (a Worker that ends; see
+/// `thread_handles.rs`).
 ///
 /// ## Safety
 /// There is no lock: a handle must be used by one thread at a time. The TypeScript side
@@ -69,21 +70,18 @@ pub extern "C" fn warp_mem_new(capacity: u32, ttl_ms: f64, policy: u32) -> *mut 
     let store = MemStore {
         inner: UnsafeCell::new(SieveStore::new(capacity, ttl, policy)),
     };
-    Box::into_raw(Box::new(store))
+    thread_handles::adopt(Box::new(store))
 }
 
-/// Frees a memory store. Null is a no-op.
+/// Frees a memory store. Null, or a handle that is not live (already freed, or freed
+/// when its thread exited), is a no-op.
 ///
 /// # Safety
-/// - `h` must be null or a pointer returned by `warp_mem_new`, not freed before, and not
-///   used after this call.
+/// - `h` must be null or a pointer returned by `warp_mem_new`, not used after this call.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn warp_mem_free(h: *mut MemStore) {
-    if h.is_null() {
-        return;
-    }
-    // SAFETY: `h` came from `Box::into_raw` in `warp_mem_new` and is freed once.
-    drop(unsafe { Box::from_raw(h) });
+    // SAFETY: the caller guarantees nobody uses `h` after this call.
+    drop(unsafe { thread_handles::release(h) });
 }
 
 /// Looks up the key `key[..len]` at time `now` (ms; `NaN` = the library's monotonic clock). Returns the slot (`>= 0`) on a hit,

@@ -2,7 +2,9 @@
 //! received from JavaScript into references or slices; each export is a thin wrapper over
 //! safe code, runs inside `catch_unwind` so that no panic crosses the boundary, and
 //! returns an `i32` [`Status`] (or a null pointer from a constructor, with the reason in
-//! `warp_last_error`).
+//! `warp_last_error`). A handle lives until its free export, or until the thread that
+//! created it exits, whichever comes first (`thread_handles.rs`: a Deno Worker that ends
+//! runs no finalizer).
 //!
 //! Hot symbols take byte lengths as `u32` and times as `f64` ms: 64-bit integers would
 //! reach JavaScript as BigInt and leave V8's fast-call path (measured by the raw FFI group of `deno task bench`).
@@ -14,6 +16,7 @@ use crate::error::{Status, fail, last_error};
 pub mod mem;
 #[cfg(unix)]
 mod shm;
+mod thread_handles;
 
 /// Version of the C ABI below; `src/ffi.ts` refuses a library that reports another one.
 /// History: 1 = first release (memory store). 2 = `warp_shm_file_size` and

@@ -8,7 +8,7 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use super::{guarded, key_slice};
+use super::{guarded, key_slice, thread_handles};
 use crate::error::{Status, fail};
 use crate::shm::{Get, Set, ShmError, ShmStore};
 
@@ -78,7 +78,7 @@ pub unsafe extern "C" fn warp_shm_open(
         let path = Path::new(OsStr::from_bytes(bytes));
         match ShmStore::open(path, capacity, max_key_size, max_value_size, ttl_ms) {
             Ok(store) => {
-                handle = Box::into_raw(Box::new(store));
+                handle = thread_handles::adopt(Box::new(store));
                 Status::Ok as i32
             }
             Err(e) => failed(&e),
@@ -102,18 +102,17 @@ pub extern "C" fn warp_shm_max_file_size() -> f64 {
     crate::shm::layout::MAX_FILE_SIZE as f64
 }
 
-/// Closes a handle (unmaps the file; the file stays). Null is a no-op.
+/// Closes a handle (unmaps the file; the file stays). Null, or a handle that is not
+/// live (already closed, or closed when its thread exited), is a no-op.
 ///
 /// # Safety
-/// - `h` must be null or a pointer returned by `warp_shm_open`, not closed before, and
-///   not used after this call.
+/// - `h` must be null or a pointer returned by `warp_shm_open`, not used after this call.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn warp_shm_close(h: *mut ShmStore) {
-    if h.is_null() {
+    // SAFETY: the caller guarantees nobody uses `h` after this call.
+    let Some(store) = (unsafe { thread_handles::release(h) }) else {
         return;
-    }
-    // SAFETY: `h` came from `Box::into_raw` in `warp_shm_open` and is closed once.
-    let store = unsafe { Box::from_raw(h) };
+    };
     guarded(|| {
         drop(store);
         Status::Ok as i32
