@@ -649,13 +649,30 @@ fn hold_in_use(file: &File) {
 /// Whether another open file description (of any process, this one included) holds the
 /// file: tries the write lock on [`IN_USE_BYTE`] without waiting. Granted (kept until
 /// `file` closes): `false`. Refused: `true`. Any other error: `false` (cannot tell).
+///
+/// A refusal is retried a few times over about 2 ms: a process that forks (to spawn a
+/// command) shares every open file description with its child until the child's `exec`
+/// closes them, so a brief refusal may come from a child that never uses the file (seen in
+/// the test binary, whose tests spawn children while others open files).
 #[cfg(target_os = "linux")]
 fn in_use_elsewhere(file: &File) -> bool {
-    match ofd_lock(file, libc::F_WRLCK, false) {
-        Ok(()) => false,
-        Err(e) => matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EACCES)),
+    for attempt in 0..IN_USE_ATTEMPTS {
+        match ofd_lock(file, libc::F_WRLCK, false) {
+            Ok(()) => return false,
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EACCES)) => {
+                if attempt + 1 < IN_USE_ATTEMPTS {
+                    std::thread::sleep(std::time::Duration::from_micros(500));
+                }
+            }
+            Err(_) => return false,
+        }
     }
+    true
 }
+
+/// Tries of the in-use check before a file is taken to be in use (see `in_use_elsewhere`).
+#[cfg(target_os = "linux")]
+const IN_USE_ATTEMPTS: u32 = 5;
 
 #[cfg(not(target_os = "linux"))]
 fn hold_in_use(_file: &File) {}
