@@ -38,7 +38,9 @@
 //!   [`layout::COUNTER_LIMIT`]) found at open or by [`ShmStore::info`]. Entries are
 //!   what the checksums protect.
 //! - The TTL is a setting of the handle, not of the file: processes that open the same
-//!   file with different TTLs each judge freshness by their own TTL.
+//!   file with different TTLs each judge freshness by their own TTL. An entry expired by
+//!   this handle's TTL is a miss for this handle and stays in the file for the others (a
+//!   later `set` replaces it; eviction removes it).
 //!
 //! ## Safety
 //! Mapping a file is unsafe because the file can be modified, in or out of process, at
@@ -315,8 +317,8 @@ impl ShmStore {
     }
 
     /// Looks `key` up at time `now` (ms) and copies its value into `out`. Counts a hit
-    /// or a miss (not `TooSmall`). Expired and corrupt entries are misses and are removed
-    /// when the lock is free.
+    /// or a miss (not `TooSmall`). Expired entries (by this handle's TTL) are misses and
+    /// stay in the file; corrupt ones are misses and are dropped when the lock is free.
     ///
     /// Never waits for a writer: a copy whose checksum verifies for `key` is a hit even
     /// while the sequence counter is odd or changing; what cannot be told without a stable
@@ -345,7 +347,6 @@ impl ShmStore {
                         // This key's entry, intact, whatever writers did meanwhile.
                         if self.expired(inserted_at_bits, now) {
                             self.counters().misses.fetch_add(1, Ordering::Relaxed);
-                            self.remove_if_expired(key, hash, now)?;
                             return Ok(Get::Miss);
                         }
                         if !visited && let Ok(s) = self.table.slot(slot) {
@@ -387,8 +388,7 @@ impl ShmStore {
             }
             let s = t.slot(slot)?;
             if self.expired(s.h.inserted_at.load(Ordering::Relaxed), now) {
-                t.remove_slot(slot)?;
-                return Ok(Get::Miss);
+                return Ok(Get::Miss); // expired for this handle only: left for the others
             }
             let len = s.h.value_len.load(Ordering::Relaxed) as usize;
             if len > out.len() {
@@ -405,20 +405,6 @@ impl ShmStore {
             Get::TooSmall(_) => 0,
         };
         Ok(r)
-    }
-
-    /// Removes `key` if it is expired at `now`, when the lock can be taken without waiting.
-    fn remove_if_expired(&self, key: &[u8], hash: u64, now: f64) -> Result<(), ShmError> {
-        self.locked_within(lock::Wait::No, |t| {
-            if let Some((_, slot)) = t.find(key, hash)? {
-                let s = t.slot(slot)?;
-                if self.expired(s.h.inserted_at.load(Ordering::Relaxed), now) {
-                    t.remove_slot(slot)?;
-                }
-            }
-            Ok(())
-        })?;
-        Ok(())
     }
 
     /// Stores `key -> value` inserted at `now` (ms), replacing the value and time of an
@@ -502,7 +488,7 @@ impl ShmStore {
         self.stripe
     }
 
-    /// Number of entries (expired ones included until they are looked up or evicted).
+    /// Number of entries (expired ones included until they are replaced or evicted).
     pub fn len(&self) -> usize {
         let len = self.table.header().len.load(Ordering::Relaxed);
         len.min(self.params().capacity) as usize

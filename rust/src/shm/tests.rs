@@ -211,7 +211,7 @@ fn ttl_expires_at_the_boundary_hits_do_not_extend_and_set_refreshes() {
     s.set(b"k", b"v", 1000.0).unwrap();
     assert!(get_at(&s, b"k", 1099.9).is_some());
     assert_eq!(get_at(&s, b"k", 1100.0), None);
-    assert_eq!(s.len(), 0, "the expired entry was removed");
+    assert_eq!(s.len(), 1, "expired for this handle, but left in the file");
     s.table().validate().unwrap();
     s.set(b"k", b"v", 1000.0).unwrap();
     s.set(b"k", b"w", 1050.0).unwrap();
@@ -223,6 +223,39 @@ fn ttl_expires_at_the_boundary_hits_do_not_extend_and_set_refreshes() {
     s.set(b"k", b"v", 0.0).unwrap();
     let no_ttl = ShmStore::open(&d.file("c"), 4, 16, 16, 0.0).unwrap();
     assert!(get_at(&no_ttl, b"k", 1e12).is_some());
+}
+
+/// Regression (red team, item 11): a handle with a TTL that read an entry written by a
+/// handle without one deleted it, so the other process recomputed. An expired entry is a
+/// miss for the handle whose TTL expired it, and stays for the others; a set by that
+/// handle replaces it (and eviction removes it, as any entry).
+#[test]
+fn an_entry_expired_by_one_handles_ttl_stays_for_the_others() {
+    let d = TempDir::new();
+    let p = d.file("c");
+    let short = ShmStore::open(&p, 2, 16, 16, 20.0).unwrap();
+    let forever = ShmStore::open(&p, 2, 16, 16, 0.0).unwrap();
+    forever.set(b"k", b"v", 1000.0).unwrap();
+    for now in [1020.0, 1e6] {
+        assert_eq!(get_at(&short, b"k", now), None, "expired for the short TTL");
+        assert_eq!(get_at(&forever, b"k", now).as_deref(), Some(&b"v"[..]));
+    }
+    // The locked path (a reader that falls back to the lock) leaves it too.
+    let mut out = [0u8; 16];
+    let hash = short.table().hash(b"k");
+    assert_eq!(
+        short.get_locked(b"k", hash, &mut out, 1e6).unwrap(),
+        Get::Miss
+    );
+    assert_eq!(get_at(&forever, b"k", 1e6).as_deref(), Some(&b"v"[..]));
+    assert_eq!(short.len(), 1);
+    let i = short.info();
+    assert_eq!((i.hits, i.misses), (3, 3));
+    // A set by the short handle replaces it.
+    short.set(b"k", b"w", 2000.0).unwrap();
+    assert_eq!(get_at(&short, b"k", 2010.0).as_deref(), Some(&b"w"[..]));
+    assert_eq!(short.len(), 1);
+    short.table().validate().unwrap();
 }
 
 #[test]
