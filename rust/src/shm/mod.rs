@@ -2,7 +2,8 @@
 //!
 //! - [`layout`]: the `#[repr(C)]` header and slot header, sizes pinned by const asserts.
 //! - [`region`]: opening, creating and validating the file, and mapping it.
-//! - [`lock`]: the write lock (owner pid and start time, dead-owner takeover).
+//! - [`lock`]: the write lock (owner handles named by liveness ids that the kernel holds,
+//!   dead-owner takeover, bounded waits).
 //! - [`table`]: the hash table, slots and SIEVE queue inside the mapping.
 //!
 //! Concurrency design:
