@@ -16,6 +16,7 @@ export const Status = {
   Corrupt: -5,
   TooLarge: -6,
   BufferTooSmall: -7,
+  Busy: -8,
 } as const;
 
 /**

@@ -37,6 +37,16 @@ fn main() {
         let miss = t.elapsed() / n;
         println!("value {size:>5} B: get hit {hit:?}, get miss {miss:?}, set (replace) {set:?}");
     }
+    // Inserts of new keys without eviction: rounds of 1000 into a cleared store (the
+    // clear, one per round, is included).
+    let t = Instant::now();
+    for _ in 0..100 {
+        s.clear().expect("clear");
+        for i in 0..1000u32 {
+            s.set(&(i + 10_000).to_le_bytes(), b"v", 0.0).expect("set");
+        }
+    }
+    println!("set (insert): {:?}", t.elapsed() / 100_000);
     let t = Instant::now();
     for i in 0..100_000u32 {
         s.set(&(i + 10_000).to_le_bytes(), b"v", 0.0).expect("set");

@@ -27,6 +27,9 @@ pub enum Status {
     TooLarge = -6,
     /// The caller's output buffer is too small; the needed size is in the message.
     BufferTooSmall = -7,
+    /// A shared file's write lock stayed with a live process (stopped, or in a debugger)
+    /// for longer than the operation waits.
+    Busy = -8,
 }
 
 thread_local! {

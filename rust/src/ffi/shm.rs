@@ -165,7 +165,8 @@ pub unsafe extern "C" fn warp_shm_get(
 /// Stores `key[..key_len] -> value[..value_len]` inserted at `now` (ms); an existing key
 /// gets the new value and insertion time; a full store evicts one entry by SIEVE.
 /// Returns 0 when stored, 1 when skipped because the key or value exceeds the slot sizes
-/// (counted as an oversize skip), or a negative status.
+/// (counted as an oversize skip), 2 when not stored because a live process kept the
+/// write lock (stopped, or in a debugger; see `ShmStore::set`), or a negative status.
 ///
 /// # Safety
 /// - `h` must be null or live (see `warp_shm_open`); `key` valid for `key_len` bytes,
@@ -186,6 +187,7 @@ pub unsafe extern "C" fn warp_shm_set(
         with_shm(h, |s| match s.set(key, value, wall_now(now)) {
             Ok(Set::Stored) => 0,
             Ok(Set::Skipped) => 1,
+            Ok(Set::Busy) => 2,
             Err(e) => failed(&e),
         })
     }

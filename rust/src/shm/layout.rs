@@ -35,7 +35,13 @@ pub const MAGIC: [u8; 8] = *b"WARPSHM1";
 ///   (v2 kept one set of counters at 192, and 2 processes read no faster than 1);
 ///   `evictions` (written under the lock) and the stripe cursor moved to the queue line
 ///   (280, 288). Same sizes and offsets otherwise.
-pub const VERSION: u32 = 3;
+/// - 4: the lock word (128) names its owner handle by a liveness id held as a kernel
+///   open-file-description lock on the file, with an acquisition counter and a check
+///   (see `lock.rs`), instead of pid and start time, which mean nothing across PID
+///   namespaces. Same layout: the version changes because a v3 library would read the
+///   new words as dead pids and take the lock from a live v4 owner (and v4 reads v3
+///   words as garbage), so that the two must not share a file.
+pub const VERSION: u32 = 4;
 
 /// Counter stripes in the header (one cache line each; see [`Header::stripe`]).
 pub const STRIPES: usize = 4;
@@ -121,7 +127,7 @@ pub struct Header {
     pub _pad2: [u64; 7],
 
     // line 2 (128..192): the write lock
-    /// 128: 0 when free, else the owner word (pid, start time); see `lock.rs`.
+    /// 128: 0 when free, else the owner word (liveness id, counter, check); see `lock.rs`.
     pub lock: AtomicU64,
     /// 136..192: reserved.
     pub _pad3: [u64; 7],

@@ -1,35 +1,82 @@
-//! The cross-process write lock: a spinlock word in the file header that holds its
-//! owner's identity, so that a waiter can tell a dead owner from a slow one, behind an
-//! in-process mutex per file.
+//! The cross-process write lock: a spinlock word in the file header that names its owner
+//! handle, so that a waiter can tell a dead owner from a slow one, behind an in-process
+//! mutex per file.
 //!
-//! The owner word is `pid | start << 32`, where `start` is the low 32 bits of the
-//! owner's start time (field 22 of `/proc/<pid>/stat`, clock ticks since boot) on Linux
-//! and 0 elsewhere. A word is never 0 because no process of ours has pid 0.
+//! ## Owners are handles, and their liveness is held by the kernel
 //!
-//! The word names a process, not a thread, so the threads of one process (handles in
-//! Workers, or several handles on one file) first take an in-process mutex of the file
-//! (one per device and inode, see [`local_for`]), and only then the word. Holding that
-//! mutex, a thread that finds its own process's word in the file knows that no thread of
-//! its process holds the lock: the word is stale (a dead process whose pid and start time
-//! we reuse, or garbage) and is taken over. (An earlier design counted the locks held by
-//! the process's threads instead; a thread preempted between taking the word and counting
-//! it let a second thread take the same word: two writers at once, found by the test
-//! `threads_with_their_own_handles_never_read_a_wrong_value` on a CI machine.)
+//! On Linux every handle ([`super::ShmStore`]) holds, for as long as it lives, an
+//! open-file-description lock (`fcntl(F_OFD_SETLK)`, Linux 3.15 and later) on one byte
+//! of the cache file, at [`LIVENESS_BASE`]` + id` (far past the end of the file, which
+//! such locks allow; no data is ever there). The id (0 to [`MAX_IDS`]` - 1`) is the first
+//! byte that a non-blocking `F_OFD_SETLK` gets at open ([`Owner::open`]). The kernel
+//! releases the lock when the last descriptor of that open file description is closed,
+//! which includes the death of the process in any way. A waiter asks the kernel with
+//! `F_OFD_GETLK` whether anyone holds the owner's byte: no lock means the owner is gone.
+//! That answer is kernel state about the file, so it holds across PID namespaces
+//! (containers sharing `/dev/shm`), where a pid means nothing (hole 6 of RELIABILITY.md:
+//! the previous design named the owner by pid and start time, and two writers in two
+//! PID namespaces took the lock from each other). Byte `1 << 39` belongs to another use
+//! (the "file in use" lock taken at open) and is never one of ours. A child forked without
+//! `exec` shares its parent's descriptors, and with them the parent's liveness ids, until
+//! it exits (our descriptors are close-on-exec; Deno never forks without `exec`).
 //!
-//! A waiter spins, then yields, then sleeps briefly; once it has waited a little it
-//! checks about every millisecond whether the owner is alive. The owner is dead when
-//! `kill(pid, 0)` fails with `ESRCH`, or when the pid now belongs to a process with
-//! another start time: pids are reused, and the start time is what tells the new
-//! process from the old one (a reuse within the same clock tick is the residual risk;
-//! where `/proc` is missing, as on macOS, only `kill` is used and a reused pid makes
-//! waiters wait until that process exits). A dead owner's word is swapped for the
-//! waiter's with a compare-and-swap, so that of several waiters exactly one takes over;
-//! it then repairs the store (see `table.rs`) when the sequence counter shows that the
-//! owner died mid-write.
+//! Elsewhere (macOS, the BSDs: no open-file-description locks, and classic `fcntl` locks
+//! are dropped when the process closes *any* descriptor of the file, which opening a
+//! second handle does) the owner tag is the process id and a waiter uses `kill(pid, 0)`:
+//! those systems have no PID namespaces, and a reused pid makes waiters wait (within the
+//! bounds below) until that process exits. That path compiles and is unit-tested on
+//! Linux too ([`pid_alive`]).
+//!
+//! ## The word
+//!
+//! `tag | counter << 32 | check << 48`: the owner tag (liveness id, or pid), a 16-bit
+//! counter that the handle bumps on every acquisition, and a 16-bit check of the other
+//! 48 bits whose top bit is always set (so a word is never 0, the free value). The
+//! counter makes a takeover ABA-safe: a waiter that judged the owner dead replaces the
+//! exact word it judged with a compare-and-swap, so an id that died and was reused by a
+//! new handle which took the lock in between has another word and is not taken over. The
+//! check makes garbage (random bytes over a mapped file) a dead owner without asking
+//! anyone: a word whose check fails names nobody. Garbage that passes the check (2^-16)
+//! and names an id that is live is waited for like a live owner, within the bounds below,
+//! until that owner writes (it finds its own tag: see below) or closes.
+//!
+//! ## Threads of one process
+//!
+//! The tag names a handle (or a process), not a thread, and several threads may share one
+//! handle; so the threads of one process first take an in-process mutex of the file (one
+//! per device and inode, see [`local_for`]), and only then the word. Holding that mutex, a
+//! thread that finds a tag of its own process in the word (this handle's or another
+//! handle's on the same file) knows that no thread of its process holds the lock: the word
+//! is stale (garbage) and is taken over. The mutex also lets the threads of one process
+//! sleep on a condition variable instead of polling the word. (An earlier design counted
+//! the locks held by the process's threads instead; a thread preempted between taking the
+//! word and counting it let a second thread take the same word: hole 5 of RELIABILITY.md.)
+//!
+//! ## Waiting is bounded
+//!
+//! A waiter spins, then yields, then sleeps briefly; once it has waited a little it asks
+//! about every millisecond whether the owner is alive, and takes a dead owner's word over
+//! with a compare-and-swap, so that of several waiters exactly one does; it then repairs
+//! the store (see `table.rs`) when the sequence counter shows that the owner died
+//! mid-write. A live owner that does not release (stopped by `SIGSTOP`, Ctrl-Z,
+//! `docker pause`, a debugger) is never taken over; callers give up after a bound of their
+//! choice instead ([`Wait`]; `set` after [`super::SET_WAIT`], `delete` and `clear` after
+//! [`super::LONG_WAIT`], lock-free readers never wait).
+//!
+//! ## Why not a robust process-shared mutex (LMDB)
+//!
+//! A `pthread_mutex` with `PTHREAD_MUTEX_ROBUST` in the file also survives the death of
+//! its owner, but its state lives in the file: garbage written over it can make
+//! `pthread_mutex_lock` wait forever or fail in ways that cannot be repaired from user
+//! space, and G5 of RELIABILITY.md (a garbage lock word never blocks) would not hold.
+//! Here garbage can only name a dead owner (or, behind a 16-bit check, a live one that
+//! does not hold the lock, waited for within bounds), and liveness is kernel state that
+//! the file cannot corrupt. The uncontended path is one compare-and-swap either way.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
+use std::fs::File;
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 /// How often a waiter checks whether the owner is alive.
@@ -38,48 +85,298 @@ const LIVENESS_PERIOD: Duration = Duration::from_millis(1);
 /// Spins before the first liveness check and before yielding.
 const SPINS: u32 = 128;
 
-/// The start time of process `pid` in clock ticks since boot, from `/proc/<pid>/stat`.
-#[cfg(target_os = "linux")]
-fn start_ticks(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may hold spaces and parentheses: skip past the last ')'.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    // Fields from 3 (state) on; starttime is field 22.
-    rest.split_ascii_whitespace().nth(22 - 3)?.parse().ok()
-}
+/// Byte offset of the first liveness byte: far past the end of any cache file (at most
+/// 64 GiB), and above the "file in use" byte at `1 << 39`.
+pub const LIVENESS_BASE: i64 = 1 << 40;
 
-#[cfg(not(target_os = "linux"))]
-fn start_ticks(_pid: u32) -> Option<u64> {
-    None
-}
-
-/// Builds an owner word.
-fn word_of(pid: u32, start: Option<u64>) -> u64 {
-    u64::from(pid) | (start.unwrap_or(0) & 0xffff_ffff) << 32
-}
-
-/// This process's owner word (computed once; a forked child has another pid and
-/// recomputes, since `std::process::id` is checked).
-pub fn own_word() -> u64 {
-    static WORD: OnceLock<(u32, u64)> = OnceLock::new();
-    let pid = std::process::id();
-    let &(cached_pid, word) = WORD.get_or_init(|| (pid, word_of(pid, start_ticks(pid))));
-    if cached_pid == pid {
-        word
-    } else {
-        word_of(pid, start_ticks(pid))
-    }
-}
+/// Number of liveness ids: handles open on one file at once, in all processes.
+pub const MAX_IDS: u32 = 1 << 16;
 
 /// Device and inode of a file.
 pub type FileId = (u64, u64);
 
+/// How long an acquisition may wait for a live owner.
+#[derive(Clone, Copy, Debug)]
+pub enum Wait {
+    /// Not at all: take a free lock, or a dead owner's, else give up at once.
+    No,
+    /// Until this instant.
+    Until(Instant),
+}
+
+impl Wait {
+    /// Waits at most `d` from now.
+    pub fn at_most(d: Duration) -> Wait {
+        Wait::Until(Instant::now() + d)
+    }
+
+    fn expired(self, now: Instant) -> bool {
+        match self {
+            Wait::No => true,
+            Wait::Until(t) => now >= t,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The word
+
+/// A 16-bit check of the low 48 bits of a word, with its top bit set (splitmix64's
+/// finalizer: every input bit moves every output bit).
+fn check(body: u64) -> u64 {
+    let mut x = body ^ 0x9e37_79b9_7f4a_7c15;
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^= x >> 31;
+    (x >> 48) | 0x8000
+}
+
+/// The word of owner `tag` at acquisition `counter`.
+pub fn word_of(tag: u32, counter: u16) -> u64 {
+    let body = u64::from(tag) | u64::from(counter) << 32;
+    body | check(body) << 48
+}
+
+/// The owner tag of `word`, or `None` when its check fails (garbage).
+pub fn tag_of(word: u64) -> Option<u32> {
+    let body = word & ((1 << 48) - 1);
+    (word >> 48 == check(body)).then_some(body as u32)
+}
+
+// ---------------------------------------------------------------------------------------
+// Liveness
+
+/// Whether process `pid` exists (`kill(pid, 0)` does not fail with `ESRCH`): the
+/// liveness test where there are no open-file-description locks.
+pub fn pid_alive(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false; // not a pid at all: garbage
+    };
+    if pid <= 0 {
+        return false;
+    }
+    // SAFETY: kill with signal 0 sends nothing; it only checks that the pid exists.
+    let r = unsafe { libc::kill(pid, 0) };
+    !(r != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH))
+}
+
+/// An `F_WRLCK` description of liveness byte `id`.
+#[cfg(target_os = "linux")]
+fn liveness_flock(id: u32) -> libc::flock {
+    // SAFETY: `flock` is plain data for which all-zero bytes are valid.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = libc::F_WRLCK as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    fl.l_start = LIVENESS_BASE + libc::off_t::from(id as i32);
+    fl.l_len = 1;
+    fl.l_pid = 0; // required by F_OFD_*
+    fl
+}
+
+/// The identity of one handle as a lock owner: its tag (liveness id, or pid) and the
+/// counter of its acquisitions. On Linux it owns the open file description that holds
+/// the liveness lock: dropping it releases the id.
+pub struct Owner {
+    tag: u32,
+    counter: AtomicU16,
+    /// The in-process mutex of the file, which knows this owner's tag while it lives.
+    local: Arc<Local>,
+    /// The descriptor that holds the liveness lock, and asks about others'.
+    #[cfg(target_os = "linux")]
+    file: File,
+}
+
+impl std::fmt::Debug for Owner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Owner").field("tag", &self.tag).finish()
+    }
+}
+
+/// A starting counter that differs between handles (time and a process-wide count), so
+/// that a reused id does not repeat its predecessor's words.
+fn first_counter() -> u16 {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let n = N.fetch_add(0x9e37, Ordering::Relaxed);
+    (check(nanos ^ n ^ u64::from(std::process::id())) & 0xffff) as u16
+}
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        self.local.remove_tag(self.tag);
+    }
+}
+
+impl Owner {
+    /// Takes the first free liveness id of the file open as `file` (a descriptor of this
+    /// handle's own, kept open as long as the owner lives: the lock belongs to its open
+    /// file description), and registers it with `local`, the file's in-process mutex
+    /// from [`local_for`].
+    #[cfg(target_os = "linux")]
+    pub fn open(file: File, local: Arc<Local>) -> std::io::Result<Owner> {
+        use std::os::fd::AsRawFd;
+        for id in 0..MAX_IDS {
+            let fl = liveness_flock(id);
+            // SAFETY: `file` is open; F_OFD_SETLK reads `fl` and does not keep it.
+            let r = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLK, &raw const fl) };
+            if r == 0 {
+                local.add_tag(id);
+                return Ok(Owner {
+                    tag: id,
+                    counter: AtomicU16::new(first_counter()),
+                    local,
+                    file,
+                });
+            }
+            let e = std::io::Error::last_os_error();
+            if !matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EACCES)) {
+                return Err(e);
+            }
+        }
+        Err(std::io::Error::other(format!(
+            "{MAX_IDS} handles have the file open already"
+        )))
+    }
+
+    /// The owner of this process (tag: the pid).
+    #[cfg(not(target_os = "linux"))]
+    pub fn open(_file: File, local: Arc<Local>) -> std::io::Result<Owner> {
+        let tag = std::process::id();
+        local.add_tag(tag);
+        Ok(Owner {
+            tag,
+            counter: AtomicU16::new(first_counter()),
+            local,
+        })
+    }
+
+    /// This owner's tag (liveness id on Linux, pid elsewhere).
+    pub fn tag(&self) -> u32 {
+        self.tag
+    }
+
+    /// The in-process mutex of the file.
+    pub fn local(&self) -> &Local {
+        &self.local
+    }
+
+    /// The word of this owner's next acquisition.
+    fn next_word(&self) -> u64 {
+        word_of(self.tag, self.counter.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Whether the owner with `tag` (another handle's) is alive: someone holds its
+    /// liveness byte. An error of the query counts as alive (waiting is bounded).
+    #[cfg(target_os = "linux")]
+    pub fn alive(&self, tag: u32) -> bool {
+        use std::os::fd::AsRawFd;
+        if tag >= MAX_IDS {
+            return false; // no handle ever has this id: garbage
+        }
+        let mut fl = liveness_flock(tag);
+        // SAFETY: `self.file` is open; F_OFD_GETLK fills `fl` with a conflicting lock, or
+        // sets its type to F_UNLCK when there is none.
+        let r = unsafe { libc::fcntl(self.file.as_raw_fd(), libc::F_OFD_GETLK, &raw mut fl) };
+        r != 0 || fl.l_type != libc::F_UNLCK as libc::c_short
+    }
+
+    /// Whether the process `tag` is alive.
+    #[cfg(not(target_os = "linux"))]
+    pub fn alive(&self, tag: u32) -> bool {
+        pid_alive(tag)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The in-process mutex of a file
+
+/// The in-process mutex of one file, shared by every handle of this process on it, with
+/// a timed lock (std's `Mutex` has none), and the tags of those handles.
+#[derive(Debug, Default)]
+pub struct Local {
+    state: Mutex<LocalState>,
+    freed: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct LocalState {
+    held: bool,
+    waiters: u32,
+    /// Tags of this process's live handles on the file (a tag may repeat: pids).
+    tags: Vec<u32>,
+}
+
+/// The in-process mutex, held; released when dropped.
+#[derive(Debug)]
+pub struct LocalGuard<'a>(&'a Local);
+
+impl Drop for LocalGuard<'_> {
+    fn drop(&mut self) {
+        let mut s = self.0.state();
+        s.held = false;
+        let wake = s.waiters > 0;
+        drop(s);
+        if wake {
+            self.0.freed.notify_one();
+        }
+    }
+}
+
+impl Local {
+    fn state(&self) -> MutexGuard<'_, LocalState> {
+        // Never held across user code or a panic point that leaves it inconsistent.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Takes the mutex, waiting as `wait` allows; `None` when it stayed held.
+    pub fn lock(&self, wait: Wait) -> Option<LocalGuard<'_>> {
+        let mut s = self.state();
+        while s.held {
+            let now = Instant::now();
+            let Wait::Until(deadline) = wait else {
+                return None;
+            };
+            if now >= deadline {
+                return None;
+            }
+            s.waiters += 1;
+            s = self
+                .freed
+                .wait_timeout(s, deadline - now)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+            s.waiters -= 1;
+        }
+        s.held = true;
+        Some(LocalGuard(self))
+    }
+
+    /// Records a handle of this process with owner tag `tag` on the file.
+    fn add_tag(&self, tag: u32) {
+        self.state().tags.push(tag);
+    }
+
+    /// Forgets one handle with owner tag `tag`.
+    fn remove_tag(&self, tag: u32) {
+        let mut s = self.state();
+        if let Some(i) = s.tags.iter().position(|&t| t == tag) {
+            s.tags.swap_remove(i);
+        }
+    }
+
+    fn has_tag(&self, tag: u32) -> bool {
+        self.state().tags.contains(&tag)
+    }
+}
+
 /// The in-process mutexes by file, held weakly: an entry lives while a handle does.
-type Locals = Mutex<HashMap<FileId, Weak<Mutex<()>>>>;
+type Locals = Mutex<HashMap<FileId, Weak<Local>>>;
 
 /// The in-process mutex of the file with this device and inode: every handle this
 /// process opens on the file gets the same one (kept while a handle holds it).
-pub fn local_for(file_id: FileId) -> Arc<Mutex<()>> {
+pub fn local_for(file_id: FileId) -> Arc<Local> {
     static LOCALS: OnceLock<Locals> = OnceLock::new();
     let mut map = LOCALS
         .get_or_init(Default::default)
@@ -89,39 +386,13 @@ pub fn local_for(file_id: FileId) -> Arc<Mutex<()>> {
         return local;
     }
     map.retain(|_, w| w.strong_count() > 0);
-    let local = Arc::new(Mutex::new(()));
+    let local = Arc::new(Local::default());
     map.insert(file_id, Arc::downgrade(&local));
     local
 }
 
-/// Whether the process recorded in `word` is gone (so its lock may be taken over). Our
-/// own word is alive; [`acquire`] tells a stale copy of it apart by its in-process mutex.
-pub fn owner_is_dead(word: u64) -> bool {
-    if word == own_word() {
-        return false;
-    }
-    let pid = (word & 0xffff_ffff) as u32;
-    let start = word >> 32;
-    let Ok(pid_t) = libc::pid_t::try_from(pid) else {
-        return true; // not a pid at all: garbage in the lock word
-    };
-    if pid_t <= 0 {
-        return true;
-    }
-    // SAFETY: kill with signal 0 sends nothing; it only checks that the pid exists.
-    let r = unsafe { libc::kill(pid_t, 0) };
-    if r != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH) {
-        return true;
-    }
-    // The pid exists (or belongs to another user: EPERM). Same process as the owner?
-    // Where start times are known, every word we write has the owner's, so a word whose
-    // start differs (0 included: garbage naming a live pid, found by fuzzing) is not a
-    // live owner's. Elsewhere only `kill` can tell.
-    match start_ticks(pid) {
-        None => false,
-        Some(now) => start != now & 0xffff_ffff,
-    }
-}
+// ---------------------------------------------------------------------------------------
+// Acquiring
 
 /// A held lock: released (word, then in-process mutex) when dropped, also while
 /// unwinding from a panic.
@@ -132,7 +403,7 @@ pub struct Held<'a> {
     pub word: u64,
     /// Whether it was taken over from a dead (or stale) owner.
     pub took_over: bool,
-    _local: MutexGuard<'a, ()>,
+    _local: LocalGuard<'a>,
 }
 
 impl Drop for Held<'_> {
@@ -145,14 +416,24 @@ impl Drop for Held<'_> {
     }
 }
 
-/// Takes the in-process mutex `local` (from [`local_for`] for the file that holds
-/// `lock`), then the lock word, waiting for a live owner and taking over from a dead one.
-pub fn acquire<'a>(lock: &'a AtomicU64, local: &'a Mutex<()>) -> Held<'a> {
-    // A panic while holding it poisons the mutex; the sequence counter (left odd) is
-    // what tells the next writer to repair, so the poison carries nothing.
-    let guard = local.lock().unwrap_or_else(PoisonError::into_inner);
-    let me = own_word();
-    let held = |took_over| Held {
+/// Whether the owner named by `word` cannot hold the lock, judged by `owner` while it
+/// holds the file's in-process mutex: garbage (the check fails), a tag of this process
+/// (no thread of it holds the lock), or an owner the kernel says is gone.
+pub fn owner_is_gone(word: u64, owner: &Owner) -> bool {
+    match tag_of(word) {
+        None => true,
+        Some(tag) => tag == owner.tag() || owner.local.has_tag(tag) || !owner.alive(tag),
+    }
+}
+
+/// Takes the in-process mutex of `owner`'s file, then the lock word `lock` of that file,
+/// taking over from a dead owner and waiting for a live one as `wait` allows; `None` when
+/// the wait ran out (a live owner kept the lock, or a thread of this process kept the
+/// in-process mutex).
+pub fn acquire<'a>(lock: &'a AtomicU64, owner: &'a Owner, wait: Wait) -> Option<Held<'a>> {
+    let guard = owner.local.lock(wait)?;
+    let me = owner.next_word();
+    let held = |took_over, guard| Held {
         lock,
         word: me,
         took_over,
@@ -167,26 +448,29 @@ pub fn acquire<'a>(lock: &'a AtomicU64, local: &'a Mutex<()>) -> Held<'a> {
                 .compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed)
                 .is_ok()
             {
-                return held(false);
+                return Some(held(false, guard));
             }
             continue;
         }
         spins = spins.saturating_add(1);
-        if spins < SPINS {
+        let no_wait = matches!(wait, Wait::No);
+        if spins < SPINS && !no_wait {
             std::hint::spin_loop();
             continue;
         }
         let now = Instant::now();
         if next_check.is_none_or(|t| now >= t) {
             next_check = Some(now + LIVENESS_PERIOD);
-            // Our own word, while we hold this file's in-process mutex, is stale.
-            if (cur == me || owner_is_dead(cur))
+            if owner_is_gone(cur, owner)
                 && lock
                     .compare_exchange(cur, me, Ordering::Acquire, Ordering::Relaxed)
                     .is_ok()
             {
-                return held(true);
+                return Some(held(true, guard));
             }
+        }
+        if wait.expired(now) {
+            return None;
         }
         if spins < 2 * SPINS {
             std::thread::yield_now();
@@ -196,38 +480,123 @@ pub fn acquire<'a>(lock: &'a AtomicU64, local: &'a Mutex<()>) -> Held<'a> {
     }
 }
 
-/// The owner word of a process that does not exist, for tests: a pid above the
-/// kernel's maximum.
+/// A word whose owner does not exist, for tests: a valid check naming an id that no
+/// handle can have (on Linux) or a pid above the kernel's maximum (elsewhere).
 #[cfg(test)]
 pub fn dead_word() -> u64 {
-    // pid_max is at most 2^22 on Linux; 2^30 is never a live pid.
-    word_of(1 << 30, Some(12345))
+    #[cfg(target_os = "linux")]
+    let tag = MAX_IDS + 7;
+    #[cfg(not(target_os = "linux"))]
+    let tag = 1 << 30;
+    word_of(tag, 12345)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::AtomicU32;
 
-    #[test]
-    fn own_word_is_alive_and_dead_word_is_dead() {
-        assert!(!owner_is_dead(own_word()));
-        assert!(owner_is_dead(dead_word()));
-        assert_ne!(own_word(), 0);
+    /// A scratch file for owners (liveness locks live on a file), removed on drop.
+    struct Scratch(std::path::PathBuf);
+
+    impl Scratch {
+        fn new() -> Scratch {
+            static N: AtomicU32 = AtomicU32::new(0);
+            let n = N.fetch_add(1, Ordering::Relaxed);
+            let p = std::env::temp_dir().join(format!("warp-lock-test-{}-{n}", std::process::id()));
+            std::fs::write(&p, b"x").unwrap();
+            Scratch(p)
+        }
+
+        /// An owner whose process-side state is `local` (owners with distinct locals
+        /// stand for handles of distinct processes).
+        fn owner_in(&self, local: &Arc<Local>) -> Owner {
+            let f = File::options()
+                .read(true)
+                .write(true)
+                .open(&self.0)
+                .unwrap();
+            Owner::open(f, local.clone()).unwrap()
+        }
+
+        /// An owner as if of a process of its own.
+        fn owner(&self) -> Owner {
+            self.owner_in(&Arc::default())
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
     }
 
     #[test]
-    fn dropping_the_hold_releases_the_word() {
-        let (a, local) = (AtomicU64::new(0), Mutex::new(()));
-        let held = acquire(&a, &local);
-        assert!(!held.took_over);
-        assert_eq!(a.load(Ordering::Relaxed), own_word());
+    fn words_round_trip_and_garbage_fails_the_check() {
+        for (tag, c) in [(0, 0), (1, 1), (65_535, 65_535), (u32::MAX, 7)] {
+            let w = word_of(tag, c);
+            assert_ne!(w, 0);
+            assert_eq!(tag_of(w), Some(tag));
+        }
+        assert_eq!(tag_of(4), None, "the fuzzing finding: small garbage");
+        let mut x = 0x1234_5678_9abc_def0u64;
+        let mut passed = 0;
+        for _ in 0..100_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            passed += u32::from(tag_of(x).is_some());
+        }
         assert!(
-            local.try_lock().is_err(),
+            passed < 10,
+            "{passed} of 100000 random words pass the check"
+        );
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn liveness_ids_are_distinct_and_released_on_drop() {
+        let f = Scratch::new();
+        let (a, b) = (f.owner(), f.owner());
+        assert_ne!(a.tag(), b.tag());
+        assert!(a.alive(b.tag()) && b.alive(a.tag()));
+        let gone = b.tag();
+        drop(b);
+        assert!(!a.alive(gone), "a closed handle's id is free");
+        let c = f.owner();
+        assert_eq!(c.tag(), gone, "the first free id is taken");
+        assert!(!a.alive(MAX_IDS + 1), "an id past the range is dead");
+    }
+
+    #[test]
+    fn pid_liveness_knows_this_process_and_not_a_pid_past_the_maximum() {
+        assert!(pid_alive(std::process::id()));
+        assert!(!pid_alive(1 << 30));
+        assert!(!pid_alive(0));
+        assert!(!pid_alive(u32::MAX));
+    }
+
+    #[test]
+    fn dropping_the_hold_releases_the_word_and_each_hold_has_its_own_word() {
+        let f = Scratch::new();
+        let o = f.owner();
+        let a = AtomicU64::new(0);
+        let held = acquire(&a, &o, Wait::No).unwrap();
+        assert!(!held.took_over);
+        assert_eq!(tag_of(a.load(Ordering::Relaxed)), Some(o.tag()));
+        assert!(
+            o.local().lock(Wait::No).is_none(),
             "the in-process mutex is held too"
         );
+        let w1 = held.word;
         drop(held);
         assert_eq!(a.load(Ordering::Relaxed), 0);
-        assert!(local.try_lock().is_ok());
+        assert!(o.local().lock(Wait::No).is_some());
+        let held = acquire(&a, &o, Wait::No).unwrap();
+        assert_ne!(
+            held.word, w1,
+            "the counter makes every acquisition's word new"
+        );
     }
 
     #[test]
@@ -239,64 +608,81 @@ mod tests {
         assert!(!Arc::ptr_eq(&a, &c));
     }
 
+    /// Regression (fuzzing, rust/fuzz/regressions/): a lock word of garbage (a live pid
+    /// with start time 0, in the pid design) made every writer wait forever. Garbage fails
+    /// the check and is taken over at the first liveness check.
+    #[test]
+    fn garbage_is_taken_over() {
+        let f = Scratch::new();
+        let o = f.owner();
+        for garbage in [4u64, u64::MAX, word_of(o.tag(), 1) ^ 1 << 40] {
+            let lock = AtomicU64::new(garbage);
+            let held = acquire(&lock, &o, Wait::No).expect("garbage never blocks");
+            assert!(held.took_over);
+        }
+    }
+
+    /// A word naming a live owner (a handle of another process) is waited for, never
+    /// taken over: the wait runs out. Once the kernel releases its id, it is dead.
     #[cfg(target_os = "linux")]
     #[test]
-    fn a_reused_pid_with_another_start_time_is_dead() {
-        let pid = std::process::id();
-        let start = start_ticks(pid).unwrap();
-        // pid 1 is alive; with a start time that is not its own it is a reused pid.
-        let fake = word_of(1, Some(start_ticks(1).unwrap_or(0) + 1));
-        assert!(owner_is_dead(fake) || start_ticks(1).is_none());
-        assert!(!owner_is_dead(word_of(1, start_ticks(1))));
-        assert_eq!(own_word(), word_of(pid, Some(start)));
-    }
-
-    /// Regression (fuzzing, rust/fuzz/regressions/): a lock word naming a live process
-    /// with start time 0 made every writer wait forever.
-    #[test]
-    fn garbage_naming_a_live_process_is_taken_over() {
-        let pid = std::process::id();
-        if start_ticks(pid).is_none() {
-            return; // without /proc a live pid is trusted
-        }
-        let (lock, local) = (AtomicU64::new(u64::from(pid)), Mutex::new(())); // start time 0
-        let t = Instant::now();
-        let held = acquire(&lock, &local);
+    fn a_live_owner_is_not_taken_over_and_a_closed_one_is() {
+        let f = Scratch::new();
+        let (me, other) = (f.owner(), f.owner());
+        let live = word_of(other.tag(), 3);
+        let lock = AtomicU64::new(live);
+        assert!(acquire(&lock, &me, Wait::No).is_none());
+        let w = Wait::at_most(Duration::from_millis(30));
+        assert!(acquire(&lock, &me, w).is_none());
+        assert_eq!(lock.load(Ordering::Relaxed), live);
+        drop(other);
+        let held = acquire(&lock, &me, Wait::No).expect("a dead owner is taken over");
         assert!(held.took_over);
-        assert!(t.elapsed() < Duration::from_secs(1));
     }
 
-    /// Regression (fuzzing): a lock word equal to this process's own word while none of
-    /// its threads holds the lock (a corrupt file, or a dead owner whose pid and start
-    /// time we reuse) made this process wait for itself forever.
+    /// Regression (fuzzing): a lock word naming this very owner (or another handle of
+    /// this process) while none of its threads holds the lock (a corrupt file) made this
+    /// process wait for itself forever. Holding the in-process mutex, it is stale.
     #[test]
-    fn a_stale_own_word_is_taken_over() {
-        let (lock, local) = (AtomicU64::new(own_word()), Mutex::new(()));
-        let t = Instant::now();
-        let held = acquire(&lock, &local);
-        assert!(held.took_over && t.elapsed() < Duration::from_secs(1));
-        drop(held);
-        assert_eq!(lock.load(Ordering::Relaxed), 0);
+    fn a_stale_word_of_this_process_is_taken_over() {
+        let f = Scratch::new();
+        let local = Arc::default();
+        let (me, sibling) = (f.owner_in(&local), f.owner_in(&local));
+        for stale in [word_of(me.tag(), 9), word_of(sibling.tag(), 9)] {
+            let lock = AtomicU64::new(stale);
+            let held = acquire(&lock, &me, Wait::No).expect("stale word of this process");
+            assert!(held.took_over);
+            drop(held);
+            assert_eq!(lock.load(Ordering::Relaxed), 0);
+        }
     }
 
     /// Regression (CI): threads of one process never hold the word at once. Each thread
     /// increments a plain counter in two steps under the lock; a second holder would
-    /// lose increments. The old design (a process-wide count of held locks) failed this
-    /// when a thread was preempted between taking the word and counting it.
+    /// lose increments. Half the threads share one owner (one handle used by several
+    /// threads: one tag, which the kernel cannot tell apart), the others have their own.
     #[test]
     fn threads_of_one_process_hold_the_lock_one_at_a_time() {
+        let f = Scratch::new();
         let lock = Arc::new(AtomicU64::new(0));
-        let local = local_for((u64::MAX, u64::MAX));
+        let local = Arc::default();
+        let shared = Arc::new(f.owner_in(&local));
         let inside = Arc::new(AtomicU64::new(0));
         let total = Arc::new(AtomicU64::new(0));
         let (threads, rounds) = (6, 5_000);
         let joins: Vec<_> = (0..threads)
-            .map(|_| {
-                let (lock, local) = (lock.clone(), local.clone());
+            .map(|t| {
+                let lock = lock.clone();
                 let (inside, total) = (inside.clone(), total.clone());
+                let owner = if t % 2 == 0 {
+                    shared.clone()
+                } else {
+                    Arc::new(f.owner_in(&local))
+                };
                 std::thread::spawn(move || {
                     for _ in 0..rounds {
-                        let held = acquire(&lock, &local);
+                        let wait = Wait::at_most(Duration::from_secs(3600));
+                        let held = acquire(&lock, &owner, wait).unwrap();
                         assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0, "two holders");
                         let v = total.load(Ordering::Relaxed);
                         std::thread::yield_now();
@@ -316,15 +702,36 @@ mod tests {
 
     #[test]
     fn acquire_takes_over_from_a_dead_owner() {
-        let (lock, local) = (AtomicU64::new(dead_word()), Mutex::new(()));
-        let t = Instant::now();
-        let held = acquire(&lock, &local);
+        let f = Scratch::new();
+        let o = f.owner();
+        let lock = AtomicU64::new(dead_word());
+        let held = acquire(&lock, &o, Wait::No).unwrap();
         assert!(held.took_over);
-        assert!(t.elapsed() < Duration::from_secs(1));
-        assert_eq!(lock.load(Ordering::Relaxed), own_word());
+        assert_eq!(tag_of(lock.load(Ordering::Relaxed)), Some(o.tag()));
         drop(held);
         assert_eq!(lock.load(Ordering::Relaxed), 0);
-        let held = acquire(&lock, &local);
+        let held = acquire(&lock, &o, Wait::No).unwrap();
         assert!(!held.took_over);
+    }
+
+    #[test]
+    fn the_in_process_mutex_waits_within_its_bound() {
+        let local = Arc::new(Local::default());
+        let g = local.lock(Wait::No).unwrap();
+        assert!(local.lock(Wait::No).is_none());
+        assert!(
+            local
+                .lock(Wait::at_most(Duration::from_millis(20)))
+                .is_none()
+        );
+        let l2 = local.clone();
+        let waiter =
+            std::thread::spawn(move || l2.lock(Wait::at_most(Duration::from_secs(30))).is_some());
+        std::thread::sleep(Duration::from_millis(20));
+        drop(g);
+        assert!(
+            waiter.join().unwrap(),
+            "a waiter is woken when the mutex is freed"
+        );
     }
 }

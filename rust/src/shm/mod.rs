@@ -2,22 +2,33 @@
 //!
 //! - [`layout`]: the `#[repr(C)]` header and slot header, sizes pinned by const asserts.
 //! - [`region`]: opening, creating and validating the file, and mapping it.
-//! - [`lock`]: the write lock (owner pid and start time, dead-owner takeover).
+//! - [`lock`]: the write lock (owner handles named by liveness ids that the kernel holds,
+//!   dead-owner takeover, bounded waits).
 //! - [`table`]: the hash table, slots and SIEVE queue inside the mapping.
 //!
 //! Concurrency design:
-//! - Readers take no lock. A sequence counter in the header is odd while a writer
-//!   changes anything; a reader loads it, looks the key up and copies the value into
-//!   its own buffer, then loads it again and retries when it changed. After a bounded
-//!   number of retries (a writer that keeps the counter odd) it falls back to taking
-//!   the lock. A value is returned only when its checksum verifies on the copy that is
-//!   returned. Hits set the SIEVE visited bit with a relaxed store, without the lock,
-//!   and only when it is not set yet: a hit on a hot entry writes nothing shared but
-//!   its handle's counter stripe.
+//! - Readers take no lock and never wait for a writer. A sequence counter in the header
+//!   is odd while a writer changes anything; a reader loads it, looks the key up and
+//!   copies the value into its own buffer, then loads it again. A value is returned only
+//!   when its checksum (over key hash, time, lengths, key and value) verifies on the copy
+//!   that is returned, computed with the reader's own key: so a copy that verifies is
+//!   this key's entry whatever the counter said, and is a hit even while a writer is
+//!   active or stopped mid-write (updates are copy-on-write: the old entry stays intact
+//!   until the new one is complete). What cannot be told without a stable counter
+//!   (absent, inconsistent, a checksum that fails) is retried a bounded number of times,
+//!   then, when the lock can be taken without waiting (free, or its owner dead), answered
+//!   under it; otherwise it is a miss for that call. Hits set the SIEVE visited bit with a
+//!   relaxed store, without the lock, and only when it is not set yet: a hit on a hot
+//!   entry writes nothing shared but its handle's counter stripe.
 //! - Writers take the lock word in the header (see [`lock`]), make the counter odd, write,
 //!   make it even, and release. A writer that finds the counter odd on taking the lock
 //!   knows its predecessor died (or panicked) mid-write, and rebuilds the structure from
 //!   the slots whose checksums verify before going on (see [`table::Table::rebuild`]).
+//!   Waiting for a live owner is bounded: `set` gives up after [`SET_WAIT`] and does not
+//!   store (the call still returns its value; a later `set` finding the same owner still
+//!   there gives up at once), `delete` and `clear` give up after [`LONG_WAIT`] with
+//!   [`Status::Busy`]; a process stopped while holding the lock (`SIGSTOP`, Ctrl-Z,
+//!   `docker pause`, a debugger) freezes nobody.
 //! - Counters (hits, misses, oversize skips, evictions) are atomics in the header, so
 //!   their totals are exact across processes. Hits, misses and oversize skips are
 //!   striped: each handle adds to the stripe (cache line) it was given round robin at
@@ -28,7 +39,9 @@
 //!   [`layout::COUNTER_LIMIT`]) found at open or by [`ShmStore::info`]. Entries are
 //!   what the checksums protect.
 //! - The TTL is a setting of the handle, not of the file: processes that open the same
-//!   file with different TTLs each judge freshness by their own TTL.
+//!   file with different TTLs each judge freshness by their own TTL. An entry expired by
+//!   this handle's TTL is a miss for this handle and stays in the file for the others (a
+//!   later `set` replaces it; eviction removes it).
 //!
 //! ## Safety
 //! Mapping a file is unsafe because the file can be modified, in or out of process, at
@@ -39,8 +52,8 @@
 //! are replaced by rename) would still raise `SIGBUS` in processes that map it.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{Ordering, fence};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering, fence};
+use std::time::Duration;
 
 use crate::error::Status;
 
@@ -53,8 +66,21 @@ use layout::{CounterStripe, Params};
 use region::Region;
 use table::{Corrupt, Read, Table, mark_visited};
 
-/// Lock-free read attempts before a reader falls back to the lock.
-const READ_ATTEMPTS: u32 = 256;
+/// Lock-free read attempts before a reader that cannot tell (no stable sequence counter)
+/// tries the lock without waiting, and otherwise misses.
+const READ_ATTEMPTS: u32 = 64;
+
+/// How long a `set` waits for a live lock owner before it gives up and does not store.
+/// A legitimate hold lasts microseconds (a rebuild of a large file, milliseconds), but a
+/// holder preempted on an overloaded machine can keep it for tens of milliseconds: at
+/// 200 ms, the killed-writer test (`tests/fault_kill_test.ts`, 4 processes on 2 cores at
+/// a load average of 10) saw a `set` give up once in about 1,000 kills.
+pub const SET_WAIT: Duration = Duration::from_millis(500);
+
+/// How long `delete`, `clear` (and open, when the file needs a repair) wait for a live
+/// lock owner before they fail with [`Status::Busy`]. Open waits [`SET_WAIT`] when it only
+/// lacks a stable snapshot, then opens without the full check.
+pub const LONG_WAIT: Duration = Duration::from_secs(5);
 
 /// Lock-free attempts of the check at open before it takes the lock (see
 /// [`ShmStore::check_at_open`]).
@@ -101,6 +127,9 @@ pub enum Set {
     Stored,
     /// Not stored: the key or value is larger than the slot sizes (counted).
     Skipped,
+    /// Not stored: a live process kept the write lock for [`SET_WAIT`] (stopped, or in a
+    /// debugger); not counted.
+    Busy,
 }
 
 /// Counters and sizes of a shared store.
@@ -125,9 +154,12 @@ pub struct ShmStore {
     path: PathBuf,
     /// The counter stripe of this handle (`< STRIPES`).
     stripe: usize,
-    /// The in-process mutex of the file, shared by this process's handles on it (see
-    /// [`lock`]).
-    local: Arc<Mutex<()>>,
+    /// This handle as a lock owner: its liveness id, and the in-process mutex of the
+    /// file, shared by this process's handles on it (see [`lock`]).
+    owner: lock::Owner,
+    /// The lock word a `set` last gave up on (0: none): a `set` that finds it still there
+    /// gives up at once instead of waiting [`SET_WAIT`] again.
+    stuck: AtomicU64,
 }
 
 impl ShmStore {
@@ -155,19 +187,25 @@ impl ShmStore {
                 format!("Cannot open the shared cache {}: {m}", path.display()),
             )
         })?;
-        let region = Region::open(path, params)?;
+        let (region, file) = open_with_own_file(path, params)?;
         // SAFETY: the region maps `region.params().file_size` bytes (page-aligned) whose
         // identity line matches `region.params()`, and is kept alive in the same struct as
         // the table.
         let table = unsafe { Table::new(region.base(), region.params()) };
-        let local = lock::local_for(region.file_id());
+        let owner = lock::Owner::open(file, lock::local_for(region.file_id())).map_err(|e| {
+            ShmError::new(
+                Status::Io,
+                format!("Cannot take a liveness lock on {}: {e}", path.display()),
+            )
+        })?;
         let store = ShmStore {
             table,
             _region: region,
             ttl_ms: (ttl_ms.is_finite() && ttl_ms > 0.0).then_some(ttl_ms),
             path: path.to_path_buf(),
             stripe: 0,
-            local,
+            owner,
+            stuck: AtomicU64::new(0),
         };
         store.check_at_open()?;
         // Round robin over the stripes; an atomic add, so no lock is needed.
@@ -201,6 +239,7 @@ impl ShmStore {
     /// when the structure is fine (garbage over the counter lines only).
     fn check_at_open(&self) -> Result<(), ShmError> {
         let h = self.table.header();
+        let mut seen_inconsistent = false;
         for attempt in 0..OPEN_CHECK_ATTEMPTS {
             let s1 = h.seq.load(Ordering::Acquire);
             if s1 & 1 == 0 {
@@ -210,6 +249,7 @@ impl ShmStore {
                     if r.is_ok() && self.table.counters_plausible() {
                         return Ok(());
                     }
+                    seen_inconsistent = true;
                     break; // seen inconsistent: check again, and repair, under the lock
                 }
             }
@@ -221,7 +261,28 @@ impl ShmStore {
             }
         }
         {
-            let _held = lock::acquire(&h.lock, &self.local);
+            let wait = if seen_inconsistent {
+                LONG_WAIT
+            } else {
+                SET_WAIT
+            };
+            let Some(_held) = lock::acquire(&h.lock, &self.owner, lock::Wait::at_most(wait)) else {
+                if !seen_inconsistent {
+                    // A live writer keeps the lock (stopped mid-write, say) and no stable
+                    // snapshot could be had: its file passed the identity check and every
+                    // operation verifies what it reads, so open without the full check
+                    // rather than stall (the next writer repairs whatever it finds).
+                    return Ok(());
+                }
+                return Err(ShmError::new(
+                    Status::Busy,
+                    format!(
+                        "Cannot open the shared cache {}: it needs a repair, and its write lock is held by a live process that has not released it for {} s (stopped, or paused in a debugger?)",
+                        self.path.display(),
+                        LONG_WAIT.as_secs()
+                    ),
+                ));
+            };
             // Writers wait; the counter stays even, so readers do not.
             if h.seq.load(Ordering::Relaxed) & 1 == 0
                 && self.table.validate().is_ok()
@@ -230,7 +291,7 @@ impl ShmStore {
                 return Ok(());
             }
         }
-        self.locked(|t| {
+        self.locked("open", |t| {
             if t.validate().is_err() {
                 t.rebuild();
                 t.reset_counters();
@@ -243,10 +304,15 @@ impl ShmStore {
     }
 
     /// Takes the write lock as a writer of this handle would, without changing anything
-    /// (for tests that play a stuck or dying writer).
-    #[cfg(test)]
-    pub fn hold_lock(&self) -> lock::Held<'_> {
-        lock::acquire(&self.table.header().lock, &self.local)
+    /// (for tests and `examples/shm_hold.rs`, which play a stuck or dying writer). Waits
+    /// at most [`LONG_WAIT`].
+    #[doc(hidden)]
+    pub fn hold_lock(&self) -> Option<lock::Held<'_>> {
+        lock::acquire(
+            &self.table.header().lock,
+            &self.owner,
+            lock::Wait::at_most(LONG_WAIT),
+        )
     }
 
     /// The file's parameters.
@@ -264,13 +330,40 @@ impl ShmStore {
             .is_some_and(|ttl| now - f64::from_bits(inserted_at_bits) >= ttl)
     }
 
+    /// Runs `f` under the write lock, waiting at most [`LONG_WAIT`] for a live owner (then
+    /// [`Status::Busy`], with `what` the operation, e.g. "delete from").
+    fn locked<R>(
+        &self,
+        what: &str,
+        f: impl FnMut(&Table) -> Result<R, Corrupt>,
+    ) -> Result<R, ShmError> {
+        self.locked_within(lock::Wait::at_most(LONG_WAIT), f)?
+            .ok_or_else(|| {
+                ShmError::new(
+                    Status::Busy,
+                    format!(
+                        "Cannot {what} the shared cache {}: its write lock is held by a live process that has not released it for {} s (stopped, or paused in a debugger?)",
+                        self.path.display(),
+                        LONG_WAIT.as_secs()
+                    ),
+                )
+            })
+    }
+
     /// Runs `f` under the write lock with the sequence counter odd; when `f` finds the
-    /// structure inconsistent, rebuilds it and runs `f` once more.
-    fn locked<R>(&self, mut f: impl FnMut(&Table) -> Result<R, Corrupt>) -> Result<R, ShmError> {
+    /// structure inconsistent, rebuilds it and runs `f` once more. `None` when the lock
+    /// stayed with a live owner for as long as `wait` allows.
+    fn locked_within<R>(
+        &self,
+        wait: lock::Wait,
+        mut f: impl FnMut(&Table) -> Result<R, Corrupt>,
+    ) -> Result<Option<R>, ShmError> {
         let h = self.table.header();
         // Released when dropped, also while unwinding from a panic (then the sequence
         // counter stays odd and the next writer rebuilds).
-        let held = lock::acquire(&h.lock, &self.local);
+        let Some(held) = lock::acquire(&h.lock, &self.owner, wait) else {
+            return Ok(None);
+        };
         let seq = h.seq.load(Ordering::Relaxed);
         if seq & 1 == 1 {
             // The previous writer died (or panicked) mid-write; the counter stays odd.
@@ -286,12 +379,12 @@ impl ShmStore {
         }
         fence(Ordering::Release);
         let r = match f(&self.table) {
-            Ok(r) => Ok(r),
+            Ok(r) => Ok(Some(r)),
             Err(Corrupt) => {
                 // Corruption: the counters may be garbage as well (best effort).
                 self.table.rebuild();
                 self.table.reset_counters();
-                f(&self.table).map_err(|Corrupt| {
+                f(&self.table).map(Some).map_err(|Corrupt| {
                     ShmError::new(
                         Status::Corrupt,
                         format!(
@@ -308,66 +401,68 @@ impl ShmStore {
     }
 
     /// Looks `key` up at time `now` (ms) and copies its value into `out`. Counts a hit
-    /// or a miss (not `TooSmall`). Expired and corrupt entries are misses and are removed.
+    /// or a miss (not `TooSmall`). Expired entries (by this handle's TTL) are misses and
+    /// stay in the file; corrupt ones are misses and are dropped when the lock is free.
+    ///
+    /// Never waits for a writer: a copy whose checksum verifies for `key` is a hit even
+    /// while the sequence counter is odd or changing; what cannot be told without a stable
+    /// counter is retried [`READ_ATTEMPTS`] times, then answered under the lock if it can
+    /// be taken without waiting, else a miss.
     pub fn get(&self, key: &[u8], out: &mut [u8], now: f64) -> Result<Get, ShmError> {
         let h = self.table.header();
         let hash = self.table.hash(key);
         for attempt in 0..READ_ATTEMPTS {
             let s1 = h.seq.load(Ordering::Acquire);
-            if s1 & 1 == 1 {
-                backoff(attempt);
-                continue;
-            }
             let read = self.table.read(key, hash, out);
             fence(Ordering::Acquire);
-            if h.seq.load(Ordering::Relaxed) != s1 {
-                backoff(attempt);
-                continue;
-            }
-            return match read {
-                Read::Absent => {
-                    self.counters().misses.fetch_add(1, Ordering::Relaxed);
-                    Ok(Get::Miss)
-                }
-                Read::Inconsistent => self.get_locked(key, hash, out, now),
+            let stable = s1 & 1 == 0 && h.seq.load(Ordering::Relaxed) == s1;
+            match read {
                 Read::Found {
                     slot,
                     len,
                     inserted_at_bits,
                     checksum,
                     visited,
-                } => {
-                    if len > out.len() {
-                        return Ok(Get::TooSmall(len));
-                    }
+                } if len <= out.len() => {
                     let sum = self
                         .table
                         .checksum(hash, inserted_at_bits, key, &out[..len]);
-                    if sum != checksum {
-                        // Stable but wrong: corrupt. Re-check, drop and count under the lock.
+                    if sum == checksum {
+                        // This key's entry, intact, whatever writers did meanwhile.
+                        if self.expired(inserted_at_bits, now) {
+                            self.counters().misses.fetch_add(1, Ordering::Relaxed);
+                            return Ok(Get::Miss);
+                        }
+                        if !visited && let Ok(s) = self.table.slot(slot) {
+                            mark_visited(&s.h.visited);
+                        }
+                        self.counters().hits.fetch_add(1, Ordering::Relaxed);
+                        return Ok(Get::Hit(len));
+                    }
+                    if stable {
+                        // Stable but wrong: corrupt. Drop it under the lock if it is free.
                         return self.get_locked(key, hash, out, now);
                     }
-                    if self.expired(inserted_at_bits, now) {
-                        self.counters().misses.fetch_add(1, Ordering::Relaxed);
-                        self.remove_if_expired(key, hash, now)?;
-                        return Ok(Get::Miss);
-                    }
-                    if !visited && let Ok(s) = self.table.slot(slot) {
-                        mark_visited(&s.h.visited);
-                    }
-                    self.counters().hits.fetch_add(1, Ordering::Relaxed);
-                    Ok(Get::Hit(len))
                 }
-            };
+                Read::Found { len, .. } if stable => return Ok(Get::TooSmall(len)),
+                Read::Absent if stable => {
+                    self.counters().misses.fetch_add(1, Ordering::Relaxed);
+                    return Ok(Get::Miss);
+                }
+                Read::Inconsistent if stable => return self.get_locked(key, hash, out, now),
+                _ => {}
+            }
+            backoff(attempt);
         }
         self.get_locked(key, hash, out, now)
     }
 
-    /// [`ShmStore::get`] under the lock: the fallback for a reader that kept seeing
-    /// writers, and the path that drops corrupt entries.
+    /// [`ShmStore::get`] under the lock, if it can be taken without waiting (free, or its
+    /// owner dead: then this reader repairs), else a miss: the fallback for a reader that
+    /// kept seeing writers, and the path that drops corrupt entries.
     fn get_locked(&self, key: &[u8], hash: u64, out: &mut [u8], now: f64) -> Result<Get, ShmError> {
         let c = self.counters();
-        let r = self.locked(|t| {
+        let r = self.locked_within(lock::Wait::No, |t| {
             let Some((_, slot)) = t.find(key, hash)? else {
                 return Ok(Get::Miss);
             };
@@ -377,8 +472,7 @@ impl ShmStore {
             }
             let s = t.slot(slot)?;
             if self.expired(s.h.inserted_at.load(Ordering::Relaxed), now) {
-                t.remove_slot(slot)?;
-                return Ok(Get::Miss);
+                return Ok(Get::Miss); // expired for this handle only: left for the others
             }
             let len = s.h.value_len.load(Ordering::Relaxed) as usize;
             if len > out.len() {
@@ -388,6 +482,7 @@ impl ShmStore {
             mark_visited(&s.h.visited);
             Ok(Get::Hit(len))
         })?;
+        let r = r.unwrap_or(Get::Miss);
         match r {
             Get::Hit(_) => c.hits.fetch_add(1, Ordering::Relaxed),
             Get::Miss => c.misses.fetch_add(1, Ordering::Relaxed),
@@ -396,21 +491,11 @@ impl ShmStore {
         Ok(r)
     }
 
-    fn remove_if_expired(&self, key: &[u8], hash: u64, now: f64) -> Result<(), ShmError> {
-        self.locked(|t| {
-            if let Some((_, slot)) = t.find(key, hash)? {
-                let s = t.slot(slot)?;
-                if self.expired(s.h.inserted_at.load(Ordering::Relaxed), now) {
-                    t.remove_slot(slot)?;
-                }
-            }
-            Ok(())
-        })
-    }
-
     /// Stores `key -> value` inserted at `now` (ms), replacing the value and time of an
     /// existing key; evicts by SIEVE when full. A key or value larger than the slot sizes
-    /// is skipped and counted.
+    /// is skipped and counted. When a live process keeps the lock for [`SET_WAIT`]
+    /// (stopped, or in a debugger), nothing is stored ([`Set::Busy`]); while that same
+    /// owner keeps it, later calls give up without waiting.
     pub fn set(&self, key: &[u8], value: &[u8], now: f64) -> Result<Set, ShmError> {
         let p = self.table.params();
         if key.len() > p.max_key_size as usize || value.len() > p.max_value_size as usize {
@@ -422,19 +507,34 @@ impl ShmStore {
         let hash = self.table.hash(key);
         let now_bits = now.to_bits();
         let sum = self.table.checksum(hash, now_bits, key, value);
-        self.locked(|t| t.store(key, hash, value, now_bits, sum))?;
-        Ok(Set::Stored)
+        let h = self.table.header();
+        let stuck = self.stuck.load(Ordering::Relaxed);
+        let wait = if stuck != 0 && h.lock.load(Ordering::Relaxed) == stuck {
+            lock::Wait::No // the owner we gave up on still holds it (a dead one is taken over)
+        } else {
+            lock::Wait::at_most(SET_WAIT)
+        };
+        match self.locked_within(wait, |t| t.store(key, hash, value, now_bits, sum))? {
+            Some(_) => Ok(Set::Stored),
+            None => {
+                self.stuck
+                    .store(h.lock.load(Ordering::Relaxed), Ordering::Relaxed);
+                Ok(Set::Busy)
+            }
+        }
     }
 
-    /// Removes `key`; returns whether it was present.
+    /// Removes `key`; returns whether it was present. Fails with [`Status::Busy`] when a
+    /// live process keeps the lock for [`LONG_WAIT`].
     pub fn delete(&self, key: &[u8]) -> Result<bool, ShmError> {
         let hash = self.table.hash(key);
-        self.locked(|t| t.remove_key(key, hash))
+        self.locked("delete from", |t| t.remove_key(key, hash))
     }
 
-    /// Removes every entry and resets every counter (oversize skips included).
+    /// Removes every entry and resets every counter (oversize skips included). Fails with
+    /// [`Status::Busy`] when a live process keeps the lock for [`LONG_WAIT`].
     pub fn clear(&self) -> Result<(), ShmError> {
-        self.locked(|t| {
+        self.locked("clear", |t| {
             t.clear();
             t.reset_counters();
             Ok(())
@@ -472,7 +572,7 @@ impl ShmStore {
         self.stripe
     }
 
-    /// Number of entries (expired ones included until they are looked up or evicted).
+    /// Number of entries (expired ones included until they are replaced or evicted).
     pub fn len(&self) -> usize {
         let len = self.table.header().len.load(Ordering::Relaxed);
         len.min(self.params().capacity) as usize
@@ -489,8 +589,9 @@ impl ShmStore {
     /// implausible (garbage written over a mapped file) are reset under the lock first.
     pub fn info(&self) -> Info {
         if !self.table.counters_plausible() {
-            // Best effort: on a lock error the garbage is reported as is.
-            let _ = self.locked(|t| {
+            // Best effort, without waiting: when the lock is busy (or on an error) the
+            // garbage is reported as is.
+            let _ = self.locked_within(lock::Wait::No, |t| {
                 if !t.counters_plausible() {
                     t.reset_counters();
                 }
@@ -516,6 +617,18 @@ impl ShmStore {
     pub fn table(&self) -> &Table {
         &self.table
     }
+}
+
+/// Opens the region at `path`, and a second descriptor of the region's file for the
+/// handle's liveness lock (see [`lock`]): a duplicate, so it shares the region's open file
+/// description (whose locks are on other bytes) and surely names the very file mapped.
+fn open_with_own_file(path: &Path, params: Params) -> Result<(Region, std::fs::File), ShmError> {
+    let region = Region::open(path, params)?;
+    let file = region
+        .file()
+        .try_clone()
+        .map_err(|e| ShmError::new(Status::Io, format!("Cannot open {}: {e}", path.display())))?;
+    Ok((region, file))
 }
 
 fn backoff(attempt: u32) {

@@ -170,6 +170,12 @@ impl Region {
         self.params
     }
 
+    /// The mapped file, open as long as the mapping (its description carries this
+    /// handle's locks).
+    pub fn file(&self) -> &File {
+        &self._file
+    }
+
     /// Device and inode of the mapped file (the same for every handle on it in this
     /// process, whatever path opened it).
     pub fn file_id(&self) -> FileId {
@@ -346,8 +352,9 @@ fn open_existing(dirfd: &OwnedFd, name: &CStr, shown: &str) -> Result<Option<Fil
 fn identity(file: &File, shown: &str) -> Result<(Option<Params>, FileId), ShmError> {
     use std::os::unix::fs::FileExt;
     let st = fstat(file.as_raw_fd()).map_err(|e| io(format!("Cannot inspect {shown}"), &e))?;
-    #[allow(clippy::useless_conversion)] // the field types differ between platforms
-    let file_id = (u64::from(st.st_dev), u64::from(st.st_ino));
+    // The field types differ between platforms (`dev_t` is i32 on macOS): a bit cast.
+    #[allow(clippy::unnecessary_cast)]
+    let file_id = (st.st_dev as u64, st.st_ino as u64);
     let mut line = [0u8; 64];
     match file.read_exact_at(&mut line, 0) {
         Ok(()) => {}

@@ -211,7 +211,7 @@ fn ttl_expires_at_the_boundary_hits_do_not_extend_and_set_refreshes() {
     s.set(b"k", b"v", 1000.0).unwrap();
     assert!(get_at(&s, b"k", 1099.9).is_some());
     assert_eq!(get_at(&s, b"k", 1100.0), None);
-    assert_eq!(s.len(), 0, "the expired entry was removed");
+    assert_eq!(s.len(), 1, "expired for this handle, but left in the file");
     s.table().validate().unwrap();
     s.set(b"k", b"v", 1000.0).unwrap();
     s.set(b"k", b"w", 1050.0).unwrap();
@@ -223,6 +223,39 @@ fn ttl_expires_at_the_boundary_hits_do_not_extend_and_set_refreshes() {
     s.set(b"k", b"v", 0.0).unwrap();
     let no_ttl = ShmStore::open(&d.file("c"), 4, 16, 16, 0.0).unwrap();
     assert!(get_at(&no_ttl, b"k", 1e12).is_some());
+}
+
+/// Regression (red team, item 11): a handle with a TTL that read an entry written by a
+/// handle without one deleted it, so the other process recomputed. An expired entry is a
+/// miss for the handle whose TTL expired it, and stays for the others; a set by that
+/// handle replaces it (and eviction removes it, as any entry).
+#[test]
+fn an_entry_expired_by_one_handles_ttl_stays_for_the_others() {
+    let d = TempDir::new();
+    let p = d.file("c");
+    let short = ShmStore::open(&p, 2, 16, 16, 20.0).unwrap();
+    let forever = ShmStore::open(&p, 2, 16, 16, 0.0).unwrap();
+    forever.set(b"k", b"v", 1000.0).unwrap();
+    for now in [1020.0, 1e6] {
+        assert_eq!(get_at(&short, b"k", now), None, "expired for the short TTL");
+        assert_eq!(get_at(&forever, b"k", now).as_deref(), Some(&b"v"[..]));
+    }
+    // The locked path (a reader that falls back to the lock) leaves it too.
+    let mut out = [0u8; 16];
+    let hash = short.table().hash(b"k");
+    assert_eq!(
+        short.get_locked(b"k", hash, &mut out, 1e6).unwrap(),
+        Get::Miss
+    );
+    assert_eq!(get_at(&forever, b"k", 1e6).as_deref(), Some(&b"v"[..]));
+    assert_eq!(short.len(), 1);
+    let i = short.info();
+    assert_eq!((i.hits, i.misses), (3, 3));
+    // A set by the short handle replaces it.
+    short.set(b"k", b"w", 2000.0).unwrap();
+    assert_eq!(get_at(&short, b"k", 2010.0).as_deref(), Some(&b"w"[..]));
+    assert_eq!(short.len(), 1);
+    short.table().validate().unwrap();
 }
 
 #[test]
@@ -516,7 +549,7 @@ fn a_writer_waits_for_a_live_holder() {
         t.elapsed()
     });
     std::thread::sleep(Duration::from_millis(50));
-    assert_eq!(h.lock.load(Ordering::Relaxed), lock::own_word());
+    assert_eq!(h.lock.load(Ordering::Relaxed), held.as_ref().unwrap().word);
     drop(held);
     let waited = waiter.join().unwrap();
     assert!(waited >= Duration::from_millis(40), "{waited:?}");
@@ -661,7 +694,7 @@ fn child_process_helper() {
         s.set(&[k], &[k; 3], 0.0).unwrap();
     }
     let h = s.table().header();
-    let _held = s.hold_lock();
+    let _held = s.hold_lock().unwrap();
     h.seq.fetch_add(1, Ordering::Relaxed);
     // Half of an update: a new value length without the new bytes and checksum.
     let slot = s
@@ -1121,4 +1154,313 @@ fn implausible_counters_are_reset_and_plausible_ones_kept() {
     assert_eq!(s.info().misses, layout::COUNTER_LIMIT);
     h.stripe(2).misses.store(1, Ordering::Relaxed);
     assert_eq!(s.info().misses, 0);
+}
+
+/// Runs `helper` (a test of this binary that does nothing unless `var` is set) in a child
+/// process with `var=value`, wrapped by `wrap` (a command and its arguments, e.g.
+/// `unshare`), with stdout piped.
+fn spawn_helper(wrap: &[&str], helper: &str, var: &str, value: &str) -> std::process::Child {
+    let exe = std::env::current_exe().unwrap();
+    let test = format!("shm::tests::{helper}");
+    let args = ["--exact", test.as_str(), "--quiet", "--nocapture"];
+    let mut cmd = match wrap.split_first() {
+        Some((program, rest)) => {
+            let mut c = std::process::Command::new(program);
+            c.args(rest).arg(&exe).args(args);
+            c
+        }
+        None => {
+            let mut c = std::process::Command::new(&exe);
+            c.args(args);
+            c
+        }
+    };
+    cmd.env(var, value)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Reads the child's stdout until a line starting with `prefix`; returns that line.
+fn line_starting(out: &mut impl std::io::BufRead, prefix: &str) -> String {
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert_ne!(out.read_line(&mut line).unwrap(), 0, "the child exited");
+        if line.starts_with(prefix) {
+            return line.trim().to_owned();
+        }
+    }
+}
+
+/// A value for key `[writer, i]` at generation `generation`: the key's hash, the generation,
+/// and a filler of a length and byte that depend on the generation.
+fn gen_value(key: &[u8], generation: u64) -> Vec<u8> {
+    let mut v = value_for(key, 0);
+    v.extend_from_slice(&generation.to_le_bytes());
+    v.resize(
+        16 + 1000 + (generation % 7) as usize * 500,
+        (generation % 251) as u8,
+    );
+    v
+}
+
+/// The generation of a value made by [`gen_value`] for `key`; panics on any other value.
+fn gen_of(key: &[u8], v: &[u8]) -> u64 {
+    assert!(v.len() >= 16, "short value for {key:?}");
+    assert_eq!(
+        &v[..8],
+        &value_for(key, 0)[..8],
+        "value of another key for {key:?}"
+    );
+    let generation = u64::from_le_bytes(v[8..16].try_into().unwrap());
+    assert_eq!(v, gen_value(key, generation), "torn value for {key:?}");
+    generation
+}
+
+const HAMMER_KEYS: u8 = 32;
+
+/// Runs in a child process (see the test below), in a PID namespace of its own: writer
+/// `w` sets its keys `[w, i]` with growing generations for the given seconds, reading
+/// each back, and reads the other writer's keys; every operation must succeed and every
+/// value read must be a whole value of its key, of the last generation stored for this
+/// writer's own keys. Prints `done <ops> <busy> <generation of each key>`.
+#[test]
+fn pid_namespace_writer_helper() {
+    let Ok(arg) = std::env::var("WARP_SHM_TEST_HAMMER") else {
+        return;
+    };
+    let mut parts = arg.split(',');
+    let path = PathBuf::from(parts.next().unwrap());
+    let w: u8 = parts.next().unwrap().parse().unwrap();
+    let seconds: u64 = parts.next().unwrap().parse().unwrap();
+    let s = ShmStore::open(&path, 4 * u32::from(HAMMER_KEYS), 8, 4096, 0.0).unwrap();
+    // A word shared by both writers beside the cache file: how many hold the lock.
+    let side = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path.with_extension("inside"))
+        .unwrap();
+    let map = memmap2::MmapOptions::new().len(8).map_raw(&side).unwrap();
+    // SAFETY: the mapping is 8 bytes, page-aligned, alive until the end of this function,
+    // and only accessed atomically (by both writers).
+    let inside = unsafe { &*map.as_mut_ptr().cast::<AtomicU64>() };
+    let mut out = vec![0u8; 4096];
+    let mut gens = vec![0u64; HAMMER_KEYS as usize];
+    let (mut ops, mut busy) = (0u64, 0u64);
+    println!("ready");
+    use std::io::Write;
+    std::io::stdout().flush().unwrap();
+    let end = Instant::now() + Duration::from_secs(seconds);
+    let mut x = 0x9e37_79b9u64 + u64::from(w);
+    while Instant::now() < end {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let i = (x % u64::from(HAMMER_KEYS)) as usize;
+        let key = [w, i as u8];
+        let generation = gens[i] + 1;
+        match s.set(&key, &gen_value(&key, generation), 0.0).unwrap() {
+            Set::Stored => gens[i] = generation,
+            Set::Busy => busy += 1, // the lock was held for SET_WAIT: not stored
+            Set::Skipped => panic!("skipped"),
+        }
+        if let Get::Hit(n) = s.get(&key, &mut out, 0.0).unwrap() {
+            assert_eq!(gen_of(&key, &out[..n]), gens[i], "lost update of {key:?}");
+        }
+        let other = [1 - w, (x >> 20) as u8 % HAMMER_KEYS];
+        if x.is_multiple_of(8)
+            && let Get::Hit(n) = s.get(&other, &mut out, 0.0).unwrap()
+        {
+            gen_of(&other, &out[..n]);
+        }
+        if x.is_multiple_of(64) {
+            assert!(!s.delete(&[9, 9]).unwrap());
+        }
+        if x.is_multiple_of(4) {
+            // Hold the lock as a writer does, for 50 us, and check that nobody else does.
+            let held = s.hold_lock().unwrap();
+            assert_eq!(
+                inside.fetch_add(1, Ordering::SeqCst),
+                0,
+                "two holders at once"
+            );
+            let t = Instant::now();
+            while t.elapsed() < Duration::from_micros(50) {
+                std::hint::spin_loop();
+            }
+            inside.fetch_sub(1, Ordering::SeqCst);
+            drop(held);
+        }
+        ops += 1;
+    }
+    let gens: Vec<String> = gens.iter().map(u64::to_string).collect();
+    println!("done {ops} {busy} {}", gens.join(" "));
+}
+
+/// Regression (red team, item 4): two writers in different PID namespaces (containers
+/// sharing /dev/shm) took the lock from each other, since the lock word named its owner by
+/// pid and start time, which mean nothing across namespaces: calls failed with "inconsistent
+/// even after a rebuild". Both writers here are pid 1 of their own namespace. Needs root
+/// (`unshare --pid`), as CI runs; fails, rather than skips, without it.
+#[test]
+fn writers_in_two_pid_namespaces_never_take_the_lock_from_each_other() {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(
+        euid, 0,
+        "this test needs root: it runs writers in new PID namespaces with `unshare --pid --fork --mount-proc`"
+    );
+    let d = TempDir::new();
+    let p = d.file("c");
+    drop(ShmStore::open(&p, 4 * u32::from(HAMMER_KEYS), 8, 4096, 0.0).unwrap());
+    std::fs::write(p.with_extension("inside"), [0u8; 8]).unwrap();
+    let seconds = 4;
+    let children: Vec<_> = (0..2)
+        .map(|w| {
+            let arg = format!("{},{w},{seconds}", p.display());
+            let wrap = ["unshare", "--pid", "--fork", "--mount-proc"];
+            let mut c = spawn_helper(
+                &wrap,
+                "pid_namespace_writer_helper",
+                "WARP_SHM_TEST_HAMMER",
+                &arg,
+            );
+            let out = std::io::BufReader::new(c.stdout.take().unwrap());
+            (c, out)
+        })
+        .collect();
+    let mut finals = Vec::new();
+    for (mut c, mut out) in children {
+        let done = line_starting(&mut out, "done");
+        let status = c.wait().unwrap();
+        assert!(
+            status.success(),
+            "a writer failed ({status}); see its output above"
+        );
+        finals.push(done);
+    }
+    let s = ShmStore::open(&p, 4 * u32::from(HAMMER_KEYS), 8, 4096, 0.0).unwrap();
+    s.table().validate().unwrap();
+    let mut out = vec![0u8; 4096];
+    for (w, done) in finals.iter().enumerate() {
+        let fields: Vec<u64> = done
+            .split(' ')
+            .skip(1)
+            .map(|f| f.parse().unwrap())
+            .collect();
+        let (ops, busy) = (fields[0], fields[1]);
+        println!("writer {w}: {ops} operations, {busy} sets not stored (lock busy)");
+        assert!(ops > 100, "writer {w} made only {ops} operations");
+        for (i, &generation) in fields[2..].iter().enumerate() {
+            let key = [w as u8, i as u8];
+            match s.get(&key, &mut out, 0.0).unwrap() {
+                Get::Hit(n) => assert_eq!(
+                    gen_of(&key, &out[..n]),
+                    generation,
+                    "final value of {key:?}"
+                ),
+                _ => assert_eq!(
+                    generation, 0,
+                    "acknowledged key {key:?} (generation {generation}) lost"
+                ),
+            }
+        }
+    }
+}
+
+/// Runs in a child process (see the test below): fills keys 0..4, then takes the write
+/// lock as a writer in the middle of an update (sequence counter odd), prints `held`, and
+/// keeps it until killed.
+#[test]
+fn lock_holder_helper() {
+    let Ok(path) = std::env::var("WARP_SHM_TEST_HOLD") else {
+        return;
+    };
+    let s = open(Path::new(&path), 8);
+    for k in 0..4u8 {
+        s.set(&[k], &value_for(&[k], 5), 0.0).unwrap();
+    }
+    let _held = s.hold_lock().unwrap();
+    s.table().header().seq.fetch_add(1, Ordering::Relaxed);
+    println!("held");
+    use std::io::Write;
+    std::io::stdout().flush().unwrap();
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// Regression (red team, item 5): a process stopped (SIGSTOP) while it held the write lock
+/// froze every other process's reads for the whole stop, and writes forever. Now reads of
+/// intact entries go on (> 1000 hits in 1 s), a set gives up after its bound and does not
+/// store, later sets give up at once, a delete fails with `Busy`; once the holder dies the
+/// next writer takes over and repairs.
+#[test]
+fn a_stopped_lock_holder_blocks_no_reader_and_no_writer_for_long() {
+    use std::sync::mpsc;
+    let d = TempDir::new();
+    let p = d.file("c");
+    let s = Arc::new(open(&p, 8));
+    let mut child = spawn_helper(
+        &[],
+        "lock_holder_helper",
+        "WARP_SHM_TEST_HOLD",
+        p.to_str().unwrap(),
+    );
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    line_starting(&mut out, "held");
+    let pid = child.id() as libc::pid_t;
+    // SAFETY: kill sends a signal to our own child, which we wait for below.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    let (tx, rx) = mpsc::channel();
+    let reader = {
+        let s = s.clone();
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 256];
+            let (mut hits, mut misses) = (0u64, 0u64);
+            let end = Instant::now() + Duration::from_secs(1);
+            while Instant::now() < end {
+                for k in 0..4u8 {
+                    match s.get(&[k], &mut buf, 0.0).unwrap() {
+                        Get::Hit(n) => {
+                            check_value(&[k], &buf[..n]);
+                            hits += 1;
+                        }
+                        _ => misses += 1,
+                    }
+                }
+            }
+            let set = s.set(b"new", b"value", 0.0).unwrap();
+            let again = s.set(b"new", b"value", 0.0).unwrap();
+            let _ = tx.send((hits, misses, set, again));
+        })
+    };
+    let report = rx.recv_timeout(Duration::from_secs(60));
+    if report.is_err() {
+        // SAFETY: as above; the kill frees the reader on the old design.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    let (hits, misses, set, again) = report.expect("reads or a set blocked by a stopped writer");
+    reader.join().unwrap();
+    println!("during the stop: {hits} hits, {misses} misses");
+    assert!(hits > 1000, "{hits} hits, {misses} misses");
+    assert_eq!((set, again), (Set::Busy, Set::Busy));
+    let e = s.delete(&[0]).unwrap_err();
+    assert_eq!(e.status, Status::Busy);
+    assert!(
+        e.message.contains("held by a live process"),
+        "{}",
+        e.message
+    );
+    assert_eq!(get(&s, b"new"), None, "not stored");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(s.set(b"new", b"value", 0.0).unwrap(), Set::Stored);
+    assert_eq!(get(&s, b"new").as_deref(), Some(&b"value"[..]));
+    assert!(s.delete(&[0]).unwrap());
+    s.table().validate().unwrap();
+    for k in 1..4u8 {
+        check_value(&[k], &get(&s, &[k]).unwrap());
+    }
 }
