@@ -138,6 +138,9 @@ Deno.test("cache() shared: a writer stopped while holding the lock blocks no rea
     assert.equal(r.size, keys, "its insert gave up: the lock is held");
     // The insert waits its bound (500 ms), not the whole stop; generous for a loaded machine.
     assert.ok(r.setMs < 5000, `the insert took ${r.setMs} ms`);
+    // Opening does not wait for the stopped holder beyond its bound, and shares the file.
+    assert.equal(r.reopenedHit, "v0", "a handle opened during the stop hits");
+    assert.ok(r.openMs < 5000, `the open took ${r.openMs} ms`);
     assert.equal(r.clearCode, Status.Busy, r.clearError);
     assert.match(r.clearError, /held by a live process/);
 
