@@ -75,6 +75,8 @@ class HeldKey {
  */
 const keyPool: HeldKey[] = [];
 
+const EMPTY_HELD = new HeldKey(new Uint8Array(0));
+
 function holdKey(src: Uint8Array, len: number, pkey: string | undefined): HeldKey {
   let held = keyPool.pop();
   if (held === undefined || held.buf.length < len) {
@@ -144,6 +146,8 @@ function wrap(
   const withThis = isMethod && !(shared && keyFn !== undefined);
   const mainWriter = shared ? sharedWriter : memoryWriter;
   const pending = new Map<string, Promise<unknown>>();
+  /** The key held by the last `lookup` that missed. */
+  let missHeld: HeldKey = EMPTY_HELD;
   let generation = 0;
 
   function settle(
@@ -170,7 +174,7 @@ function wrap(
   }
 
   /** Encodes the key and looks it up: the value, a pending computation to join, or, for a
-   * miss, the key held for it (a {@linkcode HeldKey}, which no user value can be). */
+   * MISS after holding the miss's key in `missHeld` (read before user code runs). */
   function lookup(self: unknown, args: unknown[]): unknown {
     // The clock first: it is user code when injected, and must not run between the key
     // encoding and its use.
@@ -188,18 +192,24 @@ function wrap(
       w.busy = false;
     }
     const hit = keyPointer ? store.get(w.buf, len, now, w.pointer()) : store.get(w.buf, len, now);
-    if (hit !== MISS) return hit;
+    return hit !== MISS ? hit : joinOrHold(w.buf, len);
+  }
+
+  /** After a store miss: the pending computation to join, or MISS with the key held in
+   * `missHeld` before user code runs (a nested cached call reuses the writer). Kept out of
+   * `lookup` so that the hit path stays small enough to be inlined. */
+  function joinOrHold(buf: Uint8Array, len: number): unknown {
     let pkey: string | undefined;
     if (pending.size > 0) {
-      pkey = bytesToKeyString(w.buf, len);
+      pkey = bytesToKeyString(buf, len);
       const joined = pending.get(pkey);
       if (joined !== undefined) {
         store.countHit();
         return joined;
       }
     }
-    // A miss: hold the key before user code runs (a nested cached call reuses the writer).
-    return holdKey(w.buf, len, pkey);
+    missHeld = holdKey(buf, len, pkey);
+    return MISS;
   }
 
   /** Stores the result of a miss (or starts settling a Promise) and frees its key. */
@@ -228,8 +238,10 @@ function wrap(
   // reaches at least half the depth of the same recursion uncached; see RELIABILITY.md).
   const cached = function (this: unknown, ...args: unknown[]): unknown {
     const r = lookup(this, args);
-    if (!(r instanceof HeldKey)) return r;
-    return endMiss(r, fn.apply(this, args));
+    if (r !== MISS) return r;
+    // Arguments are evaluated in order: `missHeld` is read before `fn` runs (and before a
+    // nested cached call could set it again).
+    return endMiss(missHeld, fn.apply(this, args));
   };
 
   Object.defineProperty(cached, "name", { value: name, configurable: true });
