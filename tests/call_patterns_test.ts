@@ -154,6 +154,24 @@ Deno.test(`cache() a stack overflow at any statement of the call path leaves no 
 
 const run = (await Deno.permissions.query({ name: "run" })).state === "granted";
 
+/** Runs `deno run -A --v8-flags=<flags> tests/fixtures/<fixture> ...args`; its JSON output. */
+// deno-lint-ignore no-explicit-any
+async function child(flags: string, fixture: string, args: string[] = []): Promise<any> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      `--v8-flags=${flags}`,
+      new URL(`./fixtures/${fixture}`, import.meta.url).pathname,
+      ...args,
+    ],
+    stdout: "piped",
+    stderr: "inherit",
+  }).output();
+  assert.ok(out.success, `${fixture} failed`);
+  return JSON.parse(new TextDecoder().decode(out.stdout));
+}
+
 Deno.test({
   name: `cache() a stack overflow swept with inlining off leaves no wrong value (${engine})`,
   ignore: !run,
@@ -161,20 +179,7 @@ Deno.test({
     // Without inlining every call of the path is a frame of its own, so the sweep reaches
     // calls that inlined code hides: this found the native engine's slot answering with an
     // evicted key's value (a throw between the native insert and the value store).
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "-A",
-        "--v8-flags=--max-inlined-bytecode-size=0",
-        new URL("./fixtures/overflow_child.ts", import.meta.url).pathname,
-        "sieve",
-        "768",
-      ],
-      stdout: "piped",
-      stderr: "inherit",
-    }).output();
-    assert.ok(out.success);
-    const r = JSON.parse(new TextDecoder().decode(out.stdout));
+    const r = await child("--max-inlined-bytecode-size=0", "overflow_child.ts", ["sieve", "768"]);
     assert.equal(r.trials, 768);
     assert.ok(r.overflows >= 768);
     assert.equal(r.wrong, 0, `wrong values after overflows: ${r.firstWrong}`);
@@ -188,18 +193,7 @@ Deno.test({
     // Jitless, so that frame sizes are those of the interpreter on every run: with the JIT
     // the depth moves with tiering (a run here measured 0.23 to 0.45 of the uncached depth,
     // and more where the JIT inlines the wrapper into the function).
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "-A",
-        "--v8-flags=--jitless",
-        new URL("./fixtures/depth_child.ts", import.meta.url).pathname,
-      ],
-      stdout: "piped",
-      stderr: "inherit",
-    }).output();
-    assert.ok(out.success);
-    const { uncached, cached } = JSON.parse(new TextDecoder().decode(out.stdout));
+    const { uncached, cached } = await child("--jitless", "depth_child.ts");
     // Was 2,755 of 10,802 (0.26): a wrapper frame of 8 registers with a try/finally, a
     // rest array and `apply`; now one small frame (0.41).
     assert.ok(

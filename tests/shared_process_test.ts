@@ -9,30 +9,7 @@ import {
   type StressReport,
   stressValue,
 } from "./fixtures/shared_common.ts";
-
-const root = new URL("../", import.meta.url).pathname;
-const fixture = (name: string): string => new URL(`./fixtures/${name}`, import.meta.url).pathname;
-
-interface ChildReport {
-  // deno-lint-ignore no-explicit-any
-  [key: string]: any;
-}
-
-/** Starts a child `deno run -A script arg`; resolves to its JSON report (last line). */
-async function runChild(script: string, arg: unknown): Promise<ChildReport> {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "--quiet", fixture(script), JSON.stringify(arg)],
-    cwd: root,
-    env: { WARP_CACHE_ENGINE: "native", NO_COLOR: "1" },
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const stdout = new TextDecoder().decode(out.stdout).trim();
-  const stderr = new TextDecoder().decode(out.stderr);
-  assert.equal(out.code, 0, `${script} exited with ${out.code}:\n${stderr}\n${stdout}`);
-  const last = stdout.split("\n").at(-1) ?? "";
-  return JSON.parse(last) as ChildReport;
-}
+import { type ChildReport, runChild } from "./fixtures/run_child.ts";
 
 /** Runs `body` with a fresh temporary directory, removed afterwards. */
 async function withTempDir(body: (dir: string) => Promise<void>): Promise<void> {

@@ -7,6 +7,7 @@ import { CacheError } from "../src/errors.ts";
 import { loadNative } from "../src/ffi.ts";
 import { sharedFileSize, SharedStore, SHM_INFO } from "../src/shared_store.ts";
 import { MISS } from "../src/store.ts";
+import { runChild } from "./fixtures/run_child.ts";
 
 const root = new URL("../", import.meta.url).pathname;
 const encoder = new TextEncoder();
@@ -187,22 +188,7 @@ Deno.test("cache() shared: two processes with other sizes share one file", async
     );
     assert.equal(f(1), "parent:1");
     const arg = { dir, name: "procs", maxSize: 32, maxValueSize: 256, keys: [1, 2] };
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "-A",
-        "--quiet",
-        new URL("./fixtures/shared_sizes_child.ts", import.meta.url).pathname,
-        JSON.stringify(arg),
-      ],
-      cwd: root,
-      env: { WARP_CACHE_ENGINE: "native", NO_COLOR: "1" },
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    const stdout = new TextDecoder().decode(out.stdout).trim();
-    assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
-    const child = JSON.parse(stdout.split("\n").at(-1)!);
+    const child = await runChild("shared_sizes_child.ts", arg);
     assert.deepEqual(child.values, ["parent:1", "child:2"], "the child hit our entry");
     assert.equal(child.calls, 1);
     assert.equal(child.info.maxSize, 8, "the child adopted our sizes");

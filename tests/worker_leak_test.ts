@@ -4,9 +4,7 @@
 // the fix every Worker left its memory store allocated and its shared file mapped.
 import assert from "node:assert/strict";
 import { symbols } from "../src/ffi.ts";
-
-const root = new URL("../", import.meta.url).pathname;
-const script = new URL("./fixtures/worker_leak_main.ts", import.meta.url).pathname;
+import { runChild } from "./fixtures/run_child.ts";
 
 interface LeakReport {
   workers: number;
@@ -32,27 +30,12 @@ Deno.test({
       // above the RSS noise of 40 Workers (V8 and malloc arenas: 10-25 MiB).
       const workers = 40;
       const entries = 25_000;
-      const out = await new Deno.Command(Deno.execPath(), {
-        args: [
-          "run",
-          "-A",
-          "--quiet",
-          script,
-          JSON.stringify({ workers, entries, dir, name: "leak" }),
-        ],
-        cwd: root,
-        env: { WARP_CACHE_ENGINE: "native", NO_COLOR: "1" },
-        stdout: "piped",
-        stderr: "piped",
-      }).output();
-      const stdout = new TextDecoder().decode(out.stdout).trim();
-      const stderr = new TextDecoder().decode(out.stderr);
-      assert.equal(
-        out.code,
-        0,
-        `worker_leak_main.ts exited with ${out.code}:\n${stderr}\n${stdout}`,
-      );
-      const r = JSON.parse(stdout.split("\n").at(-1) ?? "") as LeakReport;
+      const r = await runChild("worker_leak_main.ts", {
+        workers,
+        entries,
+        dir,
+        name: "leak",
+      }) as LeakReport;
       assert.deepEqual(r.engines, ["native"]);
       assert.equal(r.sizes, workers * entries, "every Worker filled its memory cache");
       assert.equal(r.distinctThreads, workers, "each Worker ran on a thread of its own");
