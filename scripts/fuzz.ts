@@ -40,9 +40,16 @@ if (import.meta.main) {
   const lines: string[] = [];
   for (const target of TARGETS) {
     const regressions = `${fuzzDir}regressions/${target}`;
-    const saved = [...Deno.readDirSync(regressions)].filter((e) => e.isFile).map((e) =>
-      `${regressions}/${e.name}`
-    );
+    // A target without saved regressions has no folder yet.
+    const entries = (() => {
+      try {
+        return [...Deno.readDirSync(regressions)];
+      } catch (e) {
+        if (e instanceof Deno.errors.NotFound) return [];
+        throw e;
+      }
+    })();
+    const saved = entries.filter((e) => e.isFile).map((e) => `${regressions}/${e.name}`);
     if (saved.length) {
       const r = await cargo(["run", "-O", target, ...saved, "--", "-timeout=5"]);
       lines.push(`${target}: ${saved.length} regression inputs ${r.ok ? "pass" : "FAIL"}`);
