@@ -173,8 +173,8 @@ function wrap(
     return joined;
   }
 
-  /** Encodes the key and looks it up: the value, a pending computation to join, or, for a
-   * MISS after holding the miss's key in `missHeld` (read before user code runs). */
+  /** Encodes the key and looks it up: the value, a pending computation to join, or MISS
+   * after holding the miss's key in `missHeld` (read before user code runs). */
   function lookup(self: unknown, args: unknown[]): unknown {
     // The clock first: it is user code when injected, and must not run between the key
     // encoding and its use.
