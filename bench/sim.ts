@@ -30,7 +30,7 @@ import { SieveCache as NeoSieve } from "npm:@neophi/sieve-cache@^1.5.0";
 import { cache } from "../mod.ts";
 import { loadNative } from "../src/ffi.ts";
 import { NativeMemoryStore } from "../src/native_store.ts";
-import { MISS, type Store } from "../src/store.ts";
+import { type ByteStore, MISS } from "../src/store.ts";
 import { TsSieveStore } from "../src/ts_store.ts";
 import { permutation, rng, sharedDir, sharedUnavailable, zipfSampler } from "./_workload.ts";
 
@@ -131,7 +131,7 @@ interface Contender {
   replay(ids: Int32Array, capacity: number): number;
 }
 
-function storeContender(name: string, make: (capacity: number) => Store): Contender {
+function storeContender(name: string, make: (capacity: number) => ByteStore): Contender {
   return {
     name,
     replay(ids: Int32Array, capacity: number): number {

@@ -7,7 +7,7 @@
 
 import { bytesToKeyString, KeyWriter } from "./key_codec.ts";
 import { Backend, type CacheOptions, type ResolvedOptions, resolveOptions } from "./options.ts";
-import { MISS, type Store } from "./store.ts";
+import { type KeyBytes, MISS, type Store } from "./store.ts";
 import { createStore } from "./engine.ts";
 import { describe } from "./_validate.ts";
 import { type DecorationSite, decorationSite } from "./_naming.ts";
@@ -57,13 +57,16 @@ const sharedWriter = new KeyWriter(256, true);
 
 /** The key bytes of one miss under way, held from before `fn` runs until its result is
  * stored. */
-class HeldKey {
+class HeldKey implements KeyBytes {
   len = 0;
   /** Address of `buf`, taken once per buffer for stores that read keys by pointer. */
-  ptr: Deno.PointerValue | undefined = undefined;
+  #ptr: Deno.PointerValue | undefined = undefined;
   /** The pending-map key, when the lookup already made it. */
   pkey: string | undefined = undefined;
   constructor(public buf: Uint8Array) {}
+  pointer(): Deno.PointerValue {
+    return this.#ptr ?? (this.#ptr = Deno.UnsafePointer.of(this.buf));
+  }
 }
 
 /**
@@ -98,11 +101,6 @@ function isThenable(value: unknown): value is PromiseLike<unknown> {
     typeof (value as { then?: unknown }).then === "function";
 }
 
-/** `now` for stores that read their own clock: the native stores, on `NaN`. */
-const ownClock = (): number => NaN;
-/** Default clock of the TypeScript store: monotonic. */
-const monotonicClock = (): number => performance.now();
-
 /** A user clock, checked on every read: a non-number or non-finite time is a
  * `TypeError` on both engines (never an FFI type error or a cache that never expires). */
 function checkedClock(clock: () => number): () => number {
@@ -129,17 +127,9 @@ function wrap(
   site: DecorationSite,
 ): CachedFunction<AnyFunction, CacheInfo> {
   const shared = opts.backend === Backend.Shared;
-  const store: Store = createStore(opts, fn, name, site);
-  // Without an injected clock, native stores read their own (a JS clock call costs more
-  // than the whole lookup): monotonic for memory, Unix time for shared.
-  const clock = opts.clock !== undefined
-    ? checkedClock(opts.clock)
-    : (store.ownClock ? ownClock : monotonicClock);
-  const keyPointer = store.keyPointer;
-  const ttlOn = opts.ttl !== undefined;
-  // A shared entry may be read by a handle with a ttl of its own (the ttl belongs to the
-  // handle, not to the file): stamp every insertion with the real time, ttl or not.
-  const stampSets = ttlOn || shared;
+  // The store reads time when it needs it: from an injected clock (checked), else its own.
+  const clock = opts.clock === undefined ? undefined : checkedClock(opts.clock);
+  const store: Store = createStore(opts, fn, name, site, clock);
   const keyFn = opts.key as AnyFunction | undefined;
   // A method keys on `this` (by identity). A shared cache cannot key on identity, so a
   // shared method with a `key` option keys on what `key` returns alone.
@@ -150,22 +140,20 @@ function wrap(
   let missHeld: HeldKey = EMPTY_HELD;
   let generation = 0;
 
-  function settle(
-    keyBytes: Uint8Array,
-    pkey: string,
-    result: PromiseLike<unknown>,
-  ): Promise<unknown> {
+  /** Joins a Promise result to the pending map; stores its value under `held` (kept out of
+   * the pool until then) when it resolves, unless the cache was cleared meanwhile. */
+  function settle(held: HeldKey, pkey: string, result: PromiseLike<unknown>): Promise<unknown> {
     const gen = generation;
     const joined: Promise<unknown> = Promise.resolve(result).then(
       (value) => {
         if (pending.get(pkey) === joined) pending.delete(pkey);
-        if (gen === generation) {
-          store.set(keyBytes, keyBytes.length, value, clock(), true);
-        }
+        if (gen === generation) store.set(held, value, true);
+        keyPool.push(held);
         return value;
       },
       (reason) => {
         if (pending.get(pkey) === joined) pending.delete(pkey);
+        keyPool.push(held);
         throw reason;
       },
     );
@@ -176,23 +164,20 @@ function wrap(
   /** Encodes the key and looks it up: the value, a pending computation to join, or MISS
    * after holding the miss's key in `missHeld` (read before user code runs). */
   function lookup(self: unknown, args: unknown[]): unknown {
-    // The clock first: it is user code when injected, and must not run between the key
-    // encoding and its use.
-    const now = ttlOn ? clock() : 0;
     // Encode the key into the reused writer; a nested encode (a getter calling a cached
-    // function) gets a writer of its own.
+    // function) gets a writer of its own. The writer stays busy through the lookup, which
+    // may read an injected clock (user code).
     const w = mainWriter.busy ? new KeyWriter(64, shared) : mainWriter;
     w.busy = true;
-    let len: number;
+    let hit: unknown;
     try {
-      len = keyFn === undefined
-        ? w.call(self, withThis, args)
-        : w.call(self, withThis, [keyFn.apply(self, args)]);
+      if (keyFn === undefined) w.call(self, withThis, args);
+      else w.call(self, withThis, [keyFn.apply(self, args)]);
+      hit = store.get(w);
     } finally {
       w.busy = false;
     }
-    const hit = keyPointer ? store.get(w.buf, len, now, w.pointer()) : store.get(w.buf, len, now);
-    return hit !== MISS ? hit : joinOrHold(w.buf, len);
+    return hit !== MISS ? hit : joinOrHold(w.buf, w.len);
   }
 
   /** After a store miss: the pending computation to join, or MISS with the key held in
@@ -204,7 +189,7 @@ function wrap(
       pkey = bytesToKeyString(buf, len);
       const joined = pending.get(pkey);
       if (joined !== undefined) {
-        store.countHit();
+        store.countJoin();
         return joined;
       }
     }
@@ -214,28 +199,16 @@ function wrap(
 
   /** Stores the result of a miss (or starts settling a Promise) and frees its key. */
   function endMiss(held: HeldKey, result: unknown): unknown {
-    const len = held.len;
     if (isThenable(result)) {
-      // The key must outlive this call: copy it.
-      const own = held.buf.slice(0, len);
-      const pkey = held.pkey ?? bytesToKeyString(own, len);
-      keyPool.push(held);
-      return settle(own, pkey, result);
+      return settle(held, held.pkey ?? bytesToKeyString(held.buf, held.len), result);
     }
-    const now = stampSets ? clock() : 0;
-    if (keyPointer) {
-      const ptr = held.ptr ?? (held.ptr = Deno.UnsafePointer.of(held.buf));
-      store.set(held.buf, len, result, now, false, ptr);
-    } else {
-      store.set(held.buf, len, result, now, false);
-    }
+    store.set(held, result, false);
     keyPool.push(held);
     return result;
   }
 
   // The frame of this function sits between every two levels of a memoized recursion, so
-  // it stays small: no try/finally, no locals beyond these (a recursion through the cache
-  // reaches at least half the depth of the same recursion uncached; see RELIABILITY.md).
+  // it stays small: no try/finally, no locals beyond these (see RELIABILITY.md, hole 9).
   const cached = function (this: unknown, ...args: unknown[]): unknown {
     const r = lookup(this, args);
     if (r !== MISS) return r;

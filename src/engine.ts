@@ -55,6 +55,8 @@ function warnFallback(): void {
  * Creates the store for a cache with resolved options.
  *
  * @param site Where `cache()` was applied (part of a shared cache's default name).
+ * @param clock An injected time source (checked by the caller), or `undefined` for each
+ * store's own.
  * @throws {TypeError} If two live functions of this process get one default shared name.
  * @throws {Error} If the shared backend is asked for where it cannot work, or
  * `WARP_CACHE_ENGINE=native` and the library does not load.
@@ -64,6 +66,7 @@ export function createStore(
   fn: (...args: never[]) => unknown,
   name: string,
   site: DecorationSite,
+  clock?: () => number,
 ): Store {
   if (opts.backend === Backend.Shared) {
     if (opts.strategy !== Strategy.Sieve) {
@@ -84,12 +87,12 @@ export function createStore(
       opts.maxValueSize,
       opts.ttl,
       name,
-    );
+    ).keyed(clock);
   }
   const engine = envEngine();
   const lib = engine === "ts" ? null : loadNative();
   if (lib !== null) {
-    return new NativeMemoryStore(lib, opts.maxSize, opts.ttl, opts.strategy);
+    return new NativeMemoryStore(lib, opts.maxSize, opts.ttl, opts.strategy).keyed(clock);
   }
   if (engine === "native") {
     throw new Error(
@@ -97,7 +100,8 @@ export function createStore(
     );
   }
   if (engine !== "ts") warnFallback();
-  return new TsSieveStore({ maxSize: opts.maxSize, ttl: opts.ttl, policy: opts.strategy });
+  return new TsSieveStore({ maxSize: opts.maxSize, ttl: opts.ttl, policy: opts.strategy })
+    .keyed(clock);
 }
 
 // The first import downloads the library when none is found and every permission this

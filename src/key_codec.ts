@@ -20,6 +20,8 @@
  * @module
  */
 
+import type { KeyBytes } from "./store.ts";
+
 // Tags. Numbering is part of the shared file format: append, never renumber.
 const T_UNDEFINED = 1;
 const T_NULL = 2;
@@ -115,7 +117,7 @@ function sortedKeys(o: object): string[] {
  * call; a nested encode (a getter that calls a cached function while its key is being
  * encoded) gets a fresh one.
  */
-export class KeyWriter {
+export class KeyWriter implements KeyBytes {
   /** The bytes written so far are `buf.subarray(0, pos)`. */
   buf: Uint8Array;
   /** Number of bytes written. */
@@ -148,6 +150,11 @@ export class KeyWriter {
     this.buf = next;
     this.#view = new DataView(next.buffer);
     this.#ptr = undefined;
+  }
+
+  /** Length of the key last written (the {@linkcode KeyBytes} view of the writer). */
+  get len(): number {
+    return this.pos;
   }
 
   /**

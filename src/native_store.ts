@@ -8,7 +8,7 @@
 
 import { EXPIRED_BASE, type NativeSymbols } from "./ffi.ts";
 import { unwrap } from "./errors.ts";
-import { MISS, type Store, type StoreInfo } from "./store.ts";
+import { type ByteStore, type KeyBytes, MISS, type Store, type StoreInfo } from "./store.ts";
 
 /** Largest capacity passed to Rust; larger `maxSize` (and `Infinity`) mean unbounded. */
 const MAX_NATIVE_CAPACITY = 0x7fff_ffff;
@@ -19,11 +19,11 @@ const registry = new FinalizationRegistry<{ lib: NativeSymbols; handle: Deno.Poi
   ({ lib, handle }) => lib.warp_mem_free(handle),
 );
 
-/** A {@linkcode Store} over a native SIEVE store handle. */
-export class NativeMemoryStore implements Store {
-  readonly ownClock = true;
-  readonly keyPointer = true;
+/** A native SIEVE store handle; {@linkcode NativeMemoryStore.keyed} makes its
+ * {@linkcode Store}. */
+export class NativeMemoryStore implements ByteStore {
   #lib: NativeSymbols;
+  #ttlOn: boolean;
   #handle: Deno.PointerObject | null;
   #values: unknown[] = [];
   #maxSize: number;
@@ -45,6 +45,7 @@ export class NativeMemoryStore implements Store {
    */
   constructor(lib: NativeSymbols, maxSize: number, ttl: number | undefined, policy: number) {
     this.#lib = lib;
+    this.#ttlOn = ttl !== undefined;
     this.#maxSize = maxSize;
     const capacity = maxSize > MAX_NATIVE_CAPACITY ? 0 : maxSize;
     const handle = lib.warp_mem_new(capacity, ttl ?? 0, policy);
@@ -115,7 +116,29 @@ export class NativeMemoryStore implements Store {
     return true;
   }
 
-  countHit(): void {
+  /**
+   * The {@linkcode Store} of this handle: keys by pointer, and time from `clock` when one is
+   * injected, else from the library's monotonic clock (a JS clock call costs more than the
+   * lookup), and only with a TTL.
+   */
+  keyed(clock?: () => number): Store {
+    // NaN: the library reads its own clock.
+    const time = clock ?? ((): number => NaN);
+    const ttl = this.#ttlOn;
+    return {
+      get: (k: KeyBytes): unknown => this.get(k.buf, k.len, ttl ? time() : 0, k.pointer()),
+      set: (k: KeyBytes, value: unknown, promised: boolean): boolean =>
+        this.set(k.buf, k.len, value, ttl ? time() : 0, promised, k.pointer()),
+      delete: (k: KeyBytes): boolean => this.delete(k.buf, k.len),
+      countJoin: (): void => this.countJoin(),
+      clear: (): void => this.clear(),
+      info: (): StoreInfo => this.info(),
+      close: (): void => this.close(),
+    };
+  }
+
+  /** Turns the miss counted by the last lookup into a hit (it joined a computation). */
+  countJoin(): void {
     // Rust counted a miss for this lookup; `info()` moves it to the hits.
     this.#joins++;
   }

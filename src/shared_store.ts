@@ -19,7 +19,7 @@ import {
   type NativeSymbols,
 } from "./ffi.ts";
 import { CacheError, Status, unwrap } from "./errors.ts";
-import { MISS, type Store, type StoreInfo } from "./store.ts";
+import { type ByteStore, type KeyBytes, MISS, type Store, type StoreInfo } from "./store.ts";
 import { decodeValueIn, encodeValue, isPromised } from "./value_codec.ts";
 
 /** Where shared files live, and under which name. */
@@ -106,9 +106,7 @@ export function sharedFileSize(
 }
 
 /** A {@linkcode Store} over a native shared store handle. */
-export class SharedStore implements Store {
-  readonly ownClock = true;
-  readonly keyPointer = true;
+export class SharedStore implements ByteStore {
   /** Path of the cache file. */
   readonly path: string;
   /** Most entries of the file in use (the file's, when it was adopted). */
@@ -125,6 +123,7 @@ export class SharedStore implements Store {
   #info = new Float64Array(SHM_INFO_FIELDS);
   #fnName: string;
   #token = {};
+  #ttlOn: boolean;
 
   /**
    * Opens (or creates) the shared cache file `dir/file`.
@@ -191,6 +190,7 @@ export class SharedStore implements Store {
     // The library's message names the file and the reason ("Cannot open ...").
     if (handle === null) throw new CacheError(Status.Io, nativeLastError());
     this.#handle = handle;
+    this.#ttlOn = ttl !== undefined;
     registry.register(this, { lib, handle }, this.#token);
     // The sizes in use: the file's, which differ from those asked for when it was adopted.
     const info = this.#readInfo();
@@ -259,7 +259,33 @@ export class SharedStore implements Store {
       0;
   }
 
-  countHit(): void {
+  /**
+   * The {@linkcode Store} of this handle: keys by pointer for lookups; time from `clock`
+   * when one is injected, else Unix time read by the library (a clock every process agrees
+   * on). Every insertion is stamped, TTL or not: another process may judge the entry with
+   * a TTL of its own.
+   *
+   * @param clock Time source in Unix ms.
+   * @returns The store as `cache()` uses it.
+   */
+  keyed(clock?: () => number): Store {
+    // NaN: the library reads Unix time.
+    const time = clock ?? ((): number => NaN);
+    const ttl = this.#ttlOn;
+    return {
+      get: (k: KeyBytes): unknown => this.get(k.buf, k.len, ttl ? time() : 0, k.pointer()),
+      set: (k: KeyBytes, value: unknown, promised: boolean): boolean =>
+        this.set(k.buf, k.len, value, time(), promised),
+      delete: (k: KeyBytes): boolean => this.delete(k.buf, k.len),
+      countJoin: (): void => this.countJoin(),
+      clear: (): void => this.clear(),
+      info: (): StoreInfo => this.info(),
+      close: (): void => this.close(),
+    };
+  }
+
+  /** Turns one miss counted by this handle into a hit (a lookup that joined a computation). */
+  countJoin(): void {
     unwrap(this.#lib.warp_shm_count_hit!(this.#handle), "Shared cache count");
   }
 

@@ -1,9 +1,10 @@
 /**
- * The interface that every store behind {@linkcode cache} implements: the native
- * in-process store, the TypeScript in-process store and the shared (mmap) store.
+ * The interface between {@linkcode cache} and its stores (the native in-process store, the
+ * TypeScript in-process store and the shared mmap store): {@linkcode Store}. Each store
+ * class also has a lower-level API of its own (key buffer, length and time), which tests
+ * and benchmarks use, and makes its {@linkcode Store} with `keyed(clock)`.
  *
- * Keys arrive as encoded bytes (see `key_codec.ts`): `key.subarray(0, len)`. A store
- * must finish reading those bytes before it returns, since the buffer is reused.
+ * Keys arrive as encoded bytes (see `key_codec.ts`).
  *
  * @module
  */
@@ -13,7 +14,7 @@ export const MISS: unique symbol = Symbol("@warp/cache.miss");
 
 /** Counters and sizes of a store. */
 export interface StoreInfo {
-  /** Lookups that found a fresh entry (plus misses turned into hits by `countHit`). */
+  /** Lookups that found a fresh entry (plus lookups that joined a computation). */
   hits: number;
   /** Lookups that found nothing, or an expired entry. */
   misses: number;
@@ -25,28 +26,31 @@ export interface StoreInfo {
   oversizeSkips?: number;
 }
 
-/** A cache store keyed by encoded bytes. Time is in ms, from the cache's clock. */
-export interface Store {
-  /** Whether `now = NaN` makes the store read its own clock (native stores). */
-  readonly ownClock: boolean;
-  /** Whether `get` wants the key buffer's address as its fourth argument. */
-  readonly keyPointer: boolean;
+/**
+ * Encoded key bytes `buf[0..len)` held by their owner for the whole call, with their
+ * address for stores that pass keys to the library by pointer.
+ */
+export interface KeyBytes {
+  /** The buffer holding the key from offset 0. */
+  readonly buf: Uint8Array;
+  /** Length of the key in bytes. */
+  readonly len: number;
   /**
-   * Returns the value stored under `key[0..len)` if present and fresh at `now`, else
-   * {@linkcode MISS}. Counts a hit or a miss and marks the entry for the eviction policy
-   * (SIEVE: sets its visited bit). When `keyPointer` is set, `ptr` is the address of
-   * `key` (a long-lived buffer) and the store may read the key through it.
+   * The address of `buf` (taken once per buffer; needs `--allow-ffi`), or `undefined` when
+   * the key is short-lived and should be passed as a buffer.
    */
+  pointer(): Deno.PointerValue | undefined;
+}
+
+/**
+ * The lower-level API that every store class has besides its {@linkcode Store}: key bytes
+ * `key[0..len)` and an explicit time `now` in ms (`NaN` for the native stores: their own
+ * clock). For tests, benchmarks and the simulator, which drive time themselves.
+ */
+export interface ByteStore {
+  /** {@linkcode Store.get} at time `now`; `ptr` may be the address of `key`. */
   get(key: Uint8Array, len: number, now: number, ptr?: Deno.PointerValue): unknown;
-  /**
-   * Stores `value` under `key[0..len)` at time `now`, evicting one entry when full.
-   * `promised` says that `value` is the resolution of a Promise: later hits must then
-   * return a Promise resolving to it (memory stores keep `Promise.resolve(value)`).
-   * With `keyPointer`, `ptr` may be the address of `key` (a long-lived buffer).
-   * Returns `false` when the entry was not stored because it is too large (counted in
-   * `oversizeSkips`). Throws `TypeError` when the value cannot be stored (shared backend:
-   * not serializable).
-   */
+  /** {@linkcode Store.set} at time `now`; `ptr` may be the address of `key`. */
   set(
     key: Uint8Array,
     len: number,
@@ -55,10 +59,47 @@ export interface Store {
     promised: boolean,
     ptr?: Deno.PointerValue,
   ): boolean;
-  /** Removes `key[0..len)`; returns whether it was present. */
+  /** {@linkcode Store.delete}. */
   delete(key: Uint8Array, len: number): boolean;
-  /** Turns the miss counted by the last `get` into a hit (single-flight joins). */
-  countHit(): void;
+  /** {@linkcode Store.countJoin}. */
+  countJoin(): void;
+  /** {@linkcode Store.clear}. */
+  clear(): void;
+  /** {@linkcode Store.info}. */
+  info(): StoreInfo;
+  /** {@linkcode Store.close}. */
+  close(): void;
+}
+
+/**
+ * What {@linkcode cache} sees of a store: the one seam between the decorator and the
+ * three stores. Each store implements it its own way: the native stores read keys by
+ * pointer and time from their own clock (the library's, unless a `clock` is injected),
+ * the TypeScript store reads key bytes and `performance.now()`. Times never cross this
+ * interface: the store decides when it needs one (TTL; shared insertion times).
+ */
+export interface Store {
+  /**
+   * Returns the value stored under `key` if present and fresh, else {@linkcode MISS}.
+   * Counts a hit or a miss and marks the entry for the eviction policy (SIEVE: sets its
+   * visited bit). Reads the key before returning.
+   */
+  get(key: KeyBytes): unknown;
+  /**
+   * Stores `value` under `key`, inserted now, evicting one entry when full. `promised`
+   * says that `value` is the resolution of a Promise: later hits must then return a
+   * Promise resolving to it. Returns `false` when the entry was not stored (too large, or
+   * the shared file's lock is held by a stopped process). Throws `TypeError` when the
+   * value cannot be stored (shared backend: not serializable).
+   */
+  set(key: KeyBytes, value: unknown, promised: boolean): boolean;
+  /** Removes `key`; returns whether it was present. */
+  delete(key: KeyBytes): boolean;
+  /**
+   * The lookup just made found no entry but joined a computation under way: count it as a
+   * hit, not the miss that `get` counted.
+   */
+  countJoin(): void;
   /** Removes every entry and resets every counter. */
   clear(): void;
   /** Returns the counters and sizes. */

@@ -9,7 +9,7 @@
 
 import { NIL, type Policy, SIEVE, SieveQueue } from "./_sieve_queue.ts";
 import { checkMaxSize, checkTtl, describe } from "./_validate.ts";
-import { MISS, type Store, type StoreInfo } from "./store.ts";
+import { type ByteStore, type KeyBytes, MISS, type Store, type StoreInfo } from "./store.ts";
 
 export type { Policy } from "./_sieve_queue.ts";
 
@@ -134,9 +134,7 @@ function bytesToString(k: Uint8Array, len: number): string {
  * assert.deepEqual(store.info(), { hits: 1, misses: 1, maxSize: 2, currentSize: 1 });
  * ```
  */
-export class TsSieveStore implements Store {
-  readonly ownClock = false;
-  readonly keyPointer = false;
+export class TsSieveStore implements ByteStore {
   #queue: SieveQueue;
   #maxSize: number;
   /** Slot numbers, `NIL` = empty; length a power of two, at most half full. */
@@ -272,11 +270,33 @@ export class TsSieveStore implements Store {
   }
 
   /**
+   * The {@linkcode Store} of this store: keys by their bytes, and time from `clock` when one
+   * is injected, else `performance.now()`, read only with a TTL.
+   *
+   * @param clock Time source in ms.
+   * @returns The store as `cache()` uses it.
+   */
+  keyed(clock?: () => number): Store {
+    const time = clock ?? ((): number => performance.now());
+    const ttl = this.#queue.hasTtl;
+    return {
+      get: (k: KeyBytes): unknown => this.get(k.buf, k.len, ttl ? time() : 0),
+      set: (k: KeyBytes, value: unknown, promised: boolean): boolean =>
+        this.set(k.buf, k.len, value, ttl ? time() : 0, promised),
+      delete: (k: KeyBytes): boolean => this.delete(k.buf, k.len),
+      countJoin: (): void => this.countJoin(),
+      clear: (): void => this.clear(),
+      info: (): StoreInfo => this.info(),
+      close: (): void => this.close(),
+    };
+  }
+
+  /**
    * Turns the miss counted by the last {@linkcode TsSieveStore.prototype.get | get()} into
    * a hit (a call that joined a pending computation). Does nothing when no miss is counted
    * (the counters were cleared in between).
    */
-  countHit(): void {
+  countJoin(): void {
     if (this.#misses > 0) {
       this.#misses--;
       this.#hits++;

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { loadNative } from "../src/ffi.ts";
 import { NativeMemoryStore } from "../src/native_store.ts";
-import { MISS, type Store } from "../src/store.ts";
+import { type ByteStore, MISS } from "../src/store.ts";
 import { type Policy, TsSieveStore } from "../src/ts_store.ts";
 import { SieveQueue } from "../src/_sieve_queue.ts";
 
@@ -343,14 +343,14 @@ Deno.test("TsSieveStore LFU delete, expiry and clear leave the buckets", () => {
   assert.deepEqual(keys(s), [10, 9, 8]);
 });
 
-Deno.test("TsSieveStore.countHit() turns the last miss into a hit", () => {
+Deno.test("TsSieveStore.countJoin() turns the last miss into a hit", () => {
   const s = new TsSieveStore({ maxSize: 2 });
   assert.equal(s.get(enc("a"), 1, 0), MISS);
   assert.equal(s.get(enc("b"), 1, 0), MISS);
-  s.countHit();
+  s.countJoin();
   assert.deepEqual(s.info(), { hits: 1, misses: 1, maxSize: 2, currentSize: 0 });
   s.clear();
-  s.countHit(); // no miss to turn: counters stay non-negative
+  s.countJoin(); // no miss to turn: counters stay non-negative
   assert.deepEqual(s.info(), { hits: 0, misses: 0, maxSize: 2, currentSize: 0 });
 });
 
@@ -636,7 +636,7 @@ function runRandom(
     } else if (op < 99) {
       assert.equal(store.get(buf, len, t), model.get(k, t), `step ${t}: get ${k}`);
       if (op === 98 && model.misses > 0) {
-        store.countHit();
+        store.countJoin();
         model.misses--;
         model.hits++;
       }
@@ -693,7 +693,7 @@ Deno.test({
       for (const [label, ttl, pick] of cases) {
         await t.step(name + label, () => {
           const next = prng(0x51ed27 + policy);
-          const stores: Store[] = [
+          const stores: ByteStore[] = [
             new TsSieveStore({ maxSize: 16, ttl, policy: policy }),
             new NativeMemoryStore(native!, 16, ttl, policy),
           ];
