@@ -20,6 +20,8 @@ const root = new URL("../", import.meta.url).pathname;
 /** The files whose behaviour must be the same on both engines. */
 const MEMORY_SUITES = [
   "tests/cache_test.ts",
+  "tests/call_patterns_test.ts",
+  "tests/entries_test.ts",
   "tests/key_codec_test.ts",
   "tests/ts_store_test.ts",
   "tests/sieve_cache_test.ts",

@@ -39,8 +39,44 @@ export type AnyFunction = (...args: any[]) => any;
 export type CachedFunction<F extends AnyFunction, I extends CacheInfo = CacheInfo> = F & {
   /** Returns the counters and sizes of the cache. */
   cacheInfo(): I;
-  /** Removes every entry and resets every counter. */
+  /**
+   * Removes every entry and resets every counter. Computations under way still settle for
+   * their callers, but their results are not stored.
+   */
   cacheClear(): void;
+  /**
+   * The cached value for these arguments (mapped through `key` when it is set), or
+   * `undefined` when there is none or it expired. An async function's entry gives its
+   * resolved value, not a Promise. Never calls the function, counts nothing and marks
+   * nothing visited. A decorated method that keys on `this` needs the instance as `this`:
+   * `users.find.cacheGet.call(users, 1)`.
+   *
+   * @throws {Error} If the cache was disposed.
+   */
+  cacheGet(...args: Parameters<F>): Awaited<ReturnType<F>> | undefined;
+  /**
+   * Stores `value` for these arguments, replacing any entry, inserted now. A computation
+   * under way for them still settles for its callers, but its result is not stored. For an
+   * async function (or one that has returned a Promise), later hits return a Promise of
+   * `value`; a Promise given as `value` is stored by its resolved value.
+   *
+   * @throws {TypeError} With the shared backend, if `value` cannot be serialized.
+   * @throws {Error} If the cache was disposed.
+   */
+  cacheSet(value: Awaited<ReturnType<F>>, ...args: Parameters<F>): void;
+  /**
+   * Removes the entry for these arguments (with the shared backend, for every process);
+   * returns whether there was one. A computation under way for them still settles for its
+   * callers, but its result is not stored, and the next call starts a new one.
+   *
+   * @throws {Error} If the cache was disposed.
+   */
+  cacheDelete(...args: Parameters<F>): boolean;
+  /**
+   * Releases the cache's native resources (a shared file stays, with its entries). Later
+   * calls throw.
+   */
+  [Symbol.dispose](): void;
 };
 
 /**
@@ -79,6 +115,22 @@ class HeldKey implements KeyBytes {
 const keyPool: HeldKey[] = [];
 
 const EMPTY_HELD = new HeldKey(new Uint8Array(0));
+
+function disposed(): never {
+  throw new Error("Cannot use a cache after it was disposed");
+}
+
+/** The store of a disposed cache: every use throws. */
+const DISPOSED: Store = {
+  get: disposed,
+  set: disposed,
+  peek: disposed,
+  delete: disposed,
+  countJoin: disposed,
+  clear: disposed,
+  info: disposed,
+  close: (): void => {},
+};
 
 function holdKey(src: Uint8Array, len: number, pkey: string | undefined): HeldKey {
   let held = keyPool.pop();
@@ -129,7 +181,7 @@ function wrap(
   const shared = opts.backend === Backend.Shared;
   // The store reads time when it needs it: from an injected clock (checked), else its own.
   const clock = opts.clock === undefined ? undefined : checkedClock(opts.clock);
-  const store: Store = createStore(opts, fn, name, site, clock);
+  let store: Store = createStore(opts, fn, name, site, clock);
   const keyFn = opts.key as AnyFunction | undefined;
   // A method keys on `this` (by identity). A shared cache cannot key on identity, so a
   // shared method with a `key` option keys on what `key` returns alone.
@@ -138,16 +190,21 @@ function wrap(
   const pending = new Map<string, Promise<unknown>>();
   /** The key held by the last `lookup` that missed. */
   let missHeld: HeldKey = EMPTY_HELD;
+  /** Whether a call returned a Promise: entries set by hand then hit as Promises too. */
+  let sawPromise = fn.constructor?.name === "AsyncFunction";
   let generation = 0;
 
   /** Joins a Promise result to the pending map; stores its value under `held` (kept out of
    * the pool until then) when it resolves, unless the cache was cleared meanwhile. */
   function settle(held: HeldKey, pkey: string, result: PromiseLike<unknown>): Promise<unknown> {
     const gen = generation;
+    sawPromise = true;
     const joined: Promise<unknown> = Promise.resolve(result).then(
       (value) => {
-        if (pending.get(pkey) === joined) pending.delete(pkey);
-        if (gen === generation) store.set(held, value, true);
+        // Not registered any more: cacheDelete, cacheSet or cacheClear came in between.
+        const mine = pending.get(pkey) === joined;
+        if (mine) pending.delete(pkey);
+        if (mine && gen === generation) store.set(held, value, true);
         keyPool.push(held);
         return value;
       },
@@ -171,13 +228,30 @@ function wrap(
     w.busy = true;
     let hit: unknown;
     try {
-      if (keyFn === undefined) w.call(self, withThis, args);
-      else w.call(self, withThis, [keyFn.apply(self, args)]);
+      encode(w, self, args);
       hit = store.get(w);
     } finally {
       w.busy = false;
     }
     return hit !== MISS ? hit : joinOrHold(w.buf, w.len);
+  }
+
+  function encode(w: KeyWriter, self: unknown, args: unknown[]): void {
+    if (keyFn === undefined) w.call(self, withThis, args);
+    else w.call(self, withThis, [keyFn.apply(self, args)]);
+  }
+
+  /** The key of `args` held apart (give it back to the pool when done): for the entry
+   * controls, which run user code (the store's clock, the value codec) while using it. */
+  function heldKeyOf(self: unknown, args: unknown[]): HeldKey {
+    const w = mainWriter.busy ? new KeyWriter(64, shared) : mainWriter;
+    w.busy = true;
+    try {
+      encode(w, self, args);
+    } finally {
+      w.busy = false;
+    }
+    return holdKey(w.buf, w.len, undefined);
   }
 
   /** After a store miss: the pending computation to join, or MISS with the key held in
@@ -235,6 +309,38 @@ function wrap(
       generation++;
       pending.clear();
       store.clear();
+    },
+    cacheGet(this: unknown, ...args: unknown[]): unknown {
+      const k = heldKeyOf(this, args);
+      const v = store.peek(k);
+      keyPool.push(k);
+      return v === MISS ? undefined : v;
+    },
+    cacheSet(this: unknown, value: unknown, ...args: unknown[]): void {
+      const k = heldKeyOf(this, args);
+      const pkey = bytesToKeyString(k.buf, k.len);
+      // A computation under way for this key no longer stores its result.
+      pending.delete(pkey);
+      if (isThenable(value)) {
+        settle(k, pkey, value).catch(() => {});
+        return;
+      }
+      store.set(k, value, sawPromise);
+      keyPool.push(k);
+    },
+    cacheDelete(this: unknown, ...args: unknown[]): boolean {
+      const k = heldKeyOf(this, args);
+      pending.delete(bytesToKeyString(k.buf, k.len));
+      const removed = store.delete(k);
+      keyPool.push(k);
+      return removed;
+    },
+    [Symbol.dispose](): void {
+      if (store === DISPOSED) return;
+      const open = store;
+      store = DISPOSED;
+      pending.clear();
+      open.close();
     },
   };
   return Object.assign(cached, controls) as CachedFunction<AnyFunction, CacheInfo>;

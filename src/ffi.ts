@@ -25,7 +25,7 @@ import {
 export { envVar };
 
 /** ABI version that this table matches; see `ABI_VERSION` in `rust/src/ffi/mod.rs`. */
-export const ABI_VERSION = 2;
+export const ABI_VERSION = 3;
 
 /**
  * `warp_mem_get` reports "expired" as `EXPIRED_BASE - slot` (see `rust/src/ffi/mem.rs`).
@@ -94,6 +94,12 @@ export const symbols = {
   warp_shm_get_ptr: {
     name: "warp_shm_get",
     parameters: ["pointer", "pointer", "u32", "pointer", "u32", "f64"],
+    result: "i32",
+    optional: true,
+  },
+  // warp_shm_get without counting or marking the entry visited (cacheGet()).
+  warp_shm_peek: {
+    parameters: ["pointer", "buffer", "u32", "buffer", "u32", "f64"],
     result: "i32",
     optional: true,
   },

@@ -8,7 +8,15 @@
 
 import { EXPIRED_BASE, type NativeSymbols } from "./ffi.ts";
 import { unwrap } from "./errors.ts";
-import { type ByteStore, type KeyBytes, MISS, type Store, type StoreInfo } from "./store.ts";
+import {
+  type ByteStore,
+  type KeyBytes,
+  MISS,
+  peeked,
+  promisedEntry,
+  type Store,
+  type StoreInfo,
+} from "./store.ts";
 
 /** Largest capacity passed to Rust; larger `maxSize` (and `Infinity`) mean unbounded. */
 const MAX_NATIVE_CAPACITY = 0x7fff_ffff;
@@ -81,7 +89,7 @@ export class NativeMemoryStore implements ByteStore {
     // that could throw (a stack overflow at a call) runs between the insert and the value
     // store below. Should that still be cut short, `#setting` stays set and the next
     // operation drops the key, so its slot never answers with another entry's value.
-    const stored = promised ? Promise.resolve(value) : value;
+    const stored = promised ? promisedEntry(value) : value;
     this.#pendingKey = key;
     this.#pendingLen = len;
     this.#setting = true;
@@ -108,6 +116,16 @@ export class NativeMemoryStore implements ByteStore {
     if (slot >= 0) this.#values[slot] = undefined;
   }
 
+  /** The value under `key[0..len)` if present and fresh at `now` (an async result's resolved
+   * value), else {@linkcode MISS}; counts nothing, marks nothing. */
+  peek(key: Uint8Array, len: number, now: number): unknown {
+    if (this.#setting) this.#repair();
+    const r = this.#lib.warp_mem_peek(this.#handle, key, len, now);
+    if (r >= 0) return peeked(this.#values[r]);
+    if (r === -1) return MISS;
+    return unwrap(r, "Cache lookup");
+  }
+
   delete(key: Uint8Array, len: number): boolean {
     if (this.#setting) this.#repair();
     const slot = unwrap(this.#lib.warp_mem_delete(this.#handle, key, len), "Cache delete");
@@ -129,6 +147,7 @@ export class NativeMemoryStore implements ByteStore {
       get: (k: KeyBytes): unknown => this.get(k.buf, k.len, ttl ? time() : 0, k.pointer()),
       set: (k: KeyBytes, value: unknown, promised: boolean): boolean =>
         this.set(k.buf, k.len, value, ttl ? time() : 0, promised, k.pointer()),
+      peek: (k: KeyBytes): unknown => this.peek(k.buf, k.len, ttl ? time() : 0),
       delete: (k: KeyBytes): boolean => this.delete(k.buf, k.len),
       countJoin: (): void => this.countJoin(),
       clear: (): void => this.clear(),

@@ -234,6 +234,24 @@ export class SharedStore implements ByteStore {
     return isPromised(out) ? Promise.resolve(value) : value;
   }
 
+  /**
+   * The value under `key[0..len)` if present and fresh at `now` for this handle (a copy;
+   * an async result's resolved value), else {@linkcode MISS}, without counting the lookup
+   * or marking the entry visited.
+   *
+   * @throws {CacheError} If the library reports an error.
+   */
+  peek(key: Uint8Array, len: number, now: number): unknown {
+    const r = this.#lib.warp_shm_peek!(this.#handle, key, len, this.#out, this.#out.length, now);
+    if (r === -1) return MISS;
+    if (r < 0) unwrap(r, "Shared cache lookup");
+    try {
+      return decodeValueIn(this.#out, r, this.#outView);
+    } catch {
+      return MISS; // bytes of another codec version: never returned
+    }
+  }
+
   set(key: Uint8Array, len: number, value: unknown, now: number, promised: boolean): boolean {
     let bytes: Uint8Array;
     try {
@@ -276,6 +294,7 @@ export class SharedStore implements ByteStore {
       get: (k: KeyBytes): unknown => this.get(k.buf, k.len, ttl ? time() : 0, k.pointer()),
       set: (k: KeyBytes, value: unknown, promised: boolean): boolean =>
         this.set(k.buf, k.len, value, time(), promised),
+      peek: (k: KeyBytes): unknown => this.peek(k.buf, k.len, ttl ? time() : 0),
       delete: (k: KeyBytes): boolean => this.delete(k.buf, k.len),
       countJoin: (): void => this.countJoin(),
       clear: (): void => this.clear(),

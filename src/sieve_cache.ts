@@ -94,6 +94,7 @@ export class SieveCache<K, V> implements Iterable<[K, V]> {
    * next operation empties the cache instead of reading a half-done change.
    */
   #busy = false;
+  #disposed = false;
 
   /**
    * Creates an empty cache.
@@ -230,8 +231,21 @@ export class SieveCache<K, V> implements Iterable<[K, V]> {
     this.#repair();
   }
 
+  /**
+   * Releases the entries; later calls throw (the cache holds no native resource, so this
+   * only ends its use). Calling it again does nothing.
+   */
+  [Symbol.dispose](): void {
+    if (this.#disposed) return;
+    this.#repair();
+    this.#disposed = true;
+    // Every operation checks `#busy` first and so reaches `#repair`, which throws now.
+    this.#busy = true;
+  }
+
   /** Empties the cache; `#busy` is cleared last, so a repair cut short is done again. */
   #repair(): void {
+    if (this.#disposed) throw new Error("Cannot use a SieveCache after it was disposed");
     this.#queue.clear();
     this.#index.clear();
     this.#keys = [];

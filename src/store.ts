@@ -12,6 +12,24 @@
 /** Returned by {@linkcode Store.get} when the key is absent or expired. */
 export const MISS: unique symbol = Symbol("@warp/cache.miss");
 
+/**
+ * The resolved value behind each Promise that a memory store keeps for an async result (a
+ * hit returns that one Promise): what {@linkcode Store.peek} returns instead of it.
+ */
+const resolvedValues = new WeakMap<Promise<unknown>, unknown>();
+
+/** The Promise a memory store keeps for an async result `value`. */
+export function promisedEntry(value: unknown): Promise<unknown> {
+  const p = Promise.resolve(value);
+  resolvedValues.set(p, value);
+  return p;
+}
+
+/** What {@linkcode Store.peek} returns for a memory store's stored value `v`. */
+export function peeked(v: unknown): unknown {
+  return v instanceof Promise && resolvedValues.has(v) ? resolvedValues.get(v) : v;
+}
+
 /** Counters and sizes of a store. */
 export interface StoreInfo {
   /** Lookups that found a fresh entry (plus lookups that joined a computation). */
@@ -59,6 +77,8 @@ export interface ByteStore {
     promised: boolean,
     ptr?: Deno.PointerValue,
   ): boolean;
+  /** {@linkcode Store.peek} at time `now`. */
+  peek(key: Uint8Array, len: number, now: number): unknown;
   /** {@linkcode Store.delete}. */
   delete(key: Uint8Array, len: number): boolean;
   /** {@linkcode Store.countJoin}. */
@@ -93,6 +113,12 @@ export interface Store {
    * value cannot be stored (shared backend: not serializable).
    */
   set(key: KeyBytes, value: unknown, promised: boolean): boolean;
+  /**
+   * The value stored under `key` if present and fresh, else {@linkcode MISS}, as the
+   * function returned it (an async function's resolved value, not a Promise), without
+   * counting anything or marking the entry for the eviction policy (`cacheGet()`).
+   */
+  peek(key: KeyBytes): unknown;
   /** Removes `key`; returns whether it was present. */
   delete(key: KeyBytes): boolean;
   /**

@@ -9,7 +9,15 @@
 
 import { NIL, type Policy, SIEVE, SieveQueue } from "./_sieve_queue.ts";
 import { checkMaxSize, checkTtl, describe } from "./_validate.ts";
-import { type ByteStore, type KeyBytes, MISS, type Store, type StoreInfo } from "./store.ts";
+import {
+  type ByteStore,
+  type KeyBytes,
+  MISS,
+  peeked,
+  promisedEntry,
+  type Store,
+  type StoreInfo,
+} from "./store.ts";
 
 export type { Policy } from "./_sieve_queue.ts";
 
@@ -226,7 +234,7 @@ export class TsSieveStore implements ByteStore {
    */
   set(key: Uint8Array, len: number, value: unknown, now: number, promised = false): boolean {
     if (this.#busy) this.#repair();
-    if (promised) value = Promise.resolve(value);
+    if (promised) value = promisedEntry(value);
     const hash = hashBytes(key, len);
     const queue = this.#queue;
     let slot = this.#find(key, len, hash);
@@ -250,6 +258,23 @@ export class TsSieveStore implements ByteStore {
     this.#place(slot, hash);
     this.#busy = false;
     return true;
+  }
+
+  /**
+   * The value under `key[0..len)` if present and fresh at `now` (an async result's
+   * resolved value), else {@linkcode MISS}, without counting or marking anything; an
+   * expired entry is left in place.
+   *
+   * @param key Buffer holding the encoded key.
+   * @param len Length of the key in `key`.
+   * @param now Current time in ms on the cache's clock.
+   * @returns The stored value, or {@linkcode MISS}.
+   */
+  peek(key: Uint8Array, len: number, now: number): unknown {
+    if (this.#busy) this.#repair();
+    const slot = this.#find(key, len, hashBytes(key, len));
+    if (slot === NIL || this.#queue.expired(slot, now)) return MISS;
+    return peeked(this.#values[slot]);
   }
 
   /**
@@ -283,6 +308,7 @@ export class TsSieveStore implements ByteStore {
       get: (k: KeyBytes): unknown => this.get(k.buf, k.len, ttl ? time() : 0),
       set: (k: KeyBytes, value: unknown, promised: boolean): boolean =>
         this.set(k.buf, k.len, value, ttl ? time() : 0, promised),
+      peek: (k: KeyBytes): unknown => this.peek(k.buf, k.len, ttl ? time() : 0),
       delete: (k: KeyBytes): boolean => this.delete(k.buf, k.len),
       countJoin: (): void => this.countJoin(),
       clear: (): void => this.clear(),

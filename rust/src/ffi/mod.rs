@@ -21,8 +21,9 @@ mod thread_handles;
 /// Version of the C ABI below; `src/ffi.ts` refuses a library that reports another one.
 /// History: 1 = first release (memory store). 2 = `warp_shm_file_size` and
 /// `warp_shm_max_file_size`; `warp_shm_open` adopts the sizes of a file in use (the
-/// caller reads them back with `warp_shm_info`).
-pub const ABI_VERSION: u32 = 2;
+/// caller reads them back with `warp_shm_info`). 3 = `warp_shm_peek`; `warp_shm_set`
+/// returns 2 when a stopped lock holder kept it from storing.
+pub const ABI_VERSION: u32 = 3;
 
 /// Returns [`ABI_VERSION`].
 #[unsafe(no_mangle)]

@@ -137,6 +137,40 @@ pub unsafe extern "C" fn warp_shm_get(
     out_cap: u32,
     now: f64,
 ) -> i32 {
+    // SAFETY: forwarded caller guarantees.
+    unsafe { lookup(h, key, key_len, out, out_cap, now, true) }
+}
+
+/// [`warp_shm_get`] without counting the lookup or setting the visited bit (`cacheGet()`).
+///
+/// # Safety
+/// The same as [`warp_shm_get`].
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn warp_shm_peek(
+    h: *const ShmStore,
+    key: *const u8,
+    key_len: u32,
+    out: *mut u8,
+    out_cap: u32,
+    now: f64,
+) -> i32 {
+    // SAFETY: forwarded caller guarantees.
+    unsafe { lookup(h, key, key_len, out, out_cap, now, false) }
+}
+
+/// The body of [`warp_shm_get`] (`touch`: count and mark) and [`warp_shm_peek`].
+///
+/// # Safety
+/// The same as [`warp_shm_get`].
+unsafe fn lookup(
+    h: *const ShmStore,
+    key: *const u8,
+    key_len: u32,
+    out: *mut u8,
+    out_cap: u32,
+    now: f64,
+    touch: bool,
+) -> i32 {
     // SAFETY: the caller guarantees `key` is valid for `key_len` bytes.
     let key = unsafe { key_slice(key, key_len) };
     let out: &mut [u8] = if out.is_null() || out_cap == 0 {
@@ -148,16 +182,23 @@ pub unsafe extern "C" fn warp_shm_get(
     };
     // SAFETY: forwarded caller guarantee on `h`.
     unsafe {
-        with_shm(h, |s| match s.get(key, out, wall_now(now)) {
-            Ok(Get::Hit(n)) => i32::try_from(n).unwrap_or(i32::MAX),
-            Ok(Get::Miss) => Status::Miss as i32,
-            Ok(Get::TooSmall(n)) => fail(
-                Status::BufferTooSmall,
-                format!(
-                    "Cannot copy a shared cache value: it needs {n} bytes, the buffer has {out_cap}"
+        with_shm(h, |s| {
+            let r = if touch {
+                s.get(key, out, wall_now(now))
+            } else {
+                s.peek(key, out, wall_now(now))
+            };
+            match r {
+                Ok(Get::Hit(n)) => i32::try_from(n).unwrap_or(i32::MAX),
+                Ok(Get::Miss) => Status::Miss as i32,
+                Ok(Get::TooSmall(n)) => fail(
+                    Status::BufferTooSmall,
+                    format!(
+                        "Cannot copy a shared cache value: it needs {n} bytes, the buffer has {out_cap}"
+                    ),
                 ),
-            ),
-            Err(e) => failed(&e),
+                Err(e) => failed(&e),
+            }
         })
     }
 }

@@ -409,6 +409,17 @@ impl ShmStore {
     /// counter is retried [`READ_ATTEMPTS`] times, then answered under the lock if it can
     /// be taken without waiting, else a miss.
     pub fn get(&self, key: &[u8], out: &mut [u8], now: f64) -> Result<Get, ShmError> {
+        self.lookup(key, out, now, true)
+    }
+
+    /// [`ShmStore::get`] without counting a hit or a miss and without setting the visited
+    /// bit: what `cacheGet()` reads.
+    pub fn peek(&self, key: &[u8], out: &mut [u8], now: f64) -> Result<Get, ShmError> {
+        self.lookup(key, out, now, false)
+    }
+
+    /// The read of [`ShmStore::get`] and [`ShmStore::peek`]; `touch` counts and marks.
+    fn lookup(&self, key: &[u8], out: &mut [u8], now: f64, touch: bool) -> Result<Get, ShmError> {
         let h = self.table.header();
         let hash = self.table.hash(key);
         for attempt in 0..READ_ATTEMPTS {
@@ -430,38 +441,61 @@ impl ShmStore {
                     if sum == checksum {
                         // This key's entry, intact, whatever writers did meanwhile.
                         if self.expired(inserted_at_bits, now) {
-                            self.counters().misses.fetch_add(1, Ordering::Relaxed);
+                            self.count(touch, Get::Miss);
                             return Ok(Get::Miss);
                         }
-                        if !visited && let Ok(s) = self.table.slot(slot) {
+                        if touch
+                            && !visited
+                            && let Ok(s) = self.table.slot(slot)
+                        {
                             mark_visited(&s.h.visited);
                         }
-                        self.counters().hits.fetch_add(1, Ordering::Relaxed);
+                        self.count(touch, Get::Hit(len));
                         return Ok(Get::Hit(len));
                     }
                     if stable {
                         // Stable but wrong: corrupt. Drop it under the lock if it is free.
-                        return self.get_locked(key, hash, out, now);
+                        return self.get_locked(key, hash, out, now, touch);
                     }
                 }
                 Read::Found { len, .. } if stable => return Ok(Get::TooSmall(len)),
                 Read::Absent if stable => {
-                    self.counters().misses.fetch_add(1, Ordering::Relaxed);
+                    self.count(touch, Get::Miss);
                     return Ok(Get::Miss);
                 }
-                Read::Inconsistent if stable => return self.get_locked(key, hash, out, now),
+                Read::Inconsistent if stable => {
+                    return self.get_locked(key, hash, out, now, touch);
+                }
                 _ => {}
             }
             backoff(attempt);
         }
-        self.get_locked(key, hash, out, now)
+        self.get_locked(key, hash, out, now, touch)
+    }
+
+    /// Counts a lookup's outcome on this handle's stripe, when `touch`.
+    fn count(&self, touch: bool, r: Get) {
+        if !touch {
+            return;
+        }
+        match r {
+            Get::Hit(_) => self.counters().hits.fetch_add(1, Ordering::Relaxed),
+            Get::Miss => self.counters().misses.fetch_add(1, Ordering::Relaxed),
+            Get::TooSmall(_) => 0,
+        };
     }
 
     /// [`ShmStore::get`] under the lock, if it can be taken without waiting (free, or its
     /// owner dead: then this reader repairs), else a miss: the fallback for a reader that
     /// kept seeing writers, and the path that drops corrupt entries.
-    fn get_locked(&self, key: &[u8], hash: u64, out: &mut [u8], now: f64) -> Result<Get, ShmError> {
-        let c = self.counters();
+    fn get_locked(
+        &self,
+        key: &[u8],
+        hash: u64,
+        out: &mut [u8],
+        now: f64,
+        touch: bool,
+    ) -> Result<Get, ShmError> {
         let r = self.locked_within(lock::Wait::No, |t| {
             let Some((_, slot)) = t.find(key, hash)? else {
                 return Ok(Get::Miss);
@@ -479,15 +513,13 @@ impl ShmStore {
                 return Ok(Get::TooSmall(len));
             }
             t.copy_value(slot, out)?;
-            mark_visited(&s.h.visited);
+            if touch {
+                mark_visited(&s.h.visited);
+            }
             Ok(Get::Hit(len))
         })?;
         let r = r.unwrap_or(Get::Miss);
-        match r {
-            Get::Hit(_) => c.hits.fetch_add(1, Ordering::Relaxed),
-            Get::Miss => c.misses.fetch_add(1, Ordering::Relaxed),
-            Get::TooSmall(_) => 0,
-        };
+        self.count(touch, r);
         Ok(r)
     }
 

@@ -59,6 +59,28 @@ fn keys(s: &ShmStore) -> Vec<u8> {
     s.table().order().into_iter().map(|(k, _)| k[0]).collect()
 }
 
+/// `peek` reads like `get` but counts nothing and leaves the visited bit alone (so SIEVE
+/// still evicts the entry first), and an entry expired for the handle is a miss.
+#[test]
+fn peek_counts_nothing_and_marks_nothing() {
+    let d = TempDir::new();
+    let p = d.file("c");
+    let s = ShmStore::open(&p, 2, 64, 256, 10.0).unwrap();
+    s.set(b"a", b"1", 100.0).unwrap();
+    s.set(b"b", b"2", 100.0).unwrap();
+    let mut out = [0u8; 16];
+    assert_eq!(s.peek(b"a", &mut out, 105.0).unwrap(), Get::Hit(1));
+    assert_eq!(&out[..1], b"1");
+    assert_eq!(s.peek(b"zz", &mut out, 105.0).unwrap(), Get::Miss);
+    assert_eq!(s.peek(b"a", &mut out, 110.0).unwrap(), Get::Miss, "expired for this handle");
+    let i = s.info();
+    assert_eq!((i.hits, i.misses), (0, 0), "peeks are not counted");
+    // "a" was peeked, never visited: it is still the first victim.
+    s.set(b"c", b"3", 100.0).unwrap();
+    assert_eq!(s.peek(b"a", &mut out, 100.0).unwrap(), Get::Miss);
+    assert_eq!(s.peek(b"b", &mut out, 100.0).unwrap(), Get::Hit(1));
+}
+
 #[test]
 fn round_trip_delete_clear_and_info() {
     let d = TempDir::new();
@@ -244,7 +266,7 @@ fn an_entry_expired_by_one_handles_ttl_stays_for_the_others() {
     let mut out = [0u8; 16];
     let hash = short.table().hash(b"k");
     assert_eq!(
-        short.get_locked(b"k", hash, &mut out, 1e6).unwrap(),
+        short.get_locked(b"k", hash, &mut out, 1e6, true).unwrap(),
         Get::Miss
     );
     assert_eq!(get_at(&forever, b"k", 1e6).as_deref(), Some(&b"v"[..]));
