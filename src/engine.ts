@@ -80,14 +80,16 @@ export function createStore(
       dir: opts.dir ?? defaultSharedDir(),
       file: sharedFileName(opts.name ?? defaultSharedName(fn, name, site)),
     };
-    return new SharedStore(
+    const store = new SharedStore(
       location,
       opts.maxSize,
       opts.maxKeySize,
       opts.maxValueSize,
       opts.ttl,
       name,
-    ).keyed(clock);
+    );
+    if (opts.largeValues === "file") store.useLargeValues();
+    return store.keyed(clock);
   }
   const engine = envEngine();
   const lib = engine === "ts" ? null : loadNative();

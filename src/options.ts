@@ -75,6 +75,14 @@ export interface CacheOptions {
    */
   maxValueSize?: number;
   /**
+   * `"file"`: with the shared backend, a value whose encoding is larger than `maxValueSize`
+   * (up to 1 GiB) is stored in a file beside the cache (content-addressed, mode 0600) and
+   * the entry refers to it; a missing or damaged file is a miss. Without it such a value is
+   * not stored (`oversizeSkips`).
+   * @default {undefined}
+   */
+  largeValues?: "file" | undefined;
+  /**
    * Time source in ms, for TTL. Defaults to `performance.now()` (memory) and `Date.now()`
    * (shared: a clock that every process agrees on). Tests inject a fake clock here.
    */
@@ -92,6 +100,7 @@ export interface ResolvedOptions {
   dir: string | undefined;
   maxKeySize: number;
   maxValueSize: number;
+  largeValues: "file" | undefined;
   clock: (() => number) | undefined;
 }
 
@@ -113,6 +122,7 @@ export const OPTION_NAMES: readonly string[] = [
   "dir",
   "maxKeySize",
   "maxValueSize",
+  "largeValues",
   "clock",
 ];
 
@@ -211,6 +221,13 @@ export function resolveOptions(options: CacheOptions | undefined): ResolvedOptio
   if (dir !== undefined && (typeof dir !== "string" || dir.length === 0)) {
     fail(TypeError, "dir must be a non-empty string path", dir);
   }
+  const largeValues: unknown = options.largeValues;
+  if (largeValues !== undefined && largeValues !== "file") {
+    fail(TypeError, 'largeValues must be "file" or undefined', largeValues);
+  }
+  if (largeValues !== undefined && backend !== Backend.Shared) {
+    fail(TypeError, "largeValues needs the shared backend", largeValues);
+  }
   const clock: unknown = options.clock;
   if (clock !== undefined && typeof clock !== "function") {
     fail(TypeError, "clock must be a function returning milliseconds", clock);
@@ -225,6 +242,7 @@ export function resolveOptions(options: CacheOptions | undefined): ResolvedOptio
     dir: dir as string | undefined,
     maxKeySize: positiveInteger("maxKeySize", options.maxKeySize, 512, MAX_KEY_BYTES),
     maxValueSize: positiveInteger("maxValueSize", options.maxValueSize, 4096, MAX_VALUE_BYTES),
+    largeValues: largeValues as "file" | undefined,
     clock: clock as (() => number) | undefined,
   };
 }

@@ -20,7 +20,16 @@ import {
 } from "./ffi.ts";
 import { CacheError, Status, unwrap } from "./errors.ts";
 import { type ByteStore, type KeyBytes, MISS, type Store, type StoreInfo } from "./store.ts";
-import { decodeValueIn, encodeValue, isPromised } from "./value_codec.ts";
+import {
+  decodeValue,
+  decodeValueIn,
+  FILE_REF_BYTES,
+  encodeValue,
+  isFileRef,
+  isPromised,
+  readFileRef,
+} from "./value_codec.ts";
+import { LargeValueFiles, MAX_LARGE_VALUE_BYTES } from "./_large_values.ts";
 
 /** Where shared files live, and under which name. */
 export interface SharedLocation {
@@ -124,6 +133,10 @@ export class SharedStore implements ByteStore {
   #fnName: string;
   #token = {};
   #ttlOn: boolean;
+  /** Writes values over `maxValueSize` to files (`largeValues: "file"`). */
+  #writeLarge = false;
+  /** The large-value files, opened when first needed (any handle may read them). */
+  #large: LargeValueFiles | null = null;
 
   /**
    * Opens (or creates) the shared cache file `dir/file`.
@@ -227,11 +240,62 @@ export class SharedStore implements ByteStore {
     try {
       value = decodeValueIn(out, r, this.#outView);
     } catch {
-      // Bytes that verify but do not decode (another codec version): drop, never return.
+      // A large value's reference, or bytes that verify but do not decode (another codec
+      // version): those are dropped, never returned.
+      if (isFileRef(out, r)) return this.#readLarge(key, len, true);
       this.#lib.warp_shm_delete!(this.#handle, key, len);
       return MISS;
     }
     return isPromised(out) ? Promise.resolve(value) : value;
+  }
+
+  /**
+   * Writes values whose encoding is larger than `maxValueSize` (up to 1 GiB) to files beside
+   * the cache (`largeValues: "file"`; see `_large_values.ts`), and sweeps orphaned files.
+   *
+   * @throws {Error} If the files' folder cannot be created.
+   */
+  useLargeValues(): void {
+    this.#writeLarge = true;
+    this.#sweep();
+  }
+
+  #largeFiles(): LargeValueFiles {
+    return this.#large ?? (this.#large = new LargeValueFiles(this.path));
+  }
+
+  /** The entry's raw bytes (a copy), ignoring this handle's TTL and counting nothing. */
+  #peekRaw(key: Uint8Array, len: number): Uint8Array | undefined {
+    const r = this.#lib.warp_shm_peek!(this.#handle, key, len, this.#out, this.#out.length, 0);
+    return r >= 0 ? this.#out.slice(0, r) : undefined;
+  }
+
+  /** The value of the large-value reference just read into the output buffer, or MISS
+   * (and the entry dropped) when its file is missing or damaged. */
+  #readLarge(key: Uint8Array, len: number, asHit: boolean): unknown {
+    const ref = this.#out.slice(0, FILE_REF_BYTES);
+    const bytes = this.#largeFiles().read(ref, key, len);
+    let value: unknown = MISS;
+    if (bytes !== undefined) {
+      try {
+        value = decodeValue(bytes);
+      } catch {
+        value = MISS;
+      }
+    }
+    if (value === MISS) {
+      this.#lib.warp_shm_delete!(this.#handle, key, len);
+      return MISS;
+    }
+    return asHit && isPromised(ref) ? Promise.resolve(value) : value;
+  }
+
+  /** Removes large-value files that no entry refers to any more. */
+  #sweep(): void {
+    this.#largeFiles().sweep((key, sha256) => {
+      const raw = this.#peekRaw(key, key.length);
+      return raw !== undefined && isFileRef(raw, raw.length) && readFileRef(raw).sha256 === sha256;
+    });
   }
 
   /**
@@ -248,6 +312,7 @@ export class SharedStore implements ByteStore {
     try {
       return decodeValueIn(this.#out, r, this.#outView);
     } catch {
+      if (isFileRef(this.#out, r)) return this.#readLarge(key, len, false);
       return MISS; // bytes of another codec version: never returned
     }
   }
@@ -265,6 +330,17 @@ export class SharedStore implements ByteStore {
       }
       throw e;
     }
+    if (
+      this.#writeLarge && bytes.length > this.maxValueSize && bytes.length <= MAX_LARGE_VALUE_BYTES
+    ) {
+      const files = this.#largeFiles();
+      try {
+        bytes = files.write(key, len, bytes, promised);
+      } catch {
+        // Not written (a full file system, say): the value is skipped as oversize below.
+      }
+      if (files.sweepDue()) this.#sweep();
+    }
     const r = unwrap(
       this.#lib.warp_shm_set!(this.#handle, key, len, bytes, bytes.length, now),
       "Shared cache insert",
@@ -273,8 +349,11 @@ export class SharedStore implements ByteStore {
   }
 
   delete(key: Uint8Array, len: number): boolean {
-    return unwrap(this.#lib.warp_shm_delete!(this.#handle, key, len), "Shared cache delete") ===
-      0;
+    const raw = this.#peekRaw(key, len);
+    const removed =
+      unwrap(this.#lib.warp_shm_delete!(this.#handle, key, len), "Shared cache delete") === 0;
+    if (raw !== undefined && isFileRef(raw, raw.length)) this.#largeFiles().remove(raw);
+    return removed;
   }
 
   /**
@@ -310,6 +389,15 @@ export class SharedStore implements ByteStore {
 
   clear(): void {
     unwrap(this.#lib.warp_shm_clear!(this.#handle), "Shared cache clear");
+    if (this.#large !== null || this.#hasLargeFolder()) this.#largeFiles().removeAll();
+  }
+
+  #hasLargeFolder(): boolean {
+    try {
+      return Deno.statSync(`${this.path}.large`).isDirectory;
+    } catch {
+      return false;
+    }
   }
 
   info(): StoreInfo {

@@ -21,6 +21,7 @@
  * | 9 | flat array of the values of tags 0–8 | u32 LE count, then per element its tag byte and payload; tags 5–8 carry a u32 LE byte length before their payload |
  * | 10 | anything else | UTF-8 text of `devalue.stringify(value)` |
  * | 11 | a small JSON-exact plain object or array (see below) | UTF-8 text of `JSON.stringify(value)` |
+ * | 12 | a reference to a large value kept in a file (`largeValues: "file"`) | f64 LE size of the file, then its 32-byte SHA-256 (the file name); read by `_large_values.ts`, never by {@linkcode decodeValue} |
  *
  * Tags are appended, never renumbered. A reader that does not know a tag (an older
  * version of this module on the same file) drops the entry and reports a miss.
@@ -118,7 +119,11 @@ const T_BYTES = 8;
 const T_ARRAY = 9;
 const T_STRUCTURED = 10;
 const T_JSON = 11;
+/** Tag of a reference to a large value in a file (see {@linkcode encodeFileRef}). */
+export const T_FILE_REF = 12;
 const TAG_MASK = 0x7f;
+/** Bytes of an encoded file reference: tag, f64 size, SHA-256. */
+export const FILE_REF_BYTES = 1 + 8 + 32;
 
 /** The module buffer grows up to this size; a larger value gets a buffer of its own. */
 const MAX_RETAINED = 1 << 20;
@@ -762,4 +767,31 @@ function readArray(bytes: Uint8Array, len: number): unknown[] {
     p = end;
   }
   return array;
+}
+
+// ------------------------------------------------------------------- file references
+
+/**
+ * Encodes a reference to a large value kept in a file: tag {@linkcode T_FILE_REF} (with the
+ * promised flag), the file's size in bytes (f64 LE) and its SHA-256 (32 bytes).
+ */
+export function encodeFileRef(size: number, sha256: Uint8Array, promised: boolean): Uint8Array {
+  const out = new Uint8Array(FILE_REF_BYTES);
+  out[0] = T_FILE_REF | (promised ? PROMISED_FLAG : 0);
+  new DataView(out.buffer).setFloat64(1, size, true);
+  out.set(sha256.subarray(0, 32), 9);
+  return out;
+}
+
+/** Whether the first `len` bytes of `buf` are a file reference. */
+export function isFileRef(buf: Uint8Array, len: number): boolean {
+  return len === FILE_REF_BYTES && (buf[0]! & TAG_MASK) === T_FILE_REF;
+}
+
+/** The size and SHA-256 (hex) of a file reference made by {@linkcode encodeFileRef}. */
+export function readFileRef(buf: Uint8Array): { size: number; sha256: string } {
+  const size = new DataView(buf.buffer, buf.byteOffset, FILE_REF_BYTES).getFloat64(1, true);
+  let sha256 = "";
+  for (let i = 9; i < FILE_REF_BYTES; i++) sha256 += buf[i]!.toString(16).padStart(2, "0");
+  return { size, sha256 };
 }

@@ -210,7 +210,7 @@ Deno.test("[Symbol.dispose]() releases the cache; later calls throw", async () =
     const f = cache(options)((x: number) => x + 1);
     f(1);
     {
-      using g = cache(options)(async (x: number) => x);
+      using g = cache(options)((x: number) => Promise.resolve(x));
       await g(1);
     }
     f[Symbol.dispose]();
