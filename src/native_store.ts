@@ -31,7 +31,8 @@ const registry = new FinalizationRegistry<{ lib: NativeSymbols; handle: Deno.Poi
  * {@linkcode Store}. */
 export class NativeMemoryStore implements ByteStore {
   #lib: NativeSymbols;
-  #ttlOn: boolean;
+  /** Whether entries expire (a TTL was given). */
+  readonly ttlOn: boolean;
   #handle: Deno.PointerObject | null;
   #values: unknown[] = [];
   #maxSize: number;
@@ -53,7 +54,7 @@ export class NativeMemoryStore implements ByteStore {
    */
   constructor(lib: NativeSymbols, maxSize: number, ttl: number | undefined, policy: number) {
     this.#lib = lib;
-    this.#ttlOn = ttl !== undefined;
+    this.ttlOn = ttl !== undefined;
     this.#maxSize = maxSize;
     const capacity = maxSize > MAX_NATIVE_CAPACITY ? 0 : maxSize;
     const handle = lib.warp_mem_new(capacity, ttl ?? 0, policy);
@@ -140,20 +141,7 @@ export class NativeMemoryStore implements ByteStore {
    * lookup), and only with a TTL.
    */
   keyed(clock?: () => number): Store {
-    // NaN: the library reads its own clock.
-    const time = clock ?? ((): number => NaN);
-    const ttl = this.#ttlOn;
-    return {
-      get: (k: KeyBytes): unknown => this.get(k.buf, k.len, ttl ? time() : 0, k.pointer()),
-      set: (k: KeyBytes, value: unknown, promised: boolean): boolean =>
-        this.set(k.buf, k.len, value, ttl ? time() : 0, promised, k.pointer()),
-      peek: (k: KeyBytes): unknown => this.peek(k.buf, k.len, ttl ? time() : 0),
-      delete: (k: KeyBytes): boolean => this.delete(k.buf, k.len),
-      countJoin: (): void => this.countJoin(),
-      clear: (): void => this.clear(),
-      info: (): StoreInfo => this.info(),
-      close: (): void => this.close(),
-    };
+    return new NativeStoreView(this, clock);
   }
 
   /** Turns the miss counted by the last lookup into a hit (it joined a computation). */
@@ -187,5 +175,57 @@ export class NativeMemoryStore implements ByteStore {
     this.#lib.warp_mem_free(this.#handle);
     this.#handle = null;
     this.#values = [];
+  }
+}
+
+/** The time of a store without an injected clock: `NaN`: the library reads its own monotonic clock (a JS clock call costs more than the
+ * lookup). */
+const DEFAULT_TIME = (): number => NaN;
+
+/**
+ * The {@linkcode Store} of a {@linkcode NativeMemoryStore}: a class, so that every cache's calls go to
+ * the same methods (one call target per call site, which the JIT inlines). Time: the injected clock, else `NaN` (the library's own monotonic clock), read only with a TTL.
+ */
+class NativeStoreView implements Store {
+  #s: NativeMemoryStore;
+  #time: () => number;
+  #ttl: boolean;
+
+  constructor(s: NativeMemoryStore, clock: (() => number) | undefined) {
+    this.#s = s;
+    this.#time = clock ?? DEFAULT_TIME;
+    this.#ttl = s.ttlOn;
+  }
+
+  get(k: KeyBytes): unknown {
+    return this.#s.get(k.buf, k.len, this.#ttl ? this.#time() : 0, k.pointer());
+  }
+
+  set(k: KeyBytes, value: unknown, promised: boolean): boolean {
+    return this.#s.set(k.buf, k.len, value, this.#ttl ? this.#time() : 0, promised, k.pointer());
+  }
+
+  peek(k: KeyBytes): unknown {
+    return this.#s.peek(k.buf, k.len, this.#ttl ? this.#time() : 0);
+  }
+
+  delete(k: KeyBytes): boolean {
+    return this.#s.delete(k.buf, k.len);
+  }
+
+  countJoin(): void {
+    this.#s.countJoin();
+  }
+
+  clear(): void {
+    this.#s.clear();
+  }
+
+  info(): StoreInfo {
+    return this.#s.info();
+  }
+
+  close(): void {
+    this.#s.close();
   }
 }

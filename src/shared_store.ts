@@ -23,8 +23,8 @@ import { type ByteStore, type KeyBytes, MISS, type Store, type StoreInfo } from 
 import {
   decodeValue,
   decodeValueIn,
-  FILE_REF_BYTES,
   encodeValue,
+  FILE_REF_BYTES,
   isFileRef,
   isPromised,
   readFileRef,
@@ -132,7 +132,8 @@ export class SharedStore implements ByteStore {
   #info = new Float64Array(SHM_INFO_FIELDS);
   #fnName: string;
   #token = {};
-  #ttlOn: boolean;
+  /** Whether entries expire (a TTL was given). */
+  readonly ttlOn: boolean;
   /** Writes values over `maxValueSize` to files (`largeValues: "file"`). */
   #writeLarge = false;
   /** The large-value files, opened when first needed (any handle may read them). */
@@ -203,7 +204,7 @@ export class SharedStore implements ByteStore {
     // The library's message names the file and the reason ("Cannot open ...").
     if (handle === null) throw new CacheError(Status.Io, nativeLastError());
     this.#handle = handle;
-    this.#ttlOn = ttl !== undefined;
+    this.ttlOn = ttl !== undefined;
     registry.register(this, { lib, handle }, this.#token);
     // The sizes in use: the file's, which differ from those asked for when it was adopted.
     const info = this.#readInfo();
@@ -366,20 +367,7 @@ export class SharedStore implements ByteStore {
    * @returns The store as `cache()` uses it.
    */
   keyed(clock?: () => number): Store {
-    // NaN: the library reads Unix time.
-    const time = clock ?? ((): number => NaN);
-    const ttl = this.#ttlOn;
-    return {
-      get: (k: KeyBytes): unknown => this.get(k.buf, k.len, ttl ? time() : 0, k.pointer()),
-      set: (k: KeyBytes, value: unknown, promised: boolean): boolean =>
-        this.set(k.buf, k.len, value, time(), promised),
-      peek: (k: KeyBytes): unknown => this.peek(k.buf, k.len, ttl ? time() : 0),
-      delete: (k: KeyBytes): boolean => this.delete(k.buf, k.len),
-      countJoin: (): void => this.countJoin(),
-      clear: (): void => this.clear(),
-      info: (): StoreInfo => this.info(),
-      close: (): void => this.close(),
-    };
+    return new SharedStoreView(this, clock);
   }
 
   /** Turns one miss counted by this handle into a hit (a lookup that joined a computation). */
@@ -416,5 +404,56 @@ export class SharedStore implements ByteStore {
     registry.unregister(this.#token);
     this.#lib.warp_shm_close!(this.#handle);
     this.#handle = null;
+  }
+}
+
+/** The time of a store without an injected clock: `NaN`: the library reads Unix time, a clock every process agrees on. */
+const DEFAULT_TIME = (): number => NaN;
+
+/**
+ * The {@linkcode Store} of a {@linkcode SharedStore}: a class, so that every cache's calls go to
+ * the same methods (one call target per call site, which the JIT inlines). Time: the injected clock, else `NaN` (Unix time read by the library); every insertion is stamped, TTL or not, since another process may judge it with a TTL of its own.
+ */
+class SharedStoreView implements Store {
+  #s: SharedStore;
+  #time: () => number;
+  #ttl: boolean;
+
+  constructor(s: SharedStore, clock: (() => number) | undefined) {
+    this.#s = s;
+    this.#time = clock ?? DEFAULT_TIME;
+    this.#ttl = s.ttlOn;
+  }
+
+  get(k: KeyBytes): unknown {
+    return this.#s.get(k.buf, k.len, this.#ttl ? this.#time() : 0, k.pointer());
+  }
+
+  set(k: KeyBytes, value: unknown, promised: boolean): boolean {
+    return this.#s.set(k.buf, k.len, value, this.#time(), promised);
+  }
+
+  peek(k: KeyBytes): unknown {
+    return this.#s.peek(k.buf, k.len, this.#ttl ? this.#time() : 0);
+  }
+
+  delete(k: KeyBytes): boolean {
+    return this.#s.delete(k.buf, k.len);
+  }
+
+  countJoin(): void {
+    this.#s.countJoin();
+  }
+
+  clear(): void {
+    this.#s.clear();
+  }
+
+  info(): StoreInfo {
+    return this.#s.info();
+  }
+
+  close(): void {
+    this.#s.close();
   }
 }

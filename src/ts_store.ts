@@ -145,6 +145,8 @@ function bytesToString(k: Uint8Array, len: number): string {
 export class TsSieveStore implements ByteStore {
   #queue: SieveQueue;
   #maxSize: number;
+  /** Whether entries expire (a TTL was given). */
+  readonly ttlOn: boolean;
   /** Slot numbers, `NIL` = empty; length a power of two, at most half full. */
   #table: Int32Array;
   #mask: number;
@@ -180,6 +182,7 @@ export class TsSieveStore implements ByteStore {
     }
     this.#maxSize = maxSize;
     this.#queue = new SieveQueue(maxSize, ttl, policy);
+    this.ttlOn = ttl !== undefined;
     this.#table = new Int32Array(0);
     this.#mask = 0;
     this.#resetTable();
@@ -302,19 +305,7 @@ export class TsSieveStore implements ByteStore {
    * @returns The store as `cache()` uses it.
    */
   keyed(clock?: () => number): Store {
-    const time = clock ?? ((): number => performance.now());
-    const ttl = this.#queue.hasTtl;
-    return {
-      get: (k: KeyBytes): unknown => this.get(k.buf, k.len, ttl ? time() : 0),
-      set: (k: KeyBytes, value: unknown, promised: boolean): boolean =>
-        this.set(k.buf, k.len, value, ttl ? time() : 0, promised),
-      peek: (k: KeyBytes): unknown => this.peek(k.buf, k.len, ttl ? time() : 0),
-      delete: (k: KeyBytes): boolean => this.delete(k.buf, k.len),
-      countJoin: (): void => this.countJoin(),
-      clear: (): void => this.clear(),
-      info: (): StoreInfo => this.info(),
-      close: (): void => this.close(),
-    };
+    return new TsStoreView(this, clock);
   }
 
   /**
@@ -479,5 +470,56 @@ export class TsSieveStore implements ByteStore {
       const slot = old[i]!;
       if (slot !== NIL) this.#place(slot, this.#hashes[slot]!);
     }
+  }
+}
+
+/** The time of a store without an injected clock: Monotonic time in ms. */
+const DEFAULT_TIME = (): number => performance.now();
+
+/**
+ * The {@linkcode Store} of a {@linkcode TsSieveStore}: a class, so that every cache's calls go to
+ * the same methods (one call target per call site, which the JIT inlines). Time: the injected clock, else `performance.now()`, read only with a TTL.
+ */
+class TsStoreView implements Store {
+  #s: TsSieveStore;
+  #time: () => number;
+  #ttl: boolean;
+
+  constructor(s: TsSieveStore, clock: (() => number) | undefined) {
+    this.#s = s;
+    this.#time = clock ?? DEFAULT_TIME;
+    this.#ttl = s.ttlOn;
+  }
+
+  get(k: KeyBytes): unknown {
+    return this.#s.get(k.buf, k.len, this.#ttl ? this.#time() : 0);
+  }
+
+  set(k: KeyBytes, value: unknown, promised: boolean): boolean {
+    return this.#s.set(k.buf, k.len, value, this.#ttl ? this.#time() : 0, promised);
+  }
+
+  peek(k: KeyBytes): unknown {
+    return this.#s.peek(k.buf, k.len, this.#ttl ? this.#time() : 0);
+  }
+
+  delete(k: KeyBytes): boolean {
+    return this.#s.delete(k.buf, k.len);
+  }
+
+  countJoin(): void {
+    this.#s.countJoin();
+  }
+
+  clear(): void {
+    this.#s.clear();
+  }
+
+  info(): StoreInfo {
+    return this.#s.info();
+  }
+
+  close(): void {
+    this.#s.close();
   }
 }
