@@ -26,6 +26,8 @@ export type {
   SharedCacheInfo,
 } from "./src/cache.ts";
 export { CacheError } from "./src/errors.ts";
+export { caches, clearAll } from "./src/registry.ts";
+export type { CacheListing } from "./src/registry.ts";
 export { Backend, Strategy } from "./src/options.ts";
 export { SieveCache } from "./src/sieve_cache.ts";
 export type { CacheOptions } from "./src/options.ts";

@@ -22,6 +22,7 @@ const MEMORY_SUITES = [
   "tests/cache_test.ts",
   "tests/call_patterns_test.ts",
   "tests/entries_test.ts",
+  "tests/registry_test.ts",
   "tests/key_codec_test.ts",
   "tests/ts_store_test.ts",
   "tests/sieve_cache_test.ts",

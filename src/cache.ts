@@ -10,7 +10,8 @@ import { Backend, type CacheOptions, type ResolvedOptions, resolveOptions } from
 import { type KeyBytes, MISS, type Store } from "./store.ts";
 import { createStore } from "./engine.ts";
 import { describe } from "./_validate.ts";
-import { type DecorationSite, decorationSite } from "./_naming.ts";
+import { type DecorationSite, decorationSite, defaultSharedName } from "./_naming.ts";
+import { register } from "./registry.ts";
 
 /** Counters and sizes of a cache, from {@linkcode CachedFunction.cacheInfo}. */
 export interface CacheInfo {
@@ -181,7 +182,9 @@ function wrap(
   const shared = opts.backend === Backend.Shared;
   // The store reads time when it needs it: from an injected clock (checked), else its own.
   const clock = opts.clock === undefined ? undefined : checkedClock(opts.clock);
-  let store: Store = createStore(opts, fn, name, site, clock);
+  // A shared cache's name (given, or the default one) names its file and its listing.
+  const cacheName = shared ? (opts.name ?? defaultSharedName(fn, name, site)) : name;
+  let store: Store = createStore(opts, fn, name, cacheName, clock);
   const keyFn = opts.key as AnyFunction | undefined;
   // A method keys on `this` (by identity). A shared cache cannot key on identity, so a
   // shared method with a `key` option keys on what `key` returns alone.
@@ -340,9 +343,17 @@ function wrap(
       const open = store;
       store = DISPOSED;
       pending.clear();
+      unregister();
       open.close();
     },
   };
+  const unregister = register(cached, {
+    name: cacheName,
+    backend: opts.backend,
+    strategy: opts.strategy,
+    info: controls.cacheInfo,
+    clear: controls.cacheClear,
+  });
   return Object.assign(cached, controls) as CachedFunction<AnyFunction, CacheInfo>;
 }
 

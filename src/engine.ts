@@ -25,7 +25,6 @@ import { Backend, type ResolvedOptions, Strategy } from "./options.ts";
 import type { Store } from "./store.ts";
 import { TsSieveStore } from "./ts_store.ts";
 import { defaultSharedDir, sharedFileName, SharedStore } from "./shared_store.ts";
-import { type DecorationSite, defaultSharedName } from "./_naming.ts";
 
 /**
  * Which engine backs the memory backend in this process: `"native"` when the library
@@ -54,7 +53,7 @@ function warnFallback(): void {
 /**
  * Creates the store for a cache with resolved options.
  *
- * @param site Where `cache()` was applied (part of a shared cache's default name).
+ * @param sharedName The shared cache's name (given, or the default one): its file.
  * @param clock An injected time source (checked by the caller), or `undefined` for each
  * store's own.
  * @throws {TypeError} If two live functions of this process get one default shared name.
@@ -65,7 +64,7 @@ export function createStore(
   opts: ResolvedOptions,
   fn: (...args: never[]) => unknown,
   name: string,
-  site: DecorationSite,
+  sharedName: string,
   clock?: () => number,
 ): Store {
   if (opts.backend === Backend.Shared) {
@@ -78,7 +77,7 @@ export function createStore(
     }
     const location = {
       dir: opts.dir ?? defaultSharedDir(),
-      file: sharedFileName(opts.name ?? defaultSharedName(fn, name, site)),
+      file: sharedFileName(sharedName),
     };
     const store = new SharedStore(
       location,
