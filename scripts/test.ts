@@ -23,6 +23,7 @@ const MEMORY_SUITES = [
   "tests/call_patterns_test.ts",
   "tests/entries_test.ts",
   "tests/registry_test.ts",
+  "tests/timeout_test.ts",
   "tests/key_codec_test.ts",
   "tests/ts_store_test.ts",
   "tests/sieve_cache_test.ts",

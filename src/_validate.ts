@@ -53,17 +53,27 @@ export function checkMaxSize(owner: string, value: unknown): number {
  * @throws {RangeError} If `value` is 0, negative, `NaN` or infinite.
  */
 export function checkTtl(owner: string, value: unknown): number | undefined {
+  return checkMs(owner, "ttl", value);
+}
+
+/**
+ * Checks an option of milliseconds: positive and finite, or `undefined`.
+ *
+ * @throws {TypeError} If `value` is not a number.
+ * @throws {RangeError} If `value` is 0, negative, `NaN` or infinite.
+ */
+export function checkMs(owner: string, option: string, value: unknown): number | undefined {
   if (value === undefined) return undefined;
   if (typeof value !== "number") {
     throw new TypeError(
-      `Cannot create ${owner}: ttl must be a positive finite number of milliseconds: received ${
+      `Cannot create ${owner}: ${option} must be a positive finite number of milliseconds: received ${
         describe(value)
       }`,
     );
   }
   if (!(Number.isFinite(value) && value > 0)) {
     throw new RangeError(
-      `Cannot create ${owner}: ttl must be a positive finite number of milliseconds: received ${value}`,
+      `Cannot create ${owner}: ${option} must be a positive finite number of milliseconds: received ${value}`,
     );
   }
   return value;

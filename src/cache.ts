@@ -197,6 +197,30 @@ function wrap(
   let sawPromise = fn.constructor?.name === "AsyncFunction";
   let generation = 0;
 
+  const timeout = opts.timeout;
+  /** A caller's view of a computation: rejects with a `TimeoutError` after `timeout` ms
+   * (the computation goes on); the computation itself without a timeout. */
+  const bounded = timeout === undefined
+    ? (p: Promise<unknown>): Promise<unknown> => p
+    : (p: Promise<unknown>): Promise<unknown> =>
+      new Promise((resolve, reject) => {
+        const timer = setTimeout(() => {
+          reject(
+            new DOMException(
+              `${name || "(anonymous)"} did not settle within the cache's timeout of ${timeout} ms`,
+              "TimeoutError",
+            ),
+          );
+        }, timeout);
+        p.then((v) => {
+          clearTimeout(timer);
+          resolve(v);
+        }, (e) => {
+          clearTimeout(timer);
+          reject(e);
+        });
+      });
+
   /** Joins a Promise result to the pending map; stores its value under `held` (kept out of
    * the pool until then) when it resolves, unless the cache was cleared meanwhile. */
   function settle(held: HeldKey, pkey: string, result: PromiseLike<unknown>): Promise<unknown> {
@@ -267,7 +291,7 @@ function wrap(
       const joined = pending.get(pkey);
       if (joined !== undefined) {
         store.countJoin();
-        return joined;
+        return bounded(joined);
       }
     }
     missHeld = holdKey(buf, len, pkey);
@@ -277,7 +301,7 @@ function wrap(
   /** Stores the result of a miss (or starts settling a Promise) and frees its key. */
   function endMiss(held: HeldKey, result: unknown): unknown {
     if (isThenable(result)) {
-      return settle(held, held.pkey ?? bytesToKeyString(held.buf, held.len), result);
+      return bounded(settle(held, held.pkey ?? bytesToKeyString(held.buf, held.len), result));
     }
     store.set(held, result, false);
     keyPool.push(held);

@@ -4,7 +4,7 @@
  * @module
  */
 
-import { checkMaxSize, checkTtl, describe } from "./_validate.ts";
+import { checkMaxSize, checkMs, checkTtl, describe } from "./_validate.ts";
 
 /** Where the entries of a cache live. */
 export enum Backend {
@@ -83,6 +83,14 @@ export interface CacheOptions {
    */
   largeValues?: "file" | undefined;
   /**
+   * Most ms that a call of an async function waits for its computation (its own, or one it
+   * joined): past it, the call rejects with a `DOMException` named `TimeoutError`, while the
+   * computation goes on and its result is stored when it resolves. Positive and finite.
+   * Calls of a function that returns no Promise are not bounded.
+   * @default {undefined}
+   */
+  timeout?: number | undefined;
+  /**
    * Time source in ms, for TTL. Defaults to `performance.now()` (memory) and `Date.now()`
    * (shared: a clock that every process agrees on). Tests inject a fake clock here.
    */
@@ -101,6 +109,7 @@ export interface ResolvedOptions {
   maxKeySize: number;
   maxValueSize: number;
   largeValues: "file" | undefined;
+  timeout: number | undefined;
   clock: (() => number) | undefined;
 }
 
@@ -123,6 +132,7 @@ export const OPTION_NAMES: readonly string[] = [
   "maxKeySize",
   "maxValueSize",
   "largeValues",
+  "timeout",
   "clock",
 ];
 
@@ -243,6 +253,7 @@ export function resolveOptions(options: CacheOptions | undefined): ResolvedOptio
     maxKeySize: positiveInteger("maxKeySize", options.maxKeySize, 512, MAX_KEY_BYTES),
     maxValueSize: positiveInteger("maxValueSize", options.maxValueSize, 4096, MAX_VALUE_BYTES),
     largeValues: largeValues as "file" | undefined,
+    timeout: checkMs("cache", "timeout", options.timeout),
     clock: clock as (() => number) | undefined,
   };
 }
