@@ -31,6 +31,8 @@ import {
   userLibraryDir,
 } from "./_library.ts";
 
+export type { Candidate };
+
 /**
  * Finds a usable native library (verified against its pinned SHA-256 where one is pinned),
  * or downloads and installs it into the per-user library cache.
