@@ -84,6 +84,7 @@ export function createStore(
       opts.maxValueSize,
       opts.ttl,
       name,
+      opts.maxBytes,
     );
   }
   const engine = envEngine();

@@ -75,6 +75,16 @@ export interface CacheOptions {
    */
   maxValueSize?: number;
   /**
+   * Byte budget of the stored keys and values (shared backend): entries of any size share
+   * it in proportion to their size (in chunks of 256 bytes holding 248 bytes of data), and
+   * SIEVE evicts until a new entry fits. An integer from 256 to 2^36 (64 GiB). The default
+   * is what `maxSize` entries of the largest size take, at most 16 MiB: the default file
+   * (about 0.6 MB) fits any `/dev/shm`, and no default file takes more than 16 MiB of data
+   * (a container's 64 MiB `/dev/shm` holds several).
+   * @default {min(maxSize × chunks of the largest entry × 256, 16 MiB)}
+   */
+  maxBytes?: number;
+  /**
    * Time source in ms, for TTL. Defaults to `performance.now()` (memory) and `Date.now()`
    * (shared: a clock that every process agrees on). Tests inject a fake clock here.
    */
@@ -92,6 +102,8 @@ export interface ResolvedOptions {
   dir: string | undefined;
   maxKeySize: number;
   maxValueSize: number;
+  /** `undefined`: the library's default (see {@linkcode CacheOptions.maxBytes}). */
+  maxBytes: number | undefined;
   clock: (() => number) | undefined;
 }
 
@@ -99,6 +111,10 @@ export interface ResolvedOptions {
 export const MAX_KEY_BYTES = 1024 * 1024;
 /** Largest `maxValueSize` accepted: 64 MiB. */
 export const MAX_VALUE_BYTES = 64 * 1024 * 1024;
+/** Smallest `maxBytes`: one chunk (`MIN_MAX_BYTES`, `rust/src/shm/layout.rs`). */
+export const MIN_SHARED_BYTES = 256;
+/** Largest `maxBytes`: 64 GiB (`MAX_MAX_BYTES`, `rust/src/shm/layout.rs`). */
+export const MAX_SHARED_BYTES = 2 ** 36;
 /** Largest `maxSize` of a shared cache: 2^24 slots. */
 export const MAX_SHARED_ENTRIES = 1 << 24;
 
@@ -113,6 +129,7 @@ export const OPTION_NAMES: readonly string[] = [
   "dir",
   "maxKeySize",
   "maxValueSize",
+  "maxBytes",
   "clock",
 ];
 
@@ -147,6 +164,19 @@ function positiveInteger(name: string, value: unknown, fallback: number, max: nu
   return value;
 }
 
+function byteBudget(value: unknown): number | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== "number") fail(TypeError, "maxBytes must be a number", value);
+  if (!Number.isInteger(value) || value < MIN_SHARED_BYTES || value > MAX_SHARED_BYTES) {
+    fail(
+      RangeError,
+      `maxBytes must be an integer from ${MIN_SHARED_BYTES} to ${MAX_SHARED_BYTES} (64 GiB)`,
+      value,
+    );
+  }
+  return value;
+}
+
 function enumValue<E extends number>(
   name: string,
   value: unknown,
@@ -167,7 +197,7 @@ function enumValue<E extends number>(
  * `maxsize` or `TTL` would otherwise fall back to a default silently), or names an unknown
  * backend or strategy.
  * @throws {RangeError} If a number is out of range (`maxSize`, `ttl`, `maxKeySize`,
- * `maxValueSize`).
+ * `maxValueSize`, `maxBytes`).
  */
 export function resolveOptions(options: CacheOptions | undefined): ResolvedOptions {
   if (options === undefined) options = {};
@@ -225,6 +255,7 @@ export function resolveOptions(options: CacheOptions | undefined): ResolvedOptio
     dir: dir as string | undefined,
     maxKeySize: positiveInteger("maxKeySize", options.maxKeySize, 512, MAX_KEY_BYTES),
     maxValueSize: positiveInteger("maxValueSize", options.maxValueSize, 4096, MAX_VALUE_BYTES),
+    maxBytes: byteBudget(options.maxBytes),
     clock: clock as (() => number) | undefined,
   };
 }

@@ -23,6 +23,10 @@ export interface StoreInfo {
   currentSize: number;
   /** Keys or values not stored because they exceeded the slot size (shared only). */
   oversizeSkips?: number;
+  /** Bytes of the data area that the entries hold (shared only). */
+  bytes?: number;
+  /** Byte budget of the entries' keys and values (shared only). */
+  maxBytes?: number;
 }
 
 /** A cache store keyed by encoded bytes. Time is in ms, from the cache's clock. */

@@ -143,6 +143,10 @@ pub struct Info {
     pub evictions: u64,
     pub max_key_size: u64,
     pub max_value_size: u64,
+    /// Bytes of the chunks that the entries hold (at most `max_bytes`).
+    pub bytes: u64,
+    /// The byte budget of the entries.
+    pub max_bytes: u64,
 }
 
 /// A handle on a shared cache file: one mapping, usable from any thread.
@@ -173,7 +177,8 @@ impl ShmStore {
     /// processes and works with the file's sizes, which [`ShmStore::params`] and
     /// [`ShmStore::info`] report (the caller compares them with what it asked for and
     /// warns). A file of other sizes that no one has open is replaced by one of the sizes
-    /// asked for. See [`region`].
+    /// asked for. See [`region`]. The byte budget is the default (see
+    /// [`ShmStore::open_sized`]).
     pub fn open(
         path: &Path,
         capacity: u32,
@@ -181,12 +186,27 @@ impl ShmStore {
         max_value_size: u32,
         ttl_ms: f64,
     ) -> Result<ShmStore, ShmError> {
-        let params = Params::new(capacity, max_key_size, max_value_size).map_err(|m| {
-            ShmError::new(
-                Status::InvalidArgument,
-                format!("Cannot open the shared cache {}: {m}", path.display()),
-            )
-        })?;
+        ShmStore::open_sized(path, capacity, max_key_size, max_value_size, 0, ttl_ms)
+    }
+
+    /// [`ShmStore::open`] with a byte budget: the entries' keys and values (in chunks of
+    /// [`layout::CHUNK_SIZE`] bytes, see [`layout`]) take at most `max_bytes` bytes (0:
+    /// [`layout::default_max_bytes`]).
+    pub fn open_sized(
+        path: &Path,
+        capacity: u32,
+        max_key_size: u32,
+        max_value_size: u32,
+        max_bytes: u64,
+        ttl_ms: f64,
+    ) -> Result<ShmStore, ShmError> {
+        let params = Params::with_bytes(capacity, max_key_size, max_value_size, max_bytes)
+            .map_err(|m| {
+                ShmError::new(
+                    Status::InvalidArgument,
+                    format!("Cannot open the shared cache {}: {m}", path.display()),
+                )
+            })?;
         let (region, file) = open_with_own_file(path, params)?;
         // SAFETY: the region maps `region.params().file_size` bytes (page-aligned) whose
         // identity line matches `region.params()`, and is kept alive in the same struct as
@@ -492,13 +512,13 @@ impl ShmStore {
     }
 
     /// Stores `key -> value` inserted at `now` (ms), replacing the value and time of an
-    /// existing key; evicts by SIEVE when full. A key or value larger than the slot sizes
-    /// is skipped and counted. When a live process keeps the lock for [`SET_WAIT`]
+    /// existing key; evicts by SIEVE until a slot and enough of the byte budget are free.
+    /// A key or value larger than its size limit, or an entry larger than the whole byte
+    /// budget, is skipped and counted. When a live process keeps the lock for [`SET_WAIT`]
     /// (stopped, or in a debugger), nothing is stored ([`Set::Busy`]); while that same
     /// owner keeps it, later calls give up without waiting.
     pub fn set(&self, key: &[u8], value: &[u8], now: f64) -> Result<Set, ShmError> {
-        let p = self.table.params();
-        if key.len() > p.max_key_size as usize || value.len() > p.max_value_size as usize {
+        if !self.table.fits(key.len(), value.len()) {
             self.counters()
                 .oversize_skips
                 .fetch_add(1, Ordering::Relaxed);
@@ -609,6 +629,8 @@ impl ShmStore {
             evictions: c.evictions,
             max_key_size: u64::from(p.max_key_size),
             max_value_size: u64::from(p.max_value_size),
+            bytes: self.table.bytes_used(),
+            max_bytes: p.max_bytes,
         }
     }
 

@@ -37,6 +37,19 @@ fn open(path: &Path, cap: u32) -> ShmStore {
     ShmStore::open(path, cap, 64, 256, 0.0).unwrap()
 }
 
+/// Byte offset in the file of byte `at` (< 248) of the entry in slot `slot` (its key then
+/// value bytes): in its first chunk.
+fn entry_offset(s: &ShmStore, slot: u32, at: usize) -> usize {
+    let first = s
+        .table()
+        .slot(slot)
+        .unwrap()
+        .h
+        .first_chunk
+        .load(Ordering::Relaxed);
+    s.params().chunk_offset(first) + layout::CHUNK_HEADER_SIZE + at
+}
+
 fn get(s: &ShmStore, key: &[u8]) -> Option<Vec<u8>> {
     get_at(s, key, 0.0)
 }
@@ -91,6 +104,7 @@ fn round_trip_delete_clear_and_info() {
             capacity: 4,
             max_key_size: 64,
             max_value_size: 256,
+            max_bytes: 4 * 2 * 256,
             ..Info::default()
         }
     );
@@ -422,8 +436,7 @@ fn a_corrupt_value_is_a_miss_and_is_dropped() {
     let p = d.file("c");
     let s = open(&p, 4);
     s.set(b"k", b"value", 0.0).unwrap();
-    let params = s.params();
-    let at = params.slot_offset(0) + layout::SLOT_HEADER_SIZE + params.max_key_size as usize;
+    let at = entry_offset(&s, 0, 1);
     let mut bytes = std::fs::read(&p).unwrap();
     assert_eq!(&bytes[at..at + 5], b"value");
     bytes[at] = b'X';
@@ -494,8 +507,7 @@ fn a_dead_lock_holder_is_recovered_within_a_second() {
     // update done (a value byte changed, and the queue head pointing nowhere useful).
     h.lock.store(lock::dead_word(), Ordering::Relaxed);
     h.seq.fetch_add(1, Ordering::Relaxed);
-    let params = s.params();
-    let at = params.slot_offset(3) + layout::SLOT_HEADER_SIZE + params.max_key_size as usize;
+    let at = entry_offset(&s, 3, 1);
     let mut bytes = std::fs::read(&p).unwrap();
     bytes[at] ^= 0xff;
     bytes[256..260].copy_from_slice(&5u32.to_le_bytes());
