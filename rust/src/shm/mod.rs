@@ -662,6 +662,8 @@ fn backoff(attempt: u32) {
 }
 
 #[cfg(test)]
+mod chunk_tests;
+#[cfg(test)]
 mod open_tests;
 #[cfg(test)]
 mod tests;
