@@ -21,7 +21,8 @@ export interface StoreInfo {
   maxSize: number;
   /** Entries held now. */
   currentSize: number;
-  /** Keys or values not stored because they exceeded the slot size (shared only). */
+  /** Keys or values not stored because they exceeded their size limit or the byte budget
+   * (shared only). */
   oversizeSkips?: number;
   /** Bytes of the data area that the entries hold (shared only). */
   bytes?: number;

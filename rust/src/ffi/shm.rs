@@ -190,9 +190,10 @@ pub unsafe extern "C" fn warp_shm_get(
 }
 
 /// Stores `key[..key_len] -> value[..value_len]` inserted at `now` (ms); an existing key
-/// gets the new value and insertion time; a full store evicts one entry by SIEVE.
-/// Returns 0 when stored, 1 when skipped because the key or value exceeds the slot sizes
-/// (counted as an oversize skip), 2 when not stored because a live process kept the
+/// gets the new value and insertion time; a full store (entries or bytes) evicts by SIEVE
+/// until the entry fits. Returns 0 when stored, 1 when skipped because the key or value
+/// exceeds its size limit, or the entry the whole byte budget (counted as an oversize
+/// skip), 2 when not stored because a live process kept the
 /// write lock (stopped, or in a debugger; see `ShmStore::set`), or a negative status.
 ///
 /// # Safety

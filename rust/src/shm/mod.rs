@@ -4,7 +4,7 @@
 //! - [`region`]: opening, creating and validating the file, and mapping it.
 //! - [`lock`]: the write lock (owner handles named by liveness ids that the kernel holds,
 //!   dead-owner takeover, bounded waits).
-//! - [`table`]: the hash table, slots and SIEVE queue inside the mapping.
+//! - [`table`]: the hash table, slots, chunk chains and SIEVE queue inside the mapping.
 //!
 //! Concurrency design:
 //! - Readers take no lock and never wait for a writer. A sequence counter in the header
@@ -23,7 +23,8 @@
 //! - Writers take the lock word in the header (see [`lock`]), make the counter odd, write,
 //!   make it even, and release. A writer that finds the counter odd on taking the lock
 //!   knows its predecessor died (or panicked) mid-write, and rebuilds the structure from
-//!   the slots whose checksums verify before going on (see [`table::Table::rebuild`]).
+//!   the slots whose chains and checksums verify before going on (see
+//!   [`table::Table::rebuild`]).
 //!   Waiting for a live owner is bounded: `set` gives up after [`SET_WAIT`] and does not
 //!   store (the call still returns its value; a later `set` finding the same owner still
 //!   there gives up at once), `delete` and `clear` give up after [`LONG_WAIT`] with
@@ -125,7 +126,8 @@ pub enum Get {
 pub enum Set {
     /// Stored (inserted or replaced).
     Stored,
-    /// Not stored: the key or value is larger than the slot sizes (counted).
+    /// Not stored: the key or value is larger than its size limit, or the entry larger than
+    /// the whole byte budget (counted).
     Skipped,
     /// Not stored: a live process kept the write lock for [`SET_WAIT`] (stopped, or in a
     /// debugger); not counted.

@@ -1070,11 +1070,17 @@ impl Table {
     /// the hand on the queue, every queued entry live, verifying its checksum and found
     /// by a lookup of its own key, as many buckets in use as `len` (so no stale or
     /// duplicate bucket), no bucket naming a slot twice, the free list made of free
-    /// slots without a loop, and `free + len == next_unused` (no leaked slot).
+    /// slots without a loop, and `free + len == next_unused` (no leaked slot); and the
+    /// chunks: each entry's chain as long as its lengths imply, ending in [`NIL`], made of
+    /// used chunks that it owns, no chunk in two chains (nor twice in one: a cycle), the
+    /// chunks held equal to `chunks_used` and within the budget, the free chunk list made
+    /// of ownerless chunks held by no entry, without a loop, and `free + held ==
+    /// chunk_next_unused` (no leaked chunk).
     ///
-    /// Cost: one pass over the buckets, one over the queue (a lookup and a checksum per
-    /// entry: expected O(1) probes at a load factor of at most 1/2, plus the entry's
-    /// bytes), one over the free list: O(table_size + slots + bytes of the entries).
+    /// Cost: one pass over the buckets, one over the queue (a lookup, a chain walk and a
+    /// checksum per entry: expected O(1) probes at a load factor of at most 1/2, plus the
+    /// entry's bytes), one over each free list: O(table_size + slots + chunks + bytes of
+    /// the entries).
     /// (It used to look up each entry's bucket by a scan of the whole table: quadratic,
     /// 17.6 s to reopen a file of 200k entries.) That every queued entry's lookup ends on
     /// a bucket of its own needs no map from slots to buckets: the queue walk visits
