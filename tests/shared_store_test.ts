@@ -169,6 +169,36 @@ Deno.test("SharedStore adopts the sizes of a file in use, warns once, and shares
   });
 });
 
+Deno.test("SharedStore adopts the byte budget of a file in use, and warns naming it", async () => {
+  await withDir((dir) => {
+    const a = open(dir, 8, 64, 4096, "c.warp", 16 << 10);
+    assert.equal(a.maxBytes, 16 << 10);
+    let b: SharedStore | undefined;
+    // The same sizes but another budget.
+    const seen = warnings(() => b = open(dir, 8, 64, 4096, "c.warp", 1 << 20));
+    assert.equal(seen.length, 1, "one warning");
+    assert.match(
+      seen[0]!,
+      /asked for maxSize 8, maxKeySize 64, maxValueSize 4096, maxBytes 1048576;/,
+    );
+    assert.match(seen[0]!, /in use: maxSize 8, maxKeySize 64, maxValueSize 4096, maxBytes 16384;/);
+    assert.equal(b!.maxBytes, 16 << 10);
+    assert.equal(b!.info().maxBytes, 16 << 10);
+    // The default budget asked for (8 entries of 17 chunks), not the file's: a warning too.
+    let c: SharedStore | undefined;
+    const again = warnings(() => c = open(dir, 8, 64, 4096));
+    assert.match(again[0]!, /asked for .*maxBytes 34816;.*in use: .*maxBytes 16384;/);
+    // The budget binds before the count: 64 chunks hold 3 values of 4,000 bytes (17 chunks
+    // each), not 4.
+    for (const k of ["w", "x", "y", "z"]) assert.ok(put(b!, k, "v".repeat(4000)));
+    assert.equal(a.info().currentSize, 3);
+    assert.equal(get(a, "w"), MISS, "the oldest went for bytes");
+    assert.equal(get(c!, "z"), "v".repeat(4000));
+    assert.equal(a.info().bytes, 3 * 17 * 256);
+    for (const s of [a, b!, c!]) s.close();
+  });
+});
+
 Deno.test("cache() shared: two caches of one name with other sizes share one file", async () => {
   await withDir((dir) => {
     let calls = 0;

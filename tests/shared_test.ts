@@ -696,3 +696,29 @@ Deno.test("cache() shared method: keys on this unless a key option is given", as
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("cache() shared: maxBytes bounds the bytes of keys and values, and cacheInfo() reports them", async () => {
+  await withTempDir((dir) => {
+    // 16 chunks of 256 bytes: 3 results of about 1,000 bytes (5 chunks each), not 4.
+    const { c, calls } = counted(
+      { dir, name: "budget", maxSize: 100, maxBytes: 4096 },
+      (x: number) => `${x}`.repeat(1000),
+    );
+    for (const x of [1, 2, 3, 4]) assert.equal(c(x), `${x}`.repeat(1000));
+    const info = c.cacheInfo();
+    assert.equal(info.maxBytes, 4096);
+    assert.equal(info.currentSize, 3);
+    assert.equal(info.bytes, 3 * 5 * 256);
+    assert.equal(c(1), "1".repeat(1000), "the oldest was evicted for bytes: computed again");
+    assert.equal(calls.length, 5);
+    // A result larger than the whole budget is returned, not stored, and counted.
+    const { c: big } = counted(
+      { dir, name: "budget-big", maxBytes: 1024, maxValueSize: 4096 },
+      (x: number) => "b".repeat(x),
+    );
+    assert.equal(big(2000), "b".repeat(2000));
+    assert.deepEqual([big.cacheInfo().oversizeSkips, big.cacheInfo().currentSize], [1, 0]);
+    assert.equal(big(500), "b".repeat(500));
+    assert.equal(big.cacheInfo().currentSize, 1);
+  });
+});
