@@ -447,14 +447,10 @@ impl Table {
             && chunks_for((key_len + value_len) as u64) <= u64::from(self.p.budget_chunks)
     }
 
-    /// Bytes of the chunks that the entries hold (at most `max_bytes`). Lock-free.
+    /// Bytes of the chunks that the entries hold (at most `max_bytes`: more is corruption,
+    /// reported as is until a check repairs it). Lock-free.
     pub fn bytes_used(&self) -> u64 {
-        let used = self
-            .header()
-            .chunks_used
-            .load(Relaxed)
-            .min(self.p.budget_chunks);
-        u64::from(used) * super::layout::CHUNK_SIZE as u64
+        u64::from(self.header().chunks_used.load(Relaxed)) * super::layout::CHUNK_SIZE as u64
     }
 
     /// Writes a complete entry into the free slot `slot` (its bytes into a new chain of
