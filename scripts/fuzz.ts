@@ -10,7 +10,7 @@
  */
 
 const fuzzDir = new URL("../rust/fuzz/", import.meta.url).pathname;
-const TARGETS = ["shm_file", "shm_ops"];
+const TARGETS = ["shm_file", "shm_ops", "shm_sizes"];
 const seconds = Number(Deno.args[0] ?? 60);
 
 async function cargo(args: string[]): Promise<{ ok: boolean; stderr: string }> {

@@ -2,9 +2,10 @@
  * `deno task stress [seconds]`: 2 processes x 2 Workers hammer one shared cache.
  *
  * Phase 1 (default 60 s): mixed get / set / clear (about 70 / 29.9 / 0.1 %) over 2,000
- * keys with values of 0 to 3 KB on a cache of 1,000 entries (so SIEVE evicts all the
- * time); every value read must carry its key's checksum. Phase 2 (10 s, no clear, after a
- * clear by this process): the cache's hit and miss counters must equal the totals that
+ * keys with values of 0 to 3 KB on a cache of 1,000 entries and a byte budget of 1 MiB
+ * (about 600 such entries: so SIEVE evicts all the time, for bytes and for entries);
+ * every value read must carry its key's checksum. Phase 2 (10 s, no clear, after a clear
+ * by this process): the cache's hit and miss counters must equal the totals that
  * the four Workers counted, exactly. Exits non-zero on any wrong value or count.
  *
  * @module
@@ -21,6 +22,7 @@ import {
 const MAX_SIZE = 1000;
 const KEYS = 2000;
 const MAX_VALUE = 4096;
+const MAX_BYTES = 1 << 20;
 
 interface Report {
   gets: number;
@@ -32,7 +34,7 @@ interface Report {
 }
 
 function hammer(dir: string, seconds: number, clears: boolean, seed: number): Report {
-  const store = openStore(dir, "stress.warp", MAX_SIZE, MAX_VALUE);
+  const store = openStore(dir, "stress.warp", MAX_SIZE, MAX_VALUE, MAX_BYTES);
   const r: Report = { gets: 0, hits: 0, misses: 0, sets: 0, clears: 0, bad: [] };
   let x = seed >>> 0 || 1;
   const end = performance.now() + seconds * 1000;
@@ -145,16 +147,16 @@ if (typeof (globalThis as { WorkerGlobalScope?: unknown }).WorkerGlobalScope !==
       console.error(p1.bad);
       failed = true;
     }
-    const store = openStore(dir, "stress.warp", MAX_SIZE, MAX_VALUE);
+    const store = openStore(dir, "stress.warp", MAX_SIZE, MAX_VALUE, MAX_BYTES);
     store.clear();
     console.log("phase 2: get/set only for 10 s, then the shared counters must match");
     const p2 = await run(10, false);
     const info = store.info();
     console.log(
-      `  workers counted ${p2.hits} hits / ${p2.misses} misses; the cache says ${info.hits} / ${info.misses}; size ${info.currentSize}/${info.maxSize}; wrong values: ${p2.bad.length}`,
+      `  workers counted ${p2.hits} hits / ${p2.misses} misses; the cache says ${info.hits} / ${info.misses}; size ${info.currentSize}/${info.maxSize}, bytes ${info.bytes}/${info.maxBytes}; wrong values: ${p2.bad.length}`,
     );
     if (info.hits !== p2.hits || info.misses !== p2.misses || p2.bad.length) failed = true;
-    if (info.currentSize > MAX_SIZE) failed = true;
+    if (info.currentSize > MAX_SIZE || info.bytes! > MAX_BYTES) failed = true;
     store.close();
   } finally {
     await Deno.remove(dir, { recursive: true });

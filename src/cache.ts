@@ -27,8 +27,14 @@ export interface CacheInfo {
 
 /** {@linkcode CacheInfo} of a shared cache: exact totals over every process. */
 export interface SharedCacheInfo extends CacheInfo {
-  /** Results not stored because their key or value exceeded `maxKeySize`/`maxValueSize`. */
+  /** Results not stored because their key or value exceeded `maxKeySize`/`maxValueSize`
+   * (or the whole of `maxBytes`). */
   oversizeSkips: number;
+  /** Bytes of the budget that the entries hold now: their keys and values in chunks of
+   * 256 bytes (248 of data each), at most `maxBytes`. */
+  bytes: number;
+  /** Byte budget of the keys and values (the file's, when it was adopted). */
+  maxBytes: number;
 }
 
 /** Any function. */
@@ -329,7 +335,12 @@ function wrap(
         maxSize: info.maxSize,
         currentSize: info.currentSize,
       };
-      if (shared) (out as SharedCacheInfo).oversizeSkips = info.oversizeSkips ?? 0;
+      if (shared) {
+        const s = out as SharedCacheInfo;
+        s.oversizeSkips = info.oversizeSkips ?? 0;
+        s.bytes = info.bytes ?? 0;
+        s.maxBytes = info.maxBytes ?? 0;
+      }
       return out;
     },
     cacheClear: (): void => {
@@ -396,7 +407,8 @@ function wrap(
  * @returns A function that wraps `fn`, or decorates a method.
  * @throws {TypeError} If an option has the wrong type, or names an unknown backend or
  * strategy.
- * @throws {RangeError} If `maxSize`, `ttl`, `maxKeySize` or `maxValueSize` is out of range.
+ * @throws {RangeError} If `maxSize`, `ttl`, `maxKeySize`, `maxValueSize` or `maxBytes` is
+ * out of range.
  * @throws {Error} With the shared backend, when the native library is missing or the
  * platform has no shared memory (Windows).
  *

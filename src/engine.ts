@@ -86,6 +86,7 @@ export function createStore(
       opts.maxValueSize,
       opts.ttl,
       name,
+      opts.maxBytes,
     );
     if (opts.largeValues === "file") store.useLargeValues();
     return store.keyed(clock);

@@ -25,7 +25,7 @@ import {
 export { envVar };
 
 /** ABI version that this table matches; see `ABI_VERSION` in `rust/src/ffi/mod.rs`. */
-export const ABI_VERSION = 3;
+export const ABI_VERSION = 4;
 
 /**
  * `warp_mem_get` reports "expired" as `EXPIRED_BASE - slot` (see `rust/src/ffi/mem.rs`).
@@ -75,9 +75,10 @@ export const symbols = {
   warp_mem_info: { parameters: ["pointer", "buffer"], result: "i32" },
 
   // Shared store (unix only, hence optional).
-  // (path, path_len, capacity, max_key_size, max_value_size, ttl_ms) -> handle | null
+  // (path, path_len, capacity, max_key_size, max_value_size, max_bytes (0: default),
+  //  ttl_ms) -> handle | null
   warp_shm_open: {
-    parameters: ["buffer", "u32", "u32", "u32", "u32", "f64"],
+    parameters: ["buffer", "u32", "u32", "u32", "u32", "u64", "f64"],
     result: "pointer",
     optional: true,
   },
@@ -116,8 +117,8 @@ export const symbols = {
     optional: true,
   },
   warp_shm_clear: { parameters: ["pointer"], result: "i32", optional: true },
-  // (h, out: 8 x f64 = hits, misses, oversize_skips, len, capacity, evictions,
-  //  max_key_size, max_value_size) -> status
+  // (h, out: 10 x f64 = hits, misses, oversize_skips, len, capacity, evictions,
+  //  max_key_size, max_value_size, bytes, max_bytes) -> status
   warp_shm_info: {
     parameters: ["pointer", "buffer"],
     result: "i32",
@@ -125,8 +126,19 @@ export const symbols = {
   },
   // (h) -> status: turns one counted miss into a hit (single-flight joins)
   warp_shm_count_hit: { parameters: ["pointer"], result: "i32", optional: true },
-  // (capacity, max_key_size, max_value_size) -> bytes of the cache file (f64, exact)
-  warp_shm_file_size: { parameters: ["u32", "u32", "u32"], result: "f64", optional: true },
+  // (capacity, max_key_size, max_value_size, max_bytes (0: default)) -> bytes of the cache
+  // file (f64, exact)
+  warp_shm_file_size: {
+    parameters: ["u32", "u32", "u32", "u64"],
+    result: "f64",
+    optional: true,
+  },
+  // (capacity, max_key_size, max_value_size) -> the default byte budget (f64, exact)
+  warp_shm_default_max_bytes: {
+    parameters: ["u32", "u32", "u32"],
+    result: "f64",
+    optional: true,
+  },
   // () -> largest cache file in bytes (64 GiB)
   warp_shm_max_file_size: { parameters: [], result: "f64", optional: true },
 } as const satisfies Deno.ForeignLibraryInterface;

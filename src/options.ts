@@ -75,6 +75,16 @@ export interface CacheOptions {
    */
   maxValueSize?: number;
   /**
+   * Byte budget of the stored keys and values (shared backend): entries of any size share
+   * it in proportion to their size (in chunks of 256 bytes holding 248 bytes of data), and
+   * SIEVE evicts until a new entry fits. An integer from 256 to 2^36 (64 GiB). The default
+   * is what `maxSize` entries of the largest size take, at most 16 MiB: the default file
+   * (about 0.6 MB) fits any `/dev/shm`, and no default file takes more than 16 MiB of data
+   * (a container's 64 MiB `/dev/shm` holds several).
+   * @default {min(maxSize × chunks of the largest entry × 256, 16 MiB)}
+   */
+  maxBytes?: number;
+  /**
    * `"file"`: with the shared backend, a value whose encoding is larger than `maxValueSize`
    * (up to 1 GiB) is stored in a file beside the cache (content-addressed, mode 0600) and
    * the entry refers to it; a missing or damaged file is a miss. Without it such a value is
@@ -108,6 +118,8 @@ export interface ResolvedOptions {
   dir: string | undefined;
   maxKeySize: number;
   maxValueSize: number;
+  /** `undefined`: the library's default (see {@linkcode CacheOptions.maxBytes}). */
+  maxBytes: number | undefined;
   largeValues: "file" | undefined;
   timeout: number | undefined;
   clock: (() => number) | undefined;
@@ -117,6 +129,10 @@ export interface ResolvedOptions {
 export const MAX_KEY_BYTES = 1024 * 1024;
 /** Largest `maxValueSize` accepted: 64 MiB. */
 export const MAX_VALUE_BYTES = 64 * 1024 * 1024;
+/** Smallest `maxBytes`: one chunk (`MIN_MAX_BYTES`, `rust/src/shm/layout.rs`). */
+export const MIN_SHARED_BYTES = 256;
+/** Largest `maxBytes`: 64 GiB (`MAX_MAX_BYTES`, `rust/src/shm/layout.rs`). */
+export const MAX_SHARED_BYTES = 2 ** 36;
 /** Largest `maxSize` of a shared cache: 2^24 slots. */
 export const MAX_SHARED_ENTRIES = 1 << 24;
 
@@ -131,6 +147,7 @@ export const OPTION_NAMES: readonly string[] = [
   "dir",
   "maxKeySize",
   "maxValueSize",
+  "maxBytes",
   "largeValues",
   "timeout",
   "clock",
@@ -167,6 +184,19 @@ function positiveInteger(name: string, value: unknown, fallback: number, max: nu
   return value;
 }
 
+function byteBudget(value: unknown): number | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== "number") fail(TypeError, "maxBytes must be a number", value);
+  if (!Number.isInteger(value) || value < MIN_SHARED_BYTES || value > MAX_SHARED_BYTES) {
+    fail(
+      RangeError,
+      `maxBytes must be an integer from ${MIN_SHARED_BYTES} to ${MAX_SHARED_BYTES} (64 GiB)`,
+      value,
+    );
+  }
+  return value;
+}
+
 function enumValue<E extends number>(
   name: string,
   value: unknown,
@@ -187,7 +217,7 @@ function enumValue<E extends number>(
  * `maxsize` or `TTL` would otherwise fall back to a default silently), or names an unknown
  * backend or strategy.
  * @throws {RangeError} If a number is out of range (`maxSize`, `ttl`, `maxKeySize`,
- * `maxValueSize`).
+ * `maxValueSize`, `maxBytes`).
  */
 export function resolveOptions(options: CacheOptions | undefined): ResolvedOptions {
   if (options === undefined) options = {};
@@ -252,6 +282,7 @@ export function resolveOptions(options: CacheOptions | undefined): ResolvedOptio
     dir: dir as string | undefined,
     maxKeySize: positiveInteger("maxKeySize", options.maxKeySize, 512, MAX_KEY_BYTES),
     maxValueSize: positiveInteger("maxValueSize", options.maxValueSize, 4096, MAX_VALUE_BYTES),
+    maxBytes: byteBudget(options.maxBytes),
     largeValues: largeValues as "file" | undefined,
     timeout: checkMs("cache", "timeout", options.timeout),
     clock: clock as (() => number) | undefined,

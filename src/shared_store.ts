@@ -96,22 +96,26 @@ export const SHM_INFO = {
   evictions: 5,
   maxKeySize: 6,
   maxValueSize: 7,
+  bytes: 8,
+  maxBytes: 9,
 } as const;
 
 /** Number of fields of {@linkcode SHM_INFO}. */
-const SHM_INFO_FIELDS = 8;
+const SHM_INFO_FIELDS = 10;
 
 /**
- * The size in bytes of a shared cache file, from the library's one formula (see
- * README "Shared backend": `512 + 8 × tableSize + (maxSize + 1) × slotSize`).
+ * The size in bytes of a shared cache file, from the library's one formula (see README
+ * "Shared backend": `512 + 8 × tableSize + 56 × (maxSize + 1) + 256 × chunks`).
+ * `maxBytes` 0 (or omitted) is the default byte budget.
  */
 export function sharedFileSize(
   lib: NativeSymbols,
   maxSize: number,
   maxKeySize: number,
   maxValueSize: number,
+  maxBytes = 0,
 ): number {
-  return lib.warp_shm_file_size!(maxSize, maxKeySize, maxValueSize);
+  return lib.warp_shm_file_size!(maxSize, maxKeySize, maxValueSize, BigInt(maxBytes));
 }
 
 /** A {@linkcode Store} over a native shared store handle. */
@@ -124,6 +128,8 @@ export class SharedStore implements ByteStore {
   readonly maxKeySize: number;
   /** Largest encoded value in bytes of the file in use. */
   readonly maxValueSize: number;
+  /** Byte budget of the keys and values of the file in use. */
+  readonly maxBytes: number;
   #lib: NativeSymbols;
   #handle: Deno.PointerObject | null;
   #out: Uint8Array;
@@ -146,7 +152,8 @@ export class SharedStore implements ByteStore {
    * this one included) has it open, this store ADOPTS the file's sizes, so that it shares
    * entries and counters with the running processes, and warns once (`console.warn`)
    * naming the file, the sizes asked for, the sizes in use and how to change them.
-   * {@linkcode SharedStore.maxSize}, `maxKeySize` and `maxValueSize` are the sizes in use.
+   * {@linkcode SharedStore.maxSize}, `maxKeySize`, `maxValueSize` and `maxBytes` are the
+   * sizes in use.
    * When no one has it open, the file is recreated with the sizes asked for.
    *
    * @param location Directory and file name.
@@ -155,6 +162,8 @@ export class SharedStore implements ByteStore {
    * @param maxValueSize Largest encoded value in bytes.
    * @param ttl Entry lifetime in ms as judged by this process, or `undefined`.
    * @param fnName Name of the cached function, for error messages.
+   * @param maxBytes Byte budget of the keys and values (256 to 64 GiB), or `undefined`
+   * for the library's default (`default_max_bytes`, `rust/src/shm/layout.rs`).
    * @throws {Error} If the platform has no shared memory (Windows) or the native library
    * is missing.
    * @throws {RangeError} If the sizes make a file larger than the library's limit (64 GiB).
@@ -168,6 +177,7 @@ export class SharedStore implements ByteStore {
     maxValueSize: number,
     ttl: number | undefined,
     fnName: string,
+    maxBytes?: number,
   ) {
     if (Deno.build.os === "windows") {
       throw new Error(
@@ -182,11 +192,13 @@ export class SharedStore implements ByteStore {
         }: ${installHint()}`,
       );
     }
-    const size = sharedFileSize(lib, maxSize, maxKeySize, maxValueSize);
+    const size = sharedFileSize(lib, maxSize, maxKeySize, maxValueSize, maxBytes ?? 0);
     const limit = lib.warp_shm_max_file_size!();
     if (size > limit) {
       throw new RangeError(
-        `Cannot create cache: maxSize, maxKeySize and maxValueSize must make a shared cache file of at most ${limit} bytes (64 GiB): received maxSize ${maxSize}, maxKeySize ${maxKeySize} and maxValueSize ${maxValueSize}, a file of ${size} bytes`,
+        `Cannot create cache: maxSize, maxKeySize, maxValueSize and maxBytes must make a shared cache file of at most ${limit} bytes (64 GiB): received maxSize ${maxSize}, maxKeySize ${maxKeySize}, maxValueSize ${maxValueSize} and maxBytes ${
+          maxBytes ?? "(default)"
+        }, a file of ${size} bytes`,
       );
     }
     this.#lib = lib;
@@ -199,6 +211,7 @@ export class SharedStore implements ByteStore {
       maxSize,
       maxKeySize,
       maxValueSize,
+      BigInt(maxBytes ?? 0),
       ttl ?? 0,
     );
     // The library's message names the file and the reason ("Cannot open ...").
@@ -211,12 +224,15 @@ export class SharedStore implements ByteStore {
     this.maxSize = info[SHM_INFO.maxSize]!;
     this.maxKeySize = info[SHM_INFO.maxKeySize]!;
     this.maxValueSize = info[SHM_INFO.maxValueSize]!;
+    this.maxBytes = info[SHM_INFO.maxBytes]!;
+    const askedBytes = maxBytes ??
+      lib.warp_shm_default_max_bytes!(maxSize, maxKeySize, maxValueSize);
     if (
       this.maxSize !== maxSize || this.maxKeySize !== maxKeySize ||
-      this.maxValueSize !== maxValueSize
+      this.maxValueSize !== maxValueSize || this.maxBytes !== askedBytes
     ) {
       console.warn(
-        `@warp/cache: the shared cache file ${this.path} is in use with other sizes, which this cache adopts so that it shares entries and counters with the processes using it: asked for maxSize ${maxSize}, maxKeySize ${maxKeySize}, maxValueSize ${maxValueSize}; in use: maxSize ${this.maxSize}, maxKeySize ${this.maxKeySize}, maxValueSize ${this.maxValueSize}; to change them, stop every process that uses the file (or remove it: \`rm ${this.path}\`; processes that still have it open keep the old file until they restart), or give this cache another \`name\``,
+        `@warp/cache: the shared cache file ${this.path} is in use with other sizes, which this cache adopts so that it shares entries and counters with the processes using it: asked for maxSize ${maxSize}, maxKeySize ${maxKeySize}, maxValueSize ${maxValueSize}, maxBytes ${askedBytes}; in use: maxSize ${this.maxSize}, maxKeySize ${this.maxKeySize}, maxValueSize ${this.maxValueSize}, maxBytes ${this.maxBytes}; to change them, stop every process that uses the file (or remove it: \`rm ${this.path}\`; processes that still have it open keep the old file until they restart), or give this cache another \`name\``,
       );
     }
     // Every value of the file fits: a larger adopted maxValueSize must not fail hits.
@@ -396,6 +412,8 @@ export class SharedStore implements ByteStore {
       maxSize: i[SHM_INFO.maxSize]!,
       currentSize: i[SHM_INFO.currentSize]!,
       oversizeSkips: i[SHM_INFO.oversizeSkips]!,
+      bytes: i[SHM_INFO.bytes]!,
+      maxBytes: i[SHM_INFO.maxBytes]!,
     };
   }
 

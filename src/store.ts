@@ -40,8 +40,13 @@ export interface StoreInfo {
   maxSize: number;
   /** Entries held now. */
   currentSize: number;
-  /** Keys or values not stored because they exceeded the slot size (shared only). */
+  /** Keys or values not stored because they exceeded their size limit or the byte budget
+   * (shared only). */
   oversizeSkips?: number;
+  /** Bytes of the data area that the entries hold (shared only). */
+  bytes?: number;
+  /** Byte budget of the entries' keys and values (shared only). */
+  maxBytes?: number;
 }
 
 /**

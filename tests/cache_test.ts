@@ -428,6 +428,10 @@ Deno.test("cache() rejects bad options at decoration time, naming option and val
     [{ maxKeySize: 0 }, RangeError, /maxKeySize.*received 0/],
     [{ maxValueSize: -1 }, RangeError, /maxValueSize.*received -1/],
     [{ maxValueSize: "big" }, TypeError, /maxValueSize.*received "big"/],
+    [{ maxBytes: 255 }, RangeError, /maxBytes must be an integer from 256 to .*received 255/],
+    [{ maxBytes: 2 ** 36 + 1 }, RangeError, /maxBytes.*received 68719476737/],
+    [{ maxBytes: 1000.5 }, RangeError, /maxBytes.*received 1000\.5/],
+    [{ maxBytes: "16m" }, TypeError, /maxBytes must be a number.*received "16m"/],
     [{ backend: "shared", maxSize: Infinity }, RangeError, /maxSize.*received Infinity/],
   ];
   for (const [options, Kind, message] of cases) {

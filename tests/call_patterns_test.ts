@@ -272,6 +272,7 @@ Deno.test("cache() rejects unknown option names, naming them", () => {
       [{ TTL: 1 }, "ttl"],
       [{ maxAge: 1000 }, "ttl"],
       [{ Backend: "shared" }, "backend"],
+      [{ max_bytes: 1 << 20 }, "maxBytes"],
       [{ frobnicate: true }, undefined],
     ] as const
   ) {

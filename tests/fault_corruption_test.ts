@@ -1,6 +1,7 @@
 // Corruption: truncated files, another format version, random
-// bytes over the header, the table and the slots (with the file closed, and while it is
-// mapped), a file replaced while mapped. Each must be detected and recreated or repaired
+// bytes over the header, the table, the slots and the chunks (with the file closed, and while
+// it is mapped), chunk links and owners set to plausible chunk numbers, a file replaced while
+// mapped. Each must be detected and recreated or repaired
 // (bad entries dropped): never a crash, never a value that is not its key's.
 import assert from "node:assert/strict";
 import {
@@ -15,12 +16,16 @@ import {
 
 const MAX_SIZE = 64;
 const MAX_VALUE = 512;
-// Layout (rust/src/shm/layout.rs): 512-byte header, then 2 * 64 rounded up = 128 buckets of
-// 8 bytes, then 65 slots of 48 + 64 + 512 = 624 bytes.
+// Layout (rust/src/shm/layout.rs, format 5): 512-byte header, then 2 * 64 rounded up = 128
+// buckets of 8 bytes, then 65 slots of 56 bytes, then the chunks of 256 bytes (an 8-byte
+// header: next chunk, owner slot; then 248 bytes of data): the default budget is 64 entries of
+// the largest size, ceil((64 + 512) / 248) = 3 chunks, plus 3 spare chunks.
 const HEADER = 512;
 const TABLE = 128 * 8;
-const SLOT = 48 + 64 + MAX_VALUE;
-const FILE_SIZE = HEADER + TABLE + (MAX_SIZE + 1) * SLOT;
+const SLOTS = (MAX_SIZE + 1) * 56;
+const CHUNKS_AT = HEADER + TABLE + SLOTS;
+const CHUNK_COUNT = MAX_SIZE * 3 + 3;
+const FILE_SIZE = CHUNKS_AT + CHUNK_COUNT * 256;
 
 let seed = 12345;
 function rand(n: number): number {
@@ -138,7 +143,7 @@ Deno.test("shared store: a file of another format version or magic is recreated"
   }
 });
 
-Deno.test("shared store: random bytes over header, table and slots, closed and mapped", async () => {
+Deno.test("shared store: random bytes over header, table, slots and chunks, closed and mapped", async () => {
   const regions: [string, number, number][] = [
     ["identity", 0, 64],
     ["seqlock", 64, 64],
@@ -146,7 +151,10 @@ Deno.test("shared store: random bytes over header, table and slots, closed and m
     ["counters", 192, 64],
     ["queue", 256, 64],
     ["table", HEADER, TABLE],
-    ["slots", HEADER + TABLE, FILE_SIZE - HEADER - TABLE],
+    ["slots", HEADER + TABLE, SLOTS],
+    ["chunks", CHUNKS_AT, CHUNK_COUNT * 256],
+    ["chunk links", CHUNKS_AT, CHUNK_COUNT * 256],
+    ["slot chunk fields", HEADER + TABLE, SLOTS],
     ["anywhere", 0, FILE_SIZE],
   ];
   for (const [label, start, len] of regions) {
@@ -155,11 +163,22 @@ Deno.test("shared store: random bytes over header, table and slots, closed and m
         const path = `${dir}/c.warp`;
         const live = openStore(dir, "c.warp", MAX_SIZE, MAX_VALUE);
         fill(live);
-        const n = 1 + rand(Math.min(len, trial % 5 === 0 ? 4096 : 16));
-        const at = start + rand(Math.max(1, len - n));
+        let n = 1 + rand(Math.min(len, trial % 5 === 0 ? 4096 : 16));
+        let at = start + rand(Math.max(1, len - n));
+        let bytes = randomBytes(n);
+        if (label === "chunk links" || label === "slot chunk fields") {
+          // A chunk's next or owner word, or a slot's first chunk or chunk count, set to a
+          // plausible number (a chunk or slot in use, or NIL) rather than noise.
+          at = label === "chunk links"
+            ? CHUNKS_AT + 256 * rand(CHUNK_COUNT) + 4 * rand(2)
+            : HEADER + TABLE + 56 * rand(MAX_SIZE + 1) + 48 + 4 * rand(2);
+          const word = [rand(CHUNK_COUNT), rand(MAX_SIZE + 1), rand(4), 0xffffffff][rand(4)]!;
+          bytes = new Uint8Array(new Uint32Array([word]).buffer);
+          n = 4;
+        }
         const mapped = trial % 2 === 0;
         if (!mapped) live.close();
-        scribble(path, at, randomBytes(n));
+        scribble(path, at, bytes);
         try {
           if (mapped) checkAll(live); // the live handle sees the bytes change under it
           const other = openStore(dir, "c.warp", MAX_SIZE, MAX_VALUE);

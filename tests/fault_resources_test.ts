@@ -108,16 +108,17 @@ Deno.test("shared store: size limits at their extremes are clear errors", async 
     assert.equal(one.set(new Uint8Array([1, 2]), 2, 1, NaN, false), false); // key too large
     assert.equal(one.info().oversizeSkips, 1);
     one.close();
-    const bad: [number, number, number, RegExp][] = [
+    const bad: [number, number, number, RegExp, number?][] = [
       [0, 64, 64, /capacity must be between 1 and 16777216: received 0/],
       [(1 << 24) + 1, 64, 64, /capacity must be between 1/],
       [1, 0, 64, /max_key_size must be between/],
       [1, (1 << 20) + 1, 64, /max_key_size must be between/],
       [1, 64, (64 << 20) + 1, /max_value_size must be between/],
+      [1, 64, 64, /max_bytes must be between 256 and 68719476736: received 255/, 255],
     ];
-    for (const [cap, key, value, re] of bad) {
+    for (const [cap, key, value, re, maxBytes] of bad) {
       const e = thrown(() =>
-        new SharedStoreCtor({ dir, file: "x.warp" }, cap, key, value, undefined, "f")
+        new SharedStoreCtor({ dir, file: "x.warp" }, cap, key, value, undefined, "f", maxBytes)
       );
       assert.ok(e instanceof CacheError, String(e));
       assert.match(e.message, re);
@@ -125,7 +126,15 @@ Deno.test("shared store: size limits at their extremes are clear errors", async 
     // A file over 64 GiB: a RangeError before anything is opened (tests/shared_store_test.ts).
     assert.throws(
       () =>
-        new SharedStoreCtor({ dir, file: "x.warp" }, 1 << 24, 1 << 20, 64 << 20, undefined, "f"),
+        new SharedStoreCtor(
+          { dir, file: "x.warp" },
+          1 << 24,
+          1 << 20,
+          64 << 20,
+          undefined,
+          "f",
+          2 ** 36,
+        ),
       (e: unknown) => e instanceof RangeError && /at most 68719476736 bytes/.test(e.message),
     );
     // Largest capacity with small slots: a 1.1 GiB file on a 1 MiB tmpfs is "full", not SIGBUS.

@@ -30,18 +30,33 @@ function sharedFn<R>(
   return cache({ backend: "shared", name, dir, maxSize })(f);
 }
 
+/**
+ * `info` with the byte fields of a cache of small entries (one 256-byte chunk each) under
+ * the default budget: `maxSize` entries of the largest size, `largest` chunks (19 with the
+ * default maxKeySize and maxValueSize).
+ */
+function sized<T extends { maxSize: number; currentSize: number }>(
+  info: T,
+  largest = 19,
+): T & { bytes: number; maxBytes: number } {
+  return { ...info, bytes: 256 * info.currentSize, maxBytes: 256 * largest * info.maxSize };
+}
+
 Deno.test("cache() shared: an entry written by one process is a hit in another", async () => {
   await withTempDir(async (dir) => {
     const cmd = { mode: "calls", dir, name: "hits", maxSize: 16 };
     const first = await runChild("shared_child.ts", { ...cmd, keys: [1, 2, 3] });
     assert.equal(first.calls, 3, "the first process computes every key");
-    assert.deepEqual(first.info, {
-      hits: 0,
-      misses: 3,
-      maxSize: 16,
-      currentSize: 3,
-      oversizeSkips: 0,
-    });
+    assert.deepEqual(
+      first.info,
+      sized({
+        hits: 0,
+        misses: 3,
+        maxSize: 16,
+        currentSize: 3,
+        oversizeSkips: 0,
+      }),
+    );
 
     const second = await runChild("shared_child.ts", { ...cmd, keys: [1, 2, 3, 4] });
     assert.notEqual(second.pid, first.pid);
@@ -52,13 +67,16 @@ Deno.test("cache() shared: an entry written by one process is a hit in another",
       { x: 3, square: 9, by: first.pid },
       { x: 4, square: 16, by: second.pid },
     ]);
-    assert.deepEqual(second.info, {
-      hits: 3,
-      misses: 4,
-      maxSize: 16,
-      currentSize: 4,
-      oversizeSkips: 0,
-    });
+    assert.deepEqual(
+      second.info,
+      sized({
+        hits: 3,
+        misses: 4,
+        maxSize: 16,
+        currentSize: 4,
+        oversizeSkips: 0,
+      }),
+    );
 
     // This process too: its own function is never called for a stored key.
     let calls = 0;
@@ -69,13 +87,16 @@ Deno.test("cache() shared: an entry written by one process is a hit in another",
     assert.deepEqual(f(4), { x: 4, square: 16, by: second.pid });
     assert.deepEqual(f(1), { x: 1, square: 1, by: first.pid });
     assert.equal(calls, 0);
-    assert.deepEqual(f.cacheInfo(), {
-      hits: 5,
-      misses: 4,
-      maxSize: 16,
-      currentSize: 4,
-      oversizeSkips: 0,
-    });
+    assert.deepEqual(
+      f.cacheInfo(),
+      sized({
+        hits: 5,
+        misses: 4,
+        maxSize: 16,
+        currentSize: 4,
+        oversizeSkips: 0,
+      }),
+    );
   });
 });
 
@@ -92,13 +113,16 @@ Deno.test("cache() shared: cacheClear() in one process empties the cache for all
     f(2);
     f(2);
     f("k".repeat(100)); // oversize key: counted, not stored
-    assert.deepEqual(f.cacheInfo(), {
-      hits: 1,
-      misses: 3,
-      maxSize: 8,
-      currentSize: 2,
-      oversizeSkips: 1,
-    });
+    assert.deepEqual(
+      f.cacheInfo(),
+      sized({
+        hits: 1,
+        misses: 3,
+        maxSize: 8,
+        currentSize: 2,
+        oversizeSkips: 1,
+      }, 17),
+    );
 
     const child = await runChild("shared_child.ts", {
       mode: "clear",
@@ -106,20 +130,24 @@ Deno.test("cache() shared: cacheClear() in one process empties the cache for all
       name: "clear",
       maxSize: 8,
     });
-    assert.deepEqual(child.before, {
-      hits: 1,
-      misses: 3,
-      maxSize: 8,
-      currentSize: 2,
-      oversizeSkips: 1,
-    });
+    assert.deepEqual(
+      child.before,
+      sized({
+        hits: 1,
+        misses: 3,
+        maxSize: 8,
+        currentSize: 2,
+        oversizeSkips: 1,
+      }, 17),
+    );
+    // maxKeySize 64: the largest entry takes 17 chunks.
     const empty = { hits: 0, misses: 0, maxSize: 8, currentSize: 0, oversizeSkips: 0 };
-    assert.deepEqual(child.after, empty);
-    assert.deepEqual(f.cacheInfo(), empty, "this process sees the clear");
+    assert.deepEqual(child.after, sized(empty, 17));
+    assert.deepEqual(f.cacheInfo(), sized(empty, 17), "this process sees the clear");
     const before = calls;
     f(1);
     assert.equal(calls, before + 1, "1 is computed again");
-    assert.deepEqual(f.cacheInfo(), { ...empty, misses: 1, currentSize: 1 });
+    assert.deepEqual(f.cacheInfo(), sized({ ...empty, misses: 1, currentSize: 1 }, 17));
   });
 });
 
@@ -228,13 +256,16 @@ Deno.test("cache() shared: 8 processes opening a fresh cache at once share one f
     const files = [...Deno.readDirSync(`${dir}/cache`)].map((e) => e.name);
     assert.deepEqual(files, ["fresh.warp"], "one file, no temporary left behind");
     const f = sharedFn(dir + "/cache", "fresh", (k) => k);
-    assert.deepEqual(f.cacheInfo(), {
-      hits: n * n,
-      misses: n,
-      maxSize: 16,
-      currentSize: n,
-      oversizeSkips: 0,
-    });
+    assert.deepEqual(
+      f.cacheInfo(),
+      sized({
+        hits: n * n,
+        misses: n,
+        maxSize: 16,
+        currentSize: n,
+        oversizeSkips: 0,
+      }),
+    );
   });
 });
 
@@ -269,24 +300,30 @@ Deno.test("cache() shared: a Worker shares the cache with its parent", async () 
         { x: 2, by: "parent" },
         { x: 3, by: "worker" },
       ]);
-      assert.deepEqual(seen.info, {
-        hits: 2,
-        misses: 3,
-        maxSize: 16,
-        currentSize: 3,
-        oversizeSkips: 0,
-      });
+      assert.deepEqual(
+        seen.info,
+        sized({
+          hits: 2,
+          misses: 3,
+          maxSize: 16,
+          currentSize: 3,
+          oversizeSkips: 0,
+        }),
+      );
       assert.deepEqual(f(3), { x: 3, by: "worker" });
       assert.equal(calls, 2, "the parent gets the worker's entry");
 
       const cleared = await ask({ dir, name: "worker", keys: [], clear: true });
-      assert.deepEqual(cleared.info, {
-        hits: 0,
-        misses: 0,
-        maxSize: 16,
-        currentSize: 0,
-        oversizeSkips: 0,
-      });
+      assert.deepEqual(
+        cleared.info,
+        sized({
+          hits: 0,
+          misses: 0,
+          maxSize: 16,
+          currentSize: 0,
+          oversizeSkips: 0,
+        }),
+      );
       assert.equal(f.cacheInfo().currentSize, 0, "the worker's clear empties the parent's view");
       f(1);
       assert.equal(calls, 3);
@@ -337,23 +374,29 @@ Deno.test("cache() shared: the default name meets across processes, by function 
     const a2 = await runChild("shared_child.ts", { mode: "default-name", dir, variant: "a" });
     assert.equal(a2.result, 49);
     assert.equal(a2.calls, 0, "the same code in another process meets the same cache");
-    assert.deepEqual(a2.info, {
-      hits: 1,
-      misses: 1,
-      maxSize: 128,
-      currentSize: 1,
-      oversizeSkips: 0,
-    });
+    assert.deepEqual(
+      a2.info,
+      sized({
+        hits: 1,
+        misses: 1,
+        maxSize: 128,
+        currentSize: 1,
+        oversizeSkips: 0,
+      }),
+    );
     const b = await runChild("shared_child.ts", { mode: "default-name", dir, variant: "b" });
     assert.equal(b.result, 50, "another function with the same name has its own cache");
     assert.equal(b.calls, 1);
-    assert.deepEqual(b.info, {
-      hits: 0,
-      misses: 1,
-      maxSize: 128,
-      currentSize: 1,
-      oversizeSkips: 0,
-    });
+    assert.deepEqual(
+      b.info,
+      sized({
+        hits: 0,
+        misses: 1,
+        maxSize: 128,
+        currentSize: 1,
+        oversizeSkips: 0,
+      }),
+    );
     const files = [...Deno.readDirSync(dir)].map((e) => e.name).sort();
     assert.equal(files.length, 2, files.join(", "));
     for (const file of files) assert.match(file, /^square-[0-9a-f]+\.warp$/);

@@ -43,8 +43,17 @@ function open(
   maxKeySize: number,
   maxValueSize: number,
   file = "c.warp",
+  maxBytes?: number,
 ): SharedStore {
-  return new SharedStore({ dir, file }, maxSize, maxKeySize, maxValueSize, undefined, "f");
+  return new SharedStore(
+    { dir, file },
+    maxSize,
+    maxKeySize,
+    maxValueSize,
+    undefined,
+    "f",
+    maxBytes,
+  );
 }
 
 function put(s: SharedStore, key: string, value: unknown): boolean {
@@ -58,17 +67,25 @@ function get(s: SharedStore, key: string): unknown {
 }
 
 /** The file size formula exactly as README.md gives it ("Shared backend", Limits). */
-function readmeFileSize(maxSize: number, maxKeySize: number, maxValueSize: number): number {
+function readmeFileSize(
+  maxSize: number,
+  maxKeySize: number,
+  maxValueSize: number,
+  maxBytes?: number,
+): number {
   const tableSize = Math.max(8, 2 ** Math.ceil(Math.log2(2 * maxSize)));
-  const slotSize = Math.ceil((48 + maxKeySize + maxValueSize) / 8) * 8;
-  return 512 + 8 * tableSize + (maxSize + 1) * slotSize;
+  const largest = Math.ceil((maxKeySize + maxValueSize) / 248);
+  maxBytes ??= Math.max(256, Math.min(maxSize * largest * 256, 16 * 2 ** 20));
+  const budget = Math.floor(maxBytes / 256);
+  const chunks = budget + Math.min(largest, budget);
+  return 512 + 8 * tableSize + 56 * (maxSize + 1) + 256 * chunks;
 }
 
 Deno.test("SharedStore reads every field of warp_shm_info at its index", async () => {
   const lib = loadNative()!;
   await withDir((dir) => {
     const path = encoder.encode(`${dir}/raw.warp`);
-    const h = lib.warp_shm_open!(path, path.length, 9, 17, 33, 0)!;
+    const h = lib.warp_shm_open!(path, path.length, 9, 17, 33, 0n, 0)!;
     try {
       const key = (i: number): Uint8Array => encoder.encode(`k${i}`);
       for (let i = 0; i < 10; i++) lib.warp_shm_set!(h, key(i), 2, key(i), 2, NaN); // 1 eviction
@@ -78,7 +95,7 @@ Deno.test("SharedStore reads every field of warp_shm_info at its index", async (
       assert.equal(lib.warp_shm_get!(h, key(7), 2, out, 64, NaN), 2);
       assert.equal(lib.warp_shm_get!(h, key(8), 2, out, 64, NaN), 2);
       for (let i = 1; i <= 3; i++) assert.equal(lib.warp_shm_get!(h, key(i), 2, out, 64, NaN), -1);
-      const raw = new Float64Array(8);
+      const raw = new Float64Array(10);
       assert.equal(lib.warp_shm_info!(h, raw), 0);
       const expected = {
         hits: 2,
@@ -89,8 +106,10 @@ Deno.test("SharedStore reads every field of warp_shm_info at its index", async (
         evictions: 1,
         maxKeySize: 17,
         maxValueSize: 33,
+        bytes: 4 * 256, // 4 entries of one chunk each
+        maxBytes: 9 * 256, // the default: 9 entries of the largest size (one chunk)
       };
-      assert.equal(new Set(Object.values(expected)).size, 8, "distinct values pin the order");
+      assert.equal(new Set(Object.values(expected)).size, 10, "distinct values pin the order");
       for (const [field, value] of Object.entries(expected)) {
         assert.equal(raw[SHM_INFO[field as keyof typeof SHM_INFO]], value, field);
       }
@@ -104,8 +123,10 @@ Deno.test("SharedStore reads every field of warp_shm_info at its index", async (
       maxSize: 9,
       currentSize: 4,
       oversizeSkips: 6,
+      bytes: 1024,
+      maxBytes: 2304,
     });
-    assert.deepEqual([s.maxSize, s.maxKeySize, s.maxValueSize], [9, 17, 33]);
+    assert.deepEqual([s.maxSize, s.maxKeySize, s.maxValueSize, s.maxBytes], [9, 17, 33, 2304]);
     s.close();
   });
 });
@@ -149,6 +170,36 @@ Deno.test("SharedStore adopts the sizes of a file in use, warns once, and shares
   });
 });
 
+Deno.test("SharedStore adopts the byte budget of a file in use, and warns naming it", async () => {
+  await withDir((dir) => {
+    const a = open(dir, 8, 64, 4096, "c.warp", 16 << 10);
+    assert.equal(a.maxBytes, 16 << 10);
+    let b: SharedStore | undefined;
+    // The same sizes but another budget.
+    const seen = warnings(() => b = open(dir, 8, 64, 4096, "c.warp", 1 << 20));
+    assert.equal(seen.length, 1, "one warning");
+    assert.match(
+      seen[0]!,
+      /asked for maxSize 8, maxKeySize 64, maxValueSize 4096, maxBytes 1048576;/,
+    );
+    assert.match(seen[0]!, /in use: maxSize 8, maxKeySize 64, maxValueSize 4096, maxBytes 16384;/);
+    assert.equal(b!.maxBytes, 16 << 10);
+    assert.equal(b!.info().maxBytes, 16 << 10);
+    // The default budget asked for (8 entries of 17 chunks), not the file's: a warning too.
+    let c: SharedStore | undefined;
+    const again = warnings(() => c = open(dir, 8, 64, 4096));
+    assert.match(again[0]!, /asked for .*maxBytes 34816;.*in use: .*maxBytes 16384;/);
+    // The budget binds before the count: 64 chunks hold 3 values of 4,000 bytes (17 chunks
+    // each), not 4.
+    for (const k of ["w", "x", "y", "z"]) assert.ok(put(b!, k, "v".repeat(4000)));
+    assert.equal(a.info().currentSize, 3);
+    assert.equal(get(a, "w"), MISS, "the oldest went for bytes");
+    assert.equal(get(c!, "z"), "v".repeat(4000));
+    assert.equal(a.info().bytes, 3 * 17 * 256);
+    for (const s of [a, b!, c!]) s.close();
+  });
+});
+
 Deno.test("cache() shared: two caches of one name with other sizes share one file", async () => {
   await withDir((dir) => {
     let calls = 0;
@@ -171,6 +222,8 @@ Deno.test("cache() shared: two caches of one name with other sizes share one fil
       maxSize: 8,
       currentSize: 2,
       oversizeSkips: 0,
+      bytes: 512,
+      maxBytes: 8 * 19 * 256, // the default: 8 entries of the largest size (19 chunks)
     });
     second!.cacheClear();
     assert.equal(first.cacheInfo().currentSize, 0);
@@ -204,8 +257,8 @@ Deno.test("cache() shared: two processes with other sizes share one file", async
 Deno.test("SharedStore: sizes over the file limit are a RangeError naming them", async () => {
   await withDir((dir) => {
     const lib = loadNative()!;
-    const size = sharedFileSize(lib, 1 << 24, 1 << 20, 64 << 20);
-    assert.equal(size, readmeFileSize(1 << 24, 1 << 20, 64 << 20));
+    const size = sharedFileSize(lib, 1 << 24, 1 << 20, 64 << 20, 2 ** 36);
+    assert.equal(size, readmeFileSize(1 << 24, 1 << 20, 64 << 20, 2 ** 36));
     const options = {
       backend: "shared" as const,
       dir,
@@ -213,46 +266,64 @@ Deno.test("SharedStore: sizes over the file limit are a RangeError naming them",
       maxSize: 1 << 24,
       maxKeySize: 1 << 20,
       maxValueSize: 64 << 20,
+      maxBytes: 2 ** 36,
     };
     assert.throws(
       () => cache(options)((x: number) => x),
       (e: unknown) =>
         e instanceof RangeError &&
-        e.message.includes("maxSize 16777216, maxKeySize 1048576 and maxValueSize 67108864") &&
+        e.message.includes(
+          "maxSize 16777216, maxKeySize 1048576, maxValueSize 67108864 and maxBytes 68719476736",
+        ) &&
         e.message.includes(`a file of ${size} bytes`) &&
         e.message.includes("at most 68719476736 bytes"),
     );
     // Just under the limit is accepted by the check (not created here: 64 GiB).
-    const perSlot = Math.floor((64 * 2 ** 30 - 512 - 8 * 2 ** 25) / (2 ** 24 + 1) / 8) * 8;
-    assert.ok(sharedFileSize(lib, 1 << 24, 1, perSlot - 49) <= 64 * 2 ** 30);
+    const fixed = 512 + 8 * 2 ** 25 + 56 * (2 ** 24 + 1);
+    const chunks = Math.floor((64 * 2 ** 30 - fixed) / 256) - 1; // budget + 1 spare chunk
+    const under = sharedFileSize(lib, 1 << 24, 1, 1, chunks * 256);
+    assert.equal(under, readmeFileSize(1 << 24, 1, 1, chunks * 256));
+    assert.ok(under <= 64 * 2 ** 30 && under > 64 * 2 ** 30 - 512, String(under));
     assert.deepEqual([...Deno.readDirSync(dir)], [], "nothing created");
   });
 });
 
 Deno.test("SharedStore: the README's file size formula is the size of the real file", async () => {
   const lib = loadNative()!;
-  const readme = Deno.readTextFileSync(`${root}README.md`);
+  // Whitespace as one space: the formatter rewraps the paragraph.
+  const readme = Deno.readTextFileSync(`${root}README.md`).replace(/\s+/g, " ");
   assert.ok(
-    readme.includes("512 + 8 × tableSize + (maxSize + 1) × slotSize"),
+    readme.includes("512 + 8 × tableSize + 56 × (maxSize + 1) + 256 × chunks"),
     "README gives the formula",
   );
-  assert.ok(readme.includes("603,184 bytes with the defaults"));
-  assert.equal(readmeFileSize(128, 512, 4096), 603_184);
+  assert.ok(readme.includes("637,240 bytes with the defaults"));
+  assert.equal(readmeFileSize(128, 512, 4096), 637_240);
   await withDir((dir) => {
-    const sizes: [number, number, number][] = [
-      [1, 1, 1],
-      [3, 16, 32],
-      [5, 512, 4096],
-      [128, 512, 4096],
-      [1000, 7, 9],
-      [4096, 64, 100],
+    const sizes: [number, number, number, number | undefined][] = [
+      [1, 1, 1, undefined],
+      [3, 16, 32, undefined],
+      [5, 512, 4096, undefined],
+      [128, 512, 4096, undefined],
+      [1000, 7, 9, undefined],
+      [4096, 64, 100, undefined],
+      [100_000, 512, 4096, undefined], // the default budget's cap, 16 MiB
+      [1000, 512, 65536, 1 << 20],
+      [10, 16, 16, 300],
     ];
-    for (const [maxSize, k, v] of sizes) {
-      const s = open(dir, maxSize, k, v, `${maxSize}-${k}-${v}.warp`);
+    for (const [maxSize, k, v, b] of sizes) {
+      const s = new SharedStore(
+        { dir, file: `${maxSize}-${k}-${v}-${b}.warp` },
+        maxSize,
+        k,
+        v,
+        undefined,
+        "f",
+        b,
+      );
       const real = Deno.statSync(s.path).size;
       s.close();
-      assert.equal(real, readmeFileSize(maxSize, k, v), `${maxSize}, ${k}, ${v}`);
-      assert.equal(real, sharedFileSize(lib, maxSize, k, v));
+      assert.equal(real, readmeFileSize(maxSize, k, v, b), `${maxSize}, ${k}, ${v}, ${b}`);
+      assert.equal(real, sharedFileSize(lib, maxSize, k, v, b));
     }
   });
 });
@@ -282,7 +353,7 @@ Deno.test("SharedStore: open errors say what failed once, without a repeated pre
 Deno.test("SharedStore: reopening a full file of 200k entries costs about its fill", async () => {
   await withDir((dir) => {
     const n = 200_000;
-    const s = open(dir, n, 16, 16, "full.warp");
+    const s = open(dir, n, 16, 16, "full.warp", n * 256); // one chunk per entry
     const key = new Uint8Array(8);
     const view = new DataView(key.buffer);
     let t = performance.now();
@@ -297,10 +368,10 @@ Deno.test("SharedStore: reopening a full file of 200k entries costs about its fi
     let reopen = Infinity;
     for (let i = 0; i < 3; i++) {
       t = performance.now();
-      open(dir, n, 16, 16, "full.warp").close();
+      open(dir, n, 16, 16, "full.warp", n * 256).close();
       reopen = Math.min(reopen, performance.now() - t);
     }
-    const r = open(dir, n, 16, 16, "full.warp");
+    const r = open(dir, n, 16, 16, "full.warp", n * 256);
     assert.equal(r.info().currentSize, n, "every entry kept");
     view.setFloat64(0, n - 1);
     assert.equal(r.get(key, 8, NaN), n - 1);

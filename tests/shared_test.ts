@@ -51,6 +51,8 @@ Deno.test("cache() shared: counts hits and misses; cacheInfo() adds oversizeSkip
       maxSize: 32,
       currentSize: 2,
       oversizeSkips: 0,
+      bytes: 512,
+      maxBytes: 155648,
     });
     assert.deepEqual(Object.keys(c.cacheInfo()), [
       "hits",
@@ -58,6 +60,8 @@ Deno.test("cache() shared: counts hits and misses; cacheInfo() adds oversizeSkip
       "maxSize",
       "currentSize",
       "oversizeSkips",
+      "bytes",
+      "maxBytes",
     ]);
     c.cacheClear();
     assert.deepEqual(c.cacheInfo(), {
@@ -66,6 +70,8 @@ Deno.test("cache() shared: counts hits and misses; cacheInfo() adds oversizeSkip
       maxSize: 32,
       currentSize: 0,
       oversizeSkips: 0,
+      bytes: 0,
+      maxBytes: 155648,
     });
     c(3);
     assert.equal(calls.length, 3, "cleared entries are computed again");
@@ -145,6 +151,8 @@ Deno.test("cache() shared: ttl with an injected clock; hits do not extend it", a
       maxSize: 128,
       currentSize: 1,
       oversizeSkips: 0,
+      bytes: 256,
+      maxBytes: 622592,
     });
     now = 1150;
     c(1); // hit at age 50
@@ -267,6 +275,8 @@ Deno.test("cache() shared: oversize keys and values are not stored but returned 
       maxSize: 8,
       currentSize: 1,
       oversizeSkips: 4,
+      bytes: 256,
+      maxBytes: 2048,
     });
     c.cacheClear();
     assert.deepEqual(c.cacheInfo(), {
@@ -275,6 +285,8 @@ Deno.test("cache() shared: oversize keys and values are not stored but returned 
       maxSize: 8,
       currentSize: 0,
       oversizeSkips: 0,
+      bytes: 0,
+      maxBytes: 2048,
     });
   });
 });
@@ -379,6 +391,8 @@ Deno.test("cache() shared: async results", async (t) => {
         maxSize: 128,
         currentSize: 2,
         oversizeSkips: 0,
+        bytes: 512,
+        maxBytes: 622592,
       });
     });
 
@@ -460,6 +474,8 @@ Deno.test("cache() shared: identity-keyed arguments are a TypeError naming posit
       maxSize: 128,
       currentSize: 0,
       oversizeSkips: 0,
+      bytes: 0,
+      maxBytes: 622592,
     });
     // Value-keyed arguments work: primitives, arrays, plain objects, Date, bytes.
     c(1, "a", [2], { b: 3 }, new Date(0), new Uint8Array([4]), 5n);
@@ -638,6 +654,8 @@ Deno.test("cache() shared: a garbage file at the path is recreated", async (t) =
             maxSize: 8,
             currentSize: 6,
             oversizeSkips: 0,
+            bytes: 1536,
+            maxBytes: 38912,
           });
         } else {
           assert.ok(calls.length >= 6 && calls.length <= 12, `${calls.length} calls`);
@@ -677,4 +695,30 @@ Deno.test("cache() shared method: keys on this unless a key option is given", as
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("cache() shared: maxBytes bounds the bytes of keys and values, and cacheInfo() reports them", async () => {
+  await withTempDir((dir) => {
+    // 16 chunks of 256 bytes: 3 results of about 1,000 bytes (5 chunks each), not 4.
+    const { c, calls } = counted(
+      { dir, name: "budget", maxSize: 100, maxBytes: 4096 },
+      (x: number) => `${x}`.repeat(1000),
+    );
+    for (const x of [1, 2, 3, 4]) assert.equal(c(x), `${x}`.repeat(1000));
+    const info = c.cacheInfo();
+    assert.equal(info.maxBytes, 4096);
+    assert.equal(info.currentSize, 3);
+    assert.equal(info.bytes, 3 * 5 * 256);
+    assert.equal(c(1), "1".repeat(1000), "the oldest was evicted for bytes: computed again");
+    assert.equal(calls.length, 5);
+    // A result larger than the whole budget is returned, not stored, and counted.
+    const { c: big } = counted(
+      { dir, name: "budget-big", maxBytes: 1024, maxValueSize: 4096 },
+      (x: number) => "b".repeat(x),
+    );
+    assert.equal(big(2000), "b".repeat(2000));
+    assert.deepEqual([big.cacheInfo().oversizeSkips, big.cacheInfo().currentSize], [1, 0]);
+    assert.equal(big(500), "b".repeat(500));
+    assert.equal(big.cacheInfo().currentSize, 1);
+  });
 });

@@ -2,7 +2,7 @@
 //!
 //! The first input byte picks how the file is made: raw bytes (any size), or a valid
 //! identity header for the target's parameters followed by the fuzz bytes (so that
-//! the table, slots, lock, sequence counter and queue fields are what the fuzzer
+//! the table, slots, chunks, lock, sequence counter and queue fields are what the fuzzer
 //! chose). Then the store is opened (recreating a bad file is fine), every key is
 //! looked up (a hit must carry the value that the key's entry was written with, which
 //! the target knows because it writes values derived from the key), a few sets run,
@@ -39,8 +39,10 @@ fn header(p: Params) -> Vec<u8> {
     h[24..28].copy_from_slice(&p.max_value_size.to_le_bytes());
     h[28..32].copy_from_slice(&p.slot_size.to_le_bytes());
     h[32..36].copy_from_slice(&p.table_size.to_le_bytes());
+    h[36..40].copy_from_slice(&p.chunks.to_le_bytes());
     h[40..48].copy_from_slice(&p.file_size.to_le_bytes());
     h[48..56].copy_from_slice(&hash_check().to_le_bytes());
+    h[56..64].copy_from_slice(&p.max_bytes.to_le_bytes());
     h
 }
 

@@ -21,9 +21,11 @@ mod thread_handles;
 /// Version of the C ABI below; `src/ffi.ts` refuses a library that reports another one.
 /// History: 1 = first release (memory store). 2 = `warp_shm_file_size` and
 /// `warp_shm_max_file_size`; `warp_shm_open` adopts the sizes of a file in use (the
-/// caller reads them back with `warp_shm_info`). 3 = `warp_shm_peek`; `warp_shm_set`
-/// returns 2 when a stopped lock holder kept it from storing.
-pub const ABI_VERSION: u32 = 3;
+/// caller reads them back with `warp_shm_info`). 3 = shared format 5: `warp_shm_open` and
+/// `warp_shm_file_size` take `max_bytes`; `warp_shm_info` writes 10 fields (bytes, max bytes);
+/// `warp_shm_default_max_bytes`. 4 = `warp_shm_peek`; `warp_shm_set` returns 2 when a stopped
+/// lock holder kept it from storing.
+pub const ABI_VERSION: u32 = 4;
 
 /// Returns [`ABI_VERSION`].
 #[unsafe(no_mangle)]

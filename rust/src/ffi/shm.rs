@@ -24,7 +24,7 @@ fn wall_now(now: f64) -> f64 {
 }
 
 /// Number of `f64` fields written by `warp_shm_info`.
-pub const SHM_INFO_FIELDS: usize = 8;
+pub const SHM_INFO_FIELDS: usize = 10;
 
 fn failed(e: &ShmError) -> i32 {
     fail(e.status, e.message.clone())
@@ -46,11 +46,13 @@ unsafe fn with_shm(h: *const ShmStore, f: impl FnOnce(&ShmStore) -> i32) -> i32 
 /// Opens (creating or recreating it if needed) the shared cache file whose path is the
 /// bytes `path[..path_len]`, for at most `capacity` entries (1 to 2^24), keys up to
 /// `max_key_size` bytes (1 to 1 MiB) and values up to `max_value_size` bytes (1 to
-/// 64 MiB). Entries expire `ttl_ms` ms after insertion as judged by this handle
+/// 64 MiB), whose keys and values take at most `max_bytes` bytes (256 to 64 GiB; 0: the
+/// default, `layout::default_max_bytes`). Entries expire `ttl_ms` ms after insertion as judged by this handle
 /// (`<= 0` or not finite: never); the TTL is not part of the file. Creates the parent
 /// directory (mode 0700) if it is missing. A valid file of other sizes that another
 /// handle has open is adopted with its sizes (see `ShmStore::open`): `warp_shm_info`
-/// reports the sizes in use (capacity, max key size, max value size). Returns null on failure, with the reason in
+/// reports the sizes in use (capacity, max key size, max value size, max bytes). Returns
+/// null on failure, with the reason in
 /// `warp_last_error` (a symbolic link, a file of another user, a full file system,
 /// bad sizes...).
 ///
@@ -63,6 +65,7 @@ pub unsafe extern "C" fn warp_shm_open(
     capacity: u32,
     max_key_size: u32,
     max_value_size: u32,
+    max_bytes: u64,
     ttl_ms: f64,
 ) -> *mut ShmStore {
     // SAFETY: the caller guarantees `path` is valid for `path_len` bytes.
@@ -76,7 +79,14 @@ pub unsafe extern "C" fn warp_shm_open(
             );
         }
         let path = Path::new(OsStr::from_bytes(bytes));
-        match ShmStore::open(path, capacity, max_key_size, max_value_size, ttl_ms) {
+        match ShmStore::open_sized(
+            path,
+            capacity,
+            max_key_size,
+            max_value_size,
+            max_bytes,
+            ttl_ms,
+        ) {
             Ok(store) => {
                 handle = thread_handles::adopt(Box::new(store));
                 Status::Ok as i32
@@ -88,12 +98,29 @@ pub unsafe extern "C" fn warp_shm_open(
 }
 
 /// The size in bytes of a shared cache file for `capacity` entries, keys up to
-/// `max_key_size` and values up to `max_value_size` bytes (the formula of
-/// `Params`, `rust/src/shm/layout.rs`, whatever the limits), so that callers check sizes
-/// before opening with the one formula. An `f64`: exact (at most about 2^50).
+/// `max_key_size` and values up to `max_value_size` bytes, and a byte budget of
+/// `max_bytes` (0: the default) (the formula `file_size_of`, `rust/src/shm/layout.rs`,
+/// whatever the limits), so that callers check sizes before opening with the one
+/// formula. An `f64`: exact (at most about 2^45).
 #[unsafe(no_mangle)]
-pub extern "C" fn warp_shm_file_size(capacity: u32, max_key_size: u32, max_value_size: u32) -> f64 {
-    crate::shm::layout::file_size_of(capacity, max_key_size, max_value_size) as f64
+pub extern "C" fn warp_shm_file_size(
+    capacity: u32,
+    max_key_size: u32,
+    max_value_size: u32,
+    max_bytes: u64,
+) -> f64 {
+    crate::shm::layout::file_size_of(capacity, max_key_size, max_value_size, max_bytes) as f64
+}
+
+/// The byte budget of a shared cache opened with `max_bytes` 0 for these sizes
+/// (`default_max_bytes`, `rust/src/shm/layout.rs`). An `f64`: exact (at most 16 MiB).
+#[unsafe(no_mangle)]
+pub extern "C" fn warp_shm_default_max_bytes(
+    capacity: u32,
+    max_key_size: u32,
+    max_value_size: u32,
+) -> f64 {
+    crate::shm::layout::default_max_bytes(capacity, max_key_size, max_value_size) as f64
 }
 
 /// The largest shared cache file, in bytes (64 GiB): a larger one is refused at open.
@@ -204,9 +231,10 @@ unsafe fn lookup(
 }
 
 /// Stores `key[..key_len] -> value[..value_len]` inserted at `now` (ms); an existing key
-/// gets the new value and insertion time; a full store evicts one entry by SIEVE.
-/// Returns 0 when stored, 1 when skipped because the key or value exceeds the slot sizes
-/// (counted as an oversize skip), 2 when not stored because a live process kept the
+/// gets the new value and insertion time; a full store (entries or bytes) evicts by SIEVE
+/// until the entry fits. Returns 0 when stored, 1 when skipped because the key or value
+/// exceeds its size limit, or the entry the whole byte budget (counted as an oversize
+/// skip), 2 when not stored because a live process kept the
 /// write lock (stopped, or in a debugger; see `ShmStore::set`), or a negative status.
 ///
 /// # Safety
@@ -269,13 +297,13 @@ pub unsafe extern "C" fn warp_shm_clear(h: *const ShmStore) -> i32 {
     }
 }
 
-/// Writes 8 little-endian `f64` (64 bytes) into `out`: hits, misses, oversize skips,
-/// current length, capacity, evictions, max key size, max value size. Counters are the
-/// totals of every process since creation or the last clear. Returns 0 or a negative
-/// status.
+/// Writes [`SHM_INFO_FIELDS`] (10) little-endian `f64` (80 bytes) into `out`: hits,
+/// misses, oversize skips, current length, capacity, evictions, max key size, max value
+/// size, bytes held by the entries, max bytes. Counters are the totals of every process
+/// since creation or the last clear. Returns 0 or a negative status.
 ///
 /// # Safety
-/// - `h` must be null or live (see `warp_shm_open`); `out` valid for writes of 64 bytes.
+/// - `h` must be null or live (see `warp_shm_open`); `out` valid for writes of 80 bytes.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn warp_shm_info(h: *const ShmStore, out: *mut u8) -> i32 {
     if out.is_null() {
@@ -294,12 +322,14 @@ pub unsafe extern "C" fn warp_shm_info(h: *const ShmStore, out: *mut u8) -> i32 
                 i.evictions as f64,
                 i.max_key_size as f64,
                 i.max_value_size as f64,
+                i.bytes as f64,
+                i.max_bytes as f64,
             ];
             let mut bytes = [0u8; SHM_INFO_FIELDS * 8];
             for (chunk, v) in bytes.chunks_exact_mut(8).zip(fields) {
                 chunk.copy_from_slice(&v.to_le_bytes());
             }
-            // SAFETY: the caller guarantees `out` is valid for 64 bytes of writes.
+            // SAFETY: the caller guarantees `out` is valid for 80 bytes of writes.
             std::ptr::copy_nonoverlapping(bytes.as_ptr(), out, bytes.len());
             Status::Ok as i32
         })
@@ -327,11 +357,11 @@ mod tests {
     use super::*;
     use crate::error::last_error;
 
-    fn info(h: *const ShmStore) -> [f64; 8] {
-        let mut out = [0u8; 64];
-        // SAFETY: `h` is live and `out` holds 64 bytes.
+    fn info(h: *const ShmStore) -> [f64; SHM_INFO_FIELDS] {
+        let mut out = [0u8; SHM_INFO_FIELDS * 8];
+        // SAFETY: `h` is live and `out` holds 80 bytes.
         assert_eq!(unsafe { warp_shm_info(h, out.as_mut_ptr()) }, 0);
-        let mut f = [0f64; 8];
+        let mut f = [0f64; SHM_INFO_FIELDS];
         for (v, c) in f.iter_mut().zip(out.chunks_exact(8)) {
             *v = f64::from_le_bytes(c.try_into().unwrap());
         }
@@ -347,7 +377,7 @@ mod tests {
         // SAFETY: every pointer below is valid for the length passed with it, and `h` is
         // live until closed.
         unsafe {
-            let h = warp_shm_open(p.as_ptr(), p.len() as u32, 4, 16, 32, 0.0);
+            let h = warp_shm_open(p.as_ptr(), p.len() as u32, 4, 16, 32, 0, 0.0);
             assert!(!h.is_null(), "{}", last_error());
             let k = b"key";
             let mut out = [0u8; 32];
@@ -368,11 +398,17 @@ mod tests {
                 1
             );
             assert_eq!(warp_shm_count_hit(h), 0);
-            assert_eq!(info(h), [2.0, 0.0, 1.0, 1.0, 4.0, 0.0, 16.0, 32.0]);
+            assert_eq!(
+                info(h),
+                [2.0, 0.0, 1.0, 1.0, 4.0, 0.0, 16.0, 32.0, 256.0, 1024.0]
+            );
             assert_eq!(warp_shm_delete(h, k.as_ptr(), 3), 0);
             assert_eq!(warp_shm_delete(h, k.as_ptr(), 3), -1);
             assert_eq!(warp_shm_clear(h), 0);
-            assert_eq!(info(h), [0.0, 0.0, 0.0, 0.0, 4.0, 0.0, 16.0, 32.0]);
+            assert_eq!(
+                info(h),
+                [0.0, 0.0, 0.0, 0.0, 4.0, 0.0, 16.0, 32.0, 0.0, 1024.0]
+            );
             warp_shm_close(h);
             warp_shm_close(std::ptr::null_mut());
         }
@@ -383,21 +419,37 @@ mod tests {
     fn the_file_size_export_is_the_size_of_the_real_file() {
         let dir = std::env::temp_dir().join(format!("warp-shm-ffi-size-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        for (cap, k, v) in [(1, 1, 1), (3, 16, 32), (100, 512, 4096), (1000, 7, 9)] {
+        for (cap, k, v, b) in [
+            (1, 1, 1, 0),
+            (3, 16, 32, 0),
+            (100, 512, 4096, 0),
+            (1000, 7, 9, 0),
+            (10, 512, 65536, 1 << 20),
+            (10, 16, 16, 300),
+        ] {
             let path = dir.join(format!("c{cap}"));
             let p = path.as_os_str().as_bytes();
             // SAFETY: `p` is valid for its length; the handle is closed once.
             unsafe {
-                let h = warp_shm_open(p.as_ptr(), p.len() as u32, cap, k, v, 0.0);
+                let h = warp_shm_open(p.as_ptr(), p.len() as u32, cap, k, v, b, 0.0);
                 assert!(!h.is_null(), "{}", last_error());
                 warp_shm_close(h);
             }
             let real = std::fs::metadata(&path).unwrap().len();
-            assert_eq!(warp_shm_file_size(cap, k, v), real as f64, "{cap} {k} {v}");
+            assert_eq!(
+                warp_shm_file_size(cap, k, v, b),
+                real as f64,
+                "{cap} {k} {v} {b}"
+            );
         }
         assert_eq!(warp_shm_max_file_size(), (64u64 << 30) as f64);
-        // Over the limit: still computed, exactly (about 2^50 at most).
-        let max = warp_shm_file_size(1 << 24, 1 << 20, 64 << 20);
+        assert_eq!(warp_shm_default_max_bytes(4, 16, 32), 1024.0);
+        assert_eq!(
+            warp_shm_default_max_bytes(1 << 20, 512, 4096),
+            (16 << 20) as f64
+        );
+        // Over the limit: still computed, exactly (about 2^45 at most).
+        let max = warp_shm_file_size(1 << 24, 1 << 20, 64 << 20, 64 << 30);
         assert!(max > warp_shm_max_file_size());
         assert_eq!(max as u64 as f64, max);
         let _ = std::fs::remove_dir_all(&dir);
@@ -407,11 +459,13 @@ mod tests {
     fn bad_arguments_give_null_or_status_with_a_message() {
         // SAFETY: null handles and empty paths are accepted by contract.
         unsafe {
-            assert!(warp_shm_open(std::ptr::null(), 0, 4, 16, 16, 0.0).is_null());
+            assert!(warp_shm_open(std::ptr::null(), 0, 4, 16, 16, 0, 0.0).is_null());
             assert!(last_error().contains("empty"));
             let p = b"/tmp/warp-shm-ffi-bad";
-            assert!(warp_shm_open(p.as_ptr(), p.len() as u32, 0, 16, 16, 0.0).is_null());
+            assert!(warp_shm_open(p.as_ptr(), p.len() as u32, 0, 16, 16, 0, 0.0).is_null());
             assert!(last_error().contains("capacity"), "{}", last_error());
+            assert!(warp_shm_open(p.as_ptr(), p.len() as u32, 4, 16, 16, 255, 0.0).is_null());
+            assert!(last_error().contains("max_bytes"), "{}", last_error());
             assert_eq!(
                 warp_shm_get(
                     std::ptr::null(),

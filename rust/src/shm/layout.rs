@@ -3,15 +3,27 @@
 //! ```text
 //! offset 0                      Header (HEADER_SIZE = 512 bytes, below)
 //! offset HEADER_SIZE            hash table: table_size buckets of 8 bytes
-//! offset HEADER_SIZE + 8 * ts   capacity + 1 slots of slot_size bytes each (the spare slot
-//!                               lets an update write the new entry before freeing the old):
-//!                                 SlotHeader (48 bytes), key bytes, value bytes, pad to 8
+//! offset HEADER_SIZE + 8 * ts   capacity + 1 slots of SLOT_SIZE (56) bytes: the entry
+//!                               headers (the spare slot lets an update write the new
+//!                               entry before freeing the old)
+//! then (8-aligned)              `chunks` chunks of CHUNK_SIZE (256) bytes: a ChunkHeader
+//!                               (8 bytes: next chunk, owner slot), then 248 payload bytes
 //! ```
 //!
 //! Everything is little-endian native (the file never leaves the machine) and 8-aligned.
 //! A bucket is 0 when empty, else `(hash as u32 as u64) << 32 | (slot + 1)`: the low 32
 //! bits of the key hash give the home bucket and a cheap tag, the slot's `key_hash`
 //! holds the full hash.
+//!
+//! An entry's key bytes then value bytes are stored as one stream across a chain of
+//! [`chunks_for`]`(key_len + value_len)` chunks, from the slot's `first_chunk` through
+//! each chunk's `next` (the last one's is [`NIL`]); each chunk of the chain names the slot
+//! as its `owner` (a free chunk: [`NIL`]). Any free chunk serves any entry, so entries of
+//! 10 B and of 64 KB share the byte budget `max_bytes` in proportion to their size, with
+//! no fragmentation. The budget is `budget_chunks = max_bytes / CHUNK_SIZE` chunks that
+//! live entries may hold; the file has `spare_chunks` more (enough for the largest entry,
+//! at most the budget) so that an update writes its new chunks before it frees the old
+//! ones, as the spare slot does for slots.
 
 use std::mem::{offset_of, size_of};
 use std::sync::atomic::{AtomicU32, AtomicU64};
@@ -41,7 +53,15 @@ pub const MAGIC: [u8; 8] = *b"WARPSHM1";
 ///   namespaces. Same layout: the version changes because a v3 library would read the
 ///   new words as dead pids and take the lock from a live v4 owner (and v4 reads v3
 ///   words as garbage), so that the two must not share a file.
-pub const VERSION: u32 = 4;
+/// - 5: variable-size entries under a byte budget (`max_bytes`, identity offset 56). Slots
+///   are header-only (56 bytes: the v4 fields plus `first_chunk` and `chunk_count`); keys
+///   and values live in a chain of 256-byte chunks (see the module docs), with a free
+///   chunk list, a never-used mark and the count of chunks held by entries on the queue
+///   line (292..304), and the chunk count at identity offset 36. v4 gave every entry a
+///   fixed slot of `48 + max_key_size + max_value_size` bytes, so caches of 1-50 KB values
+///   needed gigabytes up front. SIEVE runs over entries as before; an insert evicts until
+///   both a slot and enough chunks are free.
+pub const VERSION: u32 = 5;
 
 /// Counter stripes in the header (one cache line each; see [`Header::stripe`]).
 pub const STRIPES: usize = 4;
@@ -54,8 +74,22 @@ pub const COUNTER_LIMIT: u64 = 1 << 53;
 /// Size of [`Header`]: 8 cache lines.
 pub const HEADER_SIZE: usize = 512;
 
-/// Size of [`SlotHeader`].
-pub const SLOT_HEADER_SIZE: usize = 48;
+/// Size of [`SlotHeader`], and of a slot (slots hold no bytes since [`VERSION`] 5).
+pub const SLOT_HEADER_SIZE: usize = 56;
+
+/// Size of one chunk: a [`ChunkHeader`] then [`CHUNK_PAYLOAD`] bytes of an entry.
+pub const CHUNK_SIZE: usize = 256;
+
+/// Size of [`ChunkHeader`].
+pub const CHUNK_HEADER_SIZE: usize = 8;
+
+/// Entry bytes per chunk.
+pub const CHUNK_PAYLOAD: usize = CHUNK_SIZE - CHUNK_HEADER_SIZE;
+
+/// The byte budget of a cache opened without one (`max_bytes` 0): at most this many, and
+/// no more than `capacity` entries of the largest size take (see [`default_max_bytes`]).
+/// 16 MiB: the default file then fits a container's 64 MiB `/dev/shm` three times over.
+pub const DEFAULT_MAX_BYTES: u64 = 16 << 20;
 
 /// Size of one hash-table bucket.
 pub const BUCKET_SIZE: usize = 8;
@@ -74,6 +108,10 @@ pub const MAX_CAPACITY: u32 = 1 << 24;
 pub const MAX_KEY_SIZE: u32 = 1 << 20;
 /// Largest `max_value_size` (values are returned as `i32` lengths).
 pub const MAX_VALUE_SIZE: u32 = 64 << 20;
+/// Smallest `max_bytes`: one chunk.
+pub const MIN_MAX_BYTES: u64 = CHUNK_SIZE as u64;
+/// Largest `max_bytes`: 64 GiB (the file limit; at most 2^28 chunks, far below [`NIL`]).
+pub const MAX_MAX_BYTES: u64 = 64 << 30;
 /// Largest file: 64 GiB (a full `/dev/shm` is reported by `posix_fallocate` anyway).
 pub const MAX_FILE_SIZE: u64 = 64 << 30;
 
@@ -107,18 +145,18 @@ pub struct Header {
     pub max_key_size: u32,
     /// 24: largest value in bytes.
     pub max_value_size: u32,
-    /// 28: bytes per slot.
+    /// 28: bytes per slot ([`SLOT_HEADER_SIZE`]).
     pub slot_size: u32,
     /// 32: buckets in the hash table (a power of two, at least `2 * capacity`).
     pub table_size: u32,
-    /// 36: reserved, zero.
-    pub _pad0: u32,
+    /// 36: chunks in the file (budget plus spare, see the module docs).
+    pub chunks: u32,
     /// 40: total file size in bytes.
     pub file_size: u64,
     /// 48: [`hash_check`] of the library that created the file.
     pub hash_check: u64,
-    /// 56: reserved, zero.
-    pub _pad1: u64,
+    /// 56: the byte budget of the entries' chunks.
+    pub max_bytes: u64,
 
     // line 1 (64..128): the seqlock
     /// 64: odd while a writer modifies the table, slots or queue.
@@ -155,8 +193,14 @@ pub struct Header {
     /// the first handles of all processes get distinct stripes). Taken with an atomic
     /// add at open, without the lock.
     pub next_stripe: AtomicU32,
-    /// 292..320: reserved.
-    pub _pad5: [u32; 7],
+    /// 292: first free (used before) chunk, linked through `next`, or [`NIL`].
+    pub chunk_free_head: AtomicU32,
+    /// 296: chunks `chunk_next_unused..chunks` were never used since the last clear.
+    pub chunk_next_unused: AtomicU32,
+    /// 300: chunks held by the entries on the queue (at most the budget).
+    pub chunks_used: AtomicU32,
+    /// 304..320: reserved.
+    pub _pad5: [u32; 4],
 
     // lines 5-7 (320..512): counter stripes 1..STRIPES
     /// 320, 384, 448: stripes 1 to 3.
@@ -194,8 +238,7 @@ impl Header {
     }
 }
 
-/// Metadata of one slot, followed in the file by `max_key_size` key bytes and
-/// `max_value_size` value bytes.
+/// One slot: the header of an entry, whose bytes are in its chunk chain.
 ///
 /// ## Safety
 /// Slots live in the shared mapping: lock-free readers may see any field torn or
@@ -220,6 +263,22 @@ pub struct SlotHeader {
     pub visited: AtomicU32,
     /// 44: [`SLOT_FREE`] or [`SLOT_LIVE`].
     pub state: AtomicU32,
+    /// 48: first chunk of the entry's bytes, or [`NIL`] when it has none.
+    pub first_chunk: AtomicU32,
+    /// 52: chunks of the chain: [`chunks_for`]`(key_len + value_len)`.
+    pub chunk_count: AtomicU32,
+}
+
+/// The header of a chunk, followed by [`CHUNK_PAYLOAD`] bytes.
+///
+/// ## Safety
+/// As for [`SlotHeader`]: readers validate every index and the checksum of what they copy.
+#[repr(C)]
+pub struct ChunkHeader {
+    /// 0: next chunk of the chain (or of the free list), or [`NIL`].
+    pub next: AtomicU32,
+    /// 4: the slot whose entry holds this chunk, or [`NIL`] when free.
+    pub owner: AtomicU32,
 }
 
 const _: () = assert!(size_of::<Header>() == HEADER_SIZE);
@@ -235,6 +294,12 @@ const _: () = assert!(STRIPES == 4);
 const _: () = assert!(size_of::<SlotHeader>() == SLOT_HEADER_SIZE);
 const _: () = assert!(offset_of!(SlotHeader, key_len) == 24);
 const _: () = assert!(offset_of!(SlotHeader, state) == 44);
+const _: () = assert!(offset_of!(SlotHeader, first_chunk) == 48);
+const _: () = assert!(offset_of!(Header, chunk_free_head) == 292);
+const _: () = assert!(offset_of!(Header, chunks) == 36);
+const _: () = assert!(offset_of!(Header, max_bytes) == 56);
+const _: () = assert!(size_of::<ChunkHeader>() == CHUNK_HEADER_SIZE);
+const _: () = assert!(CHUNK_SIZE.is_multiple_of(8) && SLOT_HEADER_SIZE.is_multiple_of(8));
 const _: () = assert!(std::mem::align_of::<Header>() <= 8);
 const _: () = assert!(size_of::<AtomicU64>() == BUCKET_SIZE);
 
@@ -263,10 +328,9 @@ pub fn checksum(
     h.finish()
 }
 
-/// Bytes of one slot: the slot header, the key and value areas, rounded up to 8.
-pub fn slot_size_of(max_key_size: u32, max_value_size: u32) -> u64 {
-    (SLOT_HEADER_SIZE as u64 + u64::from(max_key_size) + u64::from(max_value_size))
-        .next_multiple_of(8)
+/// Chunks that hold an entry of `bytes` key and value bytes.
+pub fn chunks_for(bytes: u64) -> u64 {
+    bytes.div_ceil(CHUNK_PAYLOAD as u64)
 }
 
 /// Buckets of the hash table: `2 * capacity` rounded up to a power of two, at least 8.
@@ -274,14 +338,39 @@ pub fn table_size_of(capacity: u32) -> u64 {
     (u64::from(capacity) * 2).next_power_of_two().max(8)
 }
 
+/// The byte budget of a cache opened with `max_bytes` 0: [`DEFAULT_MAX_BYTES`], or less
+/// when `capacity` entries of the largest size need less (then a small cache takes no
+/// more room than it can use, as before [`VERSION`] 5). At least [`MIN_MAX_BYTES`].
+pub fn default_max_bytes(capacity: u32, max_key_size: u32, max_value_size: u32) -> u64 {
+    let largest = chunks_for(u64::from(max_key_size) + u64::from(max_value_size));
+    (u64::from(capacity) * largest * CHUNK_SIZE as u64).clamp(MIN_MAX_BYTES, DEFAULT_MAX_BYTES)
+}
+
+/// `(budget, spare)` chunks for these sizes (`max_bytes` already resolved): the budget is
+/// `max_bytes / CHUNK_SIZE`, the spare enough chunks for the largest entry, at most the
+/// budget (see the module docs).
+pub fn chunks_of(max_key_size: u32, max_value_size: u32, max_bytes: u64) -> (u64, u64) {
+    let budget = max_bytes / CHUNK_SIZE as u64;
+    let largest = chunks_for(u64::from(max_key_size) + u64::from(max_value_size));
+    (budget, largest.min(budget))
+}
+
 /// Size in bytes of the file for these parameters (the one formula, given in the README
-/// as `512 + 8 * tableSize + (maxSize + 1) * slotSize`): the header, the table, and
-/// `capacity + 1` slots (see [`VERSION`] 2). Not checked against [`MAX_FILE_SIZE`]; the
-/// largest parameters give about 2^50, exact as an `f64`.
-pub fn file_size_of(capacity: u32, max_key_size: u32, max_value_size: u32) -> u64 {
+/// as `512 + 8 * tableSize + 56 * (maxSize + 1) + 256 * (budgetChunks + spareChunks)`): the
+/// header, the table, `capacity + 1` slots (see [`VERSION`] 2) and the chunks (see the
+/// module docs). `max_bytes` 0 means [`default_max_bytes`]. Not checked against
+/// [`MAX_FILE_SIZE`]; the largest parameters give about 2^37, exact as an `f64`.
+pub fn file_size_of(capacity: u32, max_key_size: u32, max_value_size: u32, max_bytes: u64) -> u64 {
+    let max_bytes = if max_bytes == 0 {
+        default_max_bytes(capacity, max_key_size, max_value_size)
+    } else {
+        max_bytes
+    };
+    let (budget, spare) = chunks_of(max_key_size, max_value_size, max_bytes);
     HEADER_SIZE as u64
         + table_size_of(capacity) * BUCKET_SIZE as u64
-        + (u64::from(capacity) + 1) * slot_size_of(max_key_size, max_value_size)
+        + (u64::from(capacity) + 1) * SLOT_HEADER_SIZE as u64
+        + (budget + spare) * CHUNK_SIZE as u64
 }
 
 /// The parameters of a file, validated: every size and offset derived from them fits.
@@ -290,16 +379,33 @@ pub struct Params {
     pub capacity: u32,
     pub max_key_size: u32,
     pub max_value_size: u32,
+    /// The byte budget (resolved: never 0).
+    pub max_bytes: u64,
     pub slot_size: u32,
     pub table_size: u32,
     /// Slots in the file: `capacity + 1` (see [`VERSION`] 2).
     pub slots: u32,
+    /// Chunks that live entries may hold: `max_bytes / CHUNK_SIZE`.
+    pub budget_chunks: u32,
+    /// Chunks in the file: the budget plus the spare.
+    pub chunks: u32,
     pub file_size: u64,
 }
 
 impl Params {
-    /// Validates the requested sizes and derives the layout, or says what is wrong.
+    /// [`Params::with_bytes`] with the default byte budget ([`default_max_bytes`]).
     pub fn new(capacity: u32, max_key_size: u32, max_value_size: u32) -> Result<Params, String> {
+        Params::with_bytes(capacity, max_key_size, max_value_size, 0)
+    }
+
+    /// Validates the requested sizes and derives the layout, or says what is wrong.
+    /// `max_bytes` 0 means [`default_max_bytes`].
+    pub fn with_bytes(
+        capacity: u32,
+        max_key_size: u32,
+        max_value_size: u32,
+        max_bytes: u64,
+    ) -> Result<Params, String> {
         if capacity == 0 || capacity > MAX_CAPACITY {
             return Err(format!(
                 "capacity must be between 1 and {MAX_CAPACITY}: received {capacity}"
@@ -315,23 +421,35 @@ impl Params {
                 "max_value_size must be between 1 and {MAX_VALUE_SIZE}: received {max_value_size}"
             ));
         }
-        let slot = slot_size_of(max_key_size, max_value_size);
+        let max_bytes = if max_bytes == 0 {
+            default_max_bytes(capacity, max_key_size, max_value_size)
+        } else {
+            max_bytes
+        };
+        if !(MIN_MAX_BYTES..=MAX_MAX_BYTES).contains(&max_bytes) {
+            return Err(format!(
+                "max_bytes must be between {MIN_MAX_BYTES} and {MAX_MAX_BYTES}: received {max_bytes}"
+            ));
+        }
         let table = table_size_of(capacity);
-        let slots = capacity + 1;
-        let file = file_size_of(capacity, max_key_size, max_value_size);
+        let (budget, spare) = chunks_of(max_key_size, max_value_size, max_bytes);
+        let file = file_size_of(capacity, max_key_size, max_value_size, max_bytes);
         if file > MAX_FILE_SIZE {
             return Err(format!(
-                "the cache file would take {file} bytes, more than {MAX_FILE_SIZE}: lower capacity or the key and value sizes"
+                "the cache file would take {file} bytes, more than {MAX_FILE_SIZE}: lower capacity or max_bytes"
             ));
         }
         Ok(Params {
             capacity,
             max_key_size,
             max_value_size,
-            // Bounded by the checks above: slot < 66 MiB, table <= 2^25.
-            slot_size: slot as u32,
+            max_bytes,
+            slot_size: SLOT_HEADER_SIZE as u32,
+            // Bounded by the checks above: table <= 2^25, chunks <= 2^29.
             table_size: table as u32,
-            slots,
+            slots: capacity + 1,
+            budget_chunks: budget as u32,
+            chunks: (budget + spare) as u32,
             file_size: file,
         })
     }
@@ -350,6 +468,21 @@ impl Params {
     pub fn slot_offset(&self, i: u32) -> usize {
         self.slots_offset() + i as usize * self.slot_size as usize
     }
+
+    /// Byte offset of chunk 0.
+    pub fn chunks_offset(&self) -> usize {
+        self.slots_offset() + self.slots as usize * self.slot_size as usize
+    }
+
+    /// Byte offset of chunk `i` (the caller checks `i < chunks`).
+    pub fn chunk_offset(&self, i: u32) -> usize {
+        self.chunks_offset() + i as usize * CHUNK_SIZE
+    }
+
+    /// Chunks of the largest entry: [`chunks_for`]`(max_key_size + max_value_size)`.
+    pub fn largest_chunks(&self) -> u32 {
+        chunks_for(u64::from(self.max_key_size) + u64::from(self.max_value_size)) as u32
+    }
 }
 
 #[cfg(test)]
@@ -360,19 +493,29 @@ mod tests {
     fn params_validate_and_derive_sizes() {
         let p = Params::new(100, 512, 4096).unwrap();
         assert_eq!(p.table_size, 256);
-        assert_eq!(
-            p.slot_size as usize,
-            (48 + 512 + 4096usize).next_multiple_of(8)
-        );
+        assert_eq!(p.slot_size, 56);
+        // Default budget: 100 entries of the largest size (19 chunks of 248 bytes).
+        assert_eq!(p.max_bytes, 100 * 19 * 256);
+        assert_eq!((p.budget_chunks, p.chunks), (1900, 1919));
         assert_eq!(
             p.file_size as usize,
-            HEADER_SIZE + 256 * 8 + 101 * p.slot_size as usize
+            HEADER_SIZE + 256 * 8 + 101 * 56 + 1919 * 256
         );
+        let big = Params::new(1 << 20, 512, 4096).unwrap();
+        assert_eq!(big.max_bytes, DEFAULT_MAX_BYTES);
+        let b = Params::with_bytes(100, 512, 65536, 1000).unwrap();
+        // 3 chunks of budget; the spare is at most the budget.
+        assert_eq!((b.budget_chunks, b.chunks), (3, 6));
+        assert!(Params::with_bytes(1, 1, 1, 255).is_err());
+        assert!(Params::with_bytes(1, 1, 1, MAX_MAX_BYTES + 1).is_err());
+        assert_eq!(Params::with_bytes(1, 1, 1, 256).unwrap().chunks, 2);
         assert_eq!(Params::new(1, 1, 1).unwrap().table_size, 8);
         assert!(Params::new(0, 1, 1).is_err());
         assert!(Params::new(MAX_CAPACITY + 1, 1, 1).is_err());
         assert!(Params::new(1, 0, 1).is_err());
         assert!(Params::new(1, 1, MAX_VALUE_SIZE + 1).is_err());
-        assert!(Params::new(MAX_CAPACITY, MAX_KEY_SIZE, MAX_VALUE_SIZE).is_err());
+        assert!(
+            Params::with_bytes(MAX_CAPACITY, MAX_KEY_SIZE, MAX_VALUE_SIZE, MAX_MAX_BYTES).is_err()
+        );
     }
 }

@@ -4,7 +4,7 @@
 //! - [`region`]: opening, creating and validating the file, and mapping it.
 //! - [`lock`]: the write lock (owner handles named by liveness ids that the kernel holds,
 //!   dead-owner takeover, bounded waits).
-//! - [`table`]: the hash table, slots and SIEVE queue inside the mapping.
+//! - [`table`]: the hash table, slots, chunk chains and SIEVE queue inside the mapping.
 //!
 //! Concurrency design:
 //! - Readers take no lock and never wait for a writer. A sequence counter in the header
@@ -23,7 +23,8 @@
 //! - Writers take the lock word in the header (see [`lock`]), make the counter odd, write,
 //!   make it even, and release. A writer that finds the counter odd on taking the lock
 //!   knows its predecessor died (or panicked) mid-write, and rebuilds the structure from
-//!   the slots whose checksums verify before going on (see [`table::Table::rebuild`]).
+//!   the slots whose chains and checksums verify before going on (see
+//!   [`table::Table::rebuild`]).
 //!   Waiting for a live owner is bounded: `set` gives up after [`SET_WAIT`] and does not
 //!   store (the call still returns its value; a later `set` finding the same owner still
 //!   there gives up at once), `delete` and `clear` give up after [`LONG_WAIT`] with
@@ -125,7 +126,8 @@ pub enum Get {
 pub enum Set {
     /// Stored (inserted or replaced).
     Stored,
-    /// Not stored: the key or value is larger than the slot sizes (counted).
+    /// Not stored: the key or value is larger than its size limit, or the entry larger than
+    /// the whole byte budget (counted).
     Skipped,
     /// Not stored: a live process kept the write lock for [`SET_WAIT`] (stopped, or in a
     /// debugger); not counted.
@@ -143,6 +145,10 @@ pub struct Info {
     pub evictions: u64,
     pub max_key_size: u64,
     pub max_value_size: u64,
+    /// Bytes of the chunks that the entries hold (at most `max_bytes`).
+    pub bytes: u64,
+    /// The byte budget of the entries.
+    pub max_bytes: u64,
 }
 
 /// A handle on a shared cache file: one mapping, usable from any thread.
@@ -173,7 +179,8 @@ impl ShmStore {
     /// processes and works with the file's sizes, which [`ShmStore::params`] and
     /// [`ShmStore::info`] report (the caller compares them with what it asked for and
     /// warns). A file of other sizes that no one has open is replaced by one of the sizes
-    /// asked for. See [`region`].
+    /// asked for. See [`region`]. The byte budget is the default (see
+    /// [`ShmStore::open_sized`]).
     pub fn open(
         path: &Path,
         capacity: u32,
@@ -181,12 +188,27 @@ impl ShmStore {
         max_value_size: u32,
         ttl_ms: f64,
     ) -> Result<ShmStore, ShmError> {
-        let params = Params::new(capacity, max_key_size, max_value_size).map_err(|m| {
-            ShmError::new(
-                Status::InvalidArgument,
-                format!("Cannot open the shared cache {}: {m}", path.display()),
-            )
-        })?;
+        ShmStore::open_sized(path, capacity, max_key_size, max_value_size, 0, ttl_ms)
+    }
+
+    /// [`ShmStore::open`] with a byte budget: the entries' keys and values (in chunks of
+    /// [`layout::CHUNK_SIZE`] bytes, see [`layout`]) take at most `max_bytes` bytes (0:
+    /// [`layout::default_max_bytes`]).
+    pub fn open_sized(
+        path: &Path,
+        capacity: u32,
+        max_key_size: u32,
+        max_value_size: u32,
+        max_bytes: u64,
+        ttl_ms: f64,
+    ) -> Result<ShmStore, ShmError> {
+        let params = Params::with_bytes(capacity, max_key_size, max_value_size, max_bytes)
+            .map_err(|m| {
+                ShmError::new(
+                    Status::InvalidArgument,
+                    format!("Cannot open the shared cache {}: {m}", path.display()),
+                )
+            })?;
         let (region, file) = open_with_own_file(path, params)?;
         // SAFETY: the region maps `region.params().file_size` bytes (page-aligned) whose
         // identity line matches `region.params()`, and is kept alive in the same struct as
@@ -524,13 +546,13 @@ impl ShmStore {
     }
 
     /// Stores `key -> value` inserted at `now` (ms), replacing the value and time of an
-    /// existing key; evicts by SIEVE when full. A key or value larger than the slot sizes
-    /// is skipped and counted. When a live process keeps the lock for [`SET_WAIT`]
+    /// existing key; evicts by SIEVE until a slot and enough of the byte budget are free.
+    /// A key or value larger than its size limit, or an entry larger than the whole byte
+    /// budget, is skipped and counted. When a live process keeps the lock for [`SET_WAIT`]
     /// (stopped, or in a debugger), nothing is stored ([`Set::Busy`]); while that same
     /// owner keeps it, later calls give up without waiting.
     pub fn set(&self, key: &[u8], value: &[u8], now: f64) -> Result<Set, ShmError> {
-        let p = self.table.params();
-        if key.len() > p.max_key_size as usize || value.len() > p.max_value_size as usize {
+        if !self.table.fits(key.len(), value.len()) {
             self.counters()
                 .oversize_skips
                 .fetch_add(1, Ordering::Relaxed);
@@ -641,6 +663,8 @@ impl ShmStore {
             evictions: c.evictions,
             max_key_size: u64::from(p.max_key_size),
             max_value_size: u64::from(p.max_value_size),
+            bytes: self.table.bytes_used(),
+            max_bytes: p.max_bytes,
         }
     }
 
@@ -671,6 +695,8 @@ fn backoff(attempt: u32) {
     }
 }
 
+#[cfg(test)]
+mod chunk_tests;
 #[cfg(test)]
 mod open_tests;
 #[cfg(test)]

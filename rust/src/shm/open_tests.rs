@@ -52,7 +52,8 @@ fn reopening_a_full_file_costs_in_proportion_to_its_fill() {
     let d = TempDir::new();
     let p = d.file("c");
     let n: u32 = 200_000;
-    let s = ShmStore::open(&p, n, 16, 16, 0.0).unwrap();
+    let bytes = u64::from(n) * layout::CHUNK_SIZE as u64;
+    let s = ShmStore::open_sized(&p, n, 16, 16, bytes, 0.0).unwrap();
     let t = Instant::now();
     for i in 0..u64::from(n) {
         let e = entry(i);
@@ -64,11 +65,11 @@ fn reopening_a_full_file_costs_in_proportion_to_its_fill() {
     let mut reopen = std::time::Duration::MAX;
     for _ in 0..3 {
         let t = Instant::now();
-        let s = ShmStore::open(&p, n, 16, 16, 0.0).unwrap();
+        let s = ShmStore::open_sized(&p, n, 16, 16, bytes, 0.0).unwrap();
         reopen = reopen.min(t.elapsed());
         drop(s);
     }
-    let s = ShmStore::open(&p, n, 16, 16, 0.0).unwrap();
+    let s = ShmStore::open_sized(&p, n, 16, 16, bytes, 0.0).unwrap();
     assert_eq!(s.len(), n as usize, "the reopened file keeps every entry");
     let mut out = [0u8; 16];
     for i in [0, 1, u64::from(n) / 2, u64::from(n) - 1] {

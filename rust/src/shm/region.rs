@@ -370,15 +370,21 @@ fn identity(file: &File, shown: &str) -> Result<(Option<Params>, FileId), ShmErr
     {
         return Ok((None, file_id));
     }
-    let Ok(p) = Params::new(
+    let max_bytes = u64_at(offset_of!(Header, max_bytes));
+    if max_bytes == 0 {
+        return Ok((None, file_id)); // 0 asks for the default: never in a valid file
+    }
+    let Ok(p) = Params::with_bytes(
         u32_at(offset_of!(Header, capacity)),
         u32_at(offset_of!(Header, max_key_size)),
         u32_at(offset_of!(Header, max_value_size)),
+        max_bytes,
     ) else {
         return Ok((None, file_id));
     };
     let exact = u32_at(offset_of!(Header, slot_size)) == p.slot_size
         && u32_at(offset_of!(Header, table_size)) == p.table_size
+        && u32_at(offset_of!(Header, chunks)) == p.chunks
         && u64_at(offset_of!(Header, file_size)) == p.file_size
         && u64::try_from(st.st_size).ok() == Some(p.file_size);
     Ok((exact.then_some(p), file_id))
@@ -501,12 +507,15 @@ fn init_file(file: &File, params: Params, shown: &str) -> Result<(), ShmError> {
         (&raw mut (*h).max_value_size).write(params.max_value_size);
         (&raw mut (*h).slot_size).write(params.slot_size);
         (&raw mut (*h).table_size).write(params.table_size);
+        (&raw mut (*h).chunks).write(params.chunks);
+        (&raw mut (*h).max_bytes).write(params.max_bytes);
         (&raw mut (*h).file_size).write(params.file_size);
         (&raw mut (*h).hash_check).write(hash_check());
         (&raw mut (*h).head).write(AtomicU32::new(NIL));
         (&raw mut (*h).tail).write(AtomicU32::new(NIL));
         (&raw mut (*h).hand).write(AtomicU32::new(NIL));
         (&raw mut (*h).free_head).write(AtomicU32::new(NIL));
+        (&raw mut (*h).chunk_free_head).write(AtomicU32::new(NIL));
     }
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! The hash table, the slots and the SIEVE queue inside a mapped file.
 //!
 //! Every index read from the file (bucket contents, queue links, the hand, the free
-//! list, lengths) is checked against the handle's own copy of the parameters before it
+//! lists, chunk links, lengths) is checked against the handle's own copy of the parameters before it
 //! is used, so a corrupted or hostile file can make an operation fail with [`Corrupt`]
 //! (after which the caller rebuilds, see [`Table::rebuild`]) but never makes it read or
 //! write outside the mapping.
@@ -18,8 +18,8 @@
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 
 use super::layout::{
-    BUCKET_SIZE, COUNTER_LIMIT, HEADER_SIZE, Header, NIL, Params, SLOT_FREE, SLOT_HEADER_SIZE,
-    SLOT_LIVE, SlotHeader, checksum,
+    BUCKET_SIZE, CHUNK_HEADER_SIZE, CHUNK_PAYLOAD, COUNTER_LIMIT, ChunkHeader, HEADER_SIZE, Header,
+    NIL, Params, SLOT_FREE, SLOT_LIVE, SlotHeader, checksum, chunks_for,
 };
 use crate::hash::{fixed_state, hash_bytes};
 
@@ -66,12 +66,17 @@ pub enum Read {
     Inconsistent,
 }
 
-/// One slot: its header and the address of its key bytes (value bytes follow at
-/// `max_key_size`).
+/// One slot: the header of an entry (its bytes are in its chunk chain).
 #[derive(Clone, Copy)]
 pub struct Slot<'a> {
     pub h: &'a SlotHeader,
-    bytes: *mut u8,
+}
+
+/// One chunk: its header and the address of its payload.
+#[derive(Clone, Copy)]
+struct Chunk<'a> {
+    h: &'a ChunkHeader,
+    payload: *mut u8,
 }
 
 /// A view of the structure of a mapped file.
@@ -80,8 +85,7 @@ pub struct Slot<'a> {
 /// `base` points to a shared mapping of `p.file_size` bytes that other processes modify
 /// concurrently; the owner ([`super::ShmStore`]) keeps the mapping alive as long as the
 /// view. All mutable state is accessed through atomics or raw-pointer copies, never
-/// through Rust references to plain bytes, except under the lock (see
-/// [`Table::entry_bytes`]).
+/// through Rust references to plain bytes.
 pub struct Table {
     base: *mut u8,
     p: Params,
@@ -148,42 +152,117 @@ impl Table {
         if i >= self.p.slots {
             return Err(Corrupt);
         }
-        // SAFETY: `i < slots`, so the slot lies within the mapping (Params::new sized
-        // it); slot offsets are multiples of 8; the header's fields are atomics.
+        // SAFETY: `i < slots`, so the slot lies within the mapping (Params sized it); slot
+        // offsets are multiples of 8; the header's fields are atomics.
         unsafe {
             let at = self.base.add(self.p.slot_offset(i));
             Ok(Slot {
                 h: &*at.cast::<SlotHeader>(),
-                bytes: at.add(SLOT_HEADER_SIZE),
             })
         }
     }
 
-    fn key_ptr(&self, s: Slot<'_>) -> *mut u8 {
-        s.bytes
-    }
-
-    fn value_ptr(&self, s: Slot<'_>) -> *mut u8 {
-        // SAFETY: the value area follows the key area of max_key_size bytes in the slot.
-        unsafe { s.bytes.add(self.p.max_key_size as usize) }
-    }
-
-    /// Whether the stored key of `s` equals `key` (`key.len() <= max_key_size`).
-    fn key_eq(&self, s: Slot<'_>, key: &[u8]) -> bool {
-        debug_assert!(key.len() <= self.p.max_key_size as usize);
-        if key.is_empty() {
-            return true;
+    /// Chunk `i`, or [`Corrupt`] when `i` is not a chunk number.
+    fn chunk(&self, i: u32) -> Result<Chunk<'_>, Corrupt> {
+        if i >= self.p.chunks {
+            return Err(Corrupt);
         }
-        // SAFETY: both ranges are valid for `key.len()` bytes (the key area holds
-        // max_key_size bytes); memcmp reads raw bytes and creates no Rust reference to the
-        // shared memory, which a writer may be changing (the caller validates afterwards).
+        // SAFETY: `i < chunks`, so the chunk lies within the mapping (Params sized it);
+        // chunk offsets are multiples of 8; the header's fields are atomics, the payload is
+        // only accessed through raw copies.
         unsafe {
-            libc::memcmp(
-                self.key_ptr(s).cast::<libc::c_void>(),
-                key.as_ptr().cast::<libc::c_void>(),
-                key.len(),
-            ) == 0
+            let at = self.base.add(self.p.chunk_offset(i));
+            Ok(Chunk {
+                h: &*at.cast::<ChunkHeader>(),
+                payload: at.add(CHUNK_HEADER_SIZE),
+            })
         }
+    }
+
+    /// Walks the bytes `offset..offset + len` of the entry of slot `slot` (its key then its
+    /// value, across its chain), calling `f(piece, at, n)` for each piece: `n` bytes at
+    /// `piece` in the mapping that are bytes `at..at + n` of the range. Stops with
+    /// `Ok(false)` when `f` returns false, else `Ok(true)`. Bounded and lock-free: visits
+    /// at most `chunk_count` chunks (itself at most the largest entry's), each a chunk
+    /// number owned by `slot`; the range must lie within `chunk_count` chunks. A broken
+    /// chain is [`Corrupt`]; torn data is the caller's to detect (checksum, counter).
+    fn walk(
+        &self,
+        slot: u32,
+        s: Slot<'_>,
+        offset: usize,
+        len: usize,
+        mut f: impl FnMut(*mut u8, usize, usize) -> bool,
+    ) -> Result<bool, Corrupt> {
+        let count = s.h.chunk_count.load(Relaxed);
+        if count > self.p.largest_chunks() || offset + len > count as usize * CHUNK_PAYLOAD {
+            return Err(Corrupt);
+        }
+        if len == 0 {
+            return Ok(true);
+        }
+        let end = offset + len;
+        let mut cur = s.h.first_chunk.load(Relaxed);
+        let mut start = 0usize; // stream offset of `cur`'s payload
+        for _ in 0..count {
+            let c = self.chunk(cur)?;
+            if c.h.owner.load(Relaxed) != slot {
+                return Err(Corrupt);
+            }
+            let stop = start + CHUNK_PAYLOAD;
+            if stop > offset {
+                let from = offset.max(start);
+                let to = end.min(stop);
+                // SAFETY: `from - start < to - start <= CHUNK_PAYLOAD`: within the payload.
+                let piece = unsafe { c.payload.add(from - start) };
+                if !f(piece, from - offset, to - from) {
+                    return Ok(false);
+                }
+                if to == end {
+                    return Ok(true);
+                }
+            }
+            start = stop;
+            cur = c.h.next.load(Relaxed);
+        }
+        Err(Corrupt)
+    }
+
+    /// Copies the bytes `offset..offset + out.len()` of the entry of `slot` into `out`
+    /// (see [`Table::walk`]). Lock-free: the copy may be torn, which the caller detects.
+    fn copy_out(
+        &self,
+        slot: u32,
+        s: Slot<'_>,
+        offset: usize,
+        out: &mut [u8],
+    ) -> Result<(), Corrupt> {
+        let dst = out.as_mut_ptr();
+        self.walk(slot, s, offset, out.len(), |piece, at, n| {
+            // SAFETY: `walk` gives `at + n <= out.len()` and a piece of `n` bytes within a
+            // chunk's payload; `out` is the caller's memory, not in the mapping. A raw copy
+            // creates no reference to the shared bytes, which a writer may be changing.
+            unsafe { std::ptr::copy_nonoverlapping(piece, dst.add(at), n) };
+            true
+        })?;
+        Ok(())
+    }
+
+    /// Whether the stored key of slot `slot` equals `key` (whose length the caller
+    /// compared with `key_len`). Lock-free, see [`Table::walk`].
+    fn key_eq(&self, slot: u32, s: Slot<'_>, key: &[u8]) -> Result<bool, Corrupt> {
+        self.walk(slot, s, 0, key.len(), |piece, at, n| {
+            // SAFETY: `piece` is valid for `n` bytes of the mapping, `key[at..at + n]`
+            // exists (`walk` bounds it by `key.len()`); memcmp reads raw bytes and creates
+            // no Rust reference to the shared memory.
+            unsafe {
+                libc::memcmp(
+                    piece.cast::<libc::c_void>(),
+                    key.as_ptr().add(at).cast::<libc::c_void>(),
+                    n,
+                ) == 0
+            }
+        })
     }
 
     /// Finds `key`: `(bucket, slot)`. Lock-free: may return anything on torn data, but
@@ -205,7 +284,7 @@ impl Table {
             if (e >> 32) as u32 == tag
                 && s.h.key_hash.load(Relaxed) == hash
                 && s.h.key_len.load(Relaxed) as usize == key.len()
-                && self.key_eq(s, key)
+                && self.key_eq(slot, s, key)?
             {
                 return Ok(Some((b, slot)));
             }
@@ -231,12 +310,10 @@ impl Table {
         let inserted_at_bits = s.h.inserted_at.load(Relaxed);
         let checksum = s.h.checksum.load(Relaxed);
         let visited = s.h.visited.load(Relaxed) != 0;
-        if len <= out.len() {
-            // SAFETY: the value area holds max_value_size >= len bytes and `out` at least
-            // len; `out` is the caller's buffer, not in the mapping. The source may be
-            // changing under a writer: the caller validates the copy with the sequence
-            // counter and the checksum before using it.
-            unsafe { std::ptr::copy_nonoverlapping(self.value_ptr(s), out.as_mut_ptr(), len) };
+        // The source may be changing under a writer: the caller validates the copy with
+        // the sequence counter and the checksum before using it.
+        if len <= out.len() && self.copy_out(slot, s, key.len(), &mut out[..len]).is_err() {
+            return Read::Inconsistent;
         }
         Read::Found {
             slot,
@@ -247,55 +324,51 @@ impl Table {
         }
     }
 
-    /// The key and value bytes of slot `s`, when its lengths are in range.
-    ///
-    /// Under the lock only: then no writer changes the bytes while the slices live.
-    fn entry_bytes(&self, s: Slot<'_>) -> Option<(&[u8], &[u8])> {
+    /// Copies the key and value of slot `i` into `key` and `value` when its lengths are
+    /// in range, its chain has the length they imply and holds them. Lock-free (the copy
+    /// may be torn, which the caller detects).
+    fn entry_copy(&self, i: u32, key: &mut Vec<u8>, value: &mut Vec<u8>) -> bool {
+        let Ok(s) = self.slot(i) else { return false };
         let klen = s.h.key_len.load(Relaxed) as usize;
         let vlen = s.h.value_len.load(Relaxed) as usize;
-        if klen > self.p.max_key_size as usize || vlen > self.p.max_value_size as usize {
-            return None;
+        if klen > self.p.max_key_size as usize
+            || vlen > self.p.max_value_size as usize
+            || u64::from(s.h.chunk_count.load(Relaxed)) != chunks_for((klen + vlen) as u64)
+        {
+            return false;
         }
-        // SAFETY: the lengths are within the slot's key and value areas; under the lock
-        // no other process writes these bytes (readers only read, and only set `visited`,
-        // which is in the header), so shared references are sound while the lock is held.
-        unsafe {
-            Some((
-                std::slice::from_raw_parts(self.key_ptr(s), klen),
-                std::slice::from_raw_parts(self.value_ptr(s), vlen),
-            ))
-        }
+        key.resize(klen, 0);
+        value.resize(vlen, 0);
+        self.copy_out(i, s, 0, key).is_ok() && self.copy_out(i, s, klen, value).is_ok()
     }
 
-    /// Whether slot `i` holds an entry whose hash and checksum verify. Under the lock.
+    /// Whether slot `i` holds an entry whose chain, hash and checksum verify. Under the
+    /// lock.
     pub fn verify(&self, i: u32) -> bool {
-        let Ok(s) = self.slot(i) else { return false };
-        let Some((key, value)) = self.entry_bytes(s) else {
-            return false;
-        };
-        let hash = s.h.key_hash.load(Relaxed);
-        hash == self.hash(key)
-            && s.h.checksum.load(Relaxed)
-                == self.checksum(hash, s.h.inserted_at.load(Relaxed), key, value)
+        self.verify_copy(i, &mut Vec::new(), &mut Vec::new())
     }
 
     /// Copies the value of slot `i` into `out` (which must be large enough). Under the lock.
     pub fn copy_value(&self, i: u32, out: &mut [u8]) -> Result<usize, Corrupt> {
         let s = self.slot(i)?;
-        let (_, value) = self.entry_bytes(s).ok_or(Corrupt)?;
-        out.get_mut(..value.len())
-            .ok_or(Corrupt)?
-            .copy_from_slice(value);
-        Ok(value.len())
+        let klen = s.h.key_len.load(Relaxed) as usize;
+        let vlen = s.h.value_len.load(Relaxed) as usize;
+        if vlen > self.p.max_value_size as usize {
+            return Err(Corrupt);
+        }
+        self.copy_out(i, s, klen, out.get_mut(..vlen).ok_or(Corrupt)?)?;
+        Ok(vlen)
     }
 
     /// Stores `key -> value` with insertion time `now_bits` and the precomputed checksum.
     /// Replaces the value and time of an existing key (keeping its queue place and visited
-    /// bit) by copy on write: the new entry is written completely into a free slot (the
-    /// file has a spare one) before the old slot is freed, so a writer killed at any
-    /// instant leaves the old or the new entry for [`Table::rebuild`], never neither.
-    /// Otherwise evicts by SIEVE when full. Returns whether an entry was evicted. Under the
-    /// lock; `key` and `value` fit the slot sizes.
+    /// bit) by copy on write: the new entry is written completely into a free slot and
+    /// free chunks (the file has a spare slot and spare chunks) before the old slot and
+    /// chunks are freed, so a writer killed at any instant leaves the old or the new
+    /// entry for [`Table::rebuild`], never neither. Evicts by SIEVE until a slot and
+    /// enough chunks are free for the entry within the byte budget (other entries only,
+    /// when replacing). Returns the number of entries evicted. Under the lock; `key` and
+    /// `value` fit the sizes and the budget (see [`Table::fits`]).
     pub fn store(
         &self,
         key: &[u8],
@@ -303,22 +376,43 @@ impl Table {
         value: &[u8],
         now_bits: u64,
         sum: u64,
-    ) -> Result<bool, Corrupt> {
-        if key.len() > self.p.max_key_size as usize || value.len() > self.p.max_value_size as usize
-        {
+    ) -> Result<u32, Corrupt> {
+        if !self.fits(key.len(), value.len()) {
             return Err(Corrupt);
         }
+        let need = chunks_for((key.len() + value.len()) as u64) as u32;
+        let budget = self.p.budget_chunks;
         let h = self.header();
-        let len = h.len.load(Relaxed);
-        if len > self.p.capacity {
+        if h.len.load(Relaxed) > self.p.capacity || h.chunks_used.load(Relaxed) > budget {
             return Err(Corrupt);
         }
-        if let Some((bucket, old)) = self.find(key, hash)? {
+        let mut evicted = 0;
+        if let Some((_, old)) = self.find(key, hash)? {
             let o = self.slot(old)?;
             if o.h.state.load(Relaxed) != SLOT_LIVE {
                 return Err(Corrupt);
             }
-            // len <= capacity < slots: a free slot exists unless the file is corrupt.
+            let old_count = o.h.chunk_count.load(Relaxed);
+            // Room for the new chunks once the old ones are freed: evict others. Ends,
+            // since `need <= budget`: with `old` alone, used - old_count is 0.
+            loop {
+                let used = h.chunks_used.load(Relaxed);
+                let others = used.checked_sub(old_count).ok_or(Corrupt)?;
+                if u64::from(others) + u64::from(need) <= u64::from(budget) {
+                    break;
+                }
+                self.evict(old)?;
+                evicted += 1;
+            }
+            // Eviction may have moved `old`'s bucket (backward shift): find it again.
+            let Some((bucket, found)) = self.find(key, hash)? else {
+                return Err(Corrupt);
+            };
+            if found != old {
+                return Err(Corrupt);
+            }
+            // len <= capacity < slots: a free slot exists unless the file is corrupt; and
+            // used + need <= budget + old_count <= budget + spare chunks.
             let slot = self.alloc()?;
             let s = self.write_entry(slot, key, hash, value, now_bits, sum)?;
             s.h.visited.store(o.h.visited.load(Relaxed), Relaxed);
@@ -328,26 +422,42 @@ impl Table {
                 Relaxed,
             );
             self.replace_in_queue(old, slot)?;
-            o.h.state.store(SLOT_FREE, Relaxed);
-            o.h.older.store(h.free_head.load(Relaxed), Relaxed);
-            h.free_head.store(old, Relaxed);
-            return Ok(false);
+            self.free_slot(old)?;
+            return Ok(evicted);
         }
-        let evicted = len == self.p.capacity;
-        if evicted {
-            self.evict()?;
+        while h.len.load(Relaxed) >= self.p.capacity
+            || u64::from(h.chunks_used.load(Relaxed)) + u64::from(need) > u64::from(budget)
+        {
+            self.evict(NIL)?;
+            evicted += 1;
         }
         let slot = self.alloc()?;
         self.write_entry(slot, key, hash, value, now_bits, sum)?;
         self.table_insert(hash, slot)?;
         self.push_head(slot)?;
-        h.len.store(len - u32::from(evicted) + 1, Relaxed);
+        h.len.store(h.len.load(Relaxed) + 1, Relaxed);
         Ok(evicted)
     }
 
-    /// Writes a complete entry into the free slot `slot` and only then marks it live, so
-    /// that a rebuild after a crash here never resurrects a half-written or stale entry.
-    /// The entry is not yet indexed nor queued. Under the lock.
+    /// Whether an entry of these key and value lengths may be stored: within the key and
+    /// value sizes, and its chunks within the byte budget.
+    pub fn fits(&self, key_len: usize, value_len: usize) -> bool {
+        key_len <= self.p.max_key_size as usize
+            && value_len <= self.p.max_value_size as usize
+            && chunks_for((key_len + value_len) as u64) <= u64::from(self.p.budget_chunks)
+    }
+
+    /// Bytes of the chunks that the entries hold (at most `max_bytes`: more is corruption,
+    /// reported as is until a check repairs it). Lock-free.
+    pub fn bytes_used(&self) -> u64 {
+        u64::from(self.header().chunks_used.load(Relaxed)) * super::layout::CHUNK_SIZE as u64
+    }
+
+    /// Writes a complete entry into the free slot `slot` (its bytes into a new chain of
+    /// free chunks, counted in `chunks_used`) and only then marks it live, so that a
+    /// rebuild after a crash here never resurrects a half-written or stale entry (the
+    /// chunks taken are then free again: a rebuild frees every chunk no kept entry
+    /// holds). The entry is not yet indexed nor queued. Under the lock.
     fn write_entry(
         &self,
         slot: u32,
@@ -358,21 +468,114 @@ impl Table {
         sum: u64,
     ) -> Result<Slot<'_>, Corrupt> {
         let s = self.slot(slot)?;
+        let total = key.len() + value.len();
+        let count = chunks_for(total as u64) as u32;
+        let mut first = NIL;
+        let mut prev: Option<Chunk<'_>> = None;
+        for k in 0..count as usize {
+            let i = self.alloc_chunk()?;
+            let c = self.chunk(i)?;
+            c.h.owner.store(slot, Relaxed);
+            c.h.next.store(NIL, Relaxed);
+            let (from, to) = (k * CHUNK_PAYLOAD, ((k + 1) * CHUNK_PAYLOAD).min(total));
+            // The stream's bytes from..to: a part of the key, then a part of the value.
+            let kpart = key
+                .get(from.min(key.len())..to.min(key.len()))
+                .unwrap_or(&[]);
+            let vfrom = from.saturating_sub(key.len());
+            let vpart = value.get(vfrom..to - key.len().min(to)).unwrap_or(&[]);
+            // SAFETY: kpart.len() + vpart.len() == to - from <= CHUNK_PAYLOAD bytes, within
+            // the payload; the sources are the caller's memory. Readers may read
+            // concurrently: the sequence counter is odd, so they discard what they read
+            // unless its checksum verifies.
+            unsafe {
+                std::ptr::copy_nonoverlapping(kpart.as_ptr(), c.payload, kpart.len());
+                std::ptr::copy_nonoverlapping(
+                    vpart.as_ptr(),
+                    c.payload.add(kpart.len()),
+                    vpart.len(),
+                );
+            }
+            match prev {
+                None => first = i,
+                Some(p) => p.h.next.store(i, Relaxed),
+            }
+            prev = Some(c);
+        }
+        let h = self.header();
+        h.chunks_used
+            .store(h.chunks_used.load(Relaxed) + count, Relaxed);
         s.h.key_hash.store(hash, Relaxed);
         s.h.inserted_at.store(now_bits, Relaxed);
         s.h.checksum.store(sum, Relaxed);
         s.h.key_len.store(key.len() as u32, Relaxed);
         s.h.value_len.store(value.len() as u32, Relaxed);
+        s.h.first_chunk.store(first, Relaxed);
+        s.h.chunk_count.store(count, Relaxed);
         s.h.visited.store(0, Relaxed);
         s.h.newer.store(NIL, Relaxed);
         s.h.older.store(NIL, Relaxed);
-        // SAFETY: the key area holds max_key_size >= key.len() bytes (checked by `store`);
-        // `key` is the caller's memory, not in the mapping. Readers may read concurrently:
-        // the sequence counter is odd, so they discard what they read.
-        unsafe { std::ptr::copy_nonoverlapping(key.as_ptr(), self.key_ptr(s), key.len()) };
-        self.write_value(s, value);
         s.h.state.store(SLOT_LIVE, Relaxed);
         Ok(s)
+    }
+
+    /// Frees the slot `slot` (already out of the table and the queue) and its chain: each
+    /// chunk must be owned by it (so a chunk is never freed for an entry that does not
+    /// hold it), and the chain as long as the slot says. Under the lock.
+    fn free_slot(&self, slot: u32) -> Result<(), Corrupt> {
+        let h = self.header();
+        let s = self.slot(slot)?;
+        let count = s.h.chunk_count.load(Relaxed);
+        let used = h
+            .chunks_used
+            .load(Relaxed)
+            .checked_sub(count)
+            .ok_or(Corrupt)?;
+        if count > self.p.largest_chunks() {
+            return Err(Corrupt);
+        }
+        s.h.state.store(SLOT_FREE, Relaxed);
+        s.h.older.store(h.free_head.load(Relaxed), Relaxed);
+        h.free_head.store(slot, Relaxed);
+        let mut cur = s.h.first_chunk.load(Relaxed);
+        for k in 0..count {
+            let c = self.chunk(cur)?;
+            if c.h.owner.load(Relaxed) != slot {
+                return Err(Corrupt);
+            }
+            let next = c.h.next.load(Relaxed);
+            if (k + 1 == count) != (next == NIL) {
+                return Err(Corrupt);
+            }
+            c.h.owner.store(NIL, Relaxed);
+            c.h.next.store(h.chunk_free_head.load(Relaxed), Relaxed);
+            h.chunk_free_head.store(cur, Relaxed);
+            cur = next;
+        }
+        s.h.first_chunk.store(NIL, Relaxed);
+        s.h.chunk_count.store(0, Relaxed);
+        h.chunks_used.store(used, Relaxed);
+        Ok(())
+    }
+
+    /// Takes a free chunk (its owner and link are the caller's to set). Under the lock.
+    fn alloc_chunk(&self) -> Result<u32, Corrupt> {
+        let h = self.header();
+        let free = h.chunk_free_head.load(Relaxed);
+        if free != NIL {
+            let c = self.chunk(free)?;
+            if c.h.owner.load(Relaxed) != NIL || free >= h.chunk_next_unused.load(Relaxed) {
+                return Err(Corrupt);
+            }
+            h.chunk_free_head.store(c.h.next.load(Relaxed), Relaxed);
+            return Ok(free);
+        }
+        let next = h.chunk_next_unused.load(Relaxed);
+        let c = self.chunk(next)?;
+        // Free before it counts as used (a rebuild frees it anyway if no entry holds it).
+        c.h.owner.store(NIL, Relaxed);
+        h.chunk_next_unused.store(next + 1, Relaxed);
+        Ok(next)
     }
 
     /// Puts slot `new` at the queue place of slot `old` (links, head, tail, hand), leaving
@@ -402,13 +605,6 @@ impl Table {
         Ok(())
     }
 
-    fn write_value(&self, s: Slot<'_>, value: &[u8]) {
-        // SAFETY: the value area holds max_value_size >= value.len() bytes (checked by the
-        // caller); `value` is the caller's memory. Concurrent readers discard what they
-        // read because the sequence counter is odd.
-        unsafe { std::ptr::copy_nonoverlapping(value.as_ptr(), self.value_ptr(s), value.len()) };
-    }
-
     /// Takes a free slot. Under the lock.
     fn alloc(&self) -> Result<u32, Corrupt> {
         let h = self.header();
@@ -429,8 +625,10 @@ impl Table {
         Ok(next)
     }
 
-    /// Evicts one entry by SIEVE. Under the lock; the store is not empty.
-    fn evict(&self) -> Result<(), Corrupt> {
+    /// Evicts one entry by SIEVE, never `exclude` (the entry being replaced; [`NIL`]:
+    /// none), which the hand passes as if visited. Under the lock; the store holds an
+    /// entry other than `exclude`.
+    fn evict(&self, exclude: u32) -> Result<(), Corrupt> {
         let h = self.header();
         let len = h.len.load(Relaxed);
         if len == 0 {
@@ -452,6 +650,18 @@ impl Table {
                 return Err(Corrupt);
             }
             steps += 1;
+            if steps > 2 * rounds {
+                return Err(Corrupt); // only `exclude` on the queue, or a loop
+            }
+            if cur == exclude {
+                let newer = s.h.newer.load(Relaxed);
+                cur = if newer == NIL {
+                    h.tail.load(Relaxed)
+                } else {
+                    newer
+                };
+                continue;
+            }
             if s.h.visited.load(Relaxed) == 0 || steps > rounds {
                 h.hand.store(s.h.newer.load(Relaxed), Relaxed);
                 self.remove_slot(cur)?;
@@ -493,9 +703,7 @@ impl Table {
             h.hand.store(s.h.newer.load(Relaxed), Relaxed);
         }
         self.unlink(slot)?;
-        s.h.state.store(SLOT_FREE, Relaxed);
-        s.h.older.store(h.free_head.load(Relaxed), Relaxed);
-        h.free_head.store(slot, Relaxed);
+        self.free_slot(slot)?;
         h.len.store(len, Relaxed);
         Ok(())
     }
@@ -676,20 +884,26 @@ impl Table {
         for b in 0..self.p.table_size {
             self.bucket(b).store(0, Relaxed);
         }
-        for field in [&h.head, &h.tail, &h.hand, &h.free_head] {
+        for field in [&h.head, &h.tail, &h.hand, &h.free_head, &h.chunk_free_head] {
             field.store(NIL, Relaxed);
         }
         h.len.store(0, Relaxed);
-        // Slots at or past next_unused are ignored by rebuild and reset by alloc.
+        h.chunks_used.store(0, Relaxed);
+        // Slots and chunks at or past the never-used marks are ignored by rebuild and
+        // reset by alloc.
         h.next_unused.store(0, Relaxed);
+        h.chunk_next_unused.store(0, Relaxed);
     }
 
-    /// Rebuilds the table, queue, free list and length from the slots whose checksums
-    /// verify; every other slot is freed. Used after a writer died mid-write or when an
-    /// inconsistency is found. The queue is ordered by insertion time (the SIEVE order
-    /// before the failure is not recorded anywhere that could be trusted); the hand
-    /// restarts at the tail; of two entries with the same key the newer is kept. Under
-    /// the lock.
+    /// Rebuilds the table, queue, free lists, length and chunk count from the slots whose
+    /// chains and checksums verify; every other slot and every chunk that no kept entry
+    /// holds is freed. Used after a writer died mid-write or when an inconsistency is
+    /// found. The queue is ordered by insertion time (the SIEVE order before the failure
+    /// is not recorded anywhere that could be trusted); the hand restarts at the tail; of
+    /// two entries with the same key the newer is kept; an entry whose chain shares a
+    /// chunk with a kept entry's, or loops, is dropped; so are the oldest entries beyond
+    /// the capacity or the byte budget. O(table_size + slots + chunks + entry bytes).
+    /// Under the lock.
     pub fn rebuild(&self) {
         let h = self.header();
         for b in 0..self.p.table_size {
@@ -697,11 +911,14 @@ impl Table {
         }
         let used = h.next_unused.load(Relaxed).min(self.p.slots);
         h.next_unused.store(used, Relaxed);
+        let chunks_touched = h.chunk_next_unused.load(Relaxed).min(self.p.chunks);
+        h.chunk_next_unused.store(chunks_touched, Relaxed);
         let mut live: Vec<(f64, u32)> = Vec::new();
         let mut free = NIL;
+        let (mut key, mut value) = (Vec::new(), Vec::new());
         for i in (0..used).rev() {
             let Ok(s) = self.slot(i) else { continue };
-            if s.h.state.load(Relaxed) == SLOT_LIVE && self.verify(i) {
+            if s.h.state.load(Relaxed) == SLOT_LIVE && self.verify_copy(i, &mut key, &mut value) {
                 live.push((f64::from_bits(s.h.inserted_at.load(Relaxed)), i));
                 s.h.visited
                     .store(u32::from(s.h.visited.load(Relaxed) != 0), Relaxed);
@@ -717,22 +934,34 @@ impl Table {
         for field in [&h.head, &h.tail, &h.hand] {
             field.store(NIL, Relaxed);
         }
+        let mut held = vec![0u64; (self.p.chunks as usize).div_ceil(64)];
+        let mut chunks_used = 0u32;
+        let mut chain = Vec::new();
         let mut kept: Vec<u32> = Vec::with_capacity(live.len());
         for &(_, i) in &live {
             let Ok(s) = self.slot(i) else { continue };
             let hash = s.h.key_hash.load(Relaxed);
-            let dup = match self.entry_bytes(s) {
-                Some((key, _)) => !matches!(self.find(key, hash), Ok(None)),
-                None => true,
-            };
-            // At most `capacity` entries: a crash mid-update leaves two slots of one key
-            // (deduplicated above); a corrupt file may claim more, the oldest go.
-            let full = kept.len() >= self.p.capacity as usize;
-            if dup || full || self.table_insert(hash, i).is_err() {
+            let dup = !self.entry_copy(i, &mut key, &mut value)
+                || !matches!(self.find(&key, hash), Ok(None));
+            // At most `capacity` entries and `budget_chunks` chunks: a crash mid-update
+            // leaves two slots of one key (deduplicated above); a corrupt file may claim
+            // more, the oldest go.
+            let count = s.h.chunk_count.load(Relaxed);
+            let full = kept.len() >= self.p.capacity as usize
+                || u64::from(chunks_used) + u64::from(count) > u64::from(self.p.budget_chunks);
+            let claimed =
+                !dup && !full && self.claim_chain(i, &mut held, &mut chain, chunks_touched);
+            if !claimed || self.table_insert(hash, i).is_err() {
+                if claimed {
+                    for &c in &chain {
+                        held[c as usize / 64] &= !(1u64 << (c % 64));
+                    }
+                }
                 s.h.state.store(SLOT_FREE, Relaxed);
                 s.h.older.store(free, Relaxed);
                 free = i;
             } else {
+                chunks_used += count;
                 kept.push(i);
             }
         }
@@ -743,6 +972,83 @@ impl Table {
         }
         h.len.store(kept.len() as u32, Relaxed);
         h.free_head.store(free, Relaxed);
+        // Every touched chunk that no kept entry holds is free.
+        let mut free_chunk = NIL;
+        for c in (0..chunks_touched).rev() {
+            if held[c as usize / 64] & (1u64 << (c % 64)) == 0
+                && let Ok(ch) = self.chunk(c)
+            {
+                ch.h.owner.store(NIL, Relaxed);
+                ch.h.next.store(free_chunk, Relaxed);
+                free_chunk = c;
+            }
+        }
+        h.chunk_free_head.store(free_chunk, Relaxed);
+        h.chunks_used.store(chunks_used, Relaxed);
+    }
+
+    /// Marks the chunks of slot `slot`'s chain in `held` when they are all free of other
+    /// claims (no chunk of a kept entry, no loop), below `limit` (the never-used mark),
+    /// owned by `slot`, and the chain ends where its count says; leaves its chunks in
+    /// `chain`. Otherwise marks nothing and returns false. Under the lock (rebuild).
+    fn claim_chain(&self, slot: u32, held: &mut [u64], chain: &mut Vec<u32>, limit: u32) -> bool {
+        chain.clear();
+        let ok = self.chain_of(slot, chain, limit).is_ok()
+            && chain
+                .iter()
+                .all(|&c| held[c as usize / 64] & (1u64 << (c % 64)) == 0);
+        if !ok {
+            return false;
+        }
+        for (n, &c) in chain.iter().enumerate() {
+            let bit = 1u64 << (c % 64);
+            if held[c as usize / 64] & bit != 0 {
+                // The chain loops: undo.
+                for &d in &chain[..n] {
+                    held[d as usize / 64] &= !(1u64 << (d % 64));
+                }
+                return false;
+            }
+            held[c as usize / 64] |= bit;
+        }
+        true
+    }
+
+    /// The chunks of slot `slot`'s chain, into `chain`: `chunk_count` chunk numbers below
+    /// `limit`, each owned by `slot`, the last one's `next` [`NIL`]; the count must be the
+    /// one its lengths imply. Bounded and lock-free (a wrong verdict on torn data).
+    fn chain_of(&self, slot: u32, chain: &mut Vec<u32>, limit: u32) -> Result<(), String> {
+        let s = self.slot(slot).map_err(|_| format!("no slot {slot}"))?;
+        let klen = u64::from(s.h.key_len.load(Relaxed));
+        let vlen = u64::from(s.h.value_len.load(Relaxed));
+        let count = s.h.chunk_count.load(Relaxed);
+        if u64::from(count) != chunks_for(klen + vlen) || count > self.p.largest_chunks() {
+            return Err(format!("slot {slot} has a chain of the wrong length"));
+        }
+        let mut cur = s.h.first_chunk.load(Relaxed);
+        for k in 0..count {
+            if cur >= limit {
+                return Err(format!(
+                    "slot {slot} links to chunk {cur}, not a used chunk"
+                ));
+            }
+            let c = self
+                .chunk(cur)
+                .map_err(|_| format!("slot {slot}: bad chunk link"))?;
+            if c.h.owner.load(Relaxed) != slot {
+                return Err(format!("chunk {cur} of slot {slot} is not owned by it"));
+            }
+            chain.push(cur);
+            let next = c.h.next.load(Relaxed);
+            if (k + 1 == count) != (next == NIL) {
+                return Err(format!("slot {slot} has a chain of the wrong length"));
+            }
+            cur = next;
+        }
+        if count == 0 && cur != NIL {
+            return Err(format!("slot {slot} has a chain of the wrong length"));
+        }
+        Ok(())
     }
 
     /// Checks every invariant; returns the first violation. Under the lock, or with no
@@ -760,11 +1066,17 @@ impl Table {
     /// the hand on the queue, every queued entry live, verifying its checksum and found
     /// by a lookup of its own key, as many buckets in use as `len` (so no stale or
     /// duplicate bucket), no bucket naming a slot twice, the free list made of free
-    /// slots without a loop, and `free + len == next_unused` (no leaked slot).
+    /// slots without a loop, and `free + len == next_unused` (no leaked slot); and the
+    /// chunks: each entry's chain as long as its lengths imply, ending in [`NIL`], made of
+    /// used chunks that it owns, no chunk in two chains (nor twice in one: a cycle), the
+    /// chunks held equal to `chunks_used` and within the budget, the free chunk list made
+    /// of ownerless chunks held by no entry, without a loop, and `free + held ==
+    /// chunk_next_unused` (no leaked chunk).
     ///
-    /// Cost: one pass over the buckets, one over the queue (a lookup and a checksum per
-    /// entry: expected O(1) probes at a load factor of at most 1/2, plus the entry's
-    /// bytes), one over the free list: O(table_size + slots + bytes of the entries).
+    /// Cost: one pass over the buckets, one over the queue (a lookup, a chain walk and a
+    /// checksum per entry: expected O(1) probes at a load factor of at most 1/2, plus the
+    /// entry's bytes), one over each free list: O(table_size + slots + chunks + bytes of
+    /// the entries).
     /// (It used to look up each entry's bucket by a scan of the whole table: quadratic,
     /// 17.6 s to reopen a file of 200k entries.) That every queued entry's lookup ends on
     /// a bucket of its own needs no map from slots to buckets: the queue walk visits
@@ -818,7 +1130,16 @@ impl Table {
         if buckets != len {
             return Err(broken(format!("{buckets} buckets used, len is {len}")));
         }
-        // The queue, from the head.
+        // The queue, from the head, with the chunks of each entry's chain.
+        let chunks_touched = h.chunk_next_unused.load(Relaxed);
+        if chunks_touched > self.p.chunks {
+            return Err(broken(format!(
+                "{chunks_touched} chunks used, more than the file's"
+            )));
+        }
+        let mut held = vec![0u64; (self.p.chunks as usize).div_ceil(64)];
+        let mut chain = Vec::new();
+        let mut chunks_used = 0u64;
         let mut key = Vec::new();
         let mut value = Vec::new();
         let mut count = 0u32;
@@ -837,7 +1158,18 @@ impl Table {
             if s.h.state.load(Relaxed) != SLOT_LIVE {
                 return Err(broken(format!("slot {cur} on the queue is not live")));
             }
-            if !self.verify_copy(s, &mut key, &mut value) {
+            chain.clear();
+            self.chain_of(cur, &mut chain, chunks_touched)
+                .map_err(broken)?;
+            for &c in &chain {
+                let (word, bit) = (c as usize / 64, 1u64 << (c % 64));
+                if held[word] & bit != 0 {
+                    return Err(broken(format!("chunk {c} is held twice")));
+                }
+                held[word] |= bit;
+            }
+            chunks_used += chain.len() as u64;
+            if !self.verify_copy(cur, &mut key, &mut value) {
                 return Err(broken(format!("slot {cur} fails its checksum")));
             }
             match self.find(&key, s.h.key_hash.load(Relaxed)) {
@@ -882,26 +1214,53 @@ impl Table {
                 "slot leak: {free} free + {len} live != {used} used"
             )));
         }
+        // The chunks: as many held as counted, within the budget; the free chunk list
+        // made of free chunks that no entry holds, without a loop; none leaked.
+        let counted = h.chunks_used.load(Relaxed);
+        if chunks_used != u64::from(counted) || counted > self.p.budget_chunks {
+            return Err(broken(format!(
+                "entries hold {chunks_used} chunks, {counted} counted (budget {})",
+                self.p.budget_chunks
+            )));
+        }
+        let mut free_chunks = 0u64;
+        let mut c = h.chunk_free_head.load(Relaxed);
+        while c != NIL {
+            poll()?;
+            if c >= chunks_touched {
+                return Err(broken(format!("free chunk {c} was never used")));
+            }
+            let ch = self
+                .chunk(c)
+                .map_err(|_| broken("bad free chunk link".into()))?;
+            if ch.h.owner.load(Relaxed) != NIL {
+                return Err(broken(format!("free chunk {c} has an owner")));
+            }
+            let (word, bit) = (c as usize / 64, 1u64 << (c % 64));
+            if held[word] & bit != 0 {
+                return Err(broken(format!(
+                    "chunk {c} is free and held, or the free chunk list loops"
+                )));
+            }
+            held[word] |= bit;
+            free_chunks += 1;
+            c = ch.h.next.load(Relaxed);
+        }
+        if free_chunks + chunks_used != u64::from(chunks_touched) {
+            return Err(broken(format!(
+                "chunk leak: {free_chunks} free + {chunks_used} held != {chunks_touched} used"
+            )));
+        }
         Ok(())
     }
 
-    /// Whether the entry of `s` verifies (lengths in range, hash of the key, checksum),
-    /// hashing copies of its bytes, which are left in `key` and `value`. Lock-free: the
-    /// bytes may be torn, which the caller detects (see [`Table::check`]).
-    fn verify_copy(&self, s: Slot<'_>, key: &mut Vec<u8>, value: &mut Vec<u8>) -> bool {
-        let klen = s.h.key_len.load(Relaxed) as usize;
-        let vlen = s.h.value_len.load(Relaxed) as usize;
-        if klen > self.p.max_key_size as usize || vlen > self.p.max_value_size as usize {
+    /// Whether the entry of slot `i` verifies (lengths in range, its chain, hash of the
+    /// key, checksum), hashing copies of its bytes, which are left in `key` and `value`.
+    /// Lock-free: the bytes may be torn, which the caller detects (see [`Table::check`]).
+    fn verify_copy(&self, i: u32, key: &mut Vec<u8>, value: &mut Vec<u8>) -> bool {
+        let Ok(s) = self.slot(i) else { return false };
+        if !self.entry_copy(i, key, value) {
             return false;
-        }
-        key.resize(klen, 0);
-        value.resize(vlen, 0);
-        // SAFETY: the key and value areas hold max_key_size >= klen and max_value_size >=
-        // vlen bytes; the destinations are our own vectors of those lengths. Raw copies
-        // create no reference to the shared bytes, which a writer may be changing.
-        unsafe {
-            std::ptr::copy_nonoverlapping(self.key_ptr(s), key.as_mut_ptr(), klen);
-            std::ptr::copy_nonoverlapping(self.value_ptr(s), value.as_mut_ptr(), vlen);
         }
         let hash = s.h.key_hash.load(Relaxed);
         hash == self.hash(key)
@@ -915,10 +1274,10 @@ impl Table {
         let mut out = Vec::new();
         let mut cur = self.header().head.load(Relaxed);
         while let Ok(s) = self.slot(cur) {
-            let key = self
-                .entry_bytes(s)
-                .map(|(k, _)| k.to_vec())
-                .unwrap_or_default();
+            let mut key = Vec::new();
+            if !self.entry_copy(cur, &mut key, &mut Vec::new()) {
+                key.clear();
+            }
             out.push((key, s.h.visited.load(Relaxed) != 0));
             cur = s.h.older.load(Relaxed);
             if out.len() > self.p.capacity as usize {

@@ -37,6 +37,19 @@ fn open(path: &Path, cap: u32) -> ShmStore {
     ShmStore::open(path, cap, 64, 256, 0.0).unwrap()
 }
 
+/// Byte offset in the file of byte `at` (< 248) of the entry in slot `slot` (its key then
+/// value bytes): in its first chunk.
+fn entry_offset(s: &ShmStore, slot: u32, at: usize) -> usize {
+    let first = s
+        .table()
+        .slot(slot)
+        .unwrap()
+        .h
+        .first_chunk
+        .load(Ordering::Relaxed);
+    s.params().chunk_offset(first) + layout::CHUNK_HEADER_SIZE + at
+}
+
 fn get(s: &ShmStore, key: &[u8]) -> Option<Vec<u8>> {
     get_at(s, key, 0.0)
 }
@@ -72,7 +85,11 @@ fn peek_counts_nothing_and_marks_nothing() {
     assert_eq!(s.peek(b"a", &mut out, 105.0).unwrap(), Get::Hit(1));
     assert_eq!(&out[..1], b"1");
     assert_eq!(s.peek(b"zz", &mut out, 105.0).unwrap(), Get::Miss);
-    assert_eq!(s.peek(b"a", &mut out, 110.0).unwrap(), Get::Miss, "expired for this handle");
+    assert_eq!(
+        s.peek(b"a", &mut out, 110.0).unwrap(),
+        Get::Miss,
+        "expired for this handle"
+    );
     let i = s.info();
     assert_eq!((i.hits, i.misses), (0, 0), "peeks are not counted");
     // "a" was peeked, never visited: it is still the first victim.
@@ -113,6 +130,7 @@ fn round_trip_delete_clear_and_info() {
             capacity: 4,
             max_key_size: 64,
             max_value_size: 256,
+            max_bytes: 4 * 2 * 256,
             ..Info::default()
         }
     );
@@ -347,12 +365,15 @@ fn parameter_mismatch_recreates_the_file_when_no_one_has_it_open() {
 fn other_version_or_hash_check_recreates_the_file() {
     let d = TempDir::new();
     let p = d.file("c");
-    open(&p, 4).set(b"x", b"1", 0.0).unwrap();
-    let mut bytes = std::fs::read(&p).unwrap();
-    bytes[8] = 99; // version
-    std::fs::write(&p, &bytes).unwrap();
+    // 4: the format before chunks (its file would be misread as chunks), 99: any other.
+    for version in [4u8, 99] {
+        open(&p, 4).set(b"x", b"1", 0.0).unwrap();
+        let mut bytes = std::fs::read(&p).unwrap();
+        bytes[8] = version;
+        std::fs::write(&p, &bytes).unwrap();
+        assert_eq!(get(&open(&p, 4), b"x"), None, "version {version}");
+    }
     let s = open(&p, 4);
-    assert_eq!(get(&s, b"x"), None);
     s.set(b"x", b"1", 0.0).unwrap();
     drop(s);
     let mut bytes = std::fs::read(&p).unwrap();
@@ -444,8 +465,7 @@ fn a_corrupt_value_is_a_miss_and_is_dropped() {
     let p = d.file("c");
     let s = open(&p, 4);
     s.set(b"k", b"value", 0.0).unwrap();
-    let params = s.params();
-    let at = params.slot_offset(0) + layout::SLOT_HEADER_SIZE + params.max_key_size as usize;
+    let at = entry_offset(&s, 0, 1);
     let mut bytes = std::fs::read(&p).unwrap();
     assert_eq!(&bytes[at..at + 5], b"value");
     bytes[at] = b'X';
@@ -516,8 +536,7 @@ fn a_dead_lock_holder_is_recovered_within_a_second() {
     // update done (a value byte changed, and the queue head pointing nowhere useful).
     h.lock.store(lock::dead_word(), Ordering::Relaxed);
     h.seq.fetch_add(1, Ordering::Relaxed);
-    let params = s.params();
-    let at = params.slot_offset(3) + layout::SLOT_HEADER_SIZE + params.max_key_size as usize;
+    let at = entry_offset(&s, 3, 1);
     let mut bytes = std::fs::read(&p).unwrap();
     bytes[at] ^= 0xff;
     bytes[256..260].copy_from_slice(&5u32.to_le_bytes());
