@@ -34,6 +34,12 @@
  * [--stores=shared,SieveCache] [--target-ms=100] [--repeats=3]`. `--json` prints a
  * {@linkcode ScaleReport} (what `scripts/bench_report.ts` reads).
  *
+ * To profile a hit: `deno run -A --v8-flags=--perf-basic-prof bench/scale.ts
+ * --store="memory (native)" --size=4000000 --loop=5 [--hot] [--dependent]` runs hits for
+ * 5 s after the fill (it writes `ready` on stderr when the fill is done: attach
+ * `perf record -p` then) and prints ns per hit; set `WARP_CACHE_ENGINE` for the memory
+ * stores.
+ *
  * @module
  */
 
@@ -427,6 +433,47 @@ async function measure(cfg: Config): Promise<ScaleResult> {
   return result;
 }
 
+/**
+ * A hit loop to profile (`--loop=<seconds>`): fills the store, writes `ready` on stderr,
+ * then calls it with present keys for `seconds` and prints ns per hit. `hot`: the keys of
+ * `hit, 1k hot keys`; `dependent`: each key depends on the previous hit's value, so that
+ * no two hits' cache misses overlap.
+ */
+function hitLoop(cfg: Config, seconds: number, hot: boolean, dependent: boolean): void {
+  const n = cfg.entries;
+  const s = open(cfg, `scale_loop_${Deno.pid}`);
+  fill(s, n);
+  const random = rng(n);
+  const keys = new Int32Array(SAMPLE_LENGTH);
+  const spread = Math.min(HOT_KEYS, n);
+  for (let i = 0; i < SAMPLE_LENGTH; i++) {
+    keys[i] = hot
+      ? Math.floor(Math.floor(random() * spread) * (n / spread))
+      : Math.floor(random() * n);
+  }
+  const mask = SAMPLE_LENGTH - 1;
+  const call = s.call;
+  console.error("ready");
+  const start = performance.now();
+  const end = start + seconds * 1000;
+  let calls = 0;
+  let v = 0;
+  while (performance.now() < end) {
+    if (dependent) {
+      for (let i = 0; i < 100_000; i++) v = call(keys[(i + (v & 1)) & mask]!);
+    } else {
+      for (let i = 0; i < 100_000; i++) v += call(keys[i & mask]!);
+    }
+    calls += 100_000;
+  }
+  sink += v;
+  console.log(
+    `${cfg.store} ${n}${hot ? " hot" : ""}${dependent ? " dependent" : ""}: ${
+      (((performance.now() - start) * 1e6) / calls).toFixed(0)
+    } ns per hit`,
+  );
+}
+
 // ---------------------------------------------------------------- parent
 
 /** Free bytes of the file system holding `dir` (`df`), or `undefined` when unknown. */
@@ -554,13 +601,14 @@ export async function scale(options: {
   };
 }
 
-/** Formats ns: `ns` below 10 µs, then µs, then ms. */
+/** Formats ns: `ns` below 1 µs, then µs, then ms. */
 export function fmtTime(x: number | undefined): string {
   if (x === undefined || !Number.isFinite(x)) return "-";
   if (x >= 1e7) return `${(x / 1e6).toFixed(0)} ms`;
   if (x >= 1e6) return `${(x / 1e6).toFixed(1)} ms`;
   if (x >= 1e5) return `${(x / 1e3).toFixed(0)} µs`;
   if (x >= 1e4) return `${(x / 1e3).toFixed(1)} µs`;
+  if (x >= 1e3) return `${(x / 1e3).toFixed(2)} µs`;
   if (x >= 100) return `${x.toFixed(0)} ns`;
   return `${x.toFixed(1)} ns`;
 }
@@ -569,7 +617,27 @@ if (import.meta.main) {
   const store = flagValue("store");
   const targetMs = Number(flagValue("target-ms") ?? 100);
   const repeats = Number(flagValue("repeats") ?? 3);
-  if (store !== undefined) {
+  const seconds = flagValue("loop");
+  if (store !== undefined && seconds !== undefined) {
+    check((STORES as readonly string[]).includes(store), `unknown store ${store}`);
+    const dir = Deno.makeTempDirSync({ prefix: "warp_scale_loop_" });
+    try {
+      hitLoop(
+        {
+          store: store as StoreName,
+          entries: Number(flagValue("size")),
+          dir,
+          targetMs,
+          repeats,
+        },
+        Number(seconds),
+        Deno.args.includes("--hot"),
+        Deno.args.includes("--dependent"),
+      );
+    } finally {
+      Deno.removeSync(dir, { recursive: true });
+    }
+  } else if (store !== undefined) {
     check((STORES as readonly string[]).includes(store), `unknown store ${store}`);
     const result = await measure({
       store: store as StoreName,

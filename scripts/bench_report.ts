@@ -19,10 +19,11 @@
  * library) are left out with a note in the report. Raw outputs go to `bench/.out/`.
  *
  * Usage: `deno run -A scripts/bench_report.ts [--runs=3] [--no-build] [--quick]
- * [--only scale]` (`--quick`: 1 run, shorter simulator traces and the scale step at 1k
- * and 100k entries only, for trying the harness; `--only scale`: runs the scale step
- * alone and replaces the "Scale" section of the existing `bench/RESULTS.md`, keeping the
- * other sections as they are).
+ * [--only scale [--reuse]]` (`--quick`: 1 run, shorter simulator traces and the scale
+ * step at 1k and 100k entries only, for trying the harness; `--only scale`: runs the
+ * scale step alone and replaces the "Scale" section of the existing `bench/RESULTS.md`,
+ * keeping the other sections as they are; `--reuse`: takes the scale step's last output,
+ * `bench/.out/scale.json.txt`, instead of running it, to rewrite the section's text).
  *
  * @module
  */
@@ -280,8 +281,15 @@ if (probe.stdout.trim() !== "native") {
   notes.push("The native library does not load: `cache()` ran on the TypeScript engine only.");
 }
 
-/** Runs `bench/scale.ts`; `undefined` (with a note) when it fails. */
+/**
+ * Runs `bench/scale.ts` (with `--reuse`: reads its last output from `bench/.out/`
+ * instead); `undefined` (with a note) when it fails.
+ */
 async function scaleStep(): Promise<ScaleReport | undefined> {
+  if (args.includes("--reuse")) {
+    log("scale: reusing bench/.out/scale.json.txt");
+    return JSON.parse(await Deno.readTextFile(`${outDir}scale.json.txt`)) as ScaleReport;
+  }
   log(`scale (bench/scale.ts${quick ? " --quick" : ""})`);
   const res = await sh(Deno.execPath(), [
     "run",
