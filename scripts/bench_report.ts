@@ -9,15 +9,21 @@
  * 3. `npm install` in `bench/peers/` when lmdb is missing there, then
  *    `bench/peers/lmdb_bench.ts` `--runs` times with `--node-modules-dir=manual`;
  * 4. the hit-ratio simulator (`bench/sim.ts`), the memory footprint
- *    (`bench/footprint.ts`), 1 against 2 processes (`bench/shared_procs.ts`);
+ *    (`bench/footprint.ts`), 1 against 2 processes (`bench/shared_procs.ts`), the costs
+ *    against the cache's size (`bench/scale.ts`, about 3 minutes);
  * 5. the report: ns per call (median of the runs' means), each as a ratio to the floor
- *    and to each peer, the targets of issue #4 met or missed, the miss-ratio table.
+ *    and to each peer, the targets of issue #4 met or missed, the miss-ratio table, the
+ *    scale tables (their chart: `bench/scale.svg`).
  *
  * Cases that cannot run (shared backend not available, lmdb not installed, no native
  * library) are left out with a note in the report. Raw outputs go to `bench/.out/`.
  *
- * Usage: `deno run -A scripts/bench_report.ts [--runs=3] [--no-build] [--quick]`
- * (`--quick`: 1 run and shorter simulator traces, for trying the harness).
+ * Usage: `deno run -A scripts/bench_report.ts [--runs=3] [--no-build] [--quick]
+ * [--only scale [--reuse]]` (`--quick`: 1 run, shorter simulator traces and the scale
+ * step at 1k and 100k entries only, for trying the harness; `--only scale`: runs the
+ * scale step alone and replaces the "Scale" section of the existing `bench/RESULTS.md`,
+ * keeping the other sections as they are; `--reuse`: takes the scale step's last output,
+ * `bench/.out/scale.json.txt`, instead of running it, to rewrite the section's text).
  *
  * @module
  */
@@ -29,6 +35,8 @@ import { BATCH } from "../bench/_workload.ts";
 import type { SimReport } from "../bench/sim.ts";
 import type { Footprint } from "../bench/footprint.ts";
 import type { ProcsReport } from "../bench/shared_procs.ts";
+import type { ScaleReport } from "../bench/scale.ts";
+import { SCALE_HEADING, scaleFindings, scaleSection, scaleSpec } from "./_scale_report.ts";
 
 const root = new URL("../", import.meta.url).pathname;
 const benchDir = `${root}bench/`;
@@ -39,6 +47,15 @@ const args = Deno.args;
 const quick = args.includes("--quick");
 const runsArg = args.find((a) => a.startsWith("--runs="));
 const RUNS = runsArg ? Number(runsArg.slice(7)) : quick ? 1 : 3;
+const onlyAt = args.findIndex((a) => a === "--only" || a.startsWith("--only="));
+const only = onlyAt < 0
+  ? undefined
+  : args[onlyAt]!.startsWith("--only=")
+  ? args[onlyAt]!.slice(7)
+  : args[onlyAt + 1];
+if (only !== undefined && only !== "scale") {
+  throw new TypeError(`Cannot run the bench report: --only must be "scale": received ${only}`);
+}
 
 const notes: string[] = [];
 const t0 = performance.now();
@@ -264,6 +281,57 @@ if (probe.stdout.trim() !== "native") {
   notes.push("The native library does not load: `cache()` ran on the TypeScript engine only.");
 }
 
+/**
+ * Runs `bench/scale.ts` (with `--reuse`: reads its last output from `bench/.out/`
+ * instead); `undefined` (with a note) when it fails.
+ */
+async function scaleStep(): Promise<ScaleReport | undefined> {
+  if (args.includes("--reuse")) {
+    log("scale: reusing bench/.out/scale.json.txt");
+    return JSON.parse(await Deno.readTextFile(`${outDir}scale.json.txt`)) as ScaleReport;
+  }
+  log(`scale (bench/scale.ts${quick ? " --quick" : ""})`);
+  const res = await sh(Deno.execPath(), [
+    "run",
+    "-A",
+    "bench/scale.ts",
+    "--json",
+    ...(quick ? ["--quick"] : []),
+  ]);
+  await Deno.writeTextFile(`${outDir}scale.json.txt`, res.stdout);
+  await Deno.writeTextFile(`${outDir}scale.err.txt`, res.stderr);
+  if (res.ok) return JSON.parse(res.stdout) as ScaleReport;
+  notes.push(`The scale script failed: ${tail(res.stderr)}`);
+  return undefined;
+}
+
+/** Writes `bench/scale.svg` from a scale report. */
+async function writeScaleChart(report: ScaleReport): Promise<void> {
+  const view = new vega.View(vega.parse(compile(scaleSpec(report)).spec), { renderer: "none" });
+  await Deno.writeTextFile(`${benchDir}scale.svg`, await view.toSVG());
+  view.finalize();
+}
+
+if (only === "scale") {
+  const report = await scaleStep();
+  if (report === undefined) throw new Error(notes.join("\n"));
+  const old = await Deno.readTextFile(`${benchDir}RESULTS.md`);
+  const lines = old.replace(/\n+$/, "").split("\n");
+  const from = lines.indexOf(SCALE_HEADING);
+  let to = from < 0 ? lines.length : lines.findIndex((l, i) => i > from && /^## /.test(l));
+  if (to < 0) to = lines.length;
+  const section = scaleSection(report, scaleFindings(report));
+  const kept = from < 0 ? [...lines, ""] : lines.slice(0, from);
+  await Deno.writeTextFile(
+    `${benchDir}RESULTS.md`,
+    [...kept, ...section, ...lines.slice(to)].join("\n") + "\n",
+  );
+  await writeScaleChart(report);
+  await sh(Deno.execPath(), ["fmt", "bench/RESULTS.md", "bench/scale.svg"]);
+  log("replaced the Scale section of bench/RESULTS.md; wrote bench/scale.svg");
+  Deno.exit(0);
+}
+
 const machineRows = await machine();
 const engine = native ? "native" : "ts";
 const renameWarp = (tag: string) => (name: string): string =>
@@ -355,6 +423,8 @@ await Deno.writeTextFile(`${outDir}shared_procs.json.txt`, prRes.stdout);
 let procs: ProcsReport | undefined;
 if (prRes.ok) procs = JSON.parse(prRes.stdout) as ProcsReport;
 else notes.push(`The processes script failed: ${tail(prRes.stderr)}`);
+
+const scaleReport = await scaleStep();
 
 const sharedSkipped = sim?.sharedSkipped ?? procs?.sharedSkipped ?? null;
 if (sharedSkipped !== null) {
@@ -820,6 +890,8 @@ if (sim) {
   md.push("");
 }
 
+if (scaleReport) md.push(...scaleSection(scaleReport, scaleFindings(scaleReport)));
+
 await Deno.writeTextFile(`${benchDir}RESULTS.md`, md.join("\n"));
 log("wrote bench/RESULTS.md");
 
@@ -901,5 +973,6 @@ const view = new vega.View(vega.parse(compile(spec).spec), { renderer: "none" })
 await Deno.writeTextFile(`${benchDir}results.svg`, await view.toSVG());
 view.finalize();
 // Keep both files as `deno fmt --check` (part of `deno task check`) wants them.
-await sh(Deno.execPath(), ["fmt", "bench/RESULTS.md", "bench/results.svg"]);
-log("wrote bench/results.svg");
+if (scaleReport) await writeScaleChart(scaleReport);
+await sh(Deno.execPath(), ["fmt", "bench/RESULTS.md", "bench/results.svg", "bench/scale.svg"]);
+log(`wrote bench/results.svg${scaleReport ? " and bench/scale.svg" : ""}`);
