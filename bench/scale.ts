@@ -192,6 +192,8 @@ function open(cfg: Config, name: string): Subject {
           maxSize: n,
           maxKeySize: SLOT_BYTES,
           maxValueSize: SLOT_BYTES,
+          // One 256-byte chunk holds an entry of these sizes: a budget for every entry.
+          maxBytes: n * CHUNK_BYTES,
         })(identity)
         : cache({ maxSize: n })(identity);
       return {
@@ -300,6 +302,9 @@ async function perWholeOp(
   return median(out);
 }
 
+/** Bytes of one chunk of the shared store's byte budget (`CHUNK_SIZE`, rust/src/shm/layout.rs). */
+const CHUNK_BYTES = 256;
+
 function check(ok: boolean, what: string): void {
   if (!ok) throw new Error(`scale: ${what}`);
 }
@@ -346,7 +351,7 @@ async function measure(cfg: Config): Promise<ScaleResult> {
     result.fileBytes = Deno.statSync(`${cfg.dir}/scale_${Deno.pid}.warp`).size;
     const lib = loadNative();
     check(
-      lib !== null && result.fileBytes === sharedFileSize(lib, n, SLOT_BYTES, SLOT_BYTES),
+      lib !== null && result.fileBytes === sharedFileSize(lib, n, SLOT_BYTES, SLOT_BYTES, n * CHUNK_BYTES),
       `file size ${result.fileBytes} is not the formula's`,
     );
   }
@@ -495,7 +500,7 @@ async function freeBytes(dir: string): Promise<number | undefined> {
  */
 async function chooseDir(largest: number): Promise<{ dir: string; kind: string }> {
   const lib = loadNative();
-  const need = lib === null ? 0 : 3 * sharedFileSize(lib, largest, SLOT_BYTES, SLOT_BYTES);
+  const need = lib === null ? 0 : 3 * sharedFileSize(lib, largest, SLOT_BYTES, SLOT_BYTES, largest * CHUNK_BYTES);
   const shm = await freeBytes("/dev/shm");
   if (shm !== undefined && shm > need && Deno.systemMemoryInfo().available > 2 * need) {
     return {
