@@ -351,7 +351,8 @@ async function measure(cfg: Config): Promise<ScaleResult> {
     result.fileBytes = Deno.statSync(`${cfg.dir}/scale_${Deno.pid}.warp`).size;
     const lib = loadNative();
     check(
-      lib !== null && result.fileBytes === sharedFileSize(lib, n, SLOT_BYTES, SLOT_BYTES, n * CHUNK_BYTES),
+      lib !== null &&
+        result.fileBytes === sharedFileSize(lib, n, SLOT_BYTES, SLOT_BYTES, n * CHUNK_BYTES),
       `file size ${result.fileBytes} is not the formula's`,
     );
   }
@@ -500,7 +501,9 @@ async function freeBytes(dir: string): Promise<number | undefined> {
  */
 async function chooseDir(largest: number): Promise<{ dir: string; kind: string }> {
   const lib = loadNative();
-  const need = lib === null ? 0 : 3 * sharedFileSize(lib, largest, SLOT_BYTES, SLOT_BYTES, largest * CHUNK_BYTES);
+  const need = lib === null
+    ? 0
+    : 3 * sharedFileSize(lib, largest, SLOT_BYTES, SLOT_BYTES, largest * CHUNK_BYTES);
   const shm = await freeBytes("/dev/shm");
   if (shm !== undefined && shm > need && Deno.systemMemoryInfo().available > 2 * need) {
     return {
