@@ -20,7 +20,7 @@ export interface ArtifactInfo {
 export const ARTIFACTS: Readonly<Record<string, ArtifactInfo>> = {
   "x86_64-unknown-linux-gnu": {
     file: "libwarp_cache-x86_64-unknown-linux-gnu.so",
-    sha256: "243ab5b2db468f0b7065aeeeed22f278472dbcd2ae7500d92c15aa4ecbf7fcbb",
-    size: 558040,
+    sha256: "d73d7c228fc61075be8f90f2f7bbf4267a4a651877fd20d6eb5d65c77423fb14",
+    size: 586464,
   },
 };
