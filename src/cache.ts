@@ -190,7 +190,7 @@ function wrap(
   const clock = opts.clock === undefined ? undefined : checkedClock(opts.clock);
   // A shared cache's name (given, or the default one) names its file and its listing.
   const cacheName = shared ? (opts.name ?? defaultSharedName(fn, name, site)) : name;
-  let store: Store = createStore(opts, fn, name, cacheName, clock);
+  let store: Store = createStore(opts, name, cacheName, clock);
   const keyFn = opts.key as AnyFunction | undefined;
   // A method keys on `this` (by identity). A shared cache cannot key on identity, so a
   // shared method with a `key` option keys on what `key` returns alone.

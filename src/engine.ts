@@ -56,13 +56,11 @@ function warnFallback(): void {
  * @param sharedName The shared cache's name (given, or the default one): its file.
  * @param clock An injected time source (checked by the caller), or `undefined` for each
  * store's own.
- * @throws {TypeError} If two live functions of this process get one default shared name.
  * @throws {Error} If the shared backend is asked for where it cannot work, or
  * `WARP_CACHE_ENGINE=native` and the library does not load.
  */
 export function createStore(
   opts: ResolvedOptions,
-  fn: (...args: never[]) => unknown,
   name: string,
   sharedName: string,
   clock?: () => number,

@@ -10,12 +10,13 @@ import { EXPIRED_BASE, type NativeSymbols } from "./ffi.ts";
 import { unwrap } from "./errors.ts";
 import {
   type ByteStore,
-  type KeyBytes,
   MISS,
   peeked,
   promisedEntry,
   type Store,
   type StoreInfo,
+  StoreView,
+  type ViewOptions,
 } from "./store.ts";
 
 /** Largest capacity passed to Rust; larger `maxSize` (and `Infinity`) mean unbounded. */
@@ -141,7 +142,7 @@ export class NativeMemoryStore implements ByteStore {
    * lookup), and only with a TTL.
    */
   keyed(clock?: () => number): Store {
-    return new NativeStoreView(this, clock);
+    return new StoreView(this, this.ttlOn, clock, VIEW);
   }
 
   /** Turns the miss counted by the last lookup into a hit (it joined a computation). */
@@ -182,50 +183,10 @@ export class NativeMemoryStore implements ByteStore {
  * lookup). */
 const DEFAULT_TIME = (): number => NaN;
 
-/**
- * The {@linkcode Store} of a {@linkcode NativeMemoryStore}: a class, so that every cache's calls go to
- * the same methods (one call target per call site, which the JIT inlines). Time: the injected clock, else `NaN` (the library's own monotonic clock), read only with a TTL.
- */
-class NativeStoreView implements Store {
-  #s: NativeMemoryStore;
-  #time: () => number;
-  #ttl: boolean;
-
-  constructor(s: NativeMemoryStore, clock: (() => number) | undefined) {
-    this.#s = s;
-    this.#time = clock ?? DEFAULT_TIME;
-    this.#ttl = s.ttlOn;
-  }
-
-  get(k: KeyBytes): unknown {
-    return this.#s.get(k.buf, k.len, this.#ttl ? this.#time() : 0, k.pointer());
-  }
-
-  set(k: KeyBytes, value: unknown, promised: boolean): boolean {
-    return this.#s.set(k.buf, k.len, value, this.#ttl ? this.#time() : 0, promised, k.pointer());
-  }
-
-  peek(k: KeyBytes): unknown {
-    return this.#s.peek(k.buf, k.len, this.#ttl ? this.#time() : 0);
-  }
-
-  delete(k: KeyBytes): boolean {
-    return this.#s.delete(k.buf, k.len);
-  }
-
-  countJoin(): void {
-    this.#s.countJoin();
-  }
-
-  clear(): void {
-    this.#s.clear();
-  }
-
-  info(): StoreInfo {
-    return this.#s.info();
-  }
-
-  close(): void {
-    this.#s.close();
-  }
-}
+/** How {@linkcode StoreView} drives this store. */
+const VIEW: ViewOptions = {
+  defaultTime: DEFAULT_TIME,
+  pointerGets: true,
+  pointerSets: true,
+  stampAlways: false,
+};

@@ -19,7 +19,14 @@ import {
   type NativeSymbols,
 } from "./ffi.ts";
 import { CacheError, Status, unwrap } from "./errors.ts";
-import { type ByteStore, type KeyBytes, MISS, type Store, type StoreInfo } from "./store.ts";
+import {
+  type ByteStore,
+  MISS,
+  type Store,
+  type StoreInfo,
+  StoreView,
+  type ViewOptions,
+} from "./store.ts";
 import {
   decodeValue,
   decodeValueIn,
@@ -383,7 +390,7 @@ export class SharedStore implements ByteStore {
    * @returns The store as `cache()` uses it.
    */
   keyed(clock?: () => number): Store {
-    return new SharedStoreView(this, clock);
+    return new StoreView(this, this.ttlOn, clock, VIEW);
   }
 
   /** Turns one miss counted by this handle into a hit (a lookup that joined a computation). */
@@ -428,50 +435,10 @@ export class SharedStore implements ByteStore {
 /** The time of a store without an injected clock: `NaN`: the library reads Unix time, a clock every process agrees on. */
 const DEFAULT_TIME = (): number => NaN;
 
-/**
- * The {@linkcode Store} of a {@linkcode SharedStore}: a class, so that every cache's calls go to
- * the same methods (one call target per call site, which the JIT inlines). Time: the injected clock, else `NaN` (Unix time read by the library); every insertion is stamped, TTL or not, since another process may judge it with a TTL of its own.
- */
-class SharedStoreView implements Store {
-  #s: SharedStore;
-  #time: () => number;
-  #ttl: boolean;
-
-  constructor(s: SharedStore, clock: (() => number) | undefined) {
-    this.#s = s;
-    this.#time = clock ?? DEFAULT_TIME;
-    this.#ttl = s.ttlOn;
-  }
-
-  get(k: KeyBytes): unknown {
-    return this.#s.get(k.buf, k.len, this.#ttl ? this.#time() : 0, k.pointer());
-  }
-
-  set(k: KeyBytes, value: unknown, promised: boolean): boolean {
-    return this.#s.set(k.buf, k.len, value, this.#time(), promised);
-  }
-
-  peek(k: KeyBytes): unknown {
-    return this.#s.peek(k.buf, k.len, this.#ttl ? this.#time() : 0);
-  }
-
-  delete(k: KeyBytes): boolean {
-    return this.#s.delete(k.buf, k.len);
-  }
-
-  countJoin(): void {
-    this.#s.countJoin();
-  }
-
-  clear(): void {
-    this.#s.clear();
-  }
-
-  info(): StoreInfo {
-    return this.#s.info();
-  }
-
-  close(): void {
-    this.#s.close();
-  }
-}
+/** How {@linkcode StoreView} drives this store. */
+const VIEW: ViewOptions = {
+  defaultTime: DEFAULT_TIME,
+  pointerGets: true,
+  pointerSets: false,
+  stampAlways: true,
+};

@@ -138,3 +138,90 @@ export interface Store {
   /** Releases native resources. Idempotent. */
   close(): void;
 }
+
+/** How a store is driven through its {@linkcode StoreView}. */
+export interface ViewOptions {
+  /** The time of the store when no clock is injected (`NaN`: the library reads its own). */
+  defaultTime: () => number;
+  /** Whether lookups pass the key's address (long-lived buffers) rather than the buffer. */
+  pointerGets: boolean;
+  /** Whether inserts pass the key's address rather than the buffer. */
+  pointerSets: boolean;
+  /** Whether every insertion is stamped with the time, TTL or not (the shared file: another
+   * process may judge the entry with a TTL of its own). */
+  stampAlways: boolean;
+}
+
+/**
+ * The {@linkcode Store} over a {@linkcode ByteStore}: one class for the three stores, so
+ * that every cache's calls go to the same methods (one call target per call site, which the
+ * JIT inlines; per-cache closures measured 3–5 ns slower a hit). Time comes from the
+ * injected clock, else the store's default, and is read only when the store needs it.
+ */
+export class StoreView implements Store {
+  #s: ByteStore;
+  #time: () => number;
+  #ttl: boolean;
+  #stamp: boolean;
+  #pointerGets: boolean;
+  #pointerSets: boolean;
+
+  /**
+   * @param s The store.
+   * @param ttlOn Whether its entries expire.
+   * @param clock The injected clock, or `undefined`.
+   * @param o How the store wants to be called.
+   */
+  constructor(s: ByteStore, ttlOn: boolean, clock: (() => number) | undefined, o: ViewOptions) {
+    this.#s = s;
+    this.#time = clock ?? o.defaultTime;
+    this.#ttl = ttlOn;
+    this.#stamp = ttlOn || o.stampAlways;
+    this.#pointerGets = o.pointerGets;
+    this.#pointerSets = o.pointerSets;
+  }
+
+  get(k: KeyBytes): unknown {
+    return this.#s.get(
+      k.buf,
+      k.len,
+      this.#ttl ? this.#time() : 0,
+      this.#pointerGets ? k.pointer() : undefined,
+    );
+  }
+
+  set(k: KeyBytes, value: unknown, promised: boolean): boolean {
+    return this.#s.set(
+      k.buf,
+      k.len,
+      value,
+      this.#stamp ? this.#time() : 0,
+      promised,
+      this.#pointerSets ? k.pointer() : undefined,
+    );
+  }
+
+  peek(k: KeyBytes): unknown {
+    return this.#s.peek(k.buf, k.len, this.#ttl ? this.#time() : 0);
+  }
+
+  delete(k: KeyBytes): boolean {
+    return this.#s.delete(k.buf, k.len);
+  }
+
+  countJoin(): void {
+    this.#s.countJoin();
+  }
+
+  clear(): void {
+    this.#s.clear();
+  }
+
+  info(): StoreInfo {
+    return this.#s.info();
+  }
+
+  close(): void {
+    this.#s.close();
+  }
+}

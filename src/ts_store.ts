@@ -11,12 +11,13 @@ import { NIL, type Policy, SIEVE, SieveQueue } from "./_sieve_queue.ts";
 import { checkMaxSize, checkTtl, describe } from "./_validate.ts";
 import {
   type ByteStore,
-  type KeyBytes,
   MISS,
   peeked,
   promisedEntry,
   type Store,
   type StoreInfo,
+  StoreView,
+  type ViewOptions,
 } from "./store.ts";
 
 export type { Policy } from "./_sieve_queue.ts";
@@ -305,7 +306,7 @@ export class TsSieveStore implements ByteStore {
    * @returns The store as `cache()` uses it.
    */
   keyed(clock?: () => number): Store {
-    return new TsStoreView(this, clock);
+    return new StoreView(this, this.ttlOn, clock, VIEW);
   }
 
   /**
@@ -476,50 +477,10 @@ export class TsSieveStore implements ByteStore {
 /** The time of a store without an injected clock: Monotonic time in ms. */
 const DEFAULT_TIME = (): number => performance.now();
 
-/**
- * The {@linkcode Store} of a {@linkcode TsSieveStore}: a class, so that every cache's calls go to
- * the same methods (one call target per call site, which the JIT inlines). Time: the injected clock, else `performance.now()`, read only with a TTL.
- */
-class TsStoreView implements Store {
-  #s: TsSieveStore;
-  #time: () => number;
-  #ttl: boolean;
-
-  constructor(s: TsSieveStore, clock: (() => number) | undefined) {
-    this.#s = s;
-    this.#time = clock ?? DEFAULT_TIME;
-    this.#ttl = s.ttlOn;
-  }
-
-  get(k: KeyBytes): unknown {
-    return this.#s.get(k.buf, k.len, this.#ttl ? this.#time() : 0);
-  }
-
-  set(k: KeyBytes, value: unknown, promised: boolean): boolean {
-    return this.#s.set(k.buf, k.len, value, this.#ttl ? this.#time() : 0, promised);
-  }
-
-  peek(k: KeyBytes): unknown {
-    return this.#s.peek(k.buf, k.len, this.#ttl ? this.#time() : 0);
-  }
-
-  delete(k: KeyBytes): boolean {
-    return this.#s.delete(k.buf, k.len);
-  }
-
-  countJoin(): void {
-    this.#s.countJoin();
-  }
-
-  clear(): void {
-    this.#s.clear();
-  }
-
-  info(): StoreInfo {
-    return this.#s.info();
-  }
-
-  close(): void {
-    this.#s.close();
-  }
-}
+/** How {@linkcode StoreView} drives this store. */
+const VIEW: ViewOptions = {
+  defaultTime: DEFAULT_TIME,
+  pointerGets: false,
+  pointerSets: false,
+  stampAlways: false,
+};
