@@ -6,7 +6,7 @@ const ffi = (await Deno.permissions.query({ name: "ffi" })).state === "granted";
 const run = (await Deno.permissions.query({ name: "run" })).state === "granted";
 
 Deno.test("caches() lists each live cache with its name, backend, strategy and info", async () => {
-  const square = cache({ maxSize: 8, strategy: "lru" })(function square(x: number) {
+  const square = cache({ maxSize: 8, strategy: "lru" })(function square(x: number): number {
     return x * x;
   });
   square(2);
@@ -37,10 +37,10 @@ Deno.test("caches() lists each live cache with its name, backend, strategy and i
 });
 
 Deno.test("clearAll() clears every live cache and says how many", () => {
-  const a = cache()(function clearA(x: number) {
+  const a = cache()(function clearA(x: number): number {
     return x;
   });
-  const b = cache({ ttl: 1000 })(function clearB(x: number) {
+  const b = cache({ ttl: 1000 })(function clearB(x: number): number[] {
     return [x];
   });
   a(1);

@@ -31,7 +31,7 @@ Deno.test("timeout: callers give up, the computation goes on and is stored", asy
     let calls = 0;
     let release!: () => void;
     const gate = new Promise<void>((r) => release = r);
-    const f = cache({ ...options, timeout: 30 })(async function slow(x: number) {
+    const f = cache({ ...options, timeout: 30 })(async function slow(x: number): Promise<string> {
       calls++;
       await gate;
       return `v${x}`;
