@@ -2,35 +2,12 @@
 //! check and rebuild of chunk chains.
 
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::path::Path;
+use std::sync::atomic::Ordering::Relaxed;
 
 use super::layout::{CHUNK_SIZE, NIL, chunks_for};
+use super::test_dir::TempDir;
 use super::*;
-
-/// A fresh directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        static N: AtomicU64 = AtomicU64::new(0);
-        let n = N.fetch_add(1, Relaxed);
-        let p = std::env::temp_dir().join(format!("warp-shm-chunks-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir(&p).unwrap();
-        TempDir(p)
-    }
-
-    fn file(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// A value for `key` of `len` bytes that tells a wrong or torn value apart: the key's first
 /// byte and the length, repeated.

@@ -700,4 +700,6 @@ mod chunk_tests;
 #[cfg(test)]
 mod open_tests;
 #[cfg(test)]
+mod test_dir;
+#[cfg(test)]
 mod tests;
