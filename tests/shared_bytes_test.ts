@@ -7,10 +7,10 @@ import assert from "node:assert/strict";
 import { MISS } from "../src/store.ts";
 import { SharedStore } from "../src/shared_store.ts";
 import { isValueOf, keyOf, MAX_VALUE_SIZE, storedBytes } from "./fixtures/bytes_common.ts";
-
-const root = new URL("../", import.meta.url).pathname;
 const MAX_BYTES = 8 << 20;
 const MAX_SIZE = 100_000; // never binds: the budget does
+
+import { runChild } from "./fixtures/run_child.ts";
 
 interface ChildReport {
   id: number;
@@ -21,27 +21,17 @@ interface ChildReport {
   misses: number;
 }
 
-async function runChild(arg: unknown): Promise<ChildReport> {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "--quiet", `${root}tests/fixtures/bytes_child.ts`, JSON.stringify(arg)],
-    cwd: root,
-    env: { WARP_CACHE_ENGINE: "native", NO_COLOR: "1" },
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const stdout = new TextDecoder().decode(out.stdout).trim();
-  const stderr = new TextDecoder().decode(out.stderr);
-  assert.equal(out.code, 0, `bytes_child.ts exited with ${out.code}:\n${stderr}\n${stdout}`);
-  return JSON.parse(stdout.split("\n").at(-1) ?? "") as ChildReport;
-}
-
 Deno.test("shared store: two processes fill one byte budget with values of 100 B to 64 KB", async () => {
   const dir = await Deno.makeTempDir({ prefix: "warp_shared_bytes_" });
   try {
     const cmd = { dir, file: "bytes.warp", maxSize: MAX_SIZE, maxBytes: MAX_BYTES };
     // Each writes 1.5 budgets: the budget fills and SIEVE evicts for bytes.
     const reports = await Promise.all(
-      [0, 1].map((id) => runChild({ ...cmd, id, writeBytes: MAX_BYTES * 1.5 })),
+      [0, 1].map((id) =>
+        runChild("bytes_child.ts", { ...cmd, id, writeBytes: MAX_BYTES * 1.5 }) as Promise<
+          ChildReport
+        >
+      ),
     );
     for (const r of reports) {
       assert.equal(r.wrong, 0, `writer ${r.id} read a wrong value`);
