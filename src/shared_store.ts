@@ -288,10 +288,11 @@ export class SharedStore implements ByteStore {
     return this.#large ?? (this.#large = new LargeValueFiles(this.path));
   }
 
-  /** The entry's raw bytes (a copy), ignoring this handle's TTL and counting nothing. */
-  #peekRaw(key: Uint8Array, len: number): Uint8Array | undefined {
+  /** The entry's large-value reference (a copy), if it is one, ignoring this handle's TTL
+   * and counting nothing. */
+  #peekRef(key: Uint8Array, len: number): Uint8Array | undefined {
     const r = this.#lib.warp_shm_peek!(this.#handle, key, len, this.#out, this.#out.length, 0);
-    return r >= 0 ? this.#out.slice(0, r) : undefined;
+    return r >= 0 && isFileRef(this.#out, r) ? this.#out.slice(0, r) : undefined;
   }
 
   /** The value of the large-value reference just read into the output buffer, or MISS
@@ -317,8 +318,8 @@ export class SharedStore implements ByteStore {
   /** Removes large-value files that no entry refers to any more. */
   #sweep(): void {
     this.#largeFiles().sweep((key, sha256) => {
-      const raw = this.#peekRaw(key, key.length);
-      return raw !== undefined && isFileRef(raw, raw.length) && readFileRef(raw).sha256 === sha256;
+      const ref = this.#peekRef(key, key.length);
+      return ref !== undefined && readFileRef(ref).sha256 === sha256;
     });
   }
 
@@ -373,10 +374,10 @@ export class SharedStore implements ByteStore {
   }
 
   delete(key: Uint8Array, len: number): boolean {
-    const raw = this.#peekRaw(key, len);
+    const ref = this.#peekRef(key, len);
     const removed =
       unwrap(this.#lib.warp_shm_delete!(this.#handle, key, len), "Shared cache delete") === 0;
-    if (raw !== undefined && isFileRef(raw, raw.length)) this.#largeFiles().remove(raw);
+    if (ref !== undefined) this.#largeFiles().remove(ref);
     return removed;
   }
 
