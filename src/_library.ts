@@ -66,7 +66,8 @@ export function cargoFileName(os: string = Deno.build.os): string {
   return "libwarp_cache.so";
 }
 
-function permitted(desc: Deno.PermissionDescriptor): boolean {
+/** Whether a permission is granted, asked without a prompt. */
+export function permitted(desc: Deno.PermissionDescriptor): boolean {
   try {
     return Deno.permissions.querySync(desc).state === "granted";
   } catch {

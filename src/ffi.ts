@@ -13,12 +13,12 @@
 import {
   baseUrl,
   candidates,
-  cargoFileName,
   checkCandidate,
   download,
   downloadBlocker,
   envVar,
   INSTALL_COMMAND,
+  permitted,
   userLibraryDir,
 } from "./_library.ts";
 
@@ -160,17 +160,6 @@ export interface NativeLoadFailure {
   /** Why it did not load: the `Deno.dlopen` error, or the ABI version it reports. */
   reason: string;
 }
-
-function permitted(desc: Deno.PermissionDescriptor): boolean {
-  try {
-    return Deno.permissions.querySync(desc).state === "granted";
-  } catch {
-    return false;
-  }
-}
-
-/** File name of cargo's output on this platform: `libwarp_cache.so`, `.dylib`, `.dll`. */
-export const libraryFileName: (os?: string) => string = cargoFileName;
 
 /** Whether this module runs from a checkout that can build the library with cargo. */
 function inCheckout(): boolean {
@@ -344,9 +333,16 @@ export async function prepareNative(): Promise<void> {
   if (loaded !== undefined || typeof Deno?.dlopen !== "function" || !permitted({ name: "ffi" })) {
     return;
   }
-  const list = candidates();
-  if (list.some((c) => c.source === "WARP_CACHE_LIB")) return;
-  if (list.some((c) => checkCandidate(c) === null)) return;
+  if (candidates().some((c) => c.source === "WARP_CACHE_LIB")) return;
+  // A library found here is verified and loaded now, once: checking it here and again at
+  // the first cache would hash it twice. A stale one throws at the first cache, as before.
+  try {
+    if (loadNative() !== null) return;
+  } catch {
+    return;
+  }
+  // Whatever happens below, the next loadNative() looks again (and names this download).
+  loaded = undefined;
   const base = baseUrl();
   const dir = userLibraryDir();
   let url: URL;

@@ -3,11 +3,12 @@
 // never silently replaced by the release build. Each case runs in a child process, since
 // the library is loaded once per process.
 import assert from "node:assert/strict";
-import { ABI_VERSION, libraryFileName, type LibraryOpener, openLibrary } from "../src/ffi.ts";
+import { ABI_VERSION, type LibraryOpener, openLibrary } from "../src/ffi.ts";
+import { cargoFileName } from "../src/_library.ts";
 
 const root = new URL("../", import.meta.url).pathname;
 const script = new URL("./fixtures/loader_script.ts", import.meta.url).pathname;
-const releaseBuild = new URL(`../rust/target/release/${libraryFileName()}`, import.meta.url)
+const releaseBuild = new URL(`../rust/target/release/${cargoFileName()}`, import.meta.url)
   .pathname;
 
 interface Step {
