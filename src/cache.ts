@@ -201,7 +201,6 @@ function wrap(
   let missHeld: HeldKey = EMPTY_HELD;
   /** Whether a call returned a Promise: entries set by hand then hit as Promises too. */
   let sawPromise = fn.constructor?.name === "AsyncFunction";
-  let generation = 0;
 
   const timeout = opts.timeout;
   /** A caller's view of a computation: rejects with a `TimeoutError` after `timeout` ms
@@ -228,16 +227,18 @@ function wrap(
       });
 
   /** Joins a Promise result to the pending map; stores its value under `held` (kept out of
-   * the pool until then) when it resolves, unless the cache was cleared meanwhile. */
+   * the pool until then) when it resolves, unless it was detached from the pending map
+   * meanwhile (cacheClear, cacheDelete, cacheSet). */
   function settle(held: HeldKey, pkey: string, result: PromiseLike<unknown>): Promise<unknown> {
-    const gen = generation;
     sawPromise = true;
     const joined: Promise<unknown> = Promise.resolve(result).then(
       (value) => {
-        // Not registered any more: cacheDelete, cacheSet or cacheClear came in between.
-        const mine = pending.get(pkey) === joined;
-        if (mine) pending.delete(pkey);
-        if (mine && gen === generation) store.set(held, value, true);
+        // Not registered any more: cacheDelete, cacheSet or cacheClear came in between (or
+        // a computation started after them holds the key now).
+        if (pending.get(pkey) === joined) {
+          pending.delete(pkey);
+          store.set(held, value, true);
+        }
         keyPool.push(held);
         return value;
       },
@@ -344,7 +345,6 @@ function wrap(
       return out;
     },
     cacheClear: (): void => {
-      generation++;
       pending.clear();
       store.clear();
     },
