@@ -113,16 +113,8 @@ Deno.test("cache() shared: cacheClear() in one process empties the cache for all
     f(2);
     f(2);
     f("k".repeat(100)); // oversize key: counted, not stored
-    assert.deepEqual(
-      f.cacheInfo(),
-      sized({
-        hits: 1,
-        misses: 3,
-        maxSize: 8,
-        currentSize: 2,
-        oversizeSkips: 1,
-      }, 17),
-    );
+    const filled = sized({ hits: 1, misses: 3, maxSize: 8, currentSize: 2, oversizeSkips: 1 }, 17);
+    assert.deepEqual(f.cacheInfo(), filled);
 
     const child = await runChild("shared_child.ts", {
       mode: "clear",
@@ -130,16 +122,7 @@ Deno.test("cache() shared: cacheClear() in one process empties the cache for all
       name: "clear",
       maxSize: 8,
     });
-    assert.deepEqual(
-      child.before,
-      sized({
-        hits: 1,
-        misses: 3,
-        maxSize: 8,
-        currentSize: 2,
-        oversizeSkips: 1,
-      }, 17),
-    );
+    assert.deepEqual(child.before, filled);
     // maxKeySize 64: the largest entry takes 17 chunks.
     const empty = { hits: 0, misses: 0, maxSize: 8, currentSize: 0, oversizeSkips: 0 };
     assert.deepEqual(child.after, sized(empty, 17));
