@@ -85,6 +85,7 @@ export function createStore(
       opts.ttl,
       name,
       opts.maxBytes,
+      opts.staleWhileRevalidate ?? 0,
     );
     if (opts.largeValues === "file") store.useLargeValues();
     return store.keyed(clock);
@@ -92,7 +93,13 @@ export function createStore(
   const engine = envEngine();
   const lib = engine === "ts" ? null : loadNative();
   if (lib !== null) {
-    return new NativeMemoryStore(lib, opts.maxSize, opts.ttl, opts.strategy).keyed(clock);
+    return new NativeMemoryStore(
+      lib,
+      opts.maxSize,
+      opts.ttl,
+      opts.strategy,
+      opts.staleWhileRevalidate ?? 0,
+    ).keyed(clock);
   }
   if (engine === "native") {
     throw new Error(
@@ -100,7 +107,12 @@ export function createStore(
     );
   }
   if (engine !== "ts") warnFallback();
-  return new TsSieveStore({ maxSize: opts.maxSize, ttl: opts.ttl, policy: opts.strategy })
+  return new TsSieveStore({
+    maxSize: opts.maxSize,
+    ttl: opts.ttl,
+    policy: opts.strategy,
+    stale: opts.staleWhileRevalidate ?? 0,
+  })
     .keyed(clock);
 }
 

@@ -41,6 +41,8 @@ export class NativeMemoryStore implements ByteStore {
   #token = {};
   /** Misses counted by Rust that joined a pending call: hits, for `info()`. */
   #joins = 0;
+  #staleHits = 0;
+  #refreshes = 0;
   /** Set while a `set` is between its native insert and its value store (see `set`). */
   #setting = false;
   #pendingKey: Uint8Array = EMPTY;
@@ -51,9 +53,18 @@ export class NativeMemoryStore implements ByteStore {
    * @param maxSize Most entries (`Infinity` for unbounded).
    * @param ttl Entry lifetime in ms, or `undefined`.
    * @param policy Eviction policy number (0 SIEVE, 1 LRU, 2 MRU, 3 FIFO, 4 LFU).
+   * @param stale Stale window in ms after an entry's TTL (0: none), during which `get`
+   * keeps the entry (a miss) and `peekStale` returns it.
    * @throws {CacheError} If the library refuses the parameters.
    */
-  constructor(lib: NativeSymbols, maxSize: number, ttl: number | undefined, policy: number) {
+  constructor(
+    lib: NativeSymbols,
+    maxSize: number,
+    ttl: number | undefined,
+    policy: number,
+    stale = 0,
+  ) {
+    void stale; // TODO(stale window)
     this.#lib = lib;
     this.ttlOn = ttl !== undefined;
     this.#maxSize = maxSize;
@@ -151,7 +162,26 @@ export class NativeMemoryStore implements ByteStore {
     this.#joins++;
   }
 
+  /** Turns the miss counted by the last lookup into a hit and a stale hit. */
+  countStaleHit(): void {
+    this.#joins++;
+    this.#staleHits++;
+  }
+
+  /** Counts a background refresh. */
+  countRefresh(): void {
+    this.#refreshes++;
+  }
+
+  /** The value under `key[0..len)` while fresh or stale at `now`, else {@linkcode MISS}. */
+  peekStale(key: Uint8Array, len: number, now: number): unknown {
+    // TODO(stale window): entries past their TTL but inside the window.
+    return this.peek(key, len, now);
+  }
+
   clear(): void {
+    this.#staleHits = 0;
+    this.#refreshes = 0;
     this.#setting = false;
     unwrap(this.#lib.warp_mem_clear(this.#handle), "Cache clear");
     this.#values = [];
@@ -165,6 +195,8 @@ export class NativeMemoryStore implements ByteStore {
     return {
       hits: hits + this.#joins,
       misses: misses - this.#joins,
+      staleHits: this.#staleHits,
+      refreshes: this.#refreshes,
       maxSize: this.#maxSize,
       currentSize: len,
     };

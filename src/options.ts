@@ -93,6 +93,15 @@ export interface CacheOptions {
    */
   largeValues?: "file" | undefined;
   /**
+   * Stale window in ms after `ttl` (needs `ttl`): a call that finds an entry older than its
+   * TTL but not older than its TTL plus this window gets the stale value at once (counted
+   * in `hits` and `staleHits`) and starts one refresh of that key in the background (one
+   * across every process with the shared backend; counted in `refreshes`). A refresh that
+   * throws or rejects keeps the stale value until the window ends. Positive and finite.
+   * @default {undefined}
+   */
+  staleWhileRevalidate?: number | undefined;
+  /**
    * Most ms that a call of an async function waits for its computation (its own, or one it
    * joined): past it, the call rejects with a `DOMException` named `TimeoutError`, while the
    * computation goes on and its result is stored when it resolves. Positive and finite.
@@ -121,6 +130,8 @@ export interface ResolvedOptions {
   /** `undefined`: the library's default (see {@linkcode CacheOptions.maxBytes}). */
   maxBytes: number | undefined;
   largeValues: "file" | undefined;
+  /** Stale window in ms after the TTL, or `undefined`. */
+  staleWhileRevalidate: number | undefined;
   timeout: number | undefined;
   clock: (() => number) | undefined;
 }
@@ -149,6 +160,7 @@ export const OPTION_NAMES: readonly string[] = [
   "maxValueSize",
   "maxBytes",
   "largeValues",
+  "staleWhileRevalidate",
   "timeout",
   "clock",
 ];
@@ -268,6 +280,18 @@ export function resolveOptions(options: CacheOptions | undefined): ResolvedOptio
   if (largeValues !== undefined && backend !== Backend.Shared) {
     fail(TypeError, "largeValues needs the shared backend", largeValues);
   }
+  const staleWhileRevalidate = checkMs(
+    "cache",
+    "staleWhileRevalidate",
+    options.staleWhileRevalidate,
+  );
+  if (staleWhileRevalidate !== undefined && ttl === undefined) {
+    fail(
+      TypeError,
+      "staleWhileRevalidate needs ttl (the stale window starts when an entry's TTL ends)",
+      staleWhileRevalidate,
+    );
+  }
   const clock: unknown = options.clock;
   if (clock !== undefined && typeof clock !== "function") {
     fail(TypeError, "clock must be a function returning milliseconds", clock);
@@ -284,6 +308,7 @@ export function resolveOptions(options: CacheOptions | undefined): ResolvedOptio
     maxValueSize: positiveInteger("maxValueSize", options.maxValueSize, 4096, MAX_VALUE_BYTES),
     maxBytes: byteBudget(options.maxBytes),
     largeValues: largeValues as "file" | undefined,
+    staleWhileRevalidate,
     timeout: checkMs("cache", "timeout", options.timeout),
     clock: clock as (() => number) | undefined,
   };

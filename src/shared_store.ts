@@ -145,6 +145,9 @@ export class SharedStore implements ByteStore {
   #info = new Float64Array(SHM_INFO_FIELDS);
   #fnName: string;
   #token = {};
+  /** Per process until the shared file counts them (TODO). */
+  #staleHits = 0;
+  #refreshes = 0;
   /** Whether entries expire (a TTL was given). */
   readonly ttlOn: boolean;
   /** Writes values over `maxValueSize` to files (`largeValues: "file"`). */
@@ -171,6 +174,8 @@ export class SharedStore implements ByteStore {
    * @param fnName Name of the cached function, for error messages.
    * @param maxBytes Byte budget of the keys and values (256 to 64 GiB), or `undefined`
    * for the library's default (`default_max_bytes`, `rust/src/shm/layout.rs`).
+   * @param stale Stale window in ms after an entry's TTL as judged by this process (0:
+   * none): during it `get` keeps the entry (a miss) and `peekStale` returns it.
    * @throws {Error} If the platform has no shared memory (Windows) or the native library
    * is missing.
    * @throws {RangeError} If the sizes make a file larger than the library's limit (64 GiB).
@@ -185,7 +190,9 @@ export class SharedStore implements ByteStore {
     ttl: number | undefined,
     fnName: string,
     maxBytes?: number,
+    stale = 0,
   ) {
+    void stale; // TODO(stale window)
     if (Deno.build.os === "windows") {
       throw new Error(
         "Cannot create cache: the shared backend needs POSIX shared memory (mmap), which is not available on Windows; use the memory backend",
@@ -399,7 +406,26 @@ export class SharedStore implements ByteStore {
     unwrap(this.#lib.warp_shm_count_hit!(this.#handle), "Shared cache count");
   }
 
+  /** Turns one miss counted by this handle into a hit and a stale hit. */
+  countStaleHit(): void {
+    this.countJoin();
+    this.#staleHits++;
+  }
+
+  /** Counts a background refresh. */
+  countRefresh(): void {
+    this.#refreshes++;
+  }
+
+  /** The value under `key[0..len)` while fresh or stale at `now`, else {@linkcode MISS}. */
+  peekStale(key: Uint8Array, len: number, now: number): unknown {
+    // TODO(stale window): entries past their TTL but inside the window.
+    return this.peek(key, len, now);
+  }
+
   clear(): void {
+    this.#staleHits = 0;
+    this.#refreshes = 0;
     unwrap(this.#lib.warp_shm_clear!(this.#handle), "Shared cache clear");
     if (this.#large !== null || this.#hasLargeFolder()) this.#largeFiles().removeAll();
   }
@@ -417,6 +443,8 @@ export class SharedStore implements ByteStore {
     return {
       hits: i[SHM_INFO.hits]!,
       misses: i[SHM_INFO.misses]!,
+      staleHits: this.#staleHits,
+      refreshes: this.#refreshes,
       maxSize: i[SHM_INFO.maxSize]!,
       currentSize: i[SHM_INFO.currentSize]!,
       oversizeSkips: i[SHM_INFO.oversizeSkips]!,

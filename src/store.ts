@@ -40,6 +40,11 @@ export interface StoreInfo {
   maxSize: number;
   /** Entries held now. */
   currentSize: number;
+  /** Stale values returned (`staleWhileRevalidate`, or `timeout` with a stale value):
+   * counted in `hits` too. */
+  staleHits: number;
+  /** Background refreshes run (`staleWhileRevalidate`). */
+  refreshes: number;
   /** Keys or values not stored because they exceeded their size limit or the byte budget
    * (shared only). */
   oversizeSkips?: number;
@@ -73,7 +78,8 @@ export interface KeyBytes {
 export interface ByteStore {
   /** {@linkcode Store.get} at time `now`; `ptr` may be the address of `key`. */
   get(key: Uint8Array, len: number, now: number, ptr?: Deno.PointerValue): unknown;
-  /** {@linkcode Store.set} at time `now`; `ptr` may be the address of `key`. */
+  /** {@linkcode Store.set} at time `now`; `ptr` may be the address of `key`; `ttl` the
+   * entry's own TTL in ms (`undefined`: the store's). */
   set(
     key: Uint8Array,
     len: number,
@@ -81,9 +87,18 @@ export interface ByteStore {
     now: number,
     promised: boolean,
     ptr?: Deno.PointerValue,
+    ttl?: number,
   ): boolean;
   /** {@linkcode Store.peek} at time `now`. */
   peek(key: Uint8Array, len: number, now: number): unknown;
+  /** {@linkcode Store.peekStale} at time `now`. */
+  peekStale(key: Uint8Array, len: number, now: number): unknown;
+  /** {@linkcode Store.countStaleHit}. */
+  countStaleHit(): void;
+  /** {@linkcode Store.countRefresh}. */
+  countRefresh(): void;
+  /** Cross-process single-flight (the shared store), else `undefined`. */
+  readonly flights?: Flights | undefined;
   /** {@linkcode Store.delete}. */
   delete(key: Uint8Array, len: number): boolean;
   /** {@linkcode Store.countJoin}. */
@@ -113,17 +128,25 @@ export interface Store {
   /**
    * Stores `value` under `key`, inserted now, evicting one entry when full. `promised`
    * says that `value` is the resolution of a Promise: later hits must then return a
-   * Promise resolving to it. Returns `false` when the entry was not stored (too large, or
+   * Promise resolving to it. `ttl` is the entry's own TTL in ms (positive, `Infinity`
+   * for never), replacing the store's for this entry; `undefined` keeps the store's. Returns `false` when the entry was not stored (too large, or
    * the shared file's lock is held by a stopped process). Throws `TypeError` when the
    * value cannot be stored (shared backend: not serializable).
    */
-  set(key: KeyBytes, value: unknown, promised: boolean): boolean;
+  set(key: KeyBytes, value: unknown, promised: boolean, ttl?: number): boolean;
   /**
    * The value stored under `key` if present and fresh, else {@linkcode MISS}, as the
    * function returned it (an async function's resolved value, not a Promise), without
    * counting anything or marking the entry for the eviction policy (`cacheGet()`).
    */
   peek(key: KeyBytes): unknown;
+  /**
+   * The value stored under `key` while it is fresh or stale (older than its TTL, but not
+   * older than its TTL plus the store's stale window), else {@linkcode MISS}; like
+   * {@linkcode Store.peek} it counts and marks nothing. `get` keeps a stale entry (it
+   * counts a miss and returns {@linkcode MISS}) until its window ends.
+   */
+  peekStale(key: KeyBytes): unknown;
   /** Removes `key`; returns whether it was present. */
   delete(key: KeyBytes): boolean;
   /**
@@ -131,12 +154,52 @@ export interface Store {
    * hit, not the miss that `get` counted.
    */
   countJoin(): void;
+  /**
+   * The lookup just made found a stale entry and returned its value: count it as a hit and
+   * a stale hit, not the miss that `get` counted.
+   */
+  countStaleHit(): void;
+  /** Counts a background refresh started. */
+  countRefresh(): void;
+  /** Cross-process single-flight (the shared store), else `undefined`. */
+  readonly flights: Flights | undefined;
   /** Removes every entry and resets every counter. */
   clear(): void;
   /** Returns the counters and sizes. */
   info(): StoreInfo;
   /** Releases native resources. Idempotent. */
   close(): void;
+}
+
+/** What {@linkcode Flights.claim} found: `"owner"`: this process now computes the key
+ * (call {@linkcode Flights.release} when done); `"wait"`: another live process computes it
+ * (call {@linkcode Flights.wait}); `"none"`: no flight could be recorded (the table is
+ * full): compute without one. */
+export type FlightClaim = "owner" | "wait" | "none";
+
+/** How {@linkcode Flights.wait} ended: `"done"`: the owner released the key (look it up
+ * again: a miss means it failed or its value was not stored); `"owner"`: the owner died and
+ * this process took the key over (compute, then release); `"timeout"`: `ms` passed. */
+export type FlightEnd = "done" | "owner" | "timeout";
+
+/**
+ * Single-flight across the processes of a shared cache: one computation per key at a time,
+ * recorded in the shared file with the computing process's liveness, so that the others
+ * wait for its result without polling, and take over when it dies.
+ */
+export interface Flights {
+  /** Claims the computation of `key` for this process, or reports who has it. */
+  claim(key: KeyBytes): FlightClaim;
+  /** Waits, without blocking the thread, until the key's flight ends, its owner dies or
+   * `ms` pass (`Infinity`: no bound). The key bytes must stay unchanged until it settles. */
+  wait(key: KeyBytes, ms: number): Promise<FlightEnd>;
+  /** {@linkcode Flights.wait}, blocking the thread (for functions that return no Promise). */
+  waitSync(key: KeyBytes, ms: number): FlightEnd;
+  /** Whether this process still owns the flight of `key` (a delete or clear in any process
+   * ends every flight it concerns: the owner must then not store its result). */
+  owns(key: KeyBytes): boolean;
+  /** Ends this process's flight of `key` and wakes its waiters. Idempotent. */
+  release(key: KeyBytes): void;
 }
 
 /** How a store is driven through its {@linkcode StoreView}. */
@@ -165,6 +228,7 @@ export class StoreView implements Store {
   #stamp: boolean;
   #pointerGets: boolean;
   #pointerSets: boolean;
+  readonly flights: Flights | undefined;
 
   /**
    * @param s The store.
@@ -175,8 +239,11 @@ export class StoreView implements Store {
   constructor(s: ByteStore, ttlOn: boolean, clock: (() => number) | undefined, o: ViewOptions) {
     this.#s = s;
     this.#time = clock ?? o.defaultTime;
-    this.#ttl = ttlOn;
+    // A store stamped always (shared) is read with the time always: another process may
+    // have stored an entry with a TTL of its own.
+    this.#ttl = ttlOn || o.stampAlways;
     this.#stamp = ttlOn || o.stampAlways;
+    this.flights = s.flights;
     this.#pointerGets = o.pointerGets;
     this.#pointerSets = o.pointerSets;
   }
@@ -190,7 +257,9 @@ export class StoreView implements Store {
     );
   }
 
-  set(k: KeyBytes, value: unknown, promised: boolean): boolean {
+  set(k: KeyBytes, value: unknown, promised: boolean, ttl?: number): boolean {
+    // An entry with a TTL of its own makes every later lookup read the time.
+    if (ttl !== undefined && !this.#stamp) this.#ttl = this.#stamp = true;
     return this.#s.set(
       k.buf,
       k.len,
@@ -198,11 +267,16 @@ export class StoreView implements Store {
       this.#stamp ? this.#time() : 0,
       promised,
       this.#pointerSets ? k.pointer() : undefined,
+      ttl,
     );
   }
 
   peek(k: KeyBytes): unknown {
     return this.#s.peek(k.buf, k.len, this.#ttl ? this.#time() : 0);
+  }
+
+  peekStale(k: KeyBytes): unknown {
+    return this.#s.peekStale(k.buf, k.len, this.#ttl ? this.#time() : 0);
   }
 
   delete(k: KeyBytes): boolean {
@@ -211,6 +285,14 @@ export class StoreView implements Store {
 
   countJoin(): void {
     this.#s.countJoin();
+  }
+
+  countStaleHit(): void {
+    this.#s.countStaleHit();
+  }
+
+  countRefresh(): void {
+    this.#s.countRefresh();
   }
 
   clear(): void {

@@ -34,6 +34,11 @@ export interface TsSieveStoreOptions {
    * @default {0}
    */
   policy?: Policy | undefined;
+  /**
+   * Stale window in ms after an entry's TTL: during it `get` keeps the entry (a miss) and
+   * `peekStale` returns it. 0 or `undefined`: none.
+   */
+  stale?: number | undefined;
 }
 
 /** Slots of the hash table (a power of two) allocated up front, at most. */
@@ -157,6 +162,8 @@ export class TsSieveStore implements ByteStore {
   #values: unknown[] = [];
   #hits = 0;
   #misses = 0;
+  #staleHits = 0;
+  #refreshes = 0;
   /**
    * Set while the queue and the index are being changed together. A throw in between (a
    * stack overflow in the caller's recursion can strike at any call) leaves it set, and the
@@ -321,10 +328,29 @@ export class TsSieveStore implements ByteStore {
     }
   }
 
+  /** Turns the miss counted by the last `get()` into a hit and a stale hit. */
+  countStaleHit(): void {
+    this.countJoin();
+    this.#staleHits++;
+  }
+
+  /** Counts a background refresh. */
+  countRefresh(): void {
+    this.#refreshes++;
+  }
+
+  /** The value under `key[0..len)` while fresh or stale at `now`, else {@linkcode MISS}. */
+  peekStale(key: Uint8Array, len: number, now: number): unknown {
+    // TODO(stale window): entries past their TTL but inside the window.
+    return this.peek(key, len, now);
+  }
+
   /** Removes every entry and resets the counters. */
   clear(): void {
     this.#hits = 0;
     this.#misses = 0;
+    this.#staleHits = 0;
+    this.#refreshes = 0;
     this.#repair();
   }
 
@@ -349,6 +375,8 @@ export class TsSieveStore implements ByteStore {
     return {
       hits: this.#hits,
       misses: this.#misses,
+      staleHits: this.#staleHits,
+      refreshes: this.#refreshes,
       maxSize: this.#maxSize,
       currentSize: this.#queue.size,
     };
