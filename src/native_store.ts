@@ -192,14 +192,17 @@ export class NativeMemoryStore implements ByteStore {
     if (this.#setting) this.#repair();
     unwrap(this.#lib.warp_mem_info(this.#handle, this.#info), "Cache info");
     const [hits = 0, misses = 0, , , len = 0] = this.#info;
-    return {
+    const info: StoreInfo = {
       hits: hits + this.#joins,
       misses: misses - this.#joins,
-      staleHits: this.#staleHits,
-      refreshes: this.#refreshes,
       maxSize: this.#maxSize,
       currentSize: len,
     };
+    if (this.#staleHits > 0 || this.#refreshes > 0) {
+      info.staleHits = this.#staleHits;
+      info.refreshes = this.#refreshes;
+    }
+    return info;
   }
 
   close(): void {

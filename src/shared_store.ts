@@ -440,17 +440,20 @@ export class SharedStore implements ByteStore {
 
   info(): StoreInfo {
     const i = this.#readInfo();
-    return {
+    const info: StoreInfo = {
       hits: i[SHM_INFO.hits]!,
       misses: i[SHM_INFO.misses]!,
-      staleHits: this.#staleHits,
-      refreshes: this.#refreshes,
       maxSize: i[SHM_INFO.maxSize]!,
       currentSize: i[SHM_INFO.currentSize]!,
       oversizeSkips: i[SHM_INFO.oversizeSkips]!,
       bytes: i[SHM_INFO.bytes]!,
       maxBytes: i[SHM_INFO.maxBytes]!,
     };
+    if (this.#staleHits > 0 || this.#refreshes > 0) {
+      info.staleHits = this.#staleHits;
+      info.refreshes = this.#refreshes;
+    }
+    return info;
   }
 
   close(): void {

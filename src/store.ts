@@ -41,10 +41,11 @@ export interface StoreInfo {
   /** Entries held now. */
   currentSize: number;
   /** Stale values returned (`staleWhileRevalidate`, or `timeout` with a stale value):
-   * counted in `hits` too. */
-  staleHits: number;
-  /** Background refreshes run (`staleWhileRevalidate`). */
-  refreshes: number;
+   * counted in `hits` too. Left out while it and `refreshes` are 0. */
+  staleHits?: number;
+  /** Background refreshes run (`staleWhileRevalidate`). Left out while it and `staleHits`
+   * are 0. */
+  refreshes?: number;
   /** Keys or values not stored because they exceeded their size limit or the byte budget
    * (shared only). */
   oversizeSkips?: number;

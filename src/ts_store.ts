@@ -372,14 +372,17 @@ export class TsSieveStore implements ByteStore {
    */
   info(): StoreInfo {
     if (this.#busy) this.#repair();
-    return {
+    const info: StoreInfo = {
       hits: this.#hits,
       misses: this.#misses,
-      staleHits: this.#staleHits,
-      refreshes: this.#refreshes,
       maxSize: this.#maxSize,
       currentSize: this.#queue.size,
     };
+    if (this.#staleHits > 0 || this.#refreshes > 0) {
+      info.staleHits = this.#staleHits;
+      info.refreshes = this.#refreshes;
+    }
+    return info;
   }
 
   /** Does nothing: the store holds no native resource. */
