@@ -17,7 +17,8 @@
  * @module
  */
 
-export { cache } from "./src/cache.ts";
+export { cache, cacheContext } from "./src/cache.ts";
+export type { CacheContext } from "./src/context.ts";
 export type {
   AnyFunction,
   CacheDecorator,

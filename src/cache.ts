@@ -12,6 +12,8 @@ import { createStore } from "./engine.ts";
 import { describe } from "./_validate.ts";
 import { type DecorationSite, decorationSite, defaultSharedName } from "./_naming.ts";
 import { register } from "./registry.ts";
+import { type CacheContext, CallContext } from "./context.ts";
+import { AsyncLocalStorage } from "node:async_hooks";
 
 /** Counters and sizes of a cache, from {@linkcode CachedFunction.cacheInfo}. */
 export interface CacheInfo {
@@ -23,6 +25,12 @@ export interface CacheInfo {
   maxSize: number;
   /** Entries held now. */
   currentSize: number;
+  /** Stale values returned: by `staleWhileRevalidate`, or by `timeout` while a refresh
+   * was under way (counted in `hits` too). Present when either option is set. */
+  staleHits?: number;
+  /** Background refreshes started by `staleWhileRevalidate`. Present when `timeout` or
+   * `staleWhileRevalidate` is set. */
+  refreshes?: number;
 }
 
 /** {@linkcode CacheInfo} of a shared cache: exact totals over every process. */
@@ -98,14 +106,29 @@ export interface CacheDecorator<I extends CacheInfo = CacheInfo> {
 const memoryWriter = new KeyWriter(256, false);
 const sharedWriter = new KeyWriter(256, true);
 
-/** The key bytes of one miss under way, held from before `fn` runs until its result is
- * stored. */
+/**
+ * One computation under way (a miss, a background refresh or a wait for another process):
+ * its key bytes, held from before `fn` runs until its result is stored, its context and
+ * the Promise its callers share.
+ */
 class HeldKey implements KeyBytes {
   len = 0;
   /** Address of `buf`, taken once per buffer for stores that read keys by pointer. */
   #ptr: Deno.PointerValue | undefined = undefined;
-  /** The pending-map key, when the lookup already made it. */
+  /** The pending-map key, when it was made. */
   pkey: string | undefined = undefined;
+  /** The computation that was current when this one started (synchronous nesting). */
+  parent: HeldKey | undefined = undefined;
+  /** Its context, made when asked for (or up front for async functions and refreshes). */
+  ctx: CallContext | undefined = undefined;
+  /** The result its callers share, once `fn` returned a Promise (or for a refresh or a
+   * wait for another process). */
+  joined: Promise<unknown> | undefined = undefined;
+  /** Whether this process owns the key's flight in a shared file. */
+  flight = false;
+  /** Whether `stale` holds a stale value for the key. */
+  hasStale = false;
+  stale: unknown = undefined;
   constructor(public buf: Uint8Array) {}
   pointer(): Deno.PointerValue {
     return this.#ptr ?? (this.#ptr = Deno.UnsafePointer.of(this.buf));
@@ -121,6 +144,41 @@ class HeldKey implements KeyBytes {
  */
 const keyPool: HeldKey[] = [];
 
+/** The synchronous computation under way (innermost), for `cacheContext()`. */
+let current: HeldKey | undefined = undefined;
+
+/** The context of async computations, across `await`s. */
+const asyncContext = new AsyncLocalStorage<CallContext>();
+
+/**
+ * The context of the computation under way, inside a cached function (also after an
+ * `await` in an async function, and in a background refresh); `undefined` outside any.
+ *
+ * A function that returns a Promise without being declared `async` gets its context in
+ * callbacks that run later (`then`) from its second call on, once the cache has seen it
+ * return a Promise; its synchronous part always has it.
+ *
+ * @typeParam T The cached function's (resolved) return type, for `stale`.
+ * @returns The context, or `undefined` when no cached computation is under way.
+ *
+ * @example Cache for as long as the server says
+ * ```ts
+ * import { cache, cacheContext } from "@warp/cache";
+ *
+ * const getJson = cache({ ttl: 60_000 })(async (url: string) => {
+ *   const res = await fetch(url, { signal: cacheContext()?.signal });
+ *   const maxAge = /max-age=(\d+)/.exec(res.headers.get("cache-control") ?? "")?.[1];
+ *   if (maxAge !== undefined) cacheContext()?.setTtl(Number(maxAge) * 1000);
+ *   return await res.json();
+ * });
+ * ```
+ */
+export function cacheContext<T = unknown>(): CacheContext<T> | undefined {
+  const held = current;
+  if (held !== undefined) return (held.ctx ??= new CallContext(undefined)) as CacheContext<T>;
+  return asyncContext.getStore() as CacheContext<T> | undefined;
+}
+
 const EMPTY_HELD = new HeldKey(new Uint8Array(0));
 
 function disposed(): never {
@@ -132,8 +190,8 @@ const DISPOSED: Store = {
   get: disposed,
   set: disposed,
   peek: disposed,
-  delete: disposed,
   peekStale: disposed,
+  delete: disposed,
   countJoin: disposed,
   countStaleHit: disposed,
   countRefresh: disposed,
@@ -159,6 +217,20 @@ function holdKey(src: Uint8Array, len: number, pkey: string | undefined): HeldKe
   return held;
 }
 
+/** Gives a computation's key back to the pool; its context no longer stores anything. */
+function freeHeld(held: HeldKey): void {
+  const ctx = held.ctx;
+  if (ctx !== undefined) {
+    ctx.live = false;
+    held.ctx = undefined;
+  }
+  held.joined = undefined;
+  held.parent = undefined;
+  held.hasStale = false;
+  held.stale = undefined;
+  keyPool.push(held);
+}
+
 function isThenable(value: unknown): value is PromiseLike<unknown> {
   return value !== null && (typeof value === "object" || typeof value === "function") &&
     typeof (value as { then?: unknown }).then === "function";
@@ -182,6 +254,11 @@ function checkedClock(clock: () => number): () => number {
 
 const NO_SITE: DecorationSite = { where: "", className: "" };
 
+/** Runs `fn` in `ctx`, so that `cacheContext()` finds it after an `await`. */
+function callInContext(ctx: CallContext, fn: AnyFunction, self: unknown, args: unknown[]): unknown {
+  return asyncContext.run(ctx, Reflect.apply, fn, self, args);
+}
+
 function wrap(
   fn: AnyFunction,
   name: string,
@@ -195,65 +272,97 @@ function wrap(
   // A shared cache's name (given, or the default one) names its file and its listing.
   const cacheName = shared ? (opts.name ?? defaultSharedName(fn, name, site)) : name;
   let store: Store = createStore(opts, name, cacheName, clock);
+  const flights = store.flights;
   const keyFn = opts.key as AnyFunction | undefined;
   // A method keys on `this` (by identity). A shared cache cannot key on identity, so a
   // shared method with a `key` option keys on what `key` returns alone.
   const withThis = isMethod && !(shared && keyFn !== undefined);
   const mainWriter = shared ? sharedWriter : memoryWriter;
-  const pending = new Map<string, Promise<unknown>>();
+  const pending = new Map<string, HeldKey>();
   /** The key held by the last `lookup` that missed. */
   let missHeld: HeldKey = EMPTY_HELD;
-  /** Whether a call returned a Promise: entries set by hand then hit as Promises too. */
+  /** Whether a call returned a Promise: entries set by hand then hit as Promises too, and
+   * misses run in an async context. */
   let sawPromise = fn.constructor?.name === "AsyncFunction";
-
+  /** Whether no call of `fn` has returned yet (its first outermost call runs in an async
+   * context: it may return a Promise). */
+  let firstCall = true;
+  const swr = opts.staleWhileRevalidate !== undefined;
   const timeout = opts.timeout;
-  /** A caller's view of a computation: rejects with a `TimeoutError` after `timeout` ms
-   * (the computation goes on); the computation itself without a timeout. */
-  const bounded = timeout === undefined
-    ? (p: Promise<unknown>): Promise<unknown> => p
-    : (p: Promise<unknown>): Promise<unknown> =>
-      new Promise((resolve, reject) => {
-        const timer = setTimeout(() => {
-          reject(
-            new DOMException(
-              `${name || "(anonymous)"} did not settle within the cache's timeout of ${timeout} ms`,
-              "TimeoutError",
-            ),
-          );
-        }, timeout);
-        p.then((v) => {
-          clearTimeout(timer);
-          resolve(v);
-        }, (e) => {
-          clearTimeout(timer);
-          reject(e);
-        });
-      });
 
-  /** Joins a Promise result to the pending map; stores its value under `held` (kept out of
-   * the pool until then) when it resolves, unless it was detached from the pending map
-   * meanwhile (cacheClear, cacheDelete, cacheSet). */
-  function settle(held: HeldKey, pkey: string, result: PromiseLike<unknown>): Promise<unknown> {
-    sawPromise = true;
-    const joined: Promise<unknown> = Promise.resolve(result).then(
-      (value) => {
-        // Not registered any more: cacheDelete, cacheSet or cacheClear came in between (or
-        // a computation started after them holds the key now).
-        if (pending.get(pkey) === joined) {
-          pending.delete(pkey);
-          store.set(held, value, true);
+  function timeoutError(): DOMException {
+    return new DOMException(
+      `${name || "(anonymous)"} did not settle within the cache's timeout of ${timeout} ms`,
+      "TimeoutError",
+    );
+  }
+
+  /** A caller's view of a computation: after `timeout` ms it gets the stale value being
+   * refreshed, if any, else rejects with a `TimeoutError` (the computation goes on). */
+  function bounded(held: HeldKey): Promise<unknown> {
+    const p = held.joined!;
+    if (timeout === undefined) return p;
+    const hasStale = held.hasStale;
+    const stale = held.stale;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        if (hasStale) {
+          store.countStaleHit(true);
+          resolve(stale);
+        } else {
+          reject(timeoutError());
         }
-        keyPool.push(held);
+      }, timeout);
+      p.then((v) => {
+        clearTimeout(timer);
+        resolve(v);
+      }, (e) => {
+        clearTimeout(timer);
+        reject(e);
+      });
+    });
+  }
+
+  /** Stores a computation's result, unless its context says not to (`setTtl(0)`) or it
+   * lost its flight (a delete or clear in another process). */
+  function storeResult(held: HeldKey, value: unknown, promised: boolean): void {
+    const ttl = held.ctx?.ttl;
+    if (ttl === 0) return;
+    if (held.flight && !flights!.owns(held)) return;
+    store.set(held, value, promised, ttl);
+  }
+
+  /** Ends a computation: releases its flight and frees its key. */
+  function endComputation(held: HeldKey): void {
+    if (held.flight) {
+      held.flight = false;
+      // A disposed store released its flights when it closed.
+      if (store !== DISPOSED) flights!.release(held);
+    }
+    freeHeld(held);
+  }
+
+  /** Registers `result` as the key's computation: stores its value when it resolves,
+   * unless it was detached meanwhile (cacheClear, cacheDelete, cacheSet). */
+  function settle(held: HeldKey, pkey: string, result: PromiseLike<unknown>): HeldKey {
+    sawPromise = true;
+    held.joined = Promise.resolve(result).then(
+      (value) => {
+        if (pending.get(pkey) === held) {
+          pending.delete(pkey);
+          storeResult(held, value, true);
+        }
+        endComputation(held);
         return value;
       },
       (reason) => {
-        if (pending.get(pkey) === joined) pending.delete(pkey);
-        keyPool.push(held);
+        if (pending.get(pkey) === held) pending.delete(pkey);
+        endComputation(held);
         throw reason;
       },
     );
-    pending.set(pkey, joined);
-    return joined;
+    pending.set(pkey, held);
+    return held;
   }
 
   /** Encodes the key and looks it up: the value, a pending computation to join, or MISS
@@ -271,7 +380,7 @@ function wrap(
     } finally {
       w.busy = false;
     }
-    return hit !== MISS ? hit : joinOrHold(w.buf, w.len);
+    return hit !== MISS ? hit : joinOrHold(w.buf, w.len, self, args);
   }
 
   function encode(w: KeyWriter, self: unknown, args: unknown[]): void {
@@ -292,45 +401,228 @@ function wrap(
     return holdKey(w.buf, w.len, undefined);
   }
 
-  /** After a store miss: the pending computation to join, or MISS with the key held in
-   * `missHeld` before user code runs (a nested cached call reuses the writer). Kept out of
-   * `lookup` so that the hit path stays small enough to be inlined. */
-  function joinOrHold(buf: Uint8Array, len: number): unknown {
+  /** After a store miss: a pending computation to join, a stale value, a value computed by
+   * another process, or MISS with the key held in `missHeld` and made the current
+   * computation. Kept out of `lookup` so that the hit path stays small enough to be
+   * inlined. */
+  function joinOrHold(buf: Uint8Array, len: number, self: unknown, args: unknown[]): unknown {
     let pkey: string | undefined;
     if (pending.size > 0) {
       pkey = bytesToKeyString(buf, len);
       const joined = pending.get(pkey);
       if (joined !== undefined) {
+        if (swr && joined.hasStale) {
+          // A refresh under way: its stale value, at once.
+          store.countStaleHit();
+          return sawPromise ? Promise.resolve(joined.stale) : joined.stale;
+        }
         store.countJoin();
         return bounded(joined);
       }
     }
-    missHeld = holdKey(buf, len, pkey);
+    const held = holdKey(buf, len, pkey);
+    if (swr || flights !== undefined) {
+      const r = staleOrFlight(held, self, args);
+      if (r !== MISS) return r;
+    }
+    held.parent = current;
+    current = held;
+    // A function that may return a Promise (seen one, or its first outermost call) runs
+    // here; a synchronous one in `cached`, whose frame stays small.
+    if (sawPromise || (firstCall && held.parent === undefined)) return asyncMiss(held, self, args);
+    missHeld = held;
     return MISS;
   }
 
-  /** Stores the result of a miss (or starts settling a Promise) and frees its key. */
-  function endMiss(held: HeldKey, result: unknown): unknown {
-    if (isThenable(result)) {
-      return bounded(settle(held, held.pkey ?? bytesToKeyString(held.buf, held.len), result));
+  /** A miss with a stale window or flights: the stale value (starting a refresh), the
+   * value another process computed, or MISS (this process computes, `held` still held). */
+  function staleOrFlight(held: HeldKey, self: unknown, args: unknown[]): unknown {
+    if (swr) {
+      const stale = store.peekStale(held);
+      if (stale !== MISS) {
+        store.countStaleHit();
+        refresh(held, stale, self, args);
+        return sawPromise ? Promise.resolve(stale) : stale;
+      }
     }
-    store.set(held, result, false);
-    keyPool.push(held);
+    if (flights === undefined) return MISS;
+    const claim = flights.claim(held);
+    if (claim === "owner") held.flight = true;
+    if (claim !== "wait") return MISS;
+    // Another process computes the key.
+    if (sawPromise) {
+      const pkey = held.pkey ??= bytesToKeyString(held.buf, held.len);
+      held.joined = awaitFlight(held, pkey, self, args);
+      pending.set(pkey, held);
+      return bounded(held);
+    }
+    for (;;) {
+      const end = flights.waitSync(held, timeout ?? Infinity);
+      if (end === "owner") held.flight = true;
+      if (end !== "done") return MISS;
+      const value = store.peek(held);
+      if (value !== MISS) {
+        store.countJoin();
+        freeHeld(held);
+        return value;
+      }
+      // Its computation failed or was not stored: claim the key again.
+      const again = flights.claim(held);
+      if (again === "owner") held.flight = true;
+      if (again !== "wait") return MISS;
+    }
+  }
+
+  /** Waits for another process's computation of the key, then returns its value, or
+   * computes the key here when that one failed or its process died. */
+  async function awaitFlight(
+    held: HeldKey,
+    pkey: string,
+    self: unknown,
+    args: unknown[],
+  ): Promise<unknown> {
+    try {
+      for (;;) {
+        const end = await flights!.wait(held, timeout ?? Infinity);
+        if (end === "timeout") throw timeoutError();
+        if (end === "done") {
+          const value = store.peek(held);
+          if (value !== MISS) {
+            store.countJoin();
+            if (pending.get(pkey) === held) pending.delete(pkey);
+            return value;
+          }
+          const again = flights!.claim(held);
+          if (again === "wait") continue;
+          held.flight = again === "owner";
+        } else {
+          held.flight = true;
+        }
+        // This process computes the key.
+        const ctx = held.ctx = new CallContext(undefined);
+        const value = await callInContext(ctx, fn, self, args);
+        if (pending.get(pkey) === held) {
+          pending.delete(pkey);
+          storeResult(held, value, true);
+        }
+        return value;
+      }
+    } catch (e) {
+      if (pending.get(pkey) === held) pending.delete(pkey);
+      throw e;
+    } finally {
+      endComputation(held);
+    }
+  }
+
+  /** Starts one background refresh of a stale key (unless another process refreshes it):
+   * `fn` runs in a microtask with the stale value in its context; its result replaces the
+   * stale entry, its failure keeps it until its window ends. */
+  function refresh(held: HeldKey, stale: unknown, self: unknown, args: unknown[]): void {
+    if (flights !== undefined) {
+      const claim = flights.claim(held);
+      if (claim === "wait") {
+        freeHeld(held);
+        return;
+      }
+      held.flight = claim === "owner";
+    }
+    store.countRefresh();
+    const pkey = held.pkey ??= bytesToKeyString(held.buf, held.len);
+    const ctx = held.ctx = new CallContext(stale);
+    held.hasStale = true;
+    held.stale = stale;
+    let promised = false;
+    held.joined = Promise.resolve().then(() => {
+      const r = callInContext(ctx, fn, self, args);
+      if (isThenable(r)) promised = sawPromise = true;
+      return r;
+    }).then(
+      (value) => {
+        if (pending.get(pkey) === held) {
+          pending.delete(pkey);
+          storeResult(held, value, promised);
+        }
+        endComputation(held);
+        return value;
+      },
+      (reason) => {
+        if (pending.get(pkey) === held) pending.delete(pkey);
+        endComputation(held);
+        throw reason;
+      },
+    );
+    // A failed refresh keeps the stale value; only callers that joined it see the error.
+    held.joined.catch(() => {});
+    pending.set(pkey, held);
+  }
+
+  /** Stores the result of a miss (or starts settling a Promise), frees its key and makes
+   * its parent the current computation (last: a throw before leaves it to `failMiss`). */
+  function endMiss(held: HeldKey, result: unknown): unknown {
+    const parent = held.parent;
+    firstCall = false;
+    if (isThenable(result)) {
+      const joined = bounded(
+        settle(held, held.pkey ?? bytesToKeyString(held.buf, held.len), result),
+      );
+      current = parent;
+      return joined;
+    }
+    storeResult(held, result, false);
+    endComputation(held);
+    current = parent;
     return result;
   }
 
+  /**
+   * A miss whose `fn` (or store) threw: it is the current computation (every cached call
+   * nested in it made its parent current again, on return and on throw); its parent is now,
+   * its flight is released, and its key is not reused (the throw may have cut a store
+   * operation short).
+   */
+  function failMiss(error: unknown): never {
+    const held = current!;
+    current = held.parent;
+    if (held.flight && store !== DISPOSED) flights!.release(held);
+    held.flight = false;
+    if (held.ctx !== undefined) held.ctx.live = false;
+    throw error;
+  }
+
+  /** A miss of a function that may return a Promise: `fn` runs in an async context of its
+   * own, so that `cacheContext()` finds it after an `await`. */
+  function asyncMiss(held: HeldKey, self: unknown, args: unknown[]): unknown {
+    try {
+      return endMiss(held, callInContext(held.ctx ??= new CallContext(undefined), fn, self, args));
+    } catch (e) {
+      return failMiss(e);
+    }
+  }
+
+  /** Detaches the computation of `pkey` (its result is not stored) and aborts its signal. */
+  function detach(pkey: string, why: string | undefined): void {
+    const held = pending.get(pkey);
+    if (held === undefined) return;
+    pending.delete(pkey);
+    if (why !== undefined) held.ctx?.detach(why);
+  }
+
   // The frame of this function sits between every two levels of a memoized recursion, so
-  // it stays small: no try/finally, no locals beyond these (see RELIABILITY.md, hole 9).
+  // it stays small (see RELIABILITY.md, hole 9).
   const cached = function (this: unknown, ...args: unknown[]): unknown {
     const r = lookup(this, args);
     if (r !== MISS) return r;
-    // Arguments are evaluated in order: `missHeld` is read before `fn` runs (and before a
-    // nested cached call could set it again).
-    return endMiss(missHeld, fn.apply(this, args));
+    try {
+      return endMiss(missHeld, fn.apply(this, args));
+    } catch (e) {
+      return failMiss(e);
+    }
   };
 
   Object.defineProperty(cached, "name", { value: name, configurable: true });
   Object.defineProperty(cached, "length", { value: fn.length, configurable: true });
+  const counted = swr || timeout !== undefined;
   const controls = {
     cacheInfo: (): CacheInfo => {
       const info = store.info();
@@ -340,6 +632,10 @@ function wrap(
         maxSize: info.maxSize,
         currentSize: info.currentSize,
       };
+      if (counted) {
+        out.staleHits = info.staleHits ?? 0;
+        out.refreshes = info.refreshes ?? 0;
+      }
       if (shared) {
         const s = out as SharedCacheInfo;
         s.oversizeSkips = info.oversizeSkips ?? 0;
@@ -349,7 +645,7 @@ function wrap(
       return out;
     },
     cacheClear: (): void => {
-      pending.clear();
+      for (const pkey of [...pending.keys()]) detach(pkey, "cacheClear");
       store.clear();
     },
     cacheGet(this: unknown, ...args: unknown[]): unknown {
@@ -362,9 +658,9 @@ function wrap(
       const k = heldKeyOf(this, args);
       const pkey = bytesToKeyString(k.buf, k.len);
       // A computation under way for this key no longer stores its result.
-      pending.delete(pkey);
+      detach(pkey, undefined);
       if (isThenable(value)) {
-        settle(k, pkey, value).catch(() => {});
+        settle(k, pkey, value).joined!.catch(() => {});
         return;
       }
       store.set(k, value, sawPromise);
@@ -372,7 +668,7 @@ function wrap(
     },
     cacheDelete(this: unknown, ...args: unknown[]): boolean {
       const k = heldKeyOf(this, args);
-      pending.delete(bytesToKeyString(k.buf, k.len));
+      detach(bytesToKeyString(k.buf, k.len), "cacheDelete");
       const removed = store.delete(k);
       keyPool.push(k);
       return removed;
@@ -381,7 +677,7 @@ function wrap(
       if (store === DISPOSED) return;
       const open = store;
       store = DISPOSED;
-      pending.clear();
+      for (const pkey of [...pending.keys()]) detach(pkey, "disposing the cache");
       unregister();
       open.close();
     },

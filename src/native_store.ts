@@ -163,8 +163,8 @@ export class NativeMemoryStore implements ByteStore {
   }
 
   /** Turns the miss counted by the last lookup into a hit and a stale hit. */
-  countStaleHit(): void {
-    this.#joins++;
+  countStaleHit(joined = false): void {
+    if (!joined) this.#joins++;
     this.#staleHits++;
   }
 

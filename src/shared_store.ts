@@ -407,8 +407,8 @@ export class SharedStore implements ByteStore {
   }
 
   /** Turns one miss counted by this handle into a hit and a stale hit. */
-  countStaleHit(): void {
-    this.countJoin();
+  countStaleHit(joined = false): void {
+    if (!joined) this.countJoin();
     this.#staleHits++;
   }
 

@@ -95,7 +95,7 @@ export interface ByteStore {
   /** {@linkcode Store.peekStale} at time `now`. */
   peekStale(key: Uint8Array, len: number, now: number): unknown;
   /** {@linkcode Store.countStaleHit}. */
-  countStaleHit(): void;
+  countStaleHit(joined?: boolean): void;
   /** {@linkcode Store.countRefresh}. */
   countRefresh(): void;
   /** Cross-process single-flight (the shared store), else `undefined`. */
@@ -157,9 +157,11 @@ export interface Store {
   countJoin(): void;
   /**
    * The lookup just made found a stale entry and returned its value: count it as a hit and
-   * a stale hit, not the miss that `get` counted.
+   * a stale hit, not the miss that `get` counted. `joined`: the call was counted as a hit
+   * already (it joined a computation, then got the stale value on a timeout): count the
+   * stale hit only.
    */
-  countStaleHit(): void;
+  countStaleHit(joined?: boolean): void;
   /** Counts a background refresh started. */
   countRefresh(): void;
   /** Cross-process single-flight (the shared store), else `undefined`. */
@@ -288,8 +290,8 @@ export class StoreView implements Store {
     this.#s.countJoin();
   }
 
-  countStaleHit(): void {
-    this.#s.countStaleHit();
+  countStaleHit(joined?: boolean): void {
+    this.#s.countStaleHit(joined);
   }
 
   countRefresh(): void {

@@ -329,8 +329,8 @@ export class TsSieveStore implements ByteStore {
   }
 
   /** Turns the miss counted by the last `get()` into a hit and a stale hit. */
-  countStaleHit(): void {
-    this.countJoin();
+  countStaleHit(joined = false): void {
+    if (!joined) this.countJoin();
     this.#staleHits++;
   }
 
