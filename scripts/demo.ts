@@ -12,8 +12,12 @@
  * 3. Shared backend: three `deno run scripts/_demo_server.ts` processes, one shared cache
  *    (`backend: "shared"`), requests round-robin across them; shows how much of each
  *    process's hits were computed by another process ({@linkcode runSharedDemo}).
+ * 4. Stale-while-revalidate: a flaky, slow upstream (errors and 2 s stalls) served through
+ *    `cache({ ttl, staleWhileRevalidate, timeout })`: no upstream error reaches the client
+ *    (`scripts/_demo_flaky.ts`).
  *
- * Options: `--requests=N` (2000), `--concurrency=N` (8), `--seed=N`, `--no-shared`.
+ * Options: `--requests=N` (2000), `--concurrency=N` (8), `--seed=N`, `--no-shared`,
+ * `--no-flaky`.
  * Exits non-zero if a response is wrong or a counter disagrees with the requests sent.
  *
  * @module
@@ -36,6 +40,7 @@ import {
   table,
   zipfStream,
 } from "./_demo_work.ts";
+import { runFlakyDemo } from "./_demo_flaky.ts";
 import type { SharedServerConfig, SharedServerStats } from "./_demo_server.ts";
 
 /** Settings of one run (from the command line). */
@@ -45,6 +50,8 @@ interface DemoOptions {
   seed: number;
   alpha: number;
   shared: boolean;
+  /** Whether to run the stale-while-revalidate part ({@linkcode runFlakyDemo}). */
+  flaky: boolean;
   /** Longest time one measured run may take before it stops issuing requests, ms. */
   budgetMs: number;
   ttl: number;
@@ -123,6 +130,7 @@ function parseOptions(args: readonly string[]): DemoOptions {
     seed: 20240601,
     alpha: 1.0,
     shared: true,
+    flaky: true,
     budgetMs: 15_000,
     ttl: 60_000,
   };
@@ -130,6 +138,7 @@ function parseOptions(args: readonly string[]): DemoOptions {
     const [flag, value] = arg.split("=", 2);
     const n = Number(value);
     if (flag === "--no-shared") options.shared = false;
+    else if (flag === "--no-flaky") options.flaky = false;
     else if (flag === "--requests" && Number.isInteger(n) && n > 0) options.requests = n;
     else if (flag === "--concurrency" && Number.isInteger(n) && n > 0) options.concurrency = n;
     else if (flag === "--seed" && Number.isInteger(n)) options.seed = n;
@@ -583,6 +592,7 @@ async function main(): Promise<number> {
   let ok = await runMemoryDemo(workload, options, verifier);
 
   if (options.shared) ok = (await runSharedDemo(workload, options, verifier)) && ok;
+  if (options.flaky) ok = (await runFlakyDemo()) && ok;
 
   const allRight = await verifier.settle();
   if (verifier.changed.size > 0) {

@@ -411,10 +411,16 @@ function wrap(
       pkey = bytesToKeyString(buf, len);
       const joined = pending.get(pkey);
       if (joined !== undefined) {
-        if (swr && joined.hasStale) {
-          // A refresh under way: its stale value, at once.
-          store.countStaleHit();
-          return sawPromise ? Promise.resolve(joined.stale) : joined.stale;
+        if (joined.hasStale) {
+          // A refresh under way: the stale value at once while in its window; past it, the
+          // call waits for the refresh (and gets the stale value on a timeout).
+          const k = holdKey(buf, len, pkey);
+          const stale = store.peekStale(k);
+          freeHeld(k);
+          if (stale !== MISS) {
+            store.countStaleHit();
+            return sawPromise ? Promise.resolve(stale) : stale;
+          }
         }
         store.countJoin();
         return bounded(joined);

@@ -1,0 +1,144 @@
+// Single-flight across processes (shared backend): 8 real `deno` processes ask for one
+// slow key at once and one computes it; the waiters spend almost no CPU; when the computing
+// process is killed with SIGKILL, another takes the key over.
+import assert from "node:assert/strict";
+
+const fixture = new URL("./fixtures/flight_child.ts", import.meta.url).pathname;
+const root = new URL("../", import.meta.url).pathname;
+
+interface Report {
+  pid: number;
+  value: string;
+  wallMs: number;
+  cpuMs: number;
+  info: { hits: number; misses: number; currentSize: number };
+}
+
+interface Child {
+  process: Deno.ChildProcess;
+  pid: number;
+  stdin: WritableStreamDefaultWriter<Uint8Array>;
+  lines: ReadableStreamDefaultReader<string>;
+}
+
+async function spawn(args: string[]): Promise<Child> {
+  const process = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "--quiet", fixture, ...args],
+    cwd: root,
+    env: { WARP_CACHE_ENGINE: "native", NO_COLOR: "1" },
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const lines = process.stdout
+    .pipeThrough(new TextDecoderStream())
+    .pipeThrough(splitLines())
+    .getReader();
+  const first = await lines.read();
+  assert.equal(first.value, "ready");
+  return { process, pid: process.pid, stdin: process.stdin.getWriter(), lines };
+}
+
+function splitLines(): TransformStream<string, string> {
+  let rest = "";
+  return new TransformStream({
+    transform(chunk, out) {
+      const parts = (rest + chunk).split("\n");
+      rest = parts.pop()!;
+      for (const p of parts) if (p.trim() !== "") out.enqueue(p);
+    },
+    flush(out) {
+      if (rest.trim() !== "") out.enqueue(rest);
+    },
+  });
+}
+
+async function report(child: Child): Promise<Report> {
+  const line = await child.lines.read();
+  const status = await child.process.status;
+  assert.equal(status.code, 0, `child ${child.pid} exited with ${status.code}`);
+  return JSON.parse(line.value!) as Report;
+}
+
+async function withDirs(body: (dir: string, markers: string) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "warp_flight_" });
+  const markers = `${dir}/markers`;
+  await Deno.mkdir(markers);
+  try {
+    await body(dir, markers);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+function starts(markers: string): number[] {
+  return [...Deno.readDirSync(markers)].map((e) => Number(e.name.slice("start-".length)));
+}
+
+const go = new TextEncoder().encode("go\n");
+
+for (const mode of ["async", "sync"] as const) {
+  Deno.test(`flights (${mode}): 8 processes ask for one slow key at once: one computation`, async () => {
+    await withDirs(async (dir, markers) => {
+      const children = await Promise.all(
+        Array.from({ length: 8 }, () => spawn([dir, "one", markers, "1500", "1500", mode])),
+      );
+      await Promise.all(children.map((c) => c.stdin.write(go)));
+      const reports = await Promise.all(children.map(report));
+      const started = starts(markers);
+      assert.equal(started.length, 1, `one computation, not ${started.length}`);
+      const owner = started[0]!;
+      for (const r of reports) {
+        assert.equal(r.value, `the-key@${owner}`, `process ${r.pid} got the owner's value`);
+      }
+      const waiters = reports.filter((r) => r.pid !== owner);
+      assert.equal(waiters.length, 7);
+      // Each process's counters are the file's totals once all are done: one miss, 7 hits.
+      const last = reports.reduce((a, b) => (a.info.hits + a.info.misses >= b.info.hits + b.info.misses ? a : b));
+      assert.deepEqual([last.info.hits, last.info.misses], [7, 1]);
+      // No polling storm: a waiter blocks on a futex; its CPU time is a small part of the
+      // time it waited (generous bound: a poll loop would take all of it).
+      const waited = waiters.reduce((s, r) => s + r.wallMs, 0);
+      const cpu = waiters.reduce((s, r) => s + r.cpuMs, 0);
+      console.log(
+        `  ${mode}: 7 waiters waited ${waited.toFixed(0)} ms in all, with ${cpu} ms of CPU ` +
+          `(${(1000 * cpu / waited).toFixed(1)} ms per s waited)`,
+      );
+      assert.ok(waited >= 7 * 500, `the waiters waited for the computation (${waited} ms)`);
+      assert.ok(cpu <= waited * 0.1, `waiters' CPU ${cpu} ms for ${waited} ms of waiting`);
+    });
+  });
+
+  Deno.test(`flights (${mode}): the computing process killed with SIGKILL: another takes over`, async () => {
+    await withDirs(async (dir, markers) => {
+      const children = await Promise.all(
+        Array.from({ length: 4 }, () => spawn([dir, "kill", markers, "60000", "300", mode])),
+      );
+      await Promise.all(children.map((c) => c.stdin.write(go)));
+      let first: number[] = [];
+      for (let i = 0; i < 500 && first.length === 0; i++) {
+        await new Promise((r) => setTimeout(r, 10));
+        first = starts(markers);
+      }
+      assert.equal(first.length, 1, "one process started computing");
+      const owner = children.find((c) => c.pid === first[0])!;
+      const killedAt = performance.now();
+      owner.process.kill("SIGKILL");
+      await owner.process.status;
+      let next: number[] = first;
+      while (next.length < 2 && performance.now() - killedAt < 10_000) {
+        await new Promise((r) => setTimeout(r, 5));
+        next = starts(markers);
+      }
+      const takeoverMs = performance.now() - killedAt;
+      console.log(`  ${mode}: taken over ${takeoverMs.toFixed(0)} ms after the SIGKILL`);
+      assert.equal(next.length, 2, "another process took the computation over");
+      assert.ok(takeoverMs < 3_000, `takeover after ${takeoverMs} ms`);
+      const heir = next.find((p) => p !== owner.pid)!;
+      const rest = children.filter((c) => c !== owner);
+      const reports = await Promise.all(rest.map(report));
+      for (const r of reports) assert.equal(r.value, `the-key@${heir}`);
+      await owner.stdin.close().catch(() => {});
+    });
+  });
+}
