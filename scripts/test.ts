@@ -24,6 +24,8 @@ const MEMORY_SUITES = [
   "tests/entries_test.ts",
   "tests/registry_test.ts",
   "tests/timeout_test.ts",
+  "tests/context_test.ts",
+  "tests/stale_test.ts",
   "tests/key_codec_test.ts",
   "tests/ts_store_test.ts",
   "tests/sieve_cache_test.ts",
