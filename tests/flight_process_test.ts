@@ -3,7 +3,7 @@
 // process is killed with SIGKILL, another takes the key over.
 import assert from "node:assert/strict";
 
-const fixture = new URL("./fixtures/flight_child.ts", import.meta.url).pathname;
+const fixture = new URL("./fixtures/flight_cache_child.ts", import.meta.url).pathname;
 const root = new URL("../", import.meta.url).pathname;
 
 interface Report {
