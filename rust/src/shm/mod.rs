@@ -880,6 +880,8 @@ fn backoff(attempt: u32) {
 #[cfg(test)]
 mod chunk_tests;
 #[cfg(test)]
+mod flight_tests;
+#[cfg(test)]
 mod open_tests;
 #[cfg(test)]
 mod test_dir;
