@@ -317,7 +317,8 @@ Deno.test("SharedStore.flights: of 8 processes claiming one key, one computes an
       } ms CPU per s waited)`,
     );
     assert.ok(wall > 0);
-    assert.ok(cpu / wall < 0.1, `waiters used ${cpu} ms of CPU in ${wall} ms waited`);
+    // Measured: about 2 ms per s with the futex; a poll every 200 µs instead uses 26 ms.
+    assert.ok(cpu / wall < 0.02, `waiters used ${cpu} ms of CPU in ${wall} ms waited`);
   });
 });
 
