@@ -6,6 +6,11 @@
  * the value codec (`value_codec.ts`), so a hit returns a copy. Reads take no lock in the
  * library (seqlock); writes take a short cross-process lock.
  *
+ * An entry may carry a TTL of its own, which every process honours; otherwise each process
+ * judges it by its own `ttl` (and `stale` window). Counters (stale hits and refreshes
+ * included) are totals over every process. {@linkcode SharedStore.flights} runs one
+ * computation of a key at a time across processes (`rust/src/shm/flight.rs`).
+ *
  * @module
  */
 
