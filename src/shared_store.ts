@@ -200,7 +200,8 @@ export class SharedStore implements ByteStore {
    * none): during it `get` keeps the entry (a miss) and `peekStale` returns it.
    * @throws {Error} If the platform has no shared memory (Windows) or the native library
    * is missing.
-   * @throws {RangeError} If the sizes make a file larger than the library's limit (64 GiB).
+   * @throws {RangeError} If the sizes make a file larger than the library's limit (64 GiB),
+   * or `stale` is not a finite, non-negative number.
    * @throws {CacheError} If the file cannot be opened or created (a symlink, a file of
    * another user, a full file system...).
    */
@@ -214,6 +215,11 @@ export class SharedStore implements ByteStore {
     maxBytes?: number,
     stale = 0,
   ) {
+    if (typeof stale !== "number" || !Number.isFinite(stale) || stale < 0) {
+      throw new RangeError(
+        `Cannot create cache: stale must be a finite, non-negative number of ms: received ${stale}`,
+      );
+    }
     if (Deno.build.os === "windows") {
       throw new Error(
         "Cannot create cache: the shared backend needs POSIX shared memory (mmap), which is not available on Windows; use the memory backend",

@@ -100,6 +100,16 @@ Deno.test("SharedStore: the stale window keeps an entry for peekStale and misses
       assert.ok(put(s, "o", "w", 0, 10));
       assert.equal(peekStale(s, "o", 59), "w");
       assert.equal(peekStale(s, "o", 60), MISS);
+      for (const bad of [-1, NaN, Infinity]) {
+        assert.throws(
+          () => open(dir, 100, bad),
+          (e: unknown) =>
+            e instanceof RangeError &&
+            e.message.includes(
+              `stale must be a finite, non-negative number of ms: received ${bad}`,
+            ),
+        );
+      }
     } finally {
       s.close();
       other.close();
