@@ -25,7 +25,7 @@ import {
 export { envVar };
 
 /** ABI version that this table matches; see `ABI_VERSION` in `rust/src/ffi/mod.rs`. */
-export const ABI_VERSION = 4;
+export const ABI_VERSION = 5;
 
 /**
  * `warp_mem_get` reports "expired" as `EXPIRED_BASE - slot` (see `rust/src/ffi/mem.rs`).
@@ -76,9 +76,9 @@ export const symbols = {
 
   // Shared store (unix only, hence optional).
   // (path, path_len, capacity, max_key_size, max_value_size, max_bytes (0: default),
-  //  ttl_ms) -> handle | null
+  //  ttl_ms, stale_ms) -> handle | null
   warp_shm_open: {
-    parameters: ["buffer", "u32", "u32", "u32", "u32", "u64", "f64"],
+    parameters: ["buffer", "u32", "u32", "u32", "u32", "u64", "f64", "f64"],
     result: "pointer",
     optional: true,
   },
@@ -104,9 +104,16 @@ export const symbols = {
     result: "i32",
     optional: true,
   },
-  // (h, key, key_len, value, value_len, now_ms) -> 0 stored | 1 skipped (oversize) | status
-  warp_shm_set: {
+  // warp_shm_peek that also returns a stale entry (past its TTL, within the stale window).
+  warp_shm_peek_stale: {
     parameters: ["pointer", "buffer", "u32", "buffer", "u32", "f64"],
+    result: "i32",
+    optional: true,
+  },
+  // (h, key, key_len, value, value_len, now_ms, ttl_ms (the entry's own; 0: the handle's))
+  //  -> 0 stored | 1 skipped (oversize) | 2 busy | status
+  warp_shm_set: {
+    parameters: ["pointer", "buffer", "u32", "buffer", "u32", "f64", "f64"],
     result: "i32",
     optional: true,
   },
@@ -117,8 +124,8 @@ export const symbols = {
     optional: true,
   },
   warp_shm_clear: { parameters: ["pointer"], result: "i32", optional: true },
-  // (h, out: 10 x f64 = hits, misses, oversize_skips, len, capacity, evictions,
-  //  max_key_size, max_value_size, bytes, max_bytes) -> status
+  // (h, out: 12 x f64 = hits, misses, oversize_skips, len, capacity, evictions,
+  //  max_key_size, max_value_size, bytes, max_bytes, stale_hits, refreshes) -> status
   warp_shm_info: {
     parameters: ["pointer", "buffer"],
     result: "i32",
@@ -126,6 +133,50 @@ export const symbols = {
   },
   // (h) -> status: turns one counted miss into a hit (single-flight joins)
   warp_shm_count_hit: { parameters: ["pointer"], result: "i32", optional: true },
+  // (h) -> status: turns one counted miss into a hit and counts a stale hit
+  warp_shm_count_stale_hit: { parameters: ["pointer", "u8"], result: "i32", optional: true },
+  // (h) -> status: counts a background refresh
+  warp_shm_count_refresh: { parameters: ["pointer"], result: "i32", optional: true },
+  // Flights (cross-process single-flight; codes: FLIGHT in src/shared_store.ts).
+  // (h, key, key_len) -> owner | wait | none | status
+  warp_shm_flight_claim: {
+    parameters: ["pointer", "buffer", "u32"],
+    result: "i32",
+    optional: true,
+  },
+  // (h, key, key_len) -> 1 owned by this handle | 0 | status
+  warp_shm_flight_owns: {
+    parameters: ["pointer", "buffer", "u32"],
+    result: "i32",
+    optional: true,
+  },
+  // (h, key, key_len) -> status (idempotent)
+  warp_shm_flight_release: {
+    parameters: ["pointer", "buffer", "u32"],
+    result: "i32",
+    optional: true,
+  },
+  // (h, key, key_len) -> waiter | null: a wait that holds its own references to the mapping
+  warp_shm_flight_waiter: {
+    parameters: ["pointer", "buffer", "u32"],
+    result: "pointer",
+    optional: true,
+  },
+  // (waiter, ms (Infinity: no bound)) -> done | owner | timeout | status; frees the waiter.
+  // Sleeps on a futex in another thread: the JS thread is not blocked.
+  warp_shm_flight_wait: {
+    parameters: ["pointer", "f64"],
+    result: "i32",
+    nonblocking: true,
+    optional: true,
+  },
+  // The same function, blocking the calling thread (waitSync).
+  warp_shm_flight_wait_sync: {
+    name: "warp_shm_flight_wait",
+    parameters: ["pointer", "f64"],
+    result: "i32",
+    optional: true,
+  },
   // (capacity, max_key_size, max_value_size, max_bytes (0: default)) -> bytes of the cache
   // file (f64, exact)
   warp_shm_file_size: {

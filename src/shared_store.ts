@@ -6,6 +6,11 @@
  * the value codec (`value_codec.ts`), so a hit returns a copy. Reads take no lock in the
  * library (seqlock); writes take a short cross-process lock.
  *
+ * An entry may carry a TTL of its own, which every process honours; otherwise each process
+ * judges it by its own `ttl` (and `stale` window). Counters (stale hits and refreshes
+ * included) are totals over every process. {@linkcode SharedStore.flights} runs one
+ * computation of a key at a time across processes (`rust/src/shm/flight.rs`).
+ *
  * @module
  */
 
@@ -21,6 +26,10 @@ import {
 import { CacheError, Status, unwrap } from "./errors.ts";
 import {
   type ByteStore,
+  type FlightClaim,
+  type FlightEnd,
+  type Flights,
+  type KeyBytes,
   MISS,
   type Store,
   type StoreInfo,
@@ -105,14 +114,30 @@ export const SHM_INFO = {
   maxValueSize: 7,
   bytes: 8,
   maxBytes: 9,
+  staleHits: 10,
+  refreshes: 11,
 } as const;
 
 /** Number of fields of {@linkcode SHM_INFO}. */
-const SHM_INFO_FIELDS = 10;
+const SHM_INFO_FIELDS = 12;
+
+/**
+ * The codes of the `warp_shm_flight_*` exports (`FLIGHT_*` in `rust/src/ffi/shm.rs`),
+ * pinned by `tests/shared_flight_test.ts`: `claim` returns `owner`, `wait` or `none`;
+ * `wait` returns `done`, `owner` (a dead owner's flight taken over) or `timeout`.
+ */
+export const FLIGHT = { owner: 0, wait: 1, none: 2, done: 3, timeout: 4 } as const;
+
+const CLAIMS: readonly FlightClaim[] = ["owner", "wait", "none"];
+const ENDS: Readonly<Record<number, FlightEnd>> = {
+  [FLIGHT.done]: "done",
+  [FLIGHT.owner]: "owner",
+  [FLIGHT.timeout]: "timeout",
+};
 
 /**
  * The size in bytes of a shared cache file, from the library's one formula (see README
- * "Shared backend": `512 + 8 × tableSize + 56 × (maxSize + 1) + 256 × chunks`).
+ * "Shared backend": `512 + 8 × tableSize + 64 × (maxSize + 1) + 256 × chunks + 12288`).
  * `maxBytes` 0 (or omitted) is the default byte budget.
  */
 export function sharedFileSize(
@@ -145,9 +170,6 @@ export class SharedStore implements ByteStore {
   #info = new Float64Array(SHM_INFO_FIELDS);
   #fnName: string;
   #token = {};
-  /** Per process until the shared file counts them (TODO). */
-  #staleHits = 0;
-  #refreshes = 0;
   /** Whether entries expire (a TTL was given). */
   readonly ttlOn: boolean;
   /** Writes values over `maxValueSize` to files (`largeValues: "file"`). */
@@ -178,7 +200,8 @@ export class SharedStore implements ByteStore {
    * none): during it `get` keeps the entry (a miss) and `peekStale` returns it.
    * @throws {Error} If the platform has no shared memory (Windows) or the native library
    * is missing.
-   * @throws {RangeError} If the sizes make a file larger than the library's limit (64 GiB).
+   * @throws {RangeError} If the sizes make a file larger than the library's limit (64 GiB),
+   * or `stale` is not a finite, non-negative number.
    * @throws {CacheError} If the file cannot be opened or created (a symlink, a file of
    * another user, a full file system...).
    */
@@ -192,7 +215,11 @@ export class SharedStore implements ByteStore {
     maxBytes?: number,
     stale = 0,
   ) {
-    void stale; // TODO(stale window)
+    if (typeof stale !== "number" || !Number.isFinite(stale) || stale < 0) {
+      throw new RangeError(
+        `Cannot create cache: stale must be a finite, non-negative number of ms: received ${stale}`,
+      );
+    }
     if (Deno.build.os === "windows") {
       throw new Error(
         "Cannot create cache: the shared backend needs POSIX shared memory (mmap), which is not available on Windows; use the memory backend",
@@ -227,6 +254,7 @@ export class SharedStore implements ByteStore {
       maxValueSize,
       BigInt(maxBytes ?? 0),
       ttl ?? 0,
+      stale,
     );
     // The library's message names the file and the reason ("Cannot open ...").
     if (handle === null) throw new CacheError(Status.Io, nativeLastError());
@@ -349,7 +377,31 @@ export class SharedStore implements ByteStore {
     }
   }
 
-  set(key: Uint8Array, len: number, value: unknown, now: number, promised: boolean): boolean {
+  /**
+   * Stores `value` under `key[0..len)` at `now` (`NaN`: the library's Unix time).
+   *
+   * @param ptr Unused (inserts pass the key as a buffer).
+   * @param ttl The entry's own TTL in ms (positive, or `Infinity` for never), which every
+   * process honours, a process opened without a TTL too; `undefined`: none (each process
+   * judges the entry by its own `ttl`). Hits do not extend it.
+   * @throws {RangeError} If `ttl` is not a positive number.
+   * @throws {TypeError} If the value cannot be serialized.
+   */
+  set(
+    key: Uint8Array,
+    len: number,
+    value: unknown,
+    now: number,
+    promised: boolean,
+    ptr?: Deno.PointerValue,
+    ttl?: number,
+  ): boolean {
+    void ptr;
+    if (ttl !== undefined && !(typeof ttl === "number" && ttl > 0)) {
+      throw new RangeError(
+        `Cannot cache the result of ${this.#fnName}: ttl must be a positive number of ms or Infinity: received ${ttl}`,
+      );
+    }
     let bytes: Uint8Array;
     try {
       bytes = encodeValue(value, promised);
@@ -374,7 +426,7 @@ export class SharedStore implements ByteStore {
       if (files.sweepDue()) this.#sweep();
     }
     const r = unwrap(
-      this.#lib.warp_shm_set!(this.#handle, key, len, bytes, bytes.length, now),
+      this.#lib.warp_shm_set!(this.#handle, key, len, bytes, bytes.length, now, ttl ?? 0),
       "Shared cache insert",
     );
     return r === 0;
@@ -406,26 +458,102 @@ export class SharedStore implements ByteStore {
     unwrap(this.#lib.warp_shm_count_hit!(this.#handle), "Shared cache count");
   }
 
-  /** Turns one miss counted by this handle into a hit and a stale hit. */
+  /** Turns one miss counted by this handle into a hit and a stale hit (in the file: the
+   * totals are exact over every process); `joined`: the stale hit only (the call was
+   * counted as a hit already). */
   countStaleHit(joined = false): void {
-    if (!joined) this.countJoin();
-    this.#staleHits++;
+    unwrap(
+      this.#lib.warp_shm_count_stale_hit!(this.#handle, joined ? 1 : 0),
+      "Shared cache count",
+    );
   }
 
-  /** Counts a background refresh. */
+  /** Counts a background refresh (in the file). */
   countRefresh(): void {
-    this.#refreshes++;
+    unwrap(this.#lib.warp_shm_count_refresh!(this.#handle), "Shared cache count");
   }
 
-  /** The value under `key[0..len)` while fresh or stale at `now`, else {@linkcode MISS}. */
+  /**
+   * The value under `key[0..len)` while fresh or stale at `now` for this handle (older than
+   * its TTL, own or this handle's, by less than this handle's stale window), else
+   * {@linkcode MISS}; counts nothing, marks nothing, never removes.
+   *
+   * @throws {CacheError} If the library reports an error.
+   */
   peekStale(key: Uint8Array, len: number, now: number): unknown {
-    // TODO(stale window): entries past their TTL but inside the window.
-    return this.peek(key, len, now);
+    const r = this.#lib.warp_shm_peek_stale!(
+      this.#handle,
+      key,
+      len,
+      this.#out,
+      this.#out.length,
+      now,
+    );
+    if (r === -1) return MISS;
+    if (r < 0) unwrap(r, "Shared cache lookup");
+    try {
+      return decodeValueIn(this.#out, r, this.#outView);
+    } catch {
+      if (isFileRef(this.#out, r)) return this.#readLarge(key, len, false);
+      return MISS; // bytes of another codec version: never returned
+    }
+  }
+
+  /**
+   * Cross-process single-flight over this file (see `rust/src/shm/flight.rs`): keys are
+   * told apart by their 64-bit hash (two keys with one hash share a flight: a caller may
+   * wait for the other key, then look its own up again). On a closed handle `claim`
+   * gives `"none"`, `wait` `"timeout"`, `owns` `false`, and `release` does nothing.
+   */
+  readonly flights: Flights = {
+    claim: (k: KeyBytes): FlightClaim => {
+      if (this.#handle === null) return "none";
+      const r = this.#lib.warp_shm_flight_claim!(this.#handle, k.buf, k.len);
+      if (r < 0) unwrap(r, "Shared cache flight claim");
+      return CLAIMS[r] ?? "none";
+    },
+    wait: async (k: KeyBytes, ms: number): Promise<FlightEnd> => {
+      const waiter = this.#waiter(k, ms);
+      if (waiter === null) return "timeout";
+      return this.#ended(await this.#lib.warp_shm_flight_wait!(waiter, ms));
+    },
+    waitSync: (k: KeyBytes, ms: number): FlightEnd => {
+      const waiter = this.#waiter(k, ms);
+      if (waiter === null) return "timeout";
+      return this.#ended(this.#lib.warp_shm_flight_wait_sync!(waiter, ms));
+    },
+    owns: (k: KeyBytes): boolean => {
+      if (this.#handle === null) return false;
+      return this.#lib.warp_shm_flight_owns!(this.#handle, k.buf, k.len) === 1;
+    },
+    release: (k: KeyBytes): void => {
+      if (this.#handle === null) return;
+      unwrap(
+        this.#lib.warp_shm_flight_release!(this.#handle, k.buf, k.len),
+        "Shared cache flight release",
+      );
+    },
+  };
+
+  /** A native wait for the flight of `k` (freed by the wait), or `null` when closed. */
+  #waiter(k: KeyBytes, ms: number): Deno.PointerObject | null {
+    if (typeof ms !== "number" || !(ms >= 0)) {
+      throw new RangeError(
+        `Cannot wait for a shared cache flight: ms must be a non-negative number of ms or Infinity: received ${ms}`,
+      );
+    }
+    if (this.#handle === null) return null;
+    const waiter = this.#lib.warp_shm_flight_waiter!(this.#handle, k.buf, k.len);
+    if (waiter === null) throw new CacheError(Status.Io, nativeLastError());
+    return waiter;
+  }
+
+  #ended(r: number): FlightEnd {
+    if (r < 0) unwrap(r, "Shared cache flight wait");
+    return ENDS[r] ?? "timeout";
   }
 
   clear(): void {
-    this.#staleHits = 0;
-    this.#refreshes = 0;
     unwrap(this.#lib.warp_shm_clear!(this.#handle), "Shared cache clear");
     if (this.#large !== null || this.#hasLargeFolder()) this.#largeFiles().removeAll();
   }
@@ -449,9 +577,11 @@ export class SharedStore implements ByteStore {
       bytes: i[SHM_INFO.bytes]!,
       maxBytes: i[SHM_INFO.maxBytes]!,
     };
-    if (this.#staleHits > 0 || this.#refreshes > 0) {
-      info.staleHits = this.#staleHits;
-      info.refreshes = this.#refreshes;
+    const staleHits = i[SHM_INFO.staleHits]!;
+    const refreshes = i[SHM_INFO.refreshes]!;
+    if (staleHits > 0 || refreshes > 0) {
+      info.staleHits = staleHits;
+      info.refreshes = refreshes;
     }
     return info;
   }

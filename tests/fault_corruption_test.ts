@@ -16,16 +16,17 @@ import {
 
 const MAX_SIZE = 64;
 const MAX_VALUE = 512;
-// Layout (rust/src/shm/layout.rs, format 5): 512-byte header, then 2 * 64 rounded up = 128
-// buckets of 8 bytes, then 65 slots of 56 bytes, then the chunks of 256 bytes (an 8-byte
+// Layout (rust/src/shm/layout.rs, format 6): 512-byte header, then 2 * 64 rounded up = 128
+// buckets of 8 bytes, then 65 slots of 64 bytes, then the chunks of 256 bytes (an 8-byte
 // header: next chunk, owner slot; then 248 bytes of data): the default budget is 64 entries of
 // the largest size, ceil((64 + 512) / 248) = 3 chunks, plus 3 spare chunks.
 const HEADER = 512;
 const TABLE = 128 * 8;
-const SLOTS = (MAX_SIZE + 1) * 56;
+const SLOTS = (MAX_SIZE + 1) * 64;
 const CHUNKS_AT = HEADER + TABLE + SLOTS;
 const CHUNK_COUNT = MAX_SIZE * 3 + 3;
-const FILE_SIZE = CHUNKS_AT + CHUNK_COUNT * 256;
+// The flight table ends the file: 512 records of 24 bytes.
+const FILE_SIZE = CHUNKS_AT + CHUNK_COUNT * 256 + 512 * 24;
 
 let seed = 12345;
 function rand(n: number): number {
@@ -95,7 +96,8 @@ function scribble(path: string, offset: number, bytes: Uint8Array): void {
 
 function randomBytes(n: number): Uint8Array {
   const b = new Uint8Array(n);
-  crypto.getRandomValues(b);
+  // getRandomValues fills at most 64 KiB a call.
+  for (let i = 0; i < n; i += 65536) crypto.getRandomValues(b.subarray(i, i + 65536));
   return b;
 }
 
@@ -143,7 +145,7 @@ Deno.test("shared store: a file of another format version or magic is recreated"
   }
 });
 
-Deno.test("shared store: random bytes over header, table, slots and chunks, closed and mapped", async () => {
+Deno.test("shared store: random bytes over header, table, slots, chunks and flights, closed and mapped", async () => {
   const regions: [string, number, number][] = [
     ["identity", 0, 64],
     ["seqlock", 64, 64],
@@ -155,6 +157,7 @@ Deno.test("shared store: random bytes over header, table, slots and chunks, clos
     ["chunks", CHUNKS_AT, CHUNK_COUNT * 256],
     ["chunk links", CHUNKS_AT, CHUNK_COUNT * 256],
     ["slot chunk fields", HEADER + TABLE, SLOTS],
+    ["flights", CHUNKS_AT + CHUNK_COUNT * 256, 512 * 24],
     ["anywhere", 0, FILE_SIZE],
   ];
   for (const [label, start, len] of regions) {
@@ -171,7 +174,7 @@ Deno.test("shared store: random bytes over header, table, slots and chunks, clos
           // plausible number (a chunk or slot in use, or NIL) rather than noise.
           at = label === "chunk links"
             ? CHUNKS_AT + 256 * rand(CHUNK_COUNT) + 4 * rand(2)
-            : HEADER + TABLE + 56 * rand(MAX_SIZE + 1) + 48 + 4 * rand(2);
+            : HEADER + TABLE + 64 * rand(MAX_SIZE + 1) + 48 + 4 * rand(2);
           const word = [rand(CHUNK_COUNT), rand(MAX_SIZE + 1), rand(4), 0xffffffff][rand(4)]!;
           bytes = new Uint8Array(new Uint32Array([word]).buffer);
           n = 4;

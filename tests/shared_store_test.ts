@@ -78,28 +78,31 @@ function readmeFileSize(
   maxBytes ??= Math.max(256, Math.min(maxSize * largest * 256, 16 * 2 ** 20));
   const budget = Math.floor(maxBytes / 256);
   const chunks = budget + Math.min(largest, budget);
-  return 512 + 8 * tableSize + 56 * (maxSize + 1) + 256 * chunks;
+  return 512 + 8 * tableSize + 64 * (maxSize + 1) + 256 * chunks + 12288;
 }
 
 Deno.test("SharedStore reads every field of warp_shm_info at its index", async () => {
   const lib = loadNative()!;
   await withDir((dir) => {
     const path = encoder.encode(`${dir}/raw.warp`);
-    const h = lib.warp_shm_open!(path, path.length, 9, 17, 33, 0n, 0)!;
+    const h = lib.warp_shm_open!(path, path.length, 9, 17, 33, 0n, 0, 0)!;
     try {
       const key = (i: number): Uint8Array => encoder.encode(`k${i}`);
-      for (let i = 0; i < 10; i++) lib.warp_shm_set!(h, key(i), 2, key(i), 2, NaN); // 1 eviction
+      for (let i = 0; i < 10; i++) lib.warp_shm_set!(h, key(i), 2, key(i), 2, NaN, 0); // 1 eviction
       for (let i = 1; i <= 5; i++) lib.warp_shm_delete!(h, key(i), 2); // 4 left
-      for (let i = 0; i < 6; i++) lib.warp_shm_set!(h, key(0), 2, new Uint8Array(34), 34, NaN);
+      for (let i = 0; i < 6; i++) lib.warp_shm_set!(h, key(0), 2, new Uint8Array(34), 34, NaN, 0);
       const out = new Uint8Array(64);
       assert.equal(lib.warp_shm_get!(h, key(7), 2, out, 64, NaN), 2);
       assert.equal(lib.warp_shm_get!(h, key(8), 2, out, 64, NaN), 2);
       for (let i = 1; i <= 3; i++) assert.equal(lib.warp_shm_get!(h, key(i), 2, out, 64, NaN), -1);
-      const raw = new Float64Array(10);
+      for (let i = 0; i < 3; i++) lib.warp_shm_count_stale_hit!(h, 0); // the 3 misses: 5 hits
+      for (let i = 0; i < 5; i++) lib.warp_shm_count_stale_hit!(h, 1); // joined: stale hits only
+      for (let i = 0; i < 7; i++) lib.warp_shm_count_refresh!(h);
+      const raw = new Float64Array(12);
       assert.equal(lib.warp_shm_info!(h, raw), 0);
       const expected = {
-        hits: 2,
-        misses: 3,
+        hits: 5,
+        misses: 0,
         oversizeSkips: 6,
         currentSize: 4,
         maxSize: 9,
@@ -108,8 +111,10 @@ Deno.test("SharedStore reads every field of warp_shm_info at its index", async (
         maxValueSize: 33,
         bytes: 4 * 256, // 4 entries of one chunk each
         maxBytes: 9 * 256, // the default: 9 entries of the largest size (one chunk)
+        staleHits: 8,
+        refreshes: 7,
       };
-      assert.equal(new Set(Object.values(expected)).size, 10, "distinct values pin the order");
+      assert.equal(new Set(Object.values(expected)).size, 12, "distinct values pin the order");
       for (const [field, value] of Object.entries(expected)) {
         assert.equal(raw[SHM_INFO[field as keyof typeof SHM_INFO]], value, field);
       }
@@ -118,13 +123,15 @@ Deno.test("SharedStore reads every field of warp_shm_info at its index", async (
     }
     const s = open(dir, 9, 17, 33, "raw.warp");
     assert.deepEqual(s.info(), {
-      hits: 2,
-      misses: 3,
+      hits: 5,
+      misses: 0,
       maxSize: 9,
       currentSize: 4,
       oversizeSkips: 6,
       bytes: 1024,
       maxBytes: 2304,
+      staleHits: 8,
+      refreshes: 7,
     });
     assert.deepEqual([s.maxSize, s.maxKeySize, s.maxValueSize, s.maxBytes], [9, 17, 33, 2304]);
     s.close();
@@ -279,7 +286,7 @@ Deno.test("SharedStore: sizes over the file limit are a RangeError naming them",
         e.message.includes("at most 68719476736 bytes"),
     );
     // Just under the limit is accepted by the check (not created here: 64 GiB).
-    const fixed = 512 + 8 * 2 ** 25 + 56 * (2 ** 24 + 1);
+    const fixed = 512 + 8 * 2 ** 25 + 64 * (2 ** 24 + 1) + 12288;
     const chunks = Math.floor((64 * 2 ** 30 - fixed) / 256) - 1; // budget + 1 spare chunk
     const under = sharedFileSize(lib, 1 << 24, 1, 1, chunks * 256);
     assert.equal(under, readmeFileSize(1 << 24, 1, 1, chunks * 256));
@@ -293,11 +300,11 @@ Deno.test("SharedStore: the README's file size formula is the size of the real f
   // Whitespace as one space: the formatter rewraps the paragraph.
   const readme = Deno.readTextFileSync(`${root}README.md`).replace(/\s+/g, " ");
   assert.ok(
-    readme.includes("512 + 8 × tableSize + 56 × (maxSize + 1) + 256 × chunks"),
+    readme.includes("512 + 8 × tableSize + 64 × (maxSize + 1) + 256 × chunks + 12288"),
     "README gives the formula",
   );
-  assert.ok(readme.includes("637,240 bytes with the defaults"));
-  assert.equal(readmeFileSize(128, 512, 4096), 637_240);
+  assert.ok(readme.includes("650,560 bytes with the defaults"));
+  assert.equal(readmeFileSize(128, 512, 4096), 650_560);
   await withDir((dir) => {
     const sizes: [number, number, number, number | undefined][] = [
       [1, 1, 1, undefined],

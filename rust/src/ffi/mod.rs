@@ -24,8 +24,11 @@ mod thread_handles;
 /// caller reads them back with `warp_shm_info`). 3 = shared format 5: `warp_shm_open` and
 /// `warp_shm_file_size` take `max_bytes`; `warp_shm_info` writes 10 fields (bytes, max bytes);
 /// `warp_shm_default_max_bytes`. 4 = `warp_shm_peek`; `warp_shm_set` returns 2 when a stopped
-/// lock holder kept it from storing.
-pub const ABI_VERSION: u32 = 4;
+/// lock holder kept it from storing. 5 = shared format 6: `warp_shm_open` takes `stale_ms`,
+/// `warp_shm_set` the entry's own `ttl_ms`; `warp_shm_info` writes 12 fields (stale hits,
+/// refreshes); `warp_shm_peek_stale`, `warp_shm_count_stale_hit`, `warp_shm_count_refresh`
+/// and the `warp_shm_flight_*` exports.
+pub const ABI_VERSION: u32 = 5;
 
 /// Returns [`ABI_VERSION`].
 #[unsafe(no_mangle)]

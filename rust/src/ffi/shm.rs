@@ -10,7 +10,8 @@ use std::path::Path;
 
 use super::{guarded, key_slice, thread_handles};
 use crate::error::{Status, fail};
-use crate::shm::{Get, Set, ShmError, ShmStore};
+use crate::shm::flight::{Claim, End, Waiter};
+use crate::shm::{Get, Set, ShmError, ShmStore, deadline_after};
 
 /// `now` as given, or Unix time from the library when the caller passes `NaN`: a clock
 /// that every process agrees on.
@@ -24,7 +25,35 @@ fn wall_now(now: f64) -> f64 {
 }
 
 /// Number of `f64` fields written by `warp_shm_info`.
-pub const SHM_INFO_FIELDS: usize = 10;
+pub const SHM_INFO_FIELDS: usize = 12;
+
+/// What `warp_shm_flight_claim` returns: this handle owns the flight.
+pub const FLIGHT_OWNER: i32 = 0;
+/// `warp_shm_flight_claim`: another live handle owns it.
+pub const FLIGHT_WAIT: i32 = 1;
+/// `warp_shm_flight_claim`: no flight could be recorded.
+pub const FLIGHT_NONE: i32 = 2;
+/// `warp_shm_flight_wait`: the flight ended.
+pub const FLIGHT_DONE: i32 = 3;
+/// `warp_shm_flight_wait`: the time ran out (or the handle was closed).
+pub const FLIGHT_TIMEOUT: i32 = 4;
+// `warp_shm_flight_wait` returns FLIGHT_OWNER when it took a dead owner's flight over.
+
+fn claim_code(c: Claim) -> i32 {
+    match c {
+        Claim::Owner => FLIGHT_OWNER,
+        Claim::Wait => FLIGHT_WAIT,
+        Claim::None => FLIGHT_NONE,
+    }
+}
+
+fn end_code(e: End) -> i32 {
+    match e {
+        End::Done => FLIGHT_DONE,
+        End::Owner => FLIGHT_OWNER,
+        End::Timeout => FLIGHT_TIMEOUT,
+    }
+}
 
 fn failed(e: &ShmError) -> i32 {
     fail(e.status, e.message.clone())
@@ -47,8 +76,10 @@ unsafe fn with_shm(h: *const ShmStore, f: impl FnOnce(&ShmStore) -> i32) -> i32 
 /// bytes `path[..path_len]`, for at most `capacity` entries (1 to 2^24), keys up to
 /// `max_key_size` bytes (1 to 1 MiB) and values up to `max_value_size` bytes (1 to
 /// 64 MiB), whose keys and values take at most `max_bytes` bytes (256 to 64 GiB; 0: the
-/// default, `layout::default_max_bytes`). Entries expire `ttl_ms` ms after insertion as judged by this handle
-/// (`<= 0` or not finite: never); the TTL is not part of the file. Creates the parent
+/// default, `layout::default_max_bytes`). Entries without a TTL of their own expire `ttl_ms`
+/// ms after insertion as judged by this handle (`<= 0` or not finite: never); the TTL is
+/// not part of the file. Entries stay stale (a miss for `warp_shm_get`, a value for
+/// `warp_shm_peek_stale`) for `stale_ms` ms after their TTL (`<= 0` or not finite: none). Creates the parent
 /// directory (mode 0700) if it is missing. A valid file of other sizes that another
 /// handle has open is adopted with its sizes (see `ShmStore::open`): `warp_shm_info`
 /// reports the sizes in use (capacity, max key size, max value size, max bytes). Returns
@@ -67,6 +98,7 @@ pub unsafe extern "C" fn warp_shm_open(
     max_value_size: u32,
     max_bytes: u64,
     ttl_ms: f64,
+    stale_ms: f64,
 ) -> *mut ShmStore {
     // SAFETY: the caller guarantees `path` is valid for `path_len` bytes.
     let bytes = unsafe { key_slice(path, path_len) };
@@ -87,7 +119,8 @@ pub unsafe extern "C" fn warp_shm_open(
             max_bytes,
             ttl_ms,
         ) {
-            Ok(store) => {
+            Ok(mut store) => {
+                store.set_stale(stale_ms);
                 handle = thread_handles::adopt(Box::new(store));
                 Status::Ok as i32
             }
@@ -165,7 +198,7 @@ pub unsafe extern "C" fn warp_shm_get(
     now: f64,
 ) -> i32 {
     // SAFETY: forwarded caller guarantees.
-    unsafe { lookup(h, key, key_len, out, out_cap, now, true) }
+    unsafe { lookup(h, key, key_len, out, out_cap, now, Lookup::Get) }
 }
 
 /// [`warp_shm_get`] without counting the lookup or setting the visited bit (`cacheGet()`).
@@ -182,10 +215,36 @@ pub unsafe extern "C" fn warp_shm_peek(
     now: f64,
 ) -> i32 {
     // SAFETY: forwarded caller guarantees.
-    unsafe { lookup(h, key, key_len, out, out_cap, now, false) }
+    unsafe { lookup(h, key, key_len, out, out_cap, now, Lookup::Peek) }
 }
 
-/// The body of [`warp_shm_get`] (`touch`: count and mark) and [`warp_shm_peek`].
+/// [`warp_shm_peek`] that also returns a stale entry (older than its TTL, not older than
+/// its TTL plus this handle's stale window).
+///
+/// # Safety
+/// The same as [`warp_shm_get`].
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn warp_shm_peek_stale(
+    h: *const ShmStore,
+    key: *const u8,
+    key_len: u32,
+    out: *mut u8,
+    out_cap: u32,
+    now: f64,
+) -> i32 {
+    // SAFETY: forwarded caller guarantees.
+    unsafe { lookup(h, key, key_len, out, out_cap, now, Lookup::PeekStale) }
+}
+
+/// Which lookup [`lookup`] makes.
+#[derive(Clone, Copy)]
+enum Lookup {
+    Get,
+    Peek,
+    PeekStale,
+}
+
+/// The body of [`warp_shm_get`], [`warp_shm_peek`] and [`warp_shm_peek_stale`].
 ///
 /// # Safety
 /// The same as [`warp_shm_get`].
@@ -196,7 +255,7 @@ unsafe fn lookup(
     out: *mut u8,
     out_cap: u32,
     now: f64,
-    touch: bool,
+    mode: Lookup,
 ) -> i32 {
     // SAFETY: the caller guarantees `key` is valid for `key_len` bytes.
     let key = unsafe { key_slice(key, key_len) };
@@ -210,10 +269,10 @@ unsafe fn lookup(
     // SAFETY: forwarded caller guarantee on `h`.
     unsafe {
         with_shm(h, |s| {
-            let r = if touch {
-                s.get(key, out, wall_now(now))
-            } else {
-                s.peek(key, out, wall_now(now))
+            let r = match mode {
+                Lookup::Get => s.get(key, out, wall_now(now)),
+                Lookup::Peek => s.peek(key, out, wall_now(now)),
+                Lookup::PeekStale => s.peek_stale(key, out, wall_now(now)),
             };
             match r {
                 Ok(Get::Hit(n)) => i32::try_from(n).unwrap_or(i32::MAX),
@@ -230,8 +289,9 @@ unsafe fn lookup(
     }
 }
 
-/// Stores `key[..key_len] -> value[..value_len]` inserted at `now` (ms); an existing key
-/// gets the new value and insertion time; a full store (entries or bytes) evicts by SIEVE
+/// Stores `key[..key_len] -> value[..value_len]` inserted at `now` (ms) with its own TTL
+/// `ttl_ms` (`+Infinity`: never expires; `<= 0` or NaN: none, each handle judges it by its
+/// own TTL); an existing key gets the new value, insertion time and TTL; a full store (entries or bytes) evicts by SIEVE
 /// until the entry fits. Returns 0 when stored, 1 when skipped because the key or value
 /// exceeds its size limit, or the entry the whole byte budget (counted as an oversize
 /// skip), 2 when not stored because a live process kept the
@@ -248,22 +308,25 @@ pub unsafe extern "C" fn warp_shm_set(
     value: *const u8,
     value_len: u32,
     now: f64,
+    ttl_ms: f64,
 ) -> i32 {
     // SAFETY: the caller guarantees both ranges are valid for reads.
     let (key, value) = unsafe { (key_slice(key, key_len), key_slice(value, value_len)) };
     // SAFETY: forwarded caller guarantee on `h`.
     unsafe {
-        with_shm(h, |s| match s.set(key, value, wall_now(now)) {
-            Ok(Set::Stored) => 0,
-            Ok(Set::Skipped) => 1,
-            Ok(Set::Busy) => 2,
-            Err(e) => failed(&e),
+        with_shm(h, |s| {
+            match s.set_with_ttl(key, value, wall_now(now), ttl_ms) {
+                Ok(Set::Stored) => 0,
+                Ok(Set::Skipped) => 1,
+                Ok(Set::Busy) => 2,
+                Err(e) => failed(&e),
+            }
         })
     }
 }
 
-/// Removes `key[..key_len]`. Returns 0 when it was present, -1 when absent, or a
-/// negative status.
+/// Removes `key[..key_len]` and ends its flight (whoever owns it). Returns 0 when it was
+/// present, -1 when absent, or a negative status.
 ///
 /// # Safety
 /// - `h` must be null or live (see `warp_shm_open`); `key` valid for `key_len` bytes.
@@ -281,8 +344,9 @@ pub unsafe extern "C" fn warp_shm_delete(h: *const ShmStore, key: *const u8, key
     }
 }
 
-/// Removes every entry of the file (for every process) and resets every counter,
-/// oversize skips included. Returns 0 or a negative status.
+/// Removes every entry of the file (for every process), resets every counter (oversize
+/// skips, stale hits and refreshes included) and ends every flight. Returns 0 or a
+/// negative status.
 ///
 /// # Safety
 /// - `h` must be null or live (see `warp_shm_open`).
@@ -297,13 +361,14 @@ pub unsafe extern "C" fn warp_shm_clear(h: *const ShmStore) -> i32 {
     }
 }
 
-/// Writes [`SHM_INFO_FIELDS`] (10) little-endian `f64` (80 bytes) into `out`: hits,
+/// Writes [`SHM_INFO_FIELDS`] (12) little-endian `f64` (96 bytes) into `out`: hits,
 /// misses, oversize skips, current length, capacity, evictions, max key size, max value
-/// size, bytes held by the entries, max bytes. Counters are the totals of every process
-/// since creation or the last clear. Returns 0 or a negative status.
+/// size, bytes held by the entries, max bytes, stale hits, refreshes. Counters are the
+/// totals of every process since creation or the last clear. Returns 0 or a negative
+/// status.
 ///
 /// # Safety
-/// - `h` must be null or live (see `warp_shm_open`); `out` valid for writes of 80 bytes.
+/// - `h` must be null or live (see `warp_shm_open`); `out` valid for writes of 96 bytes.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn warp_shm_info(h: *const ShmStore, out: *mut u8) -> i32 {
     if out.is_null() {
@@ -324,12 +389,14 @@ pub unsafe extern "C" fn warp_shm_info(h: *const ShmStore, out: *mut u8) -> i32 
                 i.max_value_size as f64,
                 i.bytes as f64,
                 i.max_bytes as f64,
+                i.stale_hits as f64,
+                i.refreshes as f64,
             ];
             let mut bytes = [0u8; SHM_INFO_FIELDS * 8];
             for (chunk, v) in bytes.chunks_exact_mut(8).zip(fields) {
                 chunk.copy_from_slice(&v.to_le_bytes());
             }
-            // SAFETY: the caller guarantees `out` is valid for 80 bytes of writes.
+            // SAFETY: the caller guarantees `out` is valid for 96 bytes of writes.
             std::ptr::copy_nonoverlapping(bytes.as_ptr(), out, bytes.len());
             Status::Ok as i32
         })
@@ -352,6 +419,141 @@ pub unsafe extern "C" fn warp_shm_count_hit(h: *const ShmStore) -> i32 {
     }
 }
 
+/// Turns one counted miss into a hit and counts a stale hit (a stale value returned);
+/// with `joined` non-zero, counts the stale hit only (the call was counted as a hit
+/// already). Returns 0 or a negative status.
+///
+/// # Safety
+/// - `h` must be null or live (see `warp_shm_open`).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn warp_shm_count_stale_hit(h: *const ShmStore, joined: u8) -> i32 {
+    // SAFETY: forwarded caller guarantee on `h`.
+    unsafe {
+        with_shm(h, |s| {
+            s.count_stale_hit(joined != 0);
+            Status::Ok as i32
+        })
+    }
+}
+
+/// Counts a background refresh. Returns 0 or a negative status.
+///
+/// # Safety
+/// - `h` must be null or live (see `warp_shm_open`).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn warp_shm_count_refresh(h: *const ShmStore) -> i32 {
+    // SAFETY: forwarded caller guarantee on `h`.
+    unsafe {
+        with_shm(h, |s| {
+            s.count_refresh();
+            Status::Ok as i32
+        })
+    }
+}
+
+/// Claims the computation of `key[..key_len]` for this handle across processes: returns
+/// [`FLIGHT_OWNER`] (compute, then `warp_shm_flight_release`), [`FLIGHT_WAIT`] (a live
+/// handle has it: `warp_shm_flight_wait`), [`FLIGHT_NONE`] (no room: compute without a
+/// flight), or a negative status.
+///
+/// # Safety
+/// - `h` must be null or live (see `warp_shm_open`); `key` valid for `key_len` bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn warp_shm_flight_claim(
+    h: *const ShmStore,
+    key: *const u8,
+    key_len: u32,
+) -> i32 {
+    // SAFETY: the caller guarantees `key` is valid for `key_len` bytes.
+    let key = unsafe { key_slice(key, key_len) };
+    // SAFETY: forwarded caller guarantee on `h`.
+    unsafe { with_shm(h, |s| claim_code(s.claim(key))) }
+}
+
+/// Whether this handle owns the flight of `key[..key_len]`: 1 or 0, or a negative status.
+///
+/// # Safety
+/// - `h` must be null or live (see `warp_shm_open`); `key` valid for `key_len` bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn warp_shm_flight_owns(
+    h: *const ShmStore,
+    key: *const u8,
+    key_len: u32,
+) -> i32 {
+    // SAFETY: the caller guarantees `key` is valid for `key_len` bytes.
+    let key = unsafe { key_slice(key, key_len) };
+    // SAFETY: forwarded caller guarantee on `h`.
+    unsafe { with_shm(h, |s| i32::from(s.owns(key))) }
+}
+
+/// Ends this handle's flight of `key[..key_len]` and wakes its waiters (idempotent).
+/// Returns 0 or a negative status.
+///
+/// # Safety
+/// - `h` must be null or live (see `warp_shm_open`); `key` valid for `key_len` bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn warp_shm_flight_release(
+    h: *const ShmStore,
+    key: *const u8,
+    key_len: u32,
+) -> i32 {
+    // SAFETY: the caller guarantees `key` is valid for `key_len` bytes.
+    let key = unsafe { key_slice(key, key_len) };
+    // SAFETY: forwarded caller guarantee on `h`.
+    unsafe {
+        with_shm(h, |s| {
+            s.release(key);
+            Status::Ok as i32
+        })
+    }
+}
+
+/// A wait for the flight of `key[..key_len]`, to pass to `warp_shm_flight_wait` (which
+/// frees it). It holds its own references to the mapping, so that the wait may run on
+/// another thread while the handle is closed (the wait then ends). Null on failure, with
+/// the reason in `warp_last_error`.
+///
+/// # Safety
+/// - `h` must be null or live (see `warp_shm_open`); `key` valid for `key_len` bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn warp_shm_flight_waiter(
+    h: *const ShmStore,
+    key: *const u8,
+    key_len: u32,
+) -> *mut Waiter {
+    // SAFETY: the caller guarantees `key` is valid for `key_len` bytes.
+    let key = unsafe { key_slice(key, key_len) };
+    let mut waiter: *mut Waiter = std::ptr::null_mut();
+    // SAFETY: forwarded caller guarantee on `h`.
+    unsafe {
+        with_shm(h, |s| {
+            waiter = Box::into_raw(Box::new(s.waiter(key)));
+            Status::Ok as i32
+        })
+    };
+    waiter
+}
+
+/// Waits until the flight of `w` (from `warp_shm_flight_waiter`) ends ([`FLIGHT_DONE`]),
+/// its owner dies and this handle takes it over ([`FLIGHT_OWNER`]: compute, then
+/// release), or `ms` ms pass, or the handle is closed ([`FLIGHT_TIMEOUT`]); `ms` not
+/// finite: no bound. Sleeps on a futex in the mapping, checking the owner's liveness
+/// every 100 ms. Frees `w`, whatever the outcome. Declared `nonblocking` in `src/ffi.ts`
+/// (it runs on another thread) as well as blocking.
+///
+/// # Safety
+/// - `w` must be null or a pointer returned by `warp_shm_flight_waiter`, not used after
+///   this call.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn warp_shm_flight_wait(w: *mut Waiter, ms: f64) -> i32 {
+    if w.is_null() {
+        return fail(Status::InvalidArgument, "flight waiter is null");
+    }
+    // SAFETY: the caller gives up `w`, which came from `Box::into_raw` and is used once.
+    let waiter = unsafe { Box::from_raw(w) };
+    guarded(|| end_code(waiter.wait(deadline_after(ms))))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -359,7 +561,7 @@ mod tests {
 
     fn info(h: *const ShmStore) -> [f64; SHM_INFO_FIELDS] {
         let mut out = [0u8; SHM_INFO_FIELDS * 8];
-        // SAFETY: `h` is live and `out` holds 80 bytes.
+        // SAFETY: `h` is live and `out` holds 96 bytes.
         assert_eq!(unsafe { warp_shm_info(h, out.as_mut_ptr()) }, 0);
         let mut f = [0f64; SHM_INFO_FIELDS];
         for (v, c) in f.iter_mut().zip(out.chunks_exact(8)) {
@@ -377,7 +579,7 @@ mod tests {
         // SAFETY: every pointer below is valid for the length passed with it, and `h` is
         // live until closed.
         unsafe {
-            let h = warp_shm_open(p.as_ptr(), p.len() as u32, 4, 16, 32, 0, 0.0);
+            let h = warp_shm_open(p.as_ptr(), p.len() as u32, 4, 16, 32, 0, 0.0, 0.0);
             assert!(!h.is_null(), "{}", last_error());
             let k = b"key";
             let mut out = [0u8; 32];
@@ -385,7 +587,10 @@ mod tests {
                 warp_shm_get(h, k.as_ptr(), 3, out.as_mut_ptr(), 32, 0.0),
                 -1
             );
-            assert_eq!(warp_shm_set(h, k.as_ptr(), 3, b"val".as_ptr(), 3, 0.0), 0);
+            assert_eq!(
+                warp_shm_set(h, k.as_ptr(), 3, b"val".as_ptr(), 3, 0.0, 0.0),
+                0
+            );
             assert_eq!(warp_shm_get(h, k.as_ptr(), 3, out.as_mut_ptr(), 32, 0.0), 3);
             assert_eq!(&out[..3], b"val");
             assert_eq!(
@@ -394,20 +599,24 @@ mod tests {
             );
             assert!(last_error().contains("3 bytes"), "{}", last_error());
             assert_eq!(
-                warp_shm_set(h, k.as_ptr(), 3, [0u8; 33].as_ptr(), 33, 0.0),
+                warp_shm_set(h, k.as_ptr(), 3, [0u8; 33].as_ptr(), 33, 0.0, 0.0),
                 1
             );
             assert_eq!(warp_shm_count_hit(h), 0);
             assert_eq!(
                 info(h),
-                [2.0, 0.0, 1.0, 1.0, 4.0, 0.0, 16.0, 32.0, 256.0, 1024.0]
+                [
+                    2.0, 0.0, 1.0, 1.0, 4.0, 0.0, 16.0, 32.0, 256.0, 1024.0, 0.0, 0.0
+                ]
             );
             assert_eq!(warp_shm_delete(h, k.as_ptr(), 3), 0);
             assert_eq!(warp_shm_delete(h, k.as_ptr(), 3), -1);
             assert_eq!(warp_shm_clear(h), 0);
             assert_eq!(
                 info(h),
-                [0.0, 0.0, 0.0, 0.0, 4.0, 0.0, 16.0, 32.0, 0.0, 1024.0]
+                [
+                    0.0, 0.0, 0.0, 0.0, 4.0, 0.0, 16.0, 32.0, 0.0, 1024.0, 0.0, 0.0
+                ]
             );
             warp_shm_close(h);
             warp_shm_close(std::ptr::null_mut());
@@ -431,7 +640,7 @@ mod tests {
             let p = path.as_os_str().as_bytes();
             // SAFETY: `p` is valid for its length; the handle is closed once.
             unsafe {
-                let h = warp_shm_open(p.as_ptr(), p.len() as u32, cap, k, v, b, 0.0);
+                let h = warp_shm_open(p.as_ptr(), p.len() as u32, cap, k, v, b, 0.0, 0.0);
                 assert!(!h.is_null(), "{}", last_error());
                 warp_shm_close(h);
             }
@@ -459,12 +668,12 @@ mod tests {
     fn bad_arguments_give_null_or_status_with_a_message() {
         // SAFETY: null handles and empty paths are accepted by contract.
         unsafe {
-            assert!(warp_shm_open(std::ptr::null(), 0, 4, 16, 16, 0, 0.0).is_null());
+            assert!(warp_shm_open(std::ptr::null(), 0, 4, 16, 16, 0, 0.0, 0.0).is_null());
             assert!(last_error().contains("empty"));
             let p = b"/tmp/warp-shm-ffi-bad";
-            assert!(warp_shm_open(p.as_ptr(), p.len() as u32, 0, 16, 16, 0, 0.0).is_null());
+            assert!(warp_shm_open(p.as_ptr(), p.len() as u32, 0, 16, 16, 0, 0.0, 0.0).is_null());
             assert!(last_error().contains("capacity"), "{}", last_error());
-            assert!(warp_shm_open(p.as_ptr(), p.len() as u32, 4, 16, 16, 255, 0.0).is_null());
+            assert!(warp_shm_open(p.as_ptr(), p.len() as u32, 4, 16, 16, 255, 0.0, 0.0).is_null());
             assert!(last_error().contains("max_bytes"), "{}", last_error());
             assert_eq!(
                 warp_shm_get(

@@ -282,8 +282,8 @@ mod tests {
                 for i in 0u32..1000 {
                     assert!(warp_mem_set(mem, i.to_le_bytes().as_ptr(), 4, 0.0) >= 0);
                 }
-                let shm = warp_shm_open(p.as_ptr(), p.len() as u32, 4, 16, 16, 0, 0.0);
-                let closed = warp_shm_open(p.as_ptr(), p.len() as u32, 4, 16, 16, 0, 0.0);
+                let shm = warp_shm_open(p.as_ptr(), p.len() as u32, 4, 16, 16, 0, 0.0, 0.0);
+                let closed = warp_shm_open(p.as_ptr(), p.len() as u32, 4, 16, 16, 0, 0.0, 0.0);
                 assert!(!shm.is_null() && !closed.is_null());
                 warp_shm_close(closed);
                 assert_eq!(owned_by_this_thread(), 2);
@@ -304,7 +304,7 @@ mod tests {
         let p = path.as_os_str().as_bytes();
         // SAFETY: `p` is valid for its length; `h` is live until closed.
         unsafe {
-            let h = warp_shm_open(p.as_ptr(), p.len() as u32, 4, 16, 16, 0, 0.0);
+            let h = warp_shm_open(p.as_ptr(), p.len() as u32, 4, 16, 16, 0, 0.0, 0.0);
             assert_eq!(mappings_of(&path), 1);
             warp_shm_close(h);
         }

@@ -3,11 +3,13 @@
 //! ```text
 //! offset 0                      Header (HEADER_SIZE = 512 bytes, below)
 //! offset HEADER_SIZE            hash table: table_size buckets of 8 bytes
-//! offset HEADER_SIZE + 8 * ts   capacity + 1 slots of SLOT_SIZE (56) bytes: the entry
+//! offset HEADER_SIZE + 8 * ts   capacity + 1 slots of SLOT_SIZE (64) bytes: the entry
 //!                               headers (the spare slot lets an update write the new
 //!                               entry before freeing the old)
 //! then (8-aligned)              `chunks` chunks of CHUNK_SIZE (256) bytes: a ChunkHeader
 //!                               (8 bytes: next chunk, owner slot), then 248 payload bytes
+//! then (8-aligned)              FLIGHT_RECORDS (512) flight records of FLIGHT_SIZE (24)
+//!                               bytes: the cross-process single-flight table (`flight.rs`)
 //! ```
 //!
 //! Everything is little-endian native (the file never leaves the machine) and 8-aligned.
@@ -61,7 +63,12 @@ pub const MAGIC: [u8; 8] = *b"WARPSHM1";
 ///   fixed slot of `48 + max_key_size + max_value_size` bytes, so caches of 1-50 KB values
 ///   needed gigabytes up front. SIEVE runs over entries as before; an insert evicts until
 ///   both a slot and enough chunks are free.
-pub const VERSION: u32 = 5;
+/// - 6: per-entry TTL, stale counters and flights. Slots are 64 bytes: `own_ttl` (56, `f64`
+///   ms bits; 0: none, the handle's TTL applies), covered by the checksum; counter stripes
+///   count stale hits (+24) and refreshes (+32); the file ends with [`FLIGHT_RECORDS`]
+///   flight records (see `flight.rs`). v5 had 56-byte slots and no flight table: the sizes
+///   and the checksum differ, so the two must not share a file.
+pub const VERSION: u32 = 6;
 
 /// Counter stripes in the header (one cache line each; see [`Header::stripe`]).
 pub const STRIPES: usize = 4;
@@ -75,7 +82,22 @@ pub const COUNTER_LIMIT: u64 = 1 << 53;
 pub const HEADER_SIZE: usize = 512;
 
 /// Size of [`SlotHeader`], and of a slot (slots hold no bytes since [`VERSION`] 5).
-pub const SLOT_HEADER_SIZE: usize = 56;
+pub const SLOT_HEADER_SIZE: usize = 64;
+
+/// Flight records at the end of the file (see `flight.rs`): computations under way in
+/// all processes at once, at most.
+pub const FLIGHT_RECORDS: usize = 512;
+
+/// Size of [`FlightRecord`].
+pub const FLIGHT_SIZE: usize = 24;
+
+/// Records probed from a key's home record (linear probing, wrapping): a claim finds no
+/// free record among them when [`FLIGHT_PROBES`] flights of keys with nearby homes are
+/// under way, and the caller computes without a flight.
+pub const FLIGHT_PROBES: usize = 16;
+
+/// Bytes of the flight table.
+pub const FLIGHTS_SIZE: usize = FLIGHT_RECORDS * FLIGHT_SIZE;
 
 /// Size of one chunk: a [`ChunkHeader`] then [`CHUNK_PAYLOAD`] bytes of an entry.
 pub const CHUNK_SIZE: usize = 256;
@@ -218,8 +240,12 @@ pub struct CounterStripe {
     pub misses: AtomicU64,
     /// +16: `set` calls skipped because the key or value was too large.
     pub oversize_skips: AtomicU64,
-    /// +24..64: reserved.
-    pub _pad: [u64; 5],
+    /// +24: stale values returned (`count_stale_hit`; counted in `hits` too).
+    pub stale_hits: AtomicU64,
+    /// +32: background refreshes started (`count_refresh`).
+    pub refreshes: AtomicU64,
+    /// +40..64: reserved.
+    pub _pad: [u64; 3],
 }
 
 impl Header {
@@ -267,6 +293,29 @@ pub struct SlotHeader {
     pub first_chunk: AtomicU32,
     /// 52: chunks of the chain: [`chunks_for`]`(key_len + value_len)`.
     pub chunk_count: AtomicU32,
+    /// 56: the entry's own TTL, `f64` ms bits (`+Infinity`: never expires), or 0 when it
+    /// has none (each handle judges it by its own TTL). Covered by the checksum.
+    pub own_ttl: AtomicU64,
+}
+
+/// One record of the flight table (`flight.rs`): a computation of one key under way in
+/// some process. Free while `owner` is 0.
+///
+/// ## Safety
+/// Records live in the shared mapping and may hold anything (garbage included): an owner
+/// word whose check fails names a dead owner, a key is only compared, and the futex word
+/// is only waited on and bumped.
+#[repr(C)]
+pub struct FlightRecord {
+    /// 0: the owner's word (`lock::word_of`: liveness id, counter, check), 0 when free.
+    pub owner: AtomicU64,
+    /// 8: the full key hash of the flight (written under the write lock while `owner` is 0).
+    pub key: AtomicU64,
+    /// 16: bumped whenever the flight ends or changes owner; waiters sleep on it (futex).
+    pub seq: AtomicU32,
+    /// 20: processes sleeping on `seq` (an owner that ends the flight wakes them only when
+    /// not 0).
+    pub waiters: AtomicU32,
 }
 
 /// The header of a chunk, followed by [`CHUNK_PAYLOAD`] bytes.
@@ -298,6 +347,12 @@ const _: () = assert!(offset_of!(SlotHeader, first_chunk) == 48);
 const _: () = assert!(offset_of!(Header, chunk_free_head) == 292);
 const _: () = assert!(offset_of!(Header, chunks) == 36);
 const _: () = assert!(offset_of!(Header, max_bytes) == 56);
+const _: () = assert!(offset_of!(SlotHeader, own_ttl) == 56);
+const _: () = assert!(offset_of!(CounterStripe, stale_hits) == 24);
+const _: () = assert!(offset_of!(CounterStripe, refreshes) == 32);
+const _: () = assert!(size_of::<FlightRecord>() == FLIGHT_SIZE);
+const _: () = assert!(offset_of!(FlightRecord, seq) == 16);
+const _: () = assert!(FLIGHT_PROBES <= FLIGHT_RECORDS);
 const _: () = assert!(size_of::<ChunkHeader>() == CHUNK_HEADER_SIZE);
 const _: () = assert!(CHUNK_SIZE.is_multiple_of(8) && SLOT_HEADER_SIZE.is_multiple_of(8));
 const _: () = assert!(std::mem::align_of::<Header>() <= 8);
@@ -310,18 +365,39 @@ pub fn hash_check() -> u64 {
     hash_bytes(&fixed_state(), b"warp_cache shm hash check v1")
 }
 
-/// Checksum of an entry: its hash, insertion time, lengths and bytes.
+/// The insertion time and own TTL of an entry, as `f64` ms bits (see [`SlotHeader`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stamp {
+    /// Insertion time.
+    pub at: u64,
+    /// Own TTL, or 0 (none).
+    pub ttl: u64,
+}
+
+impl Stamp {
+    /// The stamp of an entry inserted at `now` with own TTL `ttl` ms (not positive or
+    /// NaN: none).
+    pub fn new(now: f64, ttl: f64) -> Stamp {
+        Stamp {
+            at: now.to_bits(),
+            ttl: if ttl > 0.0 { ttl.to_bits() } else { 0 },
+        }
+    }
+}
+
+/// Checksum of an entry: its hash, insertion time, own TTL, lengths and bytes.
 pub fn checksum(
     state: &ahash::RandomState,
     key_hash: u64,
-    inserted_at_bits: u64,
+    stamp: Stamp,
     key: &[u8],
     value: &[u8],
 ) -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = state.build_hasher();
     h.write_u64(key_hash);
-    h.write_u64(inserted_at_bits);
+    h.write_u64(stamp.at);
+    h.write_u64(stamp.ttl);
     h.write_u64(((key.len() as u64) << 32) | value.len() as u64);
     h.write(key);
     h.write(value);
@@ -356,9 +432,9 @@ pub fn chunks_of(max_key_size: u32, max_value_size: u32, max_bytes: u64) -> (u64
 }
 
 /// Size in bytes of the file for these parameters (the one formula, given in the README
-/// as `512 + 8 * tableSize + 56 * (maxSize + 1) + 256 * (budgetChunks + spareChunks)`): the
-/// header, the table, `capacity + 1` slots (see [`VERSION`] 2) and the chunks (see the
-/// module docs). `max_bytes` 0 means [`default_max_bytes`]. Not checked against
+/// as `512 + 8 * tableSize + 64 * (maxSize + 1) + 256 * (budgetChunks + spareChunks) +
+/// 12288`): the header, the table, `capacity + 1` slots (see [`VERSION`] 2), the chunks
+/// (see the module docs) and the flight table. `max_bytes` 0 means [`default_max_bytes`]. Not checked against
 /// [`MAX_FILE_SIZE`]; the largest parameters give about 2^37, exact as an `f64`.
 pub fn file_size_of(capacity: u32, max_key_size: u32, max_value_size: u32, max_bytes: u64) -> u64 {
     let max_bytes = if max_bytes == 0 {
@@ -371,6 +447,7 @@ pub fn file_size_of(capacity: u32, max_key_size: u32, max_value_size: u32, max_b
         + table_size_of(capacity) * BUCKET_SIZE as u64
         + (u64::from(capacity) + 1) * SLOT_HEADER_SIZE as u64
         + (budget + spare) * CHUNK_SIZE as u64
+        + FLIGHTS_SIZE as u64
 }
 
 /// The parameters of a file, validated: every size and offset derived from them fits.
@@ -479,6 +556,11 @@ impl Params {
         self.chunks_offset() + i as usize * CHUNK_SIZE
     }
 
+    /// Byte offset of the flight table (after the chunks; 8-aligned).
+    pub fn flights_offset(&self) -> usize {
+        self.chunks_offset() + self.chunks as usize * CHUNK_SIZE
+    }
+
     /// Chunks of the largest entry: [`chunks_for`]`(max_key_size + max_value_size)`.
     pub fn largest_chunks(&self) -> u32 {
         chunks_for(u64::from(self.max_key_size) + u64::from(self.max_value_size)) as u32
@@ -493,14 +575,15 @@ mod tests {
     fn params_validate_and_derive_sizes() {
         let p = Params::new(100, 512, 4096).unwrap();
         assert_eq!(p.table_size, 256);
-        assert_eq!(p.slot_size, 56);
+        assert_eq!(p.slot_size, 64);
         // Default budget: 100 entries of the largest size (19 chunks of 248 bytes).
         assert_eq!(p.max_bytes, 100 * 19 * 256);
         assert_eq!((p.budget_chunks, p.chunks), (1900, 1919));
         assert_eq!(
             p.file_size as usize,
-            HEADER_SIZE + 256 * 8 + 101 * 56 + 1919 * 256
+            HEADER_SIZE + 256 * 8 + 101 * 64 + 1919 * 256 + 512 * 24
         );
+        assert_eq!(p.flights_offset() + FLIGHTS_SIZE, p.file_size as usize);
         let big = Params::new(1 << 20, 512, 4096).unwrap();
         assert_eq!(big.max_bytes, DEFAULT_MAX_BYTES);
         let b = Params::with_bytes(100, 512, 65536, 1000).unwrap();

@@ -262,8 +262,8 @@ impl Owner {
         &self.local
     }
 
-    /// The word of this owner's next acquisition.
-    fn next_word(&self) -> u64 {
+    /// The word of this owner's next acquisition (of the lock, or of a flight).
+    pub fn next_word(&self) -> u64 {
         word_of(self.tag, self.counter.fetch_add(1, Ordering::Relaxed))
     }
 
@@ -366,7 +366,8 @@ impl Local {
         }
     }
 
-    fn has_tag(&self, tag: u32) -> bool {
+    /// Whether a handle of this process on the file has owner tag `tag`.
+    pub fn has_tag(&self, tag: u32) -> bool {
         self.state().tags.contains(&tag)
     }
 }

@@ -5,6 +5,8 @@
 //! - [`lock`]: the write lock (owner handles named by liveness ids that the kernel holds,
 //!   dead-owner takeover, bounded waits).
 //! - [`table`]: the hash table, slots, chunk chains and SIEVE queue inside the mapping.
+//! - [`flight`]: cross-process single-flight (one computation of a key at a time, waiters
+//!   sleeping on a futex in the mapping, dead owners taken over).
 //!
 //! Concurrency design:
 //! - Readers take no lock and never wait for a writer. A sequence counter in the header
@@ -40,9 +42,13 @@
 //!   [`layout::COUNTER_LIMIT`]) found at open or by [`ShmStore::info`]. Entries are
 //!   what the checksums protect.
 //! - The TTL is a setting of the handle, not of the file: processes that open the same
-//!   file with different TTLs each judge freshness by their own TTL. An entry expired by
-//!   this handle's TTL is a miss for this handle and stays in the file for the others (a
-//!   later `set` replaces it; eviction removes it).
+//!   file with different TTLs each judge freshness by their own TTL, unless the entry was
+//!   stored with a TTL of its own ([`ShmStore::set_with_ttl`]), which every handle honours
+//!   (a handle without a TTL too). An entry expired for this handle is a miss for this
+//!   handle and stays in the file for the others (a later `set` replaces it; eviction
+//!   removes it). So is the stale window ([`ShmStore::set_stale`]): an entry older than its
+//!   TTL but not than its TTL plus the window is a miss for `get` and a value for
+//!   [`ShmStore::peek_stale`].
 //!
 //! ## Safety
 //! Mapping a file is unsafe because the file can be modified, in or out of process, at
@@ -53,17 +59,20 @@
 //! are replaced by rename) would still raise `SIGBUS` in processes that map it.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering, fence};
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering, fence};
+use std::time::{Duration, Instant};
 
 use crate::error::Status;
 
+pub mod flight;
 pub mod layout;
 pub mod lock;
 pub mod region;
 pub mod table;
 
-use layout::{CounterStripe, Params};
+use flight::{Claim, End, Flights, Waiter};
+use layout::{CounterStripe, Params, Stamp};
 use region::Region;
 use table::{Corrupt, Read, Table, mark_visited};
 
@@ -149,20 +158,51 @@ pub struct Info {
     pub bytes: u64,
     /// The byte budget of the entries.
     pub max_bytes: u64,
+    /// Stale values returned (counted in `hits` too).
+    pub stale_hits: u64,
+    /// Background refreshes started.
+    pub refreshes: u64,
+}
+
+/// How fresh an entry is for a handle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Age {
+    /// Younger than its TTL (or none).
+    Fresh,
+    /// At least its TTL old, younger than its TTL plus the stale window.
+    Stale,
+    /// Older: gone for this handle.
+    Expired,
+}
+
+/// What a lookup returns and counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// Fresh entries; counts and marks.
+    Get,
+    /// Fresh entries; counts and marks nothing.
+    Peek,
+    /// Fresh or stale entries; counts and marks nothing.
+    PeekStale,
 }
 
 /// A handle on a shared cache file: one mapping, usable from any thread.
 pub struct ShmStore {
-    // `table` points into `region`'s mapping; both are dropped together.
+    // `table` points into `region`'s mapping; both are dropped together (waits keep the
+    // region alive by their own reference: see [`flight::Waiter`]).
     table: Table,
-    _region: Region,
+    region: Arc<Region>,
     ttl_ms: Option<f64>,
+    /// The stale window after the TTL, in ms (0: none).
+    stale_ms: f64,
+    /// Set when the handle closes: its waits end.
+    closed: Arc<AtomicBool>,
     path: PathBuf,
     /// The counter stripe of this handle (`< STRIPES`).
     stripe: usize,
-    /// This handle as a lock owner: its liveness id, and the in-process mutex of the
-    /// file, shared by this process's handles on it (see [`lock`]).
-    owner: lock::Owner,
+    /// This handle as a lock (and flight) owner: its liveness id, and the in-process mutex
+    /// of the file, shared by this process's handles on it (see [`lock`]).
+    owner: Arc<lock::Owner>,
     /// The lock word a `set` last gave up on (0: none): a `set` that finds it still there
     /// gives up at once instead of waiting [`SET_WAIT`] again.
     stuck: AtomicU64,
@@ -220,13 +260,15 @@ impl ShmStore {
                 format!("Cannot take a liveness lock on {}: {e}", path.display()),
             )
         })?;
-        let store = ShmStore {
+        let mut store = ShmStore {
             table,
-            _region: region,
+            region: Arc::new(region),
             ttl_ms: (ttl_ms.is_finite() && ttl_ms > 0.0).then_some(ttl_ms),
+            stale_ms: 0.0,
+            closed: Arc::new(AtomicBool::new(false)),
             path: path.to_path_buf(),
             stripe: 0,
-            owner,
+            owner: Arc::new(owner),
             stuck: AtomicU64::new(0),
         };
         store.check_at_open()?;
@@ -236,8 +278,20 @@ impl ShmStore {
             .header()
             .next_stripe
             .fetch_add(1, Ordering::Relaxed);
-        let stripe = next as usize % layout::STRIPES;
-        Ok(ShmStore { stripe, ..store })
+        store.stripe = next as usize % layout::STRIPES;
+        Ok(store)
+    }
+
+    /// Sets the stale window of this handle: an entry at least its TTL old but younger
+    /// than its TTL plus `stale_ms` is stale (`get` misses and keeps it, `peek_stale`
+    /// returns it). Not positive or not finite: none (an infinite window is refused by the
+    /// caller).
+    pub fn set_stale(&mut self, stale_ms: f64) {
+        self.stale_ms = if stale_ms.is_finite() && stale_ms > 0.0 {
+            stale_ms
+        } else {
+            0.0
+        };
     }
 
     /// Checks the whole structure once at open, and repairs it when it is inconsistent.
@@ -347,9 +401,30 @@ impl ShmStore {
         &self.path
     }
 
-    fn expired(&self, inserted_at_bits: u64, now: f64) -> bool {
-        self.ttl_ms
-            .is_some_and(|ttl| now - f64::from_bits(inserted_at_bits) >= ttl)
+    /// How fresh an entry stamped `stamp` is at `now` for this handle: by its own TTL if it
+    /// has one, else by this handle's. Fresh while `age < ttl`, stale while
+    /// `ttl <= age < ttl + stale`.
+    fn age(&self, stamp: Stamp, now: f64) -> Age {
+        let ttl = if stamp.ttl != 0 {
+            f64::from_bits(stamp.ttl)
+        } else if let Some(ttl) = self.ttl_ms {
+            ttl
+        } else {
+            return Age::Fresh;
+        };
+        let age = now - f64::from_bits(stamp.at);
+        if age >= ttl + self.stale_ms {
+            Age::Expired
+        } else if age >= ttl {
+            Age::Stale
+        } else {
+            Age::Fresh
+        }
+    }
+
+    /// Whether an entry of this age is returned in `mode`.
+    fn usable(age: Age, mode: Mode) -> bool {
+        age == Age::Fresh || (age == Age::Stale && mode == Mode::PeekStale)
     }
 
     /// Runs `f` under the write lock, waiting at most [`LONG_WAIT`] for a live owner (then
@@ -431,17 +506,23 @@ impl ShmStore {
     /// counter is retried [`READ_ATTEMPTS`] times, then answered under the lock if it can
     /// be taken without waiting, else a miss.
     pub fn get(&self, key: &[u8], out: &mut [u8], now: f64) -> Result<Get, ShmError> {
-        self.lookup(key, out, now, true)
+        self.lookup(key, out, now, Mode::Get)
     }
 
     /// [`ShmStore::get`] without counting a hit or a miss and without setting the visited
     /// bit: what `cacheGet()` reads.
     pub fn peek(&self, key: &[u8], out: &mut [u8], now: f64) -> Result<Get, ShmError> {
-        self.lookup(key, out, now, false)
+        self.lookup(key, out, now, Mode::Peek)
     }
 
-    /// The read of [`ShmStore::get`] and [`ShmStore::peek`]; `touch` counts and marks.
-    fn lookup(&self, key: &[u8], out: &mut [u8], now: f64, touch: bool) -> Result<Get, ShmError> {
+    /// [`ShmStore::peek`] that also returns a stale entry (see [`ShmStore::set_stale`]).
+    pub fn peek_stale(&self, key: &[u8], out: &mut [u8], now: f64) -> Result<Get, ShmError> {
+        self.lookup(key, out, now, Mode::PeekStale)
+    }
+
+    /// The read of [`ShmStore::get`], [`ShmStore::peek`] and [`ShmStore::peek_stale`].
+    fn lookup(&self, key: &[u8], out: &mut [u8], now: f64, mode: Mode) -> Result<Get, ShmError> {
+        let touch = mode == Mode::Get;
         let h = self.table.header();
         let hash = self.table.hash(key);
         for attempt in 0..READ_ATTEMPTS {
@@ -453,16 +534,14 @@ impl ShmStore {
                 Read::Found {
                     slot,
                     len,
-                    inserted_at_bits,
+                    stamp,
                     checksum,
                     visited,
                 } if len <= out.len() => {
-                    let sum = self
-                        .table
-                        .checksum(hash, inserted_at_bits, key, &out[..len]);
+                    let sum = self.table.checksum(hash, stamp, key, &out[..len]);
                     if sum == checksum {
                         // This key's entry, intact, whatever writers did meanwhile.
-                        if self.expired(inserted_at_bits, now) {
+                        if !Self::usable(self.age(stamp, now), mode) {
                             self.count(touch, Get::Miss);
                             return Ok(Get::Miss);
                         }
@@ -477,7 +556,7 @@ impl ShmStore {
                     }
                     if stable {
                         // Stable but wrong: corrupt. Drop it under the lock if it is free.
-                        return self.get_locked(key, hash, out, now, touch);
+                        return self.get_locked(key, hash, out, now, mode);
                     }
                 }
                 Read::Found { len, .. } if stable => return Ok(Get::TooSmall(len)),
@@ -486,13 +565,13 @@ impl ShmStore {
                     return Ok(Get::Miss);
                 }
                 Read::Inconsistent if stable => {
-                    return self.get_locked(key, hash, out, now, touch);
+                    return self.get_locked(key, hash, out, now, mode);
                 }
                 _ => {}
             }
             backoff(attempt);
         }
-        self.get_locked(key, hash, out, now, touch)
+        self.get_locked(key, hash, out, now, mode)
     }
 
     /// Counts a lookup's outcome on this handle's stripe, when `touch`.
@@ -516,8 +595,9 @@ impl ShmStore {
         hash: u64,
         out: &mut [u8],
         now: f64,
-        touch: bool,
+        mode: Mode,
     ) -> Result<Get, ShmError> {
+        let touch = mode == Mode::Get;
         let r = self.locked_within(lock::Wait::No, |t| {
             let Some((_, slot)) = t.find(key, hash)? else {
                 return Ok(Get::Miss);
@@ -527,7 +607,11 @@ impl ShmStore {
                 return Ok(Get::Miss);
             }
             let s = t.slot(slot)?;
-            if self.expired(s.h.inserted_at.load(Ordering::Relaxed), now) {
+            let stamp = Stamp {
+                at: s.h.inserted_at.load(Ordering::Relaxed),
+                ttl: s.h.own_ttl.load(Ordering::Relaxed),
+            };
+            if !Self::usable(self.age(stamp, now), mode) {
                 return Ok(Get::Miss); // expired for this handle only: left for the others
             }
             let len = s.h.value_len.load(Ordering::Relaxed) as usize;
@@ -552,6 +636,19 @@ impl ShmStore {
     /// (stopped, or in a debugger), nothing is stored ([`Set::Busy`]); while that same
     /// owner keeps it, later calls give up without waiting.
     pub fn set(&self, key: &[u8], value: &[u8], now: f64) -> Result<Set, ShmError> {
+        self.set_with_ttl(key, value, now, 0.0)
+    }
+
+    /// [`ShmStore::set`] with the entry's own TTL `ttl` ms (`+Infinity`: never expires; not
+    /// positive or NaN: none, each handle judges it by its own TTL), which every handle
+    /// honours. Hits do not extend it.
+    pub fn set_with_ttl(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        now: f64,
+        ttl: f64,
+    ) -> Result<Set, ShmError> {
         if !self.table.fits(key.len(), value.len()) {
             self.counters()
                 .oversize_skips
@@ -559,8 +656,8 @@ impl ShmStore {
             return Ok(Set::Skipped);
         }
         let hash = self.table.hash(key);
-        let now_bits = now.to_bits();
-        let sum = self.table.checksum(hash, now_bits, key, value);
+        let stamp = Stamp::new(now, ttl);
+        let sum = self.table.checksum(hash, stamp, key, value);
         let h = self.table.header();
         let stuck = self.stuck.load(Ordering::Relaxed);
         let wait = if stuck != 0 && h.lock.load(Ordering::Relaxed) == stuck {
@@ -568,7 +665,7 @@ impl ShmStore {
         } else {
             lock::Wait::at_most(SET_WAIT)
         };
-        match self.locked_within(wait, |t| t.store(key, hash, value, now_bits, sum))? {
+        match self.locked_within(wait, |t| t.store(key, hash, value, stamp, sum))? {
             Some(_) => Ok(Set::Stored),
             None => {
                 self.stuck
@@ -578,21 +675,90 @@ impl ShmStore {
         }
     }
 
-    /// Removes `key`; returns whether it was present. Fails with [`Status::Busy`] when a
-    /// live process keeps the lock for [`LONG_WAIT`].
+    /// Removes `key`; returns whether it was present. Ends the key's flight, whoever owns
+    /// it (its waiters wake with [`End::Done`]). Fails with [`Status::Busy`] when a
+    /// live process keeps the lock for [`LONG_WAIT`] (the flight is ended all the same).
     pub fn delete(&self, key: &[u8]) -> Result<bool, ShmError> {
         let hash = self.table.hash(key);
-        self.locked("delete from", |t| t.remove_key(key, hash))
+        let r = self.locked("delete from", |t| t.remove_key(key, hash));
+        self.flights().end(hash);
+        r
     }
 
-    /// Removes every entry and resets every counter (oversize skips included). Fails with
-    /// [`Status::Busy`] when a live process keeps the lock for [`LONG_WAIT`].
+    /// Removes every entry, resets every counter (oversize skips included) and ends every
+    /// flight. Fails with [`Status::Busy`] when a live process keeps the lock for
+    /// [`LONG_WAIT`] (the flights are ended all the same).
     pub fn clear(&self) -> Result<(), ShmError> {
-        self.locked("clear", |t| {
+        let r = self.locked("clear", |t| {
             t.clear();
             t.reset_counters();
             Ok(())
-        })
+        });
+        self.flights().end_all(None);
+        r
+    }
+
+    /// The flight table of the file.
+    pub fn flights(&self) -> Flights<'_> {
+        Flights::new(self.table.flights())
+    }
+
+    /// Claims the computation of `key` for this handle (see [`flight`]): [`Claim::Owner`]
+    /// (compute, then [`ShmStore::release`]), [`Claim::Wait`] (a live handle has it), or
+    /// [`Claim::None`] (no free record, or the write lock stayed with a live process for
+    /// [`SET_WAIT`]: compute without a flight).
+    pub fn claim(&self, key: &[u8]) -> Claim {
+        let hash = self.table.hash(key);
+        let h = self.table.header();
+        // The lock only serializes claims (and is not the seqlock's write): the sequence
+        // counter is left as found, so a dead writer's odd counter still gets its rebuild.
+        match lock::acquire(&h.lock, &self.owner, lock::Wait::at_most(SET_WAIT)) {
+            Some(_held) => self.flights().claim(hash, &self.owner),
+            None => Claim::None,
+        }
+    }
+
+    /// Whether this handle owns the flight of `key`.
+    pub fn owns(&self, key: &[u8]) -> bool {
+        self.flights().owns(self.table.hash(key), &self.owner)
+    }
+
+    /// Ends this handle's flight of `key`, waking its waiters. Idempotent.
+    pub fn release(&self, key: &[u8]) {
+        self.flights().release(self.table.hash(key), &self.owner);
+    }
+
+    /// A wait for the flight of `key` that does not borrow the handle (see
+    /// [`flight::Waiter`]).
+    pub fn waiter(&self, key: &[u8]) -> Waiter {
+        Waiter::new(
+            self.region.clone(),
+            self.owner.clone(),
+            self.closed.clone(),
+            self.table.hash(key),
+        )
+    }
+
+    /// Waits for the flight of `key` to end, at most `ms` ms (not finite: no bound; see
+    /// [`flight::Waiter::wait`]).
+    pub fn wait(&self, key: &[u8], ms: f64) -> End {
+        self.waiter(key).wait(deadline_after(ms))
+    }
+
+    /// Counts a stale value returned: one counted miss turned into a hit (see
+    /// [`ShmStore::count_hit`]) and a stale hit; with `joined`, the stale hit only (the
+    /// call was counted as a hit already: it joined a computation, then got the stale
+    /// value when its timeout passed).
+    pub fn count_stale_hit(&self, joined: bool) {
+        if !joined {
+            self.count_hit();
+        }
+        self.counters().stale_hits.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a background refresh started.
+    pub fn count_refresh(&self) {
+        self.counters().refreshes.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Turns one counted miss into a hit (a caller that joined another's pending
@@ -665,6 +831,8 @@ impl ShmStore {
             max_value_size: u64::from(p.max_value_size),
             bytes: self.table.bytes_used(),
             max_bytes: p.max_bytes,
+            stale_hits: c.stale_hits,
+            refreshes: c.refreshes,
         }
     }
 
@@ -673,6 +841,24 @@ impl ShmStore {
     pub fn table(&self) -> &Table {
         &self.table
     }
+}
+
+impl Drop for ShmStore {
+    /// Ends this handle's waits and flights: nobody waits for a handle that is gone.
+    fn drop(&mut self) {
+        self.closed.store(true, Ordering::SeqCst);
+        self.flights().end_all(Some(&self.owner));
+    }
+}
+
+/// The deadline `ms` ms from now: `None` (no bound) when `ms` is not finite or too far to
+/// represent; now when it is not positive.
+pub fn deadline_after(ms: f64) -> Option<Instant> {
+    if ms.is_nan() {
+        return Some(Instant::now());
+    }
+    let d = Duration::try_from_secs_f64(ms.max(0.0) / 1000.0).ok()?;
+    Instant::now().checked_add(d)
 }
 
 /// Opens the region at `path`, and a second descriptor of the region's file for the
@@ -697,6 +883,8 @@ fn backoff(attempt: u32) {
 
 #[cfg(test)]
 mod chunk_tests;
+#[cfg(test)]
+mod flight_tests;
 #[cfg(test)]
 mod open_tests;
 #[cfg(test)]

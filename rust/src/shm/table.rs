@@ -18,8 +18,9 @@
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 
 use super::layout::{
-    BUCKET_SIZE, CHUNK_HEADER_SIZE, CHUNK_PAYLOAD, COUNTER_LIMIT, ChunkHeader, HEADER_SIZE, Header,
-    NIL, Params, SLOT_FREE, SLOT_LIVE, SlotHeader, checksum, chunks_for,
+    BUCKET_SIZE, CHUNK_HEADER_SIZE, CHUNK_PAYLOAD, COUNTER_LIMIT, ChunkHeader, FLIGHT_RECORDS,
+    FlightRecord, HEADER_SIZE, Header, NIL, Params, SLOT_FREE, SLOT_LIVE, SlotHeader, Stamp,
+    checksum, chunks_for,
 };
 use crate::hash::{fixed_state, hash_bytes};
 
@@ -30,6 +31,8 @@ pub struct Totals {
     pub misses: u64,
     pub oversize_skips: u64,
     pub evictions: u64,
+    pub stale_hits: u64,
+    pub refreshes: u64,
 }
 
 /// The structure in the file is inconsistent: rebuild it (under the lock), or, for a
@@ -58,7 +61,7 @@ pub enum Read {
     Found {
         slot: u32,
         len: usize,
-        inserted_at_bits: u64,
+        stamp: Stamp,
         checksum: u64,
         visited: bool,
     },
@@ -124,8 +127,23 @@ impl Table {
     }
 
     /// Checksum of an entry (see [`checksum`]).
-    pub fn checksum(&self, key_hash: u64, inserted_at_bits: u64, key: &[u8], value: &[u8]) -> u64 {
-        checksum(&self.state, key_hash, inserted_at_bits, key, value)
+    pub fn checksum(&self, key_hash: u64, stamp: Stamp, key: &[u8], value: &[u8]) -> u64 {
+        checksum(&self.state, key_hash, stamp, key, value)
+    }
+
+    /// The flight table (see `flight.rs`): [`FLIGHT_RECORDS`] records after the chunks.
+    pub fn flights(&self) -> &[FlightRecord] {
+        // SAFETY: the mapping holds FLIGHT_RECORDS records of FLIGHT_SIZE bytes at
+        // `flights_offset` (8-aligned: see `file_size_of`), and lives as long as `self`;
+        // every field of a record is an atomic.
+        unsafe {
+            std::slice::from_raw_parts(
+                self.base
+                    .add(self.p.flights_offset())
+                    .cast::<FlightRecord>(),
+                FLIGHT_RECORDS,
+            )
+        }
     }
 
     /// The file header.
@@ -307,7 +325,10 @@ impl Table {
         if len > self.p.max_value_size as usize {
             return Read::Inconsistent;
         }
-        let inserted_at_bits = s.h.inserted_at.load(Relaxed);
+        let stamp = Stamp {
+            at: s.h.inserted_at.load(Relaxed),
+            ttl: s.h.own_ttl.load(Relaxed),
+        };
         let checksum = s.h.checksum.load(Relaxed);
         let visited = s.h.visited.load(Relaxed) != 0;
         // The source may be changing under a writer: the caller validates the copy with
@@ -318,7 +339,7 @@ impl Table {
         Read::Found {
             slot,
             len,
-            inserted_at_bits,
+            stamp,
             checksum,
             visited,
         }
@@ -360,7 +381,8 @@ impl Table {
         Ok(vlen)
     }
 
-    /// Stores `key -> value` with insertion time `now_bits` and the precomputed checksum.
+    /// Stores `key -> value` with insertion time and own TTL `stamp` and the precomputed
+    /// checksum.
     /// Replaces the value and time of an existing key (keeping its queue place and visited
     /// bit) by copy on write: the new entry is written completely into a free slot and
     /// free chunks (the file has a spare slot and spare chunks) before the old slot and
@@ -374,7 +396,7 @@ impl Table {
         key: &[u8],
         hash: u64,
         value: &[u8],
-        now_bits: u64,
+        stamp: Stamp,
         sum: u64,
     ) -> Result<u32, Corrupt> {
         if !self.fits(key.len(), value.len()) {
@@ -414,7 +436,7 @@ impl Table {
             // len <= capacity < slots: a free slot exists unless the file is corrupt; and
             // used + need <= budget + old_count <= budget + spare chunks.
             let slot = self.alloc()?;
-            let s = self.write_entry(slot, key, hash, value, now_bits, sum)?;
+            let s = self.write_entry(slot, key, hash, value, stamp, sum)?;
             s.h.visited.store(o.h.visited.load(Relaxed), Relaxed);
             // From here both entries verify; a rebuild keeps the newer one.
             self.bucket(bucket).store(
@@ -432,7 +454,7 @@ impl Table {
             evicted += 1;
         }
         let slot = self.alloc()?;
-        self.write_entry(slot, key, hash, value, now_bits, sum)?;
+        self.write_entry(slot, key, hash, value, stamp, sum)?;
         self.table_insert(hash, slot)?;
         self.push_head(slot)?;
         h.len.store(h.len.load(Relaxed) + 1, Relaxed);
@@ -464,7 +486,7 @@ impl Table {
         key: &[u8],
         hash: u64,
         value: &[u8],
-        now_bits: u64,
+        stamp: Stamp,
         sum: u64,
     ) -> Result<Slot<'_>, Corrupt> {
         let s = self.slot(slot)?;
@@ -506,7 +528,8 @@ impl Table {
         h.chunks_used
             .store(h.chunks_used.load(Relaxed) + count, Relaxed);
         s.h.key_hash.store(hash, Relaxed);
-        s.h.inserted_at.store(now_bits, Relaxed);
+        s.h.inserted_at.store(stamp.at, Relaxed);
+        s.h.own_ttl.store(stamp.ttl, Relaxed);
         s.h.checksum.store(sum, Relaxed);
         s.h.key_len.store(key.len() as u32, Relaxed);
         s.h.value_len.store(value.len() as u32, Relaxed);
@@ -853,6 +876,8 @@ impl Table {
             t.oversize_skips = t
                 .oversize_skips
                 .saturating_add(s.oversize_skips.load(Relaxed));
+            t.stale_hits = t.stale_hits.saturating_add(s.stale_hits.load(Relaxed));
+            t.refreshes = t.refreshes.saturating_add(s.refreshes.load(Relaxed));
         }
         t
     }
@@ -861,9 +886,16 @@ impl Table {
     /// garbage. Lock-free.
     pub fn counters_plausible(&self) -> bool {
         let t = self.counter_totals();
-        [t.hits, t.misses, t.oversize_skips, t.evictions]
-            .iter()
-            .all(|&c| c <= COUNTER_LIMIT)
+        [
+            t.hits,
+            t.misses,
+            t.oversize_skips,
+            t.evictions,
+            t.stale_hits,
+            t.refreshes,
+        ]
+        .iter()
+        .all(|&c| c <= COUNTER_LIMIT)
     }
 
     /// Sets every counter (every stripe, and evictions) to 0. Under the lock (increments
@@ -871,7 +903,13 @@ impl Table {
     pub fn reset_counters(&self) {
         let h = self.header();
         for s in h.all_stripes() {
-            for c in [&s.hits, &s.misses, &s.oversize_skips] {
+            for c in [
+                &s.hits,
+                &s.misses,
+                &s.oversize_skips,
+                &s.stale_hits,
+                &s.refreshes,
+            ] {
                 c.store(0, Relaxed);
             }
         }
@@ -1265,7 +1303,15 @@ impl Table {
         let hash = s.h.key_hash.load(Relaxed);
         hash == self.hash(key)
             && s.h.checksum.load(Relaxed)
-                == self.checksum(hash, s.h.inserted_at.load(Relaxed), key, value)
+                == self.checksum(
+                    hash,
+                    Stamp {
+                        at: s.h.inserted_at.load(Relaxed),
+                        ttl: s.h.own_ttl.load(Relaxed),
+                    },
+                    key,
+                    value,
+                )
     }
 
     /// Keys from the head (newest) to the tail (oldest), with their visited bits (tests).

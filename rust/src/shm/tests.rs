@@ -261,7 +261,9 @@ fn an_entry_expired_by_one_handles_ttl_stays_for_the_others() {
     let mut out = [0u8; 16];
     let hash = short.table().hash(b"k");
     assert_eq!(
-        short.get_locked(b"k", hash, &mut out, 1e6, true).unwrap(),
+        short
+            .get_locked(b"k", hash, &mut out, 1e6, Mode::Get)
+            .unwrap(),
         Get::Miss
     );
     assert_eq!(get_at(&forever, b"k", 1e6).as_deref(), Some(&b"v"[..]));
