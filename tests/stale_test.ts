@@ -137,7 +137,11 @@ Deno.test("staleWhileRevalidate: a failed refresh keeps the stale value until th
     await sleep(2);
     assert.equal(calls, 3, `${label}: a new refresh after a failed one`);
     now = t0 + 110;
-    await assert.rejects(f(1), /upstream down/, `${label}: past the window the error reaches the caller`);
+    await assert.rejects(
+      f(1),
+      /upstream down/,
+      `${label}: past the window the error reaches the caller`,
+    );
     assert.equal(f.cacheInfo().refreshes, 2);
     f[Symbol.dispose]();
   });
