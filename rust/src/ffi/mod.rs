@@ -24,8 +24,9 @@ mod thread_handles;
 /// caller reads them back with `warp_shm_info`). 3 = shared format 5: `warp_shm_open` and
 /// `warp_shm_file_size` take `max_bytes`; `warp_shm_info` writes 10 fields (bytes, max bytes);
 /// `warp_shm_default_max_bytes`. 4 = `warp_shm_peek`; `warp_shm_set` returns 2 when a stopped
-/// lock holder kept it from storing.
-pub const ABI_VERSION: u32 = 4;
+/// lock holder kept it from storing. 5 = `warp_mem_new` takes `stale_ms`, `warp_mem_set`
+/// takes `ttl_ms` (an entry's own TTL), `warp_mem_peek_stale`.
+pub const ABI_VERSION: u32 = 5;
 
 /// Returns [`ABI_VERSION`].
 #[unsafe(no_mangle)]
