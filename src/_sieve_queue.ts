@@ -43,10 +43,21 @@ export const LFU = 4;
 /** Slots allocated up front, at most; the slab then doubles up to the capacity. */
 const INITIAL_SLOTS = 1024;
 
+/** {@linkcode SieveQueue.age}: younger than its TTL. */
+export const FRESH = 0;
+/** {@linkcode SieveQueue.age}: past its TTL, inside the stale window. */
+export const STALE = 1;
+/** {@linkcode SieveQueue.age}: past its TTL and stale window. */
+export const GONE = 2;
+
 /**
  * Slots linked from the newest (head) to the oldest (tail) entry, with SIEVE (or LRU,
  * MRU, FIFO, LFU) eviction and optional TTL. Time is given by the caller, in ms on any clock
  * that does not go backwards; an entry is expired when `now - insertedAt >= ttl`.
+ *
+ * Entries may have a TTL of their own ({@linkcode SieveQueue.stamp}), and a stale window
+ * may follow each TTL: {@linkcode SieveQueue.age} says whether an entry is fresh
+ * (`age < ttl`), stale (`ttl <= age < ttl + stale`) or gone, as `SieveStore` does in Rust.
  *
  * Fields are public for the two stores in this package (hot paths); nothing outside
  * `src/` may use this class.
@@ -60,6 +71,13 @@ export class SieveQueue {
   readonly hasTtl: boolean;
   /** Age in ms at which an entry expires (`Infinity` without TTL). */
   readonly ttl: number;
+  /** Stale window in ms after an entry's TTL (0: none). */
+  readonly stale: number;
+  /** Whether any entry may expire: the queue has a TTL, or `ttls` is in use. */
+  expiring: boolean;
+  /** The TTL of each slot's entry (its own, else the queue's; `Infinity`: never), once an
+   * entry was given a TTL of its own; empty before (every entry has the queue's). */
+  ttls: Float64Array = new Float64Array(0);
   /** Towards the head (newer entry), or {@linkcode NIL}; by slot. */
   newer: Int32Array;
   /** Towards the tail (older entry), or {@linkcode NIL}; by slot. */
@@ -99,12 +117,15 @@ export class SieveQueue {
    * @param ttl Age in ms at which an entry expires, or `undefined` for never (checked by
    *   the caller).
    * @param policy Eviction policy.
+   * @param stale Stale window in ms after each entry's TTL (0: none; checked by the caller).
    */
-  constructor(capacity: number, ttl: number | undefined, policy: Policy) {
+  constructor(capacity: number, ttl: number | undefined, policy: Policy, stale = 0) {
     this.capacity = capacity;
     this.policy = policy;
     this.hasTtl = ttl !== undefined;
     this.ttl = ttl ?? Infinity;
+    this.stale = stale;
+    this.expiring = this.hasTtl;
     const n = Math.min(capacity, INITIAL_SLOTS);
     this.newer = new Int32Array(n);
     this.older = new Int32Array(n);
@@ -118,9 +139,33 @@ export class SieveQueue {
     this.bucketOldest = new Int32Array(b);
   }
 
-  /** Whether the entry at `slot` is expired at `now` (ms). */
+  /** Whether the entry at `slot` is expired at `now` (ms), by the queue's TTL alone (for
+   * users that give no entry a TTL of its own and have no stale window). */
   expired(slot: number, now: number): boolean {
     return this.hasTtl && now - this.insertedAt[slot]! >= this.ttl;
+  }
+
+  /** Where the entry at `slot` stands at `now`: {@linkcode FRESH}, {@linkcode STALE} or
+   * {@linkcode GONE}. */
+  age(slot: number, now: number): number {
+    if (!this.expiring) return FRESH;
+    const ttl = this.ttls.length === 0 ? this.ttl : this.ttls[slot]!;
+    if (ttl === Infinity) return FRESH;
+    const age = now - this.insertedAt[slot]!;
+    return age < ttl ? FRESH : age < ttl + this.stale ? STALE : GONE;
+  }
+
+  /**
+   * Records the insertion of the entry at `slot` at `now`, with its own TTL `ownTtl`
+   * (`undefined`: the queue's). The first own TTL starts the `ttls` array.
+   */
+  stamp(slot: number, now: number, ownTtl: number | undefined): void {
+    this.insertedAt[slot] = now;
+    if (ownTtl !== undefined && this.ttls.length === 0) {
+      this.ttls = new Float64Array(this.newer.length).fill(this.ttl);
+      this.expiring = true;
+    }
+    if (this.ttls.length !== 0) this.ttls[slot] = ownTtl ?? this.ttl;
   }
 
   /**
@@ -188,6 +233,8 @@ export class SieveQueue {
     this.free = [];
     this.buckets = 0;
     this.freeBuckets = [];
+    this.ttls = new Float64Array(0);
+    this.expiring = this.hasTtl;
     if (this.newer.length > INITIAL_SLOTS) {
       const n = Math.min(this.capacity, INITIAL_SLOTS);
       this.newer = new Int32Array(n);
@@ -249,6 +296,12 @@ export class SieveQueue {
     if (this.size + this.free.length !== this.slots) fail("slab leak");
     for (const slot of this.free) if (live.has(slot)) fail(`free slot ${slot} is live`);
     if (this.policy !== SIEVE && this.hand !== NIL) fail("hand moved outside SIEVE");
+    if (this.expiring !== (this.hasTtl || this.ttls.length !== 0)) fail("expiring out of step");
+    if (this.ttls.length !== 0 && this.ttls.length !== this.newer.length) fail("ttls size");
+    for (const slot of live) {
+      const ttl = this.ttls.length === 0 ? this.ttl : this.ttls[slot]!;
+      if (!(ttl > 0)) fail(`slot ${slot} has TTL ${ttl}`);
+    }
     if (this.policy === LFU) this.#validateBuckets(fail);
     else if (this.bucketOf.length !== 0 || this.buckets !== 0) fail("buckets outside LFU");
   }
@@ -437,6 +490,11 @@ export class SieveQueue {
     const insertedAt = new Float64Array(n);
     insertedAt.set(this.insertedAt);
     this.insertedAt = insertedAt;
+    if (this.ttls.length !== 0) {
+      const ttls = new Float64Array(n).fill(this.ttl);
+      ttls.set(this.ttls);
+      this.ttls = ttls;
+    }
     if (this.policy === LFU) {
       const bucketOf = new Int32Array(n);
       bucketOf.set(this.bucketOf);

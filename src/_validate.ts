@@ -78,3 +78,26 @@ export function checkMs(owner: string, option: string, value: unknown): number |
   }
   return value;
 }
+
+/**
+ * Checks the own TTL of an entry given to a store's `set`: a positive number of ms, or
+ * `Infinity` for never (`undefined`, the store's, is not checked here).
+ *
+ * @throws {TypeError} If `value` is not a number.
+ * @throws {RangeError} If `value` is 0, negative or `NaN`.
+ */
+export function checkEntryTtl(owner: string, value: unknown): number {
+  if (typeof value !== "number") {
+    throw new TypeError(
+      `Cannot store in ${owner}: ttl must be a positive number of milliseconds or Infinity: received ${
+        describe(value)
+      }`,
+    );
+  }
+  if (!(value > 0)) {
+    throw new RangeError(
+      `Cannot store in ${owner}: ttl must be a positive number of milliseconds or Infinity: received ${value}`,
+    );
+  }
+  return value;
+}

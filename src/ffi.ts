@@ -33,6 +33,13 @@ export const ABI_VERSION = 5;
 export const EXPIRED_BASE = -16;
 
 /**
+ * The `ttl_ms` argument of `warp_mem_set` meaning "the store's TTL" (`STORE_TTL` in
+ * `rust/src/ffi/mem.rs`); any other value is the entry's own TTL: positive, `Infinity`
+ * for never.
+ */
+export const STORE_TTL = NaN;
+
+/**
  * Byte lengths are `u32` and times `f64` ms: 64-bit integers would be BigInts and leave
  * V8's fast-call path (measured by the raw FFI group of `deno task bench`).
  */
@@ -42,10 +49,12 @@ export const symbols = {
   warp_last_error: { parameters: ["buffer", "u32"], result: "u32" },
 
   // In-process store. (capacity: 0 = unbounded, ttl_ms: <= 0 = none, policy) -> handle
-  warp_mem_new: { parameters: ["u32", "f64", "u32"], result: "pointer" },
+  // (capacity (0: unbounded), ttl_ms (0: none), policy, stale_ms (0: none)) -> handle | null
+  warp_mem_new: { parameters: ["u32", "f64", "u32", "f64"], result: "pointer" },
   warp_mem_free: { parameters: ["pointer"], result: "void" },
-  // (h, key, key_len, now_ms) -> slot | -1 miss | EXPIRED_BASE - slot | status.
-  // now_ms = NaN: the library reads its own monotonic clock.
+  // (h, key, key_len, now_ms) -> slot | -1 miss (or stale: the entry and its value stay) |
+  // EXPIRED_BASE - slot (removed: drop its value) | status.
+  // now_ms = NaN: the library reads its own monotonic clock (only for entries with a TTL).
   warp_mem_get: { parameters: ["pointer", "buffer", "u32", "f64"], result: "i32" },
   // The same function, taking the key as a pointer taken once from a long-lived buffer:
   // 6 ns a call cheaper than "buffer" (measured by the raw FFI group of `deno task bench`). Used on the hit path.
@@ -54,17 +63,20 @@ export const symbols = {
     parameters: ["pointer", "pointer", "u32", "f64"],
     result: "i32",
   },
-  // (h, key, key_len, now_ms) -> slot (an evicted entry's slot is reused) | status
-  warp_mem_set: { parameters: ["pointer", "buffer", "u32", "f64"], result: "i32" },
+  // (h, key, key_len, now_ms, ttl_ms (STORE_TTL: the store's)) -> slot (an evicted entry's
+  // slot is reused) | status
+  warp_mem_set: { parameters: ["pointer", "buffer", "u32", "f64", "f64"], result: "i32" },
   // The same function with the key as a pointer to a long-lived buffer (the miss path's
   // held key).
   warp_mem_set_ptr: {
     name: "warp_mem_set",
-    parameters: ["pointer", "pointer", "u32", "f64"],
+    parameters: ["pointer", "pointer", "u32", "f64", "f64"],
     result: "i32",
   },
   // (h, key, key_len, now_ms) -> slot | -1, without counting or marking
   warp_mem_peek: { parameters: ["pointer", "buffer", "u32", "f64"], result: "i32" },
+  // (h, key, key_len, now_ms) -> slot while fresh or stale | -1, without counting or marking
+  warp_mem_peek_stale: { parameters: ["pointer", "buffer", "u32", "f64"], result: "i32" },
   // (h, key, key_len) -> former slot | -1
   warp_mem_delete: { parameters: ["pointer", "buffer", "u32"], result: "i32" },
   // (h) -> evicted slot | -1

@@ -1,13 +1,16 @@
 /**
  * The in-process store backed by the Rust library (`rust/src/sieve.rs`): Rust keeps the
- * index (key bytes to slot, SIEVE state, insertion times), JavaScript keeps the values in
- * an array indexed by slot, so values keep their identity and cost no serialization.
+ * index (key bytes to slot, SIEVE state, insertion times, entries' own TTLs), JavaScript
+ * keeps the values in an array indexed by slot, so values keep their identity and cost no
+ * serialization. A slot's value is dropped only when Rust reports the entry removed (a
+ * stale entry stays, with its value).
  *
  * @module
  */
 
-import { EXPIRED_BASE, type NativeSymbols } from "./ffi.ts";
+import { EXPIRED_BASE, type NativeSymbols, STORE_TTL } from "./ffi.ts";
 import { unwrap } from "./errors.ts";
+import { checkEntryTtl } from "./_validate.ts";
 import {
   type ByteStore,
   MISS,
@@ -64,12 +67,11 @@ export class NativeMemoryStore implements ByteStore {
     policy: number,
     stale = 0,
   ) {
-    void stale; // TODO(stale window)
     this.#lib = lib;
     this.ttlOn = ttl !== undefined;
     this.#maxSize = maxSize;
     const capacity = maxSize > MAX_NATIVE_CAPACITY ? 0 : maxSize;
-    const handle = lib.warp_mem_new(capacity, ttl ?? 0, policy);
+    const handle = lib.warp_mem_new(capacity, ttl ?? 0, policy, stale);
     if (handle === null) unwrap(-2, "Creating the native memory store");
     this.#handle = handle;
     registry.register(this, { lib, handle: handle! }, this.#token);
@@ -81,11 +83,12 @@ export class NativeMemoryStore implements ByteStore {
       ? this.#lib.warp_mem_get(this.#handle, key, len, now)
       : this.#lib.warp_mem_get_ptr(this.#handle, ptr, len, now);
     if (r >= 0) return this.#values[r];
+    // -1 covers a stale entry too: it stays, and so does its value.
+    if (r === -1) return MISS;
     if (r <= EXPIRED_BASE) {
       this.#values[EXPIRED_BASE - r] = undefined;
       return MISS;
     }
-    if (r === -1) return MISS;
     return unwrap(r, "Cache lookup");
   }
 
@@ -96,8 +99,11 @@ export class NativeMemoryStore implements ByteStore {
     now: number,
     promised: boolean,
     ptr?: Deno.PointerValue,
+    ttl?: number,
   ): boolean {
     if (this.#setting) this.#repair();
+    if (ttl !== undefined) checkEntryTtl("the native memory store", ttl);
+    const ownTtl = ttl ?? STORE_TTL;
     // Everything that calls a function is done before Rust inserts the key, and nothing
     // that could throw (a stack overflow at a call) runs between the insert and the value
     // store below. Should that still be cut short, `#setting` stays set and the next
@@ -107,8 +113,8 @@ export class NativeMemoryStore implements ByteStore {
     this.#pendingLen = len;
     this.#setting = true;
     const r = ptr === undefined
-      ? this.#lib.warp_mem_set(this.#handle, key, len, now)
-      : this.#lib.warp_mem_set_ptr(this.#handle, ptr, len, now);
+      ? this.#lib.warp_mem_set(this.#handle, key, len, now, ownTtl)
+      : this.#lib.warp_mem_set_ptr(this.#handle, ptr, len, now, ownTtl);
     if (r >= 0) {
       this.#values[r] = stored;
       this.#setting = false;
@@ -173,10 +179,14 @@ export class NativeMemoryStore implements ByteStore {
     this.#refreshes++;
   }
 
-  /** The value under `key[0..len)` while fresh or stale at `now`, else {@linkcode MISS}. */
+  /** The value under `key[0..len)` while fresh or stale at `now` (an async result's
+   * resolved value), else {@linkcode MISS}; counts nothing, marks nothing, removes nothing. */
   peekStale(key: Uint8Array, len: number, now: number): unknown {
-    // TODO(stale window): entries past their TTL but inside the window.
-    return this.peek(key, len, now);
+    if (this.#setting) this.#repair();
+    const r = this.#lib.warp_mem_peek_stale(this.#handle, key, len, now);
+    if (r >= 0) return peeked(this.#values[r]);
+    if (r === -1) return MISS;
+    return unwrap(r, "Cache lookup");
   }
 
   clear(): void {

@@ -1,14 +1,14 @@
 /**
  * The TypeScript in-process store: the fallback of the memory backend where the native
  * library is not available (README, "Engines"), with the observable behaviour of the native store
- * (`rust/src/sieve.rs`): the same SIEVE (or LRU, MRU, FIFO, LFU) evictions, TTL boundary and
- * counters.
+ * (`rust/src/sieve.rs`): the same SIEVE (or LRU, MRU, FIFO, LFU) evictions, TTL boundaries
+ * (the store's and entries' own), stale window and counters.
  *
  * @module
  */
 
-import { NIL, type Policy, SIEVE, SieveQueue } from "./_sieve_queue.ts";
-import { checkMaxSize, checkTtl, describe } from "./_validate.ts";
+import { FRESH, GONE, NIL, type Policy, SIEVE, SieveQueue } from "./_sieve_queue.ts";
+import { checkEntryTtl, checkMaxSize, checkMs, checkTtl, describe } from "./_validate.ts";
 import {
   type ByteStore,
   MISS,
@@ -125,11 +125,13 @@ function bytesToString(k: Uint8Array, len: number): string {
  * as they are (identity kept, no copy). Same observable behaviour as the native store:
  *
  * - `get` counts a hit or a miss; a hit sets the entry's visited bit (SIEVE) or moves it
- *   to the head (LRU, MRU) or up one frequency bucket (LFU); an entry whose age is
- *   `>= ttl` is removed and counts a miss.
- * - `set` of a present key replaces its value and insertion time, keeping its place in
- *   the queue, its visited bit and its LFU count; a new key goes to the head (LFU: to the
- *   bucket of count 1), evicting one entry by the policy when the store is full.
+ *   to the head (LRU, MRU) or up one frequency bucket (LFU). An entry's TTL is its own
+ *   (`set`'s `ttl`) or else the store's; one whose age is `>= ttl` counts a miss, and is
+ *   kept, unmarked, while its age is `< ttl + stale` (stale: `peekStale` returns it), else
+ *   removed.
+ * - `set` of a present key replaces its value, insertion time and TTL, keeping its place
+ *   in the queue, its visited bit and its LFU count; a new key goes to the head (LFU: to
+ *   the bucket of count 1), evicting one entry by the policy when the store is full.
  *
  * Index: an open-addressing hash table (linear probing, backward-shift deletion) of slot
  * numbers, over each key's bytes kept as a one-char-per-byte string: a lookup hashes and
@@ -177,11 +179,13 @@ export class TsSieveStore implements ByteStore {
    * @param options Size bound, TTL and eviction policy.
    * @throws {TypeError} If `maxSize` or `ttl` is not a number.
    * @throws {RangeError} If `maxSize` is not a positive integer nor `Infinity`, `ttl` is
-   *   not a positive finite number, or `policy` is not 0, 1, 2, 3 or 4.
+   *   not a positive finite number, `stale` is not 0 nor a positive finite number, or
+   *   `policy` is not 0, 1, 2, 3 or 4.
    */
   constructor(options: TsSieveStoreOptions) {
     const maxSize = checkMaxSize("TsSieveStore", options.maxSize);
     const ttl = checkTtl("TsSieveStore", options.ttl);
+    const stale = options.stale === 0 ? 0 : checkMs("TsSieveStore", "stale", options.stale) ?? 0;
     const policy = options.policy ?? 0;
     if (policy !== 0 && policy !== 1 && policy !== 2 && policy !== 3 && policy !== 4) {
       throw new RangeError(
@@ -189,7 +193,7 @@ export class TsSieveStore implements ByteStore {
       );
     }
     this.#maxSize = maxSize;
-    this.#queue = new SieveQueue(maxSize, ttl, policy);
+    this.#queue = new SieveQueue(maxSize, ttl, policy, stale);
     this.ttlOn = ttl !== undefined;
     this.#table = new Int32Array(0);
     this.#mask = 0;
@@ -213,12 +217,17 @@ export class TsSieveStore implements ByteStore {
       return MISS;
     }
     const queue = this.#queue;
-    if (queue.hasTtl && queue.expired(slot, now)) {
-      this.#busy = true;
-      this.#removeSlot(slot);
-      this.#busy = false;
-      this.#misses++;
-      return MISS;
+    if (queue.expiring) {
+      const age = queue.age(slot, now);
+      if (age !== FRESH) {
+        if (age === GONE) {
+          this.#busy = true;
+          this.#removeSlot(slot);
+          this.#busy = false;
+        }
+        this.#misses++;
+        return MISS;
+      }
     }
     this.#hits++;
     if (queue.policy === SIEVE) {
@@ -241,16 +250,29 @@ export class TsSieveStore implements ByteStore {
    * @param now Current time in ms on the cache's clock.
    * @param promised Whether `value` is the resolution of a Promise: later hits then return
    *   `Promise.resolve(value)` (one Promise, kept).
+   * @param _ptr Unused (the native store's key address).
+   * @param ttl The entry's own TTL in ms (positive, `Infinity` for never), replacing the
+   *   store's; `undefined`: the store's.
    * @returns `true`: the entry is always stored.
+   * @throws {RangeError} If `ttl` is 0, negative or `NaN`.
    */
-  set(key: Uint8Array, len: number, value: unknown, now: number, promised = false): boolean {
+  set(
+    key: Uint8Array,
+    len: number,
+    value: unknown,
+    now: number,
+    promised = false,
+    _ptr?: Deno.PointerValue,
+    ttl?: number,
+  ): boolean {
     if (this.#busy) this.#repair();
+    if (ttl !== undefined) checkEntryTtl("TsSieveStore", ttl);
     if (promised) value = promisedEntry(value);
     const hash = hashBytes(key, len);
     const queue = this.#queue;
     let slot = this.#find(key, len, hash);
     if (slot !== NIL) {
-      queue.insertedAt[slot] = now;
+      queue.stamp(slot, now, ttl);
       this.#values[slot] = value;
       return true;
     }
@@ -262,6 +284,7 @@ export class TsSieveStore implements ByteStore {
       this.#values[victim] = undefined;
     }
     slot = queue.add(now);
+    queue.stamp(slot, now, ttl);
     this.#keys[slot] = keyString;
     this.#hashes[slot] = hash;
     this.#values[slot] = value;
@@ -284,7 +307,7 @@ export class TsSieveStore implements ByteStore {
   peek(key: Uint8Array, len: number, now: number): unknown {
     if (this.#busy) this.#repair();
     const slot = this.#find(key, len, hashBytes(key, len));
-    if (slot === NIL || this.#queue.expired(slot, now)) return MISS;
+    if (slot === NIL || this.#queue.age(slot, now) !== FRESH) return MISS;
     return peeked(this.#values[slot]);
   }
 
@@ -339,10 +362,20 @@ export class TsSieveStore implements ByteStore {
     this.#refreshes++;
   }
 
-  /** The value under `key[0..len)` while fresh or stale at `now`, else {@linkcode MISS}. */
+  /**
+   * The value under `key[0..len)` while fresh or stale at `now` (an async result's resolved
+   * value), else {@linkcode MISS}, without counting, marking or removing anything.
+   *
+   * @param key Buffer holding the encoded key.
+   * @param len Length of the key in `key`.
+   * @param now Current time in ms on the cache's clock.
+   * @returns The stored value, or {@linkcode MISS}.
+   */
   peekStale(key: Uint8Array, len: number, now: number): unknown {
-    // TODO(stale window): entries past their TTL but inside the window.
-    return this.peek(key, len, now);
+    if (this.#busy) this.#repair();
+    const slot = this.#find(key, len, hashBytes(key, len));
+    if (slot === NIL || this.#queue.age(slot, now) === GONE) return MISS;
+    return peeked(this.#values[slot]);
   }
 
   /** Removes every entry and resets the counters. */

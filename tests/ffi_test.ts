@@ -42,7 +42,7 @@ Deno.test({
 Deno.test({
   name: "warp_last_error reports the reason of a refused call",
   fn(): void {
-    assert.equal(lib!.warp_mem_new(1, 0, 99), null);
+    assert.equal(lib!.warp_mem_new(1, 0, 99, 0), null);
     const buf = new Uint8Array(256);
     const n = lib!.warp_last_error(buf, buf.length);
     assert.match(new TextDecoder().decode(buf.subarray(0, n)), /unknown policy: 99/);

@@ -488,6 +488,8 @@ interface ModelEntry {
   key: number;
   value: unknown;
   at: number;
+  /** The entry's TTL: its own, else the store's (`Infinity`: none). */
+  ttl: number;
   visited: boolean;
   /** LFU: accesses, the insertion included. */
   count: number;
@@ -509,6 +511,7 @@ class Model {
     readonly capacity: number,
     readonly ttl: number | undefined,
     readonly policy: Policy,
+    readonly stale = 0,
   ) {}
 
   #remove(e: ModelEntry): void {
@@ -523,8 +526,9 @@ class Model {
       this.misses++;
       return MISS;
     }
-    if (this.ttl !== undefined && now - e.at >= this.ttl) {
-      this.#remove(e);
+    if (now - e.at >= e.ttl) {
+      // Stale (kept, unmarked) until the window ends, then removed.
+      if (now - e.at >= e.ttl + this.stale) this.#remove(e);
       this.misses++;
       return MISS;
     }
@@ -539,15 +543,32 @@ class Model {
     return e.value;
   }
 
-  set(key: number, value: unknown, now: number): void {
+  set(key: number, value: unknown, now: number, ownTtl?: number): void {
+    const ttl = ownTtl ?? this.ttl ?? Infinity;
     const e = this.entries.find((x) => x.key === key);
     if (e) {
       e.at = now;
+      e.ttl = ttl;
       e.value = value;
       return;
     }
     if (this.entries.length >= this.capacity) this.#evict();
-    this.entries.unshift({ key, value, at: now, visited: false, count: 1, since: this.tick++ });
+    this.entries.unshift({
+      key,
+      value,
+      at: now,
+      ttl,
+      visited: false,
+      count: 1,
+      since: this.tick++,
+    });
+  }
+
+  /** The value while fresh (`stale` false) or fresh or stale (`stale` true). */
+  peek(key: number, now: number, stale: boolean): unknown {
+    const e = this.entries.find((x) => x.key === key);
+    if (!e || now - e.at >= e.ttl + (stale ? this.stale : 0)) return MISS;
+    return e.value;
   }
 
   /** Entries in the store's queue order: for LFU, by count then by time at that count. */
@@ -612,17 +633,24 @@ function encodeKey(buf: Uint8Array, k: number): number {
   return k < 400 ? 2 : 3;
 }
 
+/** An own TTL for a quarter of the sets (`Infinity` or 1 to `2 * ttl` ms), else none. */
+function ownTtl(next: () => number, ttl: number): number | undefined {
+  const r = next() % 8;
+  return r === 0 ? Infinity : r === 1 ? 1 + (next() % (2 * ttl)) : undefined;
+}
+
 function runRandom(
   policy: Policy,
   capacity: number,
   keySpace: number,
   steps: number,
   compareEvery: number,
-  ttl: number,
+  ttl: number | undefined,
+  stale = 0,
 ): void {
   const next = prng(0x9e3779b9 ^ policy);
-  const store = new TsSieveStore({ maxSize: capacity, ttl, policy });
-  const model = new Model(capacity, ttl, policy);
+  const store = new TsSieveStore({ maxSize: capacity, ttl, policy, stale });
+  const model = new Model(capacity, ttl, policy, stale);
   const buf = new Uint8Array(16);
   for (let t = 0; t < steps; t++) {
     const k = next() % keySpace;
@@ -631,8 +659,13 @@ function runRandom(
     if (op < 10) {
       assert.equal(store.delete(buf, len), model.delete(k), `step ${t}: delete ${k}`);
     } else if (op < 45) {
-      store.set(buf, len, t, t);
-      model.set(k, t, t);
+      const own = stale > 0 || ttl === undefined ? ownTtl(next, ttl ?? 50) : undefined;
+      store.set(buf, len, t, t, false, undefined, own);
+      model.set(k, t, t, own);
+    } else if (op < 52) {
+      const stale = op < 48;
+      const got = stale ? store.peekStale(buf, len, t) : store.peek(buf, len, t);
+      assert.equal(got, model.peek(k, t, stale), `step ${t}: peek ${k}`);
     } else if (op < 99) {
       assert.equal(store.get(buf, len, t), model.get(k, t), `step ${t}: get ${k}`);
       if (op === 98 && model.misses > 0) {
@@ -668,6 +701,15 @@ Deno.test("TsSieveStore matches a reference model under a random workload", asyn
     await t.step(`${name}, past the first allocation`, () => {
       runRandom(policy, 1500, 3000, 30_000, 1000, 20_000);
     });
+    await t.step(`${name}, own TTLs and a stale window`, () => {
+      runRandom(policy, 16, 40, 20_000, 1, 50, 30);
+    });
+    await t.step(`${name}, own TTLs on a store without TTL`, () => {
+      runRandom(policy, 16, 40, 20_000, 1, undefined, 30);
+    });
+    await t.step(`${name}, own TTLs past the first allocation`, () => {
+      runRandom(policy, 1500, 3000, 30_000, 1000, 20_000, 5_000);
+    });
   }
 });
 
@@ -685,27 +727,34 @@ Deno.test({
   fn: async (t) => {
     // With a TTL and uniform keys; then without TTL and with keys skewed towards the small
     // ones, so that LFU counts grow and evictions, not expiry, decide what stays.
-    const cases: Array<[string, number | undefined, (next: () => number) => number]> = [
-      ["", 50, (next) => next() % 40],
-      [", no ttl, skewed keys", undefined, (next) => Math.min(next() % 40, next() % 40)],
+    // Then with own TTLs and a stale window, on a store with and without TTL.
+    type Case = [string, number | undefined, number, (next: () => number) => number];
+    const cases: Case[] = [
+      ["", 50, 0, (next) => next() % 40],
+      [", no ttl, skewed keys", undefined, 0, (next) => Math.min(next() % 40, next() % 40)],
+      [", own ttls, stale window", 50, 30, (next) => next() % 40],
+      [", no ttl, own ttls, stale window", undefined, 30, (next) => next() % 40],
     ];
     for (const [name, policy] of POLICIES) {
-      for (const [label, ttl, pick] of cases) {
+      for (const [label, ttl, stale, pick] of cases) {
         await t.step(name + label, () => {
           const next = prng(0x51ed27 + policy);
           const stores: ByteStore[] = [
-            new TsSieveStore({ maxSize: 16, ttl, policy: policy }),
-            new NativeMemoryStore(native!, 16, ttl, policy),
+            new TsSieveStore({ maxSize: 16, ttl, policy: policy, stale }),
+            new NativeMemoryStore(native!, 16, ttl, policy, stale),
           ];
           const buf = new Uint8Array(16);
           const trace: unknown[][] = [[], []];
           for (let t = 0; t < 20_000; t++) {
             const k = pick(next);
             const len = encodeKey(buf, k);
-            const op = next() % 10;
+            const op = next() % 12;
+            const own = stale > 0 ? ownTtl(next, ttl ?? 50) : undefined;
             stores.forEach((s, i) => {
               if (op === 0) trace[i]!.push(s.delete(buf, len));
-              else if (op < 5) s.set(buf, len, t, t, false);
+              else if (op < 5) s.set(buf, len, t, t, false, undefined, own);
+              else if (op === 10) trace[i]!.push(s.peekStale(buf, len, t));
+              else if (op === 11) trace[i]!.push(s.peek(buf, len, t));
               else trace[i]!.push(s.get(buf, len, t));
             });
           }

@@ -19,10 +19,10 @@ fn main() {
         "SieveStore::get hit: {:.1} ns",
         t.elapsed().as_nanos() as f64 / f64::from(n)
     );
-    let h = warp_mem_new(1024, 0.0, 0);
+    let h = warp_mem_new(1024, 0.0, 0, 0.0);
     // SAFETY: `h` is live and `key` is valid for its length.
     unsafe {
-        warp_mem_set(h, key.as_ptr(), key.len() as u32, 0.0);
+        warp_mem_set(h, key.as_ptr(), key.len() as u32, 0.0, f64::NAN);
         let t = Instant::now();
         for _ in 0..n {
             acc +=

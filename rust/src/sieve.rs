@@ -1,5 +1,5 @@
-//! The in-process store: an index from key bytes to a slot number, with SIEVE eviction
-//! and TTL. Safe code only.
+//! The in-process store: an index from key bytes to a slot number, with SIEVE eviction,
+//! TTL (the store's, or an entry's own) and a stale window. Safe code only.
 //!
 //! The store keeps keys and metadata; the values stay on the JavaScript side, in an array
 //! indexed by slot, so that they keep their identity and cost no serialization.
@@ -20,6 +20,15 @@
 //! LFU victim is the tail, as for LRU and FIFO. Re-inserting a present key keeps its count
 //! and place; removal (delete, TTL expiry, eviction) takes the entry out of its bucket.
 //! Every operation is O(1).
+//!
+//! Time: every `now` is in ms on any clock that does not go backwards, or `NaN`: then the
+//! store reads [`crate::clock::monotonic_ms`] itself, and only when the entry at hand has a
+//! TTL (so a store without TTL, and without entries of a TTL of their own, never reads it).
+//!
+//! Expiry: an entry's TTL is its own (given to [`SieveStore::insert_with_ttl`]) or else the
+//! store's. At age `a` (`now` minus its insertion time) it is fresh while `a < ttl`, stale
+//! while `ttl <= a < ttl + stale` (the store's stale window, 0 = none) and gone after: a
+//! lookup keeps a stale entry (a miss) and removes a gone one.
 
 use hashbrown::HashTable;
 
@@ -68,8 +77,30 @@ pub enum Lookup {
     Hit(u32),
     /// The key is absent.
     Miss,
-    /// The key was present but older than the TTL: it was removed and its slot freed.
+    /// The key is present but stale (past its TTL, inside the stale window): a miss, and
+    /// the entry stays at this slot.
+    Stale(u32),
+    /// The key was present but past its TTL and stale window: it was removed and its slot
+    /// freed.
     Expired(u32),
+}
+
+/// Where an entry stands in its lifetime at a given time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Age {
+    Fresh,
+    Stale,
+    Gone,
+}
+
+/// `now`, or the library's monotonic clock when `now` is `NaN` (see the module docs).
+#[inline]
+fn resolve(now: f64) -> f64 {
+    if now.is_nan() {
+        crate::clock::monotonic_ms()
+    } else {
+        now
+    }
 }
 
 /// Result of [`SieveStore::insert`].
@@ -100,8 +131,9 @@ struct Node {
 }
 
 // 32 bytes a node: with the index (5 bytes a bucket) and the JS value slot, 1,000,000
-// small entries cost about 52 MB. The SIEVE visited bits live in a bitset, LFU buckets
-// and insertion times in side vectors allocated only under LFU or TTL.
+// small entries cost about 52 MB. The SIEVE visited bits live in a bitset, LFU buckets,
+// insertion times and entries' own TTLs in side vectors allocated only under LFU, TTL, or
+// once an entry gets a TTL of its own.
 #[cfg(target_pointer_width = "64")]
 const _: () = assert!(std::mem::size_of::<Node>() == 32);
 
@@ -186,16 +218,23 @@ impl Buckets {
     }
 }
 
-/// Key index with SIEVE (or LRU/MRU/FIFO/LFU) eviction and optional TTL.
+/// Key index with SIEVE (or LRU/MRU/FIFO/LFU) eviction, optional TTL (the store's, or
+/// an entry's own) and a stale window.
 ///
-/// Time is given by the caller on each call, in milliseconds on any clock that does not
-/// go backwards; an entry is expired when `now - inserted_at >= ttl_ms`.
+/// Time is given by the caller on each call (see the module docs); an entry of TTL `ttl`
+/// is stale when `now - inserted_at >= ttl`, gone when `now - inserted_at >= ttl + stale`.
 #[derive(Debug)]
 pub struct SieveStore {
     table: HashTable<u32>,
     nodes: Vec<Node>,
-    /// Insertion time in ms (caller's clock) by slot; empty unless TTL is on.
+    /// Insertion time in ms (caller's clock) by slot; kept only while `expiring`, and
+    /// only meaningful for entries whose TTL is finite.
     times: Vec<f64>,
+    /// The TTL of each slot's entry (its own, else the store's; infinite: never), once an
+    /// entry was given a TTL of its own; empty before (every entry has the store's).
+    ttls: Vec<f64>,
+    /// Whether any entry may expire: the store has a TTL, or `ttls` is in use.
+    expiring: bool,
     /// SIEVE visited bit by slot, 64 to a word.
     visited_bits: Vec<u64>,
     /// LFU only: the frequency bucket of each slot (NIL when none); empty otherwise.
@@ -207,6 +246,8 @@ pub struct SieveStore {
     len: usize,
     capacity: usize,
     ttl_ms: Option<f64>,
+    /// Stale window in ms after an entry's TTL (0: none).
+    stale_ms: f64,
     policy: Policy,
     lfu: Buckets,
     stats: Stats,
@@ -217,12 +258,30 @@ impl SieveStore {
     /// Creates a store for at most `capacity` entries (at least 1, at most [`MAX_SLOTS`];
     /// larger values are clamped), with entries expiring `ttl_ms` ms after insertion.
     pub fn new(capacity: usize, ttl_ms: Option<f64>, policy: Policy) -> SieveStore {
+        SieveStore::with_stale(capacity, ttl_ms, policy, 0.0)
+    }
+
+    /// [`SieveStore::new`] with a stale window of `stale_ms` ms after each entry's TTL
+    /// (0, negative or not finite: none).
+    pub fn with_stale(
+        capacity: usize,
+        ttl_ms: Option<f64>,
+        policy: Policy,
+        stale_ms: f64,
+    ) -> SieveStore {
         let capacity = capacity.clamp(1, MAX_SLOTS);
         let ttl_ms = ttl_ms.filter(|t| t.is_finite() && *t > 0.0);
+        let stale_ms = if stale_ms.is_finite() && stale_ms > 0.0 {
+            stale_ms
+        } else {
+            0.0
+        };
         SieveStore {
             table: HashTable::new(),
             nodes: Vec::new(),
             times: Vec::new(),
+            ttls: Vec::new(),
+            expiring: ttl_ms.is_some(),
             visited_bits: Vec::new(),
             bucket_of: Vec::new(),
             free: Vec::new(),
@@ -232,6 +291,7 @@ impl SieveStore {
             len: 0,
             capacity,
             ttl_ms,
+            stale_ms,
             policy,
             lfu: Buckets::default(),
             stats: Stats::default(),
@@ -272,10 +332,33 @@ impl SieveStore {
         hash_bytes(&self.state, self.nodes[slot as usize].key.as_bytes())
     }
 
-    fn is_expired(&self, slot: u32, now: f64) -> bool {
-        match self.ttl_ms {
-            Some(ttl) => now - self.times[slot as usize] >= ttl,
-            None => false,
+    /// The TTL of the entry at `slot` (infinite: never expires).
+    #[inline]
+    fn entry_ttl(&self, slot: u32) -> f64 {
+        match self.ttls.get(slot as usize) {
+            Some(&ttl) => ttl,
+            None => self.ttl_ms.unwrap_or(f64::INFINITY),
+        }
+    }
+
+    /// Where the entry at `slot` stands at `now` (`NaN`: the clock, read only when the
+    /// entry has a TTL).
+    #[inline]
+    fn age(&self, slot: u32, now: f64) -> Age {
+        if !self.expiring {
+            return Age::Fresh;
+        }
+        let ttl = self.entry_ttl(slot);
+        if ttl == f64::INFINITY {
+            return Age::Fresh;
+        }
+        let age = resolve(now) - self.times[slot as usize];
+        if age < ttl {
+            Age::Fresh
+        } else if age < ttl + self.stale_ms {
+            Age::Stale
+        } else {
+            Age::Gone
         }
     }
 
@@ -317,30 +400,57 @@ impl SieveStore {
         self.bucket_of[i] = b;
     }
 
-    fn set_time(&mut self, slot: u32, now: f64) {
-        if self.ttl_ms.is_some() {
-            let i = slot as usize;
-            if i >= self.times.len() {
-                self.times.resize(i + 1, 0.0);
-            }
-            self.times[i] = now;
+    /// Records the insertion of the entry at `slot` at `now`, with its own TTL `own_ttl`
+    /// (`None`: the store's). The first own TTL starts the `ttls` vector; the clock is read
+    /// (`now` `NaN`) only for an entry whose TTL is finite.
+    fn stamp(&mut self, slot: u32, now: f64, own_ttl: Option<f64>) {
+        let i = slot as usize;
+        let store_ttl = self.ttl_ms.unwrap_or(f64::INFINITY);
+        if own_ttl.is_some() && self.ttls.is_empty() {
+            self.ttls = vec![store_ttl; self.nodes.len()];
+            self.expiring = true;
         }
+        if !self.expiring {
+            return;
+        }
+        if !self.ttls.is_empty() {
+            if i >= self.ttls.len() {
+                self.ttls.resize(i + 1, store_ttl);
+            }
+            self.ttls[i] = own_ttl.unwrap_or(store_ttl);
+        }
+        if i >= self.times.len() {
+            self.times.resize(i + 1, 0.0);
+        }
+        self.times[i] = if self.entry_ttl(slot) == f64::INFINITY {
+            0.0
+        } else {
+            resolve(now)
+        };
     }
 
-    /// Looks `key` up at time `now` (ms), counting a hit or a miss. A hit marks the entry
-    /// visited (SIEVE), moves it to the head (LRU/MRU) or up one frequency bucket (LFU).
-    /// An expired entry is removed.
+    /// Looks `key` up at time `now` (ms, or `NaN`: the clock), counting a hit or a miss. A
+    /// hit marks the entry visited (SIEVE), moves it to the head (LRU/MRU) or up one
+    /// frequency bucket (LFU). A stale entry is a miss and stays, unmarked; a gone one is
+    /// removed.
     pub fn get(&mut self, key: &[u8], now: f64) -> Lookup {
         let hash = hash_bytes(&self.state, key);
         let Some(slot) = self.find(hash, key) else {
             self.stats.misses += 1;
             return Lookup::Miss;
         };
-        if self.is_expired(slot, now) {
-            self.remove_slot(slot);
-            self.stats.misses += 1;
-            self.stats.expirations += 1;
-            return Lookup::Expired(slot);
+        match self.age(slot, now) {
+            Age::Fresh => {}
+            Age::Stale => {
+                self.stats.misses += 1;
+                return Lookup::Stale(slot);
+            }
+            Age::Gone => {
+                self.remove_slot(slot);
+                self.stats.misses += 1;
+                self.stats.expirations += 1;
+                return Lookup::Expired(slot);
+            }
         }
         self.stats.hits += 1;
         match self.policy {
@@ -360,17 +470,33 @@ impl SieveStore {
     pub fn peek(&self, key: &[u8], now: f64) -> Option<u32> {
         let hash = hash_bytes(&self.state, key);
         self.find(hash, key)
-            .filter(|&slot| !self.is_expired(slot, now))
+            .filter(|&slot| self.age(slot, now) == Age::Fresh)
     }
 
-    /// Inserts `key` at time `now` (ms) and returns its slot. A key already present keeps
-    /// its slot, its place (and LFU count) and gets a new insertion time. When the store is
-    /// full, one entry is evicted by the policy and its slot is reused. A new entry goes to
-    /// the head, or under LFU to the newest end of the bucket of count 1.
+    /// Like [`SieveStore::peek`], but also finds a stale entry: `Some(slot)` when present
+    /// and fresh or stale at `now`.
+    pub fn peek_stale(&self, key: &[u8], now: f64) -> Option<u32> {
+        let hash = hash_bytes(&self.state, key);
+        self.find(hash, key)
+            .filter(|&slot| self.age(slot, now) != Age::Gone)
+    }
+
+    /// [`SieveStore::insert_with_ttl`] with the store's TTL.
     pub fn insert(&mut self, key: &[u8], now: f64) -> Inserted {
+        self.insert_with_ttl(key, now, None)
+    }
+
+    /// Inserts `key` at time `now` (ms, or `NaN`: the clock) with its own TTL `ttl_ms`
+    /// (positive, infinite for never; `None`: the store's) and returns its slot. A key
+    /// already present keeps its slot, its place (and LFU count) and gets a new insertion
+    /// time and TTL. When the store is full, one entry is evicted by the policy and its
+    /// slot is reused. A new entry goes to the head, or under LFU to the newest end of the
+    /// bucket of count 1.
+    pub fn insert_with_ttl(&mut self, key: &[u8], now: f64, ttl_ms: Option<f64>) -> Inserted {
+        debug_assert!(ttl_ms.is_none_or(|t| t > 0.0), "own TTL must be positive");
         let hash = hash_bytes(&self.state, key);
         if let Some(slot) = self.find(hash, key) {
-            self.set_time(slot, now);
+            self.stamp(slot, now, ttl_ms);
             return Inserted {
                 slot,
                 evicted: false,
@@ -396,7 +522,7 @@ impl SieveStore {
                 (self.nodes.len() - 1) as u32
             }
         };
-        self.set_time(slot, now);
+        self.stamp(slot, now, ttl_ms);
         self.set_visited(slot, false);
         let (nodes, state) = (&self.nodes, &self.state);
         self.table.insert_unique(hash, slot, |&s| {
@@ -424,6 +550,8 @@ impl SieveStore {
         self.table.clear();
         self.nodes.clear();
         self.times.clear();
+        self.ttls = Vec::new();
+        self.expiring = self.ttl_ms.is_some();
         self.visited_bits.clear();
         self.bucket_of.clear();
         self.free.clear();
@@ -680,6 +808,23 @@ impl SieveStore {
         if self.policy != Policy::Sieve {
             assert_eq!(self.hand, NIL, "hand moved outside SIEVE");
         }
+        assert_eq!(
+            self.expiring,
+            self.ttl_ms.is_some() || !self.ttls.is_empty(),
+            "expiring flag out of step"
+        );
+        let mut slot = self.head;
+        while slot != NIL {
+            let ttl = self.entry_ttl(slot);
+            assert!(ttl > 0.0, "slot {slot} has TTL {ttl}");
+            if ttl.is_finite() {
+                assert!(
+                    (slot as usize) < self.times.len(),
+                    "slot {slot} has no time"
+                );
+            }
+            slot = self.nodes[slot as usize].older;
+        }
         self.validate_buckets();
     }
 
@@ -850,6 +995,192 @@ mod tests {
         s.insert(b"k", 0.0);
         assert!(matches!(s.get(b"k", 9.0), Lookup::Hit(_)));
         assert!(matches!(s.get(b"k", 10.0), Lookup::Expired(_)));
+    }
+
+    /// `(get, peek, peek_stale)` of `key` at `now` on a fresh copy of the lookup state:
+    /// `peek` and `peek_stale` first (they change nothing), then `get`.
+    fn probe(s: &mut SieveStore, key: &[u8], now: f64) -> (Lookup, bool, bool) {
+        let peek = s.peek(key, now).is_some();
+        let peek_stale = s.peek_stale(key, now).is_some();
+        let get = s.get(key, now);
+        s.validate();
+        (get, peek, peek_stale)
+    }
+
+    #[test]
+    fn stale_window_boundaries() {
+        // TTL 100, stale 50, inserted at 1000: fresh below 1100, stale below 1150.
+        let mut s = SieveStore::with_stale(4, Some(100.0), Policy::Sieve, 50.0);
+        let slot = s.insert(b"k", 1000.0).slot;
+        assert_eq!(probe(&mut s, b"k", 1099.0), (Lookup::Hit(slot), true, true));
+        assert_eq!(
+            probe(&mut s, b"k", 1100.0),
+            (Lookup::Stale(slot), false, true)
+        );
+        assert_eq!(
+            probe(&mut s, b"k", 1149.0),
+            (Lookup::Stale(slot), false, true)
+        );
+        assert_eq!(s.len(), 1, "a stale lookup keeps the entry");
+        assert_eq!(
+            probe(&mut s, b"k", 1150.0),
+            (Lookup::Expired(slot), false, false)
+        );
+        assert_eq!(s.len(), 0);
+        let st = s.stats();
+        assert_eq!((st.hits, st.misses, st.expirations), (1, 3, 1));
+    }
+
+    #[test]
+    fn without_a_stale_window_the_entry_is_gone_at_its_ttl() {
+        let mut s = SieveStore::with_stale(4, Some(100.0), Policy::Sieve, 0.0);
+        let slot = s.insert(b"k", 0.0).slot;
+        assert_eq!(s.peek_stale(b"k", 99.0), Some(slot));
+        assert_eq!(s.peek_stale(b"k", 100.0), None);
+        assert_eq!(s.get(b"k", 100.0), Lookup::Expired(slot));
+    }
+
+    #[test]
+    fn own_ttl_shorter_and_longer_than_the_stores() {
+        let mut s = SieveStore::with_stale(8, Some(100.0), Policy::Sieve, 10.0);
+        let short = s.insert_with_ttl(b"s", 0.0, Some(30.0)).slot;
+        let long = s.insert_with_ttl(b"l", 0.0, Some(300.0)).slot;
+        let never = s.insert_with_ttl(b"n", 0.0, Some(f64::INFINITY)).slot;
+        let store = s.insert(b"d", 0.0).slot;
+        s.validate();
+        assert_eq!(probe(&mut s, b"s", 29.0), (Lookup::Hit(short), true, true));
+        assert_eq!(
+            probe(&mut s, b"s", 30.0),
+            (Lookup::Stale(short), false, true)
+        );
+        assert_eq!(
+            probe(&mut s, b"s", 39.0),
+            (Lookup::Stale(short), false, true)
+        );
+        assert_eq!(
+            probe(&mut s, b"s", 40.0),
+            (Lookup::Expired(short), false, false)
+        );
+        assert_eq!(probe(&mut s, b"d", 99.0), (Lookup::Hit(store), true, true));
+        assert_eq!(
+            probe(&mut s, b"d", 100.0),
+            (Lookup::Stale(store), false, true)
+        );
+        assert_eq!(probe(&mut s, b"l", 299.0), (Lookup::Hit(long), true, true));
+        assert_eq!(
+            probe(&mut s, b"l", 300.0),
+            (Lookup::Stale(long), false, true)
+        );
+        assert_eq!(
+            probe(&mut s, b"l", 309.0),
+            (Lookup::Stale(long), false, true)
+        );
+        assert_eq!(
+            probe(&mut s, b"l", 310.0),
+            (Lookup::Expired(long), false, false)
+        );
+        assert_eq!(
+            probe(&mut s, b"d", 110.0),
+            (Lookup::Expired(store), false, false)
+        );
+        assert_eq!(probe(&mut s, b"n", 1e15), (Lookup::Hit(never), true, true));
+    }
+
+    #[test]
+    fn own_ttl_on_a_store_without_ttl() {
+        let mut s = SieveStore::with_stale(8, None, Policy::Sieve, 5.0);
+        let before = s.insert(b"a", 0.0).slot;
+        assert!(s.ttls.is_empty() && s.times.is_empty() && !s.expiring);
+        let own = s.insert_with_ttl(b"o", 10.0, Some(20.0)).slot;
+        let after = s.insert(b"b", 10.0).slot;
+        s.validate();
+        assert_eq!(probe(&mut s, b"o", 29.0), (Lookup::Hit(own), true, true));
+        assert_eq!(probe(&mut s, b"o", 30.0), (Lookup::Stale(own), false, true));
+        assert_eq!(probe(&mut s, b"o", 34.0), (Lookup::Stale(own), false, true));
+        assert_eq!(
+            probe(&mut s, b"o", 35.0),
+            (Lookup::Expired(own), false, false)
+        );
+        // The entries without a TTL of their own, before and after, never expire.
+        assert_eq!(s.get(b"a", 1e15), Lookup::Hit(before));
+        assert_eq!(s.get(b"b", 1e15), Lookup::Hit(after));
+        s.clear();
+        assert!(
+            s.ttls.is_empty() && !s.expiring,
+            "clear forgets the own TTLs"
+        );
+        s.validate();
+    }
+
+    #[test]
+    fn replacing_an_entry_resets_its_ttl() {
+        let mut s = SieveStore::new(4, Some(100.0), Policy::Sieve);
+        let slot = s.insert_with_ttl(b"k", 0.0, Some(10.0)).slot;
+        assert_eq!(s.insert(b"k", 5.0).slot, slot, "the store's TTL again");
+        assert_eq!(s.get(b"k", 104.0), Lookup::Hit(slot));
+        assert_eq!(s.insert_with_ttl(b"k", 200.0, Some(1000.0)).slot, slot);
+        assert_eq!(s.get(b"k", 1199.0), Lookup::Hit(slot));
+        assert_eq!(s.insert_with_ttl(b"k", 1200.0, Some(1.0)).slot, slot);
+        assert_eq!(s.get(b"k", 1201.0), Lookup::Expired(slot));
+        // On a store without TTL, a plain set makes the entry immortal again.
+        let mut s = SieveStore::new(4, None, Policy::Sieve);
+        s.insert_with_ttl(b"k", 0.0, Some(10.0));
+        s.insert(b"k", 1.0);
+        assert!(matches!(s.get(b"k", 1e15), Lookup::Hit(_)));
+        s.validate();
+    }
+
+    #[test]
+    fn a_freed_slot_does_not_keep_its_own_ttl() {
+        let mut s = SieveStore::new(1, Some(100.0), Policy::Sieve);
+        let a = s.insert_with_ttl(b"a", 0.0, Some(5.0)).slot;
+        let b = s.insert(b"b", 0.0); // evicts a; its slot is reused
+        assert_eq!((b.slot, b.evicted), (a, true));
+        assert_eq!(s.get(b"b", 99.0), Lookup::Hit(a));
+    }
+
+    #[test]
+    fn stale_entries_are_not_marked_and_are_evicted_like_any_other() {
+        let mut s = SieveStore::with_stale(3, Some(10.0), Policy::Sieve, 100.0);
+        for k in [1u8, 2, 3] {
+            s.insert(&[k], 0.0);
+        }
+        assert!(matches!(s.get(&[1], 50.0), Lookup::Stale(_)));
+        assert!(s.peek_stale(&[2], 50.0).is_some());
+        assert_eq!(s.order()[2], (vec![1], false), "a stale get marks nothing");
+        s.insert(&[4], 50.0); // evicts 1, stale and unvisited, the oldest
+        assert_eq!(keys(&s), vec![4, 3, 2]);
+        s.validate();
+    }
+
+    #[test]
+    fn peek_stale_does_not_mark_visited() {
+        let mut s = SieveStore::new(2, None, Policy::Sieve);
+        put(&mut s, 1);
+        put(&mut s, 2);
+        assert!(s.peek_stale(&[1], 0.0).is_some());
+        put(&mut s, 3); // 1 unvisited: evicted
+        assert_eq!(keys(&s), vec![3, 2]);
+        get(&mut s, 2);
+        put(&mut s, 4); // 2 visited: a second chance; 3 goes
+        assert_eq!(keys(&s), vec![4, 2]);
+    }
+
+    #[test]
+    fn nan_reads_the_clock_only_for_entries_with_a_ttl() {
+        let mut s = SieveStore::new(8, None, Policy::Sieve);
+        let slot = s.insert(b"a", f64::NAN).slot;
+        assert_eq!(s.get(b"a", f64::NAN), Lookup::Hit(slot));
+        assert!(s.times.is_empty(), "no time kept without a TTL");
+        let long = s.insert_with_ttl(b"l", f64::NAN, Some(3_600_000.0)).slot;
+        let short = s.insert_with_ttl(b"s", f64::NAN, Some(1.0)).slot;
+        let now = crate::clock::monotonic_ms();
+        assert!(s.times[long as usize] > 0.0 && s.times[long as usize] <= now);
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        assert_eq!(s.get(b"l", f64::NAN), Lookup::Hit(long));
+        assert_eq!(s.get(b"s", f64::NAN), Lookup::Expired(short));
+        assert_eq!(s.get(b"a", f64::NAN), Lookup::Hit(slot));
+        s.validate();
     }
 
     #[test]
@@ -1046,8 +1377,10 @@ mod tests {
         assert_eq!(counts(&s), vec![(10, 1), (9, 1), (8, 1)]);
     }
 
-    /// LFU as the paper states it, on a plain list: `(key, count, entered, inserted_at)`,
-    /// where `entered` orders the entries by when they reached their count.
+    /// LFU as the paper states it, on a plain list: `(key, count, entered, inserted_at,
+    /// ttl)`, where `entered` orders the entries by when they reached their count; a third
+    /// of the inserts give the entry a TTL of its own, and a stale window of 100 ms follows
+    /// each TTL.
     #[test]
     fn lfu_matches_a_reference_model_under_a_random_workload() {
         let mut x: u64 = 0x2545_f491_4f6c_dd1d;
@@ -1057,10 +1390,11 @@ mod tests {
             x ^= x << 17;
             x
         };
-        let mut s = SieveStore::new(12, Some(400.0), Policy::Lfu);
-        let mut model: Vec<(u8, u64, u64, f64)> = Vec::new();
+        let mut s = SieveStore::with_stale(12, Some(400.0), Policy::Lfu, 100.0);
+        let mut model: Vec<(u8, u64, u64, f64, f64)> = Vec::new();
         let mut tick = 0u64;
-        let expected = |model: &Vec<(u8, u64, u64, f64)>| {
+        let (mut stale, mut expired) = (0, 0);
+        let expected = |model: &Vec<(u8, u64, u64, f64, f64)>| {
             let mut m = model.clone();
             m.sort_by(|a, b| b.1.cmp(&a.1).then(b.2.cmp(&a.2)));
             m.iter().map(|e| (e.0, e.1)).collect::<Vec<_>>()
@@ -1078,15 +1412,21 @@ mod tests {
                     }
                 }
                 1..=3 => {
-                    s.insert(&[k], now);
+                    let own = match next() % 6 {
+                        0 => Some(f64::from((next() % 800) as u32 + 1)),
+                        1 => Some(f64::INFINITY),
+                        _ => None,
+                    };
+                    s.insert_with_ttl(&[k], now, own);
+                    let ttl = own.unwrap_or(400.0);
                     match at {
-                        Some(i) => model[i].3 = now,
+                        Some(i) => (model[i].3, model[i].4) = (now, ttl),
                         None => {
                             if model.len() == 12 {
                                 let victim = expected(&model).last().unwrap().0;
                                 model.retain(|e| e.0 != victim);
                             }
-                            model.push((k, 1, tick, now));
+                            model.push((k, 1, tick, now, ttl));
                         }
                     }
                 }
@@ -1094,9 +1434,14 @@ mod tests {
                     let r = s.get(&[k], now);
                     match at {
                         None => assert_eq!(r, Lookup::Miss),
-                        Some(i) if now - model[i].3 >= 400.0 => {
-                            assert!(matches!(r, Lookup::Expired(_)));
+                        Some(i) if now - model[i].3 >= model[i].4 + 100.0 => {
+                            assert!(matches!(r, Lookup::Expired(_)), "step {t}");
                             model.remove(i);
+                            expired += 1;
+                        }
+                        Some(i) if now - model[i].3 >= model[i].4 => {
+                            assert!(matches!(r, Lookup::Stale(_)), "step {t}");
+                            stale += 1;
                         }
                         Some(i) => {
                             assert!(matches!(r, Lookup::Hit(_)));
@@ -1112,6 +1457,10 @@ mod tests {
             }
         }
         s.validate();
+        assert!(
+            stale >= 20 && expired >= 5,
+            "{stale} stale, {expired} expired"
+        );
     }
 
     #[test]
@@ -1131,7 +1480,7 @@ mod tests {
             Policy::Fifo,
             Policy::Lfu,
         ] {
-            let mut s = SieveStore::new(16, Some(50.0), policy);
+            let mut s = SieveStore::with_stale(16, Some(50.0), policy, 20.0);
             for t in 0..20_000u32 {
                 let k = (next() % 40) as u8;
                 let now = f64::from(t);
@@ -1139,8 +1488,11 @@ mod tests {
                     0 => {
                         s.remove(&[k]);
                     }
-                    1..=4 => {
+                    1..=3 => {
                         s.insert(&[k], now);
+                    }
+                    4 => {
+                        s.insert_with_ttl(&[k], now, Some(f64::from((next() % 100) as u32 + 1)));
                     }
                     _ => {
                         if let Lookup::Hit(slot) = s.get(&[k], now) {

@@ -11,14 +11,26 @@ use crate::sieve::{Lookup, Policy, SieveStore};
 /// removed. Values between -2 and -15 are [`Status`] codes.
 pub const EXPIRED_BASE: i32 = -16;
 
-/// `now` as given, or the library's monotonic clock when the caller passes `NaN` (the
-/// decorator does so when no `clock` option is set, which spares a JS clock call).
-#[inline]
-fn resolve_now(now: f64) -> f64 {
-    if now.is_nan() {
-        crate::clock::monotonic_ms()
+// Times: every `now` is in ms, or `NaN`: the library reads its own monotonic clock (the
+// decorator passes `NaN` when no `clock` option is set, which spares a JS clock call), and
+// only when the entry at hand has a TTL (see `crate::sieve`).
+
+/// The `ttl_ms` that `warp_mem_set` takes for "the store's TTL" (any `NaN` works): the one
+/// sentinel of the own-TTL argument. Otherwise `ttl_ms` is the entry's own TTL: positive,
+/// `+Infinity` for never.
+pub const STORE_TTL: f64 = f64::NAN;
+
+/// The own TTL that `ttl_ms` of `warp_mem_set` stands for, or a status code for a bad one.
+fn own_ttl(ttl_ms: f64) -> Result<Option<f64>, i32> {
+    if ttl_ms.is_nan() {
+        Ok(None)
+    } else if ttl_ms > 0.0 {
+        Ok(Some(ttl_ms))
     } else {
-        now
+        Err(fail(
+            Status::InvalidArgument,
+            format!("ttl must be positive or Infinity (NaN: the store's): received {ttl_ms}"),
+        ))
     }
 }
 
@@ -53,14 +65,30 @@ unsafe fn with_mem(h: *const MemStore, f: impl FnOnce(&mut SieveStore) -> i32) -
 }
 
 /// Creates a memory store for at most `capacity` entries (0 = unbounded), whose entries
-/// expire `ttl_ms` ms after insertion (`ttl_ms <= 0` or not finite = never), evicting by
-/// `policy` (0 SIEVE, 1 LRU, 2 MRU, 3 FIFO, 4 LFU). Returns null on a bad argument.
+/// expire `ttl_ms` ms after insertion (`ttl_ms <= 0` or not finite = never) unless given a
+/// TTL of their own, stay stale for `stale_ms` ms after their TTL (0 = no stale window),
+/// evicting by `policy` (0 SIEVE, 1 LRU, 2 MRU, 3 FIFO, 4 LFU). Returns null on a bad
+/// argument.
 #[unsafe(no_mangle)]
-pub extern "C" fn warp_mem_new(capacity: u32, ttl_ms: f64, policy: u32) -> *mut MemStore {
+pub extern "C" fn warp_mem_new(
+    capacity: u32,
+    ttl_ms: f64,
+    policy: u32,
+    stale_ms: f64,
+) -> *mut MemStore {
     let Some(policy) = Policy::from_u32(policy) else {
         fail(Status::InvalidArgument, format!("unknown policy: {policy}"));
         return std::ptr::null_mut();
     };
+    if !(stale_ms.is_finite() && stale_ms >= 0.0) {
+        fail(
+            Status::InvalidArgument,
+            format!(
+                "stale window must be 0 or a positive finite number of ms: received {stale_ms}"
+            ),
+        );
+        return std::ptr::null_mut();
+    }
     let capacity = if capacity == 0 {
         usize::MAX
     } else {
@@ -68,7 +96,7 @@ pub extern "C" fn warp_mem_new(capacity: u32, ttl_ms: f64, policy: u32) -> *mut 
     };
     let ttl = (ttl_ms.is_finite() && ttl_ms > 0.0).then_some(ttl_ms);
     let store = MemStore {
-        inner: UnsafeCell::new(SieveStore::new(capacity, ttl, policy)),
+        inner: UnsafeCell::new(SieveStore::with_stale(capacity, ttl, policy, stale_ms)),
     };
     thread_handles::adopt(Box::new(store))
 }
@@ -84,8 +112,10 @@ pub unsafe extern "C" fn warp_mem_free(h: *mut MemStore) {
     drop(unsafe { thread_handles::release(h) });
 }
 
-/// Looks up the key `key[..len]` at time `now` (ms; `NaN` = the library's monotonic clock). Returns the slot (`>= 0`) on a hit,
-/// `-1` on a miss, `EXPIRED_BASE - slot` when the entry expired and was removed, or a
+/// Looks up the key `key[..len]` at time `now` (ms; `NaN` = the library's monotonic
+/// clock). Returns the slot (`>= 0`) on a hit, `-1` on a miss (a stale entry included: it
+/// stays, and so must its value), `EXPIRED_BASE - slot` when the entry was past its TTL and
+/// stale window and was removed (only then may the caller drop the slot's value), or a
 /// negative [`Status`].
 ///
 /// # Safety
@@ -99,16 +129,19 @@ pub unsafe extern "C" fn warp_mem_get(
 ) -> i32 {
     // SAFETY: forwarded caller guarantees.
     unsafe {
-        with_mem(h, |s| match s.get(key_slice(key, len), resolve_now(now)) {
+        with_mem(h, |s| match s.get(key_slice(key, len), now) {
             Lookup::Hit(slot) => slot as i32,
-            Lookup::Miss => Status::Miss as i32,
+            Lookup::Miss | Lookup::Stale(_) => Status::Miss as i32,
             Lookup::Expired(slot) => EXPIRED_BASE - slot as i32,
         })
     }
 }
 
-/// Inserts the key `key[..len]` at time `now` (ms; `NaN` = the library's clock) and returns its slot (`>= 0`); when
-/// the store was full, an entry was evicted and its slot is the one returned.
+/// Inserts the key `key[..len]` at time `now` (ms; `NaN` = the library's clock) with the
+/// TTL `ttl_ms`: the entry's own (positive, `+Infinity` for never) or, when `NaN`
+/// ([`STORE_TTL`]), the store's. Returns its slot (`>= 0`); when the store was full, an
+/// entry was evicted and its slot is the one returned. A bad `ttl_ms` stores nothing and
+/// returns [`Status::InvalidArgument`].
 ///
 /// # Safety
 /// - `h` must be null or live (see `warp_mem_new`) and not in use by another thread; `key` valid for `len` bytes.
@@ -118,11 +151,13 @@ pub unsafe extern "C" fn warp_mem_set(
     key: *const u8,
     len: u32,
     now: f64,
+    ttl_ms: f64,
 ) -> i32 {
     // SAFETY: forwarded caller guarantees.
     unsafe {
-        with_mem(h, |s| {
-            s.insert(key_slice(key, len), resolve_now(now)).slot as i32
+        with_mem(h, |s| match own_ttl(ttl_ms) {
+            Ok(ttl) => s.insert_with_ttl(key_slice(key, len), now, ttl).slot as i32,
+            Err(status) => status,
         })
     }
 }
@@ -141,7 +176,28 @@ pub unsafe extern "C" fn warp_mem_peek(
 ) -> i32 {
     // SAFETY: forwarded caller guarantees.
     unsafe {
-        with_mem(h, |s| match s.peek(key_slice(key, len), resolve_now(now)) {
+        with_mem(h, |s| match s.peek(key_slice(key, len), now) {
+            Some(slot) => slot as i32,
+            None => Status::Miss as i32,
+        })
+    }
+}
+
+/// Returns the slot of `key[..len]` if present and fresh or stale (inside the stale window)
+/// at `now`, else `-1`, without counting, marking or removing anything.
+///
+/// # Safety
+/// - `h` must be null or live (see `warp_mem_new`) and not in use by another thread; `key` valid for `len` bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn warp_mem_peek_stale(
+    h: *const MemStore,
+    key: *const u8,
+    len: u32,
+    now: f64,
+) -> i32 {
+    // SAFETY: forwarded caller guarantees.
+    unsafe {
+        with_mem(h, |s| match s.peek_stale(key_slice(key, len), now) {
             Some(slot) => slot as i32,
             None => Status::Miss as i32,
         })
@@ -242,13 +298,13 @@ mod tests {
 
     #[test]
     fn memory_store_round_trip_through_the_c_abi() {
-        let h = warp_mem_new(2, 0.0, 0);
+        let h = warp_mem_new(2, 0.0, 0, 0.0);
         assert!(!h.is_null());
         let k = b"key";
         // SAFETY: `h` is live, `k` is valid for its length.
         unsafe {
             assert_eq!(warp_mem_get(h, k.as_ptr(), 3, 0.0), -1);
-            let slot = warp_mem_set(h, k.as_ptr(), 3, 0.0);
+            let slot = warp_mem_set(h, k.as_ptr(), 3, 0.0, STORE_TTL);
             assert!(slot >= 0);
             assert_eq!(warp_mem_get(h, k.as_ptr(), 3, 0.0), slot);
             assert_eq!(warp_mem_len(h), 1);
@@ -262,13 +318,49 @@ mod tests {
 
     #[test]
     fn expired_is_reported_with_its_slot() {
-        let h = warp_mem_new(4, 10.0, 0);
+        let h = warp_mem_new(4, 10.0, 0, 0.0);
         let k = b"k";
         // SAFETY: `h` is live, `k` is valid for its length.
         unsafe {
-            let slot = warp_mem_set(h, k.as_ptr(), 1, 0.0);
+            let slot = warp_mem_set(h, k.as_ptr(), 1, 0.0, STORE_TTL);
             assert_eq!(warp_mem_get(h, k.as_ptr(), 1, 10.0), EXPIRED_BASE - slot);
             warp_mem_free(h);
+        }
+    }
+
+    #[test]
+    fn own_ttl_and_stale_window_through_the_c_abi() {
+        let h = warp_mem_new(4, 100.0, 0, 50.0);
+        let (a, b) = (b"a", b"b");
+        // SAFETY: `h` is live, the keys are valid for their lengths.
+        unsafe {
+            let sa = warp_mem_set(h, a.as_ptr(), 1, 0.0, STORE_TTL);
+            let sb = warp_mem_set(h, b.as_ptr(), 1, 0.0, 10.0);
+            assert_eq!(warp_mem_get(h, b.as_ptr(), 1, 9.0), sb);
+            // Stale: a miss that keeps the entry (no EXPIRED_BASE: the value must stay).
+            assert_eq!(warp_mem_get(h, b.as_ptr(), 1, 10.0), -1);
+            assert_eq!(warp_mem_peek(h, b.as_ptr(), 1, 10.0), -1);
+            assert_eq!(warp_mem_peek_stale(h, b.as_ptr(), 1, 59.0), sb);
+            assert_eq!(warp_mem_len(h), 2);
+            assert_eq!(warp_mem_get(h, b.as_ptr(), 1, 60.0), EXPIRED_BASE - sb);
+            assert_eq!(warp_mem_peek_stale(h, b.as_ptr(), 1, 60.0), -1);
+            assert_eq!(warp_mem_get(h, a.as_ptr(), 1, 99.0), sa);
+            assert_eq!(warp_mem_get(h, a.as_ptr(), 1, 149.0), -1);
+            assert_eq!(warp_mem_set(h, a.as_ptr(), 1, 149.0, f64::INFINITY), sa);
+            assert_eq!(warp_mem_get(h, a.as_ptr(), 1, 1e15), sa);
+            for bad in [0.0, -1.0, f64::NEG_INFINITY] {
+                assert_eq!(
+                    warp_mem_set(h, b.as_ptr(), 1, 0.0, bad),
+                    Status::InvalidArgument as i32
+                );
+                assert!(last_error().contains("ttl"), "{}", last_error());
+            }
+            assert_eq!(warp_mem_len(h), 1, "a bad TTL stores nothing");
+            warp_mem_free(h);
+        }
+        for bad in [-1.0, f64::NAN, f64::INFINITY] {
+            assert!(warp_mem_new(1, 0.0, 0, bad).is_null());
+            assert!(last_error().contains("stale"), "{}", last_error());
         }
     }
 
@@ -282,7 +374,7 @@ mod tests {
             );
             warp_mem_free(std::ptr::null_mut());
         }
-        assert!(warp_mem_new(1, 0.0, 99).is_null());
+        assert!(warp_mem_new(1, 0.0, 99, 0.0).is_null());
         assert!(last_error().contains("policy"));
     }
 }

@@ -27,7 +27,8 @@ mod thread_handles;
 /// lock holder kept it from storing. 5 = shared format 6: `warp_shm_open` takes `stale_ms`,
 /// `warp_shm_set` the entry's own `ttl_ms`; `warp_shm_info` writes 12 fields (stale hits,
 /// refreshes); `warp_shm_peek_stale`, `warp_shm_count_stale_hit`, `warp_shm_count_refresh`
-/// and the `warp_shm_flight_*` exports.
+/// and the `warp_shm_flight_*` exports; `warp_mem_new` takes `stale_ms`, `warp_mem_set`
+/// takes `ttl_ms` (an entry's own TTL), `warp_mem_peek_stale`.
 pub const ABI_VERSION: u32 = 5;
 
 /// Returns [`ABI_VERSION`].

@@ -278,9 +278,9 @@ mod tests {
             // SAFETY: `p` is valid for its length; `mem` is live and used by this thread
             // only.
             unsafe {
-                let mem = warp_mem_new(0, 0.0, 0);
+                let mem = warp_mem_new(0, 0.0, 0, 0.0);
                 for i in 0u32..1000 {
-                    assert!(warp_mem_set(mem, i.to_le_bytes().as_ptr(), 4, 0.0) >= 0);
+                    assert!(warp_mem_set(mem, i.to_le_bytes().as_ptr(), 4, 0.0, f64::NAN) >= 0);
                 }
                 let shm = warp_shm_open(p.as_ptr(), p.len() as u32, 4, 16, 16, 0, 0.0, 0.0);
                 let closed = warp_shm_open(p.as_ptr(), p.len() as u32, 4, 16, 16, 0, 0.0, 0.0);
