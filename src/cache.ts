@@ -612,6 +612,12 @@ function wrap(
     if (held === undefined) return;
     pending.delete(pkey);
     if (why !== undefined) held.ctx?.detach(why);
+    // Its flight ends now, so that the next computation of the key in this process can
+    // own one (a flight names the handle, not the computation).
+    if (held.flight) {
+      held.flight = false;
+      if (store !== DISPOSED) flights!.release(held);
+    }
   }
 
   // The frame of this function sits between every two levels of a memoized recursion, so
