@@ -92,6 +92,6 @@ if (import.meta.main) {
     }
     if (!status.success) ok = false;
   }
-  console.log(`\n${passed} passed, ${failed} failed`);
+  console.log(`\n${passed} passed, ${failed} failed${ok ? "" : " (a run failed: see above)"}`);
   if (!ok || failed > 0) Deno.exit(1);
 }

@@ -165,10 +165,11 @@ const asyncContext = new AsyncLocalStorage<CallContext>();
  * ```ts
  * import { cache, cacheContext } from "@warp/cache";
  *
- * const getJson = cache({ ttl: 60_000 })(async (url: string) => {
- *   const res = await fetch(url, { signal: cacheContext()?.signal });
+ * const getJson = cache({ ttl: 60_000 })(async (url: string): Promise<unknown> => {
+ *   const ctx = cacheContext()!; // always there inside a cached function
+ *   const res = await fetch(url, { signal: ctx.signal });
  *   const maxAge = /max-age=(\d+)/.exec(res.headers.get("cache-control") ?? "")?.[1];
- *   if (maxAge !== undefined) cacheContext()?.setTtl(Number(maxAge) * 1000);
+ *   if (maxAge !== undefined) ctx.setTtl(Number(maxAge) * 1000);
  *   return await res.json();
  * });
  * ```
