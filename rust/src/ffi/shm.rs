@@ -270,9 +270,9 @@ unsafe fn lookup(
     unsafe {
         with_shm(h, |s| {
             let r = match mode {
-                Lookup::Get => s.get(key, out, wall_now(now)),
-                Lookup::Peek => s.peek(key, out, wall_now(now)),
-                Lookup::PeekStale => s.peek_stale(key, out, wall_now(now)),
+                Lookup::Get => s.get(key, out, now),
+                Lookup::Peek => s.peek(key, out, now),
+                Lookup::PeekStale => s.peek_stale(key, out, now),
             };
             match r {
                 Ok(Get::Hit(n)) => i32::try_from(n).unwrap_or(i32::MAX),

@@ -403,7 +403,8 @@ impl ShmStore {
 
     /// How fresh an entry stamped `stamp` is at `now` for this handle: by its own TTL if it
     /// has one, else by this handle's. Fresh while `age < ttl`, stale while
-    /// `ttl <= age < ttl + stale`.
+    /// `ttl <= age < ttl + stale`. A `now` of `NaN` is read from the wall clock, and only
+    /// for an entry that has a TTL (a lookup without one reads no clock).
     fn age(&self, stamp: Stamp, now: f64) -> Age {
         let ttl = if stamp.ttl != 0 {
             f64::from_bits(stamp.ttl)
@@ -411,6 +412,14 @@ impl ShmStore {
             ttl
         } else {
             return Age::Fresh;
+        };
+        if ttl == f64::INFINITY {
+            return Age::Fresh;
+        }
+        let now = if now.is_nan() {
+            crate::clock::wall_ms()
+        } else {
+            now
         };
         let age = now - f64::from_bits(stamp.at);
         if age >= ttl + self.stale_ms {
@@ -497,7 +506,8 @@ impl ShmStore {
         r
     }
 
-    /// Looks `key` up at time `now` (ms) and copies its value into `out`. Counts a hit
+    /// Looks `key` up at time `now` (ms; `NaN`: the wall clock, read only when the entry has
+    /// a TTL) and copies its value into `out`. Counts a hit
     /// or a miss (not `TooSmall`). Expired entries (by this handle's TTL) are misses and
     /// stay in the file; corrupt ones are misses and are dropped when the lock is free.
     ///
