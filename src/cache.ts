@@ -14,6 +14,7 @@ import { type DecorationSite, decorationSite, defaultSharedName } from "./_namin
 import { register } from "./registry.ts";
 import { type CacheContext, CallContext } from "./context.ts";
 import { AsyncLocalStorage } from "node:async_hooks";
+import { RemoteLink } from "./_remote_link.ts";
 
 /** Counters and sizes of a cache, from {@linkcode CachedFunction.cacheInfo}. */
 export interface CacheInfo {
@@ -31,6 +32,12 @@ export interface CacheInfo {
   /** Background refreshes started by `staleWhileRevalidate`. Present when `timeout` or
    * `staleWhileRevalidate` is set. */
   refreshes?: number;
+  /** Local misses answered by the remote tier (counted in `hits` too). Present with
+   * `remote`. */
+  remoteHits?: number;
+  /** Remote operations that failed or timed out (none of them failed a call). Present with
+   * `remote`. */
+  remoteErrors?: number;
 }
 
 /** {@linkcode CacheInfo} of a shared cache: exact totals over every process. */
@@ -268,17 +275,19 @@ function wrap(
   site: DecorationSite,
 ): CachedFunction<AnyFunction, CacheInfo> {
   const shared = opts.backend === Backend.Shared;
+  // A shared or remote cache keys on values (identity means nothing in another process).
+  const valueKeys = shared || opts.remote !== undefined;
   // The store reads time when it needs it: from an injected clock (checked), else its own.
   const clock = opts.clock === undefined ? undefined : checkedClock(opts.clock);
   // A shared cache's name (given, or the default one) names its file and its listing.
-  const cacheName = shared ? (opts.name ?? defaultSharedName(fn, name, site)) : name;
+  const cacheName = valueKeys ? (opts.name ?? defaultSharedName(fn, name, site)) : name;
   let store: Store = createStore(opts, name, cacheName, clock);
   const flights = store.flights;
   const keyFn = opts.key as AnyFunction | undefined;
   // A method keys on `this` (by identity). A shared cache cannot key on identity, so a
   // shared method with a `key` option keys on what `key` returns alone.
-  const withThis = isMethod && !(shared && keyFn !== undefined);
-  const mainWriter = shared ? sharedWriter : memoryWriter;
+  const withThis = isMethod && !(valueKeys && keyFn !== undefined);
+  const mainWriter = valueKeys ? sharedWriter : memoryWriter;
   const pending = new Map<string, HeldKey>();
   /** The key held by the last `lookup` that missed. */
   let missHeld: HeldKey = EMPTY_HELD;
@@ -290,6 +299,52 @@ function wrap(
   let firstCall = true;
   const swr = opts.staleWhileRevalidate !== undefined;
   const timeout = opts.timeout;
+  const link = opts.remote === undefined ? undefined : new RemoteLink(
+    opts.remote,
+    cacheName,
+    opts.remoteTimeout,
+    {
+      // Another instance changed these keys: drop the local copies.
+      drop(key: Uint8Array): void {
+        if (store === DISPOSED) return;
+        const k = holdKey(key, key.length, undefined);
+        store.delete(k);
+        freeHeld(k);
+      },
+      dropAll(): void {
+        if (store !== DISPOSED) store.clear();
+      },
+    },
+  );
+
+  /** A new context for the computation of `held`. */
+  function newContext(held: HeldKey, stale: unknown): CallContext {
+    const ctx = new CallContext(stale);
+    if (link !== undefined) ctx.remoteKey = held.buf.slice(0, held.len);
+    held.ctx = ctx;
+    return ctx;
+  }
+
+  /** With a remote tier, a computation of an async function first looks there: runs in
+   * the computation's context. */
+  async function fetchOrCompute(this: unknown, ...args: unknown[]): Promise<unknown> {
+    const ctx = asyncContext.getStore() as CallContext;
+    const found = await link!.fetch(ctx.remoteKey!);
+    if (found !== undefined && ctx.live) {
+      ctx.fromRemote = true;
+      if (found.ttl !== undefined) ctx.setTtl(found.ttl);
+      // The local miss was answered without running the function: a hit.
+      if (!ctx.refresh) store.countJoin();
+      return found.value;
+    }
+    return await fn.apply(this, args);
+  }
+
+  /** What a computation runs: `fn`, or with a remote tier (once `fn` is known to return
+   * Promises) the remote lookup first. */
+  function computation(): AnyFunction {
+    return link !== undefined && sawPromise ? fetchOrCompute : fn;
+  }
 
   function timeoutError(): DOMException {
     return new DOMException(
@@ -327,10 +382,20 @@ function wrap(
   /** Stores a computation's result, unless its context says not to (`setTtl(0)`) or it
    * lost its flight (a delete or clear in another process). */
   function storeResult(held: HeldKey, value: unknown, promised: boolean): void {
-    const ttl = held.ctx?.ttl;
+    const ctx = held.ctx;
+    const ttl = ctx?.ttl;
     if (ttl === 0) return;
     if (held.flight && !flights!.owns(held)) return;
     store.set(held, value, promised, ttl);
+    if (link !== undefined && ctx?.fromRemote !== true) {
+      const remoteTtl = ttl ?? opts.ttl;
+      link.write(
+        held.buf.subarray(0, held.len),
+        value,
+        promised,
+        remoteTtl === Infinity ? undefined : remoteTtl,
+      );
+    }
   }
 
   /** Ends a computation: releases its flight and frees its key. */
@@ -372,7 +437,7 @@ function wrap(
     // Encode the key into the reused writer; a nested encode (a getter calling a cached
     // function) gets a writer of its own. The writer stays busy through the lookup, which
     // may read an injected clock (user code).
-    const w = mainWriter.busy ? new KeyWriter(64, shared) : mainWriter;
+    const w = mainWriter.busy ? new KeyWriter(64, valueKeys) : mainWriter;
     w.busy = true;
     let hit: unknown;
     try {
@@ -392,7 +457,7 @@ function wrap(
   /** The key of `args` held apart (give it back to the pool when done): for the entry
    * controls, which run user code (the store's clock, the value codec) while using it. */
   function heldKeyOf(self: unknown, args: unknown[]): HeldKey {
-    const w = mainWriter.busy ? new KeyWriter(64, shared) : mainWriter;
+    const w = mainWriter.busy ? new KeyWriter(64, valueKeys) : mainWriter;
     w.busy = true;
     try {
       encode(w, self, args);
@@ -506,8 +571,8 @@ function wrap(
           held.flight = true;
         }
         // This process computes the key.
-        const ctx = held.ctx = new CallContext(undefined);
-        const value = await callInContext(ctx, fn, self, args);
+        const ctx = newContext(held, undefined);
+        const value = await callInContext(ctx, computation(), self, args);
         if (pending.get(pkey) === held) {
           pending.delete(pkey);
           storeResult(held, value, true);
@@ -536,12 +601,13 @@ function wrap(
     }
     store.countRefresh();
     const pkey = held.pkey ??= bytesToKeyString(held.buf, held.len);
-    const ctx = held.ctx = new CallContext(stale);
+    const ctx = newContext(held, stale);
+    ctx.refresh = true;
     held.hasStale = true;
     held.stale = stale;
     let promised = false;
     held.joined = Promise.resolve().then(() => {
-      const r = callInContext(ctx, fn, self, args);
+      const r = callInContext(ctx, computation(), self, args);
       if (isThenable(r)) promised = sawPromise = true;
       return r;
     }).then(
@@ -601,7 +667,10 @@ function wrap(
    * own, so that `cacheContext()` finds it after an `await`. */
   function asyncMiss(held: HeldKey, self: unknown, args: unknown[]): unknown {
     try {
-      return endMiss(held, callInContext(held.ctx ??= new CallContext(undefined), fn, self, args));
+      return endMiss(
+        held,
+        callInContext(held.ctx ?? newContext(held, undefined), computation(), self, args),
+      );
     } catch (e) {
       return failMiss(e);
     }
@@ -649,6 +718,10 @@ function wrap(
         out.staleHits = info.staleHits ?? 0;
         out.refreshes = info.refreshes ?? 0;
       }
+      if (link !== undefined) {
+        out.remoteHits = link.hits;
+        out.remoteErrors = link.errors;
+      }
       if (shared) {
         const s = out as SharedCacheInfo;
         s.oversizeSkips = info.oversizeSkips ?? 0;
@@ -660,6 +733,7 @@ function wrap(
     cacheClear: (): void => {
       for (const pkey of [...pending.keys()]) detach(pkey, "cacheClear");
       store.clear();
+      link?.clear();
     },
     cacheGet(this: unknown, ...args: unknown[]): unknown {
       const k = heldKeyOf(this, args);
@@ -677,12 +751,14 @@ function wrap(
         return;
       }
       store.set(k, value, sawPromise);
+      link?.set(k.buf.subarray(0, k.len), value, sawPromise, opts.ttl);
       keyPool.push(k);
     },
     cacheDelete(this: unknown, ...args: unknown[]): boolean {
       const k = heldKeyOf(this, args);
       detach(bytesToKeyString(k.buf, k.len), "cacheDelete");
       const removed = store.delete(k);
+      link?.delete(k.buf.subarray(0, k.len));
       keyPool.push(k);
       return removed;
     },
@@ -693,6 +769,7 @@ function wrap(
       for (const pkey of [...pending.keys()]) detach(pkey, "disposing the cache");
       unregister();
       open.close();
+      void link?.close();
     },
   };
   const unregister = register(cached, {
@@ -787,7 +864,8 @@ export function cache(options?: CacheOptions): CacheDecorator<CacheInfo> {
     }
     const isMethod = context !== undefined;
     // The site is part of a shared cache's default name; the memory backend needs none.
-    const site = opts.backend === Backend.Shared && opts.name === undefined
+    const site = (opts.backend === Backend.Shared || opts.remote !== undefined) &&
+        opts.name === undefined
       ? decorationSite(isMethod)
       : NO_SITE;
     return wrap(fn, isMethod ? String(context.name) : fn.name, opts, isMethod, site);

@@ -49,6 +49,12 @@ export class CallContext<T = unknown> implements CacheContext<T> {
   ttl: number | undefined = undefined;
   /** Whether the result is still to be stored (`setTtl` has effect). */
   live = true;
+  /** Whether this computation refreshes a stale entry (no call waits for it). */
+  refresh = false;
+  /** The encoded key, for a cache with a remote tier. */
+  remoteKey: Uint8Array | undefined = undefined;
+  /** Whether the value came from the remote tier (not written back to it). */
+  fromRemote = false;
 
   /**
    * @param stale The value refreshed, or `undefined`.

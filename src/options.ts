@@ -5,6 +5,7 @@
  */
 
 import { checkMaxSize, checkMs, checkTtl, describe } from "./_validate.ts";
+import type { RemoteTier } from "./remote.ts";
 
 /** Where the entries of a cache live. */
 export enum Backend {
@@ -110,6 +111,23 @@ export interface CacheOptions {
    */
   timeout?: number | undefined;
   /**
+   * A tier behind the local one (memory or shared), shared by every host that uses the same
+   * server and `name`: `redisTier(...)` from `@warp/cache/redis`, `kvTier(...)` from
+   * `@warp/cache/kv`, or any {@linkcode RemoteTier} (a Promise of one is taken as is). A
+   * local miss of an async function looks in the remote tier before computing; a computed
+   * value, and `cacheSet`, go to both; `cacheDelete`, `cacheSet` and `cacheClear` tell every
+   * other instance to drop its local copy. Keys must then be values (as in the shared
+   * backend). A remote that is down, slow or wrong never fails a call.
+   * @default {undefined}
+   */
+  remote?: RemoteTier | Promise<RemoteTier> | undefined;
+  /**
+   * Most ms that one remote operation may take before it counts as failed
+   * (`remoteErrors`). Positive and finite.
+   * @default {500}
+   */
+  remoteTimeout?: number | undefined;
+  /**
    * Time source in ms, for TTL. Defaults to `performance.now()` (memory) and `Date.now()`
    * (shared: a clock that every process agrees on). Tests inject a fake clock here.
    */
@@ -130,6 +148,8 @@ export interface ResolvedOptions {
   /** `undefined`: the library's default (see {@linkcode CacheOptions.maxBytes}). */
   maxBytes: number | undefined;
   largeValues: "file" | undefined;
+  remote: RemoteTier | Promise<RemoteTier> | undefined;
+  remoteTimeout: number;
   /** Stale window in ms after the TTL, or `undefined`. */
   staleWhileRevalidate: number | undefined;
   timeout: number | undefined;
@@ -162,6 +182,8 @@ export const OPTION_NAMES: readonly string[] = [
   "largeValues",
   "staleWhileRevalidate",
   "timeout",
+  "remote",
+  "remoteTimeout",
   "clock",
 ];
 
@@ -292,6 +314,20 @@ export function resolveOptions(options: CacheOptions | undefined): ResolvedOptio
       staleWhileRevalidate,
     );
   }
+  const remote: unknown = options.remote;
+  if (
+    remote !== undefined &&
+    !(remote instanceof Promise) &&
+    (remote === null || typeof remote !== "object" ||
+      typeof (remote as RemoteTier).get !== "function" ||
+      typeof (remote as RemoteTier).set !== "function")
+  ) {
+    fail(
+      TypeError,
+      "remote must be a remote tier (redisTier(), kvTier() or an object with the RemoteTier methods)",
+      remote,
+    );
+  }
   const clock: unknown = options.clock;
   if (clock !== undefined && typeof clock !== "function") {
     fail(TypeError, "clock must be a function returning milliseconds", clock);
@@ -309,6 +345,8 @@ export function resolveOptions(options: CacheOptions | undefined): ResolvedOptio
     maxBytes: byteBudget(options.maxBytes),
     largeValues: largeValues as "file" | undefined,
     staleWhileRevalidate,
+    remote: remote as RemoteTier | Promise<RemoteTier> | undefined,
+    remoteTimeout: checkMs("cache", "remoteTimeout", options.remoteTimeout) ?? 500,
     timeout: checkMs("cache", "timeout", options.timeout),
     clock: clock as (() => number) | undefined,
   };

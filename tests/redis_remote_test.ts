@@ -1,0 +1,125 @@
+// The `remote` option against a real redis-server on 127.0.0.1 (started by the test): two
+// "hosts" (processes with separate local tiers) share through Redis; a cacheDelete in one
+// reaches the other's local tier; Redis killed mid-run fails no call, the counters show
+// the errors, and caching through Redis resumes once it is back.
+import assert from "node:assert/strict";
+import { startRedisServer } from "./fixtures/redis_server.ts";
+
+const fixture = new URL("./fixtures/remote_host.ts", import.meta.url).pathname;
+const root = new URL("../", import.meta.url).pathname;
+
+// deno-lint-ignore no-explicit-any
+type Reply = Record<string, any>;
+
+class Host {
+  #writer: WritableStreamDefaultWriter<Uint8Array>;
+  #lines: ReadableStreamDefaultReader<string>;
+  #buffer = "";
+  constructor(readonly process: Deno.ChildProcess) {
+    this.#writer = process.stdin.getWriter();
+    this.#lines = process.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  }
+  static async start(url: string, name: string, label: string, local: string): Promise<Host> {
+    const process = new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", "--quiet", fixture, url, name, label, local],
+      cwd: root,
+      env: { WARP_CACHE_ENGINE: "native", NO_COLOR: "1" },
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "null",
+    }).spawn();
+    const host = new Host(process);
+    assert.deepEqual(await host.#read(), { ready: true });
+    return host;
+  }
+  async #read(): Promise<Reply> {
+    for (;;) {
+      const nl = this.#buffer.indexOf("\n");
+      if (nl >= 0) {
+        const line = this.#buffer.slice(0, nl);
+        this.#buffer = this.#buffer.slice(nl + 1);
+        return JSON.parse(line) as Reply;
+      }
+      const { value, done } = await this.#lines.read();
+      if (done) throw new Error("host exited");
+      this.#buffer += value;
+    }
+  }
+  async send(line: string): Promise<Reply> {
+    await this.#writer.write(new TextEncoder().encode(`${line}\n`));
+    return await this.#read();
+  }
+  async exit(): Promise<void> {
+    await this.send("exit").catch(() => {});
+    await this.process.status;
+  }
+}
+
+async function until(what: string, check: () => Promise<boolean>, ms = 15_000): Promise<number> {
+  const t0 = performance.now();
+  while (!(await check())) {
+    if (performance.now() - t0 > ms) throw new Error(`${what}: not within ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return performance.now() - t0;
+}
+
+for (const local of ["memory", "shared"] as const) {
+  Deno.test(`redis remote (${local} local tiers): two hosts share, invalidate, and survive a Redis outage`, async () => {
+    await using redis = await startRedisServer();
+    const dir = await Deno.makeTempDir({ prefix: "warp_redis_remote_" });
+    const name = `rr-${crypto.randomUUID()}`;
+    const localOf = (h: string) => local === "memory" ? "memory" : `${dir}/${h}`;
+    if (local === "shared") {
+      await Deno.mkdir(`${dir}/a`);
+      await Deno.mkdir(`${dir}/b`);
+    }
+    const a = await Host.start(redis.url, name, "a", localOf("a"));
+    const b = await Host.start(redis.url, name, "b", localOf("b"));
+    try {
+      // Shared through Redis: b's local miss is a remote hit.
+      assert.deepEqual((await a.send("call 1")).computed, 1);
+      await new Promise((r) => setTimeout(r, 50)); // the write-through lands
+      const got = await b.send("call 1");
+      assert.equal(got.value, "1@a", "b got a's value");
+      assert.equal(got.computed, 0, "b did not compute");
+      assert.equal(got.info.remoteHits, 1);
+
+      // A cacheDelete in a reaches b's local tier through the bus.
+      assert.equal((await b.send("peek 1")).value, "1@a");
+      await a.send("delete 1");
+      const busMs = await until("the delete reaches b", async () =>
+        (await b.send("peek 1")).value === null);
+      console.log(`  ${local}: the delete reached the other host after ${busMs.toFixed(0)} ms`);
+
+      // Redis killed mid-run: no call fails; errors are counted.
+      await redis.kill();
+      for (let k = 10; k < 20; k++) {
+        const r = await a.send(`call ${k}`);
+        assert.equal(r.value, `${k}@a`, "a call during the outage still answers");
+      }
+      const down = (await a.send("info")).info;
+      assert.ok(down.remoteErrors > 0, `errors counted: ${JSON.stringify(down)}`);
+
+      // Back: caching through Redis resumes by itself (the breaker retries within 10 s).
+      await redis.restart();
+      let k = 100;
+      const resumedMs = await until("caching through Redis resumes", async () => {
+        k++;
+        await a.send(`call ${k}`);
+        await new Promise((r) => setTimeout(r, 30));
+        const r = await b.send(`call ${k}`);
+        return r.computed === 0 && r.value === `${k}@a`;
+      }, 20_000);
+      console.log(`  ${local}: shared through Redis again ${resumedMs.toFixed(0)} ms after restart`);
+      // The bus is back too.
+      await a.send(`delete ${k}`);
+      await until("the bus delivers after the restart", async () =>
+        (await b.send(`peek ${k}`)).value === null);
+    } finally {
+      await a.exit();
+      await b.exit();
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
+}

@@ -1,0 +1,213 @@
+// The `remote` option through a fake in-memory tier (two "hosts" = two caches of one name
+// with their own local tiers): read path, write path, invalidations, failures. The same
+// behaviour against a real Redis server is in tests/redis_remote_test.ts.
+import assert from "node:assert/strict";
+import { cache, type CacheOptions } from "../mod.ts";
+import { memoryEngine } from "../src/engine.ts";
+import { frameValue, unframeValue } from "../src/_remote_link.ts";
+import { FakeServer, FakeTier } from "./fixtures/fake_tier.ts";
+
+const engine = memoryEngine();
+const ffi = (await Deno.permissions.query({ name: "ffi" })).state === "granted";
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+/** Lets the background remote writes and the bus deliver. */
+const drain = () => sleep(5);
+
+async function locals(body: (label: string, o: CacheOptions) => Promise<void>): Promise<void> {
+  await body(`memory (${engine})`, { backend: "memory" });
+  if (!ffi) return;
+  const dir = await Deno.makeTempDir({ prefix: "warp_remote_" });
+  try {
+    // Two hosts: two directories, so the local shared tiers are separate.
+    await Deno.mkdir(`${dir}/a`);
+    await Deno.mkdir(`${dir}/b`);
+    await body("shared", { backend: "shared", dir });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/** Two hosts' caches of one name over one fake server. */
+function hosts(
+  options: CacheOptions,
+  server: FakeServer,
+  name: string,
+  extra: CacheOptions = {},
+): {
+  calls: { a: number; b: number };
+  a: ((x: number) => Promise<string>) & ReturnType<typeof makeCache>;
+  b: ((x: number) => Promise<string>) & ReturnType<typeof makeCache>;
+} {
+  const calls = { a: 0, b: 0 };
+  const dirOf = (h: string) => options.dir === undefined ? {} : { dir: `${options.dir}/${h}` };
+  const a = makeCache(
+    { ...options, ...dirOf("a"), ...extra, name, remote: new FakeTier(server) },
+    () => ++calls.a,
+  );
+  const b = makeCache(
+    { ...options, ...dirOf("b"), ...extra, name, remote: new FakeTier(server) },
+    () => ++calls.b,
+  );
+  return { calls, a, b };
+}
+
+function makeCache(options: CacheOptions, count: () => number) {
+  return cache(options)(async (x: number): Promise<string> => {
+    count();
+    await null;
+    return `v${x}`;
+  });
+}
+
+Deno.test("remote: a value computed by one host is a remote hit on the other", async () => {
+  await locals(async (label, options) => {
+    const server = new FakeServer();
+    const { calls, a, b } = hosts(options, server, `r1-${crypto.randomUUID()}`);
+    assert.equal(await a(1), "v1");
+    await drain();
+    assert.equal(await b(1), "v1", label);
+    assert.deepEqual(calls, { a: 1, b: 0 }, `${label}: b did not compute`);
+    assert.equal(await b(1), "v1");
+    const info = b.cacheInfo();
+    assert.deepEqual(
+      [info.hits, info.misses, info.remoteHits, info.remoteErrors],
+      [2, 0, 1, 0],
+      `${label}: one remote hit, then a local hit`,
+    );
+    a[Symbol.dispose]();
+    b[Symbol.dispose]();
+  });
+});
+
+Deno.test("remote: cacheDelete, cacheSet and cacheClear reach the other host's local tier", async () => {
+  await locals(async (label, options) => {
+    const server = new FakeServer();
+    const { calls, a, b } = hosts(options, server, `r2-${crypto.randomUUID()}`);
+    await a(1);
+    await a(2);
+    await drain();
+    await b(1);
+    await b(2);
+    assert.deepEqual(calls, { a: 2, b: 0 });
+    assert.equal(b.cacheGet(1), "v1", `${label}: b holds a local copy`);
+
+    assert.equal(a.cacheDelete(1), true);
+    await drain();
+    assert.equal(b.cacheGet(1), undefined, `${label}: the delete reached b's local tier`);
+    assert.equal(await b(1), "v1");
+    assert.equal(calls.b, 1, `${label}: deleted remotely too: b computed`);
+
+    a.cacheSet("set-by-a", 2);
+    await drain();
+    assert.equal(b.cacheGet(2), undefined, `${label}: b's old copy dropped`);
+    assert.equal(await b(2), "set-by-a", `${label}: the value set by a, from the remote`);
+
+    a.cacheClear();
+    await drain();
+    assert.equal(b.cacheGet(1), undefined, `${label}: clear reached b`);
+    assert.equal(server.entries.size, 0, `${label}: the remote entries are gone`);
+    assert.equal(server.published.at(-1)?.keys, "clear");
+    a[Symbol.dispose]();
+    b[Symbol.dispose]();
+  });
+});
+
+Deno.test("remote: a server down or hanging never fails a call; errors are counted", async () => {
+  await locals(async (label, options) => {
+    const server = new FakeServer();
+    const { calls, a, b } = hosts(options, server, `r3-${crypto.randomUUID()}`, {
+      remoteTimeout: 30,
+    });
+    server.down = true;
+    assert.equal(await a(1), "v1", `${label}: computed despite the remote`);
+    await drain();
+    server.down = false;
+    server.hang = true;
+    const t0 = performance.now();
+    assert.equal(await b(1), "v1", `${label}: a hanging remote is bounded by remoteTimeout`);
+    const waited = performance.now() - t0;
+    assert.ok(waited < 5_000, `${label}: waited ${waited} ms`);
+    assert.deepEqual(calls, { a: 1, b: 1 });
+    await sleep(40);
+    assert.ok(a.cacheInfo().remoteErrors! >= 2, `${label}: a's get and set failed`);
+    assert.ok(b.cacheInfo().remoteErrors! >= 1, `${label}: b's get timed out`);
+    a[Symbol.dispose]();
+    b[Symbol.dispose]();
+  });
+});
+
+Deno.test("remote: expired and undecodable remote values are misses; TTL becomes the remote expiry", async () => {
+  const server = new FakeServer();
+  const name = `r4-${crypto.randomUUID()}`;
+  const { calls, a, b } = hosts({ backend: "memory" }, server, name, { ttl: 60_000 });
+  const lastEntry = () => [...server.entries.values()].at(-1)!;
+  await a(1);
+  await drain();
+  assert.equal(lastEntry().ttl, 60_000, "the cache's ttl is the remote expiry");
+  lastEntry().value = new Uint8Array([1, 2, 3]);
+  assert.equal(await b(1), "v1");
+  assert.equal(calls.b, 1, "an undecodable remote value is a miss");
+  await a(2);
+  await drain();
+  lastEntry().value = frameValue("old", true, Date.now() - 1);
+  assert.equal(await b(2), "v2");
+  assert.equal(calls.b, 2, "a remote value past its deadline is a miss");
+  assert.equal(b.cacheInfo().remoteHits, 0);
+  assert.deepEqual(unframeValue(frameValue({ a: [1] }, true, Infinity), Date.now()), {
+    value: { a: [1] },
+    promised: true,
+    ttl: undefined,
+  });
+  a[Symbol.dispose]();
+  b[Symbol.dispose]();
+});
+
+Deno.test("remote: a synchronous function writes through but reads locally only", async () => {
+  const server = new FakeServer();
+  const name = `r5-${crypto.randomUUID()}`;
+  let calls = 0;
+  const make = () => cache({ name, remote: new FakeTier(server) })((x: number) => ++calls + x);
+  const a = make();
+  const b = make();
+  assert.equal(a(1), 2);
+  await drain();
+  assert.equal(server.entries.size, 1, "written through");
+  assert.equal(b(1), 3, "b computes: a synchronous call cannot wait for the remote");
+  a[Symbol.dispose]();
+  b[Symbol.dispose]();
+});
+
+Deno.test("remote: options are checked; keys must be values", () => {
+  assert.throws(() => cache({ remote: {} as never }), (e: unknown) => {
+    assert.ok(e instanceof TypeError);
+    assert.match(e.message, /remote must be a remote tier/);
+    return true;
+  });
+  assert.throws(
+    () => cache({ remote: new FakeTier(new FakeServer()), remoteTimeout: -1 }),
+    /remoteTimeout must be a positive finite number of milliseconds: received -1/,
+  );
+  const f = cache({ name: "r6", remote: new FakeTier(new FakeServer()) })((o: object) => o);
+  assert.throws(() => f(new (class Point {})()), TypeError, "an identity key cannot cross hosts");
+  f[Symbol.dispose]();
+});
+
+Deno.test("remote: a tier given as a rejected Promise leaves the cache local, counted once", async () => {
+  const warn = console.warn;
+  const lines: string[] = [];
+  console.warn = (line: string) => lines.push(line);
+  try {
+    const f = cache({ name: "r7", remote: Promise.reject(new Error("no server")) })(
+      async (x: number) => x * 2,
+    );
+    await drain();
+    assert.equal(await f(2), 4);
+    assert.equal(await f(2), 4);
+    assert.deepEqual([f.cacheInfo().hits, f.cacheInfo().remoteErrors], [1, 1]);
+    assert.equal(lines.length, 1, lines.join("\n"));
+    assert.match(lines[0]!, /r7: the remote tier could not be set up.*no server/);
+    f[Symbol.dispose]();
+  } finally {
+    console.warn = warn;
+  }
+});
