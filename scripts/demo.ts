@@ -15,9 +15,12 @@
  * 4. Stale-while-revalidate: a flaky, slow upstream (errors and 2 s stalls) served through
  *    `cache({ ttl, staleWhileRevalidate, timeout })`: no upstream error reaches the client
  *    (`scripts/_demo_flaky.ts`).
+ * 5. Two hosts, one Redis: two processes with their own shared cache directories and one
+ *    `redis-server` behind both; local hits, remote hits and computations per host
+ *    (`scripts/_demo_remote.ts`; skipped with a note when `redis-server` is not installed).
  *
  * Options: `--requests=N` (2000), `--concurrency=N` (8), `--seed=N`, `--no-shared`,
- * `--no-flaky`.
+ * `--no-flaky`, `--no-remote`.
  * Exits non-zero if a response is wrong or a counter disagrees with the requests sent.
  *
  * @module
@@ -41,6 +44,7 @@ import {
   zipfStream,
 } from "./_demo_work.ts";
 import { runFlakyDemo } from "./_demo_flaky.ts";
+import { runRemoteDemo } from "./_demo_remote.ts";
 import type { SharedServerConfig, SharedServerStats } from "./_demo_server.ts";
 
 /** Settings of one run (from the command line). */
@@ -52,6 +56,8 @@ interface DemoOptions {
   shared: boolean;
   /** Whether to run the stale-while-revalidate part ({@linkcode runFlakyDemo}). */
   flaky: boolean;
+  /** Whether to run the two-host part ({@linkcode runRemoteDemo}). */
+  remote: boolean;
   /** Longest time one measured run may take before it stops issuing requests, ms. */
   budgetMs: number;
   ttl: number;
@@ -131,6 +137,7 @@ function parseOptions(args: readonly string[]): DemoOptions {
     alpha: 1.0,
     shared: true,
     flaky: true,
+    remote: true,
     budgetMs: 15_000,
     ttl: 60_000,
   };
@@ -139,6 +146,7 @@ function parseOptions(args: readonly string[]): DemoOptions {
     const n = Number(value);
     if (flag === "--no-shared") options.shared = false;
     else if (flag === "--no-flaky") options.flaky = false;
+    else if (flag === "--no-remote") options.remote = false;
     else if (flag === "--requests" && Number.isInteger(n) && n > 0) options.requests = n;
     else if (flag === "--concurrency" && Number.isInteger(n) && n > 0) options.concurrency = n;
     else if (flag === "--seed" && Number.isInteger(n)) options.seed = n;
@@ -593,6 +601,7 @@ async function main(): Promise<number> {
 
   if (options.shared) ok = (await runSharedDemo(workload, options, verifier)) && ok;
   if (options.flaky) ok = (await runFlakyDemo()) && ok;
+  if (options.remote) ok = (await runRemoteDemo()) && ok;
 
   const allRight = await verifier.settle();
   if (verifier.changed.size > 0) {
