@@ -298,6 +298,31 @@ function checkBytes(what: string, value: unknown): Uint8Array {
   return value;
 }
 
+/** How many times an operation meets a locked local KV file before its error stands. */
+const LOCKED_ATTEMPTS = 10;
+
+/** Whether `error` is SQLite's "database is locked": another connection on a local file. */
+function isLocked(error: unknown): boolean {
+  return error instanceof Error && /database is locked/i.test(error.message);
+}
+
+/**
+ * Runs `op`; while a local KV file is locked by another connection's write (another
+ * `Deno.openKv` of the file, in this process or another), runs it again after a short
+ * random pause, up to {@linkcode LOCKED_ATTEMPTS} times. Deno Deploy never reports it.
+ */
+async function unlocked<T>(op: () => Promise<T>, signal: AbortSignal): Promise<T> {
+  for (let attempt = 1;; attempt++) {
+    try {
+      return await op();
+    } catch (error) {
+      if (attempt >= LOCKED_ATTEMPTS || !isLocked(error)) throw error;
+      signal.throwIfAborted();
+      await sleep(1 + Math.random() * Math.min(2 ** attempt, 50), signal);
+    }
+  }
+}
+
 /** Resolves after `ms`, or at once when `signal` aborts. */
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
@@ -346,7 +371,8 @@ class KvTier implements RemoteTier {
   ): Promise<Uint8Array | undefined> {
     this.#checkOpen();
     signal.throwIfAborted();
-    const entry = await this.#kv.get(await this.#entryKey(name, key));
+    const kvKey = await this.#entryKey(name, key);
+    const entry = await unlocked(() => this.#kv.get(kvKey), signal);
     return entry.value instanceof Uint8Array ? entry.value : undefined;
   }
 
@@ -374,7 +400,8 @@ class KvTier implements RemoteTier {
     }
     const kvKey = await this.#entryKey(name, key);
     // expireIn is a lower bound for Deno KV; round up so that it never comes earlier.
-    await this.#kv.set(kvKey, value, ttl === undefined ? {} : { expireIn: Math.ceil(ttl) });
+    const options = ttl === undefined ? {} : { expireIn: Math.ceil(ttl) };
+    await unlocked(() => this.#kv.set(kvKey, value, options), signal);
   }
 
   async delete(name: string, key: Uint8Array, signal: AbortSignal): Promise<boolean> {
@@ -382,9 +409,12 @@ class KvTier implements RemoteTier {
     const kvKey = await this.#entryKey(name, key);
     for (;;) {
       signal.throwIfAborted();
-      const entry = await this.#kv.get(kvKey);
+      const entry = await unlocked(() => this.#kv.get(kvKey), signal);
       if (entry.versionstamp === null) return false;
-      const result = await this.#kv.atomic().check(entry).delete(kvKey).commit();
+      const result = await unlocked(
+        () => this.#kv.atomic().check(entry).delete(kvKey).commit(),
+        signal,
+      );
       if (result.ok) return true;
     }
   }
@@ -393,24 +423,27 @@ class KvTier implements RemoteTier {
     this.#checkOpen();
     checkName(name);
     signal.throwIfAborted();
-    let op = this.#kv.atomic();
-    let count = 0;
+    const deleteAll = (keys: Deno.KvKey[]): Promise<void> =>
+      unlocked(async () => {
+        const op = this.#kv.atomic();
+        for (const key of keys) op.delete(key);
+        await op.commit(); // no checks: it cannot fail by a conflict
+      }, signal);
+    let batch: Deno.KvKey[] = [];
     let bytes = 0;
     for await (const { key } of this.#kv.list({ prefix: [ROOT, name] })) {
       if (key.length === 3 && key[2] === BUS) continue;
       const size = keyBytes(key);
-      if (count === MAX_BATCH_MUTATIONS || bytes + size > MAX_BATCH_KEY_BYTES) {
+      if (batch.length === MAX_BATCH_MUTATIONS || bytes + size > MAX_BATCH_KEY_BYTES) {
         signal.throwIfAborted();
-        await op.commit();
-        op = this.#kv.atomic();
-        count = 0;
+        await deleteAll(batch);
+        batch = [];
         bytes = 0;
       }
-      op.delete(key);
-      count++;
+      batch.push(key);
       bytes += size;
     }
-    if (count > 0) await op.commit();
+    if (batch.length > 0) await deleteAll(batch);
   }
 
   async publish(name: string, message: Invalidation, signal: AbortSignal): Promise<void> {
@@ -420,7 +453,7 @@ class KvTier implements RemoteTier {
     const busKey: Deno.KvKey = [ROOT, name, BUS];
     for (let attempt = 0;; attempt++) {
       signal.throwIfAborted();
-      const entry = await this.#kv.get<unknown>(busKey);
+      const entry = await unlocked(() => this.#kv.get<unknown>(busKey), signal);
       const previous: BusValue = isBusValue(entry.value) ? entry.value : { seq: 0, ring: [] };
       const seq = previous.seq + 1;
       let added: BusMessage = { seq, origin, keys };
@@ -428,7 +461,11 @@ class KvTier implements RemoteTier {
       const ring = [...previous.ring, added].slice(-this.#ringSize);
       let weight = ring.reduce((n, m) => n + messageWeight(m), 0);
       while (weight > MAX_BUS_BYTES && ring.length > 1) weight -= messageWeight(ring.shift()!);
-      const result = await this.#kv.atomic().check(entry).set(busKey, { seq, ring }).commit();
+      const value: BusValue = { seq, ring };
+      const result = await unlocked(
+        () => this.#kv.atomic().check(entry).set(busKey, value).commit(),
+        signal,
+      );
       if (result.ok) return;
       // Another instance published first: read again, after a short random pause so that
       // many publishers do not keep colliding.
@@ -449,7 +486,7 @@ class KvTier implements RemoteTier {
     }
     const kv = this.#kv;
     const busKey: Deno.KvKey = [ROOT, name, BUS];
-    const first = await kv.get<unknown>(busKey);
+    const first = await unlocked(() => kv.get<unknown>(busKey), AbortSignal.timeout(30_000));
     let lastSeq = isBusValue(first.value) ? first.value.seq : 0;
     let lastStamp = first.versionstamp ?? "";
     const stop = new AbortController();
@@ -521,7 +558,7 @@ class KvTier implements RemoteTier {
         await sleep(this.#pollInterval, stop.signal);
         if (stop.signal.aborted) break;
         try {
-          observe(await kv.get<unknown>(busKey));
+          observe(await unlocked(() => kv.get<unknown>(busKey), stop.signal));
         } catch {
           // The read failed: the next one may not.
         }
