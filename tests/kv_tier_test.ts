@@ -55,7 +55,7 @@ class Inbox {
 /** A Deno.Kv that records the arguments of each `set`. */
 function spySet(kv: Deno.Kv, calls: unknown[][]): Deno.Kv {
   return new Proxy(kv, {
-    get(target, prop) {
+    get(target, prop): unknown {
       if (prop === "set") {
         return (...args: Parameters<Deno.Kv["set"]>) => {
           calls.push(args);
@@ -75,11 +75,11 @@ function manualWatch(kv: Deno.Kv): {
 } {
   let controller: ReadableStreamDefaultController<Deno.KvEntryMaybe<unknown>[]> | undefined;
   const proxy = new Proxy(kv, {
-    get(target, prop) {
+    get(target, prop): unknown {
       if (prop === "watch") {
         return () =>
           new ReadableStream<Deno.KvEntryMaybe<unknown>[]>({
-            start(c) {
+            start(c): void {
               controller = c;
             },
           });
@@ -394,10 +394,28 @@ Deno.test("kvTier() close() closes a kv it opened, never a given one", async () 
     await assert.rejects(given.get("c", bytes(1), signal()), Error, "it is closed");
     kv.close();
 
-    // With a path, close() closes the database (else the test's resource check fails).
-    const opened = await kvTier({ path });
+    // With a path, close() closes the database it opened: watch Deno.openKv to see it.
+    const opens: Deno.Kv[] = [];
+    const descriptor = Object.getOwnPropertyDescriptor(Deno, "openKv")!;
+    const openKv = Deno.openKv;
+    Object.defineProperty(Deno, "openKv", {
+      configurable: true,
+      value: async (p?: string) => {
+        const kv = await openKv(p);
+        opens.push(kv);
+        return kv;
+      },
+    });
+    let opened: RemoteTier;
+    try {
+      opened = await kvTier({ path });
+    } finally {
+      Object.defineProperty(Deno, "openKv", descriptor);
+    }
+    assert.equal(opens.length, 1);
     assert.deepEqual(await opened.get("c", bytes(1), signal()), bytes(1));
     await opened.close();
+    await assert.rejects(opens[0]!.get(["warp"]), Deno.errors.BadResource, "the kv is closed");
     await assert.rejects(opened.publish("c", { origin: "", keys: "clear" }, signal()), Error);
   });
 });
