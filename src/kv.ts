@@ -73,8 +73,13 @@ interface BusMessage {
   keys: Uint8Array[] | "clear";
 }
 
-/** The value of a bus key: the last sequence number and the newest messages, oldest first. */
+/**
+ * The value of a bus key: its epoch (random, drawn when the key is first written, so a
+ * deleted and rewritten key is told apart from the old one), the last sequence number and
+ * the newest messages, oldest first.
+ */
 interface BusValue {
+  epoch: string;
   seq: number;
   ring: BusMessage[];
 }
@@ -95,9 +100,10 @@ interface BusValue {
  *   the next sequence number, in one atomic check-and-set (retried on a conflict);
  *   `subscribe` watches that key (and reads it every `pollInterval` ms) and delivers, in
  *   order and once, every message newer than the last it saw. A subscriber that missed
- *   more than `ringSize` messages, or sees the bus key deleted, gets one `"clear"` (with
- *   origin `""`) instead. A message whose keys weigh more than 16 KiB is published as
- *   `"clear"`.
+ *   more than `ringSize` messages, or sees the bus key deleted or replaced (the key holds
+ *   a random epoch), gets one `"clear"` (with origin `""`) instead. A message whose keys
+ *   weigh more than 16 KiB is published as `"clear"`; the ring keeps under 64 KiB by
+ *   dropping its oldest messages.
  *
  * Needs Deno KV: `--unstable-kv` (or `"unstable": ["kv"]` in `deno.json`); on Deno Deploy
  * it is there.
@@ -257,7 +263,7 @@ function messageWeight(m: BusMessage): number {
 function isBusValue(value: unknown): value is BusValue {
   if (value === null || typeof value !== "object") return false;
   const v = value as Partial<BusValue>;
-  return typeof v.seq === "number" && Array.isArray(v.ring) &&
+  return typeof v.epoch === "string" && typeof v.seq === "number" && Array.isArray(v.ring) &&
     v.ring.every((m) =>
       m !== null && typeof m === "object" && typeof m.seq === "number" &&
       typeof m.origin === "string" &&
@@ -454,14 +460,16 @@ class KvTier implements RemoteTier {
     for (let attempt = 0;; attempt++) {
       signal.throwIfAborted();
       const entry = await unlocked(() => this.#kv.get<unknown>(busKey), signal);
-      const previous: BusValue = isBusValue(entry.value) ? entry.value : { seq: 0, ring: [] };
+      const previous: BusValue = isBusValue(entry.value)
+        ? entry.value
+        : { epoch: crypto.randomUUID(), seq: 0, ring: [] };
       const seq = previous.seq + 1;
       let added: BusMessage = { seq, origin, keys };
       if (messageWeight(added) > MAX_MESSAGE_BYTES) added = { seq, origin, keys: "clear" };
       const ring = [...previous.ring, added].slice(-this.#ringSize);
       let weight = ring.reduce((n, m) => n + messageWeight(m), 0);
       while (weight > MAX_BUS_BYTES && ring.length > 1) weight -= messageWeight(ring.shift()!);
-      const value: BusValue = { seq, ring };
+      const value: BusValue = { epoch: previous.epoch, seq, ring };
       const result = await unlocked(
         () => this.#kv.atomic().check(entry).set(busKey, value).commit(),
         signal,
@@ -486,10 +494,11 @@ class KvTier implements RemoteTier {
     }
     const kv = this.#kv;
     const busKey: Deno.KvKey = [ROOT, name, BUS];
-    const first = await unlocked(() => kv.get<unknown>(busKey), AbortSignal.timeout(30_000));
+    const stop = new AbortController();
+    const first = await unlocked(() => kv.get<unknown>(busKey), stop.signal);
+    let lastEpoch = isBusValue(first.value) ? first.value.epoch : "";
     let lastSeq = isBusValue(first.value) ? first.value.seq : 0;
     let lastStamp = first.versionstamp ?? "";
-    const stop = new AbortController();
 
     const deliver = (message: Invalidation): void => {
       if (stop.signal.aborted) return;
@@ -502,8 +511,9 @@ class KvTier implements RemoteTier {
     /** Delivers what `entry` holds beyond the last message seen. Synchronous: no race. */
     const observe = (entry: Deno.KvEntryMaybe<unknown>): void => {
       if (entry.versionstamp === null) {
-        if (lastSeq > 0 || lastStamp !== "") {
-          // The bus key was deleted: messages may be lost.
+        if (lastStamp !== "") {
+          // The bus key was deleted (a wiped database): messages may be lost.
+          lastEpoch = "";
           lastSeq = 0;
           lastStamp = "";
           deliver({ origin: "", keys: "clear" });
@@ -511,18 +521,24 @@ class KvTier implements RemoteTier {
         return;
       }
       if (entry.versionstamp <= lastStamp) return; // an older read (a poll behind the watch)
+      const wasEmpty = lastStamp === "";
       lastStamp = entry.versionstamp;
       if (!isBusValue(entry.value)) {
+        // Not a bus value (another program's write): nothing to trust but a clear.
+        lastEpoch = "";
         lastSeq = 0;
         deliver({ origin: "", keys: "clear" });
         return;
       }
-      const { seq, ring } = entry.value;
-      if (seq <= lastSeq) {
-        if (seq < lastSeq) deliver({ origin: "", keys: "clear" }); // the key was rewritten
-        lastSeq = seq;
-        return;
+      const { epoch, seq, ring } = entry.value;
+      if (epoch !== lastEpoch) {
+        // A new bus: the first one seen since it was empty starts at sequence 0; any other
+        // (the key deleted and written again between two reads) may hide lost messages.
+        if (!wasEmpty) deliver({ origin: "", keys: "clear" });
+        lastEpoch = epoch;
+        lastSeq = 0;
       }
+      if (seq <= lastSeq) return; // nothing new
       const fresh = ring.filter((m) => m.seq > lastSeq);
       if (fresh.length === 0 || fresh[0]!.seq !== lastSeq + 1) {
         deliver({ origin: "", keys: "clear" }); // more than ringSize messages were missed

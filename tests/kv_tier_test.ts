@@ -336,6 +336,19 @@ Deno.test("kvTier() subscriber that missed more than ringSize messages gets a cl
     watched.push(await kv.get(["warp", "c", "_bus"]));
     await inbox.until("the clear", (m) => m.length >= 8);
     assert.deepEqual(inbox.firsts(), [-1, 7, 8, 9, 10, 11, 12, -1]);
+    // A new bus after that: its messages from the first, with no other clear.
+    await writer.publish("c", { origin: "W", keys: [bytes(13)] }, signal());
+    watched.push(await kv.get(["warp", "c", "_bus"]));
+    await inbox.until("message 13", (m) => m.length >= 9);
+    // The bus key deleted and written again between two reads (the sequence passed the
+    // last one seen): a clear, then the new bus's messages.
+    await kv.delete(["warp", "c", "_bus"]);
+    for (let i = 14; i <= 16; i++) {
+      await writer.publish("c", { origin: "W", keys: [bytes(i)] }, signal());
+    }
+    watched.push(await kv.get(["warp", "c", "_bus"]));
+    await inbox.until("the second clear", (m) => m.length >= 13);
+    assert.deepEqual(inbox.firsts(), [-1, 7, 8, 9, 10, 11, 12, -1, 13, -1, 14, 15, 16]);
     await off();
     await late.close();
     await writer.close();
