@@ -79,6 +79,9 @@ export class RemoteLink {
   /** A tier Promise that rejected: counted as one error. */
   #setupErrors = 0;
   #warnedEncode = false;
+  #maxValueBytes = Infinity;
+  /** Values larger than the tier's limit, kept local. */
+  oversize = 0;
   /** Calls answered by the remote tier. */
   hits = 0;
 
@@ -114,6 +117,7 @@ export class RemoteLink {
 
   #attach(tier: RemoteTier, timeout: number): void {
     if (this.#closed) return;
+    this.#maxValueBytes = tier.maxValueBytes ?? Infinity;
     const guarded = new GuardedTier(tier, this.name, { timeout });
     this.#tier = guarded;
     this.#unsubscribe = guarded.subscribe((m: Invalidation) => {
@@ -200,6 +204,10 @@ export class RemoteLink {
           }`,
         );
       }
+      return Promise.resolve();
+    }
+    if (frame.length > this.#maxValueBytes) {
+      this.oversize++;
       return Promise.resolve();
     }
     return tier.set(key, frame, ttl);

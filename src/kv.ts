@@ -344,6 +344,8 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
 }
 
 class KvTier implements RemoteTier {
+  /** Deno KV's value limit: the cache keeps larger values local without trying. */
+  readonly maxValueBytes = KV_MAX_VALUE_BYTES;
   #kv: Deno.Kv;
   #owned: boolean;
   #pollInterval: number;

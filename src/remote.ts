@@ -58,4 +58,9 @@ export interface RemoteTier {
   subscribe(name: string, listener: (message: Invalidation) => void): Promise<() => Promise<void>>;
   /** Closes the connections the tier opened (not a `client` given to it). */
   close(): Promise<void>;
+  /**
+   * The largest value (in bytes, framed) the tier can store, if it has a limit (Deno KV:
+   * 64 KiB): the cache keeps a larger value local without calling `set` (not an error).
+   */
+  readonly maxValueBytes?: number | undefined;
 }

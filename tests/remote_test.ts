@@ -2,7 +2,7 @@
 // with their own local tiers): read path, write path, invalidations, failures. The same
 // behaviour against a real Redis server is in tests/redis_remote_test.ts.
 import assert from "node:assert/strict";
-import { cache, type CacheOptions } from "../mod.ts";
+import { cache, type CachedFunction, type CacheOptions } from "../mod.ts";
 import { memoryEngine } from "../src/engine.ts";
 import { frameValue, unframeValue } from "../src/_remote_link.ts";
 import { FakeServer, FakeTier } from "./fixtures/fake_tier.ts";
@@ -35,8 +35,8 @@ function hosts(
   extra: CacheOptions = {},
 ): {
   calls: { a: number; b: number };
-  a: ((x: number) => Promise<string>) & ReturnType<typeof makeCache>;
-  b: ((x: number) => Promise<string>) & ReturnType<typeof makeCache>;
+  a: HostCache;
+  b: HostCache;
 } {
   const calls = { a: 0, b: 0 };
   const dirOf = (h: string) => options.dir === undefined ? {} : { dir: `${options.dir}/${h}` };
@@ -51,7 +51,9 @@ function hosts(
   return { calls, a, b };
 }
 
-function makeCache(options: CacheOptions, count: () => number) {
+type HostCache = CachedFunction<(x: number) => Promise<string>>;
+
+function makeCache(options: CacheOptions, count: () => number): HostCache {
   return cache(options)(async (x: number): Promise<string> => {
     count();
     await null;
@@ -198,7 +200,7 @@ Deno.test("remote: a tier given as a rejected Promise leaves the cache local, co
   console.warn = (line: string) => lines.push(line);
   try {
     const f = cache({ name: "r7", remote: Promise.reject(new Error("no server")) })(
-      async (x: number) => x * 2,
+      (x: number) => Promise.resolve(x * 2),
     );
     await drain();
     assert.equal(await f(2), 4);
