@@ -88,8 +88,10 @@ for (const local of ["memory", "shared"] as const) {
       // A cacheDelete in a reaches b's local tier through the bus.
       assert.equal((await b.send("peek 1")).value, "1@a");
       await a.send("delete 1");
-      const busMs = await until("the delete reaches b", async () =>
-        (await b.send("peek 1")).value === null);
+      const busMs = await until(
+        "the delete reaches b",
+        async () => (await b.send("peek 1")).value === null,
+      );
       console.log(`  ${local}: the delete reached the other host after ${busMs.toFixed(0)} ms`);
 
       // Redis killed mid-run: no call fails; errors are counted.
@@ -111,11 +113,15 @@ for (const local of ["memory", "shared"] as const) {
         const r = await b.send(`call ${k}`);
         return r.computed === 0 && r.value === `${k}@a`;
       }, 20_000);
-      console.log(`  ${local}: shared through Redis again ${resumedMs.toFixed(0)} ms after restart`);
+      console.log(
+        `  ${local}: shared through Redis again ${resumedMs.toFixed(0)} ms after restart`,
+      );
       // The bus is back too.
       await a.send(`delete ${k}`);
-      await until("the bus delivers after the restart", async () =>
-        (await b.send(`peek ${k}`)).value === null);
+      await until(
+        "the bus delivers after the restart",
+        async () => (await b.send(`peek ${k}`)).value === null,
+      );
     } finally {
       await a.exit();
       await b.exit();

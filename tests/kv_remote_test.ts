@@ -1,0 +1,78 @@
+// The `remote` option with the Deno KV tier on a local `Deno.openKv` path: two "hosts"
+// (caches with their own local tiers, each with its own KV connection to one file) share
+// entries, and a cacheDelete or cacheClear in one reaches the other's local tier.
+import assert from "node:assert/strict";
+import { cache } from "../mod.ts";
+import { kvTier } from "../src/kv.ts";
+
+async function until(what: string, check: () => boolean, ms = 10_000): Promise<void> {
+  const t0 = performance.now();
+  while (!check()) {
+    if (performance.now() - t0 > ms) throw new Error(`${what}: not within ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+Deno.test("kv remote: two hosts share entries and invalidations through one KV file", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "warp_kv_remote_" });
+  const path = `${dir}/cache.kv`;
+  const tierA = await kvTier({ path }, { pollInterval: 50 });
+  const tierB = await kvTier({ path }, { pollInterval: 50 });
+  const calls = { a: 0, b: 0 };
+  const make = (tier: typeof tierA, host: "a" | "b") =>
+    cache({ name: "kv-demo", ttl: 60_000, remote: tier })(async (k: number) => {
+      calls[host]++;
+      await null;
+      return { k, by: host };
+    });
+  const a = make(tierA, "a");
+  const b = make(tierB, "b");
+  try {
+    assert.deepEqual(await a(1), { k: 1, by: "a" });
+    await new Promise((r) => setTimeout(r, 50));
+    assert.deepEqual(await b(1), { k: 1, by: "a" }, "a remote hit on b");
+    assert.deepEqual(calls, { a: 1, b: 0 });
+    assert.equal(b.cacheInfo().remoteHits, 1);
+
+    a.cacheDelete(1);
+    await until("the delete reaches b", () => b.cacheGet(1) === undefined);
+    assert.deepEqual(await b(1), { k: 1, by: "b" }, "deleted remotely too: b computes");
+
+    await a(2);
+    await new Promise((r) => setTimeout(r, 50));
+    await b(2);
+    assert.equal(b.cacheGet(2)?.by, "a");
+    b.cacheClear();
+    await until("the clear reaches a", () => a.cacheGet(2) === undefined);
+    assert.equal(a.cacheInfo().remoteErrors, 0);
+    assert.equal(b.cacheInfo().remoteErrors, 0);
+  } finally {
+    a[Symbol.dispose]();
+    b[Symbol.dispose]();
+    await tierA.close();
+    await tierB.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("kv remote: a value over Deno KV's 64 KiB stays local, without an error", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "warp_kv_big_" });
+  const tier = await kvTier({ path: `${dir}/big.kv` }, { pollInterval: 0 });
+  const f = cache({ name: "kv-big", remote: tier })(async (n: number) => {
+    await null;
+    return "x".repeat(n);
+  });
+  try {
+    assert.equal((await f(100_000)).length, 100_000);
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(f.cacheInfo().remoteErrors, 0);
+    assert.equal(
+      await tier.get("kv-big", new Uint8Array([1]), new AbortController().signal),
+      undefined,
+    );
+  } finally {
+    f[Symbol.dispose]();
+    await tier.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
