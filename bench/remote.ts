@@ -1,0 +1,120 @@
+/**
+ * The remote tier against Redis on loopback (a `redis-server` started here on a free port),
+ * side by side in one run: a local hit, a remote hit (a local miss answered by Redis), a
+ * miss that computes and writes through, the same function with no remote tier, and the
+ * invalidation bus's latency (a `cacheDelete` on one cache until another cache of the same
+ * name has dropped its local copy).
+ *
+ * Run: `deno run -A bench/remote.ts [--json]` (`deno task bench` runs it and writes the
+ * "Remote tier" section of `bench/RESULTS.md`).
+ *
+ * @module
+ */
+
+import { cache } from "../mod.ts";
+import { redisTier } from "../src/redis.ts";
+import { startRedisServer } from "../tests/fixtures/redis_server.ts";
+
+/** One measured case. */
+export interface RemoteRow {
+  case: string;
+  /** Microseconds per call (median of the rounds). */
+  us: number;
+  calls: number;
+}
+
+/** What this benchmark reports. */
+export interface RemoteReport {
+  rows: RemoteRow[];
+  /** Bus latency in ms: p50 and p99 over `busSamples` deletes. */
+  busP50: number;
+  busP99: number;
+  busSamples: number;
+}
+
+const percentile = (xs: number[], p: number): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))]!;
+};
+
+async function time(calls: number, rounds: number, body: (i: number) => Promise<unknown>): Promise<number> {
+  const perRound: number[] = [];
+  let i = 0;
+  for (let r = 0; r < rounds; r++) {
+    const t0 = performance.now();
+    for (let c = 0; c < calls; c++) await body(i++);
+    perRound.push(((performance.now() - t0) * 1000) / calls);
+  }
+  return percentile(perRound, 50);
+}
+
+/** Runs the benchmark against a fresh redis-server. */
+export async function runRemoteBench(calls = 2000, rounds = 5): Promise<RemoteReport> {
+  await using redis = await startRedisServer();
+  const tierA = await redisTier({ url: redis.url });
+  const tierB = await redisTier({ url: redis.url });
+  const work = async (k: number): Promise<number> => {
+    await null;
+    return k * 2;
+  };
+  const rows: RemoteRow[] = [];
+  try {
+    // A local hit: the same key again.
+    const local = cache({ name: "bench-local", remote: tierA, maxSize: 16 })(work);
+    await local(1);
+    rows.push({ case: "local hit (remote tier behind)", us: await time(calls, rounds, () => local(1)), calls });
+
+    const plain = cache({ maxSize: 16 })(work);
+    await plain(1);
+    rows.push({ case: "local hit (no remote tier)", us: await time(calls, rounds, () => plain(1)), calls });
+
+    // A remote hit: keys written by one cache, read by another whose local tier holds one
+    // entry, so every call misses locally and finds the key in Redis.
+    const keys = calls * rounds;
+    const writer = cache({ name: "bench-remote", remote: tierA, maxSize: keys + 1 })(work);
+    for (let k = 0; k < keys; k++) await writer(k);
+    await new Promise((r) => setTimeout(r, 200)); // the write-through lands
+    const reader = cache({ name: "bench-remote", remote: tierB, maxSize: 1 })(work);
+    rows.push({ case: "remote hit (local miss, Redis get)", us: await time(calls, rounds, (i) => reader(i % keys)), calls });
+
+    // A miss: computes, stores locally and writes through in the background.
+    const misses = cache({ name: "bench-miss", remote: tierA, maxSize: 1 })(work);
+    rows.push({ case: "miss + write-through (Redis get, compute, set)", us: await time(calls, rounds, (i) => misses(1e9 + i)), calls });
+    const plainMiss = cache({ maxSize: 1 })(work);
+    rows.push({ case: "miss (no remote tier)", us: await time(calls, rounds, (i) => plainMiss(1e9 + i)), calls });
+
+    // The bus: a delete on one host until the other's local copy is gone.
+    const a = cache({ name: "bench-bus", remote: tierA })(work);
+    const b = cache({ name: "bench-bus", remote: tierB })(work);
+    const latencies: number[] = [];
+    for (let k = 0; k < 200; k++) {
+      await a(k);
+      await new Promise((r) => setTimeout(r, 2));
+      await b(k);
+      const t0 = performance.now();
+      a.cacheDelete(k);
+      while (b.cacheGet(k) !== undefined) await new Promise((r) => setTimeout(r, 0));
+      latencies.push(performance.now() - t0);
+    }
+    for (const f of [local, plain, writer, reader, misses, plainMiss, a, b]) f[Symbol.dispose]();
+    return {
+      rows,
+      busP50: percentile(latencies, 50),
+      busP99: percentile(latencies, 99),
+      busSamples: latencies.length,
+    };
+  } finally {
+    await tierA.close();
+    await tierB.close();
+  }
+}
+
+if (import.meta.main) {
+  const report = await runRemoteBench();
+  if (Deno.args.includes("--json")) {
+    console.log(JSON.stringify(report));
+  } else {
+    for (const r of report.rows) console.log(`${r.case.padEnd(50)} ${r.us.toFixed(2)} µs`);
+    console.log(`bus p50 ${report.busP50.toFixed(2)} ms, p99 ${report.busP99.toFixed(2)} ms`);
+  }
+}
