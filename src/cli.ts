@@ -23,7 +23,7 @@
  * @module
  */
 
-import { Command, CommanderError } from "commander";
+import { Command, CommanderError, InvalidArgumentError } from "commander";
 import { defaultSharedDir, SharedStore } from "./shared_store.ts";
 import {
   cacheNameOf,
@@ -437,11 +437,7 @@ function positiveInt(what: string): (value: string) => number {
   return (value) => {
     const n = Number(value);
     if (!Number.isInteger(n) || n < 1) {
-      throw new CommanderError(
-        2,
-        "warp-cache.invalidArgument",
-        `error: ${what} must be a positive integer: received ${value}`,
-      );
+      throw new InvalidArgumentError(`${what} must be a positive integer: received ${value}`);
     }
     return n;
   };
