@@ -333,11 +333,44 @@ export function sparkline(ratios: readonly (number | null)[]): string {
 interface Series {
   hits: number;
   misses: number;
-  ratios: (number | null)[];
+  /** Hits and misses of each interval, oldest first, at most {@linkcode HISTORY}. */
+  samples: { hits: number; misses: number }[];
 }
 
-/** One frame of `watch`: the table of every cache with its hit ratio over the last minute. */
-function watchFrame(dir: string, history: Map<string, Series>, at: Date): string {
+/** The ratio of each sample (null: no lookups). */
+function ratios(s: Series): (number | null)[] {
+  return s.samples.map((x) => x.hits + x.misses === 0 ? null : x.hits / (x.hits + x.misses));
+}
+
+/** Adds the sample since the last frame to the series of `r`, and returns the series. */
+function record(history: Map<string, Series>, path: string, hits: number, misses: number): Series {
+  let s = history.get(path);
+  if (s === undefined || hits < s.hits || misses < s.misses) {
+    // New, or cleared / recreated since the last frame: start over.
+    s = { hits, misses, samples: [] };
+    history.set(path, s);
+    return s;
+  }
+  s.samples.push({ hits: hits - s.hits, misses: misses - s.misses });
+  if (s.samples.length > HISTORY) s.samples.shift();
+  s.hits = hits;
+  s.misses = misses;
+  return s;
+}
+
+/** The hit ratio over the samples of `s` (the last minute), or null without lookups. */
+function recentRatio(s: Series): number | null {
+  let h = 0;
+  let m = 0;
+  for (const x of s.samples) (h += x.hits, m += x.misses);
+  return h + m === 0 ? null : h / (h + m);
+}
+
+/**
+ * One frame of `watch`: the table of every cache with its hit ratio over the last minute
+ * (or, with `json`, one line of JSON: `{ at, dir, caches }`).
+ */
+function watchFrame(dir: string, history: Map<string, Series>, at: Date, json: boolean): string {
   const list = rows(dir);
   const table = [[
     "NAME",
@@ -350,32 +383,19 @@ function watchFrame(dir: string, history: Map<string, Series>, at: Date): string
     "HIT% (1 MIN)",
     "",
   ]];
+  const caches: Record<string, unknown>[] = [];
   const seen = new Set<string>();
   for (const r of list) {
     seen.add(r.path);
     const i = r.inspection;
     if (i.status !== "ok") {
       table.push([r.name, `(${i.status})`]);
+      caches.push(jsonOf(r));
       continue;
     }
     const f = i.info;
-    let s = history.get(r.path);
-    if (s === undefined || f.hits < s.hits || f.misses < s.misses) {
-      // New, or cleared / recreated since the last frame: start over.
-      s = { hits: f.hits, misses: f.misses, ratios: [] };
-      history.set(r.path, s);
-    } else {
-      const dh = f.hits - s.hits;
-      const dm = f.misses - s.misses;
-      s.ratios.push(dh + dm === 0 ? null : dh / (dh + dm));
-      if (s.ratios.length > HISTORY) s.ratios.shift();
-      s.hits = f.hits;
-      s.misses = f.misses;
-    }
-    let h = 0;
-    let m = 0;
-    // The minute's ratio from the cumulative counters is not kept; weigh the intervals.
-    for (const x of s.ratios) if (x !== null) (h += x, m += 1);
+    const s = record(history, r.path, f.hits, f.misses);
+    caches.push({ ...jsonOf(r), recentHitRatio: recentRatio(s), recentHitRatios: ratios(s) });
     table.push([
       r.name,
       `${f.entries}`,
@@ -384,11 +404,12 @@ function watchFrame(dir: string, history: Map<string, Series>, at: Date): string
       `${f.hits}`,
       `${f.misses}`,
       formatRatio(f.hitRatio),
-      formatRatio(m === 0 ? null : h / m),
-      `|${sparkline(s.ratios).padStart(HISTORY, " ")}|`,
+      formatRatio(recentRatio(s)),
+      `|${sparkline(ratios(s)).padStart(HISTORY, " ")}|`,
     ]);
   }
   for (const k of history.keys()) if (!seen.has(k)) history.delete(k);
+  if (json) return JSON.stringify({ at: at.toISOString(), dir, caches }) + "\n";
   const title = `warp-cache watch ${dir}  ${
     at.toISOString().slice(11, 19)
   } UTC  (Ctrl-C to quit)\n\n`;
@@ -399,7 +420,7 @@ async function watch(opts: Options, io: CliOutput): Promise<void> {
   const dir = dirOf(opts);
   const count = opts.count;
   const interval = opts.interval ?? 1000;
-  const tty = Deno.stdout.isTerminal();
+  const tty = !opts.json && Deno.stdout.isTerminal();
   const history = new Map<string, Series>();
   let stop: () => void = () => {};
   const stopped = new Promise<void>((resolve) => stop = resolve);
@@ -408,8 +429,8 @@ async function watch(opts: Options, io: CliOutput): Promise<void> {
   if (tty) io.out("\x1b[?25l"); // hide the cursor
   try {
     for (let n = 0; count === undefined || n < count; n++) {
-      const frame = watchFrame(dir, history, new Date());
-      io.out(tty ? `\x1b[H\x1b[2J${frame}` : `${n > 0 ? "\n" : ""}${frame}`);
+      const frame = watchFrame(dir, history, new Date(), opts.json === true);
+      io.out(tty ? `\x1b[H\x1b[2J${frame}` : `${n > 0 && !opts.json ? "\n" : ""}${frame}`);
       if (count !== undefined && n + 1 >= count) break;
       let timer: ReturnType<typeof setTimeout> | undefined;
       const tick = new Promise<"tick">((resolve) =>
@@ -460,15 +481,16 @@ function positiveInt(what: string): (value: string) => number {
  */
 export async function main(args: string[], io: CliOutput = STDIO): Promise<number> {
   let code = 0;
-  const run = (body: () => void | Promise<void>) => async (): Promise<void> => {
-    try {
-      await body();
-    } catch (e) {
-      if (!(e instanceof Failure) && !(e instanceof Error)) throw e;
-      io.err(`warp-cache: ${e.message}\n`);
-      code = 1;
-    }
-  };
+  const run =
+    (body: () => void | Promise<void>): () => Promise<void> => async (): Promise<void> => {
+      try {
+        await body();
+      } catch (e) {
+        if (!(e instanceof Failure) && !(e instanceof Error)) throw e;
+        io.err(`warp-cache: ${e.message}\n`);
+        code = 1;
+      }
+    };
   const program = new Command("warp-cache")
     .description("Lists, inspects, clears, removes and watches the shared caches of @warp/cache")
     .exitOverride()
@@ -479,19 +501,19 @@ export async function main(args: string[], io: CliOutput = STDIO): Promise<numbe
     c.option("--dir <path>", `directory of the cache files (default: ${defaultSharedDir()})`)
       .option("--json", "machine-readable output (JSON)");
   common(program.command("ls").description("list the shared caches of the directory"))
-    .action(function (this: Command) {
+    .action(function (this: Command): Promise<void> {
       return run(() => ls(this.opts<Options>(), io))();
     });
   common(
     program.command("info").argument("<name>", "cache name (or file stem, as ls shows it)")
       .description("every field of one cache (exit 1 if missing or not a valid cache)"),
-  ).action(function (this: Command, name: string) {
+  ).action(function (this: Command, name: string): Promise<void> {
     return run(() => info(name, this.opts<Options>(), io))();
   });
   common(
     program.command("clear").argument("<name>", "cache name")
       .description("empty the cache and reset its counters, for every process"),
-  ).action(function (this: Command, name: string) {
+  ).action(function (this: Command, name: string): Promise<void> {
     return run(() => clear(name, this.opts<Options>(), io))();
   });
   common(
@@ -499,7 +521,7 @@ export async function main(args: string[], io: CliOutput = STDIO): Promise<numbe
       .description(
         "remove the cache file and its .large folder (processes using it keep the old file until they close it)",
       ),
-  ).action(function (this: Command, name: string) {
+  ).action(function (this: Command, name: string): Promise<void> {
     return run(() => rm(name, this.opts<Options>(), io))();
   });
   common(
@@ -509,7 +531,7 @@ export async function main(args: string[], io: CliOutput = STDIO): Promise<numbe
       )
       .option("--count <n>", "stop after n refreshes", positiveInt("--count"))
       .option("--interval <ms>", "ms between refreshes (default 1000)", positiveInt("--interval")),
-  ).action(function (this: Command) {
+  ).action(function (this: Command): Promise<void> {
     return run(() => watch(this.opts<Options>(), io))();
   });
   if (args.length === 0) {

@@ -111,7 +111,7 @@ async function* lines(stream: ReadableStream<Uint8Array>): AsyncGenerator<string
   }
 }
 
-async function withDir(body: (dir: string) => Promise<void>): Promise<void> {
+async function withDir(body: (dir: string) => void | Promise<void>): Promise<void> {
   const dir = await Deno.makeTempDir({ dir: "/dev/shm", prefix: "warp_cli_" });
   try {
     await body(dir);
@@ -393,11 +393,20 @@ Deno.test("cli watch draws each cache's hit ratio as a sparkline, and ends on SI
     await child.stderr.cancel();
     assert.equal(status.code, 0);
     assert.equal(status.signal, null);
+    // --json: one line of JSON a frame.
+    const j = await cli("watch", "--dir", dir, "--count", "2", "--interval", "50", "--json");
+    assert.equal(j.code, 0, j.stderr);
+    const frames = j.stdout.trim().split("\n").map((l) => JSON.parse(l) as Reply);
+    assert.equal(frames.length, 2);
+    assert.deepEqual(frames[1]!.caches.map((c: Reply) => [c.name, c.recentHitRatios.length]), [
+      ["alpha", 1],
+      ["beta", 1],
+    ]);
   });
 });
 
 Deno.test("inspectCacheFile() reads what cacheInfo() reports, at the SHM_INSPECT indices", async () => {
-  await withDir(async (dir) => {
+  await withDir((dir) => {
     const s = new SharedStore({ dir, file: "pin.warp" }, 9, 17, 33, undefined, "pin", 2304);
     try {
       const key = new Uint8Array([1, 2, 3]);
