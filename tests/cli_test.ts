@@ -347,6 +347,21 @@ Deno.test("cli usage errors exit 2 with usage on stderr; --help exits 0", async 
   for (const c of ["ls", "info", "clear", "rm", "watch"]) {
     assert.match(help.stdout, new RegExp(`\\n  ${c} `));
   }
+  // Without the native library: a clear error, exit 1.
+  const dir = await Deno.makeTempDir({ dir: "/dev/shm", prefix: "warp_cli_" });
+  Deno.writeTextFileSync(`${dir}/x.warp`, "x");
+  const noLib = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "--quiet", cliPath, "ls", "--dir", dir],
+    env: { WARP_CACHE_LIB: "/nonexistent/libwarp_cache.so", NO_COLOR: "1" },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  await Deno.remove(dir, { recursive: true });
+  assert.equal(noLib.code, 1);
+  assert.match(
+    decoder.decode(noLib.stderr),
+    /^warp-cache: Cannot inspect shared caches: the native library is needed, and WARP_CACHE_LIB=/,
+  );
   const sub = await cli("ls", "--help");
   assert.equal(sub.code, 0);
   assert.match(sub.stdout, /--dir <path>/);
