@@ -204,6 +204,14 @@ export const symbols = {
   },
   // () -> largest cache file in bytes (64 GiB)
   warp_shm_max_file_size: { parameters: [], result: "f64", optional: true },
+  // (path, path_len, out: 17 x f64 = the 12 fields of warp_shm_info, format version,
+  //  file size, in use (1, 0, -1: unknown), consistent read, write lock held) -> verdict
+  // (INSPECT in src/_shared_inspect.ts) | status. Reads the file without changing it.
+  warp_shm_inspect: {
+    parameters: ["buffer", "u32", "buffer"],
+    result: "i32",
+    optional: true,
+  },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 /** The loaded library's symbols. */

@@ -27,6 +27,22 @@ fn wall_now(now: f64) -> f64 {
 /// Number of `f64` fields written by `warp_shm_info`.
 pub const SHM_INFO_FIELDS: usize = 12;
 
+/// Number of `f64` fields written by `warp_shm_inspect`: the [`SHM_INFO_FIELDS`] of
+/// `warp_shm_info` in the same order, then the format version, the file size, whether
+/// the file is in use (1, 0, or -1: cannot tell), whether the header was read
+/// consistently (1 or 0) and whether the write lock was held (1 or 0).
+pub const INSPECT_FIELDS: usize = 17;
+
+/// What `warp_shm_inspect` returns for a valid cache file.
+pub const INSPECT_VALID: i32 = 0;
+/// `warp_shm_inspect`: not a cache file of this library (no magic).
+pub const INSPECT_FOREIGN: i32 = 1;
+/// `warp_shm_inspect`: a cache file of another format version (written to field 12) or
+/// hash check.
+pub const INSPECT_OTHER_VERSION: i32 = 2;
+/// `warp_shm_inspect`: our magic and version, but sizes or counts that do not fit.
+pub const INSPECT_CORRUPT: i32 = 3;
+
 /// What `warp_shm_flight_claim` returns: this handle owns the flight.
 pub const FLIGHT_OWNER: i32 = 0;
 /// `warp_shm_flight_claim`: another live handle owns it.
@@ -401,6 +417,81 @@ pub unsafe extern "C" fn warp_shm_info(h: *const ShmStore, out: *mut u8) -> i32 
             Status::Ok as i32
         })
     }
+}
+
+/// Inspects the cache file whose path is the bytes `path[..path_len]` WITHOUT changing it
+/// (`crate::shm::inspect`: opened read-only, header read with atomic loads in a bounded
+/// seqlock read, nothing repaired, no lock taken) and writes [`INSPECT_FIELDS`] (17)
+/// little-endian `f64` (136 bytes) into `out` (all 0 unless the file is valid; field 12,
+/// the version, also for [`INSPECT_OTHER_VERSION`]). Returns [`INSPECT_VALID`],
+/// [`INSPECT_FOREIGN`], [`INSPECT_OTHER_VERSION`] or [`INSPECT_CORRUPT`] (with the reason
+/// in `warp_last_error`), or a negative status (the file cannot be opened: missing, a
+/// symbolic link, not a regular file, no permission; the reason in `warp_last_error`).
+///
+/// # Safety
+/// - `path` valid for reads of `path_len` bytes; `out` valid for writes of 136 bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn warp_shm_inspect(path: *const u8, path_len: u32, out: *mut u8) -> i32 {
+    use crate::shm::inspect::{Verdict, inspect};
+    if out.is_null() {
+        return fail(Status::InvalidArgument, "inspect buffer is null");
+    }
+    // SAFETY: the caller guarantees `path` is valid for `path_len` bytes.
+    let path = unsafe { key_slice(path, path_len) };
+    guarded(|| {
+        let mut fields = [0f64; INSPECT_FIELDS];
+        let code = match inspect(Path::new(OsStr::from_bytes(path))) {
+            Ok(Verdict::Valid(i)) => {
+                let head = [
+                    i.hits,
+                    i.misses,
+                    i.oversize_skips,
+                    i.len,
+                    i.capacity,
+                    i.evictions,
+                    i.max_key_size,
+                    i.max_value_size,
+                    i.bytes,
+                    i.max_bytes,
+                    i.stale_hits,
+                    i.refreshes,
+                ];
+                for (f, v) in fields.iter_mut().zip(head) {
+                    *f = v as f64;
+                }
+                fields[SHM_INFO_FIELDS] = f64::from(i.version);
+                fields[SHM_INFO_FIELDS + 1] = i.file_size as f64;
+                fields[SHM_INFO_FIELDS + 2] = match i.in_use {
+                    Some(true) => 1.0,
+                    Some(false) => 0.0,
+                    None => -1.0,
+                };
+                fields[SHM_INFO_FIELDS + 3] = f64::from(u8::from(i.consistent));
+                fields[SHM_INFO_FIELDS + 4] = f64::from(u8::from(i.locked));
+                INSPECT_VALID
+            }
+            Ok(Verdict::Foreign(m)) => fail_with(INSPECT_FOREIGN, m),
+            Ok(Verdict::OtherVersion(v, m)) => {
+                fields[SHM_INFO_FIELDS] = f64::from(v);
+                fail_with(INSPECT_OTHER_VERSION, m)
+            }
+            Ok(Verdict::Corrupt(m)) => fail_with(INSPECT_CORRUPT, m),
+            Err(m) => fail(Status::Io, m),
+        };
+        let mut bytes = [0u8; INSPECT_FIELDS * 8];
+        for (chunk, v) in bytes.chunks_exact_mut(8).zip(fields) {
+            chunk.copy_from_slice(&v.to_le_bytes());
+        }
+        // SAFETY: the caller guarantees `out` is valid for 136 bytes of writes.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), out, bytes.len()) };
+        code
+    })
+}
+
+/// Records `message` as the last error and returns `code` (a verdict, not a status).
+fn fail_with(code: i32, message: String) -> i32 {
+    crate::error::set_last_error(message);
+    code
 }
 
 /// Turns one counted miss into a hit (a call that joined another call's pending

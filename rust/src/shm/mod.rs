@@ -5,6 +5,7 @@
 //! - [`lock`]: the write lock (owner handles named by liveness ids that the kernel holds,
 //!   dead-owner takeover, bounded waits).
 //! - [`table`]: the hash table, slots, chunk chains and SIEVE queue inside the mapping.
+//! - [`inspect`]: read-only inspection of a file (sizes, counters) that changes nothing.
 //! - [`flight`]: cross-process single-flight (one computation of a key at a time, waiters
 //!   sleeping on a futex in the mapping, dead owners taken over).
 //!
@@ -66,6 +67,7 @@ use std::time::{Duration, Instant};
 use crate::error::Status;
 
 pub mod flight;
+pub mod inspect;
 pub mod layout;
 pub mod lock;
 pub mod region;
