@@ -31,7 +31,7 @@ export interface GuardClock {
 /** The real clock: `performance.now()` and unref'd timers (a guard never keeps a process alive). */
 export const realClock: GuardClock = {
   now: () => performance.now(),
-  setTimer(fn, ms) {
+  setTimer(fn, ms): unknown {
     const id = setTimeout(fn, ms);
     Deno.unrefTimer(id);
     return id;

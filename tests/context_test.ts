@@ -168,6 +168,7 @@ Deno.test("cacheContext: signal read after the detach is aborted; cacheSet and c
 });
 
 Deno.test("setTtl: an entry's own TTL replaces the cache's, longer or shorter, on every backend", async () => {
+  // deno-lint-ignore require-await
   await backends(async (label, options) => {
     let now = 1_000_000;
     let calls = 0;
@@ -256,6 +257,7 @@ Deno.test("setTtl: the value is checked; a call after the result was stored does
 
 Deno.test("cacheContext: stale is undefined for a miss", async () => {
   let stale: unknown = "unset";
+  // deno-lint-ignore require-await
   const f = cache({ ttl: 1000 })(async () => {
     stale = cacheContext()!.stale;
     return 1;

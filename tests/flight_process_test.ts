@@ -42,12 +42,12 @@ async function spawn(args: string[]): Promise<Child> {
 function splitLines(): TransformStream<string, string> {
   let rest = "";
   return new TransformStream({
-    transform(chunk, out) {
+    transform(chunk, out): void {
       const parts = (rest + chunk).split("\n");
       rest = parts.pop()!;
       for (const p of parts) if (p.trim() !== "") out.enqueue(p);
     },
-    flush(out) {
+    flush(out): void {
       if (rest.trim() !== "") out.enqueue(rest);
     },
   });

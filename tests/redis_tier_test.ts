@@ -42,7 +42,6 @@ async function withServer(fn: (server: RedisServer) => Promise<void>): Promise<v
 function makeRaw(url: string): RawClient {
   return createClient({ url });
 }
-// deno-lint-ignore explicit-function-return-type
 const newClient = (url: string) => createClient({ url });
 type RawClient = ReturnType<typeof newClient>;
 
@@ -131,7 +130,9 @@ Deno.test("redisTier.set gives a PX expiry from ttl (rounded up); 0 removes, Inf
       assert.equal(await tier.get("c", bytes(2), sig()), undefined, "ttl 0 removes");
 
       await tier.set("c", bytes(3), bytes(3), 30, sig());
-      assert.ok(await until(async () => (await tier.get("c", bytes(3), sig())) === undefined, 5000));
+      assert.ok(
+        await until(async () => (await tier.get("c", bytes(3), sig())) === undefined, 5000),
+      );
       await assert.rejects(tier.set("c", bytes(4), bytes(4), -1, sig()), RangeError);
       await assert.rejects(tier.set("c", bytes(4), bytes(4), NaN, sig()), /ttl.*NaN/);
     } finally {
@@ -231,7 +232,10 @@ Deno.test("redisTier rejects bad arguments with errors naming them", async () =>
     bad({ url: "redis://127.0.0.1:1" }, { reconnectMaxDelay: 0 }),
     /reconnectMaxDelay must be a finite, positive number of ms: received 0/,
   );
-  await assert.rejects(bad({ url: "redis://127.0.0.1:1" }, { prefix: 1 }), /prefix must be a string/);
+  await assert.rejects(
+    bad({ url: "redis://127.0.0.1:1" }, { prefix: 1 }),
+    /prefix must be a string/,
+  );
 });
 
 Deno.test("redisTier with a server down at start: resolves, calls reject fast, works once it is up", async () => {
@@ -244,7 +248,10 @@ Deno.test("redisTier with a server down at start: resolves, calls reject fast, w
     assert.ok(errors.length >= 1, "connection errors go to onError, not to an unhandled event");
     await server.restart();
     assert.ok(
-      await until(() => tier.set("x", bytes(1), bytes(2), undefined, sig()).then(() => true, () => false), 10_000),
+      await until(
+        () => tier.set("x", bytes(1), bytes(2), undefined, sig()).then(() => true, () => false),
+        10_000,
+      ),
     );
     assert.deepEqual(await tier.get("x", bytes(1), sig()), bytes(2));
   } finally {
@@ -330,7 +337,13 @@ class CountingTier implements RemoteTier {
     this.calls++;
     return this.inner.get(n, k, s);
   }
-  set(n: string, k: Uint8Array, v: Uint8Array, t: number | undefined, s: AbortSignal) {
+  set(
+    n: string,
+    k: Uint8Array,
+    v: Uint8Array,
+    t: number | undefined,
+    s: AbortSignal,
+  ): Promise<void> {
     this.calls++;
     return this.inner.set(n, k, v, t, s);
   }
@@ -360,7 +373,11 @@ Deno.test("GuardedTier over redisTier: a killed server never fails a call, opens
   const tier = new CountingTier(await redisTier({ url: server.url }));
   const publisherTier = await redisTier({ url: server.url });
   const lines: string[] = [];
-  const guard = new GuardedTier(tier, "k", { timeout: 500, tierName: "redis", warn: (l) => lines.push(l) });
+  const guard = new GuardedTier(tier, "k", {
+    timeout: 500,
+    tierName: "redis",
+    warn: (l) => lines.push(l),
+  });
   const publisher = new GuardedTier(publisherTier, "k", { timeout: 500, warn: () => {} });
   try {
     const got: Invalidation[] = [];
@@ -394,7 +411,10 @@ Deno.test("GuardedTier over redisTier: a killed server never fails a call, opens
     await server.restart();
     const restartedAt = performance.now();
     // The server restarted empty (no persistence); calls work again within the 10 s cap.
-    const recovered = await until(async () => await guard.set(bytes(1), bytes(12), undefined), 15_000);
+    const recovered = await until(
+      async () => await guard.set(bytes(1), bytes(12), undefined),
+      15_000,
+    );
     const recoveryMs = performance.now() - restartedAt;
     assert.ok(recovered, "set works again after the restart");
     assert.deepEqual(await guard.get(bytes(1)), bytes(12));
@@ -411,8 +431,12 @@ Deno.test("GuardedTier over redisTier: a killed server never fails a call, opens
     assert.ok(delivered, "the subscription delivers again after the restart");
     assert.deepEqual(got.at(-1), { origin: "p", keys: [bytes(2)] });
     console.log(
-      `kill/restart: 3 failures + 150 skipped calls in ${failFastMs.toFixed(0)} ms; errors ${guard.errors}; ` +
-        `set/get back ${recoveryMs.toFixed(0)} ms after restart; bus back ${resubscribedMs.toFixed(0)} ms after restart`,
+      `kill/restart: 3 failures + 150 skipped calls in ${
+        failFastMs.toFixed(0)
+      } ms; errors ${guard.errors}; ` +
+        `set/get back ${recoveryMs.toFixed(0)} ms after restart; bus back ${
+          resubscribedMs.toFixed(0)
+        } ms after restart`,
     );
     await stop();
   } finally {

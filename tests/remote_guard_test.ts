@@ -65,7 +65,13 @@ class FakeTier implements RemoteTier {
   get(_n: string, key: Uint8Array, signal: AbortSignal): Promise<Uint8Array | undefined> {
     return this.#run(signal, () => this.store.get(key.join()));
   }
-  set(_n: string, key: Uint8Array, value: Uint8Array, _t: number | undefined, signal: AbortSignal) {
+  set(
+    _n: string,
+    key: Uint8Array,
+    value: Uint8Array,
+    _t: number | undefined,
+    signal: AbortSignal,
+  ): Promise<void> {
     return this.#run(signal, () => void this.store.set(key.join(), value));
   }
   delete(_n: string, key: Uint8Array, signal: AbortSignal): Promise<boolean> {
@@ -282,7 +288,7 @@ Deno.test("GuardedTier.subscribe: a subscription landing after its timeout is ke
   const { tier, clock, guard } = setup({ threshold: 1 });
   let land: (() => void) | undefined;
   const original = tier.subscribe.bind(tier);
-  tier.subscribe = (name, listener) => {
+  tier.subscribe = (_name, listener) => {
     tier.subscribeCalls++;
     return new Promise((resolve) => {
       land = () => {
