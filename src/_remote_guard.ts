@@ -192,9 +192,13 @@ export class GuardedTier {
     };
     const schedule = (): void => {
       if (ended) return;
-      const wait = this.#state === "closed"
-        ? this.#backoffMin
-        : Math.max(0, this.#retryAt - this.#clock.now());
+      // Open: at the breaker's trial time. Half-open (another call's trial in flight): once
+      // that trial has had its time. Closed (a single failure): after the shortest backoff.
+      const wait = this.#state === "open"
+        ? Math.max(0, this.#retryAt - this.#clock.now())
+        : this.#state === "half-open"
+        ? this.#timeout
+        : this.#backoffMin;
       timer = this.#clock.setTimer(() => void attempt(), wait);
     };
     const end = async (): Promise<void> => {

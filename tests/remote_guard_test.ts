@@ -24,7 +24,8 @@ class FakeClock implements GuardClock {
   /** Moves time forward by `ms`, firing due timers in order, with microtasks between. */
   async advance(ms: number): Promise<void> {
     const end = this.time + ms;
-    for (;;) {
+    for (let fired = 0;; fired++) {
+      if (fired > 1000) throw new Error(`Timer storm: over 1000 timers fired within ${ms} ms`);
       let due: [number, { at: number; fn: () => void }] | undefined;
       for (const entry of this.#timers) {
         if (entry[1].at <= end && (due === undefined || entry[1].at < due[1].at)) due = entry;
@@ -322,4 +323,28 @@ Deno.test("GuardedTier rejects bad options with a RangeError naming them", () =>
     () => new GuardedTier(tier, "x", { timeout: 10, failureThreshold: -1 }),
     /failureThreshold/,
   );
+});
+
+Deno.test("GuardedTier.subscribe during another call's trial waits for it, without spinning", async () => {
+  const { tier, clock, guard } = setup({ threshold: 1 });
+  tier.mode = "fail";
+  await guard.get(K);
+  assert.equal(guard.state, "open");
+  await clock.advance(1000);
+  tier.mode = "hang";
+  const trial = guard.get(K); // the trial: the breaker is half-open while it hangs
+  await flush();
+  assert.equal(guard.state, "half-open");
+  tier.mode = "ok";
+  const end = await guard.subscribe(() => {});
+  assert.equal(tier.subscribeCalls, 0, "skipped while the trial is in flight");
+  await clock.advance(99);
+  assert.equal(tier.subscribeCalls, 0, "no retry storm during the trial");
+  assert.equal(await Promise.race([trial, Promise.resolve("pending")]), "pending");
+  await clock.advance(1);
+  assert.equal(await trial, undefined, "the trial timed out");
+  await clock.advance(2000);
+  assert.equal(tier.subscribeCalls, 1, "subscribed at the next trial time");
+  assert.equal(tier.listeners.size, 1);
+  await end();
 });
