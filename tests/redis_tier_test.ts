@@ -445,3 +445,45 @@ Deno.test("GuardedTier over redisTier: a killed server never fails a call, opens
     await server.stop();
   }
 });
+
+Deno.test("redisTier: a server killed under a live process never crashes it (no unhandled error event)", async () => {
+  const server = await startRedisServer();
+  try {
+    const child = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        new URL("./fixtures/redis_dead_server_child.ts", import.meta.url).pathname,
+        server.url,
+      ],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    // A child stuck after the kill fails the test instead of hanging it.
+    const watchdog = setTimeout(() => child.kill("SIGKILL"), 30_000);
+    const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    let out = "";
+    while (!out.includes("ready\n")) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      out += value;
+    }
+    await server.kill();
+    await child.stdin.close();
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      out += value;
+    }
+    const status = await child.status;
+    clearTimeout(watchdog);
+    const stderr = await new Response(child.stderr).text();
+    assert.equal(status.code, 0, `child exited with ${status.code}: ${stderr}`);
+    assert.doesNotMatch(stderr, /Uncaught|Error/, "no error reaches the process");
+    const failed = Number(/alive (\d+)/.exec(out)?.[1]);
+    assert.ok(failed >= 10, `calls failed while the server was down: ${out}`);
+  } finally {
+    await server.stop();
+  }
+});
