@@ -1,6 +1,6 @@
 /**
  * `@warp/cache/redis`: a {@linkcode RemoteTier} over Redis or Valkey through node-redis
- * (`npm:redis`), with an invalidation bus on Redis pub/sub. The main module does not import
+ * (`npm:@redis/client`, the client package of `npm:redis`), with an invalidation bus on Redis pub/sub. The main module does not import
  * this file, so a program without a remote tier loads no Redis client.
  *
  * Layout on the server, for a cache `name` and the default prefix `warp:`:
@@ -17,7 +17,7 @@
  * unhandled `error` event, so a dead server never crashes the process. Subscriptions are
  * renewed by node-redis after each reconnection.
  *
- * @example Two caches on one server
+ * @example A cache with a remote tier
  * ```ts ignore
  * import { cache } from "@warp/cache";
  * import { redisTier } from "@warp/cache/redis";
@@ -36,8 +36,8 @@ import type { Invalidation, RemoteTier } from "./remote.ts";
 export type { Invalidation, RemoteTier } from "./remote.ts";
 
 /**
- * The part of a node-redis client (`createClient()` of `npm:redis`) that the tier uses. Any
- * node-redis v5+ client fits; a client of another library does not (implement
+ * The part of a node-redis client (`createClient()` of `npm:redis` or `npm:@redis/client`)
+ * that the tier uses. Any node-redis v5+ client fits; a client of another library does not (implement
  * {@linkcode RemoteTier} for it instead).
  */
 export interface RedisClient {

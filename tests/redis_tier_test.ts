@@ -2,12 +2,7 @@ import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { createClient } from "@redis/client";
 import { GuardedTier } from "../src/_remote_guard.ts";
-import {
-  decodeInvalidation,
-  encodeInvalidation,
-  type RedisClient,
-  redisTier,
-} from "../src/redis.ts";
+import { decodeInvalidation, encodeInvalidation, redisTier } from "../src/redis.ts";
 import type { Invalidation, RemoteTier } from "../src/remote.ts";
 import { type RedisServer, startRedisServer } from "./fixtures/redis_server.ts";
 
@@ -265,7 +260,7 @@ Deno.test("redisTier({ client }) uses the client and never closes it", async () 
     const client = createClient({ url: server.url });
     await client.connect();
     assert.equal(client.listenerCount("error"), 0);
-    const tier = await redisTier({ client: client as unknown as RedisClient });
+    const tier = await redisTier({ client });
     assert.equal(client.listenerCount("error"), 1, "a no-op error listener while open");
     try {
       await tier.set("g", bytes(1), bytes(7), undefined, sig());
