@@ -17,11 +17,9 @@ const tier = url === "none" ? undefined : await redisTier({ url: url! });
 
 /** A slow computation: SHA-256 stretched over the key, ~3 ms. */
 async function report(id: number): Promise<string> {
-  let bytes: Uint8Array = new TextEncoder().encode(`report ${id}`);
-  for (let i = 0; i < 200; i++) {
-    bytes = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
-  }
-  return Array.from(bytes.subarray(0, 8), (b) => b.toString(16).padStart(2, "0")).join("");
+  let bytes: ArrayBuffer = new TextEncoder().encode(`report ${id}`).buffer as ArrayBuffer;
+  for (let i = 0; i < 200; i++) bytes = await crypto.subtle.digest("SHA-256", bytes);
+  return Array.from(new Uint8Array(bytes, 0, 8), (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 const cached = cache({

@@ -1,0 +1,350 @@
+import assert from "node:assert/strict";
+import { type GuardClock, GuardedTier } from "../src/_remote_guard.ts";
+import type { Invalidation, RemoteTier } from "../src/remote.ts";
+
+/** A manual clock: timers fire only when the test advances time. */
+class FakeClock implements GuardClock {
+  time = 0;
+  #next = 0;
+  #timers = new Map<number, { at: number; fn: () => void }>();
+  now(): number {
+    return this.time;
+  }
+  setTimer(fn: () => void, ms: number): unknown {
+    const id = ++this.#next;
+    this.#timers.set(id, { at: this.time + ms, fn });
+    return id;
+  }
+  clearTimer(handle: unknown): void {
+    this.#timers.delete(handle as number);
+  }
+  get pending(): number {
+    return this.#timers.size;
+  }
+  /** Moves time forward by `ms`, firing due timers in order, with microtasks between. */
+  async advance(ms: number): Promise<void> {
+    const end = this.time + ms;
+    for (let fired = 0;; fired++) {
+      if (fired > 1000) throw new Error(`Timer storm: over 1000 timers fired within ${ms} ms`);
+      let due: [number, { at: number; fn: () => void }] | undefined;
+      for (const entry of this.#timers) {
+        if (entry[1].at <= end && (due === undefined || entry[1].at < due[1].at)) due = entry;
+      }
+      if (due === undefined) break;
+      this.#timers.delete(due[0]);
+      this.time = Math.max(this.time, due[1].at);
+      due[1].fn();
+      await flush();
+    }
+    this.time = end;
+    await flush();
+  }
+}
+
+async function flush(): Promise<void> {
+  for (let i = 0; i < 10; i++) await Promise.resolve();
+}
+
+type Mode = "ok" | "fail" | "hang" | "throw";
+
+/** A tier whose behaviour the test sets, counting calls and recording signals. */
+class FakeTier implements RemoteTier {
+  mode: Mode = "ok";
+  calls = 0;
+  signals: AbortSignal[] = [];
+  store = new Map<string, Uint8Array>();
+  listeners = new Set<(m: Invalidation) => void>();
+  subscribeCalls = 0;
+  #run<T>(signal: AbortSignal | undefined, value: () => T): Promise<T> {
+    this.calls++;
+    if (signal) this.signals.push(signal);
+    if (this.mode === "throw") throw new Error("sync throw");
+    if (this.mode === "fail") return Promise.reject(new Error("connection refused"));
+    if (this.mode === "hang") return new Promise(() => {});
+    return Promise.resolve(value());
+  }
+  get(_n: string, key: Uint8Array, signal: AbortSignal): Promise<Uint8Array | undefined> {
+    return this.#run(signal, () => this.store.get(key.join()));
+  }
+  set(
+    _n: string,
+    key: Uint8Array,
+    value: Uint8Array,
+    _t: number | undefined,
+    signal: AbortSignal,
+  ): Promise<void> {
+    return this.#run(signal, () => void this.store.set(key.join(), value));
+  }
+  delete(_n: string, key: Uint8Array, signal: AbortSignal): Promise<boolean> {
+    return this.#run(signal, () => this.store.delete(key.join()));
+  }
+  clear(_n: string, signal: AbortSignal): Promise<void> {
+    return this.#run(signal, () => this.store.clear());
+  }
+  publish(_n: string, message: Invalidation, signal: AbortSignal): Promise<void> {
+    return this.#run(signal, () => this.listeners.forEach((l) => l(message)));
+  }
+  subscribe(_n: string, listener: (m: Invalidation) => void): Promise<() => Promise<void>> {
+    this.subscribeCalls++;
+    return this.#run(undefined, () => {
+      this.listeners.add(listener);
+      return () => {
+        this.listeners.delete(listener);
+        return Promise.resolve();
+      };
+    });
+  }
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+}
+
+function setup(options: { threshold?: number } = {}): {
+  tier: FakeTier;
+  clock: FakeClock;
+  guard: GuardedTier;
+  lines: string[];
+} {
+  const tier = new FakeTier();
+  const clock = new FakeClock();
+  const lines: string[] = [];
+  const guard = new GuardedTier(tier, "users", {
+    timeout: 100,
+    failureThreshold: options.threshold ?? 3,
+    tierName: "redis",
+    clock,
+    warn: (line) => lines.push(line),
+  });
+  return { tier, clock, guard, lines };
+}
+
+const K = new Uint8Array([1, 2]);
+const V = new Uint8Array([9]);
+
+Deno.test("GuardedTier passes calls through while the tier works", async () => {
+  const { tier, guard, lines } = setup();
+  assert.equal(await guard.set(K, V, 1000), true);
+  assert.deepEqual(await guard.get(K), V);
+  assert.equal(await guard.delete(K), true);
+  assert.equal(await guard.get(K), undefined);
+  assert.equal(await guard.clear(), true);
+  assert.equal(tier.calls, 5);
+  assert.equal(guard.errors, 0);
+  assert.equal(guard.state, "closed");
+  assert.deepEqual(lines, []);
+});
+
+Deno.test("GuardedTier never rejects: failures and sync throws resolve to undefined/false and count", async () => {
+  const { tier, guard } = setup({ threshold: 100 });
+  tier.mode = "fail";
+  assert.equal(await guard.get(K), undefined);
+  assert.equal(await guard.set(K, V, undefined), false);
+  assert.equal(await guard.delete(K), false);
+  assert.equal(await guard.clear(), false);
+  assert.equal(await guard.publish({ origin: "o", keys: "clear" }), false);
+  tier.mode = "throw";
+  assert.equal(await guard.get(K), undefined);
+  assert.equal(guard.errors, 6);
+  assert.equal(tier.calls, 6);
+});
+
+Deno.test("GuardedTier times a hung call out: its signal aborts and the call counts as failed", async () => {
+  const { tier, clock, guard } = setup();
+  tier.mode = "hang";
+  const pending = guard.get(K);
+  await clock.advance(99);
+  assert.equal(tier.signals[0]!.aborted, false);
+  await clock.advance(1);
+  assert.equal(await pending, undefined);
+  assert.equal(tier.signals[0]!.aborted, true);
+  assert.equal((tier.signals[0]!.reason as DOMException).name, "TimeoutError");
+  assert.equal(guard.errors, 1);
+  assert.equal(clock.pending, 0);
+});
+
+Deno.test("GuardedTier logs one line when failing starts and one when it recovers", async () => {
+  const { tier, guard, lines } = setup({ threshold: 100 });
+  tier.mode = "fail";
+  for (let i = 0; i < 5; i++) await guard.get(K);
+  assert.equal(lines.length, 1);
+  assert.match(lines[0]!, /cache "users": redis tier failing.*connection refused/);
+  tier.mode = "ok";
+  await guard.get(K);
+  await guard.get(K);
+  assert.equal(lines.length, 2);
+  assert.match(lines[1]!, /cache "users": redis tier recovered/);
+  tier.mode = "fail";
+  await guard.get(K);
+  assert.equal(lines.length, 3, "a new outage logs again");
+});
+
+Deno.test("GuardedTier breaker: opens after 3 failures, skips the tier, retries after a backoff capped at 10 s", async (t) => {
+  const { tier, clock, guard } = setup();
+  tier.mode = "fail";
+  for (let i = 0; i < 3; i++) await guard.get(K);
+  assert.equal(guard.state, "open");
+  assert.equal(tier.calls, 3);
+
+  await t.step("open: no tier calls", async () => {
+    for (let i = 0; i < 10; i++) assert.equal(await guard.get(K), undefined);
+    assert.equal(tier.calls, 3);
+    assert.equal(guard.errors, 3);
+    assert.equal(guard.skipped, 10);
+  });
+
+  await t.step("trials after 1, 2, 4, 8, 10, 10 s", async () => {
+    const waits = [1000, 2000, 4000, 8000, 10_000, 10_000];
+    for (const wait of waits) {
+      const before = tier.calls;
+      await clock.advance(wait - 1);
+      await guard.get(K);
+      assert.equal(tier.calls, before, `no trial before ${wait} ms`);
+      await clock.advance(1);
+      await guard.get(K);
+      assert.equal(tier.calls, before + 1, `one trial at ${wait} ms`);
+      assert.equal(guard.state, "open");
+    }
+  });
+
+  await t.step("half-open: one trial at a time", async () => {
+    tier.mode = "hang";
+    await clock.advance(10_000);
+    const trial = guard.get(K);
+    await flush();
+    const before = tier.calls;
+    assert.equal(await guard.get(K), undefined);
+    assert.equal(tier.calls, before, "a second call during the trial is skipped");
+    assert.equal(guard.state, "half-open");
+    await clock.advance(100);
+    assert.equal(await trial, undefined);
+    assert.equal(guard.state, "open");
+  });
+
+  await t.step("a successful trial closes it", async () => {
+    tier.mode = "ok";
+    await clock.advance(10_000);
+    assert.equal(await guard.set(K, V, undefined), true);
+    assert.equal(guard.state, "closed");
+    assert.deepEqual(await guard.get(K), V);
+  });
+
+  await t.step("after closing, the backoff starts at 1 s again", async () => {
+    tier.mode = "fail";
+    for (let i = 0; i < 3; i++) await guard.get(K);
+    const before = tier.calls;
+    await clock.advance(1000);
+    await guard.get(K);
+    assert.equal(tier.calls, before + 1);
+  });
+});
+
+Deno.test("GuardedTier.subscribe passes messages through and ends the subscription", async () => {
+  const { tier, guard } = setup();
+  const got: Invalidation[] = [];
+  const end = await guard.subscribe((m) => got.push(m));
+  await guard.publish({ origin: "a", keys: [K] });
+  assert.deepEqual(got, [{ origin: "a", keys: [K] }]);
+  await end();
+  await guard.publish({ origin: "a", keys: "clear" });
+  assert.equal(got.length, 1);
+  assert.equal(tier.listeners.size, 0);
+});
+
+Deno.test("GuardedTier.subscribe retries under the breaker until it succeeds, never twice", async () => {
+  const { tier, clock, guard } = setup({ threshold: 1 });
+  tier.mode = "fail";
+  const got: Invalidation[] = [];
+  const end = await guard.subscribe((m) => got.push(m));
+  assert.equal(tier.subscribeCalls, 1);
+  assert.equal(guard.state, "open");
+  await clock.advance(999);
+  assert.equal(tier.subscribeCalls, 1);
+  await clock.advance(1);
+  assert.equal(tier.subscribeCalls, 2, "retried at the breaker's trial time");
+  tier.mode = "ok";
+  await clock.advance(2000);
+  assert.equal(tier.subscribeCalls, 3);
+  assert.equal(tier.listeners.size, 1);
+  await clock.advance(60_000);
+  assert.equal(tier.subscribeCalls, 3, "no retries once subscribed");
+  await guard.publish({ origin: "b", keys: "clear" });
+  assert.equal(got.length, 1);
+  await end();
+  assert.equal(tier.listeners.size, 0);
+  assert.equal(clock.pending, 0);
+});
+
+Deno.test("GuardedTier.subscribe: ending it while retrying stops the retries", async () => {
+  const { tier, clock, guard } = setup({ threshold: 1 });
+  tier.mode = "fail";
+  const end = await guard.subscribe(() => {});
+  await end();
+  tier.mode = "ok";
+  await clock.advance(60_000);
+  assert.equal(tier.subscribeCalls, 1);
+  assert.equal(tier.listeners.size, 0);
+});
+
+Deno.test("GuardedTier.subscribe: a subscription landing after its timeout is kept, not doubled", async () => {
+  const { tier, clock, guard } = setup({ threshold: 1 });
+  let land: (() => void) | undefined;
+  const original = tier.subscribe.bind(tier);
+  tier.subscribe = (_name, listener) => {
+    tier.subscribeCalls++;
+    return new Promise((resolve) => {
+      land = () => {
+        tier.listeners.add(listener);
+        resolve(() => {
+          tier.listeners.delete(listener);
+          return Promise.resolve();
+        });
+      };
+    });
+  };
+  const endP = guard.subscribe(() => {});
+  await clock.advance(100);
+  const end = await endP;
+  assert.equal(guard.errors, 1);
+  land!();
+  await flush();
+  tier.subscribe = original;
+  await clock.advance(60_000);
+  assert.equal(tier.subscribeCalls, 1);
+  assert.equal(tier.listeners.size, 1);
+  await end();
+  assert.equal(tier.listeners.size, 0);
+});
+
+Deno.test("GuardedTier rejects bad options with a RangeError naming them", () => {
+  const tier = new FakeTier();
+  assert.throws(() => new GuardedTier(tier, "x", { timeout: 0 }), /remoteTimeout.*received 0/);
+  assert.throws(() => new GuardedTier(tier, "x", { timeout: NaN }), RangeError);
+  assert.throws(
+    () => new GuardedTier(tier, "x", { timeout: 10, failureThreshold: -1 }),
+    /failureThreshold/,
+  );
+});
+
+Deno.test("GuardedTier.subscribe during another call's trial waits for it, without spinning", async () => {
+  const { tier, clock, guard } = setup({ threshold: 1 });
+  tier.mode = "fail";
+  await guard.get(K);
+  assert.equal(guard.state, "open");
+  await clock.advance(1000);
+  tier.mode = "hang";
+  const trial = guard.get(K); // the trial: the breaker is half-open while it hangs
+  await flush();
+  assert.equal(guard.state, "half-open");
+  tier.mode = "ok";
+  const end = await guard.subscribe(() => {});
+  assert.equal(tier.subscribeCalls, 0, "skipped while the trial is in flight");
+  await clock.advance(99);
+  assert.equal(tier.subscribeCalls, 0, "no retry storm during the trial");
+  assert.equal(await Promise.race([trial, Promise.resolve("pending")]), "pending");
+  await clock.advance(1);
+  assert.equal(await trial, undefined, "the trial timed out");
+  await clock.advance(2000);
+  assert.equal(tier.subscribeCalls, 1, "subscribed at the next trial time");
+  assert.equal(tier.listeners.size, 1);
+  await end();
+});
