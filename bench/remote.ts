@@ -37,7 +37,11 @@ const percentile = (xs: number[], p: number): number => {
   return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))]!;
 };
 
-async function time(calls: number, rounds: number, body: (i: number) => Promise<unknown>): Promise<number> {
+async function time(
+  calls: number,
+  rounds: number,
+  body: (i: number) => Promise<unknown>,
+): Promise<number> {
   const perRound: number[] = [];
   let i = 0;
   for (let r = 0; r < rounds; r++) {
@@ -62,11 +66,19 @@ export async function runRemoteBench(calls = 2000, rounds = 5): Promise<RemoteRe
     // A local hit: the same key again.
     const local = cache({ name: "bench-local", remote: tierA, maxSize: 16 })(work);
     await local(1);
-    rows.push({ case: "local hit (remote tier behind)", us: await time(calls, rounds, () => local(1)), calls });
+    rows.push({
+      case: "local hit (remote tier behind)",
+      us: await time(calls, rounds, () => local(1)),
+      calls,
+    });
 
     const plain = cache({ maxSize: 16 })(work);
     await plain(1);
-    rows.push({ case: "local hit (no remote tier)", us: await time(calls, rounds, () => plain(1)), calls });
+    rows.push({
+      case: "local hit (no remote tier)",
+      us: await time(calls, rounds, () => plain(1)),
+      calls,
+    });
 
     // A remote hit: keys written by one cache, read by another whose local tier holds one
     // entry, so every call misses locally and finds the key in Redis.
@@ -75,13 +87,25 @@ export async function runRemoteBench(calls = 2000, rounds = 5): Promise<RemoteRe
     for (let k = 0; k < keys; k++) await writer(k);
     await new Promise((r) => setTimeout(r, 200)); // the write-through lands
     const reader = cache({ name: "bench-remote", remote: tierB, maxSize: 1 })(work);
-    rows.push({ case: "remote hit (local miss, Redis get)", us: await time(calls, rounds, (i) => reader(i % keys)), calls });
+    rows.push({
+      case: "remote hit (local miss, Redis get)",
+      us: await time(calls, rounds, (i) => reader(i % keys)),
+      calls,
+    });
 
     // A miss: computes, stores locally and writes through in the background.
     const misses = cache({ name: "bench-miss", remote: tierA, maxSize: 1 })(work);
-    rows.push({ case: "miss + write-through (Redis get, compute, set)", us: await time(calls, rounds, (i) => misses(1e9 + i)), calls });
+    rows.push({
+      case: "miss + write-through (Redis get, compute, set)",
+      us: await time(calls, rounds, (i) => misses(1e9 + i)),
+      calls,
+    });
     const plainMiss = cache({ maxSize: 1 })(work);
-    rows.push({ case: "miss (no remote tier)", us: await time(calls, rounds, (i) => plainMiss(1e9 + i)), calls });
+    rows.push({
+      case: "miss (no remote tier)",
+      us: await time(calls, rounds, (i) => plainMiss(1e9 + i)),
+      calls,
+    });
 
     // The bus: a delete on one host until the other's local copy is gone.
     const a = cache({ name: "bench-bus", remote: tierA })(work);

@@ -9,7 +9,8 @@
  * 3. `npm install` in `bench/peers/` when lmdb is missing there, then
  *    `bench/peers/lmdb_bench.ts` `--runs` times with `--node-modules-dir=manual`;
  * 4. the hit-ratio simulator (`bench/sim.ts`), the memory footprint
- *    (`bench/footprint.ts`), 1 against 2 processes (`bench/shared_procs.ts`), the costs
+ *    (`bench/footprint.ts`), 1 against 2 processes (`bench/shared_procs.ts`), the remote
+ *    tier against Redis on loopback (`bench/remote.ts`), the costs
  *    against the cache's size (`bench/scale.ts`, about 3 minutes);
  * 5. the report: ns per call (median of the runs' means), each as a ratio to the floor
  *    and to each peer, the targets of issue #4 met or missed, the miss-ratio table, the
@@ -35,6 +36,7 @@ import { BATCH } from "../bench/_workload.ts";
 import type { SimReport } from "../bench/sim.ts";
 import type { Footprint } from "../bench/footprint.ts";
 import type { ProcsReport } from "../bench/shared_procs.ts";
+import type { RemoteReport } from "../bench/remote.ts";
 import type { ScaleReport } from "../bench/scale.ts";
 import { SCALE_HEADING, scaleFindings, scaleSection, scaleSpec } from "./_scale_report.ts";
 
@@ -423,6 +425,15 @@ await Deno.writeTextFile(`${outDir}shared_procs.json.txt`, prRes.stdout);
 let procs: ProcsReport | undefined;
 if (prRes.ok) procs = JSON.parse(prRes.stdout) as ProcsReport;
 else notes.push(`The processes script failed: ${tail(prRes.stderr)}`);
+
+log("remote tier against Redis on loopback");
+const rmRes = await sh(Deno.execPath(), ["run", "-A", "bench/remote.ts", "--json"]);
+await Deno.writeTextFile(`${outDir}remote.json.txt`, rmRes.stdout);
+let remote: RemoteReport | undefined;
+if (rmRes.ok) remote = JSON.parse(rmRes.stdout.trim().split("\n").at(-1)!) as RemoteReport;
+else {notes.push(
+    `The remote-tier script failed (is redis-server installed?): ${tail(rmRes.stderr)}`,
+  );}
 
 const scaleReport = await scaleStep();
 
@@ -816,6 +827,34 @@ if (procs) {
     ]);
   }
   md.push(table(["backend", "1 process", "2 processes", "2 / 1"], rows));
+  md.push("");
+}
+
+// --- remote tier
+if (remote) {
+  md.push("## Remote tier (Redis on loopback)");
+  md.push("");
+  md.push(
+    "`bench/remote.ts`: `cache({ remote: await redisTier({ url }) })` against a `redis-server` " +
+      "started on 127.0.0.1, an async function of two numbers; each row is the median of 5 " +
+      "rounds of 2,000 sequential awaited calls. A remote hit is a local miss (a local tier of " +
+      "one entry) answered by Redis; a miss also computes, stores locally and writes through " +
+      "in the background. The bus row is the time from a `cacheDelete` on one cache until " +
+      `another cache of the same name has dropped its local copy (${remote.busSamples} deletes).`,
+  );
+  md.push("");
+  md.push(
+    table(
+      ["case", "µs per call"],
+      [
+        ...remote.rows.map((r) => [r.case, r.us.toFixed(2)]),
+        [
+          "invalidation bus, p50 / p99 (ms)",
+          `${remote.busP50.toFixed(2)} / ${remote.busP99.toFixed(2)}`,
+        ],
+      ],
+    ),
+  );
   md.push("");
 }
 
