@@ -143,3 +143,22 @@ for (const mode of ["async", "sync"] as const) {
     });
   });
 }
+
+Deno.test("flights (async): a waiter in another process is bounded by timeout", async () => {
+  await withDirs(async (dir, markers) => {
+    const owner = await spawn([dir, "bounded", markers, "3000", "3000", "async"]);
+    await owner.stdin.write(go);
+    for (let i = 0; i < 500 && starts(markers).length === 0; i++) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    assert.equal(starts(markers).length, 1, "the owner computes");
+    const waiter = await spawn([dir, "bounded", markers, "3000", "3000", "async", "300"]);
+    await waiter.stdin.write(go);
+    const r = await report(waiter) as unknown as { error?: string; wallMs: number };
+    assert.equal(r.error, "TimeoutError", "the waiter gave up at its timeout");
+    assert.ok(r.wallMs < 2_500, `it did not wait for the computation (${r.wallMs} ms)`);
+    assert.equal(starts(markers).length, 1, "and did not compute");
+    const done = await report(owner);
+    assert.match(done.value, /^the-key@/);
+  });
+});

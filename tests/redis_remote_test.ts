@@ -3,6 +3,7 @@
 // reaches the other's local tier; Redis killed mid-run fails no call, the counters show
 // the errors, and caching through Redis resumes once it is back.
 import assert from "node:assert/strict";
+import { createClient } from "@redis/client";
 import { startRedisServer } from "./fixtures/redis_server.ts";
 
 const fixture = new URL("./fixtures/remote_host.ts", import.meta.url).pathname;
@@ -129,3 +130,37 @@ for (const local of ["memory", "shared"] as const) {
     }
   });
 }
+
+Deno.test("redis remote with a shared local tier: one remote fetch per key per machine", async () => {
+  await using redis = await startRedisServer();
+  const dir = await Deno.makeTempDir({ prefix: "warp_redis_machine_" });
+  const name = `rm-${crypto.randomUUID()}`;
+  await Deno.mkdir(`${dir}/elsewhere`);
+  await Deno.mkdir(`${dir}/machine`);
+  const admin = createClient({ url: redis.url });
+  await admin.connect();
+  // Another machine computes the key; its value lands in Redis.
+  const other = await Host.start(redis.url, name, "other", `${dir}/elsewhere`);
+  const hosts = await Promise.all(
+    ["p1", "p2", "p3"].map((h) => Host.start(redis.url, name, h, `${dir}/machine`)),
+  );
+  try {
+    assert.equal((await other.send("call 7")).computed, 1);
+    await new Promise((r) => setTimeout(r, 100));
+    await admin.sendCommand(["CONFIG", "RESETSTAT"]);
+    // Three processes of one machine (one shared directory) miss the key at once.
+    const replies = await Promise.all(hosts.map((h) => h.send("call 7")));
+    for (const r of replies) {
+      assert.equal(r.value, "7@other");
+      assert.equal(r.computed, 0);
+    }
+    const stats = String(await admin.sendCommand(["INFO", "commandstats"]));
+    const gets = Number(/cmdstat_get:calls=(\d+)/.exec(stats)?.[1] ?? 0);
+    assert.equal(gets, 1, `one GET for three processes of one machine:\n${stats}`);
+  } finally {
+    await admin.close();
+    await other.exit();
+    for (const h of hosts) await h.exit();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
