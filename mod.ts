@@ -19,6 +19,7 @@
 
 export { cache, cacheContext } from "./src/cache.ts";
 export type { CacheContext } from "./src/context.ts";
+export type { Invalidation, RemoteTier } from "./src/remote.ts";
 export type {
   AnyFunction,
   CacheDecorator,
