@@ -1,14 +1,17 @@
 /**
  * The caches of this process: {@linkcode caches} lists every live one with its info, and
- * {@linkcode clearAll} clears them all. The registry holds caches weakly: a cache whose
- * function was dropped leaves it when the garbage collector takes it, and a disposed one at
- * once.
+ * {@linkcode clearAll} clears them all. They are the cached functions and the
+ * `SieveCache` instances. The registry holds caches weakly: a cache whose function (or
+ * `SieveCache`) was dropped leaves it when the garbage collector takes it, and a disposed
+ * one at once. The OpenTelemetry instruments (`metrics.ts`) read it when metrics are
+ * collected.
  *
  * @module
  */
 
 import type { CacheInfo } from "./cache.ts";
 import type { Backend, Strategy } from "./options.ts";
+import { instrument } from "./metrics.ts";
 
 /** One live cache of this process, as {@linkcode caches} lists it. */
 export interface CacheListing {
@@ -21,8 +24,15 @@ export interface CacheListing {
   backend: Backend;
   /** Its eviction policy. */
   strategy: Strategy;
-  /** Its counters and sizes, read now (see `cacheInfo()`). */
+  /** Its counters and sizes, read now (see `cacheInfo()`; for a `SieveCache`, its
+   * `info()`). */
   info: CacheInfo;
+  /**
+   * Entries evicted to make room for new ones (not expirations nor deletes) since the cache
+   * was created or last cleared; for a shared cache, by every process. Present when the
+   * cache counts them (every cache of this package does).
+   */
+  evictions?: number;
 }
 
 /** What a cache gives the registry. */
@@ -32,28 +42,44 @@ export interface Registered {
   strategy: Strategy;
   info(): CacheInfo;
   clear(): void;
+  /** Entries evicted since creation or the last clear, where the cache counts them. */
+  evictions?: (() => number) | undefined;
 }
 
 const live = new Set<WeakRef<Registered>>();
 const dropped = new FinalizationRegistry<WeakRef<Registered>>((ref) => live.delete(ref));
+/** Each owner's record: an entry lives as long as its key (the owner), and no longer. */
+const owned = new WeakMap<object, Registered>();
 
 /**
  * Adds a cache to the registry; returns the function that takes it out (on dispose).
- * `owner` is what keeps the cache alive (the cached function): the entry goes when it does.
+ * `owner` is what keeps the cache alive (the cached function, the `SieveCache`): the entry
+ * goes when it does.
  */
 export function register(owner: object, cache: Registered): () => void {
   const ref = new WeakRef(cache);
   live.add(ref);
   dropped.register(owner, ref, ref);
   // The registered record must live as long as its owner, and no longer.
-  Object.defineProperty(owner, OWNED, { value: cache });
+  owned.set(owner, cache);
+  // Once per meter provider: a no-op when the instruments are registered already.
+  instrument(registered);
   return () => {
     live.delete(ref);
     dropped.unregister(ref);
   };
 }
 
-const OWNED = Symbol("@warp/cache.registered");
+/** Every live registered cache, in creation order (for the metrics' callback). */
+export function registered(): Registered[] {
+  const out: Registered[] = [];
+  for (const ref of live) {
+    const c = ref.deref();
+    if (c === undefined) live.delete(ref);
+    else out.push(c);
+  }
+  return out;
+}
 
 /**
  * Every live cache of this process, in creation order, with its info.
@@ -75,15 +101,18 @@ const OWNED = Symbol("@warp/cache.registered");
  * ```
  */
 export function caches(): CacheListing[] {
-  const out: CacheListing[] = [];
-  for (const ref of live) {
-    const c = ref.deref();
-    if (c === undefined) {
-      live.delete(ref);
-      continue;
-    }
-    out.push({ name: c.name, backend: c.backend, strategy: c.strategy, info: c.info() });
-  }
+  return registered().map(listing);
+}
+
+/** The listing of `c`, read now. */
+export function listing(c: Registered): CacheListing {
+  const out: CacheListing = {
+    name: c.name,
+    backend: c.backend,
+    strategy: c.strategy,
+    info: c.info(),
+  };
+  if (c.evictions !== undefined) out.evictions = c.evictions();
   return out;
 }
 
@@ -105,15 +134,7 @@ export function caches(): CacheListing[] {
  * ```
  */
 export function clearAll(): number {
-  let n = 0;
-  for (const ref of live) {
-    const c = ref.deref();
-    if (c === undefined) {
-      live.delete(ref);
-      continue;
-    }
-    c.clear();
-    n++;
-  }
-  return n;
+  const all = registered();
+  for (const c of all) c.clear();
+  return all.length;
 }
