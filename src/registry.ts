@@ -47,30 +47,41 @@ export interface Registered {
 }
 
 const live = new Set<WeakRef<Registered>>();
-const dropped = new FinalizationRegistry<WeakRef<Registered>>((ref) => live.delete(ref));
 /** Each owner's record: an entry lives as long as its key (the owner), and no longer. */
 const owned = new WeakMap<object, Registered>();
+/**
+ * The size of `live` at which `register` next drops the references whose cache was
+ * collected: twice its size after the last sweep, so that a sweep costs O(1) amortized per
+ * registration and dead references never outnumber live ones by more than that. (A
+ * `FinalizationRegistry` would drop each at once, but registering with one tripled the cost
+ * of `new SieveCache()`, which programs may call per request.)
+ */
+let sweepAt = 64;
 
 /**
  * Adds a cache to the registry; returns the function that takes it out (on dispose).
- * `owner` is what keeps the cache alive (the cached function, the `SieveCache`): the entry
- * goes when it does.
+ * `owner` is what keeps the cache alive (the cached function): the entry goes when it does.
+ * `held`: the owner keeps `cache` itself (a `SieveCache`, in a private field), so the
+ * registry need not tie them.
  */
-export function register(owner: object, cache: Registered): () => void {
+export function register(owner: object, cache: Registered, held = false): () => void {
   const ref = new WeakRef(cache);
+  if (live.size >= sweepAt) {
+    registered();
+    sweepAt = Math.max(64, 2 * live.size);
+  }
   live.add(ref);
-  dropped.register(owner, ref, ref);
   // The registered record must live as long as its owner, and no longer.
-  owned.set(owner, cache);
+  if (!held) owned.set(owner, cache);
   // Once per meter provider: a no-op when the instruments are registered already.
   instrument(registered);
   return () => {
     live.delete(ref);
-    dropped.unregister(ref);
   };
 }
 
-/** Every live registered cache, in creation order (for the metrics' callback). */
+/** Every live registered cache, in creation order (for the metrics' callback); drops the
+ * references whose cache was collected. */
 export function registered(): Registered[] {
   const out: Registered[] = [];
   for (const ref of live) {

@@ -7,7 +7,8 @@
 
 import { SIEVE, SieveQueue } from "./_sieve_queue.ts";
 import { checkMaxSize, checkTtl, describe } from "./_validate.ts";
-import { register } from "./registry.ts";
+import { register, type Registered } from "./registry.ts";
+import type { CacheInfo } from "./cache.ts";
 import { Backend, Strategy } from "./options.ts";
 
 /** Counters and sizes of a {@linkcode SieveCache}, from its `info()`. */
@@ -120,7 +121,10 @@ export class SieveCache<K, V> implements Iterable<[K, V]> {
   #disposed = false;
   #hits = 0;
   #misses = 0;
-  /** Takes the cache out of the registry (`caches()`, `clearAll()`, the metrics). */
+  /** What the registry (`caches()`, `clearAll()`, the metrics) reads; held here, so that
+   * it lives as long as this cache. */
+  #registered: Registered;
+  /** Takes the cache out of the registry. */
   #unregister: () => void;
 
   /**
@@ -154,17 +158,8 @@ export class SieveCache<K, V> implements Iterable<[K, V]> {
     }
     this.#clock = clock;
     this.#queue = new SieveQueue(maxSize, ttl, SIEVE);
-    this.#unregister = register(this, {
-      name,
-      backend: Backend.Memory,
-      strategy: Strategy.Sieve,
-      info: () => {
-        const { hits, misses, maxSize, currentSize } = this.info();
-        return { hits, misses, maxSize, currentSize };
-      },
-      clear: () => this.clear(),
-      evictions: () => this.#queue.evictions,
-    });
+    this.#registered = new Listed(name, this);
+    this.#unregister = register(this, this.#registered, true);
   }
 
   /**
@@ -445,6 +440,24 @@ export class SieveCache<K, V> implements Iterable<[K, V]> {
     this.#keys[slot] = undefined;
     this.#values[slot] = undefined;
     this.#busy = false;
+  }
+}
+
+/** What the registry reads of a {@linkcode SieveCache} (a class: one shape, no closures
+ * per cache, as `new SieveCache()` may run per request). */
+class Listed implements Registered {
+  readonly backend = Backend.Memory;
+  readonly strategy = Strategy.Sieve;
+  constructor(readonly name: string, readonly cache: SieveCache<unknown, unknown>) {}
+  info(): CacheInfo {
+    const { hits, misses, maxSize, currentSize } = this.cache.info();
+    return { hits, misses, maxSize, currentSize };
+  }
+  clear(): void {
+    this.cache.clear();
+  }
+  evictions(): number {
+    return this.cache.info().evictions;
   }
 }
 
