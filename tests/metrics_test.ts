@@ -263,3 +263,40 @@ Deno.test("metrics: a provider set after the first cache is instrumented at the 
   early[Symbol.dispose]();
   late[Symbol.dispose]();
 });
+
+Deno.test("metrics: Deno exports the instruments itself with OTEL_DENO=true", async () => {
+  // A local OTLP/HTTP receiver: the child's exporter posts protobuf to /v1/metrics.
+  const bodies: string[] = [];
+  const { promise: seen, resolve } = Promise.withResolvers<void>();
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (req) => {
+    const body = new TextDecoder("latin1").decode(new Uint8Array(await req.arrayBuffer()));
+    if (new URL(req.url).pathname === "/v1/metrics") bodies.push(body);
+    if (body.includes(METRIC.hits) && body.includes("otelDenoFixture")) resolve();
+    return new Response(new Uint8Array(0), {
+      headers: { "content-type": "application/x-protobuf" },
+    });
+  });
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", new URL("./fixtures/otel_deno.ts", import.meta.url).pathname],
+    env: {
+      OTEL_DENO: "true",
+      OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${server.addr.port}`,
+      OTEL_METRIC_EXPORT_INTERVAL: "100",
+    },
+    stdout: "null",
+    stderr: "inherit",
+  }).spawn();
+  // Generous bound: the child exports every 100 ms once it has started.
+  const timer = setTimeout(resolve, 30_000);
+  await seen;
+  clearTimeout(timer);
+  child.kill();
+  await child.status;
+  await server.shutdown();
+  const ours = bodies.filter((b) => b.includes("otelDenoFixture"));
+  assert.ok(ours.length > 0, `${bodies.length} exports, none with the cache's name`);
+  for (const name of [METRIC.hits, METRIC.misses, METRIC.evictions, METRIC.entries]) {
+    assert.ok(ours.some((b) => b.includes(name)), `${name} exported`);
+  }
+  assert.ok(ours.some((b) => b.includes("cache.name") && b.includes("cache.backend")));
+});
