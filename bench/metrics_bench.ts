@@ -13,13 +13,13 @@
  * @module
  */
 
-import { metrics } from "@opentelemetry/api";
+import { metrics } from "npm:@opentelemetry/api@^1.9.0";
 import {
+  AggregationTemporality,
   InMemoryMetricExporter,
   MeterProvider,
   PeriodicExportingMetricReader,
-} from "@opentelemetry/sdk-metrics";
-import { AggregationTemporality } from "@opentelemetry/sdk-metrics";
+} from "npm:@opentelemetry/sdk-metrics@3.1.1";
 import { cache, SieveCache } from "../mod.ts";
 import { BATCH } from "./_workload.ts";
 

@@ -31,7 +31,7 @@ import {
   type MeterProvider,
   metrics,
   type Observable,
-} from "@opentelemetry/api";
+} from "npm:@opentelemetry/api@^1.9.0";
 import type { Registered } from "./registry.ts";
 import { Backend } from "./options.ts";
 import { VERSION } from "./_artifacts.ts";

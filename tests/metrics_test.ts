@@ -2,13 +2,13 @@
 // Each test sets its own SDK MeterProvider as the global one; the next cache created
 // registers the instruments with it (src/metrics.ts).
 import assert from "node:assert/strict";
-import { metrics } from "@opentelemetry/api";
+import { metrics } from "npm:@opentelemetry/api@^1.9.0";
 import {
   AggregationTemporality,
   MeterProvider,
   MetricReader,
   type MetricReaderOptions,
-} from "@opentelemetry/sdk-metrics";
+} from "npm:@opentelemetry/sdk-metrics@3.1.1";
 import { cache, type CacheInfo, caches, SieveCache } from "../mod.ts";
 import { METRIC } from "../src/metrics.ts";
 import { FakeServer, FakeTier } from "./fixtures/fake_tier.ts";
