@@ -268,14 +268,17 @@ Deno.test("metrics: Deno exports the instruments itself with OTEL_DENO=true", as
   // A local OTLP/HTTP receiver: the child's exporter posts protobuf to /v1/metrics.
   const bodies: string[] = [];
   const { promise: seen, resolve } = Promise.withResolvers<void>();
-  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (req) => {
-    const body = new TextDecoder("latin1").decode(new Uint8Array(await req.arrayBuffer()));
-    if (new URL(req.url).pathname === "/v1/metrics") bodies.push(body);
-    if (body.includes(METRIC.hits) && body.includes("otelDenoFixture")) resolve();
-    return new Response(new Uint8Array(0), {
-      headers: { "content-type": "application/x-protobuf" },
-    });
-  });
+  const server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    async (req): Promise<Response> => {
+      const body = new TextDecoder("latin1").decode(new Uint8Array(await req.arrayBuffer()));
+      if (new URL(req.url).pathname === "/v1/metrics") bodies.push(body);
+      if (body.includes(METRIC.hits) && body.includes("otelDenoFixture")) resolve();
+      return new Response(new Uint8Array(0), {
+        headers: { "content-type": "application/x-protobuf" },
+      });
+    },
+  );
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", new URL("./fixtures/otel_deno.ts", import.meta.url).pathname],
     env: {
