@@ -269,7 +269,7 @@ Deno.test("metrics: Deno exports the instruments itself with OTEL_DENO=true", as
   const bodies: string[] = [];
   const { promise: seen, resolve } = Promise.withResolvers<void>();
   const server = Deno.serve(
-    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    { hostname: "127.0.0.1", port: 0, onListen(): void {} },
     async (req): Promise<Response> => {
       const body = new TextDecoder("latin1").decode(new Uint8Array(await req.arrayBuffer()));
       if (new URL(req.url).pathname === "/v1/metrics") bodies.push(body);
