@@ -33,4 +33,4 @@ export type { CacheListing } from "./src/registry.ts";
 export { Backend, Strategy } from "./src/options.ts";
 export { SieveCache } from "./src/sieve_cache.ts";
 export type { CacheOptions } from "./src/options.ts";
-export type { SieveCacheOptions } from "./src/sieve_cache.ts";
+export type { SieveCacheInfo, SieveCacheOptions } from "./src/sieve_cache.ts";

@@ -23,6 +23,7 @@ const MEMORY_SUITES = [
   "tests/call_patterns_test.ts",
   "tests/entries_test.ts",
   "tests/registry_test.ts",
+  "tests/metrics_test.ts",
   "tests/timeout_test.ts",
   "tests/context_test.ts",
   "tests/stale_test.ts",

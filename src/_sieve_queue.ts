@@ -110,6 +110,9 @@ export class SieveQueue {
   slots = 0;
   /** Freed slots, reused last freed first. */
   free: number[] = [];
+  /** Entries that {@linkcode SieveQueue.evict} removed; {@linkcode SieveQueue.clear} keeps
+   * it (the owner resets it with its other counters). */
+  evictions = 0;
 
   /**
    * @param capacity Most entries kept: a positive integer or `Infinity` (checked by the
@@ -211,6 +214,7 @@ export class SieveQueue {
     const policy = this.policy;
     const victim = policy === SIEVE ? this.#sieveVictim() : policy === MRU ? this.head : this.tail;
     this.remove(victim);
+    this.evictions++;
     return victim;
   }
 

@@ -778,6 +778,7 @@ function wrap(
     strategy: opts.strategy,
     info: controls.cacheInfo,
     clear: controls.cacheClear,
+    evictions: () => store.info().evictions ?? 0,
   });
   return Object.assign(cached, controls) as CachedFunction<AnyFunction, CacheInfo>;
 }

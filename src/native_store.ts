@@ -201,13 +201,14 @@ export class NativeMemoryStore implements ByteStore {
   info(): StoreInfo {
     if (this.#setting) this.#repair();
     unwrap(this.#lib.warp_mem_info(this.#handle, this.#info), "Cache info");
-    const [hits = 0, misses = 0, , , len = 0] = this.#info;
+    const [hits = 0, misses = 0, evictions = 0, , len = 0] = this.#info;
     const info: StoreInfo = {
       hits: hits + this.#joins,
       misses: misses - this.#joins,
       maxSize: this.#maxSize,
       currentSize: len,
     };
+    if (evictions > 0) info.evictions = evictions;
     if (this.#staleHits > 0 || this.#refreshes > 0) {
       info.staleHits = this.#staleHits;
       info.refreshes = this.#refreshes;

@@ -1,14 +1,17 @@
 /**
  * The caches of this process: {@linkcode caches} lists every live one with its info, and
- * {@linkcode clearAll} clears them all. The registry holds caches weakly: a cache whose
- * function was dropped leaves it when the garbage collector takes it, and a disposed one at
- * once.
+ * {@linkcode clearAll} clears them all. They are the cached functions and the
+ * `SieveCache` instances. The registry holds caches weakly: a cache whose function (or
+ * `SieveCache`) was dropped leaves it when the garbage collector takes it, and a disposed
+ * one at once. The OpenTelemetry instruments (`metrics.ts`) read it when metrics are
+ * collected.
  *
  * @module
  */
 
 import type { CacheInfo } from "./cache.ts";
 import type { Backend, Strategy } from "./options.ts";
+import { instrument } from "./metrics.ts";
 
 /** One live cache of this process, as {@linkcode caches} lists it. */
 export interface CacheListing {
@@ -21,8 +24,15 @@ export interface CacheListing {
   backend: Backend;
   /** Its eviction policy. */
   strategy: Strategy;
-  /** Its counters and sizes, read now (see `cacheInfo()`). */
+  /** Its counters and sizes, read now (see `cacheInfo()`; for a `SieveCache`, its
+   * `info()`). */
   info: CacheInfo;
+  /**
+   * Entries evicted to make room for new ones (not expirations nor deletes) since the cache
+   * was created or last cleared; for a shared cache, by every process. Present when the
+   * cache counts them (every cache of this package does).
+   */
+  evictions?: number;
 }
 
 /** What a cache gives the registry. */
@@ -32,28 +42,55 @@ export interface Registered {
   strategy: Strategy;
   info(): CacheInfo;
   clear(): void;
+  /** Entries evicted since creation or the last clear, where the cache counts them. */
+  evictions?: (() => number) | undefined;
 }
 
 const live = new Set<WeakRef<Registered>>();
-const dropped = new FinalizationRegistry<WeakRef<Registered>>((ref) => live.delete(ref));
+/** Each owner's record: an entry lives as long as its key (the owner), and no longer. */
+const owned = new WeakMap<object, Registered>();
+/**
+ * The size of `live` at which `register` next drops the references whose cache was
+ * collected: twice its size after the last sweep, so that a sweep costs O(1) amortized per
+ * registration and dead references never outnumber live ones by more than that. (A
+ * `FinalizationRegistry` would drop each at once, but registering with one tripled the cost
+ * of `new SieveCache()`, which programs may call per request.)
+ */
+let sweepAt = 64;
 
 /**
  * Adds a cache to the registry; returns the function that takes it out (on dispose).
  * `owner` is what keeps the cache alive (the cached function): the entry goes when it does.
+ * `held`: the owner keeps `cache` itself (a `SieveCache`, in a private field), so the
+ * registry need not tie them.
  */
-export function register(owner: object, cache: Registered): () => void {
+export function register(owner: object, cache: Registered, held = false): () => void {
   const ref = new WeakRef(cache);
+  if (live.size >= sweepAt) {
+    registered();
+    sweepAt = Math.max(64, 2 * live.size);
+  }
   live.add(ref);
-  dropped.register(owner, ref, ref);
   // The registered record must live as long as its owner, and no longer.
-  Object.defineProperty(owner, OWNED, { value: cache });
+  if (!held) owned.set(owner, cache);
+  // Once per meter provider: a no-op when the instruments are registered already.
+  instrument(registered);
   return () => {
     live.delete(ref);
-    dropped.unregister(ref);
   };
 }
 
-const OWNED = Symbol("@warp/cache.registered");
+/** Every live registered cache, in creation order (for the metrics' callback); drops the
+ * references whose cache was collected. */
+export function registered(): Registered[] {
+  const out: Registered[] = [];
+  for (const ref of live) {
+    const c = ref.deref();
+    if (c === undefined) live.delete(ref);
+    else out.push(c);
+  }
+  return out;
+}
 
 /**
  * Every live cache of this process, in creation order, with its info.
@@ -75,15 +112,18 @@ const OWNED = Symbol("@warp/cache.registered");
  * ```
  */
 export function caches(): CacheListing[] {
-  const out: CacheListing[] = [];
-  for (const ref of live) {
-    const c = ref.deref();
-    if (c === undefined) {
-      live.delete(ref);
-      continue;
-    }
-    out.push({ name: c.name, backend: c.backend, strategy: c.strategy, info: c.info() });
-  }
+  return registered().map(listing);
+}
+
+/** The listing of `c`, read now. */
+export function listing(c: Registered): CacheListing {
+  const out: CacheListing = {
+    name: c.name,
+    backend: c.backend,
+    strategy: c.strategy,
+    info: c.info(),
+  };
+  if (c.evictions !== undefined) out.evictions = c.evictions();
   return out;
 }
 
@@ -105,15 +145,7 @@ export function caches(): CacheListing[] {
  * ```
  */
 export function clearAll(): number {
-  let n = 0;
-  for (const ref of live) {
-    const c = ref.deref();
-    if (c === undefined) {
-      live.delete(ref);
-      continue;
-    }
-    c.clear();
-    n++;
-  }
-  return n;
+  const all = registered();
+  for (const c of all) c.clear();
+  return all.length;
 }

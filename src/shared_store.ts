@@ -577,6 +577,8 @@ export class SharedStore implements ByteStore {
       bytes: i[SHM_INFO.bytes]!,
       maxBytes: i[SHM_INFO.maxBytes]!,
     };
+    const evictions = i[SHM_INFO.evictions]!;
+    if (evictions > 0) info.evictions = evictions;
     const staleHits = i[SHM_INFO.staleHits]!;
     const refreshes = i[SHM_INFO.refreshes]!;
     if (staleHits > 0 || refreshes > 0) {

@@ -7,6 +7,23 @@
 
 import { SIEVE, SieveQueue } from "./_sieve_queue.ts";
 import { checkMaxSize, checkTtl, describe } from "./_validate.ts";
+import { register, type Registered } from "./registry.ts";
+import type { CacheInfo } from "./cache.ts";
+import { Backend, Strategy } from "./options.ts";
+
+/** Counters and sizes of a {@linkcode SieveCache}, from its `info()`. */
+export interface SieveCacheInfo {
+  /** `get()` lookups that found a fresh entry. */
+  hits: number;
+  /** `get()` lookups that found no entry, or an expired one. */
+  misses: number;
+  /** Entries evicted to make room for new keys (not expirations nor deletes). */
+  evictions: number;
+  /** Most entries kept, as given (`Infinity`: unbounded). */
+  maxSize: number;
+  /** Entries held, including expired ones that no lookup has removed yet (as `size`). */
+  currentSize: number;
+}
 
 /** Options of {@linkcode SieveCache}. */
 export interface SieveCacheOptions {
@@ -29,6 +46,13 @@ export interface SieveCacheOptions {
    * @default {performance.now}
    */
   clock?: (() => number) | undefined;
+  /**
+   * The name under which `caches()` lists the cache and its metrics are reported (the
+   * attribute `cache.name`); several caches may share one (their metrics are added up).
+   *
+   * @default {"SieveCache"}
+   */
+  name?: string | undefined;
 }
 
 const defaultClock = (): number => performance.now();
@@ -95,13 +119,20 @@ export class SieveCache<K, V> implements Iterable<[K, V]> {
    */
   #busy = false;
   #disposed = false;
+  #hits = 0;
+  #misses = 0;
+  /** What the registry (`caches()`, `clearAll()`, the metrics) reads; held here, so that
+   * it lives as long as this cache. */
+  #registered: Registered;
+  /** Takes the cache out of the registry. */
+  #unregister: () => void;
 
   /**
    * Creates an empty cache.
    *
    * @param options Size bound, TTL and clock; see {@linkcode SieveCacheOptions}.
-   * @throws {TypeError} If `maxSize` or `ttl` is not a number, or `clock` is not a
-   *   function.
+   * @throws {TypeError} If `maxSize` or `ttl` is not a number, `clock` is not a function,
+   *   or `name` is not a string.
    * @throws {RangeError} If `maxSize` is not a positive integer nor `Infinity`, or `ttl` is
    *   0, negative, `NaN` or infinite.
    */
@@ -119,8 +150,34 @@ export class SieveCache<K, V> implements Iterable<[K, V]> {
         `Cannot create SieveCache: clock must be a function: received ${describe(clock)}`,
       );
     }
+    const name = options.name ?? "SieveCache";
+    if (typeof name !== "string") {
+      throw new TypeError(
+        `Cannot create SieveCache: name must be a string: received ${describe(name)}`,
+      );
+    }
     this.#clock = clock;
     this.#queue = new SieveQueue(maxSize, ttl, SIEVE);
+    this.#registered = new Listed(name, this);
+    this.#unregister = register(this, this.#registered, true);
+  }
+
+  /**
+   * Returns the counters and sizes: `get()` lookups (`peek()` and `has()` count nothing)
+   * and evictions since the cache was created or last cleared.
+   *
+   * @returns Hits, misses, evictions, `maxSize` and the number of entries held.
+   */
+  info(): SieveCacheInfo {
+    if (this.#busy) this.#repair();
+    const queue = this.#queue;
+    return {
+      hits: this.#hits,
+      misses: this.#misses,
+      evictions: queue.evictions,
+      maxSize: queue.capacity,
+      currentSize: queue.size,
+    };
   }
 
   /** Most entries kept, as given (`Infinity`: unbounded). */
@@ -144,13 +201,18 @@ export class SieveCache<K, V> implements Iterable<[K, V]> {
   get(key: K): V | undefined {
     if (this.#busy) this.#repair();
     const slot = this.#index.get(key);
-    if (slot === undefined) return undefined;
+    if (slot === undefined) {
+      this.#misses++;
+      return undefined;
+    }
     const queue = this.#queue;
     if (queue.hasTtl && queue.expired(slot, this.#clock())) {
       this.#removeSlot(slot);
+      this.#misses++;
       return undefined;
     }
     queue.visited[slot] = 1;
+    this.#hits++;
     return this.#values[slot];
   }
 
@@ -226,9 +288,13 @@ export class SieveCache<K, V> implements Iterable<[K, V]> {
     return fresh;
   }
 
-  /** Removes every entry. */
+  /** Removes every entry and resets the counters of
+   * {@linkcode SieveCache.prototype.info | info()}. */
   clear(): void {
     this.#repair();
+    this.#hits = 0;
+    this.#misses = 0;
+    this.#queue.evictions = 0;
   }
 
   /**
@@ -239,6 +305,7 @@ export class SieveCache<K, V> implements Iterable<[K, V]> {
     if (this.#disposed) return;
     this.#repair();
     this.#disposed = true;
+    this.#unregister();
     // Every operation checks `#busy` first and so reaches `#repair`, which throws now.
     this.#busy = true;
   }
@@ -373,6 +440,24 @@ export class SieveCache<K, V> implements Iterable<[K, V]> {
     this.#keys[slot] = undefined;
     this.#values[slot] = undefined;
     this.#busy = false;
+  }
+}
+
+/** What the registry reads of a {@linkcode SieveCache} (a class: one shape, no closures
+ * per cache, as `new SieveCache()` may run per request). */
+class Listed implements Registered {
+  readonly backend = Backend.Memory;
+  readonly strategy = Strategy.Sieve;
+  constructor(readonly name: string, readonly cache: SieveCache<unknown, unknown>) {}
+  info(): CacheInfo {
+    const { hits, misses, maxSize, currentSize } = this.cache.info();
+    return { hits, misses, maxSize, currentSize };
+  }
+  clear(): void {
+    this.cache.clear();
+  }
+  evictions(): number {
+    return this.cache.info().evictions;
   }
 }
 

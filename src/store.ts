@@ -40,6 +40,9 @@ export interface StoreInfo {
   maxSize: number;
   /** Entries held now. */
   currentSize: number;
+  /** Entries removed to make room for new ones (by the eviction policy; not expirations nor
+   * deletes) since the store was created or last cleared. Left out while 0. */
+  evictions?: number;
   /** Stale values returned (`staleWhileRevalidate`, or `timeout` with a stale value):
    * counted in `hits` too. Left out while it and `refreshes` are 0. */
   staleHits?: number;

@@ -384,6 +384,7 @@ export class TsSieveStore implements ByteStore {
     this.#misses = 0;
     this.#staleHits = 0;
     this.#refreshes = 0;
+    this.#queue.evictions = 0;
     this.#repair();
   }
 
@@ -411,6 +412,7 @@ export class TsSieveStore implements ByteStore {
       maxSize: this.#maxSize,
       currentSize: this.#queue.size,
     };
+    if (this.#queue.evictions > 0) info.evictions = this.#queue.evictions;
     if (this.#staleHits > 0 || this.#refreshes > 0) {
       info.staleHits = this.#staleHits;
       info.refreshes = this.#refreshes;

@@ -1,6 +1,6 @@
 // caches() and clearAll(): every live cache of the process with its info, weakly held.
 import assert from "node:assert/strict";
-import { Backend, cache, caches, clearAll, Strategy } from "../mod.ts";
+import { Backend, cache, caches, clearAll, SieveCache, Strategy } from "../mod.ts";
 
 const ffi = (await Deno.permissions.query({ name: "ffi" })).state === "granted";
 const run = (await Deno.permissions.query({ name: "run" })).state === "granted";
@@ -17,6 +17,7 @@ Deno.test("caches() lists each live cache with its name, backend, strategy and i
     backend: Backend.Memory,
     strategy: Strategy.Lru,
     info: { hits: 1, misses: 1, maxSize: 8, currentSize: 1 },
+    evictions: 0,
   });
   if (ffi) {
     const dir = await Deno.makeTempDir({ prefix: "warp_registry_" });
@@ -54,6 +55,73 @@ Deno.test("clearAll() clears every live cache and says how many", () => {
   b[Symbol.dispose]();
 });
 
+Deno.test("caches() lists each SieveCache with its name and counters; disposed, it leaves", () => {
+  const sieve = new SieveCache<string, number>({ maxSize: 2, name: "sieveListed" });
+  sieve.set("a", 1).set("b", 2);
+  sieve.get("a");
+  sieve.get("z");
+  sieve.set("c", 3); // full: "b" is evicted ("a" was visited)
+  assert.deepEqual(caches().find((c) => c.name === "sieveListed"), {
+    name: "sieveListed",
+    backend: Backend.Memory,
+    strategy: Strategy.Sieve,
+    info: { hits: 1, misses: 1, maxSize: 2, currentSize: 2 },
+    evictions: 1,
+  });
+  assert.deepEqual(sieve.info(), {
+    hits: 1,
+    misses: 1,
+    evictions: 1,
+    maxSize: 2,
+    currentSize: 2,
+  });
+  const unnamed = new SieveCache<number, number>({ maxSize: 4 });
+  assert.ok(caches().some((c) => c.name === "SieveCache"), "default name");
+  assert.ok(clearAll() >= 2);
+  assert.deepEqual(sieve.info(), {
+    hits: 0,
+    misses: 0,
+    evictions: 0,
+    maxSize: 2,
+    currentSize: 0,
+  }, "clearAll() clears a SieveCache and its counters");
+  sieve[Symbol.dispose]();
+  unnamed[Symbol.dispose]();
+  assert.equal(caches().find((c) => c.name === "sieveListed"), undefined, "disposed: gone");
+  assert.throws(
+    () => new SieveCache({ maxSize: 2, name: 7 as unknown as string }),
+    (e: Error) => e instanceof TypeError && /name must be a string: received 7/.test(e.message),
+  );
+});
+
+Deno.test("caches() counts the evictions of every backend; a clear resets them", async () => {
+  const f = cache({ maxSize: 4 })(function evictingMemory(x: number): number {
+    return x;
+  });
+  for (let i = 0; i < 10; i++) f(i);
+  const mem = caches().find((c) => c.name === "evictingMemory");
+  assert.equal(mem?.evictions, 6, "10 keys into 4 slots: 6 evicted");
+  assert.equal(mem?.info.currentSize, 4);
+  f.cacheClear();
+  assert.equal(caches().find((c) => c.name === "evictingMemory")?.evictions, 0);
+  f[Symbol.dispose]();
+  if (ffi) {
+    const dir = await Deno.makeTempDir({ prefix: "warp_registry_" });
+    try {
+      const shared = cache({ backend: "shared", dir, name: "evictingShared", maxSize: 4 })(
+        (x: number) => x,
+      );
+      for (let i = 0; i < 10; i++) shared(i);
+      const s = caches().find((c) => c.name === "evictingShared");
+      assert.equal(s?.evictions, 6);
+      assert.equal(s?.info.currentSize, 4);
+      shared[Symbol.dispose]();
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  }
+});
+
 Deno.test({
   name: "caches() does not keep a cache alive whose function was dropped",
   ignore: !run,
@@ -70,8 +138,12 @@ Deno.test({
     }).output();
     assert.ok(out.success);
     const r = JSON.parse(new TextDecoder().decode(out.stdout));
-    assert.equal(r.made, 21);
-    assert.deepEqual(r.left, ["kept"], "the 20 dropped caches left the registry");
+    assert.equal(r.made, 32);
+    assert.deepEqual(
+      r.left,
+      ["kept", "keptSieve"],
+      "the 20 dropped caches and the 10 dropped SieveCaches left the registry",
+    );
     assert.equal(r.keptWorks, true);
   },
 });

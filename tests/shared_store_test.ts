@@ -127,6 +127,7 @@ Deno.test("SharedStore reads every field of warp_shm_info at its index", async (
       misses: 0,
       maxSize: 9,
       currentSize: 4,
+      evictions: 1,
       oversizeSkips: 6,
       bytes: 1024,
       maxBytes: 2304,

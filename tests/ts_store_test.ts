@@ -506,6 +506,7 @@ class Model {
   hand: ModelEntry | null = null;
   hits = 0;
   misses = 0;
+  evictions = 0;
   tick = 0;
   constructor(
     readonly capacity: number,
@@ -594,6 +595,7 @@ class Model {
       victim = this.entries[this.policy === MRU ? 0 : n - 1]!;
     }
     this.#remove(victim);
+    this.evictions++;
   }
 
   delete(key: number): boolean {
@@ -607,6 +609,7 @@ class Model {
     this.hand = null;
     this.hits = 0;
     this.misses = 0;
+    this.evictions = 0;
   }
 }
 
@@ -689,6 +692,8 @@ function runRandom(
         misses: model.misses,
         maxSize: capacity,
         currentSize: model.entries.length,
+        // Left out while 0, as staleHits.
+        ...(model.evictions > 0 ? { evictions: model.evictions } : {}),
       });
     }
   }
