@@ -408,15 +408,23 @@ function wrap(
     freeHeld(held);
   }
 
-  /** Registers `result` as the key's computation: stores its value when it resolves,
-   * unless it was detached meanwhile (cacheClear, cacheDelete, cacheSet). */
-  function settle(held: HeldKey, pkey: string, result: PromiseLike<unknown>): HeldKey {
-    sawPromise = true;
-    held.joined = Promise.resolve(result).then(
+  /**
+   * Makes `result` the computation of `held` (registered under `pkey`): when it resolves,
+   * its value is stored unless the computation was detached meanwhile (cacheClear,
+   * cacheDelete, cacheSet); either way the computation ends. `promised()` says whether the
+   * value is an async result.
+   */
+  function track(
+    held: HeldKey,
+    pkey: string,
+    result: Promise<unknown>,
+    promised: () => boolean,
+  ): Promise<unknown> {
+    return result.then(
       (value) => {
         if (pending.get(pkey) === held) {
           pending.delete(pkey);
-          storeResult(held, value, true);
+          storeResult(held, value, promised());
         }
         endComputation(held);
         return value;
@@ -427,6 +435,12 @@ function wrap(
         throw reason;
       },
     );
+  }
+
+  /** Registers `result` as the key's computation (see `track`). */
+  function settle(held: HeldKey, pkey: string, result: PromiseLike<unknown>): HeldKey {
+    sawPromise = true;
+    held.joined = track(held, pkey, Promise.resolve(result), () => true);
     pending.set(pkey, held);
     return held;
   }
@@ -606,25 +620,12 @@ function wrap(
     held.hasStale = true;
     held.stale = stale;
     let promised = false;
-    held.joined = Promise.resolve().then(() => {
+    const run = Promise.resolve().then(() => {
       const r = callInContext(ctx, computation(), self, args);
       if (isThenable(r)) promised = sawPromise = true;
       return r;
-    }).then(
-      (value) => {
-        if (pending.get(pkey) === held) {
-          pending.delete(pkey);
-          storeResult(held, value, promised);
-        }
-        endComputation(held);
-        return value;
-      },
-      (reason) => {
-        if (pending.get(pkey) === held) pending.delete(pkey);
-        endComputation(held);
-        throw reason;
-      },
-    );
+    });
+    held.joined = track(held, pkey, run, () => promised);
     // A failed refresh keeps the stale value; only callers that joined it see the error.
     held.joined.catch(() => {});
     pending.set(pkey, held);

@@ -1,22 +1,8 @@
 // cacheContext(): the context of a computation (signal, setTtl, stale) inside a cached
 // function, synchronous or async, also after an `await`, on both engines and backends.
 import assert from "node:assert/strict";
-import { cache, type CacheContext, cacheContext, type CacheOptions } from "../mod.ts";
-import { memoryEngine } from "../src/engine.ts";
-
-const engine = memoryEngine();
-const ffi = (await Deno.permissions.query({ name: "ffi" })).state === "granted";
-
-async function backends(body: (label: string, o: CacheOptions) => Promise<void>): Promise<void> {
-  await body(`memory (${engine})`, { backend: "memory" });
-  if (!ffi) return;
-  const dir = await Deno.makeTempDir({ prefix: "warp_context_" });
-  try {
-    await body("shared", { backend: "shared", dir, name: `c-${crypto.randomUUID()}` });
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
+import { cache, type CacheContext, cacheContext } from "../mod.ts";
+import { backends } from "./fixtures/backends.ts";
 
 function deferred<T = void>(): { promise: Promise<T>; resolve: (v: T) => void } {
   let resolve!: (v: T) => void;

@@ -2,25 +2,12 @@
 // failed refreshes keeping the stale value, and timeouts answered by it; with an injected
 // clock for every window boundary, on both engines and both backends.
 import assert from "node:assert/strict";
-import { cache, cacheContext, type CacheOptions } from "../mod.ts";
-import { memoryEngine } from "../src/engine.ts";
+import { cache, cacheContext } from "../mod.ts";
+import { backends } from "./fixtures/backends.ts";
 
-const engine = memoryEngine();
-const ffi = (await Deno.permissions.query({ name: "ffi" })).state === "granted";
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 /** Lets queued microtasks and timers of 0 ms run (a background refresh starts in one). */
 const settle = () => sleep(0);
-
-async function backends(body: (label: string, o: CacheOptions) => Promise<void>): Promise<void> {
-  await body(`memory (${engine})`, { backend: "memory" });
-  if (!ffi) return;
-  const dir = await Deno.makeTempDir({ prefix: "warp_stale_" });
-  try {
-    await body("shared", { backend: "shared", dir, name: `s-${crypto.randomUUID()}` });
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
 
 Deno.test("staleWhileRevalidate: checked at decoration", () => {
   assert.throws(() => cache({ staleWhileRevalidate: 100 }), (e: unknown) => {

@@ -1,23 +1,10 @@
 // The `timeout` option: a call of an async function that would wait longer than `timeout`
 // ms rejects with a TimeoutError; the computation goes on and its result is stored.
 import assert from "node:assert/strict";
-import { cache, type CacheOptions } from "../mod.ts";
-import { memoryEngine } from "../src/engine.ts";
+import { cache } from "../mod.ts";
+import { backends } from "./fixtures/backends.ts";
 
-const engine = memoryEngine();
-const ffi = (await Deno.permissions.query({ name: "ffi" })).state === "granted";
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-async function backends(body: (label: string, o: CacheOptions) => Promise<void>): Promise<void> {
-  await body(`memory (${engine})`, { backend: "memory" });
-  if (!ffi) return;
-  const dir = await Deno.makeTempDir({ prefix: "warp_timeout_" });
-  try {
-    await body("shared", { backend: "shared", dir, name: `t-${crypto.randomUUID()}` });
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
 
 function isTimeout(e: unknown): boolean {
   assert.ok(e instanceof DOMException, String(e));
