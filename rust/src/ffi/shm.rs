@@ -11,7 +11,7 @@ use std::path::Path;
 use super::{guarded, key_slice, thread_handles};
 use crate::error::{Status, fail};
 use crate::shm::flight::{Claim, End, Waiter};
-use crate::shm::{Get, Set, ShmError, ShmStore, deadline_after};
+use crate::shm::{Get, Info, Set, ShmError, ShmStore, deadline_after};
 
 /// `now` as given, or Unix time from the library when the caller passes `NaN`: a clock
 /// that every process agrees on.
@@ -377,6 +377,36 @@ pub unsafe extern "C" fn warp_shm_clear(h: *const ShmStore) -> i32 {
     }
 }
 
+/// The fields of `warp_shm_info`, in its order (`SHM_INFO` in `src/shared_store.ts`).
+fn info_fields(i: &Info) -> [f64; SHM_INFO_FIELDS] {
+    [
+        i.hits as f64,
+        i.misses as f64,
+        i.oversize_skips as f64,
+        i.len as f64,
+        i.capacity as f64,
+        i.evictions as f64,
+        i.max_key_size as f64,
+        i.max_value_size as f64,
+        i.bytes as f64,
+        i.max_bytes as f64,
+        i.stale_hits as f64,
+        i.refreshes as f64,
+    ]
+}
+
+/// Writes `fields` to `out` as little-endian `f64`s.
+///
+/// # Safety
+/// `out` must be valid for writes of `8 * fields.len()` bytes.
+unsafe fn write_f64s(fields: &[f64], out: *mut u8) {
+    for (i, v) in fields.iter().enumerate() {
+        let b = v.to_le_bytes();
+        // SAFETY: `i * 8 + 8 <= 8 * fields.len()`, within what the caller guarantees.
+        unsafe { std::ptr::copy_nonoverlapping(b.as_ptr(), out.add(i * 8), 8) };
+    }
+}
+
 /// Writes [`SHM_INFO_FIELDS`] (12) little-endian `f64` (96 bytes) into `out`: hits,
 /// misses, oversize skips, current length, capacity, evictions, max key size, max value
 /// size, bytes held by the entries, max bytes, stale hits, refreshes. Counters are the
@@ -393,27 +423,9 @@ pub unsafe extern "C" fn warp_shm_info(h: *const ShmStore, out: *mut u8) -> i32 
     // SAFETY: forwarded caller guarantee on `h`.
     unsafe {
         with_shm(h, |s| {
-            let i = s.info();
-            let fields: [f64; SHM_INFO_FIELDS] = [
-                i.hits as f64,
-                i.misses as f64,
-                i.oversize_skips as f64,
-                i.len as f64,
-                i.capacity as f64,
-                i.evictions as f64,
-                i.max_key_size as f64,
-                i.max_value_size as f64,
-                i.bytes as f64,
-                i.max_bytes as f64,
-                i.stale_hits as f64,
-                i.refreshes as f64,
-            ];
-            let mut bytes = [0u8; SHM_INFO_FIELDS * 8];
-            for (chunk, v) in bytes.chunks_exact_mut(8).zip(fields) {
-                chunk.copy_from_slice(&v.to_le_bytes());
-            }
+            let fields = info_fields(&s.info());
             // SAFETY: the caller guarantees `out` is valid for 96 bytes of writes.
-            std::ptr::copy_nonoverlapping(bytes.as_ptr(), out, bytes.len());
+            write_f64s(&fields, out);
             Status::Ok as i32
         })
     }
@@ -442,23 +454,7 @@ pub unsafe extern "C" fn warp_shm_inspect(path: *const u8, path_len: u32, out: *
         let mut fields = [0f64; INSPECT_FIELDS];
         let code = match inspect(Path::new(OsStr::from_bytes(path))) {
             Ok(Verdict::Valid(i)) => {
-                let head = [
-                    i.hits,
-                    i.misses,
-                    i.oversize_skips,
-                    i.len,
-                    i.capacity,
-                    i.evictions,
-                    i.max_key_size,
-                    i.max_value_size,
-                    i.bytes,
-                    i.max_bytes,
-                    i.stale_hits,
-                    i.refreshes,
-                ];
-                for (f, v) in fields.iter_mut().zip(head) {
-                    *f = v as f64;
-                }
+                fields[..SHM_INFO_FIELDS].copy_from_slice(&info_fields(&i.info));
                 fields[SHM_INFO_FIELDS] = f64::from(i.version);
                 fields[SHM_INFO_FIELDS + 1] = i.file_size as f64;
                 fields[SHM_INFO_FIELDS + 2] = match i.in_use {
@@ -478,12 +474,8 @@ pub unsafe extern "C" fn warp_shm_inspect(path: *const u8, path_len: u32, out: *
             Ok(Verdict::Corrupt(m)) => fail_with(INSPECT_CORRUPT, m),
             Err(m) => fail(Status::Io, m),
         };
-        let mut bytes = [0u8; INSPECT_FIELDS * 8];
-        for (chunk, v) in bytes.chunks_exact_mut(8).zip(fields) {
-            chunk.copy_from_slice(&v.to_le_bytes());
-        }
         // SAFETY: the caller guarantees `out` is valid for 136 bytes of writes.
-        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), out, bytes.len()) };
+        unsafe { write_f64s(&fields, out) };
         code
     })
 }

@@ -27,8 +27,10 @@ use std::sync::atomic::{Ordering, fence};
 
 use memmap2::MmapOptions;
 
-use super::layout::{COUNTER_LIMIT, HEADER_SIZE, Header, MAGIC, Params, VERSION, hash_check};
+use super::Info;
+use super::layout::{HEADER_SIZE, Header, MAGIC, Params, VERSION, hash_check};
 use super::region::IN_USE_BYTE;
+use super::table::Totals;
 use std::mem::offset_of;
 
 /// Seqlock attempts before the header is reported as read while a writer was active.
@@ -50,20 +52,8 @@ pub enum Verdict {
 /// Sizes and counters of a valid cache file.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Inspection {
-    pub hits: u64,
-    pub misses: u64,
-    pub oversize_skips: u64,
-    /// Live entries.
-    pub len: u64,
-    pub capacity: u64,
-    pub evictions: u64,
-    pub max_key_size: u64,
-    pub max_value_size: u64,
-    /// Bytes of the chunks that the entries hold.
-    pub bytes: u64,
-    pub max_bytes: u64,
-    pub stale_hits: u64,
-    pub refreshes: u64,
+    /// What `ShmStore::info` reports for the file (read without opening it).
+    pub info: Info,
     /// The format version ([`VERSION`]).
     pub version: u32,
     /// Size of the file in bytes.
@@ -191,23 +181,16 @@ pub fn inspect(path: &Path) -> Result<Verdict, String> {
     // identity line are atomics: a shared reference only ever loads from them, which a
     // read-only mapping allows, and any bit pattern is a valid value of each field.
     let header = unsafe { &*map.as_ptr().cast::<Header>() };
-    let mut info = read_header(header);
-    info.capacity = u64::from(p.capacity);
-    info.max_key_size = u64::from(p.max_key_size);
-    info.max_value_size = u64::from(p.max_value_size);
-    info.max_bytes = p.max_bytes;
-    info.version = version;
-    info.file_size = size;
-    info.in_use = in_use(&file);
-    let counters = [
-        info.hits,
-        info.misses,
-        info.oversize_skips,
-        info.evictions,
-        info.stale_hits,
-        info.refreshes,
-    ];
-    if info.consistent {
+    let (mut found, totals) = read_header(header);
+    found.info.capacity = u64::from(p.capacity);
+    found.info.max_key_size = u64::from(p.max_key_size);
+    found.info.max_value_size = u64::from(p.max_value_size);
+    found.info.max_bytes = p.max_bytes;
+    found.version = version;
+    found.file_size = size;
+    found.in_use = in_use(&file);
+    let info = &found.info;
+    if found.consistent {
         if info.len > info.capacity {
             return Ok(Verdict::Corrupt(format!(
                 "{shown} is corrupt: {} entries recorded, more than its capacity {}",
@@ -221,12 +204,12 @@ pub fn inspect(path: &Path) -> Result<Verdict, String> {
             )));
         }
     }
-    if counters.iter().any(|&c| c > COUNTER_LIMIT) {
+    if !totals.plausible() {
         return Ok(Verdict::Corrupt(format!(
             "{shown} is corrupt: a counter is above 2^53 (the next process that opens it resets the counters)"
         )));
     }
-    Ok(Verdict::Valid(info))
+    Ok(Verdict::Valid(found))
 }
 
 /// Reads up to `buf.len()` bytes from offset 0; returns how many (fewer at end of file).
@@ -245,32 +228,24 @@ fn read_at_most(file: &File, buf: &mut [u8]) -> std::io::Result<usize> {
 }
 
 /// The counters and counts of `h`, read inside a seqlock read (retried up to
-/// [`READ_ATTEMPTS`] times; the last attempt is returned with `consistent: false`).
-fn read_header(h: &Header) -> Inspection {
+/// [`READ_ATTEMPTS`] times; the last attempt is returned with `consistent: false`), with
+/// the counter totals they were taken from.
+fn read_header(h: &Header) -> (Inspection, Totals) {
     let mut out = Inspection::default();
+    let mut t = Totals::default();
     for attempt in 0..READ_ATTEMPTS {
         let before = h.seq.load(Ordering::Acquire);
-        out.len = u64::from(h.len.load(Ordering::Relaxed));
-        out.bytes =
+        out.info.len = u64::from(h.len.load(Ordering::Relaxed));
+        out.info.bytes =
             u64::from(h.chunks_used.load(Ordering::Relaxed)) * super::layout::CHUNK_SIZE as u64;
-        out.evictions = h.evictions.load(Ordering::Relaxed);
         out.locked = h.lock.load(Ordering::Relaxed) != 0;
-        let (mut hits, mut misses, mut skips, mut stale, mut refreshes) =
-            (0u64, 0u64, 0u64, 0u64, 0u64);
-        for s in h.all_stripes() {
-            hits = hits.saturating_add(s.hits.load(Ordering::Relaxed));
-            misses = misses.saturating_add(s.misses.load(Ordering::Relaxed));
-            skips = skips.saturating_add(s.oversize_skips.load(Ordering::Relaxed));
-            stale = stale.saturating_add(s.stale_hits.load(Ordering::Relaxed));
-            refreshes = refreshes.saturating_add(s.refreshes.load(Ordering::Relaxed));
-        }
-        (out.hits, out.misses, out.oversize_skips) = (hits, misses, skips);
-        (out.stale_hits, out.refreshes) = (stale, refreshes);
+        t = Totals::of(h);
+        out.info.set_counters(&t);
         fence(Ordering::Acquire);
         let after = h.seq.load(Ordering::Relaxed);
         if before.is_multiple_of(2) && before == after {
             out.consistent = true;
-            return out;
+            return (out, t);
         }
         if attempt >= 8 {
             std::thread::sleep(std::time::Duration::from_micros(100));
@@ -279,7 +254,7 @@ fn read_header(h: &Header) -> Inspection {
         }
     }
     out.consistent = false;
-    out
+    (out, t)
 }
 
 /// Whether another open file description holds a lock on the in-use byte: asked with
@@ -332,13 +307,16 @@ mod tests {
         assert_eq!(s.get(b"z", &mut out, 0.0).unwrap(), Get::Miss);
         let before = std::fs::read(&p).unwrap();
         let i = valid(inspect(&p).unwrap());
-        assert_eq!((i.hits, i.misses, i.len, i.capacity), (2, 1, 2, 100));
         assert_eq!(
-            (i.max_key_size, i.max_value_size, i.version),
+            (i.info.hits, i.info.misses, i.info.len, i.info.capacity),
+            (2, 1, 2, 100)
+        );
+        assert_eq!(
+            (i.info.max_key_size, i.info.max_value_size, i.version),
             (64, 64, VERSION)
         );
         assert_eq!(i.file_size, before.len() as u64);
-        assert_eq!(i.bytes, 2 * super::super::layout::CHUNK_SIZE as u64);
+        assert_eq!(i.info.bytes, 2 * super::super::layout::CHUNK_SIZE as u64);
         assert!(i.consistent && !i.locked);
         #[cfg(target_os = "linux")]
         assert_eq!(i.in_use, Some(true));

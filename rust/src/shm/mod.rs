@@ -166,6 +166,18 @@ pub struct Info {
     pub refreshes: u64,
 }
 
+impl Info {
+    /// Takes the counters from `t` (the sizes stay as they are).
+    pub(crate) fn set_counters(&mut self, t: &table::Totals) {
+        self.hits = t.hits;
+        self.misses = t.misses;
+        self.oversize_skips = t.oversize_skips;
+        self.evictions = t.evictions;
+        self.stale_hits = t.stale_hits;
+        self.refreshes = t.refreshes;
+    }
+}
+
 /// How fresh an entry is for a handle.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Age {
@@ -830,22 +842,18 @@ impl ShmStore {
                 Ok(())
             });
         }
-        let c = self.table.counter_totals();
         let p = self.params();
-        Info {
-            hits: c.hits,
-            misses: c.misses,
-            oversize_skips: c.oversize_skips,
+        let mut info = Info {
             len: self.len() as u64,
             capacity: u64::from(p.capacity),
-            evictions: c.evictions,
             max_key_size: u64::from(p.max_key_size),
             max_value_size: u64::from(p.max_value_size),
             bytes: self.table.bytes_used(),
             max_bytes: p.max_bytes,
-            stale_hits: c.stale_hits,
-            refreshes: c.refreshes,
-        }
+            ..Info::default()
+        };
+        info.set_counters(&self.table.counter_totals());
+        info
     }
 
     /// The table, for tests and the fuzz targets (`rust/fuzz/`).

@@ -35,6 +35,42 @@ pub struct Totals {
     pub refreshes: u64,
 }
 
+impl Totals {
+    /// The totals of header `h`: each striped counter summed over the stripes (saturating,
+    /// as garbage may be anything), and the evictions. Atomic loads only: also for a
+    /// read-only mapping of the header (`inspect.rs`).
+    pub fn of(h: &Header) -> Totals {
+        let mut t = Totals {
+            evictions: h.evictions.load(Relaxed),
+            ..Totals::default()
+        };
+        for s in h.all_stripes() {
+            t.hits = t.hits.saturating_add(s.hits.load(Relaxed));
+            t.misses = t.misses.saturating_add(s.misses.load(Relaxed));
+            t.oversize_skips = t
+                .oversize_skips
+                .saturating_add(s.oversize_skips.load(Relaxed));
+            t.stale_hits = t.stale_hits.saturating_add(s.stale_hits.load(Relaxed));
+            t.refreshes = t.refreshes.saturating_add(s.refreshes.load(Relaxed));
+        }
+        t
+    }
+
+    /// Whether every total is at most [`COUNTER_LIMIT`]; above it a counter is garbage.
+    pub fn plausible(&self) -> bool {
+        [
+            self.hits,
+            self.misses,
+            self.oversize_skips,
+            self.evictions,
+            self.stale_hits,
+            self.refreshes,
+        ]
+        .iter()
+        .all(|&c| c <= COUNTER_LIMIT)
+    }
+}
+
 /// The structure in the file is inconsistent: rebuild it (under the lock), or, for a
 /// lock-free reader, check the sequence counter and retry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -862,40 +898,14 @@ impl Table {
         Ok(())
     }
 
-    /// The counter totals: each striped counter summed over the stripes (saturating, as
-    /// garbage may be anything). Lock-free.
+    /// The counter totals of the file ([`Totals::of`]). Lock-free.
     pub fn counter_totals(&self) -> Totals {
-        let h = self.header();
-        let mut t = Totals {
-            evictions: h.evictions.load(Relaxed),
-            ..Totals::default()
-        };
-        for s in h.all_stripes() {
-            t.hits = t.hits.saturating_add(s.hits.load(Relaxed));
-            t.misses = t.misses.saturating_add(s.misses.load(Relaxed));
-            t.oversize_skips = t
-                .oversize_skips
-                .saturating_add(s.oversize_skips.load(Relaxed));
-            t.stale_hits = t.stale_hits.saturating_add(s.stale_hits.load(Relaxed));
-            t.refreshes = t.refreshes.saturating_add(s.refreshes.load(Relaxed));
-        }
-        t
+        Totals::of(self.header())
     }
 
-    /// Whether every counter total is at most [`COUNTER_LIMIT`]; above it a counter is
-    /// garbage. Lock-free.
+    /// Whether every counter total is plausible ([`Totals::plausible`]). Lock-free.
     pub fn counters_plausible(&self) -> bool {
-        let t = self.counter_totals();
-        [
-            t.hits,
-            t.misses,
-            t.oversize_skips,
-            t.evictions,
-            t.stale_hits,
-            t.refreshes,
-        ]
-        .iter()
-        .all(|&c| c <= COUNTER_LIMIT)
+        self.counter_totals().plausible()
     }
 
     /// Sets every counter (every stripe, and evictions) to 0. Under the lock (increments
