@@ -26,6 +26,7 @@
 import { Command, CommanderError, InvalidArgumentError } from "commander";
 import { defaultSharedDir, SharedStore } from "./shared_store.ts";
 import {
+  type CacheFileInfo,
   cacheNameOf,
   inspectCacheFile,
   type Inspection,
@@ -119,18 +120,23 @@ function layout(table: string[][]): string {
   }).join("\n") + "\n";
 }
 
-const LS_HEADER = [
-  "NAME",
-  "ENTRIES",
-  "CAPACITY",
-  "BYTES",
-  "HITS",
-  "MISSES",
-  "HIT%",
-  "OVERSIZE",
-  "STALE",
-  "FILE",
-];
+/** The first columns of `ls` and `watch`: a cache's name, sizes and counters. */
+const COUNT_HEADER = ["NAME", "ENTRIES", "CAPACITY", "BYTES", "HITS", "MISSES", "HIT%"];
+
+/** The cells of {@linkcode COUNT_HEADER} for cache `name`. */
+function countCells(name: string, f: CacheFileInfo): string[] {
+  return [
+    name,
+    `${f.entries}`,
+    `${f.maxSize}`,
+    `${formatBytes(f.bytes)} / ${formatBytes(f.maxBytes)}`,
+    `${f.hits}`,
+    `${f.misses}`,
+    formatRatio(f.hitRatio),
+  ];
+}
+
+const LS_HEADER = [...COUNT_HEADER, "OVERSIZE", "STALE", "FILE"];
 
 function lsTable(list: Row[]): string {
   const table = [LS_HEADER];
@@ -144,13 +150,7 @@ function lsTable(list: Row[]): string {
     }
     const f = i.info;
     table.push([
-      r.name,
-      `${f.entries}`,
-      `${f.maxSize}`,
-      `${formatBytes(f.bytes)} / ${formatBytes(f.maxBytes)}`,
-      `${f.hits}`,
-      `${f.misses}`,
-      formatRatio(f.hitRatio),
+      ...countCells(r.name, f),
       `${f.oversizeSkips}`,
       `${f.staleHits}`,
       formatBytes(f.fileSize),
@@ -372,17 +372,7 @@ function recentRatio(s: Series): number | null {
  */
 function watchFrame(dir: string, history: Map<string, Series>, at: Date, json: boolean): string {
   const list = rows(dir);
-  const table = [[
-    "NAME",
-    "ENTRIES",
-    "CAPACITY",
-    "BYTES",
-    "HITS",
-    "MISSES",
-    "HIT%",
-    "HIT% (1 MIN)",
-    "",
-  ]];
+  const table = [[...COUNT_HEADER, "HIT% (1 MIN)", ""]];
   const caches: Record<string, unknown>[] = [];
   const seen = new Set<string>();
   for (const r of list) {
@@ -397,13 +387,7 @@ function watchFrame(dir: string, history: Map<string, Series>, at: Date, json: b
     const s = record(history, r.path, f.hits, f.misses);
     caches.push({ ...jsonOf(r), recentHitRatio: recentRatio(s), recentHitRatios: ratios(s) });
     table.push([
-      r.name,
-      `${f.entries}`,
-      `${f.maxSize}`,
-      `${formatBytes(f.bytes)} / ${formatBytes(f.maxBytes)}`,
-      `${f.hits}`,
-      `${f.misses}`,
-      formatRatio(f.hitRatio),
+      ...countCells(r.name, f),
       formatRatio(recentRatio(s)),
       `|${sparkline(ratios(s)).padStart(HISTORY, " ")}|`,
     ]);

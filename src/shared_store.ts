@@ -14,6 +14,7 @@
  * @module
  */
 
+import { checkEntryTtl } from "./_validate.ts";
 import { createHash } from "node:crypto";
 import {
   envVar,
@@ -385,7 +386,7 @@ export class SharedStore implements ByteStore {
    * process honours, a process opened without a TTL too; `undefined`: none (each process
    * judges the entry by its own `ttl`). Hits do not extend it.
    * @throws {RangeError} If `ttl` is not a positive number.
-   * @throws {TypeError} If the value cannot be serialized.
+   * @throws {TypeError} If `ttl` is not a number, or the value cannot be serialized.
    */
   set(
     key: Uint8Array,
@@ -397,11 +398,7 @@ export class SharedStore implements ByteStore {
     ttl?: number,
   ): boolean {
     void ptr;
-    if (ttl !== undefined && !(typeof ttl === "number" && ttl > 0)) {
-      throw new RangeError(
-        `Cannot cache the result of ${this.#fnName}: ttl must be a positive number of ms or Infinity: received ${ttl}`,
-      );
-    }
+    if (ttl !== undefined) checkEntryTtl(`the shared cache of ${this.#fnName}`, ttl);
     let bytes: Uint8Array;
     try {
       bytes = encodeValue(value, promised);

@@ -68,7 +68,9 @@ Deno.test("SharedStore: an entry's own TTL is honoured by a handle opened withou
           () => put(reader, "x", 1, 0, bad),
           (e: unknown) =>
             e instanceof RangeError &&
-            e.message.includes(`ttl must be a positive number of ms or Infinity: received ${bad}`),
+            e.message.includes(
+              `ttl must be a positive number of milliseconds or Infinity: received ${bad}`,
+            ),
         );
       }
     } finally {
