@@ -367,7 +367,18 @@ export class SharedStore implements ByteStore {
    * @throws {CacheError} If the library reports an error.
    */
   peek(key: Uint8Array, len: number, now: number): unknown {
-    const r = this.#lib.warp_shm_peek!(this.#handle, key, len, this.#out, this.#out.length, now);
+    return this.#peekWith(this.#lib.warp_shm_peek!, key, len, now);
+  }
+
+  /** A lookup by `peek` (`warp_shm_peek` or `warp_shm_peek_stale`) that counts nothing:
+   * the value, or {@linkcode MISS}. */
+  #peekWith(
+    peek: NonNullable<NativeSymbols["warp_shm_peek"]>,
+    key: Uint8Array,
+    len: number,
+    now: number,
+  ): unknown {
+    const r = peek(this.#handle, key, len, this.#out, this.#out.length, now);
     if (r === -1) return MISS;
     if (r < 0) unwrap(r, "Shared cache lookup");
     try {
@@ -478,22 +489,7 @@ export class SharedStore implements ByteStore {
    * @throws {CacheError} If the library reports an error.
    */
   peekStale(key: Uint8Array, len: number, now: number): unknown {
-    const r = this.#lib.warp_shm_peek_stale!(
-      this.#handle,
-      key,
-      len,
-      this.#out,
-      this.#out.length,
-      now,
-    );
-    if (r === -1) return MISS;
-    if (r < 0) unwrap(r, "Shared cache lookup");
-    try {
-      return decodeValueIn(this.#out, r, this.#outView);
-    } catch {
-      if (isFileRef(this.#out, r)) return this.#readLarge(key, len, false);
-      return MISS; // bytes of another codec version: never returned
-    }
+    return this.#peekWith(this.#lib.warp_shm_peek_stale!, key, len, now);
   }
 
   /**
