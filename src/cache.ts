@@ -398,13 +398,17 @@ function wrap(
     }
   }
 
+  /** Releases the flight of `held`, if it owns one. */
+  function releaseFlight(held: HeldKey): void {
+    if (!held.flight) return;
+    held.flight = false;
+    // A disposed store released its flights when it closed.
+    if (store !== DISPOSED) flights!.release(held);
+  }
+
   /** Ends a computation: releases its flight and frees its key. */
   function endComputation(held: HeldKey): void {
-    if (held.flight) {
-      held.flight = false;
-      // A disposed store released its flights when it closed.
-      if (store !== DISPOSED) flights!.release(held);
-    }
+    releaseFlight(held);
     freeHeld(held);
   }
 
@@ -658,8 +662,7 @@ function wrap(
   function failMiss(error: unknown): never {
     const held = current!;
     current = held.parent;
-    if (held.flight && store !== DISPOSED) flights!.release(held);
-    held.flight = false;
+    releaseFlight(held);
     if (held.ctx !== undefined) held.ctx.live = false;
     throw error;
   }
@@ -685,10 +688,7 @@ function wrap(
     if (why !== undefined) held.ctx?.detach(why);
     // Its flight ends now, so that the next computation of the key in this process can
     // own one (a flight names the handle, not the computation).
-    if (held.flight) {
-      held.flight = false;
-      if (store !== DISPOSED) flights!.release(held);
-    }
+    releaseFlight(held);
   }
 
   // The frame of this function sits between every two levels of a memoized recursion, so
