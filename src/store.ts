@@ -216,8 +216,8 @@ export interface ViewOptions {
   pointerGets: boolean;
   /** Whether inserts pass the key's address rather than the buffer. */
   pointerSets: boolean;
-  /** Whether every insertion is stamped with the time, TTL or not (the shared file: another
-   * process may judge the entry with a TTL of its own). */
+  /** Whether every operation passes the time, TTL or not (the shared file: another process
+   * may judge an entry with a TTL of its own, or have stored one with its own TTL). */
   stampAlways: boolean;
 }
 
@@ -230,8 +230,8 @@ export interface ViewOptions {
 export class StoreView implements Store {
   #s: ByteStore;
   #time: () => number;
-  #ttl: boolean;
-  #stamp: boolean;
+  /** Whether operations pass the time (else 0): a TTL, own or the store's, may need it. */
+  #timed: boolean;
   #pointerGets: boolean;
   #pointerSets: boolean;
   readonly flights: Flights | undefined;
@@ -247,8 +247,7 @@ export class StoreView implements Store {
     this.#time = clock ?? o.defaultTime;
     // A store stamped always (shared) is read with the time always: another process may
     // have stored an entry with a TTL of its own.
-    this.#ttl = ttlOn || o.stampAlways;
-    this.#stamp = ttlOn || o.stampAlways;
+    this.#timed = ttlOn || o.stampAlways;
     this.flights = s.flights;
     this.#pointerGets = o.pointerGets;
     this.#pointerSets = o.pointerSets;
@@ -258,19 +257,19 @@ export class StoreView implements Store {
     return this.#s.get(
       k.buf,
       k.len,
-      this.#ttl ? this.#time() : 0,
+      this.#timed ? this.#time() : 0,
       this.#pointerGets ? k.pointer() : undefined,
     );
   }
 
   set(k: KeyBytes, value: unknown, promised: boolean, ttl?: number): boolean {
     // An entry with a TTL of its own makes every later lookup read the time.
-    if (ttl !== undefined && !this.#stamp) this.#ttl = this.#stamp = true;
+    if (ttl !== undefined) this.#timed = true;
     return this.#s.set(
       k.buf,
       k.len,
       value,
-      this.#stamp ? this.#time() : 0,
+      this.#timed ? this.#time() : 0,
       promised,
       this.#pointerSets ? k.pointer() : undefined,
       ttl,
@@ -278,11 +277,11 @@ export class StoreView implements Store {
   }
 
   peek(k: KeyBytes): unknown {
-    return this.#s.peek(k.buf, k.len, this.#ttl ? this.#time() : 0);
+    return this.#s.peek(k.buf, k.len, this.#timed ? this.#time() : 0);
   }
 
   peekStale(k: KeyBytes): unknown {
-    return this.#s.peekStale(k.buf, k.len, this.#ttl ? this.#time() : 0);
+    return this.#s.peekStale(k.buf, k.len, this.#timed ? this.#time() : 0);
   }
 
   delete(k: KeyBytes): boolean {
