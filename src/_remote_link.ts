@@ -80,8 +80,6 @@ export class RemoteLink {
   #setupErrors = 0;
   #warnedEncode = false;
   #maxValueBytes = Infinity;
-  /** Values larger than the tier's limit, kept local. */
-  oversize = 0;
   /** Calls answered by the remote tier. */
   hits = 0;
 
@@ -206,10 +204,8 @@ export class RemoteLink {
       }
       return Promise.resolve();
     }
-    if (frame.length > this.#maxValueBytes) {
-      this.oversize++;
-      return Promise.resolve();
-    }
+    // Larger than the tier can store: kept local (not an error).
+    if (frame.length > this.#maxValueBytes) return Promise.resolve();
     return tier.set(key, frame, ttl);
   }
 }

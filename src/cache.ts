@@ -133,9 +133,6 @@ class HeldKey implements KeyBytes {
   joined: Promise<unknown> | undefined = undefined;
   /** Whether this process owns the key's flight in a shared file. */
   flight = false;
-  /** Whether `stale` holds a stale value for the key. */
-  hasStale = false;
-  stale: unknown = undefined;
   constructor(public buf: Uint8Array) {}
   pointer(): Deno.PointerValue {
     return this.#ptr ?? (this.#ptr = Deno.UnsafePointer.of(this.buf));
@@ -234,8 +231,6 @@ function freeHeld(held: HeldKey): void {
   }
   held.joined = undefined;
   held.parent = undefined;
-  held.hasStale = false;
-  held.stale = undefined;
   keyPool.push(held);
 }
 
@@ -358,8 +353,9 @@ function wrap(
   function bounded(held: HeldKey): Promise<unknown> {
     const p = held.joined!;
     if (timeout === undefined) return p;
-    const hasStale = held.hasStale;
-    const stale = held.stale;
+    // A refresh carries the stale value it refreshes.
+    const hasStale = held.ctx?.refresh === true;
+    const stale = held.ctx?.stale;
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         if (hasStale) {
@@ -495,7 +491,7 @@ function wrap(
       pkey = bytesToKeyString(buf, len);
       const joined = pending.get(pkey);
       if (joined !== undefined) {
-        if (joined.hasStale) {
+        if (joined.ctx?.refresh === true) {
           // A refresh under way: the stale value at once while in its window; past it, the
           // call waits for the refresh (and gets the stale value on a timeout).
           const k = holdKey(buf, len, pkey);
@@ -621,8 +617,6 @@ function wrap(
     const pkey = held.pkey ??= bytesToKeyString(held.buf, held.len);
     const ctx = newContext(held, stale);
     ctx.refresh = true;
-    held.hasStale = true;
-    held.stale = stale;
     let promised = false;
     const run = Promise.resolve().then(() => {
       const r = callInContext(ctx, computation(), self, args);
