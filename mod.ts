@@ -17,20 +17,20 @@
  * @module
  */
 
-export { cache, cacheContext } from "./src/cache.ts";
-export type { CacheContext } from "./src/context.ts";
-export type { Invalidation, RemoteTier } from "./src/remote.ts";
+export { cache, cacheContext } from "./src/call/cache.ts";
+export type { CacheContext } from "./src/call/context.ts";
+export type { Invalidation, RemoteTier } from "./src/remote/remote.ts";
 export type {
   AnyFunction,
   CacheDecorator,
   CachedFunction,
   CacheInfo,
   SharedCacheInfo,
-} from "./src/cache.ts";
-export { CacheError } from "./src/errors.ts";
-export { caches, clearAll } from "./src/registry.ts";
-export type { CacheListing } from "./src/registry.ts";
-export { Backend, Strategy } from "./src/options.ts";
-export { SieveCache } from "./src/sieve_cache.ts";
-export type { CacheOptions } from "./src/options.ts";
-export type { SieveCacheInfo, SieveCacheOptions } from "./src/sieve_cache.ts";
+} from "./src/call/cache.ts";
+export { CacheError } from "./src/native/errors.ts";
+export { caches, clearAll } from "./src/ops/registry.ts";
+export type { CacheListing } from "./src/ops/registry.ts";
+export { Backend, Strategy } from "./src/options/options.ts";
+export { SieveCache } from "./src/store/sieve_cache.ts";
+export type { CacheOptions } from "./src/options/options.ts";
+export type { SieveCacheInfo, SieveCacheOptions } from "./src/store/sieve_cache.ts";

@@ -35,7 +35,7 @@ import memoizee from "npm:memoizee@^0.4.17";
 import pMemoize from "npm:p-memoize@^9.0.0";
 import { SieveCache as NeoSieve } from "npm:@neophi/sieve-cache@^1.5.0";
 import { cache } from "../mod.ts";
-import { loadNative } from "../src/ffi.ts";
+import { loadNative } from "../src/native/ffi.ts";
 import { BATCH, MASK, str10, STREAMS, type StreamSpec } from "./_workload.ts";
 
 /** Keeps results alive so that the work is not optimised away. */

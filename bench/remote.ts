@@ -12,7 +12,7 @@
  */
 
 import { cache } from "../mod.ts";
-import { redisTier } from "../src/redis.ts";
+import { redisTier } from "../src/remote/redis.ts";
 import { startRedisServer } from "../tests/fixtures/redis_server.ts";
 
 /** One measured case. */

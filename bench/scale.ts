@@ -44,9 +44,9 @@
  */
 
 import { cache, SieveCache } from "../mod.ts";
-import { memoryEngine } from "../src/engine.ts";
-import { loadNative } from "../src/ffi.ts";
-import { sharedFileSize } from "../src/shared_store.ts";
+import { memoryEngine } from "../src/store/engine.ts";
+import { loadNative } from "../src/native/ffi.ts";
+import { sharedFileSize } from "../src/store/shared_store.ts";
 import { rng } from "./_workload.ts";
 
 /** Cache sizes of a full run. */

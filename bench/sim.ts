@@ -28,10 +28,10 @@
 import { LRUCache } from "npm:lru-cache@^11.2.0";
 import { SieveCache as NeoSieve } from "npm:@neophi/sieve-cache@^1.5.0";
 import { cache } from "../mod.ts";
-import { loadNative } from "../src/ffi.ts";
-import { NativeMemoryStore } from "../src/native_store.ts";
-import { type ByteStore, MISS } from "../src/store.ts";
-import { TsSieveStore } from "../src/ts_store.ts";
+import { loadNative } from "../src/native/ffi.ts";
+import { NativeMemoryStore } from "../src/store/native_store.ts";
+import { type ByteStore, MISS } from "../src/store/store.ts";
+import { TsSieveStore } from "../src/store/ts_store.ts";
 import { permutation, rng, sharedDir, sharedUnavailable, zipfSampler } from "./_workload.ts";
 
 /** Cache sizes, in percent of a trace's distinct keys. */

@@ -1,5 +1,5 @@
 /**
- * Measures the value codec (src/value_codec.ts): its fast paths, and the structured
+ * Measures the value codec (src/codec/value_codec.ts): its fast paths, and the structured
  * serializers it was chosen among. Each case is a round trip: encode to bytes, decode.
  *
  * Run: `deno bench -A bench/value_codec_bench.ts`. `npm:msgpackr` and `npm:cbor-x` are
@@ -13,7 +13,7 @@ import { Decoder, Encoder } from "npm:@msgpack/msgpack@^3.1.3";
 import { decode as cborDecode, encode as cborEncode } from "npm:cbor2@^2.3.0";
 import { parse, stringify } from "npm:devalue@^6.0.3";
 import * as ungap from "npm:@ungap/structured-clone@^1.4.0";
-import { decodeValue, encodeValue } from "../src/value_codec.ts";
+import { decodeValue, encodeValue } from "../src/codec/value_codec.ts";
 
 const textEncoder = new TextEncoder();
 const textDecoder = new TextDecoder("utf-8", { ignoreBOM: true });

@@ -9,7 +9,7 @@
  */
 
 import { cache } from "../mod.ts";
-import { redisTier } from "../src/redis.ts";
+import { redisTier } from "../src/remote/redis.ts";
 
 const [url, name, dir, keysJson] = Deno.args;
 const keys = JSON.parse(keysJson!) as number[];

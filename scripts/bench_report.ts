@@ -276,7 +276,7 @@ if (!args.includes("--no-build")) {
 }
 const probe = await sh(Deno.execPath(), [
   "eval",
-  "import { memoryEngine } from './src/engine.ts'; console.log(memoryEngine());",
+  "import { memoryEngine } from './src/store/engine.ts'; console.log(memoryEngine());",
 ]);
 if (probe.stdout.trim() !== "native") {
   native = false;

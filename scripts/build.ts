@@ -1,14 +1,14 @@
 /**
  * Builds the native library: `cargo build --release` in `rust/`. The output,
  * `rust/target/release/libwarp_cache.so` (`.dylib`, `warp_cache.dll`), is where
- * `src/ffi.ts` looks after `WARP_CACHE_LIB`.
+ * `src/native/ffi.ts` looks after `WARP_CACHE_LIB`.
  *
  * Usage: `deno task build` (add `--if-missing` to skip when the library exists).
  *
  * @module
  */
 
-import { cargoFileName } from "../src/_library.ts";
+import { cargoFileName } from "../src/native/_library.ts";
 
 const root = new URL("../", import.meta.url);
 const manifest = new URL("rust/Cargo.toml", root).pathname;

@@ -27,7 +27,7 @@
  */
 
 import { cache } from "../mod.ts";
-import { loadNative, nativeLoadError } from "../src/ffi.ts";
+import { loadNative, nativeLoadError } from "../src/native/ffi.ts";
 import {
   fileFromRoute,
   type FileStamp,

@@ -6,20 +6,20 @@
  * - `dist/libwarp_cache-<target>.so` (`.dylib` on macOS, `warp_cache-<target>.dll`), and
  * - `dist/SHA256SUMS`, one `<sha256>  <file>` line per artifact,
  *
- * and regenerates `src/_artifacts.ts`, the pinned hashes the loader verifies against. The
+ * and regenerates `src/native/_artifacts.ts`, the pinned hashes the loader verifies against. The
  * artifacts of other targets already listed there are kept: a release matrix runs this on
  * each target (macOS x86_64/aarch64, Linux aarch64, Windows) and merges the `dist/` folders
  * and their `SHA256SUMS`. The build remaps the checkout's path, so that the same source
  * built with the same toolchain gives the same bytes wherever it is checked out.
  *
  * `--from <library>` takes an already built library instead of building (tests);
- * `--out <dir>` writes `<dir>/dist/` and `<dir>/src/_artifacts.ts` (a copy of the package).
+ * `--out <dir>` writes `<dir>/dist/` and `<dir>/src/native/_artifacts.ts` (a copy of the package).
  *
  * @module
  */
 
-import { artifactFileName, sha256Hex } from "../src/_library.ts";
-import { ARTIFACTS } from "../src/_artifacts.ts";
+import { artifactFileName, sha256Hex } from "../src/native/_library.ts";
+import { ARTIFACTS } from "../src/native/_artifacts.ts";
 
 const root = new URL("../", import.meta.url).pathname.replace(/\/$/, "");
 
@@ -53,7 +53,7 @@ export async function buildRelease(): Promise<string> {
   return `${targetDir}/release/${name}`;
 }
 
-/** The `src/_artifacts.ts` text for `version` and `artifacts` (by target). */
+/** The `src/native/_artifacts.ts` text for `version` and `artifacts` (by target). */
 export function artifactsModule(version: string, artifacts: Record<string, Artifact>): string {
   const entries = Object.keys(artifacts).sort().map((target) => {
     const a = artifacts[target]!;
@@ -85,7 +85,7 @@ ${entries}};
 
 /**
  * Writes `lib` as this target's artifact into `<out>/dist/`, with `SHA256SUMS`, and
- * `<out>/src/_artifacts.ts` with the hashes of every artifact (others' kept).
+ * `<out>/src/native/_artifacts.ts` with the hashes of every artifact (others' kept).
  */
 export async function writeRelease(lib: string, out: string): Promise<Artifact> {
   const config = JSON.parse(await Deno.readTextFile(`${root}/deno.json`));
@@ -97,7 +97,7 @@ export async function writeRelease(lib: string, out: string): Promise<Artifact> 
   const sums = Object.values(all).map((a) => `${a.sha256}  ${a.file}\n`).sort().join("");
   await Deno.writeTextFile(`${out}/dist/SHA256SUMS`, sums);
   await Deno.mkdir(`${out}/src`, { recursive: true });
-  await Deno.writeTextFile(`${out}/src/_artifacts.ts`, artifactsModule(config.version, all));
+  await Deno.writeTextFile(`${out}/src/native/_artifacts.ts`, artifactsModule(config.version, all));
   return artifact;
 }
 

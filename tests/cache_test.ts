@@ -2,7 +2,7 @@
 // both engines: `WARP_CACHE_ENGINE=native` and `WARP_CACHE_ENGINE=ts` (scripts/test.ts).
 import assert from "node:assert/strict";
 import { Backend, cache, type CachedFunction, Strategy } from "../mod.ts";
-import { memoryEngine } from "../src/engine.ts";
+import { memoryEngine } from "../src/store/engine.ts";
 import { handResumes, secondChance } from "./fixtures/sieve_scenarios.ts";
 
 const engine = Deno.env.get("WARP_CACHE_ENGINE");

@@ -6,7 +6,7 @@
 // engines (`deno task test`); the shared cases run in the native run.
 import assert from "node:assert/strict";
 import { Backend, cache } from "../mod.ts";
-import { memoryEngine } from "../src/engine.ts";
+import { memoryEngine } from "../src/store/engine.ts";
 import { overflowSweep } from "./fixtures/overflow.ts";
 
 const engine = memoryEngine();

@@ -1,10 +1,10 @@
-// The CLI (src/cli.ts) run as a subprocess against caches that other live processes hold
+// The CLI (src/ops/cli.ts) run as a subprocess against caches that other live processes hold
 // open (tests/fixtures/cli_holder.ts), and the read-only inspection under it
-// (src/_shared_inspect.ts, warp_shm_inspect).
+// (src/ops/_shared_inspect.ts, warp_shm_inspect).
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { loadNative } from "../src/ffi.ts";
-import { SharedStore, SHM_INFO } from "../src/shared_store.ts";
+import { loadNative } from "../src/native/ffi.ts";
+import { SharedStore, SHM_INFO } from "../src/store/shared_store.ts";
 import {
   cacheNameOf,
   INSPECT,
@@ -12,11 +12,11 @@ import {
   resolveCacheFile,
   SHM_INSPECT,
   SHM_INSPECT_FIELDS,
-} from "../src/_shared_inspect.ts";
-import { formatBytes, sparkline } from "../src/cli.ts";
+} from "../src/ops/_shared_inspect.ts";
+import { formatBytes, sparkline } from "../src/ops/cli.ts";
 
 const root = new URL("../", import.meta.url).pathname;
-const cliPath = new URL("../src/cli.ts", import.meta.url).pathname;
+const cliPath = new URL("../src/ops/cli.ts", import.meta.url).pathname;
 const decoder = new TextDecoder();
 
 interface Run {

@@ -3,7 +3,7 @@
 // and async, methods too; SieveCache's [Symbol.dispose].
 import assert from "node:assert/strict";
 import { cache, type CacheOptions, SieveCache } from "../mod.ts";
-import { memoryEngine } from "../src/engine.ts";
+import { memoryEngine } from "../src/store/engine.ts";
 
 const engine = memoryEngine();
 const ffi = (await Deno.permissions.query({ name: "ffi" })).state === "granted";

@@ -2,7 +2,7 @@
 // directories of other owners. Runs as root (as CI does), since only root can give a file
 // away; as another user the test fails with that message rather than skipping.
 import assert from "node:assert/strict";
-import { CacheError } from "../src/errors.ts";
+import { CacheError } from "../src/native/errors.ts";
 import { makeValue, openStore, storeSet } from "./fixtures/fault_common.ts";
 
 const NOBODY = 65534;

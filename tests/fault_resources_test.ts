@@ -4,7 +4,7 @@
 // needs root / CAP_SYS_ADMIN as in CI. Without it the test fails with that message:
 // permission tricks (mode 0500, chattr) do not stop root, so there is no honest fallback.
 import assert from "node:assert/strict";
-import { CacheError } from "../src/errors.ts";
+import { CacheError } from "../src/native/errors.ts";
 import {
   checkValue,
   makeValue,

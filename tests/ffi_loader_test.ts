@@ -1,10 +1,10 @@
-// The loader of src/ffi.ts when WARP_CACHE_LIB is set (README "Native library"): that
+// The loader of src/native/ffi.ts when WARP_CACHE_LIB is set (README "Native library"): that
 // path is the only library tried, and one that does not load is a configuration error,
 // never silently replaced by the release build. Each case runs in a child process, since
 // the library is loaded once per process.
 import assert from "node:assert/strict";
-import { ABI_VERSION, type LibraryOpener, openLibrary } from "../src/ffi.ts";
-import { cargoFileName } from "../src/_library.ts";
+import { ABI_VERSION, type LibraryOpener, openLibrary } from "../src/native/ffi.ts";
+import { cargoFileName } from "../src/native/_library.ts";
 
 const root = new URL("../", import.meta.url).pathname;
 const script = new URL("./fixtures/loader_script.ts", import.meta.url).pathname;
@@ -141,10 +141,9 @@ Deno.test("loadNative() without a library: silent memory fallback, shared error 
     for (const f of ["mod.ts", "deno.json", "deno.lock"]) {
       await Deno.copyFile(`${root}${f}`, `${copy}/${f}`);
     }
-    await Deno.mkdir(`${copy}/src`);
-    for (const e of Deno.readDirSync(`${root}src`)) {
-      await Deno.copyFile(`${root}src/${e.name}`, `${copy}/src/${e.name}`);
-    }
+    const cp = await new Deno.Command("cp", { args: ["-r", `${root}src`, `${copy}/src`] })
+      .output();
+    assert.ok(cp.success);
     await Deno.mkdir(`${copy}/tests/fixtures`, { recursive: true });
     await Deno.copyFile(script, `${copy}/tests/fixtures/loader_script.ts`);
     const out = await new Deno.Command(Deno.execPath(), {

@@ -1,7 +1,7 @@
-// The symbol table of src/ffi.ts against the built library.
+// The symbol table of src/native/ffi.ts against the built library.
 import assert from "node:assert/strict";
-import { ABI_VERSION, loadNative, symbols } from "../src/ffi.ts";
-import { candidates } from "../src/_library.ts";
+import { ABI_VERSION, loadNative, symbols } from "../src/native/ffi.ts";
+import { candidates } from "../src/native/_library.ts";
 
 const libraryCandidates = (): string[] => candidates().map((c) => c.path);
 

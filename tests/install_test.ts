@@ -4,8 +4,8 @@
 // temporary folder, with a fresh DENO_DIR and an empty WARP_CACHE_DIR, import the package
 // over HTTP, as they would from JSR.
 import assert from "node:assert/strict";
-import { artifactFileName } from "../src/_library.ts";
-import { VERSION } from "../src/_artifacts.ts";
+import { artifactFileName } from "../src/native/_library.ts";
+import { VERSION } from "../src/native/_artifacts.ts";
 import { writeRelease } from "../scripts/release.ts";
 import { build } from "../scripts/build.ts";
 
@@ -172,8 +172,8 @@ async function npmMirror(tmp: string, port: number): Promise<Map<string, Uint8Ar
   );
   // The npm packages that the published modules import.
   const used = new Set<string>();
-  for (const e of Deno.readDirSync(`${root}/src`)) {
-    const text = Deno.readTextFileSync(`${root}/src/${e.name}`);
+  for (const path of sourceFiles(`${root}/src`)) {
+    const text = Deno.readTextFileSync(path);
     for (const m of text.matchAll(/"npm:(@?[^@"]+)@/g)) used.add(m[1]!);
   }
   const files = new Map<string, Uint8Array<ArrayBuffer>>();
@@ -210,6 +210,13 @@ async function npmMirror(tmp: string, port: number): Promise<Map<string, Uint8Ar
   return files;
 }
 
+/** Every file under `dir`, recursively. */
+function sourceFiles(dir: string): string[] {
+  return [...Deno.readDirSync(dir)].flatMap((e) =>
+    e.isDirectory ? sourceFiles(`${dir}/${e.name}`) : [`${dir}/${e.name}`]
+  );
+}
+
 function listDir(path: string): string[] {
   try {
     return [...Deno.readDirSync(path)].map((e) => e.name).sort();
@@ -232,7 +239,7 @@ Deno.test({
       const base = `http://127.0.0.1:${server.port}`;
       await Deno.writeTextFile(
         `${work}/consumer.js`,
-        CONSUMER(`${base}/mod.ts`, `${base}/src/engine.ts`),
+        CONSUMER(`${base}/mod.ts`, `${base}/src/store/engine.ts`),
       );
       const shm = `${tmp}/shm`;
       await Deno.mkdir(shm);
@@ -404,7 +411,7 @@ Deno.test({
             args: [
               "run",
               "-A",
-              `${base}/src/install.ts`,
+              `${base}/src/native/install.ts`,
               ...args,
             ],
             env: env(`${tmp}/ci`),
@@ -440,7 +447,7 @@ async function consumerFromFiles(
   await new Deno.Command("cp", { args: ["-r", pkg, unpacked] }).output();
   await Deno.writeTextFile(
     `${unpacked}/main.js`,
-    CONSUMER(`./mod.ts`, `./src/engine.ts`),
+    CONSUMER(`./mod.ts`, `./src/store/engine.ts`),
   );
   return await consumer(unpacked, 1, env, [shm, "e2e"], "main.js");
 }

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { bytesToKeyString, encodeKey, KeyWriter, MAX_KEY_DEPTH } from "../src/key_codec.ts";
+import { bytesToKeyString, encodeKey, KeyWriter, MAX_KEY_DEPTH } from "../src/codec/key_codec.ts";
 
 const hex = (b: Uint8Array): string =>
   Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");

@@ -3,7 +3,7 @@
 // entries, and a cacheDelete or cacheClear in one reaches the other's local tier.
 import assert from "node:assert/strict";
 import { cache } from "../mod.ts";
-import { kvTier } from "../src/kv.ts";
+import { kvTier } from "../src/remote/kv.ts";
 
 async function until(what: string, check: () => boolean, ms = 10_000): Promise<void> {
   const t0 = performance.now();

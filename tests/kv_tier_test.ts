@@ -2,8 +2,8 @@
 // 64 KiB limit, two tiers (and two processes) on one file, the invalidation bus, close()
 // and bad arguments.
 import assert from "node:assert/strict";
-import { KV_MAX_VALUE_BYTES, kvTier } from "../src/kv.ts";
-import type { Invalidation, RemoteTier } from "../src/remote.ts";
+import { KV_MAX_VALUE_BYTES, kvTier } from "../src/remote/kv.ts";
+import type { Invalidation, RemoteTier } from "../src/remote/remote.ts";
 import { runChild } from "./fixtures/run_child.ts";
 
 const bytes = (...b: number[]): Uint8Array => new Uint8Array(b);

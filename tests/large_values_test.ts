@@ -1,10 +1,10 @@
 // `largeValues: "file"`: values over maxValueSize kept in content-addressed files beside a
-// shared cache (src/_large_values.ts): across processes, removed with their entries,
+// shared cache (src/store/_large_values.ts): across processes, removed with their entries,
 // orphans swept, a missing or damaged file a miss, writers killed mid-write.
 import assert from "node:assert/strict";
 import { cache } from "../mod.ts";
-import { sharedFileName } from "../src/shared_store.ts";
-import { TEMP_MAX_AGE_MS } from "../src/_large_values.ts";
+import { sharedFileName } from "../src/store/shared_store.ts";
+import { TEMP_MAX_AGE_MS } from "../src/store/_large_values.ts";
 import { runChild } from "./fixtures/run_child.ts";
 
 const ffi = (await Deno.permissions.query({ name: "ffi" })).state === "granted";

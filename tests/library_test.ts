@@ -1,4 +1,4 @@
-// The native library's lookup, verification and download (src/_library.ts), piece by
+// The native library's lookup, verification and download (src/native/_library.ts), piece by
 // piece; tests/install_test.ts plays the whole first run.
 import assert from "node:assert/strict";
 import {
@@ -9,8 +9,8 @@ import {
   pinnedHash,
   sha256Hex,
   userLibraryDir,
-} from "../src/_library.ts";
-import { ARTIFACTS, VERSION } from "../src/_artifacts.ts";
+} from "../src/native/_library.ts";
+import { ARTIFACTS, VERSION } from "../src/native/_artifacts.ts";
 import { artifactsModule } from "../scripts/release.ts";
 
 const root = new URL("../", import.meta.url).pathname;

@@ -1,6 +1,6 @@
 // OpenTelemetry metrics: the observable instruments read the registry at collection time.
 // Each test sets its own SDK MeterProvider as the global one; the next cache created
-// registers the instruments with it (src/metrics.ts).
+// registers the instruments with it (src/ops/metrics.ts).
 import assert from "node:assert/strict";
 import { metrics } from "npm:@opentelemetry/api@^1.9.0";
 import {
@@ -10,7 +10,7 @@ import {
   type MetricReaderOptions,
 } from "npm:@opentelemetry/sdk-metrics@3.1.1";
 import { cache, type CacheInfo, caches, SieveCache } from "../mod.ts";
-import { METRIC } from "../src/metrics.ts";
+import { METRIC } from "../src/ops/metrics.ts";
 import { FakeServer, FakeTier } from "./fixtures/fake_tier.ts";
 
 /** A reader collected by hand (no timer). */

@@ -2,7 +2,7 @@
 // TypeScript store silently, without a permission prompt.
 import assert from "node:assert/strict";
 import { cache } from "../mod.ts";
-import { memoryEngine } from "../src/engine.ts";
+import { memoryEngine } from "../src/store/engine.ts";
 
 const ffiGranted = Deno.permissions.querySync({ name: "ffi" }).state === "granted";
 const runGranted = Deno.permissions.querySync({ name: "run" }).state === "granted";

@@ -4,8 +4,8 @@
 import assert from "node:assert/strict";
 import { isDeepStrictEqual } from "node:util";
 import fc from "npm:fast-check@3";
-import { encodeKey } from "../src/key_codec.ts";
-import { decodeValue, decodeValueIn, encodeValue } from "../src/value_codec.ts";
+import { encodeKey } from "../src/codec/key_codec.ts";
+import { decodeValue, decodeValueIn, encodeValue } from "../src/codec/value_codec.ts";
 
 const RUNS = Number(Deno.env.get("WARP_PROPERTY_RUNS") ?? 2000);
 

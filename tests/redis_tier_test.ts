@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { createClient } from "@redis/client";
-import { GuardedTier } from "../src/_remote_guard.ts";
-import { decodeInvalidation, encodeInvalidation, redisTier } from "../src/redis.ts";
-import type { Invalidation, RemoteTier } from "../src/remote.ts";
+import { GuardedTier } from "../src/remote/_remote_guard.ts";
+import { decodeInvalidation, encodeInvalidation, redisTier } from "../src/remote/redis.ts";
+import type { Invalidation, RemoteTier } from "../src/remote/remote.ts";
 import { type RedisServer, startRedisServer } from "./fixtures/redis_server.ts";
 
 const sig = (): AbortSignal => AbortSignal.timeout(2000);

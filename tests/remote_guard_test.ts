@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { type GuardClock, GuardedTier } from "../src/_remote_guard.ts";
-import type { Invalidation, RemoteTier } from "../src/remote.ts";
+import { type GuardClock, GuardedTier } from "../src/remote/_remote_guard.ts";
+import type { Invalidation, RemoteTier } from "../src/remote/remote.ts";
 
 /** A manual clock: timers fire only when the test advances time. */
 class FakeClock implements GuardClock {

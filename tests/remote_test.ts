@@ -3,8 +3,8 @@
 // behaviour against a real Redis server is in tests/redis_remote_test.ts.
 import assert from "node:assert/strict";
 import { cache, type CachedFunction, type CacheOptions } from "../mod.ts";
-import { memoryEngine } from "../src/engine.ts";
-import { frameValue, unframeValue } from "../src/_remote_link.ts";
+import { memoryEngine } from "../src/store/engine.ts";
+import { frameValue, unframeValue } from "../src/remote/_remote_link.ts";
 import { FakeServer, FakeTier } from "./fixtures/fake_tier.ts";
 
 const engine = memoryEngine();

@@ -4,8 +4,8 @@
 // the bytes held stay within the budget and match the entries found, and the space
 // efficiency (bytes of keys and values stored over the budget) is at least 75%.
 import assert from "node:assert/strict";
-import { MISS } from "../src/store.ts";
-import { SharedStore } from "../src/shared_store.ts";
+import { MISS } from "../src/store/store.ts";
+import { SharedStore } from "../src/store/shared_store.ts";
 import { isValueOf, keyOf, MAX_VALUE_SIZE, storedBytes } from "./fixtures/bytes_common.ts";
 const MAX_BYTES = 8 << 20;
 const MAX_SIZE = 100_000; // never binds: the budget does

@@ -1,12 +1,12 @@
-// The shared store's format 6 features through SharedStore (src/shared_store.ts): an
+// The shared store's format 6 features through SharedStore (src/store/shared_store.ts): an
 // entry's own TTL, the stale window, the stale-hit and refresh counters across handles,
 // and cross-process single-flight (Flights) within a process and across real `deno`
 // processes (tests/fixtures/flight_child.ts): one owner of 8, waiters that sleep, and a
 // SIGKILLed owner taken over.
 import assert from "node:assert/strict";
-import { loadNative } from "../src/ffi.ts";
-import { FLIGHT, SharedStore } from "../src/shared_store.ts";
-import { type KeyBytes, MISS } from "../src/store.ts";
+import { loadNative } from "../src/native/ffi.ts";
+import { FLIGHT, SharedStore } from "../src/store/shared_store.ts";
+import { type KeyBytes, MISS } from "../src/store/store.ts";
 
 const root = new URL("../", import.meta.url).pathname;
 const encoder = new TextEncoder();

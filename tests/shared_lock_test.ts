@@ -5,8 +5,8 @@
 // third process keeps reading and writing.
 import assert from "node:assert/strict";
 import { cache } from "../mod.ts";
-import { Status } from "../src/errors.ts";
-import { sharedFileName } from "../src/shared_store.ts";
+import { Status } from "../src/native/errors.ts";
+import { sharedFileName } from "../src/store/shared_store.ts";
 
 const root = new URL("../", import.meta.url).pathname;
 const reader = new URL("./fixtures/shared_lock_reader.ts", import.meta.url).pathname;

@@ -1,12 +1,12 @@
-// The SharedStore class (src/shared_store.ts) over the native shared store: the info
+// The SharedStore class (src/store/shared_store.ts) over the native shared store: the info
 // fields, files of other sizes (adopted while in use, recreated otherwise), size limits
 // and the file size formula, error messages, and the cost of reopening a full file.
 import assert from "node:assert/strict";
 import { cache } from "../mod.ts";
-import { CacheError } from "../src/errors.ts";
-import { loadNative } from "../src/ffi.ts";
-import { sharedFileSize, SharedStore, SHM_INFO } from "../src/shared_store.ts";
-import { MISS } from "../src/store.ts";
+import { CacheError } from "../src/native/errors.ts";
+import { loadNative } from "../src/native/ffi.ts";
+import { sharedFileSize, SharedStore, SHM_INFO } from "../src/store/shared_store.ts";
+import { MISS } from "../src/store/store.ts";
 import { runChild } from "./fixtures/run_child.ts";
 
 const root = new URL("../", import.meta.url).pathname;

@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { isDeepStrictEqual } from "node:util";
 import { Backend, cache, type CacheOptions, type SharedCacheInfo } from "../mod.ts";
-import { defaultSharedDir, sharedFileName } from "../src/shared_store.ts";
+import { defaultSharedDir, sharedFileName } from "../src/store/shared_store.ts";
 import { samples, SAMPLES_MAX_VALUE_SIZE } from "./fixtures/shared_common.ts";
 import { handResumes, secondChance } from "./fixtures/sieve_scenarios.ts";
 

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
-import { SieveCache, sieveCacheOrder, validateSieveCache } from "../src/sieve_cache.ts";
-import { MISS } from "../src/store.ts";
-import { TsSieveStore } from "../src/ts_store.ts";
+import { SieveCache, sieveCacheOrder, validateSieveCache } from "../src/store/sieve_cache.ts";
+import { MISS } from "../src/store/store.ts";
+import { TsSieveStore } from "../src/store/ts_store.ts";
 
 function put(c: SieveCache<number, string>, k: number): void {
   assert.equal(c.set(k, `v${k}`), c);

@@ -2,10 +2,10 @@
 // `NativeMemoryStore`), each boundary at injected times: fresh while `age < ttl`, stale while
 // `ttl <= age < ttl + stale`, gone after. The same cases run on both stores.
 import assert from "node:assert/strict";
-import { loadNative } from "../src/ffi.ts";
-import { NativeMemoryStore } from "../src/native_store.ts";
-import { type ByteStore, MISS } from "../src/store.ts";
-import { TsSieveStore } from "../src/ts_store.ts";
+import { loadNative } from "../src/native/ffi.ts";
+import { NativeMemoryStore } from "../src/store/native_store.ts";
+import { type ByteStore, MISS } from "../src/store/store.ts";
+import { TsSieveStore } from "../src/store/ts_store.ts";
 
 interface Options {
   maxSize?: number;

@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
-import { loadNative } from "../src/ffi.ts";
-import { NativeMemoryStore } from "../src/native_store.ts";
-import { type ByteStore, MISS } from "../src/store.ts";
-import { type Policy, TsSieveStore } from "../src/ts_store.ts";
-import { SieveQueue } from "../src/_sieve_queue.ts";
+import { loadNative } from "../src/native/ffi.ts";
+import { NativeMemoryStore } from "../src/store/native_store.ts";
+import { type ByteStore, MISS } from "../src/store/store.ts";
+import { type Policy, TsSieveStore } from "../src/store/ts_store.ts";
+import { SieveQueue } from "../src/store/_sieve_queue.ts";
 
 const SIEVE = 0, LRU = 1, MRU = 2, FIFO = 3, LFU = 4;
 const POLICIES: Array<[string, Policy]> = [

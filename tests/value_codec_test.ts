@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { decodeValue, encodeValue, isPromised, PROMISED_FLAG } from "../src/value_codec.ts";
+import { decodeValue, encodeValue, isPromised, PROMISED_FLAG } from "../src/codec/value_codec.ts";
 
 /** Encodes, copies the bytes out of the reused buffer as a store would, and decodes. */
 function roundTrip(value: unknown, promised = false): unknown {

@@ -3,7 +3,7 @@
 // a Worker's isolate down without running its FinalizationRegistry callbacks, so before
 // the fix every Worker left its memory store allocated and its shared file mapped.
 import assert from "node:assert/strict";
-import { symbols } from "../src/ffi.ts";
+import { symbols } from "../src/native/ffi.ts";
 import { runChild } from "./fixtures/run_child.ts";
 
 interface LeakReport {

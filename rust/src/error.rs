@@ -6,7 +6,7 @@
 
 use std::cell::RefCell;
 
-/// Status codes shared with `src/errors.ts`. Non-negative return values are results
+/// Status codes shared with `src/native/errors.ts`. Non-negative return values are results
 /// (slot numbers, lengths); negative ones are these codes.
 #[repr(i32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -40,7 +40,7 @@ const NIL: u32 = u32::MAX;
 /// Largest number of slots: slot numbers travel as non-negative `i32`.
 pub const MAX_SLOTS: usize = i32::MAX as usize;
 
-/// Eviction policy, numbered as `Strategy` in `src/options.ts`.
+/// Eviction policy, numbered as `Strategy` in `src/options/options.ts`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Policy {
     /// SIEVE: visited bit and hand (the default).

@@ -18,7 +18,7 @@ pub mod mem;
 mod shm;
 mod thread_handles;
 
-/// Version of the C ABI below; `src/ffi.ts` refuses a library that reports another one.
+/// Version of the C ABI below; `src/native/ffi.ts` refuses a library that reports another one.
 /// History: 1 = first release (memory store). 2 = `warp_shm_file_size` and
 /// `warp_shm_max_file_size`; `warp_shm_open` adopts the sizes of a file in use (the
 /// caller reads them back with `warp_shm_info`). 3 = shared format 5: `warp_shm_open` and

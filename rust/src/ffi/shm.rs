@@ -377,7 +377,7 @@ pub unsafe extern "C" fn warp_shm_clear(h: *const ShmStore) -> i32 {
     }
 }
 
-/// The fields of `warp_shm_info`, in its order (`SHM_INFO` in `src/shared_store.ts`).
+/// The fields of `warp_shm_info`, in its order (`SHM_INFO` in `src/store/shared_store.ts`).
 fn info_fields(i: &Info) -> [f64; SHM_INFO_FIELDS] {
     [
         i.hits as f64,
@@ -621,7 +621,7 @@ pub unsafe extern "C" fn warp_shm_flight_waiter(
 /// its owner dies and this handle takes it over ([`FLIGHT_OWNER`]: compute, then
 /// release), or `ms` ms pass, or the handle is closed ([`FLIGHT_TIMEOUT`]); `ms` not
 /// finite: no bound. Sleeps on a futex in the mapping, checking the owner's liveness
-/// every 100 ms. Frees `w`, whatever the outcome. Declared `nonblocking` in `src/ffi.ts`
+/// every 100 ms. Frees `w`, whatever the outcome. Declared `nonblocking` in `src/native/ffi.ts`
 /// (it runs on another thread) as well as blocking.
 ///
 /// # Safety

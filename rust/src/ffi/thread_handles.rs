@@ -22,7 +22,7 @@
 //! not in the map (or is of another type) does nothing.
 //!
 //! This holds only if constructors are called on the thread whose isolate uses the handle:
-//! they must not be declared `nonblocking` in `src/ffi.ts` (a blocking-pool thread would
+//! they must not be declared `nonblocking` in `src/native/ffi.ts` (a blocking-pool thread would
 //! own, and free, the handle).
 
 use std::any::TypeId;

@@ -1,4 +1,4 @@
-//! Read-only inspection of a cache file, for operators (`src/cli.ts`): sizes, counters and
+//! Read-only inspection of a cache file, for operators (`src/ops/cli.ts`): sizes, counters and
 //! whether processes have it open, WITHOUT changing the file in any way.
 //!
 //! [`crate::shm::ShmStore::open`] writes to the file (it takes a counter stripe, may

@@ -34,7 +34,7 @@
 //! - refused: the file is in use, and the opener ADOPTS its parameters, so that it
 //!   shares entries and counters with the running processes (a rolling deploy that
 //!   changes a size keeps one cache). [`Region::params`] then differs from the
-//!   parameters asked for, and the caller says so (`src/shared_store.ts` warns once,
+//!   parameters asked for, and the caller says so (`src/store/shared_store.ts` warns once,
 //!   naming the file, both sets of sizes and how to change them).
 //!
 //! A handle takes its read lock (waiting, if a replacer holds the write lock) and only

@@ -8,9 +8,9 @@
  * @module
  */
 
-import { EXPIRED_BASE, type NativeSymbols, STORE_TTL } from "./ffi.ts";
-import { unwrap } from "./errors.ts";
-import { checkEntryTtl } from "./_validate.ts";
+import { EXPIRED_BASE, type NativeSymbols, STORE_TTL } from "../native/ffi.ts";
+import { unwrap } from "../native/errors.ts";
+import { checkEntryTtl } from "../options/_validate.ts";
 import {
   type ByteStore,
   MISS,

@@ -14,7 +14,7 @@
  * @module
  */
 
-import { checkEntryTtl } from "./_validate.ts";
+import { checkEntryTtl } from "../options/_validate.ts";
 import { createHash } from "node:crypto";
 import {
   envVar,
@@ -23,8 +23,8 @@ import {
   nativeLastError,
   nativeLoadError,
   type NativeSymbols,
-} from "./ffi.ts";
-import { CacheError, Status, unwrap } from "./errors.ts";
+} from "../native/ffi.ts";
+import { CacheError, Status, unwrap } from "../native/errors.ts";
 import {
   type ByteStore,
   type FlightClaim,
@@ -45,7 +45,7 @@ import {
   isFileRef,
   isPromised,
   readFileRef,
-} from "./value_codec.ts";
+} from "../codec/value_codec.ts";
 import { LargeValueFiles, MAX_LARGE_VALUE_BYTES } from "./_large_values.ts";
 
 /** Where shared files live, and under which name. */

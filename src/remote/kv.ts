@@ -11,7 +11,7 @@
  */
 
 import type { Invalidation, RemoteTier } from "./remote.ts";
-import { describe } from "./_validate.ts";
+import { describe } from "../options/_validate.ts";
 
 export type { Invalidation, RemoteTier } from "./remote.ts";
 

@@ -8,7 +8,7 @@
  */
 
 import { FRESH, GONE, NIL, type Policy, SIEVE, SieveQueue } from "./_sieve_queue.ts";
-import { checkEntryTtl, checkMaxSize, checkMs, checkTtl, describe } from "./_validate.ts";
+import { checkEntryTtl, checkMaxSize, checkMs, checkTtl, describe } from "../options/_validate.ts";
 import {
   type ByteStore,
   MISS,

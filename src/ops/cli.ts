@@ -24,7 +24,7 @@
  */
 
 import { Command, CommanderError, InvalidArgumentError } from "commander";
-import { defaultSharedDir, SharedStore } from "./shared_store.ts";
+import { defaultSharedDir, SharedStore } from "../store/shared_store.ts";
 import {
   type CacheFileInfo,
   cacheNameOf,

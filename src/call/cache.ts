@@ -5,16 +5,21 @@
  * @module
  */
 
-import { bytesToKeyString, KeyWriter } from "./key_codec.ts";
-import { Backend, type CacheOptions, type ResolvedOptions, resolveOptions } from "./options.ts";
-import { type KeyBytes, MISS, type Store } from "./store.ts";
-import { createStore } from "./engine.ts";
-import { describe } from "./_validate.ts";
-import { type DecorationSite, decorationSite, defaultSharedName } from "./_naming.ts";
-import { register } from "./registry.ts";
+import { bytesToKeyString, KeyWriter } from "../codec/key_codec.ts";
+import {
+  Backend,
+  type CacheOptions,
+  type ResolvedOptions,
+  resolveOptions,
+} from "../options/options.ts";
+import { type KeyBytes, MISS, type Store } from "../store/store.ts";
+import { createStore } from "../store/engine.ts";
+import { describe } from "../options/_validate.ts";
+import { type DecorationSite, decorationSite, defaultSharedName } from "../options/_naming.ts";
+import { register } from "../ops/registry.ts";
 import { type CacheContext, CallContext } from "./context.ts";
 import { AsyncLocalStorage } from "node:async_hooks";
-import { RemoteLink } from "./_remote_link.ts";
+import { RemoteLink } from "../remote/_remote_link.ts";
 
 /** Counters and sizes of a cache, from {@linkcode CachedFunction.cacheInfo}. */
 export interface CacheInfo {

@@ -33,8 +33,8 @@ import {
   type Observable,
 } from "npm:@opentelemetry/api@^1.9.0";
 import type { Registered } from "./registry.ts";
-import { Backend } from "./options.ts";
-import { VERSION } from "./_artifacts.ts";
+import { Backend } from "../options/options.ts";
+import { VERSION } from "../native/_artifacts.ts";
 
 /** The instrumentation scope of the instruments. */
 export const METER_NAME = "@warp/cache";

@@ -14,7 +14,7 @@
 
 import { GuardedTier } from "./_remote_guard.ts";
 import type { Invalidation, RemoteTier } from "./remote.ts";
-import { decodeValueIn, encodeValue, isPromised } from "./value_codec.ts";
+import { decodeValueIn, encodeValue, isPromised } from "../codec/value_codec.ts";
 
 const FRAME_VERSION = 1;
 const HEADER = 9;

@@ -19,9 +19,9 @@ import {
   nativeLoadError,
   nativeLoadFailure,
   prepareNative,
-} from "./ffi.ts";
+} from "../native/ffi.ts";
 import { NativeMemoryStore } from "./native_store.ts";
-import { Backend, type ResolvedOptions, Strategy } from "./options.ts";
+import { Backend, type ResolvedOptions, Strategy } from "../options/options.ts";
 import type { Store } from "./store.ts";
 import { TsSieveStore } from "./ts_store.ts";
 import { defaultSharedDir, sharedFileName, SharedStore } from "./shared_store.ts";

@@ -149,7 +149,7 @@ export const symbols = {
   warp_shm_count_stale_hit: { parameters: ["pointer", "u8"], result: "i32", optional: true },
   // (h) -> status: counts a background refresh
   warp_shm_count_refresh: { parameters: ["pointer"], result: "i32", optional: true },
-  // Flights (cross-process single-flight; codes: FLIGHT in src/shared_store.ts).
+  // Flights (cross-process single-flight; codes: FLIGHT in src/store/shared_store.ts).
   // (h, key, key_len) -> owner | wait | none | status
   warp_shm_flight_claim: {
     parameters: ["pointer", "buffer", "u32"],
@@ -206,7 +206,7 @@ export const symbols = {
   warp_shm_max_file_size: { parameters: [], result: "f64", optional: true },
   // (path, path_len, out: 17 x f64 = the 12 fields of warp_shm_info, format version,
   //  file size, in use (1, 0, -1: unknown), consistent read, write lock held) -> verdict
-  // (INSPECT in src/_shared_inspect.ts) | status. Reads the file without changing it.
+  // (INSPECT in src/ops/_shared_inspect.ts) | status. Reads the file without changing it.
   warp_shm_inspect: {
     parameters: ["buffer", "u32", "buffer"],
     result: "i32",
@@ -234,7 +234,7 @@ export interface NativeLoadFailure {
 
 /** Whether this module runs from a checkout that can build the library with cargo. */
 function inCheckout(): boolean {
-  const manifest = new URL("../rust/Cargo.toml", import.meta.url);
+  const manifest = new URL("../../rust/Cargo.toml", import.meta.url);
   if (manifest.protocol !== "file:") return false;
   try {
     return Deno.statSync(decodeURIComponent(manifest.pathname)).isFile;

@@ -1,5 +1,5 @@
 /**
- * Read-only inspection of shared cache files, for operators (`src/cli.ts`): the verdict
+ * Read-only inspection of shared cache files, for operators (`src/ops/cli.ts`): the verdict
  * (valid, foreign, other version, corrupt), sizes and counters of a file, read through
  * `warp_shm_inspect` (`rust/src/shm/inspect.rs`), which opens the file read-only, maps its
  * header `PROT_READ` and reads it in a bounded seqlock read: inspecting a file never
@@ -16,8 +16,8 @@
  * @module
  */
 
-import { loadNative, nativeLastError, nativeLoadError } from "./ffi.ts";
-import { sharedFileName, SHM_INFO } from "./shared_store.ts";
+import { loadNative, nativeLastError, nativeLoadError } from "../native/ffi.ts";
+import { sharedFileName, SHM_INFO } from "../store/shared_store.ts";
 
 /**
  * Index of each `f64` that `warp_shm_inspect` writes (`INSPECT_FIELDS` in

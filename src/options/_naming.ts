@@ -12,7 +12,7 @@
  * @module
  */
 
-import { shortHash } from "./shared_store.ts";
+import { shortHash } from "../store/shared_store.ts";
 
 /** Where `cache()` was applied: `url:line:column`, and the class of a method. */
 export interface DecorationSite {

@@ -129,9 +129,11 @@ export function candidates(): Candidate[] {
   const sha256 = pinnedHash();
   const out: Candidate[] = [];
   // A developer's cargo build first, so that a checkout tests what it just built.
-  const cargo = fileUrlPath(new URL(`../rust/target/release/${cargoFileName()}`, import.meta.url));
+  const cargo = fileUrlPath(
+    new URL(`../../rust/target/release/${cargoFileName()}`, import.meta.url),
+  );
   if (cargo) out.push({ path: cargo, source: "cargo build output", sha256: undefined });
-  const dist = fileUrlPath(new URL(`../dist/${artifact}`, import.meta.url));
+  const dist = fileUrlPath(new URL(`../../dist/${artifact}`, import.meta.url));
   if (dist) out.push({ path: dist, source: "beside the module", sha256 });
   try {
     const main = fileUrlPath(new URL(artifact, Deno.mainModule));

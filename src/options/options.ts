@@ -5,7 +5,7 @@
  */
 
 import { checkMaxSize, checkMs, checkTtl, describe } from "./_validate.ts";
-import type { RemoteTier } from "./remote.ts";
+import type { RemoteTier } from "../remote/remote.ts";
 
 /** Where the entries of a cache live. */
 export enum Backend {

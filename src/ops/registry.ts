@@ -9,8 +9,8 @@
  * @module
  */
 
-import type { CacheInfo } from "./cache.ts";
-import type { Backend, Strategy } from "./options.ts";
+import type { CacheInfo } from "../call/cache.ts";
+import type { Backend, Strategy } from "../options/options.ts";
 import { instrument } from "./metrics.ts";
 
 /** One live cache of this process, as {@linkcode caches} lists it. */

@@ -20,7 +20,7 @@
  * @module
  */
 
-import type { KeyBytes } from "./store.ts";
+import type { KeyBytes } from "../store/store.ts";
 
 // Tags. Numbering is part of the shared file format: append, never renumber.
 const T_UNDEFINED = 1;

@@ -21,7 +21,7 @@
  */
 
 import { createHash } from "node:crypto";
-import { encodeFileRef, FILE_REF_BYTES, readFileRef } from "./value_codec.ts";
+import { encodeFileRef, FILE_REF_BYTES, readFileRef } from "../codec/value_codec.ts";
 
 /** Largest value kept in a file: 1 GiB. */
 export const MAX_LARGE_VALUE_BYTES = 1 << 30;

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { describe } from "./_validate.ts";
+import { describe } from "../options/_validate.ts";
 
 /**
  * What `cacheContext()` returns inside a cached function: the context of the computation
