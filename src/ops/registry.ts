@@ -9,7 +9,7 @@
  * @module
  */
 
-import type { CacheInfo } from "../call/cache.ts";
+import type { CacheInfo } from "../call/types.ts";
 import type { Backend, Strategy } from "../options/options.ts";
 import { instrument } from "./metrics.ts";
 

@@ -111,6 +111,17 @@ export interface CacheOptions {
    */
   timeout?: number | undefined;
   /**
+   * Most ms that a computation of a key is waited for by the other calls of that key
+   * before one of them computes it itself: a computation under way in this process that
+   * is older than this is abandoned by the next call of its key (its result is not stored,
+   * its `signal` aborts), and a call waiting for another process's computation (shared
+   * backend) computes the key itself after this long, even when that process is stopped
+   * and not dead. Positive, or `Infinity` for no bound. With `timeout`, a call still
+   * rejects after `timeout`; this bounds the wait behind it.
+   * @default {30000}
+   */
+  flightTimeout?: number | undefined;
+  /**
    * A tier behind the local one (memory or shared), shared by every host that uses the same
    * server and `name`: `redisTier(...)` from `@warp/cache/redis`, `kvTier(...)` from
    * `@warp/cache/kv`, or any {@linkcode RemoteTier} (a Promise of one is taken as is). A
@@ -153,6 +164,9 @@ export interface ResolvedOptions {
   /** Stale window in ms after the TTL, or `undefined`. */
   staleWhileRevalidate: number | undefined;
   timeout: number | undefined;
+  /** Most ms a computation is waited for before a waiter computes itself (`Infinity`: no
+   * bound). */
+  flightTimeout: number;
   clock: (() => number) | undefined;
 }
 
@@ -182,6 +196,7 @@ export const OPTION_NAMES: readonly string[] = [
   "largeValues",
   "staleWhileRevalidate",
   "timeout",
+  "flightTimeout",
   "remote",
   "remoteTimeout",
   "clock",
@@ -229,6 +244,11 @@ function byteBudget(value: unknown): number | undefined {
     );
   }
   return value;
+}
+
+function flightTimeout(value: unknown): number {
+  if (value === Infinity) return Infinity;
+  return checkMs("cache", "flightTimeout", value) ?? 30_000;
 }
 
 function enumValue<E extends number>(
@@ -348,6 +368,7 @@ export function resolveOptions(options: CacheOptions | undefined): ResolvedOptio
     remote: remote as RemoteTier | Promise<RemoteTier> | undefined,
     remoteTimeout: checkMs("cache", "remoteTimeout", options.remoteTimeout) ?? 500,
     timeout: checkMs("cache", "timeout", options.timeout),
+    flightTimeout: flightTimeout(options.flightTimeout),
     clock: clock as (() => number) | undefined,
   };
 }

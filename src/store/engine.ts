@@ -22,7 +22,7 @@ import {
 } from "../native/ffi.ts";
 import { NativeMemoryStore } from "./native_store.ts";
 import { Backend, type ResolvedOptions, Strategy } from "../options/options.ts";
-import type { Store } from "./store.ts";
+import type { Flights, Store, StoreView } from "./store.ts";
 import { TsSieveStore } from "./ts_store.ts";
 import { defaultSharedDir, sharedFileName, SharedStore } from "./shared_store.ts";
 
@@ -50,6 +50,20 @@ function warnFallback(): void {
   );
 }
 
+/** The store of a cache and what comes with it. */
+export interface StoreParts {
+  /** The entries. */
+  store: Store;
+  /** Which engine holds them: the native in-process store, the TypeScript one, or the
+   * shared file (through the native library). */
+  engine: "native" | "ts" | "shared";
+  /** A store that keeps the call path's counters itself (the shared file: exact totals
+   * over every process), else `undefined` (the call path keeps them). */
+  fileCounters: StoreView | undefined;
+  /** Cross-process single-flight (the shared file), else `undefined`. */
+  flights: Flights | undefined;
+}
+
 /**
  * Creates the store for a cache with resolved options.
  *
@@ -64,7 +78,7 @@ export function createStore(
   name: string,
   sharedName: string,
   clock?: () => number,
-): Store {
+): StoreParts {
   if (opts.backend === Backend.Shared) {
     if (opts.strategy !== Strategy.Sieve) {
       throw new TypeError(
@@ -88,18 +102,20 @@ export function createStore(
       opts.staleWhileRevalidate ?? 0,
     );
     if (opts.largeValues === "file") store.useLargeValues();
-    return store.keyed(clock);
+    const view = store.keyed(clock) as StoreView;
+    return { store: view, engine: "shared", fileCounters: view, flights: view.flights };
   }
   const engine = envEngine();
   const lib = engine === "ts" ? null : loadNative();
   if (lib !== null) {
-    return new NativeMemoryStore(
+    const store = new NativeMemoryStore(
       lib,
       opts.maxSize,
       opts.ttl,
       opts.strategy,
       opts.staleWhileRevalidate ?? 0,
     ).keyed(clock);
+    return { store, engine: "native", fileCounters: undefined, flights: undefined };
   }
   if (engine === "native") {
     throw new Error(
@@ -107,13 +123,14 @@ export function createStore(
     );
   }
   if (engine !== "ts") warnFallback();
-  return new TsSieveStore({
+  const store = new TsSieveStore({
     maxSize: opts.maxSize,
     ttl: opts.ttl,
     policy: opts.strategy,
     stale: opts.staleWhileRevalidate ?? 0,
   })
     .keyed(clock);
+  return { store, engine: "ts", fileCounters: undefined, flights: undefined };
 }
 
 // The first import downloads the library when none is found and every permission this

@@ -32,6 +32,7 @@ import {
   type Flights,
   type KeyBytes,
   MISS,
+  promisedEntry,
   type Store,
   type StoreInfo,
   StoreView,
@@ -348,7 +349,8 @@ export class SharedStore implements ByteStore {
       this.#lib.warp_shm_delete!(this.#handle, key, len);
       return MISS;
     }
-    return asHit && isPromised(ref) ? Promise.resolve(value) : value;
+    if (!isPromised(ref)) return value;
+    return asHit ? Promise.resolve(value) : promisedEntry(value);
   }
 
   /** Removes large-value files that no entry refers to any more. */
@@ -381,12 +383,14 @@ export class SharedStore implements ByteStore {
     const r = peek(this.#handle, key, len, this.#out, this.#out.length, now);
     if (r === -1) return MISS;
     if (r < 0) unwrap(r, "Shared cache lookup");
+    let value: unknown;
     try {
-      return decodeValueIn(this.#out, r, this.#outView);
+      value = decodeValueIn(this.#out, r, this.#outView);
     } catch {
       if (isFileRef(this.#out, r)) return this.#readLarge(key, len, false);
       return MISS; // bytes of another codec version: never returned
     }
+    return isPromised(this.#out) ? promisedEntry(value) : value;
   }
 
   /**

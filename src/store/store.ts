@@ -12,22 +12,30 @@
 /** Returned by {@linkcode Store.get} when the key is absent or expired. */
 export const MISS: unique symbol = Symbol("@warp/cache.miss");
 
-/**
- * The resolved value behind each Promise that a memory store keeps for an async result (a
- * hit returns that one Promise): what {@linkcode Store.peek} returns instead of it.
- */
-const resolvedValues = new WeakMap<Promise<unknown>, unknown>();
+/** The property of a Promise kept for an async result that holds its resolved value
+ * (a property, not a `WeakMap`: 20 ns an insert instead of 200). */
+const RESOLVED: unique symbol = Symbol("@warp/cache.resolved");
 
-/** The Promise a memory store keeps for an async result `value`. */
+/** A Promise kept for an async result, with its resolved value. */
+type PromisedEntry = Promise<unknown> & { [RESOLVED]?: unknown };
+
+/** The Promise a store keeps (or a hit returns) for an async result `value`: hits return
+ * that one Promise, and {@linkcode peeked} reads `value` back from it. */
 export function promisedEntry(value: unknown): Promise<unknown> {
-  const p = Promise.resolve(value);
-  resolvedValues.set(p, value);
+  const p: PromisedEntry = Promise.resolve(value);
+  p[RESOLVED] = value;
   return p;
 }
 
-/** What {@linkcode Store.peek} returns for a memory store's stored value `v`. */
+/** The value of an entry as the function returned it: an async result's resolved value
+ * for a Promise made by {@linkcode promisedEntry}, else `v` itself. */
 export function peeked(v: unknown): unknown {
-  return v instanceof Promise && resolvedValues.has(v) ? resolvedValues.get(v) : v;
+  return v instanceof Promise && RESOLVED in v ? (v as PromisedEntry)[RESOLVED] : v;
+}
+
+/** Whether `v` is an entry made by {@linkcode promisedEntry} (an async result). */
+export function isPromisedEntry(v: unknown): boolean {
+  return v instanceof Promise && RESOLVED in v;
 }
 
 /** Counters and sizes of a store. */
@@ -139,13 +147,13 @@ export interface Store {
    */
   set(key: KeyBytes, value: unknown, promised: boolean, ttl?: number): boolean;
   /**
-   * The value stored under `key` if present and fresh, else {@linkcode MISS}, as the
-   * function returned it (an async function's resolved value, not a Promise), without
-   * counting anything or marking the entry for the eviction policy (`cacheGet()`).
+   * The entry stored under `key` if present and fresh, else {@linkcode MISS}, without
+   * counting anything or marking the entry for the eviction policy (`cacheGet()`). An async
+   * result comes as the Promise a hit would return, whose value {@linkcode peeked} reads.
    */
   peek(key: KeyBytes): unknown;
   /**
-   * The value stored under `key` while it is fresh or stale (older than its TTL, but not
+   * The entry stored under `key` while it is fresh or stale (older than its TTL, but not
    * older than its TTL plus the store's stale window), else {@linkcode MISS}; like
    * {@linkcode Store.peek} it counts and marks nothing. `get` keeps a stale entry (it
    * counts a miss and returns {@linkcode MISS}) until its window ends.
@@ -153,22 +161,6 @@ export interface Store {
   peekStale(key: KeyBytes): unknown;
   /** Removes `key`; returns whether it was present. */
   delete(key: KeyBytes): boolean;
-  /**
-   * The lookup just made found no entry but joined a computation under way: count it as a
-   * hit, not the miss that `get` counted.
-   */
-  countJoin(): void;
-  /**
-   * The lookup just made found a stale entry and returned its value: count it as a hit and
-   * a stale hit, not the miss that `get` counted. `joined`: the call was counted as a hit
-   * already (it joined a computation, then got the stale value on a timeout): count the
-   * stale hit only.
-   */
-  countStaleHit(joined?: boolean): void;
-  /** Counts a background refresh started. */
-  countRefresh(): void;
-  /** Cross-process single-flight (the shared store), else `undefined`. */
-  readonly flights: Flights | undefined;
   /** Removes every entry and resets every counter. */
   clear(): void;
   /** Returns the counters and sizes. */
