@@ -11,7 +11,7 @@
 
 import { bytesToKeyString } from "../codec/key_codec.ts";
 import { isPromisedEntry, MISS, peeked } from "../store/store.ts";
-import { type AnyFunction } from "./types.ts";
+import type { AnyFunction } from "./types.ts";
 import { active, CallContext, runInContext } from "./context.ts";
 import { Computation, free, hold, isThenable, release } from "./computation.ts";
 import { boundedJoin, type InFlight } from "./in_flight.ts";
