@@ -25,6 +25,7 @@ const MEMORY_SUITES = [
   "tests/registry_test.ts",
   "tests/metrics_test.ts",
   "tests/timeout_test.ts",
+  "tests/liveness_test.ts",
   "tests/context_test.ts",
   "tests/stale_test.ts",
   "tests/key_codec_test.ts",
