@@ -27,7 +27,7 @@ import { InFlight } from "./in_flight.ts";
 import { type Counters, FileCounters, LocalCounters } from "./counters.ts";
 import { DISPOSED, RemoteTiers, Tiers } from "./tiers.ts";
 import { FeatureLoader, Loader } from "./loader.ts";
-import { flightTable } from "./_flights_compat.ts";
+import { type FlightTable, flightTable } from "./_flights_compat.ts";
 import type {
   AnyFunction,
   CacheControls,
@@ -141,13 +141,28 @@ function countersOf(file: ConstructorParameters<typeof FileCounters>[0] | undefi
   return file === undefined ? new LocalCounters() : new FileCounters(file);
 }
 
-function wrap(
+/** The parts of one cache, assembled from its options. */
+interface Assembly {
+  cacheName: string;
+  shared: boolean;
+  link: RemoteLink | undefined;
+  tiers: Tiers;
+  flights: FlightTable | undefined;
+  counters: Counters;
+  loader: Loader;
+  path: CachePath;
+  /** Whether `cacheInfo()` reports `staleHits` and `refreshes`. */
+  counted: boolean;
+}
+
+/** Builds the parts of the cache of `fn` (`name`) from `opts`. */
+function assemble(
   fn: AnyFunction,
   name: string,
   opts: ResolvedOptions,
   isMethod: boolean,
   site: DecorationSite,
-): CachedFunction<AnyFunction, CacheInfo> {
+): Assembly {
   const shared = opts.backend === Backend.Shared;
   // A shared or remote cache keys on values (identity means nothing in another process).
   const valueKeys = shared || opts.remote !== undefined;
@@ -211,51 +226,46 @@ function wrap(
     keyFn,
     withThis,
   );
-
-  // The frame of this function sits between every two levels of a memoized recursion, so
-  // it stays small (see RELIABILITY.md, hole 9).
-  const cached = function (this: unknown, ...args: unknown[]): unknown {
-    const r = path.lookup(this, args);
-    if (r !== MISS) return r;
-    try {
-      return loader.endMiss(loader.missHeld, fn.apply(this, args));
-    } catch (e) {
-      return loader.failMiss(e);
-    }
-  };
-
-  Object.defineProperty(cached, "name", { value: name, configurable: true });
-  Object.defineProperty(cached, "length", { value: fn.length, configurable: true });
   const counted = swr || timeout !== undefined;
-  const controls = {
-    cacheInfo: (): CacheInfo => {
-      const info = counters.apply(tiers.local.info());
-      const out: CacheInfo = {
-        hits: info.hits,
-        misses: info.misses,
-        maxSize: info.maxSize,
-        currentSize: info.currentSize,
-      };
-      if (counted) {
-        out.staleHits = info.staleHits ?? 0;
-        out.refreshes = info.refreshes ?? 0;
-      }
-      if (link !== undefined) {
-        out.remoteHits = link.hits;
-        out.remoteErrors = link.errors;
-      }
-      if (shared) {
-        const s = out as SharedCacheInfo;
-        s.oversizeSkips = info.oversizeSkips ?? 0;
-        s.bytes = info.bytes ?? 0;
-        s.maxBytes = info.maxBytes ?? 0;
-      }
-      return out;
-    },
+  return { cacheName, shared, link, tiers, flights, counters, loader, path, counted };
+}
+
+/** The counters and sizes of a cache, as `cacheInfo()` reports them. */
+function infoOf(a: Assembly): CacheInfo {
+  const info = a.counters.apply(a.tiers.local.info());
+  const out: CacheInfo = {
+    hits: info.hits,
+    misses: info.misses,
+    maxSize: info.maxSize,
+    currentSize: info.currentSize,
+  };
+  if (a.counted) {
+    out.staleHits = info.staleHits ?? 0;
+    out.refreshes = info.refreshes ?? 0;
+  }
+  if (a.link !== undefined) {
+    out.remoteHits = a.link.hits;
+    out.remoteErrors = a.link.errors;
+  }
+  if (a.shared) {
+    const s = out as SharedCacheInfo;
+    s.oversizeSkips = info.oversizeSkips ?? 0;
+    s.bytes = info.bytes ?? 0;
+    s.maxBytes = info.maxBytes ?? 0;
+  }
+  return out;
+}
+
+/** The controls of a cache (`cacheInfo`, `cacheClear`, the entry controls, dispose);
+ * `unregister` takes it out of the registry. */
+function controlsOf(a: Assembly, unregister: () => void): CacheControls<AnyFunction> {
+  const { tiers, loader, path, flights } = a;
+  return {
+    cacheInfo: (): CacheInfo => infoOf(a),
     cacheClear: (): void => {
       loader.detachAll("cacheClear");
       tiers.clear();
-      counters.clear();
+      a.counters.clear();
     },
     cacheGet(this: unknown, ...args: unknown[]): unknown {
       const k = path.heldKeyOf(this, args);
@@ -295,14 +305,39 @@ function wrap(
       tiers.close();
     },
   };
+}
+
+function wrap(
+  fn: AnyFunction,
+  name: string,
+  opts: ResolvedOptions,
+  isMethod: boolean,
+  site: DecorationSite,
+): CachedFunction<AnyFunction, CacheInfo> {
+  const a = assemble(fn, name, opts, isMethod, site);
+  const { path, loader } = a;
+  // The frame of this function sits between every two levels of a memoized recursion, so
+  // it stays small (see RELIABILITY.md, hole 9).
+  const cached = function (this: unknown, ...args: unknown[]): unknown {
+    const r = path.lookup(this, args);
+    if (r !== MISS) return r;
+    try {
+      return loader.endMiss(loader.missHeld, fn.apply(this, args));
+    } catch (e) {
+      return loader.failMiss(e);
+    }
+  };
+  Object.defineProperty(cached, "name", { value: name, configurable: true });
+  Object.defineProperty(cached, "length", { value: fn.length, configurable: true });
   const unregister = register(cached, {
-    name: cacheName,
+    name: a.cacheName,
     backend: opts.backend,
     strategy: opts.strategy,
-    info: controls.cacheInfo,
-    clear: controls.cacheClear,
-    evictions: () => tiers.local.info().evictions ?? 0,
+    info: () => infoOf(a),
+    clear: () => controls.cacheClear(),
+    evictions: () => a.tiers.local.info().evictions ?? 0,
   });
+  const controls = controlsOf(a, () => unregister());
   cachedFunctions.add(cached);
   return Object.assign(cached, controls) as CachedFunction<AnyFunction, CacheInfo>;
 }
