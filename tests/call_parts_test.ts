@@ -31,7 +31,18 @@ function call(loader: Loader, store: MapStore, key: string, ...args: unknown[]):
   }
 }
 
-function parts(fn: Fn, store = new MapStore()) {
+interface Parts {
+  fn: Fn;
+  name: string;
+  tiers: Tiers;
+  counters: LocalCounters;
+  inFlight: InFlight;
+  readsContext: () => boolean;
+  flightTimeout: number;
+  store: MapStore;
+}
+
+function parts(fn: Fn, store = new MapStore()): Parts {
   return {
     fn,
     name: "f",
@@ -227,7 +238,11 @@ Deno.test("loader: a result the store refuses rejects the call and leaves the ke
 });
 
 /** A scripted flight table: `claim` answers `claims`, the waits answer `ends`. */
-function flights(claims: Claim[], ends: WaitEnd[], owns = true) {
+function flights(
+  claims: Claim[],
+  ends: WaitEnd[],
+  owns = true,
+): { table: FlightTable; log: string[] } {
   const log: string[] = [];
   const table: FlightTable = {
     claim: (_k, async) => {
@@ -250,7 +265,11 @@ function flights(claims: Claim[], ends: WaitEnd[], owns = true) {
   return { table, log };
 }
 
-function featured(fn: Fn, table: FlightTable, store = new MapStore()) {
+function featured(
+  fn: Fn,
+  table: FlightTable,
+  store = new MapStore(),
+): { p: Parts; loader: FeatureLoader } {
   const p = parts(fn, store);
   return {
     p,
@@ -337,7 +356,7 @@ Deno.test("loader: an async waiter computes the key itself when the wait times o
   for (const end of ["timeout", "owner"] as const) {
     const f = flights(["wait"], [end]);
     const store = new MapStore();
-    const { loader } = featured(async (x: number) => x * 3, f.table, store);
+    const { loader } = featured((x: number) => Promise.resolve(x * 3), f.table, store);
     assert.equal(await (call(loader, store, "k", 2) as Promise<number>), 6);
     assert.equal(peeked(store.fresh.get("k")), 6);
     assert.equal(f.log.includes("release"), end === "owner", f.log.join());
