@@ -26,6 +26,7 @@ const MEMORY_SUITES = [
   "tests/metrics_test.ts",
   "tests/timeout_test.ts",
   "tests/liveness_test.ts",
+  "tests/jitter_test.ts",
   "tests/context_test.ts",
   "tests/stale_test.ts",
   "tests/key_codec_test.ts",

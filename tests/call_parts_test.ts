@@ -153,7 +153,7 @@ Deno.test("tiers: the remote tier gets computed values (not those read from it),
   c.ctx = new CallContext(undefined);
   c.ctx.fromRemote = true;
   tiers.write(c, 3, false, undefined);
-  tiers.set(keyOf("B"), 4, false);
+  tiers.set(keyOf("B"), 4, false, undefined);
   tiers.delete(keyOf("B"));
   tiers.clear();
   tiers.close();
@@ -273,7 +273,14 @@ function featured(
   const p = parts(fn, store);
   return {
     p,
-    loader: new FeatureLoader({ ...p, stale: false, timeout: undefined, flights: table }),
+    loader: new FeatureLoader({
+      ...p,
+      stale: false,
+      timeout: undefined,
+      flights: table,
+      ttl: undefined,
+      ttlJitter: undefined,
+    }),
   };
 }
 

@@ -211,8 +211,17 @@ function assemble(
   const swr = opts.staleWhileRevalidate !== undefined;
   const timeout = opts.timeout;
   // A plain cache gets the plain loader: none of the features' code runs on its misses.
-  const loader: Loader = swr || timeout !== undefined || flights !== undefined || link !== undefined
-    ? new FeatureLoader({ ...base, stale: swr, timeout, flights })
+  const featured = swr || timeout !== undefined || flights !== undefined || link !== undefined ||
+    opts.ttlJitter !== undefined;
+  const loader: Loader = featured
+    ? new FeatureLoader({
+      ...base,
+      stale: swr,
+      timeout,
+      flights,
+      ttl: opts.ttl,
+      ttlJitter: opts.ttlJitter,
+    })
     : new Loader(base);
   const keyFn = opts.key as AnyFunction | undefined;
   // A method keys on `this` (by identity). A shared cache cannot key on identity, so a
@@ -287,7 +296,7 @@ function controlsOf(a: Assembly, unregister: () => void): CacheControls<AnyFunct
         loader.register(k, value).catch(() => {});
         return;
       }
-      tiers.set(k, value, loader.sawPromise);
+      tiers.set(k, value, loader.sawPromise, loader.newTtl());
       release(k);
     },
     cacheDelete(this: unknown, ...args: unknown[]): boolean {

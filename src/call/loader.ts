@@ -234,6 +234,12 @@ export class Loader {
     this.tiers.write(held, value, promised, ttl);
   }
 
+  /** The own TTL (ms) of an entry stored now without one from its context: `undefined`,
+   * the store's (a {@linkcode FeatureLoader} adds `ttlJitter`). */
+  newTtl(): number | undefined {
+    return undefined;
+  }
+
   /** Releases the cross-process flight of `held` (none in a plain cache). */
   releaseFlight(_held: Computation): void {}
 
@@ -273,6 +279,10 @@ export interface FeatureParts extends LoaderParts {
   timeout: number | undefined;
   /** Cross-process single-flight (the shared backend), if any. */
   flights: FlightTable | undefined;
+  /** The cache's `ttl` (ms), if set. */
+  ttl: number | undefined;
+  /** `ttlJitter` (ms), if set (with `ttl`). */
+  ttlJitter: number | undefined;
 }
 
 /** The miss path of a cache with a stale window, a timeout, flights or a remote tier. */
@@ -280,12 +290,16 @@ export class FeatureLoader extends Loader {
   readonly stale: boolean;
   readonly timeout: number | undefined;
   readonly flights: FlightTable | undefined;
+  readonly ttl: number | undefined;
+  readonly ttlJitter: number | undefined;
 
   constructor(p: FeatureParts) {
     super(p);
     this.stale = p.stale;
     this.timeout = p.timeout;
     this.flights = p.flights;
+    this.ttl = p.ttl;
+    this.ttlJitter = p.ttlJitter;
   }
 
   override join(joined: Computation, buf: Uint8Array, len: number): unknown {
@@ -490,7 +504,15 @@ export class FeatureLoader extends Loader {
    * another process) or its context says not to. */
   override storeResult(held: Computation, value: unknown, promised: boolean): void {
     if (held.flight && !this.flights!.owns(held)) return;
-    super.storeResult(held, value, promised);
+    const own = held.ctx?.ttl;
+    if (own === 0) return;
+    this.tiers.write(held, value, promised, own ?? this.newTtl());
+  }
+
+  /** `ttl` plus a uniform random part in `[0, ttlJitter)`, with `ttlJitter`. */
+  override newTtl(): number | undefined {
+    const jitter = this.ttlJitter;
+    return jitter === undefined ? undefined : this.ttl! + Math.random() * jitter;
   }
 
   override releaseFlight(held: Computation): void {

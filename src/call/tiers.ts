@@ -47,9 +47,10 @@ export class Tiers {
     this.local.set(c, value, promised, ttl);
   }
 
-  /** `cacheSet`: stores `value` under `k`. */
-  set(k: KeyBytes, value: unknown, promised: boolean): void {
-    this.local.set(k, value, promised);
+  /** `cacheSet`: stores `value` under `k`, with its own TTL `ttl` (ms; `undefined`: the
+   * cache's). */
+  set(k: KeyBytes, value: unknown, promised: boolean, ttl: number | undefined): void {
+    this.local.set(k, value, promised, ttl);
   }
 
   /** `cacheDelete`: removes `k`; returns whether the local tier had it. */
@@ -109,9 +110,9 @@ export class RemoteTiers extends Tiers {
     );
   }
 
-  override set(k: KeyBytes, value: unknown, promised: boolean): void {
-    this.local.set(k, value, promised);
-    this.link.set(k.buf.subarray(0, k.len), value, promised, this.ttl);
+  override set(k: KeyBytes, value: unknown, promised: boolean, ttl: number | undefined): void {
+    this.local.set(k, value, promised, ttl);
+    this.link.set(k.buf.subarray(0, k.len), value, promised, ttl ?? this.ttl);
   }
 
   override delete(k: KeyBytes): boolean {

@@ -103,6 +103,15 @@ export interface CacheOptions {
    */
   staleWhileRevalidate?: number | undefined;
   /**
+   * Random part of each entry's TTL in ms (needs `ttl`): an entry lives `ttl` plus a
+   * uniform random part in `[0, ttlJitter)`, so that entries stored together (a warm-up,
+   * a burst of misses) do not expire together and stampede the function. Applies to
+   * computed entries and to `cacheSet`; an entry's own TTL (`cacheContext().setTtl`) is
+   * taken as given. Positive and finite.
+   * @default {undefined}
+   */
+  ttlJitter?: number | undefined;
+  /**
    * Most ms that a call of an async function waits for its computation (its own, or one it
    * joined): past it, the call rejects with a `DOMException` named `TimeoutError`, while the
    * computation goes on and its result is stored when it resolves. Positive and finite.
@@ -163,6 +172,8 @@ export interface ResolvedOptions {
   remoteTimeout: number;
   /** Stale window in ms after the TTL, or `undefined`. */
   staleWhileRevalidate: number | undefined;
+  /** Random part of each entry's TTL in ms, or `undefined`. */
+  ttlJitter: number | undefined;
   timeout: number | undefined;
   /** Most ms a computation is waited for before a waiter computes itself (`Infinity`: no
    * bound). */
@@ -195,6 +206,7 @@ export const OPTION_NAMES: readonly string[] = [
   "maxBytes",
   "largeValues",
   "staleWhileRevalidate",
+  "ttlJitter",
   "timeout",
   "flightTimeout",
   "remote",
@@ -334,6 +346,10 @@ export function resolveOptions(options: CacheOptions | undefined): ResolvedOptio
       staleWhileRevalidate,
     );
   }
+  const ttlJitter = checkMs("cache", "ttlJitter", options.ttlJitter);
+  if (ttlJitter !== undefined && ttl === undefined) {
+    fail(TypeError, "ttlJitter needs ttl (it is a random part added to each entry's ttl)", ttlJitter);
+  }
   const remote: unknown = options.remote;
   if (
     remote !== undefined &&
@@ -365,6 +381,7 @@ export function resolveOptions(options: CacheOptions | undefined): ResolvedOptio
     maxBytes: byteBudget(options.maxBytes),
     largeValues: largeValues as "file" | undefined,
     staleWhileRevalidate,
+    ttlJitter,
     remote: remote as RemoteTier | Promise<RemoteTier> | undefined,
     remoteTimeout: checkMs("cache", "remoteTimeout", options.remoteTimeout) ?? 500,
     timeout: checkMs("cache", "timeout", options.timeout),
