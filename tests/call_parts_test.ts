@@ -280,6 +280,10 @@ function featured(
       flights: table,
       ttl: undefined,
       ttlJitter: undefined,
+      staleWindow: undefined,
+      now: () => performance.now(),
+      staleIfError: undefined,
+      errorBackoff: undefined,
     }),
   };
 }

@@ -212,7 +212,7 @@ function assemble(
   const timeout = opts.timeout;
   // A plain cache gets the plain loader: none of the features' code runs on its misses.
   const featured = swr || timeout !== undefined || flights !== undefined || link !== undefined ||
-    opts.ttlJitter !== undefined;
+    opts.ttlJitter !== undefined || opts.staleIfError !== undefined;
   const loader: Loader = featured
     ? new FeatureLoader({
       ...base,
@@ -221,6 +221,10 @@ function assemble(
       flights,
       ttl: opts.ttl,
       ttlJitter: opts.ttlJitter,
+      staleWindow: opts.staleWhileRevalidate,
+      staleIfError: opts.staleIfError,
+      errorBackoff: opts.errorBackoff,
+      now: clock ?? (() => performance.now()),
     })
     : new Loader(base);
   const keyFn = opts.key as AnyFunction | undefined;
@@ -235,7 +239,7 @@ function assemble(
     keyFn,
     withThis,
   );
-  const counted = swr || timeout !== undefined;
+  const counted = swr || timeout !== undefined || opts.staleIfError !== undefined;
   return { cacheName, shared, link, tiers, flights, counters, loader, path, counted };
 }
 

@@ -167,12 +167,24 @@ export class Loader {
    * its flight is released, and its key is not reused (the throw may have cut a store
    * operation short).
    */
-  failMiss(error: unknown): never {
+  failMiss(error: unknown): unknown {
     const held = active.current as Computation;
     active.current = held.parent;
     this.releaseFlight(held);
     if (held.ctx !== undefined) held.ctx.live = false;
+    return this.failedNow(held, error);
+  }
+
+  /** A synchronous failure of the computation of `held`: rethrown (a
+   * {@linkcode FeatureLoader} with `staleIfError` may answer with a stale value). */
+  failedNow(_held: Computation, error: unknown): unknown {
     throw error;
+  }
+
+  /** A failure of the async computation of `held` (still holding its key): rethrown (a
+   * {@linkcode FeatureLoader} with `staleIfError` may resolve with a stale value). */
+  failed(_held: Computation, reason: unknown): unknown {
+    throw reason;
   }
 
   /** Makes the Promise `result` the computation of `held`, joinable by other calls;
@@ -215,8 +227,11 @@ export class Loader {
       },
       (reason) => {
         this.inFlight.take(pkey, held);
-        this.endComputation(held);
-        throw reason;
+        try {
+          return this.failed(held, reason);
+        } finally {
+          this.endComputation(held);
+        }
       },
     );
   }
@@ -283,6 +298,14 @@ export interface FeatureParts extends LoaderParts {
   ttl: number | undefined;
   /** `ttlJitter` (ms), if set (with `ttl`). */
   ttlJitter: number | undefined;
+  /** `staleWhileRevalidate` (ms), if set. */
+  staleWindow: number | undefined;
+  /** `staleIfError` (ms), if set. */
+  staleIfError: number | undefined;
+  /** `errorBackoff` (ms), set with `staleIfError`. */
+  errorBackoff: number | undefined;
+  /** The cache's clock (ms), for back-offs. */
+  now: () => number;
 }
 
 /** The miss path of a cache with a stale window, a timeout, flights or a remote tier. */
@@ -292,6 +315,13 @@ export class FeatureLoader extends Loader {
   readonly flights: FlightTable | undefined;
   readonly ttl: number | undefined;
   readonly ttlJitter: number | undefined;
+  readonly staleWindow: number | undefined;
+  readonly staleIfError: number | undefined;
+  readonly errorBackoff: number;
+  readonly now: () => number;
+  /** Keys whose computation failed (with `staleIfError`), until when (ms, by `now`) they
+   * back off. */
+  readonly #backoff = new Map<string, number>();
 
   constructor(p: FeatureParts) {
     super(p);
@@ -300,6 +330,10 @@ export class FeatureLoader extends Loader {
     this.flights = p.flights;
     this.ttl = p.ttl;
     this.ttlJitter = p.ttlJitter;
+    this.staleWindow = p.staleWindow;
+    this.staleIfError = p.staleIfError;
+    this.errorBackoff = p.errorBackoff ?? 0;
+    this.now = p.now;
   }
 
   override join(joined: Computation, buf: Uint8Array, len: number): unknown {
@@ -307,7 +341,7 @@ export class FeatureLoader extends Loader {
       // A refresh under way: the stale value at once while in its window; past it, the
       // call waits for the refresh (and gets the stale value on a timeout).
       const k = hold(buf, len, undefined);
-      const entry = this.tiers.local.peekStale(k);
+      const entry = this.tiers.local.peekStale(k, this.staleWindow);
       release(k);
       if (entry !== MISS) {
         this.counters.staleHit(false);
@@ -318,8 +352,12 @@ export class FeatureLoader extends Loader {
   }
 
   override beforeCompute(held: Computation, self: unknown, args: unknown[]): unknown {
+    if (this.#backoff.size > 0) {
+      const r = this.backedOff(held);
+      if (r !== MISS) return r;
+    }
     if (this.stale) {
-      const entry = this.tiers.local.peekStale(held);
+      const entry = this.tiers.local.peekStale(held, this.staleWindow);
       if (entry !== MISS) {
         this.counters.staleHit(false);
         this.refresh(held, peeked(entry), self, args);
@@ -336,6 +374,56 @@ export class FeatureLoader extends Loader {
     if (claim === "local" && !this.sawPromise) return MISS;
     if (this.sawPromise) return this.awaitFlight(held, self, args);
     return this.waitSync(held, self, args);
+  }
+
+  /** A key whose computation failed within `errorBackoff`: its stale value, without
+   * calling the function (a stale hit); else MISS. */
+  backedOff(held: Computation): unknown {
+    const pkey = held.pkey ??= bytesToKeyString(held.buf, held.len);
+    const until = this.#backoff.get(pkey);
+    if (until === undefined) return MISS;
+    if (this.now() >= until) {
+      this.#backoff.delete(pkey);
+      return MISS;
+    }
+    const entry = this.tiers.local.peekStale(held, this.staleIfError);
+    if (entry === MISS) return MISS;
+    this.counters.staleHit(false);
+    free(held);
+    return this.hitForm(entry);
+  }
+
+  /** With `staleIfError`: the entry of `held` stored less than `ttl + staleIfError` ago,
+   * to answer a failed computation with (a stale hit; the key backs off), else MISS. */
+  recover(held: Computation): unknown {
+    if (this.staleIfError === undefined) return MISS;
+    const entry = this.tiers.local.peekStale(held, this.staleIfError);
+    if (this.errorBackoff > 0) {
+      const pkey = held.pkey ??= bytesToKeyString(held.buf, held.len);
+      if (this.#backoff.size >= 4096) this.#pruneBackoff();
+      this.#backoff.set(pkey, this.now() + this.errorBackoff);
+    }
+    if (entry === MISS) return MISS;
+    this.counters.staleHit(true);
+    return entry;
+  }
+
+  /** Drops the back-offs that ended (bounds the map: amortized O(1) a failure). */
+  #pruneBackoff(): void {
+    const now = this.now();
+    for (const [k, until] of this.#backoff) if (until <= now) this.#backoff.delete(k);
+  }
+
+  override failedNow(held: Computation, error: unknown): unknown {
+    const entry = this.recover(held);
+    if (entry === MISS) throw error;
+    return this.hitForm(entry);
+  }
+
+  override failed(held: Computation, reason: unknown): unknown {
+    const entry = this.recover(held);
+    if (entry === MISS) throw reason;
+    return peeked(entry);
   }
 
   /** A synchronous wait for another process's computation of `held`: its value (a hit),
@@ -397,7 +485,7 @@ export class FeatureLoader extends Loader {
       return value;
     } catch (e) {
       this.inFlight.take(pkey, held);
-      throw e;
+      return this.failed(held, e);
     } finally {
       this.endComputation(held);
     }
@@ -504,6 +592,9 @@ export class FeatureLoader extends Loader {
    * another process) or its context says not to. */
   override storeResult(held: Computation, value: unknown, promised: boolean): void {
     if (held.flight && !this.flights!.owns(held)) return;
+    if (this.#backoff.size > 0) {
+      this.#backoff.delete(held.pkey ?? bytesToKeyString(held.buf, held.len));
+    }
     const own = held.ctx?.ttl;
     if (own === 0) return;
     this.tiers.write(held, value, promised, own ?? this.newTtl());

@@ -103,6 +103,21 @@ export interface CacheOptions {
    */
   staleWhileRevalidate?: number | undefined;
   /**
+   * Stale-if-error window in ms after `ttl` (needs `ttl`): when a computation of a key (a
+   * miss or a background refresh) throws or rejects while a value of that key stored less
+   * than `ttl + staleIfError` ago exists, its callers get that value (counted in
+   * `staleHits`) instead of the error. Positive and finite.
+   * @default {undefined}
+   */
+  staleIfError?: number | undefined;
+  /**
+   * Back-off in ms after a failed computation of a key (with `staleIfError`): calls of that
+   * key within it get the stale value without calling the function again (a failing origin
+   * is not called on every request). Kept per process. Positive and finite.
+   * @default {10000 when staleIfError is set}
+   */
+  errorBackoff?: number | undefined;
+  /**
    * Random part of each entry's TTL in ms (needs `ttl`): an entry lives `ttl` plus a
    * uniform random part in `[0, ttlJitter)`, so that entries stored together (a warm-up,
    * a burst of misses) do not expire together and stampede the function. Applies to
@@ -174,6 +189,10 @@ export interface ResolvedOptions {
   staleWhileRevalidate: number | undefined;
   /** Random part of each entry's TTL in ms, or `undefined`. */
   ttlJitter: number | undefined;
+  /** Stale-if-error window in ms after the TTL, or `undefined`. */
+  staleIfError: number | undefined;
+  /** Back-off in ms after a failed computation (with `staleIfError`), else `undefined`. */
+  errorBackoff: number | undefined;
   timeout: number | undefined;
   /** Most ms a computation is waited for before a waiter computes itself (`Infinity`: no
    * bound). */
@@ -207,6 +226,8 @@ export const OPTION_NAMES: readonly string[] = [
   "largeValues",
   "staleWhileRevalidate",
   "ttlJitter",
+  "staleIfError",
+  "errorBackoff",
   "timeout",
   "flightTimeout",
   "remote",
@@ -348,8 +369,25 @@ export function resolveOptions(options: CacheOptions | undefined): ResolvedOptio
   }
   const ttlJitter = checkMs("cache", "ttlJitter", options.ttlJitter);
   if (ttlJitter !== undefined && ttl === undefined) {
-    fail(TypeError, "ttlJitter needs ttl (it is a random part added to each entry's ttl)", ttlJitter);
+    fail(
+      TypeError,
+      "ttlJitter needs ttl (it is a random part added to each entry's ttl)",
+      ttlJitter,
+    );
   }
+  const staleIfError = checkMs("cache", "staleIfError", options.staleIfError);
+  if (staleIfError !== undefined && ttl === undefined) {
+    fail(
+      TypeError,
+      "staleIfError needs ttl (its window starts when an entry's TTL ends)",
+      staleIfError,
+    );
+  }
+  let errorBackoff = checkMs("cache", "errorBackoff", options.errorBackoff);
+  if (errorBackoff !== undefined && staleIfError === undefined) {
+    fail(TypeError, "errorBackoff needs staleIfError (it serves the stale value)", errorBackoff);
+  }
+  if (staleIfError !== undefined) errorBackoff ??= 10_000;
   const remote: unknown = options.remote;
   if (
     remote !== undefined &&
@@ -382,6 +420,8 @@ export function resolveOptions(options: CacheOptions | undefined): ResolvedOptio
     largeValues: largeValues as "file" | undefined,
     staleWhileRevalidate,
     ttlJitter,
+    staleIfError,
+    errorBackoff,
     remote: remote as RemoteTier | Promise<RemoteTier> | undefined,
     remoteTimeout: checkMs("cache", "remoteTimeout", options.remoteTimeout) ?? 500,
     timeout: checkMs("cache", "timeout", options.timeout),

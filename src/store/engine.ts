@@ -50,6 +50,21 @@ function warnFallback(): void {
   );
 }
 
+/** How long a store keeps an entry past its TTL (ms): the longer of the stale window
+ * (`staleWhileRevalidate`) and the window of `staleIfError`. */
+function staleWindow(opts: ResolvedOptions): number {
+  return Math.max(opts.staleWhileRevalidate ?? 0, opts.staleIfError ?? 0);
+}
+
+/** Whether the call path asks for stale entries within a window shorter than the store's
+ * (both windows set, of different lengths): the store is then driven by a JavaScript clock,
+ * so that times can be shifted (see `StoreView.peekStale`). */
+function twoWindows(opts: ResolvedOptions): boolean {
+  const a = opts.staleWhileRevalidate;
+  const b = opts.staleIfError;
+  return a !== undefined && b !== undefined && a !== b;
+}
+
 /** The store of a cache and what comes with it. */
 export interface StoreParts {
   /** The entries. */
@@ -99,10 +114,11 @@ export function createStore(
       opts.ttl,
       name,
       opts.maxBytes,
-      opts.staleWhileRevalidate ?? 0,
+      staleWindow(opts),
     );
     if (opts.largeValues === "file") store.useLargeValues();
-    const view = store.keyed(clock) as StoreView;
+    const view = store.keyed(clock ?? (twoWindows(opts) ? Date.now : undefined)) as StoreView;
+    view.setStaleWindow(staleWindow(opts));
     return { store: view, engine: "shared", fileCounters: view, flights: view.flights };
   }
   const engine = envEngine();
@@ -113,8 +129,9 @@ export function createStore(
       opts.maxSize,
       opts.ttl,
       opts.strategy,
-      opts.staleWhileRevalidate ?? 0,
-    ).keyed(clock);
+      staleWindow(opts),
+    ).keyed(clock ?? (twoWindows(opts) ? () => performance.now() : undefined)) as StoreView;
+    store.setStaleWindow(staleWindow(opts));
     return { store, engine: "native", fileCounters: undefined, flights: undefined };
   }
   if (engine === "native") {
@@ -127,9 +144,10 @@ export function createStore(
     maxSize: opts.maxSize,
     ttl: opts.ttl,
     policy: opts.strategy,
-    stale: opts.staleWhileRevalidate ?? 0,
+    stale: staleWindow(opts),
   })
-    .keyed(clock);
+    .keyed(clock) as StoreView;
+  store.setStaleWindow(staleWindow(opts));
   return { store, engine: "ts", fileCounters: undefined, flights: undefined };
 }
 

@@ -154,11 +154,12 @@ export interface Store {
   peek(key: KeyBytes): unknown;
   /**
    * The entry stored under `key` while it is fresh or stale (older than its TTL, but not
-   * older than its TTL plus the store's stale window), else {@linkcode MISS}; like
-   * {@linkcode Store.peek} it counts and marks nothing. `get` keeps a stale entry (it
-   * counts a miss and returns {@linkcode MISS}) until its window ends.
+   * older than its TTL plus the store's stale window, or plus `window` ms when given and
+   * shorter), else {@linkcode MISS}; like {@linkcode Store.peek} it counts and marks
+   * nothing. `get` keeps a stale entry (it counts a miss and returns {@linkcode MISS})
+   * until its window ends.
    */
-  peekStale(key: KeyBytes): unknown;
+  peekStale(key: KeyBytes, window?: number): unknown;
   /** Removes `key`; returns whether it was present. */
   delete(key: KeyBytes): boolean;
   /** Removes every entry and resets every counter. */
@@ -226,6 +227,8 @@ export class StoreView implements Store {
   #timed: boolean;
   #pointerGets: boolean;
   #pointerSets: boolean;
+  /** The store's stale window in ms (see {@linkcode StoreView.setStaleWindow}). */
+  #staleWindow = 0;
   readonly flights: Flights | undefined;
 
   /**
@@ -272,8 +275,20 @@ export class StoreView implements Store {
     return this.#s.peek(k.buf, k.len, this.#timed ? this.#time() : 0);
   }
 
-  peekStale(k: KeyBytes): unknown {
-    return this.#s.peekStale(k.buf, k.len, this.#timed ? this.#time() : 0);
+  peekStale(k: KeyBytes, window?: number): unknown {
+    const now = this.#timed ? this.#time() : 0;
+    // A shorter window than the store's: the entry is within it now exactly when it is
+    // within the store's window at a time later by the difference.
+    const shift = window === undefined ? 0 : Math.max(0, this.#staleWindow - window);
+    return this.#s.peekStale(k.buf, k.len, now + shift);
+  }
+
+  /**
+   * Tells the view the store's stale window (ms), for {@linkcode StoreView.peekStale} with
+   * a shorter one; the view must then be driven by an explicit clock.
+   */
+  setStaleWindow(ms: number): void {
+    this.#staleWindow = ms;
   }
 
   delete(k: KeyBytes): boolean {
