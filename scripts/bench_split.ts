@@ -99,6 +99,7 @@ try {
     ? doc.slice(0, start) + table + doc.slice(end + "<!-- split:end -->".length)
     : `${doc.trimEnd()}\n\n## The call path before and after the split\n\n${table}\n`;
   await Deno.writeTextFile(path, next);
+  await run(Deno.execPath(), ["fmt", path], { cwd: root });
 } finally {
   await Deno.remove(tmp, { recursive: true });
 }
