@@ -19,6 +19,7 @@
 
 export { cache, cacheControls } from "./src/call/cache.ts";
 export { cacheContext } from "./src/call/context.ts";
+export { invalidateTags } from "./src/call/tags.ts";
 export type { CacheContext } from "./src/call/context.ts";
 export type { Invalidation, RemoteTier } from "./src/remote/remote.ts";
 export type {

@@ -12,6 +12,7 @@ import type { Claim, FlightTable, WaitEnd } from "../src/call/_flights_compat.ts
 import { MISS, peeked } from "../src/store/store.ts";
 import type { RemoteLink } from "../src/remote/_remote_link.ts";
 import { CallContext } from "../src/call/context.ts";
+import { processTags } from "../src/call/tags.ts";
 import { keyOf, MapStore } from "./fixtures/map_store.ts";
 
 // deno-lint-ignore no-explicit-any
@@ -39,6 +40,8 @@ interface Parts {
   inFlight: InFlight;
   readsContext: () => boolean;
   flightTimeout: number;
+  tagClock: typeof processTags;
+  tagsOf: undefined;
   store: MapStore;
 }
 
@@ -51,6 +54,8 @@ function parts(fn: Fn, store = new MapStore()): Parts {
     inFlight: new InFlight(),
     readsContext: (): boolean => false,
     flightTimeout: 60_000,
+    tagClock: processTags,
+    tagsOf: undefined,
     store,
   };
 }
@@ -148,11 +153,11 @@ Deno.test("tiers: the remote tier gets computed values (not those read from it),
   const store = new MapStore();
   const tiers = new RemoteTiers(store, link, 1000);
   const c = hold(Uint8Array.from([65]), 1, undefined);
-  tiers.write(c, 1, false, undefined);
-  tiers.write(c, 2, false, 50);
+  tiers.write(c, 1, false, undefined, undefined);
+  tiers.write(c, 2, false, 50, undefined);
   c.ctx = new CallContext(undefined);
   c.ctx.fromRemote = true;
-  tiers.write(c, 3, false, undefined);
+  tiers.write(c, 3, false, undefined, undefined);
   tiers.set(keyOf("B"), 4, false, undefined);
   tiers.delete(keyOf("B"));
   tiers.clear();

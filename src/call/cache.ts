@@ -28,6 +28,7 @@ import { type Counters, FileCounters, LocalCounters } from "./counters.ts";
 import { DISPOSED, RemoteTiers, Tiers } from "./tiers.ts";
 import { FeatureLoader, Loader } from "./loader.ts";
 import { type FlightTable, flightTable } from "./_flights_compat.ts";
+import { processTags, type TagClock, Tagged } from "./tags.ts";
 import type {
   AnyFunction,
   CacheControls,
@@ -136,6 +137,41 @@ class CachePath {
   }
 }
 
+/**
+ * The hit path of a cache whose entries may carry tags: an entry whose tags were
+ * invalidated after it was stored is dropped and the call misses; a valid one moves its
+ * epoch forward, so that its next hit compares one number again.
+ */
+class TaggedPath extends CachePath {
+  constructor(base: CachePath, readonly clock: TagClock, readonly counters: Counters) {
+    super(base.store, base.loader, base.writer, base.valueKeys, base.keyFn, base.withThis);
+  }
+
+  override lookup(self: unknown, args: unknown[]): unknown {
+    const w = this.writer.busy ? new KeyWriter(64, this.valueKeys) : this.writer;
+    w.busy = true;
+    let hit: unknown;
+    try {
+      this.encode(w, self, args);
+      hit = this.store.get(w);
+      if (hit instanceof Tagged) {
+        const epoch = this.clock.epoch;
+        if (hit.at === epoch) return hit.v;
+        if (!this.clock.invalidSince(hit.tags, hit.at)) {
+          hit.at = epoch;
+          return hit.v;
+        }
+        this.store.delete(w);
+        this.counters.invalidHit();
+        hit = MISS;
+      }
+    } finally {
+      w.busy = false;
+    }
+    return hit !== MISS ? hit : this.loader.afterMiss(w.buf, w.len, self, args);
+  }
+}
+
 /** The counters of a cache: in its store's file (shared), else here. */
 function countersOf(file: ConstructorParameters<typeof FileCounters>[0] | undefined): Counters {
   return file === undefined ? new LocalCounters() : new FileCounters(file);
@@ -153,6 +189,10 @@ interface Assembly {
   path: CachePath;
   /** Whether `cacheInfo()` reports `staleHits` and `refreshes`. */
   counted: boolean;
+  /** The clock of tag invalidations its entries are checked against. */
+  tagClock: TagClock;
+  /** The `tags` option. */
+  tagsOf: AnyFunction | undefined;
 }
 
 /** Builds the parts of the cache of `fn` (`name`) from `opts`. */
@@ -199,6 +239,8 @@ function assemble(
   const flights = parts.flights === undefined
     ? undefined
     : flightTable(parts.flights, () => tiers.local === DISPOSED);
+  const tagClock: TagClock = processTags;
+  const tagsOf = opts.tags as AnyFunction | undefined;
   const base = {
     fn,
     name,
@@ -207,6 +249,8 @@ function assemble(
     inFlight: new InFlight(),
     readsContext: mayReadContext(String(fn)),
     flightTimeout: opts.flightTimeout,
+    tagClock,
+    tagsOf,
   };
   const swr = opts.staleWhileRevalidate !== undefined;
   const timeout = opts.timeout;
@@ -240,7 +284,20 @@ function assemble(
     withThis,
   );
   const counted = swr || timeout !== undefined || opts.staleIfError !== undefined;
-  return { cacheName, shared, link, tiers, flights, counters, loader, path, counted };
+  return {
+    cacheName,
+    shared,
+    link,
+    tiers,
+    flights,
+    counters,
+    loader,
+    // Entries of a shared or remote cache may come with tags from another process or host.
+    path: valueKeys ? new TaggedPath(path, tagClock, counters) : path,
+    counted,
+    tagClock,
+    tagsOf,
+  };
 }
 
 /** The counters and sizes of a cache, as `cacheInfo()` reports them. */
@@ -272,7 +329,7 @@ function infoOf(a: Assembly): CacheInfo {
 /** The controls of a cache (`cacheInfo`, `cacheClear`, the entry controls, dispose);
  * `unregister` takes it out of the registry. */
 function controlsOf(a: Assembly, unregister: () => void): CacheControls<AnyFunction> {
-  const { tiers, loader, path, flights } = a;
+  const { tiers, loader, flights } = a;
   return {
     cacheInfo: (): CacheInfo => infoOf(a),
     cacheClear: (): void => {
@@ -281,16 +338,18 @@ function controlsOf(a: Assembly, unregister: () => void): CacheControls<AnyFunct
       a.counters.clear();
     },
     cacheGet(this: unknown, ...args: unknown[]): unknown {
-      const k = path.heldKeyOf(this, args);
+      const k = a.path.heldKeyOf(this, args);
       try {
-        const v = tiers.local.peek(k);
+        const v = loader.entryOf(tiers.local.peek(k));
         return v === MISS ? undefined : peeked(v);
       } finally {
         release(k);
       }
     },
     cacheSet(this: unknown, value: unknown, ...args: unknown[]): void {
-      const k = path.heldKeyOf(this, args);
+      const k = a.path.heldKeyOf(this, args);
+      k.epoch = a.tagClock.epoch;
+      if (a.tagsOf !== undefined) k.tags = loader.optionTags(this, args);
       const pkey = k.pkey = bytesToKeyString(k.buf, k.len);
       // A computation under way for this key, here or in another process, no longer stores
       // its result.
@@ -300,11 +359,15 @@ function controlsOf(a: Assembly, unregister: () => void): CacheControls<AnyFunct
         loader.register(k, value).catch(() => {});
         return;
       }
-      tiers.set(k, value, loader.sawPromise, loader.newTtl());
+      if (k.tags === undefined || k.tags.length === 0) {
+        tiers.set(k, value, loader.sawPromise, loader.newTtl());
+      } else {
+        tiers.setTagged(k, value, loader.sawPromise, loader.newTtl(), k.tags, k.epoch);
+      }
       release(k);
     },
     cacheDelete(this: unknown, ...args: unknown[]): boolean {
-      const k = path.heldKeyOf(this, args);
+      const k = a.path.heldKeyOf(this, args);
       loader.detach(bytesToKeyString(k.buf, k.len), "cacheDelete");
       const removed = tiers.delete(k);
       release(k);
@@ -314,7 +377,7 @@ function controlsOf(a: Assembly, unregister: () => void): CacheControls<AnyFunct
       if (tiers.local === DISPOSED) return;
       loader.detachAll("disposing the cache");
       unregister();
-      path.store = DISPOSED;
+      a.path.store = DISPOSED;
       tiers.close();
     },
   };
@@ -328,7 +391,12 @@ function wrap(
   site: DecorationSite,
 ): CachedFunction<AnyFunction, CacheInfo> {
   const a = assemble(fn, name, opts, isMethod, site);
-  const { path, loader } = a;
+  const loader = a.loader;
+  let path = a.path;
+  // The first entry stored with tags turns the hit path into the one that checks tags.
+  a.tiers.onTagged = () => {
+    if (!(path instanceof TaggedPath)) path = a.path = new TaggedPath(path, a.tagClock, a.counters);
+  };
   // The frame of this function sits between every two levels of a memoized recursion, so
   // it stays small (see RELIABILITY.md, hole 9).
   const cached = function (this: unknown, ...args: unknown[]): unknown {

@@ -38,6 +38,11 @@ export class Computation implements KeyBytes, ContextHolder {
   startedAt = 0;
   /** Calls waiting for it with a bound (`timeout`), once one did. */
   waiters: Set<TimedWaiter> | undefined = undefined;
+  /** The tag clock's epoch when it started (its entry is invalid after a later
+   * invalidation of one of its tags). */
+  epoch = 0;
+  /** Its tags from the `tags` option, if any. */
+  tags: readonly string[] | undefined = undefined;
 
   constructor(public buf: Uint8Array) {}
 
@@ -83,6 +88,7 @@ export function free(c: Computation): void {
   c.parent = undefined;
   c.waiters = undefined;
   c.flight = false;
+  c.tags = undefined;
   pool.push(c);
 }
 

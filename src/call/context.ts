@@ -37,6 +37,15 @@ export interface CacheContext<T = unknown> {
   /** The stale value that this computation refreshes (`staleWhileRevalidate`), else
    * `undefined`. */
   readonly stale: T | undefined;
+  /**
+   * Adds tags to the entry this computation will store (besides those of the `tags`
+   * option): `invalidateTags(tag)` then makes it a miss. Calls after the result was
+   * stored do nothing.
+   *
+   * @param tags Strings.
+   * @throws {TypeError} If a tag is not a string.
+   */
+  tag(...tags: string[]): void;
 }
 
 const detachedReason = (why: string): DOMException =>
@@ -56,6 +65,8 @@ export class CallContext<T = unknown> implements CacheContext<T> {
   remoteKey: Uint8Array | undefined = undefined;
   /** Whether the value came from the remote tier (not written back to it). */
   fromRemote = false;
+  /** Tags added by `tag()`, or `undefined`. */
+  tags: string[] | undefined = undefined;
 
   /**
    * @param stale The value refreshed, or `undefined`.
@@ -84,6 +95,17 @@ export class CallContext<T = unknown> implements CacheContext<T> {
       );
     }
     if (this.live) this.ttl = ms;
+  }
+
+  tag(...tags: string[]): void {
+    for (const t of tags) {
+      if (typeof t !== "string") {
+        throw new TypeError(
+          `Cannot tag the entry: tag takes strings: received ${describe(t)}`,
+        );
+      }
+    }
+    if (this.live) (this.tags ??= []).push(...tags);
   }
 
   /** Aborts the signal (now, or when it is first read): the computation was detached by

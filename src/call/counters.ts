@@ -21,6 +21,9 @@ export interface Counters {
   staleHit(joined: boolean): void;
   /** A background refresh started. */
   refresh(): void;
+  /** The lookup just made found an entry whose tags were invalidated: a miss, not the hit
+   * that the store counted. */
+  invalidHit(): void;
   /** `info` (the store's) with these counters applied. */
   apply(info: StoreInfo): StoreInfo;
   /** Resets the counters kept here (with the store's `clear`). */
@@ -46,6 +49,10 @@ export class LocalCounters implements Counters {
     this.#refreshes++;
   }
 
+  invalidHit(): void {
+    this.#joins--;
+  }
+
   apply(info: StoreInfo): StoreInfo {
     info.hits += this.#joins;
     info.misses -= this.#joins;
@@ -69,6 +76,8 @@ export interface CountingStore {
   countJoin(): void;
   countStaleHit(joined?: boolean): void;
   countRefresh(): void;
+  /** Turns one hit counted by this handle into a miss, where the store can. */
+  countInvalidHit?(): void;
 }
 
 /** The counters of a store that keeps them itself: its `info()` includes them. */
@@ -85,6 +94,10 @@ export class FileCounters implements Counters {
 
   refresh(): void {
     this.store.countRefresh();
+  }
+
+  invalidHit(): void {
+    this.store.countInvalidHit?.();
   }
 
   apply(info: StoreInfo): StoreInfo {

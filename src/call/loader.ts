@@ -18,6 +18,7 @@ import { boundedJoin, type InFlight } from "./in_flight.ts";
 import type { Counters } from "./counters.ts";
 import { DISPOSED, type Tiers } from "./tiers.ts";
 import type { FlightTable } from "./_flights_compat.ts";
+import { checkTags, mergeTags, type TagClock, Tagged } from "./tags.ts";
 
 const EMPTY = new Computation(new Uint8Array(0));
 
@@ -39,6 +40,10 @@ export interface LoaderParts {
   readsContext: () => boolean;
   /** Most ms a computation is waited for (`Infinity`: no bound). */
   flightTimeout: number;
+  /** The clock of tag invalidations that this cache's entries are checked against. */
+  tagClock: TagClock;
+  /** The `tags` option, if set. */
+  tagsOf: AnyFunction | undefined;
 }
 
 /** The miss path of a plain cache. */
@@ -59,6 +64,8 @@ export class Loader {
   readonly inFlight: InFlight;
   readonly readsContext: () => boolean;
   readonly flightTimeout: number;
+  readonly tagClock: TagClock;
+  readonly tagsOf: AnyFunction | undefined;
 
   constructor(p: LoaderParts) {
     this.fn = p.fn;
@@ -68,6 +75,8 @@ export class Loader {
     this.inFlight = p.inFlight;
     this.readsContext = p.readsContext;
     this.flightTimeout = p.flightTimeout;
+    this.tagClock = p.tagClock;
+    this.tagsOf = p.tagsOf;
     this.sawPromise = p.fn.constructor?.name === "AsyncFunction";
   }
 
@@ -87,6 +96,9 @@ export class Loader {
       }
     }
     const held = hold(buf, len, pkey);
+    // The tag barrier: invalidations from now on make this computation's entry a miss.
+    held.epoch = this.tagClock.epoch;
+    if (this.tagsOf !== undefined) held.tags = this.optionTags(self, args);
     const r = this.beforeCompute(held, self, args);
     if (r !== MISS) return r;
     held.parent = active.current as Computation | undefined;
@@ -115,6 +127,18 @@ export class Loader {
    * result), or MISS. None in a plain cache. */
   beforeCompute(_held: Computation, _self: unknown, _args: unknown[]): unknown {
     return MISS;
+  }
+
+  /** The tags that the `tags` option gives these arguments. */
+  optionTags(self: unknown, args: unknown[]): readonly string[] {
+    return checkTags("Cannot tag the entry", "the tags option", this.tagsOf!.apply(self, args));
+  }
+
+  /** An entry read by `peek` or `peekStale`: MISS when its tags were invalidated since it
+   * was stored, else the hit's form of its value. */
+  entryOf(raw: unknown): unknown {
+    if (!(raw instanceof Tagged)) return raw;
+    return this.tagClock.invalidSince(raw.tags, raw.at) ? MISS : raw.v;
   }
 
   /** Runs the function for `held`, in its async context when that may be read. */
@@ -246,7 +270,7 @@ export class Loader {
   storeResult(held: Computation, value: unknown, promised: boolean): void {
     const ttl = held.ctx?.ttl;
     if (ttl === 0) return;
-    this.tiers.write(held, value, promised, ttl);
+    this.tiers.write(held, value, promised, ttl, mergeTags(held.tags, held.ctx?.tags));
   }
 
   /** The own TTL (ms) of an entry stored now without one from its context: `undefined`,
@@ -341,7 +365,7 @@ export class FeatureLoader extends Loader {
       // A refresh under way: the stale value at once while in its window; past it, the
       // call waits for the refresh (and gets the stale value on a timeout).
       const k = hold(buf, len, undefined);
-      const entry = this.tiers.local.peekStale(k, this.staleWindow);
+      const entry = this.entryOf(this.tiers.local.peekStale(k, this.staleWindow));
       release(k);
       if (entry !== MISS) {
         this.counters.staleHit(false);
@@ -357,7 +381,7 @@ export class FeatureLoader extends Loader {
       if (r !== MISS) return r;
     }
     if (this.stale) {
-      const entry = this.tiers.local.peekStale(held, this.staleWindow);
+      const entry = this.entryOf(this.tiers.local.peekStale(held, this.staleWindow));
       if (entry !== MISS) {
         this.counters.staleHit(false);
         this.refresh(held, peeked(entry), self, args);
@@ -386,7 +410,7 @@ export class FeatureLoader extends Loader {
       this.#backoff.delete(pkey);
       return MISS;
     }
-    const entry = this.tiers.local.peekStale(held, this.staleIfError);
+    const entry = this.entryOf(this.tiers.local.peekStale(held, this.staleIfError));
     if (entry === MISS) return MISS;
     this.counters.staleHit(false);
     free(held);
@@ -397,7 +421,7 @@ export class FeatureLoader extends Loader {
    * to answer a failed computation with (a stale hit; the key backs off), else MISS. */
   recover(held: Computation): unknown {
     if (this.staleIfError === undefined) return MISS;
-    const entry = this.tiers.local.peekStale(held, this.staleIfError);
+    const entry = this.entryOf(this.tiers.local.peekStale(held, this.staleIfError));
     if (this.errorBackoff > 0) {
       const pkey = held.pkey ??= bytesToKeyString(held.buf, held.len);
       if (this.#backoff.size >= 4096) this.#pruneBackoff();
@@ -439,7 +463,7 @@ export class FeatureLoader extends Loader {
     if (end === "async") return this.awaitFlight(held, self, args);
     if (end === "owner") held.flight = true;
     if (end !== "done") return MISS;
-    const entry = this.tiers.local.peek(held);
+    const entry = this.entryOf(this.tiers.local.peek(held));
     // Nothing stored: compute at once (every waiter does, rather than one after another).
     if (entry === MISS) return MISS;
     this.counters.join();
@@ -467,7 +491,7 @@ export class FeatureLoader extends Loader {
       const end = await this.flights!.wait(held, this.flightTimeout);
       if (end === "closed") throw disposedError();
       if (end === "done") {
-        const entry = this.tiers.local.peek(held);
+        const entry = this.entryOf(this.tiers.local.peek(held));
         if (entry !== MISS) {
           this.counters.join();
           this.inFlight.take(pkey, held);
@@ -597,7 +621,13 @@ export class FeatureLoader extends Loader {
     }
     const own = held.ctx?.ttl;
     if (own === 0) return;
-    this.tiers.write(held, value, promised, own ?? this.newTtl());
+    this.tiers.write(
+      held,
+      value,
+      promised,
+      own ?? this.newTtl(),
+      mergeTags(held.tags, held.ctx?.tags),
+    );
   }
 
   /** `ttl` plus a uniform random part in `[0, ttlJitter)`, with `ttlJitter`. */

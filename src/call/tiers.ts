@@ -10,6 +10,8 @@ import type { Store } from "../store/store.ts";
 import type { KeyBytes } from "../store/store.ts";
 import type { RemoteLink, RemoteValue } from "../remote/_remote_link.ts";
 import type { Computation } from "./computation.ts";
+import { promisedEntry } from "../store/store.ts";
+import { Tagged } from "./tags.ts";
 
 function disposed(): never {
   throw new Error("Cannot use a cache after it was disposed");
@@ -42,15 +44,47 @@ export class Tiers {
   }
 
   /** Stores the result of computation `c`, with its own TTL `ttl` (ms; `undefined`: the
-   * cache's). */
-  write(c: Computation, value: unknown, promised: boolean, ttl: number | undefined): void {
-    this.local.set(c, value, promised, ttl);
+   * cache's) and its tags. */
+  write(
+    c: Computation,
+    value: unknown,
+    promised: boolean,
+    ttl: number | undefined,
+    tags: readonly string[] | undefined,
+  ): void {
+    if (tags === undefined) this.local.set(c, value, promised, ttl);
+    else this.local.set(c, this.tagged(value, promised, tags, c.epoch), false, ttl);
+  }
+
+  /** Called before the first entry with tags is stored (the cache's hit path then
+   * checks tags), then cleared. */
+  onTagged: (() => void) | undefined = undefined;
+
+  /** The stored form of an entry with tags (see `tags.ts`). */
+  tagged(value: unknown, promised: boolean, tags: readonly string[], epoch: number): Tagged {
+    if (this.onTagged !== undefined) {
+      this.onTagged();
+      this.onTagged = undefined;
+    }
+    return new Tagged(promised ? promisedEntry(value) : value, tags, epoch);
   }
 
   /** `cacheSet`: stores `value` under `k`, with its own TTL `ttl` (ms; `undefined`: the
    * cache's). */
   set(k: KeyBytes, value: unknown, promised: boolean, ttl: number | undefined): void {
     this.local.set(k, value, promised, ttl);
+  }
+
+  /** `cacheSet` of an entry with tags, at tag epoch `epoch`. */
+  setTagged(
+    k: KeyBytes,
+    value: unknown,
+    promised: boolean,
+    ttl: number | undefined,
+    tags: readonly string[],
+    epoch: number,
+  ): void {
+    this.local.set(k, this.tagged(value, promised, tags, epoch), false, ttl);
   }
 
   /** `cacheDelete`: removes `k`; returns whether the local tier had it. */
@@ -97,8 +131,9 @@ export class RemoteTiers extends Tiers {
     value: unknown,
     promised: boolean,
     ttl: number | undefined,
+    tags: readonly string[] | undefined,
   ): void {
-    this.local.set(c, value, promised, ttl);
+    super.write(c, value, promised, ttl, tags);
     // A value read from the remote tier is not written back to it.
     if (c.ctx?.fromRemote === true) return;
     const remoteTtl = ttl ?? this.ttl;

@@ -55,6 +55,13 @@ export interface CacheOptions {
   /** Maps the arguments to the key value; by default the key is all the arguments. */
   key?: (...args: never[]) => unknown;
   /**
+   * The tags of the entry of these arguments (an array of strings): `invalidateTags(tag)`
+   * makes every entry carrying `tag` a miss, in every cache. A computation can add tags
+   * with `cacheContext().tag(...)`.
+   * @default {undefined}
+   */
+  tags?: (...args: never[]) => readonly string[];
+  /**
    * Identity of a shared cache across processes. Defaults to the function's name plus a
    * short hash of its source text.
    */
@@ -176,6 +183,7 @@ export interface ResolvedOptions {
   backend: Backend;
   strategy: Strategy;
   key: ((...args: never[]) => unknown) | undefined;
+  tags: ((...args: never[]) => readonly string[]) | undefined;
   name: string | undefined;
   dir: string | undefined;
   maxKeySize: number;
@@ -218,6 +226,7 @@ export const OPTION_NAMES: readonly string[] = [
   "backend",
   "strategy",
   "key",
+  "tags",
   "name",
   "dir",
   "maxKeySize",
@@ -340,6 +349,10 @@ export function resolveOptions(options: CacheOptions | undefined): ResolvedOptio
   if (key !== undefined && typeof key !== "function") {
     fail(TypeError, "key must be a function", key);
   }
+  const tags: unknown = options.tags;
+  if (tags !== undefined && typeof tags !== "function") {
+    fail(TypeError, "tags must be a function returning the entry's tags (strings)", tags);
+  }
   const name: unknown = options.name;
   if (name !== undefined && (typeof name !== "string" || name.length === 0)) {
     fail(TypeError, "name must be a non-empty string", name);
@@ -412,6 +425,7 @@ export function resolveOptions(options: CacheOptions | undefined): ResolvedOptio
     backend,
     strategy,
     key: key as ResolvedOptions["key"],
+    tags: tags as ResolvedOptions["tags"],
     name: name as string | undefined,
     dir: dir as string | undefined,
     maxKeySize: positiveInteger("maxKeySize", options.maxKeySize, 512, MAX_KEY_BYTES),
