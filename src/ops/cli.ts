@@ -168,6 +168,15 @@ function jsonOf(r: Row): Record<string, unknown> {
   return { name: r.name, path: r.path, ...i };
 }
 
+/** The default directory for the usage text (the reason it is unknown, if it is). */
+function defaultDirLabel(): string {
+  try {
+    return defaultSharedDir();
+  } catch {
+    return "the shared backend's, named after the user id (needs --allow-ffi)";
+  }
+}
+
 function dirOf(opts: { dir?: string }): string {
   const dir = opts.dir ?? defaultSharedDir();
   return dir.length > 1 ? dir.replace(/\/+$/, "") : dir;
@@ -482,7 +491,7 @@ export async function main(args: string[], io: CliOutput = STDIO): Promise<numbe
     .configureOutput({ writeOut: io.out, writeErr: io.err })
     .helpCommand(false);
   const common = (c: Command): Command =>
-    c.option("--dir <path>", `directory of the cache files (default: ${defaultSharedDir()})`)
+    c.option("--dir <path>", `directory of the cache files (default: ${defaultDirLabel()})`)
       .option("--json", "machine-readable output (JSON)");
   common(program.command("ls").description("list the shared caches of the directory"))
     .action(function (this: Command): Promise<void> {

@@ -47,35 +47,39 @@ import {
   readFileRef,
 } from "../codec/value_codec.ts";
 import { LargeValueFiles, MAX_LARGE_VALUE_BYTES } from "./_large_values.ts";
+import { effectiveUid } from "../native/_uid.ts";
 
 /** Where shared files live, and under which name. */
 export interface SharedLocation {
-  /** Directory of the cache files. */
-  dir: string;
+  /** Directory of the cache files; `undefined`: {@linkcode defaultSharedDir}. */
+  dir?: string | undefined;
   /** File name inside `dir`. */
   file: string;
-}
-
-function currentUid(): number | null {
-  try {
-    return Deno.uid();
-  } catch {
-    return null;
-  }
 }
 
 /**
  * The default directory of shared cache files: `/dev/shm/warp_cache-<uid>` on Linux
  * (memory-backed; the uid keeps users apart in the one `/dev/shm`), `$TMPDIR/warp_cache`
  * elsewhere (`$TMPDIR` is per user on macOS), or `/tmp/warp_cache-<uid>` when `TMPDIR` is
- * unset. The library creates the directory with mode 0700.
+ * unset. The library creates the directory with mode 0700. The uid is the effective one,
+ * read without `--allow-sys` (`_uid.ts`), so the README's flags and `-A` name one directory
+ * and nothing prompts.
+ *
+ * @throws {Error} If the directory needs the uid and it cannot be read (no `--allow-ffi`
+ * nor `--allow-sys`): the message says to grant one or to pass `dir`.
  */
 export function defaultSharedDir(os: string = Deno.build.os): string {
-  const uid = currentUid();
-  const perUser = uid === null ? "warp_cache" : `warp_cache-${uid}`;
-  if (os === "linux") return `/dev/shm/${perUser}`;
-  const tmp = envVar("TMPDIR")?.replace(/\/+$/, "");
-  return tmp ? `${tmp}/warp_cache` : `/tmp/${perUser}`;
+  if (os !== "linux") {
+    const tmp = envVar("TMPDIR")?.replace(/\/+$/, "");
+    if (tmp) return `${tmp}/warp_cache`;
+  }
+  const uid = effectiveUid();
+  if (uid === null) {
+    throw new Error(
+      "Cannot find the default directory of shared caches: it is named after the user id, which cannot be read here (run with --allow-ffi, which the shared backend needs, or --allow-sys), or pass the dir option",
+    );
+  }
+  return os === "linux" ? `/dev/shm/warp_cache-${uid}` : `/tmp/warp_cache-${uid}`;
 }
 
 /** A short, stable hash of `text` (hex). */
@@ -245,7 +249,8 @@ export class SharedStore implements ByteStore {
     }
     this.#lib = lib;
     this.#fnName = fnName || "(anonymous)";
-    this.path = `${location.dir.replace(/\/+$/, "")}/${location.file}`;
+    const dir = location.dir ?? defaultSharedDir();
+    this.path = `${dir.replace(/\/+$/, "")}/${location.file}`;
     const pathBytes = encoder.encode(this.path);
     const handle = lib.warp_shm_open(
       pathBytes,
