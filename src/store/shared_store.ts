@@ -325,8 +325,21 @@ export class SharedStore implements ByteStore {
     this.#sweep();
   }
 
+  /** @throws {Error} If the folder of the files is refused (another user's, a link...). */
   #largeFiles(): LargeValueFiles {
     return this.#large ?? (this.#large = new LargeValueFiles(this.path));
+  }
+
+  /** The large-value files when their folder exists and is usable, else `undefined` (a
+   * refused folder is not ours to read or empty). */
+  #largeFilesIfUsable(): LargeValueFiles | undefined {
+    if (this.#large !== null) return this.#large;
+    try {
+      Deno.lstatSync(`${this.path}.large`);
+      return this.#largeFiles();
+    } catch {
+      return undefined;
+    }
   }
 
   /** The entry's large-value reference (a copy), if it is one, ignoring this handle's TTL
@@ -340,7 +353,7 @@ export class SharedStore implements ByteStore {
    * (and the entry dropped) when its file is missing or damaged. */
   #readLarge(key: Uint8Array, len: number, asHit: boolean): unknown {
     const ref = this.#out.slice(0, FILE_REF_BYTES);
-    const bytes = this.#largeFiles().read(ref, key, len);
+    const bytes = this.#largeFilesIfUsable()?.read(ref, key, len);
     let value: unknown = MISS;
     if (bytes !== undefined) {
       try {
@@ -427,6 +440,7 @@ export class SharedStore implements ByteStore {
       }
       throw e;
     }
+    let sweep = false;
     if (
       this.#writeLarge && bytes.length > this.maxValueSize && bytes.length <= MAX_LARGE_VALUE_BYTES
     ) {
@@ -436,12 +450,14 @@ export class SharedStore implements ByteStore {
       } catch {
         // Not written (a full file system, say): the value is skipped as oversize below.
       }
-      if (files.sweepDue()) this.#sweep();
+      sweep = files.sweepDue();
     }
     const r = unwrap(
       this.#lib.warp_shm_set!(this.#handle, key, len, bytes, bytes.length, now, ttl ?? 0),
       "Shared cache insert",
     );
+    // After the entry refers to its file: a sweep before would take the file for an orphan.
+    if (sweep) this.#sweep();
     return r === 0;
   }
 
@@ -449,7 +465,7 @@ export class SharedStore implements ByteStore {
     const ref = this.#peekRef(key, len);
     const removed =
       unwrap(this.#lib.warp_shm_delete!(this.#handle, key, len), "Shared cache delete") === 0;
-    if (ref !== undefined) this.#largeFiles().remove(ref);
+    if (ref !== undefined) this.#largeFilesIfUsable()?.remove(ref);
     return removed;
   }
 
@@ -553,15 +569,7 @@ export class SharedStore implements ByteStore {
 
   clear(): void {
     unwrap(this.#lib.warp_shm_clear!(this.#handle), "Shared cache clear");
-    if (this.#large !== null || this.#hasLargeFolder()) this.#largeFiles().removeAll();
-  }
-
-  #hasLargeFolder(): boolean {
-    try {
-      return Deno.statSync(`${this.path}.large`).isDirectory;
-    } catch {
-      return false;
-    }
+    this.#largeFilesIfUsable()?.removeAll();
   }
 
   info(): StoreInfo {
