@@ -48,6 +48,7 @@ import {
 } from "../codec/value_codec.ts";
 import { LargeValueFiles, MAX_LARGE_VALUE_BYTES } from "./_large_values.ts";
 import { effectiveUid } from "../native/_uid.ts";
+import { MAX_VALUE_BYTES } from "../options/options.ts";
 
 /** Where shared files live, and under which name. */
 export interface SharedLocation {
@@ -205,8 +206,9 @@ export class SharedStore implements ByteStore {
    * none): during it `get` keeps the entry (a miss) and `peekStale` returns it.
    * @throws {Error} If the platform has no shared memory (Windows) or the native library
    * is missing.
-   * @throws {RangeError} If the sizes make a file larger than the library's limit (64 GiB),
-   * or `stale` is not a finite, non-negative number.
+   * @throws {RangeError} If the sizes make a file larger than the library's limit (that of
+   * the largest sizes, about 65.3 GiB), `maxValueSize` is larger than the byte budget (given,
+   * or the default), or `stale` is not a finite, non-negative number.
    * @throws {CacheError} If the file cannot be opened or created (a symlink, a file of
    * another user, a full file system...).
    */
@@ -242,9 +244,19 @@ export class SharedStore implements ByteStore {
     const limit = lib.warp_shm_max_file_size!();
     if (size > limit) {
       throw new RangeError(
-        `Cannot create cache: maxSize, maxKeySize, maxValueSize and maxBytes must make a shared cache file of at most ${limit} bytes (64 GiB): received maxSize ${maxSize}, maxKeySize ${maxKeySize}, maxValueSize ${maxValueSize} and maxBytes ${
+        `Cannot create cache: maxSize, maxKeySize, maxValueSize and maxBytes must make a shared cache file of at most ${limit} bytes: received maxSize ${maxSize}, maxKeySize ${maxKeySize}, maxValueSize ${maxValueSize} and maxBytes ${
           maxBytes ?? "(default)"
         }, a file of ${size} bytes`,
+      );
+    }
+    const budget = maxBytes ?? lib.warp_shm_default_max_bytes!(maxSize, maxKeySize, maxValueSize);
+    // (A maxValueSize over its own limit is the library's error, at open.)
+    if (maxValueSize > budget && maxValueSize <= MAX_VALUE_BYTES) {
+      // A value over the budget is never stored: every such call would compute and skip.
+      throw new RangeError(
+        `Cannot create cache: maxValueSize must be at most maxBytes, since no value larger than the byte budget is ever stored: received maxValueSize ${maxValueSize} and maxBytes ${budget}${
+          maxBytes === undefined ? " (the default for these sizes, at most 16 MiB)" : ""
+        }; raise maxBytes above maxValueSize (an entry takes its key and value bytes in chunks of 256 bytes holding 248 each) or lower maxValueSize`,
       );
     }
     this.#lib = lib;
