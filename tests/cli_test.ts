@@ -527,6 +527,7 @@ Deno.test("cli escapes control characters of file names in ls, info and watch; J
     );
     Deno.writeFileSync(`${dir}/up\x1b[2A\u202e.warp`, new Uint8Array(100));
     try {
+      // deno-lint-ignore no-control-regex
       const raw = /[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]/;
       const ls = await cli("ls", "--dir", dir);
       assert.equal(ls.code, 0, ls.stderr);
