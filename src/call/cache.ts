@@ -15,7 +15,12 @@ import {
 import { type KeyBytes, MISS, type Store } from "../store/store.ts";
 import { createStore } from "../store/engine.ts";
 import { describe } from "../options/_validate.ts";
-import { type DecorationSite, decorationSite, defaultSharedName } from "../options/_naming.ts";
+import {
+  anonymousName,
+  type DecorationSite,
+  decorationSite,
+  defaultSharedName,
+} from "../options/_naming.ts";
 import { register } from "../ops/registry.ts";
 import { type CacheContext, CallContext } from "./context.ts";
 import { AsyncLocalStorage } from "node:async_hooks";
@@ -773,12 +778,13 @@ function wrap(
     },
   };
   const unregister = register(cached, {
-    name: cacheName,
+    name: cacheName || anonymousName(site),
     backend: opts.backend,
     strategy: opts.strategy,
     info: controls.cacheInfo,
     clear: controls.cacheClear,
     evictions: () => store.info().evictions ?? 0,
+    dir: store.dir,
   });
   return Object.assign(cached, controls) as CachedFunction<AnyFunction, CacheInfo>;
 }
@@ -864,9 +870,10 @@ export function cache(options?: CacheOptions): CacheDecorator<CacheInfo> {
       );
     }
     const isMethod = context !== undefined;
-    // The site is part of a shared cache's default name; the memory backend needs none.
-    const site = (opts.backend === Backend.Shared || opts.remote !== undefined) &&
-        opts.name === undefined
+    // The site is part of a shared cache's default name, and names a function without a
+    // name in caches(); a named memory cache needs none.
+    const site = ((opts.backend === Backend.Shared || opts.remote !== undefined) &&
+        opts.name === undefined) || (!isMethod && fn.name === "")
       ? decorationSite(isMethod)
       : NO_SITE;
     return wrap(fn, isMethod ? String(context.name) : fn.name, opts, isMethod, site);

@@ -160,6 +160,8 @@ export function sharedFileSize(
 export class SharedStore implements ByteStore {
   /** Path of the cache file. */
   readonly path: string;
+  /** The directory of the file (`dir`, or the default one), without a trailing `/`. */
+  readonly dir: string;
   /** Most entries of the file in use (the file's, when it was adopted). */
   readonly maxSize: number;
   /** Largest key in bytes of the file in use. */
@@ -262,6 +264,7 @@ export class SharedStore implements ByteStore {
     this.#lib = lib;
     this.#fnName = fnName || "(anonymous)";
     const dir = location.dir ?? defaultSharedDir();
+    this.dir = dir.length > 1 ? dir.replace(/\/+$/, "") : dir;
     this.path = `${dir.replace(/\/+$/, "")}/${location.file}`;
     const pathBytes = encoder.encode(this.path);
     const handle = lib.warp_shm_open(

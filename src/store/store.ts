@@ -103,6 +103,8 @@ export interface ByteStore {
   countRefresh(): void;
   /** Cross-process single-flight (the shared store), else `undefined`. */
   readonly flights?: Flights | undefined;
+  /** {@linkcode Store.dir}. */
+  readonly dir?: string | undefined;
   /** {@linkcode Store.delete}. */
   delete(key: Uint8Array, len: number): boolean;
   /** {@linkcode Store.countJoin}. */
@@ -169,6 +171,8 @@ export interface Store {
   countRefresh(): void;
   /** Cross-process single-flight (the shared store), else `undefined`. */
   readonly flights: Flights | undefined;
+  /** The directory of a shared store's file (for listings and metrics), else `undefined`. */
+  readonly dir?: string | undefined;
   /** Removes every entry and resets every counter. */
   clear(): void;
   /** Returns the counters and sizes. */
@@ -235,6 +239,7 @@ export class StoreView implements Store {
   #pointerGets: boolean;
   #pointerSets: boolean;
   readonly flights: Flights | undefined;
+  readonly dir: string | undefined;
 
   /**
    * @param s The store.
@@ -249,6 +254,7 @@ export class StoreView implements Store {
     // have stored an entry with a TTL of its own.
     this.#timed = ttlOn || o.stampAlways;
     this.flights = s.flights;
+    this.dir = s.dir;
     this.#pointerGets = o.pointerGets;
     this.#pointerSets = o.pointerSets;
   }
