@@ -200,7 +200,29 @@ Deno.test({
 
 const run = (await Deno.permissions.query({ name: "run" })).state === "granted";
 const libraryBuild = `${root}rust/target/release/${cargoFileName()}`;
-const loadChildScript = new URL("./fixtures/library_load_child.ts", import.meta.url).pathname;
+/**
+ * The child: loads the library through the copy of src/native/ beside it, and prints
+ * whether it loaded, why not, and the inodes of the mapped `libwarp_cache` files (from
+ * /proc/self/maps): which file was loaded.
+ */
+const LOAD_CHILD = `
+import { loadNative, nativeLoadError, nativeLoadFailure } from "./src/native/ffi.ts";
+let loaded = false;
+let error = "";
+try {
+  loaded = loadNative() !== null;
+  if (!loaded) error = nativeLoadError();
+} catch (e) {
+  error = e instanceof Error ? e.message : String(e);
+}
+const inodes = new Set();
+for (const line of Deno.readTextFileSync("/proc/self/maps").split("\\n")) {
+  if (!line.includes("libwarp_cache")) continue;
+  const ino = Number(line.trim().split(/\\s+/)[4]);
+  if (ino > 0) inodes.add(ino);
+}
+console.log(JSON.stringify({ loaded, error, failure: nativeLoadFailure(), inodes: [...inodes] }));
+`;
 const swapperScript = new URL("./fixtures/library_swapper.ts", import.meta.url).pathname;
 
 /** What the child saw: whether the library loaded, why not, and the mapped inodes. */
@@ -225,7 +247,7 @@ async function nativeCopy(sha256: string, size: number): Promise<string> {
     `${pkg}/src/native/_artifacts.ts`,
     artifactsModule(VERSION, { [Deno.build.target]: { file: artifactFileName(), sha256, size } }),
   );
-  await Deno.copyFile(loadChildScript, `${pkg}/main.ts`);
+  await Deno.writeTextFile(`${pkg}/main.ts`, LOAD_CHILD);
   await Deno.mkdir(`${pkg}/dist`);
   await Deno.chmod(`${pkg}/dist`, 0o755);
   return pkg;
