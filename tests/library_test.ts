@@ -394,3 +394,39 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "install --help prints the usage and installs nothing; an unknown option exits 2",
+  ignore: !run,
+  fn: async () => {
+    const cacheDir = await Deno.makeTempDir({ prefix: "warp_install_help_" });
+    try {
+      const install = (...args: string[]) =>
+        new Deno.Command(Deno.execPath(), {
+          args: ["run", "-A", "--quiet", `${root}src/native/install.ts`, ...args],
+          env: {
+            NO_COLOR: "1",
+            WARP_CACHE_LIB: "",
+            WARP_CACHE_DIR: cacheDir,
+            WARP_CACHE_BASE_URL: "http://127.0.0.1:1/",
+          },
+          stdin: "null",
+          stdout: "piped",
+          stderr: "piped",
+        }).output();
+      const help = await install("--help");
+      const out = new TextDecoder().decode(help.stdout);
+      assert.equal(help.code, 0, new TextDecoder().decode(help.stderr));
+      assert.match(out, /^Usage: deno run -A jsr:@warp\/cache\/install \[--check\]/);
+      assert.match(out, /--check/);
+      assert.doesNotMatch(out, /libwarp_cache/, "printed a library path: it installed");
+      assert.deepEqual([...Deno.readDirSync(cacheDir)], []);
+      const bad = await install("--bogus");
+      assert.equal(bad.code, 2);
+      assert.match(new TextDecoder().decode(bad.stderr), /--bogus[\s\S]*Usage:/);
+      assert.equal(new TextDecoder().decode(bad.stdout), "");
+    } finally {
+      await Deno.remove(cacheDir, { recursive: true });
+    }
+  },
+});
