@@ -10,11 +10,7 @@ const root = new URL("../", import.meta.url).pathname;
 /** Files under `dir`, recursively, that end in `.ts`. */
 function sources(dir: string): string[] {
   return [...Deno.readDirSync(`${root}${dir}`)].flatMap((e) =>
-    e.isDirectory
-      ? sources(`${dir}/${e.name}`)
-      : e.name.endsWith(".ts")
-      ? [`${dir}/${e.name}`]
-      : []
+    e.isDirectory ? sources(`${dir}/${e.name}`) : e.name.endsWith(".ts") ? [`${dir}/${e.name}`] : []
   );
 }
 
