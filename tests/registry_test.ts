@@ -1,6 +1,6 @@
 // caches() and clearAll(): every live cache of the process with its info, weakly held.
 import assert from "node:assert/strict";
-import { Backend, cache, caches, clearAll, SieveCache, Strategy } from "../mod.ts";
+import { cache, caches, clearAll, SieveCache } from "../mod.ts";
 
 const ffi = (await Deno.permissions.query({ name: "ffi" })).state === "granted";
 const run = (await Deno.permissions.query({ name: "run" })).state === "granted";
