@@ -32,7 +32,7 @@ export type {
 } from "./src/call/types.ts";
 export { CacheError } from "./src/native/errors.ts";
 export { caches, clearAll } from "./src/ops/registry.ts";
-export type { CacheListing } from "./src/ops/registry.ts";
+export type { BackendName, CacheListing, EngineName, StrategyName } from "./src/ops/registry.ts";
 export { Backend, Strategy } from "./src/options/options.ts";
 export { SieveCache } from "./src/store/sieve_cache.ts";
 export type { CacheOptions } from "./src/options/options.ts";

@@ -16,9 +16,14 @@ import {
   resolveOptions,
 } from "../options/options.ts";
 import { MISS, peeked, type Store } from "../store/store.ts";
-import { createStore } from "../store/engine.ts";
+import { createStore, type StoreParts } from "../store/engine.ts";
 import { describe } from "../options/_validate.ts";
-import { type DecorationSite, decorationSite, defaultSharedName } from "../options/_naming.ts";
+import {
+  anonymousName,
+  type DecorationSite,
+  decorationSite,
+  defaultSharedName,
+} from "../options/_naming.ts";
 import { register } from "../ops/registry.ts";
 import { mayReadContext } from "./context.ts";
 import { RemoteLink } from "../remote/_remote_link.ts";
@@ -193,6 +198,10 @@ interface Assembly {
   tagClock: TagClock;
   /** The `tags` option. */
   tagsOf: AnyFunction | undefined;
+  /** The engine that holds its entries. */
+  engine: StoreParts["engine"];
+  /** The directory of a shared cache's file. */
+  dir: string | undefined;
 }
 
 /** Builds the parts of the cache of `fn` (`name`) from `opts`. */
@@ -297,6 +306,8 @@ function assemble(
     counted,
     tagClock,
     tagsOf,
+    engine: parts.engine,
+    dir: parts.store.dir,
   };
 }
 
@@ -411,12 +422,14 @@ function wrap(
   Object.defineProperty(cached, "name", { value: name, configurable: true });
   Object.defineProperty(cached, "length", { value: fn.length, configurable: true });
   const unregister = register(cached, {
-    name: a.cacheName,
+    name: a.cacheName || anonymousName(site),
     backend: opts.backend,
     strategy: opts.strategy,
+    engine: a.engine,
     info: () => infoOf(a),
     clear: () => controls.cacheClear(),
     evictions: () => a.tiers.local.info().evictions ?? 0,
+    dir: a.dir,
   });
   const controls = controlsOf(a, () => unregister());
   cachedFunctions.add(cached);
@@ -545,9 +558,10 @@ export function cache(options?: CacheOptions): CacheDecorator<CacheInfo> {
       );
     }
     const isMethod = context !== undefined;
-    // The site is part of a shared cache's default name; the memory backend needs none.
-    const site = (opts.backend === Backend.Shared || opts.remote !== undefined) &&
-        opts.name === undefined
+    // The site is part of a shared cache's default name, and names a function without a
+    // name in caches(); a named memory cache needs none.
+    const site = ((opts.backend === Backend.Shared || opts.remote !== undefined) &&
+        opts.name === undefined) || (!isMethod && fn.name === "")
       ? decorationSite(isMethod)
       : NO_SITE;
     return wrap(fn, isMethod ? String(context.name) : fn.name, opts, isMethod, site);

@@ -24,7 +24,7 @@ import { NativeMemoryStore } from "./native_store.ts";
 import { Backend, type ResolvedOptions, Strategy } from "../options/options.ts";
 import type { Flights, Store, StoreView } from "./store.ts";
 import { TsSieveStore } from "./ts_store.ts";
-import { defaultSharedDir, sharedFileName, SharedStore } from "./shared_store.ts";
+import { sharedFileName, SharedStore } from "./shared_store.ts";
 
 /**
  * Which engine backs the memory backend in this process: `"native"` when the library
@@ -103,7 +103,7 @@ export function createStore(
       );
     }
     const location = {
-      dir: opts.dir ?? defaultSharedDir(),
+      dir: opts.dir, // undefined: the default, once the library is known to load
       file: sharedFileName(sharedName),
     };
     const store = new SharedStore(

@@ -111,6 +111,8 @@ export interface ByteStore {
   countRefresh(): void;
   /** Cross-process single-flight (the shared store), else `undefined`. */
   readonly flights?: Flights | undefined;
+  /** {@linkcode Store.dir}. */
+  readonly dir?: string | undefined;
   /** {@linkcode Store.delete}. */
   delete(key: Uint8Array, len: number): boolean;
   /** {@linkcode Store.countJoin}. */
@@ -162,6 +164,8 @@ export interface Store {
   peekStale(key: KeyBytes, window?: number): unknown;
   /** Removes `key`; returns whether it was present. */
   delete(key: KeyBytes): boolean;
+  /** The directory of a shared store's file (for listings and metrics), else `undefined`. */
+  readonly dir?: string | undefined;
   /** Removes every entry and resets every counter. */
   clear(): void;
   /** Returns the counters and sizes. */
@@ -230,6 +234,7 @@ export class StoreView implements Store {
   /** The store's stale window in ms (see {@linkcode StoreView.setStaleWindow}). */
   #staleWindow = 0;
   readonly flights: Flights | undefined;
+  readonly dir: string | undefined;
 
   /**
    * @param s The store.
@@ -244,6 +249,7 @@ export class StoreView implements Store {
     // have stored an entry with a TTL of its own.
     this.#timed = ttlOn || o.stampAlways;
     this.flights = s.flights;
+    this.dir = s.dir;
     this.#pointerGets = o.pointerGets;
     this.#pointerSets = o.pointerSets;
   }
