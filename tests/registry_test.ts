@@ -1,6 +1,7 @@
 // caches() and clearAll(): every live cache of the process with its info, weakly held.
 import assert from "node:assert/strict";
 import { cache, caches, clearAll, SieveCache } from "../mod.ts";
+import { memoryEngine } from "../src/store/engine.ts";
 
 const ffi = (await Deno.permissions.query({ name: "ffi" })).state === "granted";
 const run = (await Deno.permissions.query({ name: "run" })).state === "granted";
@@ -16,6 +17,7 @@ Deno.test("caches() lists each live cache with its name, backend, strategy and i
     name: "square",
     backend: "memory",
     strategy: "lru",
+    engine: memoryEngine(),
     info: { hits: 1, misses: 1, maxSize: 8, currentSize: 1 },
     evictions: 0,
   });
@@ -27,6 +29,7 @@ Deno.test("caches() lists each live cache with its name, backend, strategy and i
       const s = caches().find((c) => c.name === "listed");
       assert.equal(s?.backend, "shared");
       assert.equal(s?.strategy, "sieve");
+      assert.equal(s?.engine, "shared");
       assert.equal(s?.dir, dir, "a shared cache names the directory of its file");
       assert.equal(s?.info.misses, 1);
       shared[Symbol.dispose]();
