@@ -59,7 +59,7 @@ Deno.test("ttlJitter: entries stored together expire spread over [ttl, ttl + ttl
 
 Deno.test("ttlJitter: cacheSet entries are jittered too", () => {
   let now = 0;
-  const f = cache({ ttl: 100, ttlJitter: 100, clock: () => now })((k: number) => k);
+  const f = cache({ maxSize: 256, ttl: 100, ttlJitter: 100, clock: () => now })((k: number) => k);
   for (let k = 0; k < 200; k++) f.cacheSet(-k, k);
   now = 150;
   let alive = 0;
