@@ -78,7 +78,7 @@ function readmeFileSize(
   maxBytes ??= Math.max(256, Math.min(maxSize * largest * 256, 16 * 2 ** 20));
   const budget = Math.floor(maxBytes / 256);
   const chunks = budget + Math.min(largest, budget);
-  return 512 + 8 * tableSize + 64 * (maxSize + 1) + 256 * chunks + 12288;
+  return 512 + 8 * tableSize + 64 * (maxSize + 1) + 256 * chunks + 16384;
 }
 
 Deno.test("SharedStore reads every field of warp_shm_info at its index", async () => {
@@ -287,7 +287,7 @@ Deno.test("SharedStore: sizes over the file limit are a RangeError naming them",
         e.message.includes("at most 68719476736 bytes"),
     );
     // Just under the limit is accepted by the check (not created here: 64 GiB).
-    const fixed = 512 + 8 * 2 ** 25 + 64 * (2 ** 24 + 1) + 12288;
+    const fixed = 512 + 8 * 2 ** 25 + 64 * (2 ** 24 + 1) + 16384;
     const chunks = Math.floor((64 * 2 ** 30 - fixed) / 256) - 1; // budget + 1 spare chunk
     const under = sharedFileSize(lib, 1 << 24, 1, 1, chunks * 256);
     assert.equal(under, readmeFileSize(1 << 24, 1, 1, chunks * 256));
@@ -301,11 +301,11 @@ Deno.test("SharedStore: the README's file size formula is the size of the real f
   // Whitespace as one space: the formatter rewraps the paragraph.
   const readme = Deno.readTextFileSync(`${root}README.md`).replace(/\s+/g, " ");
   assert.ok(
-    readme.includes("512 + 8 × tableSize + 64 × (maxSize + 1) + 256 × chunks + 12288"),
+    readme.includes("512 + 8 × tableSize + 64 × (maxSize + 1) + 256 × chunks + 16384"),
     "README gives the formula",
   );
-  assert.ok(readme.includes("650,560 bytes with the defaults"));
-  assert.equal(readmeFileSize(128, 512, 4096), 650_560);
+  assert.ok(readme.includes("654,656 bytes with the defaults"));
+  assert.equal(readmeFileSize(128, 512, 4096), 654_656);
   await withDir((dir) => {
     const sizes: [number, number, number, number | undefined][] = [
       [1, 1, 1, undefined],

@@ -537,10 +537,12 @@ function wrap(
       }
     }
     if (flights === undefined) return MISS;
-    const claim = flights.claim(held);
+    const claim = flights.claim(held, sawPromise);
     if (claim === "owner") held.flight = true;
-    if (claim !== "wait") return MISS;
-    // Another process computes the key.
+    // A flight of this process ("local"): an async caller waits for it; a synchronous one
+    // must not block its thread on it (its owner may need that thread): it computes.
+    if (claim !== "wait" && !(claim === "local" && sawPromise)) return MISS;
+    // Another process (or another cache of this name) computes the key.
     if (sawPromise) {
       const pkey = held.pkey ??= bytesToKeyString(held.buf, held.len);
       held.joined = awaitFlight(held, pkey, self, args);
@@ -548,7 +550,8 @@ function wrap(
       return bounded(held);
     }
     for (;;) {
-      const end = flights.waitSync(held, timeout ?? Infinity);
+      const end = flights.waitSync(held, timeout ?? Infinity, false);
+      if (end === "closed") disposed();
       if (end === "owner") held.flight = true;
       if (end !== "done") return MISS;
       const value = store.peek(held);
@@ -558,7 +561,7 @@ function wrap(
         return value;
       }
       // Its computation failed or was not stored: claim the key again.
-      const again = flights.claim(held);
+      const again = flights.claim(held, false);
       if (again === "owner") held.flight = true;
       if (again !== "wait") return MISS;
     }
@@ -575,6 +578,7 @@ function wrap(
     try {
       for (;;) {
         const end = await flights!.wait(held, timeout ?? Infinity);
+        if (end === "closed") disposed();
         if (end === "timeout") throw timeoutError();
         if (end === "done") {
           const value = store.peek(held);
@@ -583,8 +587,8 @@ function wrap(
             if (pending.get(pkey) === held) pending.delete(pkey);
             return value;
           }
-          const again = flights!.claim(held);
-          if (again === "wait") continue;
+          const again = flights!.claim(held, true);
+          if (again === "wait" || again === "local") continue;
           held.flight = again === "owner";
         } else {
           held.flight = true;
@@ -611,8 +615,8 @@ function wrap(
    * stale entry, its failure keeps it until its window ends. */
   function refresh(held: HeldKey, stale: unknown, self: unknown, args: unknown[]): void {
     if (flights !== undefined) {
-      const claim = flights.claim(held);
-      if (claim === "wait") {
+      const claim = flights.claim(held, sawPromise);
+      if (claim === "wait" || claim === "local") {
         freeHeld(held);
         return;
       }
@@ -640,6 +644,8 @@ function wrap(
     const parent = held.parent;
     firstCall = false;
     if (isThenable(result)) {
+      // Waiters in other processes that block their thread may switch to waiting async.
+      if (held.flight) flights!.markAsync(held);
       const joined = bounded(
         settle(held, held.pkey ?? bytesToKeyString(held.buf, held.len), result),
       );
@@ -744,8 +750,10 @@ function wrap(
     cacheSet(this: unknown, value: unknown, ...args: unknown[]): void {
       const k = heldKeyOf(this, args);
       const pkey = bytesToKeyString(k.buf, k.len);
-      // A computation under way for this key no longer stores its result.
+      // A computation under way for this key, here or in another process, no longer
+      // stores its result.
       detach(pkey, undefined);
+      flights?.end(k);
       if (isThenable(value)) {
         settle(k, pkey, value).joined!.catch(() => {});
         return;
