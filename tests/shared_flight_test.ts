@@ -7,6 +7,7 @@
 // owner, flights of this process, async marks, ends by hand, a close during a wait, every
 // waiter woken at once).
 import assert from "node:assert/strict";
+import process from "node:process";
 import { loadNative } from "../src/native/ffi.ts";
 import { SharedStore } from "../src/store/shared_store.ts";
 import { FLIGHT, pendingFlightWaits } from "../src/store/shared_flights.ts";
@@ -240,9 +241,8 @@ function threads(): number {
 
 /** CPU time of this process (every thread), ms. */
 function cpuMs(): number {
-  const stat = Deno.readTextFileSync("/proc/self/stat");
-  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return (Number(f[11]) + Number(f[12])) * 10;
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
 }
 
 Deno.test("SharedFlights: two handles of one process see each other's flights as local and never block on them", async () => {
@@ -495,7 +495,7 @@ Deno.test("SharedStore.flights: 800 waits on another process's flights hold one 
       assert.equal(pendingFlightWaits(), 0);
       assert.ok(during - before < 16, `threads ${before} -> ${during}`);
       assert.ok(readMs < 2000, `a file read took ${readMs} ms`);
-      assert.ok(cpuPerS < 50, `${cpuPerS} ms CPU per s waited`);
+      assert.ok(cpuPerS < 20, `${cpuPerS} ms CPU per s waited`);
     } finally {
       s.close();
       await owner.send("exit");

@@ -32,7 +32,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::flight::{End, LIVENESS_PERIOD, Waiter, flights_of, sleep_on};
+use super::flight::{End, LIVENESS_PERIOD, Liveness, Waiter, flights_of, sleep_on};
 use super::region::Region;
 
 /// Most futex words of one sleep besides the doorbell (`futex_waitv` takes 128).
@@ -131,7 +131,7 @@ impl Dispatcher {
         if self.closed.load(SeqCst) {
             return Err(End::Closed);
         }
-        if let Some(end) = waiter.poll(true, false, false) {
+        if let Some(end) = waiter.poll(&mut Liveness::new(true), false, false) {
             return Err(end);
         }
         if deadline.is_some_and(|d| Instant::now() >= d) {
@@ -245,6 +245,7 @@ fn look(st: &mut State, mode: Mode, liveness: bool) -> (Vec<Word>, Duration, boo
     let mut nap = LIVENESS_PERIOD;
     let mut again = false;
     let mut done = Vec::new();
+    let mut live = Liveness::new(liveness);
     for (&id, p) in st.waits.iter_mut() {
         let region = p.waiter.region().clone();
         let flights = flights_of(&region);
@@ -262,7 +263,7 @@ fn look(st: &mut State, mode: Mode, liveness: bool) -> (Vec<Word>, Duration, boo
             // of the flight table built from it).
             words.push(unsafe { Word::new(&region, word, count) });
         }
-        if let Some(end) = p.waiter.poll(liveness, false, false) {
+        if let Some(end) = p.waiter.poll(&mut live, false, false) {
             done.push((id, end));
             continue;
         }

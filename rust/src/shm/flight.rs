@@ -132,23 +132,42 @@ pub enum Judged {
     Dead,
 }
 
-/// Judges owner word `word` (not 0) as `me` (see the module docs). `liveness`: ask the
-/// kernel about another process's id (else it counts as alive); `known` caches answers.
-pub fn judge(word: u64, me: &Owner, liveness: bool, known: &mut HashMap<u32, bool>) -> Judged {
+/// Answers about other processes' liveness ids, each asked of the kernel at most once per
+/// look (per file: a liveness id means something in its file only).
+pub struct Liveness {
+    ask: bool,
+    known: HashMap<(usize, u32), bool>,
+}
+
+impl Liveness {
+    /// Asks the kernel (`ask`), or counts every other process's owner as alive.
+    pub fn new(ask: bool) -> Liveness {
+        Liveness {
+            ask,
+            known: HashMap::new(),
+        }
+    }
+
+    fn alive(&mut self, file: usize, tag: u32, me: &Owner) -> bool {
+        !self.ask
+            || *self
+                .known
+                .entry((file, tag))
+                .or_insert_with(|| me.alive(tag))
+    }
+}
+
+/// Judges owner word `word` (not 0) of the file `file` (see [`Flights::file`]) as `me`
+/// (see the module docs), asking about other processes through `live`.
+pub fn judge(word: u64, me: &Owner, file: usize, live: &mut Liveness) -> Judged {
     if me.local().flight_owner(word).is_some() {
         return Judged::Local;
     }
     match tag_of(word) {
         None => Judged::Dead,
         Some(t) if t == me.tag() || me.local().has_tag(t) => Judged::Dead,
-        Some(_) if !liveness => Judged::Live,
-        Some(t) => {
-            if *known.entry(t).or_insert_with(|| me.alive(t)) {
-                Judged::Live
-            } else {
-                Judged::Dead
-            }
-        }
+        Some(t) if live.alive(file, t, me) => Judged::Live,
+        Some(_) => Judged::Dead,
     }
 }
 
@@ -164,6 +183,11 @@ impl<'a> Flights<'a> {
     /// `header`.
     pub fn new(records: &'a [FlightRecord], header: &'a Header) -> Flights<'a> {
         Flights { records, header }
+    }
+
+    /// Tells this file's mapping apart from others (for [`Liveness`]).
+    pub fn file(&self) -> usize {
+        self.records.as_ptr() as usize
     }
 
     /// Record `i` (modulo the table).
@@ -230,7 +254,7 @@ impl<'a> Flights<'a> {
     /// Claims the flight of `hash` for `me`, with the async mark when `async_` (its
     /// computation is known to be async). Under the file's write lock.
     pub fn claim(&self, hash: u64, me: &Owner, async_: bool) -> Claim {
-        let mut known = HashMap::new();
+        let mut live = Liveness::new(true);
         let mut free = None;
         let mut others = false;
         for i in window(hash) {
@@ -245,7 +269,7 @@ impl<'a> Flights<'a> {
                     others = true;
                     break;
                 }
-                match judge(o, me, true, &mut known) {
+                match judge(o, me, self.file(), &mut live) {
                     Judged::Local => return Claim::Local,
                     Judged::Live => return Claim::Wait,
                     Judged::Dead => {
@@ -263,7 +287,7 @@ impl<'a> Flights<'a> {
             free = window(hash).find(|&i| {
                 let r = self.record(i);
                 let o = r.owner.load(SeqCst);
-                o != 0 && judge(o, me, true, &mut known) == Judged::Dead && self.end_if(r, o)
+                o != 0 && judge(o, me, self.file(), &mut live) == Judged::Dead && self.end_if(r, o)
             });
         }
         let Some(i) = free else {
@@ -348,12 +372,12 @@ impl<'a> Flights<'a> {
     /// processes): what a handle does at open, before it uses the file, so that no flight
     /// of a dead handle outlives the reuse of its liveness id. Returns how many ended.
     pub fn sweep(&self, me: &Owner) -> usize {
-        let mut known = HashMap::new();
+        let mut live = Liveness::new(true);
         self.records
             .iter()
             .filter(|r| {
                 let o = r.owner.load(SeqCst);
-                o != 0 && judge(o, me, true, &mut known) == Judged::Dead && self.end_if(r, o)
+                o != 0 && judge(o, me, self.file(), &mut live) == Judged::Dead && self.end_if(r, o)
             })
             .count()
     }
@@ -434,18 +458,17 @@ impl Waiter {
             .map_or((self.hash >> 40) as usize % FLIGHT_RECORDS, |(i, _)| i)
     }
 
-    /// One look at the flight: `Some(end)` when the wait is over. `liveness`: ask the
-    /// kernel whether another process's owner lives (else it counts as alive). `sync`:
+    /// One look at the flight: `Some(end)` when the wait is over. `live`: whether (and
+    /// what) to ask the kernel about another process's owner (else it counts as alive). `sync`:
     /// the caller blocks its thread, so a flight of this process ends the wait
     /// ([`End::Async`] with `until_async`, else [`End::Done`]); `until_async`: a flight
     /// marked async ends it too ([`End::Async`]).
-    pub fn poll(&mut self, liveness: bool, sync: bool, until_async: bool) -> Option<End> {
+    pub fn poll(&mut self, live: &mut Liveness, sync: bool, until_async: bool) -> Option<End> {
         if self.closed.load(SeqCst) {
             return Some(End::Closed);
         }
         let region = self.region.clone();
         let flights = flights_of(&region);
-        let mut known = HashMap::new();
         loop {
             let i = match self.seen {
                 Some((i, w))
@@ -466,7 +489,7 @@ impl Waiter {
                 continue;
             }
             self.seen = Some((i, o));
-            match judge(o, &self.owner, liveness, &mut known) {
+            match judge(o, &self.owner, flights.file(), live) {
                 Judged::Local if sync => {
                     return Some(if until_async { End::Async } else { End::Done });
                 }
@@ -510,7 +533,7 @@ impl Waiter {
                 next_liveness = now + LIVENESS_PERIOD;
             }
             let before = self.record_index();
-            if let Some(end) = self.poll(liveness, true, until_async) {
+            if let Some(end) = self.poll(&mut Liveness::new(liveness), true, until_async) {
                 return end;
             }
             if self.record_index() != before {

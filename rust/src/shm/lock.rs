@@ -364,9 +364,33 @@ pub struct Local {
 #[derive(Debug, Default)]
 struct LocalFlights {
     /// Word -> (owner serial, key hash).
-    by_word: HashMap<u64, (u64, u64)>,
+    by_word: WordMap<u64, (u64, u64)>,
     /// (Owner serial, key hash) -> word.
-    by_key: HashMap<(u64, u64), u64>,
+    by_key: WordMap<(u64, u64), u64>,
+}
+
+/// A map keyed by words and hashes that this process made (not input, and mixed already),
+/// on every miss's path: FxHash's one multiply per `u64` instead of std's SipHash.
+type WordMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<WordHasher>>;
+
+/// FxHash (rustc's): rotate, xor, multiply.
+#[derive(Debug, Default, Clone, Copy)]
+struct WordHasher(u64);
+
+impl std::hash::Hasher for WordHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 #[derive(Debug, Default)]
