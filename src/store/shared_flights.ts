@@ -101,6 +101,12 @@ function arm(lib: NativeSymbols): void {
       failAll(new CacheError(n, `Shared cache flight wait failed (status ${n})`));
       return;
     }
+    if (n === 0) {
+      // The dispatcher holds none of these waits (it ended with its thread): they would
+      // never end, and calling again would spin.
+      failAll(new CacheError(Status.Io, "Shared cache flight wait: the dispatcher was closed"));
+      return;
+    }
     for (let i = 0; i < n; i++) {
       const id = out[2 * i]!;
       const w = waits.pending.get(id);
