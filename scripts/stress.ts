@@ -175,7 +175,7 @@ if (typeof (globalThis as { WorkerGlobalScope?: unknown }).WorkerGlobalScope !==
       log: console.log,
     });
     console.log(
-      `  ${p3.rounds} rounds, ${p3.kills} kills, ${p3.readers} fresh readers of 2 x 3000 keys; slowest reader ${
+      `  ${p3.rounds} rounds, ${p3.kills} kills (${p3.orphans} flights left behind), ${p3.readers} fresh readers of 2 x 3000 keys; slowest reader ${
         p3.worstReaderMs.toFixed(0)
       } ms${p3.failure ? `; FAILED: ${p3.failure}` : ""}`,
     );

@@ -200,6 +200,7 @@ Deno.test("flights: two caches of one name in one process: a sync call never blo
     await child.status;
     assert.notEqual(ended, "hung", "the process hung (a sync call blocked on its own process)");
     const r = JSON.parse((await out).trim());
+    console.log(`  the sync call returned in ${r.ms.toFixed(1)} ms`);
     assert.equal(r.async, "async:a");
     assert.equal(r.sync, "sync:a", "the sync cache computed the key itself");
     assert.ok(r.ms < 250, `the sync call did not wait for the async one (${r.ms} ms)`);
