@@ -17,19 +17,22 @@
  * @module
  */
 
-export { cache, cacheContext } from "./src/call/cache.ts";
+export { cache, cacheControls } from "./src/call/cache.ts";
+export { cacheContext } from "./src/call/context.ts";
+export { invalidateTags } from "./src/call/tags.ts";
 export type { CacheContext } from "./src/call/context.ts";
 export type { Invalidation, RemoteTier } from "./src/remote/remote.ts";
 export type {
   AnyFunction,
+  CacheControls,
   CacheDecorator,
   CachedFunction,
   CacheInfo,
   SharedCacheInfo,
-} from "./src/call/cache.ts";
+} from "./src/call/types.ts";
 export { CacheError } from "./src/native/errors.ts";
 export { caches, clearAll } from "./src/ops/registry.ts";
-export type { CacheListing } from "./src/ops/registry.ts";
+export type { BackendName, CacheListing, EngineName, StrategyName } from "./src/ops/registry.ts";
 export { Backend, Strategy } from "./src/options/options.ts";
 export { SieveCache } from "./src/store/sieve_cache.ts";
 export type { CacheOptions } from "./src/options/options.ts";

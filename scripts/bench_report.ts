@@ -78,6 +78,11 @@ async function sh(
   cmdArgs: string[],
   opts: { cwd?: string; env?: Record<string, string> } = {},
 ): Promise<CmdResult> {
+  // Deno's own commands load the benchmarks' lock file: their peers (vega, lru-cache...)
+  // stay out of deno.lock, which `deno task test` loads (tests/lock_test.ts).
+  if (cmd === Deno.execPath() && ["run", "bench", "eval"].includes(cmdArgs[0] ?? "")) {
+    cmdArgs = [cmdArgs[0]!, `--lock=${root}bench/deno.lock`, ...cmdArgs.slice(1)];
+  }
   try {
     const res = await new Deno.Command(cmd, {
       args: cmdArgs,

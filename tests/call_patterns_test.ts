@@ -255,6 +255,13 @@ Deno.test({
       const b = cache({ backend: "shared", dir, name: "fetch-post" })((id: number) => `p${id}`);
       assert.equal(a(1), "u1");
       assert.equal(b(1), "p1");
+      // The same source decorated at two sites of this module: two caches, each named after
+      // its own site (not the package's own frame in src/call/).
+      const here1 = cache({ backend: "shared", dir })((x: number) => x * 7);
+      const here2 = cache({ backend: "shared", dir })((x: number) => x * 7);
+      assert.equal(here1(1), 7);
+      assert.equal(here2(1), 7);
+      assert.equal(here2.cacheInfo().misses, 1, "its own cache");
       // The same function decorated twice at one site shares its cache, as before.
       const same = (x: number): number => x + 1;
       const twice = [0, 1].map(() => cache({ backend: "shared", dir })(same));

@@ -13,7 +13,7 @@ import {
   SHM_INSPECT,
   SHM_INSPECT_FIELDS,
 } from "../src/ops/_shared_inspect.ts";
-import { formatBytes, sparkline } from "../src/ops/cli.ts";
+import { formatBytes, sparkline } from "../src/ops/_format.ts";
 
 const root = new URL("../", import.meta.url).pathname;
 const cliPath = new URL("../src/ops/cli.ts", import.meta.url).pathname;
@@ -380,16 +380,20 @@ Deno.test("cli watch draws each cache's hit ratio as a sparkline, and ends on SI
       assert.equal(frames.length, 3);
       for (const f of frames) assert.match(f, /^warp-cache watch .* UTC {2}\(Ctrl-C to quit\)\n/);
       const last = frames[2]!.split("\n");
-      const alpha = last.find((l) => l.startsWith("alpha ")) ?? "";
-      const beta = last.find((l) => l.startsWith("beta ")) ?? "";
+      // Each cache on two lines: its counters, then its sparkline.
+      const at = (name: string) => last.findIndex((l) => l.startsWith(`${name} `));
+      const alpha = last[at("alpha")] ?? "";
+      const beta = last[at("beta")] ?? "";
       // alpha only hits while spinning: its intervals with lookups are full bars.
-      const sparks = /\|([ ▁▂▃▄▅▆▇█]{60})\|$/.exec(alpha)?.[1] ?? "";
-      assert.equal(sparks.length, 60, alpha);
+      const sparks = /^ {2}\|([ ▁▂▃▄▅▆▇█]{60})\| last 60 s$/.exec(last[at("alpha") + 1]!)?.[1] ??
+        "";
+      assert.equal(sparks.length, 60, last[at("alpha") + 1]);
       assert.ok(stopped.stopped > 0);
       assert.match(sparks, /^[█ ]*█[█ ]*$/, alpha);
-      assert.match(alpha, / 100\.0% +\|/);
+      assert.match(alpha, / 100\.0%$/);
       // beta had no lookups: blank intervals and no ratio for the minute.
-      assert.match(beta, / - +\| {60}\|$/, beta);
+      assert.match(beta, / -$/, beta);
+      assert.equal(last[at("beta") + 1], `  |${" ".repeat(60)}| last 60 s`);
     } finally {
       await holder.quit();
     }
@@ -417,6 +421,31 @@ Deno.test("cli watch draws each cache's hit ratio as a sparkline, and ends on SI
       ["alpha", 1],
       ["beta", 1],
     ]);
+  });
+});
+
+Deno.test("cli watch fits 100 columns, long names and large counters included", async () => {
+  await withDir(async (dir) => {
+    const names = ["a-rather-long-cache-name-for-the-dashboard-of-orders", "short"];
+    const stores = names.map((n) =>
+      new SharedStore({ dir, file: `${n}.warp` }, 100_000, 64, 64, undefined, "cli")
+    );
+    try {
+      const key = new Uint8Array([1]);
+      for (const s of stores) {
+        s.set(key, 1, 1, Date.now(), false);
+        for (let i = 0; i < 123_456; i++) s.get(key, 1, Date.now());
+        s.get(new Uint8Array([2]), 1, Date.now());
+      }
+      const r = await cli("watch", "--dir", dir, "--count", "2", "--interval", "50");
+      assert.equal(r.code, 0, r.stderr);
+      const wide = r.stdout.split("\n").filter((l) => [...l].length > 100);
+      assert.deepEqual(wide, [], `lines over 100 columns:\n${wide.join("\n")}`);
+      assert.match(r.stdout, /123456/);
+      assert.match(r.stdout, /a-rather-long/);
+    } finally {
+      for (const s of stores) s.close();
+    }
   });
 });
 
@@ -485,6 +514,54 @@ Deno.test("cache names map to files as the shared backend maps them", async () =
     assert.equal((await cli("info", "a b/c", "--dir", dir)).code, 0);
     assert.equal((await cli("info", stem, "--dir", dir)).code, 0);
   });
+});
+
+Deno.test("cli escapes control characters of file names in ls, info and watch; JSON stays JSON", async () => {
+  await withDir(async (dir) => {
+    // A name that sets the terminal title, one whose newline forges a row, and a foreign
+    // file whose name moves the cursor.
+    const title = "t\x1b]0;pwned\x07";
+    const forged = "x\nforged          99      100";
+    const stores = [title, forged].map((stem) =>
+      new SharedStore({ dir, file: `${stem}.warp` }, 8, 64, 64, undefined, "cli")
+    );
+    Deno.writeFileSync(`${dir}/up\x1b[2A\u202e.warp`, new Uint8Array(100));
+    try {
+      // deno-lint-ignore no-control-regex
+      const raw = /[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]/;
+      const ls = await cli("ls", "--dir", dir);
+      assert.equal(ls.code, 0, ls.stderr);
+      assert.doesNotMatch(ls.stdout.replaceAll("\n", ""), raw, JSON.stringify(ls.stdout));
+      assert.ok(ls.stdout.includes("t\\x1b]0;pwned\\x07"), ls.stdout);
+      assert.ok(ls.stdout.includes("x\\nforged"), ls.stdout);
+      assert.ok(ls.stdout.includes("up\\x1b[2A\\u{202e}"), ls.stdout);
+      const rows = ls.stdout.split("\n").filter((l) => l !== "" && !l.startsWith("NAME"));
+      assert.equal(rows.filter((l) => /^\S/.test(l) && !l.startsWith("Not usable")).length, 3);
+      for (const stem of [title, forged]) {
+        const info = await cli("info", stem, "--dir", dir);
+        assert.equal(info.code, 0, info.stderr);
+        assert.doesNotMatch(info.stdout.replaceAll("\n", ""), raw, JSON.stringify(info.stdout));
+        assert.equal(info.stdout.split("\n").filter((l) => l.startsWith("name ")).length, 1);
+        const json = await cli("info", stem, "--dir", dir, "--json");
+        assert.equal(JSON.parse(json.stdout).name, stem, "JSON keeps the name, escaped as JSON");
+      }
+      const watch = await cli("watch", "--count", "1", "--dir", dir);
+      assert.equal(watch.code, 0, watch.stderr);
+      assert.doesNotMatch(watch.stdout.replaceAll("\n", ""), raw, JSON.stringify(watch.stdout));
+      const json = JSON.parse((await cli("ls", "--dir", dir, "--json")).stdout);
+      assert.deepEqual(
+        json.map((c: Reply) => c.name).sort(),
+        [forged, title, "up\x1b[2A\u202e"].sort(),
+      );
+    } finally {
+      for (const s of stores) s.close();
+    }
+  });
+});
+
+Deno.test("the ./cli export is main() alone: the text helpers are private", async () => {
+  const exports = Object.keys(await import("../src/ops/cli.ts")).sort();
+  assert.deepEqual(exports, ["main"]);
 });
 
 Deno.test("formatBytes() and sparkline() render sizes and ratios", () => {

@@ -4,6 +4,7 @@
 // needs root / CAP_SYS_ADMIN as in CI. Without it the test fails with that message:
 // permission tricks (mode 0500, chattr) do not stop root, so there is no honest fallback.
 import assert from "node:assert/strict";
+import { cache } from "../mod.ts";
 import { CacheError } from "../src/native/errors.ts";
 import {
   checkValue,
@@ -123,20 +124,32 @@ Deno.test("shared store: size limits at their extremes are clear errors", async 
       assert.ok(e instanceof CacheError, String(e));
       assert.match(e.message, re);
     }
-    // A file over 64 GiB: a RangeError before anything is opened (tests/shared_store_test.ts).
-    assert.throws(
-      () =>
+    // maxBytes 2^36 with the largest sizes passes the size check (the README's range): on a
+    // file system too small for it, the open fails with the OS reason (tests/shared_store_test.ts).
+    await withTmpfs("1m", (mnt) => {
+      const e = thrown(() =>
         new SharedStoreCtor(
-          { dir, file: "x.warp" },
+          { dir: mnt, file: "x.warp" },
           1 << 24,
           1 << 20,
           64 << 20,
           undefined,
           "f",
           2 ** 36,
-        ),
-      (e: unknown) => e instanceof RangeError && /at most 68719476736 bytes/.test(e.message),
-    );
+        )
+      );
+      assert.ok(e instanceof CacheError, String(e));
+      assert.match(e.message, /No space left/);
+      assert.throws(
+        () =>
+          cache({ backend: "shared", dir: mnt, name: "budget", maxBytes: 2 ** 36 })((x: number) =>
+            x
+          ),
+        (e: unknown) => e instanceof CacheError && /No space left/.test(e.message),
+      );
+      assert.deepEqual([...Deno.readDirSync(mnt)], [], "nothing left behind");
+      return Promise.resolve();
+    });
     // Largest capacity with small slots: a 1.1 GiB file on a 1 MiB tmpfs is "full", not SIGBUS.
     await withTmpfs("1m", (mnt) => {
       assert.throws(

@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { cache } from "../mod.ts";
 import { sharedFileName } from "../src/store/shared_store.ts";
-import { TEMP_MAX_AGE_MS } from "../src/store/_large_values.ts";
+import { STORE_GRACE_MS, TEMP_MAX_AGE_MS } from "../src/store/_large_values.ts";
 import { runChild } from "./fixtures/run_child.ts";
 
 const ffi = (await Deno.permissions.query({ name: "ffi" })).state === "granted";
@@ -152,6 +152,13 @@ Deno.test({
       for (const n of [1, 2, 3, 4]) f(n); // 1 and 2 evicted
       assert.equal(files(dir, "lv4").length, 4, "evicted entries leave their files for now");
       const folder = `${dir}/${sharedFileName("lv4")}.large`;
+      // Files younger than STORE_GRACE_MS are never swept (another process may be about to
+      // store the entry that refers to one): a young orphan stays, old ones go.
+      const h = cache(options)((n: number) => big(1000, n));
+      assert.equal(files(dir, "lv4").length, 4, "young orphans are kept");
+      h[Symbol.dispose]();
+      const aged = new Date(Date.now() - STORE_GRACE_MS - 10_000);
+      for (const name of files(dir, "lv4")) Deno.utimeSync(`${folder}/${name}`, aged, aged);
       // A killed writer's temporary file: old enough to be swept, and a fresh one that stays.
       Deno.writeFileSync(`${folder}/.old.tmp`, new Uint8Array(10));
       const past = new Date(Date.now() - TEMP_MAX_AGE_MS - 10_000);
@@ -254,12 +261,10 @@ Deno.test({
       // Temporary files of the killed writers, once old, and files no entry refers to are
       // swept by the next handle that opens the cache.
       let temps = 0;
+      const past = new Date(Date.now() - Math.max(TEMP_MAX_AGE_MS, STORE_GRACE_MS) - 10_000);
       for (const n of Deno.readDirSync(folder)) {
-        if (n.name.endsWith(".tmp")) {
-          temps++;
-          const past = new Date(Date.now() - TEMP_MAX_AGE_MS - 10_000);
-          Deno.utimeSync(`${folder}/${n.name}`, past, past);
-        }
+        if (n.name.endsWith(".tmp")) temps++;
+        Deno.utimeSync(`${folder}/${n.name}`, past, past); // old: swept if orphaned
       }
       cache({ backend: "shared", dir, name, maxSize: 64, maxValueSize: 256, largeValues: "file" })(
         (k: number) => k,
@@ -278,4 +283,210 @@ Deno.test("largeValues: bad values and the memory backend are TypeErrors", () =>
     /largeValues must be "file" or undefined: received "disk"/,
   );
   assert.throws(() => cache({ largeValues: "file" }), /largeValues needs the shared backend/);
+});
+
+Deno.test({
+  name: "largeValues: a sweep in one process never deletes a value another is storing",
+  ignore: !ffi,
+  fn: () =>
+    withDir(async (dir) => {
+      const name = "swept";
+      const writers = 3;
+      const keys = 400;
+      const children = Array.from({ length: writers }, (_, seed) =>
+        new Deno.Command(Deno.execPath(), {
+          args: [
+            "run",
+            "-A",
+            "--quiet",
+            new URL("./fixtures/large_values_sweeper.ts", import.meta.url).pathname,
+            JSON.stringify({ dir, name, seed, keys }),
+          ],
+          env: { WARP_CACHE_ENGINE: "native", NO_COLOR: "1" },
+          stdout: "piped",
+          stderr: "piped",
+        }).output());
+      let lost = 0;
+      let wrong = 0;
+      for (const o of await Promise.all(children)) {
+        const stdout = new TextDecoder().decode(o.stdout).trim();
+        assert.ok(o.success, new TextDecoder().decode(o.stderr) + stdout);
+        const r = JSON.parse(stdout.split("\n").at(-1)!);
+        lost += r.lost;
+        wrong += r.wrong;
+      }
+      assert.equal(wrong, 0, "a wrong value");
+      assert.equal(
+        lost,
+        0,
+        `${lost} of ${
+          writers * keys
+        } stored large values lost (their files swept by another process before they were stored)`,
+      );
+    }),
+});
+
+/** A shared, sticky directory like /tmp (mode 1777), for a test's caches. */
+async function withStickyDir(body: (dir: string) => Promise<void> | void): Promise<void> {
+  await withDir(async (dir) => {
+    await Deno.chmod(dir, 0o1777);
+    await body(dir);
+  });
+}
+
+Deno.test({
+  name:
+    "largeValues: a .large folder of another user, a symlink, a file or a wrong mode is refused, naming it",
+  ignore: !ffi,
+  fn: async (t) => {
+    const make = (dir: string) =>
+      cache({ backend: "shared", dir, name: "planted", maxValueSize: 128, largeValues: "file" })(
+        (n: number) => big(3000, n),
+      );
+    const planted = (dir: string) => `${dir}/${sharedFileName("planted")}.large`;
+    await t.step(
+      "another user's folder (mode 0777): refused, nothing written there",
+      () =>
+        withStickyDir(async (dir) => {
+          assert.equal(Deno.uid(), 0, "this step chowns a folder to another user: run as root");
+          const folder = planted(dir);
+          await Deno.mkdir(folder);
+          await Deno.chmod(folder, 0o777);
+          await Deno.chown(folder, 4242, 4242);
+          assert.throws(
+            () => make(dir),
+            (e: Error) =>
+              e.message.includes(folder) && /owned by another user \(uid 4242\)/.test(e.message),
+          );
+          assert.deepEqual([...Deno.readDirSync(folder)], []);
+        }),
+    );
+    await t.step(
+      "a symbolic link: refused, its target untouched",
+      () =>
+        withStickyDir(async (dir) => {
+          const target = await Deno.makeTempDir({ prefix: "warp_large_target_" });
+          try {
+            Deno.symlinkSync(target, planted(dir));
+            assert.throws(
+              () => make(dir),
+              (e: Error) => e.message.includes(planted(dir)) && /symbolic link/.test(e.message),
+            );
+            assert.deepEqual([...Deno.readDirSync(target)], []);
+          } finally {
+            await Deno.remove(target, { recursive: true });
+          }
+        }),
+    );
+    await t.step(
+      "our folder of mode 0755: refused, naming the mode",
+      () =>
+        withStickyDir(async (dir) => {
+          await Deno.mkdir(planted(dir));
+          await Deno.chmod(planted(dir), 0o755);
+          assert.throws(
+            () => make(dir),
+            (e: Error) => e.message.includes(planted(dir)) && /mode 755/.test(e.message),
+          );
+          assert.deepEqual([...Deno.readDirSync(planted(dir))], []);
+        }),
+    );
+    await t.step("a regular file in its place: refused", () =>
+      withStickyDir((dir) => {
+        Deno.writeFileSync(planted(dir), new Uint8Array(1));
+        assert.throws(
+          () => make(dir),
+          (e: Error) => e.message.includes(planted(dir)) && /not a directory/.test(e.message),
+        );
+      }));
+    await t.step("a folder of our own, mode 0700: used", () =>
+      withStickyDir((dir) => {
+        const f = make(dir);
+        assert.equal(f(1), big(3000, 1));
+        assert.equal(f(1), big(3000, 1));
+        assert.equal(f.cacheInfo().hits, 1);
+      }));
+  },
+});
+
+Deno.test({
+  name:
+    "largeValues: a FIFO, a symlink or a file not ours in place of a value file is a miss, never a block",
+  ignore: !ffi,
+  fn: async (t) => {
+    /** Runs the reader child; kills it when it has not answered in 20 s. */
+    const read = async (dir: string) => {
+      const child = new Deno.Command(Deno.execPath(), {
+        args: [
+          "run",
+          "-A",
+          "--quiet",
+          new URL("./fixtures/large_values_reader.ts", import.meta.url).pathname,
+          JSON.stringify({ dir, name: "swapped" }),
+        ],
+        env: { WARP_CACHE_ENGINE: "native", NO_COLOR: "1" },
+        stdout: "piped",
+        stderr: "piped",
+      }).spawn();
+      let blocked = false;
+      const timer = setTimeout(() => {
+        blocked = true;
+        child.kill("SIGKILL");
+      }, 20_000);
+      const o = await child.output();
+      clearTimeout(timer);
+      assert.equal(blocked, false, "the reader blocked (killed after 20 s)");
+      const stdout = new TextDecoder().decode(o.stdout).trim();
+      assert.ok(o.success, new TextDecoder().decode(o.stderr) + stdout);
+      return JSON.parse(stdout.split("\n").at(-1)!);
+    };
+    /** Stores f(1) as a large value and returns the path of its file. */
+    const stored = (dir: string): string => {
+      const f = cache({
+        backend: "shared",
+        dir,
+        name: "swapped",
+        maxValueSize: 128,
+        largeValues: "file",
+      })((n: number) => `${n}:`.padEnd(3000, "x"));
+      f(1);
+      f[Symbol.dispose]();
+      const [file] = files(dir, "swapped");
+      return `${dir}/${sharedFileName("swapped")}.large/${file}`;
+    };
+    await t.step("a FIFO: a miss, recomputed, no block", () =>
+      withDir(async (dir) => {
+        const path = stored(dir);
+        Deno.removeSync(path);
+        const mk = await new Deno.Command("mkfifo", { args: [path] }).output();
+        assert.ok(mk.success);
+        const r = await read(dir);
+        assert.deepEqual(r, { length: 3000, right: true, computed: 1 });
+      }));
+    await t.step("a symbolic link to a copy of the right file: a miss", () =>
+      withDir((dir) => {
+        const path = stored(dir);
+        const copy = `${dir}/copy`;
+        Deno.copyFileSync(path, copy);
+        Deno.chmodSync(copy, 0o600);
+        Deno.removeSync(path);
+        Deno.symlinkSync(copy, path);
+        return read(dir).then((r) =>
+          assert.deepEqual(r, { length: 3000, right: true, computed: 1 })
+        );
+      }));
+    await t.step(
+      "the right bytes in a file of another user, or of mode 0644: a miss",
+      () =>
+        withDir(async (dir) => {
+          assert.equal(Deno.uid(), 0, "this step chowns a file to another user: run as root");
+          const path = stored(dir);
+          await Deno.chown(path, 4242, 4242);
+          assert.deepEqual(await read(dir), { length: 3000, right: true, computed: 1 });
+          const again = stored(dir); // stored again by the reader: ours, 0600
+          await Deno.chmod(again, 0o644);
+          assert.deepEqual(await read(dir), { length: 3000, right: true, computed: 1 });
+        }),
+    );
+  },
 });

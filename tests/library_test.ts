@@ -4,6 +4,7 @@ import assert from "node:assert/strict";
 import {
   artifactFileName,
   candidates,
+  cargoFileName,
   checkCandidate,
   download,
   pinnedHash,
@@ -113,7 +114,10 @@ Deno.test("checkCandidate() refuses a file whose hash differs, and says so", asy
       checkCandidate({ path: `${dir}/lib`, source: "t", sha256: "0".repeat(64) })!,
       new RegExp(`SHA-256 ${good}, expected 0{64}: not loaded`),
     );
-    assert.equal(checkCandidate({ path: `${dir}/none`, source: "t", sha256: good }), "not found");
+    assert.equal(
+      checkCandidate({ path: `${dir}/none`, source: "t", sha256: good }),
+      "not found (No such file or directory)",
+    );
     assert.equal(checkCandidate({ path: `${dir}/lib`, source: "t", sha256: undefined }), null);
   } finally {
     await Deno.remove(dir, { recursive: true });
@@ -186,6 +190,243 @@ Deno.test({
     } finally {
       await server.shutdown();
       await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+// ---- Loading what was verified (RELIABILITY.md, "The loader verified one file and loaded
+// another"). A child loads the library through a copy of src/native/ whose _artifacts.ts pins
+// the hash of this checkout's build; the file beside that copy is what the child may load.
+
+const run = (await Deno.permissions.query({ name: "run" })).state === "granted";
+const libraryBuild = `${root}rust/target/release/${cargoFileName()}`;
+/**
+ * The child: loads the library through the copy of src/native/ beside it, and prints
+ * whether it loaded, why not, and the inodes of the mapped `libwarp_cache` files (from
+ * /proc/self/maps): which file was loaded.
+ */
+const LOAD_CHILD = `
+import { loadNative, nativeLoadError, nativeLoadFailure } from "./src/native/ffi.ts";
+let loaded = false;
+let error = "";
+try {
+  loaded = loadNative() !== null;
+  if (!loaded) error = nativeLoadError();
+} catch (e) {
+  error = e instanceof Error ? e.message : String(e);
+}
+const inodes = new Set();
+for (const line of Deno.readTextFileSync("/proc/self/maps").split("\\n")) {
+  if (!line.includes("libwarp_cache")) continue;
+  const ino = Number(line.trim().split(/\\s+/)[4]);
+  if (ino > 0) inodes.add(ino);
+}
+console.log(JSON.stringify({ loaded, error, failure: nativeLoadFailure(), inodes: [...inodes] }));
+`;
+const swapperScript = new URL("./fixtures/library_swapper.ts", import.meta.url).pathname;
+
+/** What the child saw: whether the library loaded, why not, and the mapped inodes. */
+interface LoadReport {
+  loaded: boolean;
+  error: string;
+  failure: { path: string; reason: string } | null;
+  inodes: number[];
+}
+
+/** A copy of src/native/ pinning `sha256` for this target, with the child as `main.ts` and
+ * an empty `dist/` (mode 0755) where the library beside the module goes. */
+async function nativeCopy(sha256: string, size: number): Promise<string> {
+  const pkg = await Deno.makeTempDir({ prefix: "warp_loader_copy_" });
+  await Deno.mkdir(`${pkg}/src/native`, { recursive: true });
+  for (const e of Deno.readDirSync(`${root}src/native`)) {
+    if (e.isFile && e.name.endsWith(".ts")) {
+      await Deno.copyFile(`${root}src/native/${e.name}`, `${pkg}/src/native/${e.name}`);
+    }
+  }
+  await Deno.writeTextFile(
+    `${pkg}/src/native/_artifacts.ts`,
+    artifactsModule(VERSION, { [Deno.build.target]: { file: artifactFileName(), sha256, size } }),
+  );
+  await Deno.writeTextFile(`${pkg}/main.ts`, LOAD_CHILD);
+  await Deno.mkdir(`${pkg}/dist`);
+  await Deno.chmod(`${pkg}/dist`, 0o755);
+  return pkg;
+}
+
+async function loadChild(pkg: string, env: Record<string, string> = {}): Promise<LoadReport> {
+  const o = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "--quiet", `${pkg}/main.ts`],
+    env: { NO_COLOR: "1", WARP_CACHE_LIB: "", WARP_CACHE_DIR: `${pkg}/no_cache`, ...env },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const stdout = new TextDecoder().decode(o.stdout).trim();
+  assert.ok(o.success, new TextDecoder().decode(o.stderr) + stdout);
+  return JSON.parse(stdout.split("\n").at(-1)!) as LoadReport;
+}
+
+Deno.test({
+  name: "loadNative() loads the very bytes it verified while another process swaps the file",
+  ignore: !run || Deno.build.os !== "linux",
+  fn: async () => {
+    const good = await Deno.readFile(libraryBuild);
+    const pkg = await nativeCopy(sha256Hex(good), good.length);
+    const store = `${pkg}/store`;
+    await Deno.mkdir(store);
+    await Deno.writeFile(`${store}/good.so`, good);
+    // A library that loads and works like the good one, with another hash.
+    const evil = new Uint8Array(good.length + 64);
+    evil.set(good);
+    await Deno.writeFile(`${store}/evil.so`, evil);
+    const goodIno = Deno.statSync(`${store}/good.so`).ino!;
+    const evilIno = Deno.statSync(`${store}/evil.so`).ino!;
+    const target = `${pkg}/dist/${artifactFileName()}`;
+    Deno.linkSync(`${store}/good.so`, target);
+    const swapper = new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", swapperScript, target, `${store}/good.so`, `${store}/evil.so`],
+      stdout: "piped",
+      stderr: "null",
+    }).spawn();
+    const reader = swapper.stdout.getReader();
+    try {
+      await reader.read(); // "swapping"
+      let evilLoads = 0;
+      let goodLoads = 0;
+      let refused = 0;
+      const starts = 30;
+      for (let i = 0; i < starts; i++) {
+        const r = await loadChild(pkg);
+        if (r.inodes.includes(evilIno)) {
+          evilLoads++;
+        } else if (r.loaded && r.inodes.includes(goodIno)) {
+          goodLoads++;
+        } else {
+          refused++;
+          assert.equal(r.loaded, false);
+          assert.match(r.error, /SHA-256 [0-9a-f]{64}, expected [0-9a-f]{64}: not loaded/);
+        }
+      }
+      assert.equal(
+        evilLoads,
+        0,
+        `${evilLoads} of ${starts} starts loaded the tampered library (${goodLoads} the verified one, ${refused} refused it)`,
+      );
+      assert.ok(goodLoads > 0, `no start loaded the verified library (${refused} refused)`);
+    } finally {
+      swapper.kill("SIGKILL");
+      reader.releaseLock();
+      await swapper.stdout.cancel();
+      await swapper.status;
+      await Deno.remove(pkg, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "loadNative() refuses a library whose directory or file other users may write",
+  ignore: !run || Deno.build.os !== "linux",
+  fn: async (t) => {
+    const good = await Deno.readFile(libraryBuild);
+    const pkg = await nativeCopy(sha256Hex(good), good.length);
+    const dist = `${pkg}/dist`;
+    const lib = `${dist}/${artifactFileName()}`;
+    await Deno.writeFile(lib, good);
+    await Deno.chmod(lib, 0o644);
+    const root0 = Deno.uid() === 0;
+    try {
+      await t.step("a private directory: loaded", async () => {
+        const r = await loadChild(pkg);
+        assert.equal(r.loaded, true, r.error);
+      });
+      for (const mode of [0o777, 0o775, 0o757]) {
+        await t.step(`a directory of mode ${mode.toString(8)}: refused, naming it`, async () => {
+          await Deno.chmod(dist, mode);
+          const r = await loadChild(pkg);
+          await Deno.chmod(dist, 0o755);
+          assert.equal(r.loaded, false);
+          assert.deepEqual(r.inodes, []);
+          assert.ok(r.error.includes(`its directory ${dist}`), r.error);
+          assert.match(r.error, new RegExp(`mode ${mode.toString(8)}, owner uid \\d+`));
+        });
+      }
+      await t.step("a sticky world-writable directory (like /tmp), our file: loaded", async () => {
+        await Deno.chmod(dist, 0o1777);
+        const r = await loadChild(pkg);
+        await Deno.chmod(dist, 0o755);
+        assert.equal(r.loaded, true, r.error);
+      });
+      await t.step("a file others may write: refused", async () => {
+        await Deno.chmod(lib, 0o666);
+        const r = await loadChild(pkg);
+        await Deno.chmod(lib, 0o644);
+        assert.equal(r.loaded, false);
+        assert.match(r.error, /other users may write to it \(mode 666, owner uid \d+\)/);
+      });
+      if (root0) {
+        await t.step("a directory or a file of another user: refused", async () => {
+          await Deno.chown(dist, 4242, 4242);
+          const r = await loadChild(pkg);
+          await Deno.chown(dist, 0, 0);
+          assert.equal(r.loaded, false);
+          assert.ok(r.error.includes(`its directory ${dist}`), r.error);
+          assert.match(r.error, /owner uid 4242/);
+          await Deno.chown(lib, 4242, 4242);
+          const f = await loadChild(pkg);
+          await Deno.chown(lib, 0, 0);
+          assert.equal(f.loaded, false);
+          assert.match(f.error, /owned by another user \(uid 4242\)/);
+        });
+      }
+      await t.step(
+        "WARP_CACHE_LIB in a world-writable directory: a configuration error",
+        async () => {
+          await Deno.chmod(dist, 0o777);
+          const r = await loadChild(pkg, { WARP_CACHE_LIB: lib });
+          await Deno.chmod(dist, 0o755);
+          assert.equal(r.loaded, false);
+          assert.equal(r.failure?.path, lib);
+          assert.ok(r.failure?.reason.includes(`its directory ${dist}`), r.failure?.reason);
+        },
+      );
+    } finally {
+      await Deno.remove(pkg, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "install --help prints the usage and installs nothing; an unknown option exits 2",
+  ignore: !run,
+  fn: async () => {
+    const cacheDir = await Deno.makeTempDir({ prefix: "warp_install_help_" });
+    try {
+      const install = (...args: string[]) =>
+        new Deno.Command(Deno.execPath(), {
+          args: ["run", "-A", "--quiet", `${root}src/native/install.ts`, ...args],
+          env: {
+            NO_COLOR: "1",
+            WARP_CACHE_LIB: "",
+            WARP_CACHE_DIR: cacheDir,
+            WARP_CACHE_BASE_URL: "http://127.0.0.1:1/",
+          },
+          stdin: "null",
+          stdout: "piped",
+          stderr: "piped",
+        }).output();
+      const help = await install("--help");
+      const out = new TextDecoder().decode(help.stdout);
+      assert.equal(help.code, 0, new TextDecoder().decode(help.stderr));
+      assert.match(out, /^Usage: deno run -A jsr:@warp\/cache\/install \[--check\]/);
+      assert.match(out, /--check/);
+      assert.doesNotMatch(out, /libwarp_cache/, "printed a library path: it installed");
+      assert.deepEqual([...Deno.readDirSync(cacheDir)], []);
+      const bad = await install("--bogus");
+      assert.equal(bad.code, 2);
+      assert.match(new TextDecoder().decode(bad.stderr), /--bogus[\s\S]*Usage:/);
+      assert.equal(new TextDecoder().decode(bad.stdout), "");
+    } finally {
+      await Deno.remove(cacheDir, { recursive: true });
     }
   },
 });

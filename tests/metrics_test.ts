@@ -26,7 +26,7 @@ class ManualReader extends MetricReader {
   }
 }
 
-/** One data point: `metric name|cache.name|cache.backend` -> value. */
+/** One data point: `metric name|cache.name|cache.backend[|cache.dir]` -> value. */
 type Points = Map<string, number>;
 
 /**
@@ -48,8 +48,9 @@ function provider(delta = false): () => Promise<Points> {
       for (const m of scope.metrics) {
         for (const p of m.dataPoints) {
           const a = p.attributes;
+          const dir = a["cache.dir"] === undefined ? "" : `|${a["cache.dir"]}`;
           out.set(
-            `${m.descriptor.name}|${a["cache.name"]}|${a["cache.backend"]}`,
+            `${m.descriptor.name}|${a["cache.name"]}|${a["cache.backend"]}${dir}`,
             p.value as number,
           );
         }
@@ -60,11 +61,16 @@ function provider(delta = false): () => Promise<Points> {
 }
 
 /** The points of one cache, by instrument, as its info would give them. */
-function pointsOf(points: Points, name: string, backend: string): Record<string, number> {
+function pointsOf(
+  points: Points,
+  name: string,
+  backend: string,
+  dir?: string,
+): Record<string, number> {
   const out: Record<string, number> = {};
   for (const [k, v] of points) {
-    const [metric, n, b] = k.split("|");
-    if (n === name && b === backend) out[metric!] = v;
+    const [metric, n, b, d] = k.split("|");
+    if (n === name && b === backend && (dir === undefined || d === dir)) out[metric!] = v;
   }
   return out;
 }
@@ -179,6 +185,37 @@ Deno.test("metrics: a shared cache reports its file's counters", async () => {
     f[Symbol.dispose]();
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("metrics: shared caches of one name in two directories are two series, by cache.dir", async () => {
+  const collect = provider();
+  const dirs = [
+    await Deno.makeTempDir({ prefix: "warp_metrics_a_" }),
+    await Deno.makeTempDir({ prefix: "warp_metrics_b_" }),
+  ];
+  try {
+    const [f, g] = dirs.map((dir) =>
+      cache({ backend: "shared", dir, name: "metricsTwin", maxSize: 8 })((x: number) => x)
+    );
+    for (let i = 0; i < 3; i++) f!(i);
+    for (let i = 0; i < 5; i++) g!(i);
+    g!(0);
+    const points = await collect();
+    assert.deepEqual(
+      pointsOf(points, "metricsTwin", "shared", dirs[0]),
+      expected(f!.cacheInfo(), 0),
+    );
+    assert.deepEqual(
+      pointsOf(points, "metricsTwin", "shared", dirs[1]),
+      expected(g!.cacheInfo(), 0),
+    );
+    assert.equal(points.get(`${METRIC.misses}|metricsTwin|shared|${dirs[0]}`), 3);
+    assert.equal(points.get(`${METRIC.misses}|metricsTwin|shared|${dirs[1]}`), 5);
+    f![Symbol.dispose]();
+    g![Symbol.dispose]();
+  } finally {
+    for (const dir of dirs) await Deno.remove(dir, { recursive: true });
   }
 });
 

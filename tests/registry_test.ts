@@ -1,6 +1,7 @@
 // caches() and clearAll(): every live cache of the process with its info, weakly held.
 import assert from "node:assert/strict";
-import { Backend, cache, caches, clearAll, SieveCache, Strategy } from "../mod.ts";
+import { cache, caches, clearAll, SieveCache } from "../mod.ts";
+import { memoryEngine } from "../src/store/engine.ts";
 
 const ffi = (await Deno.permissions.query({ name: "ffi" })).state === "granted";
 const run = (await Deno.permissions.query({ name: "run" })).state === "granted";
@@ -14,8 +15,9 @@ Deno.test("caches() lists each live cache with its name, backend, strategy and i
   const listing = caches().find((c) => c.name === "square");
   assert.deepEqual(listing, {
     name: "square",
-    backend: Backend.Memory,
-    strategy: Strategy.Lru,
+    backend: "memory",
+    strategy: "lru",
+    engine: memoryEngine(),
     info: { hits: 1, misses: 1, maxSize: 8, currentSize: 1 },
     evictions: 0,
   });
@@ -25,7 +27,10 @@ Deno.test("caches() lists each live cache with its name, backend, strategy and i
       const shared = cache({ backend: "shared", dir, name: "listed" })((x: number) => x);
       shared(1);
       const s = caches().find((c) => c.name === "listed");
-      assert.equal(s?.backend, Backend.Shared);
+      assert.equal(s?.backend, "shared");
+      assert.equal(s?.strategy, "sieve");
+      assert.equal(s?.engine, "shared");
+      assert.equal(s?.dir, dir, "a shared cache names the directory of its file");
       assert.equal(s?.info.misses, 1);
       shared[Symbol.dispose]();
       assert.equal(caches().find((c) => c.name === "listed"), undefined, "disposed: gone");
@@ -35,6 +40,19 @@ Deno.test("caches() lists each live cache with its name, backend, strategy and i
   }
   square[Symbol.dispose]();
   assert.equal(caches().find((c) => c.name === "square"), undefined);
+});
+
+Deno.test("caches() names an anonymous function by where it was decorated", () => {
+  const anon = cache({ strategy: "lfu" })((x: number) => x + 1);
+  anon(1);
+  const mine = caches().filter((c) => c.name.startsWith("(anonymous)"));
+  const listed = mine.find((c) => /registry_test\.ts:\d+:\d+$/.test(c.name));
+  assert.ok(listed, JSON.stringify(caches().map((c) => c.name)));
+  assert.match(listed.name, /^\(anonymous\) file:\/\/.*registry_test\.ts:\d+:\d+$/);
+  assert.equal(listed.backend, "memory");
+  assert.equal(listed.strategy, "lfu");
+  assert.equal(listed.info.misses, 1);
+  anon[Symbol.dispose]();
 });
 
 Deno.test("clearAll() clears every live cache and says how many", () => {
@@ -63,8 +81,8 @@ Deno.test("caches() lists each SieveCache with its name and counters; disposed, 
   sieve.set("c", 3); // full: "b" is evicted ("a" was visited)
   assert.deepEqual(caches().find((c) => c.name === "sieveListed"), {
     name: "sieveListed",
-    backend: Backend.Memory,
-    strategy: Strategy.Sieve,
+    backend: "memory",
+    strategy: "sieve",
     info: { hits: 1, misses: 1, maxSize: 2, currentSize: 2 },
     evictions: 1,
   });

@@ -262,37 +262,58 @@ Deno.test("cache() shared: two processes with other sizes share one file", async
   });
 });
 
-Deno.test("SharedStore: sizes over the file limit are a RangeError naming them", async () => {
-  await withDir((dir) => {
-    const lib = loadNative()!;
-    const size = sharedFileSize(lib, 1 << 24, 1 << 20, 64 << 20, 2 ** 36);
-    assert.equal(size, readmeFileSize(1 << 24, 1 << 20, 64 << 20, 2 ** 36));
-    const options = {
-      backend: "shared" as const,
-      dir,
-      name: "huge",
-      maxSize: 1 << 24,
-      maxKeySize: 1 << 20,
-      maxValueSize: 64 << 20,
-      maxBytes: 2 ** 36,
-    };
-    assert.throws(
-      () => cache(options)((x: number) => x),
-      (e: unknown) =>
-        e instanceof RangeError &&
-        e.message.includes(
-          "maxSize 16777216, maxKeySize 1048576, maxValueSize 67108864 and maxBytes 68719476736",
-        ) &&
-        e.message.includes(`a file of ${size} bytes`) &&
-        e.message.includes("at most 68719476736 bytes"),
+Deno.test("SharedStore: maxBytes up to 2^36 passes the file-size check with any other sizes", () => {
+  const lib = loadNative()!;
+  const limit = lib.warp_shm_max_file_size!();
+  const sizes: [number, number, number][] = [[128, 512, 4096], [1 << 24, 1 << 20, 64 << 20]];
+  for (const [maxSize, maxKeySize, maxValueSize] of sizes) {
+    const size = sharedFileSize(lib, maxSize, maxKeySize, maxValueSize, 2 ** 36);
+    assert.equal(size, readmeFileSize(maxSize, maxKeySize, maxValueSize, 2 ** 36));
+    assert.ok(
+      size <= limit,
+      `maxBytes 2^36 with ${maxSize}/${maxKeySize}/${maxValueSize}: a file of ${size} bytes, over the limit ${limit}`,
     );
-    // Just under the limit is accepted by the check (not created here: 64 GiB).
-    const fixed = 512 + 8 * 2 ** 25 + 64 * (2 ** 24 + 1) + 16384;
-    const chunks = Math.floor((64 * 2 ** 30 - fixed) / 256) - 1; // budget + 1 spare chunk
-    const under = sharedFileSize(lib, 1 << 24, 1, 1, chunks * 256);
-    assert.equal(under, readmeFileSize(1 << 24, 1, 1, chunks * 256));
-    assert.ok(under <= 64 * 2 ** 30 && under > 64 * 2 ** 30 - 512, String(under));
+  }
+});
+
+Deno.test("cache() shared: a maxValueSize over the byte budget is a RangeError naming both", async () => {
+  await withDir((dir) => {
+    // The default budget is at most 16 MiB: a 64 MiB maxValueSize would store no value over it.
+    assert.throws(
+      () => cache({ backend: "shared", dir, name: "v1", maxValueSize: 64 << 20 })((x: number) => x),
+      (e: unknown) =>
+        e instanceof RangeError && e.message.includes("maxValueSize 67108864") &&
+        e.message.includes("maxBytes 16777216 (the default"),
+    );
+    assert.throws(
+      () =>
+        cache({ backend: "shared", dir, name: "v2", maxValueSize: 8192, maxBytes: 4096 })(
+          (x: number) => x,
+        ),
+      (e: unknown) =>
+        e instanceof RangeError && e.message.includes("maxValueSize 8192") &&
+        e.message.includes("maxBytes 4096"),
+    );
     assert.deepEqual([...Deno.readDirSync(dir)], [], "nothing created");
+    // A budget that holds the largest value: a 20 MiB value is stored and hit.
+    let calls = 0;
+    const f = cache({
+      backend: "shared",
+      dir,
+      name: "v3",
+      maxValueSize: 20 << 20,
+      maxBytes: 24 << 20,
+    })(
+      (n: number) => {
+        calls++;
+        return new Uint8Array((20 << 20) - 64).fill(n);
+      },
+    );
+    assert.equal(f(3).length, (20 << 20) - 64);
+    assert.equal(f(3)[100], 3);
+    assert.equal(calls, 1);
+    assert.equal(f.cacheInfo().oversizeSkips, 0);
+    f[Symbol.dispose]();
   });
 });
 

@@ -529,6 +529,46 @@ Deno.test("cache() shared: the file is 0600 and a created directory 0700", async
   });
 });
 
+Deno.test({
+  name: "cache() shared: the README's flags and -A use one default directory, without a prompt",
+  ignore: (await Deno.permissions.query({ name: "run" })).state !== "granted" ||
+    Deno.build.os !== "linux",
+  fn: async () => {
+    const name = `warp-test-flags-${Deno.pid}-${crypto.randomUUID()}`;
+    const script = new URL("./fixtures/default_dir_child.ts", import.meta.url).pathname;
+    const child = async (flags: string[]) => {
+      const o = await new Deno.Command(Deno.execPath(), {
+        args: ["run", ...flags, "--quiet", script, name],
+        env: { NO_COLOR: "1", WARP_CACHE_ENGINE: "native" },
+        stdin: "null",
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const stdout = new TextDecoder().decode(o.stdout).trim();
+      assert.ok(o.success, new TextDecoder().decode(o.stderr) + stdout);
+      return JSON.parse(stdout.split("\n").at(-1)!);
+    };
+    const uid = Deno.uid();
+    try {
+      // The README's flags ("Usage"), with no terminal: nothing may prompt.
+      const narrow = await child(["--allow-ffi", "--allow-env", "--allow-read"]);
+      const all = await child(["-A"]);
+      assert.equal(narrow.dir, `/dev/shm/warp_cache-${uid}`);
+      assert.equal(all.dir, narrow.dir);
+      assert.deepEqual([narrow.value, narrow.hits, narrow.misses], [10, 0, 1]);
+      assert.deepEqual([all.value, all.hits], [10, 1], "-A hits the entry of the narrow run");
+    } finally {
+      for (const dir of [`/dev/shm/warp_cache-${uid}`, "/dev/shm/warp_cache"]) {
+        try {
+          Deno.removeSync(`${dir}/${sharedFileName(name)}`);
+        } catch {
+          // not created there
+        }
+      }
+    }
+  },
+});
+
 Deno.test("cache() shared: the default directory is per user and 0700", () => {
   const name = `warp-test-default-dir-${Deno.pid}-${crypto.randomUUID()}`;
   const dir = defaultSharedDir();
@@ -711,12 +751,13 @@ Deno.test("cache() shared: maxBytes bounds the bytes of keys and values, and cac
     assert.equal(info.bytes, 3 * 5 * 256);
     assert.equal(c(1), "1".repeat(1000), "the oldest was evicted for bytes: computed again");
     assert.equal(calls.length, 5);
-    // A result larger than the whole budget is returned, not stored, and counted.
+    // A result larger than the whole budget is returned, not stored, and counted: 1,000
+    // bytes fit maxValueSize but take 5 chunks with the key, over the 4 of the budget.
     const { c: big } = counted(
-      { dir, name: "budget-big", maxBytes: 1024, maxValueSize: 4096 },
+      { dir, name: "budget-big", maxBytes: 1024, maxValueSize: 1024 },
       (x: number) => "b".repeat(x),
     );
-    assert.equal(big(2000), "b".repeat(2000));
+    assert.equal(big(1000), "b".repeat(1000));
     assert.deepEqual([big.cacheInfo().oversizeSkips, big.cacheInfo().currentSize], [1, 0]);
     assert.equal(big(500), "b".repeat(500));
     assert.equal(big.cacheInfo().currentSize, 1);

@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { loadNative } from "../src/native/ffi.ts";
 import { NativeMemoryStore } from "../src/store/native_store.ts";
-import { type ByteStore, MISS } from "../src/store/store.ts";
+import { type ByteStore, MISS, peeked } from "../src/store/store.ts";
 import { TsSieveStore } from "../src/store/ts_store.ts";
 
 interface Options {
@@ -208,17 +208,21 @@ eachStore("peekStale marks nothing, fresh or stale: the eviction order shows it"
   assert.deepEqual(s.s.info(), { hits: 0, misses: 0, maxSize: 2, currentSize: 1 });
 });
 
-eachStore("peekStale of an async entry returns its resolved value, stale too", async (make) => {
-  const s = make({ ttl: 10, stale: 10 });
-  s.set("k", 7, 0, undefined, true);
-  const hit = s.get("k", 0);
-  assert.ok(hit instanceof Promise);
-  assert.equal(await hit, 7);
-  assert.equal(s.peekStale("k", 5), 7);
-  assert.equal(s.peekStale("k", 15), 7);
-  assert.equal(s.get("k", 15), MISS);
-  assert.equal(s.peekStale("k", 15), 7, "the stale get kept the value");
-});
+eachStore(
+  "peekStale of an async entry returns the hit's Promise, whose value peeked() reads, stale too",
+  async (make) => {
+    const s = make({ ttl: 10, stale: 10 });
+    s.set("k", 7, 0, undefined, true);
+    const hit = s.get("k", 0);
+    assert.ok(hit instanceof Promise);
+    assert.equal(await hit, 7);
+    assert.equal(s.peekStale("k", 5), hit);
+    assert.equal(peeked(s.peekStale("k", 5)), 7);
+    assert.equal(peeked(s.peekStale("k", 15)), 7);
+    assert.equal(s.get("k", 15), MISS);
+    assert.equal(peeked(s.peekStale("k", 15)), 7, "the stale get kept the value");
+  },
+);
 
 eachStore("countStaleHit and countRefresh are counted, and reset by clear", (make) => {
   const s = make({ ttl: 10, stale: 10 });

@@ -1,6 +1,9 @@
 /**
  * The `cache()` factory: wraps a function (or decorates a method, TC39 standard
- * decorators) with a cache whose store is chosen by the options.
+ * decorators) with a cache built from parts: the key codec, the tiers (local store, and a
+ * remote one with `remote`), the counters, in-process single-flight and the loader (the
+ * miss path; see `loader.ts`). The hit path is `cached` → {@linkcode CachePath.lookup} →
+ * the store.
  *
  * @module
  */
@@ -12,237 +15,45 @@ import {
   type ResolvedOptions,
   resolveOptions,
 } from "../options/options.ts";
-import { type KeyBytes, MISS, type Store } from "../store/store.ts";
-import { createStore } from "../store/engine.ts";
+import { MISS, peeked, type Store } from "../store/store.ts";
+import { createStore, type StoreParts } from "../store/engine.ts";
 import { describe } from "../options/_validate.ts";
-import { type DecorationSite, decorationSite, defaultSharedName } from "../options/_naming.ts";
+import {
+  anonymousName,
+  type DecorationSite,
+  decorationSite,
+  defaultSharedName,
+} from "../options/_naming.ts";
 import { register } from "../ops/registry.ts";
-import { type CacheContext, CallContext } from "./context.ts";
-import { AsyncLocalStorage } from "node:async_hooks";
+import { mayReadContext } from "./context.ts";
 import { RemoteLink } from "../remote/_remote_link.ts";
+import { type Computation, hold, isThenable, release } from "./computation.ts";
+import { InFlight } from "./in_flight.ts";
+import { type Counters, FileCounters, LocalCounters } from "./counters.ts";
+import { DISPOSED, RemoteTiers, Tiers } from "./tiers.ts";
+import { FeatureLoader, Loader } from "./loader.ts";
+import { type FlightTable, flightTable } from "./_flights_compat.ts";
+import { processTags, type TagClock, Tagged } from "./tags.ts";
+import type {
+  AnyFunction,
+  CacheControls,
+  CacheDecorator,
+  CachedFunction,
+  CacheInfo,
+  SharedCacheInfo,
+} from "./types.ts";
 
-/** Counters and sizes of a cache, from {@linkcode CachedFunction.cacheInfo}. */
-export interface CacheInfo {
-  /** Calls answered from the cache (including calls that joined a pending computation). */
-  hits: number;
-  /** Calls that ran the function. */
-  misses: number;
-  /** Most entries kept (`Infinity` when unbounded). */
-  maxSize: number;
-  /** Entries held now. */
-  currentSize: number;
-  /** Stale values returned: by `staleWhileRevalidate`, or by `timeout` while a refresh
-   * was under way (counted in `hits` too). Present when either option is set. */
-  staleHits?: number;
-  /** Background refreshes started by `staleWhileRevalidate`. Present when `timeout` or
-   * `staleWhileRevalidate` is set. */
-  refreshes?: number;
-  /** Local misses answered by the remote tier (counted in `hits` too). Present with
-   * `remote`. */
-  remoteHits?: number;
-  /** Remote operations that failed or timed out (none of them failed a call). Present with
-   * `remote`. */
-  remoteErrors?: number;
-}
-
-/** {@linkcode CacheInfo} of a shared cache: exact totals over every process. */
-export interface SharedCacheInfo extends CacheInfo {
-  /** Results not stored because their key or value exceeded `maxKeySize`/`maxValueSize`
-   * (or the whole of `maxBytes`). */
-  oversizeSkips: number;
-  /** Bytes of the budget that the entries hold now: their keys and values in chunks of
-   * 256 bytes (248 of data each), at most `maxBytes`. */
-  bytes: number;
-  /** Byte budget of the keys and values (the file's, when it was adopted). */
-  maxBytes: number;
-}
-
-/** Any function. */
-// deno-lint-ignore no-explicit-any
-export type AnyFunction = (...args: any[]) => any;
-
-/** A cached function: `fn` with the same parameters, return type and `name`, plus cache
- * controls. */
-export type CachedFunction<F extends AnyFunction, I extends CacheInfo = CacheInfo> = F & {
-  /** Returns the counters and sizes of the cache. */
-  cacheInfo(): I;
-  /**
-   * Removes every entry and resets every counter. Computations under way still settle for
-   * their callers, but their results are not stored.
-   */
-  cacheClear(): void;
-  /**
-   * The cached value for these arguments (mapped through `key` when it is set), or
-   * `undefined` when there is none or it expired. An async function's entry gives its
-   * resolved value, not a Promise. Never calls the function, counts nothing and marks
-   * nothing visited. A decorated method that keys on `this` needs the instance as `this`:
-   * `users.find.cacheGet.call(users, 1)`.
-   *
-   * @throws {Error} If the cache was disposed.
-   */
-  cacheGet(...args: Parameters<F>): Awaited<ReturnType<F>> | undefined;
-  /**
-   * Stores `value` for these arguments, replacing any entry, inserted now. A computation
-   * under way for them still settles for its callers, but its result is not stored. For an
-   * async function (or one that has returned a Promise), later hits return a Promise of
-   * `value`; a Promise given as `value` is stored by its resolved value.
-   *
-   * @throws {TypeError} With the shared backend, if `value` cannot be serialized.
-   * @throws {Error} If the cache was disposed.
-   */
-  cacheSet(value: Awaited<ReturnType<F>>, ...args: Parameters<F>): void;
-  /**
-   * Removes the entry for these arguments (with the shared backend, for every process);
-   * returns whether there was one. A computation under way for them still settles for its
-   * callers, but its result is not stored, and the next call starts a new one.
-   *
-   * @throws {Error} If the cache was disposed.
-   */
-  cacheDelete(...args: Parameters<F>): boolean;
-  /**
-   * Releases the cache's native resources (a shared file stays, with its entries). Later
-   * calls throw.
-   */
-  [Symbol.dispose](): void;
-};
-
-/**
- * What `cache(options)` returns: call it with a function, or use it as a standard
- * (TC39) method decorator.
- */
-export interface CacheDecorator<I extends CacheInfo = CacheInfo> {
-  <F extends AnyFunction>(fn: F): CachedFunction<F, I>;
-  <F extends AnyFunction>(method: F, context: ClassMethodDecoratorContext): CachedFunction<F, I>;
-}
+export type {
+  AnyFunction,
+  CacheControls,
+  CacheDecorator,
+  CachedFunction,
+  CacheInfo,
+  SharedCacheInfo,
+} from "./types.ts";
 
 const memoryWriter = new KeyWriter(256, false);
 const sharedWriter = new KeyWriter(256, true);
-
-/**
- * One computation under way (a miss, a background refresh or a wait for another process):
- * its key bytes, held from before `fn` runs until its result is stored, its context and
- * the Promise its callers share.
- */
-class HeldKey implements KeyBytes {
-  len = 0;
-  /** Address of `buf`, taken once per buffer for stores that read keys by pointer. */
-  #ptr: Deno.PointerValue | undefined = undefined;
-  /** The pending-map key, when it was made. */
-  pkey: string | undefined = undefined;
-  /** The computation that was current when this one started (synchronous nesting). */
-  parent: HeldKey | undefined = undefined;
-  /** Its context, made when asked for (or up front for async functions and refreshes). */
-  ctx: CallContext | undefined = undefined;
-  /** The result its callers share, once `fn` returned a Promise (or for a refresh or a
-   * wait for another process). */
-  joined: Promise<unknown> | undefined = undefined;
-  /** Whether this process owns the key's flight in a shared file. */
-  flight = false;
-  constructor(public buf: Uint8Array) {}
-  pointer(): Deno.PointerValue {
-    return this.#ptr ?? (this.#ptr = Deno.UnsafePointer.of(this.buf));
-  }
-}
-
-/**
- * Free key buffers. A miss takes one before `fn` runs and gives it back once its result is
- * stored, so every miss under way owns its bytes: a cached call made by user code at any
- * point in between (in `fn`, a `then` getter of the result, a Proxy trap, a getter walked by
- * the value codec) takes another one. A miss that throws never gives its buffer back; the
- * pool makes a new one when empty.
- */
-const keyPool: HeldKey[] = [];
-
-/** The synchronous computation under way (innermost), for `cacheContext()`. */
-let current: HeldKey | undefined = undefined;
-
-/** The context of async computations, across `await`s. */
-const asyncContext = new AsyncLocalStorage<CallContext>();
-
-/**
- * The context of the computation under way, inside a cached function (also after an
- * `await` in an async function, and in a background refresh); `undefined` outside any.
- *
- * A function that returns a Promise without being declared `async` gets its context in
- * callbacks that run later (`then`) from its second call on, once the cache has seen it
- * return a Promise; its synchronous part always has it.
- *
- * @typeParam T The cached function's (resolved) return type, for `stale`.
- * @returns The context, or `undefined` when no cached computation is under way.
- *
- * @example Cache for as long as the server says
- * ```ts
- * import { cache, cacheContext } from "@warp/cache";
- *
- * const getJson = cache({ ttl: 60_000 })(async (url: string): Promise<unknown> => {
- *   const ctx = cacheContext()!; // always there inside a cached function
- *   const res = await fetch(url, { signal: ctx.signal });
- *   const maxAge = /max-age=(\d+)/.exec(res.headers.get("cache-control") ?? "")?.[1];
- *   if (maxAge !== undefined) ctx.setTtl(Number(maxAge) * 1000);
- *   return await res.json();
- * });
- * ```
- */
-export function cacheContext<T = unknown>(): CacheContext<T> | undefined {
-  const held = current;
-  if (held !== undefined) return (held.ctx ??= new CallContext(undefined)) as CacheContext<T>;
-  return asyncContext.getStore() as CacheContext<T> | undefined;
-}
-
-const EMPTY_HELD = new HeldKey(new Uint8Array(0));
-
-function disposed(): never {
-  throw new Error("Cannot use a cache after it was disposed");
-}
-
-/** The store of a disposed cache: every use throws. */
-const DISPOSED: Store = {
-  get: disposed,
-  set: disposed,
-  peek: disposed,
-  peekStale: disposed,
-  delete: disposed,
-  countJoin: disposed,
-  countStaleHit: disposed,
-  countRefresh: disposed,
-  flights: undefined,
-  clear: disposed,
-  info: disposed,
-  close: (): void => {},
-};
-
-function holdKey(src: Uint8Array, len: number, pkey: string | undefined): HeldKey {
-  let held = keyPool.pop();
-  if (held === undefined || held.buf.length < len) {
-    held = new HeldKey(new Uint8Array(Math.max(256, len * 2)));
-  }
-  const kb = held.buf;
-  if (len <= 64) {
-    for (let i = 0; i < len; i++) kb[i] = src[i]!;
-  } else {
-    kb.set(src.subarray(0, len));
-  }
-  held.len = len;
-  held.pkey = pkey;
-  return held;
-}
-
-/** Gives a computation's key back to the pool; its context no longer stores anything. */
-function freeHeld(held: HeldKey): void {
-  const ctx = held.ctx;
-  if (ctx !== undefined) {
-    ctx.live = false;
-    held.ctx = undefined;
-  }
-  held.joined = undefined;
-  held.parent = undefined;
-  keyPool.push(held);
-}
-
-function isThenable(value: unknown): value is PromiseLike<unknown> {
-  return value !== null && (typeof value === "object" || typeof value === "function") &&
-    typeof (value as { then?: unknown }).then === "function";
-}
 
 /** A user clock, checked on every read: a non-number or non-finite time is a
  * `TypeError` on both engines (never an FFI type error or a cache that never expires). */
@@ -262,9 +73,325 @@ function checkedClock(clock: () => number): () => number {
 
 const NO_SITE: DecorationSite = { where: "", className: "" };
 
-/** Runs `fn` in `ctx`, so that `cacheContext()` finds it after an `await`. */
-function callInContext(ctx: CallContext, fn: AnyFunction, self: unknown, args: unknown[]): unknown {
-  return asyncContext.run(ctx, Reflect.apply, fn, self, args);
+/** The cached functions made here, for {@linkcode cacheControls}. */
+const cachedFunctions = new WeakSet<AnyFunction>();
+
+/**
+ * The hit path of one cache: encodes a call's key and looks it up; a miss goes to the
+ * loader. One class for every cache, so that every cache's calls go to the same methods
+ * (one call target per call site, which the JIT inlines).
+ */
+class CachePath {
+  /** The local store ({@linkcode DISPOSED} once the cache is disposed). */
+  store: Store;
+
+  /**
+   * @param store The local store.
+   * @param loader The miss path.
+   * @param writer The key writer reused by every call (a nested call gets its own).
+   * @param valueKeys Whether keys are values only (shared or remote: no identity keys).
+   * @param keyFn The `key` option.
+   * @param withThis Whether the key includes `this` (a decorated method).
+   */
+  constructor(
+    store: Store,
+    readonly loader: Loader,
+    readonly writer: KeyWriter,
+    readonly valueKeys: boolean,
+    readonly keyFn: AnyFunction | undefined,
+    readonly withThis: boolean,
+  ) {
+    this.store = store;
+  }
+
+  /** Encodes the key and looks it up: the value, a computation to join, or MISS after
+   * holding the miss's key in the loader's `missHeld` (read before user code runs). */
+  lookup(self: unknown, args: unknown[]): unknown {
+    // Encode the key into the reused writer; a nested encode (a getter calling a cached
+    // function) gets a writer of its own. The writer stays busy through the lookup, which
+    // may read an injected clock (user code).
+    const w = this.writer.busy ? new KeyWriter(64, this.valueKeys) : this.writer;
+    w.busy = true;
+    let hit: unknown;
+    try {
+      this.encode(w, self, args);
+      hit = this.store.get(w);
+    } finally {
+      w.busy = false;
+    }
+    return hit !== MISS ? hit : this.loader.afterMiss(w.buf, w.len, self, args);
+  }
+
+  encode(w: KeyWriter, self: unknown, args: unknown[]): void {
+    const keyFn = this.keyFn;
+    if (keyFn === undefined) w.call(self, this.withThis, args);
+    else w.call(self, this.withThis, [keyFn.apply(self, args)]);
+  }
+
+  /** The key of `args` held apart (give it back with `release`): for the entry controls,
+   * which run user code (the store's clock, the value codec) while using it. */
+  heldKeyOf(self: unknown, args: unknown[]): Computation {
+    const w = this.writer.busy ? new KeyWriter(64, this.valueKeys) : this.writer;
+    w.busy = true;
+    try {
+      this.encode(w, self, args);
+    } finally {
+      w.busy = false;
+    }
+    return hold(w.buf, w.len, undefined);
+  }
+}
+
+/**
+ * The hit path of a cache whose entries may carry tags: an entry whose tags were
+ * invalidated after it was stored is dropped and the call misses; a valid one moves its
+ * epoch forward, so that its next hit compares one number again.
+ */
+class TaggedPath extends CachePath {
+  constructor(base: CachePath, readonly clock: TagClock, readonly counters: Counters) {
+    super(base.store, base.loader, base.writer, base.valueKeys, base.keyFn, base.withThis);
+  }
+
+  override lookup(self: unknown, args: unknown[]): unknown {
+    const w = this.writer.busy ? new KeyWriter(64, this.valueKeys) : this.writer;
+    w.busy = true;
+    let hit: unknown;
+    try {
+      this.encode(w, self, args);
+      hit = this.store.get(w);
+      if (hit instanceof Tagged) {
+        const epoch = this.clock.epoch;
+        if (hit.at === epoch) return hit.v;
+        if (!this.clock.invalidSince(hit.tags, hit.at)) {
+          hit.at = epoch;
+          return hit.v;
+        }
+        this.store.delete(w);
+        this.counters.invalidHit();
+        hit = MISS;
+      }
+    } finally {
+      w.busy = false;
+    }
+    return hit !== MISS ? hit : this.loader.afterMiss(w.buf, w.len, self, args);
+  }
+}
+
+/** The counters of a cache: in its store's file (shared), else here. */
+function countersOf(file: ConstructorParameters<typeof FileCounters>[0] | undefined): Counters {
+  return file === undefined ? new LocalCounters() : new FileCounters(file);
+}
+
+/** The parts of one cache, assembled from its options. */
+interface Assembly {
+  cacheName: string;
+  shared: boolean;
+  link: RemoteLink | undefined;
+  tiers: Tiers;
+  flights: FlightTable | undefined;
+  counters: Counters;
+  loader: Loader;
+  path: CachePath;
+  /** Whether `cacheInfo()` reports `staleHits` and `refreshes`. */
+  counted: boolean;
+  /** The clock of tag invalidations its entries are checked against. */
+  tagClock: TagClock;
+  /** The `tags` option. */
+  tagsOf: AnyFunction | undefined;
+  /** The engine that holds its entries. */
+  engine: StoreParts["engine"];
+  /** The directory of a shared cache's file. */
+  dir: string | undefined;
+}
+
+/** Builds the parts of the cache of `fn` (`name`) from `opts`. */
+function assemble(
+  fn: AnyFunction,
+  name: string,
+  opts: ResolvedOptions,
+  isMethod: boolean,
+  site: DecorationSite,
+): Assembly {
+  const shared = opts.backend === Backend.Shared;
+  // A shared or remote cache keys on values (identity means nothing in another process).
+  const valueKeys = shared || opts.remote !== undefined;
+  // The store reads time when it needs it: from an injected clock (checked), else its own.
+  const clock = opts.clock === undefined ? undefined : checkedClock(opts.clock);
+  // A shared cache's name (given, or the default one) names its file and its listing.
+  const cacheName = valueKeys ? (opts.name ?? defaultSharedName(fn, name, site)) : name;
+  const parts = createStore(opts, name, cacheName, clock);
+  const counters = countersOf(parts.fileCounters);
+  const link = opts.remote === undefined ? undefined : new RemoteLink(
+    opts.remote,
+    cacheName,
+    opts.remoteTimeout,
+    {
+      // Another instance changed these keys: computations under way no longer store their
+      // results, and the local copies go.
+      drop(key: Uint8Array): void {
+        if (tiers.local === DISPOSED) return;
+        loader.detach(bytesToKeyString(key, key.length), "an invalidation from another instance");
+        const k = hold(key, key.length, undefined);
+        tiers.local.delete(k);
+        release(k);
+      },
+      dropAll(): void {
+        if (tiers.local === DISPOSED) return;
+        loader.detachAll("an invalidation from another instance");
+        tiers.local.clear();
+      },
+    },
+  );
+  const tiers = link === undefined
+    ? new Tiers(parts.store)
+    : new RemoteTiers(parts.store, link, opts.ttl);
+  const flights = parts.flights === undefined
+    ? undefined
+    : flightTable(parts.flights, () => tiers.local === DISPOSED);
+  const tagClock: TagClock = processTags;
+  const tagsOf = opts.tags as AnyFunction | undefined;
+  const base = {
+    fn,
+    name,
+    tiers,
+    counters,
+    inFlight: new InFlight(),
+    readsContext: mayReadContext(String(fn)),
+    flightTimeout: opts.flightTimeout,
+    tagClock,
+    tagsOf,
+  };
+  const swr = opts.staleWhileRevalidate !== undefined;
+  const timeout = opts.timeout;
+  // A plain cache gets the plain loader: none of the features' code runs on its misses.
+  const featured = swr || timeout !== undefined || flights !== undefined || link !== undefined ||
+    opts.ttlJitter !== undefined || opts.staleIfError !== undefined;
+  const loader: Loader = featured
+    ? new FeatureLoader({
+      ...base,
+      stale: swr,
+      timeout,
+      flights,
+      ttl: opts.ttl,
+      ttlJitter: opts.ttlJitter,
+      staleWindow: opts.staleWhileRevalidate,
+      staleIfError: opts.staleIfError,
+      errorBackoff: opts.errorBackoff,
+      now: clock ?? (() => performance.now()),
+    })
+    : new Loader(base);
+  const keyFn = opts.key as AnyFunction | undefined;
+  // A method keys on `this` (by identity). A shared cache cannot key on identity, so a
+  // shared method with a `key` option keys on what `key` returns alone.
+  const withThis = isMethod && !(valueKeys && keyFn !== undefined);
+  const path = new CachePath(
+    parts.store,
+    loader,
+    valueKeys ? sharedWriter : memoryWriter,
+    valueKeys,
+    keyFn,
+    withThis,
+  );
+  const counted = swr || timeout !== undefined || opts.staleIfError !== undefined;
+  return {
+    cacheName,
+    shared,
+    link,
+    tiers,
+    flights,
+    counters,
+    loader,
+    // Entries of a shared or remote cache may come with tags from another process or host.
+    path: valueKeys ? new TaggedPath(path, tagClock, counters) : path,
+    counted,
+    tagClock,
+    tagsOf,
+    engine: parts.engine,
+    dir: parts.store.dir,
+  };
+}
+
+/** The counters and sizes of a cache, as `cacheInfo()` reports them. */
+function infoOf(a: Assembly): CacheInfo {
+  const info = a.counters.apply(a.tiers.local.info());
+  const out: CacheInfo = {
+    hits: info.hits,
+    misses: info.misses,
+    maxSize: info.maxSize,
+    currentSize: info.currentSize,
+  };
+  if (a.counted) {
+    out.staleHits = info.staleHits ?? 0;
+    out.refreshes = info.refreshes ?? 0;
+  }
+  if (a.link !== undefined) {
+    out.remoteHits = a.link.hits;
+    out.remoteErrors = a.link.errors;
+  }
+  if (a.shared) {
+    const s = out as SharedCacheInfo;
+    s.oversizeSkips = info.oversizeSkips ?? 0;
+    s.bytes = info.bytes ?? 0;
+    s.maxBytes = info.maxBytes ?? 0;
+  }
+  return out;
+}
+
+/** The controls of a cache (`cacheInfo`, `cacheClear`, the entry controls, dispose);
+ * `unregister` takes it out of the registry. */
+function controlsOf(a: Assembly, unregister: () => void): CacheControls<AnyFunction> {
+  const { tiers, loader, flights } = a;
+  return {
+    cacheInfo: (): CacheInfo => infoOf(a),
+    cacheClear: (): void => {
+      loader.detachAll("cacheClear");
+      tiers.clear();
+      a.counters.clear();
+    },
+    cacheGet(this: unknown, ...args: unknown[]): unknown {
+      const k = a.path.heldKeyOf(this, args);
+      try {
+        const v = loader.entryOf(tiers.local.peek(k));
+        return v === MISS ? undefined : peeked(v);
+      } finally {
+        release(k);
+      }
+    },
+    cacheSet(this: unknown, value: unknown, ...args: unknown[]): void {
+      const k = a.path.heldKeyOf(this, args);
+      k.epoch = a.tagClock.epoch;
+      if (a.tagsOf !== undefined) k.tags = loader.optionTags(this, args);
+      const pkey = k.pkey = bytesToKeyString(k.buf, k.len);
+      // A computation under way for this key, here or in another process, no longer stores
+      // its result.
+      loader.detach(pkey, undefined);
+      flights?.end(k);
+      if (isThenable(value)) {
+        loader.register(k, value).catch(() => {});
+        return;
+      }
+      if (k.tags === undefined || k.tags.length === 0) {
+        tiers.set(k, value, loader.sawPromise, loader.newTtl());
+      } else {
+        tiers.setTagged(k, value, loader.sawPromise, loader.newTtl(), k.tags, k.epoch);
+      }
+      release(k);
+    },
+    cacheDelete(this: unknown, ...args: unknown[]): boolean {
+      const k = a.path.heldKeyOf(this, args);
+      loader.detach(bytesToKeyString(k.buf, k.len), "cacheDelete");
+      const removed = tiers.delete(k);
+      release(k);
+      return removed;
+    },
+    [Symbol.dispose](): void {
+      if (tiers.local === DISPOSED) return;
+      loader.detachAll("disposing the cache");
+      unregister();
+      a.path.store = DISPOSED;
+      tiers.close();
+    },
+  };
 }
 
 function wrap(
@@ -274,521 +401,80 @@ function wrap(
   isMethod: boolean,
   site: DecorationSite,
 ): CachedFunction<AnyFunction, CacheInfo> {
-  const shared = opts.backend === Backend.Shared;
-  // A shared or remote cache keys on values (identity means nothing in another process).
-  const valueKeys = shared || opts.remote !== undefined;
-  // The store reads time when it needs it: from an injected clock (checked), else its own.
-  const clock = opts.clock === undefined ? undefined : checkedClock(opts.clock);
-  // A shared cache's name (given, or the default one) names its file and its listing.
-  const cacheName = valueKeys ? (opts.name ?? defaultSharedName(fn, name, site)) : name;
-  let store: Store = createStore(opts, name, cacheName, clock);
-  const flights = store.flights;
-  const keyFn = opts.key as AnyFunction | undefined;
-  // A method keys on `this` (by identity). A shared cache cannot key on identity, so a
-  // shared method with a `key` option keys on what `key` returns alone.
-  const withThis = isMethod && !(valueKeys && keyFn !== undefined);
-  const mainWriter = valueKeys ? sharedWriter : memoryWriter;
-  const pending = new Map<string, HeldKey>();
-  /** The key held by the last `lookup` that missed. */
-  let missHeld: HeldKey = EMPTY_HELD;
-  /** Whether a call returned a Promise: entries set by hand then hit as Promises too, and
-   * misses run in an async context. */
-  let sawPromise = fn.constructor?.name === "AsyncFunction";
-  /** Whether no call of `fn` has returned yet (its first outermost call runs in an async
-   * context: it may return a Promise). */
-  let firstCall = true;
-  const swr = opts.staleWhileRevalidate !== undefined;
-  const timeout = opts.timeout;
-  const link = opts.remote === undefined ? undefined : new RemoteLink(
-    opts.remote,
-    cacheName,
-    opts.remoteTimeout,
-    {
-      // Another instance changed these keys: drop the local copies.
-      drop(key: Uint8Array): void {
-        if (store === DISPOSED) return;
-        const k = holdKey(key, key.length, undefined);
-        store.delete(k);
-        freeHeld(k);
-      },
-      dropAll(): void {
-        if (store !== DISPOSED) store.clear();
-      },
-    },
-  );
-
-  /** A new context for the computation of `held`. */
-  function newContext(held: HeldKey, stale: unknown): CallContext {
-    const ctx = new CallContext(stale);
-    if (link !== undefined) ctx.remoteKey = held.buf.slice(0, held.len);
-    held.ctx = ctx;
-    return ctx;
-  }
-
-  /** With a remote tier, a computation of an async function first looks there: runs in
-   * the computation's context. */
-  async function fetchOrCompute(this: unknown, ...args: unknown[]): Promise<unknown> {
-    const ctx = asyncContext.getStore() as CallContext;
-    const found = await link!.fetch(ctx.remoteKey!);
-    if (found !== undefined && ctx.live) {
-      ctx.fromRemote = true;
-      if (found.ttl !== undefined) ctx.setTtl(found.ttl);
-      // The local miss was answered without running the function: a hit.
-      if (!ctx.refresh) store.countJoin();
-      return found.value;
-    }
-    return await fn.apply(this, args);
-  }
-
-  /** What a computation runs: `fn`, or with a remote tier (once `fn` is known to return
-   * Promises) the remote lookup first. */
-  function computation(): AnyFunction {
-    return link !== undefined && sawPromise ? fetchOrCompute : fn;
-  }
-
-  function timeoutError(): DOMException {
-    return new DOMException(
-      `${name || "(anonymous)"} did not settle within the cache's timeout of ${timeout} ms`,
-      "TimeoutError",
-    );
-  }
-
-  /** A caller's view of a computation: after `timeout` ms it gets the stale value being
-   * refreshed, if any, else rejects with a `TimeoutError` (the computation goes on). */
-  function bounded(held: HeldKey): Promise<unknown> {
-    const p = held.joined!;
-    if (timeout === undefined) return p;
-    // A refresh carries the stale value it refreshes.
-    const hasStale = held.ctx?.refresh === true;
-    const stale = held.ctx?.stale;
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        if (hasStale) {
-          store.countStaleHit(true);
-          resolve(stale);
-        } else {
-          reject(timeoutError());
-        }
-      }, timeout);
-      p.then((v) => {
-        clearTimeout(timer);
-        resolve(v);
-      }, (e) => {
-        clearTimeout(timer);
-        reject(e);
-      });
-    });
-  }
-
-  /** Stores a computation's result, unless its context says not to (`setTtl(0)`) or it
-   * lost its flight (a delete or clear in another process). */
-  function storeResult(held: HeldKey, value: unknown, promised: boolean): void {
-    const ctx = held.ctx;
-    const ttl = ctx?.ttl;
-    if (ttl === 0) return;
-    if (held.flight && !flights!.owns(held)) return;
-    store.set(held, value, promised, ttl);
-    if (link !== undefined && ctx?.fromRemote !== true) {
-      const remoteTtl = ttl ?? opts.ttl;
-      link.write(
-        held.buf.subarray(0, held.len),
-        value,
-        promised,
-        remoteTtl === Infinity ? undefined : remoteTtl,
-      );
-    }
-  }
-
-  /** Releases the flight of `held`, if it owns one. */
-  function releaseFlight(held: HeldKey): void {
-    if (!held.flight) return;
-    held.flight = false;
-    // A disposed store released its flights when it closed.
-    if (store !== DISPOSED) flights!.release(held);
-  }
-
-  /** Ends a computation: releases its flight and frees its key. */
-  function endComputation(held: HeldKey): void {
-    releaseFlight(held);
-    freeHeld(held);
-  }
-
-  /**
-   * Makes `result` the computation of `held` (registered under `pkey`): when it resolves,
-   * its value is stored unless the computation was detached meanwhile (cacheClear,
-   * cacheDelete, cacheSet); either way the computation ends. `promised()` says whether the
-   * value is an async result.
-   */
-  function track(
-    held: HeldKey,
-    pkey: string,
-    result: Promise<unknown>,
-    promised: () => boolean,
-  ): Promise<unknown> {
-    return result.then(
-      (value) => {
-        if (pending.get(pkey) === held) {
-          pending.delete(pkey);
-          storeResult(held, value, promised());
-        }
-        endComputation(held);
-        return value;
-      },
-      (reason) => {
-        if (pending.get(pkey) === held) pending.delete(pkey);
-        endComputation(held);
-        throw reason;
-      },
-    );
-  }
-
-  /** Registers `result` as the key's computation (see `track`). */
-  function settle(held: HeldKey, pkey: string, result: PromiseLike<unknown>): HeldKey {
-    sawPromise = true;
-    held.joined = track(held, pkey, Promise.resolve(result), () => true);
-    pending.set(pkey, held);
-    return held;
-  }
-
-  /** Encodes the key and looks it up: the value, a pending computation to join, or MISS
-   * after holding the miss's key in `missHeld` (read before user code runs). */
-  function lookup(self: unknown, args: unknown[]): unknown {
-    // Encode the key into the reused writer; a nested encode (a getter calling a cached
-    // function) gets a writer of its own. The writer stays busy through the lookup, which
-    // may read an injected clock (user code).
-    const w = mainWriter.busy ? new KeyWriter(64, valueKeys) : mainWriter;
-    w.busy = true;
-    let hit: unknown;
-    try {
-      encode(w, self, args);
-      hit = store.get(w);
-    } finally {
-      w.busy = false;
-    }
-    return hit !== MISS ? hit : joinOrHold(w.buf, w.len, self, args);
-  }
-
-  function encode(w: KeyWriter, self: unknown, args: unknown[]): void {
-    if (keyFn === undefined) w.call(self, withThis, args);
-    else w.call(self, withThis, [keyFn.apply(self, args)]);
-  }
-
-  /** The key of `args` held apart (give it back to the pool when done): for the entry
-   * controls, which run user code (the store's clock, the value codec) while using it. */
-  function heldKeyOf(self: unknown, args: unknown[]): HeldKey {
-    const w = mainWriter.busy ? new KeyWriter(64, valueKeys) : mainWriter;
-    w.busy = true;
-    try {
-      encode(w, self, args);
-    } finally {
-      w.busy = false;
-    }
-    return holdKey(w.buf, w.len, undefined);
-  }
-
-  /** After a store miss: a pending computation to join, a stale value, a value computed by
-   * another process, or MISS with the key held in `missHeld` and made the current
-   * computation. Kept out of `lookup` so that the hit path stays small enough to be
-   * inlined. */
-  function joinOrHold(buf: Uint8Array, len: number, self: unknown, args: unknown[]): unknown {
-    let pkey: string | undefined;
-    if (pending.size > 0) {
-      pkey = bytesToKeyString(buf, len);
-      const joined = pending.get(pkey);
-      if (joined !== undefined) {
-        if (joined.ctx?.refresh === true) {
-          // A refresh under way: the stale value at once while in its window; past it, the
-          // call waits for the refresh (and gets the stale value on a timeout).
-          const k = holdKey(buf, len, pkey);
-          const stale = store.peekStale(k);
-          freeHeld(k);
-          if (stale !== MISS) {
-            store.countStaleHit();
-            return sawPromise ? Promise.resolve(stale) : stale;
-          }
-        }
-        store.countJoin();
-        return bounded(joined);
-      }
-    }
-    const held = holdKey(buf, len, pkey);
-    if (swr || flights !== undefined) {
-      const r = staleOrFlight(held, self, args);
-      if (r !== MISS) return r;
-    }
-    held.parent = current;
-    current = held;
-    // A function that may return a Promise (seen one, or its first outermost call) runs
-    // here; a synchronous one in `cached`, whose frame stays small.
-    if (sawPromise || (firstCall && held.parent === undefined)) return asyncMiss(held, self, args);
-    missHeld = held;
-    return MISS;
-  }
-
-  /** A miss with a stale window or flights: the stale value (starting a refresh), the
-   * value another process computed, or MISS (this process computes, `held` still held). */
-  function staleOrFlight(held: HeldKey, self: unknown, args: unknown[]): unknown {
-    if (swr) {
-      const stale = store.peekStale(held);
-      if (stale !== MISS) {
-        store.countStaleHit();
-        refresh(held, stale, self, args);
-        return sawPromise ? Promise.resolve(stale) : stale;
-      }
-    }
-    if (flights === undefined) return MISS;
-    const claim = flights.claim(held, sawPromise);
-    if (claim === "owner") held.flight = true;
-    // A flight of this process ("local"): an async caller waits for it; a synchronous one
-    // must not block its thread on it (its owner may need that thread): it computes.
-    if (claim !== "wait" && !(claim === "local" && sawPromise)) return MISS;
-    // Another process (or another cache of this name) computes the key.
-    if (sawPromise) {
-      const pkey = held.pkey ??= bytesToKeyString(held.buf, held.len);
-      held.joined = awaitFlight(held, pkey, self, args);
-      pending.set(pkey, held);
-      return bounded(held);
-    }
-    for (;;) {
-      const end = flights.waitSync(held, timeout ?? Infinity, false);
-      if (end === "closed") disposed();
-      if (end === "owner") held.flight = true;
-      if (end !== "done") return MISS;
-      const value = store.peek(held);
-      if (value !== MISS) {
-        store.countJoin();
-        freeHeld(held);
-        return value;
-      }
-      // Its computation failed or was not stored: claim the key again.
-      const again = flights.claim(held, false);
-      if (again === "owner") held.flight = true;
-      if (again !== "wait") return MISS;
-    }
-  }
-
-  /** Waits for another process's computation of the key, then returns its value, or
-   * computes the key here when that one failed or its process died. */
-  async function awaitFlight(
-    held: HeldKey,
-    pkey: string,
-    self: unknown,
-    args: unknown[],
-  ): Promise<unknown> {
-    try {
-      for (;;) {
-        const end = await flights!.wait(held, timeout ?? Infinity);
-        if (end === "closed") disposed();
-        if (end === "timeout") throw timeoutError();
-        if (end === "done") {
-          const value = store.peek(held);
-          if (value !== MISS) {
-            store.countJoin();
-            if (pending.get(pkey) === held) pending.delete(pkey);
-            return value;
-          }
-          const again = flights!.claim(held, true);
-          if (again === "wait" || again === "local") continue;
-          held.flight = again === "owner";
-        } else {
-          held.flight = true;
-        }
-        // This process computes the key.
-        const ctx = newContext(held, undefined);
-        const value = await callInContext(ctx, computation(), self, args);
-        if (pending.get(pkey) === held) {
-          pending.delete(pkey);
-          storeResult(held, value, true);
-        }
-        return value;
-      }
-    } catch (e) {
-      if (pending.get(pkey) === held) pending.delete(pkey);
-      throw e;
-    } finally {
-      endComputation(held);
-    }
-  }
-
-  /** Starts one background refresh of a stale key (unless another process refreshes it):
-   * `fn` runs in a microtask with the stale value in its context; its result replaces the
-   * stale entry, its failure keeps it until its window ends. */
-  function refresh(held: HeldKey, stale: unknown, self: unknown, args: unknown[]): void {
-    if (flights !== undefined) {
-      const claim = flights.claim(held, sawPromise);
-      if (claim === "wait" || claim === "local") {
-        freeHeld(held);
-        return;
-      }
-      held.flight = claim === "owner";
-    }
-    store.countRefresh();
-    const pkey = held.pkey ??= bytesToKeyString(held.buf, held.len);
-    const ctx = newContext(held, stale);
-    ctx.refresh = true;
-    let promised = false;
-    const run = Promise.resolve().then(() => {
-      const r = callInContext(ctx, computation(), self, args);
-      if (isThenable(r)) promised = sawPromise = true;
-      return r;
-    });
-    held.joined = track(held, pkey, run, () => promised);
-    // A failed refresh keeps the stale value; only callers that joined it see the error.
-    held.joined.catch(() => {});
-    pending.set(pkey, held);
-  }
-
-  /** Stores the result of a miss (or starts settling a Promise), frees its key and makes
-   * its parent the current computation (last: a throw before leaves it to `failMiss`). */
-  function endMiss(held: HeldKey, result: unknown): unknown {
-    const parent = held.parent;
-    firstCall = false;
-    if (isThenable(result)) {
-      // Waiters in other processes that block their thread may switch to waiting async.
-      if (held.flight) flights!.markAsync(held);
-      const joined = bounded(
-        settle(held, held.pkey ?? bytesToKeyString(held.buf, held.len), result),
-      );
-      current = parent;
-      return joined;
-    }
-    storeResult(held, result, false);
-    endComputation(held);
-    current = parent;
-    return result;
-  }
-
-  /**
-   * A miss whose `fn` (or store) threw: it is the current computation (every cached call
-   * nested in it made its parent current again, on return and on throw); its parent is now,
-   * its flight is released, and its key is not reused (the throw may have cut a store
-   * operation short).
-   */
-  function failMiss(error: unknown): never {
-    const held = current!;
-    current = held.parent;
-    releaseFlight(held);
-    if (held.ctx !== undefined) held.ctx.live = false;
-    throw error;
-  }
-
-  /** A miss of a function that may return a Promise: `fn` runs in an async context of its
-   * own, so that `cacheContext()` finds it after an `await`. */
-  function asyncMiss(held: HeldKey, self: unknown, args: unknown[]): unknown {
-    try {
-      return endMiss(
-        held,
-        callInContext(held.ctx ?? newContext(held, undefined), computation(), self, args),
-      );
-    } catch (e) {
-      return failMiss(e);
-    }
-  }
-
-  /** Detaches the computation of `pkey` (its result is not stored) and aborts its signal. */
-  function detach(pkey: string, why: string | undefined): void {
-    const held = pending.get(pkey);
-    if (held === undefined) return;
-    pending.delete(pkey);
-    if (why !== undefined) held.ctx?.detach(why);
-    // Its flight ends now, so that the next computation of the key in this process can
-    // own one (a flight names the handle, not the computation).
-    releaseFlight(held);
-  }
-
+  const a = assemble(fn, name, opts, isMethod, site);
+  const loader = a.loader;
+  let path = a.path;
+  // The first entry stored with tags turns the hit path into the one that checks tags.
+  a.tiers.onTagged = () => {
+    if (!(path instanceof TaggedPath)) path = a.path = new TaggedPath(path, a.tagClock, a.counters);
+  };
   // The frame of this function sits between every two levels of a memoized recursion, so
   // it stays small (see RELIABILITY.md, hole 9).
   const cached = function (this: unknown, ...args: unknown[]): unknown {
-    const r = lookup(this, args);
+    const r = path.lookup(this, args);
     if (r !== MISS) return r;
     try {
-      return endMiss(missHeld, fn.apply(this, args));
+      return loader.endMiss(loader.missHeld, fn.apply(this, args));
     } catch (e) {
-      return failMiss(e);
+      return loader.failMiss(e);
     }
   };
-
   Object.defineProperty(cached, "name", { value: name, configurable: true });
   Object.defineProperty(cached, "length", { value: fn.length, configurable: true });
-  const counted = swr || timeout !== undefined;
-  const controls = {
-    cacheInfo: (): CacheInfo => {
-      const info = store.info();
-      const out: CacheInfo = {
-        hits: info.hits,
-        misses: info.misses,
-        maxSize: info.maxSize,
-        currentSize: info.currentSize,
-      };
-      if (counted) {
-        out.staleHits = info.staleHits ?? 0;
-        out.refreshes = info.refreshes ?? 0;
-      }
-      if (link !== undefined) {
-        out.remoteHits = link.hits;
-        out.remoteErrors = link.errors;
-      }
-      if (shared) {
-        const s = out as SharedCacheInfo;
-        s.oversizeSkips = info.oversizeSkips ?? 0;
-        s.bytes = info.bytes ?? 0;
-        s.maxBytes = info.maxBytes ?? 0;
-      }
-      return out;
-    },
-    cacheClear: (): void => {
-      for (const pkey of [...pending.keys()]) detach(pkey, "cacheClear");
-      store.clear();
-      link?.clear();
-    },
-    cacheGet(this: unknown, ...args: unknown[]): unknown {
-      const k = heldKeyOf(this, args);
-      const v = store.peek(k);
-      keyPool.push(k);
-      return v === MISS ? undefined : v;
-    },
-    cacheSet(this: unknown, value: unknown, ...args: unknown[]): void {
-      const k = heldKeyOf(this, args);
-      const pkey = bytesToKeyString(k.buf, k.len);
-      // A computation under way for this key, here or in another process, no longer
-      // stores its result.
-      detach(pkey, undefined);
-      flights?.end(k);
-      if (isThenable(value)) {
-        settle(k, pkey, value).joined!.catch(() => {});
-        return;
-      }
-      store.set(k, value, sawPromise);
-      link?.set(k.buf.subarray(0, k.len), value, sawPromise, opts.ttl);
-      keyPool.push(k);
-    },
-    cacheDelete(this: unknown, ...args: unknown[]): boolean {
-      const k = heldKeyOf(this, args);
-      detach(bytesToKeyString(k.buf, k.len), "cacheDelete");
-      const removed = store.delete(k);
-      link?.delete(k.buf.subarray(0, k.len));
-      keyPool.push(k);
-      return removed;
-    },
-    [Symbol.dispose](): void {
-      if (store === DISPOSED) return;
-      const open = store;
-      store = DISPOSED;
-      for (const pkey of [...pending.keys()]) detach(pkey, "disposing the cache");
-      unregister();
-      open.close();
-      void link?.close();
-    },
-  };
   const unregister = register(cached, {
-    name: cacheName,
+    name: a.cacheName || anonymousName(site),
     backend: opts.backend,
     strategy: opts.strategy,
-    info: controls.cacheInfo,
-    clear: controls.cacheClear,
-    evictions: () => store.info().evictions ?? 0,
+    engine: a.engine,
+    info: () => infoOf(a),
+    clear: () => controls.cacheClear(),
+    evictions: () => a.tiers.local.info().evictions ?? 0,
+    dir: a.dir,
   });
+  const controls = controlsOf(a, () => unregister());
+  cachedFunctions.add(cached);
   return Object.assign(cached, controls) as CachedFunction<AnyFunction, CacheInfo>;
+}
+
+/**
+ * The controls of a cached function, typed: for a method decorated with `@cache`, whose
+ * declared type a decorator cannot change (`users.find.cacheInfo()` does not type-check).
+ *
+ * @typeParam F The cached function's type.
+ * @typeParam I Its counters: {@linkcode CacheInfo}, or {@linkcode SharedCacheInfo} for a
+ * shared cache.
+ * @param fn A function made by {@linkcode cache} (a decorated method, read from its object).
+ * @returns `fn` itself, typed with its controls.
+ * @throws {TypeError} If `fn` is not a cached function.
+ *
+ * @example The controls of a decorated method
+ * ```ts
+ * import { cache, cacheControls } from "@warp/cache";
+ * import assert from "node:assert/strict";
+ *
+ * class Users {
+ *   @cache({ maxSize: 128 })
+ *   find(id: number): { id: number } {
+ *     return { id };
+ *   }
+ * }
+ * const users = new Users();
+ * users.find(1);
+ * users.find(1);
+ * assert.equal(cacheControls(users.find).cacheInfo().hits, 1);
+ * ```
+ */
+export function cacheControls<F extends AnyFunction, I extends CacheInfo = CacheInfo>(
+  fn: F,
+): CacheControls<F, I> {
+  if (typeof fn !== "function" || !cachedFunctions.has(fn)) {
+    throw new TypeError(
+      `Cannot get cache controls: cacheControls takes a function made by cache(): received ${
+        describe(fn)
+      }`,
+    );
+  }
+  return fn as unknown as CacheControls<F, I>;
 }
 
 /**
@@ -872,9 +558,10 @@ export function cache(options?: CacheOptions): CacheDecorator<CacheInfo> {
       );
     }
     const isMethod = context !== undefined;
-    // The site is part of a shared cache's default name; the memory backend needs none.
-    const site = (opts.backend === Backend.Shared || opts.remote !== undefined) &&
-        opts.name === undefined
+    // The site is part of a shared cache's default name, and names a function without a
+    // name in caches(); a named memory cache needs none.
+    const site = ((opts.backend === Backend.Shared || opts.remote !== undefined) &&
+        opts.name === undefined) || (!isMethod && fn.name === "")
       ? decorationSite(isMethod)
       : NO_SITE;
     return wrap(fn, isMethod ? String(context.name) : fn.name, opts, isMethod, site);

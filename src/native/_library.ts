@@ -19,11 +19,21 @@
  * verified before it is installed (temporary file, then rename), so no process ever loads a
  * partial or unverified file, however many start at once.
  *
+ * What is loaded is what was checked ({@linkcode openCandidate}): the file is opened once,
+ * checked on that open descriptor (a regular file, not writable by other users, its SHA-256
+ * when one is pinned), and on Linux loaded through `/proc/self/fd/<n>`, the very file
+ * opened, so a file renamed over the path meanwhile is never loaded. A library whose
+ * directory other users may write to (group- or world-writable without the sticky bit, or
+ * owned by another user than this one or root) is refused, naming the directory, its mode
+ * and owner.
+ *
  * @module
  */
 
 import { createHash } from "node:crypto";
+import fs from "node:fs";
 import { ARTIFACTS, VERSION } from "./_artifacts.ts";
+import { effectiveUid } from "./_uid.ts";
 
 /** Where the release artifacts of this version are published: the package's own `dist/` on
  * JSR, served with the package version it belongs to (see the README, "Install"). */
@@ -151,24 +161,170 @@ export function sha256Hex(bytes: Uint8Array): string {
   return createHash("sha256").update(bytes).digest("hex");
 }
 
+/** A library file opened for loading, checked on its open descriptor. */
+export interface OpenedLibrary {
+  /** The path to give `Deno.dlopen`: `/proc/self/fd/<n>` on Linux (the file that was
+   * checked, whatever the path names now), else the path itself. */
+  loadPath: string;
+  /** The path it was found at, for messages. */
+  path: string;
+  /** Closes the descriptor (keep it open while the library is loaded: the name
+   * `/proc/self/fd/<n>` must not come to mean another file). Idempotent. */
+  close(): void;
+}
+
+/** The directory part of `path` (`.` for a bare name). */
+function dirname(path: string): string {
+  const i = path.replace(/\/+$/, "").lastIndexOf("/");
+  return i < 0 ? "." : i === 0 ? "/" : path.slice(0, i);
+}
+
+/** Why other users could replace or change files in `dir`, or `null` when they cannot. */
+function directoryProblem(dir: string, uid: number | null): string | null {
+  let st: Deno.FileInfo;
+  try {
+    st = Deno.statSync(dir);
+  } catch (e) {
+    return `its directory ${dir} cannot be inspected: ${message(e)}`;
+  }
+  const mode = (st.mode ?? 0) & 0o7777;
+  const owner = st.uid ?? 0;
+  const sticky = (mode & 0o1000) !== 0;
+  const foreign = uid !== null && owner !== uid && owner !== 0;
+  if (((mode & 0o022) !== 0 && !sticky) || foreign) {
+    return `its directory ${dir} may be written by other users (mode ${
+      mode.toString(8)
+    }, owner uid ${owner}): not loaded (make it writable by its owner only, owned by you or root)`;
+  }
+  return null;
+}
+
+/** Why the open file `st` may not be loaded (another user's, or writable by others). */
+function fileProblem(st: fs.Stats, uid: number | null): string | null {
+  if (!st.isFile()) return "not a regular file";
+  if (uid !== null && st.uid !== uid && st.uid !== 0) {
+    return `it is owned by another user (uid ${st.uid}): not loaded`;
+  }
+  if ((st.mode & 0o022) !== 0) {
+    return `other users may write to it (mode ${
+      (st.mode & 0o777).toString(8)
+    }, owner uid ${st.uid}): not loaded`;
+  }
+  return null;
+}
+
+/** Reads the whole open file `fd` of `size` bytes. */
+function readAll(fd: number, size: number): Uint8Array {
+  const bytes = new Uint8Array(size);
+  let at = 0;
+  while (at < size) {
+    const n = fs.readSync(fd, bytes, at, size - at, at);
+    if (n === 0) return bytes.subarray(0, at);
+    at += n;
+  }
+  return bytes;
+}
+
+/** Why a missing file is not loaded. */
+const NOT_FOUND = "not found (No such file or directory)";
+
+/** Whether `c` is a file inside a `deno compile` executable (its read-only embedded files). */
+function embedded(c: Candidate): boolean {
+  return (Deno.build as { standalone?: boolean }).standalone === true &&
+    (c.source === "beside the module" || c.source === "beside the main module");
+}
+
 /**
- * Checks that the file at `c.path` exists and, when a hash is pinned, has it.
+ * Opens the file at `c.path` for loading and checks it on the open descriptor: its
+ * directory (and, for a symbolic link, its target's) may be written only by this user or
+ * root, the file is a regular file of this user or root that others may not write, and,
+ * when a hash is pinned, its bytes have it. Never blocks (a FIFO is opened non-blocking and
+ * refused).
+ *
+ * A file embedded by `deno compile --include` is read and hashed through Deno's file system
+ * of the executable and loaded by its path, as Deno loads such files (the executable is
+ * read-only: nothing can swap them).
+ *
+ * @returns The open library, or why it may not be loaded (for messages).
+ */
+export function openCandidate(c: Candidate): OpenedLibrary | string {
+  if (!permitted({ name: "read", path: c.path })) return "not readable without --allow-read";
+  if (embedded(c)) return openEmbedded(c);
+  const uid = effectiveUid();
+  let real: string;
+  try {
+    real = Deno.realPathSync(c.path);
+  } catch (e) {
+    return e instanceof Deno.errors.NotFound ? NOT_FOUND : `unreadable: ${message(e)}`;
+  }
+  for (const dir of new Set([dirname(c.path), dirname(real)])) {
+    const problem = directoryProblem(dir, uid);
+    if (problem !== null) return problem;
+  }
+  let fd: number;
+  try {
+    fd = fs.openSync(
+      real,
+      fs.constants.O_RDONLY | fs.constants.O_NONBLOCK | fs.constants.O_NOFOLLOW,
+    );
+  } catch (e) {
+    const code = (e as { code?: string }).code;
+    if (code === "ENOENT") return NOT_FOUND;
+    if (code === "ELOOP") return "replaced by a symbolic link while it was checked: not loaded";
+    return `unreadable: ${message(e)}`;
+  }
+  let open = true;
+  const close = (): void => {
+    if (open) fs.closeSync(fd);
+    open = false;
+  };
+  try {
+    const st = fs.fstatSync(fd);
+    const problem = fileProblem(st, uid);
+    if (problem !== null) {
+      close();
+      return problem;
+    }
+    if (c.sha256 !== undefined) {
+      const actual = sha256Hex(readAll(fd, st.size));
+      if (actual !== c.sha256) {
+        close();
+        return `SHA-256 ${actual}, expected ${c.sha256}: not loaded`;
+      }
+    }
+  } catch (e) {
+    close();
+    return `unreadable: ${message(e)}`;
+  }
+  const loadPath = Deno.build.os === "linux" ? `/proc/self/fd/${fd}` : c.path;
+  return { loadPath, path: c.path, close };
+}
+
+function openEmbedded(c: Candidate): OpenedLibrary | string {
+  let bytes: Uint8Array;
+  try {
+    bytes = Deno.readFileSync(c.path);
+  } catch (e) {
+    return e instanceof Deno.errors.NotFound ? NOT_FOUND : `unreadable: ${message(e)}`;
+  }
+  if (c.sha256 !== undefined) {
+    const actual = sha256Hex(bytes);
+    if (actual !== c.sha256) return `SHA-256 ${actual}, expected ${c.sha256}: not loaded`;
+  }
+  return { loadPath: c.path, path: c.path, close(): void {} };
+}
+
+/**
+ * Checks the file at `c.path` as {@linkcode openCandidate} does (its directory, owner and
+ * mode, and its pinned hash), then closes it.
  *
  * @returns `null` when the file may be loaded, else why not (for messages).
  */
 export function checkCandidate(c: Candidate): string | null {
-  if (!permitted({ name: "read", path: c.path })) return "not readable without --allow-read";
-  let bytes: Uint8Array;
-  try {
-    if (c.sha256 === undefined) {
-      return Deno.statSync(c.path).isFile ? null : "not a file";
-    }
-    bytes = Deno.readFileSync(c.path);
-  } catch (e) {
-    return e instanceof Deno.errors.NotFound ? "not found" : `unreadable: ${message(e)}`;
-  }
-  const actual = sha256Hex(bytes);
-  return actual === c.sha256 ? null : `SHA-256 ${actual}, expected ${c.sha256}: not loaded`;
+  const opened = openCandidate(c);
+  if (typeof opened === "string") return opened;
+  opened.close();
+  return null;
 }
 
 function message(e: unknown): string {

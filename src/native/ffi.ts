@@ -1,9 +1,12 @@
 /**
  * THE symbol table of the native library, its loader and its ABI check. This is the only
- * file that calls `Deno.dlopen`.
+ * file that opens the native library with `Deno.dlopen` (`_uid.ts` opens the C library for
+ * `geteuid`).
  *
  * Where the library is looked for, how it is verified and downloaded: `_library.ts` and
- * the README ("Install"). Loading is lazy (first use) and never prompts: without
+ * the README ("Install"). A library is loaded from the very file that was checked
+ * (`openCandidate`: on Linux through `/proc/self/fd/<n>`), whose descriptor stays open while
+ * the library is loaded. Loading is lazy (first use) and never prompts: without
  * `--allow-ffi` (or the permissions to read, verify or download it) the library is simply
  * not available, and the memory backend uses the TypeScript store.
  *
@@ -13,11 +16,12 @@
 import {
   baseUrl,
   candidates,
-  checkCandidate,
   download,
   downloadBlocker,
   envVar,
   INSTALL_COMMAND,
+  openCandidate,
+  type OpenedLibrary,
   permitted,
   userLibraryDir,
 } from "./_library.ts";
@@ -356,21 +360,21 @@ export function loadNative(): NativeSymbols | null {
   }
   const tried: string[] = [];
   for (const c of candidates()) {
+    const opened = openCandidate(c);
     if (c.source === "WARP_CACHE_LIB") {
       // An explicit path that fails is a configuration error: never replaced.
-      const lib = openLibrary(c.path);
-      if (!("reason" in lib)) return use(lib, c.path);
+      const lib = typeof opened === "string" ? { reason: opened } : openOpened(opened);
+      if (!("reason" in lib)) return use(lib, opened as OpenedLibrary);
       loadFailure = { path: c.path, reason: lib.reason };
       loadError = `WARP_CACHE_LIB=${c.path} could not be loaded: ${lib.reason}`;
       return null;
     }
-    const problem = checkCandidate(c);
-    if (problem !== null) {
-      tried.push(`${c.path} (${c.source}): ${problem}`);
+    if (typeof opened === "string") {
+      tried.push(`${c.path} (${c.source}): ${opened}`);
       continue;
     }
-    const lib = openLibrary(c.path);
-    if (!("reason" in lib)) return use(lib, c.path);
+    const lib = openOpened(opened);
+    if (!("reason" in lib)) return use(lib, opened);
     if (lib.version !== undefined) {
       loadThrown = new Error(`Cannot load the @warp/cache native library ${c.path}: ${lib.reason}`);
       throw loadThrown;
@@ -383,9 +387,34 @@ export function loadNative(): NativeSymbols | null {
   return null;
 }
 
-function use(lib: NativeSymbols, path: string): NativeSymbols {
+/**
+ * Loads a checked library file through its open descriptor; closes the descriptor unless
+ * it loaded. Where `/proc` is not mounted (`/proc/self/fd/<n>` does not exist), loads it by
+ * its path: its directory and the file are writable by this user or root only (checked),
+ * so no other user can swap it meanwhile.
+ */
+function openOpened(opened: OpenedLibrary): NativeSymbols | OpenFailure {
+  let lib: NativeSymbols | OpenFailure;
+  try {
+    lib = openLibrary(opened.loadPath);
+    if ("reason" in lib && lib.version === undefined && opened.loadPath !== opened.path) {
+      if (/No such file/.test(lib.reason)) lib = openLibrary(opened.path);
+    }
+  } catch (e) {
+    opened.close();
+    throw e;
+  }
+  if ("reason" in lib) {
+    opened.close();
+    // Name the file, not the descriptor, in messages.
+    lib.reason = lib.reason.replaceAll(opened.loadPath, opened.path);
+  }
+  return lib;
+}
+
+function use(lib: NativeSymbols, opened: OpenedLibrary): NativeSymbols {
   loaded = lib;
-  loadedPath = path;
+  loadedPath = opened.path;
   return lib;
 }
 

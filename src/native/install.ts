@@ -5,6 +5,7 @@
  * ```sh
  * deno run -A jsr:@warp/cache/install           # find or download, verify, print the path
  * deno run -A jsr:@warp/cache/install --check   # verify the installed copy; exit 1 if bad
+ * deno run -A jsr:@warp/cache/install --help    # the usage; an unknown option exits 2
  * ```
  *
  * It looks where the cache looks (see the README, "Install"): `WARP_CACHE_LIB`, beside the
@@ -22,6 +23,7 @@
  * @module
  */
 
+import { parseArgs } from "node:util";
 import {
   baseUrl,
   type Candidate,
@@ -72,8 +74,39 @@ export function check(): Array<[Candidate, string | null]> {
   return candidates().map((c) => [c, checkCandidate(c)]);
 }
 
-if (import.meta.main) {
-  if (Deno.args.includes("--check")) {
+/** The usage of the command. */
+const USAGE = `Usage: deno run -A jsr:@warp/cache/install [--check]
+
+Finds the native library of @warp/cache where the cache looks for it, or downloads it,
+verifies it against the SHA-256 pinned in the package, installs it into the per-user
+library cache and prints its path.
+
+Options:
+  --check  verify the library the cache would load, without downloading (exit 1 if none)
+  --help   print this usage
+
+Environment: WARP_CACHE_LIB, WARP_CACHE_DIR, WARP_CACHE_BASE_URL (see the README, "Install").
+`;
+
+/** Runs the command with `args`; returns the exit code (0 done, 1 failed, 2 usage error). */
+async function main(args: string[]): Promise<number> {
+  let flags: { check?: boolean; help?: boolean };
+  try {
+    flags = parseArgs({
+      args,
+      options: { check: { type: "boolean" }, help: { type: "boolean", short: "h" } },
+      strict: true,
+      allowPositionals: false,
+    }).values;
+  } catch (e) {
+    console.error(`${e instanceof Error ? e.message : String(e)}\n\n${USAGE}`);
+    return 2;
+  }
+  if (flags.help) {
+    console.log(USAGE.trimEnd());
+    return 0;
+  }
+  if (flags.check) {
     const results = check();
     const good = results.find(([, problem]) => problem === null);
     for (const [c, problem] of results) {
@@ -85,15 +118,18 @@ if (import.meta.main) {
     }
     if (good === undefined) {
       console.error("no usable native library: run without --check to install it");
-      Deno.exit(1);
+      return 1;
     }
     console.log(good[0].path);
-  } else {
-    try {
-      console.log(await install());
-    } catch (e) {
-      console.error(e instanceof Error ? e.message : String(e));
-      Deno.exit(1);
-    }
+    return 0;
+  }
+  try {
+    console.log(await install());
+    return 0;
+  } catch (e) {
+    console.error(e instanceof Error ? e.message : String(e));
+    return 1;
   }
 }
+
+if (import.meta.main) Deno.exit(await main(Deno.args));

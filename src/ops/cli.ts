@@ -33,6 +33,7 @@ import {
   isCacheFileName,
   resolveCacheFile,
 } from "./_shared_inspect.ts";
+import { formatBytes, formatRatio, printable, sparkline } from "./_format.ts";
 
 /** One row of `ls`: a cache file and its verdict. */
 interface Row {
@@ -85,25 +86,9 @@ function rows(dir: string): Row[] {
   });
 }
 
-/** `n` bytes in binary units (`1.5 KiB`). */
-export function formatBytes(n: number): string {
-  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
-  let v = n;
-  let u = 0;
-  while (v >= 1024 && u < units.length - 1) {
-    v /= 1024;
-    u++;
-  }
-  return u === 0 ? `${n} B` : `${Number.isInteger(v) ? v : v.toFixed(1)} ${units[u]}`;
-}
-
-/** A ratio as a percentage with one decimal, or `-` when there is none. */
-export function formatRatio(r: number | null): string {
-  return r === null ? "-" : `${(r * 100).toFixed(1)}%`;
-}
-
-/** Lays `table` (a header row first) out in columns: the first left-aligned, the rest right-aligned. */
-function layout(table: string[][]): string {
+/** Lays `table` (a header row first) out in columns: the first left-aligned, the rest
+ * right-aligned; one line per row. */
+function layoutLines(table: string[][]): string[] {
   const widths: number[] = [];
   for (const row of table) {
     row.forEach((cell, i) => widths[i] = Math.max(widths[i] ?? 0, [...cell].length));
@@ -117,7 +102,34 @@ function layout(table: string[][]): string {
       const pad = " ".repeat(widths[i]! - [...cell].length);
       return i === 0 ? cell + pad : pad + cell;
     }).join("  ").trimEnd();
-  }).join("\n") + "\n";
+  });
+}
+
+/** {@linkcode layoutLines}, as text. */
+function layout(table: string[][]): string {
+  return layoutLines(table).join("\n") + "\n";
+}
+
+/** Columns of a `watch` frame: it fits a terminal of this width. */
+const WATCH_WIDTH = 100;
+
+/**
+ * Shortens the names (first cells) of `table`'s rows after the header so that its rows fit
+ * {@linkcode WATCH_WIDTH} columns (a name keeps at least 12, ending in `…` when cut).
+ */
+function fitNames(table: string[][]): void {
+  const widths: number[] = [];
+  for (const row of table) {
+    row.forEach((cell, i) => {
+      if (i > 0) widths[i] = Math.max(widths[i] ?? 0, [...cell].length);
+    });
+  }
+  const others = widths.reduce((a, w) => a + (w ?? 0) + 2, 0);
+  const room = Math.max(12, WATCH_WIDTH - others);
+  for (const row of table.slice(1)) {
+    const chars = [...row[0]!];
+    if (chars.length > room) row[0] = chars.slice(0, room - 1).join("") + "…";
+  }
 }
 
 /** The first columns of `ls` and `watch`: a cache's name, sizes and counters. */
@@ -144,13 +156,13 @@ function lsTable(list: Row[]): string {
   for (const r of list) {
     const i = r.inspection;
     if (i.status !== "ok") {
-      table.push([r.name, `(${i.status})`]);
-      errors.push(`  ${r.name}: ${i.error}`);
+      table.push([printable(r.name), `(${i.status})`]);
+      errors.push(`  ${printable(r.name)}: ${printable(i.error)}`);
       continue;
     }
     const f = i.info;
     table.push([
-      ...countCells(r.name, f),
+      ...countCells(printable(r.name), f),
       `${f.oversizeSkips}`,
       `${f.staleHits}`,
       formatBytes(f.fileSize),
@@ -168,6 +180,15 @@ function jsonOf(r: Row): Record<string, unknown> {
   return { name: r.name, path: r.path, ...i };
 }
 
+/** The default directory for the usage text (the reason it is unknown, if it is). */
+function defaultDirLabel(): string {
+  try {
+    return defaultSharedDir();
+  } catch {
+    return "the shared backend's, named after the user id (needs --allow-ffi)";
+  }
+}
+
 function dirOf(opts: { dir?: string }): string {
   const dir = opts.dir ?? defaultSharedDir();
   return dir.length > 1 ? dir.replace(/\/+$/, "") : dir;
@@ -178,7 +199,7 @@ function ls(opts: Options, io: CliOutput): void {
   if (opts.json) {
     io.out(JSON.stringify(list.map(jsonOf), null, 2) + "\n");
   } else if (list.length === 0) {
-    io.out(`No shared caches in ${dirOf(opts)}\n`);
+    io.out(`No shared caches in ${printable(dirOf(opts))}\n`);
   } else {
     io.out(lsTable(list));
   }
@@ -211,8 +232,8 @@ function info(name: string, opts: Options, io: CliOutput): void {
   const f = i.info;
   const large = largeFolderSize(row.path);
   const lines: [string, string][] = [
-    ["name", row.name],
-    ["file", row.path],
+    ["name", printable(row.name)],
+    ["file", printable(row.path)],
     ["format version", `${f.formatVersion}`],
     ["file size", `${formatBytes(f.fileSize)} (${f.fileSize} bytes)`],
     ["in use", f.inUse === null ? "unknown" : f.inUse ? "yes" : "no"],
@@ -280,7 +301,7 @@ function clear(name: string, opts: Options, io: CliOutput): void {
   if (opts.json) {
     io.out(JSON.stringify({ name: row.name, path: row.path, cleared: f.entries }) + "\n");
   } else {
-    io.out(`Cleared ${row.name}: ${f.entries} entries removed, counters reset\n`);
+    io.out(`Cleared ${printable(row.name)}: ${f.entries} entries removed, counters reset\n`);
   }
 }
 
@@ -311,7 +332,7 @@ function rm(name: string, opts: Options, io: CliOutput): void {
     return;
   }
   io.out(
-    `Removed ${row.path}${large ? ` and ${row.path}.large` : ""}${
+    `Removed ${printable(row.path)}${large ? ` and ${printable(row.path)}.large` : ""}${
       inUse
         ? "; processes that have it open keep using the old file until they close it, and a new open creates a new one"
         : ""
@@ -319,16 +340,8 @@ function rm(name: string, opts: Options, io: CliOutput): void {
   );
 }
 
-const SPARKS = "▁▂▃▄▅▆▇█";
 /** Samples a sparkline covers: one a second, the last minute. */
 const HISTORY = 60;
-
-/** The sparkline of `ratios` (null: no lookups in that interval, shown as a space). */
-export function sparkline(ratios: readonly (number | null)[]): string {
-  return ratios.map((r) =>
-    r === null ? " " : SPARKS[Math.min(SPARKS.length - 1, Math.floor(r * SPARKS.length))]!
-  ).join("");
-}
 
 interface Series {
   hits: number;
@@ -372,32 +385,42 @@ function recentRatio(s: Series): number | null {
  */
 function watchFrame(dir: string, history: Map<string, Series>, at: Date, json: boolean): string {
   const list = rows(dir);
-  const table = [[...COUNT_HEADER, "HIT% (1 MIN)", ""]];
+  const table = [[...COUNT_HEADER, "HIT% (1 MIN)"]];
+  /** The sparkline under each row (after the header), or `null` for a file not usable. */
+  const sparks: (string | null)[] = [];
   const caches: Record<string, unknown>[] = [];
   const seen = new Set<string>();
   for (const r of list) {
     seen.add(r.path);
     const i = r.inspection;
     if (i.status !== "ok") {
-      table.push([r.name, `(${i.status})`]);
+      table.push([printable(r.name), `(${i.status})`]);
+      sparks.push(null);
       caches.push(jsonOf(r));
       continue;
     }
     const f = i.info;
     const s = record(history, r.path, f.hits, f.misses);
     caches.push({ ...jsonOf(r), recentHitRatio: recentRatio(s), recentHitRatios: ratios(s) });
-    table.push([
-      ...countCells(r.name, f),
-      formatRatio(recentRatio(s)),
-      `|${sparkline(ratios(s)).padStart(HISTORY, " ")}|`,
-    ]);
+    table.push([...countCells(printable(r.name), f), formatRatio(recentRatio(s))]);
+    sparks.push(`  |${sparkline(ratios(s)).padStart(HISTORY, " ")}| last ${HISTORY} s`);
   }
   for (const k of history.keys()) if (!seen.has(k)) history.delete(k);
   if (json) return JSON.stringify({ at: at.toISOString(), dir, caches }) + "\n";
-  const title = `warp-cache watch ${dir}  ${
+  const title = `warp-cache watch ${printable(dir)}  ${
     at.toISOString().slice(11, 19)
   } UTC  (Ctrl-C to quit)\n\n`;
-  return title + (list.length === 0 ? `No shared caches in ${dir}\n` : layout(table));
+  if (list.length === 0) return title + `No shared caches in ${printable(dir)}\n`;
+  // Each cache on two lines (its counters, then its sparkline), to fit 100 columns.
+  fitNames(table);
+  const [header, ...body] = layoutLines(table);
+  const out = [header!];
+  body.forEach((line, n) => {
+    out.push(line);
+    const spark = sparks[n];
+    if (spark !== null && spark !== undefined) out.push(spark);
+  });
+  return title + out.join("\n") + "\n";
 }
 
 async function watch(opts: Options, io: CliOutput): Promise<void> {
@@ -471,7 +494,7 @@ export async function main(args: string[], io: CliOutput = STDIO): Promise<numbe
         await body();
       } catch (e) {
         if (!(e instanceof Failure) && !(e instanceof Error)) throw e;
-        io.err(`warp-cache: ${e.message}\n`);
+        io.err(`warp-cache: ${printable(e.message)}\n`);
         code = 1;
       }
     };
@@ -482,7 +505,7 @@ export async function main(args: string[], io: CliOutput = STDIO): Promise<numbe
     .configureOutput({ writeOut: io.out, writeErr: io.err })
     .helpCommand(false);
   const common = (c: Command): Command =>
-    c.option("--dir <path>", `directory of the cache files (default: ${defaultSharedDir()})`)
+    c.option("--dir <path>", `directory of the cache files (default: ${defaultDirLabel()})`)
       .option("--json", "machine-readable output (JSON)");
   common(program.command("ls").description("list the shared caches of the directory"))
     .action(function (this: Command): Promise<void> {

@@ -5,7 +5,8 @@
  * Deno exports them with `OTEL_DENO=true`; any SDK `MeterProvider` set as the global one
  * collects them too (see the README, "Operate").
  *
- * The instruments (`warp_cache.*`, attributes `cache.name` and `cache.backend`):
+ * The instruments (`warp_cache.*`, attributes `cache.name`, `cache.backend` and, for a
+ * shared cache, `cache.dir`, the directory of its file):
  *
  * | name | instrument | unit | from |
  * | --- | --- | --- | --- |
@@ -18,9 +19,10 @@
  * | `warp_cache.entry.limit` | ObservableUpDownCounter | `{entry}` | `maxSize` (when finite) |
  *
  * Memory caches that share a name are added up into one series. A shared cache's counters
- * are its file's totals over every process: caches of one shared name in this process give
- * one series (the first one's), and every process that exports them reports the same
- * totals (aggregate them across processes with a maximum, not a sum).
+ * are its file's totals over every process: caches of one shared name and directory (one
+ * file) in this process give one series (the first one's), two directories two series, and
+ * every process that exports them reports the same totals (aggregate them across processes
+ * with a maximum, not a sum).
  *
  * @module
  */
@@ -54,11 +56,14 @@ export const METRIC = {
 export const ATTR_NAME = "cache.name";
 /** The attribute naming where its entries live (`memory` or `shared`). */
 export const ATTR_BACKEND = "cache.backend";
+/** The attribute naming a shared cache's directory (absent for memory caches). */
+export const ATTR_DIR = "cache.dir";
 
-/** The sums of one series: the caches of one name and backend. */
+/** The sums of one series: the caches of one name and backend (and directory, shared). */
 interface Series {
   name: string;
   backend: Backend;
+  dir: string | undefined;
   hits: number;
   misses: number;
   evictions: number;
@@ -116,10 +121,11 @@ export function instrument(read: () => Registered[]): void {
   const all = [hits, misses, evictions, staleHits, remoteErrors, entries, limit];
   const callback: BatchObservableCallback = (result) => {
     for (const s of collect(read())) {
-      const attributes = {
+      const attributes: Record<string, string> = {
         [ATTR_NAME]: s.name,
         [ATTR_BACKEND]: s.backend === Backend.Shared ? "shared" : "memory",
       };
+      if (s.dir !== undefined) attributes[ATTR_DIR] = s.dir;
       result.observe(hits, s.hits, attributes);
       result.observe(misses, s.misses, attributes);
       result.observe(evictions, s.evictions, attributes);
@@ -153,14 +159,16 @@ export function collect(caches: Registered[]): Series[] {
     } catch {
       continue;
     }
-    const key = `${c.backend}\u0000${c.name}`;
+    const key = `${c.backend}\u0000${c.name}\u0000${c.dir ?? ""}`;
     let s: Series | undefined = byKey.get(key);
-    // Two caches of one shared name read one file (the same totals): count it once.
+    // Two caches of one shared name and directory read one file (the same totals): count
+    // it once.
     if (s !== undefined && c.backend === Backend.Shared) continue;
     if (s === undefined) {
       s = {
         name: c.name,
         backend: c.backend,
+        dir: c.dir,
         hits: 0,
         misses: 0,
         evictions: 0,

@@ -9,21 +9,47 @@
  * @module
  */
 
-import type { CacheInfo } from "../call/cache.ts";
-import type { Backend, Strategy } from "../options/options.ts";
+import type { CacheInfo } from "../call/types.ts";
+import { Backend, Strategy } from "../options/options.ts";
 import { instrument } from "./metrics.ts";
+
+/** The name of a {@linkcode Backend}, as the `backend` option takes it. */
+export type BackendName = "memory" | "shared";
+/** The engine behind a cache (see {@linkcode CacheListing.engine}). */
+export type EngineName = "native" | "ts" | "shared";
+/** The name of a {@linkcode Strategy}, as the `strategy` option takes it. */
+export type StrategyName = "sieve" | "lru" | "mru" | "fifo" | "lfu";
+
+const BACKEND_NAMES: Record<Backend, BackendName> = {
+  [Backend.Memory]: "memory",
+  [Backend.Shared]: "shared",
+};
+const STRATEGY_NAMES: Record<Strategy, StrategyName> = {
+  [Strategy.Sieve]: "sieve",
+  [Strategy.Lru]: "lru",
+  [Strategy.Mru]: "mru",
+  [Strategy.Fifo]: "fifo",
+  [Strategy.Lfu]: "lfu",
+};
 
 /** One live cache of this process, as {@linkcode caches} lists it. */
 export interface CacheListing {
   /**
    * The cache's name: the shared cache's `name` (given, or the default one), else the
-   * cached function's name.
+   * cached function's name; a function without a name is `(anonymous) <url:line:column>`,
+   * where `cache()` was applied.
    */
   name: string;
-  /** Where its entries live. */
-  backend: Backend;
-  /** Its eviction policy. */
-  strategy: Strategy;
+  /** Where its entries live: `"memory"` or `"shared"`. */
+  backend: BackendName;
+  /** Its eviction policy: `"sieve"`, `"lru"`, `"mru"`, `"fifo"` or `"lfu"`. */
+  strategy: StrategyName;
+  /** A shared cache's directory (its file is `sharedFileName(name)` there). */
+  dir?: string;
+  /** The engine that holds its entries: `"native"` (the Rust library), `"ts"` (the
+   * TypeScript store, where the library cannot load) or `"shared"` (a shared file,
+   * through the library). */
+  engine?: EngineName;
   /** Its counters and sizes, read now (see `cacheInfo()`; for a `SieveCache`, its
    * `info()`). */
   info: CacheInfo;
@@ -44,6 +70,11 @@ export interface Registered {
   clear(): void;
   /** Entries evicted since creation or the last clear, where the cache counts them. */
   evictions?: (() => number) | undefined;
+  /** A shared cache's directory: two shared caches of one name in two directories are two
+   * caches (and two metric series). */
+  dir?: string | undefined;
+  /** The engine that holds its entries. */
+  engine?: EngineName | undefined;
 }
 
 const live = new Set<WeakRef<Registered>>();
@@ -119,10 +150,12 @@ export function caches(): CacheListing[] {
 export function listing(c: Registered): CacheListing {
   const out: CacheListing = {
     name: c.name,
-    backend: c.backend,
-    strategy: c.strategy,
+    backend: BACKEND_NAMES[c.backend],
+    strategy: STRATEGY_NAMES[c.strategy],
     info: c.info(),
   };
+  if (c.dir !== undefined) out.dir = c.dir;
+  if (c.engine !== undefined) out.engine = c.engine;
   if (c.evictions !== undefined) out.evictions = c.evictions();
   return out;
 }

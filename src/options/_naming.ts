@@ -22,8 +22,8 @@ export interface DecorationSite {
   className: string;
 }
 
-/** This package's own source directory: its frames are skipped. */
-const OWN_DIR = new URL("./", import.meta.url).href;
+/** This package's own source directory (`src/`, all its folders): its frames are skipped. */
+const OWN_DIR = new URL("../", import.meta.url).href;
 
 const FRAME = /^\s*at (?:(.*?) \()?(.*?:\d+:\d+)\)?$/;
 const STATIC_INIT = /^(?:new )?([A-Za-z_$][\w$]*)\.<static_initializer>$/;
@@ -53,6 +53,15 @@ export function decorationSite(isMethod: boolean): DecorationSite {
     }
   }
   return { where, className };
+}
+
+/**
+ * The name that `caches()` and the metrics give a cache of a function without a name (an
+ * arrow function passed to `cache()` directly): `(anonymous) <url:line:column>`, where
+ * `cache()` was applied, or `(anonymous)` without a stack trace.
+ */
+export function anonymousName(site: DecorationSite): string {
+  return site.where === "" ? "(anonymous)" : `(anonymous) ${site.where}`;
 }
 
 /** Functions by the default name they were given in this process (held weakly). */

@@ -55,6 +55,13 @@ export interface CacheOptions {
   /** Maps the arguments to the key value; by default the key is all the arguments. */
   key?: (...args: never[]) => unknown;
   /**
+   * The tags of the entry of these arguments (an array of strings): `invalidateTags(tag)`
+   * makes every entry carrying `tag` a miss, in every cache. A computation can add tags
+   * with `cacheContext().tag(...)`.
+   * @default {undefined}
+   */
+  tags?: (...args: never[]) => readonly string[];
+  /**
    * Identity of a shared cache across processes. Defaults to the function's name plus a
    * short hash of its source text.
    */
@@ -103,6 +110,30 @@ export interface CacheOptions {
    */
   staleWhileRevalidate?: number | undefined;
   /**
+   * Stale-if-error window in ms after `ttl` (needs `ttl`): when a computation of a key (a
+   * miss or a background refresh) throws or rejects while a value of that key stored less
+   * than `ttl + staleIfError` ago exists, its callers get that value (counted in
+   * `staleHits`) instead of the error. Positive and finite.
+   * @default {undefined}
+   */
+  staleIfError?: number | undefined;
+  /**
+   * Back-off in ms after a failed computation of a key (with `staleIfError`): calls of that
+   * key within it get the stale value without calling the function again (a failing origin
+   * is not called on every request). Kept per process. Positive and finite.
+   * @default {10000 when staleIfError is set}
+   */
+  errorBackoff?: number | undefined;
+  /**
+   * Random part of each entry's TTL in ms (needs `ttl`): an entry lives `ttl` plus a
+   * uniform random part in `[0, ttlJitter)`, so that entries stored together (a warm-up,
+   * a burst of misses) do not expire together and stampede the function. Applies to
+   * computed entries and to `cacheSet`; an entry's own TTL (`cacheContext().setTtl`) is
+   * taken as given. Positive and finite.
+   * @default {undefined}
+   */
+  ttlJitter?: number | undefined;
+  /**
    * Most ms that a call of an async function waits for its computation (its own, or one it
    * joined): past it, the call rejects with a `DOMException` named `TimeoutError`, while the
    * computation goes on and its result is stored when it resolves. Positive and finite.
@@ -110,6 +141,17 @@ export interface CacheOptions {
    * @default {undefined}
    */
   timeout?: number | undefined;
+  /**
+   * Most ms that a computation of a key is waited for by the other calls of that key
+   * before one of them computes it itself: a computation under way in this process that
+   * is older than this is abandoned by the next call of its key (its result is not stored,
+   * its `signal` aborts), and a call waiting for another process's computation (shared
+   * backend) computes the key itself after this long, even when that process is stopped
+   * and not dead. Positive, or `Infinity` for no bound. With `timeout`, a call still
+   * rejects after `timeout`; this bounds the wait behind it.
+   * @default {30000}
+   */
+  flightTimeout?: number | undefined;
   /**
    * A tier behind the local one (memory or shared), shared by every host that uses the same
    * server and `name`: `redisTier(...)` from `@warp/cache/redis`, `kvTier(...)` from
@@ -141,6 +183,7 @@ export interface ResolvedOptions {
   backend: Backend;
   strategy: Strategy;
   key: ((...args: never[]) => unknown) | undefined;
+  tags: ((...args: never[]) => readonly string[]) | undefined;
   name: string | undefined;
   dir: string | undefined;
   maxKeySize: number;
@@ -152,7 +195,16 @@ export interface ResolvedOptions {
   remoteTimeout: number;
   /** Stale window in ms after the TTL, or `undefined`. */
   staleWhileRevalidate: number | undefined;
+  /** Random part of each entry's TTL in ms, or `undefined`. */
+  ttlJitter: number | undefined;
+  /** Stale-if-error window in ms after the TTL, or `undefined`. */
+  staleIfError: number | undefined;
+  /** Back-off in ms after a failed computation (with `staleIfError`), else `undefined`. */
+  errorBackoff: number | undefined;
   timeout: number | undefined;
+  /** Most ms a computation is waited for before a waiter computes itself (`Infinity`: no
+   * bound). */
+  flightTimeout: number;
   clock: (() => number) | undefined;
 }
 
@@ -174,6 +226,7 @@ export const OPTION_NAMES: readonly string[] = [
   "backend",
   "strategy",
   "key",
+  "tags",
   "name",
   "dir",
   "maxKeySize",
@@ -181,7 +234,11 @@ export const OPTION_NAMES: readonly string[] = [
   "maxBytes",
   "largeValues",
   "staleWhileRevalidate",
+  "ttlJitter",
+  "staleIfError",
+  "errorBackoff",
   "timeout",
+  "flightTimeout",
   "remote",
   "remoteTimeout",
   "clock",
@@ -229,6 +286,11 @@ function byteBudget(value: unknown): number | undefined {
     );
   }
   return value;
+}
+
+function flightTimeout(value: unknown): number {
+  if (value === Infinity) return Infinity;
+  return checkMs("cache", "flightTimeout", value) ?? 30_000;
 }
 
 function enumValue<E extends number>(
@@ -287,6 +349,10 @@ export function resolveOptions(options: CacheOptions | undefined): ResolvedOptio
   if (key !== undefined && typeof key !== "function") {
     fail(TypeError, "key must be a function", key);
   }
+  const tags: unknown = options.tags;
+  if (tags !== undefined && typeof tags !== "function") {
+    fail(TypeError, "tags must be a function returning the entry's tags (strings)", tags);
+  }
   const name: unknown = options.name;
   if (name !== undefined && (typeof name !== "string" || name.length === 0)) {
     fail(TypeError, "name must be a non-empty string", name);
@@ -314,6 +380,27 @@ export function resolveOptions(options: CacheOptions | undefined): ResolvedOptio
       staleWhileRevalidate,
     );
   }
+  const ttlJitter = checkMs("cache", "ttlJitter", options.ttlJitter);
+  if (ttlJitter !== undefined && ttl === undefined) {
+    fail(
+      TypeError,
+      "ttlJitter needs ttl (it is a random part added to each entry's ttl)",
+      ttlJitter,
+    );
+  }
+  const staleIfError = checkMs("cache", "staleIfError", options.staleIfError);
+  if (staleIfError !== undefined && ttl === undefined) {
+    fail(
+      TypeError,
+      "staleIfError needs ttl (its window starts when an entry's TTL ends)",
+      staleIfError,
+    );
+  }
+  let errorBackoff = checkMs("cache", "errorBackoff", options.errorBackoff);
+  if (errorBackoff !== undefined && staleIfError === undefined) {
+    fail(TypeError, "errorBackoff needs staleIfError (it serves the stale value)", errorBackoff);
+  }
+  if (staleIfError !== undefined) errorBackoff ??= 10_000;
   const remote: unknown = options.remote;
   if (
     remote !== undefined &&
@@ -338,6 +425,7 @@ export function resolveOptions(options: CacheOptions | undefined): ResolvedOptio
     backend,
     strategy,
     key: key as ResolvedOptions["key"],
+    tags: tags as ResolvedOptions["tags"],
     name: name as string | undefined,
     dir: dir as string | undefined,
     maxKeySize: positiveInteger("maxKeySize", options.maxKeySize, 512, MAX_KEY_BYTES),
@@ -345,9 +433,13 @@ export function resolveOptions(options: CacheOptions | undefined): ResolvedOptio
     maxBytes: byteBudget(options.maxBytes),
     largeValues: largeValues as "file" | undefined,
     staleWhileRevalidate,
+    ttlJitter,
+    staleIfError,
+    errorBackoff,
     remote: remote as RemoteTier | Promise<RemoteTier> | undefined,
     remoteTimeout: checkMs("cache", "remoteTimeout", options.remoteTimeout) ?? 500,
     timeout: checkMs("cache", "timeout", options.timeout),
+    flightTimeout: flightTimeout(options.flightTimeout),
     clock: clock as (() => number) | undefined,
   };
 }

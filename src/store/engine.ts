@@ -22,9 +22,9 @@ import {
 } from "../native/ffi.ts";
 import { NativeMemoryStore } from "./native_store.ts";
 import { Backend, type ResolvedOptions, Strategy } from "../options/options.ts";
-import type { Store } from "./store.ts";
+import type { Flights, Store, StoreView } from "./store.ts";
 import { TsSieveStore } from "./ts_store.ts";
-import { defaultSharedDir, sharedFileName, SharedStore } from "./shared_store.ts";
+import { sharedFileName, SharedStore } from "./shared_store.ts";
 
 /**
  * Which engine backs the memory backend in this process: `"native"` when the library
@@ -50,6 +50,35 @@ function warnFallback(): void {
   );
 }
 
+/** How long a store keeps an entry past its TTL (ms): the longer of the stale window
+ * (`staleWhileRevalidate`) and the window of `staleIfError`. */
+function staleWindow(opts: ResolvedOptions): number {
+  return Math.max(opts.staleWhileRevalidate ?? 0, opts.staleIfError ?? 0);
+}
+
+/** Whether the call path asks for stale entries within a window shorter than the store's
+ * (both windows set, of different lengths): the store is then driven by a JavaScript clock,
+ * so that times can be shifted (see `StoreView.peekStale`). */
+function twoWindows(opts: ResolvedOptions): boolean {
+  const a = opts.staleWhileRevalidate;
+  const b = opts.staleIfError;
+  return a !== undefined && b !== undefined && a !== b;
+}
+
+/** The store of a cache and what comes with it. */
+export interface StoreParts {
+  /** The entries. */
+  store: Store;
+  /** Which engine holds them: the native in-process store, the TypeScript one, or the
+   * shared file (through the native library). */
+  engine: "native" | "ts" | "shared";
+  /** A store that keeps the call path's counters itself (the shared file: exact totals
+   * over every process), else `undefined` (the call path keeps them). */
+  fileCounters: StoreView | undefined;
+  /** Cross-process single-flight (the shared file), else `undefined`. */
+  flights: Flights | undefined;
+}
+
 /**
  * Creates the store for a cache with resolved options.
  *
@@ -64,7 +93,7 @@ export function createStore(
   name: string,
   sharedName: string,
   clock?: () => number,
-): Store {
+): StoreParts {
   if (opts.backend === Backend.Shared) {
     if (opts.strategy !== Strategy.Sieve) {
       throw new TypeError(
@@ -74,7 +103,7 @@ export function createStore(
       );
     }
     const location = {
-      dir: opts.dir ?? defaultSharedDir(),
+      dir: opts.dir, // undefined: the default, once the library is known to load
       file: sharedFileName(sharedName),
     };
     const store = new SharedStore(
@@ -85,21 +114,25 @@ export function createStore(
       opts.ttl,
       name,
       opts.maxBytes,
-      opts.staleWhileRevalidate ?? 0,
+      staleWindow(opts),
     );
     if (opts.largeValues === "file") store.useLargeValues();
-    return store.keyed(clock);
+    const view = store.keyed(clock ?? (twoWindows(opts) ? Date.now : undefined)) as StoreView;
+    view.setStaleWindow(staleWindow(opts));
+    return { store: view, engine: "shared", fileCounters: view, flights: view.flights };
   }
   const engine = envEngine();
   const lib = engine === "ts" ? null : loadNative();
   if (lib !== null) {
-    return new NativeMemoryStore(
+    const store = new NativeMemoryStore(
       lib,
       opts.maxSize,
       opts.ttl,
       opts.strategy,
-      opts.staleWhileRevalidate ?? 0,
-    ).keyed(clock);
+      staleWindow(opts),
+    ).keyed(clock ?? (twoWindows(opts) ? () => performance.now() : undefined)) as StoreView;
+    store.setStaleWindow(staleWindow(opts));
+    return { store, engine: "native", fileCounters: undefined, flights: undefined };
   }
   if (engine === "native") {
     throw new Error(
@@ -107,13 +140,15 @@ export function createStore(
     );
   }
   if (engine !== "ts") warnFallback();
-  return new TsSieveStore({
+  const store = new TsSieveStore({
     maxSize: opts.maxSize,
     ttl: opts.ttl,
     policy: opts.strategy,
-    stale: opts.staleWhileRevalidate ?? 0,
+    stale: staleWindow(opts),
   })
-    .keyed(clock);
+    .keyed(clock) as StoreView;
+  store.setStaleWindow(staleWindow(opts));
+  return { store, engine: "ts", fileCounters: undefined, flights: undefined };
 }
 
 // The first import downloads the library when none is found and every permission this

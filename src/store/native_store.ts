@@ -14,7 +14,6 @@ import { checkEntryTtl } from "../options/_validate.ts";
 import {
   type ByteStore,
   MISS,
-  peeked,
   promisedEntry,
   type Store,
   type StoreInfo,
@@ -140,7 +139,7 @@ export class NativeMemoryStore implements ByteStore {
   peek(key: Uint8Array, len: number, now: number): unknown {
     if (this.#setting) this.#repair();
     const r = this.#lib.warp_mem_peek(this.#handle, key, len, now);
-    if (r >= 0) return peeked(this.#values[r]);
+    if (r >= 0) return this.#values[r];
     if (r === -1) return MISS;
     return unwrap(r, "Cache lookup");
   }
@@ -184,7 +183,7 @@ export class NativeMemoryStore implements ByteStore {
   peekStale(key: Uint8Array, len: number, now: number): unknown {
     if (this.#setting) this.#repair();
     const r = this.#lib.warp_mem_peek_stale(this.#handle, key, len, now);
-    if (r >= 0) return peeked(this.#values[r]);
+    if (r >= 0) return this.#values[r];
     if (r === -1) return MISS;
     return unwrap(r, "Cache lookup");
   }

@@ -28,6 +28,7 @@ import { CacheError, Status, unwrap } from "../native/errors.ts";
 import {
   type ByteStore,
   MISS,
+  promisedEntry,
   type Store,
   type StoreInfo,
   StoreView,
@@ -44,35 +45,40 @@ import {
 } from "../codec/value_codec.ts";
 import { LargeValueFiles, MAX_LARGE_VALUE_BYTES } from "./_large_values.ts";
 import { SharedFlights } from "./shared_flights.ts";
+import { effectiveUid } from "../native/_uid.ts";
+import { MAX_VALUE_BYTES } from "../options/options.ts";
 
 /** Where shared files live, and under which name. */
 export interface SharedLocation {
-  /** Directory of the cache files. */
-  dir: string;
+  /** Directory of the cache files; `undefined`: {@linkcode defaultSharedDir}. */
+  dir?: string | undefined;
   /** File name inside `dir`. */
   file: string;
-}
-
-function currentUid(): number | null {
-  try {
-    return Deno.uid();
-  } catch {
-    return null;
-  }
 }
 
 /**
  * The default directory of shared cache files: `/dev/shm/warp_cache-<uid>` on Linux
  * (memory-backed; the uid keeps users apart in the one `/dev/shm`), `$TMPDIR/warp_cache`
  * elsewhere (`$TMPDIR` is per user on macOS), or `/tmp/warp_cache-<uid>` when `TMPDIR` is
- * unset. The library creates the directory with mode 0700.
+ * unset. The library creates the directory with mode 0700. The uid is the effective one,
+ * read without `--allow-sys` (`_uid.ts`), so the README's flags and `-A` name one directory
+ * and nothing prompts.
+ *
+ * @throws {Error} If the directory needs the uid and it cannot be read (no `--allow-ffi`
+ * nor `--allow-sys`): the message says to grant one or to pass `dir`.
  */
 export function defaultSharedDir(os: string = Deno.build.os): string {
-  const uid = currentUid();
-  const perUser = uid === null ? "warp_cache" : `warp_cache-${uid}`;
-  if (os === "linux") return `/dev/shm/${perUser}`;
-  const tmp = envVar("TMPDIR")?.replace(/\/+$/, "");
-  return tmp ? `${tmp}/warp_cache` : `/tmp/${perUser}`;
+  if (os !== "linux") {
+    const tmp = envVar("TMPDIR")?.replace(/\/+$/, "");
+    if (tmp) return `${tmp}/warp_cache`;
+  }
+  const uid = effectiveUid();
+  if (uid === null) {
+    throw new Error(
+      "Cannot find the default directory of shared caches: it is named after the user id, which cannot be read here (run with --allow-ffi, which the shared backend needs, or --allow-sys), or pass the dir option",
+    );
+  }
+  return os === "linux" ? `/dev/shm/warp_cache-${uid}` : `/tmp/warp_cache-${uid}`;
 }
 
 /** A short, stable hash of `text` (hex). */
@@ -138,6 +144,8 @@ export function sharedFileSize(
 export class SharedStore implements ByteStore {
   /** Path of the cache file. */
   readonly path: string;
+  /** The directory of the file (`dir`, or the default one), without a trailing `/`. */
+  readonly dir: string;
   /** Most entries of the file in use (the file's, when it was adopted). */
   readonly maxSize: number;
   /** Largest key in bytes of the file in use. */
@@ -190,8 +198,9 @@ export class SharedStore implements ByteStore {
    * none): during it `get` keeps the entry (a miss) and `peekStale` returns it.
    * @throws {Error} If the platform has no shared memory (Windows) or the native library
    * is missing.
-   * @throws {RangeError} If the sizes make a file larger than the library's limit (64 GiB),
-   * or `stale` is not a finite, non-negative number.
+   * @throws {RangeError} If the sizes make a file larger than the library's limit (that of
+   * the largest sizes, about 65.3 GiB), `maxValueSize` is larger than the byte budget (given,
+   * or the default), or `stale` is not a finite, non-negative number.
    * @throws {CacheError} If the file cannot be opened or created (a symlink, a file of
    * another user, a full file system...).
    */
@@ -227,15 +236,27 @@ export class SharedStore implements ByteStore {
     const limit = lib.warp_shm_max_file_size!();
     if (size > limit) {
       throw new RangeError(
-        `Cannot create cache: maxSize, maxKeySize, maxValueSize and maxBytes must make a shared cache file of at most ${limit} bytes (64 GiB): received maxSize ${maxSize}, maxKeySize ${maxKeySize}, maxValueSize ${maxValueSize} and maxBytes ${
+        `Cannot create cache: maxSize, maxKeySize, maxValueSize and maxBytes must make a shared cache file of at most ${limit} bytes: received maxSize ${maxSize}, maxKeySize ${maxKeySize}, maxValueSize ${maxValueSize} and maxBytes ${
           maxBytes ?? "(default)"
         }, a file of ${size} bytes`,
+      );
+    }
+    const budget = maxBytes ?? lib.warp_shm_default_max_bytes!(maxSize, maxKeySize, maxValueSize);
+    // (A maxValueSize over its own limit is the library's error, at open.)
+    if (maxValueSize > budget && maxValueSize <= MAX_VALUE_BYTES) {
+      // A value over the budget is never stored: every such call would compute and skip.
+      throw new RangeError(
+        `Cannot create cache: maxValueSize must be at most maxBytes, since no value larger than the byte budget is ever stored: received maxValueSize ${maxValueSize} and maxBytes ${budget}${
+          maxBytes === undefined ? " (the default for these sizes, at most 16 MiB)" : ""
+        }; raise maxBytes above maxValueSize (an entry takes its key and value bytes in chunks of 256 bytes holding 248 each) or lower maxValueSize`,
       );
     }
     this.#lib = lib;
     this.flights = new SharedFlights(lib, () => this.#handle);
     this.#fnName = fnName || "(anonymous)";
-    this.path = `${location.dir.replace(/\/+$/, "")}/${location.file}`;
+    const dir = location.dir ?? defaultSharedDir();
+    this.dir = dir.length > 1 ? dir.replace(/\/+$/, "") : dir;
+    this.path = `${dir.replace(/\/+$/, "")}/${location.file}`;
     const pathBytes = encoder.encode(this.path);
     const handle = lib.warp_shm_open(
       pathBytes,
@@ -310,8 +331,21 @@ export class SharedStore implements ByteStore {
     this.#sweep();
   }
 
+  /** @throws {Error} If the folder of the files is refused (another user's, a link...). */
   #largeFiles(): LargeValueFiles {
     return this.#large ?? (this.#large = new LargeValueFiles(this.path));
+  }
+
+  /** The large-value files when their folder exists and is usable, else `undefined` (a
+   * refused folder is not ours to read or empty). */
+  #largeFilesIfUsable(): LargeValueFiles | undefined {
+    if (this.#large !== null) return this.#large;
+    try {
+      Deno.lstatSync(`${this.path}.large`);
+      return this.#largeFiles();
+    } catch {
+      return undefined;
+    }
   }
 
   /** The entry's large-value reference (a copy), if it is one, ignoring this handle's TTL
@@ -325,7 +359,7 @@ export class SharedStore implements ByteStore {
    * (and the entry dropped) when its file is missing or damaged. */
   #readLarge(key: Uint8Array, len: number, asHit: boolean): unknown {
     const ref = this.#out.slice(0, FILE_REF_BYTES);
-    const bytes = this.#largeFiles().read(ref, key, len);
+    const bytes = this.#largeFilesIfUsable()?.read(ref, key, len);
     let value: unknown = MISS;
     if (bytes !== undefined) {
       try {
@@ -338,7 +372,8 @@ export class SharedStore implements ByteStore {
       this.#lib.warp_shm_delete!(this.#handle, key, len);
       return MISS;
     }
-    return asHit && isPromised(ref) ? Promise.resolve(value) : value;
+    if (!isPromised(ref)) return value;
+    return asHit ? Promise.resolve(value) : promisedEntry(value);
   }
 
   /** Removes large-value files that no entry refers to any more. */
@@ -371,12 +406,14 @@ export class SharedStore implements ByteStore {
     const r = peek(this.#handle, key, len, this.#out, this.#out.length, now);
     if (r === -1) return MISS;
     if (r < 0) unwrap(r, "Shared cache lookup");
+    let value: unknown;
     try {
-      return decodeValueIn(this.#out, r, this.#outView);
+      value = decodeValueIn(this.#out, r, this.#outView);
     } catch {
       if (isFileRef(this.#out, r)) return this.#readLarge(key, len, false);
       return MISS; // bytes of another codec version: never returned
     }
+    return isPromised(this.#out) ? promisedEntry(value) : value;
   }
 
   /**
@@ -412,6 +449,7 @@ export class SharedStore implements ByteStore {
       }
       throw e;
     }
+    let sweep = false;
     if (
       this.#writeLarge && bytes.length > this.maxValueSize && bytes.length <= MAX_LARGE_VALUE_BYTES
     ) {
@@ -421,12 +459,14 @@ export class SharedStore implements ByteStore {
       } catch {
         // Not written (a full file system, say): the value is skipped as oversize below.
       }
-      if (files.sweepDue()) this.#sweep();
+      sweep = files.sweepDue();
     }
     const r = unwrap(
       this.#lib.warp_shm_set!(this.#handle, key, len, bytes, bytes.length, now, ttl ?? 0),
       "Shared cache insert",
     );
+    // After the entry refers to its file: a sweep before would take the file for an orphan.
+    if (sweep) this.#sweep();
     return r === 0;
   }
 
@@ -434,7 +474,7 @@ export class SharedStore implements ByteStore {
     const ref = this.#peekRef(key, len);
     const removed =
       unwrap(this.#lib.warp_shm_delete!(this.#handle, key, len), "Shared cache delete") === 0;
-    if (ref !== undefined) this.#largeFiles().remove(ref);
+    if (ref !== undefined) this.#largeFilesIfUsable()?.remove(ref);
     return removed;
   }
 
@@ -484,15 +524,7 @@ export class SharedStore implements ByteStore {
 
   clear(): void {
     unwrap(this.#lib.warp_shm_clear!(this.#handle), "Shared cache clear");
-    if (this.#large !== null || this.#hasLargeFolder()) this.#largeFiles().removeAll();
-  }
-
-  #hasLargeFolder(): boolean {
-    try {
-      return Deno.statSync(`${this.path}.large`).isDirectory;
-    } catch {
-      return false;
-    }
+    this.#largeFilesIfUsable()?.removeAll();
   }
 
   info(): StoreInfo {

@@ -12,22 +12,30 @@
 /** Returned by {@linkcode Store.get} when the key is absent or expired. */
 export const MISS: unique symbol = Symbol("@warp/cache.miss");
 
-/**
- * The resolved value behind each Promise that a memory store keeps for an async result (a
- * hit returns that one Promise): what {@linkcode Store.peek} returns instead of it.
- */
-const resolvedValues = new WeakMap<Promise<unknown>, unknown>();
+/** The property of a Promise kept for an async result that holds its resolved value
+ * (a property, not a `WeakMap`: 20 ns an insert instead of 200). */
+const RESOLVED: unique symbol = Symbol("@warp/cache.resolved");
 
-/** The Promise a memory store keeps for an async result `value`. */
+/** A Promise kept for an async result, with its resolved value. */
+type PromisedEntry = Promise<unknown> & { [RESOLVED]?: unknown };
+
+/** The Promise a store keeps (or a hit returns) for an async result `value`: hits return
+ * that one Promise, and {@linkcode peeked} reads `value` back from it. */
 export function promisedEntry(value: unknown): Promise<unknown> {
-  const p = Promise.resolve(value);
-  resolvedValues.set(p, value);
+  const p: PromisedEntry = Promise.resolve(value);
+  p[RESOLVED] = value;
   return p;
 }
 
-/** What {@linkcode Store.peek} returns for a memory store's stored value `v`. */
+/** The value of an entry as the function returned it: an async result's resolved value
+ * for a Promise made by {@linkcode promisedEntry}, else `v` itself. */
 export function peeked(v: unknown): unknown {
-  return v instanceof Promise && resolvedValues.has(v) ? resolvedValues.get(v) : v;
+  return v instanceof Promise && RESOLVED in v ? (v as PromisedEntry)[RESOLVED] : v;
+}
+
+/** Whether `v` is an entry made by {@linkcode promisedEntry} (an async result). */
+export function isPromisedEntry(v: unknown): boolean {
+  return v instanceof Promise && RESOLVED in v;
 }
 
 /** Counters and sizes of a store. */
@@ -103,6 +111,8 @@ export interface ByteStore {
   countRefresh(): void;
   /** Cross-process single-flight (the shared store), else `undefined`. */
   readonly flights?: Flights | undefined;
+  /** {@linkcode Store.dir}. */
+  readonly dir?: string | undefined;
   /** {@linkcode Store.delete}. */
   delete(key: Uint8Array, len: number): boolean;
   /** {@linkcode Store.countJoin}. */
@@ -139,36 +149,23 @@ export interface Store {
    */
   set(key: KeyBytes, value: unknown, promised: boolean, ttl?: number): boolean;
   /**
-   * The value stored under `key` if present and fresh, else {@linkcode MISS}, as the
-   * function returned it (an async function's resolved value, not a Promise), without
-   * counting anything or marking the entry for the eviction policy (`cacheGet()`).
+   * The entry stored under `key` if present and fresh, else {@linkcode MISS}, without
+   * counting anything or marking the entry for the eviction policy (`cacheGet()`). An async
+   * result comes as the Promise a hit would return, whose value {@linkcode peeked} reads.
    */
   peek(key: KeyBytes): unknown;
   /**
-   * The value stored under `key` while it is fresh or stale (older than its TTL, but not
-   * older than its TTL plus the store's stale window), else {@linkcode MISS}; like
-   * {@linkcode Store.peek} it counts and marks nothing. `get` keeps a stale entry (it
-   * counts a miss and returns {@linkcode MISS}) until its window ends.
+   * The entry stored under `key` while it is fresh or stale (older than its TTL, but not
+   * older than its TTL plus the store's stale window, or plus `window` ms when given and
+   * shorter), else {@linkcode MISS}; like {@linkcode Store.peek} it counts and marks
+   * nothing. `get` keeps a stale entry (it counts a miss and returns {@linkcode MISS})
+   * until its window ends.
    */
-  peekStale(key: KeyBytes): unknown;
+  peekStale(key: KeyBytes, window?: number): unknown;
   /** Removes `key`; returns whether it was present. */
   delete(key: KeyBytes): boolean;
-  /**
-   * The lookup just made found no entry but joined a computation under way: count it as a
-   * hit, not the miss that `get` counted.
-   */
-  countJoin(): void;
-  /**
-   * The lookup just made found a stale entry and returned its value: count it as a hit and
-   * a stale hit, not the miss that `get` counted. `joined`: the call was counted as a hit
-   * already (it joined a computation, then got the stale value on a timeout): count the
-   * stale hit only.
-   */
-  countStaleHit(joined?: boolean): void;
-  /** Counts a background refresh started. */
-  countRefresh(): void;
-  /** Cross-process single-flight (the shared store), else `undefined`. */
-  readonly flights: Flights | undefined;
+  /** The directory of a shared store's file (for listings and metrics), else `undefined`. */
+  readonly dir?: string | undefined;
   /** Removes every entry and resets every counter. */
   clear(): void;
   /** Returns the counters and sizes. */
@@ -269,7 +266,10 @@ export class StoreView implements Store {
   #timed: boolean;
   #pointerGets: boolean;
   #pointerSets: boolean;
+  /** The store's stale window in ms (see {@linkcode StoreView.setStaleWindow}). */
+  #staleWindow = 0;
   readonly flights: Flights | undefined;
+  readonly dir: string | undefined;
 
   /**
    * @param s The store.
@@ -284,6 +284,7 @@ export class StoreView implements Store {
     // have stored an entry with a TTL of its own.
     this.#timed = ttlOn || o.stampAlways;
     this.flights = s.flights;
+    this.dir = s.dir;
     this.#pointerGets = o.pointerGets;
     this.#pointerSets = o.pointerSets;
   }
@@ -315,8 +316,20 @@ export class StoreView implements Store {
     return this.#s.peek(k.buf, k.len, this.#timed ? this.#time() : 0);
   }
 
-  peekStale(k: KeyBytes): unknown {
-    return this.#s.peekStale(k.buf, k.len, this.#timed ? this.#time() : 0);
+  peekStale(k: KeyBytes, window?: number): unknown {
+    const now = this.#timed ? this.#time() : 0;
+    // A shorter window than the store's: the entry is within it now exactly when it is
+    // within the store's window at a time later by the difference.
+    const shift = window === undefined ? 0 : Math.max(0, this.#staleWindow - window);
+    return this.#s.peekStale(k.buf, k.len, now + shift);
+  }
+
+  /**
+   * Tells the view the store's stale window (ms), for {@linkcode StoreView.peekStale} with
+   * a shorter one; the view must then be driven by an explicit clock.
+   */
+  setStaleWindow(ms: number): void {
+    this.#staleWindow = ms;
   }
 
   delete(k: KeyBytes): boolean {

@@ -12,7 +12,6 @@ import { checkEntryTtl, checkMaxSize, checkMs, checkTtl, describe } from "../opt
 import {
   type ByteStore,
   MISS,
-  peeked,
   promisedEntry,
   type Store,
   type StoreInfo,
@@ -308,7 +307,7 @@ export class TsSieveStore implements ByteStore {
     if (this.#busy) this.#repair();
     const slot = this.#find(key, len, hashBytes(key, len));
     if (slot === NIL || this.#queue.age(slot, now) !== FRESH) return MISS;
-    return peeked(this.#values[slot]);
+    return this.#values[slot];
   }
 
   /**
@@ -375,7 +374,7 @@ export class TsSieveStore implements ByteStore {
     if (this.#busy) this.#repair();
     const slot = this.#find(key, len, hashBytes(key, len));
     if (slot === NIL || this.#queue.age(slot, now) === GONE) return MISS;
-    return peeked(this.#values[slot]);
+    return this.#values[slot];
   }
 
   /** Removes every entry and resets the counters. */

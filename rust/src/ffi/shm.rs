@@ -186,7 +186,8 @@ pub extern "C" fn warp_shm_default_max_bytes(
     crate::shm::layout::default_max_bytes(capacity, max_key_size, max_value_size) as f64
 }
 
-/// The largest shared cache file, in bytes (64 GiB): a larger one is refused at open.
+/// The largest shared cache file, in bytes: the one of the largest sizes (about 65.3 GiB,
+/// `MAX_FILE_SIZE` in `shm/layout.rs`); a larger one is refused at open.
 #[unsafe(no_mangle)]
 pub extern "C" fn warp_shm_max_file_size() -> f64 {
     crate::shm::layout::MAX_FILE_SIZE as f64
@@ -870,15 +871,15 @@ mod tests {
                 "{cap} {k} {v} {b}"
             );
         }
-        assert_eq!(warp_shm_max_file_size(), (64u64 << 30) as f64);
+        assert_eq!(warp_shm_max_file_size(), 70_132_027_200.0);
         assert_eq!(warp_shm_default_max_bytes(4, 16, 32), 1024.0);
         assert_eq!(
             warp_shm_default_max_bytes(1 << 20, 512, 4096),
             (16 << 20) as f64
         );
-        // Over the limit: still computed, exactly (about 2^45 at most).
+        // The largest sizes make the largest file, computed exactly.
         let max = warp_shm_file_size(1 << 24, 1 << 20, 64 << 20, 64 << 30);
-        assert!(max > warp_shm_max_file_size());
+        assert_eq!(max, warp_shm_max_file_size());
         assert_eq!(max as u64 as f64, max);
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -141,10 +141,21 @@ pub const MAX_KEY_SIZE: u32 = 1 << 20;
 pub const MAX_VALUE_SIZE: u32 = 64 << 20;
 /// Smallest `max_bytes`: one chunk.
 pub const MIN_MAX_BYTES: u64 = CHUNK_SIZE as u64;
-/// Largest `max_bytes`: 64 GiB (the file limit; at most 2^28 chunks, far below [`NIL`]).
+/// Largest `max_bytes`: 64 GiB (at most 2^28 chunks, far below [`NIL`]).
 pub const MAX_MAX_BYTES: u64 = 64 << 30;
-/// Largest file: 64 GiB (a full `/dev/shm` is reported by `posix_fallocate` anyway).
-pub const MAX_FILE_SIZE: u64 = 64 << 30;
+/// Largest file: the one of the largest sizes ([`MAX_CAPACITY`], [`MAX_KEY_SIZE`],
+/// [`MAX_VALUE_SIZE`], [`MAX_MAX_BYTES`]), 70,132,027,200 bytes (about 65.3 GiB), so that
+/// every size within its own limit is accepted: `max_bytes` up to 64 GiB holds that many
+/// bytes of entries whatever the other sizes (before, the file was capped at 64 GiB, which
+/// refused a 64 GiB budget with any sizes). A full `/dev/shm` is reported by
+/// `posix_fallocate` at open.
+pub const MAX_FILE_SIZE: u64 = HEADER_SIZE as u64
+    + (MAX_CAPACITY as u64 * 2).next_power_of_two() * BUCKET_SIZE as u64
+    + (MAX_CAPACITY as u64 + 1) * SLOT_HEADER_SIZE as u64
+    + (MAX_MAX_BYTES / CHUNK_SIZE as u64
+        + (MAX_KEY_SIZE as u64 + MAX_VALUE_SIZE as u64).div_ceil(CHUNK_PAYLOAD as u64))
+        * CHUNK_SIZE as u64
+    + FLIGHTS_SIZE as u64;
 
 /// Mode of created cache files.
 pub const FILE_MODE: u32 = 0o600;
@@ -622,8 +633,11 @@ mod tests {
         assert!(Params::new(MAX_CAPACITY + 1, 1, 1).is_err());
         assert!(Params::new(1, 0, 1).is_err());
         assert!(Params::new(1, 1, MAX_VALUE_SIZE + 1).is_err());
-        assert!(
-            Params::with_bytes(MAX_CAPACITY, MAX_KEY_SIZE, MAX_VALUE_SIZE, MAX_MAX_BYTES).is_err()
-        );
+        // Every size at its own limit fits: the largest file is MAX_FILE_SIZE.
+        let largest =
+            Params::with_bytes(MAX_CAPACITY, MAX_KEY_SIZE, MAX_VALUE_SIZE, MAX_MAX_BYTES).unwrap();
+        assert_eq!(largest.file_size, MAX_FILE_SIZE);
+        assert_eq!(MAX_FILE_SIZE, 70_132_027_200);
+        assert!(Params::with_bytes(128, 512, 4096, MAX_MAX_BYTES).is_ok());
     }
 }

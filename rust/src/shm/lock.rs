@@ -86,7 +86,7 @@ const LIVENESS_PERIOD: Duration = Duration::from_millis(1);
 const SPINS: u32 = 128;
 
 /// Byte offset of the first liveness byte: far past the end of any cache file (at most
-/// 64 GiB), and above the "file in use" byte at `1 << 39`.
+/// `MAX_FILE_SIZE`, under `1 << 37`), and above the "file in use" byte at `1 << 39`.
 pub const LIVENESS_BASE: i64 = 1 << 40;
 
 /// Number of liveness ids: handles open on one file at once, in all processes.

@@ -66,7 +66,7 @@ use std::mem::offset_of;
 const OPEN_ATTEMPTS: u32 = 32;
 
 /// The byte of a cache file on which every handle holds a read lock (see the module
-/// docs). Past the end of any file (whose size is at most 64 GiB = `1 << 36`), below the
+/// docs). Past the end of any file (whose size is at most `MAX_FILE_SIZE`, under `1 << 37`), below the
 /// offsets of the write lock's liveness (`1 << 40` and up).
 pub const IN_USE_BYTE: i64 = 1 << 39;
 

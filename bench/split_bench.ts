@@ -1,0 +1,168 @@
+/**
+ * The call path before and after a change, side by side in one run: `cache()` of this
+ * checkout against `cache()` of an earlier tree (`WARP_BEFORE_MOD`: the path of its
+ * `mod.ts`, exported and built by `scripts/bench_split.ts`), on every hit and miss row of
+ * a plain cache and of caches with each feature on. Each iteration performs `BATCH` (1,000)
+ * calls.
+ *
+ * Run: `deno task bench:split` (which exports the earlier tree first).
+ *
+ * @module
+ */
+
+import { cache as afterCache } from "../mod.ts";
+import { BATCH, MASK, STREAMS } from "./_workload.ts";
+
+type CacheFn = typeof afterCache;
+
+const beforeMod = Deno.env.get("WARP_BEFORE_MOD");
+if (beforeMod === undefined) {
+  throw new Error("Cannot run bench/split_bench.ts: set WARP_BEFORE_MOD (deno task bench:split)");
+}
+const beforeCache = (await import(beforeMod)).cache as CacheFn;
+const sharedDir = await Deno.makeTempDir({ dir: "/dev/shm", prefix: "warp_split_" });
+globalThis.addEventListener("unload", () => Deno.removeSync(sharedDir, { recursive: true }));
+
+/** Keeps results alive so that the work is not optimised away. */
+export let sink = 0;
+
+const f2 = (a: number, b: number): number => a * 1000 + b;
+const af2 = async (a: number, b: number): Promise<number> => await a * 1000 + b;
+
+const sides: [string, CacheFn][] = [["before", beforeCache], ["after", afterCache]];
+
+function syncRow(
+  group: string,
+  make: (c: CacheFn, side: string) => (a: number, b: number) => number,
+  a: number[],
+  b: number[],
+): void {
+  for (const [side, c] of sides) {
+    const f = make(c, side);
+    for (let j = 0; j <= MASK; j++) f(a[j]!, b[j]!);
+    let i = 0;
+    Deno.bench({
+      group,
+      name: side,
+      baseline: side === "before",
+      fn(): void {
+        let acc = 0;
+        for (let n = 0; n < BATCH; n++) {
+          acc += f(a[i]!, b[i]!);
+          i = (i + 1) & MASK;
+        }
+        sink += acc;
+      },
+    });
+  }
+}
+
+async function asyncRow(
+  group: string,
+  make: (c: CacheFn, side: string) => (a: number, b: number) => Promise<number>,
+  a: number[],
+  b: number[],
+): Promise<void> {
+  for (const [side, c] of sides) {
+    const f = make(c, side);
+    for (let j = 0; j <= MASK; j++) await f(a[j]!, b[j]!);
+    let i = 0;
+    Deno.bench({
+      group,
+      name: side,
+      baseline: side === "before",
+      async fn(): Promise<void> {
+        let acc = 0;
+        for (let n = 0; n < BATCH; n++) {
+          acc += await f(a[i]!, b[i]!);
+          i = (i + 1) & MASK;
+        }
+        sink += acc;
+      },
+    });
+  }
+}
+
+for (const spec of STREAMS) {
+  const a: number[] = [];
+  const b: number[] = [];
+  for (const id of spec.ids) {
+    a.push(id % 1000);
+    b.push(Math.floor(id / 1000));
+  }
+  const max = spec.maxSize;
+  const tag = `[${spec.label}]`;
+  syncRow(`hit 2 int args ${tag}`, (c) => c({ maxSize: max })(f2), a, b);
+  syncRow(`hit 2 int args, TTL on ${tag}`, (c) => c({ maxSize: max, ttl: 60_000 })(f2), a, b);
+  syncRow(
+    `hit 2 int args, stale window on ${tag}`,
+    (c) => c({ maxSize: max, ttl: 60_000, staleWhileRevalidate: 60_000 })(f2),
+    a,
+    b,
+  );
+  await asyncRow(`async hit 2 int args ${tag}`, (c) => c({ maxSize: max })(af2), a, b);
+  await asyncRow(
+    `async hit 2 int args, timeout on ${tag}`,
+    (c) => c({ maxSize: max, timeout: 60_000 })(af2),
+    a,
+    b,
+  );
+  syncRow(
+    `shared hit 2 int args ${tag}`,
+    (c, side) =>
+      c({ backend: "shared", maxSize: max, dir: sharedDir, name: `split-${side}-${spec.label}` })(
+        f2,
+      ),
+    a,
+    b,
+  );
+}
+
+// Misses: every call a new key, caches full (each insert evicts).
+const max = 10_000;
+const range = (n: number, k: number): number[] => Array.from({ length: n }, (_, i) => i * k);
+const ma = range(MASK + 1, 1);
+const mb = range(MASK + 1, 0);
+let round = 0;
+for (const [side, c] of sides) {
+  const f = c({ maxSize: max })(f2);
+  Deno.bench({
+    group: "miss + insert 2 int args",
+    name: side,
+    baseline: side === "before",
+    fn(): void {
+      let acc = 0;
+      const r = ++round;
+      for (let n = 0; n < BATCH; n++) acc += f(ma[n]!, r);
+      sink += acc;
+    },
+  });
+}
+for (const [side, c] of sides) {
+  const f = c({ maxSize: max })(af2);
+  Deno.bench({
+    group: "async miss + insert 2 int args",
+    name: side,
+    baseline: side === "before",
+    async fn(): Promise<void> {
+      let acc = 0;
+      const r = ++round;
+      for (let n = 0; n < BATCH; n++) acc += await f(mb[n]! + n, r);
+      sink += acc;
+    },
+  });
+}
+for (const [side, c] of sides) {
+  const f = c({ backend: "shared", maxSize: max, dir: sharedDir, name: `split-miss-${side}` })(f2);
+  Deno.bench({
+    group: "shared miss + insert 2 int args",
+    name: side,
+    baseline: side === "before",
+    fn(): void {
+      let acc = 0;
+      const r = ++round;
+      for (let n = 0; n < BATCH; n++) acc += f(ma[n]!, r);
+      sink += acc;
+    },
+  });
+}
