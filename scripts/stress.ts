@@ -1,12 +1,17 @@
 /**
- * `deno task stress [seconds]`: 2 processes x 2 Workers hammer one shared cache.
+ * `deno task stress [seconds]`: 2 processes x 2 Workers hammer one shared cache; then writer
+ * processes are killed mid-flight, round after round, for as long again.
  *
  * Phase 1 (default 60 s): mixed get / set / clear (about 70 / 29.9 / 0.1 %) over 2,000
  * keys with values of 0 to 3 KB on a cache of 1,000 entries and a byte budget of 1 MiB
  * (about 600 such entries: so SIEVE evicts all the time, for bytes and for entries);
  * every value read must carry its key's checksum. Phase 2 (10 s, no clear, after a clear
  * by this process): the cache's hit and miss counters must equal the totals that
- * the four Workers counted, exactly. Exits non-zero on any wrong value or count.
+ * the four Workers counted, exactly. Phase 3 (as long as phase 1): the killed-flight fault
+ * run of `tests/fault_flight_test.ts` (`tests/fixtures/flight_fault_run.ts`): 3 writers of
+ * two shared cached functions SIGKILLed at random moments, then a fresh process that must
+ * read every key within 30 s and leave no flight record in use. Exits non-zero on any wrong
+ * value or count, or a fresh process that hangs.
  *
  * @module
  */
@@ -18,6 +23,7 @@ import {
   storeGet,
   storeSet,
 } from "../tests/fixtures/fault_common.ts";
+import { runFlightFaults } from "../tests/fixtures/flight_fault_run.ts";
 
 const MAX_SIZE = 1000;
 const KEYS = 2000;
@@ -158,6 +164,22 @@ if (typeof (globalThis as { WorkerGlobalScope?: unknown }).WorkerGlobalScope !==
     if (info.hits !== p2.hits || info.misses !== p2.misses || p2.bad.length) failed = true;
     if (info.currentSize > MAX_SIZE || info.bytes! > MAX_BYTES) failed = true;
     store.close();
+    console.log(`phase 3: writers killed mid-flight, then fresh readers, for ${seconds} s`);
+    const p3 = await runFlightFaults({
+      seconds,
+      minRounds: 4,
+      writers: 3,
+      keys: 3000,
+      spinMs: 4,
+      readerBoundMs: 30_000,
+      log: console.log,
+    });
+    console.log(
+      `  ${p3.rounds} rounds, ${p3.kills} kills (${p3.orphans} flights left behind), ${p3.readers} fresh readers of 2 x 3000 keys; slowest reader ${
+        p3.worstReaderMs.toFixed(0)
+      } ms${p3.failure ? `; FAILED: ${p3.failure}` : ""}`,
+    );
+    if (p3.failure) failed = true;
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -156,8 +156,8 @@ Deno.test("cli ls lists the caches that live processes use, with exact counts, c
         text.stdout,
         [
           "NAME   ENTRIES  CAPACITY              BYTES  HITS  MISSES   HIT%  OVERSIZE  STALE       FILE",
-          "alpha        3        50  768 B / 237.5 KiB     2       3  40.0%         0      0  258.9 KiB",
-          "beta         1        20     256 B / 95 KiB     3       1  75.0%         0      0  114.1 KiB",
+          "alpha        3        50  768 B / 237.5 KiB     2       3  40.0%         0      0  262.9 KiB",
+          "beta         1        20     256 B / 95 KiB     3       1  75.0%         0      0  118.1 KiB",
           "",
         ].join("\n"),
       );
@@ -165,7 +165,7 @@ Deno.test("cli ls lists the caches that live processes use, with exact counts, c
       assert.equal(info.code, 0, info.stderr);
       assert.match(info.stdout, /^entries +3$/m);
       assert.match(info.stdout, /^maxKeySize +512 bytes$/m);
-      assert.match(info.stdout, /^format version +6$/m);
+      assert.match(info.stdout, /^format version +7$/m);
       assert.match(info.stdout, /^evictions +0$/m);
       assert.match(info.stdout, /^in use +yes$/m);
       const infoJson = JSON.parse((await cli("info", "beta", "--dir", dir, "--json")).stdout);
@@ -477,7 +477,7 @@ Deno.test("inspectCacheFile() reads what cacheInfo() reports, at the SHM_INSPECT
       assert.equal(raw[SHM_INSPECT.maxBytes], 2304);
       assert.equal(raw[SHM_INSPECT.staleHits], 1);
       assert.equal(raw[SHM_INSPECT.refreshes], 2);
-      assert.equal(raw[SHM_INSPECT.formatVersion], 6);
+      assert.equal(raw[SHM_INSPECT.formatVersion], 7);
       assert.equal(raw[SHM_INSPECT.fileSize], Deno.statSync(path).size);
       assert.equal(raw[SHM_INSPECT.inUse], 1);
       assert.equal(raw[SHM_INSPECT.consistent], 1);

@@ -16,7 +16,7 @@ import {
 
 const MAX_SIZE = 64;
 const MAX_VALUE = 512;
-// Layout (rust/src/shm/layout.rs, format 6): 512-byte header, then 2 * 64 rounded up = 128
+// Layout (rust/src/shm/layout.rs, format 7): 512-byte header, then 2 * 64 rounded up = 128
 // buckets of 8 bytes, then 65 slots of 64 bytes, then the chunks of 256 bytes (an 8-byte
 // header: next chunk, owner slot; then 248 bytes of data): the default budget is 64 entries of
 // the largest size, ceil((64 + 512) / 248) = 3 chunks, plus 3 spare chunks.
@@ -25,8 +25,8 @@ const TABLE = 128 * 8;
 const SLOTS = (MAX_SIZE + 1) * 64;
 const CHUNKS_AT = HEADER + TABLE + SLOTS;
 const CHUNK_COUNT = MAX_SIZE * 3 + 3;
-// The flight table ends the file: 512 records of 24 bytes.
-const FILE_SIZE = CHUNKS_AT + CHUNK_COUNT * 256 + 512 * 24;
+// The flight table ends the file: 512 records of 32 bytes.
+const FILE_SIZE = CHUNKS_AT + CHUNK_COUNT * 256 + 512 * 32;
 
 let seed = 12345;
 function rand(n: number): number {
@@ -157,7 +157,7 @@ Deno.test("shared store: random bytes over header, table, slots, chunks and flig
     ["chunks", CHUNKS_AT, CHUNK_COUNT * 256],
     ["chunk links", CHUNKS_AT, CHUNK_COUNT * 256],
     ["slot chunk fields", HEADER + TABLE, SLOTS],
-    ["flights", CHUNKS_AT + CHUNK_COUNT * 256, 512 * 24],
+    ["flights", CHUNKS_AT + CHUNK_COUNT * 256, 512 * 32],
     ["anywhere", 0, FILE_SIZE],
   ];
   for (const [label, start, len] of regions) {

@@ -1,8 +1,11 @@
 // Killed writers (issue #6): writer processes are SIGKILLed at random instants, about half
 // of the kills aimed at moments when the victim holds the cross-process write lock. After
-// each kill, this process and the surviving writers must read and write within 1 s, every
-// value read must belong to its key (checksum of the key inside the value), and every
-// acknowledged set must still be readable (the cache is sized so that nothing is evicted).
+// each kill, this process and the surviving writers must read and write again (a dead lock
+// holder is taken over within about a millisecond; the bound, RECOVERY_MS, is generous
+// because on a busy 2-core machine a process may wait seconds for a core: a writer blocked
+// by a dead holder would stay blocked for good), every value read must belong to its key
+// (checksum of the key inside the value), and every acknowledged set must still be
+// readable (the cache is sized so that nothing is evicted). The worst recovery is printed.
 import assert from "node:assert/strict";
 import {
   checkBytes,
@@ -21,6 +24,10 @@ const KILLS = Number(Deno.env.get("WARP_FAULT_KILLS") ?? 200);
 const WRITERS = 3;
 const KEYS_PER_WRITER = 300;
 const MAX_VALUE_SIZE = 16 * 1024;
+/** How long this process and each surviving writer may take to write again after a kill. */
+const RECOVERY_MS = 15_000;
+/** How long a (re)started writer may take to acknowledge its first set. */
+const START_MS = 60_000;
 const writerScript = new URL("./fixtures/fault_writer.ts", import.meta.url).pathname;
 
 interface Writer {
@@ -106,17 +113,18 @@ Deno.test("shared store survives writers SIGKILLed at random instants and mid-wr
   let midWriteKills = 0;
   let aimed = 0;
   let maxRecoveryMs = 0;
+  let maxSurvivorMs = 0;
   let checkedReads = 0;
   try {
     for (let s = 0; s < WRITERS; s++) writers[s] = spawn(s);
-    for (const w of writers) assert.ok(await waitAcks(w!, 1, 10_000), "a writer never started");
+    for (const w of writers) assert.ok(await waitAcks(w!, 1, START_MS), "a writer never started");
     const started = performance.now();
     while (kills < KILLS) {
       // A random writer among those already writing (a fresh one needs ~100 ms to start).
       const ready = writers.filter((w) => w!.acks > 0);
       const victim = ready.length ? ready[rand(ready.length)]! : writers[rand(WRITERS)]!;
       const slot = victim.slot;
-      if (!(await waitAcks(victim, 1, 10_000))) assert.fail(`writer ${slot} stopped writing`);
+      if (!(await waitAcks(victim, 1, START_MS))) assert.fail(`writer ${slot} stopped writing`);
       // The lock word names its owner by liveness id (the victim's one handle, open since
       // its first acknowledgement).
       const ids = livenessIds(victim.child.pid, ino);
@@ -146,7 +154,7 @@ Deno.test("shared store survives writers SIGKILLed at random instants and mid-wr
       }
       writers[slot] = spawn(slot);
 
-      // Recovery: this process reads and writes within 1 s, then the survivors write.
+      // Recovery: this process reads and writes, then the survivors write.
       const t = performance.now();
       const probe = "probe";
       // (A set that gives up on a live holder, see fault_writer.ts, is tried again.)
@@ -154,10 +162,13 @@ Deno.test("shared store survives writers SIGKILLed at random instants and mid-wr
       assert.equal(checkValue(probe, storeGet(store, probe)), "");
       const ms = performance.now() - t;
       maxRecoveryMs = Math.max(maxRecoveryMs, ms);
-      assert.ok(ms < 1000, `recovery took ${ms} ms after kill ${kills}`);
+      assert.ok(ms < RECOVERY_MS, `recovery took ${ms} ms after kill ${kills}`);
       for (const w of writers) {
         if (w && w !== writers[slot]) {
-          assert.ok(await waitAcks(w, 1, 1000), `writer ${w.slot} blocked after kill ${kills}`);
+          const t0 = performance.now();
+          const wrote = await waitAcks(w, 1, RECOVERY_MS);
+          assert.ok(wrote, `writer ${w.slot} blocked after kill ${kills}`);
+          maxSurvivorMs = Math.max(maxSurvivorMs, performance.now() - t0);
         }
       }
 
@@ -178,7 +189,9 @@ Deno.test("shared store survives writers SIGKILLed at random instants and mid-wr
     console.log(
       `kills: ${kills} (${aimed} aimed at the lock) in ${seconds} s; died holding the lock: ${heldKills}, mid-write: ${midWriteKills}; worst recovery ${
         maxRecoveryMs.toFixed(1)
-      } ms; ${checkedReads} checked reads of ${acked.size} keys; size ${info.currentSize}/${info.maxSize}`,
+      } ms (a survivor's next set: ${
+        maxSurvivorMs.toFixed(1)
+      } ms); ${checkedReads} checked reads of ${acked.size} keys; size ${info.currentSize}/${info.maxSize}`,
     );
     assert.ok(kills >= KILLS);
     assert.ok(heldKills >= KILLS / 10, `only ${heldKills} kills landed while the lock was held`);

@@ -1,7 +1,10 @@
 // Single-flight across processes (shared backend): 8 real `deno` processes ask for one
 // slow key at once and one computes it; the waiters spend almost no CPU; when the computing
-// process is killed with SIGKILL, another takes the key over.
+// process is killed with SIGKILL, another takes the key over. And the call-path cases of the
+// issue "No hang, no stall, no leak across processes": two caches of one name in one
+// process, `cacheSet` during another process's computation, a dispose during a wait.
 import assert from "node:assert/strict";
+import { cache } from "../mod.ts";
 
 const fixture = new URL("./fixtures/flight_cache_child.ts", import.meta.url).pathname;
 const root = new URL("../", import.meta.url).pathname;
@@ -160,5 +163,90 @@ Deno.test("flights (async): a waiter in another process is bounded by timeout", 
     assert.equal(starts(markers).length, 1, "and did not compute");
     const done = await report(owner);
     assert.match(done.value, /^the-key@/);
+  });
+});
+
+async function waitForStart(markers: string): Promise<void> {
+  for (let i = 0; i < 1000 && starts(markers).length === 0; i++) {
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  assert.equal(starts(markers).length, 1, "the other process computes");
+}
+
+// Issue 4: a sync call waiting on an async flight of its own process deadlocked (the async
+// cache owned the flight; the sync one blocked the main thread in waitSync, so the owner
+// could never finish). Run in a child with a bound: on format 6 it never returns.
+Deno.test("flights: two caches of one name in one process: a sync call never blocks on the async one's flight", async () => {
+  await withDirs(async (dir) => {
+    const child = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        "--quiet",
+        new URL("./fixtures/flight_twin_child.ts", import.meta.url).pathname,
+        dir,
+      ],
+      cwd: root,
+      env: { WARP_CACHE_ENGINE: "native", NO_COLOR: "1" },
+      stdout: "piped",
+      stderr: "inherit",
+    }).spawn();
+    const out = new Response(child.stdout).text();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const bound = new Promise<"hung">((r) => timer = setTimeout(() => r("hung"), 30_000));
+    const ended = await Promise.race([child.status, bound]);
+    clearTimeout(timer);
+    if (ended === "hung") child.kill("SIGKILL");
+    await child.status;
+    assert.notEqual(ended, "hung", "the process hung (a sync call blocked on its own process)");
+    const r = JSON.parse((await out).trim());
+    console.log(`  the sync call returned in ${r.ms.toFixed(1)} ms`);
+    assert.equal(r.async, "async:a");
+    assert.equal(r.sync, "sync:a", "the sync cache computed the key itself");
+    assert.ok(r.ms < 250, `the sync call did not wait for the async one (${r.ms} ms)`);
+  });
+});
+
+// Issue 6: `cacheSet` in one process was overwritten by a computation already running in
+// another (cacheDelete and cacheClear ended the other's flight; cacheSet did not).
+Deno.test("flights: cacheSet during another process's computation is not overwritten by it", async () => {
+  await withDirs(async (dir, markers) => {
+    const other = await spawn([dir, "set", markers, "1500", "1500", "async"]);
+    await other.stdin.write(go);
+    await waitForStart(markers);
+    const mine = cache({ backend: "shared", dir, name: "set", maxSize: 64 })(
+      async (key: string): Promise<string> => await Promise.resolve(`computed ${key}`),
+    );
+    try {
+      mine.cacheSet("set by hand", "the-key");
+      const r = await report(other);
+      assert.match(r.value, /^the-key@/, "the other call still gets its result");
+      assert.equal(mine.cacheGet("the-key"), "set by hand", "and did not store it");
+    } finally {
+      mine[Symbol.dispose]();
+    }
+  });
+});
+
+// Issue 7: disposing a cache during a cross-process wait rejected with "TimeoutError ...
+// timeout of undefined ms".
+Deno.test("flights: disposing a cache during a cross-process wait rejects with the disposed error", async () => {
+  await withDirs(async (dir, markers) => {
+    const other = await spawn([dir, "dispose", markers, "2000", "2000", "async"]);
+    await other.stdin.write(go);
+    await waitForStart(markers);
+    const mine = cache({ backend: "shared", dir, name: "dispose", maxSize: 64 })(
+      async (key: string): Promise<string> => await Promise.resolve(`computed ${key}`),
+    );
+    const call = mine("the-key"); // waits for the other process
+    await new Promise((r) => setTimeout(r, 50));
+    mine[Symbol.dispose]();
+    await assert.rejects(call, (e: unknown) => {
+      assert.ok(e instanceof Error && !(e instanceof DOMException), String(e));
+      assert.equal(e.message, "Cannot use a cache after it was disposed");
+      return true;
+    });
+    assert.equal(starts(markers).length, 1, "and did not compute");
+    await report(other);
   });
 });

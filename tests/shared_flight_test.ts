@@ -1,11 +1,16 @@
-// The shared store's format 6 features through SharedStore (src/store/shared_store.ts): an
-// entry's own TTL, the stale window, the stale-hit and refresh counters across handles,
-// and cross-process single-flight (Flights) within a process and across real `deno`
-// processes (tests/fixtures/flight_child.ts): one owner of 8, waiters that sleep, and a
-// SIGKILLed owner taken over.
+// The shared store's format 6 and 7 features through SharedStore (src/store/shared_store.ts):
+// an entry's own TTL, the stale window, the stale-hit and refresh counters across handles,
+// and cross-process single-flight (SharedFlights, src/store/shared_flights.ts) within a
+// process and across real `deno` processes (tests/fixtures/flight_child.ts): one owner of 8,
+// waiters that sleep, a SIGKILLed owner taken over, and the issue "No hang, no stall, no
+// leak across processes" (a reused liveness id, hundreds of waits on one thread, a stopped
+// owner, flights of this process, async marks, ends by hand, a close during a wait, every
+// waiter woken at once).
 import assert from "node:assert/strict";
+import process from "node:process";
 import { loadNative } from "../src/native/ffi.ts";
-import { FLIGHT, SharedStore } from "../src/store/shared_store.ts";
+import { SharedStore } from "../src/store/shared_store.ts";
+import { FLIGHT, pendingFlightWaits } from "../src/store/shared_flights.ts";
 import { type KeyBytes, MISS } from "../src/store/store.ts";
 
 const root = new URL("../", import.meta.url).pathname;
@@ -152,83 +157,7 @@ Deno.test("SharedStore: staleHits and refreshes are exact totals over handles, r
   });
 });
 
-Deno.test("SharedStore.flights: claim, wait, owns and release between two handles", async () => {
-  await withDir(async (dir) => {
-    const a = open(dir);
-    const b = open(dir);
-    const k = keyOf("k");
-    try {
-      assert.equal(a.flights.claim(k), "owner");
-      assert.equal(b.flights.claim(k), "wait");
-      assert.ok(a.flights.owns(k) && !b.flights.owns(k));
-      assert.equal(b.flights.waitSync(k, 0), "timeout");
-      assert.equal(await b.flights.wait(k, 10), "timeout");
-      assert.equal(b.flights.waitSync(keyOf("none"), Infinity), "done", "no flight");
-      const waiting = b.flights.wait(k, Infinity);
-      await new Promise((r) => setTimeout(r, 20));
-      put(a, "k", 42, NaN);
-      a.flights.release(k);
-      a.flights.release(k); // idempotent
-      assert.equal(await waiting, "done");
-      assert.equal(get(b, "k", NaN), 42);
-      assert.ok(!a.flights.owns(k));
-      // delete and clear in any handle end the flights they concern.
-      assert.equal(a.flights.claim(k), "owner");
-      assert.equal(a.flights.claim(keyOf("j")), "owner");
-      const waitK = b.flights.wait(k, Infinity);
-      b.delete(k.buf, k.len);
-      assert.equal(await waitK, "done");
-      assert.ok(!a.flights.owns(k) && a.flights.owns(keyOf("j")));
-      b.clear();
-      assert.ok(!a.flights.owns(keyOf("j")));
-      // A closed handle's flights end; its wait ends too.
-      assert.equal(a.flights.claim(k), "owner");
-      const waitClosed = b.flights.wait(k, Infinity);
-      a.close();
-      assert.equal(await waitClosed, "done", "closing released the flight");
-      assert.equal(a.flights.claim(k), "none", "a closed handle claims nothing");
-      assert.equal(a.flights.owns(k), false);
-      assert.throws(
-        () => b.flights.waitSync(k, -1),
-        (e: unknown) =>
-          e instanceof RangeError &&
-          e.message.includes("ms must be a non-negative number of ms or Infinity: received -1"),
-      );
-    } finally {
-      a.close();
-      b.close();
-    }
-  });
-});
-
-Deno.test("warp_shm_flight_* codes are FLIGHT's", async () => {
-  const lib = loadNative()!;
-  await withDir((dir) => {
-    const path = encoder.encode(`${dir}/raw.warp`);
-    const a = lib.warp_shm_open!(path, path.length, 4, 16, 16, 0n, 0, 0)!;
-    const b = lib.warp_shm_open!(path, path.length, 4, 16, 16, 0n, 0, 0)!;
-    const k = encoder.encode("k");
-    try {
-      assert.equal(lib.warp_shm_flight_claim!(a, k, 1), FLIGHT.owner);
-      assert.equal(lib.warp_shm_flight_claim!(b, k, 1), FLIGHT.wait);
-      const w = lib.warp_shm_flight_waiter!(b, k, 1)!;
-      assert.equal(lib.warp_shm_flight_wait_sync!(w, 0), FLIGHT.timeout);
-      assert.equal(lib.warp_shm_flight_release!(a, k, 1), 0);
-      const w2 = lib.warp_shm_flight_waiter!(b, k, 1)!;
-      assert.equal(lib.warp_shm_flight_wait_sync!(w2, 0), FLIGHT.done);
-      // 16 keys of one home fill its probe window: the next gets FLIGHT.none.
-      let codes = new Set<number>();
-      for (let i = 0; i < 600 && !codes.has(FLIGHT.none); i++) {
-        const key = encoder.encode(`n${i}`);
-        codes = codes.add(lib.warp_shm_flight_claim!(a, key, key.length));
-      }
-      assert.ok(codes.has(FLIGHT.none), "a full window gives none");
-    } finally {
-      lib.warp_shm_close!(a);
-      lib.warp_shm_close!(b);
-    }
-  });
-});
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** A child process of tests/fixtures/flight_child.ts, read line by line. */
 class Child {
@@ -271,8 +200,8 @@ class Child {
     await this.#stdin.write(encoder.encode(`${line}\n`));
   }
 
-  kill(): void {
-    this.#proc.kill("SIGKILL");
+  signal(sig: Deno.Signal): void {
+    this.#proc.kill(sig);
   }
 
   async end(): Promise<Deno.CommandStatus> {
@@ -299,6 +228,145 @@ class LineStream extends TransformStream<string, string> {
     });
   }
 }
+
+/** The store the children use (tests/fixtures/flight_child.ts). */
+function openShared(dir: string): SharedStore {
+  return new SharedStore({ dir, file: "flight.warp" }, 16, 64, 256, undefined, "f");
+}
+
+/** Threads of this process (Linux). */
+function threads(): number {
+  return Number(/^Threads:\s+(\d+)/m.exec(Deno.readTextFileSync("/proc/self/status"))![1]);
+}
+
+/** CPU time of this process (every thread), ms. */
+function cpuMs(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+}
+
+Deno.test("SharedFlights: two handles of one process see each other's flights as local and never block on them", async () => {
+  await withDir(async (dir) => {
+    const a = open(dir);
+    const b = open(dir);
+    const k = keyOf("k");
+    try {
+      assert.equal(a.flights.claim(k, true), "owner");
+      assert.equal(a.flights.claim(k, false), "local", "its own flight");
+      assert.equal(b.flights.claim(k, false), "local", "another handle of this process");
+      assert.ok(a.flights.owns(k) && !b.flights.owns(k));
+      // A synchronous wait returns at once (its owner may need this very thread).
+      assert.equal(b.flights.waitSync(k, Infinity, false), "done");
+      assert.equal(b.flights.waitSync(k, Infinity, true), "async");
+      // An asynchronous one waits for it.
+      const waiting = b.flights.wait(k, Infinity);
+      await sleep(30);
+      assert.equal(pendingFlightWaits(), 1);
+      put(a, "k", 42, NaN);
+      a.flights.release(k);
+      a.flights.release(k); // idempotent
+      assert.equal(await waiting, "done");
+      assert.equal(pendingFlightWaits(), 0);
+      assert.equal(get(b, "k", NaN), 42);
+      const none = keyOf("none");
+      assert.equal(b.flights.waitSync(none, Infinity, false), "done", "no flight");
+      assert.equal(await b.flights.wait(none, Infinity), "done");
+      // delete, set by hand (end) and clear in any handle end the flights they concern.
+      for (const end of [() => b.delete(k.buf, k.len), () => b.flights.end(k), () => b.clear()]) {
+        assert.equal(a.flights.claim(k, false), "owner");
+        const w = b.flights.wait(k, Infinity);
+        end();
+        assert.equal(await w, "done");
+        assert.ok(!a.flights.owns(k));
+      }
+      for (const bad of [-1, NaN]) {
+        assert.throws(
+          () => b.flights.waitSync(k, bad, false),
+          (e: unknown) =>
+            e instanceof RangeError &&
+            e.message.includes(
+              `ms must be a non-negative number of ms or Infinity: received ${bad}`,
+            ),
+        );
+        await assert.rejects(b.flights.wait(k, bad), RangeError);
+      }
+      // A closed handle's flights end; it claims nothing and its waits end with "closed".
+      assert.equal(a.flights.claim(k, false), "owner");
+      const waitClosed = b.flights.wait(k, Infinity);
+      a.close();
+      assert.equal(await waitClosed, "done", "closing released the flight");
+      assert.equal(a.flights.claim(k, false), "none");
+      assert.equal(a.flights.owns(k), false);
+      assert.equal(a.flights.waitSync(k, Infinity, false), "closed");
+      assert.equal(await a.flights.wait(k, Infinity), "closed");
+      a.flights.release(k);
+      a.flights.end(k);
+      a.flights.markAsync(k);
+    } finally {
+      a.close();
+      b.close();
+    }
+  });
+});
+
+Deno.test("warp_shm_flight_* codes are FLIGHT's", async () => {
+  const lib = loadNative()!;
+  await withDir(async (dir) => {
+    const owner = new Child({ mode: "own", dir, key: "k", async: true });
+    assert.equal((await owner.next("claimed")).claim, "owner");
+    const path = encoder.encode(`${dir}/flight.warp`);
+    const a = lib.warp_shm_open!(path, path.length, 16, 64, 256, 0n, 0, 0)!;
+    const b = lib.warp_shm_open!(path, path.length, 16, 64, 256, 0n, 0, 0)!;
+    const [k, j, none] = ["k", "j", "none"].map((t) => encoder.encode(t)) as [
+      Uint8Array,
+      Uint8Array,
+      Uint8Array,
+    ];
+    const d = lib.warp_shm_flight_dispatcher!();
+    const next = async (): Promise<number[]> => {
+      const out = new Uint32Array(8);
+      const n = await lib.warp_shm_flight_next!(d, out, out.length);
+      return [...out.subarray(0, 2 * n)];
+    };
+    try {
+      assert.ok(d > 0);
+      assert.equal(lib.warp_shm_flight_claim!(b, k, 1, 0), FLIGHT.wait);
+      assert.equal(lib.warp_shm_flight_wait_sync!(b, k, 1, 0, 0), FLIGHT.timeout);
+      assert.equal(lib.warp_shm_flight_wait_sync!(b, k, 1, Infinity, 1), FLIGHT.async);
+      assert.equal(lib.warp_shm_flight_claim!(a, j, 1, 0), FLIGHT.owner);
+      assert.equal(lib.warp_shm_flight_claim!(b, j, 1, 0), FLIGHT.local);
+      assert.equal(lib.warp_shm_flight_wait_sync!(b, j, 1, Infinity, 0), FLIGHT.done);
+      assert.equal(lib.warp_shm_flight_register!(d, b, none, 4, Infinity), FLIGHT.done);
+      const id = lib.warp_shm_flight_register!(d, b, j, 1, Infinity) - FLIGHT.idBase;
+      assert.ok(id > 0);
+      const ended = next();
+      assert.equal(lib.warp_shm_flight_release!(a, j, 1), 0);
+      assert.deepEqual(await ended, [id, FLIGHT.done]);
+      assert.deepEqual(await next(), [], "no wait: at once");
+      // A wait of a handle that closes ends with `closed`.
+      const c = lib.warp_shm_open!(path, path.length, 16, 64, 256, 0n, 0, 0)!;
+      const idc = lib.warp_shm_flight_register!(d, c, k, 1, Infinity) - FLIGHT.idBase;
+      const closed = next();
+      lib.warp_shm_close!(c);
+      assert.deepEqual(await closed, [idc, FLIGHT.closed]);
+      // A killed owner's flight is taken over.
+      owner.signal("SIGKILL");
+      await owner.end();
+      assert.equal(lib.warp_shm_flight_register!(d, b, k, 1, Infinity), FLIGHT.owner);
+      assert.equal(lib.warp_shm_flight_owns!(b, k, 1), 1);
+      // 16 keys of one home fill its probe window: the next gets FLIGHT.none.
+      let codes = new Set<number>();
+      for (let i = 0; i < 600 && !codes.has(FLIGHT.none); i++) {
+        const key = encoder.encode(`n${i}`);
+        codes = codes.add(lib.warp_shm_flight_claim!(a, key, key.length, 0));
+      }
+      assert.ok(codes.has(FLIGHT.none), "a full window gives none");
+    } finally {
+      lib.warp_shm_close!(a);
+      lib.warp_shm_close!(b);
+    }
+  });
+});
 
 Deno.test("SharedStore.flights: of 8 processes claiming one key, one computes and 7 sleep until it is done", async () => {
   await withDir(async (dir) => {
@@ -336,13 +404,13 @@ Deno.test("SharedStore.flights: of 8 processes claiming one key, one computes an
 
 Deno.test("SharedStore.flights: a SIGKILLed owner's flight is taken over by a waiter", async () => {
   await withDir(async (dir) => {
-    const owner = new Child({ mode: "hang", dir, key: "k" });
+    const owner = new Child({ mode: "own", dir, key: "k" });
     assert.equal((await owner.next("claimed")).claim, "owner");
     const waiter = new Child({ mode: "wait", dir, key: "k" });
     assert.equal((await waiter.next("waiting")).claim, "wait");
-    await new Promise((r) => setTimeout(r, 300)); // asleep on the futex
+    await sleep(300); // asleep on the futex
     const killedAt = Date.now();
-    owner.kill();
+    owner.signal("SIGKILL");
     const done = await waiter.next("done");
     assert.equal((await owner.end()).signal, "SIGKILL");
     assert.equal((await waiter.end()).code, 0);
@@ -351,12 +419,234 @@ Deno.test("SharedStore.flights: a SIGKILLed owner's flight is taken over by a wa
     const took = done.at - killedAt;
     console.log(`takeover ${took} ms after the SIGKILL`);
     assert.ok(took < 3000, `takeover took ${took} ms`);
-    const s = new SharedStore({ dir, file: "flight.warp" }, 16, 64, 256, undefined, "f");
+    const s = openShared(dir);
     try {
       const k = encoder.encode("k");
       assert.equal(s.get(k, k.length, NaN), "recomputed", "the new owner's value");
     } finally {
       s.close();
     }
+  });
+});
+
+// Issue "No hang, no stall, no leak across processes", 1: a killed writer left a key that
+// hung every new process. The new process was given the dead one's liveness id (the first
+// free), judged the dead flight its own, and waited for itself. On format 6 the fresh
+// process claims "wait" (and its waits never end).
+Deno.test("SharedStore.flights: a fresh process given a killed owner's liveness id takes its flight, never waits for itself", async () => {
+  await withDir(async (dir) => {
+    for (let round = 0; round < 3; round++) {
+      const owner = new Child({ mode: "own", dir, keys: ["k", `r${round}`], key: "k" });
+      assert.deepEqual((await owner.next("claimed")).claims, ["owner", "owner"]);
+      owner.signal("SIGKILL");
+      await owner.end();
+      // Alone on the file, the fresh process takes liveness id 0: the dead owner's.
+      const fresh = new Child({ mode: "claim", dir, key: "k" });
+      assert.equal((await fresh.next("claimed")).claim, "owner", `round ${round}`);
+      assert.equal((await fresh.end()).code, 0);
+    }
+    // Nothing of the dead owners stays in the table (the fresh handles ended it at open).
+    const bytes = Deno.readFileSync(`${dir}/flight.warp`);
+    const view = new DataView(bytes.buffer);
+    const start = bytes.length - 512 * 32;
+    let inUse = 0;
+    for (let i = 0; i < 512; i++) if (view.getBigUint64(start + 32 * i, true) !== 0n) inUse++;
+    assert.equal(inUse, 0, "flight records left in use");
+  });
+});
+
+// Issue "No hang, no stall, no leak across processes", 2: each waiting call held a thread
+// of Deno's blocking pool (782 waiting calls held 782 threads, and a small
+// `Deno.readTextFile` took 7.7 s). On format 6 this process gains a thread per wait.
+Deno.test("SharedStore.flights: 800 waits on another process's flights hold one thread, and file reads stay fast", async () => {
+  await withDir(async (dir) => {
+    const keys = Array.from({ length: 100 }, (_, i) => `k${i}`);
+    const owner = new Child({ mode: "own", dir, keys, key: "k0" });
+    const claims: string[] = (await owner.next("claimed")).claims;
+    const owned = keys.filter((_, i) => claims[i] === "owner");
+    assert.ok(owned.length >= 90, `${owned.length} flights`);
+    const s = openShared(dir);
+    try {
+      const before = threads();
+      const waits = [];
+      for (let copy = 0; copy < 8; copy++) {
+        for (const key of owned) waits.push(s.flights.wait(keyOf(key), Infinity));
+      }
+      await sleep(200);
+      const during = threads();
+      const t0 = performance.now();
+      await Deno.readTextFile(new URL(import.meta.url));
+      const readMs = performance.now() - t0;
+      // CPU of this whole process while its waits sleep (the owner is alive: liveness
+      // checks only).
+      const cpu0 = cpuMs();
+      const w0 = performance.now();
+      await sleep(2000);
+      const cpuPerS = 1000 * (cpuMs() - cpu0) / (performance.now() - w0);
+      await owner.send("release");
+      await owner.next("released");
+      const ends = await Promise.all(waits);
+      console.log(
+        `${waits.length} waits: threads ${before} -> ${during}; a file read took ${
+          readMs.toFixed(1)
+        } ms; ${cpuPerS.toFixed(1)} ms CPU per s waited`,
+      );
+      assert.ok(ends.every((e) => e === "done"), JSON.stringify([...new Set(ends)]));
+      assert.equal(pendingFlightWaits(), 0);
+      assert.ok(during - before < 16, `threads ${before} -> ${during}`);
+      assert.ok(readMs < 2000, `a file read took ${readMs} ms`);
+      assert.ok(cpuPerS < 20, `${cpuPerS} ms CPU per s waited`);
+    } finally {
+      s.close();
+      await owner.send("exit");
+      await owner.end();
+    }
+  });
+});
+
+// Issue 3: an owner stopped (SIGSTOP) for 8 s stalled a waiter without `timeout` for 7.2 s
+// (the call path passed no bound). Both waits honour their bound while the owner is
+// stopped.
+Deno.test("SharedStore.flights: a stopped owner is waited for exactly as long as asked", async () => {
+  await withDir(async (dir) => {
+    const owner = new Child({ mode: "own", dir, key: "k" });
+    assert.equal((await owner.next("claimed")).claim, "owner");
+    const s = openShared(dir);
+    owner.signal("SIGSTOP");
+    try {
+      const k = keyOf("k");
+      for (const ms of [0, 50, 300]) {
+        let t0 = performance.now();
+        assert.equal(s.flights.waitSync(k, ms, false), "timeout");
+        const syncMs = performance.now() - t0;
+        t0 = performance.now();
+        assert.equal(await s.flights.wait(k, ms), "timeout");
+        const asyncMs = performance.now() - t0;
+        console.log(
+          `asked ${ms} ms: waitSync ${syncMs.toFixed(1)} ms, wait ${asyncMs.toFixed(1)} ms`,
+        );
+        for (const took of [syncMs, asyncMs]) {
+          assert.ok(took >= ms - 1 && took < ms + 5000, `asked ${ms} ms, waited ${took} ms`);
+        }
+      }
+    } finally {
+      owner.signal("SIGCONT");
+      s.close();
+      await owner.send("exit");
+      await owner.end();
+    }
+  });
+});
+
+// Issue 5: a function that returns a Promise without being `async` blocked the event loop in
+// `waitSync` on its first call. The owner's async mark (at claim, or later) ends a
+// synchronous wait that asked for it.
+Deno.test("SharedStore.flights: an owner's async mark ends a synchronous wait that asked for it", async () => {
+  await withDir(async (dir) => {
+    const asyncOwner = new Child({ mode: "own", dir, key: "a", async: true });
+    const laterOwner = new Child({ mode: "own", dir, key: "b", async: false });
+    assert.equal((await asyncOwner.next("claimed")).claim, "owner");
+    assert.equal((await laterOwner.next("claimed")).claim, "owner");
+    const s = openShared(dir);
+    try {
+      const [a, b] = [keyOf("a"), keyOf("b")];
+      assert.equal(s.flights.waitSync(a, Infinity, true), "async", "marked at claim");
+      assert.equal(s.flights.waitSync(a, 50, false), "timeout", "not asked: it waits");
+      assert.equal(s.flights.waitSync(b, 50, true), "timeout", "not async (yet)");
+      await laterOwner.send("mark");
+      const t0 = performance.now();
+      assert.equal(s.flights.waitSync(b, 60_000, true), "async", "marked later");
+      assert.ok(performance.now() - t0 < 30_000);
+      s.flights.markAsync(b); // not its owner: nothing
+      await laterOwner.send("owns");
+      assert.deepEqual((await laterOwner.next("marked")).event, "marked");
+      assert.deepEqual((await laterOwner.next("owns")).owns, [true]);
+    } finally {
+      s.close();
+      for (const c of [asyncOwner, laterOwner]) {
+        await c.send("exit");
+        await c.end();
+      }
+    }
+  });
+});
+
+// Issue 6: `cacheSet` in one process was overwritten by a computation already running in
+// another. `end(key)` ends every process's flight of the key: its owner no longer owns it
+// (and does not store).
+Deno.test("SharedStore.flights: end(key) ends another process's flight; its owner no longer owns it", async () => {
+  await withDir(async (dir) => {
+    const owner = new Child({ mode: "own", dir, key: "k" });
+    assert.equal((await owner.next("claimed")).claim, "owner");
+    const s = openShared(dir);
+    try {
+      const k = keyOf("k");
+      assert.equal(s.flights.claim(k, false), "wait");
+      const waiting = s.flights.wait(k, Infinity);
+      s.flights.end(k);
+      assert.equal(await waiting, "done");
+      await owner.send("owns");
+      assert.deepEqual((await owner.next("owns")).owns, [false]);
+      assert.equal(s.flights.claim(k, false), "owner", "free again");
+    } finally {
+      s.close();
+      await owner.send("exit");
+      await owner.end();
+    }
+  });
+});
+
+// Issue 7: disposing a cache during a cross-process wait rejected with "TimeoutError ...
+// timeout of undefined ms". A wait of a handle closed meanwhile ends with "closed".
+Deno.test("SharedStore.flights: closing the store during a cross-process wait ends it with closed", async () => {
+  await withDir(async (dir) => {
+    const owner = new Child({ mode: "own", dir, key: "k" });
+    assert.equal((await owner.next("claimed")).claim, "owner");
+    const s = openShared(dir);
+    const other = openShared(dir);
+    try {
+      const k = keyOf("k");
+      const mine = s.flights.wait(k, Infinity);
+      const theirs = other.flights.wait(k, 60_000);
+      await sleep(30);
+      s.close();
+      assert.equal(await mine, "closed");
+      assert.equal(pendingFlightWaits(), 1, "the other handle's wait goes on");
+      await owner.send("release");
+      assert.equal(await theirs, "done");
+    } finally {
+      s.close();
+      other.close();
+      await owner.send("exit");
+      await owner.end();
+    }
+  });
+});
+
+// Issue 8: results that were not stored were computed one process after another. Nothing
+// in the store serializes the waiters: when a flight ends without a value, all wake.
+Deno.test("SharedStore.flights: every waiter wakes when a flight ends without a value", async () => {
+  await withDir(async (dir) => {
+    const children = Array.from(
+      { length: 5 },
+      (_, i) =>
+        new Child({ mode: "race", dir, key: "x", computeMs: 800, store: false, sync: i % 2 === 0 }),
+    );
+    for (const c of children) await c.next("ready");
+    await Promise.all(children.map((c) => c.send("go")));
+    const reports = await Promise.all(children.map((c) => c.next("done")));
+    for (const c of children) assert.equal((await c.end()).code, 0);
+    const owner = reports.find((r) => r.claim === "owner")!;
+    const waiters = reports.filter((r) => r.claim === "wait");
+    assert.equal(waiters.length, 4, JSON.stringify(reports));
+    for (const w of waiters) {
+      assert.equal(w.end, "done");
+      assert.equal(w.value, null, "nothing was stored");
+    }
+    const spread = Math.max(...waiters.map((w) => w.at)) - Math.min(...waiters.map((w) => w.at));
+    console.log(`4 waiters woke within ${spread} ms of each other (owner done at +0)`);
+    // One after another would take a computation (800 ms) each.
+    assert.ok(spread < 800, `waiters woke over ${spread} ms`);
+    assert.ok(waiters.every((w) => w.at >= owner.at - 50));
   });
 });

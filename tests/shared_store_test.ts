@@ -78,7 +78,7 @@ function readmeFileSize(
   maxBytes ??= Math.max(256, Math.min(maxSize * largest * 256, 16 * 2 ** 20));
   const budget = Math.floor(maxBytes / 256);
   const chunks = budget + Math.min(largest, budget);
-  return 512 + 8 * tableSize + 64 * (maxSize + 1) + 256 * chunks + 12288;
+  return 512 + 8 * tableSize + 64 * (maxSize + 1) + 256 * chunks + 16384;
 }
 
 Deno.test("SharedStore reads every field of warp_shm_info at its index", async () => {
@@ -322,11 +322,11 @@ Deno.test("SharedStore: the README's file size formula is the size of the real f
   // Whitespace as one space: the formatter rewraps the paragraph.
   const readme = Deno.readTextFileSync(`${root}README.md`).replace(/\s+/g, " ");
   assert.ok(
-    readme.includes("512 + 8 × tableSize + 64 × (maxSize + 1) + 256 × chunks + 12288"),
+    readme.includes("512 + 8 × tableSize + 64 × (maxSize + 1) + 256 × chunks + 16384"),
     "README gives the formula",
   );
-  assert.ok(readme.includes("650,560 bytes with the defaults"));
-  assert.equal(readmeFileSize(128, 512, 4096), 650_560);
+  assert.ok(readme.includes("654,656 bytes with the defaults"));
+  assert.equal(readmeFileSize(128, 512, 4096), 654_656);
   await withDir((dir) => {
     const sizes: [number, number, number, number | undefined][] = [
       [1, 1, 1, undefined],

@@ -26,21 +26,11 @@ export interface FlightTable {
   end(key: KeyBytes): void;
 }
 
-/** The {@linkcode FlightTable} of `f`. */
+/** The {@linkcode FlightTable} of `f`: the shared store's {@linkcode Flights}
+ * (`src/store/shared_flights.ts`) has the whole interface, `"local"`, `"async"`, `"closed"`,
+ * `markAsync` and `end` included; `closed` is no longer needed (a wait of a closed handle
+ * ends with `"closed"` by itself). */
 export function flightTable(f: Flights, closed: () => boolean): FlightTable {
-  return {
-    claim: (key) => f.claim(key),
-    markAsync: () => {},
-    wait: async (key, ms) => {
-      const end = await f.wait(key, ms);
-      return end === "timeout" && closed() ? "closed" : end;
-    },
-    waitSync: (key, ms) => {
-      const end = f.waitSync(key, ms);
-      return end === "timeout" && closed() ? "closed" : end;
-    },
-    owns: (key) => f.owns(key),
-    release: (key) => f.release(key),
-    end: () => {},
-  };
+  void closed;
+  return f;
 }

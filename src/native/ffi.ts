@@ -29,7 +29,7 @@ import {
 export { envVar };
 
 /** ABI version that this table matches; see `ABI_VERSION` in `rust/src/ffi/mod.rs`. */
-export const ABI_VERSION = 5;
+export const ABI_VERSION = 6;
 
 /**
  * `warp_mem_get` reports "expired" as `EXPIRED_BASE - slot` (see `rust/src/ffi/mem.rs`).
@@ -153,9 +153,16 @@ export const symbols = {
   warp_shm_count_stale_hit: { parameters: ["pointer", "u8"], result: "i32", optional: true },
   // (h) -> status: counts a background refresh
   warp_shm_count_refresh: { parameters: ["pointer"], result: "i32", optional: true },
-  // Flights (cross-process single-flight; codes: FLIGHT in src/store/shared_store.ts).
-  // (h, key, key_len) -> owner | wait | none | status
+  // Flights (cross-process single-flight; codes: FLIGHT in src/store/shared_flights.ts).
+  // (h, key, key_len, async (1: the computation is known to be async))
+  //  -> owner | wait | local | none | status
   warp_shm_flight_claim: {
+    parameters: ["pointer", "buffer", "u32", "u8"],
+    result: "i32",
+    optional: true,
+  },
+  // (h, key, key_len) -> status: this handle's computation of key is async
+  warp_shm_flight_mark_async: {
     parameters: ["pointer", "buffer", "u32"],
     result: "i32",
     optional: true,
@@ -172,25 +179,35 @@ export const symbols = {
     result: "i32",
     optional: true,
   },
-  // (h, key, key_len) -> waiter | null: a wait that holds its own references to the mapping
-  warp_shm_flight_waiter: {
+  // (h, key, key_len) -> status: ends every process's flight of key
+  warp_shm_flight_end: {
     parameters: ["pointer", "buffer", "u32"],
-    result: "pointer",
+    result: "i32",
     optional: true,
   },
-  // (waiter, ms (Infinity: no bound)) -> done | owner | timeout | status; frees the waiter.
-  // Sleeps on a futex in another thread: the JS thread is not blocked.
-  warp_shm_flight_wait: {
-    parameters: ["pointer", "f64"],
+  // (h, key, key_len, ms (Infinity: no bound), until_async) -> done | owner | async |
+  // timeout | status. Blocks the calling thread, never on a flight of this process.
+  warp_shm_flight_wait_sync: {
+    parameters: ["pointer", "buffer", "u32", "f64", "u8"],
+    result: "i32",
+    optional: true,
+  },
+  // () -> id of the calling thread's dispatcher of asynchronous waits | status
+  warp_shm_flight_dispatcher: { parameters: [], result: "i32", optional: true },
+  // (dispatcher, h, key, key_len, ms (Infinity: no bound)) -> an end code (ended at once) |
+  // FLIGHT_ID_BASE + wait id | status
+  warp_shm_flight_register: {
+    parameters: ["u32", "pointer", "buffer", "u32", "f64"],
+    result: "i32",
+    optional: true,
+  },
+  // (dispatcher, out: u32 pairs (wait id, end code), cap (u32s)) -> pairs written | status.
+  // Sleeps (on another thread) until waits of the dispatcher end: one call at a time per
+  // JavaScript thread, for all its waits; 0 at once when it has none.
+  warp_shm_flight_next: {
+    parameters: ["u32", "buffer", "u32"],
     result: "i32",
     nonblocking: true,
-    optional: true,
-  },
-  // The same function, blocking the calling thread (waitSync).
-  warp_shm_flight_wait_sync: {
-    name: "warp_shm_flight_wait",
-    parameters: ["pointer", "f64"],
-    result: "i32",
     optional: true,
   },
   // (capacity, max_key_size, max_value_size, max_bytes (0: default)) -> bytes of the cache

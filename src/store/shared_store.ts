@@ -9,7 +9,7 @@
  * An entry may carry a TTL of its own, which every process honours; otherwise each process
  * judges it by its own `ttl` (and `stale` window). Counters (stale hits and refreshes
  * included) are totals over every process. {@linkcode SharedStore.flights} runs one
- * computation of a key at a time across processes (`rust/src/shm/flight.rs`).
+ * computation of a key at a time across processes (`shared_flights.ts`).
  *
  * @module
  */
@@ -27,10 +27,6 @@ import {
 import { CacheError, Status, unwrap } from "../native/errors.ts";
 import {
   type ByteStore,
-  type FlightClaim,
-  type FlightEnd,
-  type Flights,
-  type KeyBytes,
   MISS,
   promisedEntry,
   type Store,
@@ -48,6 +44,7 @@ import {
   readFileRef,
 } from "../codec/value_codec.ts";
 import { LargeValueFiles, MAX_LARGE_VALUE_BYTES } from "./_large_values.ts";
+import { SharedFlights } from "./shared_flights.ts";
 import { effectiveUid } from "../native/_uid.ts";
 import { MAX_VALUE_BYTES } from "../options/options.ts";
 
@@ -129,22 +126,8 @@ export const SHM_INFO = {
 const SHM_INFO_FIELDS = 12;
 
 /**
- * The codes of the `warp_shm_flight_*` exports (`FLIGHT_*` in `rust/src/ffi/shm.rs`),
- * pinned by `tests/shared_flight_test.ts`: `claim` returns `owner`, `wait` or `none`;
- * `wait` returns `done`, `owner` (a dead owner's flight taken over) or `timeout`.
- */
-export const FLIGHT = { owner: 0, wait: 1, none: 2, done: 3, timeout: 4 } as const;
-
-const CLAIMS: readonly FlightClaim[] = ["owner", "wait", "none"];
-const ENDS: Readonly<Record<number, FlightEnd>> = {
-  [FLIGHT.done]: "done",
-  [FLIGHT.owner]: "owner",
-  [FLIGHT.timeout]: "timeout",
-};
-
-/**
  * The size in bytes of a shared cache file, from the library's one formula (see README
- * "Shared backend": `512 + 8 × tableSize + 64 × (maxSize + 1) + 256 × chunks + 12288`).
+ * "Shared backend": `512 + 8 × tableSize + 64 × (maxSize + 1) + 256 × chunks + 16384`).
  * `maxBytes` 0 (or omitted) is the default byte budget.
  */
 export function sharedFileSize(
@@ -185,6 +168,12 @@ export class SharedStore implements ByteStore {
   #writeLarge = false;
   /** The large-value files, opened when first needed (any handle may read them). */
   #large: LargeValueFiles | null = null;
+  /**
+   * Cross-process single-flight over this file (see `shared_flights.ts`): keys are told
+   * apart by their 64-bit hash (two keys with one hash share a flight: a caller may wait
+   * for the other key, then look its own up again). Works until {@linkcode SharedStore.close}.
+   */
+  readonly flights: SharedFlights;
 
   /**
    * Opens (or creates) the shared cache file `dir/file`.
@@ -263,6 +252,7 @@ export class SharedStore implements ByteStore {
       );
     }
     this.#lib = lib;
+    this.flights = new SharedFlights(lib, () => this.#handle);
     this.#fnName = fnName || "(anonymous)";
     const dir = location.dir ?? defaultSharedDir();
     this.dir = dir.length > 1 ? dir.replace(/\/+$/, "") : dir;
@@ -530,60 +520,6 @@ export class SharedStore implements ByteStore {
    */
   peekStale(key: Uint8Array, len: number, now: number): unknown {
     return this.#peekWith(this.#lib.warp_shm_peek_stale!, key, len, now);
-  }
-
-  /**
-   * Cross-process single-flight over this file (see `rust/src/shm/flight.rs`): keys are
-   * told apart by their 64-bit hash (two keys with one hash share a flight: a caller may
-   * wait for the other key, then look its own up again). On a closed handle `claim`
-   * gives `"none"`, `wait` `"timeout"`, `owns` `false`, and `release` does nothing.
-   */
-  readonly flights: Flights = {
-    claim: (k: KeyBytes): FlightClaim => {
-      if (this.#handle === null) return "none";
-      const r = this.#lib.warp_shm_flight_claim!(this.#handle, k.buf, k.len);
-      if (r < 0) unwrap(r, "Shared cache flight claim");
-      return CLAIMS[r] ?? "none";
-    },
-    wait: async (k: KeyBytes, ms: number): Promise<FlightEnd> => {
-      const waiter = this.#waiter(k, ms);
-      if (waiter === null) return "timeout";
-      return this.#ended(await this.#lib.warp_shm_flight_wait!(waiter, ms));
-    },
-    waitSync: (k: KeyBytes, ms: number): FlightEnd => {
-      const waiter = this.#waiter(k, ms);
-      if (waiter === null) return "timeout";
-      return this.#ended(this.#lib.warp_shm_flight_wait_sync!(waiter, ms));
-    },
-    owns: (k: KeyBytes): boolean => {
-      if (this.#handle === null) return false;
-      return this.#lib.warp_shm_flight_owns!(this.#handle, k.buf, k.len) === 1;
-    },
-    release: (k: KeyBytes): void => {
-      if (this.#handle === null) return;
-      unwrap(
-        this.#lib.warp_shm_flight_release!(this.#handle, k.buf, k.len),
-        "Shared cache flight release",
-      );
-    },
-  };
-
-  /** A native wait for the flight of `k` (freed by the wait), or `null` when closed. */
-  #waiter(k: KeyBytes, ms: number): Deno.PointerObject | null {
-    if (typeof ms !== "number" || !(ms >= 0)) {
-      throw new RangeError(
-        `Cannot wait for a shared cache flight: ms must be a non-negative number of ms or Infinity: received ${ms}`,
-      );
-    }
-    if (this.#handle === null) return null;
-    const waiter = this.#lib.warp_shm_flight_waiter!(this.#handle, k.buf, k.len);
-    if (waiter === null) throw new CacheError(Status.Io, nativeLastError());
-    return waiter;
-  }
-
-  #ended(r: number): FlightEnd {
-    if (r < 0) unwrap(r, "Shared cache flight wait");
-    return ENDS[r] ?? "timeout";
   }
 
   clear(): void {

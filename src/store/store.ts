@@ -174,35 +174,70 @@ export interface Store {
   close(): void;
 }
 
-/** What {@linkcode Flights.claim} found: `"owner"`: this process now computes the key
- * (call {@linkcode Flights.release} when done); `"wait"`: another live process computes it
- * (call {@linkcode Flights.wait}); `"none"`: no flight could be recorded (the table is
- * full): compute without one. */
-export type FlightClaim = "owner" | "wait" | "none";
+/**
+ * What {@linkcode Flights.claim} found: `"owner"`: this handle now computes the key (call
+ * {@linkcode Flights.release} when done); `"wait"`: a live handle of another process
+ * computes it (call {@linkcode Flights.wait} or {@linkcode Flights.waitSync}); `"local"`: a
+ * live handle of this same process computes it (this one included; a synchronous caller
+ * must not block on it: its owner may need this very thread); `"none"`: no flight could
+ * be recorded (the table is full): compute without one.
+ */
+export type FlightClaim = "owner" | "wait" | "local" | "none";
 
-/** How {@linkcode Flights.wait} ended: `"done"`: the owner released the key (look it up
- * again: a miss means it failed or its value was not stored); `"owner"`: the owner died and
- * this process took the key over (compute, then release); `"timeout"`: `ms` passed. */
-export type FlightEnd = "done" | "owner" | "timeout";
+/**
+ * How a wait ended: `"done"`: the flight ended (look the key up; a miss means nothing was
+ * stored); `"owner"`: its owner died and this handle took the flight over (compute, then
+ * release); `"async"` ({@linkcode Flights.waitSync} with `untilAsync` only): the owner's
+ * computation is async, or a handle of this process owns the flight: switch to
+ * {@linkcode Flights.wait}; `"timeout"`: `ms` passed; `"closed"`: this handle was closed
+ * meanwhile.
+ */
+export type FlightEnd = "done" | "owner" | "async" | "timeout" | "closed";
 
 /**
  * Single-flight across the processes of a shared cache: one computation per key at a time,
- * recorded in the shared file with the computing process's liveness, so that the others
- * wait for its result without polling, and take over when it dies.
+ * recorded in the shared file with the owner's liveness, so that the others wait for its
+ * result without polling, and take over when it dies. Keys are told apart by their 64-bit
+ * hash.
  */
 export interface Flights {
-  /** Claims the computation of `key` for this process, or reports who has it. */
-  claim(key: KeyBytes): FlightClaim;
-  /** Waits, without blocking the thread, until the key's flight ends, its owner dies or
-   * `ms` pass (`Infinity`: no bound). The key bytes must stay unchanged until it settles. */
+  /**
+   * Claims the computation of `key` for this handle, or reports who has it. `async`: the
+   * computation is known to be async (recorded for synchronous waiters; see
+   * {@linkcode Flights.markAsync}).
+   */
+  claim(key: KeyBytes, async: boolean): FlightClaim;
+  /** Records that this handle's computation of `key` is async (its function returned a
+   * Promise): synchronous waiters that asked to know stop blocking their thread. Nothing
+   * when this handle does not own the flight. */
+  markAsync(key: KeyBytes): void;
+  /**
+   * Waits without blocking the thread until the key's flight ends, its owner dies or is
+   * gone (then this handle takes it over), `ms` ms pass (`Infinity`: no bound) or this
+   * handle is closed. Every wait of the thread shares one thread of Deno's blocking pool.
+   * Waits for a flight of this process too.
+   *
+   * @throws {RangeError} If `ms` is negative or `NaN`.
+   */
   wait(key: KeyBytes, ms: number): Promise<FlightEnd>;
-  /** {@linkcode Flights.wait}, blocking the thread (for functions that return no Promise). */
-  waitSync(key: KeyBytes, ms: number): FlightEnd;
-  /** Whether this process still owns the flight of `key` (a delete or clear in any process
-   * ends every flight it concerns: the owner must then not store its result). */
+  /**
+   * {@linkcode Flights.wait}, blocking the thread (for functions that return no Promise),
+   * but never on a flight of this process: then `"async"` with `untilAsync`, else `"done"`.
+   * `untilAsync`: also return `"async"` as soon as the owner's computation is known to be
+   * async.
+   *
+   * @throws {RangeError} If `ms` is negative or `NaN`.
+   */
+  waitSync(key: KeyBytes, ms: number, untilAsync: boolean): FlightEnd;
+  /** Whether this handle still owns the flight of `key` (a delete, a set or a clear in any
+   * process, or {@linkcode Flights.end}, ends it: the owner must then not store its
+   * result). */
   owns(key: KeyBytes): boolean;
-  /** Ends this process's flight of `key` and wakes its waiters. Idempotent. */
+  /** Ends this handle's flight of `key` and wakes its waiters. Idempotent. */
   release(key: KeyBytes): void;
+  /** Ends every process's flight of `key` (a value set by hand: the computation under way
+   * must not store over it) and wakes its waiters. */
+  end(key: KeyBytes): void;
 }
 
 /** How a store is driven through its {@linkcode StoreView}. */

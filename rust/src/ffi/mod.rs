@@ -28,8 +28,13 @@ mod thread_handles;
 /// `warp_shm_set` the entry's own `ttl_ms`; `warp_shm_info` writes 12 fields (stale hits,
 /// refreshes); `warp_shm_peek_stale`, `warp_shm_count_stale_hit`, `warp_shm_count_refresh`
 /// and the `warp_shm_flight_*` exports; `warp_mem_new` takes `stale_ms`, `warp_mem_set`
-/// takes `ttl_ms` (an entry's own TTL), `warp_mem_peek_stale`.
-pub const ABI_VERSION: u32 = 5;
+/// takes `ttl_ms` (an entry's own TTL), `warp_mem_peek_stale`. 6 = shared format 7:
+/// `warp_shm_flight_claim` takes `async_` and may return `FLIGHT_LOCAL`;
+/// `warp_shm_flight_wait_sync` takes the handle and key (and `until_async`);
+/// `warp_shm_flight_waiter` and `warp_shm_flight_wait` gave way to the dispatcher
+/// (`warp_shm_flight_dispatcher`, `_register`, `_next`); `warp_shm_flight_mark_async`,
+/// `warp_shm_flight_end`.
+pub const ABI_VERSION: u32 = 6;
 
 /// Returns [`ABI_VERSION`].
 #[unsafe(no_mangle)]

@@ -10,7 +10,8 @@ use std::path::Path;
 
 use super::{guarded, key_slice, thread_handles};
 use crate::error::{Status, fail};
-use crate::shm::flight::{Claim, End, Waiter};
+use crate::shm::dispatch;
+use crate::shm::flight::{Claim, End};
 use crate::shm::{Get, Info, Set, ShmError, ShmStore, deadline_after};
 
 /// `now` as given, or Unix time from the library when the caller passes `NaN`: a clock
@@ -45,21 +46,32 @@ pub const INSPECT_CORRUPT: i32 = 3;
 
 /// What `warp_shm_flight_claim` returns: this handle owns the flight.
 pub const FLIGHT_OWNER: i32 = 0;
-/// `warp_shm_flight_claim`: another live handle owns it.
+/// `warp_shm_flight_claim`: a live handle of another process owns it.
 pub const FLIGHT_WAIT: i32 = 1;
 /// `warp_shm_flight_claim`: no flight could be recorded.
 pub const FLIGHT_NONE: i32 = 2;
-/// `warp_shm_flight_wait`: the flight ended.
+/// A wait's end: the flight ended.
 pub const FLIGHT_DONE: i32 = 3;
-/// `warp_shm_flight_wait`: the time ran out (or the handle was closed).
+/// A wait's end: the time ran out.
 pub const FLIGHT_TIMEOUT: i32 = 4;
-// `warp_shm_flight_wait` returns FLIGHT_OWNER when it took a dead owner's flight over.
+/// `warp_shm_flight_claim`: a live handle of this process owns it.
+pub const FLIGHT_LOCAL: i32 = 5;
+/// `warp_shm_flight_wait_sync` with `until_async`: the owner's computation is async (or
+/// a handle of this process owns the flight): wait asynchronously instead.
+pub const FLIGHT_ASYNC: i32 = 6;
+/// A wait's end: the handle was closed.
+pub const FLIGHT_CLOSED: i32 = 7;
+/// `warp_shm_flight_register` returns `FLIGHT_ID_BASE + id` for a wait that goes on (an
+/// end code, below it, for one that ended at once).
+pub const FLIGHT_ID_BASE: i32 = 16;
+// A wait's end is FLIGHT_OWNER when it took a dead owner's flight over.
 
 fn claim_code(c: Claim) -> i32 {
     match c {
         Claim::Owner => FLIGHT_OWNER,
         Claim::Wait => FLIGHT_WAIT,
         Claim::None => FLIGHT_NONE,
+        Claim::Local => FLIGHT_LOCAL,
     }
 }
 
@@ -68,6 +80,8 @@ fn end_code(e: End) -> i32 {
         End::Done => FLIGHT_DONE,
         End::Owner => FLIGHT_OWNER,
         End::Timeout => FLIGHT_TIMEOUT,
+        End::Async => FLIGHT_ASYNC,
+        End::Closed => FLIGHT_CLOSED,
     }
 }
 
@@ -537,8 +551,10 @@ pub unsafe extern "C" fn warp_shm_count_refresh(h: *const ShmStore) -> i32 {
 
 /// Claims the computation of `key[..key_len]` for this handle across processes: returns
 /// [`FLIGHT_OWNER`] (compute, then `warp_shm_flight_release`), [`FLIGHT_WAIT`] (a live
-/// handle has it: `warp_shm_flight_wait`), [`FLIGHT_NONE`] (no room: compute without a
-/// flight), or a negative status.
+/// handle of another process has it: wait), [`FLIGHT_LOCAL`] (a live handle of this
+/// process has it: a synchronous caller must not block on it), [`FLIGHT_NONE`] (no room:
+/// compute without a flight), or a negative status. `async_` non-zero: the computation is
+/// known to be async (see `warp_shm_flight_mark_async`).
 ///
 /// # Safety
 /// - `h` must be null or live (see `warp_shm_open`); `key` valid for `key_len` bytes.
@@ -547,11 +563,35 @@ pub unsafe extern "C" fn warp_shm_flight_claim(
     h: *const ShmStore,
     key: *const u8,
     key_len: u32,
+    async_: u8,
 ) -> i32 {
     // SAFETY: the caller guarantees `key` is valid for `key_len` bytes.
     let key = unsafe { key_slice(key, key_len) };
     // SAFETY: forwarded caller guarantee on `h`.
-    unsafe { with_shm(h, |s| claim_code(s.claim(key))) }
+    unsafe { with_shm(h, |s| claim_code(s.claim(key, async_ != 0))) }
+}
+
+/// Records that this handle's computation of `key[..key_len]` is async (it returned a
+/// Promise), waking the synchronous waiters that asked to know; nothing when this handle
+/// does not own the key's flight. Returns 0 or a negative status.
+///
+/// # Safety
+/// - `h` must be null or live (see `warp_shm_open`); `key` valid for `key_len` bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn warp_shm_flight_mark_async(
+    h: *const ShmStore,
+    key: *const u8,
+    key_len: u32,
+) -> i32 {
+    // SAFETY: the caller guarantees `key` is valid for `key_len` bytes.
+    let key = unsafe { key_slice(key, key_len) };
+    // SAFETY: forwarded caller guarantee on `h`.
+    unsafe {
+        with_shm(h, |s| {
+            s.mark_async(key);
+            Status::Ok as i32
+        })
+    }
 }
 
 /// Whether this handle owns the flight of `key[..key_len]`: 1 or 0, or a negative status.
@@ -592,50 +632,146 @@ pub unsafe extern "C" fn warp_shm_flight_release(
     }
 }
 
-/// A wait for the flight of `key[..key_len]`, to pass to `warp_shm_flight_wait` (which
-/// frees it). It holds its own references to the mapping, so that the wait may run on
-/// another thread while the handle is closed (the wait then ends). Null on failure, with
-/// the reason in `warp_last_error`.
+/// Ends every flight of `key[..key_len]`, whoever owns it, in any process (a value set by
+/// hand: the computation under way must not store over it), waking its waiters. Returns
+/// 0 or a negative status.
 ///
 /// # Safety
 /// - `h` must be null or live (see `warp_shm_open`); `key` valid for `key_len` bytes.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn warp_shm_flight_waiter(
+pub unsafe extern "C" fn warp_shm_flight_end(
     h: *const ShmStore,
     key: *const u8,
     key_len: u32,
-) -> *mut Waiter {
+) -> i32 {
     // SAFETY: the caller guarantees `key` is valid for `key_len` bytes.
     let key = unsafe { key_slice(key, key_len) };
-    let mut waiter: *mut Waiter = std::ptr::null_mut();
     // SAFETY: forwarded caller guarantee on `h`.
     unsafe {
         with_shm(h, |s| {
-            waiter = Box::into_raw(Box::new(s.waiter(key)));
+            s.end_flight(key);
             Status::Ok as i32
         })
-    };
-    waiter
+    }
 }
 
-/// Waits until the flight of `w` (from `warp_shm_flight_waiter`) ends ([`FLIGHT_DONE`]),
-/// its owner dies and this handle takes it over ([`FLIGHT_OWNER`]: compute, then
-/// release), or `ms` ms pass, or the handle is closed ([`FLIGHT_TIMEOUT`]); `ms` not
-/// finite: no bound. Sleeps on a futex in the mapping, checking the owner's liveness
-/// every 100 ms. Frees `w`, whatever the outcome. Declared `nonblocking` in `src/native/ffi.ts`
-/// (it runs on another thread) as well as blocking.
+/// Waits on the calling thread for the flight of `key[..key_len]`: returns
+/// [`FLIGHT_DONE`] (it ended, or a handle of this process owns it now and `until_async`
+/// is 0: never blocks on a flight of this process), [`FLIGHT_OWNER`] (its owner died and
+/// this handle took it over: compute, then release), [`FLIGHT_ASYNC`] (with
+/// `until_async` non-zero: the owner marked its computation async, or a handle of this
+/// process owns the flight: wait asynchronously instead), [`FLIGHT_TIMEOUT`] (`ms` ms
+/// passed; not finite: no bound) or a negative status. Sleeps on a futex word of the
+/// flight's record, asking about the owner's liveness every 100 ms.
 ///
 /// # Safety
-/// - `w` must be null or a pointer returned by `warp_shm_flight_waiter`, not used after
-///   this call.
+/// - `h` must be null or live (see `warp_shm_open`); `key` valid for `key_len` bytes.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn warp_shm_flight_wait(w: *mut Waiter, ms: f64) -> i32 {
-    if w.is_null() {
-        return fail(Status::InvalidArgument, "flight waiter is null");
+pub unsafe extern "C" fn warp_shm_flight_wait_sync(
+    h: *const ShmStore,
+    key: *const u8,
+    key_len: u32,
+    ms: f64,
+    until_async: u8,
+) -> i32 {
+    // SAFETY: the caller guarantees `key` is valid for `key_len` bytes.
+    let key = unsafe { key_slice(key, key_len) };
+    // SAFETY: forwarded caller guarantee on `h`.
+    unsafe { with_shm(h, |s| end_code(s.wait_sync(key, ms, until_async != 0))) }
+}
+
+/// The id of the calling thread's dispatcher of asynchronous flight waits (made on first
+/// use; ended when the thread exits), or a negative status. Call it from the thread of
+/// the JavaScript isolate that waits (not `nonblocking`).
+#[unsafe(no_mangle)]
+pub extern "C" fn warp_shm_flight_dispatcher() -> i32 {
+    guarded(|| match dispatch::for_this_thread() {
+        Some(id) => i32::try_from(id).unwrap_or(i32::MAX),
+        None => fail(Status::InvalidArgument, "the thread is exiting"),
+    })
+}
+
+/// Registers with dispatcher `d` a wait of handle `h` for the flight of `key[..key_len]`,
+/// bounded by `ms` ms (not finite: no bound). Returns an end code when the wait ended at
+/// once ([`FLIGHT_DONE`], [`FLIGHT_OWNER`], [`FLIGHT_TIMEOUT`], [`FLIGHT_CLOSED`]),
+/// [`FLIGHT_ID_BASE`]` + id` when it waits (`warp_shm_flight_next` reports its end under
+/// that id), or a negative status. An asynchronous wait does not end when a handle of this
+/// process owns the flight: it waits for it.
+///
+/// # Safety
+/// - `h` must be null or live (see `warp_shm_open`); `key` valid for `key_len` bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn warp_shm_flight_register(
+    d: u32,
+    h: *const ShmStore,
+    key: *const u8,
+    key_len: u32,
+    ms: f64,
+) -> i32 {
+    // SAFETY: the caller guarantees `key` is valid for `key_len` bytes.
+    let key = unsafe { key_slice(key, key_len) };
+    let Some(dispatcher) = dispatch::get(d) else {
+        return fail(
+            Status::InvalidArgument,
+            format!("no flight dispatcher {d} in this process"),
+        );
+    };
+    // SAFETY: forwarded caller guarantee on `h`.
+    unsafe {
+        with_shm(h, |s| {
+            match dispatcher.register(s.waiter(key), deadline_after(ms)) {
+                Ok(id) => FLIGHT_ID_BASE.saturating_add(i32::try_from(id).unwrap_or(i32::MAX)),
+                Err(end) => end_code(end),
+            }
+        })
     }
-    // SAFETY: the caller gives up `w`, which came from `Box::into_raw` and is used once.
-    let waiter = unsafe { Box::from_raw(w) };
-    guarded(|| end_code(waiter.wait(deadline_after(ms))))
+}
+
+thread_local! {
+    /// Touched by `warp_shm_flight_next`: a thread-local with a destructor keeps the
+    /// library loaded until the thread that runs the call exits (glibc's
+    /// `__cxa_thread_atexit_impl`), even if the isolate that loaded it is torn down while
+    /// the call sleeps.
+    static PIN: Pin = const { Pin };
+}
+
+struct Pin;
+
+impl Drop for Pin {
+    fn drop(&mut self) {}
+}
+
+/// Blocks until waits of dispatcher `d` end, and writes their ids and end codes into
+/// `out[..cap]` as `u32` pairs (id, code): at most `cap / 2` pairs. Returns the number of
+/// pairs written: 0 at once when the dispatcher has no wait (or is gone). Declared
+/// `nonblocking` in `src/native/ffi.ts`: one call at a time per dispatcher, on one thread
+/// of Deno's blocking pool, sleeps for every wait of its JavaScript thread.
+///
+/// # Safety
+/// - `out` must be valid for writes of `cap` `u32`s (4-aligned), and not used by anyone
+///   else until the call returns.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn warp_shm_flight_next(d: u32, out: *mut u32, cap: u32) -> i32 {
+    if out.is_null() || cap < 2 {
+        return fail(
+            Status::InvalidArgument,
+            "the flight buffer must hold at least one pair",
+        );
+    }
+    let _ = PIN.try_with(|_| ());
+    let Some(dispatcher) = dispatch::get(d) else {
+        return 0;
+    };
+    // SAFETY: the caller guarantees `out` is valid for `cap` u32 writes, used by nobody else.
+    let out = unsafe { std::slice::from_raw_parts_mut(out, cap as usize) };
+    guarded(|| {
+        let ended = dispatcher.next(out.len() / 2);
+        for (slot, (id, end)) in out.chunks_exact_mut(2).zip(&ended) {
+            slot[0] = *id;
+            slot[1] = end_code(*end) as u32;
+        }
+        i32::try_from(ended.len()).unwrap_or(i32::MAX)
+    })
 }
 
 #[cfg(test)]
@@ -735,7 +871,7 @@ mod tests {
                 "{cap} {k} {v} {b}"
             );
         }
-        assert_eq!(warp_shm_max_file_size(), 70_132_023_104.0);
+        assert_eq!(warp_shm_max_file_size(), 70_132_027_200.0);
         assert_eq!(warp_shm_default_max_bytes(4, 16, 32), 1024.0);
         assert_eq!(
             warp_shm_default_max_bytes(1 << 20, 512, 4096),

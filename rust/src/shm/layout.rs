@@ -8,7 +8,7 @@
 //!                               entry before freeing the old)
 //! then (8-aligned)              `chunks` chunks of CHUNK_SIZE (256) bytes: a ChunkHeader
 //!                               (8 bytes: next chunk, owner slot), then 248 payload bytes
-//! then (8-aligned)              FLIGHT_RECORDS (512) flight records of FLIGHT_SIZE (24)
+//! then (8-aligned)              FLIGHT_RECORDS (512) flight records of FLIGHT_SIZE (32)
 //!                               bytes: the cross-process single-flight table (`flight.rs`)
 //! ```
 //!
@@ -68,7 +68,16 @@ pub const MAGIC: [u8; 8] = *b"WARPSHM1";
 ///   count stale hits (+24) and refreshes (+32); the file ends with [`FLIGHT_RECORDS`]
 ///   flight records (see `flight.rs`). v5 had 56-byte slots and no flight table: the sizes
 ///   and the checksum differ, so the two must not share a file.
-pub const VERSION: u32 = 6;
+/// - 7: flights name their owner by the whole word the handle issued (v6 judged by the
+///   liveness id alone, and a process given a dead one's id waited for itself), records
+///   carry an async mark, and asynchronous waits sleep on one dispatcher thread. Flight
+///   records are 32 bytes: the v6 fields, then the async mark (24: the upper half of the
+///   owner word that declared its computation async) and a reserved word; the lock line
+///   gains the flight epoch (136, bumped by every end of a flight and by a handle that
+///   closes, for a dispatcher that waits on more records than one sleep can name) and the
+///   count of its sleepers (140). The flight table grows from 12,288 to 16,384 bytes, so
+///   the two must not share a file.
+pub const VERSION: u32 = 7;
 
 /// Counter stripes in the header (one cache line each; see [`Header::stripe`]).
 pub const STRIPES: usize = 4;
@@ -89,7 +98,7 @@ pub const SLOT_HEADER_SIZE: usize = 64;
 pub const FLIGHT_RECORDS: usize = 512;
 
 /// Size of [`FlightRecord`].
-pub const FLIGHT_SIZE: usize = 24;
+pub const FLIGHT_SIZE: usize = 32;
 
 /// Records probed from a key's home record (linear probing, wrapping): a claim finds no
 /// free record among them when [`FLIGHT_PROBES`] flights of keys with nearby homes are
@@ -135,7 +144,7 @@ pub const MIN_MAX_BYTES: u64 = CHUNK_SIZE as u64;
 /// Largest `max_bytes`: 64 GiB (at most 2^28 chunks, far below [`NIL`]).
 pub const MAX_MAX_BYTES: u64 = 64 << 30;
 /// Largest file: the one of the largest sizes ([`MAX_CAPACITY`], [`MAX_KEY_SIZE`],
-/// [`MAX_VALUE_SIZE`], [`MAX_MAX_BYTES`]), 70,132,023,104 bytes (about 65.3 GiB), so that
+/// [`MAX_VALUE_SIZE`], [`MAX_MAX_BYTES`]), 70,132,027,200 bytes (about 65.3 GiB), so that
 /// every size within its own limit is accepted: `max_bytes` up to 64 GiB holds that many
 /// bytes of entries whatever the other sizes (before, the file was capped at 64 GiB, which
 /// refused a 64 GiB budget with any sizes). A full `/dev/shm` is reported by
@@ -200,8 +209,15 @@ pub struct Header {
     // line 2 (128..192): the write lock
     /// 128: 0 when free, else the owner word (liveness id, counter, check); see `lock.rs`.
     pub lock: AtomicU64,
-    /// 136..192: reserved.
-    pub _pad3: [u64; 7],
+    /// 136: the flight epoch: bumped whenever a flight ends or a handle closes; a
+    /// dispatcher that waits on more records than one sleep can name sleeps on it (futex,
+    /// see `dispatch.rs`).
+    pub flight_epoch: AtomicU32,
+    /// 140: threads sleeping on `flight_epoch` (in every process): an end wakes them only
+    /// when not 0. A sleeper killed asleep leaves it too high: ends then wake for nothing.
+    pub flight_sleepers: AtomicU32,
+    /// 144..192: reserved.
+    pub _pad3: [u64; 6],
 
     // line 3 (192..256): counter stripe 0
     /// 192: stripe 0 of the hit, miss and oversize counters.
@@ -314,19 +330,25 @@ pub struct SlotHeader {
 ///
 /// ## Safety
 /// Records live in the shared mapping and may hold anything (garbage included): an owner
-/// word whose check fails names a dead owner, a key is only compared, and the futex word
-/// is only waited on and bumped.
+/// word whose check fails names a dead owner, a key and a mark are only compared, and the
+/// futex word is only waited on and bumped.
 #[repr(C)]
 pub struct FlightRecord {
     /// 0: the owner's word (`lock::word_of`: liveness id, counter, check), 0 when free.
     pub owner: AtomicU64,
     /// 8: the full key hash of the flight (written under the write lock while `owner` is 0).
     pub key: AtomicU64,
-    /// 16: bumped whenever the flight ends or changes owner; waiters sleep on it (futex).
+    /// 16: bumped whenever the flight ends or is marked async; waiters sleep on it (futex).
     pub seq: AtomicU32,
-    /// 20: processes sleeping on `seq` (an owner that ends the flight wakes them only when
-    /// not 0).
+    /// 20: threads (of every process) sleeping on `seq`: an end wakes them only when not 0.
     pub waiters: AtomicU32,
+    /// 24: the async mark: the upper half of the owner word (counter and check; see
+    /// `flight::mark_of`) when that owner declared its computation async, else anything
+    /// else (0). A mark left by an earlier owner of the record does not match a later
+    /// owner's word.
+    pub mark: AtomicU32,
+    /// 28: reserved.
+    pub _reserved: AtomicU32,
 }
 
 /// The header of a chunk, followed by [`CHUNK_PAYLOAD`] bytes.
@@ -363,6 +385,9 @@ const _: () = assert!(offset_of!(CounterStripe, stale_hits) == 24);
 const _: () = assert!(offset_of!(CounterStripe, refreshes) == 32);
 const _: () = assert!(size_of::<FlightRecord>() == FLIGHT_SIZE);
 const _: () = assert!(offset_of!(FlightRecord, seq) == 16);
+const _: () = assert!(offset_of!(FlightRecord, mark) == 24);
+const _: () = assert!(offset_of!(Header, flight_epoch) == 136);
+const _: () = assert!(offset_of!(Header, flight_sleepers) == 140);
 const _: () = assert!(FLIGHT_PROBES <= FLIGHT_RECORDS);
 const _: () = assert!(size_of::<ChunkHeader>() == CHUNK_HEADER_SIZE);
 const _: () = assert!(CHUNK_SIZE.is_multiple_of(8) && SLOT_HEADER_SIZE.is_multiple_of(8));
@@ -444,7 +469,7 @@ pub fn chunks_of(max_key_size: u32, max_value_size: u32, max_bytes: u64) -> (u64
 
 /// Size in bytes of the file for these parameters (the one formula, given in the README
 /// as `512 + 8 * tableSize + 64 * (maxSize + 1) + 256 * (budgetChunks + spareChunks) +
-/// 12288`): the header, the table, `capacity + 1` slots (see [`VERSION`] 2), the chunks
+/// 16384`): the header, the table, `capacity + 1` slots (see [`VERSION`] 2), the chunks
 /// (see the module docs) and the flight table. `max_bytes` 0 means [`default_max_bytes`]. Not checked against
 /// [`MAX_FILE_SIZE`]; the largest parameters give about 2^37, exact as an `f64`.
 pub fn file_size_of(capacity: u32, max_key_size: u32, max_value_size: u32, max_bytes: u64) -> u64 {
@@ -592,7 +617,7 @@ mod tests {
         assert_eq!((p.budget_chunks, p.chunks), (1900, 1919));
         assert_eq!(
             p.file_size as usize,
-            HEADER_SIZE + 256 * 8 + 101 * 64 + 1919 * 256 + 512 * 24
+            HEADER_SIZE + 256 * 8 + 101 * 64 + 1919 * 256 + 512 * 32
         );
         assert_eq!(p.flights_offset() + FLIGHTS_SIZE, p.file_size as usize);
         let big = Params::new(1 << 20, 512, 4096).unwrap();
@@ -612,7 +637,7 @@ mod tests {
         let largest =
             Params::with_bytes(MAX_CAPACITY, MAX_KEY_SIZE, MAX_VALUE_SIZE, MAX_MAX_BYTES).unwrap();
         assert_eq!(largest.file_size, MAX_FILE_SIZE);
-        assert_eq!(MAX_FILE_SIZE, 70_132_023_104);
+        assert_eq!(MAX_FILE_SIZE, 70_132_027_200);
         assert!(Params::with_bytes(128, 512, 4096, MAX_MAX_BYTES).is_ok());
     }
 }

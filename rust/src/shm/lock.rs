@@ -176,9 +176,17 @@ fn liveness_flock(id: u32) -> libc::flock {
 /// The identity of one handle as a lock owner: its tag (liveness id, or pid) and the
 /// counter of its acquisitions. On Linux it owns the open file description that holds
 /// the liveness lock: dropping it releases the id.
+///
+/// As a flight owner (`flight.rs`) a handle is named by the whole word it issued for the
+/// flight, recorded in [`Local`] before the word is published in the file: a word whose
+/// tag is this process's but which no live handle of the process issued (a dead process's
+/// flight under a reused liveness id, or garbage) names nobody.
 pub struct Owner {
     tag: u32,
     counter: AtomicU16,
+    /// Tells this owner apart from the other owners of the process (tags may repeat:
+    /// pids, or a liveness id reused after a handle closed).
+    serial: u64,
     /// The in-process mutex of the file, which knows this owner's tag while it lives.
     local: Arc<Local>,
     /// The descriptor that holds the liveness lock, and asks about others'.
@@ -205,8 +213,15 @@ fn first_counter() -> u16 {
 
 impl Drop for Owner {
     fn drop(&mut self) {
+        self.local.retire_all(self.serial);
         self.local.remove_tag(self.tag);
     }
+}
+
+/// A serial number for a new [`Owner`], never reused in the process.
+fn next_serial() -> u64 {
+    static SERIAL: AtomicU64 = AtomicU64::new(1);
+    SERIAL.fetch_add(1, Ordering::Relaxed)
 }
 
 impl Owner {
@@ -226,6 +241,7 @@ impl Owner {
                 return Ok(Owner {
                     tag: id,
                     counter: AtomicU16::new(first_counter()),
+                    serial: next_serial(),
                     local,
                     file,
                 });
@@ -248,6 +264,7 @@ impl Owner {
         Ok(Owner {
             tag,
             counter: AtomicU16::new(first_counter()),
+            serial: next_serial(),
             local,
         })
     }
@@ -255,6 +272,11 @@ impl Owner {
     /// This owner's tag (liveness id on Linux, pid elsewhere).
     pub fn tag(&self) -> u32 {
         self.tag
+    }
+
+    /// This owner's serial: unique among the owners of the process.
+    pub fn serial(&self) -> u64 {
+        self.serial
     }
 
     /// The in-process mutex of the file.
@@ -265,6 +287,41 @@ impl Owner {
     /// The word of this owner's next acquisition (of the lock, or of a flight).
     pub fn next_word(&self) -> u64 {
         word_of(self.tag, self.counter.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// A new word for this owner's flight of key `hash`, recorded as a live flight of the
+    /// process (to do before the word is published in the file). It replaces the word of
+    /// an earlier flight of `hash` (one that another process ended).
+    pub fn issue(&self, hash: u64) -> u64 {
+        let word = self.next_word();
+        self.local.issue(self.serial, hash, word);
+        word
+    }
+
+    /// The word of this owner's live flight of `hash`, if it has one.
+    pub fn flight_word(&self, hash: u64) -> Option<u64> {
+        self.local.word_of(self.serial, hash)
+    }
+
+    /// Forgets this owner's flight of `hash` (after it ended in the file).
+    pub fn retire(&self, hash: u64) {
+        self.local.retire(self.serial, hash);
+    }
+
+    /// Forgets the flight word `word` if this owner issued it (a claim that lost its
+    /// compare-and-swap).
+    pub fn retire_word(&self, word: u64) {
+        self.local.retire_word(self.serial, word);
+    }
+
+    /// The words of this owner's live flights.
+    pub fn flight_words(&self) -> Vec<u64> {
+        self.local.words_of(self.serial)
+    }
+
+    /// Forgets every flight of this owner (a handle that closes, after ending them).
+    pub fn retire_all(&self) {
+        self.local.retire_all(self.serial);
     }
 
     /// Whether the owner with `tag` (another handle's) is alive: someone holds its
@@ -293,11 +350,47 @@ impl Owner {
 // The in-process mutex of a file
 
 /// The in-process mutex of one file, shared by every handle of this process on it, with
-/// a timed lock (std's `Mutex` has none), and the tags of those handles.
+/// a timed lock (std's `Mutex` has none), the tags of those handles and the words of
+/// their live flights.
 #[derive(Debug, Default)]
 pub struct Local {
     state: Mutex<LocalState>,
     freed: Condvar,
+    flights: Mutex<LocalFlights>,
+}
+
+/// The flights that the live handles of this process own on the file, by the word each
+/// issued (see [`Owner::issue`]).
+#[derive(Debug, Default)]
+struct LocalFlights {
+    /// Word -> (owner serial, key hash).
+    by_word: WordMap<u64, (u64, u64)>,
+    /// (Owner serial, key hash) -> word.
+    by_key: WordMap<(u64, u64), u64>,
+}
+
+/// A map keyed by words and hashes that this process made (not input, and mixed already),
+/// on every miss's path: FxHash's one multiply per `u64` instead of std's SipHash.
+type WordMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<WordHasher>>;
+
+/// FxHash (rustc's): rotate, xor, multiply.
+#[derive(Debug, Default, Clone, Copy)]
+struct WordHasher(u64);
+
+impl std::hash::Hasher for WordHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 #[derive(Debug, Default)]
@@ -369,6 +462,62 @@ impl Local {
     /// Whether a handle of this process on the file has owner tag `tag`.
     pub fn has_tag(&self, tag: u32) -> bool {
         self.state().tags.contains(&tag)
+    }
+
+    fn flights(&self) -> MutexGuard<'_, LocalFlights> {
+        // Every operation on it is a single insert or remove pair: consistent after a panic.
+        self.flights.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records `word` as owner `serial`'s live flight of `hash` (replacing an earlier one).
+    fn issue(&self, serial: u64, hash: u64, word: u64) {
+        let mut f = self.flights();
+        if let Some(old) = f.by_key.insert((serial, hash), word) {
+            f.by_word.remove(&old);
+        }
+        f.by_word.insert(word, (serial, hash));
+    }
+
+    fn word_of(&self, serial: u64, hash: u64) -> Option<u64> {
+        self.flights().by_key.get(&(serial, hash)).copied()
+    }
+
+    fn retire(&self, serial: u64, hash: u64) {
+        let mut f = self.flights();
+        if let Some(word) = f.by_key.remove(&(serial, hash)) {
+            f.by_word.remove(&word);
+        }
+    }
+
+    fn retire_word(&self, serial: u64, word: u64) {
+        let mut f = self.flights();
+        if let Some(&(s, hash)) = f.by_word.get(&word)
+            && s == serial
+        {
+            f.by_word.remove(&word);
+            f.by_key.remove(&(serial, hash));
+        }
+    }
+
+    fn words_of(&self, serial: u64) -> Vec<u64> {
+        let f = self.flights();
+        f.by_word
+            .iter()
+            .filter(|&(_, &(s, _))| s == serial)
+            .map(|(&w, _)| w)
+            .collect()
+    }
+
+    fn retire_all(&self, serial: u64) {
+        let mut f = self.flights();
+        f.by_word.retain(|_, &mut (s, _)| s != serial);
+        f.by_key.retain(|&(s, _), _| s != serial);
+    }
+
+    /// Whether `word` is the word of a live flight of a handle of this process, and of
+    /// which owner (its serial).
+    pub fn flight_owner(&self, word: u64) -> Option<u64> {
+        self.flights().by_word.get(&word).map(|&(s, _)| s)
     }
 }
 

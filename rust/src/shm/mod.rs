@@ -8,6 +8,7 @@
 //! - [`inspect`]: read-only inspection of a file (sizes, counters) that changes nothing.
 //! - [`flight`]: cross-process single-flight (one computation of a key at a time, waiters
 //!   sleeping on a futex in the mapping, dead owners taken over).
+//! - [`dispatch`]: asynchronous flight waits, all of a JavaScript thread's on one thread.
 //!
 //! Concurrency design:
 //! - Readers take no lock and never wait for a writer. A sequence counter in the header
@@ -66,6 +67,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::Status;
 
+pub mod dispatch;
 pub mod flight;
 pub mod inspect;
 pub mod layout;
@@ -274,6 +276,9 @@ impl ShmStore {
                 format!("Cannot take a liveness lock on {}: {e}", path.display()),
             )
         })?;
+        // A liveness id may be a dead handle's: end its flights (and any other dead
+        // owner's) before this handle judges any flight (see `flight.rs`).
+        Flights::new(table.flights(), table.header()).sweep(&owner);
         let mut store = ShmStore {
             table,
             region: Arc::new(region),
@@ -718,31 +723,45 @@ impl ShmStore {
             t.reset_counters();
             Ok(())
         });
-        self.flights().end_all(None);
+        self.flights().end_all();
         r
     }
 
     /// The flight table of the file.
     pub fn flights(&self) -> Flights<'_> {
-        Flights::new(self.table.flights())
+        Flights::new(self.table.flights(), self.table.header())
     }
 
     /// Claims the computation of `key` for this handle (see [`flight`]): [`Claim::Owner`]
-    /// (compute, then [`ShmStore::release`]), [`Claim::Wait`] (a live handle has it), or
-    /// [`Claim::None`] (no free record, or the write lock stayed with a live process for
-    /// [`SET_WAIT`]: compute without a flight).
-    pub fn claim(&self, key: &[u8]) -> Claim {
+    /// (compute, then [`ShmStore::release`]), [`Claim::Wait`] (a live handle of another
+    /// process has it), [`Claim::Local`] (a live handle of this process has it: a
+    /// synchronous caller must not block on it) or [`Claim::None`] (no free record, or the
+    /// write lock stayed with a live process for [`SET_WAIT`]: compute without a flight).
+    /// `async_`: the computation is known to be async (recorded for synchronous waiters;
+    /// see [`ShmStore::mark_async`]).
+    pub fn claim(&self, key: &[u8], async_: bool) -> Claim {
+        if self.closed.load(Ordering::SeqCst) {
+            return Claim::None;
+        }
         let hash = self.table.hash(key);
         let h = self.table.header();
         // The lock only serializes claims (and is not the seqlock's write): the sequence
         // counter is left as found, so a dead writer's odd counter still gets its rebuild.
         match lock::acquire(&h.lock, &self.owner, lock::Wait::at_most(SET_WAIT)) {
-            Some(_held) => self.flights().claim(hash, &self.owner),
+            Some(_held) => self.flights().claim(hash, &self.owner, async_),
             None => Claim::None,
         }
     }
 
-    /// Whether this handle owns the flight of `key`.
+    /// Records that this handle's computation of `key` is async (it returned a Promise),
+    /// and wakes the key's synchronous waiters that asked to know. Nothing when this
+    /// handle does not own the key's flight.
+    pub fn mark_async(&self, key: &[u8]) {
+        self.flights().mark_async(self.table.hash(key), &self.owner);
+    }
+
+    /// Whether this handle owns the flight of `key` (the very word it issued for it: a
+    /// `delete`, `set` or `clear` in any process, or a takeover, ends that).
     pub fn owns(&self, key: &[u8]) -> bool {
         self.flights().owns(self.table.hash(key), &self.owner)
     }
@@ -752,8 +771,14 @@ impl ShmStore {
         self.flights().release(self.table.hash(key), &self.owner);
     }
 
+    /// Ends every flight of `key`, whoever owns it, in any process (a `set` by hand: the
+    /// computation under way must not store its result over it).
+    pub fn end_flight(&self, key: &[u8]) {
+        self.flights().end(self.table.hash(key));
+    }
+
     /// A wait for the flight of `key` that does not borrow the handle (see
-    /// [`flight::Waiter`]).
+    /// [`flight::Waiter`]), for a dispatcher (see [`dispatch`]).
     pub fn waiter(&self, key: &[u8]) -> Waiter {
         Waiter::new(
             self.region.clone(),
@@ -763,10 +788,11 @@ impl ShmStore {
         )
     }
 
-    /// Waits for the flight of `key` to end, at most `ms` ms (not finite: no bound; see
-    /// [`flight::Waiter::wait`]).
-    pub fn wait(&self, key: &[u8], ms: f64) -> End {
-        self.waiter(key).wait(deadline_after(ms))
+    /// Waits on this thread for the flight of `key` to end, at most `ms` ms (not finite:
+    /// no bound), never on a flight of this process; with `until_async`, also until its
+    /// owner marks it async (see [`flight::Waiter::wait_sync`]).
+    pub fn wait_sync(&self, key: &[u8], ms: f64, until_async: bool) -> End {
+        self.waiter(key).wait_sync(deadline_after(ms), until_async)
     }
 
     /// Counts a stale value returned: one counted miss turned into a hit (see
@@ -867,7 +893,8 @@ impl Drop for ShmStore {
     /// Ends this handle's waits and flights: nobody waits for a handle that is gone.
     fn drop(&mut self) {
         self.closed.store(true, Ordering::SeqCst);
-        self.flights().end_all(Some(&self.owner));
+        self.flights().close(&self.owner);
+        dispatch::ring_all();
     }
 }
 
