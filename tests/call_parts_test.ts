@@ -8,8 +8,13 @@ import { boundedJoin, InFlight } from "../src/call/in_flight.ts";
 import { FileCounters, LocalCounters } from "../src/call/counters.ts";
 import { DISPOSED, RemoteTiers, Tiers } from "../src/call/tiers.ts";
 import { FeatureLoader, Loader } from "../src/call/loader.ts";
-import type { Claim, FlightTable, WaitEnd } from "../src/call/_flights_compat.ts";
-import { MISS, peeked } from "../src/store/store.ts";
+import {
+  type FlightClaim,
+  type FlightEnd,
+  type Flights,
+  MISS,
+  peeked,
+} from "../src/store/store.ts";
 import type { RemoteLink } from "../src/remote/_remote_link.ts";
 import { CallContext } from "../src/call/context.ts";
 import { processTags } from "../src/call/tags.ts";
@@ -244,12 +249,12 @@ Deno.test("loader: a result the store refuses rejects the call and leaves the ke
 
 /** A scripted flight table: `claim` answers `claims`, the waits answer `ends`. */
 function flights(
-  claims: Claim[],
-  ends: WaitEnd[],
+  claims: FlightClaim[],
+  ends: FlightEnd[],
   owns = true,
-): { table: FlightTable; log: string[] } {
+): { table: Flights; log: string[] } {
   const log: string[] = [];
-  const table: FlightTable = {
+  const table: Flights = {
     claim: (_k, async) => {
       log.push(`claim ${async}`);
       return claims.shift() ?? "owner";
@@ -272,7 +277,7 @@ function flights(
 
 function featured(
   fn: Fn,
-  table: FlightTable,
+  table: Flights,
   store = new MapStore(),
 ): { p: Parts; loader: FeatureLoader } {
   const p = parts(fn, store);

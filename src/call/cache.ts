@@ -15,7 +15,7 @@ import {
   type ResolvedOptions,
   resolveOptions,
 } from "../options/options.ts";
-import { MISS, peeked, type Store } from "../store/store.ts";
+import { type Flights, MISS, peeked, type Store } from "../store/store.ts";
 import { createStore, type StoreParts } from "../store/engine.ts";
 import { describe } from "../options/_validate.ts";
 import {
@@ -32,7 +32,6 @@ import { InFlight } from "./in_flight.ts";
 import { type Counters, FileCounters, LocalCounters } from "./counters.ts";
 import { DISPOSED, RemoteTiers, Tiers } from "./tiers.ts";
 import { FeatureLoader, Loader } from "./loader.ts";
-import { type FlightTable, flightTable } from "./_flights_compat.ts";
 import { processTags, type TagClock, Tagged } from "./tags.ts";
 import type {
   AnyFunction,
@@ -188,7 +187,7 @@ interface Assembly {
   shared: boolean;
   link: RemoteLink | undefined;
   tiers: Tiers;
-  flights: FlightTable | undefined;
+  flights: Flights | undefined;
   counters: Counters;
   loader: Loader;
   path: CachePath;
@@ -245,9 +244,7 @@ function assemble(
   const tiers = link === undefined
     ? new Tiers(parts.store)
     : new RemoteTiers(parts.store, link, opts.ttl);
-  const flights = parts.flights === undefined
-    ? undefined
-    : flightTable(parts.flights, () => tiers.local === DISPOSED);
+  const flights = parts.flights;
   const tagClock: TagClock = processTags;
   const tagsOf = opts.tags as AnyFunction | undefined;
   const base = {

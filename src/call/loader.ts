@@ -10,14 +10,13 @@
  */
 
 import { bytesToKeyString } from "../codec/key_codec.ts";
-import { isPromisedEntry, MISS, peeked } from "../store/store.ts";
+import { type Flights, isPromisedEntry, MISS, peeked } from "../store/store.ts";
 import type { AnyFunction } from "./types.ts";
 import { active, CallContext, runInContext } from "./context.ts";
 import { Computation, free, hold, isThenable, release } from "./computation.ts";
 import { boundedJoin, type InFlight } from "./in_flight.ts";
 import type { Counters } from "./counters.ts";
 import { DISPOSED, type Tiers } from "./tiers.ts";
-import type { FlightTable } from "./_flights_compat.ts";
 import { checkTags, mergeTags, type TagClock, Tagged } from "./tags.ts";
 
 const EMPTY = new Computation(new Uint8Array(0));
@@ -317,7 +316,7 @@ export interface FeatureParts extends LoaderParts {
   /** `timeout` (ms), if set. */
   timeout: number | undefined;
   /** Cross-process single-flight (the shared backend), if any. */
-  flights: FlightTable | undefined;
+  flights: Flights | undefined;
   /** The cache's `ttl` (ms), if set. */
   ttl: number | undefined;
   /** `ttlJitter` (ms), if set (with `ttl`). */
@@ -336,7 +335,7 @@ export interface FeatureParts extends LoaderParts {
 export class FeatureLoader extends Loader {
   readonly stale: boolean;
   readonly timeout: number | undefined;
-  readonly flights: FlightTable | undefined;
+  readonly flights: Flights | undefined;
   readonly ttl: number | undefined;
   readonly ttlJitter: number | undefined;
   readonly staleWindow: number | undefined;
