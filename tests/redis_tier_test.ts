@@ -482,3 +482,22 @@ Deno.test("redisTier: a server killed under a live process never crashes it (no 
     await server.stop();
   }
 });
+
+Deno.test("redisTier.close() resolves within its timeout while the server is down", async () => {
+  const server = await startRedisServer();
+  await server.kill();
+  try {
+    for (const delay of [0, 20, 40, 300]) {
+      const tier = await redisTier({ url: server.url }, { onError: () => {} });
+      // What a cache does first: subscribe to its bus (pending while the server is down).
+      const subscribed = tier.subscribe("x", () => {}).catch(() => undefined);
+      await sleep(delay);
+      const closed = tier.close().then(() => "closed");
+      const outcome = await Promise.race([closed, sleep(5000).then(() => "hung")]);
+      assert.equal(outcome, "closed", `close() ${delay} ms after the first call`);
+      await subscribed;
+    }
+  } finally {
+    await server.stop();
+  }
+});
