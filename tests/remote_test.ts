@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { cache, type CachedFunction, type CacheOptions } from "../mod.ts";
 import { memoryEngine } from "../src/store/engine.ts";
 import { frameValue, unframeValue } from "../src/remote/_remote_link.ts";
-import { FakeServer, FakeTier } from "./fixtures/fake_tier.ts";
+import { FakeServer, fakeTier } from "./fixtures/fake_tier.ts";
 
 const engine = memoryEngine();
 const ffi = (await Deno.permissions.query({ name: "ffi" })).state === "granted";
@@ -41,11 +41,11 @@ function hosts(
   const calls = { a: 0, b: 0 };
   const dirOf = (h: string) => options.dir === undefined ? {} : { dir: `${options.dir}/${h}` };
   const a = makeCache(
-    { ...options, ...dirOf("a"), ...extra, name, remote: new FakeTier(server) },
+    { ...options, ...dirOf("a"), ...extra, name, remote: fakeTier(server) },
     () => ++calls.a,
   );
   const b = makeCache(
-    { ...options, ...dirOf("b"), ...extra, name, remote: new FakeTier(server) },
+    { ...options, ...dirOf("b"), ...extra, name, remote: fakeTier(server) },
     () => ++calls.b,
   );
   return { calls, a, b };
@@ -168,7 +168,7 @@ Deno.test("remote: a synchronous function writes through but reads locally only"
   const server = new FakeServer();
   const name = `r5-${crypto.randomUUID()}`;
   let calls = 0;
-  const make = () => cache({ name, remote: new FakeTier(server) })((x: number) => ++calls + x);
+  const make = () => cache({ name, remote: fakeTier(server) })((x: number) => ++calls + x);
   const a = make();
   const b = make();
   assert.equal(a(1), 2);

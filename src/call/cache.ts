@@ -138,6 +138,8 @@ class HeldKey implements KeyBytes {
   joined: Promise<unknown> | undefined = undefined;
   /** Whether this process owns the key's flight in a shared file. */
   flight = false;
+  /** With a remote tier: the link's stamp of when this computation started. */
+  since = 0;
   constructor(public buf: Uint8Array) {}
   pointer(): Deno.PointerValue {
     return this.#ptr ?? (this.#ptr = Deno.UnsafePointer.of(this.buf));
@@ -304,15 +306,19 @@ function wrap(
     cacheName,
     opts.remoteTimeout,
     {
-      // Another instance changed these keys: drop the local copies.
+      // Another instance changed these keys: drop the local copies, and detach the
+      // computations under way (their results are not stored).
       drop(key: Uint8Array): void {
         if (store === DISPOSED) return;
+        if (pending.size > 0) detach(bytesToKeyString(key, key.length), undefined);
         const k = holdKey(key, key.length, undefined);
         store.delete(k);
         freeHeld(k);
       },
       dropAll(): void {
-        if (store !== DISPOSED) store.clear();
+        if (store === DISPOSED) return;
+        for (const pkey of [...pending.keys()]) detach(pkey, undefined);
+        store.clear();
       },
     },
   );
@@ -320,7 +326,10 @@ function wrap(
   /** A new context for the computation of `held`. */
   function newContext(held: HeldKey, stale: unknown): CallContext {
     const ctx = new CallContext(stale);
-    if (link !== undefined) ctx.remoteKey = held.buf.slice(0, held.len);
+    if (link !== undefined) {
+      ctx.remoteKey = held.buf.slice(0, held.len);
+      ctx.remoteSince = held.since;
+    }
     held.ctx = ctx;
     return ctx;
   }
@@ -329,7 +338,7 @@ function wrap(
    * the computation's context. */
   async function fetchOrCompute(this: unknown, ...args: unknown[]): Promise<unknown> {
     const ctx = asyncContext.getStore() as CallContext;
-    const found = await link!.fetch(ctx.remoteKey!);
+    const found = await link!.fetch(ctx.remoteKey!, ctx.remoteSince);
     if (found !== undefined && ctx.live) {
       ctx.fromRemote = true;
       if (found.ttl !== undefined) ctx.setTtl(found.ttl);
@@ -387,15 +396,17 @@ function wrap(
     const ttl = ctx?.ttl;
     if (ttl === 0) return;
     if (held.flight && !flights!.owns(held)) return;
+    if (link === undefined) {
+      store.set(held, value, promised, ttl);
+      return;
+    }
+    // An invalidation made or received since the computation started: stored nowhere.
+    const key = held.buf.subarray(0, held.len);
+    if (!link.mayStore(key, held.since)) return;
     store.set(held, value, promised, ttl);
-    if (link !== undefined && ctx?.fromRemote !== true) {
+    if (ctx?.fromRemote !== true) {
       const remoteTtl = ttl ?? opts.ttl;
-      link.write(
-        held.buf.subarray(0, held.len),
-        value,
-        promised,
-        remoteTtl === Infinity ? undefined : remoteTtl,
-      );
+      link.write(key, value, promised, remoteTtl === Infinity ? undefined : remoteTtl, held.since);
     }
   }
 
@@ -512,6 +523,7 @@ function wrap(
       }
     }
     const held = holdKey(buf, len, pkey);
+    if (link !== undefined) held.since = link.stamp();
     if (swr || flights !== undefined) {
       const r = staleOrFlight(held, self, args);
       if (r !== MISS) return r;
@@ -538,7 +550,17 @@ function wrap(
     }
     if (flights === undefined) return MISS;
     const claim = flights.claim(held);
-    if (claim === "owner") held.flight = true;
+    if (claim === "owner") {
+      held.flight = true;
+      // Another process may have stored the key between this process's lookup and its
+      // claim (its whole flight fitting in between): look again before computing.
+      const value = store.peek(held);
+      if (value !== MISS) {
+        store.countJoin();
+        endComputation(held);
+        return sawPromise ? Promise.resolve(value) : value;
+      }
+    }
     if (claim !== "wait") return MISS;
     // Another process computes the key.
     if (sawPromise) {
@@ -590,6 +612,7 @@ function wrap(
           held.flight = true;
         }
         // This process computes the key.
+        if (link !== undefined) held.since = link.stamp();
         const ctx = newContext(held, undefined);
         const value = await callInContext(ctx, computation(), self, args);
         if (pending.get(pkey) === held) {
@@ -747,6 +770,7 @@ function wrap(
       // A computation under way for this key no longer stores its result.
       detach(pkey, undefined);
       if (isThenable(value)) {
+        if (link !== undefined) k.since = link.stamp();
         settle(k, pkey, value).joined!.catch(() => {});
         return;
       }
