@@ -67,7 +67,7 @@ Deno.test("kv remote: a value over Deno KV's 64 KiB stays local, without an erro
     await new Promise((r) => setTimeout(r, 50));
     assert.equal(f.cacheInfo().remoteErrors, 0);
     assert.equal(
-      await tier.get("kv-big", new Uint8Array([1]), new AbortController().signal),
+      await tier.storage.get("kv-big", new Uint8Array([1]), new AbortController().signal),
       undefined,
     );
   } finally {

@@ -151,15 +151,21 @@ Deno.test("remote: expired and undecodable remote values are misses; TTL becomes
   assert.equal(calls.b, 1, "an undecodable remote value is a miss");
   await a(2);
   await drain();
-  lastEntry().value = frameValue("old", true, Date.now() - 1);
+  lastEntry().value = frameValue("old", true, Date.now() - 1, Date.now() - 10);
   assert.equal(await b(2), "v2");
   assert.equal(calls.b, 2, "a remote value past its deadline is a miss");
   assert.equal(b.cacheInfo().remoteHits, 0);
-  assert.deepEqual(unframeValue(frameValue({ a: [1] }, true, Infinity), Date.now()), {
+  assert.deepEqual(unframeValue(frameValue({ a: [1] }, true, Infinity, 1234.5), Date.now()), {
     value: { a: [1] },
     promised: true,
     ttl: undefined,
+    born: 1234.5,
+    tags: [],
   });
+  assert.deepEqual(unframeValue(frameValue(7, false, Infinity, 1, ["t1", "é"]), 0)?.tags, [
+    "t1",
+    "é",
+  ]);
   a[Symbol.dispose]();
   b[Symbol.dispose]();
 });
@@ -186,10 +192,10 @@ Deno.test("remote: options are checked; keys must be values", () => {
     return true;
   });
   assert.throws(
-    () => cache({ remote: new FakeTier(new FakeServer()), remoteTimeout: -1 }),
+    () => cache({ remote: fakeTier(new FakeServer()), remoteTimeout: -1 }),
     /remoteTimeout must be a positive finite number of milliseconds: received -1/,
   );
-  const f = cache({ name: "r6", remote: new FakeTier(new FakeServer()) })((o: object) => o);
+  const f = cache({ name: "r6", remote: fakeTier(new FakeServer()) })((o: object) => o);
   assert.throws(() => f(new (class Point {})()), TypeError, "an identity key cannot cross hosts");
   f[Symbol.dispose]();
 });
