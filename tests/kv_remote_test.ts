@@ -100,10 +100,12 @@ Deno.test("kv remote: a burst of 100 deletes reaches the KV store and the other 
         `round ${round}: every delete reaches b`,
         () => keys.every((k) => b.cacheGet(k) === undefined),
       );
-      const left: number[] = [];
-      for await (const e of (await Deno.openKv(path)).list({ prefix: ["warp", "kv-burst"] })) {
-        if (e.key.length === 3 && e.key[2] !== "_bus") left.push(1);
+      const kv = await Deno.openKv(path);
+      const left: Deno.KvKey[] = [];
+      for await (const e of kv.list({ prefix: ["warp", "kv-burst"] })) {
+        if (e.key.length === 3 && e.key[2] !== "_bus") left.push(e.key);
       }
+      kv.close();
       assert.equal(left.length, 0, `round ${round}: no entry left in KV`);
     }
   } finally {

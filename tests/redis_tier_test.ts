@@ -220,9 +220,11 @@ Deno.test("encodeInvalidation/decodeInvalidation round-trip and reject malformed
     { origin: "é-1", stamp: 1, keys: "clear" },
     {
       origin: "x".repeat(255),
-      stamp: 1,
+      stamp: 1.7e12 + 0.125,
       keys: [bytes(), bytes(0), new Uint8Array(70_000).fill(7)],
     },
+    { origin: "t", stamp: 2, keys: [bytes(3)], tags: ["user:1", "", "ü".repeat(300)] },
+    { origin: "t", stamp: 3, keys: "clear", tags: ["a"] },
   ];
   for (const m of cases) assert.deepEqual(decodeInvalidation(encodeInvalidation(m)), m);
   const good = encodeInvalidation({ origin: "ab", stamp: 1, keys: [bytes(1, 2)] });
@@ -230,9 +232,14 @@ Deno.test("encodeInvalidation/decodeInvalidation round-trip and reject malformed
     assert.equal(decodeInvalidation(good.subarray(0, cut)), undefined, `cut at ${cut}`);
   }
   assert.equal(decodeInvalidation(new Uint8Array([...good, 0])), undefined, "trailing byte");
-  assert.equal(decodeInvalidation(new Uint8Array([2, ...good.subarray(1)])), undefined);
-  assert.equal(decodeInvalidation(new Uint8Array([1, 9, 0])), undefined, "unknown kind");
-  assert.equal(decodeInvalidation(new Uint8Array([1, 0, 1, 0xff, 0, 0, 0, 0])), undefined);
+  assert.equal(decodeInvalidation(new Uint8Array([1, ...good.subarray(1)])), undefined);
+  assert.equal(decodeInvalidation(new Uint8Array([3, ...good.subarray(1)])), undefined);
+  assert.equal(decodeInvalidation(new Uint8Array([2, 9, 0])), undefined, "unknown kind");
+  assert.equal(
+    decodeInvalidation(new Uint8Array([2, 0, 1, 0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])),
+    undefined,
+    "an origin that is not UTF-8",
+  );
   assert.throws(
     () => encodeInvalidation({ origin: "x".repeat(256), stamp: 1, keys: [] }),
     RangeError,

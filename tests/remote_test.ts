@@ -219,3 +219,71 @@ Deno.test("remote: a tier given as a rejected Promise leaves the cache local, co
     console.warn = warn;
   }
 });
+
+Deno.test("remote: after a bus gap (lost messages), a host drops the local copies it may hold stale", async () => {
+  await locals(async (label, options) => {
+    const server = new FakeServer();
+    const { calls, a, b } = hosts(options, server, `r8-${crypto.randomUUID()}`);
+    assert.equal(await a(1), "v1");
+    await drain();
+    assert.equal(await b(1), "v1");
+    server.loseMessages = true;
+    a.cacheSet("set by a", 1);
+    await drain();
+    assert.equal(b.cacheGet(1), "v1", `${label}: the message was lost`);
+    server.loseMessages = false;
+    server.gap(); // what a reconnection reports
+    assert.equal(b.cacheGet(1), undefined, `${label}: b dropped its copy`);
+    assert.equal(await b(1), "set by a", `${label}: and reads a's value from the remote`);
+    assert.equal(calls.b, 0);
+    a[Symbol.dispose]();
+    b[Symbol.dispose]();
+  });
+});
+
+Deno.test("remote: wrong bytes from the remote are misses, never values", async () => {
+  const server = new FakeServer();
+  const { calls, a, b } = hosts({ backend: "memory" }, server, `r9-${crypto.randomUUID()}`);
+  for (let k = 0; k < 20; k++) await a(k);
+  await drain();
+  server.wrongBytes = true;
+  for (let k = 0; k < 20; k++) assert.equal(await b(k), `v${k}`);
+  assert.equal(calls.b, 20, "every garbled value was a miss");
+  assert.equal(b.cacheInfo().remoteHits, 0);
+  a[Symbol.dispose]();
+  b[Symbol.dispose]();
+});
+
+Deno.test("remote: changes made while the remote is down are kept and sent once it is back", async () => {
+  const server = new FakeServer();
+  const name = `r10-${crypto.randomUUID()}`;
+  const { a, b } = hosts({ backend: "memory" }, server, name, { remoteTimeout: 50 });
+  const warn = console.warn;
+  console.warn = () => {};
+  try {
+    for (let k = 0; k < 5; k++) await a(k);
+    await drain();
+    for (let k = 0; k < 5; k++) assert.equal(await b(k), `v${k}`);
+    server.down = true;
+    for (let k = 10; k < 14; k++) await a(k); // the breaker opens
+    a.cacheDelete(0);
+    a.cacheSet("new 1", 1);
+    await sleep(100);
+    assert.equal(b.cacheGet(0), "v0", "b cannot know while the remote is down");
+    server.down = false;
+    const t0 = performance.now();
+    while (b.cacheGet(0) !== undefined || b.cacheGet(1) !== undefined) {
+      if (performance.now() - t0 > 15_000) throw new Error("the changes never arrived");
+      await sleep(20);
+    }
+    // Key 0 deleted, key 1 replaced; 10..13 were computed while down (not written).
+    assert.equal(server.entries.size, 4, `keys 1..4: ${[...server.entries.keys()]}`);
+    assert.equal(await b(0), "v0");
+    assert.equal(b.cacheInfo().remoteHits, 5, "key 0 was computed by b");
+    assert.equal(await b(1), "new 1", "the set made while down, sent once the remote is back");
+  } finally {
+    console.warn = warn;
+    a[Symbol.dispose]();
+    b[Symbol.dispose]();
+  }
+});
