@@ -19,7 +19,15 @@
 
 export { cache, cacheContext } from "./src/call/cache.ts";
 export type { CacheContext } from "./src/call/context.ts";
-export type { Invalidation, RemoteTier } from "./src/remote/remote.ts";
+export { remoteTier } from "./src/remote/remote.ts";
+export type {
+  BusListener,
+  Invalidation,
+  RemoteBus,
+  RemoteStorage,
+  RemoteTier,
+  RemoteTierOptions,
+} from "./src/remote/remote.ts";
 export type {
   AnyFunction,
   CacheDecorator,

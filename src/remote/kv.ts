@@ -141,10 +141,10 @@ interface BusValue {
  * const tier = await kvTier({ path });
  * const signal = AbortSignal.timeout(5000);
  * const key = new Uint8Array([1, 2, 3]);
- * await tier.set("users", key, new Uint8Array([42]), 60_000, signal);
- * assert.deepEqual(await tier.get("users", key, signal), new Uint8Array([42]));
- * assert.equal(await tier.delete("users", key, signal), true);
- * assert.equal(await tier.get("users", key, signal), undefined);
+ * await tier.storage.set("users", key, new Uint8Array([42]), 60_000, signal);
+ * assert.deepEqual(await tier.storage.get("users", key, signal), new Uint8Array([42]));
+ * assert.equal(await tier.storage.delete("users", key, signal), true);
+ * assert.equal(await tier.storage.get("users", key, signal), undefined);
  * await tier.close();
  * await Deno.remove(path);
  * ```

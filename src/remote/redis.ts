@@ -22,8 +22,11 @@
  * import { cache } from "@warp/cache";
  * import { redisTier } from "@warp/cache/redis";
  *
- * const remote = await redisTier({ url: "redis://127.0.0.1:6379" });
- * const getUser = cache(async (id: string) => await fetchUser(id), { name: "user", remote });
+ * // Closed at the end of the scope (within its timeout), so the script can exit.
+ * await using remote = await redisTier({ url: "redis://127.0.0.1:6379" });
+ * const getUser = cache({ name: "user", ttl: 60_000, remote })(
+ *   async (id: string) => await fetchUser(id),
+ * );
  * ```
  *
  * @module
@@ -497,9 +500,9 @@ class RedisParts implements RemoteStorage, RemoteBus {
  * ```ts ignore
  * import { redisTier } from "@warp/cache/redis";
  *
- * const tier = await redisTier({ url: "redis://127.0.0.1:6379" }, { prefix: "app:" });
- * await tier.set("users", new Uint8Array([1]), new Uint8Array([42]), 60_000, AbortSignal.timeout(500));
- * await tier.close();
+ * await using tier = await redisTier({ url: "redis://127.0.0.1:6379" }, { prefix: "app:" });
+ * const signal = AbortSignal.timeout(500);
+ * await tier.storage.set("users", new Uint8Array([1]), new Uint8Array([42]), 60_000, signal);
  * ```
  */
 export async function redisTier(
