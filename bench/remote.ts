@@ -5,6 +5,12 @@
  * invalidation bus's latency (a `cacheDelete` on one cache until another cache of the same
  * name has dropped its local copy).
  *
+ * Peers and floors on the same server, in the same run: BentoCache (npm `bentocache`,
+ * `getOrSet` with a memory L1, its Redis L2 and bus, through ioredis) for the same remote
+ * hit (its L1 holds one item, so every call misses it and reads Redis), and the floors: a
+ * bare `GET` + `JSON.parse` through node-redis (our client) and through ioredis
+ * (BentoCache's).
+ *
  * Run: `deno run -A bench/remote.ts [--json]` (`deno task bench` runs it and writes the
  * "Remote tier" section of `bench/RESULTS.md`).
  *
@@ -14,6 +20,13 @@
 import { cache } from "../mod.ts";
 import { redisTier } from "../src/remote/redis.ts";
 import { startRedisServer } from "../tests/fixtures/redis_server.ts";
+import { createClient } from "@redis/client";
+// BentoCache's Redis driver needs ioredis, a peer dependency: imported first so that npm
+// resolution finds it.
+import { Redis } from "npm:ioredis@5.11.1";
+import { BentoCache, bentostore } from "npm:bentocache@1.6.1";
+import { memoryDriver } from "npm:bentocache@1.6.1/drivers/memory";
+import { redisBusDriver, redisDriver } from "npm:bentocache@1.6.1/drivers/redis";
 
 /** One measured case. */
 export interface RemoteRow {
@@ -52,6 +65,111 @@ async function time(
   return percentile(perRound, 50);
 }
 
+/** A case of an interleaved comparison. */
+interface Case {
+  name: string;
+  body: (i: number) => Promise<unknown>;
+}
+
+/** Times `cases` round by round (each round runs every case once, in turn), so that the
+ * machine's noise falls on all of them alike; the median round of each. */
+async function interleaved(cases: Case[], calls: number, rounds: number): Promise<RemoteRow[]> {
+  const perRound = cases.map(() => [] as number[]);
+  let i = 0;
+  for (let r = 0; r < rounds; r++) {
+    for (let c = 0; c < cases.length; c++) {
+      const body = cases[c]!.body;
+      const t0 = performance.now();
+      for (let n = 0; n < calls; n++) await body(i++);
+      perRound[c]!.push(((performance.now() - t0) * 1000) / calls);
+    }
+  }
+  return cases.map((c, k) => ({ case: c.name, us: percentile(perRound[k]!, 50), calls }));
+}
+
+/**
+ * The remote hit side by side: ours, BentoCache's, and the client floors (one `GET` and a
+ * `JSON.parse`), all on the server at `port`, over the same 1000 keys of one small object.
+ */
+async function remoteHits(
+  port: number,
+  url: string,
+  calls: number,
+  rounds: number,
+): Promise<RemoteRow[]> {
+  const keys = 1000;
+  const value = (k: number) => ({ id: k, name: "a user", tags: ["x", "y"] });
+  const work = async (k: number) => {
+    await null;
+    return value(k);
+  };
+  const tierA = await redisTier({ url });
+  const tierB = await redisTier({ url });
+  const nodeRedis = createClient({ url });
+  await nodeRedis.connect();
+  const ioredis = new Redis({ host: "127.0.0.1", port, lazyConnect: true });
+  await ioredis.connect();
+  const connection = { host: "127.0.0.1", port };
+  const bento = (maxItems: number) =>
+    new BentoCache({
+      default: "c",
+      stores: {
+        c: bentostore()
+          .useL1Layer(memoryDriver({ maxItems }))
+          .useL2Layer(redisDriver({ connection }))
+          .useBus(redisBusDriver({ connection })),
+      },
+    });
+  const bentoWriter = bento(keys * 2);
+  const bentoReader = bento(1);
+  // Ours: keys written by one cache, read by another whose local tier holds one entry, so
+  // every call misses locally and finds the key in Redis.
+  const writer = cache({ name: "bench-remote", remote: tierA, maxSize: keys + 1 })(work);
+  const reader = cache({ name: "bench-remote", remote: tierB, maxSize: 1 })(work);
+  let computed = 0;
+  try {
+    for (let k = 0; k < keys; k++) {
+      await writer(k);
+      await nodeRedis.set(`floor:${k}`, JSON.stringify(value(k)));
+      await bentoWriter.getOrSet({ key: `k${k}`, factory: () => value(k), ttl: "10m" });
+    }
+    await new Promise((r) => setTimeout(r, 200)); // the write-through lands
+    const rows = await interleaved(
+      [
+        { name: "remote hit (local miss, Redis get)", body: (i) => reader(i % keys) },
+        {
+          name: "BentoCache remote hit (L1 miss, Redis L2 get)",
+          body: (i) =>
+            bentoReader.getOrSet({ key: `k${i % keys}`, factory: () => ++computed, ttl: "10m" }),
+        },
+        {
+          name: "floor: node-redis GET + JSON.parse",
+          body: async (i) => JSON.parse((await nodeRedis.get(`floor:${i % keys}`))!),
+        },
+        {
+          name: "floor: ioredis GET + JSON.parse",
+          body: async (i) => JSON.parse((await ioredis.get(`floor:${i % keys}`))!),
+        },
+      ],
+      calls,
+      rounds,
+    );
+    if (computed > 0) throw new Error(`BentoCache computed ${computed} times: not remote hits`);
+    const hits = reader.cacheInfo();
+    if (hits.misses > 0) throw new Error(`our reader computed ${hits.misses} times`);
+    return rows;
+  } finally {
+    writer[Symbol.dispose]();
+    reader[Symbol.dispose]();
+    await bentoWriter.disconnectAll();
+    await bentoReader.disconnectAll();
+    await nodeRedis.close();
+    ioredis.disconnect();
+    await tierA.close();
+    await tierB.close();
+  }
+}
+
 /** Runs the benchmark against a fresh redis-server. */
 export async function runRemoteBench(calls = 2000, rounds = 5): Promise<RemoteReport> {
   await using redis = await startRedisServer();
@@ -80,18 +198,7 @@ export async function runRemoteBench(calls = 2000, rounds = 5): Promise<RemoteRe
       calls,
     });
 
-    // A remote hit: keys written by one cache, read by another whose local tier holds one
-    // entry, so every call misses locally and finds the key in Redis.
-    const keys = calls * rounds;
-    const writer = cache({ name: "bench-remote", remote: tierA, maxSize: keys + 1 })(work);
-    for (let k = 0; k < keys; k++) await writer(k);
-    await new Promise((r) => setTimeout(r, 200)); // the write-through lands
-    const reader = cache({ name: "bench-remote", remote: tierB, maxSize: 1 })(work);
-    rows.push({
-      case: "remote hit (local miss, Redis get)",
-      us: await time(calls, rounds, (i) => reader(i % keys)),
-      calls,
-    });
+    rows.push(...await remoteHits(redis.port, redis.url, calls, rounds));
 
     // A miss: computes, stores locally and writes through in the background.
     const misses = cache({ name: "bench-miss", remote: tierA, maxSize: 1 })(work);
@@ -120,7 +227,7 @@ export async function runRemoteBench(calls = 2000, rounds = 5): Promise<RemoteRe
       while (b.cacheGet(k) !== undefined) await new Promise((r) => setTimeout(r, 0));
       latencies.push(performance.now() - t0);
     }
-    for (const f of [local, plain, writer, reader, misses, plainMiss, a, b]) f[Symbol.dispose]();
+    for (const f of [local, plain, misses, plainMiss, a, b]) f[Symbol.dispose]();
     return {
       rows,
       busP50: percentile(latencies, 50),

@@ -136,7 +136,12 @@ export interface RedisTierOptions {
   timeout?: number;
 }
 
-const BUFFER_REPLIES = { typeMapping: { [RESP_TYPES.BLOB_STRING]: Buffer } } as const;
+/**
+ * Per-command options: replies as Buffers, and no per-command timer (node-redis 6 arms one
+ * by default, an `AbortSignal.timeout` per command: the cache's guard already bounds every
+ * call by `remoteTimeout`).
+ */
+const BUFFER_REPLIES = { typeMapping: { [RESP_TYPES.BLOB_STRING]: Buffer }, timeout: 0 } as const;
 const GET = Buffer.from("GET");
 
 /** The version byte that starts every bus frame. */
