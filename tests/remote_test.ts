@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { cache, type CachedFunction, type CacheOptions } from "../mod.ts";
 import { memoryEngine } from "../src/store/engine.ts";
 import { frameValue, unframeValue } from "../src/remote/_remote_link.ts";
-import { FakeServer, fakeTier } from "./fixtures/fake_tier.ts";
+import { FakeParts, FakeServer, fakeTier } from "./fixtures/fake_tier.ts";
 
 const engine = memoryEngine();
 const ffi = (await Deno.permissions.query({ name: "ffi" })).state === "granted";
@@ -108,7 +108,8 @@ Deno.test("remote: cacheDelete, cacheSet and cacheClear reach the other host's l
     await drain();
     assert.equal(b.cacheGet(1), undefined, `${label}: clear reached b`);
     assert.equal(server.entries.size, 0, `${label}: the remote entries are gone`);
-    assert.equal(server.published.at(-1)?.keys, "clear");
+    // (b then repairs what it wrote through just before: values older than the clear.)
+    assert.ok(server.published.some((m) => m.keys === "clear" && m.origin !== ""));
     a[Symbol.dispose]();
     b[Symbol.dispose]();
   });
@@ -285,5 +286,43 @@ Deno.test("remote: changes made while the remote is down are kept and sent once 
     console.warn = warn;
     a[Symbol.dispose]();
     b[Symbol.dispose]();
+  }
+});
+
+Deno.test("remote: a write-through overtaken by another host's change is removed again (repair)", async () => {
+  const server = new FakeServer();
+  const name = `r11-${crypto.randomUUID()}`;
+  const tierA = fakeTier(server);
+  const partsA = tierA.storage as FakeParts;
+  const make = (remote: typeof tierA, value: string) =>
+    cache({ name, remote, remoteTimeout: 5000 })(async (_k: number) => {
+      await null;
+      return value;
+    });
+  const a = make(tierA, "old, computed by A");
+  const b = make(fakeTier(server), "computed by B");
+  const c = make(fakeTier(server), "computed by C");
+  try {
+    // A computes; its write-through is slow in the network.
+    const release = Promise.withResolvers<void>();
+    partsA.holdSets = release.promise;
+    assert.equal(await a(1), "old, computed by A");
+    partsA.holdSets = undefined;
+    // B changes the key meanwhile: its change lands and reaches A.
+    b.cacheSet("set by B", 1);
+    await drain();
+    assert.equal(a.cacheGet(1), undefined, "A dropped its copy");
+    // Then A's older write lands, after B's change.
+    release.resolve();
+    await drain();
+    await drain();
+    const got = await c(1);
+    assert.notEqual(got, "old, computed by A", "a third host never gets A's older value");
+    assert.equal(got, "computed by C", "A removed it again (B's value went with it)");
+    assert.equal(server.published.at(-1)?.repair, true, "announced as a repair");
+  } finally {
+    a[Symbol.dispose]();
+    b[Symbol.dispose]();
+    c[Symbol.dispose]();
   }
 });

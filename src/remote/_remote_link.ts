@@ -147,6 +147,17 @@ interface Pending {
   ttl: number | undefined;
   /** Its barrier stamp. */
   at: number;
+  /** A repair (see {@linkcode Invalidation.repair}). */
+  repair?: boolean;
+}
+
+/** A value this instance wrote through lately: what a repair needs to know. */
+interface RecentWrite {
+  key: Uint8Array;
+  /** When it was sent (Unix ms); past `sent + repairWindow`, it is forgotten. */
+  sent: number;
+  /** Settles once the storage answered (or the call failed or timed out). */
+  done: Promise<unknown>;
 }
 
 /** Most keys waiting to be sent; past it, they collapse into one clear of the cache. */
@@ -155,6 +166,8 @@ export const OUTBOX_KEYS = 10_000;
 export const OUTBOX_BYTES = 4 * 1024 * 1024;
 /** Keys sent per batch (one bus message each). */
 const BATCH = 500;
+/** Most write-throughs remembered for repairs. */
+const RECENT_WRITES = 4096;
 
 /** The remote side of one cache (see the module doc). */
 export class RemoteLink {
@@ -180,9 +193,14 @@ export class RemoteLink {
   #outTags: { tags: Set<string>; at: number } | undefined = undefined;
   #flushing: Promise<void> | undefined = undefined;
   #retry: ReturnType<typeof setTimeout> | undefined = undefined;
+  /** Write-throughs of the last `#repairWindow` ms, by key string, oldest first. */
+  readonly #recent = new Map<string, RecentWrite>();
+  #repairWindow = 2000;
 
   /** Calls answered by the remote tier. */
   hits = 0;
+  /** Write-throughs removed again because another instance's change overtook them. */
+  repairs = 0;
 
   /**
    * @param tier The tier, or a Promise of it (reads before it resolves skip the remote;
@@ -219,6 +237,9 @@ export class RemoteLink {
   #attach(tier: RemoteTier, timeout: number): void {
     if (this.#closed) return;
     this.#maxValueBytes = tier.storage.maxValueBytes ?? Infinity;
+    // A write-through may land after another instance's change as long as that change's
+    // message can take to arrive: its storage call and publish (each within the timeout).
+    this.#repairWindow = Math.max(2000, 4 * timeout);
     const guarded = new GuardedTier(tier.storage, tier.bus, this.name, {
       timeout,
       onRecover: () => this.#kick(),
@@ -242,16 +263,44 @@ export class RemoteLink {
     if (m.keys === "clear") {
       this.#barrier.clear(m.stamp);
       this.#local.dropAll();
+      if (m.repair !== true) { for (const [k, w] of this.#recent) this.#repair(k, w); }
     } else {
       for (const key of m.keys) {
-        this.#barrier.receivedKey(bytesToKeyString(key, key.length));
+        const k = bytesToKeyString(key, key.length);
+        this.#barrier.receivedKey(k);
         this.#local.drop(key);
+        if (m.repair === true || this.#recent.size === 0) continue;
+        const w = this.#recent.get(k);
+        if (w !== undefined) this.#repair(k, w);
       }
     }
     if (m.tags !== undefined && m.tags.length > 0) {
       this.#barrier.invalidateTags(m.tags, m.stamp);
       this.#local.dropTags?.(m.tags);
     }
+  }
+
+  /**
+   * This instance wrote `k` through from a computation that started before the
+   * invalidation just received; its write may have landed after that change (the message
+   * was on its way): removes it again, and tells the others to drop what they read.
+   */
+  #repair(k: string, w: RecentWrite): void {
+    this.#recent.delete(k);
+    if (this.#wallClock() > w.sent + this.#repairWindow) return;
+    this.repairs++;
+    const at = this.#barrier.invalidateKey(k);
+    // After the write itself has answered: a delete sent before it could land first.
+    void w.done.then(() =>
+      this.#enqueue(k, {
+        key: w.key,
+        kind: "delete",
+        frame: undefined,
+        ttl: undefined,
+        at,
+        repair: true,
+      })
+    );
   }
 
   /** Remote operations that failed or timed out (and a tier Promise that rejected). */
@@ -314,13 +363,25 @@ export class RemoteLink {
     const tier = this.#tier;
     if (tier === undefined || !this.mayStore(key, since, tags)) return;
     const frame = this.#frame(value, promised, ttl, since, tags);
-    if (frame !== undefined) void tier.set(key.slice(), frame, ttl);
+    if (frame === undefined) return;
+    const copy = key.slice();
+    const done = tier.set(copy, frame, ttl);
+    // Remembered for a repair, should another instance's change overtake this write.
+    const k = bytesToKeyString(key, key.length);
+    const now = this.#wallClock();
+    this.#recent.delete(k);
+    this.#recent.set(k, { key: copy, sent: now, done });
+    for (const [old, w] of this.#recent) {
+      if (this.#recent.size <= RECENT_WRITES && w.sent + this.#repairWindow >= now) break;
+      this.#recent.delete(old);
+    }
   }
 
   /** Replaces `key` with `value` everywhere: effective here at once, then written to the
    * storage and announced on the bus (kept and retried while they are unreachable). */
   set(key: Uint8Array, value: unknown, promised: boolean, ttl: number | undefined): void {
     const k = bytesToKeyString(key, key.length);
+    this.#recent.delete(k);
     const at = this.#barrier.invalidateKey(k);
     const frame = this.#frame(value, promised, ttl, at);
     this.#enqueue(k, {
@@ -336,6 +397,7 @@ export class RemoteLink {
    * then removed from the storage and announced on the bus (kept and retried). */
   delete(key: Uint8Array): void {
     const k = bytesToKeyString(key, key.length);
+    this.#recent.delete(k);
     const at = this.#barrier.invalidateKey(k);
     this.#enqueue(k, { key: key.slice(), kind: "delete", frame: undefined, ttl: undefined, at });
   }
@@ -344,6 +406,7 @@ export class RemoteLink {
    * before now is a miss), then cleared in the storage and announced (kept and retried). */
   clear(): void {
     const at = this.#barrier.clear();
+    this.#recent.clear();
     // Everything waiting is covered by the clear.
     this.#outbox.clear();
     this.#outboxBytes = 0;
@@ -468,13 +531,14 @@ export class RemoteLink {
         ),
       );
       const sent: Uint8Array[] = [];
+      const repaired: Uint8Array[] = [];
       let failed = false;
       for (let i = 0; i < batch.length; i++) {
         const p = batch[i]!;
         const k = bytesToKeyString(p.key, p.key.length);
         if (done[i]) {
           this.#barrier.sent(k, p.at);
-          sent.push(p.key);
+          (p.repair === true ? repaired : sent).push(p.key);
         } else {
           failed = true;
           // A set that failed may or may not have landed: it is retried as a delete, which
@@ -499,6 +563,28 @@ export class RemoteLink {
             }
           }
           if (tags !== undefined) this.#putBackTags(tags);
+          failed = true;
+        }
+      }
+      if (repaired.length > 0) {
+        const message: Invalidation = {
+          origin: this.#origin,
+          stamp: this.#barrier.stamp(),
+          keys: repaired,
+          repair: true,
+        };
+        if (!(await tier.publish(message))) {
+          for (const key of repaired) {
+            const k = bytesToKeyString(key, key.length);
+            this.#putBack(k, {
+              key,
+              kind: "notify",
+              frame: undefined,
+              ttl: undefined,
+              at: 0,
+              repair: true,
+            });
+          }
           failed = true;
         }
       }

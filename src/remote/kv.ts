@@ -85,6 +85,7 @@ interface BusMessage {
   stamp: number;
   keys: Uint8Array[] | "clear";
   tags?: string[] | undefined;
+  repair?: boolean | undefined;
 }
 
 /**
@@ -490,7 +491,7 @@ class KvParts implements RemoteStorage, RemoteBus {
   async publish(name: string, message: Invalidation, signal: AbortSignal): Promise<void> {
     this.#checkOpen();
     checkName(name);
-    const { origin, stamp, keys, tags } = checkMessage(message);
+    const { origin, stamp, keys, tags, repair } = checkMessage(message);
     const busKey: Deno.KvKey = [ROOT, name, BUS];
     for (let attempt = 0;; attempt++) {
       signal.throwIfAborted();
@@ -501,6 +502,7 @@ class KvParts implements RemoteStorage, RemoteBus {
       const seq = previous.seq + 1;
       let added: BusMessage = { seq, origin, stamp, keys };
       if (tags !== undefined && tags.length > 0) added.tags = tags;
+      if (repair === true) added.repair = true;
       if (messageWeight(added) > MAX_MESSAGE_BYTES) added = { seq, origin, stamp, keys: "clear" };
       const ring = [...previous.ring, added].slice(-this.#ringSize);
       let weight = ring.reduce((n, m) => n + messageWeight(m), 0);
@@ -583,6 +585,7 @@ class KvParts implements RemoteStorage, RemoteBus {
       for (const m of fresh) {
         const message: Invalidation = { origin: m.origin, stamp: m.stamp, keys: m.keys };
         if (m.tags !== undefined) message.tags = m.tags;
+        if (m.repair === true) message.repair = true;
         deliver(message);
       }
     };

@@ -148,13 +148,14 @@ const GET = Buffer.from("GET");
 const FRAME_VERSION = 2;
 const KIND_KEYS = 0;
 const KIND_CLEAR = 1;
+const REPAIR = 128;
 const utf8 = new TextEncoder();
 
 /**
  * Encodes an invalidation as one bus frame (all integers big-endian):
  *
  * ```text
- * u8 version (2) | u8 kind (0: keys, 1: clear) | u8 origin length | origin (UTF-8)
+ * u8 version (2) | u8 kind (0: keys, 1: clear; +128: a repair) | u8 origin length | origin
  * f64 stamp | u16 tag count | per tag: u16 length | tag (UTF-8)
  * [kind 0 only:] u32 key count | per key: u32 length | key bytes
  * ```
@@ -196,7 +197,7 @@ export function encodeInvalidation(message: Invalidation): Uint8Array {
   const frame = new Uint8Array(size);
   const view = new DataView(frame.buffer);
   frame[0] = FRAME_VERSION;
-  frame[1] = keys === "clear" ? KIND_CLEAR : KIND_KEYS;
+  frame[1] = (keys === "clear" ? KIND_CLEAR : KIND_KEYS) | (message.repair === true ? REPAIR : 0);
   frame[2] = origin.length;
   frame.set(origin, 3);
   let at = 3 + origin.length;
@@ -229,7 +230,8 @@ export function encodeInvalidation(message: Invalidation): Uint8Array {
  */
 export function decodeInvalidation(frame: Uint8Array): Invalidation | undefined {
   if (frame.length < 3 || frame[0] !== FRAME_VERSION) return undefined;
-  const kind = frame[1];
+  const kind = frame[1]! & ~REPAIR;
+  const repair = (frame[1]! & REPAIR) !== 0;
   if (kind !== KIND_KEYS && kind !== KIND_CLEAR) return undefined;
   const originEnd = 3 + frame[2]!;
   if (originEnd + 10 > frame.length) return undefined;
@@ -255,6 +257,7 @@ export function decodeInvalidation(frame: Uint8Array): Invalidation | undefined 
   if (Number.isNaN(stamp)) return undefined;
   const message: Invalidation = { origin, stamp, keys: "clear" };
   if (tags.length > 0) message.tags = tags;
+  if (repair) message.repair = true;
   if (kind === KIND_CLEAR) return at === frame.length ? message : undefined;
   if (at + 4 > frame.length) return undefined;
   const count = view.getUint32(at);

@@ -37,6 +37,12 @@ export interface Invalidation {
   keys: Uint8Array[] | "clear";
   /** Tags whose entries are stale (none: `undefined` or empty). */
   tags?: string[] | undefined;
+  /**
+   * A repair: the publisher removed values of these keys that it had written from
+   * computations older than another instance's invalidation (its write may have landed
+   * after that change). Receivers drop their copies but never repair in turn.
+   */
+  repair?: boolean | undefined;
 }
 
 /**
