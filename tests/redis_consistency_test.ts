@@ -14,7 +14,9 @@ const ffi = (await Deno.permissions.query({ name: "ffi" })).state === "granted";
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** Memory always; shared (each "host" in its own directory) when the library loads. */
-async function locals(body: (label: string, of: (host: string) => CacheOptions) => Promise<void>) {
+async function locals(
+  body: (label: string, of: (host: string) => CacheOptions) => Promise<void>,
+): Promise<void> {
   await body("memory", () => ({ backend: "memory" }));
   if (!ffi) return;
   const dir = await Deno.makeTempDir({ dir: "/dev/shm", prefix: "warp_consistency_" });
@@ -28,7 +30,11 @@ async function locals(body: (label: string, of: (host: string) => CacheOptions) 
   }
 }
 
-async function until(what: string, check: () => boolean | Promise<boolean>, ms = 15_000) {
+async function until(
+  what: string,
+  check: () => boolean | Promise<boolean>,
+  ms = 15_000,
+): Promise<void> {
   const end = performance.now() + ms;
   while (!(await check())) {
     if (performance.now() > end) throw new Error(`${what}: not within ${ms} ms`);
@@ -43,8 +49,10 @@ function remoteKey(name: string, k: number): Buffer {
   return Buffer.concat([Buffer.from(`warp:${name}:`), w.buf.subarray(0, w.len)]);
 }
 
-async function admin(url: string) {
-  const client = createClient({ url });
+const newClient = (url: string) => createClient({ url });
+
+async function admin(url: string): Promise<ReturnType<typeof newClient>> {
+  const client = newClient(url);
   client.on("error", () => {});
   await client.connect();
   return client;
@@ -93,8 +101,8 @@ for (const change of ["cacheSet", "cacheDelete"] as const) {
         await gate.promise;
         return "old (computed by A before the change)";
       });
-      const b = make("b", 1, async (k) => `${k}@b`);
-      const c = make("c", 2, async (k) => `${k}@c`);
+      const b = make("b", 1, (k) => Promise.resolve(`${k}@b`));
+      const c = make("c", 2, (k) => Promise.resolve(`${k}@c`));
       try {
         const pending = a(1); // A's computation starts (its remote read misses) and waits
         await sleep(100);

@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { cache, type CachedFunction, type CacheOptions } from "../mod.ts";
 import { memoryEngine } from "../src/store/engine.ts";
 import { frameValue, unframeValue } from "../src/remote/_remote_link.ts";
-import { FakeParts, FakeServer, fakeTier } from "./fixtures/fake_tier.ts";
+import { type FakeParts, FakeServer, fakeTier } from "./fixtures/fake_tier.ts";
 
 const engine = memoryEngine();
 const ffi = (await Deno.permissions.query({ name: "ffi" })).state === "granted";
