@@ -95,31 +95,40 @@ for (const change of ["cacheSet", "cacheDelete"] as const) {
       const name = `lost-${crypto.randomUUID()}`;
       const tiers = await Promise.all([0, 1, 2].map(() => redisTier({ url: redis.url })));
       const gate = Promise.withResolvers<void>();
+      const started = Promise.withResolvers<void>();
       const make = (host: string, i: number, body: (k: number) => Promise<string>) =>
         cache({ ...of(host), name, ttl: 60_000, remote: tiers[i]!, remoteTimeout: 2000 })(body);
-      const a = make("a", 0, async () => {
+      const a = make("a", 0, async (k) => {
+        if (k !== 1) return `${k}@a`;
+        started.resolve();
         await gate.promise;
         return "old (computed by A before the change)";
       });
-      const b = make("b", 1, (k) => Promise.resolve(`${k}@b`));
-      const c = make("c", 2, (k) => Promise.resolve(`${k}@c`));
+      // Async functions: their first call already reads the remote tier.
+      const b = make("b", 1, async (k) => {
+        await null;
+        return `${k}@b`;
+      });
+      const c = make("c", 2, async (k) => {
+        await null;
+        return `${k}@c`;
+      });
       try {
-        const pending = a(1); // A's computation starts (its remote read misses) and waits
-        await sleep(100);
+        // A witness: A holds key 99; B's change of key 1 travels with a delete of key 99
+        // (one bus message), so A dropping 99 shows that A received the change of 1.
+        assert.equal(await a(99), "99@a");
+        const pending = a(1); // A's computation starts (its remote read missed) and waits
+        await started.promise;
         if (change === "cacheSet") b.cacheSet("new (set by B)", 1);
         else b.cacheDelete(1);
-        await sleep(300); // B's change reaches Redis, and A through the bus
+        b.cacheDelete(99);
+        await until("A receives B's change", () => a.cacheGet(99) === undefined);
         gate.resolve();
         assert.equal(await pending, "old (computed by A before the change)");
-        await sleep(300); // whatever A writes through lands
+        await sleep(300); // whatever A would write through lands (before the fix, it did)
         const expected = change === "cacheSet" ? "new (set by B)" : "1@c";
         assert.equal(await c(1), expected, `${label}: a third host gets B's change`);
-        const again = await a(1);
-        assert.equal(
-          again,
-          change === "cacheSet" ? "new (set by B)" : "1@c",
-          `${label}: A does not keep its older value either`,
-        );
+        assert.equal(await a(1), expected, `${label}: A does not keep its older value either`);
       } finally {
         gate.resolve();
         for (const f of [a, b, c]) f[Symbol.dispose]();

@@ -326,3 +326,23 @@ Deno.test("remote: a write-through overtaken by another host's change is removed
     c[Symbol.dispose]();
   }
 });
+
+Deno.test("remote: a tier that arrives late (a Promise) drops the copies made without it", async () => {
+  const server = new FakeServer();
+  const name = `r12-${crypto.randomUUID()}`;
+  const late = Promise.withResolvers<ReturnType<typeof fakeTier>>();
+  const a = makeCache({ name, remote: late.promise }, () => 0);
+  const b = makeCache({ name, remote: fakeTier(server) }, () => 0);
+  try {
+    assert.equal(await a(1), "v1", "computed locally: no tier yet");
+    b.cacheSet("set by b", 1); // a cannot hear of it
+    await drain();
+    late.resolve(fakeTier(server));
+    await drain();
+    assert.equal(a.cacheGet(1), undefined, "dropped once the bus listens");
+    assert.equal(await a(1), "set by b");
+  } finally {
+    a[Symbol.dispose]();
+    b[Symbol.dispose]();
+  }
+});

@@ -221,7 +221,7 @@ export class RemoteLink {
     this.#local = local;
     this.#barrier = new Barrier(wallClock);
     if (tier instanceof Promise) {
-      tier.then((t) => this.#attach(t, timeout), (e) => {
+      tier.then((t) => this.#attach(t, timeout, true), (e) => {
         this.#setupErrors++;
         console.warn(
           `@warp/cache: ${name}: the remote tier could not be set up, the cache stays local: ${
@@ -234,7 +234,9 @@ export class RemoteLink {
     }
   }
 
-  #attach(tier: RemoteTier, timeout: number): void {
+  /** `late`: the cache ran before the tier was there (it may hold copies that missed
+   * invalidations: they are dropped once the bus listens). */
+  #attach(tier: RemoteTier, timeout: number, late = false): void {
     if (this.#closed) return;
     this.#maxValueBytes = tier.storage.maxValueBytes ?? Infinity;
     // A write-through may land after another instance's change as long as that change's
@@ -254,6 +256,7 @@ export class RemoteLink {
       },
     };
     this.#unsubscribe = guarded.subscribe(listener);
+    if (late) void this.#unsubscribe.then(() => listener.gap());
     this.#kick();
   }
 
