@@ -358,3 +358,34 @@ Deno.test("GuardedTier.subscribe during another call's trial waits for it, witho
   assert.equal(tier.listeners.size, 1);
   await end();
 });
+
+Deno.test("GuardedTier: calls within an eighth of the timeout share one timer and one signal", async () => {
+  const { tier, clock, guard } = setup();
+  tier.store.set(K.join(), V);
+  const calls = Array.from({ length: 10 }, () => guard.get(K));
+  assert.equal(clock.pending, 1, "one deadline timer for ten calls");
+  assert.equal(new Set(tier.signals).size, 1, "one signal for ten calls");
+  for (const v of await Promise.all(calls)) assert.deepEqual(v, V);
+  await clock.advance(12); // within the window: the same timer
+  await guard.get(K);
+  assert.equal(new Set(tier.signals).size, 1);
+  await clock.advance(1); // past an eighth of 100 ms: a new window
+  await guard.get(K);
+  assert.equal(new Set(tier.signals).size, 2);
+  await clock.advance(100);
+  assert.equal(clock.pending, 0, "the windows' timers end with them");
+  // A hung call still times out with its window, and only then is an error built.
+  tier.mode = "hang";
+  const hung = guard.get(K);
+  await clock.advance(100);
+  assert.equal(await hung, undefined);
+  assert.equal(guard.errors, 1);
+  assert.equal(tier.signals.at(-1)!.reason?.name, "TimeoutError");
+});
+
+Deno.test("GuardedTier: a tier answering a value instead of a Promise never rejects", async () => {
+  const { tier, guard } = setup();
+  const broken = tier as unknown as { get: () => unknown };
+  broken.get = () => new Uint8Array([5]);
+  assert.deepEqual(await guard.get(K), new Uint8Array([5]));
+});

@@ -309,6 +309,8 @@ export class GuardedTier {
       let pending: Promise<T>;
       try {
         pending = run(w.controller.signal);
+        // A tier that answers a value instead of a Promise (against its contract).
+        if (!(pending instanceof Promise)) pending = Promise.resolve(pending);
       } catch (error) {
         this.#failure(() => error);
         this.#release(w);

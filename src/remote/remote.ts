@@ -113,7 +113,9 @@ export interface RemoteBus {
  * using it still had to send (invalidations kept while the server was unreachable).
  */
 export interface RemoteTier extends AsyncDisposable {
+  /** Where values live. */
   readonly storage: RemoteStorage;
+  /** How invalidations travel between instances (`undefined`: they do not). */
   readonly bus: RemoteBus | undefined;
   /** Most ms that `close()` takes. */
   readonly timeout: number;
