@@ -540,3 +540,44 @@ Deno.test("redisTier.close() resolves within its timeout while the server is dow
     await server.stop();
   }
 });
+
+Deno.test("a script with a tier opened by await using exits by itself, Redis up or down", async () => {
+  const server = await startRedisServer();
+  const run = async (): Promise<{ code: number; out: string; ms: number }> => {
+    const t0 = performance.now();
+    const child = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        new URL("./fixtures/redis_script_exit.ts", import.meta.url).pathname,
+        server.url,
+      ],
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const watchdog = setTimeout(() => child.kill("SIGKILL"), 30_000);
+    const { code, stdout } = await child.output();
+    clearTimeout(watchdog);
+    return { code, out: new TextDecoder().decode(stdout), ms: performance.now() - t0 };
+  };
+  const raw = await rawClient(server.url);
+  try {
+    const up = await run();
+    assert.equal(up.code, 0, "exited by itself (not killed by the watchdog)");
+    assert.equal(up.out.trim(), "42");
+    // The delete and the set made just before the end were sent by close().
+    const keys = await raw.withTypeMapping({}).sendCommand([
+      "KEYS",
+      "warp:script-exit:*",
+    ]) as string[];
+    assert.equal(keys.length, 1, `only key 1 is left: ${keys}`);
+    await server.kill();
+    const down = await run();
+    assert.equal(down.code, 0, "exited by itself with Redis down");
+    assert.equal(down.out.trim(), "42");
+    console.log(`  exits ${up.ms.toFixed(0)} ms (Redis up), ${down.ms.toFixed(0)} ms (down)`);
+  } finally {
+    await raw.close().catch(() => {});
+    await server.stop();
+  }
+});
