@@ -21,7 +21,15 @@ export { cache, cacheControls } from "./src/call/cache.ts";
 export { cacheContext } from "./src/call/context.ts";
 export { invalidateTags } from "./src/call/tags.ts";
 export type { CacheContext } from "./src/call/context.ts";
-export type { Invalidation, RemoteTier } from "./src/remote/remote.ts";
+export { remoteTier } from "./src/remote/remote.ts";
+export type {
+  BusListener,
+  Invalidation,
+  RemoteBus,
+  RemoteStorage,
+  RemoteTier,
+  RemoteTierOptions,
+} from "./src/remote/remote.ts";
 export type {
   AnyFunction,
   CacheControls,

@@ -67,12 +67,52 @@ Deno.test("kv remote: a value over Deno KV's 64 KiB stays local, without an erro
     await new Promise((r) => setTimeout(r, 50));
     assert.equal(f.cacheInfo().remoteErrors, 0);
     assert.equal(
-      await tier.get("kv-big", new Uint8Array([1]), new AbortController().signal),
+      await tier.storage.get("kv-big", new Uint8Array([1]), new AbortController().signal),
       undefined,
     );
   } finally {
     f[Symbol.dispose]();
     await tier.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("kv remote: a burst of 100 deletes reaches the KV store and the other host, every one", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "warp_kv_burst_" });
+  const path = `${dir}/burst.kv`;
+  const tierA = await kvTier({ path }, { pollInterval: 50 });
+  const tierB = await kvTier({ path }, { pollInterval: 50 });
+  const make = (tier: typeof tierA, host: string) =>
+    cache({ name: "kv-burst", ttl: 600_000, remote: tier })(async (k: number) => {
+      await null;
+      return `${k}@${host}`;
+    });
+  const a = make(tierA, "a");
+  const b = make(tierB, "b");
+  const keys = Array.from({ length: 100 }, (_, i) => i);
+  try {
+    for (let round = 0; round < 4; round++) {
+      for (const k of keys) await a(k);
+      await new Promise((r) => setTimeout(r, 100));
+      for (const k of keys) assert.equal(await b(k), `${k}@a`, `round ${round}: b reads a's`);
+      for (const k of keys) a.cacheDelete(k);
+      await until(
+        `round ${round}: every delete reaches b`,
+        () => keys.every((k) => b.cacheGet(k) === undefined),
+      );
+      const kv = await Deno.openKv(path);
+      const left: Deno.KvKey[] = [];
+      for await (const e of kv.list({ prefix: ["warp", "kv-burst"] })) {
+        if (e.key.length === 3 && e.key[2] !== "_bus") left.push(e.key);
+      }
+      kv.close();
+      assert.equal(left.length, 0, `round ${round}: no entry left in KV`);
+    }
+  } finally {
+    a[Symbol.dispose]();
+    b[Symbol.dispose]();
+    await tierA.close();
+    await tierB.close();
     await Deno.remove(dir, { recursive: true });
   }
 });

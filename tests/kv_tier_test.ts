@@ -19,6 +19,9 @@ async function withPath(body: (path: string) => Promise<void>): Promise<void> {
   }
 }
 
+/** How an {@linkcode Inbox} records a gap (messages may have been lost). */
+const GAP: Invalidation = { origin: "(gap)", stamp: 0, keys: "clear" };
+
 /** Collects a subscription's messages; `until` waits (up to 30 s) for a condition on them. */
 class Inbox {
   messages: Invalidation[] = [];
@@ -28,6 +31,9 @@ class Inbox {
     this.messages.push(message);
     this.#wake?.();
   };
+  /** A {@linkcode BusListener}: messages, and gaps recorded as {@linkcode GAP}. */
+  message = this.push;
+  gap = (): void => this.push(GAP);
 
   async until(what: string, done: (messages: Invalidation[]) => boolean): Promise<void> {
     const deadline = Date.now() + 30_000;
@@ -100,18 +106,18 @@ Deno.test("kvTier() stores, reads and deletes bytes under binary keys", async ()
     const tier = await kvTier({ path });
     const keys = [bytes(), bytes(0), bytes(0, 0), bytes(255, 0, 1), bytes(0xfe, 0xff)];
     for (const [i, key] of keys.entries()) {
-      await tier.set("c", key, bytes(i, 0, 255), undefined, signal());
+      await tier.storage.set("c", key, bytes(i, 0, 255), undefined, signal());
     }
     for (const [i, key] of keys.entries()) {
-      assert.deepEqual(await tier.get("c", key, signal()), bytes(i, 0, 255), `key ${key}`);
+      assert.deepEqual(await tier.storage.get("c", key, signal()), bytes(i, 0, 255), `key ${key}`);
     }
-    assert.equal(await tier.get("c", bytes(1), signal()), undefined);
-    await tier.set("c", bytes(0), bytes(9), undefined, signal());
-    assert.deepEqual(await tier.get("c", bytes(0), signal()), bytes(9), "set replaces");
-    assert.equal(await tier.delete("c", bytes(0), signal()), true);
-    assert.equal(await tier.delete("c", bytes(0), signal()), false, "already gone");
-    assert.equal(await tier.get("c", bytes(0), signal()), undefined);
-    assert.deepEqual(await tier.get("c", bytes(0, 0), signal()), bytes(2, 0, 255));
+    assert.equal(await tier.storage.get("c", bytes(1), signal()), undefined);
+    await tier.storage.set("c", bytes(0), bytes(9), undefined, signal());
+    assert.deepEqual(await tier.storage.get("c", bytes(0), signal()), bytes(9), "set replaces");
+    assert.equal(await tier.storage.delete("c", bytes(0), signal()), true);
+    assert.equal(await tier.storage.delete("c", bytes(0), signal()), false, "already gone");
+    assert.equal(await tier.storage.get("c", bytes(0), signal()), undefined);
+    assert.deepEqual(await tier.storage.get("c", bytes(0, 0), signal()), bytes(2, 0, 255));
     await tier.close();
   });
 });
@@ -124,18 +130,18 @@ Deno.test("kvTier() keeps keys past Deno KV's 2048-byte key limit apart", async 
     const long2 = new Uint8Array(3000).fill(7);
     long2[2999] = 8;
     const zeros = new Uint8Array(1100);
-    await tier.set("c", long1, bytes(1), undefined, signal());
-    await tier.set("c", long2, bytes(2), undefined, signal());
-    await tier.set("c", zeros, bytes(3), undefined, signal());
-    assert.deepEqual(await tier.get("c", long1, signal()), bytes(1));
-    assert.deepEqual(await tier.get("c", long2, signal()), bytes(2));
-    assert.deepEqual(await tier.get("c", zeros, signal()), bytes(3));
-    assert.equal(await tier.delete("c", long1, signal()), true);
-    assert.equal(await tier.get("c", long1, signal()), undefined);
-    assert.deepEqual(await tier.get("c", long2, signal()), bytes(2));
-    await tier.clear("c", signal());
-    assert.equal(await tier.get("c", long2, signal()), undefined);
-    assert.equal(await tier.get("c", zeros, signal()), undefined);
+    await tier.storage.set("c", long1, bytes(1), undefined, signal());
+    await tier.storage.set("c", long2, bytes(2), undefined, signal());
+    await tier.storage.set("c", zeros, bytes(3), undefined, signal());
+    assert.deepEqual(await tier.storage.get("c", long1, signal()), bytes(1));
+    assert.deepEqual(await tier.storage.get("c", long2, signal()), bytes(2));
+    assert.deepEqual(await tier.storage.get("c", zeros, signal()), bytes(3));
+    assert.equal(await tier.storage.delete("c", long1, signal()), true);
+    assert.equal(await tier.storage.get("c", long1, signal()), undefined);
+    assert.deepEqual(await tier.storage.get("c", long2, signal()), bytes(2));
+    await tier.storage.clear("c", signal());
+    assert.equal(await tier.storage.get("c", long2, signal()), undefined);
+    assert.equal(await tier.storage.get("c", zeros, signal()), undefined);
     await tier.close();
   });
 });
@@ -146,24 +152,26 @@ Deno.test("kvTier() keeps caches of different names apart, in get and clear", as
     const tier = await kvTier({ kv });
     const names = ["a", "ab", "a\u0000", "", "b"];
     for (const [i, name] of names.entries()) {
-      await tier.set(name, bytes(1), bytes(i), undefined, signal());
+      await tier.storage.set(name, bytes(1), bytes(i), undefined, signal());
     }
     for (const [i, name] of names.entries()) {
-      assert.deepEqual(await tier.get(name, bytes(1), signal()), bytes(i), `name ${name}`);
+      assert.deepEqual(await tier.storage.get(name, bytes(1), signal()), bytes(i), `name ${name}`);
     }
-    await tier.publish("a", { origin: "x", keys: [bytes(1)] }, signal());
-    await tier.clear("a", signal());
-    assert.equal(await tier.get("a", bytes(1), signal()), undefined);
+    await tier.bus!.publish("a", { origin: "x", stamp: 1, keys: [bytes(1)] }, signal());
+    await tier.storage.clear("a", signal());
+    assert.equal(await tier.storage.get("a", bytes(1), signal()), undefined);
     for (const [i, name] of names.entries()) {
-      if (name !== "a") assert.deepEqual(await tier.get(name, bytes(1), signal()), bytes(i));
+      if (name !== "a") {
+        assert.deepEqual(await tier.storage.get(name, bytes(1), signal()), bytes(i));
+      }
     }
     const bus = await kv.get(["warp", "a", "_bus"]);
     assert.notEqual(bus.versionstamp, null, "clear keeps the bus key (its sequence)");
     // A key of another application under "warp" but not under a cache is left alone.
     await kv.set(["warp"], 1);
-    await tier.clear("", signal());
+    await tier.storage.clear("", signal());
     assert.equal((await kv.get(["warp"])).value, 1);
-    assert.equal(await tier.get("", bytes(1), signal()), undefined);
+    assert.equal(await tier.storage.get("", bytes(1), signal()), undefined);
     await tier.close();
     kv.close();
   });
@@ -188,14 +196,14 @@ Deno.test("kvTier() clear deletes more keys than one atomic batch holds", async 
       }
       assert.ok((await op.commit()).ok);
     }
-    await tier.set("other", bytes(1), bytes(1), undefined, signal());
+    await tier.storage.set("other", bytes(1), bytes(1), undefined, signal());
     const count = async (prefix: Deno.KvKey): Promise<number> => {
       let n = 0;
       for await (const _ of kv.list({ prefix })) n++;
       return n;
     };
     assert.equal(await count(["warp", "big"]), 1600);
-    await tier.clear("big", signal());
+    await tier.storage.clear("big", signal());
     assert.equal(await count(["warp", "big"]), 0);
     assert.equal(await count(["warp", "other"]), 1);
     await tier.close();
@@ -208,18 +216,18 @@ Deno.test("kvTier() set passes the ttl as expireIn, rounded up, and none without
     const kv = await Deno.openKv(path);
     const calls: unknown[][] = [];
     const tier = await kvTier({ kv: spySet(kv, calls) });
-    await tier.set("c", bytes(1), bytes(1), 1500, signal());
-    await tier.set("c", bytes(2), bytes(2), 0.5, signal());
-    await tier.set("c", bytes(3), bytes(3), undefined, signal());
+    await tier.storage.set("c", bytes(1), bytes(1), 1500, signal());
+    await tier.storage.set("c", bytes(2), bytes(2), 0.5, signal());
+    await tier.storage.set("c", bytes(3), bytes(3), undefined, signal());
     assert.deepEqual(calls.map((c) => c[2]), [{ expireIn: 1500 }, { expireIn: 1 }, {}]);
     assert.deepEqual(calls.map((c) => c[0]), [
       ["warp", "c", bytes(1)],
       ["warp", "c", bytes(2)],
       ["warp", "c", bytes(3)],
     ]);
-    assert.deepEqual(await tier.get("c", bytes(1), signal()), bytes(1));
+    assert.deepEqual(await tier.storage.get("c", bytes(1), signal()), bytes(1));
     await assert.rejects(
-      tier.set("c", bytes(1), bytes(1), -5, signal()),
+      tier.storage.set("c", bytes(1), bytes(1), -5, signal()),
       RangeError,
       "ttl must be a positive finite number of milliseconds or undefined: received -5",
     );
@@ -233,14 +241,14 @@ Deno.test("kvTier() set takes a value of 64 KiB and rejects a larger one", async
     const tier = await kvTier({ path });
     assert.equal(KV_MAX_VALUE_BYTES, 65536);
     const largest = new Uint8Array(KV_MAX_VALUE_BYTES).fill(3);
-    await tier.set("c", bytes(1), largest, undefined, signal());
-    assert.deepEqual(await tier.get("c", bytes(1), signal()), largest);
+    await tier.storage.set("c", bytes(1), largest, undefined, signal());
+    assert.deepEqual(await tier.storage.get("c", bytes(1), signal()), largest);
     await assert.rejects(
-      tier.set("c", bytes(2), new Uint8Array(KV_MAX_VALUE_BYTES + 1), undefined, signal()),
+      tier.storage.set("c", bytes(2), new Uint8Array(KV_MAX_VALUE_BYTES + 1), undefined, signal()),
       RangeError,
       "Cannot store a value of 65537 bytes in Deno KV: the limit is 65536 bytes",
     );
-    assert.equal(await tier.get("c", bytes(2), signal()), undefined);
+    assert.equal(await tier.storage.get("c", bytes(2), signal()), undefined);
     await tier.close();
   });
 });
@@ -249,20 +257,20 @@ Deno.test("kvTier() on one path twice: each sees the other's writes and messages
   await withPath(async (path) => {
     const a = await kvTier({ path });
     const b = await kvTier({ path }, { pollInterval: 0 });
-    await a.set("c", bytes(5), bytes(50), undefined, signal());
-    assert.deepEqual(await b.get("c", bytes(5), signal()), bytes(50));
-    assert.equal(await b.delete("c", bytes(5), signal()), true);
-    assert.equal(await a.get("c", bytes(5), signal()), undefined);
+    await a.storage.set("c", bytes(5), bytes(50), undefined, signal());
+    assert.deepEqual(await b.storage.get("c", bytes(5), signal()), bytes(50));
+    assert.equal(await b.storage.delete("c", bytes(5), signal()), true);
+    assert.equal(await a.storage.get("c", bytes(5), signal()), undefined);
 
     const inA = new Inbox();
     const inB = new Inbox();
-    const offA = await a.subscribe("c", inA.push);
-    const offB = await b.subscribe("c", inB.push);
-    await a.publish("c", { origin: "A", keys: [bytes(1), bytes(0, 2)] }, signal());
-    await b.publish("c", { origin: "B", keys: "clear" }, signal());
+    const offA = await a.bus!.subscribe("c", inA);
+    const offB = await b.bus!.subscribe("c", inB);
+    await a.bus!.publish("c", { origin: "A", stamp: 1, keys: [bytes(1), bytes(0, 2)] }, signal());
+    await b.bus!.publish("c", { origin: "B", stamp: 1, keys: "clear" }, signal());
     const expected: Invalidation[] = [
-      { origin: "A", keys: [bytes(1), bytes(0, 2)] },
-      { origin: "B", keys: "clear" },
+      { origin: "A", stamp: 1, keys: [bytes(1), bytes(0, 2)] },
+      { origin: "B", stamp: 1, keys: "clear" },
     ];
     await inA.until("two messages on A", (m) => m.length >= 2);
     await inB.until("two messages on B", (m) => m.length >= 2);
@@ -280,9 +288,9 @@ Deno.test("kvTier() bus delivers a burst of 50 messages once each, in order", as
     const a = await kvTier({ path });
     const b = await kvTier({ path });
     const inbox = new Inbox();
-    const off = await b.subscribe("c", inbox.push);
+    const off = await b.bus!.subscribe("c", inbox);
     for (let i = 0; i < 50; i++) {
-      await a.publish("c", { origin: "A", keys: [bytes(i)] }, signal());
+      await a.bus!.publish("c", { origin: "A", stamp: 1, keys: [bytes(i)] }, signal());
     }
     await inbox.until("50 messages", (m) => m.length >= 50);
     assert.deepEqual(inbox.firsts(), Array.from({ length: 50 }, (_, i) => i));
@@ -293,7 +301,12 @@ Deno.test("kvTier() bus delivers a burst of 50 messages once each, in order", as
     await Promise.all(
       Array.from(
         { length: 50 },
-        (_, i) => (i % 2 ? a : b).publish("c", { origin: "X", keys: [bytes(100 + i)] }, signal()),
+        (_, i) =>
+          (i % 2 ? a : b).bus!.publish(
+            "c",
+            { origin: "X", stamp: 1, keys: [bytes(100 + i)] },
+            signal(),
+          ),
       ),
     );
     await inbox.until("50 concurrent messages", (m) => m.length >= 50);
@@ -308,26 +321,26 @@ Deno.test("kvTier() bus delivers a burst of 50 messages once each, in order", as
   });
 });
 
-Deno.test("kvTier() subscriber that missed more than ringSize messages gets a clear", async () => {
+Deno.test("kvTier() subscriber that missed more than ringSize messages is told of a gap", async () => {
   await withPath(async (path) => {
     const kv = await Deno.openKv(path);
     const watched = manualWatch(kv);
     const late = await kvTier({ kv: watched.kv }, { pollInterval: 0 });
     const inbox = new Inbox();
-    const off = await late.subscribe("c", inbox.push);
+    const off = await late.bus!.subscribe("c", inbox);
     const writer = await kvTier({ path }, { ringSize: 4 });
     for (let i = 1; i <= 10; i++) {
-      await writer.publish("c", { origin: "W", keys: [bytes(i)] }, signal());
+      await writer.bus!.publish("c", { origin: "W", stamp: 1, keys: [bytes(i)] }, signal());
     }
     watched.push(await kv.get(["warp", "c", "_bus"]));
     await inbox.until("a clear and 4 messages", (m) => m.length >= 5);
-    assert.deepEqual(inbox.messages[0], { origin: "", keys: "clear" });
+    assert.deepEqual(inbox.messages[0], GAP);
     assert.deepEqual(inbox.firsts(), [-1, 7, 8, 9, 10]);
 
     // Within the ring: no clear, and an older entry is ignored.
     const older = await kv.get(["warp", "c", "_bus"]);
-    await writer.publish("c", { origin: "W", keys: [bytes(11)] }, signal());
-    await writer.publish("c", { origin: "W", keys: [bytes(12)] }, signal());
+    await writer.bus!.publish("c", { origin: "W", stamp: 1, keys: [bytes(11)] }, signal());
+    await writer.bus!.publish("c", { origin: "W", stamp: 1, keys: [bytes(12)] }, signal());
     watched.push(await kv.get(["warp", "c", "_bus"]));
     watched.push(older);
     await inbox.until("2 more messages", (m) => m.length >= 7);
@@ -337,14 +350,14 @@ Deno.test("kvTier() subscriber that missed more than ringSize messages gets a cl
     await inbox.until("the clear", (m) => m.length >= 8);
     assert.deepEqual(inbox.firsts(), [-1, 7, 8, 9, 10, 11, 12, -1]);
     // A new bus after that: its messages from the first, with no other clear.
-    await writer.publish("c", { origin: "W", keys: [bytes(13)] }, signal());
+    await writer.bus!.publish("c", { origin: "W", stamp: 1, keys: [bytes(13)] }, signal());
     watched.push(await kv.get(["warp", "c", "_bus"]));
     await inbox.until("message 13", (m) => m.length >= 9);
     // The bus key deleted and written again between two reads (the sequence passed the
     // last one seen): a clear, then the new bus's messages.
     await kv.delete(["warp", "c", "_bus"]);
     for (let i = 14; i <= 16; i++) {
-      await writer.publish("c", { origin: "W", keys: [bytes(i)] }, signal());
+      await writer.bus!.publish("c", { origin: "W", stamp: 1, keys: [bytes(i)] }, signal());
     }
     watched.push(await kv.get(["warp", "c", "_bus"]));
     await inbox.until("the second clear", (m) => m.length >= 13);
@@ -360,15 +373,19 @@ Deno.test("kvTier() bus: a message too large for the bus value travels as a clea
   await withPath(async (path) => {
     const tier = await kvTier({ path });
     const inbox = new Inbox();
-    const off = await tier.subscribe("c", inbox.push);
+    const off = await tier.bus!.subscribe("c", inbox);
     const keys = Array.from({ length: 40 }, (_, i) => new Uint8Array(1000).fill(i));
-    await tier.publish("c", { origin: "A", keys }, signal());
+    await tier.bus!.publish("c", { origin: "A", stamp: 1, keys }, signal());
     // Many medium messages: the ring drops the oldest to stay under 64 KiB.
     for (let i = 0; i < 20; i++) {
-      await tier.publish("c", { origin: "A", keys: [new Uint8Array(8000).fill(i)] }, signal());
+      await tier.bus!.publish(
+        "c",
+        { origin: "A", stamp: 1, keys: [new Uint8Array(8000).fill(i)] },
+        signal(),
+      );
     }
     await inbox.until("21 messages", (m) => m.length >= 21);
-    assert.deepEqual(inbox.messages[0], { origin: "A", keys: "clear" });
+    assert.deepEqual(inbox.messages[0], { origin: "A", stamp: 1, keys: "clear" });
     assert.equal(inbox.messages.length, 21);
     assert.deepEqual(inbox.messages[20]!.keys, [new Uint8Array(8000).fill(19)]);
     await off();
@@ -381,14 +398,14 @@ Deno.test("kvTier() unsubscribe stops delivery; close() stops the rest", async (
     const tier = await kvTier({ path });
     const stopped = new Inbox();
     const control = new Inbox();
-    const off = await tier.subscribe("c", stopped.push);
-    await tier.subscribe("c", control.push); // stopped by close()
-    await tier.publish("c", { origin: "A", keys: [bytes(1)] }, signal());
+    const off = await tier.bus!.subscribe("c", stopped);
+    await tier.bus!.subscribe("c", control); // stopped by close()
+    await tier.bus!.publish("c", { origin: "A", stamp: 1, keys: [bytes(1)] }, signal());
     await stopped.until("the first message", (m) => m.length >= 1);
     await off();
     await off(); // a second call is a no-op
-    await tier.publish("c", { origin: "A", keys: [bytes(2)] }, signal());
-    await tier.publish("c", { origin: "A", keys: [bytes(3)] }, signal());
+    await tier.bus!.publish("c", { origin: "A", stamp: 1, keys: [bytes(2)] }, signal());
+    await tier.bus!.publish("c", { origin: "A", stamp: 1, keys: [bytes(3)] }, signal());
     await control.until("three messages", (m) => m.length >= 3);
     assert.deepEqual(stopped.firsts(), [1]);
     assert.deepEqual(control.firsts(), [1, 2, 3]);
@@ -401,10 +418,10 @@ Deno.test("kvTier() close() closes a kv it opened, never a given one", async () 
   await withPath(async (path) => {
     const kv = await Deno.openKv(path);
     const given = await kvTier({ kv });
-    await given.set("c", bytes(1), bytes(1), undefined, signal());
+    await given.storage.set("c", bytes(1), bytes(1), undefined, signal());
     await given.close();
     assert.equal((await kv.get(["warp", "c", bytes(1)])).versionstamp !== null, true);
-    await assert.rejects(given.get("c", bytes(1), signal()), Error, "it is closed");
+    await assert.rejects(given.storage.get("c", bytes(1), signal()), Error, "it is closed");
     kv.close();
 
     // With a path, close() closes the database it opened: watch Deno.openKv to see it.
@@ -426,10 +443,13 @@ Deno.test("kvTier() close() closes a kv it opened, never a given one", async () 
       Object.defineProperty(Deno, "openKv", descriptor);
     }
     assert.equal(opens.length, 1);
-    assert.deepEqual(await opened.get("c", bytes(1), signal()), bytes(1));
+    assert.deepEqual(await opened.storage.get("c", bytes(1), signal()), bytes(1));
     await opened.close();
     await assert.rejects(opens[0]!.get(["warp"]), Deno.errors.BadResource, "the kv is closed");
-    await assert.rejects(opened.publish("c", { origin: "", keys: "clear" }, signal()), Error);
+    await assert.rejects(
+      opened.bus!.publish("c", { origin: "", stamp: 1, keys: "clear" }, signal()),
+      Error,
+    );
   });
 });
 
@@ -463,16 +483,28 @@ Deno.test("kvTier() rejects bad arguments with errors naming them", async () => 
     const tier = await kvTier({ path });
     // deno-lint-ignore no-explicit-any
     const loose = tier as any;
-    await assert.rejects(loose.get("c", "key", signal()), TypeError, "key must be a Uint8Array");
-    await assert.rejects(loose.get(1, bytes(1), signal()), TypeError, "name must be a string");
     await assert.rejects(
-      loose.publish("c", { origin: "A", keys: ["k"] }, signal()),
+      loose.storage.get("c", "key", signal()),
       TypeError,
-      'message must be { origin: string, keys: Uint8Array[] | "clear" }',
+      "key must be a Uint8Array",
     );
-    await assert.rejects(loose.subscribe("c", 1), TypeError, "listener must be a function");
+    await assert.rejects(
+      loose.storage.get(1, bytes(1), signal()),
+      TypeError,
+      "name must be a string",
+    );
+    await assert.rejects(
+      loose.bus!.publish("c", { origin: "A", stamp: 1, keys: ["k"] }, signal()),
+      TypeError,
+      'message must be { origin: string, stamp: 1, keys: Uint8Array[] | "clear" }',
+    );
+    await assert.rejects(
+      loose.bus!.subscribe("c", 1),
+      TypeError,
+      "listener must have message() and gap() methods",
+    );
     const aborted = AbortSignal.abort();
-    await assert.rejects(tier.get("c", bytes(1), aborted));
+    await assert.rejects(tier.storage.get("c", bytes(1), aborted));
     await tier.close();
   });
 });
@@ -486,11 +518,11 @@ Deno.test("kvTier() bus latency on one file: watch in one process", async () => 
     const a = await kvTier({ path }, { pollInterval: 0 });
     const b = await kvTier({ path }, { pollInterval: 0 });
     const inbox = new Inbox();
-    const off = await b.subscribe("c", inbox.push);
+    const off = await b.bus!.subscribe("c", inbox);
     const times: number[] = [];
     for (let i = 0; i < 200; i++) {
       const t0 = performance.now();
-      await a.publish("c", { origin: "A", keys: [bytes(i & 255)] }, signal());
+      await a.bus!.publish("c", { origin: "A", stamp: 1, keys: [bytes(i & 255)] }, signal());
       await inbox.until(`message ${i}`, (m) => m.length > i);
       times.push(performance.now() - t0);
     }
@@ -511,24 +543,24 @@ Deno.test("kvTier() in two processes on one file: entries and the bus both ways"
   await withPath(async (path) => {
     const pollInterval = 20;
     const tier: RemoteTier = await kvTier({ path }, { pollInterval });
-    await tier.set("p", bytes(0, 1, 0), bytes(10, 0, 10), undefined, signal());
+    await tier.storage.set("p", bytes(0, 1, 0), bytes(10, 0, 10), undefined, signal());
     const inbox = new Inbox();
-    const off = await tier.subscribe("p", inbox.push);
+    const off = await tier.bus!.subscribe("p", inbox);
     const child = runChild("kv_child.ts", { path, name: "p", pollInterval });
     const fromChild = (m: Invalidation[]): Invalidation[] => m.filter((x) => x.origin === "child");
     await inbox.until("the child's hello", (m) => fromChild(m).length >= 1);
     assert.deepEqual(fromChild(inbox.messages)[0]!.keys, [bytes(1), bytes(2), bytes(3)]);
-    assert.deepEqual(await tier.get("p", bytes(0, 2, 0), signal()), bytes(20, 0, 20));
+    assert.deepEqual(await tier.storage.get("p", bytes(0, 2, 0), signal()), bytes(20, 0, 20));
 
     const rounds = 30;
     const times: number[] = [];
     for (let i = 1; i <= rounds; i++) {
       const t0 = performance.now();
-      await tier.publish("p", { origin: "parent", keys: [bytes(i)] }, signal());
+      await tier.bus!.publish("p", { origin: "parent", stamp: 1, keys: [bytes(i)] }, signal());
       await inbox.until(`pong ${i}`, (m) => fromChild(m).length >= i + 1);
       times.push(performance.now() - t0);
     }
-    await tier.publish("p", { origin: "parent", keys: [bytes()] }, signal());
+    await tier.bus!.publish("p", { origin: "parent", stamp: 1, keys: [bytes()] }, signal());
     const report = await child;
     assert.deepEqual(report, { seen: [10, 0, 10], pongs: rounds, clears: 0, fromParent: 31 });
     assert.deepEqual(

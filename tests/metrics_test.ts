@@ -11,7 +11,7 @@ import {
 } from "npm:@opentelemetry/sdk-metrics@3.1.1";
 import { cache, type CacheInfo, caches, SieveCache } from "../mod.ts";
 import { METRIC } from "../src/ops/metrics.ts";
-import { FakeServer, FakeTier } from "./fixtures/fake_tier.ts";
+import { FakeServer, fakeTier } from "./fixtures/fake_tier.ts";
 
 /** A reader collected by hand (no timer). */
 class ManualReader extends MetricReader {
@@ -143,7 +143,7 @@ Deno.test("metrics: stale hits and remote errors where the cache counts them", a
   await new Promise((r) => setTimeout(r, 0));
   const server = new FakeServer();
   server.down = true;
-  const remote = cache({ name: "metricsRemote", remote: new FakeTier(server) })(
+  const remote = cache({ name: "metricsRemote", remote: fakeTier(server) })(
     (x: number) => Promise.resolve(x),
   );
   const warn = console.warn;

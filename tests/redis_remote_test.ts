@@ -164,3 +164,42 @@ Deno.test("redis remote with a shared local tier: one remote fetch per key per m
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+for (const change of ["set", "delete"] as const) {
+  Deno.test(`redis remote: a ${change} made on one host while Redis is down reaches the others once it is back`, async () => {
+    await using redis = await startRedisServer();
+    const name = `rec-${crypto.randomUUID()}`;
+    const a = await Host.start(redis.url, name, "a", "memory");
+    const b = await Host.start(redis.url, name, "b", "memory");
+    try {
+      assert.equal((await a.send("call 1")).value, "1@a");
+      await until("b reads a's value", async () => (await b.send("call 1")).value === "1@a");
+      await redis.kill();
+      // Made while Redis is unreachable: kept by host a.
+      await a.send(change === "set" ? "set new 1" : "delete 1");
+      assert.equal((await b.send("peek 1")).value, "1@a", "b cannot know yet");
+      await redis.restart();
+      // A set that failed may have landed or not: it is retried as a delete, so b gets
+      // either the new value or its own computation, never the stale copy.
+      const fresh = change === "set" ? ["new", "1@b"] : ["1@b"];
+      const ms = await until(
+        "b drops its stale copy",
+        async () => (await b.send("call 1")).value !== "1@a",
+        20_000,
+      );
+      assert.ok(fresh.includes((await b.send("call 1")).value));
+      console.log(`  ${change}: reached the other host ${ms.toFixed(0)} ms after the restart`);
+      // A host that starts now sees the change too (Redis has it, not the old value).
+      const c = await Host.start(redis.url, name, "c", "memory");
+      try {
+        const got = (await c.send("call 1")).value;
+        assert.ok([...fresh, "1@c"].includes(got), `a new host gets no stale value: ${got}`);
+      } finally {
+        await c.exit();
+      }
+    } finally {
+      await a.exit();
+      await b.exit();
+    }
+  });
+}

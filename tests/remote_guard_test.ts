@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { type GuardClock, GuardedTier } from "../src/remote/_remote_guard.ts";
-import type { Invalidation, RemoteTier } from "../src/remote/remote.ts";
+import type { BusListener, Invalidation, RemoteBus, RemoteStorage } from "../src/remote/remote.ts";
 
 /** A manual clock: timers fire only when the test advances time. */
 class FakeClock implements GuardClock {
@@ -48,12 +48,12 @@ async function flush(): Promise<void> {
 type Mode = "ok" | "fail" | "hang" | "throw";
 
 /** A tier whose behaviour the test sets, counting calls and recording signals. */
-class FakeTier implements RemoteTier {
+class FakeTier implements RemoteStorage, RemoteBus {
   mode: Mode = "ok";
   calls = 0;
   signals: AbortSignal[] = [];
   store = new Map<string, Uint8Array>();
-  listeners = new Set<(m: Invalidation) => void>();
+  listeners = new Set<BusListener>();
   subscribeCalls = 0;
   #run<T>(signal: AbortSignal | undefined, value: () => T): Promise<T> {
     this.calls++;
@@ -82,9 +82,9 @@ class FakeTier implements RemoteTier {
     return this.#run(signal, () => this.store.clear());
   }
   publish(_n: string, message: Invalidation, signal: AbortSignal): Promise<void> {
-    return this.#run(signal, () => this.listeners.forEach((l) => l(message)));
+    return this.#run(signal, () => this.listeners.forEach((l) => l.message(message)));
   }
-  subscribe(_n: string, listener: (m: Invalidation) => void): Promise<() => Promise<void>> {
+  subscribe(_n: string, listener: BusListener): Promise<() => Promise<void>> {
     this.subscribeCalls++;
     return this.#run(undefined, () => {
       this.listeners.add(listener);
@@ -108,7 +108,7 @@ function setup(options: { threshold?: number } = {}): {
   const tier = new FakeTier();
   const clock = new FakeClock();
   const lines: string[] = [];
-  const guard = new GuardedTier(tier, "users", {
+  const guard = new GuardedTier(tier, tier, "users", {
     timeout: 100,
     failureThreshold: options.threshold ?? 3,
     tierName: "redis",
@@ -120,6 +120,11 @@ function setup(options: { threshold?: number } = {}): {
 
 const K = new Uint8Array([1, 2]);
 const V = new Uint8Array([9]);
+/** A bus listener of messages; gaps are counted in `gaps`. */
+function listen(message: (m: Invalidation) => unknown): BusListener & { gaps: number } {
+  const l = { gaps: 0, message: (m: Invalidation) => void message(m), gap: () => void l.gaps++ };
+  return l;
+}
 
 Deno.test("GuardedTier passes calls through while the tier works", async () => {
   const { tier, guard, lines } = setup();
@@ -141,7 +146,7 @@ Deno.test("GuardedTier never rejects: failures and sync throws resolve to undefi
   assert.equal(await guard.set(K, V, undefined), false);
   assert.equal(await guard.delete(K), false);
   assert.equal(await guard.clear(), false);
-  assert.equal(await guard.publish({ origin: "o", keys: "clear" }), false);
+  assert.equal(await guard.publish({ origin: "o", stamp: 1, keys: "clear" }), false);
   tier.mode = "throw";
   assert.equal(await guard.get(K), undefined);
   assert.equal(guard.errors, 6);
@@ -241,11 +246,11 @@ Deno.test("GuardedTier breaker: opens after 3 failures, skips the tier, retries 
 Deno.test("GuardedTier.subscribe passes messages through and ends the subscription", async () => {
   const { tier, guard } = setup();
   const got: Invalidation[] = [];
-  const end = await guard.subscribe((m) => got.push(m));
-  await guard.publish({ origin: "a", keys: [K] });
-  assert.deepEqual(got, [{ origin: "a", keys: [K] }]);
+  const end = await guard.subscribe(listen((m) => got.push(m)));
+  await guard.publish({ origin: "a", stamp: 1, keys: [K] });
+  assert.deepEqual(got, [{ origin: "a", stamp: 1, keys: [K] }]);
   await end();
-  await guard.publish({ origin: "a", keys: "clear" });
+  await guard.publish({ origin: "a", stamp: 1, keys: "clear" });
   assert.equal(got.length, 1);
   assert.equal(tier.listeners.size, 0);
 });
@@ -254,7 +259,7 @@ Deno.test("GuardedTier.subscribe retries under the breaker until it succeeds, ne
   const { tier, clock, guard } = setup({ threshold: 1 });
   tier.mode = "fail";
   const got: Invalidation[] = [];
-  const end = await guard.subscribe((m) => got.push(m));
+  const end = await guard.subscribe(listen((m) => got.push(m)));
   assert.equal(tier.subscribeCalls, 1);
   assert.equal(guard.state, "open");
   await clock.advance(999);
@@ -267,17 +272,19 @@ Deno.test("GuardedTier.subscribe retries under the breaker until it succeeds, ne
   assert.equal(tier.listeners.size, 1);
   await clock.advance(60_000);
   assert.equal(tier.subscribeCalls, 3, "no retries once subscribed");
-  await guard.publish({ origin: "b", keys: "clear" });
+  await guard.publish({ origin: "b", stamp: 1, keys: "clear" });
   assert.equal(got.length, 1);
   await end();
   assert.equal(tier.listeners.size, 0);
+  // The publish's deadline timer ends with its window; no retry timer is left.
+  await clock.advance(100);
   assert.equal(clock.pending, 0);
 });
 
 Deno.test("GuardedTier.subscribe: ending it while retrying stops the retries", async () => {
   const { tier, clock, guard } = setup({ threshold: 1 });
   tier.mode = "fail";
-  const end = await guard.subscribe(() => {});
+  const end = await guard.subscribe(listen(() => {}));
   await end();
   tier.mode = "ok";
   await clock.advance(60_000);
@@ -301,7 +308,7 @@ Deno.test("GuardedTier.subscribe: a subscription landing after its timeout is ke
       };
     });
   };
-  const endP = guard.subscribe(() => {});
+  const endP = guard.subscribe(listen(() => {}));
   await clock.advance(100);
   const end = await endP;
   assert.equal(guard.errors, 1);
@@ -317,10 +324,13 @@ Deno.test("GuardedTier.subscribe: a subscription landing after its timeout is ke
 
 Deno.test("GuardedTier rejects bad options with a RangeError naming them", () => {
   const tier = new FakeTier();
-  assert.throws(() => new GuardedTier(tier, "x", { timeout: 0 }), /remoteTimeout.*received 0/);
-  assert.throws(() => new GuardedTier(tier, "x", { timeout: NaN }), RangeError);
   assert.throws(
-    () => new GuardedTier(tier, "x", { timeout: 10, failureThreshold: -1 }),
+    () => new GuardedTier(tier, tier, "x", { timeout: 0 }),
+    /remoteTimeout.*received 0/,
+  );
+  assert.throws(() => new GuardedTier(tier, tier, "x", { timeout: NaN }), RangeError);
+  assert.throws(
+    () => new GuardedTier(tier, tier, "x", { timeout: 10, failureThreshold: -1 }),
     /failureThreshold/,
   );
 });
@@ -336,7 +346,7 @@ Deno.test("GuardedTier.subscribe during another call's trial waits for it, witho
   await flush();
   assert.equal(guard.state, "half-open");
   tier.mode = "ok";
-  const end = await guard.subscribe(() => {});
+  const end = await guard.subscribe(listen(() => {}));
   assert.equal(tier.subscribeCalls, 0, "skipped while the trial is in flight");
   await clock.advance(99);
   assert.equal(tier.subscribeCalls, 0, "no retry storm during the trial");
@@ -347,4 +357,35 @@ Deno.test("GuardedTier.subscribe during another call's trial waits for it, witho
   assert.equal(tier.subscribeCalls, 1, "subscribed at the next trial time");
   assert.equal(tier.listeners.size, 1);
   await end();
+});
+
+Deno.test("GuardedTier: calls within an eighth of the timeout share one timer and one signal", async () => {
+  const { tier, clock, guard } = setup();
+  tier.store.set(K.join(), V);
+  const calls = Array.from({ length: 10 }, () => guard.get(K));
+  assert.equal(clock.pending, 1, "one deadline timer for ten calls");
+  assert.equal(new Set(tier.signals).size, 1, "one signal for ten calls");
+  for (const v of await Promise.all(calls)) assert.deepEqual(v, V);
+  await clock.advance(12); // within the window: the same timer
+  await guard.get(K);
+  assert.equal(new Set(tier.signals).size, 1);
+  await clock.advance(1); // past an eighth of 100 ms: a new window
+  await guard.get(K);
+  assert.equal(new Set(tier.signals).size, 2);
+  await clock.advance(100);
+  assert.equal(clock.pending, 0, "the windows' timers end with them");
+  // A hung call still times out with its window, and only then is an error built.
+  tier.mode = "hang";
+  const hung = guard.get(K);
+  await clock.advance(100);
+  assert.equal(await hung, undefined);
+  assert.equal(guard.errors, 1);
+  assert.equal(tier.signals.at(-1)!.reason?.name, "TimeoutError");
+});
+
+Deno.test("GuardedTier: a tier answering a value instead of a Promise never rejects", async () => {
+  const { tier, guard } = setup();
+  const broken = tier as unknown as { get: () => unknown };
+  broken.get = () => new Uint8Array([5]);
+  assert.deepEqual(await guard.get(K), new Uint8Array([5]));
 });

@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { cache, type CachedFunction, type CacheOptions } from "../mod.ts";
 import { memoryEngine } from "../src/store/engine.ts";
 import { frameValue, unframeValue } from "../src/remote/_remote_link.ts";
-import { FakeServer, FakeTier } from "./fixtures/fake_tier.ts";
+import { type FakeParts, FakeServer, fakeTier } from "./fixtures/fake_tier.ts";
 
 const engine = memoryEngine();
 const ffi = (await Deno.permissions.query({ name: "ffi" })).state === "granted";
@@ -41,11 +41,11 @@ function hosts(
   const calls = { a: 0, b: 0 };
   const dirOf = (h: string) => options.dir === undefined ? {} : { dir: `${options.dir}/${h}` };
   const a = makeCache(
-    { ...options, ...dirOf("a"), ...extra, name, remote: new FakeTier(server) },
+    { ...options, ...dirOf("a"), ...extra, name, remote: fakeTier(server) },
     () => ++calls.a,
   );
   const b = makeCache(
-    { ...options, ...dirOf("b"), ...extra, name, remote: new FakeTier(server) },
+    { ...options, ...dirOf("b"), ...extra, name, remote: fakeTier(server) },
     () => ++calls.b,
   );
   return { calls, a, b };
@@ -108,7 +108,8 @@ Deno.test("remote: cacheDelete, cacheSet and cacheClear reach the other host's l
     await drain();
     assert.equal(b.cacheGet(1), undefined, `${label}: clear reached b`);
     assert.equal(server.entries.size, 0, `${label}: the remote entries are gone`);
-    assert.equal(server.published.at(-1)?.keys, "clear");
+    // (b then repairs what it wrote through just before: values older than the clear.)
+    assert.ok(server.published.some((m) => m.keys === "clear" && m.origin !== ""));
     a[Symbol.dispose]();
     b[Symbol.dispose]();
   });
@@ -151,15 +152,21 @@ Deno.test("remote: expired and undecodable remote values are misses; TTL becomes
   assert.equal(calls.b, 1, "an undecodable remote value is a miss");
   await a(2);
   await drain();
-  lastEntry().value = frameValue("old", true, Date.now() - 1);
+  lastEntry().value = frameValue("old", true, Date.now() - 1, Date.now() - 10);
   assert.equal(await b(2), "v2");
   assert.equal(calls.b, 2, "a remote value past its deadline is a miss");
   assert.equal(b.cacheInfo().remoteHits, 0);
-  assert.deepEqual(unframeValue(frameValue({ a: [1] }, true, Infinity), Date.now()), {
+  assert.deepEqual(unframeValue(frameValue({ a: [1] }, true, Infinity, 1234.5), Date.now()), {
     value: { a: [1] },
     promised: true,
     ttl: undefined,
+    born: 1234.5,
+    tags: [],
   });
+  assert.deepEqual(unframeValue(frameValue(7, false, Infinity, 1, ["t1", "é"]), 0)?.tags, [
+    "t1",
+    "é",
+  ]);
   a[Symbol.dispose]();
   b[Symbol.dispose]();
 });
@@ -168,7 +175,7 @@ Deno.test("remote: a synchronous function writes through but reads locally only"
   const server = new FakeServer();
   const name = `r5-${crypto.randomUUID()}`;
   let calls = 0;
-  const make = () => cache({ name, remote: new FakeTier(server) })((x: number) => ++calls + x);
+  const make = () => cache({ name, remote: fakeTier(server) })((x: number) => ++calls + x);
   const a = make();
   const b = make();
   assert.equal(a(1), 2);
@@ -186,10 +193,10 @@ Deno.test("remote: options are checked; keys must be values", () => {
     return true;
   });
   assert.throws(
-    () => cache({ remote: new FakeTier(new FakeServer()), remoteTimeout: -1 }),
+    () => cache({ remote: fakeTier(new FakeServer()), remoteTimeout: -1 }),
     /remoteTimeout must be a positive finite number of milliseconds: received -1/,
   );
-  const f = cache({ name: "r6", remote: new FakeTier(new FakeServer()) })((o: object) => o);
+  const f = cache({ name: "r6", remote: fakeTier(new FakeServer()) })((o: object) => o);
   assert.throws(() => f(new (class Point {})()), TypeError, "an identity key cannot cross hosts");
   f[Symbol.dispose]();
 });
@@ -211,5 +218,131 @@ Deno.test("remote: a tier given as a rejected Promise leaves the cache local, co
     f[Symbol.dispose]();
   } finally {
     console.warn = warn;
+  }
+});
+
+Deno.test("remote: after a bus gap (lost messages), a host drops the local copies it may hold stale", async () => {
+  await locals(async (label, options) => {
+    const server = new FakeServer();
+    const { calls, a, b } = hosts(options, server, `r8-${crypto.randomUUID()}`);
+    assert.equal(await a(1), "v1");
+    await drain();
+    assert.equal(await b(1), "v1");
+    server.loseMessages = true;
+    a.cacheSet("set by a", 1);
+    await drain();
+    assert.equal(b.cacheGet(1), "v1", `${label}: the message was lost`);
+    server.loseMessages = false;
+    server.gap(); // what a reconnection reports
+    assert.equal(b.cacheGet(1), undefined, `${label}: b dropped its copy`);
+    assert.equal(await b(1), "set by a", `${label}: and reads a's value from the remote`);
+    assert.equal(calls.b, 0);
+    a[Symbol.dispose]();
+    b[Symbol.dispose]();
+  });
+});
+
+Deno.test("remote: wrong bytes from the remote are misses, never values", async () => {
+  const server = new FakeServer();
+  const { calls, a, b } = hosts({ backend: "memory" }, server, `r9-${crypto.randomUUID()}`);
+  for (let k = 0; k < 20; k++) await a(k);
+  await drain();
+  server.wrongBytes = true;
+  for (let k = 0; k < 20; k++) assert.equal(await b(k), `v${k}`);
+  assert.equal(calls.b, 20, "every garbled value was a miss");
+  assert.equal(b.cacheInfo().remoteHits, 0);
+  a[Symbol.dispose]();
+  b[Symbol.dispose]();
+});
+
+Deno.test("remote: changes made while the remote is down are kept and sent once it is back", async () => {
+  const server = new FakeServer();
+  const name = `r10-${crypto.randomUUID()}`;
+  const { a, b } = hosts({ backend: "memory" }, server, name, { remoteTimeout: 50 });
+  const warn = console.warn;
+  console.warn = () => {};
+  try {
+    for (let k = 0; k < 5; k++) await a(k);
+    await drain();
+    for (let k = 0; k < 5; k++) assert.equal(await b(k), `v${k}`);
+    server.down = true;
+    for (let k = 10; k < 14; k++) await a(k); // the breaker opens
+    a.cacheDelete(0);
+    a.cacheSet("new 1", 1);
+    await sleep(100);
+    assert.equal(b.cacheGet(0), "v0", "b cannot know while the remote is down");
+    server.down = false;
+    const t0 = performance.now();
+    while (b.cacheGet(0) !== undefined || b.cacheGet(1) !== undefined) {
+      if (performance.now() - t0 > 15_000) throw new Error("the changes never arrived");
+      await sleep(20);
+    }
+    // Key 0 deleted, key 1 replaced; 10..13 were computed while down (not written).
+    assert.equal(server.entries.size, 4, `keys 1..4: ${[...server.entries.keys()]}`);
+    assert.equal(await b(0), "v0");
+    assert.equal(b.cacheInfo().remoteHits, 5, "key 0 was computed by b");
+    assert.equal(await b(1), "new 1", "the set made while down, sent once the remote is back");
+  } finally {
+    console.warn = warn;
+    a[Symbol.dispose]();
+    b[Symbol.dispose]();
+  }
+});
+
+Deno.test("remote: a write-through overtaken by another host's change is removed again (repair)", async () => {
+  const server = new FakeServer();
+  const name = `r11-${crypto.randomUUID()}`;
+  const tierA = fakeTier(server);
+  const partsA = tierA.storage as FakeParts;
+  const make = (remote: typeof tierA, value: string) =>
+    cache({ name, remote, remoteTimeout: 5000 })(async (_k: number) => {
+      await null;
+      return value;
+    });
+  const a = make(tierA, "old, computed by A");
+  const b = make(fakeTier(server), "computed by B");
+  const c = make(fakeTier(server), "computed by C");
+  try {
+    // A computes; its write-through is slow in the network.
+    const release = Promise.withResolvers<void>();
+    partsA.holdSets = release.promise;
+    assert.equal(await a(1), "old, computed by A");
+    partsA.holdSets = undefined;
+    // B changes the key meanwhile: its change lands and reaches A.
+    b.cacheSet("set by B", 1);
+    await drain();
+    assert.equal(a.cacheGet(1), undefined, "A dropped its copy");
+    // Then A's older write lands, after B's change.
+    release.resolve();
+    await drain();
+    await drain();
+    const got = await c(1);
+    assert.notEqual(got, "old, computed by A", "a third host never gets A's older value");
+    assert.equal(got, "computed by C", "A removed it again (B's value went with it)");
+    assert.equal(server.published.at(-1)?.repair, true, "announced as a repair");
+  } finally {
+    a[Symbol.dispose]();
+    b[Symbol.dispose]();
+    c[Symbol.dispose]();
+  }
+});
+
+Deno.test("remote: a tier that arrives late (a Promise) drops the copies made without it", async () => {
+  const server = new FakeServer();
+  const name = `r12-${crypto.randomUUID()}`;
+  const late = Promise.withResolvers<ReturnType<typeof fakeTier>>();
+  const a = makeCache({ name, remote: late.promise }, () => 0);
+  const b = makeCache({ name, remote: fakeTier(server) }, () => 0);
+  try {
+    assert.equal(await a(1), "v1", "computed locally: no tier yet");
+    b.cacheSet("set by b", 1); // a cannot hear of it
+    await drain();
+    late.resolve(fakeTier(server));
+    await drain();
+    assert.equal(a.cacheGet(1), undefined, "dropped once the bus listens");
+    assert.equal(await a(1), "set by b");
+  } finally {
+    a[Symbol.dispose]();
+    b[Symbol.dispose]();
   }
 });

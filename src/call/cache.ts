@@ -32,7 +32,7 @@ import { InFlight } from "./in_flight.ts";
 import { type Counters, FileCounters, LocalCounters } from "./counters.ts";
 import { DISPOSED, RemoteTiers, Tiers } from "./tiers.ts";
 import { FeatureLoader, Loader } from "./loader.ts";
-import { processTags, type TagClock, Tagged } from "./tags.ts";
+import { processTags, reachTags, type TagClock, Tagged } from "./tags.ts";
 import type {
   AnyFunction,
   CacheControls,
@@ -201,6 +201,8 @@ interface Assembly {
   engine: StoreParts["engine"];
   /** The directory of a shared cache's file. */
   dir: string | undefined;
+  /** Stops `invalidateTags()` from reaching this cache's remote tier. */
+  unreach: () => void;
 }
 
 /** Builds the parts of the cache of `fn` (`name`) from `opts`. */
@@ -220,6 +222,7 @@ function assemble(
   const cacheName = valueKeys ? (opts.name ?? defaultSharedName(fn, name, site)) : name;
   const parts = createStore(opts, name, cacheName, clock);
   const counters = countersOf(parts.fileCounters);
+  const tagClock: TagClock = processTags;
   const link = opts.remote === undefined ? undefined : new RemoteLink(
     opts.remote,
     cacheName,
@@ -227,25 +230,33 @@ function assemble(
     {
       // Another instance changed these keys: computations under way no longer store their
       // results, and the local copies go.
+      // (Their signals do not abort: their callers still get their results.)
       drop(key: Uint8Array): void {
         if (tiers.local === DISPOSED) return;
-        loader.detach(bytesToKeyString(key, key.length), "an invalidation from another instance");
+        loader.detach(bytesToKeyString(key, key.length), undefined);
         const k = hold(key, key.length, undefined);
         tiers.local.delete(k);
         release(k);
       },
       dropAll(): void {
         if (tiers.local === DISPOSED) return;
-        loader.detachAll("an invalidation from another instance");
+        loader.detachAll(undefined);
         tiers.local.clear();
+      },
+      // Another host invalidated tags: the local entries carrying them are misses here.
+      dropTags(tags: readonly string[]): void {
+        tagClock.invalidate(tags);
       },
     },
   );
   const tiers = link === undefined
     ? new Tiers(parts.store)
     : new RemoteTiers(parts.store, link, opts.ttl);
+  // invalidateTags() reaches the other hosts through the link's bus.
+  const unreach = link === undefined
+    ? () => {}
+    : reachTags({ invalidate: (tags) => link.invalidateTags(tags) });
   const flights = parts.flights;
-  const tagClock: TagClock = processTags;
   const tagsOf = opts.tags as AnyFunction | undefined;
   const base = {
     fn,
@@ -305,6 +316,7 @@ function assemble(
     tagsOf,
     engine: parts.engine,
     dir: parts.store.dir,
+    unreach,
   };
 }
 
@@ -364,6 +376,7 @@ function controlsOf(a: Assembly, unregister: () => void): CacheControls<AnyFunct
       loader.detach(pkey, undefined);
       flights?.end(k);
       if (isThenable(value)) {
+        k.since = tiers.stamp();
         loader.register(k, value).catch(() => {});
         return;
       }
@@ -385,6 +398,7 @@ function controlsOf(a: Assembly, unregister: () => void): CacheControls<AnyFunct
       if (tiers.local === DISPOSED) return;
       loader.detachAll("disposing the cache");
       unregister();
+      a.unreach();
       a.path.store = DISPOSED;
       tiers.close();
     },

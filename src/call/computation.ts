@@ -43,6 +43,9 @@ export class Computation implements KeyBytes, ContextHolder {
   epoch = 0;
   /** Its tags from the `tags` option, if any. */
   tags: readonly string[] | undefined = undefined;
+  /** With a remote tier: the link's stamp of when it started (an invalidation after it
+   * keeps its result from every tier). */
+  since = 0;
 
   constructor(public buf: Uint8Array) {}
 

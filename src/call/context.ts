@@ -63,6 +63,8 @@ export class CallContext<T = unknown> implements CacheContext<T> {
   refresh = false;
   /** The encoded key, for a cache with a remote tier. */
   remoteKey: Uint8Array | undefined = undefined;
+  /** The remote link's stamp of when the computation started (see `RemoteLink.stamp`). */
+  remoteSince = 0;
   /** Whether the value came from the remote tier (not written back to it). */
   fromRemote = false;
   /** Tags added by `tag()`, or `undefined`. */

@@ -299,7 +299,7 @@ export class Loader {
   }
 
   /** Detaches every computation under way. */
-  detachAll(why: string): void {
+  detachAll(why: string | undefined): void {
     for (const pkey of this.inFlight.keys()) this.detach(pkey, why);
   }
 
@@ -375,6 +375,7 @@ export class FeatureLoader extends Loader {
   }
 
   override beforeCompute(held: Computation, self: unknown, args: unknown[]): unknown {
+    if (this.tiers.remote) held.since = this.tiers.stamp();
     if (this.#backoff.size > 0) {
       const r = this.backedOff(held);
       if (r !== MISS) return r;
@@ -390,7 +391,17 @@ export class FeatureLoader extends Loader {
     const flights = this.flights;
     if (flights === undefined) return MISS;
     const claim = flights.claim(held, this.sawPromise);
-    if (claim === "owner") held.flight = true;
+    if (claim === "owner") {
+      held.flight = true;
+      // Another process may have stored the key between this process's lookup and its
+      // claim (its whole flight fitting in between): look again before computing.
+      const entry = this.entryOf(this.tiers.local.peek(held));
+      if (entry !== MISS) {
+        this.counters.join();
+        this.endComputation(held);
+        return this.hitForm(entry);
+      }
+    }
     if (claim === "owner" || claim === "none") return MISS;
     // A synchronous caller never blocks on a computation of its own process (it could
     // never end while the thread waits).
@@ -500,6 +511,7 @@ export class FeatureLoader extends Loader {
         held.flight = true;
       }
       // This process computes the key.
+      if (this.tiers.remote) held.since = this.tiers.stamp();
       const r = this.callAsCurrent(held, self, args);
       const promised = isThenable(r);
       if (promised) this.sawPromise = true;
@@ -558,7 +570,7 @@ export class FeatureLoader extends Loader {
     self: unknown,
     args: unknown[],
   ): Promise<unknown> {
-    const found = await this.tiers.fetch(held.buf.slice(0, held.len));
+    const found = await this.tiers.fetch(held.buf.slice(0, held.len), held.since);
     if (found !== undefined && ctx.live) {
       ctx.fromRemote = true;
       if (found.ttl !== undefined) ctx.setTtl(found.ttl);

@@ -97,8 +97,14 @@ export class Tiers {
     this.local.clear();
   }
 
-  /** The value of `k` in the remote tier (none here). */
-  fetch(_k: Uint8Array): Promise<RemoteValue | undefined> {
+  /** A stamp of the remote link for an operation starting now (0 without one). */
+  stamp(): number {
+    return 0;
+  }
+
+  /** The value of `k` in the remote tier, for an operation started at `since` (none
+   * here). */
+  fetch(_k: Uint8Array, _since: number): Promise<RemoteValue | undefined> {
     return Promise.resolve(undefined);
   }
 
@@ -133,16 +139,25 @@ export class RemoteTiers extends Tiers {
     ttl: number | undefined,
     tags: readonly string[] | undefined,
   ): void {
+    const key = c.buf.subarray(0, c.len);
+    // An invalidation made or received since the computation started: stored nowhere.
+    if (!this.link.mayStore(key, c.since, tags)) return;
     super.write(c, value, promised, ttl, tags);
     // A value read from the remote tier is not written back to it.
     if (c.ctx?.fromRemote === true) return;
     const remoteTtl = ttl ?? this.ttl;
     this.link.write(
-      c.buf.subarray(0, c.len),
+      key,
       value,
       promised,
       remoteTtl === Infinity ? undefined : remoteTtl,
+      c.since,
+      tags,
     );
+  }
+
+  override stamp(): number {
+    return this.link.stamp();
   }
 
   override set(k: KeyBytes, value: unknown, promised: boolean, ttl: number | undefined): void {
@@ -161,8 +176,8 @@ export class RemoteTiers extends Tiers {
     this.link.clear();
   }
 
-  override fetch(k: Uint8Array): Promise<RemoteValue | undefined> {
-    return this.link.fetch(k);
+  override fetch(k: Uint8Array, since: number): Promise<RemoteValue | undefined> {
+    return this.link.fetch(k, since);
   }
 
   override close(): void {

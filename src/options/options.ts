@@ -406,12 +406,12 @@ export function resolveOptions(options: CacheOptions | undefined): ResolvedOptio
     remote !== undefined &&
     !(remote instanceof Promise) &&
     (remote === null || typeof remote !== "object" ||
-      typeof (remote as RemoteTier).get !== "function" ||
-      typeof (remote as RemoteTier).set !== "function")
+      typeof (remote as RemoteTier).storage?.get !== "function" ||
+      typeof (remote as RemoteTier).storage?.set !== "function")
   ) {
     fail(
       TypeError,
-      "remote must be a remote tier (redisTier(), kvTier() or an object with the RemoteTier methods)",
+      "remote must be a remote tier (redisTier(), kvTier() or remoteTier({ storage, bus }))",
       remote,
     );
   }

@@ -1,23 +1,43 @@
 /**
  * One cache's link to its remote tier: the frames of the values it stores there, the
- * invalidations it publishes and applies, and its counters. Every remote call goes through
- * a {@linkcode GuardedTier} (timeout, circuit breaker, errors counted and logged once), so
- * nothing here ever rejects towards a caller.
+ * invalidations it sends and applies, its {@linkcode Barrier}, and its counters. Every
+ * remote call goes through a {@linkcode GuardedTier} (timeout, circuit breaker, errors
+ * counted and logged once), so nothing here ever rejects towards a caller.
  *
- * A remote value is framed as `[version u8 = 1][deadline f64 LE: Unix ms, or +Infinity]`
- * followed by the shared backend's value encoding: a tier whose expiry only bounds from
- * below (Deno KV's `expireIn`) never serves an expired value, and a frame that fails to
- * decode is a miss.
+ * A remote value is framed as
+ * `[version u8 = 2][deadline f64 LE: Unix ms, or +Infinity][born f64 LE: Unix ms]
+ * [tag count u8][per tag: length u8, UTF-8]` followed by the shared backend's value
+ * encoding: a storage whose expiry only bounds from below (Deno KV's `expireIn`) never
+ * serves an expired value, a value born before an invalidation known here is a miss, and
+ * a frame that fails to decode is a miss.
+ *
+ * How the call path uses it (see the README, "Remote tier"):
+ *
+ * 1. when a computation of a key starts (a local miss, a refresh), take
+ *    `since = link.stamp()`;
+ * 2. read through with `link.fetch(key, since)`: a remote value, or `undefined`;
+ * 3. before storing the result locally, ask `link.mayStore(key, since)`; if it says no, the
+ *    value is returned to the callers but stored nowhere; else store it and write it
+ *    through with `link.write(key, value, promised, ttl, since)` (which asks again);
+ * 4. `cacheSet`, `cacheDelete` and `cacheClear` call `link.set`, `link.delete`,
+ *    `link.clear`: effective at once for this process (the barrier), then sent to the
+ *    storage and the bus in order, kept and retried while the remote is unreachable;
+ * 5. the {@linkcode LocalTier} hooks are called for invalidations from other instances and
+ *    after a bus gap: they drop local copies and detach the computations under way of the
+ *    keys named (their results are then not stored: `mayStore` says no too).
  *
  * @module
  */
 
 import { GuardedTier } from "./_remote_guard.ts";
-import type { Invalidation, RemoteTier } from "./remote.ts";
+import { Barrier } from "./_barrier.ts";
+import { type BusListener, type Invalidation, onTierClose, type RemoteTier } from "./remote.ts";
 import { decodeValueIn, encodeValue, isPromised } from "../codec/value_codec.ts";
+import { bytesToKeyString } from "../codec/key_codec.ts";
 
-const FRAME_VERSION = 1;
-const HEADER = 9;
+const FRAME_VERSION = 2;
+/** Version, deadline, born, tag count. */
+const HEADER = 18;
 
 /** A value read from the remote tier. */
 export interface RemoteValue {
@@ -26,23 +46,58 @@ export interface RemoteValue {
   promised: boolean;
   /** Ms until its deadline (`undefined`: none). */
   ttl: number | undefined;
+  /** When the computation (or `cacheSet`) that made it started: Unix ms, its host's clock. */
+  born: number;
+  /** Its tags. */
+  tags: string[];
 }
 
-/** What the link applies to the local tier when another instance invalidates. */
+/** What the link applies to the local tier when another instance invalidates, or after a
+ * bus gap. */
 export interface LocalTier {
-  /** Drops the local copy of encoded key `key`. */
+  /** Drops the local copy of encoded key `key`, and detaches a computation of that key
+   * under way in this process (its callers still get its result; it is not stored). */
   drop(key: Uint8Array): void;
-  /** Drops every local entry. */
+  /** Drops every local entry and detaches every computation under way. */
   dropAll(): void;
+  /** Drops the local entries carrying one of `tags` (optional: tag invalidation). */
+  dropTags?(tags: readonly string[]): void;
 }
 
-/** Frames `value` with its deadline (Unix ms; `Infinity`: none). */
-export function frameValue(value: unknown, promised: boolean, deadline: number): Uint8Array {
+const NO_TAGS: readonly string[] = Object.freeze([]);
+const utf8 = new TextEncoder();
+const fromUtf8 = new TextDecoder();
+
+/** Frames `value` with its deadline (Unix ms; `Infinity`: none), birth and tags. */
+export function frameValue(
+  value: unknown,
+  promised: boolean,
+  deadline: number,
+  born: number,
+  tags: readonly string[] = NO_TAGS,
+): Uint8Array {
   const body = encodeValue(value, promised);
-  const out = new Uint8Array(HEADER + body.length);
+  const tagBytes = tags.map((t) => utf8.encode(t));
+  if (tagBytes.length > 255 || tagBytes.some((t) => t.length > 255)) {
+    throw new RangeError(
+      `Cannot frame a remote value: at most 255 tags of at most 255 bytes: received ${tags.length} tags`,
+    );
+  }
+  let size = HEADER + body.length;
+  for (const t of tagBytes) size += 1 + t.length;
+  const out = new Uint8Array(size);
+  const view = new DataView(out.buffer);
   out[0] = FRAME_VERSION;
-  new DataView(out.buffer).setFloat64(1, deadline, true);
-  out.set(body, HEADER);
+  view.setFloat64(1, deadline, true);
+  view.setFloat64(9, born, true);
+  out[17] = tagBytes.length;
+  let at = HEADER;
+  for (const t of tagBytes) {
+    out[at] = t.length;
+    out.set(t, at + 1);
+    at += 1 + t.length;
+  }
+  out.set(body, at);
   return out;
 }
 
@@ -50,45 +105,110 @@ export function frameValue(value: unknown, promised: boolean, deadline: number):
  * of another version, or does not decode. */
 export function unframeValue(frame: Uint8Array, now: number): RemoteValue | undefined {
   if (frame.length <= HEADER || frame[0] !== FRAME_VERSION) return undefined;
-  const deadline = new DataView(frame.buffer, frame.byteOffset, frame.byteLength).getFloat64(
-    1,
-    true,
-  );
+  const view = new DataView(frame.buffer, frame.byteOffset, frame.byteLength);
+  const deadline = view.getFloat64(1, true);
   if (!(deadline > now)) return undefined;
-  const body = frame.subarray(HEADER);
+  const born = view.getFloat64(9, true);
+  if (Number.isNaN(born)) return undefined;
+  let at = HEADER;
+  let tags = NO_TAGS as string[];
+  const count = frame[17]!;
   try {
+    if (count > 0) {
+      tags = [];
+      for (let i = 0; i < count; i++) {
+        const len = frame[at]!;
+        if (at + 1 + len > frame.length) return undefined;
+        tags.push(fromUtf8.decode(frame.subarray(at + 1, at + 1 + len)));
+        at += 1 + len;
+      }
+    }
+    if (at >= frame.length) return undefined;
+    const body = frame.subarray(at);
     return {
       value: decodeValueIn(body, body.length),
       promised: isPromised(body),
       ttl: deadline === Infinity ? undefined : deadline - now,
+      born,
+      tags,
     };
   } catch {
     return undefined;
   }
 }
 
-/** The remote side of one cache. */
+/** An invalidation of one key waiting to be sent: the storage operation, then the bus. */
+interface Pending {
+  key: Uint8Array;
+  /** `set`: write `frame` then publish; `delete`: remove then publish; `notify`: the
+   * storage has it, publish only. */
+  kind: "set" | "delete" | "notify";
+  frame: Uint8Array | undefined;
+  ttl: number | undefined;
+  /** Its barrier stamp. */
+  at: number;
+  /** A repair (see {@linkcode Invalidation.repair}). */
+  repair?: boolean;
+}
+
+/** A value this instance wrote through lately: what a repair needs to know. */
+interface RecentWrite {
+  key: Uint8Array;
+  /** When it was sent (Unix ms); past `sent + repairWindow`, it is forgotten. */
+  sent: number;
+  /** Settles once the storage answered (or the call failed or timed out). */
+  done: Promise<unknown>;
+}
+
+/** Most keys waiting to be sent; past it, they collapse into one clear of the cache. */
+export const OUTBOX_KEYS = 10_000;
+/** Most bytes of values waiting to be written; past it, a set waits as a delete. */
+export const OUTBOX_BYTES = 4 * 1024 * 1024;
+/** Keys sent per batch (one bus message each). */
+const BATCH = 500;
+/** Most write-throughs remembered for repairs. */
+const RECENT_WRITES = 4096;
+
+/** The remote side of one cache (see the module doc). */
 export class RemoteLink {
   /** The guarded tier, once a Promise of it resolved. */
   #tier: GuardedTier | undefined = undefined;
   readonly #origin = crypto.randomUUID();
   readonly #wallClock: () => number;
   readonly #local: LocalTier;
+  readonly #barrier: Barrier;
   #unsubscribe: Promise<(() => Promise<void>) | undefined> = Promise.resolve(undefined);
+  #unregister: (() => void) | undefined = undefined;
   #closed = false;
   /** A tier Promise that rejected: counted as one error. */
   #setupErrors = 0;
   #warnedEncode = false;
   #maxValueBytes = Infinity;
+
+  // The outbox: invalidations made here, in order, until the storage and the bus took them.
+  readonly #outbox = new Map<string, Pending>();
+  #outboxBytes = 0;
+  /** A clear waiting: `storage` (clear the storage, then publish) or `notify` (publish). */
+  #outClear: { at: number; kind: "storage" | "notify" } | undefined = undefined;
+  #outTags: { tags: Set<string>; at: number } | undefined = undefined;
+  #flushing: Promise<void> | undefined = undefined;
+  #retry: ReturnType<typeof setTimeout> | undefined = undefined;
+  /** Write-throughs of the last `#repairWindow` ms, by key string, oldest first. */
+  readonly #recent = new Map<string, RecentWrite>();
+  #repairWindow = 2000;
+
   /** Calls answered by the remote tier. */
   hits = 0;
+  /** Write-throughs removed again because another instance's change overtook them. */
+  repairs = 0;
 
   /**
-   * @param tier The tier, or a Promise of it (calls before it resolves skip the remote).
+   * @param tier The tier, or a Promise of it (reads before it resolves skip the remote;
+   * invalidations wait for it).
    * @param name The cache's name: its namespace in the tier.
    * @param timeout Most ms per remote operation.
    * @param local The local tier, for invalidations from other instances.
-   * @param wallClock Unix ms, for deadlines.
+   * @param wallClock Unix ms, for deadlines and stamps.
    */
   constructor(
     tier: RemoteTier | Promise<RemoteTier>,
@@ -99,8 +219,9 @@ export class RemoteLink {
   ) {
     this.#wallClock = wallClock;
     this.#local = local;
+    this.#barrier = new Barrier(wallClock);
     if (tier instanceof Promise) {
-      tier.then((t) => this.#attach(t, timeout), (e) => {
+      tier.then((t) => this.#attach(t, timeout, true), (e) => {
         this.#setupErrors++;
         console.warn(
           `@warp/cache: ${name}: the remote tier could not be set up, the cache stays local: ${
@@ -113,16 +234,76 @@ export class RemoteLink {
     }
   }
 
-  #attach(tier: RemoteTier, timeout: number): void {
+  /** `late`: the cache ran before the tier was there (it may hold copies that missed
+   * invalidations: they are dropped once the bus listens). */
+  #attach(tier: RemoteTier, timeout: number, late = false): void {
     if (this.#closed) return;
-    this.#maxValueBytes = tier.maxValueBytes ?? Infinity;
-    const guarded = new GuardedTier(tier, this.name, { timeout });
-    this.#tier = guarded;
-    this.#unsubscribe = guarded.subscribe((m: Invalidation) => {
-      if (m.origin === this.#origin) return;
-      if (m.keys === "clear") this.#local.dropAll();
-      else for (const key of m.keys) this.#local.drop(key);
+    this.#maxValueBytes = tier.storage.maxValueBytes ?? Infinity;
+    // A write-through may land after another instance's change as long as that change's
+    // message can take to arrive: its storage call and publish (each within the timeout).
+    this.#repairWindow = Math.max(2000, 4 * timeout);
+    const guarded = new GuardedTier(tier.storage, tier.bus, this.name, {
+      timeout,
+      onRecover: () => this.#kick(),
     });
+    this.#tier = guarded;
+    this.#unregister = onTierClose(tier, () => this.drain());
+    const listener: BusListener = {
+      message: (m) => this.#apply(m),
+      gap: () => {
+        this.#barrier.gap();
+        this.#local.dropAll();
+      },
+    };
+    this.#unsubscribe = guarded.subscribe(listener);
+    if (late) void this.#unsubscribe.then(() => listener.gap());
+    this.#kick();
+  }
+
+  /** Applies an invalidation from another instance. */
+  #apply(m: Invalidation): void {
+    if (m.origin === this.#origin) return;
+    if (m.keys === "clear") {
+      this.#barrier.clear(m.stamp);
+      this.#local.dropAll();
+      if (m.repair !== true) { for (const [k, w] of this.#recent) this.#repair(k, w); }
+    } else {
+      for (const key of m.keys) {
+        const k = bytesToKeyString(key, key.length);
+        this.#barrier.receivedKey(k);
+        this.#local.drop(key);
+        if (m.repair === true || this.#recent.size === 0) continue;
+        const w = this.#recent.get(k);
+        if (w !== undefined) this.#repair(k, w);
+      }
+    }
+    if (m.tags !== undefined && m.tags.length > 0) {
+      this.#barrier.invalidateTags(m.tags, m.stamp);
+      this.#local.dropTags?.(m.tags);
+    }
+  }
+
+  /**
+   * This instance wrote `k` through from a computation that started before the
+   * invalidation just received; its write may have landed after that change (the message
+   * was on its way): removes it again, and tells the others to drop what they read.
+   */
+  #repair(k: string, w: RecentWrite): void {
+    this.#recent.delete(k);
+    if (this.#wallClock() > w.sent + this.#repairWindow) return;
+    this.repairs++;
+    const at = this.#barrier.invalidateKey(k);
+    // After the write itself has answered: a delete sent before it could land first.
+    void w.done.then(() =>
+      this.#enqueue(k, {
+        key: w.key,
+        kind: "delete",
+        frame: undefined,
+        ttl: undefined,
+        at,
+        repair: true,
+      })
+    );
   }
 
   /** Remote operations that failed or timed out (and a tier Promise that rejected). */
@@ -130,69 +311,152 @@ export class RemoteLink {
     return (this.#tier?.errors ?? 0) + this.#setupErrors;
   }
 
+  /** Invalidations waiting to be sent (keys, plus one for a clear). */
+  get unsent(): number {
+    return this.#outbox.size + (this.#outClear === undefined ? 0 : 1);
+  }
+
+  /** A stamp for an operation starting now (a computation, a remote read). */
+  stamp(): number {
+    return this.#barrier.stamp();
+  }
+
+  /**
+   * Whether a value computed by an operation that started at `since` (see
+   * {@linkcode RemoteLink.stamp}) may still be stored, in the local tier or remotely: no
+   * invalidation of `key`, of everything, or of one of `tags` was made or received since.
+   */
+  mayStore(key: Uint8Array, since: number, tags?: readonly string[]): boolean {
+    return this.#barrier.mayStore(() => bytesToKeyString(key, key.length), since, tags);
+  }
+
   /** The value stored remotely under `key`, or `undefined` (absent, expired, undecodable,
-   * or the tier failing or not set up yet). */
-  async fetch(key: Uint8Array): Promise<RemoteValue | undefined> {
+   * born before an invalidation known here, invalidated since `since`, or the tier
+   * failing or not set up yet). */
+  async fetch(key: Uint8Array, since: number): Promise<RemoteValue | undefined> {
     const tier = this.#tier;
     if (tier === undefined) return undefined;
     const frame = await tier.get(key);
     if (frame === undefined) return undefined;
     const found = unframeValue(frame, this.#wallClock());
-    if (found !== undefined) this.hits++;
+    if (found === undefined) return undefined;
+    let k: string | undefined;
+    const keyString = (): string => k ??= bytesToKeyString(key, key.length);
+    if (
+      !this.#barrier.admits(keyString, found.born, found.tags) ||
+      !this.#barrier.mayStore(keyString, since, found.tags)
+    ) return undefined;
+    this.hits++;
     return found;
   }
 
   /**
    * Writes `value` under `key` (both copied now), expiring after `ttl` ms (`undefined`:
-   * never), in the background. A value that the shared codec cannot encode is not written
-   * (one warning per cache).
+   * never), in the background, unless an invalidation came after `since`. A value that
+   * the shared codec cannot encode is not written (one warning per cache).
    */
-  write(key: Uint8Array, value: unknown, promised: boolean, ttl: number | undefined): void {
-    void this.#write(key.slice(), value, promised, ttl);
-  }
-
-  /** Writes `value` (as `write`), then tells every other instance to drop its local copy. */
-  set(key: Uint8Array, value: unknown, promised: boolean, ttl: number | undefined): void {
-    const k = key.slice();
-    void this.#write(k, value, promised, ttl).then(() => this.#publish([k]));
-  }
-
-  /** Removes `key` remotely, then tells every other instance to drop its local copy. */
-  delete(key: Uint8Array): void {
-    const k = key.slice();
-    void this.#tier?.delete(k).then(() => this.#publish([k]));
-  }
-
-  /** Removes every remote entry of the cache, then tells every other instance to drop its
-   * local entries. */
-  clear(): void {
-    void this.#tier?.clear().then(() => this.#publish("clear"));
-  }
-
-  /** Stops listening for invalidations (the tier itself stays open: other caches may use
-   * it; close it with its own `close()`). */
-  async close(): Promise<void> {
-    this.#closed = true;
-    const unsubscribe = await this.#unsubscribe;
-    await unsubscribe?.();
-  }
-
-  #publish(keys: Uint8Array[] | "clear"): Promise<boolean> | undefined {
-    return this.#tier?.publish({ origin: this.#origin, keys });
-  }
-
-  /** Encodes and writes in the background; resolves once the tier answered (or failed). */
-  #write(
+  write(
     key: Uint8Array,
     value: unknown,
     promised: boolean,
     ttl: number | undefined,
-  ): Promise<unknown> {
+    since: number,
+    tags?: readonly string[],
+  ): void {
     const tier = this.#tier;
-    if (tier === undefined) return Promise.resolve();
+    if (tier === undefined || !this.mayStore(key, since, tags)) return;
+    const frame = this.#frame(value, promised, ttl, since, tags);
+    if (frame === undefined) return;
+    const copy = key.slice();
+    const done = tier.set(copy, frame, ttl);
+    // Remembered for a repair, should another instance's change overtake this write.
+    const k = bytesToKeyString(key, key.length);
+    const now = this.#wallClock();
+    this.#recent.delete(k);
+    this.#recent.set(k, { key: copy, sent: now, done });
+    for (const [old, w] of this.#recent) {
+      if (this.#recent.size <= RECENT_WRITES && w.sent + this.#repairWindow >= now) break;
+      this.#recent.delete(old);
+    }
+  }
+
+  /** Replaces `key` with `value` everywhere: effective here at once, then written to the
+   * storage and announced on the bus (kept and retried while they are unreachable). */
+  set(key: Uint8Array, value: unknown, promised: boolean, ttl: number | undefined): void {
+    const k = bytesToKeyString(key, key.length);
+    this.#recent.delete(k);
+    const at = this.#barrier.invalidateKey(k);
+    const frame = this.#frame(value, promised, ttl, at);
+    this.#enqueue(k, {
+      key: key.slice(),
+      kind: frame === undefined ? "delete" : "set",
+      frame,
+      ttl,
+      at,
+    });
+  }
+
+  /** Removes `key` everywhere: effective here at once (a remote value of it is a miss),
+   * then removed from the storage and announced on the bus (kept and retried). */
+  delete(key: Uint8Array): void {
+    const k = bytesToKeyString(key, key.length);
+    this.#recent.delete(k);
+    const at = this.#barrier.invalidateKey(k);
+    this.#enqueue(k, { key: key.slice(), kind: "delete", frame: undefined, ttl: undefined, at });
+  }
+
+  /** Removes every entry everywhere: effective here at once (every remote value stored
+   * before now is a miss), then cleared in the storage and announced (kept and retried). */
+  clear(): void {
+    const at = this.#barrier.clear();
+    this.#recent.clear();
+    // Everything waiting is covered by the clear.
+    this.#outbox.clear();
+    this.#outboxBytes = 0;
+    this.#outClear = { at, kind: "storage" };
+    this.#kick();
+  }
+
+  /** Invalidates `tags` everywhere: no computation under way stores an entry carrying one,
+   * and remote values carrying one born before now are misses here and, once the bus
+   * delivered it, on every host. */
+  invalidateTags(tags: readonly string[]): void {
+    if (tags.length === 0) return;
+    const at = this.#barrier.invalidateTags(tags);
+    const out = this.#outTags ??= { tags: new Set(), at };
+    for (const t of tags) out.tags.add(t);
+    out.at = at;
+    this.#kick();
+  }
+
+  /** Sends what is waiting; resolves once sent, or once the remote failed (it stays
+   * waiting) or is unavailable. */
+  drain(): Promise<void> {
+    return this.#kick() ?? Promise.resolve();
+  }
+
+  /** Stops listening for invalidations (the tier itself stays open: other caches may use
+   * it; close it with its own `close()`, which sends what is still waiting). */
+  async close(): Promise<void> {
+    this.#closed = true;
+    if (this.#retry !== undefined) clearTimeout(this.#retry);
+    const unsubscribe = await this.#unsubscribe;
+    await unsubscribe?.();
+    // Whatever is still waiting is sent by the tier's close().
+    if (this.unsent === 0) this.#unregister?.();
+  }
+
+  #frame(
+    value: unknown,
+    promised: boolean,
+    ttl: number | undefined,
+    born: number,
+    tags?: readonly string[],
+  ): Uint8Array | undefined {
     let frame: Uint8Array;
     try {
-      frame = frameValue(value, promised, ttl === undefined ? Infinity : this.#wallClock() + ttl);
+      const deadline = ttl === undefined ? Infinity : this.#wallClock() + ttl;
+      frame = frameValue(value, promised, deadline, born, tags);
     } catch (e) {
       if (!this.#warnedEncode) {
         this.#warnedEncode = true;
@@ -202,10 +466,160 @@ export class RemoteLink {
           }`,
         );
       }
-      return Promise.resolve();
+      return undefined;
     }
     // Larger than the tier can store: kept local (not an error).
-    if (frame.length > this.#maxValueBytes) return Promise.resolve();
-    return tier.set(key, frame, ttl);
+    return frame.length > this.#maxValueBytes ? undefined : frame;
+  }
+
+  #enqueue(k: string, p: Pending): void {
+    const old = this.#outbox.get(k);
+    if (old !== undefined) {
+      this.#outboxBytes -= old.frame?.length ?? 0;
+      this.#outbox.delete(k); // re-inserted last: the order of the changes is kept
+    }
+    if (p.frame !== undefined && this.#outboxBytes + p.frame.length > OUTBOX_BYTES) {
+      p = { ...p, kind: "delete", frame: undefined };
+    }
+    this.#outboxBytes += p.frame?.length ?? 0;
+    this.#outbox.set(k, p);
+    if (this.#outbox.size > OUTBOX_KEYS) {
+      // Too many to remember: one clear of the cache covers them all.
+      this.#outbox.clear();
+      this.#outboxBytes = 0;
+      this.#outClear = { at: p.at, kind: "storage" };
+    }
+    this.#kick();
+  }
+
+  /** Starts sending what waits, unless already sending; returns the sending. */
+  #kick(): Promise<void> | undefined {
+    if (this.#tier === undefined) return undefined;
+    this.#flushing ??= this.#flush().finally(() => {
+      this.#flushing = undefined;
+    });
+    return this.#flushing;
+  }
+
+  async #flush(): Promise<void> {
+    await null; // after the caller's synchronous work (more changes may join the batch)
+    const tier = this.#tier!;
+    while (this.unsent > 0 || this.#outTags !== undefined) {
+      if (tier.retryIn > 0) return this.#retryLater(tier.retryIn);
+      const clear = this.#outClear;
+      this.#outClear = undefined;
+      if (clear?.kind === "storage" && !(await tier.clear())) {
+        this.#outClear ??= clear;
+        return this.#retryLater(tier.retryIn || 1000);
+      }
+      if (clear !== undefined) this.#barrier.allSent(clear.at);
+      const batch: Pending[] = [];
+      // After failures, one change goes first as the breaker's trial.
+      const most = tier.state === "closed" ? BATCH : 1;
+      for (const [k, p] of this.#outbox) {
+        if (batch.length === most) break;
+        batch.push(p);
+        this.#outbox.delete(k);
+        this.#outboxBytes -= p.frame?.length ?? 0;
+      }
+      const tags = this.#outTags;
+      this.#outTags = undefined;
+      const done = await Promise.all(
+        batch.map((p) =>
+          p.kind === "set"
+            ? tier.set(p.key, p.frame!, p.ttl)
+            : p.kind === "delete"
+            ? tier.delete(p.key)
+            : true
+        ),
+      );
+      const sent: Uint8Array[] = [];
+      const repaired: Uint8Array[] = [];
+      let failed = false;
+      for (let i = 0; i < batch.length; i++) {
+        const p = batch[i]!;
+        const k = bytesToKeyString(p.key, p.key.length);
+        if (done[i]) {
+          this.#barrier.sent(k, p.at);
+          (p.repair === true ? repaired : sent).push(p.key);
+        } else {
+          failed = true;
+          // A set that failed may or may not have landed: it is retried as a delete, which
+          // can never undo a newer value written meanwhile by another host.
+          this.#putBack(k, { ...p, kind: "delete", frame: undefined });
+        }
+      }
+      if (clear !== undefined || sent.length > 0 || tags !== undefined) {
+        const message: Invalidation = {
+          origin: this.#origin,
+          stamp: Math.max(clear?.at ?? -Infinity, tags?.at ?? -Infinity, ...batch.map((p) => p.at)),
+          keys: clear !== undefined ? "clear" : sent,
+        };
+        if (tags !== undefined) message.tags = [...tags.tags];
+        if (!(await tier.publish(message))) {
+          // The storage has the changes; the bus still has to tell the other hosts.
+          if (clear !== undefined) this.#outClear ??= { at: clear.at, kind: "notify" };
+          else {
+            for (const key of sent) {
+              const k = bytesToKeyString(key, key.length);
+              this.#putBack(k, { key, kind: "notify", frame: undefined, ttl: undefined, at: 0 });
+            }
+          }
+          if (tags !== undefined) this.#putBackTags(tags);
+          failed = true;
+        }
+      }
+      if (repaired.length > 0) {
+        const message: Invalidation = {
+          origin: this.#origin,
+          stamp: this.#barrier.stamp(),
+          keys: repaired,
+          repair: true,
+        };
+        if (!(await tier.publish(message))) {
+          for (const key of repaired) {
+            const k = bytesToKeyString(key, key.length);
+            this.#putBack(k, {
+              key,
+              kind: "notify",
+              frame: undefined,
+              ttl: undefined,
+              at: 0,
+              repair: true,
+            });
+          }
+          failed = true;
+        }
+      }
+      if (failed) return this.#retryLater(tier.retryIn || 1000);
+    }
+  }
+
+  /** Puts back a change that failed, unless a newer one of the key took its place. */
+  #putBack(k: string, p: Pending): void {
+    if (this.#outClear !== undefined && this.#outClear.at > p.at && p.kind !== "notify") return;
+    if (this.#outbox.has(k)) return;
+    this.#outbox.set(k, p);
+    if (this.#outbox.size > OUTBOX_KEYS) {
+      this.#outbox.clear();
+      this.#outboxBytes = 0;
+      this.#outClear = { at: this.#barrier.stamp(), kind: "storage" };
+    }
+  }
+
+  #putBackTags(tags: { tags: Set<string>; at: number }): void {
+    const out = this.#outTags ??= { tags: new Set(), at: tags.at };
+    for (const t of tags.tags) out.tags.add(t);
+  }
+
+  #retryLater(ms: number): void {
+    if (this.#retry !== undefined) return;
+    const retry = setTimeout(() => {
+      this.#retry = undefined;
+      this.#kick();
+    }, ms);
+    // Pending invalidations do not keep a process alive: closing the tier sends them.
+    Deno.unrefTimer(retry as unknown as number);
+    this.#retry = retry;
   }
 }

@@ -10,10 +10,17 @@
  * @module
  */
 
-import type { Invalidation, RemoteTier } from "./remote.ts";
+import {
+  type BusListener,
+  type Invalidation,
+  type RemoteBus,
+  type RemoteStorage,
+  type RemoteTier,
+  remoteTier,
+} from "./remote.ts";
 import { describe } from "../options/_validate.ts";
 
-export type { Invalidation, RemoteTier } from "./remote.ts";
+export type { BusListener, Invalidation, RemoteBus, RemoteStorage, RemoteTier } from "./remote.ts";
 
 /** The largest value Deno KV stores, in bytes (64 KiB). */
 export const KV_MAX_VALUE_BYTES = 65536;
@@ -57,6 +64,11 @@ export interface KvTierOptions {
    * @default {64}
    */
   ringSize?: number;
+  /**
+   * Most ms that `close()` takes.
+   * @default {500}
+   */
+  timeout?: number;
 }
 
 /** Where the tier's Deno KV comes from: a database opened by the caller, or a path. */
@@ -70,7 +82,10 @@ export type KvTarget =
 interface BusMessage {
   seq: number;
   origin: string;
+  stamp: number;
   keys: Uint8Array[] | "clear";
+  tags?: string[] | undefined;
+  repair?: boolean | undefined;
 }
 
 /**
@@ -101,9 +116,9 @@ interface BusValue {
  *   `subscribe` watches that key (and reads it every `pollInterval` ms) and delivers, in
  *   order and once, every message newer than the last it saw. A subscriber that missed
  *   more than `ringSize` messages, or sees the bus key deleted or replaced (the key holds
- *   a random epoch), gets one `"clear"` (with origin `""`) instead. A message whose keys
- *   weigh more than 16 KiB is published as `"clear"`; the ring keeps under 64 KiB by
- *   dropping its oldest messages.
+ *   a random epoch), is told of a gap (`listener.gap()`: the cache drops its local
+ *   copies). A message whose keys weigh more than 16 KiB is published as `"clear"`; the
+ *   ring keeps under 64 KiB by dropping its oldest messages.
  *
  * Needs Deno KV: `--unstable-kv` (or `"unstable": ["kv"]` in `deno.json`); on Deno Deploy
  * it is there.
@@ -127,19 +142,20 @@ interface BusValue {
  * const tier = await kvTier({ path });
  * const signal = AbortSignal.timeout(5000);
  * const key = new Uint8Array([1, 2, 3]);
- * await tier.set("users", key, new Uint8Array([42]), 60_000, signal);
- * assert.deepEqual(await tier.get("users", key, signal), new Uint8Array([42]));
- * assert.equal(await tier.delete("users", key, signal), true);
- * assert.equal(await tier.get("users", key, signal), undefined);
+ * await tier.storage.set("users", key, new Uint8Array([42]), 60_000, signal);
+ * assert.deepEqual(await tier.storage.get("users", key, signal), new Uint8Array([42]));
+ * assert.equal(await tier.storage.delete("users", key, signal), true);
+ * assert.equal(await tier.storage.get("users", key, signal), undefined);
  * await tier.close();
  * await Deno.remove(path);
  * ```
  */
 export async function kvTier(target: KvTarget, options: KvTierOptions = {}): Promise<RemoteTier> {
-  const { pollInterval, ringSize } = parseOptions(options);
+  const { pollInterval, ringSize, timeout } = parseOptions(options);
   const source = parseTarget(target);
   const kv = "kv" in source ? source.kv : await openKv(source.path);
-  return new KvTier(kv, !("kv" in source), pollInterval, ringSize);
+  const parts = new KvParts(kv, !("kv" in source), pollInterval, ringSize);
+  return remoteTier({ storage: parts, bus: parts }, { timeout });
 }
 
 function parseTarget(target: unknown): { kv: Deno.Kv } | { path: string } {
@@ -184,12 +200,24 @@ function isKv(value: unknown): value is Deno.Kv {
   );
 }
 
-function parseOptions(options: unknown): { pollInterval: number; ringSize: number } {
+function parseOptions(
+  options: unknown,
+): { pollInterval: number; ringSize: number; timeout: number } {
   const owner = "Cannot create kvTier";
   if (options === null || typeof options !== "object") {
     throw new TypeError(`${owner}: options must be an object: received ${describe(options)}`);
   }
-  const { pollInterval = 1000, ringSize = 64 } = options as Record<string, unknown>;
+  const { pollInterval = 1000, ringSize = 64, timeout = 500 } = options as Record<
+    string,
+    unknown
+  >;
+  if (typeof timeout !== "number" || !(Number.isFinite(timeout) && timeout > 0)) {
+    throw new RangeError(
+      `${owner}: timeout must be a positive finite number of milliseconds: received ${
+        describe(timeout)
+      }`,
+    );
+  }
   if (typeof pollInterval !== "number") {
     throw new TypeError(
       `${owner}: pollInterval must be 0 or a positive finite number of milliseconds: received ${
@@ -212,7 +240,7 @@ function parseOptions(options: unknown): { pollInterval: number; ringSize: numbe
       `${owner}: ringSize must be an integer from 1 to 1000: received ${ringSize}`,
     );
   }
-  return { pollInterval, ringSize };
+  return { pollInterval, ringSize, timeout };
 }
 
 async function openKv(path: string): Promise<Deno.Kv> {
@@ -255,8 +283,9 @@ function keyBytes(key: Deno.KvKey): number {
 
 /** The rough serialized weight of a bus message (an overestimate). */
 function messageWeight(m: BusMessage): number {
-  let n = 64 + 2 * m.origin.length;
+  let n = 80 + 2 * m.origin.length;
   if (m.keys !== "clear") { for (const k of m.keys) n += k.length + 24; }
+  for (const t of m.tags ?? []) n += 2 * t.length + 16;
   return n;
 }
 
@@ -266,7 +295,9 @@ function isBusValue(value: unknown): value is BusValue {
   return typeof v.epoch === "string" && typeof v.seq === "number" && Array.isArray(v.ring) &&
     v.ring.every((m) =>
       m !== null && typeof m === "object" && typeof m.seq === "number" &&
-      typeof m.origin === "string" &&
+      typeof m.origin === "string" && typeof m.stamp === "number" &&
+      (m.tags === undefined ||
+        (Array.isArray(m.tags) && m.tags.every((t) => typeof t === "string"))) &&
       (m.keys === "clear" ||
         (Array.isArray(m.keys) && m.keys.every((k) => k instanceof Uint8Array)))
     );
@@ -276,11 +307,13 @@ function checkMessage(message: unknown): Invalidation {
   const m = message as Partial<Invalidation> | null;
   if (
     m === null || typeof m !== "object" || typeof m.origin !== "string" ||
+    typeof m.stamp !== "number" ||
     !(m.keys === "clear" ||
-      (Array.isArray(m.keys) && m.keys.every((k) => k instanceof Uint8Array)))
+      (Array.isArray(m.keys) && m.keys.every((k) => k instanceof Uint8Array))) ||
+    !(m.tags === undefined || (Array.isArray(m.tags) && m.tags.every((t) => typeof t === "string")))
   ) {
     throw new TypeError(
-      `Cannot publish: message must be { origin: string, keys: Uint8Array[] | "clear" }: received ${
+      `Cannot publish: message must be { origin: string, stamp: number, keys: Uint8Array[] | "clear", tags?: string[] }: received ${
         describe(message)
       }`,
     );
@@ -343,7 +376,8 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
   });
 }
 
-class KvTier implements RemoteTier {
+/** Both parts of the tier on one Deno KV database. */
+class KvParts implements RemoteStorage, RemoteBus {
   /** Deno KV's value limit: the cache keeps larger values local without trying. */
   readonly maxValueBytes = KV_MAX_VALUE_BYTES;
   #kv: Deno.Kv;
@@ -457,7 +491,7 @@ class KvTier implements RemoteTier {
   async publish(name: string, message: Invalidation, signal: AbortSignal): Promise<void> {
     this.#checkOpen();
     checkName(name);
-    const { origin, keys } = checkMessage(message);
+    const { origin, stamp, keys, tags, repair } = checkMessage(message);
     const busKey: Deno.KvKey = [ROOT, name, BUS];
     for (let attempt = 0;; attempt++) {
       signal.throwIfAborted();
@@ -466,8 +500,10 @@ class KvTier implements RemoteTier {
         ? entry.value
         : { epoch: crypto.randomUUID(), seq: 0, ring: [] };
       const seq = previous.seq + 1;
-      let added: BusMessage = { seq, origin, keys };
-      if (messageWeight(added) > MAX_MESSAGE_BYTES) added = { seq, origin, keys: "clear" };
+      let added: BusMessage = { seq, origin, stamp, keys };
+      if (tags !== undefined && tags.length > 0) added.tags = tags;
+      if (repair === true) added.repair = true;
+      if (messageWeight(added) > MAX_MESSAGE_BYTES) added = { seq, origin, stamp, keys: "clear" };
       const ring = [...previous.ring, added].slice(-this.#ringSize);
       let weight = ring.reduce((n, m) => n + messageWeight(m), 0);
       while (weight > MAX_BUS_BYTES && ring.length > 1) weight -= messageWeight(ring.shift()!);
@@ -483,15 +519,14 @@ class KvTier implements RemoteTier {
     }
   }
 
-  async subscribe(
-    name: string,
-    listener: (message: Invalidation) => void,
-  ): Promise<() => Promise<void>> {
+  async subscribe(name: string, listener: BusListener): Promise<() => Promise<void>> {
     this.#checkOpen();
     checkName(name);
-    if (typeof listener !== "function") {
+    if (typeof listener?.message !== "function" || typeof listener.gap !== "function") {
       throw new TypeError(
-        `Cannot subscribe: listener must be a function: received ${describe(listener)}`,
+        `Cannot subscribe: listener must have message() and gap() methods: received ${
+          describe(listener)
+        }`,
       );
     }
     const kv = this.#kv;
@@ -502,10 +537,11 @@ class KvTier implements RemoteTier {
     let lastSeq = isBusValue(first.value) ? first.value.seq : 0;
     let lastStamp = first.versionstamp ?? "";
 
-    const deliver = (message: Invalidation): void => {
+    const deliver = (message: Invalidation | "gap"): void => {
       if (stop.signal.aborted) return;
       try {
-        listener(message);
+        if (message === "gap") listener.gap();
+        else listener.message(message);
       } catch {
         // A listener's fault must not stop the bus; the cache's listener never throws.
       }
@@ -518,7 +554,7 @@ class KvTier implements RemoteTier {
           lastEpoch = "";
           lastSeq = 0;
           lastStamp = "";
-          deliver({ origin: "", keys: "clear" });
+          deliver("gap");
         }
         return;
       }
@@ -529,24 +565,29 @@ class KvTier implements RemoteTier {
         // Not a bus value (another program's write): nothing to trust but a clear.
         lastEpoch = "";
         lastSeq = 0;
-        deliver({ origin: "", keys: "clear" });
+        deliver("gap");
         return;
       }
       const { epoch, seq, ring } = entry.value;
       if (epoch !== lastEpoch) {
         // A new bus: the first one seen since it was empty starts at sequence 0; any other
         // (the key deleted and written again between two reads) may hide lost messages.
-        if (!wasEmpty) deliver({ origin: "", keys: "clear" });
+        if (!wasEmpty) deliver("gap");
         lastEpoch = epoch;
         lastSeq = 0;
       }
       if (seq <= lastSeq) return; // nothing new
       const fresh = ring.filter((m) => m.seq > lastSeq);
       if (fresh.length === 0 || fresh[0]!.seq !== lastSeq + 1) {
-        deliver({ origin: "", keys: "clear" }); // more than ringSize messages were missed
+        deliver("gap"); // more than ringSize messages were missed
       }
       lastSeq = seq;
-      for (const m of fresh) deliver({ origin: m.origin, keys: m.keys });
+      for (const m of fresh) {
+        const message: Invalidation = { origin: m.origin, stamp: m.stamp, keys: m.keys };
+        if (m.tags !== undefined) message.tags = m.tags;
+        if (m.repair === true) message.repair = true;
+        deliver(message);
+      }
     };
 
     let reader: ReadableStreamDefaultReader<Deno.KvEntryMaybe<unknown>[]> | undefined;

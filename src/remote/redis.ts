@@ -22,8 +22,11 @@
  * import { cache } from "@warp/cache";
  * import { redisTier } from "@warp/cache/redis";
  *
- * const remote = await redisTier({ url: "redis://127.0.0.1:6379" });
- * const getUser = cache(async (id: string) => await fetchUser(id), { name: "user", remote });
+ * // Closed at the end of the scope (within its timeout), so the script can exit.
+ * await using remote = await redisTier({ url: "redis://127.0.0.1:6379" });
+ * const getUser = cache({ name: "user", ttl: 60_000, remote })(
+ *   async (id: string) => await fetchUser(id),
+ * );
  * ```
  *
  * @module
@@ -31,9 +34,17 @@
 
 import { Buffer } from "node:buffer";
 import { createClient, RESP_TYPES } from "@redis/client";
-import type { Invalidation, RemoteTier } from "./remote.ts";
+import {
+  type BusListener,
+  type Invalidation,
+  type RemoteBus,
+  type RemoteStorage,
+  type RemoteTier,
+  remoteTier,
+  within,
+} from "./remote.ts";
 
-export type { Invalidation, RemoteTier } from "./remote.ts";
+export type { BusListener, Invalidation, RemoteBus, RemoteStorage, RemoteTier } from "./remote.ts";
 
 /**
  * The part of a node-redis client (`createClient()` of `npm:redis` or `npm:@redis/client`)
@@ -117,45 +128,68 @@ export interface RedisTierOptions {
    * swallowed: the cache's guard counts and logs failed calls).
    */
   onError?: (error: Error) => void;
+  /**
+   * Most ms that `close()` takes: past it, the connections are dropped without waiting
+   * for pending replies.
+   * @default {500}
+   */
+  timeout?: number;
 }
 
-const BUFFER_REPLIES = { typeMapping: { [RESP_TYPES.BLOB_STRING]: Buffer } } as const;
+/**
+ * Per-command options: replies as Buffers, and no per-command timer (node-redis 6 arms one
+ * by default, an `AbortSignal.timeout` per command: the cache's guard already bounds every
+ * call by `remoteTimeout`).
+ */
+const BUFFER_REPLIES = { typeMapping: { [RESP_TYPES.BLOB_STRING]: Buffer }, timeout: 0 } as const;
+const GET = Buffer.from("GET");
 
 /** The version byte that starts every bus frame. */
-const FRAME_VERSION = 1;
+const FRAME_VERSION = 2;
 const KIND_KEYS = 0;
 const KIND_CLEAR = 1;
+const REPAIR = 128;
+const utf8 = new TextEncoder();
 
 /**
  * Encodes an invalidation as one bus frame (all integers big-endian):
  *
  * ```text
- * u8 version (1) | u8 kind (0: keys, 1: clear) | u8 origin length | origin (UTF-8)
+ * u8 version (2) | u8 kind (0: keys, 1: clear; +128: a repair) | u8 origin length | origin
+ * f64 stamp | u16 tag count | per tag: u16 length | tag (UTF-8)
  * [kind 0 only:] u32 key count | per key: u32 length | key bytes
  * ```
  *
  * @param message The invalidation.
  * @returns The frame.
- * @throws {RangeError} If the origin is longer than 255 bytes in UTF-8.
+ * @throws {RangeError} If the origin is longer than 255 bytes in UTF-8, or a tag longer
+ * than 65,535 bytes (or more than 65,535 tags).
  *
  * @example A round trip
  * ```ts
  * import assert from "node:assert/strict";
  * import { decodeInvalidation, encodeInvalidation } from "./redis.ts";
  *
- * const frame = encodeInvalidation({ origin: "a1", keys: [new Uint8Array([0, 255])] });
- * assert.deepEqual(decodeInvalidation(frame), { origin: "a1", keys: [new Uint8Array([0, 255])] });
+ * const message = { origin: "a1", stamp: 1700000000000, keys: [new Uint8Array([0, 255])] };
+ * assert.deepEqual(decodeInvalidation(encodeInvalidation(message)), message);
  * ```
  */
 export function encodeInvalidation(message: Invalidation): Uint8Array {
-  const origin = new TextEncoder().encode(message.origin);
+  const origin = utf8.encode(message.origin);
   if (origin.length > 255) {
     throw new RangeError(
       `Cannot encode invalidation: origin must be at most 255 bytes in UTF-8: received ${origin.length} bytes`,
     );
   }
+  const tags = (message.tags ?? []).map((t) => utf8.encode(t));
+  if (tags.length > 0xffff || tags.some((t) => t.length > 0xffff)) {
+    throw new RangeError(
+      `Cannot encode invalidation: at most 65535 tags of at most 65535 bytes: received ${tags.length} tags`,
+    );
+  }
   const keys = message.keys;
-  let size = 3 + origin.length;
+  let size = 3 + origin.length + 8 + 2;
+  for (const t of tags) size += 2 + t.length;
   if (keys !== "clear") {
     size += 4;
     for (const key of keys) size += 4 + key.length;
@@ -163,11 +197,19 @@ export function encodeInvalidation(message: Invalidation): Uint8Array {
   const frame = new Uint8Array(size);
   const view = new DataView(frame.buffer);
   frame[0] = FRAME_VERSION;
-  frame[1] = keys === "clear" ? KIND_CLEAR : KIND_KEYS;
+  frame[1] = (keys === "clear" ? KIND_CLEAR : KIND_KEYS) | (message.repair === true ? REPAIR : 0);
   frame[2] = origin.length;
   frame.set(origin, 3);
+  let at = 3 + origin.length;
+  view.setFloat64(at, message.stamp);
+  view.setUint16(at + 8, tags.length);
+  at += 10;
+  for (const t of tags) {
+    view.setUint16(at, t.length);
+    frame.set(t, at + 2);
+    at += 2 + t.length;
+  }
   if (keys !== "clear") {
-    let at = 3 + origin.length;
     view.setUint32(at, keys.length);
     at += 4;
     for (const key of keys) {
@@ -188,22 +230,38 @@ export function encodeInvalidation(message: Invalidation): Uint8Array {
  */
 export function decodeInvalidation(frame: Uint8Array): Invalidation | undefined {
   if (frame.length < 3 || frame[0] !== FRAME_VERSION) return undefined;
-  const kind = frame[1];
+  const kind = frame[1]! & ~REPAIR;
+  const repair = (frame[1]! & REPAIR) !== 0;
+  if (kind !== KIND_KEYS && kind !== KIND_CLEAR) return undefined;
   const originEnd = 3 + frame[2]!;
-  if (originEnd > frame.length) return undefined;
+  if (originEnd + 10 > frame.length) return undefined;
+  const view = new DataView(frame.buffer, frame.byteOffset, frame.byteLength);
+  const decoder = new TextDecoder("utf-8", { fatal: true });
   let origin: string;
+  const tags: string[] = [];
+  const stamp = view.getFloat64(originEnd);
+  let at = originEnd + 10;
   try {
-    origin = new TextDecoder("utf-8", { fatal: true }).decode(frame.subarray(3, originEnd));
+    origin = decoder.decode(frame.subarray(3, originEnd));
+    const count = view.getUint16(originEnd + 8);
+    for (let i = 0; i < count; i++) {
+      if (at + 2 > frame.length) return undefined;
+      const length = view.getUint16(at);
+      if (at + 2 + length > frame.length) return undefined;
+      tags.push(decoder.decode(frame.subarray(at + 2, at + 2 + length)));
+      at += 2 + length;
+    }
   } catch {
     return undefined;
   }
-  if (kind === KIND_CLEAR) {
-    return originEnd === frame.length ? { origin, keys: "clear" } : undefined;
-  }
-  if (kind !== KIND_KEYS || originEnd + 4 > frame.length) return undefined;
-  const view = new DataView(frame.buffer, frame.byteOffset, frame.byteLength);
-  const count = view.getUint32(originEnd);
-  let at = originEnd + 4;
+  if (Number.isNaN(stamp)) return undefined;
+  const message: Invalidation = { origin, stamp, keys: "clear" };
+  if (tags.length > 0) message.tags = tags;
+  if (repair) message.repair = true;
+  if (kind === KIND_CLEAR) return at === frame.length ? message : undefined;
+  if (at + 4 > frame.length) return undefined;
+  const count = view.getUint32(at);
+  at += 4;
   const keys: Uint8Array[] = [];
   for (let i = 0; i < count; i++) {
     if (at + 4 > frame.length) return undefined;
@@ -213,7 +271,9 @@ export function decodeInvalidation(frame: Uint8Array): Invalidation | undefined 
     keys.push(frame.slice(at, at + length));
     at += length;
   }
-  return at === frame.length ? { origin, keys } : undefined;
+  if (at !== frame.length) return undefined;
+  message.keys = keys;
+  return message;
 }
 
 /** `name` with `%` and `:` percent-escaped, so that it never contains the separator. */
@@ -224,19 +284,6 @@ function escapeName(name: string): string {
 /** `text` with the glob characters of `SCAN MATCH` escaped. */
 function escapeGlob(text: string): string {
   return text.replace(/[*?[\]\\]/g, "\\$&");
-}
-
-/** Rejects with the signal's reason as soon as it aborts; `promise` otherwise. */
-function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) {
-    promise.catch(() => {});
-    return Promise.reject(signal.reason);
-  }
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(signal.reason);
-    signal.addEventListener("abort", onAbort, { once: true });
-    promise.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
-  });
 }
 
 function positiveMs(value: number | undefined, fallback: number, name: string): number {
@@ -254,14 +301,22 @@ function positiveMs(value: number | undefined, fallback: number, name: string): 
 /** Keys removed per `UNLINK` (and asked per `SCAN`) by `clear()`. */
 const CLEAR_BATCH = 1000;
 
-class RedisTier implements RemoteTier {
+/** Both parts of the tier on one pair of connections (commands, and pub/sub). */
+class RedisParts implements RemoteStorage, RemoteBus {
   readonly #client: RedisClient;
   readonly #subscriber: RedisClient;
   readonly #owned: boolean;
   readonly #prefix: string;
   readonly #onError: (error: Error) => void;
   readonly #addedErrorListener: boolean;
-  #closed = false;
+  readonly #timeout: number;
+  /** Key prefix of each cache name, as bytes. */
+  readonly #prefixes = new Map<string, Buffer>();
+  /** The listeners of the active subscriptions, told of a gap after a reconnection. */
+  readonly #listeners = new Set<BusListener>();
+  /** Whether the pub/sub connection was lost since it was last ready. */
+  #lost = false;
+  #closing: Promise<void> | undefined = undefined;
 
   constructor(
     client: RedisClient,
@@ -270,6 +325,7 @@ class RedisTier implements RemoteTier {
     prefix: string,
     onError: (error: Error) => void,
     addedErrorListener: boolean,
+    timeout: number,
   ) {
     this.#client = client;
     this.#subscriber = subscriber;
@@ -277,6 +333,19 @@ class RedisTier implements RemoteTier {
     this.#prefix = prefix;
     this.#onError = onError;
     this.#addedErrorListener = addedErrorListener;
+    this.#timeout = timeout;
+    const lost = (): void => {
+      this.#lost = true;
+    };
+    subscriber.on("error", lost);
+    subscriber.on("reconnecting", lost);
+    subscriber.on("end", lost);
+    // node-redis renews the subscriptions before it reports "ready" again.
+    subscriber.on("ready", () => {
+      if (!this.#lost) return;
+      this.#lost = false;
+      for (const listener of [...this.#listeners]) listener.gap();
+    });
   }
 
   #namePrefix(name: string): string {
@@ -284,32 +353,33 @@ class RedisTier implements RemoteTier {
   }
 
   #key(name: string, key: Uint8Array): Buffer {
-    const prefix = Buffer.from(this.#namePrefix(name));
+    let prefix = this.#prefixes.get(name);
+    if (prefix === undefined) {
+      prefix = Buffer.from(this.#namePrefix(name));
+      if (this.#prefixes.size < 1024) this.#prefixes.set(name, prefix);
+    }
     const out = Buffer.allocUnsafe(prefix.length + key.length);
-    prefix.copy(out, 0);
+    out.set(prefix, 0);
     out.set(key, prefix.length);
     return out;
   }
 
-  #send(args: (string | Buffer)[], signal: AbortSignal): Promise<unknown> {
-    if (signal.aborted) return Promise.reject(signal.reason);
+  #send(args: (string | Buffer)[]): Promise<unknown> {
     try {
-      return untilAborted(
-        this.#client.sendCommand(args, { ...BUFFER_REPLIES, abortSignal: signal }),
-        signal,
-      );
+      return this.#client.sendCommand(args, BUFFER_REPLIES);
     } catch (error) {
       return Promise.reject(error);
     }
   }
 
-  async get(name: string, key: Uint8Array, signal: AbortSignal): Promise<Uint8Array | undefined> {
-    const reply = await this.#send(["GET", this.#key(name, key)], signal);
+  async get(name: string, key: Uint8Array, _signal: AbortSignal): Promise<Uint8Array | undefined> {
+    const reply = await this.#send([GET, this.#key(name, key)]);
     if (reply === null || reply === undefined) return undefined;
     if (!(reply instanceof Uint8Array)) {
       throw new TypeError(`Unexpected reply to GET: ${typeof reply}`);
     }
-    return new Uint8Array(reply);
+    // A plain view of the reply's bytes (no copy).
+    return new Uint8Array(reply.buffer, reply.byteOffset, reply.byteLength);
   }
 
   async set(
@@ -317,7 +387,7 @@ class RedisTier implements RemoteTier {
     key: Uint8Array,
     value: Uint8Array,
     ttl: number | undefined,
-    signal: AbortSignal,
+    _signal: AbortSignal,
   ): Promise<void> {
     if (ttl !== undefined && (typeof ttl !== "number" || !(ttl >= 0))) {
       throw new RangeError(
@@ -329,16 +399,20 @@ class RedisTier implements RemoteTier {
     const remoteKey = this.#key(name, key);
     if (ttl === 0) {
       // Expired on arrival: what was stored under the key is stale too.
-      await this.#send(["UNLINK", remoteKey], signal);
+      await this.#send(["UNLINK", remoteKey]);
       return;
     }
-    const args: (string | Buffer)[] = ["SET", remoteKey, Buffer.from(value)];
+    const args: (string | Buffer)[] = [
+      "SET",
+      remoteKey,
+      Buffer.from(value.buffer, value.byteOffset, value.byteLength),
+    ];
     if (ttl !== undefined && Number.isFinite(ttl)) args.push("PX", String(Math.ceil(ttl)));
-    await this.#send(args, signal);
+    await this.#send(args);
   }
 
-  async delete(name: string, key: Uint8Array, signal: AbortSignal): Promise<boolean> {
-    const removed = await this.#send(["UNLINK", this.#key(name, key)], signal);
+  async delete(name: string, key: Uint8Array, _signal: AbortSignal): Promise<boolean> {
+    const removed = await this.#send(["UNLINK", this.#key(name, key)]);
     return Number(removed) > 0;
   }
 
@@ -347,26 +421,23 @@ class RedisTier implements RemoteTier {
     const pattern = `${escapeGlob(this.#namePrefix(name))}*`;
     let cursor = "0";
     do {
+      signal.throwIfAborted();
       const reply = await this.#send(
         ["SCAN", cursor, "MATCH", pattern, "COUNT", String(CLEAR_BATCH)],
-        signal,
       ) as [Buffer | string, Buffer[]];
       cursor = String(reply[0]);
       const keys = reply[1];
-      if (keys.length > 0) await this.#send(["UNLINK", ...keys], signal);
+      if (keys.length > 0) await this.#send(["UNLINK", ...keys]);
     } while (cursor !== "0");
   }
 
-  async publish(name: string, message: Invalidation, signal: AbortSignal): Promise<void> {
+  async publish(name: string, message: Invalidation, _signal: AbortSignal): Promise<void> {
     const frame = encodeInvalidation(message);
-    await this.#send(["PUBLISH", `${this.#namePrefix(name)}bus`, Buffer.from(frame)], signal);
+    await this.#send(["PUBLISH", `${this.#namePrefix(name)}bus`, Buffer.from(frame.buffer)]);
   }
 
-  async subscribe(
-    name: string,
-    listener: (message: Invalidation) => void,
-  ): Promise<() => Promise<void>> {
-    if (this.#closed) throw new Error("Cannot subscribe: the Redis tier is closed");
+  async subscribe(name: string, listener: BusListener): Promise<() => Promise<void>> {
+    if (this.#closing !== undefined) throw new Error("Cannot subscribe: the Redis tier is closed");
     const channel = `${this.#namePrefix(name)}bus`;
     const onMessage = (frame: Buffer): void => {
       // A plain view, so that the decoded keys are plain Uint8Array copies, not Buffers.
@@ -376,30 +447,41 @@ class RedisTier implements RemoteTier {
         this.#onError(new TypeError(`Ignored a malformed invalidation on ${channel}`));
         return;
       }
-      listener(message);
+      listener.message(message);
     };
     await this.#subscriber.subscribe(channel, onMessage, true);
+    this.#listeners.add(listener);
     let done = false;
     return async () => {
-      if (done || this.#closed) return;
+      if (done || this.#closing !== undefined) return;
       done = true;
+      this.#listeners.delete(listener);
       await this.#subscriber.unsubscribe(channel, onMessage, true);
     };
   }
 
-  async close(): Promise<void> {
-    if (this.#closed) return;
-    this.#closed = true;
-    const closeOne = async (client: RedisClient): Promise<void> => {
-      try {
-        await client.close();
-      } catch {
-        client.destroy();
-      }
-    };
-    await closeOne(this.#subscriber);
-    if (this.#owned) await closeOne(this.#client);
-    else if (this.#addedErrorListener) this.#client.off("error", this.#onError);
+  /** Closes the connections the tier opened, waiting at most `timeout` ms for pending
+   * replies, then dropping them. Idempotent. */
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      this.#listeners.clear();
+      const closeOne = async (client: RedisClient): Promise<void> => {
+        let closed = false;
+        await within(client.close().then(() => closed = true), this.#timeout);
+        if (!closed) {
+          try {
+            client.destroy();
+          } catch {
+            // Closed meanwhile.
+          }
+        }
+      };
+      const closing = [closeOne(this.#subscriber)];
+      if (this.#owned) closing.push(closeOne(this.#client));
+      else if (this.#addedErrorListener) this.#client.off("error", this.#onError);
+      await Promise.all(closing);
+    })();
+    return this.#closing;
   }
 }
 
@@ -426,9 +508,9 @@ class RedisTier implements RemoteTier {
  * ```ts ignore
  * import { redisTier } from "@warp/cache/redis";
  *
- * const tier = await redisTier({ url: "redis://127.0.0.1:6379" }, { prefix: "app:" });
- * await tier.set("users", new Uint8Array([1]), new Uint8Array([42]), 60_000, AbortSignal.timeout(500));
- * await tier.close();
+ * await using tier = await redisTier({ url: "redis://127.0.0.1:6379" }, { prefix: "app:" });
+ * const signal = AbortSignal.timeout(500);
+ * await tier.storage.set("users", new Uint8Array([1]), new Uint8Array([42]), 60_000, signal);
  * ```
  */
 export async function redisTier(
@@ -448,6 +530,7 @@ export async function redisTier(
     );
   }
   const reconnectMaxDelay = positiveMs(options.reconnectMaxDelay, 2000, "reconnectMaxDelay");
+  const timeout = positiveMs(options.timeout, 500, "timeout");
   const connectTimeout = positiveMs(options.connectTimeout, 2000, "connectTimeout");
   const userOnError = options.onError;
   const onError = (error: Error): void => {
@@ -517,7 +600,16 @@ export async function redisTier(
   const starts = [subscriber];
   if (!client.isOpen) starts.push(client);
   await Promise.all(starts.map((c) => firstAttempt(c)));
-  return new RedisTier(client, subscriber, owned, prefix, onError, addedErrorListener);
+  const parts = new RedisParts(
+    client,
+    subscriber,
+    owned,
+    prefix,
+    onError,
+    addedErrorListener,
+    timeout,
+  );
+  return remoteTier({ storage: parts, bus: parts }, { timeout });
 }
 
 /** Starts connecting `client`; resolves when it is ready or its first attempt failed. */
