@@ -146,9 +146,12 @@ Deno.test("counters: LocalCounters turn joined misses into hits; FileCounters de
 
 Deno.test("tiers: the remote tier gets computed values (not those read from it), sets, deletes and clears", () => {
   const log: string[] = [];
+  let allowed = true;
   const link = {
-    write: (k: Uint8Array, v: unknown, _p: boolean, ttl?: number) =>
-      log.push(`write ${k} ${v} ${ttl}`),
+    stamp: () => 7,
+    mayStore: (_k: Uint8Array, since: number) => allowed && since === 0,
+    write: (k: Uint8Array, v: unknown, _p: boolean, ttl?: number, since?: number) =>
+      log.push(`write ${k} ${v} ${ttl} since ${since}`),
     set: (k: Uint8Array, v: unknown) => log.push(`set ${k} ${v}`),
     delete: (k: Uint8Array) => log.push(`delete ${k}`),
     clear: () => log.push("clear"),
@@ -163,13 +166,16 @@ Deno.test("tiers: the remote tier gets computed values (not those read from it),
   c.ctx = new CallContext(undefined);
   c.ctx.fromRemote = true;
   tiers.write(c, 3, false, undefined, undefined);
+  allowed = false; // an invalidation came after the computation started: stored nowhere
+  tiers.write(c, 9, false, undefined, undefined);
+  assert.equal(tiers.stamp(), 7);
   tiers.set(keyOf("B"), 4, false, undefined);
   tiers.delete(keyOf("B"));
   tiers.clear();
   tiers.close();
   assert.deepEqual(log, [
-    "write 65 1 1000",
-    "write 65 2 50",
+    "write 65 1 1000 since 0",
+    "write 65 2 50 since 0",
     "set 66 4",
     "delete 66",
     "clear",
