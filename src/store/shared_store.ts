@@ -27,13 +27,18 @@ import {
 import { CacheError, Status, unwrap } from "../native/errors.ts";
 import {
   type ByteStore,
+  isPromisedEntry,
   MISS,
+  peeked,
   promisedEntry,
   type Store,
   type StoreInfo,
   StoreView,
   type ViewOptions,
 } from "./store.ts";
+import { Tagged } from "./tagged.ts";
+import { hashTags, type SharedTagClock, sharedTagClock } from "./shared_tags.ts";
+import { encodeEnvelope, envelopeBytes, readEnvelope, TAGGED_ENVELOPE } from "./_tag_envelope.ts";
 import {
   decodeValue,
   decodeValueIn,
@@ -98,6 +103,7 @@ export function sharedFileName(name: string): string {
 }
 
 const encoder = new TextEncoder();
+const NO_TAGS: readonly string[] = Object.freeze([]);
 
 const registry = new FinalizationRegistry<{ lib: NativeSymbols; handle: Deno.PointerObject }>(
   ({ lib, handle }) => lib.warp_shm_close!(handle),
@@ -174,9 +180,14 @@ export class SharedStore implements ByteStore {
    * for the other key, then look its own up again). Works until {@linkcode SharedStore.close}.
    */
   readonly flights: SharedFlights;
+  /**
+   * The tag clock of the directory (`.warp_tags`, see `shared_tags.ts`): entries with tags
+   * are stored under its epochs and checked against it, in every process.
+   */
+  readonly tags: SharedTagClock;
 
   /**
-   * Opens (or creates) the shared cache file `dir/file`.
+   * Opens (or creates) the shared cache file `dir/file`, and the tag clock of `dir`.
    *
    * When the file exists, is valid, has other sizes and another handle (of any process,
    * this one included) has it open, this store ADOPTS the file's sizes, so that it shares
@@ -201,8 +212,8 @@ export class SharedStore implements ByteStore {
    * @throws {RangeError} If the sizes make a file larger than the library's limit (that of
    * the largest sizes, about 65.3 GiB), `maxValueSize` is larger than the byte budget (given,
    * or the default), or `stale` is not a finite, non-negative number.
-   * @throws {CacheError} If the file cannot be opened or created (a symlink, a file of
-   * another user, a full file system...).
+   * @throws {CacheError} If the file (or the directory's tag clock, `.warp_tags`) cannot
+   * be opened or created (a symlink, a file of another user, a full file system...).
    */
   constructor(
     location: SharedLocation,
@@ -257,6 +268,7 @@ export class SharedStore implements ByteStore {
     const dir = location.dir ?? defaultSharedDir();
     this.dir = dir.length > 1 ? dir.replace(/\/+$/, "") : dir;
     this.path = `${dir.replace(/\/+$/, "")}/${location.file}`;
+    this.tags = sharedTagClock(this.dir);
     const pathBytes = encoder.encode(this.path);
     const handle = lib.warp_shm_open(
       pathBytes,
@@ -307,6 +319,7 @@ export class SharedStore implements ByteStore {
     if (r === -1) return MISS;
     if (r < 0) unwrap(r, "Shared cache lookup");
     const out = this.#out;
+    if (out[0] === TAGGED_ENVELOPE) return this.#tagged(key, len, r, true);
     let value: unknown;
     try {
       value = decodeValueIn(out, r, this.#outView);
@@ -348,17 +361,66 @@ export class SharedStore implements ByteStore {
     }
   }
 
-  /** The entry's large-value reference (a copy), if it is one, ignoring this handle's TTL
-   * and counting nothing. */
+  /** The entry's large-value reference (a copy), if it is one (in a tagged entry's
+   * envelope too), ignoring this handle's TTL and counting nothing. */
   #peekRef(key: Uint8Array, len: number): Uint8Array | undefined {
     const r = this.#lib.warp_shm_peek!(this.#handle, key, len, this.#out, this.#out.length, 0);
-    return r >= 0 && isFileRef(this.#out, r) ? this.#out.slice(0, r) : undefined;
+    if (r < 0) return undefined;
+    const at = this.#out[0] === TAGGED_ENVELOPE ? readEnvelope(this.#out, r)?.offset ?? r : 0;
+    const inner = this.#out.subarray(at, r);
+    return isFileRef(inner, inner.length) ? inner.slice() : undefined;
   }
 
-  /** The value of the large-value reference just read into the output buffer, or MISS
-   * (and the entry dropped) when its file is missing or damaged. */
-  #readLarge(key: Uint8Array, len: number, asHit: boolean): unknown {
-    const ref = this.#out.slice(0, FILE_REF_BYTES);
+  /**
+   * The entry with tags whose `len` bytes were just read into the output buffer, as a
+   * {@linkcode Tagged} whose value is a hit's form (`asHit`: `Promise.resolve` of an async
+   * result, else the Promise `peek` returns) and whose epoch is `NaN` (invalid) when it was
+   * stored under another tag clock file; or MISS (and, on a hit, the entry dropped) when
+   * its bytes are not a whole envelope or its value does not decode.
+   */
+  #tagged(key: Uint8Array, len: number, r: number, asHit: boolean): unknown {
+    const env = readEnvelope(this.#out, r);
+    let v: unknown = MISS;
+    if (env !== undefined) {
+      const inner = this.#out.subarray(env.offset, r);
+      try {
+        const value = decodeValueIn(inner, inner.length);
+        v = !env.promised ? value : asHit ? Promise.resolve(value) : promisedEntry(value);
+      } catch {
+        // A large value's reference reads its file (MISS, and the entry dropped, when it is
+        // missing or damaged); other bytes that do not decode are never returned.
+        if (isFileRef(inner, inner.length)) return this.#wrapLarge(env, key, len, asHit);
+      }
+    }
+    if (v === MISS) {
+      if (asHit) this.#lib.warp_shm_delete!(this.#handle, key, len);
+      return MISS;
+    }
+    return this.#taggedOf(env!, v);
+  }
+
+  /** {@linkcode Tagged} of a tagged entry's large value. */
+  #wrapLarge(
+    env: NonNullable<ReturnType<typeof readEnvelope>>,
+    key: Uint8Array,
+    len: number,
+    asHit: boolean,
+  ): unknown {
+    const v = this.#readLarge(key, len, asHit, env.offset);
+    return v === MISS ? MISS : this.#taggedOf(env, v);
+  }
+
+  #taggedOf(env: NonNullable<ReturnType<typeof readEnvelope>>, v: unknown): Tagged {
+    const c = this.tags;
+    // Reading the epoch first makes the clock follow a replaced file (its nonce changes).
+    const same = c.epoch >= 0 && env.nonceLo === c.nonceLo && env.nonceHi === c.nonceHi;
+    return new Tagged(v, NO_TAGS, same ? env.at : NaN, env.hashes);
+  }
+
+  /** The value of the large-value reference just read into the output buffer (at
+   * `offset`), or MISS (and the entry dropped) when its file is missing or damaged. */
+  #readLarge(key: Uint8Array, len: number, asHit: boolean, offset = 0): unknown {
+    const ref = this.#out.slice(offset, offset + FILE_REF_BYTES);
     const bytes = this.#largeFilesIfUsable()?.read(ref, key, len);
     let value: unknown = MISS;
     if (bytes !== undefined) {
@@ -406,6 +468,7 @@ export class SharedStore implements ByteStore {
     const r = peek(this.#handle, key, len, this.#out, this.#out.length, now);
     if (r === -1) return MISS;
     if (r < 0) unwrap(r, "Shared cache lookup");
+    if (this.#out[0] === TAGGED_ENVELOPE) return this.#tagged(key, len, r, false);
     let value: unknown;
     try {
       value = decodeValueIn(this.#out, r, this.#outView);
@@ -437,6 +500,15 @@ export class SharedStore implements ByteStore {
   ): boolean {
     void ptr;
     if (ttl !== undefined) checkEntryTtl(`the shared cache of ${this.#fnName}`, ttl);
+    // An entry with tags: the value inside an envelope (see `_tag_envelope.ts`).
+    const tagged = value instanceof Tagged ? value : undefined;
+    if (tagged !== undefined) {
+      value = tagged.v;
+      if (isPromisedEntry(value)) {
+        value = peeked(value);
+        promised = true;
+      }
+    }
     let bytes: Uint8Array;
     try {
       bytes = encodeValue(value, promised);
@@ -450,9 +522,10 @@ export class SharedStore implements ByteStore {
       throw e;
     }
     let sweep = false;
-    if (
-      this.#writeLarge && bytes.length > this.maxValueSize && bytes.length <= MAX_LARGE_VALUE_BYTES
-    ) {
+    // A tagged entry's envelope takes room of its own.
+    const hashes = tagged === undefined ? undefined : tagged.hashes ?? hashTags(tagged.tags);
+    const room = this.maxValueSize - (hashes === undefined ? 0 : envelopeBytes(hashes));
+    if (this.#writeLarge && bytes.length > room && bytes.length <= MAX_LARGE_VALUE_BYTES) {
       const files = this.#largeFiles();
       try {
         bytes = files.write(key, len, bytes, promised);
@@ -460,6 +533,17 @@ export class SharedStore implements ByteStore {
         // Not written (a full file system, say): the value is skipped as oversize below.
       }
       sweep = files.sweepDue();
+    }
+    if (tagged !== undefined) {
+      const c = this.tags;
+      bytes = encodeEnvelope(
+        bytes,
+        promised,
+        c.nonceLo,
+        c.nonceHi,
+        tagged.at,
+        hashes!,
+      );
     }
     const r = unwrap(
       this.#lib.warp_shm_set!(this.#handle, key, len, bytes, bytes.length, now, ttl ?? 0),
@@ -504,6 +588,12 @@ export class SharedStore implements ByteStore {
       this.#lib.warp_shm_count_stale_hit!(this.#handle, joined ? 1 : 0),
       "Shared cache count",
     );
+  }
+
+  /** Turns one hit counted by this handle into a miss (a hit on an entry whose tags were
+   * invalidated), in the file. */
+  countInvalidHit(): void {
+    unwrap(this.#lib.warp_shm_count_invalid_hit!(this.#handle), "Shared cache count");
   }
 
   /** Counts a background refresh (in the file). */
