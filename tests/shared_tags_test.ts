@@ -223,7 +223,10 @@ Deno.test("shared tags: garbage written over a mapped tags file: entries are mis
   try {
     let loads = 0;
     const f = cache({ backend: "shared", dir, name: "g", tags: (k: number) => [`k:${k}`] })(
-      async (k: number) => `${k}@here#${++loads}`,
+      async (k: number) => {
+        await null;
+        return `${k}@here#${++loads}`;
+      },
     );
     assert.equal(await f(1), "1@here#1");
     assert.equal((await a.call(1)).value, "1@here#1");
