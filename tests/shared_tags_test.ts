@@ -88,7 +88,7 @@ Deno.test("hashTag(): a stable 64-bit hash of the UTF-16 code units, never 0", (
   const user1 = [...out];
   hashTag("user:1", out, 0);
   assert.deepEqual([...out], user1);
-  assert.deepEqual([...hashTags(["", "user:1"]).subarray(2)], user1);
+  assert.deepEqual(hashTags(["", "user:1"]).slice(2), user1);
   const seen = new Set<string>();
   for (const t of ["", "a", "b", "ab", "ba", "\ud800", "\ufffd", "user:1", "user:2"]) {
     hashTag(t, out, 0);

@@ -24,7 +24,7 @@ const HEAD = 20;
 export const MAX_ENTRY_TAGS = 0xffff;
 
 /** Bytes an envelope adds to a value's own for the tags of hashes `hashes`. */
-export function envelopeBytes(hashes: Uint32Array): number {
+export function envelopeBytes(hashes: readonly number[]): number {
   return HEAD + 4 * hashes.length;
 }
 
@@ -40,7 +40,7 @@ export interface Envelope {
   /** The tag clock's epoch when its computation started (`NaN`: none). */
   at: number;
   /** Its tags' hashes, two `u32` each. */
-  hashes: Uint32Array;
+  hashes: number[];
 }
 
 /**
@@ -55,7 +55,7 @@ export function encodeEnvelope(
   nonceLo: number,
   nonceHi: number,
   at: number,
-  hashes: Uint32Array,
+  hashes: readonly number[],
 ): Uint8Array {
   const count = hashes.length / 2;
   if (count > MAX_ENTRY_TAGS) {
@@ -76,21 +76,50 @@ export function encodeEnvelope(
   return out;
 }
 
+/**
+ * Where the value's own bytes start in the envelope `buf[0..len)` (read through `view`, a
+ * `DataView` over `buf` from its offset 0), or -1 when those bytes are not a whole one.
+ */
+export function envelopeOffset(buf: Uint8Array, view: DataView, len: number): number {
+  if (len < HEAD || buf[0] !== TAGGED_ENVELOPE || (buf[1]! & ~1) !== 0) return -1;
+  const offset = HEAD + 8 * view.getUint16(2, true);
+  return offset < len ? offset : -1;
+}
+
+/** Whether the envelope's value is an async result. */
+export function envelopePromised(buf: Uint8Array): boolean {
+  return buf[1] === 1;
+}
+
+/** The envelope's epoch (see {@linkcode Envelope.at}). */
+export function envelopeAt(view: DataView): number {
+  return view.getFloat64(12, true);
+}
+
+/** Whether the envelope was stored under the tag clock file of nonce (`lo`, `hi`). */
+export function envelopeNonceIs(view: DataView, lo: number, hi: number): boolean {
+  return view.getUint32(4, true) === lo && view.getUint32(8, true) === hi;
+}
+
+/** A copy of the envelope's tag hashes. */
+export function envelopeHashes(view: DataView): number[] {
+  const n = 2 * view.getUint16(2, true);
+  const hashes: number[] = [];
+  for (let i = 0; i < n; i++) hashes.push(view.getUint32(HEAD + 4 * i, true));
+  return hashes;
+}
+
 /** The envelope in `buf[0..len)`, or `undefined` when those bytes are not a whole one. */
 export function readEnvelope(buf: Uint8Array, len: number): Envelope | undefined {
-  if (len < HEAD || buf[0] !== TAGGED_ENVELOPE || (buf[1]! & ~1) !== 0) return undefined;
   const view = new DataView(buf.buffer, buf.byteOffset, len);
-  const count = view.getUint16(2, true);
-  const offset = HEAD + 8 * count;
-  if (offset >= len) return undefined;
-  const hashes = new Uint32Array(2 * count);
-  for (let i = 0; i < hashes.length; i++) hashes[i] = view.getUint32(HEAD + 4 * i, true);
+  const offset = envelopeOffset(buf, view, len);
+  if (offset < 0) return undefined;
   return {
     offset,
-    promised: buf[1] === 1,
+    promised: envelopePromised(buf),
     nonceLo: view.getUint32(4, true),
     nonceHi: view.getUint32(8, true),
-    at: view.getFloat64(12, true),
-    hashes,
+    at: envelopeAt(view),
+    hashes: envelopeHashes(view),
   };
 }

@@ -27,7 +27,7 @@
 //! name and published with `linkat`, and a file that is not a valid tag clock (garbage,
 //! truncated, another size) is replaced with `renameat`. Before it is replaced, its
 //! epoch is marked _retired_ (bit 63): a process that still maps it sees the mark on its
-//! next read (the epoch is then at least [`EPOCH_LIMIT`]) and opens the new file, so that
+//! next read (the epoch's high word is then not 0) and opens the new file, so that
 //! no two processes keep two clocks for one directory. A new file gets a random nonce:
 //! entries stored under another file's epochs are told apart by it (and are misses).
 //!
@@ -89,9 +89,12 @@ pub const FILE_SIZE: usize = HEADER_SIZE + SLOT_SIZE * SLOTS as usize;
 /// Set in the epoch of a file that was replaced: its readers open the new file.
 pub const RETIRED: u64 = 1 << 63;
 
-/// Epochs stay below 2^53, exact in a JavaScript number; an epoch word at or above it is
-/// a retired file (or garbage), never a clock to trust.
-pub const EPOCH_LIMIT: u64 = 1 << 53;
+/// Epochs stay below 2^32, so that JavaScript reads one 32-bit word of an epoch (and
+/// checks that the other is 0) without a torn read; an epoch word at or above it is a
+/// retired file (or garbage, or a file that counted 2^31 invalidations or more since it
+/// was created), never a clock to trust: it is replaced (every entry stored under it is
+/// then a miss).
+pub const EPOCH_LIMIT: u64 = 1 << 32;
 
 /// How long an open waits for another process that is replacing a bad file (a few ms of
 /// work) before it gives up with [`Status::Busy`] (a replacer stopped mid-way, say).
