@@ -6,7 +6,13 @@ import assert from "node:assert/strict";
 import { cache, cacheContext, invalidateTags } from "../mod.ts";
 import { decodeValue, encodeValue } from "../src/codec/value_codec.ts";
 import { TAGGED_ENVELOPE } from "../src/store/_tag_envelope.ts";
-import { hashTag, hashTags, sharedTagClock, TAGS_FILE } from "../src/store/shared_tags.ts";
+import {
+  hashTag,
+  hashTags,
+  NOT_OPEN,
+  sharedTagClock,
+  TAGS_FILE,
+} from "../src/store/shared_tags.ts";
 import { samples } from "./fixtures/shared_common.ts";
 import { TagsHost } from "./fixtures/tags_driver.ts";
 
@@ -283,17 +289,74 @@ Deno.test("shared tags: a full table makes every older entry a miss (never a sta
   }
 });
 
-Deno.test("shared tags: a planted symlink for the tags file is refused, its target untouched", async () => {
+Deno.test("shared tags: a planted symlink for the tags file is refused, its target untouched; entries with tags are then not stored", async () => {
   const dir = await tempDir();
   try {
     await Deno.writeTextFile(`${dir}/target`, "keep");
     await Deno.symlink(`${dir}/target`, `${dir}/${TAGS_FILE}`);
-    assert.throws(
-      () => cache({ backend: "shared", dir, name: "s" })((k: number) => k),
-      /symbolic link/,
+    let loads = 0;
+    const f = cache({ backend: "shared", dir, name: "s", tags: () => ["s"] })((k: number) =>
+      k + ++loads
     );
+    const warn = console.warn;
+    const warned: string[] = [];
+    console.warn = (m: string) => void warned.push(m);
+    try {
+      assert.equal(f(1), 2);
+      assert.equal(f(1), 3, "not stored: computed again");
+    } finally {
+      console.warn = warn;
+    }
+    assert.equal(warned.length, 1);
+    assert.match(warned[0]!, /tag clock .* cannot be opened: .*symbolic link/);
+    assert.throws(() => invalidateTags("s"), /symbolic link/);
     assert.equal(await Deno.readTextFile(`${dir}/target`), "keep");
+    f[Symbol.dispose]();
   } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("shared tags: a directory where tags are never used gets no tags file", async () => {
+  const dir = await tempDir();
+  try {
+    const f = cache({ backend: "shared", dir, name: "plain" })((k: number) => k);
+    const g = cache({ backend: "shared", dir, name: "plain2" })(async (k: number) => {
+      await null;
+      return k;
+    });
+    f(1);
+    f(1);
+    await g(1);
+    f.cacheSet(5, 2);
+    const files = [...Deno.readDirSync(dir)].map((e) => e.name).sort();
+    assert.deepEqual(files, ["plain.warp", "plain2.warp"]);
+    f[Symbol.dispose]();
+    g[Symbol.dispose]();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("shared tags: a computation that started before its process opened the tag clock stores an entry older than any invalidation since", async () => {
+  const dir = await tempDir();
+  const name = "late-clock";
+  const [a, b, c] = await three(name, dir);
+  try {
+    // a has not needed the clock yet (no file exists): its computation starts, then c
+    // invalidates the tag (creating the file), then a stores.
+    assert.deepEqual(await a.send("start 2"), { started: 1 });
+    assert.equal(await Deno.lstat(`${dir}/${TAGS_FILE}`).catch(() => null), null);
+    await c.send("invalidate k:2");
+    assert.deepEqual(await a.send("release"), { value: "2@a#1" });
+    assert.deepEqual(await b.send("peek 2"), { value: null }, "a's entry is a miss");
+    assert.deepEqual(await a.send("peek 2"), { value: null });
+    // Once the clock is open, entries are stored at their epoch: a later one hits.
+    assert.equal((await a.call(2)).value, "2@a#2");
+    const hit = await b.call(2);
+    assert.deepEqual([hit.value, hit.computed], ["2@a#2", 0]);
+  } finally {
+    await Promise.all([a, b, c].map((h) => h.exit()));
     await Deno.remove(dir, { recursive: true });
   }
 });
@@ -303,7 +366,10 @@ Deno.test("sharedTagClock(): one clock per directory, whose epoch counts invalid
   try {
     const c = sharedTagClock(dir);
     assert.equal(sharedTagClock(`${dir}/`), c);
+    assert.equal(c.epoch, NOT_OPEN, "not opened yet");
+    assert.equal(c.ensure(), true);
     const e = c.epoch;
+    assert.equal(c.start, e, "a new file: its first epoch");
     c.invalidate(["x", "y"]);
     assert.equal(c.epoch, e + 1);
     assert.equal(c.invalidSince(["x"], e), true);

@@ -17,7 +17,7 @@
 
 import { describe } from "../options/_validate.ts";
 import { type TagClock, Tagged } from "../store/tagged.ts";
-import { existingTagClock } from "../store/shared_tags.ts";
+import { clockOfDirectory } from "../store/shared_tags.ts";
 import { defaultSharedDir } from "../store/shared_store.ts";
 
 export { type TagClock, Tagged };
@@ -111,12 +111,13 @@ export function invalidateTags(...tags: string[]): void {
   checkTags("Cannot invalidate tags", "invalidateTags", tags);
   if (tags.length === 0) return;
   processTags.invalidate(tags);
-  // The default directory of shared caches too, when some process has opened one there.
+  // The default directory of shared caches too, when it exists (processes may have shared
+  // caches there).
   let dir: string | undefined;
   try {
     dir = defaultSharedDir();
   } catch { /* no user id: no default directory to reach */ }
-  const home = dir === undefined ? undefined : existingTagClock(dir);
+  const home = dir === undefined ? undefined : clockOfDirectory(dir);
   let failed: unknown[] | undefined;
   for (const c of home === undefined || reached.has(home) ? reached : [...reached, home]) {
     try {

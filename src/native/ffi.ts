@@ -161,8 +161,8 @@ export const symbols = {
   warp_tags_open: { parameters: ["buffer", "u32"], result: "pointer", optional: true },
   // (clock) -> start of its mapping (LAYOUT file size bytes, never unmapped)
   warp_tags_base: { parameters: ["pointer"], result: "pointer", optional: true },
-  // (out: 9 x f64 = file size, header size, slot size, slots, probe, offsets of the nonce,
-  //  epoch and floor, format version) -> status
+  // (out: 10 x f64 = file size, header size, slot size, slots, probe, offsets of the nonce,
+  //  epoch and floor, format version, offset of the first epoch) -> status
   warp_tags_layout: { parameters: ["buffer"], result: "i32", optional: true },
   // (clock, hashes: count pairs of u32 (low, high), count) -> 0 | Corrupt (reopen, retry)
   warp_tags_invalidate: {

@@ -37,7 +37,7 @@ import {
   type ViewOptions,
 } from "./store.ts";
 import { Tagged } from "./tagged.ts";
-import { hashTags, type SharedTagClock, sharedTagClock } from "./shared_tags.ts";
+import { hashTags, NOT_OPEN, type SharedTagClock, sharedTagClock } from "./shared_tags.ts";
 import {
   encodeEnvelope,
   envelopeAt,
@@ -197,7 +197,8 @@ export class SharedStore implements ByteStore {
   readonly tags: SharedTagClock;
 
   /**
-   * Opens (or creates) the shared cache file `dir/file`, and the tag clock of `dir`.
+   * Opens (or creates) the shared cache file `dir/file` (and makes the tag clock of `dir`,
+   * whose file is opened when entries with tags are first stored, read or invalidated).
    *
    * When the file exists, is valid, has other sizes and another handle (of any process,
    * this one included) has it open, this store ADOPTS the file's sizes, so that it shares
@@ -222,8 +223,8 @@ export class SharedStore implements ByteStore {
    * @throws {RangeError} If the sizes make a file larger than the library's limit (that of
    * the largest sizes, about 65.3 GiB), `maxValueSize` is larger than the byte budget (given,
    * or the default), or `stale` is not a finite, non-negative number.
-   * @throws {CacheError} If the file (or the directory's tag clock, `.warp_tags`) cannot
-   * be opened or created (a symlink, a file of another user, a full file system...).
+   * @throws {CacheError} If the file cannot be opened or created (a symlink, a file of
+   * another user, a full file system...).
    */
   constructor(
     location: SharedLocation,
@@ -396,6 +397,9 @@ export class SharedStore implements ByteStore {
     const offset = envelopeOffset(out, view, r);
     if (offset < 0) return this.#dropped(key, len, asHit);
     const c = this.tags;
+    // The directory's clock (opened now if this process had not needed it yet): without
+    // it, an entry with tags cannot be checked, and is a miss.
+    if (!c.ensure()) return MISS;
     // Reading the epoch first makes the clock follow a replaced file (its nonce changes).
     const epoch = c.epoch;
     let at = envelopeAt(view);
@@ -421,6 +425,17 @@ export class SharedStore implements ByteStore {
       if (v === MISS) return MISS;
     }
     return new Tagged(v, NO_TAGS, at, hashes);
+  }
+
+  #warnedNoClock = false;
+
+  /** Warns once that entries with tags are not stored: the tag clock cannot be opened. */
+  #warnNoClock(why: string): void {
+    if (this.#warnedNoClock) return;
+    this.#warnedNoClock = true;
+    console.warn(
+      `@warp/cache: ${this.#fnName}: entries with tags are not stored in ${this.path}, because the tag clock of its directory cannot be opened: ${why}`,
+    );
   }
 
   /** MISS for bytes that are not an entry, which a hit drops. */
@@ -548,14 +563,15 @@ export class SharedStore implements ByteStore {
     }
     if (tagged !== undefined) {
       const c = this.tags;
-      bytes = encodeEnvelope(
-        bytes,
-        promised,
-        c.nonceLo,
-        c.nonceHi,
-        tagged.at,
-        hashes!,
-      );
+      if (!c.ensure()) {
+        this.#warnNoClock(c.failure);
+        return false;
+      }
+      // A computation that started before this process opened the clock: the file's first
+      // epoch, older than every invalidation it records. NaN (no clock then): not stored.
+      const at = tagged.at === NOT_OPEN ? c.start : tagged.at;
+      if (!(at >= 0)) return false;
+      bytes = encodeEnvelope(bytes, promised, c.nonceLo, c.nonceHi, at, hashes!);
     }
     const r = unwrap(
       this.#lib.warp_shm_set!(this.#handle, key, len, bytes, bytes.length, now, ttl ?? 0),

@@ -86,15 +86,18 @@ interface Layout {
   nonce: number;
   epoch: number;
   floor: number;
+  start: number;
 }
 
 let layout: Layout | undefined;
 
 function layoutOf(lib: NativeSymbols): Layout {
   if (layout !== undefined) return layout;
-  const f = new Float64Array(9);
+  const f = new Float64Array(10);
   unwrap(lib.warp_tags_layout!(f), "Tag clock layout");
-  const [fileSize, headerSize, slotSize, slots, probe, nonce, epoch, floor] = Array.from(f);
+  const [fileSize, headerSize, slotSize, slots, probe, nonce, epoch, floor, , start] = Array.from(
+    f,
+  );
   // The probing below reads a slot as 4 words (hash, epoch), little-endian.
   if (slotSize !== 16 || new Uint8Array(new Uint16Array([1]).buffer)[0] !== 1) {
     throw new Error(
@@ -109,8 +112,19 @@ function layoutOf(lib: NativeSymbols): Layout {
     nonce: nonce! / 4,
     epoch: epoch! / 4,
     floor: floor! / 4,
+    start: start! / 4,
   };
 }
+
+/**
+ * The epoch of a computation that started before its process opened its directory's tag
+ * clock (a process opens it when it first stores, reads or invalidates an entry with tags):
+ * its entry is stored at the clock file's first epoch, which is older than every
+ * invalidation recorded in the file (a miss if one of its tags was invalidated since the
+ * file was created; never a stale hit). So a directory where tags are never used gets no
+ * clock file.
+ */
+export const NOT_OPEN = -1;
 
 /** The tag clock of one directory of shared caches (see the module doc). */
 export class SharedTagClock implements TagClock {
@@ -119,9 +133,11 @@ export class SharedTagClock implements TagClock {
   readonly #lib: NativeSymbols;
   readonly #layout: Layout;
   #handle: Deno.PointerValue = null;
-  /** The mapping, or `null` while the file cannot be opened. */
+  /** The mapping, or `null` while the file is not open. */
   #words: Uint32Array | null = null;
-  /** Low and high halves of the file's nonce (0 while it cannot be opened). */
+  /** Whether this clock opened its file once (until then its epoch is `NOT_OPEN`). */
+  #opened = false;
+  /** Low and high halves of the file's nonce (0 while it is not open). */
   nonceLo = 0;
   nonceHi = 0;
   /** When (`performance.now()`) opening last failed. */
@@ -131,11 +147,9 @@ export class SharedTagClock implements TagClock {
   readonly #one = new Uint32Array(2);
 
   /**
-   * Opens the clock of `dir` (creating the directory and the file when missing).
+   * The clock of `dir`; its file is opened (or created) when first needed.
    *
    * @throws {Error} If the native library is missing.
-   * @throws {CacheError} If the file cannot be opened or created (a symbolic link, a file
-   * of another user, a full file system...).
    */
   constructor(dir: string) {
     const lib = loadNative();
@@ -145,11 +159,12 @@ export class SharedTagClock implements TagClock {
     this.dir = dir;
     this.#lib = lib;
     this.#layout = layoutOf(lib);
-    if (!this.#reopen()) throw new CacheError(Status.Io, this.#failure);
   }
 
-  /** Maps the directory's current file; `false` (and the reason kept) when it cannot. */
+  /** Maps the directory's current file (creating it when missing); `false` (and the
+   * reason kept) when it cannot. */
   #reopen(): boolean {
+    this.#opened = true;
     const path = new TextEncoder().encode(this.dir);
     const h = this.#lib.warp_tags_open!(path, path.length);
     if (h === null) {
@@ -173,8 +188,30 @@ export class SharedTagClock implements TagClock {
   /** After a read found the file retired or damaged (or none is open): opens the current
    * one (at most once a second while that fails); whether the clock can be read now. */
   #recover(): boolean {
-    if (this.#words === null && performance.now() - this.#failedAt < RETRY_MS) return false;
+    if (this.#words === null && this.#opened && performance.now() - this.#failedAt < RETRY_MS) {
+      return false;
+    }
     return this.#reopen() && this.#intact(this.#words!);
+  }
+
+  /**
+   * Opens the file when it is not open (creating it when missing), and follows it when it
+   * was replaced: whether the clock can be read now (else {@linkcode SharedTagClock.failure}
+   * says why).
+   */
+  ensure(): boolean {
+    const u = this.#words;
+    return (u !== null && this.#intact(u)) || this.#recover();
+  }
+
+  /** Why the file could not be opened, the last time it could not. */
+  get failure(): string {
+    return this.#failure;
+  }
+
+  /** The file's first epoch (see {@linkcode NOT_OPEN}), once it is open. */
+  get start(): number {
+    return this.#words?.[this.#layout.start] ?? NaN;
   }
 
   /** Whether the mapped header is intact and the file not retired. */
@@ -189,6 +226,8 @@ export class SharedTagClock implements TagClock {
     if (u !== null) {
       const i = this.#layout.epoch;
       if (u[i + 1] === 0) return u[i]!;
+    } else if (!this.#opened) {
+      return NOT_OPEN;
     }
     // Retired, damaged or not open: the current file's epoch, else none (NaN: every entry
     // stored now is invalid, and so is every entry read).
@@ -237,15 +276,16 @@ export class SharedTagClock implements TagClock {
   }
 
   /**
-   * Invalidates `tags` in the directory: every process sees it on its next read.
+   * Invalidates `tags` in the directory (creating its clock file when missing): every
+   * process sees it on its next read.
    *
-   * @throws {CacheError} If the file cannot be written (replaced and not reopened).
+   * @throws {CacheError} If the file cannot be opened, created or written.
    */
   invalidate(tags: readonly string[]): void {
     if (tags.length === 0) return;
     const hashes = new Uint32Array(hashTags(tags));
     for (let attempt = 0; attempt < 2; attempt++) {
-      if (this.#words === null && !this.#recover()) break;
+      if (!this.ensure()) break;
       const r = this.#lib.warp_tags_invalidate!(this.#handle, hashes, tags.length);
       if (r === 0) return;
       if (r !== Status.Corrupt) unwrap(r, "Tag invalidation");
@@ -254,7 +294,7 @@ export class SharedTagClock implements TagClock {
     }
     throw new CacheError(
       Status.Io,
-      `Cannot invalidate tags in ${this.dir}/${TAGS_FILE}: ${this.#failure || nativeLastError()}`,
+      `Cannot invalidate tags in ${this.dir}: ${this.#failure || nativeLastError()}`,
     );
   }
 }
@@ -268,10 +308,10 @@ function normalized(dir: string): string {
 }
 
 /**
- * The tag clock of directory `dir` (one per directory and thread, opened on first use).
+ * The tag clock of directory `dir` (one per directory and thread; its file is opened when
+ * first needed).
  *
  * @throws {Error} If the native library is missing.
- * @throws {CacheError} If the clock's file cannot be opened or created.
  */
 export function sharedTagClock(dir: string): SharedTagClock {
   const d = normalized(dir);
@@ -281,20 +321,22 @@ export function sharedTagClock(dir: string): SharedTagClock {
 }
 
 /**
- * The tag clock of `dir` when its file exists (some process has opened a shared cache
- * there), else `undefined`; never creates anything, never prompts (without the read
- * permission on it, or the native library, `undefined`), never throws.
+ * The tag clock of directory `dir` when the directory exists (some process may have shared
+ * caches there), else `undefined`; never prompts (without the read permission on it, or
+ * the native library, `undefined`), never throws. For {@linkcode invalidateTags} and the
+ * default directory: its invalidation creates the clock file, so that a computation under
+ * way in another process that has not opened the clock yet stores its entry as older than
+ * the invalidation.
  */
-export function existingTagClock(dir: string): SharedTagClock | undefined {
+export function clockOfDirectory(dir: string): SharedTagClock | undefined {
   const d = normalized(dir);
   const known = clocks.get(d);
   if (known !== undefined) return known;
   try {
-    const file = `${d}/${TAGS_FILE}`;
-    if (Deno.permissions.querySync({ name: "read", path: file }).state !== "granted") {
+    if (Deno.permissions.querySync({ name: "read", path: d }).state !== "granted") {
       return undefined;
     }
-    Deno.lstatSync(file);
+    if (!Deno.lstatSync(d).isDirectory) return undefined;
     if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") return undefined;
     return sharedTagClock(d);
   } catch {

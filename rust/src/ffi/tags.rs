@@ -63,11 +63,12 @@ pub unsafe extern "C" fn warp_tags_base(h: *const TagsFile) -> *mut u8 {
 }
 
 /// Writes the layout of tag clock files (see `shm::tags::LAYOUT`) into `out`, which must
-/// hold `TAGS_LAYOUT_FIELDS` (9) `f64`s: file size, header size, slot size, slots, probe
-/// length, offsets of the nonce, the epoch and the floor, format version.
+/// hold `TAGS_LAYOUT_FIELDS` (10) `f64`s: file size, header size, slot size, slots, probe
+/// length, offsets of the nonce, the epoch and the floor, format version, offset of the
+/// first epoch.
 ///
 /// # Safety
-/// - `out` must be valid for writes of 9 `f64`s.
+/// - `out` must be valid for writes of 10 `f64`s.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn warp_tags_layout(out: *mut f64) -> i32 {
     if out.is_null() {

@@ -123,8 +123,11 @@ pub struct TagsHeader {
     pub resets: AtomicU64,
     /// [`FILE_SIZE`] (48).
     pub file_size: u64,
-    /// Zero (56).
-    pub _pad: u64,
+    /// The first epoch, fixed at creation (56): a computation that started before its
+    /// process opened the file stores its entry at this epoch (older than any invalidation
+    /// recorded here: the entry is a miss if one of its tags was invalidated since the file
+    /// was created, never a stale hit).
+    pub start: u64,
 }
 
 const _: () = assert!(size_of::<TagsHeader>() == HEADER_SIZE);
@@ -144,8 +147,9 @@ const _: () = assert!(size_of::<TagSlot>() == SLOT_SIZE);
 
 /// The facts of the layout that JavaScript reads the mapping with, in this order
 /// (`warp_tags_layout`): file size, header size, slot size, slots, probe length, and the
-/// byte offsets of the nonce, the epoch and the floor, then the format version.
-pub const LAYOUT: [f64; 9] = [
+/// byte offsets of the nonce, the epoch and the floor, the format version, and the byte
+/// offset of the first epoch.
+pub const LAYOUT: [f64; 10] = [
     FILE_SIZE as f64,
     HEADER_SIZE as f64,
     SLOT_SIZE as f64,
@@ -155,6 +159,7 @@ pub const LAYOUT: [f64; 9] = [
     offset_of!(TagsHeader, epoch) as f64,
     offset_of!(TagsHeader, floor) as f64,
     VERSION as f64,
+    offset_of!(TagsHeader, start) as f64,
 ];
 
 /// A mapped tag clock file (see the module docs).
@@ -254,6 +259,11 @@ impl TagsFile {
     /// The epoch word as stored (at or above [`EPOCH_LIMIT`]: retired or garbage).
     pub fn epoch(&self) -> u64 {
         self.header().epoch.load(Ordering::SeqCst)
+    }
+
+    /// The first epoch (see [`TagsHeader::start`]).
+    pub fn start(&self) -> u64 {
+        self.header().start
     }
 
     /// The floor.
@@ -396,6 +406,7 @@ fn adopt(file: &File, shown: &str) -> Result<Option<MmapRaw>, ShmError> {
         || u32_at(offset_of!(TagsHeader, slots)) != SLOTS
         || u64_at(offset_of!(TagsHeader, nonce)) == 0
         || u64_at(offset_of!(TagsHeader, file_size)) != FILE_SIZE as u64
+        || u64_at(offset_of!(TagsHeader, start)) >= EPOCH_LIMIT
     {
         return Ok(None);
     }
@@ -443,6 +454,7 @@ fn header_line(nonce: u64, start: u64) -> [u8; HEADER_SIZE] {
     put(offset_of!(TagsHeader, nonce), &nonce.to_ne_bytes());
     put(offset_of!(TagsHeader, epoch), &start.to_ne_bytes());
     put(offset_of!(TagsHeader, floor), &start.to_ne_bytes());
+    put(offset_of!(TagsHeader, start), &start.to_ne_bytes());
     put(
         offset_of!(TagsHeader, file_size),
         &(FILE_SIZE as u64).to_ne_bytes(),
@@ -617,7 +629,8 @@ mod tests {
                 16.0,
                 24.0,
                 32.0,
-                1.0
+                1.0,
+                56.0
             ]
         );
     }
@@ -635,7 +648,7 @@ mod tests {
         let b = TagsFile::open(&dir.0).unwrap();
         assert_eq!(a.nonce(), b.nonce());
         let e = a.epoch();
-        assert!(e > 0 && e < 1 << 31 && a.floor() == e);
+        assert!(e > 0 && e < 1 << 31 && a.floor() == e && a.start() == e);
         assert!(a.invalid_since(&[], e - 1), "older than the file: invalid");
         assert_eq!(a.invalidate(&[42]), Some(e + 1));
         assert_eq!(b.epoch(), e + 1, "one file, two mappings");
