@@ -81,11 +81,7 @@ async function invalidationDemo(): Promise<boolean> {
   try {
     redis = await startRedisServer();
   } catch (e) {
-    console.log(
-      `the Redis host is skipped: ${
-        e instanceof Error ? e.message : String(e)
-      } (apt-get install redis-server)`,
-    );
+    console.log(`the Redis host is skipped: ${e instanceof Error ? e.message : String(e)}`);
   }
   const url = redis?.url ?? "none";
   let base = "/dev/shm";
