@@ -786,6 +786,23 @@ mod tests {
     }
 
     #[test]
+    fn count_invalid_hit_turns_one_hit_into_a_miss_and_never_goes_below_zero() {
+        let dir = TempDir::new();
+        let s = ShmStore::open(&dir.file("c"), 8, 16, 16, 0.0).unwrap();
+        let mut out = [0u8; 16];
+        assert_eq!(s.set(b"k", b"v", 0.0).unwrap(), crate::shm::Set::Stored);
+        assert_eq!(s.get(b"k", &mut out, 0.0).unwrap(), crate::shm::Get::Hit(1));
+        assert_eq!(s.get(b"k", &mut out, 0.0).unwrap(), crate::shm::Get::Hit(1));
+        s.count_invalid_hit();
+        let i = s.info();
+        assert_eq!((i.hits, i.misses), (1, 1));
+        s.count_invalid_hit();
+        s.count_invalid_hit();
+        let i = s.info();
+        assert_eq!((i.hits, i.misses), (0, 2), "no hit left to take");
+    }
+
+    #[test]
     fn shared_gives_one_clock_per_directory_until_it_is_replaced() {
         let dir = TempDir::new();
         let a = shared(&dir.0).unwrap();
