@@ -233,7 +233,7 @@ function assemble(
       // (Their signals do not abort: their callers still get their results.)
       drop(key: Uint8Array): void {
         if (tiers.local === DISPOSED) return;
-        loader.detach(bytesToKeyString(key, key.length), undefined);
+        loader.detachKey(key, key.length, undefined);
         const k = hold(key, key.length, undefined);
         tiers.local.delete(k);
         release(k);
@@ -370,10 +370,9 @@ function controlsOf(a: Assembly, unregister: () => void): CacheControls<AnyFunct
       const k = a.path.heldKeyOf(this, args);
       k.epoch = a.tagClock.epoch;
       if (a.tagsOf !== undefined) k.tags = loader.optionTags(this, args);
-      const pkey = k.pkey = bytesToKeyString(k.buf, k.len);
       // A computation under way for this key, here or in another process, no longer stores
       // its result.
-      loader.detach(pkey, undefined);
+      loader.detachKey(k.buf, k.len, undefined);
       flights?.end(k);
       if (isThenable(value)) {
         k.since = tiers.stamp();
@@ -389,7 +388,7 @@ function controlsOf(a: Assembly, unregister: () => void): CacheControls<AnyFunct
     },
     cacheDelete(this: unknown, ...args: unknown[]): boolean {
       const k = a.path.heldKeyOf(this, args);
-      loader.detach(bytesToKeyString(k.buf, k.len), "cacheDelete");
+      loader.detachKey(k.buf, k.len, "cacheDelete");
       const removed = tiers.delete(k);
       release(k);
       return removed;

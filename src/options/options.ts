@@ -144,10 +144,10 @@ export interface CacheOptions {
   /**
    * Most ms that a computation of a key is waited for by the other calls of that key
    * before one of them computes it itself: a computation under way in this process that
-   * is older than this is abandoned by the next call of its key (its result is not stored,
-   * its `signal` aborts), and a call waiting for another process's computation (shared
-   * backend) computes the key itself after this long, even when that process is stopped
-   * and not dead. Positive, or `Infinity` for no bound. With `timeout`, a call still
+   * calls have waited for longer than this (since the first of them joined it) is
+   * abandoned by the next call of its key (its result is not stored, its `signal` aborts),
+   * and a call waiting for another process's computation (shared backend) computes the key
+   * itself after this long, even when that process is stopped and not dead. Positive, or `Infinity` for no bound. With `timeout`, a call still
    * rejects after `timeout`; this bounds the wait behind it.
    * @default {30000}
    */
