@@ -7,7 +7,8 @@
  * @module
  */
 
-import { FRESH, GONE, NIL, type Policy, SIEVE, SieveQueue } from "./_sieve_queue.ts";
+import { FRESH, GONE, isPolicy, NIL, type Policy, SIEVE, SieveQueue } from "./_sieve_queue.ts";
+import { hashBytes } from "./_hash.ts";
 import { checkEntryTtl, checkMaxSize, checkMs, checkTtl, describe } from "../options/_validate.ts";
 import {
   type ByteStore,
@@ -29,7 +30,8 @@ export interface TsSieveStoreOptions {
   /** Age in ms since insertion at which an entry expires; `undefined`: never. */
   ttl?: number | undefined;
   /**
-   * Eviction policy, numbered as `Strategy`: 0 SIEVE, 1 LRU, 2 MRU, 3 FIFO, 4 LFU.
+   * Eviction policy, numbered as `Strategy`: 0 SIEVE, 1 LRU, 2 MRU, 3 FIFO, 4 LFU,
+   * 5 S3-FIFO, 6 W-TinyLFU.
    *
    * @default {0}
    */
@@ -43,37 +45,6 @@ export interface TsSieveStoreOptions {
 
 /** Slots of the hash table (a power of two) allocated up front, at most. */
 const INITIAL_TABLE = 2048;
-
-/**
- * Hashes `key[0..len)` to a non-negative 30-bit integer (MurmurHash3 x86_32 mixing over
- * little-endian words, fixed seed). Not DoS-resistant, like the native store's fixed-seed
- * `ahash`.
- */
-function hashBytes(key: Uint8Array, len: number): number {
-  let h = 0x9747b28c ^ len;
-  let i = 0;
-  for (; i + 3 < len; i += 4) {
-    let w = key[i]! | (key[i + 1]! << 8) | (key[i + 2]! << 16) | (key[i + 3]! << 24);
-    w = Math.imul(w, 0xcc9e2d51);
-    w = (w << 15) | (w >>> 17);
-    h ^= Math.imul(w, 0x1b873593);
-    h = (h << 13) | (h >>> 19);
-    h = (Math.imul(h, 5) + 0xe6546b64) | 0;
-  }
-  if (i < len) {
-    let w = 0;
-    for (let shift = 0; i < len; i++, shift += 8) w |= key[i]! << shift;
-    w = Math.imul(w, 0xcc9e2d51);
-    w = (w << 15) | (w >>> 17);
-    h ^= Math.imul(w, 0x1b873593);
-  }
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h & 0x3fffffff;
-}
 
 const fcc = String.fromCharCode;
 
@@ -180,16 +151,18 @@ export class TsSieveStore implements ByteStore {
    * @throws {TypeError} If `maxSize` or `ttl` is not a number.
    * @throws {RangeError} If `maxSize` is not a positive integer nor `Infinity`, `ttl` is
    *   not a positive finite number, `stale` is not 0 nor a positive finite number, or
-   *   `policy` is not 0, 1, 2, 3 or 4.
+   *   `policy` is not an integer from 0 to 6.
    */
   constructor(options: TsSieveStoreOptions) {
     const maxSize = checkMaxSize("TsSieveStore", options.maxSize);
     const ttl = checkTtl("TsSieveStore", options.ttl);
     const stale = options.stale === 0 ? 0 : checkMs("TsSieveStore", "stale", options.stale) ?? 0;
     const policy = options.policy ?? 0;
-    if (policy !== 0 && policy !== 1 && policy !== 2 && policy !== 3 && policy !== 4) {
+    if (!isPolicy(policy)) {
       throw new RangeError(
-        `Cannot create TsSieveStore: policy must be 0, 1, 2, 3 or 4: received ${describe(policy)}`,
+        `Cannot create TsSieveStore: policy must be an integer from 0 to 6: received ${
+          describe(policy)
+        }`,
       );
     }
     this.#maxSize = maxSize;
@@ -278,12 +251,15 @@ export class TsSieveStore implements ByteStore {
     }
     const keyString = bytesToString(key, len);
     this.#busy = true;
+    const ext = queue.ext;
+    if (ext !== null) ext.arrive(keyString, hash);
     if (queue.size >= queue.capacity) {
       const victim = queue.evict();
+      if (ext !== null) ext.evicted(this.#keys[victim]!);
       this.#unindex(victim);
       this.#values[victim] = undefined;
     }
-    slot = queue.add(now);
+    slot = queue.add(now, hash);
     queue.stamp(slot, now, ttl);
     this.#keys[slot] = keyString;
     this.#hashes[slot] = hash;
@@ -433,6 +409,25 @@ export class TsSieveStore implements ByteStore {
     if (this.#busy) this.#repair();
     const queue = this.#queue;
     return queue.order().map((slot) => [this.#keys[slot]!, queue.visited[slot] === 1]);
+  }
+
+  /**
+   * S3-FIFO and W-TinyLFU, for tests: each entry's key (one char per byte), queue
+   * (`"small"`, `"main"`; `"window"`, `"probation"`, `"protected"`) and access count (S3-FIFO),
+   * in the policy's order (see `_s3fifo.ts`, `_wtinylfu.ts`), and S3-FIFO's ghost keys, newest
+   * first. Empty for the other policies.
+   *
+   * @returns The entries and the ghost.
+   */
+  policyState(): { entries: Array<[string, string, number]>; ghost: string[] } {
+    if (this.#busy) this.#repair();
+    const ext = this.#queue.ext;
+    if (ext === null) return { entries: [], ghost: [] };
+    const entries = ext.order().map((slot): [string, string, number] => [
+      this.#keys[slot]!,
+      ...ext.describe(slot),
+    ]);
+    return { entries, ghost: ext.ghostOrder() };
   }
 
   /**
