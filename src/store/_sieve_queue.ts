@@ -24,35 +24,36 @@
  * @module
  */
 
+import { Strategy } from "../options/options.ts";
 import { type MultiQueuePolicy, NIL } from "./_multi_queue.ts";
 import { S3Fifo } from "./_s3fifo.ts";
 import { WTinyLfu } from "./_wtinylfu.ts";
 
 export { NIL } from "./_multi_queue.ts";
 
-/** Eviction policy, numbered as in `rust/src/sieve.rs` (`Policy`) and `Strategy`. */
-export type Policy = 0 | 1 | 2 | 3 | 4 | 5 | 6;
+/** Eviction policy: a `Strategy` number (`rust/src/sieve.rs`'s `Policy` has the same). */
+export type Policy = Strategy;
 /** SIEVE: a hit sets the visited bit; the hand evicts the first unvisited entry. */
-export const SIEVE = 0;
+export const SIEVE = Strategy.Sieve;
 /** Least recently used: a hit moves the entry to the head; evict the tail. */
-export const LRU = 1;
+export const LRU = Strategy.Lru;
 /** Most recently used: a hit moves the entry to the head; evict the head. */
-export const MRU = 2;
+export const MRU = Strategy.Mru;
 /** First in, first out: hits move nothing; evict the tail. */
-export const FIFO = 3;
+export const FIFO = Strategy.Fifo;
 /**
  * Least frequently used: a hit moves the entry up one frequency bucket; evict the oldest
  * entry of the lowest bucket (the tail).
  */
-export const LFU = 4;
+export const LFU = Strategy.Lfu;
 /** S3-FIFO, as libCacheSim's `S3FIFO` (`_s3fifo.ts`). */
-export const S3FIFO = 5;
+export const S3FIFO = Strategy.S3Fifo;
 /** W-TinyLFU with Caffeine's adaptive window (`_wtinylfu.ts`). */
-export const WTINYLFU = 6;
+export const WTINYLFU = Strategy.WTinyLfu;
 
 /** Whether `n` is a {@linkcode Policy} number. */
 export function isPolicy(n: unknown): n is Policy {
-  return typeof n === "number" && Number.isInteger(n) && n >= 0 && n <= 6;
+  return typeof n === "number" && Object.hasOwn(Strategy, n);
 }
 
 /** Slots allocated up front, at most; the slab then doubles up to the capacity. */
