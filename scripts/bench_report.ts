@@ -263,7 +263,6 @@ function table(head: string[], rows: string[][], align?: string[]): string {
 }
 
 const mb = (n: number): string => Number.isFinite(n) ? `${(n / 2 ** 20).toFixed(1)} MB` : "-";
-const pct = (x: number): string => `${(x * 100).toFixed(2)}%`;
 
 // ---------------------------------------------------------------- run everything
 
