@@ -99,19 +99,34 @@ Deno.test("FrequencySketch counts as the Rust sketch does", async (t) => {
 });
 
 Deno.test("GhostQueue keeps the newest keys up to its capacity, once each", () => {
+  const h = (k: string): number => hashBytes(new TextEncoder().encode(k), k.length);
   const g = new GhostQueue(3);
-  for (const k of ["a", "b", "c", "b", "d"]) g.add(k);
+  for (const k of ["a", "b", "c", "b", "d"]) g.add(k, h(k));
   assert.deepEqual(g.order(), ["d", "c", "b"], "a dropped, b not moved by its second add");
-  assert.equal(g.delete("c"), true);
-  assert.equal(g.delete("c"), false);
-  g.add("e");
-  g.add("f");
+  assert.equal(g.delete("c", h("c")), true);
+  assert.equal(g.delete("c", h("c")), false);
+  assert.equal(g.delete("b", h("c")), false, "the hash is part of the lookup");
+  g.add("e", h("e"));
+  g.add("f", h("f"));
   assert.deepEqual(g.order(), ["f", "e", "d"]);
   g.clear();
   assert.equal(g.size, 0);
   const none = new GhostQueue(0);
-  none.add("a");
+  none.add("a", h("a"));
   assert.equal(none.size, 0);
+  // Every key colliding on one hash: the table's probing and backward-shift deletion.
+  const big = new GhostQueue(50);
+  const keys = Array.from({ length: 200 }, (_, i) => `k${i}`);
+  for (const k of keys) big.add(k, 7);
+  assert.deepEqual(big.order(), keys.slice(150).reverse());
+  for (const k of keys.slice(150, 200).filter((_, i) => i % 3 === 0)) {
+    assert.equal(big.delete(k, 7), true, k);
+  }
+  assert.equal(big.size, 50 - 17);
+  for (const k of keys.slice(150)) {
+    assert.equal(big.delete(k, 7), (Number(k.slice(1)) - 150) % 3 !== 0);
+  }
+  assert.equal(big.size, 0);
 });
 
 // ------------------------------------------------------------------------------ S3-FIFO

@@ -140,8 +140,8 @@ export interface MultiQueuePolicy {
   hit(slot: number): void;
   /** Chooses the entry to evict (still linked; the caller removes it). */
   victim(): number;
-  /** The key of the victim just removed. */
-  evicted(key: string): void;
+  /** The key (and its hash) of the victim just removed. */
+  evicted(key: string, hash: number): void;
   /** Takes `slot` off its queue (eviction, delete, expiry). */
   remove(slot: number): void;
   /** Forgets every entry and all history. */

@@ -62,8 +62,8 @@ export class S3Fifo implements MultiQueuePolicy {
     this.ghost = new GhostQueue(bounded ? Math.trunc(capacity * GHOST_RATIO) : 0);
   }
 
-  arrive(key: string): void {
-    this.#toMain = this.ghost.delete(key);
+  arrive(key: string, hash: number): void {
+    this.#toMain = this.ghost.delete(key, hash);
   }
 
   add(slot: number): void {
@@ -112,8 +112,8 @@ export class S3Fifo implements MultiQueuePolicy {
     }
   }
 
-  evicted(key: string): void {
-    if (this.#toGhost) this.ghost.add(key);
+  evicted(key: string, hash: number): void {
+    if (this.#toGhost) this.ghost.add(key, hash);
     this.#toGhost = false;
   }
 

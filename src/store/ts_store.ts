@@ -255,7 +255,7 @@ export class TsSieveStore implements ByteStore {
     if (ext !== null) ext.arrive(keyString, hash);
     if (queue.size >= queue.capacity) {
       const victim = queue.evict();
-      if (ext !== null) ext.evicted(this.#keys[victim]!);
+      if (ext !== null) ext.evicted(this.#keys[victim]!, this.#hashes[victim]!);
       this.#unindex(victim);
       this.#values[victim] = undefined;
     }
