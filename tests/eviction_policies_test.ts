@@ -14,6 +14,7 @@ import { loadNative } from "../src/native/ffi.ts";
 import { NativeMemoryStore } from "../src/store/native_store.ts";
 import { type ByteStore, MISS } from "../src/store/store.ts";
 import { TsSieveStore } from "../src/store/ts_store.ts";
+import { SieveQueue } from "../src/store/_sieve_queue.ts";
 
 const S3FIFO = 5, WTINYLFU = 6;
 
@@ -606,4 +607,18 @@ Deno.test({
       });
     }
   },
+});
+
+Deno.test("W-TinyLFU: an eviction after an insert that evicted nothing picks a live entry", () => {
+  // As the Rust test: a moves to probation as the candidate of b's insert, which evicts
+  // nothing; a is removed; the next eviction must not pick it.
+  const q = new SieveQueue(10, undefined, WTINYLFU);
+  q.ext!.arrive("a", 1);
+  const a = q.add(0, 1);
+  q.ext!.arrive("b", 2);
+  const b = q.add(0, 2);
+  q.remove(a);
+  assert.equal(q.evict(), b);
+  q.validate(() => true);
+  assert.equal(q.size, 0);
 });

@@ -108,6 +108,9 @@ export class WTinyLfu implements MultiQueuePolicy {
   }
 
   add(slot: number, hash: number): void {
+    // The candidate serves the eviction made for this key, if any: never a later one (it
+    // may be deleted or evicted by then).
+    this.#candidate = NIL;
     this.hashes[slot] = hash;
     this.lists.pushHead(WINDOW, slot);
     if (this.bounded) this.#climb();

@@ -696,3 +696,23 @@ fn wtinylfu_matches_a_reference_model_under_a_random_workload() {
         "the climber moved: {windows:?}"
     );
 }
+
+#[test]
+fn wtinylfu_evict_after_an_insert_that_evicted_nothing_picks_a_live_entry() {
+    // Capacity 10, window 1: the second key pushes the first to probation (the candidate of
+    // that insert), with room to spare, so nothing is evicted and the candidate stays
+    // unused. Deleting it, then evicting, must not pick it.
+    let mut s = tiny(10);
+    put(&mut s, 1);
+    put(&mut s, 2);
+    assert!(s.remove(&[1]).is_some());
+    s.validate();
+    let victim = s.evict().expect("one entry left");
+    s.validate();
+    assert_eq!(s.len(), 0);
+    assert_eq!(
+        s.get(&[2], 0.0),
+        Lookup::Miss,
+        "the victim was 2, the only entry: {victim}"
+    );
+}

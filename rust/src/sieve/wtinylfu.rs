@@ -141,6 +141,9 @@ impl WTinyLfu {
 
     /// Links the new entry at `slot` at the head of the window.
     pub(super) fn add(&mut self, slot: u32, hash: u32) {
+        // The candidate serves the eviction made for this key, if any: never a later one
+        // (it may be deleted or evicted by then).
+        self.candidate = NIL;
         let i = slot as usize;
         if i >= self.hashes.len() {
             self.hashes.resize(i + 1, 0);
