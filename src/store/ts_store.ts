@@ -9,7 +9,15 @@
 
 import { FRESH, GONE, isPolicy, NIL, type Policy, SIEVE, SieveQueue } from "./_sieve_queue.ts";
 import { hashBytes } from "./_hash.ts";
-import { checkEntryTtl, checkMaxSize, checkMs, checkTtl, describe } from "../options/_validate.ts";
+import {
+  checkEntrySize,
+  checkEntryTtl,
+  checkMaxSize,
+  checkMemoryMaxBytes,
+  checkMs,
+  checkTtl,
+  describe,
+} from "../options/_validate.ts";
 import {
   type ByteStore,
   MISS,
@@ -41,6 +49,11 @@ export interface TsSieveStoreOptions {
    * `peekStale` returns it. 0 or `undefined`: none.
    */
   stale?: number | undefined;
+  /**
+   * Byte budget: the sum of the entries' sizes (given to `set`) that eviction keeps the
+   * store within, besides `maxSize`; `undefined`: none.
+   */
+  maxBytes?: number | undefined;
 }
 
 /** Slots of the hash table (a power of two) allocated up front, at most. */
@@ -137,6 +150,12 @@ export class TsSieveStore implements ByteStore {
   #misses = 0;
   #staleHits = 0;
   #refreshes = 0;
+  /** The byte budget (`undefined`: none), the entries' sizes by slot, their sum, and the
+   * entries not stored for being larger than the budget. */
+  #maxBytes: number | undefined;
+  #sizes: number[] = [];
+  #bytes = 0;
+  #oversizeSkips = 0;
   /**
    * Set while the queue and the index are being changed together. A throw in between (a
    * stack overflow in the caller's recursion can strike at any call) leaves it set, and the
@@ -150,8 +169,8 @@ export class TsSieveStore implements ByteStore {
    * @param options Size bound, TTL and eviction policy.
    * @throws {TypeError} If `maxSize` or `ttl` is not a number.
    * @throws {RangeError} If `maxSize` is not a positive integer nor `Infinity`, `ttl` is
-   *   not a positive finite number, `stale` is not 0 nor a positive finite number, or
-   *   `policy` is not an integer from 0 to 6.
+   *   not a positive finite number, `stale` is not 0 nor a positive finite number,
+   *   `policy` is not an integer from 0 to 6, or `maxBytes` is not a positive integer.
    */
   constructor(options: TsSieveStoreOptions) {
     const maxSize = checkMaxSize("TsSieveStore", options.maxSize);
@@ -166,6 +185,7 @@ export class TsSieveStore implements ByteStore {
       );
     }
     this.#maxSize = maxSize;
+    this.#maxBytes = checkMemoryMaxBytes("TsSieveStore", options.maxBytes);
     this.#queue = new SieveQueue(maxSize, ttl, policy, stale);
     this.ttlOn = ttl !== undefined;
     this.#table = new Int32Array(0);
@@ -217,6 +237,11 @@ export class TsSieveStore implements ByteStore {
    * Stores `value` under `key[0..len)` at time `now`, evicting one entry by the policy
    * when the store is full and the key is new.
    *
+   * Under a byte budget (`maxBytes`), entries are first evicted by the policy until the
+   * entry's `size` fits beside the others (the entry replaced, when fresh or stale, does not
+   * count; it may be evicted itself, and is then stored anew). An entry larger than the
+   * budget is not stored, counts in `oversizeSkips`, and removes the key's present entry.
+   *
    * @param key Buffer holding the encoded key (copied before returning).
    * @param len Length of the key in `key`.
    * @param value Value to keep (as is).
@@ -226,8 +251,11 @@ export class TsSieveStore implements ByteStore {
    * @param _ptr Unused (the native store's key address).
    * @param ttl The entry's own TTL in ms (positive, `Infinity` for never), replacing the
    *   store's; `undefined`: the store's.
-   * @returns `true`: the entry is always stored.
-   * @throws {RangeError} If `ttl` is 0, negative or `NaN`.
+   * @param size The entry's size in bytes under a byte budget (`undefined`: 0); unused
+   *   without one.
+   * @returns Whether the entry was stored: always, but for an entry larger than `maxBytes`.
+   * @throws {RangeError} If `ttl` is 0, negative or `NaN`, or `size` is not a non-negative
+   *   integer (under a byte budget).
    */
   set(
     key: Uint8Array,
@@ -237,16 +265,28 @@ export class TsSieveStore implements ByteStore {
     promised = false,
     _ptr?: Deno.PointerValue,
     ttl?: number,
+    size?: number,
   ): boolean {
     if (this.#busy) this.#repair();
     if (ttl !== undefined) checkEntryTtl("TsSieveStore", ttl);
+    const maxBytes = this.#maxBytes;
+    let bytes = 0;
+    if (maxBytes !== undefined) {
+      bytes = checkEntrySize("TsSieveStore", size);
+      if (bytes > maxBytes) return this.#skipOversize(key, len);
+    }
     if (promised) value = promisedEntry(value);
     const hash = hashBytes(key, len);
     const queue = this.#queue;
     let slot = this.#find(key, len, hash);
+    if (maxBytes !== undefined) slot = this.#makeRoom(slot, bytes, maxBytes, now);
     if (slot !== NIL) {
       queue.stamp(slot, now, ttl);
       this.#values[slot] = value;
+      if (maxBytes !== undefined) {
+        this.#bytes += bytes - this.#sizes[slot]!;
+        this.#sizes[slot] = bytes;
+      }
       return true;
     }
     const keyString = bytesToString(key, len);
@@ -258,8 +298,13 @@ export class TsSieveStore implements ByteStore {
       if (ext !== null) ext.evicted(this.#keys[victim]!, this.#hashes[victim]!);
       this.#unindex(victim);
       this.#values[victim] = undefined;
+      this.#freeBytes(victim);
     }
     slot = queue.add(now, hash);
+    if (maxBytes !== undefined) {
+      this.#sizes[slot] = bytes;
+      this.#bytes += bytes;
+    }
     queue.stamp(slot, now, ttl);
     this.#keys[slot] = keyString;
     this.#hashes[slot] = hash;
@@ -268,6 +313,50 @@ export class TsSieveStore implements ByteStore {
     this.#place(slot, hash);
     this.#busy = false;
     return true;
+  }
+
+  /**
+   * Evicts by the policy until an entry of `size` bytes fits within `maxBytes` beside the
+   * others; `slot` is the key's present entry (or `NIL`), whose size does not count while
+   * it is fresh or stale (as the native store, which sees no gone entry there). Returns
+   * `slot`, or `NIL` when it was evicted itself.
+   */
+  #makeRoom(slot: number, size: number, maxBytes: number, now: number): number {
+    const queue = this.#queue;
+    const sizes = this.#sizes;
+    const ext = queue.ext;
+    let own = slot !== NIL && queue.age(slot, now) !== GONE ? slot : NIL;
+    this.#busy = true;
+    while (this.#bytes - (own === NIL ? 0 : sizes[own]!) + size > maxBytes) {
+      const victim = queue.evict();
+      if (victim === NIL) break;
+      if (ext !== null) ext.evicted(this.#keys[victim]!, this.#hashes[victim]!);
+      this.#unindex(victim);
+      this.#values[victim] = undefined;
+      this.#freeBytes(victim);
+      if (victim === slot) slot = own = NIL;
+    }
+    this.#busy = false;
+    return slot;
+  }
+
+  /** Counts an entry larger than the byte budget, and removes the key's present entry. */
+  #skipOversize(key: Uint8Array, len: number): false {
+    this.#oversizeSkips++;
+    const slot = this.#find(key, len, hashBytes(key, len));
+    if (slot !== NIL) {
+      this.#busy = true;
+      this.#removeSlot(slot);
+      this.#busy = false;
+    }
+    return false;
+  }
+
+  /** Takes the size of the freed `slot` off the byte count. */
+  #freeBytes(slot: number): void {
+    if (this.#maxBytes === undefined) return;
+    this.#bytes -= this.#sizes[slot]!;
+    this.#sizes[slot] = 0;
   }
 
   /**
@@ -360,6 +449,7 @@ export class TsSieveStore implements ByteStore {
     this.#misses = 0;
     this.#staleHits = 0;
     this.#refreshes = 0;
+    this.#oversizeSkips = 0;
     this.#queue.evictions = 0;
     this.#repair();
   }
@@ -371,6 +461,8 @@ export class TsSieveStore implements ByteStore {
     this.#keys = [];
     this.#hashes = [];
     this.#values = [];
+    this.#sizes = [];
+    this.#bytes = 0;
     this.#resetTable();
     this.#busy = false;
   }
@@ -392,6 +484,11 @@ export class TsSieveStore implements ByteStore {
     if (this.#staleHits > 0 || this.#refreshes > 0) {
       info.staleHits = this.#staleHits;
       info.refreshes = this.#refreshes;
+    }
+    if (this.#maxBytes !== undefined) {
+      info.bytes = this.#bytes;
+      info.maxBytes = this.#maxBytes;
+      info.oversizeSkips = this.#oversizeSkips;
     }
     return info;
   }
@@ -455,6 +552,15 @@ export class TsSieveStore implements ByteStore {
         throw new Error(`TsSieveStore invariant violated: free slot ${slot} keeps a value`);
       }
     }
+    if (this.#maxBytes !== undefined) {
+      let sum = 0;
+      for (const slot of queue.order()) sum += this.#sizes[slot]!;
+      if (sum !== this.#bytes || this.#bytes > this.#maxBytes) {
+        throw new Error(
+          `TsSieveStore invariant violated: ${this.#bytes} bytes counted, ${sum} held, budget ${this.#maxBytes}`,
+        );
+      }
+    }
   }
 
   #find(key: Uint8Array, len: number, hash: number): number {
@@ -514,6 +620,7 @@ export class TsSieveStore implements ByteStore {
     this.#unindex(slot);
     this.#queue.remove(slot);
     this.#values[slot] = undefined;
+    this.#freeBytes(slot);
   }
 
   #resetTable(): void {
