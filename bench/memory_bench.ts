@@ -22,7 +22,9 @@
  * in miss + insert only.
  *
  * The engine behind `cache()` is the one `WARP_CACHE_ENGINE` selects (`native` by default
- * when the library is built; `ts` for the TypeScript store).
+ * when the library is built; `ts` for the TypeScript store). `warp cache()` evicts by SIEVE
+ * (the default); `warp cache() s3fifo` and `warp cache() wtinylfu` by those strategies, in
+ * the groups `hit 2 int args` and `miss + insert 2 int args`.
  *
  * Run: `deno bench -A bench/memory_bench.ts`.
  *
@@ -267,6 +269,10 @@ for (const spec of STREAMS) {
     benchSync(g, "floor: Map<number>", spec, (j) => floor(ids[j]!), want2, true);
     const warp = cache({ maxSize: max })(f2);
     benchSync(g, "warp cache()", spec, (j) => warp(a[j]!, b[j]!), want2);
+    for (const strategy of ["s3fifo", "wtinylfu"] as const) {
+      const w = cache({ maxSize: max, strategy })(f2);
+      benchSync(g, `warp cache() ${strategy}`, spec, (j) => w(a[j]!, b[j]!), want2);
+    }
     const l = kvMemo2(lru<number>(max), f2);
     benchSync(g, "lru-cache", spec, (j) => l(a[j]!, b[j]!), want2);
     if (spec.hitOnly) {
@@ -390,6 +396,8 @@ for (const spec of STREAMS) {
   const floorMap = mapMemo(max, (id) => f2(id % 1_000_000, Math.floor(id / 1_000_000)));
   register("floor: Map<number>", (x, y) => floorMap(y * 1_000_000 + x), true);
   register("warp cache()", cache({ maxSize: max })(f2));
+  register("warp cache() s3fifo", cache({ maxSize: max, strategy: "s3fifo" })(f2));
+  register("warp cache() wtinylfu", cache({ maxSize: max, strategy: "wtinylfu" })(f2));
   register("lru-cache", kvMemo2(lru<number>(max), f2));
   register("micro-memoize", microMemoize(f2, { maxSize: max }), false, true);
   register("memoizee", memoizee(f2, { max, primitive: true }));

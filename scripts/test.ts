@@ -33,6 +33,7 @@ const MEMORY_SUITES = [
   "tests/stale_test.ts",
   "tests/key_codec_test.ts",
   "tests/ts_store_test.ts",
+  "tests/eviction_quality_test.ts",
   "tests/sieve_cache_test.ts",
   "tests/no_ffi_test.ts",
 ];

@@ -15,7 +15,10 @@ export enum Backend {
   Shared = 1,
 }
 
-/** Eviction policy. */
+/**
+ * Eviction policy. The numbers cross into the native library: `Policy` in
+ * `rust/src/sieve.rs` has the same ones (tests/eviction_quality_test.ts checks it).
+ */
 export enum Strategy {
   /** SIEVE (Zhang et al., NSDI 2024): visited bit and hand; the default. */
   Sieve = 0,
@@ -27,6 +30,20 @@ export enum Strategy {
   Fifo = 3,
   /** Least frequently used. */
   Lfu = 4,
+  /**
+   * S3-FIFO (Yang et al., "FIFO queues are all you need for cache eviction", SOSP 2023), as
+   * libCacheSim's current `S3FIFO` (not `S3FIFOv0`, the paper's first version): a small FIFO
+   * (10% of `maxSize`), a main FIFO with a 2-bit access count, a ghost of recently evicted
+   * keys (90%), move-to-main threshold 2. Memory backend only.
+   */
+  S3Fifo = 5,
+  /**
+   * W-TinyLFU (Einziger et al., "TinyLFU", ACM ToS 2017) with Caffeine's adaptive window
+   * (Einziger, Eytan, Friedman and Manes, "Adaptive Software Cache Management", Middleware
+   * 2018): an LRU window, a segmented LRU main space, admission by a frequency sketch, and
+   * a hill climber sizing the window. Memory backend only.
+   */
+  WTinyLfu = 6,
 }
 
 /** Options of {@linkcode cache}. */
@@ -48,10 +65,11 @@ export interface CacheOptions {
    */
   backend?: Backend | "memory" | "shared";
   /**
-   * Eviction policy.
+   * Eviction policy (see {@linkcode Strategy}): the enum or its lowercase name. The shared
+   * backend evicts by SIEVE only.
    * @default {Strategy.Sieve}
    */
-  strategy?: Strategy | "sieve" | "lru" | "mru" | "fifo" | "lfu";
+  strategy?: Strategy | "sieve" | "lru" | "mru" | "fifo" | "lfu" | "s3fifo" | "wtinylfu";
   /** Maps the arguments to the key value; by default the key is all the arguments. */
   key?: (...args: never[]) => unknown;
   /**
@@ -260,6 +278,8 @@ const STRATEGIES: Record<string, Strategy> = {
   mru: Strategy.Mru,
   fifo: Strategy.Fifo,
   lfu: Strategy.Lfu,
+  s3fifo: Strategy.S3Fifo,
+  wtinylfu: Strategy.WTinyLfu,
 };
 
 function fail(Kind: typeof TypeError | typeof RangeError, what: string, value: unknown): never {

@@ -58,11 +58,12 @@ export interface StoreInfo {
    * are 0. */
   refreshes?: number;
   /** Keys or values not stored because they exceeded their size limit or the byte budget
-   * (shared only). */
+   * (shared; memory with a byte budget). */
   oversizeSkips?: number;
-  /** Bytes of the data area that the entries hold (shared only). */
+  /** Bytes that the entries hold: of the shared file's data area, or the sum of the sizes
+   * given to a memory store's `set` (with a byte budget). */
   bytes?: number;
-  /** Byte budget of the entries' keys and values (shared only). */
+  /** Byte budget of the entries (shared; memory with a byte budget). */
   maxBytes?: number;
 }
 
@@ -91,7 +92,8 @@ export interface ByteStore {
   /** {@linkcode Store.get} at time `now`; `ptr` may be the address of `key`. */
   get(key: Uint8Array, len: number, now: number, ptr?: Deno.PointerValue): unknown;
   /** {@linkcode Store.set} at time `now`; `ptr` may be the address of `key`; `ttl` the
-   * entry's own TTL in ms (`undefined`: the store's). */
+   * entry's own TTL in ms (`undefined`: the store's); `size` the entry's size in bytes for
+   * a memory store's byte budget (`maxBytes`; unused without one, and by the shared store). */
   set(
     key: Uint8Array,
     len: number,
@@ -100,6 +102,7 @@ export interface ByteStore {
     promised: boolean,
     ptr?: Deno.PointerValue,
     ttl?: number,
+    size?: number,
   ): boolean;
   /** {@linkcode Store.peek} at time `now`. */
   peek(key: Uint8Array, len: number, now: number): unknown;
