@@ -18,7 +18,7 @@ export type BackendName = "memory" | "shared";
 /** The engine behind a cache (see {@linkcode CacheListing.engine}). */
 export type EngineName = "native" | "ts" | "shared";
 /** The name of a {@linkcode Strategy}, as the `strategy` option takes it. */
-export type StrategyName = "sieve" | "lru" | "mru" | "fifo" | "lfu";
+export type StrategyName = "sieve" | "lru" | "mru" | "fifo" | "lfu" | "s3fifo" | "wtinylfu";
 
 const BACKEND_NAMES: Record<Backend, BackendName> = {
   [Backend.Memory]: "memory",
@@ -30,6 +30,8 @@ const STRATEGY_NAMES: Record<Strategy, StrategyName> = {
   [Strategy.Mru]: "mru",
   [Strategy.Fifo]: "fifo",
   [Strategy.Lfu]: "lfu",
+  [Strategy.S3Fifo]: "s3fifo",
+  [Strategy.WTinyLfu]: "wtinylfu",
 };
 
 /** One live cache of this process, as {@linkcode caches} lists it. */
@@ -42,7 +44,8 @@ export interface CacheListing {
   name: string;
   /** Where its entries live: `"memory"` or `"shared"`. */
   backend: BackendName;
-  /** Its eviction policy: `"sieve"`, `"lru"`, `"mru"`, `"fifo"` or `"lfu"`. */
+  /** Its eviction policy: `"sieve"`, `"lru"`, `"mru"`, `"fifo"`, `"lfu"`, `"s3fifo"` or
+   * `"wtinylfu"`. */
   strategy: StrategyName;
   /** A shared cache's directory (its file is `sharedFileName(name)` there). */
   dir?: string;
