@@ -49,6 +49,8 @@ export class Computation implements KeyBytes, ContextHolder {
   epoch = 0;
   /** Its tags from the `tags` option, if any. */
   tags: readonly string[] | undefined = undefined;
+  /** Its arguments, kept to size its entry under a memory byte budget (`maxBytes`). */
+  args: unknown[] | undefined = undefined;
   /** With a remote tier: the link's stamp of when it started (an invalidation after it
    * keeps its result from every tier). */
   since = 0;
@@ -98,6 +100,7 @@ export function free(c: Computation): void {
   c.waiters = undefined;
   c.flight = false;
   c.tags = undefined;
+  c.args = undefined;
   pool.push(c);
 }
 

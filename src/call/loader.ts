@@ -381,6 +381,7 @@ export class FeatureLoader extends Loader {
 
   override beforeCompute(held: Computation, self: unknown, args: unknown[]): unknown {
     if (this.tiers.remote) held.since = this.tiers.stamp();
+    if (this.tiers.sizer !== undefined) held.args = args;
     if (this.#backoff.size > 0) {
       const r = this.backedOff(held);
       if (r !== MISS) return r;

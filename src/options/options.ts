@@ -101,15 +101,31 @@ export interface CacheOptions {
    */
   maxValueSize?: number;
   /**
-   * Byte budget of the stored keys and values (shared backend): entries of any size share
-   * it in proportion to their size (in chunks of 256 bytes holding 248 bytes of data), and
-   * SIEVE evicts until a new entry fits. An integer from 256 to 2^36 (64 GiB). The default
-   * is what `maxSize` entries of the largest size take, at most 16 MiB: the default file
-   * (about 0.6 MB) fits any `/dev/shm`, and no default file takes more than 16 MiB of data
-   * (a container's 64 MiB `/dev/shm` holds several).
-   * @default {min(maxSize × chunks of the largest entry × 256, 16 MiB)}
+   * Byte budget of the entries.
+   *
+   * Memory backend: the most bytes the entries may hold, each counted by `sizeOf`; the
+   * eviction policy evicts until a new entry fits; an entry larger than `maxBytes` is not
+   * stored (`oversizeSkips`). A positive integer; no budget by default (`maxSize` alone).
+   *
+   * Shared backend: the budget of the stored keys and values in the file: entries of any
+   * size share it in proportion to their size (in chunks of 256 bytes holding 248 bytes of
+   * data), and SIEVE evicts until a new entry fits. An integer from 256 to 2^36 (64 GiB).
+   * The default is what `maxSize` entries of the largest size take, at most 16 MiB: the
+   * default file (about 0.6 MB) fits any `/dev/shm`, and no default file takes more than
+   * 16 MiB of data (a container's 64 MiB `/dev/shm` holds several).
+   * @default {memory: undefined; shared: min(maxSize × chunks of the largest entry × 256, 16 MiB)}
    */
   maxBytes?: number;
+  /**
+   * The size in bytes of an entry, for `maxBytes` (memory backend): `(value, ...args) =>
+   * number`, given the function's (resolved) result and its arguments. By default: a string
+   * counts 2 bytes a code unit, a `Uint8Array` (any typed array or `DataView`) or
+   * `ArrayBuffer` its byte length, any other value the length of its encoding by the value
+   * codec of the shared backend (which throws a `TypeError` for a value it cannot encode,
+   * such as a class instance: give `sizeOf` for those).
+   * @default {undefined}
+   */
+  sizeOf?: (value: never, ...args: never[]) => number;
   /**
    * `"file"`: with the shared backend, a value whose encoding is larger than `maxValueSize`
    * (up to 1 GiB) is stored in a file beside the cache (content-addressed, mode 0600) and
@@ -208,6 +224,8 @@ export interface ResolvedOptions {
   maxValueSize: number;
   /** `undefined`: the library's default (see {@linkcode CacheOptions.maxBytes}). */
   maxBytes: number | undefined;
+  /** `sizeOf` (memory backend, with `maxBytes`). */
+  sizeOf: ((value: never, ...args: never[]) => number) | undefined;
   largeValues: "file" | undefined;
   remote: RemoteTier | Promise<RemoteTier> | undefined;
   remoteTimeout: number;
@@ -250,6 +268,7 @@ export const OPTION_NAMES: readonly string[] = [
   "maxKeySize",
   "maxValueSize",
   "maxBytes",
+  "sizeOf",
   "largeValues",
   "staleWhileRevalidate",
   "ttlJitter",
@@ -311,6 +330,35 @@ function byteBudget(value: unknown): number | undefined {
 function flightTimeout(value: unknown): number {
   if (value === Infinity) return Infinity;
   return checkMs("cache", "flightTimeout", value) ?? 30_000;
+}
+
+function memoryBudget(value: unknown): number | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== "number") fail(TypeError, "maxBytes must be a number", value);
+  if (!Number.isSafeInteger(value) || value <= 0) {
+    fail(RangeError, "maxBytes must be a positive integer of bytes", value);
+  }
+  return value;
+}
+
+function sizeOfOption(
+  value: unknown,
+  backend: Backend,
+  maxBytes: unknown,
+): ResolvedOptions["sizeOf"] {
+  if (value === undefined) return undefined;
+  if (typeof value !== "function") {
+    fail(TypeError, "sizeOf must be a function returning an entry's size in bytes", value);
+  }
+  if (backend === Backend.Shared) {
+    fail(
+      TypeError,
+      "sizeOf needs the memory backend (a shared cache counts the bytes of each encoded entry)",
+      value,
+    );
+  }
+  if (maxBytes === undefined) fail(TypeError, "sizeOf needs maxBytes", value);
+  return value as ResolvedOptions["sizeOf"];
 }
 
 function enumValue<E extends number>(
@@ -450,7 +498,10 @@ export function resolveOptions(options: CacheOptions | undefined): ResolvedOptio
     dir: dir as string | undefined,
     maxKeySize: positiveInteger("maxKeySize", options.maxKeySize, 512, MAX_KEY_BYTES),
     maxValueSize: positiveInteger("maxValueSize", options.maxValueSize, 4096, MAX_VALUE_BYTES),
-    maxBytes: byteBudget(options.maxBytes),
+    maxBytes: backend === Backend.Shared
+      ? byteBudget(options.maxBytes)
+      : memoryBudget(options.maxBytes),
+    sizeOf: sizeOfOption(options.sizeOf, backend, options.maxBytes),
     largeValues: largeValues as "file" | undefined,
     staleWhileRevalidate,
     ttlJitter,

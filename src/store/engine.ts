@@ -130,6 +130,7 @@ export function createStore(
       opts.ttl,
       opts.strategy,
       staleWindow(opts),
+      opts.maxBytes,
     ).keyed(clock ?? (twoWindows(opts) ? () => performance.now() : undefined)) as StoreView;
     store.setStaleWindow(staleWindow(opts));
     return { store, engine: "native", fileCounters: undefined, flights: undefined };
@@ -145,6 +146,7 @@ export function createStore(
     ttl: opts.ttl,
     policy: opts.strategy,
     stale: staleWindow(opts),
+    maxBytes: opts.maxBytes,
   })
     .keyed(clock) as StoreView;
   store.setStaleWindow(staleWindow(opts));

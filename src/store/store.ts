@@ -146,11 +146,13 @@ export interface Store {
    * Stores `value` under `key`, inserted now, evicting one entry when full. `promised`
    * says that `value` is the resolution of a Promise: later hits must then return a
    * Promise resolving to it. `ttl` is the entry's own TTL in ms (positive, `Infinity`
-   * for never), replacing the store's for this entry; `undefined` keeps the store's. Returns `false` when the entry was not stored (too large, or
-   * the shared file's lock is held by a stopped process). Throws `TypeError` when the
-   * value cannot be stored (shared backend: not serializable).
+   * for never), replacing the store's for this entry; `undefined` keeps the store's.
+   * `size` is the entry's size in bytes under a memory store's byte budget. Returns
+   * `false` when the entry was not stored (too large, or the shared file's lock is held by
+   * a stopped process). Throws `TypeError` when the value cannot be stored (shared
+   * backend: not serializable).
    */
-  set(key: KeyBytes, value: unknown, promised: boolean, ttl?: number): boolean;
+  set(key: KeyBytes, value: unknown, promised: boolean, ttl?: number, size?: number): boolean;
   /**
    * The entry stored under `key` if present and fresh, else {@linkcode MISS}, without
    * counting anything or marking the entry for the eviction policy (`cacheGet()`). An async
@@ -301,7 +303,7 @@ export class StoreView implements Store {
     );
   }
 
-  set(k: KeyBytes, value: unknown, promised: boolean, ttl?: number): boolean {
+  set(k: KeyBytes, value: unknown, promised: boolean, ttl?: number, size?: number): boolean {
     // An entry with a TTL of its own makes every later lookup read the time.
     if (ttl !== undefined) this.#timed = true;
     return this.#s.set(
@@ -312,6 +314,7 @@ export class StoreView implements Store {
       promised,
       this.#pointerSets ? k.pointer() : undefined,
       ttl,
+      size,
     );
   }
 
