@@ -55,10 +55,20 @@ function keyEqual(a: unknown, b: unknown): boolean {
     );
 }
 
-function bytes(args: unknown[]): string {
-  const b = encodeKey(args, { shared: true });
+function bytes(args: unknown[], shared = true): string {
+  const b = encodeKey(args, { shared });
   return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
 }
+
+Deno.test("encodeKey() memory form is injective too (short strings, shape numbers)", () => {
+  fc.assert(
+    fc.property(fc.array(keyArb, { maxLength: 3 }), fc.array(keyArb, { maxLength: 3 }), (a, b) => {
+      const equal = a.length === b.length && a.every((x, i) => keyEqual(x, b[i]));
+      assert.equal(bytes(a, false) === bytes(b, false), equal, `${String(a)} vs ${String(b)}`);
+    }),
+    { numRuns: RUNS },
+  );
+});
 
 Deno.test("encodeKey() is injective: equal bytes exactly for keys equal under the README's key rules", () => {
   fc.assert(
