@@ -248,3 +248,20 @@ Deno.test("KeyWriter: a getter that encodes another key does not disturb the out
     assert.equal(inner, hex(encodeKey([{ x: "y".repeat(100) }], { shared })));
   }
 });
+
+Deno.test("KeyWriter: an encode that threw leaves nothing behind for the next one", () => {
+  for (const shared of [false, true]) {
+    const w = new KeyWriter(16, shared);
+    const inner = { deep: [1, 2] };
+    const cyclic: Record<string, unknown> = { inner };
+    cyclic.self = cyclic;
+    // The throw happens with `cyclic` and `inner`'s parents on the stack of ancestors.
+    assert.throws(() => w.call(undefined, false, [cyclic]), /cyclic/);
+    // Objects that were on it then are no ancestors of the next key.
+    const len = w.call(undefined, false, [{ a: cyclic.inner, b: inner }, inner]);
+    assert.equal(
+      hex(w.buf.subarray(0, len)),
+      hex(encodeKey([{ a: { deep: [1, 2] }, b: { deep: [1, 2] } }, { deep: [1, 2] }], { shared })),
+    );
+  }
+});

@@ -277,6 +277,8 @@ let lastShape: Shape | undefined;
 let lastTable: ShapeTable | undefined;
 /** The argument being encoded (-1: `this`), for messages. */
 let arg = 0;
+/** Whether an encode is under way (a `call` made now is a nested one). */
+let encoding = false;
 /** Containers being encoded, from `stackBase` on (cycles and depth). */
 const stack: object[] = [];
 let stackBase = 0;
@@ -430,10 +432,16 @@ function identity(value: WeakKey | symbol): void {
   pos += 9;
 }
 
-/** Pushes a container on the stack: a `TypeError` if it is there already, or too deep. */
-function enter(value: object): void {
+/**
+ * Checks a container about to be written: a `TypeError` if it is one of its ancestors (a
+ * cycle) or nested deeper than {@linkcode MAX_KEY_DEPTH}. The stack holds the ancestors
+ * whose child is being written: a container pushes itself (`push`) only before writing a
+ * child that is an object, so one whose values are all primitives costs no push nor pop.
+ */
+function check(value: object): void {
   const depth = stack.length - stackBase;
-  if (depth !== 0 && stack.includes(value, stackBase)) {
+  if (depth === 0) return;
+  if (stack.includes(value, stackBase)) {
     throw new TypeError(
       `Cannot use a cyclic value in ${where()} as a cache key: ${describe(value)} contains itself`,
     );
@@ -443,7 +451,35 @@ function enter(value: object): void {
       `Cannot use ${where()} as a cache key: nested deeper than ${MAX_KEY_DEPTH} levels`,
     );
   }
-  stack.push(value);
+}
+
+/**
+ * Writes `v`, a value inside container `parent` (which `pushed` says is on the stack):
+ * an int32 or a short string here, anything else through `value`, after pushing `parent`
+ * when `v` is an object. Returns whether `parent` is on the stack now.
+ */
+function child(parent: object, pushed: boolean, v: unknown): boolean {
+  if (typeof v === "number" && (v | 0) === v) {
+    reserve(5);
+    const p = pos;
+    buf[p] = T_INT32;
+    buf[p + 1] = v;
+    buf[p + 2] = v >> 8;
+    buf[p + 3] = v >> 16;
+    buf[p + 4] = v >> 24;
+    pos = p + 5;
+    return pushed;
+  }
+  if (typeof v === "string") {
+    string(v);
+    return pushed;
+  }
+  if (!pushed && typeof v === "object" && v !== null) {
+    stack.push(parent);
+    pushed = true;
+  }
+  value(v);
+  return pushed;
 }
 
 /** Writes one value of the key. */
@@ -467,10 +503,11 @@ function value(v: unknown): void {
   if (v === null) return u8(T_NULL);
   const o = v as object;
   if (Array.isArray(o)) {
-    enter(o);
+    check(o);
     header(T_ARRAY, o.length);
-    for (let i = 0; i < o.length; i++) value(o[i]);
-    stack.pop();
+    let pushed = false;
+    for (let i = 0; i < o.length; i++) pushed = child(o, pushed, o[i]);
+    if (pushed) stack.pop();
     return;
   }
   // Plain objects before the `instanceof` checks: the most common object argument costs
@@ -497,11 +534,10 @@ function value(v: unknown): void {
  * once each, in sorted key order.
  */
 function plainObject(o: object): void {
+  check(o);
   const keys = Object.keys(o);
   const n = keys.length;
   if (n === 0) {
-    // Nothing inside: no cycle through it, but it counts towards the depth.
-    if (stack.length - stackBase >= MAX_KEY_DEPTH) enter(o);
     header(T_OBJECT, 0);
     return;
   }
@@ -512,9 +548,9 @@ function plainObject(o: object): void {
     shape = lastShape = shapes.shapeOf(keys);
     lastTable = shapes;
   }
-  enter(o);
   const sorted = shape.sorted;
   const rec = o as Record<string, unknown>;
+  let pushed = false;
   if (!sharedForm && shape.number >= 0) {
     reserve(3);
     const p = pos;
@@ -522,13 +558,13 @@ function plainObject(o: object): void {
     buf[p + 1] = shape.number;
     buf[p + 2] = shape.number >>> 8;
     pos = p + 3;
-    for (let i = 0; i < n; i++) value(rec[sorted[i]!]);
+    for (let i = 0; i < n; i++) pushed = child(o, pushed, rec[sorted[i]!]);
   } else if (!sharedForm) {
     header(T_OBJECT, n);
     for (let i = 0; i < n; i++) {
       const k = sorted[i]!;
       string(k);
-      value(rec[k]);
+      pushed = child(o, pushed, rec[k]);
     }
   } else {
     const { bytes, ends } = shape;
@@ -541,10 +577,10 @@ function plainObject(o: object): void {
       for (let j = from; j < to; j++) b[p++] = bytes[j]!;
       pos = p;
       from = to;
-      value(rec[sorted[i]!]);
+      pushed = child(o, pushed, rec[sorted[i]!]);
     }
   }
-  stack.pop();
+  if (pushed) stack.pop();
 }
 
 /** Writes a call's key: the receiver (when `withThis`), the arity, each argument. */
@@ -638,7 +674,36 @@ export class KeyWriter implements KeyBytes {
    * keyed by identity.
    */
   call(thisArg: unknown, withThis: boolean, args: ArrayLike<unknown>): number {
-    // Save the state of an encode under way (this is a nested one), then load ours.
+    if (encoding) return this.#nestedCall(thisArg, withThis, args);
+    encoding = true;
+    buf = this.buf;
+    pos = 0;
+    sharedForm = this.#shared;
+    shapes = this.#shapes;
+    // Left over by an encode that threw: nothing is under way, so nothing is needed.
+    if (stack.length !== 0) stack.length = 0;
+    stackBase = 0;
+    try {
+      writeCall(thisArg, withThis, args);
+    } finally {
+      encoding = false;
+      this.#keep();
+    }
+    return this.pos;
+  }
+
+  /** Stores the module's buffer and position back into this writer. */
+  #keep(): void {
+    if (buf !== this.buf) {
+      this.buf = buf;
+      this.#ptr = undefined;
+    }
+    this.pos = pos;
+  }
+
+  /** `call` while another encode is under way (a getter of its key called a cached
+   * function): saves the outer encode's state, and restores it whatever happens. */
+  #nestedCall(thisArg: unknown, withThis: boolean, args: ArrayLike<unknown>): number {
     const outerBuf = buf;
     const outerPos = pos;
     const outerShared = sharedForm;
@@ -653,11 +718,7 @@ export class KeyWriter implements KeyBytes {
     try {
       writeCall(thisArg, withThis, args);
     } finally {
-      if (buf !== this.buf) {
-        this.buf = buf;
-        this.#ptr = undefined;
-      }
-      this.pos = pos;
+      this.#keep();
       if (stack.length !== stackBase) stack.length = stackBase;
       buf = outerBuf;
       pos = outerPos;
