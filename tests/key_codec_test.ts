@@ -265,3 +265,23 @@ Deno.test("KeyWriter: an encode that threw leaves nothing behind for the next on
     );
   }
 });
+
+Deno.test("KeyWriter: arguments read twice by the fast path still give the walk's key", () => {
+  // A hand-made argument list whose element answers a number, then an object: the key is
+  // the one of what the general walk reads (it reads each argument once).
+  for (const shared of [false, true]) {
+    let reads = 0;
+    const args = [1, "s"];
+    Object.defineProperty(args, 0, {
+      get(): unknown {
+        return ++reads === 1 ? 5 : { late: "x".repeat(300) };
+      },
+    });
+    const w = new KeyWriter(8, shared);
+    const len = w.call(undefined, false, args);
+    assert.equal(
+      hex(w.buf.subarray(0, len)),
+      hex(encodeKey([{ late: "x".repeat(300) }, "s"], { shared })),
+    );
+  }
+});

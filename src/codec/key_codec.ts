@@ -258,9 +258,11 @@ const processShapes = new ShapeTable();
 
 // ------------------------------------------------------------------------------ encoder
 //
-// The encoder's state lives in module variables rather than in the writer's fields: the
-// walk then reads and writes locals of the module's context, measured about a third faster
-// than through `this` (an object argument: 75 against 110 ns). `KeyWriter.prototype.call`
+// The encoder's state lives in module variables rather than in the writer's fields, and
+// its steps are module functions rather than methods (measured on `{ id, kind }`, in
+// interleaved rounds: 85-95 ns against 95-110 ns for the same walk as methods reading
+// `this`; `JSON.stringify` of it took 77-86 ns, and a bare function doing no more than our
+// rules ask, 72-75 ns). `KeyWriter.prototype.call`
 // loads a writer's buffer into them and stores it back, and saves and restores the state
 // of an encode already under way, so that a nested encode (a getter of a key argument that
 // calls a cached function) uses its own writer and leaves the outer one as it was.
@@ -346,21 +348,27 @@ function number(n: number): void {
 }
 
 function string(s: string): void {
+  reserve(5 + 2 * s.length);
+  pos = stringAt(buf, pos, s, !sharedForm);
+}
+
+/**
+ * Writes string `s` at `b[p]`, where there is room for 5 + 2 × its length bytes, and
+ * returns where it ends: the one-byte form while every code unit is below 256 (switching
+ * to the two-byte form at the first one above), with a one-byte length in the memory form
+ * (`short`) when it has fewer than 256 units.
+ */
+function stringAt(b: Uint8Array, p: number, s: string, short: boolean): number {
   const n = s.length;
-  // Reserve for the one-byte form and write it in one pass; switch to the two-byte form
-  // on the first code unit above 255.
-  const short = n < 256 && !sharedForm;
-  const head = short ? 2 : 5;
-  reserve(head + n);
-  const b = buf;
-  const start = pos;
-  let p = start + head;
+  const oneByteLength = short && n < 256;
+  const start = p;
+  p += oneByteLength ? 2 : 5;
   for (let i = 0; i < n; i++) {
     const c = s.charCodeAt(i);
-    if (c > 255) return wideString(s, start, short);
+    if (c > 255) return wideAt(b, start, s, oneByteLength);
     b[p++] = c;
   }
-  if (short) {
+  if (oneByteLength) {
     b[start] = T_SHORT8;
     b[start + 1] = n;
   } else {
@@ -370,16 +378,14 @@ function string(s: string): void {
     b[start + 3] = n >>> 16;
     b[start + 4] = n >>> 24;
   }
-  pos = p;
+  return p;
 }
 
-function wideString(s: string, start: number, short: boolean): void {
+/** `stringAt` for a string with a code unit above 255: two bytes a unit, little-endian. */
+function wideAt(b: Uint8Array, start: number, s: string, oneByteLength: boolean): number {
   const n = s.length;
-  pos = start;
-  reserve(5 + 2 * n);
-  const b = buf;
   let p = start;
-  if (short) {
+  if (oneByteLength) {
     b[p++] = T_SHORT16;
     b[p++] = n;
   } else {
@@ -394,7 +400,7 @@ function wideString(s: string, start: number, short: boolean): void {
     b[p++] = c & 0xff;
     b[p++] = c >>> 8;
   }
-  pos = p;
+  return p;
 }
 
 function bytes(tag: number, from: Uint8Array): void {
@@ -674,6 +680,10 @@ export class KeyWriter implements KeyBytes {
    * keyed by identity.
    */
   call(thisArg: unknown, withThis: boolean, args: ArrayLike<unknown>): number {
+    if (!withThis) {
+      const len = this.#primitiveCall(args);
+      if (len >= 0) return len;
+    }
     if (encoding) return this.#nestedCall(thisArg, withThis, args);
     encoding = true;
     buf = this.buf;
@@ -690,6 +700,55 @@ export class KeyWriter implements KeyBytes {
       this.#keep();
     }
     return this.pos;
+  }
+
+  /**
+   * The common call whose arguments are all int32 numbers and strings, written straight
+   * into this writer's buffer: the length written, or -1 (nothing written) for any other
+   * call. Measured: two ints 18 ns and a string and an int 31 ns, against 31 and 47 ns
+   * through the module state that the general walk sets up.
+   */
+  #primitiveCall(args: ArrayLike<unknown>): number {
+    const n = args.length;
+    if (n >= 255) return -1;
+    let need = 2;
+    for (let i = 0; i < n; i++) {
+      const v = args[i];
+      if (typeof v === "number" && (v | 0) === v) need += 5;
+      else if (typeof v === "string") need += 5 + 2 * v.length;
+      else return -1;
+    }
+    if (need > this.buf.length) {
+      let size = this.buf.length * 2;
+      while (size < need) size *= 2;
+      this.buf = new Uint8Array(size);
+      this.#ptr = undefined;
+    }
+    const b = this.buf;
+    const short = !this.#shared;
+    b[0] = T_ARGS;
+    b[1] = n;
+    let p = 2;
+    for (let i = 0; i < n; i++) {
+      // Read again: an element getter of a hand-made `args` may answer otherwise this time,
+      // and then the general walk takes the call (which reads every argument once).
+      const v = args[i];
+      if (typeof v === "number" && (v | 0) === v) {
+        // int32 (with -0 folded into 0), little-endian, as `number` writes it.
+        b[p] = T_INT32;
+        b[p + 1] = v;
+        b[p + 2] = v >> 8;
+        b[p + 3] = v >> 16;
+        b[p + 4] = v >> 24;
+        p += 5;
+      } else if (typeof v === "string" && p + 5 + 2 * v.length <= b.length) {
+        p = stringAt(b, p, v, short);
+      } else {
+        return -1;
+      }
+    }
+    this.pos = p;
+    return p;
   }
 
   /** Stores the module's buffer and position back into this writer. */

@@ -68,8 +68,9 @@
  * | 0x1B | `DataView` | byte count, bytes |
  * | 0x1C | Temporal value | kind byte (`Duration` 0 ... `ZonedDateTime` 7), its text (string item) |
  *
- * Objects (every item from 0x09 on, but for 0x0B and 0x15) are numbered in the order they
- * first appear, which 0x10 refers to: cycles and shared references come back as they were.
+ * Objects (every item from 0x09 on, but for 0x0B, 0x10 and 0x15) are numbered in the
+ * order they first appear, which 0x10 refers to: cycles and shared references come back as
+ * they were.
  * An object's keys are written once per shape and value (0x0C), then referred to (0x0D):
  * an array of records costs its names once. Integers of 0 to 127 take one byte.
  *
