@@ -89,7 +89,8 @@ Deno.test("missingPeers() names each peer missing from a group", () => {
 Deno.test("bench/peers/lmdb_bench.ts runs and reports lmdb in every shared group", async () => {
   const args = ["-A", "--filter", "/lmdb/", "bench/peers/lmdb_bench.ts"];
   const res = await new Deno.Command(Deno.execPath(), {
-    args: ["bench", "--json", ...args],
+    // The benchmarks' own lock file: the package's deno.lock holds what the tests import.
+    args: ["bench", "--json", "--lock=bench/deno.lock", ...args],
     cwd: root,
     stdout: "piped",
     stderr: "piped",
