@@ -1,8 +1,9 @@
 /**
  * The memory backend against its peers, in the same run: `cache()` from `@warp/cache`, a
  * hand-written `Map` memoize keyed by a number (the floor, and each group's baseline),
- * npm `lru-cache` used as a memoizer, `micro-memoize`, `memoizee`, `p-memoize` (async
- * only) and `@neophi/sieve-cache` (a JavaScript SIEVE) used as a memoizer.
+ * npm `lru-cache` used as a memoizer (and, async, through its own `fetch`),
+ * `micro-memoize`, `memoizee`, `p-memoize` (async only) and `@neophi/sieve-cache` (a
+ * JavaScript SIEVE) used as a memoizer.
  *
  * Every group runs on two key streams (see `_workload.ts`): `hit-only` (every call a hit)
  * and `zipf` (Zipf 1.0 over 100,000 keys, caches of 10,000 entries, so misses happen as
@@ -22,7 +23,9 @@
  * in miss + insert only.
  *
  * The engine behind `cache()` is the one `WARP_CACHE_ENGINE` selects (`native` by default
- * when the library is built; `ts` for the TypeScript store).
+ * when the library is built; `ts` for the TypeScript store). `warp cache()` evicts by SIEVE
+ * (the default); `warp cache() s3fifo` and `warp cache() wtinylfu` by those strategies, in
+ * the groups `hit 2 int args` and `miss + insert 2 int args`.
  *
  * Run: `deno bench -A bench/memory_bench.ts`.
  *
@@ -267,6 +270,10 @@ for (const spec of STREAMS) {
     benchSync(g, "floor: Map<number>", spec, (j) => floor(ids[j]!), want2, true);
     const warp = cache({ maxSize: max })(f2);
     benchSync(g, "warp cache()", spec, (j) => warp(a[j]!, b[j]!), want2);
+    for (const strategy of ["s3fifo", "wtinylfu"] as const) {
+      const w = cache({ maxSize: max, strategy })(f2);
+      benchSync(g, `warp cache() ${strategy}`, spec, (j) => w(a[j]!, b[j]!), want2);
+    }
     const l = kvMemo2(lru<number>(max), f2);
     benchSync(g, "lru-cache", spec, (j) => l(a[j]!, b[j]!), want2);
     if (spec.hitOnly) {
@@ -350,6 +357,19 @@ for (const spec of STREAMS) {
     await benchAsync(g, "warp cache()", (j) => warp(a[j]!, b[j]!), want2);
     const l = kvMemoAsync(lru<Promise<number>>(max), af2);
     await benchAsync(g, "lru-cache", (j) => l(a[j]!, b[j]!), want2);
+    // lru-cache's own async memoizer: `fetch` calls `fetchMethod` on a miss and shares
+    // the pending Promise between concurrent callers (its `memo` is the synchronous one).
+    const lf = new LRUCache<string, number>({
+      max,
+      fetchMethod: (k: string): Promise<number> => {
+        const comma = k.indexOf(",");
+        return af2(Number(k.slice(0, comma)), Number(k.slice(comma + 1)));
+      },
+    });
+    // `fetch` resolves to `undefined` only when aborted or failing: `check` would see it.
+    const viaFetch = (j: number): Promise<number> =>
+      lf.fetch(`${a[j]!},${b[j]!}`) as Promise<number>;
+    await benchAsync(g, "lru-cache fetch", viaFetch, want2);
     if (spec.hitOnly) {
       const mm = microMemoize(af2, { maxSize: max, async: true });
       await benchAsync(g, "micro-memoize", (j) => mm(a[j]!, b[j]!), want2);
@@ -390,6 +410,8 @@ for (const spec of STREAMS) {
   const floorMap = mapMemo(max, (id) => f2(id % 1_000_000, Math.floor(id / 1_000_000)));
   register("floor: Map<number>", (x, y) => floorMap(y * 1_000_000 + x), true);
   register("warp cache()", cache({ maxSize: max })(f2));
+  register("warp cache() s3fifo", cache({ maxSize: max, strategy: "s3fifo" })(f2));
+  register("warp cache() wtinylfu", cache({ maxSize: max, strategy: "wtinylfu" })(f2));
   register("lru-cache", kvMemo2(lru<number>(max), f2));
   register("micro-memoize", microMemoize(f2, { maxSize: max }), false, true);
   register("memoizee", memoizee(f2, { max, primitive: true }));

@@ -6,8 +6,7 @@
  * 2. `deno bench --json` over `bench/memory_bench.ts` and `bench/shared_bench.ts`,
  *    `--runs` times (3) with the native engine, once more with the TypeScript engine
  *    (only `cache()`'s own cases);
- * 3. `npm install` in `bench/peers/` when lmdb is missing there, then
- *    `bench/peers/lmdb_bench.ts` `--runs` times with `--node-modules-dir=manual`;
+ * 3. `bench/peers/lmdb_bench.ts` (`npm:lmdb`) `--runs` times, each in a process of its own;
  * 4. the hit-ratio simulator (`bench/sim.ts`), the memory footprint
  *    (`bench/footprint.ts`), 1 against 2 processes (`bench/shared_procs.ts`), the remote
  *    tier against Redis on loopback (`bench/remote.ts`), the costs
@@ -16,15 +15,21 @@
  *    and to each peer, the targets of issue #4 met or missed, the miss-ratio table, the
  *    scale tables (their chart: `bench/scale.svg`).
  *
- * Cases that cannot run (shared backend not available, lmdb not installed, no native
- * library) are left out with a note in the report. Raw outputs go to `bench/.out/`.
+ * Cases that the build cannot run (shared backend not available, no native library) are
+ * left out with a note in the report. A peer that fails is an error that ends the run,
+ * naming the file and the benchmarks that failed, never a column missing from the report:
+ * every bench file must run to the end with every benchmark passing, and every group must
+ * have the peers listed in `REQUIRED_PEERS` (`_bench_runs.ts`). Raw outputs go to
+ * `bench/.out/`.
  *
  * Usage: `deno run -A scripts/bench_report.ts [--runs=3] [--no-build] [--quick]
- * [--only scale [--reuse]]` (`--quick`: 1 run, shorter simulator traces and the scale
+ * [--only scale|sim [--reuse]]` (`--quick`: 1 run, shorter simulator traces and the scale
  * step at 1k and 100k entries only, for trying the harness; `--only scale`: runs the
  * scale step alone and replaces the "Scale" section of the existing `bench/RESULTS.md`,
- * keeping the other sections as they are; `--reuse`: takes the scale step's last output,
- * `bench/.out/scale.json.txt`, instead of running it, to rewrite the section's text).
+ * keeping the other sections as they are; `--only sim`: the same for the simulator and its
+ * "Miss ratios" section; `--reuse`: takes the step's last output,
+ * `bench/.out/scale.json.txt` or `sim.json.txt`, instead of running it, to rewrite the
+ * section's text).
  *
  * @module
  */
@@ -33,17 +38,18 @@ import * as vega from "npm:vega@^6.4.0";
 import { compile, type TopLevelSpec } from "npm:vega-lite@^6.5.0";
 import { build } from "./build.ts";
 import { BATCH } from "../bench/_workload.ts";
-import type { SimReport } from "../bench/sim.ts";
+import { lcsStore, type SimReport, STRATEGIES, warpStore } from "../bench/sim.ts";
 import type { Footprint } from "../bench/footprint.ts";
 import type { ProcsReport } from "../bench/shared_procs.ts";
 import type { RemoteReport } from "../bench/remote.ts";
 import type { ScaleReport } from "../bench/scale.ts";
 import { SCALE_HEADING, scaleFindings, scaleSection, scaleSpec } from "./_scale_report.ts";
+import { SIM_HEADING, simSection, simTargets } from "./_sim_report.ts";
+import { type BenchJson, checkedReport, missingPeers, tail } from "./_bench_runs.ts";
 
 const root = new URL("../", import.meta.url).pathname;
 const benchDir = `${root}bench/`;
 const outDir = `${benchDir}.out/`;
-const peersDir = `${benchDir}peers/`;
 
 const args = Deno.args;
 const quick = args.includes("--quick");
@@ -55,8 +61,10 @@ const only = onlyAt < 0
   : args[onlyAt]!.startsWith("--only=")
   ? args[onlyAt]!.slice(7)
   : args[onlyAt + 1];
-if (only !== undefined && only !== "scale") {
-  throw new TypeError(`Cannot run the bench report: --only must be "scale": received ${only}`);
+if (only !== undefined && only !== "scale" && only !== "sim") {
+  throw new TypeError(
+    `Cannot run the bench report: --only must be "scale" or "sim": received ${only}`,
+  );
 }
 
 const notes: string[] = [];
@@ -101,21 +109,7 @@ async function sh(
   }
 }
 
-function tail(text: string, lines = 4): string {
-  // deno-lint-ignore no-control-regex
-  return text.replace(/\x1b\[[0-9;]*m/g, "").trim().split("\n").slice(-lines).join(" / ");
-}
-
 // ---------------------------------------------------------------- deno bench output
-
-interface BenchJson {
-  benches: Array<{
-    origin: string;
-    group: string | null;
-    name: string;
-    results: Array<{ ok?: { avg: number; n: number } }>;
-  }>;
-}
 
 /** ns per call by `group \0 name`, one array entry per run. */
 const samples = new Map<string, number[]>();
@@ -134,30 +128,35 @@ function record(json: BenchJson, rename: (name: string) => string): void {
   }
 }
 
+/**
+ * Runs one `deno bench --json` and records its figures.
+ *
+ * @throws {Error} If the run fails in any way (see `checkedReport` in `_bench_runs.ts`): a
+ * peer that breaks stops the run instead of leaving a column out of the report. The
+ * whole output is in `bench/.out/`.
+ */
 async function denoBench(
   label: string,
   benchArgs: string[],
   opts: { cwd?: string; env?: Record<string, string> },
   rename: (name: string) => string,
-): Promise<boolean> {
+): Promise<void> {
   log(`deno bench: ${label}`);
   const res = await sh(Deno.execPath(), ["bench", "--json", ...benchArgs], opts);
   const slug = label.replace(/[^a-z0-9]+/gi, "_");
   await Deno.writeTextFile(`${outDir}${slug}.json.txt`, res.stdout);
   await Deno.writeTextFile(`${outDir}${slug}.err.txt`, res.stderr);
-  const start = res.stdout.indexOf("{");
-  if (start < 0) {
-    notes.push(`\`${label}\` produced no results: ${tail(res.stderr)}`);
-    return false;
+  record(checkedReport(label, benchArgs, res), rename);
+}
+
+/** @throws {Error} If a group lacks a peer of `REQUIRED_PEERS` (`_bench_runs.ts`). */
+function requirePeers(): void {
+  const missing = missingPeers(groupOrder, (g, name) => ns(g, name) !== undefined);
+  if (missing.length > 0) {
+    throw new Error(
+      `Cannot finish the bench run: peers missing from the results: ${missing.join("; ")}`,
+    );
   }
-  try {
-    record(JSON.parse(res.stdout.slice(start)) as BenchJson, rename);
-  } catch (e) {
-    notes.push(`\`${label}\`: unreadable output (${e instanceof Error ? e.message : e})`);
-    return false;
-  }
-  if (!res.ok) notes.push(`\`${label}\` exited with an error: ${tail(res.stderr)}`);
-  return true;
 }
 
 function median(xs: number[]): number {
@@ -211,6 +210,7 @@ async function machine(): Promise<Array<[string, string]>> {
       "memoizee",
       "p-memoize",
       "@neophi/sieve-cache",
+      "lmdb",
       "vega",
       "vega-lite",
     ];
@@ -222,16 +222,6 @@ async function machine(): Promise<Array<[string, string]>> {
     rows.push(["npm peers", found.sort().join(", ")]);
   } catch {
     // no lock file
-  }
-  try {
-    const pkg = JSON.parse(
-      await Deno.readTextFile(`${peersDir}node_modules/lmdb/package.json`),
-    ) as {
-      version: string;
-    };
-    rows.push(["lmdb", pkg.version]);
-  } catch {
-    rows.push(["lmdb", "not installed"]);
   }
   return rows;
 }
@@ -263,7 +253,6 @@ function table(head: string[], rows: string[][], align?: string[]): string {
 }
 
 const mb = (n: number): string => Number.isFinite(n) ? `${(n / 2 ** 20).toFixed(1)} MB` : "-";
-const pct = (x: number): string => `${(x * 100).toFixed(2)}%`;
 
 // ---------------------------------------------------------------- run everything
 
@@ -319,20 +308,54 @@ async function writeScaleChart(report: ScaleReport): Promise<void> {
   view.finalize();
 }
 
-if (only === "scale") {
-  const report = await scaleStep();
-  if (report === undefined) throw new Error(notes.join("\n"));
+/** Runs the simulator (or, with `--reuse`, reads its last output); `undefined` and a note
+ * when it fails. */
+async function simStep(): Promise<SimReport | undefined> {
+  if (args.includes("--reuse") && only === "sim") {
+    return JSON.parse(await Deno.readTextFile(`${outDir}sim.json.txt`)) as SimReport;
+  }
+  log("hit-ratio simulator");
+  const res = await sh(Deno.execPath(), [
+    "run",
+    "-A",
+    "bench/sim.ts",
+    "--json",
+    ...(quick ? ["--requests=200000"] : []),
+  ]);
+  await Deno.writeTextFile(`${outDir}sim.json.txt`, res.stdout);
+  await Deno.writeTextFile(`${outDir}sim.err.txt`, res.stderr);
+  if (res.ok) return JSON.parse(res.stdout) as SimReport;
+  notes.push(`The simulator failed: ${tail(res.stderr)}`);
+  return undefined;
+}
+
+/** Replaces the section under `heading` of `bench/RESULTS.md` with `section`. */
+async function replaceSection(heading: string, section: string[]): Promise<void> {
   const old = await Deno.readTextFile(`${benchDir}RESULTS.md`);
   const lines = old.replace(/\n+$/, "").split("\n");
-  const from = lines.indexOf(SCALE_HEADING);
+  const from = lines.indexOf(heading);
   let to = from < 0 ? lines.length : lines.findIndex((l, i) => i > from && /^## /.test(l));
   if (to < 0) to = lines.length;
-  const section = scaleSection(report, scaleFindings(report));
   const kept = from < 0 ? [...lines, ""] : lines.slice(0, from);
   await Deno.writeTextFile(
     `${benchDir}RESULTS.md`,
     [...kept, ...section, ...lines.slice(to)].join("\n") + "\n",
   );
+}
+
+if (only === "sim") {
+  const report = await simStep();
+  if (report === undefined) throw new Error(notes.join("\n"));
+  await replaceSection(SIM_HEADING, simSection(report));
+  await sh(Deno.execPath(), ["fmt", "bench/RESULTS.md"]);
+  log("replaced the Miss ratios section of bench/RESULTS.md");
+  Deno.exit(0);
+}
+
+if (only === "scale") {
+  const report = await scaleStep();
+  if (report === undefined) throw new Error(notes.join("\n"));
+  await replaceSection(SCALE_HEADING, scaleSection(report, scaleFindings(report)));
   await writeScaleChart(report);
   await sh(Deno.execPath(), ["fmt", "bench/RESULTS.md", "bench/scale.svg"]);
   log("replaced the Scale section of bench/RESULTS.md; wrote bench/scale.svg");
@@ -341,8 +364,9 @@ if (only === "scale") {
 
 const machineRows = await machine();
 const engine = native ? "native" : "ts";
+// `warp cache()`, and `warp cache() s3fifo` (any strategy), get the engine in their name.
 const renameWarp = (tag: string) => (name: string): string =>
-  name === "warp cache()" ? `warp cache() (${tag})` : name;
+  name.startsWith("warp cache()") ? `${name} (${tag})` : name;
 
 // One process per file and per kind of contender: Deno KV's SQLite threads and one
 // file's heap would otherwise weigh on the figures of the next contender (measured: the
@@ -376,46 +400,13 @@ if (native) {
   );
 }
 
-// lmdb: npm install in bench/peers when missing, then its own deno bench invocations.
-let lmdbReady = false;
-try {
-  lmdbReady = Deno.statSync(`${peersDir}node_modules/lmdb/package.json`).isFile;
-} catch {
-  log("npm install in bench/peers");
-  const res = await sh("npm", ["install", "--no-audit", "--no-fund"], { cwd: peersDir });
-  if (res.ok) lmdbReady = true;
-  else notes.push(`lmdb left out: \`npm install\` in bench/peers failed: ${tail(res.stderr)}`);
+// lmdb: `npm:lmdb`, in deno bench invocations of its own.
+for (let r = 1; r <= RUNS; r++) {
+  await denoBench("lmdb run " + r, ["-A", "bench/peers/lmdb_bench.ts"], {}, (n) => n);
 }
-if (lmdbReady) {
-  for (let r = 1; r <= RUNS; r++) {
-    await denoBench(
-      `lmdb run ${r}`,
-      ["-A", "--node-modules-dir=manual", "lmdb_bench.ts"],
-      { cwd: peersDir },
-      (n) => n,
-    );
-  }
-}
-machineRows.splice(machineRows.findIndex(([k]) => k === "lmdb"), 1, [
-  "lmdb",
-  await Deno.readTextFile(`${peersDir}node_modules/lmdb/package.json`).then(
-    (t) => (JSON.parse(t) as { version: string }).version,
-    () => "not installed",
-  ),
-]);
+requirePeers();
 
-log("hit-ratio simulator");
-const simRes = await sh(Deno.execPath(), [
-  "run",
-  "-A",
-  "bench/sim.ts",
-  "--json",
-  ...(quick ? ["--requests=200000"] : []),
-]);
-await Deno.writeTextFile(`${outDir}sim.json.txt`, simRes.stdout);
-let sim: SimReport | undefined;
-if (simRes.ok) sim = JSON.parse(simRes.stdout) as SimReport;
-else notes.push(`The simulator failed: ${tail(simRes.stderr)}`);
+const sim = await simStep();
 
 log("memory footprint");
 const fpRes = await sh(Deno.execPath(), ["run", "-A", "bench/footprint.ts", "--json"]);
@@ -582,7 +573,9 @@ addTarget(
   mb,
 );
 if (sim) {
-  const sieveName = native ? "warp SIEVE (native)" : "warp SIEVE (ts)";
+  const simEngine = sim.nativeSkipped === null ? "native" : "ts";
+  const sieveName = warpStore("SIEVE", simEngine);
+  const lruName = warpStore("LRU", simEngine);
   const mr = (trace: string, store: string, size: number): number | undefined =>
     sim!.results.find((r) => r.trace === trace && r.store === store && r.sizePct === size)
       ?.missRatio;
@@ -590,9 +583,9 @@ if (sim) {
   let worstAt = "";
   for (const t of sim.traces) {
     for (const size of [1, 10]) {
-      for (const store of [sieveName, "warp SIEVE (shared)"]) {
+      for (const store of [sieveName, warpStore("SIEVE", "shared")]) {
         const d = ratio(mr(t.name, store, size), 1);
-        const l = mr(t.name, "lru-cache (LRU)", size);
+        const l = mr(t.name, lruName, size);
         if (d === undefined || l === undefined) continue;
         if (worst === undefined || d - l > worst) {
           worst = d - l;
@@ -610,7 +603,7 @@ if (sim) {
     met: worst === undefined ? undefined : worst <= 0,
   });
   const s = mr("zipf-1.0", sieveName, 10);
-  const l = mr("zipf-1.0", "lru-cache (LRU)", 10);
+  const l = mr("zipf-1.0", lruName, 10);
   addTarget(
     "SIEVE below LRU on Zipf 1.0 at 10%",
     "≥ 5 points",
@@ -618,6 +611,7 @@ if (sim) {
     (v) => v >= 5,
     (v) => `${v.toFixed(2)} points`,
   );
+  targets.push(...simTargets(sim));
 }
 md.push("## Targets of issue #4");
 md.push("");
@@ -693,12 +687,22 @@ if (missed("1,000,000 entries")) {
 }
 if (missed("SIEVE miss ratio ≤ LRU")) {
   why.push(
-    "- **SIEVE against LRU on a shifting working set.** This is the algorithm, not the implementation: the native, TypeScript and shared stores and the independent `@neophi/sieve-cache` give the same miss ratios on every trace. SIEVE never moves an entry, so when popularity drifts, entries that were hot keep their visited bits until the hand passes, while LRU drops them as soon as they stop being touched; the SIEVE paper (Zhang et al., NSDI 2024) reports the same on traces with weak popularity skew.",
+    "- **SIEVE against LRU on a shifting working set.** This is the algorithm, not the implementation: the native, TypeScript and shared stores and libCacheSim's `Sieve` give the same miss counts on every trace. SIEVE never moves an entry, so when popularity drifts, entries that were hot keep their visited bits until the hand passes, while LRU drops them as soon as they stop being touched; the SIEVE paper (Zhang et al., NSDI 2024) reports the same on traces with weak popularity skew.",
   );
 }
 if (missed("SIEVE below LRU on Zipf 1.0")) {
   why.push(
-    "- **Zipf 1.0 at 10%.** The gap between SIEVE and LRU depends on the key space and the trace length; at this size the measured gap is below 5 points. The stores agree with the independent SIEVE implementation, so no tuning of ours would change it.",
+    "- **Zipf 1.0 at 10%.** The gap between SIEVE and LRU depends on the key space and the trace length; at this size the measured gap is below 5 points. The stores agree with libCacheSim's SIEVE, so no tuning of ours would change it.",
+  );
+}
+if (missed("best of our strategies")) {
+  why.push(
+    "- **Best of ours against libCacheSim's best.** Where the goal is missed, it is on the shifting working set, where ARC (which none of our strategies is) wins: the hot keys die abruptly there, which a frequency sketch (W-TinyLFU) takes several of its halvings to forget, and the best of ours is S3-FIFO at 1% and LRU at 10%. notes/eviction.md has the experiments (window sizes, sketch periods, climber steps) that did not close it.",
+  );
+}
+if (missed("W-TinyLFU misses no more")) {
+  why.push(
+    "- **W-TinyLFU against libCacheSim's WTinyLFU.** On the loop (every key as frequent as every other), TinyLFU's counts favour the keys seen last, so it behaves as LRU does on a loop, while libCacheSim's variant (which counts only hits in its main space) keeps part of the loop; MRU is the strategy for loops.",
   );
 }
 if (why.length > 0) {
@@ -715,6 +719,7 @@ const memNames = [
   W,
   "warp cache() (ts)",
   "lru-cache",
+  "lru-cache fetch",
   "micro-memoize",
   "memoizee",
   "p-memoize",
@@ -759,6 +764,33 @@ md.push(
   ),
 );
 md.push("");
+const strategyNames = [W, `warp cache() s3fifo (${engine})`, `warp cache() wtinylfu (${engine})`];
+if (native) {
+  strategyNames.push(
+    "warp cache() (ts)",
+    "warp cache() s3fifo (ts)",
+    "warp cache() wtinylfu (ts)",
+  );
+}
+const strategyGroups = memGroups.filter((g) =>
+  ns(g, `warp cache() s3fifo (${engine})`) !== undefined
+);
+if (strategyGroups.length > 0) {
+  md.push("### Strategies: ns per call");
+  md.push("");
+  md.push(
+    "`warp cache()` evicts by SIEVE (the default); the others by S3-FIFO and W-TinyLFU " +
+      "(`strategy` option), on both engines.",
+  );
+  md.push("");
+  md.push(
+    table(
+      ["case", ...strategyNames],
+      strategyGroups.map((g) => [g, ...strategyNames.map((n) => fmtNs(ns(g, n)))]),
+    ),
+  );
+  md.push("");
+}
 const ffi = ns("raw FFI no-op", "warp_abi_version()");
 if (ffi !== undefined) {
   md.push(
@@ -779,8 +811,8 @@ md.push(
   "Every contender is used as a memoizer (`get`, and on a miss compute and `set`). lmdb and " +
     "Deno KV never evict: on `zipf` they end up holding every key while the caches hold " +
     "10,000. The Deno KV file and the lmdb environment live in the system temp directory, the " +
-    "shared cache in `/dev/shm`. lmdb runs in a separate `deno bench` invocation of the same " +
-    "`deno task bench` (`bench/peers/`).",
+    "shared cache in `/dev/shm`. lmdb (`npm:lmdb`, with its native addon) runs in a `deno " +
+    "bench` invocation of its own in the same `deno task bench` (`bench/peers/lmdb_bench.ts`).",
 );
 md.push("");
 if (sharedGroups.length) {
@@ -892,47 +924,7 @@ if (footprint.length) {
 }
 
 // --- hit ratios
-if (sim) {
-  md.push("## Miss ratios (hit-ratio simulator)");
-  md.push("");
-  md.push(
-    `\`bench/sim.ts\` replays ${
-      sim.requests.toLocaleString("en-US")
-    } requests per trace through the real stores ` +
-      "(a miss inserts the key). Cache sizes are a share of each trace's distinct keys. " +
-      "`@neophi/sieve-cache` is an independent SIEVE, as a cross-check of ours.",
-  );
-  md.push("");
-  md.push(
-    table(
-      ["trace", "distinct keys"],
-      sim.traces.map((t) => [t.name, t.distinct.toLocaleString("en-US")]),
-    ),
-  );
-  md.push("");
-  const stores = [...new Set(sim.results.map((r) => r.store))];
-  const rows: string[][] = [];
-  for (const t of sim.traces) {
-    for (const size of [1, 10]) {
-      const get = (s: string): number | undefined =>
-        sim!.results.find((r) => r.trace === t.name && r.store === s && r.sizePct === size)
-          ?.missRatio;
-      const lruMr = get("lru-cache (LRU)");
-      const ours = get(native ? "warp SIEVE (native)" : "warp SIEVE (ts)");
-      rows.push([
-        t.name,
-        `${size}%`,
-        ...stores.map((s) => {
-          const v = get(s);
-          return v === undefined ? "-" : pct(v);
-        }),
-        lruMr !== undefined && ours !== undefined ? `${((lruMr - ours) * 100).toFixed(2)}` : "-",
-      ]);
-    }
-  }
-  md.push(table(["trace", "size", ...stores, "LRU − SIEVE (points)"], rows));
-  md.push("");
-}
+if (sim) md.push(...simSection(sim));
 
 if (scaleReport) md.push(...scaleSection(scaleReport, scaleFindings(scaleReport)));
 
@@ -955,7 +947,13 @@ for (
     }
   }
 }
-const curves = (sim?.results ?? []).map((r) => ({
+// The curves: our strategies on the engine of the tables, and libCacheSim's policies that
+// are not ours (its Sieve, LRU, FIFO and S3FIFO give our counts).
+const curveStores = new Set([
+  ...STRATEGIES.map(([n]) => warpStore(n, sim?.nativeSkipped === null ? "native" : "ts")),
+  ...["ARC", "WTinyLFU", "TwoQ"].map(lcsStore),
+]);
+const curves = (sim?.results ?? []).filter((r) => curveStores.has(r.store)).map((r) => ({
   trace: r.trace,
   store: r.store,
   size: r.sizePct,

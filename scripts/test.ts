@@ -30,10 +30,12 @@ const MEMORY_SUITES = [
   "tests/stale_if_error_test.ts",
   "tests/tags_test.ts",
   "tests/remote_tags_test.ts",
+  "tests/memory_budget_test.ts",
   "tests/context_test.ts",
   "tests/stale_test.ts",
   "tests/key_codec_test.ts",
   "tests/ts_store_test.ts",
+  "tests/eviction_quality_test.ts",
   "tests/sieve_cache_test.ts",
   "tests/no_ffi_test.ts",
 ];

@@ -1,7 +1,7 @@
 // Behaviour of cache() with the memory backend. The same file runs against
 // both engines: `WARP_CACHE_ENGINE=native` and `WARP_CACHE_ENGINE=ts` (scripts/test.ts).
 import assert from "node:assert/strict";
-import { Backend, cache, type CachedFunction, Strategy } from "../mod.ts";
+import { Backend, cache, cacheContext, type CachedFunction, Strategy } from "../mod.ts";
 import { memoryEngine } from "../src/store/engine.ts";
 import { handResumes, secondChance } from "./fixtures/sieve_scenarios.ts";
 
@@ -423,13 +423,25 @@ Deno.test("cache() rejects bad options at decoration time, naming option and val
     [{ backend: "disk" }, TypeError, /backend.*received "disk"/],
     [{ backend: 7 }, TypeError, /backend.*received 7/],
     [{ strategy: "random" }, TypeError, /strategy.*received "random"/],
+    [{ strategy: "s3-fifo" }, TypeError, /strategy must be one of .*"s3fifo".*received "s3-fifo"/],
+    [
+      { strategy: "tinylfu" },
+      TypeError,
+      /strategy must be one of .*"wtinylfu".*received "tinylfu"/,
+    ],
+    [{ strategy: 7 }, TypeError, /strategy.*received 7/],
     [{ key: 5 }, TypeError, /key.*received 5/],
     [{ name: "" }, TypeError, /name.*received ""/],
     [{ maxKeySize: 0 }, RangeError, /maxKeySize.*received 0/],
     [{ maxValueSize: -1 }, RangeError, /maxValueSize.*received -1/],
     [{ maxValueSize: "big" }, TypeError, /maxValueSize.*received "big"/],
-    [{ maxBytes: 255 }, RangeError, /maxBytes must be an integer from 256 to .*received 255/],
-    [{ maxBytes: 2 ** 36 + 1 }, RangeError, /maxBytes.*received 68719476737/],
+    [
+      { backend: "shared", maxBytes: 255 },
+      RangeError,
+      /maxBytes must be an integer from 256 to .*received 255/,
+    ],
+    [{ backend: "shared", maxBytes: 2 ** 36 + 1 }, RangeError, /maxBytes.*received 68719476737/],
+    [{ maxBytes: 0 }, RangeError, /maxBytes must be a positive integer of bytes: received 0/],
     [{ maxBytes: 1000.5 }, RangeError, /maxBytes.*received 1000\.5/],
     [{ maxBytes: "16m" }, TypeError, /maxBytes must be a number.*received "16m"/],
     [{ backend: "shared", maxSize: Infinity }, RangeError, /maxSize.*received Infinity/],
@@ -453,6 +465,104 @@ Deno.test("cache() accepts enum and string forms of backend and strategy", () =>
       assert.equal(c(1), 1);
       assert.equal(c.cacheInfo().hits, 1);
     }
+  }
+});
+
+Deno.test("Strategy numbers S3Fifo and WTinyLfu, and their string forms", () => {
+  assert.equal(Strategy.S3Fifo, 5);
+  assert.equal(Strategy.WTinyLfu, 6);
+  for (const strategy of [Strategy.S3Fifo, "s3fifo", Strategy.WTinyLfu, "wtinylfu"] as const) {
+    const c = cache({ strategy, maxSize: 2 })((x: number) => x);
+    assert.equal(c(1), 1);
+    assert.equal(c(1), 1);
+    assert.equal(c.cacheInfo().hits, 1);
+  }
+});
+
+Deno.test("cache() strategy s3fifo sends one-hit wonders out through the small queue", () => {
+  // maxSize 20: a small queue of 2, a main queue of 18. Until the first eviction, keys
+  // fill the small queue, then the main one.
+  const { fn, calls } = counter((x: number) => x);
+  const f = cache({ maxSize: 20, strategy: "s3fifo" })(fn);
+  for (let k = 1; k <= 20; k++) f(k);
+  f(1);
+  f(1); // 1, in the small queue, is hit twice: it will move to the main queue
+  // One-hit wonders: the first evicts 2 (small, never hit) and moves 1 to the main queue,
+  // which overflows by one: the next evicts 3 (main's oldest, never hit); from then on they
+  // only push each other out of the small queue.
+  for (let k = 100; k < 140; k++) f(k);
+  const before = calls.length;
+  for (let k = 4; k <= 20; k++) f(k);
+  f(1);
+  assert.equal(calls.length, before, "the main queue's entries survived the one-hit wonders");
+  f(2);
+  f(3);
+  assert.equal(calls.length, before + 2, "2 and 3 were evicted");
+});
+
+Deno.test("cache() strategy wtinylfu keeps frequent keys through a scan", () => {
+  const { fn, calls } = counter((x: number) => x);
+  const f = cache({ maxSize: 100, strategy: Strategy.WTinyLfu })(fn);
+  for (let round = 0; round < 5; round++) for (let k = 0; k < 50; k++) f(k);
+  for (let k = 1000; k < 3000; k++) f(k); // a scan of 2,000 keys seen once
+  const before = calls.length;
+  for (let k = 0; k < 50; k++) f(k);
+  assert.ok(calls.length - before <= 5, `${calls.length - before} of 50 frequent keys lost`);
+  assert.equal(f.cacheInfo().currentSize, 100);
+});
+
+Deno.test("cache() every strategy keeps the TTL, own TTL, delete and clear rules", async (t) => {
+  const strategies = ["sieve", "lru", "mru", "fifo", "lfu", "s3fifo", "wtinylfu"] as const;
+  for (const strategy of strategies) {
+    await t.step(strategy, () => {
+      let now = 1000;
+      const { fn, calls } = counter((x: number) => {
+        if (x >= 100) cacheContext()!.setTtl(x >= 200 ? Infinity : 10);
+        return x * 2;
+      });
+      const f = cache({ maxSize: 30, ttl: 100, strategy, clock: () => now })(fn);
+      for (const x of [1, 2, 100, 200]) f(x);
+      now = 1009;
+      for (const x of [1, 2, 100, 200]) f(x);
+      assert.equal(calls.length, 4, "all fresh");
+      now = 1010;
+      f(100);
+      assert.equal(calls.length, 5, "its own TTL of 10 ms is over");
+      now = 1099;
+      f(1);
+      now = 1100;
+      f(1);
+      assert.equal(calls.length, 6, "the cache's TTL of 100 ms is over; hits did not extend it");
+      now = 1_000_000;
+      f(200);
+      assert.equal(calls.length, 6, "an own TTL of Infinity never ends");
+      assert.equal(f.cacheDelete(2), true);
+      assert.equal(f.cacheDelete(2), false);
+      assert.equal(f.cacheGet(200), 400);
+      const info = f.cacheInfo();
+      assert.deepEqual([info.hits, info.misses, info.maxSize], [6, 6, 30]);
+      f.cacheClear();
+      assert.deepEqual(f.cacheInfo(), { hits: 0, misses: 0, maxSize: 30, currentSize: 0 });
+      f(1);
+      assert.equal(calls.length, 7);
+    });
+    await t.step(`${strategy}, maxSize Infinity`, () => {
+      const c = cache({ maxSize: Infinity, strategy })((x: number) => x);
+      for (let i = 0; i < 5000; i++) c(i);
+      for (let i = 0; i < 5000; i++) c(i);
+      assert.deepEqual(c.cacheInfo(), {
+        hits: 5000,
+        misses: 5000,
+        maxSize: Infinity,
+        currentSize: 5000,
+      });
+    });
+    await t.step(`${strategy}, full`, () => {
+      const c = cache({ maxSize: 40, strategy })((x: number) => x);
+      for (let i = 0; i < 1000; i++) c(i % 97);
+      assert.equal(c.cacheInfo().currentSize, 40);
+      assert.equal(c.cacheInfo().hits + c.cacheInfo().misses, 1000);
+    });
   }
 });
 

@@ -83,17 +83,34 @@ Deno.test("computation: hold copies the key bytes into a pooled buffer; free giv
   assert.ok(isThenable({ then(): void {} }) && !isThenable({ then: 1 }) && !isThenable(null));
 });
 
-Deno.test("in_flight: take removes only the current computation; detach returns it", () => {
+Deno.test("in_flight: computations by key bytes; take removes only the current one", () => {
   const f = new InFlight();
-  const a = hold(new Uint8Array(1), 1, "k");
-  const b = hold(new Uint8Array(1), 1, "k");
-  f.add("k", a);
-  assert.ok(a.startedAt > 0);
-  assert.equal(f.take("k", b), false);
-  assert.equal(f.size, 1);
-  assert.equal(f.detach("k"), a);
-  assert.equal(f.take("k", a), false, "a detached computation no longer stores");
-  assert.equal(f.size, 0);
+  const a = hold(Uint8Array.from([1, 2]), 2, undefined);
+  const b = hold(Uint8Array.from([1, 2]), 2, undefined);
+  const other = hold(Uint8Array.from([1, 3]), 2, undefined);
+  f.add(a);
+  f.add(other);
+  assert.equal(f.size, 2);
+  assert.equal(f.find(Uint8Array.from([1, 2, 9]), 2), a, "found by its bytes");
+  assert.equal(f.find(Uint8Array.from([1, 4]), 2), undefined);
+  assert.equal(f.take(b), false, "not the computation of its key");
+  f.add(b); // replaces a
+  assert.equal(f.find(Uint8Array.from([1, 2]), 2), b);
+  assert.equal(f.take(a), false, "a replaced computation no longer stores");
+  assert.equal(f.take(b), true);
+  assert.equal(f.take(b), false);
+  assert.deepEqual(f.all(), [other]);
+  // Many keys in few buckets: chains stay consistent.
+  const many = Array.from(
+    { length: 500 },
+    (_, i) => hold(Uint8Array.from([i & 255, i >> 8]), 2, undefined),
+  );
+  for (const c of many) f.add(c);
+  for (const c of many.filter((_, i) => i % 3 === 0)) assert.equal(f.take(c), true);
+  for (const [i, c] of many.entries()) {
+    assert.equal(f.find(c.buf, 2), i % 3 === 0 ? undefined : c);
+  }
+  assert.equal(f.size, 1 + 500 - 167);
 });
 
 Deno.test("in_flight: a bounded join that times out is no longer referenced by its computation", async () => {

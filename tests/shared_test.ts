@@ -113,6 +113,12 @@ Deno.test("cache() shared: only SIEVE, and maxSize is finite and at most 2^24", 
     () => cache({ backend: "shared", dir, strategy: "lru" })((x: number) => x),
     (e) => e instanceof TypeError && /SIEVE/.test(e.message) && /Lru/.test(e.message),
   );
+  for (const [strategy, name] of [["s3fifo", "S3Fifo"], ["wtinylfu", "WTinyLfu"]] as const) {
+    assert.throws(
+      () => cache({ backend: "shared", dir, strategy, name: strategy })((x: number) => x),
+      (e) => e instanceof TypeError && /SIEVE only/.test(e.message) && e.message.includes(name),
+    );
+  }
   assert.throws(
     () => cache({ backend: "shared", dir, maxSize: Infinity }),
     (e) => e instanceof RangeError && /maxSize/.test(e.message) && /Infinity/.test(e.message),

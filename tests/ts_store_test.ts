@@ -13,6 +13,8 @@ const POLICIES: Array<[string, Policy]> = [
   ["FIFO", FIFO],
   ["LFU", LFU],
 ];
+/** With the policies of queues of their own, modelled in `eviction_policies_test.ts`. */
+const ALL_POLICIES: Array<[string, Policy]> = [...POLICIES, ["S3-FIFO", 5], ["W-TinyLFU", 6]];
 
 /** One-byte keys, as in the Rust tests of `rust/src/sieve.rs`. */
 function put(s: TsSieveStore, k: number, now = 0): void {
@@ -461,7 +463,7 @@ Deno.test("TsSieveStore rejects bad options", () => {
     [{ maxSize: 3, ttl: 0 }, RangeError, /ttl.*received 0/],
     [{ maxSize: 3, ttl: Infinity }, RangeError, /ttl.*received Infinity/],
     [{ maxSize: 3, ttl: 10n }, TypeError, /ttl.*received 10n/],
-    [{ maxSize: 3, policy: 5 }, RangeError, /policy must be 0, 1, 2, 3 or 4: received 5/],
+    [{ maxSize: 3, policy: 7 }, RangeError, /policy must be an integer from 0 to 6: received 7/],
   ];
   for (const [options, type, message] of bad) {
     assert.throws(
@@ -740,7 +742,7 @@ Deno.test({
       [", own ttls, stale window", 50, 30, (next) => next() % 40],
       [", no ttl, own ttls, stale window", undefined, 30, (next) => next() % 40],
     ];
-    for (const [name, policy] of POLICIES) {
+    for (const [name, policy] of ALL_POLICIES) {
       for (const [label, ttl, stale, pick] of cases) {
         await t.step(name + label, () => {
           const next = prng(0x51ed27 + policy);

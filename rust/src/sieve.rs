@@ -21,6 +21,11 @@
 //! and place; removal (delete, TTL expiry, eviction) takes the entry out of its bucket.
 //! Every operation is O(1).
 //!
+//! S3-FIFO ([`s3fifo`]) and W-TinyLFU ([`wtinylfu`]) keep their entries on queues of their
+//! own ([`lists`]): the store's queue then stays empty, and the store hands out slots,
+//! indexes keys and keeps times as for the other policies. Their hits and insertions cost
+//! a branch on the policy that SIEVE takes first (`get` has no other work for SIEVE).
+//!
 //! Time: every `now` is in ms on any clock that does not go backwards, or `NaN`: then the
 //! store reads [`crate::clock::monotonic_ms`] itself, and only when the entry at hand has a
 //! TTL (so a store without TTL, and without entries of a TTL of their own, never reads it).
@@ -33,6 +38,17 @@
 use hashbrown::HashTable;
 
 use crate::hash::{fixed_state, hash_bytes};
+
+mod ghost;
+mod lists;
+#[cfg(test)]
+mod policy_tests;
+mod s3fifo;
+pub mod sketch;
+mod wtinylfu;
+
+use s3fifo::S3Fifo;
+use wtinylfu::WTinyLfu;
 
 /// No slot: the end of the queue, or no hand.
 const NIL: u32 = u32::MAX;
@@ -54,6 +70,10 @@ pub enum Policy {
     /// Least frequently used: a hit moves the entry up one frequency bucket; evict the
     /// oldest entry of the lowest bucket (the tail).
     Lfu = 4,
+    /// S3-FIFO, as libCacheSim's `S3FIFO` (see [`s3fifo`]).
+    S3Fifo = 5,
+    /// W-TinyLFU with Caffeine's adaptive window (see [`wtinylfu`]).
+    WTinyLfu = 6,
 }
 
 impl Policy {
@@ -65,6 +85,8 @@ impl Policy {
             2 => Some(Policy::Mru),
             3 => Some(Policy::Fifo),
             4 => Some(Policy::Lfu),
+            5 => Some(Policy::S3Fifo),
+            6 => Some(Policy::WTinyLfu),
             _ => None,
         }
     }
@@ -218,7 +240,15 @@ impl Buckets {
     }
 }
 
-/// Key index with SIEVE (or LRU/MRU/FIFO/LFU) eviction, optional TTL (the store's, or
+/// The state of the policies made of several queues; `None` for the others.
+#[derive(Debug)]
+enum Ext {
+    None,
+    S3(Box<S3Fifo>),
+    Tiny(Box<WTinyLfu>),
+}
+
+/// Key index with SIEVE (or LRU/MRU/FIFO/LFU/S3-FIFO/W-TinyLFU) eviction, optional TTL (the store's, or
 /// an entry's own) and a stale window.
 ///
 /// Time is given by the caller on each call (see the module docs); an entry of TTL `ttl`
@@ -250,6 +280,7 @@ pub struct SieveStore {
     stale_ms: f64,
     policy: Policy,
     lfu: Buckets,
+    ext: Ext,
     stats: Stats,
     state: ahash::RandomState,
 }
@@ -294,6 +325,11 @@ impl SieveStore {
             stale_ms,
             policy,
             lfu: Buckets::default(),
+            ext: match policy {
+                Policy::S3Fifo => Ext::S3(Box::new(S3Fifo::new(capacity))),
+                Policy::WTinyLfu => Ext::Tiny(Box::new(WTinyLfu::new(capacity))),
+                _ => Ext::None,
+            },
             stats: Stats::default(),
             state: fixed_state(),
         }
@@ -461,6 +497,7 @@ impl SieveStore {
             }
             Policy::Fifo => {}
             Policy::Lfu => self.lfu_hit(slot),
+            Policy::S3Fifo | Policy::WTinyLfu => self.ext_hit(slot),
         }
         Lookup::Hit(slot)
     }
@@ -502,6 +539,18 @@ impl SieveStore {
                 evicted: false,
             };
         }
+        let sketch_hash = match &mut self.ext {
+            Ext::None => 0,
+            Ext::S3(s3) => {
+                s3.arrive(&self.state, key);
+                0
+            }
+            Ext::Tiny(tiny) => {
+                let h = sketch::key_hash(key);
+                tiny.arrive(h);
+                h
+            }
+        };
         let mut evicted = false;
         if self.len >= self.capacity {
             self.evict();
@@ -528,10 +577,16 @@ impl SieveStore {
         self.table.insert_unique(hash, slot, |&s| {
             hash_bytes(state, nodes[s as usize].key.as_bytes())
         });
-        if self.policy == Policy::Lfu {
-            self.lfu_push(slot);
-        } else {
-            self.push_head(slot);
+        match &mut self.ext {
+            Ext::S3(s3) => s3.add(slot),
+            Ext::Tiny(tiny) => tiny.add(slot, sketch_hash),
+            Ext::None => {
+                if self.policy == Policy::Lfu {
+                    self.lfu_push(slot);
+                } else {
+                    self.push_head(slot);
+                }
+            }
         }
         self.len += 1;
         Inserted { slot, evicted }
@@ -560,6 +615,11 @@ impl SieveStore {
         self.hand = NIL;
         self.len = 0;
         self.lfu.clear();
+        match &mut self.ext {
+            Ext::None => {}
+            Ext::S3(s3) => s3.clear(),
+            Ext::Tiny(tiny) => tiny.clear(),
+        }
         self.stats = Stats::default();
     }
 
@@ -568,10 +628,18 @@ impl SieveStore {
         if self.len == 0 {
             return None;
         }
-        let victim = match self.policy {
-            Policy::Sieve => self.sieve_victim(),
-            Policy::Lru | Policy::Fifo | Policy::Lfu => self.tail,
-            Policy::Mru => self.head,
+        let victim = match &mut self.ext {
+            Ext::S3(s3) => {
+                let victim = s3.victim();
+                s3.evicted(&self.state, self.nodes[victim as usize].key.as_bytes());
+                victim
+            }
+            Ext::Tiny(tiny) => tiny.victim(),
+            Ext::None => match self.policy {
+                Policy::Sieve => self.sieve_victim(),
+                Policy::Mru => self.head,
+                _ => self.tail,
+            },
         };
         self.remove_slot(victim);
         self.stats.evictions += 1;
@@ -601,16 +669,32 @@ impl SieveStore {
         if let Ok(entry) = self.table.find_entry(hash, |&s| s == slot) {
             entry.remove();
         }
-        if self.hand == slot {
-            self.hand = self.nodes[slot as usize].newer;
+        match &mut self.ext {
+            Ext::S3(s3) => s3.remove(slot),
+            Ext::Tiny(tiny) => tiny.remove(slot),
+            Ext::None => {
+                if self.hand == slot {
+                    self.hand = self.nodes[slot as usize].newer;
+                }
+                if self.policy == Policy::Lfu {
+                    self.lfu_detach(slot);
+                }
+                self.unlink(slot);
+            }
         }
-        if self.policy == Policy::Lfu {
-            self.lfu_detach(slot);
-        }
-        self.unlink(slot);
         self.nodes[slot as usize].key = StoredKey::EMPTY;
         self.free.push(slot);
         self.len -= 1;
+    }
+
+    /// S3-FIFO, W-TinyLFU: tells the policy of a hit.
+    #[inline(never)]
+    fn ext_hit(&mut self, slot: u32) {
+        match &mut self.ext {
+            Ext::S3(s3) => s3.hit(slot),
+            Ext::Tiny(tiny) => tiny.hit(slot),
+            Ext::None => {}
+        }
     }
 
     fn unlink(&mut self, slot: u32) {
@@ -765,6 +849,12 @@ impl SieveStore {
     /// LFU the queue runs from the highest count to the lowest and, within a count, from
     /// the newest in the bucket to the oldest: the tail is the next victim.
     pub fn order(&self) -> Vec<(Vec<u8>, bool)> {
+        let key = |slot: u32| self.nodes[slot as usize].key.as_bytes().to_vec();
+        match &self.ext {
+            Ext::S3(s3) => return s3.order().into_iter().map(|s| (key(s), false)).collect(),
+            Ext::Tiny(t) => return t.order().into_iter().map(|s| (key(s), false)).collect(),
+            Ext::None => {}
+        }
         let mut out = Vec::with_capacity(self.len);
         let mut slot = self.head;
         while slot != NIL {
@@ -781,6 +871,15 @@ impl SieveStore {
     /// tail, and free and live buckets partition the bucket slab.
     /// Panics with a message on the first violation (tests and fuzzing only).
     pub fn validate(&self) {
+        let live = match &self.ext {
+            Ext::S3(s3) => Some(s3.validate()),
+            Ext::Tiny(tiny) => Some(tiny.validate()),
+            Ext::None => None,
+        };
+        if let Some(live) = live {
+            self.validate_ext(&live);
+            return;
+        }
         let mut count = 0usize;
         let mut prev = NIL;
         let mut slot = self.head;
@@ -824,6 +923,47 @@ impl SieveStore {
                 );
             }
             slot = self.nodes[slot as usize].older;
+        }
+        self.validate_buckets();
+    }
+
+    /// S3-FIFO, W-TinyLFU: the policy's queues hold exactly the indexed entries.
+    fn validate_ext(&self, live: &[u32]) {
+        for &slot in live {
+            let key = self.nodes[slot as usize].key.as_bytes();
+            assert_eq!(
+                self.find(hash_bytes(&self.state, key), key),
+                Some(slot),
+                "slot {slot} on a queue but not indexed"
+            );
+        }
+        assert_eq!(
+            live.len(),
+            self.len,
+            "queues hold {} of {}",
+            live.len(),
+            self.len
+        );
+        assert_eq!(self.table.len(), self.len, "index size differs from len");
+        assert_eq!(
+            (self.head, self.tail, self.hand),
+            (NIL, NIL, NIL),
+            "own queue used"
+        );
+        assert!(self.len <= self.capacity, "more entries than capacity");
+        assert_eq!(self.len + self.free.len(), self.nodes.len(), "slab leak");
+        assert_eq!(
+            self.expiring,
+            self.ttl_ms.is_some() || !self.ttls.is_empty(),
+            "expiring flag out of step"
+        );
+        for &slot in live {
+            let ttl = self.entry_ttl(slot);
+            assert!(ttl > 0.0, "slot {slot} has TTL {ttl}");
+            assert!(
+                ttl.is_infinite() || (slot as usize) < self.times.len(),
+                "slot {slot} has no time"
+            );
         }
         self.validate_buckets();
     }
@@ -1479,6 +1619,8 @@ mod tests {
             Policy::Mru,
             Policy::Fifo,
             Policy::Lfu,
+            Policy::S3Fifo,
+            Policy::WTinyLfu,
         ] {
             let mut s = SieveStore::with_stale(16, Some(50.0), policy, 20.0);
             for t in 0..20_000u32 {

@@ -33,6 +33,7 @@ import { type Counters, FileCounters, LocalCounters } from "./counters.ts";
 import { DISPOSED, RemoteTiers, Tiers } from "./tiers.ts";
 import { FeatureLoader, Loader } from "./loader.ts";
 import { processTags, reachTags, type TagClock, Tagged } from "./tags.ts";
+import { sizer } from "./sizes.ts";
 import type {
   AnyFunction,
   CacheControls,
@@ -216,6 +217,8 @@ interface Assembly {
   dir: string | undefined;
   /** Stops `invalidateTags()` from reaching this cache's remote tier. */
   unreach: () => void;
+  /** Whether a memory byte budget is set (`cacheInfo()` reports it). */
+  budget: boolean;
 }
 
 /** Builds the parts of the cache of `fn` (`name`) from `opts`. */
@@ -249,7 +252,7 @@ function assemble(
       // (Their signals do not abort: their callers still get their results.)
       drop(key: Uint8Array): void {
         if (tiers.local === DISPOSED) return;
-        loader.detach(bytesToKeyString(key, key.length), undefined);
+        loader.detachKey(key, key.length, undefined);
         const k = hold(key, key.length, undefined);
         tiers.local.delete(k);
         release(k);
@@ -265,9 +268,11 @@ function assemble(
       },
     },
   );
+  // A memory byte budget sizes each entry (the shared file counts its own bytes).
+  const sized = !shared && opts.maxBytes !== undefined ? sizer(opts.sizeOf) : undefined;
   const tiers = link === undefined
-    ? new Tiers(parts.store)
-    : new RemoteTiers(parts.store, link, opts.ttl);
+    ? new Tiers(parts.store, sized)
+    : new RemoteTiers(parts.store, link, opts.ttl, sized);
   // invalidateTags() reaches the other hosts through the link's bus.
   const unreach = link === undefined
     ? () => {}
@@ -289,7 +294,7 @@ function assemble(
   const timeout = opts.timeout;
   // A plain cache gets the plain loader: none of the features' code runs on its misses.
   const featured = swr || timeout !== undefined || flights !== undefined || link !== undefined ||
-    opts.ttlJitter !== undefined || opts.staleIfError !== undefined;
+    opts.ttlJitter !== undefined || opts.staleIfError !== undefined || sized !== undefined;
   const loader: Loader = featured
     ? new FeatureLoader({
       ...base,
@@ -333,6 +338,7 @@ function assemble(
     engine: parts.engine,
     dir: parts.store.dir,
     unreach,
+    budget: sized !== undefined,
   };
 }
 
@@ -352,6 +358,11 @@ function infoOf(a: Assembly): CacheInfo {
   if (a.link !== undefined) {
     out.remoteHits = a.link.hits;
     out.remoteErrors = a.link.errors;
+  }
+  if (a.budget) {
+    out.bytes = info.bytes ?? 0;
+    out.maxBytes = info.maxBytes ?? 0;
+    out.oversizeSkips = info.oversizeSkips ?? 0;
   }
   if (a.shared) {
     const s = out as SharedCacheInfo;
@@ -386,26 +397,26 @@ function controlsOf(a: Assembly, unregister: () => void): CacheControls<AnyFunct
       const k = a.path.heldKeyOf(this, args);
       k.epoch = a.tagClock.epoch;
       if (a.tagsOf !== undefined) k.tags = loader.optionTags(this, args);
-      const pkey = k.pkey = bytesToKeyString(k.buf, k.len);
       // A computation under way for this key, here or in another process, no longer stores
       // its result.
-      loader.detach(pkey, undefined);
+      loader.detachKey(k.buf, k.len, undefined);
       flights?.end(k);
       if (isThenable(value)) {
         k.since = tiers.stamp();
+        k.args = args;
         loader.register(k, value).catch(() => {});
         return;
       }
       if (k.tags === undefined || k.tags.length === 0) {
-        tiers.set(k, value, loader.sawPromise, loader.newTtl());
+        tiers.set(k, value, loader.sawPromise, loader.newTtl(), args);
       } else {
-        tiers.setTagged(k, value, loader.sawPromise, loader.newTtl(), k.tags, k.epoch);
+        tiers.setTagged(k, value, loader.sawPromise, loader.newTtl(), k.tags, k.epoch, args);
       }
       release(k);
     },
     cacheDelete(this: unknown, ...args: unknown[]): boolean {
       const k = a.path.heldKeyOf(this, args);
-      loader.detach(bytesToKeyString(k.buf, k.len), "cacheDelete");
+      loader.detachKey(k.buf, k.len, "cacheDelete");
       const removed = tiers.delete(k);
       release(k);
       return removed;

@@ -23,8 +23,14 @@ export class Computation implements KeyBytes, ContextHolder {
   len = 0;
   /** Address of `buf`, taken once per buffer for stores that read keys by pointer. */
   #ptr: Deno.PointerValue | undefined = undefined;
-  /** The in-process single-flight key (the key bytes as a string), once made. */
+  /** The key bytes as a string, once made (the back-off of `staleIfError` keys on it). */
   pkey: string | undefined = undefined;
+  /** Whether it is the in-process single-flight's computation of its key. */
+  pending = false;
+  /** The hash of its key, while pending. */
+  hash = 0;
+  /** The next computation of the same hash bucket, while pending. */
+  next: Computation | undefined = undefined;
   /** The computation that was current when this one started (synchronous nesting). */
   parent: Computation | undefined = undefined;
   /** Its context, made when asked for (or up front for async computations). */
@@ -33,8 +39,8 @@ export class Computation implements KeyBytes, ContextHolder {
   joined: Promise<unknown> | undefined = undefined;
   /** Whether this process owns the key's flight in a shared file. */
   flight = false;
-  /** When it became joinable (`performance.now()` ms): one older than `flightTimeout` is
-   * abandoned by the next call of its key. */
+  /** When a call first joined it (`performance.now()` ms; 0: none yet): one joined longer
+   * ago than `flightTimeout` is abandoned by the next call of its key. */
   startedAt = 0;
   /** Calls waiting for it with a bound (`timeout`), once one did. */
   waiters: Set<TimedWaiter> | undefined = undefined;
@@ -43,6 +49,8 @@ export class Computation implements KeyBytes, ContextHolder {
   epoch = 0;
   /** Its tags from the `tags` option, if any. */
   tags: readonly string[] | undefined = undefined;
+  /** Its arguments, kept to size its entry under a memory byte budget (`maxBytes`). */
+  args: unknown[] | undefined = undefined;
   /** With a remote tier: the link's stamp of when it started (an invalidation after it
    * keeps its result from every tier). */
   since = 0;
@@ -92,6 +100,7 @@ export function free(c: Computation): void {
   c.waiters = undefined;
   c.flight = false;
   c.tags = undefined;
+  c.args = undefined;
   pool.push(c);
 }
 

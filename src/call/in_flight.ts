@@ -8,44 +8,79 @@
 
 import type { Computation, TimedWaiter } from "./computation.ts";
 
-/** The computations under way of one cache, by their key string. */
+/** FNV-1a over `buf[0..len)`: the bucket of a key. */
+export function hashKey(buf: Uint8Array, len: number): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < len; i++) h = Math.imul(h ^ buf[i]!, 0x01000193);
+  return h >>> 0;
+}
+
+function sameKey(c: Computation, buf: Uint8Array, len: number): boolean {
+  if (c.len !== len) return false;
+  const kb = c.buf;
+  for (let i = 0; i < len; i++) if (kb[i] !== buf[i]) return false;
+  return true;
+}
+
+/**
+ * The computations under way of one cache, by their key bytes: buckets by a hash of the
+ * bytes (a number: no key string is made for a computation), chained through
+ * `Computation.next`, compared byte by byte.
+ */
 export class InFlight {
-  readonly #pending = new Map<string, Computation>();
+  readonly #buckets = new Map<number, Computation>();
+  #size = 0;
 
   /** Computations under way. */
   get size(): number {
-    return this.#pending.size;
+    return this.#size;
   }
 
-  /** The computation under way for `pkey`, if any. */
-  get(pkey: string): Computation | undefined {
-    return this.#pending.get(pkey);
-  }
-
-  /** Makes `c` the computation of `pkey`, joinable from now. */
-  add(pkey: string, c: Computation): void {
-    c.startedAt = performance.now();
-    this.#pending.set(pkey, c);
-  }
-
-  /** Removes `c` if it is still the computation of `pkey`; returns whether it was (its
-   * result may then be stored: it was not detached). */
-  take(pkey: string, c: Computation): boolean {
-    if (this.#pending.get(pkey) !== c) return false;
-    this.#pending.delete(pkey);
-    return true;
-  }
-
-  /** Removes the computation of `pkey` and returns it (its result will not be stored). */
-  detach(pkey: string): Computation | undefined {
-    const c = this.#pending.get(pkey);
-    if (c !== undefined) this.#pending.delete(pkey);
+  /** The computation under way for the key `buf[0..len)`, if any. */
+  find(buf: Uint8Array, len: number): Computation | undefined {
+    let c = this.#buckets.get(hashKey(buf, len));
+    while (c !== undefined && !sameKey(c, buf, len)) c = c.next;
     return c;
   }
 
-  /** The keys of every computation under way (a copy). */
-  keys(): string[] {
-    return [...this.#pending.keys()];
+  /** Makes `c` the computation of its key, joinable from now (replacing any other). */
+  add(c: Computation): void {
+    const old = this.find(c.buf, c.len);
+    if (old !== undefined) this.take(old);
+    const h = c.hash = hashKey(c.buf, c.len);
+    c.next = this.#buckets.get(h);
+    c.startedAt = 0;
+    c.pending = true;
+    this.#buckets.set(h, c);
+    this.#size++;
+  }
+
+  /** Removes `c` if it is still the computation of its key; returns whether it was (its
+   * result may then be stored: it was not detached). */
+  take(c: Computation): boolean {
+    if (!c.pending) return false;
+    c.pending = false;
+    this.#size--;
+    const first = this.#buckets.get(c.hash)!;
+    if (first === c) {
+      if (c.next === undefined) this.#buckets.delete(c.hash);
+      else this.#buckets.set(c.hash, c.next);
+    } else {
+      let p = first;
+      while (p.next !== c) p = p.next!;
+      p.next = c.next;
+    }
+    c.next = undefined;
+    return true;
+  }
+
+  /** Every computation under way (a copy). */
+  all(): Computation[] {
+    const out: Computation[] = [];
+    for (let c of this.#buckets.values()) {
+      for (; c !== undefined; c = c.next!) out.push(c);
+    }
+    return out;
   }
 }
 

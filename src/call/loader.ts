@@ -85,16 +85,14 @@ export class Loader {
    * function), or the Promise of an async miss started here.
    */
   afterMiss(buf: Uint8Array, len: number, self: unknown, args: unknown[]): unknown {
-    let pkey: string | undefined;
     if (this.inFlight.size > 0) {
-      pkey = bytesToKeyString(buf, len);
-      const joined = this.inFlight.get(pkey);
+      const joined = this.inFlight.find(buf, len);
       if (joined !== undefined) {
         const r = this.join(joined, buf, len);
         if (r !== MISS) return r;
       }
     }
-    const held = hold(buf, len, pkey);
+    const held = hold(buf, len, undefined);
     // The tag barrier: invalidations from now on make this computation's entry a miss.
     held.epoch = this.tagClock.epoch;
     if (this.tagsOf !== undefined) held.tags = this.optionTags(self, args);
@@ -114,8 +112,10 @@ export class Loader {
   /** A call of a key whose computation `joined` is under way: its result (a hit), or MISS
    * when that computation is older than `flightTimeout` and is abandoned (detached). */
   join(joined: Computation, _buf: Uint8Array, _len: number): unknown {
-    if (performance.now() - joined.startedAt > this.flightTimeout) {
-      this.detach(joined.pkey!, "flightTimeout");
+    const now = performance.now();
+    if (joined.startedAt === 0) joined.startedAt = now;
+    else if (now - joined.startedAt > this.flightTimeout) {
+      this.detach(joined, "flightTimeout");
       return MISS;
     }
     this.counters.join();
@@ -221,35 +221,33 @@ export class Loader {
    * stored when it resolves (`cacheSet` of a Promise too); returns it. */
   register(held: Computation, result: PromiseLike<unknown>): Promise<unknown> {
     this.sawPromise = true;
-    const pkey = held.pkey ??= bytesToKeyString(held.buf, held.len);
-    held.joined = this.track(held, pkey, Promise.resolve(result), () => true);
-    this.inFlight.add(pkey, held);
+    held.joined = this.track(held, Promise.resolve(result), () => true);
+    this.inFlight.add(held);
     return held.joined;
   }
 
   /**
-   * `result` as the computation of `held` (registered under `pkey`): when it resolves, its
+   * `result` as the computation of `held` (registered in flight): when it resolves, its
    * value is stored unless the computation was detached meanwhile; either way (a store
    * that throws too) the computation ends. `promised()` says whether the value is an async
    * result.
    */
   track(
     held: Computation,
-    pkey: string,
     result: Promise<unknown>,
     promised: () => boolean,
   ): Promise<unknown> {
     return result.then(
       (value) => {
         try {
-          if (this.inFlight.take(pkey, held)) this.storeResult(held, value, promised());
+          if (this.inFlight.take(held)) this.storeResult(held, value, promised());
         } finally {
           this.endComputation(held);
         }
         return value;
       },
       (reason) => {
-        this.inFlight.take(pkey, held);
+        this.inFlight.take(held);
         try {
           return this.failed(held, reason);
         } finally {
@@ -287,11 +285,18 @@ export class Loader {
     free(held);
   }
 
-  /** Detaches the computation of `pkey` (its result is not stored) and, with `why`, aborts
-   * its signal. */
-  detach(pkey: string, why: string | undefined): void {
-    const c = this.inFlight.detach(pkey);
-    if (c === undefined) return;
+  /** Detaches the computation under way for the key `buf[0..len)`, if any (see
+   * {@linkcode Loader.detach}). */
+  detachKey(buf: Uint8Array, len: number, why: string | undefined): void {
+    if (this.inFlight.size === 0) return;
+    const c = this.inFlight.find(buf, len);
+    if (c !== undefined) this.detach(c, why);
+  }
+
+  /** Detaches the computation `c` (its result is not stored) and, with `why`, aborts its
+   * signal. */
+  detach(c: Computation, why: string | undefined): void {
+    if (!this.inFlight.take(c)) return;
     if (why !== undefined) c.ctx?.detach(why);
     // Its flight ends now, so that the next computation of the key in this process can
     // own one (a flight names the handle, not the computation).
@@ -300,7 +305,7 @@ export class Loader {
 
   /** Detaches every computation under way. */
   detachAll(why: string | undefined): void {
-    for (const pkey of this.inFlight.keys()) this.detach(pkey, why);
+    for (const c of this.inFlight.all()) this.detach(c, why);
   }
 
   /** An entry as a hit returns it: a Promise when the function returns Promises. */
@@ -376,6 +381,7 @@ export class FeatureLoader extends Loader {
 
   override beforeCompute(held: Computation, self: unknown, args: unknown[]): unknown {
     if (this.tiers.remote) held.since = this.tiers.stamp();
+    if (this.tiers.sizer !== undefined) held.args = args;
     if (this.#backoff.size > 0) {
       const r = this.backedOff(held);
       if (r !== MISS) return r;
@@ -485,15 +491,13 @@ export class FeatureLoader extends Loader {
    * Promise of its value, or of this process's own computation when that one failed, was
    * not stored, its process died or `flightTimeout` passed. */
   awaitFlight(held: Computation, self: unknown, args: unknown[]): Promise<unknown> {
-    const pkey = held.pkey ??= bytesToKeyString(held.buf, held.len);
-    held.joined = this.flightResult(held, pkey, self, args);
-    this.inFlight.add(pkey, held);
+    held.joined = this.flightResult(held, self, args);
+    this.inFlight.add(held);
     return this.bounded(held);
   }
 
   async flightResult(
     held: Computation,
-    pkey: string,
     self: unknown,
     args: unknown[],
   ): Promise<unknown> {
@@ -504,7 +508,7 @@ export class FeatureLoader extends Loader {
         const entry = this.entryOf(this.tiers.local.peek(held));
         if (entry !== MISS) {
           this.counters.join();
-          this.inFlight.take(pkey, held);
+          this.inFlight.take(held);
           return peeked(entry);
         }
       } else if (end === "owner") {
@@ -516,10 +520,10 @@ export class FeatureLoader extends Loader {
       const promised = isThenable(r);
       if (promised) this.sawPromise = true;
       const value = await r;
-      if (this.inFlight.take(pkey, held)) this.storeResult(held, value, promised);
+      if (this.inFlight.take(held)) this.storeResult(held, value, promised);
       return value;
     } catch (e) {
-      this.inFlight.take(pkey, held);
+      this.inFlight.take(held);
       return this.failed(held, e);
     } finally {
       this.endComputation(held);
@@ -540,7 +544,6 @@ export class FeatureLoader extends Loader {
       held.flight = claim === "owner";
     }
     this.counters.refresh();
-    const pkey = held.pkey ??= bytesToKeyString(held.buf, held.len);
     const ctx = held.ctx = new CallContext(stale);
     ctx.refresh = true;
     let promised = false;
@@ -552,10 +555,10 @@ export class FeatureLoader extends Loader {
       }
       return r;
     });
-    held.joined = this.track(held, pkey, run, () => promised);
+    held.joined = this.track(held, run, () => promised);
     // A failed refresh keeps the stale value; only callers that joined it see the error.
     held.joined.catch(() => {});
-    this.inFlight.add(pkey, held);
+    this.inFlight.add(held);
   }
 
   /** With a remote tier, a computation of an async function looks there first. */

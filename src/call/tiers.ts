@@ -33,9 +33,12 @@ export const DISPOSED: Store = {
 export class Tiers {
   /** The local store ({@linkcode DISPOSED} once the cache is disposed). */
   local: Store;
+  /** The size of an entry under a memory byte budget (`maxBytes`), else `undefined`. */
+  readonly sizer: ((value: unknown, args: unknown[]) => number) | undefined;
 
-  constructor(local: Store) {
+  constructor(local: Store, sizer?: (value: unknown, args: unknown[]) => number) {
     this.local = local;
+    this.sizer = sizer;
   }
 
   /** Whether a value computed for `c` can be fetched from a remote tier first. */
@@ -52,8 +55,9 @@ export class Tiers {
     ttl: number | undefined,
     tags: readonly string[] | undefined,
   ): void {
-    if (tags === undefined) this.local.set(c, value, promised, ttl);
-    else this.local.set(c, this.tagged(value, promised, tags, c.epoch), false, ttl);
+    const size = this.sizer === undefined ? undefined : this.sizer(value, c.args ?? []);
+    if (tags === undefined) this.local.set(c, value, promised, ttl, size);
+    else this.local.set(c, this.tagged(value, promised, tags, c.epoch), false, ttl, size);
   }
 
   /** Called before the first entry with tags is stored (the cache's hit path then
@@ -71,8 +75,14 @@ export class Tiers {
 
   /** `cacheSet`: stores `value` under `k`, with its own TTL `ttl` (ms; `undefined`: the
    * cache's). */
-  set(k: KeyBytes, value: unknown, promised: boolean, ttl: number | undefined): void {
-    this.local.set(k, value, promised, ttl);
+  set(
+    k: KeyBytes,
+    value: unknown,
+    promised: boolean,
+    ttl: number | undefined,
+    args: unknown[] = [],
+  ): void {
+    this.local.set(k, value, promised, ttl, this.sizer?.(value, args));
   }
 
   /** `cacheSet` of an entry with tags, at tag epoch `epoch`. */
@@ -83,8 +93,10 @@ export class Tiers {
     ttl: number | undefined,
     tags: readonly string[],
     epoch: number,
+    args: unknown[] = [],
   ): void {
-    this.local.set(k, this.tagged(value, promised, tags, epoch), false, ttl);
+    const size = this.sizer?.(value, args);
+    this.local.set(k, this.tagged(value, promised, tags, epoch), false, ttl, size);
   }
 
   /** `cacheDelete`: removes `k`; returns whether the local tier had it. */
@@ -124,8 +136,13 @@ export class RemoteTiers extends Tiers {
    * @param ttl The cache's `ttl` (ms), the remote expiry of entries without a TTL of their
    * own.
    */
-  constructor(local: Store, readonly link: RemoteLink, readonly ttl: number | undefined) {
-    super(local);
+  constructor(
+    local: Store,
+    readonly link: RemoteLink,
+    readonly ttl: number | undefined,
+    sizer?: (value: unknown, args: unknown[]) => number,
+  ) {
+    super(local, sizer);
   }
 
   override get remote(): boolean {
@@ -160,8 +177,14 @@ export class RemoteTiers extends Tiers {
     return this.link.stamp();
   }
 
-  override set(k: KeyBytes, value: unknown, promised: boolean, ttl: number | undefined): void {
-    this.local.set(k, value, promised, ttl);
+  override set(
+    k: KeyBytes,
+    value: unknown,
+    promised: boolean,
+    ttl: number | undefined,
+    args: unknown[] = [],
+  ): void {
+    super.set(k, value, promised, ttl, args);
     this.link.set(k.buf.subarray(0, k.len), value, promised, ttl ?? this.ttl);
   }
 

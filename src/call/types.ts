@@ -28,6 +28,15 @@ export interface CacheInfo {
   /** Remote operations that failed or timed out (none of them failed a call). Present with
    * `remote`. */
   remoteErrors?: number;
+  /** Bytes the entries hold (their sizes by `sizeOf`), at most `maxBytes`. Present with a
+   * memory cache's `maxBytes` (and always for a shared cache: see
+   * {@linkcode SharedCacheInfo}). */
+  bytes?: number;
+  /** The byte budget. Present with `maxBytes` (and for a shared cache). */
+  maxBytes?: number;
+  /** Results not stored because they were larger than the whole budget. Present with a
+   * memory cache's `maxBytes` (and for a shared cache). */
+  oversizeSkips?: number;
 }
 
 /** {@linkcode CacheInfo} of a shared cache: exact totals over every process. */

@@ -101,3 +101,41 @@ export function checkEntryTtl(owner: string, value: unknown): number {
   }
   return value;
 }
+
+/**
+ * Checks the byte budget of a memory store: `undefined` (none) or a positive integer of
+ * bytes.
+ *
+ * @throws {TypeError} If `value` is neither `undefined` nor a number.
+ * @throws {RangeError} If `value` is not a positive safe integer.
+ */
+export function checkMemoryMaxBytes(owner: string, value: unknown): number | undefined {
+  if (value === undefined) return undefined;
+  const what = "maxBytes must be a positive integer of bytes";
+  if (typeof value !== "number") {
+    throw new TypeError(`Cannot create ${owner}: ${what}: received ${describe(value)}`);
+  }
+  if (!(Number.isSafeInteger(value) && value > 0)) {
+    throw new RangeError(`Cannot create ${owner}: ${what}: received ${value}`);
+  }
+  return value;
+}
+
+/**
+ * Checks the size of an entry given to a memory store's `set` under a byte budget: a
+ * non-negative integer of bytes (`undefined`: 0).
+ *
+ * @throws {TypeError} If `value` is neither `undefined` nor a number.
+ * @throws {RangeError} If `value` is negative, fractional, `NaN` or infinite.
+ */
+export function checkEntrySize(owner: string, value: unknown): number {
+  if (value === undefined) return 0;
+  const what = "size must be a non-negative integer of bytes";
+  if (typeof value !== "number") {
+    throw new TypeError(`Cannot store in ${owner}: ${what}: received ${describe(value)}`);
+  }
+  if (!(Number.isSafeInteger(value) && value >= 0)) {
+    throw new RangeError(`Cannot store in ${owner}: ${what}: received ${value}`);
+  }
+  return value;
+}

@@ -15,7 +15,10 @@ export enum Backend {
   Shared = 1,
 }
 
-/** Eviction policy. */
+/**
+ * Eviction policy. The numbers cross into the native library: `Policy` in
+ * `rust/src/sieve.rs` has the same ones (tests/eviction_quality_test.ts checks it).
+ */
 export enum Strategy {
   /** SIEVE (Zhang et al., NSDI 2024): visited bit and hand; the default. */
   Sieve = 0,
@@ -27,6 +30,20 @@ export enum Strategy {
   Fifo = 3,
   /** Least frequently used. */
   Lfu = 4,
+  /**
+   * S3-FIFO (Yang et al., "FIFO queues are all you need for cache eviction", SOSP 2023), as
+   * libCacheSim's current `S3FIFO` (not `S3FIFOv0`, the paper's first version): a small FIFO
+   * (10% of `maxSize`), a main FIFO with a 2-bit access count, a ghost of recently evicted
+   * keys (90%), move-to-main threshold 2. Memory backend only.
+   */
+  S3Fifo = 5,
+  /**
+   * W-TinyLFU (Einziger et al., "TinyLFU", ACM ToS 2017) with Caffeine's adaptive window
+   * (Einziger, Eytan, Friedman and Manes, "Adaptive Software Cache Management", Middleware
+   * 2018): an LRU window, a segmented LRU main space, admission by a frequency sketch, and
+   * a hill climber sizing the window. Memory backend only.
+   */
+  WTinyLfu = 6,
 }
 
 /** Options of {@linkcode cache}. */
@@ -48,10 +65,11 @@ export interface CacheOptions {
    */
   backend?: Backend | "memory" | "shared";
   /**
-   * Eviction policy.
+   * Eviction policy (see {@linkcode Strategy}): the enum or its lowercase name. The shared
+   * backend evicts by SIEVE only.
    * @default {Strategy.Sieve}
    */
-  strategy?: Strategy | "sieve" | "lru" | "mru" | "fifo" | "lfu";
+  strategy?: Strategy | "sieve" | "lru" | "mru" | "fifo" | "lfu" | "s3fifo" | "wtinylfu";
   /** Maps the arguments to the key value; by default the key is all the arguments. */
   key?: (...args: never[]) => unknown;
   /**
@@ -86,15 +104,31 @@ export interface CacheOptions {
    */
   maxValueSize?: number;
   /**
-   * Byte budget of the stored keys and values (shared backend): entries of any size share
-   * it in proportion to their size (in chunks of 256 bytes holding 248 bytes of data), and
-   * SIEVE evicts until a new entry fits. An integer from 256 to 2^36 (64 GiB). The default
-   * is what `maxSize` entries of the largest size take, at most 16 MiB: the default file
-   * (about 0.6 MB) fits any `/dev/shm`, and no default file takes more than 16 MiB of data
-   * (a container's 64 MiB `/dev/shm` holds several).
-   * @default {min(maxSize × chunks of the largest entry × 256, 16 MiB)}
+   * Byte budget of the entries.
+   *
+   * Memory backend: the most bytes the entries may hold, each counted by `sizeOf`; the
+   * eviction policy evicts until a new entry fits; an entry larger than `maxBytes` is not
+   * stored (`oversizeSkips`). A positive integer; no budget by default (`maxSize` alone).
+   *
+   * Shared backend: the budget of the stored keys and values in the file: entries of any
+   * size share it in proportion to their size (in chunks of 256 bytes holding 248 bytes of
+   * data), and SIEVE evicts until a new entry fits. An integer from 256 to 2^36 (64 GiB).
+   * The default is what `maxSize` entries of the largest size take, at most 16 MiB: the
+   * default file (about 0.6 MB) fits any `/dev/shm`, and no default file takes more than
+   * 16 MiB of data (a container's 64 MiB `/dev/shm` holds several).
+   * @default {memory: undefined; shared: min(maxSize × chunks of the largest entry × 256, 16 MiB)}
    */
   maxBytes?: number;
+  /**
+   * The size in bytes of an entry, for `maxBytes` (memory backend): `(value, ...args) =>
+   * number`, given the function's (resolved) result and its arguments. By default: a string
+   * counts 2 bytes a code unit, a `Uint8Array` (any typed array or `DataView`) or
+   * `ArrayBuffer` its byte length, any other value the length of its encoding by the value
+   * codec of the shared backend (which throws a `TypeError` for a value it cannot encode,
+   * such as a class instance: give `sizeOf` for those).
+   * @default {undefined}
+   */
+  sizeOf?: (value: never, ...args: never[]) => number;
   /**
    * `"file"`: with the shared backend, a value whose encoding is larger than `maxValueSize`
    * (up to 1 GiB) is stored in a file beside the cache (content-addressed, mode 0600) and
@@ -147,10 +181,10 @@ export interface CacheOptions {
   /**
    * Most ms that a computation of a key is waited for by the other calls of that key
    * before one of them computes it itself: a computation under way in this process that
-   * is older than this is abandoned by the next call of its key (its result is not stored,
-   * its `signal` aborts), and a call waiting for another process's computation (shared
-   * backend) computes the key itself after this long, even when that process is stopped
-   * and not dead. Positive, or `Infinity` for no bound. With `timeout`, a call still
+   * calls have waited for longer than this (since the first of them joined it) is
+   * abandoned by the next call of its key (its result is not stored, its `signal` aborts),
+   * and a call waiting for another process's computation (shared backend) computes the key
+   * itself after this long, even when that process is stopped and not dead. Positive, or `Infinity` for no bound. With `timeout`, a call still
    * rejects after `timeout`; this bounds the wait behind it.
    * @default {30000}
    */
@@ -193,6 +227,8 @@ export interface ResolvedOptions {
   maxValueSize: number;
   /** `undefined`: the library's default (see {@linkcode CacheOptions.maxBytes}). */
   maxBytes: number | undefined;
+  /** `sizeOf` (memory backend, with `maxBytes`). */
+  sizeOf: ((value: never, ...args: never[]) => number) | undefined;
   largeValues: "file" | undefined;
   remote: RemoteTier | Promise<RemoteTier> | undefined;
   remoteTimeout: number;
@@ -235,6 +271,7 @@ export const OPTION_NAMES: readonly string[] = [
   "maxKeySize",
   "maxValueSize",
   "maxBytes",
+  "sizeOf",
   "largeValues",
   "staleWhileRevalidate",
   "ttlJitter",
@@ -263,6 +300,8 @@ const STRATEGIES: Record<string, Strategy> = {
   mru: Strategy.Mru,
   fifo: Strategy.Fifo,
   lfu: Strategy.Lfu,
+  s3fifo: Strategy.S3Fifo,
+  wtinylfu: Strategy.WTinyLfu,
 };
 
 function fail(Kind: typeof TypeError | typeof RangeError, what: string, value: unknown): never {
@@ -294,6 +333,35 @@ function byteBudget(value: unknown): number | undefined {
 function flightTimeout(value: unknown): number {
   if (value === Infinity) return Infinity;
   return checkMs("cache", "flightTimeout", value) ?? 30_000;
+}
+
+function memoryBudget(value: unknown): number | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== "number") fail(TypeError, "maxBytes must be a number", value);
+  if (!Number.isSafeInteger(value) || value <= 0) {
+    fail(RangeError, "maxBytes must be a positive integer of bytes", value);
+  }
+  return value;
+}
+
+function sizeOfOption(
+  value: unknown,
+  backend: Backend,
+  maxBytes: unknown,
+): ResolvedOptions["sizeOf"] {
+  if (value === undefined) return undefined;
+  if (typeof value !== "function") {
+    fail(TypeError, "sizeOf must be a function returning an entry's size in bytes", value);
+  }
+  if (backend === Backend.Shared) {
+    fail(
+      TypeError,
+      "sizeOf needs the memory backend (a shared cache counts the bytes of each encoded entry)",
+      value,
+    );
+  }
+  if (maxBytes === undefined) fail(TypeError, "sizeOf needs maxBytes", value);
+  return value as ResolvedOptions["sizeOf"];
 }
 
 function enumValue<E extends number>(
@@ -433,7 +501,10 @@ export function resolveOptions(options: CacheOptions | undefined): ResolvedOptio
     dir: dir as string | undefined,
     maxKeySize: positiveInteger("maxKeySize", options.maxKeySize, 512, MAX_KEY_BYTES),
     maxValueSize: positiveInteger("maxValueSize", options.maxValueSize, 4096, MAX_VALUE_BYTES),
-    maxBytes: byteBudget(options.maxBytes),
+    maxBytes: backend === Backend.Shared
+      ? byteBudget(options.maxBytes)
+      : memoryBudget(options.maxBytes),
+    sizeOf: sizeOfOption(options.sizeOf, backend, options.maxBytes),
     largeValues: largeValues as "file" | undefined,
     staleWhileRevalidate,
     ttlJitter,

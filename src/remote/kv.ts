@@ -337,8 +337,10 @@ function checkBytes(what: string, value: unknown): Uint8Array {
   return value;
 }
 
-/** How many times an operation meets a locked local KV file before its error stands. */
-const LOCKED_ATTEMPTS = 10;
+/** How many times an operation meets a locked local KV file before its error stands (the
+ * operation's signal, which aborts at its timeout, usually ends the retries first: a busy
+ * machine can keep a file locked for a second or more). */
+const LOCKED_ATTEMPTS = 200;
 
 /** Whether `error` is SQLite's "database is locked": another connection on a local file. */
 function isLocked(error: unknown): boolean {
@@ -348,7 +350,8 @@ function isLocked(error: unknown): boolean {
 /**
  * Runs `op`; while a local KV file is locked by another connection's write (another
  * `Deno.openKv` of the file, in this process or another), runs it again after a short
- * random pause, up to {@linkcode LOCKED_ATTEMPTS} times. Deno Deploy never reports it.
+ * random pause, until `signal` aborts (at most {@linkcode LOCKED_ATTEMPTS} times). Deno
+ * Deploy never reports it.
  */
 async function unlocked<T>(op: () => Promise<T>, signal: AbortSignal): Promise<T> {
   for (let attempt = 1;; attempt++) {

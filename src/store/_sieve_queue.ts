@@ -18,27 +18,43 @@
  * one queue, highest count at the head and newest first within a run, so the LFU victim is
  * the tail. Setting a present key keeps its count and place.
  *
+ * S3-FIFO and W-TinyLFU keep their entries on queues of their own (`_s3fifo.ts`,
+ * `_wtinylfu.ts`): this queue then only hands out slots and keeps their TTLs.
+ *
  * @module
  */
 
-/** No slot: the end of the queue, or no hand. */
-export const NIL = -1;
+import { Strategy } from "../options/options.ts";
+import { type MultiQueuePolicy, NIL } from "./_multi_queue.ts";
+import { S3Fifo } from "./_s3fifo.ts";
+import { WTinyLfu } from "./_wtinylfu.ts";
 
-/** Eviction policy, numbered as in `rust/src/sieve.rs` (`Policy`) and `Strategy`. */
-export type Policy = 0 | 1 | 2 | 3 | 4;
+export { NIL } from "./_multi_queue.ts";
+
+/** Eviction policy: a `Strategy` number (`rust/src/sieve.rs`'s `Policy` has the same). */
+export type Policy = Strategy;
 /** SIEVE: a hit sets the visited bit; the hand evicts the first unvisited entry. */
-export const SIEVE = 0;
+export const SIEVE = Strategy.Sieve;
 /** Least recently used: a hit moves the entry to the head; evict the tail. */
-export const LRU = 1;
+export const LRU = Strategy.Lru;
 /** Most recently used: a hit moves the entry to the head; evict the head. */
-export const MRU = 2;
+export const MRU = Strategy.Mru;
 /** First in, first out: hits move nothing; evict the tail. */
-export const FIFO = 3;
+export const FIFO = Strategy.Fifo;
 /**
  * Least frequently used: a hit moves the entry up one frequency bucket; evict the oldest
  * entry of the lowest bucket (the tail).
  */
-export const LFU = 4;
+export const LFU = Strategy.Lfu;
+/** S3-FIFO, as libCacheSim's `S3FIFO` (`_s3fifo.ts`). */
+export const S3FIFO = Strategy.S3Fifo;
+/** W-TinyLFU with Caffeine's adaptive window (`_wtinylfu.ts`). */
+export const WTINYLFU = Strategy.WTinyLfu;
+
+/** Whether `n` is a {@linkcode Policy} number. */
+export function isPolicy(n: unknown): n is Policy {
+  return typeof n === "number" && Object.hasOwn(Strategy, n);
+}
 
 /** Slots allocated up front, at most; the slab then doubles up to the capacity. */
 const INITIAL_SLOTS = 1024;
@@ -98,6 +114,8 @@ export class SieveQueue {
   buckets = 0;
   /** LFU: freed buckets, reused last freed first. */
   freeBuckets: number[] = [];
+  /** S3-FIFO or W-TinyLFU (else `null`): the policy that keeps the entries' order. */
+  readonly ext: MultiQueuePolicy | null;
   /** Newest entry. */
   head: number = NIL;
   /** Oldest entry. */
@@ -140,6 +158,11 @@ export class SieveQueue {
     this.bucketCount = new Float64Array(b);
     this.bucketNewest = new Int32Array(b);
     this.bucketOldest = new Int32Array(b);
+    this.ext = policy === S3FIFO
+      ? new S3Fifo(capacity, n)
+      : policy === WTINYLFU
+      ? new WTinyLfu(capacity, n)
+      : null;
   }
 
   /** Whether the entry at `slot` is expired at `now` (ms), by the queue's TTL alone (for
@@ -173,7 +196,7 @@ export class SieveQueue {
 
   /**
    * Records a hit on `slot`: SIEVE sets its visited bit, LRU and MRU move it to the head,
-   * LFU moves it up one frequency bucket.
+   * LFU moves it up one frequency bucket, S3-FIFO and W-TinyLFU tell their policy.
    */
   hit(slot: number): void {
     const policy = this.policy;
@@ -181,6 +204,8 @@ export class SieveQueue {
       this.visited[slot] = 1;
     } else if (policy === LFU) {
       this.#lfuHit(slot);
+    } else if (policy > LFU) {
+      this.ext!.hit(slot);
     } else if (policy !== FIFO && this.head !== slot) {
       this.#unlink(slot);
       this.#pushHead(slot);
@@ -189,9 +214,13 @@ export class SieveQueue {
 
   /**
    * Takes a slot for a new entry inserted at `now` and puts it at the head (LFU: at the
-   * newest end of the bucket of count 1). The caller must first make room with {@linkcode SieveQueue.evict} when `size >= capacity`.
+   * newest end of the bucket of count 1; S3-FIFO, W-TinyLFU: where their policy says, after
+   * its `arrive`). The caller must first make room with {@linkcode SieveQueue.evict} when
+   * `size >= capacity`.
+   *
+   * @param hash The key's hash (W-TinyLFU's sketch; unused by the other policies).
    */
-  add(now: number): number {
+  add(now: number, hash = 0): number {
     let slot = this.free.pop();
     if (slot === undefined) {
       slot = this.slots++;
@@ -199,7 +228,9 @@ export class SieveQueue {
     }
     this.insertedAt[slot] = now;
     this.visited[slot] = 0;
-    if (this.policy === LFU) this.#lfuPush(slot);
+    const ext = this.ext;
+    if (ext !== null) ext.add(slot, hash);
+    else if (this.policy === LFU) this.#lfuPush(slot);
     else this.#pushHead(slot);
     this.size++;
     return slot;
@@ -212,7 +243,13 @@ export class SieveQueue {
   evict(): number {
     if (this.size === 0) return NIL;
     const policy = this.policy;
-    const victim = policy === SIEVE ? this.#sieveVictim() : policy === MRU ? this.head : this.tail;
+    const victim = policy === SIEVE
+      ? this.#sieveVictim()
+      : policy === MRU
+      ? this.head
+      : this.ext === null
+      ? this.tail
+      : this.ext.victim();
     this.remove(victim);
     this.evictions++;
     return victim;
@@ -220,9 +257,13 @@ export class SieveQueue {
 
   /** Removes the entry at `slot` from the queue and frees the slot. */
   remove(slot: number): void {
-    if (this.hand === slot) this.hand = this.newer[slot]!;
-    if (this.policy === LFU) this.#lfuDetach(slot);
-    this.#unlink(slot);
+    if (this.ext !== null) {
+      this.ext.remove(slot);
+    } else {
+      if (this.hand === slot) this.hand = this.newer[slot]!;
+      if (this.policy === LFU) this.#lfuDetach(slot);
+      this.#unlink(slot);
+    }
     this.free.push(slot);
     this.size--;
   }
@@ -239,6 +280,7 @@ export class SieveQueue {
     this.freeBuckets = [];
     this.ttls = new Float64Array(0);
     this.expiring = this.hasTtl;
+    this.ext?.clear();
     if (this.newer.length > INITIAL_SLOTS) {
       const n = Math.min(this.capacity, INITIAL_SLOTS);
       this.newer = new Int32Array(n);
@@ -250,15 +292,17 @@ export class SieveQueue {
       this.bucketCount = new Float64Array(b);
       this.bucketNewest = new Int32Array(b);
       this.bucketOldest = new Int32Array(b);
+      this.ext?.grow(n);
     }
   }
 
   /**
    * Live slots from the head (newest) to the tail (oldest). Under LFU, from the highest
    * count to the lowest and, within a count, newest in the bucket first: the tail is the
-   * next victim.
+   * next victim. S3-FIFO and W-TinyLFU: in their own order (`_s3fifo.ts`, `_wtinylfu.ts`).
    */
   order(): number[] {
+    if (this.ext !== null) return this.ext.order();
     const out: number[] = [];
     for (let slot = this.head; slot !== NIL; slot = this.older[slot]!) out.push(slot);
     return out;
@@ -280,6 +324,10 @@ export class SieveQueue {
     const fail = (what: string): never => {
       throw new Error(`SieveQueue invariant violated: ${what}`);
     };
+    if (this.ext !== null) {
+      this.#validateExt(this.ext, isIndexed, fail);
+      return;
+    }
     const live = new Set<number>();
     let prev = NIL;
     let handSeen = this.hand === NIL;
@@ -296,6 +344,29 @@ export class SieveQueue {
     if (this.tail !== prev) fail("tail is not the last entry");
     if (live.size !== this.size) fail("queue length differs from size");
     if (!handSeen) fail("hand is not on the queue");
+    this.#validateCommon(live, fail);
+    if (this.policy === LFU) this.#validateBuckets(fail);
+    else if (this.bucketOf.length !== 0 || this.buckets !== 0) fail("buckets outside LFU");
+  }
+
+  /** S3-FIFO, W-TinyLFU: the policy's queues hold exactly the live slots. */
+  #validateExt(
+    ext: MultiQueuePolicy,
+    isIndexed: (slot: number) => boolean,
+    fail: (what: string) => never,
+  ): void {
+    const live = ext.validate(fail);
+    for (const slot of live) {
+      if (slot < 0 || slot >= this.slots) fail(`slot ${slot} out of the slab`);
+      if (!isIndexed(slot)) fail(`slot ${slot} on a queue but not indexed`);
+    }
+    if (live.size !== this.size) fail("queue length differs from size");
+    if (this.head !== NIL || this.tail !== NIL || this.hand !== NIL) fail("the own queue is used");
+    this.#validateCommon(live, fail);
+    if (this.bucketOf.length !== 0 || this.buckets !== 0) fail("buckets outside LFU");
+  }
+
+  #validateCommon(live: Set<number>, fail: (what: string) => never): void {
     if (this.size > this.capacity) fail("more entries than capacity");
     if (this.size + this.free.length !== this.slots) fail("slab leak");
     for (const slot of this.free) if (live.has(slot)) fail(`free slot ${slot} is live`);
@@ -306,8 +377,6 @@ export class SieveQueue {
       const ttl = this.ttls.length === 0 ? this.ttl : this.ttls[slot]!;
       if (!(ttl > 0)) fail(`slot ${slot} has TTL ${ttl}`);
     }
-    if (this.policy === LFU) this.#validateBuckets(fail);
-    else if (this.bucketOf.length !== 0 || this.buckets !== 0) fail("buckets outside LFU");
   }
 
   #validateBuckets(fail: (what: string) => never): void {
@@ -513,5 +582,6 @@ export class SieveQueue {
       bucketOldest.set(this.bucketOldest);
       this.bucketOldest = bucketOldest;
     }
+    this.ext?.grow(n);
   }
 }

@@ -139,6 +139,7 @@ export function createStore(
       opts.ttl,
       opts.strategy,
       staleWindow(opts),
+      opts.maxBytes,
     ).keyed(clock ?? (twoWindows(opts) ? () => performance.now() : undefined)) as StoreView;
     store.setStaleWindow(staleWindow(opts));
     return { store, engine: "native", fileCounters: undefined, flights: undefined };
@@ -154,6 +155,7 @@ export function createStore(
     ttl: opts.ttl,
     policy: opts.strategy,
     stale: staleWindow(opts),
+    maxBytes: opts.maxBytes,
   })
     .keyed(clock) as StoreView;
   store.setStaleWindow(staleWindow(opts));

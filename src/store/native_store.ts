@@ -10,7 +10,7 @@
 
 import { EXPIRED_BASE, type NativeSymbols, STORE_TTL } from "../native/ffi.ts";
 import { unwrap } from "../native/errors.ts";
-import { checkEntryTtl } from "../options/_validate.ts";
+import { checkEntrySize, checkEntryTtl, checkMemoryMaxBytes } from "../options/_validate.ts";
 import {
   type ByteStore,
   MISS,
@@ -49,6 +49,13 @@ export class NativeMemoryStore implements ByteStore {
   #setting = false;
   #pendingKey: Uint8Array = EMPTY;
   #pendingLen = 0;
+  /** The byte budget (`undefined`: none), the entries' sizes by slot, their sum, and the
+   * entries not stored for being larger than the budget. The library knows nothing of
+   * sizes: this side evicts by the policy (`warp_mem_evict`) until an entry fits. */
+  #maxBytes: number | undefined;
+  #sizes: number[] = [];
+  #bytes = 0;
+  #oversizeSkips = 0;
 
   /**
    * @param lib The loaded native symbols.
@@ -57,7 +64,10 @@ export class NativeMemoryStore implements ByteStore {
    * @param policy Eviction policy number (0 SIEVE, 1 LRU, 2 MRU, 3 FIFO, 4 LFU).
    * @param stale Stale window in ms after an entry's TTL (0: none), during which `get`
    * keeps the entry (a miss) and `peekStale` returns it.
+   * @param maxBytes Byte budget: the sum of the entries' sizes (given to `set`) that
+   * eviction keeps the store within, besides `maxSize`; `undefined`: none.
    * @throws {CacheError} If the library refuses the parameters.
+   * @throws {RangeError} If `maxBytes` is not a positive integer.
    */
   constructor(
     lib: NativeSymbols,
@@ -65,7 +75,9 @@ export class NativeMemoryStore implements ByteStore {
     ttl: number | undefined,
     policy: number,
     stale = 0,
+    maxBytes?: number,
   ) {
+    this.#maxBytes = checkMemoryMaxBytes("the native memory store", maxBytes);
     this.#lib = lib;
     this.ttlOn = ttl !== undefined;
     this.#maxSize = maxSize;
@@ -86,11 +98,16 @@ export class NativeMemoryStore implements ByteStore {
     if (r === -1) return MISS;
     if (r <= EXPIRED_BASE) {
       this.#values[EXPIRED_BASE - r] = undefined;
+      if (this.#maxBytes !== undefined) this.#freeBytes(EXPIRED_BASE - r);
       return MISS;
     }
     return unwrap(r, "Cache lookup");
   }
 
+  /**
+   * Stores `value` under `key[0..len)` (see `TsSieveStore.set`, whose rules, byte budget
+   * included, this follows); `size` is the entry's size in bytes under a byte budget.
+   */
   set(
     key: Uint8Array,
     len: number,
@@ -99,10 +116,17 @@ export class NativeMemoryStore implements ByteStore {
     promised: boolean,
     ptr?: Deno.PointerValue,
     ttl?: number,
+    size?: number,
   ): boolean {
     if (this.#setting) this.#repair();
     if (ttl !== undefined) checkEntryTtl("the native memory store", ttl);
     const ownTtl = ttl ?? STORE_TTL;
+    let bytes = 0;
+    if (this.#maxBytes !== undefined) {
+      bytes = checkEntrySize("the native memory store", size);
+      if (bytes > this.#maxBytes) return this.#skipOversize(key, len);
+      this.#makeRoom(key, len, bytes, this.#maxBytes, now);
+    }
     // Everything that calls a function is done before Rust inserts the key, and nothing
     // that could throw (a stack overflow at a call) runs between the insert and the value
     // store below. Should that still be cut short, `#setting` stays set and the next
@@ -117,11 +141,48 @@ export class NativeMemoryStore implements ByteStore {
     if (r >= 0) {
       this.#values[r] = stored;
       this.#setting = false;
+      if (this.#maxBytes !== undefined) {
+        // `r` is the key's own slot, a free one, or the slot of the entry just evicted to
+        // make room by count: its size (0 when free) leaves the sum.
+        this.#bytes += bytes - (this.#sizes[r] ?? 0);
+        this.#sizes[r] = bytes;
+      }
       return true;
     }
     this.#setting = false;
     unwrap(r, "Cache insert");
     return false;
+  }
+
+  /**
+   * Evicts by the policy until an entry of `size` bytes fits within `maxBytes` beside the
+   * others; the key's present entry (fresh or stale) does not count, and may be evicted
+   * itself.
+   */
+  #makeRoom(key: Uint8Array, len: number, size: number, maxBytes: number, now: number): void {
+    const lib = this.#lib;
+    let own = lib.warp_mem_peek_stale(this.#handle, key, len, now);
+    if (own < -1) unwrap(own, "Cache lookup");
+    while (this.#bytes - (own < 0 ? 0 : this.#sizes[own]!) + size > maxBytes) {
+      const victim = unwrap(lib.warp_mem_evict(this.#handle), "Cache eviction");
+      if (victim < 0) break;
+      this.#values[victim] = undefined;
+      this.#freeBytes(victim);
+      if (victim === own) own = -1;
+    }
+  }
+
+  /** Counts an entry larger than the byte budget, and removes the key's present entry. */
+  #skipOversize(key: Uint8Array, len: number): false {
+    this.#oversizeSkips++;
+    this.delete(key, len);
+    return false;
+  }
+
+  /** Takes the size of the freed `slot` off the byte count. */
+  #freeBytes(slot: number): void {
+    this.#bytes -= this.#sizes[slot] ?? 0;
+    this.#sizes[slot] = 0;
   }
 
   /** Drops the key of a `set` that was cut short between the insert and the value store
@@ -131,7 +192,10 @@ export class NativeMemoryStore implements ByteStore {
     const key = this.#pendingKey;
     this.#pendingKey = EMPTY;
     const slot = this.#lib.warp_mem_delete(this.#handle, key, this.#pendingLen);
-    if (slot >= 0) this.#values[slot] = undefined;
+    if (slot >= 0) {
+      this.#values[slot] = undefined;
+      if (this.#maxBytes !== undefined) this.#freeBytes(slot);
+    }
   }
 
   /** The value under `key[0..len)` if present and fresh at `now` (an async result's resolved
@@ -149,6 +213,7 @@ export class NativeMemoryStore implements ByteStore {
     const slot = unwrap(this.#lib.warp_mem_delete(this.#handle, key, len), "Cache delete");
     if (slot < 0) return false;
     this.#values[slot] = undefined;
+    if (this.#maxBytes !== undefined) this.#freeBytes(slot);
     return true;
   }
 
@@ -195,6 +260,9 @@ export class NativeMemoryStore implements ByteStore {
     unwrap(this.#lib.warp_mem_clear(this.#handle), "Cache clear");
     this.#values = [];
     this.#joins = 0;
+    this.#sizes = [];
+    this.#bytes = 0;
+    this.#oversizeSkips = 0;
   }
 
   info(): StoreInfo {
@@ -211,6 +279,11 @@ export class NativeMemoryStore implements ByteStore {
     if (this.#staleHits > 0 || this.#refreshes > 0) {
       info.staleHits = this.#staleHits;
       info.refreshes = this.#refreshes;
+    }
+    if (this.#maxBytes !== undefined) {
+      info.bytes = this.#bytes;
+      info.maxBytes = this.#maxBytes;
+      info.oversizeSkips = this.#oversizeSkips;
     }
     return info;
   }

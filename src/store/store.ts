@@ -58,11 +58,12 @@ export interface StoreInfo {
    * are 0. */
   refreshes?: number;
   /** Keys or values not stored because they exceeded their size limit or the byte budget
-   * (shared only). */
+   * (shared; memory with a byte budget). */
   oversizeSkips?: number;
-  /** Bytes of the data area that the entries hold (shared only). */
+  /** Bytes that the entries hold: of the shared file's data area, or the sum of the sizes
+   * given to a memory store's `set` (with a byte budget). */
   bytes?: number;
-  /** Byte budget of the entries' keys and values (shared only). */
+  /** Byte budget of the entries (shared; memory with a byte budget). */
   maxBytes?: number;
 }
 
@@ -91,7 +92,8 @@ export interface ByteStore {
   /** {@linkcode Store.get} at time `now`; `ptr` may be the address of `key`. */
   get(key: Uint8Array, len: number, now: number, ptr?: Deno.PointerValue): unknown;
   /** {@linkcode Store.set} at time `now`; `ptr` may be the address of `key`; `ttl` the
-   * entry's own TTL in ms (`undefined`: the store's). */
+   * entry's own TTL in ms (`undefined`: the store's); `size` the entry's size in bytes for
+   * a memory store's byte budget (`maxBytes`; unused without one, and by the shared store). */
   set(
     key: Uint8Array,
     len: number,
@@ -100,6 +102,7 @@ export interface ByteStore {
     promised: boolean,
     ptr?: Deno.PointerValue,
     ttl?: number,
+    size?: number,
   ): boolean;
   /** {@linkcode Store.peek} at time `now`. */
   peek(key: Uint8Array, len: number, now: number): unknown;
@@ -146,11 +149,13 @@ export interface Store {
    * Stores `value` under `key`, inserted now, evicting one entry when full. `promised`
    * says that `value` is the resolution of a Promise: later hits must then return a
    * Promise resolving to it. `ttl` is the entry's own TTL in ms (positive, `Infinity`
-   * for never), replacing the store's for this entry; `undefined` keeps the store's. Returns `false` when the entry was not stored (too large, or
-   * the shared file's lock is held by a stopped process). Throws `TypeError` when the
-   * value cannot be stored (shared backend: not serializable).
+   * for never), replacing the store's for this entry; `undefined` keeps the store's.
+   * `size` is the entry's size in bytes under a memory store's byte budget. Returns
+   * `false` when the entry was not stored (too large, or the shared file's lock is held by
+   * a stopped process). Throws `TypeError` when the value cannot be stored (shared
+   * backend: not serializable).
    */
-  set(key: KeyBytes, value: unknown, promised: boolean, ttl?: number): boolean;
+  set(key: KeyBytes, value: unknown, promised: boolean, ttl?: number, size?: number): boolean;
   /**
    * The entry stored under `key` if present and fresh, else {@linkcode MISS}, without
    * counting anything or marking the entry for the eviction policy (`cacheGet()`). An async
@@ -301,7 +306,7 @@ export class StoreView implements Store {
     );
   }
 
-  set(k: KeyBytes, value: unknown, promised: boolean, ttl?: number): boolean {
+  set(k: KeyBytes, value: unknown, promised: boolean, ttl?: number, size?: number): boolean {
     // An entry with a TTL of its own makes every later lookup read the time.
     if (ttl !== undefined) this.#timed = true;
     return this.#s.set(
@@ -312,6 +317,7 @@ export class StoreView implements Store {
       promised,
       this.#pointerSets ? k.pointer() : undefined,
       ttl,
+      size,
     );
   }
 

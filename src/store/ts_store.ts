@@ -7,8 +7,17 @@
  * @module
  */
 
-import { FRESH, GONE, NIL, type Policy, SIEVE, SieveQueue } from "./_sieve_queue.ts";
-import { checkEntryTtl, checkMaxSize, checkMs, checkTtl, describe } from "../options/_validate.ts";
+import { FRESH, GONE, isPolicy, NIL, type Policy, SIEVE, SieveQueue } from "./_sieve_queue.ts";
+import { hashBytes } from "./_hash.ts";
+import {
+  checkEntrySize,
+  checkEntryTtl,
+  checkMaxSize,
+  checkMemoryMaxBytes,
+  checkMs,
+  checkTtl,
+  describe,
+} from "../options/_validate.ts";
 import {
   type ByteStore,
   MISS,
@@ -28,7 +37,8 @@ export interface TsSieveStoreOptions {
   /** Age in ms since insertion at which an entry expires; `undefined`: never. */
   ttl?: number | undefined;
   /**
-   * Eviction policy, numbered as `Strategy`: 0 SIEVE, 1 LRU, 2 MRU, 3 FIFO, 4 LFU.
+   * Eviction policy, numbered as `Strategy`: 0 SIEVE, 1 LRU, 2 MRU, 3 FIFO, 4 LFU,
+   * 5 S3-FIFO, 6 W-TinyLFU.
    *
    * @default {0}
    */
@@ -38,41 +48,15 @@ export interface TsSieveStoreOptions {
    * `peekStale` returns it. 0 or `undefined`: none.
    */
   stale?: number | undefined;
+  /**
+   * Byte budget: the sum of the entries' sizes (given to `set`) that eviction keeps the
+   * store within, besides `maxSize`; `undefined`: none.
+   */
+  maxBytes?: number | undefined;
 }
 
 /** Slots of the hash table (a power of two) allocated up front, at most. */
 const INITIAL_TABLE = 2048;
-
-/**
- * Hashes `key[0..len)` to a non-negative 30-bit integer (MurmurHash3 x86_32 mixing over
- * little-endian words, fixed seed). Not DoS-resistant, like the native store's fixed-seed
- * `ahash`.
- */
-function hashBytes(key: Uint8Array, len: number): number {
-  let h = 0x9747b28c ^ len;
-  let i = 0;
-  for (; i + 3 < len; i += 4) {
-    let w = key[i]! | (key[i + 1]! << 8) | (key[i + 2]! << 16) | (key[i + 3]! << 24);
-    w = Math.imul(w, 0xcc9e2d51);
-    w = (w << 15) | (w >>> 17);
-    h ^= Math.imul(w, 0x1b873593);
-    h = (h << 13) | (h >>> 19);
-    h = (Math.imul(h, 5) + 0xe6546b64) | 0;
-  }
-  if (i < len) {
-    let w = 0;
-    for (let shift = 0; i < len; i++, shift += 8) w |= key[i]! << shift;
-    w = Math.imul(w, 0xcc9e2d51);
-    w = (w << 15) | (w >>> 17);
-    h ^= Math.imul(w, 0x1b873593);
-  }
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h & 0x3fffffff;
-}
 
 const fcc = String.fromCharCode;
 
@@ -165,6 +149,12 @@ export class TsSieveStore implements ByteStore {
   #misses = 0;
   #staleHits = 0;
   #refreshes = 0;
+  /** The byte budget (`undefined`: none), the entries' sizes by slot, their sum, and the
+   * entries not stored for being larger than the budget. */
+  #maxBytes: number | undefined;
+  #sizes: number[] = [];
+  #bytes = 0;
+  #oversizeSkips = 0;
   /**
    * Set while the queue and the index are being changed together. A throw in between (a
    * stack overflow in the caller's recursion can strike at any call) leaves it set, and the
@@ -178,20 +168,23 @@ export class TsSieveStore implements ByteStore {
    * @param options Size bound, TTL and eviction policy.
    * @throws {TypeError} If `maxSize` or `ttl` is not a number.
    * @throws {RangeError} If `maxSize` is not a positive integer nor `Infinity`, `ttl` is
-   *   not a positive finite number, `stale` is not 0 nor a positive finite number, or
-   *   `policy` is not 0, 1, 2, 3 or 4.
+   *   not a positive finite number, `stale` is not 0 nor a positive finite number,
+   *   `policy` is not an integer from 0 to 6, or `maxBytes` is not a positive integer.
    */
   constructor(options: TsSieveStoreOptions) {
     const maxSize = checkMaxSize("TsSieveStore", options.maxSize);
     const ttl = checkTtl("TsSieveStore", options.ttl);
     const stale = options.stale === 0 ? 0 : checkMs("TsSieveStore", "stale", options.stale) ?? 0;
     const policy = options.policy ?? 0;
-    if (policy !== 0 && policy !== 1 && policy !== 2 && policy !== 3 && policy !== 4) {
+    if (!isPolicy(policy)) {
       throw new RangeError(
-        `Cannot create TsSieveStore: policy must be 0, 1, 2, 3 or 4: received ${describe(policy)}`,
+        `Cannot create TsSieveStore: policy must be an integer from 0 to 6: received ${
+          describe(policy)
+        }`,
       );
     }
     this.#maxSize = maxSize;
+    this.#maxBytes = checkMemoryMaxBytes("TsSieveStore", options.maxBytes);
     this.#queue = new SieveQueue(maxSize, ttl, policy, stale);
     this.ttlOn = ttl !== undefined;
     this.#table = new Int32Array(0);
@@ -243,6 +236,11 @@ export class TsSieveStore implements ByteStore {
    * Stores `value` under `key[0..len)` at time `now`, evicting one entry by the policy
    * when the store is full and the key is new.
    *
+   * Under a byte budget (`maxBytes`), entries are first evicted by the policy until the
+   * entry's `size` fits beside the others (the entry replaced, when fresh or stale, does not
+   * count; it may be evicted itself, and is then stored anew). An entry larger than the
+   * budget is not stored, counts in `oversizeSkips`, and removes the key's present entry.
+   *
    * @param key Buffer holding the encoded key (copied before returning).
    * @param len Length of the key in `key`.
    * @param value Value to keep (as is).
@@ -252,8 +250,11 @@ export class TsSieveStore implements ByteStore {
    * @param _ptr Unused (the native store's key address).
    * @param ttl The entry's own TTL in ms (positive, `Infinity` for never), replacing the
    *   store's; `undefined`: the store's.
-   * @returns `true`: the entry is always stored.
-   * @throws {RangeError} If `ttl` is 0, negative or `NaN`.
+   * @param size The entry's size in bytes under a byte budget (`undefined`: 0); unused
+   *   without one.
+   * @returns Whether the entry was stored: always, but for an entry larger than `maxBytes`.
+   * @throws {RangeError} If `ttl` is 0, negative or `NaN`, or `size` is not a non-negative
+   *   integer (under a byte budget).
    */
   set(
     key: Uint8Array,
@@ -263,26 +264,46 @@ export class TsSieveStore implements ByteStore {
     promised = false,
     _ptr?: Deno.PointerValue,
     ttl?: number,
+    size?: number,
   ): boolean {
     if (this.#busy) this.#repair();
     if (ttl !== undefined) checkEntryTtl("TsSieveStore", ttl);
+    const maxBytes = this.#maxBytes;
+    let bytes = 0;
+    if (maxBytes !== undefined) {
+      bytes = checkEntrySize("TsSieveStore", size);
+      if (bytes > maxBytes) return this.#skipOversize(key, len);
+    }
     if (promised) value = promisedEntry(value);
     const hash = hashBytes(key, len);
     const queue = this.#queue;
     let slot = this.#find(key, len, hash);
+    if (maxBytes !== undefined) slot = this.#makeRoom(slot, bytes, maxBytes, now);
     if (slot !== NIL) {
       queue.stamp(slot, now, ttl);
       this.#values[slot] = value;
+      if (maxBytes !== undefined) {
+        this.#bytes += bytes - this.#sizes[slot]!;
+        this.#sizes[slot] = bytes;
+      }
       return true;
     }
     const keyString = bytesToString(key, len);
     this.#busy = true;
+    const ext = queue.ext;
+    if (ext !== null) ext.arrive(keyString, hash);
     if (queue.size >= queue.capacity) {
       const victim = queue.evict();
+      if (ext !== null) ext.evicted(this.#keys[victim]!, this.#hashes[victim]!);
       this.#unindex(victim);
       this.#values[victim] = undefined;
+      this.#freeBytes(victim);
     }
-    slot = queue.add(now);
+    slot = queue.add(now, hash);
+    if (maxBytes !== undefined) {
+      this.#sizes[slot] = bytes;
+      this.#bytes += bytes;
+    }
     queue.stamp(slot, now, ttl);
     this.#keys[slot] = keyString;
     this.#hashes[slot] = hash;
@@ -291,6 +312,50 @@ export class TsSieveStore implements ByteStore {
     this.#place(slot, hash);
     this.#busy = false;
     return true;
+  }
+
+  /**
+   * Evicts by the policy until an entry of `size` bytes fits within `maxBytes` beside the
+   * others; `slot` is the key's present entry (or `NIL`), whose size does not count while
+   * it is fresh or stale (as the native store, which sees no gone entry there). Returns
+   * `slot`, or `NIL` when it was evicted itself.
+   */
+  #makeRoom(slot: number, size: number, maxBytes: number, now: number): number {
+    const queue = this.#queue;
+    const sizes = this.#sizes;
+    const ext = queue.ext;
+    let own = slot !== NIL && queue.age(slot, now) !== GONE ? slot : NIL;
+    this.#busy = true;
+    while (this.#bytes - (own === NIL ? 0 : sizes[own]!) + size > maxBytes) {
+      const victim = queue.evict();
+      if (victim === NIL) break;
+      if (ext !== null) ext.evicted(this.#keys[victim]!, this.#hashes[victim]!);
+      this.#unindex(victim);
+      this.#values[victim] = undefined;
+      this.#freeBytes(victim);
+      if (victim === slot) slot = own = NIL;
+    }
+    this.#busy = false;
+    return slot;
+  }
+
+  /** Counts an entry larger than the byte budget, and removes the key's present entry. */
+  #skipOversize(key: Uint8Array, len: number): false {
+    this.#oversizeSkips++;
+    const slot = this.#find(key, len, hashBytes(key, len));
+    if (slot !== NIL) {
+      this.#busy = true;
+      this.#removeSlot(slot);
+      this.#busy = false;
+    }
+    return false;
+  }
+
+  /** Takes the size of the freed `slot` off the byte count. */
+  #freeBytes(slot: number): void {
+    if (this.#maxBytes === undefined) return;
+    this.#bytes -= this.#sizes[slot]!;
+    this.#sizes[slot] = 0;
   }
 
   /**
@@ -383,6 +448,7 @@ export class TsSieveStore implements ByteStore {
     this.#misses = 0;
     this.#staleHits = 0;
     this.#refreshes = 0;
+    this.#oversizeSkips = 0;
     this.#queue.evictions = 0;
     this.#repair();
   }
@@ -394,6 +460,8 @@ export class TsSieveStore implements ByteStore {
     this.#keys = [];
     this.#hashes = [];
     this.#values = [];
+    this.#sizes = [];
+    this.#bytes = 0;
     this.#resetTable();
     this.#busy = false;
   }
@@ -416,6 +484,11 @@ export class TsSieveStore implements ByteStore {
       info.staleHits = this.#staleHits;
       info.refreshes = this.#refreshes;
     }
+    if (this.#maxBytes !== undefined) {
+      info.bytes = this.#bytes;
+      info.maxBytes = this.#maxBytes;
+      info.oversizeSkips = this.#oversizeSkips;
+    }
     return info;
   }
 
@@ -432,6 +505,25 @@ export class TsSieveStore implements ByteStore {
     if (this.#busy) this.#repair();
     const queue = this.#queue;
     return queue.order().map((slot) => [this.#keys[slot]!, queue.visited[slot] === 1]);
+  }
+
+  /**
+   * S3-FIFO and W-TinyLFU, for tests: each entry's key (one char per byte), queue
+   * (`"small"`, `"main"`; `"window"`, `"probation"`, `"protected"`) and access count (S3-FIFO),
+   * in the policy's order (see `_s3fifo.ts`, `_wtinylfu.ts`), and S3-FIFO's ghost keys, newest
+   * first. Empty for the other policies.
+   *
+   * @returns The entries and the ghost.
+   */
+  policyState(): { entries: Array<[string, string, number]>; ghost: string[] } {
+    if (this.#busy) this.#repair();
+    const ext = this.#queue.ext;
+    if (ext === null) return { entries: [], ghost: [] };
+    const entries = ext.order().map((slot): [string, string, number] => [
+      this.#keys[slot]!,
+      ...ext.describe(slot),
+    ]);
+    return { entries, ghost: ext.ghostOrder() };
   }
 
   /**
@@ -457,6 +549,15 @@ export class TsSieveStore implements ByteStore {
     for (const slot of queue.free) {
       if (this.#values[slot] !== undefined) {
         throw new Error(`TsSieveStore invariant violated: free slot ${slot} keeps a value`);
+      }
+    }
+    if (this.#maxBytes !== undefined) {
+      let sum = 0;
+      for (const slot of queue.order()) sum += this.#sizes[slot]!;
+      if (sum !== this.#bytes || this.#bytes > this.#maxBytes) {
+        throw new Error(
+          `TsSieveStore invariant violated: ${this.#bytes} bytes counted, ${sum} held, budget ${this.#maxBytes}`,
+        );
       }
     }
   }
@@ -518,6 +619,7 @@ export class TsSieveStore implements ByteStore {
     this.#unindex(slot);
     this.#queue.remove(slot);
     this.#values[slot] = undefined;
+    this.#freeBytes(slot);
   }
 
   #resetTable(): void {

@@ -67,7 +67,8 @@ unsafe fn with_mem(h: *const MemStore, f: impl FnOnce(&mut SieveStore) -> i32) -
 /// Creates a memory store for at most `capacity` entries (0 = unbounded), whose entries
 /// expire `ttl_ms` ms after insertion (`ttl_ms <= 0` or not finite = never) unless given a
 /// TTL of their own, stay stale for `stale_ms` ms after their TTL (0 = no stale window),
-/// evicting by `policy` (0 SIEVE, 1 LRU, 2 MRU, 3 FIFO, 4 LFU). Returns null on a bad
+/// evicting by `policy` (0 SIEVE, 1 LRU, 2 MRU, 3 FIFO, 4 LFU, 5 S3-FIFO, 6 W-TinyLFU;
+/// `crate::sieve::Policy`). Returns null on a bad
 /// argument.
 #[unsafe(no_mangle)]
 pub extern "C" fn warp_mem_new(
@@ -376,5 +377,40 @@ mod tests {
         }
         assert!(warp_mem_new(1, 0.0, 99, 0.0).is_null());
         assert!(last_error().contains("policy"));
+        assert!(warp_mem_new(1, 0.0, 7, 0.0).is_null());
+        assert!(last_error().contains("unknown policy: 7"), "{}", last_error());
+    }
+
+    #[test]
+    fn every_policy_number_makes_a_store_that_evicts_by_it() {
+        for (n, policy) in [
+            (0, Policy::Sieve),
+            (1, Policy::Lru),
+            (2, Policy::Mru),
+            (3, Policy::Fifo),
+            (4, Policy::Lfu),
+            (5, Policy::S3Fifo),
+            (6, Policy::WTinyLfu),
+        ] {
+            assert_eq!(Policy::from_u32(n), Some(policy));
+            assert_eq!(policy as u32, n);
+            let h = warp_mem_new(20, 0.0, n, 0.0);
+            assert!(!h.is_null(), "policy {n}");
+            // SAFETY: `h` is live, each key is valid for its 4 bytes.
+            unsafe {
+                for k in 0u32..100 {
+                    let key = k.to_le_bytes();
+                    if warp_mem_get(h, key.as_ptr(), 4, 0.0) < 0 {
+                        assert!(warp_mem_set(h, key.as_ptr(), 4, 0.0, STORE_TTL) >= 0);
+                    }
+                }
+                assert_eq!(warp_mem_len(h), 20, "policy {n}");
+                let mut info = [0u8; 48];
+                assert_eq!(warp_mem_info(h, info.as_mut_ptr()), 0);
+                let evictions = f64::from_le_bytes(info[16..24].try_into().unwrap());
+                assert_eq!(evictions, 80.0, "policy {n}");
+                warp_mem_free(h);
+            }
+        }
     }
 }
