@@ -43,15 +43,6 @@ import type {
   SharedCacheInfo,
 } from "./types.ts";
 
-export type {
-  AnyFunction,
-  CacheControls,
-  CacheDecorator,
-  CachedFunction,
-  CacheInfo,
-  SharedCacheInfo,
-} from "./types.ts";
-
 const memoryWriter = new KeyWriter(256, false);
 const sharedWriter = new KeyWriter(256, true);
 
