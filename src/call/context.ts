@@ -17,9 +17,9 @@ import { describe } from "../options/_validate.ts";
 export interface CacheContext<T = unknown> {
   /**
    * Aborted when the computation is detached from the cache by `cacheDelete` or
-   * `cacheClear` for its key, or by disposing the cache (its result will not be stored;
-   * pass it on to `fetch` to stop the work). Its reason is a `DOMException` named
-   * `AbortError`.
+   * `cacheClear` for its key, by disposing the cache, or abandoned after `flightTimeout`
+   * (its result will not be stored; pass it on to `fetch` to stop the work). Its reason is
+   * a `DOMException` named `AbortError`.
    */
   readonly signal: AbortSignal;
   /**
