@@ -143,8 +143,7 @@ let contextRead = false;
  * Whether a computation of `fn` may read its context after an `await`: its source text
  * names `cacheContext`, or `cacheContext()` has been called in this process (from a
  * helper, say). Only then does a computation run in an async context, which costs about
- * 300 ns a miss (an `AsyncLocalStorage` run); see the README, "Stale values, timeouts and
- * context".
+ * 300 ns a miss (an `AsyncLocalStorage` run); see the README, "`cacheContext()`".
  */
 export function mayReadContext(source: string): () => boolean {
   if (source.includes("cacheContext")) return () => true;
