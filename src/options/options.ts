@@ -315,6 +315,11 @@ const STRATEGIES: Record<string, Strategy> = {
   wtinylfu: Strategy.WTinyLfu,
 };
 
+/** The name of `strategy` as the `strategy` option takes it (`"lru"`...). */
+export function strategyName(strategy: Strategy): string {
+  return Object.keys(STRATEGIES).find((n) => STRATEGIES[n] === strategy) ?? String(strategy);
+}
+
 function fail(Kind: typeof TypeError | typeof RangeError, what: string, value: unknown): never {
   throw new Kind(`Cannot create cache: ${what}: received ${describe(value)}`);
 }
@@ -342,8 +347,14 @@ function byteBudget(value: unknown): number | undefined {
 }
 
 function flightTimeout(value: unknown): number {
-  if (value === Infinity) return Infinity;
-  return checkMs("cache", "flightTimeout", value) ?? 30_000;
+  if (value === undefined) return 30_000;
+  if (typeof value !== "number") {
+    fail(TypeError, "flightTimeout must be a positive number of milliseconds or Infinity", value);
+  }
+  if (!(value > 0)) {
+    fail(RangeError, "flightTimeout must be a positive number of milliseconds or Infinity", value);
+  }
+  return value;
 }
 
 function memoryBudget(value: unknown): number | undefined {
