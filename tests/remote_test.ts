@@ -346,3 +346,34 @@ Deno.test("remote: a tier that arrives late (a Promise) drops the copies made wi
     b[Symbol.dispose]();
   }
 });
+
+Deno.test("remote: a value written to a shared local tier and the remote tier is encoded once", async () => {
+  const dir = await Deno.makeTempDir({ dir: "/dev/shm", prefix: "warp_once_" });
+  const server = new FakeServer();
+  try {
+    let reads = 0;
+    const make = (k: number): { k: number; readonly n: number } => ({
+      k,
+      get n(): number {
+        reads++; // the value codec reads each getter once per encoding
+        return k * 2;
+      },
+    });
+    const f = cache({ backend: "shared", dir, name: "once", remote: fakeTier(server) })(
+      async (k: number) => {
+        await null;
+        return make(k);
+      },
+    );
+    await new Promise((r) => setTimeout(r, 50)); // the tier is attached
+    await f(1);
+    await new Promise((r) => setTimeout(r, 50)); // the write-through lands
+    assert.equal(server.entries.size, 1, "written to the remote tier");
+    assert.equal(reads, 1, "the computed value: one encoding for both tiers");
+    f.cacheSet(make(2), 2);
+    assert.equal(reads, 2, "cacheSet: one encoding for both tiers");
+    f[Symbol.dispose]();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -11,6 +11,7 @@ import type { KeyBytes } from "../store/store.ts";
 import type { RemoteLink, RemoteValue } from "../remote/_remote_link.ts";
 import type { Computation } from "./computation.ts";
 import { promisedEntry } from "../store/store.ts";
+import { encodeOnce } from "../codec/value_codec.ts";
 import { Tagged } from "./tags.ts";
 
 function disposed(): never {
@@ -159,18 +160,24 @@ export class RemoteTiers extends Tiers {
     const key = c.buf.subarray(0, c.len);
     // An invalidation made or received since the computation started: stored nowhere.
     if (!this.link.mayStore(key, c.since, tags)) return;
-    super.write(c, value, promised, ttl, tags);
     // A value read from the remote tier is not written back to it.
-    if (c.ctx?.fromRemote === true) return;
+    if (c.ctx?.fromRemote === true) {
+      super.write(c, value, promised, ttl, tags);
+      return;
+    }
     const remoteTtl = ttl ?? this.ttl;
-    this.link.write(
-      key,
-      value,
-      promised,
-      remoteTtl === Infinity ? undefined : remoteTtl,
-      c.since,
-      tags,
-    );
+    // A shared local tier and the remote tier share one encoding of the value.
+    encodeOnce(() => {
+      super.write(c, value, promised, ttl, tags);
+      this.link.write(
+        key,
+        value,
+        promised,
+        remoteTtl === Infinity ? undefined : remoteTtl,
+        c.since,
+        tags,
+      );
+    });
   }
 
   override stamp(): number {
@@ -184,8 +191,10 @@ export class RemoteTiers extends Tiers {
     ttl: number | undefined,
     args: unknown[] = [],
   ): void {
-    super.set(k, value, promised, ttl, args);
-    this.link.set(k.buf.subarray(0, k.len), value, promised, ttl ?? this.ttl);
+    encodeOnce(() => {
+      super.set(k, value, promised, ttl, args);
+      this.link.set(k.buf.subarray(0, k.len), value, promised, ttl ?? this.ttl);
+    });
   }
 
   override delete(k: KeyBytes): boolean {

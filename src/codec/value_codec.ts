@@ -184,15 +184,52 @@ let busy = false;
  */
 export function encodeValue(value: unknown, promised = false): Uint8Array {
   if (busy) return encodeReentrant(value, promised);
+  if (
+    onceDepth > 0 && onceBytes !== undefined && value === onceValue && promised === oncePromised
+  ) {
+    return onceBytes;
+  }
   busy = true;
   try {
     out = shared;
     pos = 0;
     encodeTop(value);
     if (promised) out[0] = out[0]! | PROMISED_FLAG;
-    return out.subarray(0, pos);
+    const bytes = out.subarray(0, pos);
+    if (onceDepth > 0) {
+      onceValue = value;
+      oncePromised = promised;
+      onceBytes = bytes;
+    }
+    return bytes;
   } finally {
     busy = false;
+  }
+}
+
+/** Within {@linkcode encodeOnce}: the last value encoded, its flag and its bytes. */
+let onceDepth = 0;
+let onceValue: unknown = undefined;
+let oncePromised = false;
+let onceBytes: Uint8Array | undefined = undefined;
+
+/**
+ * Runs `fn`, during which encoding the same value (the same object, or an equal primitive,
+ * with the same `promised` flag) twice in a row gives the first encoding's bytes without
+ * encoding again: one value written to two tiers (a shared file and a remote tier) is
+ * encoded once. Nothing is remembered after `fn` returns.
+ *
+ * @returns What `fn` returns.
+ */
+export function encodeOnce<T>(fn: () => T): T {
+  onceDepth++;
+  try {
+    return fn();
+  } finally {
+    if (--onceDepth === 0) {
+      onceValue = undefined;
+      onceBytes = undefined;
+    }
   }
 }
 
