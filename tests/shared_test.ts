@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import { isDeepStrictEqual } from "node:util";
 import { Backend, cache, type CacheOptions, type SharedCacheInfo } from "../mod.ts";
 import { defaultSharedDir, sharedFileName } from "../src/store/shared_store.ts";
+import { MAX_SHARED_ENTRIES } from "../src/native/_abi.ts";
 import { samples, SAMPLES_MAX_VALUE_SIZE } from "./fixtures/shared_common.ts";
 import { handResumes, secondChance } from "./fixtures/sieve_scenarios.ts";
 
@@ -124,7 +125,7 @@ Deno.test("cache() shared: only SIEVE, and maxSize is finite and at most 2^24", 
     (e) => e instanceof RangeError && /maxSize/.test(e.message) && /Infinity/.test(e.message),
   );
   assert.throws(
-    () => cache({ backend: "shared", dir, maxSize: 2 ** 24 + 1 }),
+    () => cache({ backend: "shared", dir, maxSize: MAX_SHARED_ENTRIES + 1 }),
     (e) => e instanceof RangeError && /maxSize/.test(e.message) && /16777217/.test(e.message),
   );
   assert.throws(

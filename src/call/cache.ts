@@ -8,7 +8,7 @@
  * @module
  */
 
-import { bytesToKeyString, KeyWriter } from "../codec/key_codec.ts";
+import { KeyWriter } from "../codec/key_codec.ts";
 import {
   Backend,
   type CacheOptions,
