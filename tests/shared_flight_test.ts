@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import { loadNative } from "../src/native/ffi.ts";
 import { SharedStore } from "../src/store/shared_store.ts";
 import { pendingFlightWaits } from "../src/store/shared_flights.ts";
-import { FLIGHT, NO_TTL, Status } from "../src/native/_abi.ts";
+import { FLIGHT, FLIGHT_RECORDS, FLIGHT_SIZE, NO_TTL, Status } from "../src/native/_abi.ts";
 import { type KeyBytes, MISS } from "../src/store/store.ts";
 
 const root = new URL("../", import.meta.url).pathname;
@@ -437,9 +437,11 @@ Deno.test("SharedStore.flights: a fresh process given a killed owner's liveness 
     // Nothing of the dead owners stays in the table (the fresh handles ended it at open).
     const bytes = Deno.readFileSync(`${dir}/flight.warp`);
     const view = new DataView(bytes.buffer);
-    const start = bytes.length - 512 * 32;
+    const start = bytes.length - FLIGHT_RECORDS * FLIGHT_SIZE;
     let inUse = 0;
-    for (let i = 0; i < 512; i++) if (view.getBigUint64(start + 32 * i, true) !== 0n) inUse++;
+    for (let i = 0; i < FLIGHT_RECORDS; i++) {
+      if (view.getBigUint64(start + FLIGHT_SIZE * i, true) !== 0n) inUse++;
+    }
     assert.equal(inUse, 0, "flight records left in use");
   });
 });

@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { isDeepStrictEqual } from "node:util";
 import { Backend, cache, type CacheOptions, type SharedCacheInfo } from "../mod.ts";
 import { defaultSharedDir, sharedFileName } from "../src/store/shared_store.ts";
-import { MAX_SHARED_ENTRIES } from "../src/native/_abi.ts";
+import { HEADER_SIZE, MAX_SHARED_ENTRIES, SHM_HEADER } from "../src/native/_abi.ts";
 import { samples, SAMPLES_MAX_VALUE_SIZE } from "./fixtures/shared_common.ts";
 import { handResumes, secondChance } from "./fixtures/sieve_scenarios.ts";
 
@@ -673,12 +673,12 @@ Deno.test("cache() shared: a garbage file at the path is recreated", async (t) =
       }, true],
       ["right identity line, garbage after it", () => {
         const bytes = random(good.length);
-        bytes.set(good.subarray(0, 64));
+        bytes.set(good.subarray(0, SHM_HEADER.seq)); // the identity line ends at the seqlock's
         return bytes;
       }, false],
       ["good header, garbage table and slots", () => {
         const bytes = random(good.length);
-        bytes.set(good.subarray(0, 512));
+        bytes.set(good.subarray(0, HEADER_SIZE));
         return bytes;
       }, false],
     ];

@@ -1,7 +1,9 @@
 /**
  * THE symbol table of the native library, its loader and its ABI check. This is the only
  * file that opens the native library with `Deno.dlopen` (`_uid.ts` opens the C library for
- * `geteuid`).
+ * `geteuid`). The signatures are written here by hand; the values that cross with them (the
+ * ABI version checked on load, status codes, sentinels, field orders, limits) come from
+ * `_abi.ts`, generated from the crate (`rust/src/abi.rs`).
  *
  * Where the library is looked for, how it is verified and downloaded: `_library.ts` and
  * the README ("Install"). A library is loaded from the very file that was checked
