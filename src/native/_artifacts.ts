@@ -20,7 +20,7 @@ export interface ArtifactInfo {
 export const ARTIFACTS: Readonly<Record<string, ArtifactInfo>> = {
   "x86_64-unknown-linux-gnu": {
     file: "libwarp_cache-x86_64-unknown-linux-gnu.so",
-    sha256: "d73d7c228fc61075be8f90f2f7bbf4267a4a651877fd20d6eb5d65c77423fb14",
-    size: 586464,
+    sha256: "1d6e3790420d2b2a14f08d8844fcc5bfef44cd8680e3ebfb3a3d9be7ef13ef7a",
+    size: 716744,
   },
 };
