@@ -1,8 +1,9 @@
 /**
  * The memory backend against its peers, in the same run: `cache()` from `@warp/cache`, a
  * hand-written `Map` memoize keyed by a number (the floor, and each group's baseline),
- * npm `lru-cache` used as a memoizer, `micro-memoize`, `memoizee`, `p-memoize` (async
- * only) and `@neophi/sieve-cache` (a JavaScript SIEVE) used as a memoizer.
+ * npm `lru-cache` used as a memoizer (and, async, through its own `fetch`),
+ * `micro-memoize`, `memoizee`, `p-memoize` (async only) and `@neophi/sieve-cache` (a
+ * JavaScript SIEVE) used as a memoizer.
  *
  * Every group runs on two key streams (see `_workload.ts`): `hit-only` (every call a hit)
  * and `zipf` (Zipf 1.0 over 100,000 keys, caches of 10,000 entries, so misses happen as
@@ -356,6 +357,19 @@ for (const spec of STREAMS) {
     await benchAsync(g, "warp cache()", (j) => warp(a[j]!, b[j]!), want2);
     const l = kvMemoAsync(lru<Promise<number>>(max), af2);
     await benchAsync(g, "lru-cache", (j) => l(a[j]!, b[j]!), want2);
+    // lru-cache's own async memoizer: `fetch` calls `fetchMethod` on a miss and shares
+    // the pending Promise between concurrent callers (its `memo` is the synchronous one).
+    const lf = new LRUCache<string, number>({
+      max,
+      fetchMethod: (k: string): Promise<number> => {
+        const comma = k.indexOf(",");
+        return af2(Number(k.slice(0, comma)), Number(k.slice(comma + 1)));
+      },
+    });
+    // `fetch` resolves to `undefined` only when aborted or failing: `check` would see it.
+    const viaFetch = (j: number): Promise<number> =>
+      lf.fetch(`${a[j]!},${b[j]!}`) as Promise<number>;
+    await benchAsync(g, "lru-cache fetch", viaFetch, want2);
     if (spec.hitOnly) {
       const mm = microMemoize(af2, { maxSize: max, async: true });
       await benchAsync(g, "micro-memoize", (j) => mm(a[j]!, b[j]!), want2);

@@ -2,8 +2,8 @@
  * The shared backend (`cache({ backend: "shared" })`, a memory-mapped file) against the
  * memory backend and against Deno KV on a local file (`Deno.openKv(path)`), in the same
  * run: hits and miss + insert, with a primitive value (a number) and a structured value (a
- * small plain object). lmdb, the other on-disk peer, needs a `node_modules` directory and
- * runs from `bench/peers/lmdb_bench.ts`.
+ * small plain object). lmdb, the other on-disk peer, runs from `bench/peers/lmdb_bench.ts`
+ * in a process of its own (as Deno KV does: `scripts/bench_report.ts`).
  *
  * The peers are used as memoizers, as the cache is: `get`, and on a miss compute and
  * `set`. Deno KV never evicts, so on the `zipf` stream it ends up holding every key

@@ -118,51 +118,35 @@ for (const spec of STREAMS) {
   );
 }
 
-// Misses: every call a new key, caches full (each insert evicts).
+// Misses: every call a new key (a new round), caches full (each insert evicts).
 const max = 10_000;
-const range = (n: number, k: number): number[] => Array.from({ length: n }, (_, i) => i * k);
-const ma = range(MASK + 1, 1);
-const mb = range(MASK + 1, 0);
 let round = 0;
-for (const [side, c] of sides) {
-  const f = c({ maxSize: max })(f2);
-  Deno.bench({
-    group: "miss + insert 2 int args",
-    name: side,
-    baseline: side === "before",
-    fn(): void {
-      let acc = 0;
-      const r = ++round;
-      for (let n = 0; n < BATCH; n++) acc += f(ma[n]!, r);
-      sink += acc;
-    },
-  });
+function missRow(
+  group: string,
+  make: (c: CacheFn, side: string) => (a: number, b: number) => number | Promise<number>,
+): void {
+  for (const [side, c] of sides) {
+    const f = make(c, side);
+    Deno.bench({
+      group,
+      name: side,
+      baseline: side === "before",
+      async fn(): Promise<void> {
+        let acc = 0;
+        const r = ++round;
+        for (let n = 0; n < BATCH; n++) {
+          const v = f(n, r);
+          acc += typeof v === "number" ? v : await v; // a synchronous miss is not awaited
+        }
+        sink += acc;
+      },
+    });
+  }
 }
-for (const [side, c] of sides) {
-  const f = c({ maxSize: max })(af2);
-  Deno.bench({
-    group: "async miss + insert 2 int args",
-    name: side,
-    baseline: side === "before",
-    async fn(): Promise<void> {
-      let acc = 0;
-      const r = ++round;
-      for (let n = 0; n < BATCH; n++) acc += await f(mb[n]! + n, r);
-      sink += acc;
-    },
-  });
-}
-for (const [side, c] of sides) {
-  const f = c({ backend: "shared", maxSize: max, dir: sharedDir, name: `split-miss-${side}` })(f2);
-  Deno.bench({
-    group: "shared miss + insert 2 int args",
-    name: side,
-    baseline: side === "before",
-    fn(): void {
-      let acc = 0;
-      const r = ++round;
-      for (let n = 0; n < BATCH; n++) acc += f(ma[n]!, r);
-      sink += acc;
-    },
-  });
-}
+missRow("miss + insert 2 int args", (c) => c({ maxSize: max })(f2));
+missRow("async miss + insert 2 int args", (c) => c({ maxSize: max })(af2));
+missRow(
+  "shared miss + insert 2 int args",
+  (c, side) =>
+    c({ backend: "shared", maxSize: max, dir: sharedDir, name: `split-miss-${side}` })(f2),
+);

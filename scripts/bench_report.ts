@@ -6,8 +6,7 @@
  * 2. `deno bench --json` over `bench/memory_bench.ts` and `bench/shared_bench.ts`,
  *    `--runs` times (3) with the native engine, once more with the TypeScript engine
  *    (only `cache()`'s own cases);
- * 3. `npm install` in `bench/peers/` when lmdb is missing there, then
- *    `bench/peers/lmdb_bench.ts` `--runs` times with `--node-modules-dir=manual`;
+ * 3. `bench/peers/lmdb_bench.ts` (`npm:lmdb`) `--runs` times, each in a process of its own;
  * 4. the hit-ratio simulator (`bench/sim.ts`), the memory footprint
  *    (`bench/footprint.ts`), 1 against 2 processes (`bench/shared_procs.ts`), the remote
  *    tier against Redis on loopback (`bench/remote.ts`), the costs
@@ -16,8 +15,12 @@
  *    and to each peer, the targets of issue #4 met or missed, the miss-ratio table, the
  *    scale tables (their chart: `bench/scale.svg`).
  *
- * Cases that cannot run (shared backend not available, lmdb not installed, no native
- * library) are left out with a note in the report. Raw outputs go to `bench/.out/`.
+ * Cases that the build cannot run (shared backend not available, no native library) are
+ * left out with a note in the report. A peer that fails is an error that ends the run,
+ * naming the file and the benchmarks that failed, never a column missing from the report:
+ * every bench file must run to the end with every benchmark passing, and every group must
+ * have the peers listed in `REQUIRED_PEERS` (`_bench_runs.ts`). Raw outputs go to
+ * `bench/.out/`.
  *
  * Usage: `deno run -A scripts/bench_report.ts [--runs=3] [--no-build] [--quick]
  * [--only scale|sim [--reuse]]` (`--quick`: 1 run, shorter simulator traces and the scale
@@ -42,11 +45,11 @@ import type { RemoteReport } from "../bench/remote.ts";
 import type { ScaleReport } from "../bench/scale.ts";
 import { SCALE_HEADING, scaleFindings, scaleSection, scaleSpec } from "./_scale_report.ts";
 import { SIM_HEADING, simSection, simTargets } from "./_sim_report.ts";
+import { type BenchJson, checkedReport, missingPeers, tail } from "./_bench_runs.ts";
 
 const root = new URL("../", import.meta.url).pathname;
 const benchDir = `${root}bench/`;
 const outDir = `${benchDir}.out/`;
-const peersDir = `${benchDir}peers/`;
 
 const args = Deno.args;
 const quick = args.includes("--quick");
@@ -106,21 +109,7 @@ async function sh(
   }
 }
 
-function tail(text: string, lines = 4): string {
-  // deno-lint-ignore no-control-regex
-  return text.replace(/\x1b\[[0-9;]*m/g, "").trim().split("\n").slice(-lines).join(" / ");
-}
-
 // ---------------------------------------------------------------- deno bench output
-
-interface BenchJson {
-  benches: Array<{
-    origin: string;
-    group: string | null;
-    name: string;
-    results: Array<{ ok?: { avg: number; n: number } }>;
-  }>;
-}
 
 /** ns per call by `group \0 name`, one array entry per run. */
 const samples = new Map<string, number[]>();
@@ -139,30 +128,35 @@ function record(json: BenchJson, rename: (name: string) => string): void {
   }
 }
 
+/**
+ * Runs one `deno bench --json` and records its figures.
+ *
+ * @throws {Error} If the run fails in any way (see `checkedReport` in `_bench_runs.ts`): a
+ * peer that breaks stops the run instead of leaving a column out of the report. The
+ * whole output is in `bench/.out/`.
+ */
 async function denoBench(
   label: string,
   benchArgs: string[],
   opts: { cwd?: string; env?: Record<string, string> },
   rename: (name: string) => string,
-): Promise<boolean> {
+): Promise<void> {
   log(`deno bench: ${label}`);
   const res = await sh(Deno.execPath(), ["bench", "--json", ...benchArgs], opts);
   const slug = label.replace(/[^a-z0-9]+/gi, "_");
   await Deno.writeTextFile(`${outDir}${slug}.json.txt`, res.stdout);
   await Deno.writeTextFile(`${outDir}${slug}.err.txt`, res.stderr);
-  const start = res.stdout.indexOf("{");
-  if (start < 0) {
-    notes.push(`\`${label}\` produced no results: ${tail(res.stderr)}`);
-    return false;
+  record(checkedReport(label, benchArgs, res), rename);
+}
+
+/** @throws {Error} If a group lacks a peer of `REQUIRED_PEERS` (`_bench_runs.ts`). */
+function requirePeers(): void {
+  const missing = missingPeers(groupOrder, (g, name) => ns(g, name) !== undefined);
+  if (missing.length > 0) {
+    throw new Error(
+      `Cannot finish the bench run: peers missing from the results: ${missing.join("; ")}`,
+    );
   }
-  try {
-    record(JSON.parse(res.stdout.slice(start)) as BenchJson, rename);
-  } catch (e) {
-    notes.push(`\`${label}\`: unreadable output (${e instanceof Error ? e.message : e})`);
-    return false;
-  }
-  if (!res.ok) notes.push(`\`${label}\` exited with an error: ${tail(res.stderr)}`);
-  return true;
 }
 
 function median(xs: number[]): number {
@@ -216,6 +210,7 @@ async function machine(): Promise<Array<[string, string]>> {
       "memoizee",
       "p-memoize",
       "@neophi/sieve-cache",
+      "lmdb",
       "vega",
       "vega-lite",
     ];
@@ -227,16 +222,6 @@ async function machine(): Promise<Array<[string, string]>> {
     rows.push(["npm peers", found.sort().join(", ")]);
   } catch {
     // no lock file
-  }
-  try {
-    const pkg = JSON.parse(
-      await Deno.readTextFile(`${peersDir}node_modules/lmdb/package.json`),
-    ) as {
-      version: string;
-    };
-    rows.push(["lmdb", pkg.version]);
-  } catch {
-    rows.push(["lmdb", "not installed"]);
   }
   return rows;
 }
@@ -415,33 +400,11 @@ if (native) {
   );
 }
 
-// lmdb: npm install in bench/peers when missing, then its own deno bench invocations.
-let lmdbReady = false;
-try {
-  lmdbReady = Deno.statSync(`${peersDir}node_modules/lmdb/package.json`).isFile;
-} catch {
-  log("npm install in bench/peers");
-  const res = await sh("npm", ["install", "--no-audit", "--no-fund"], { cwd: peersDir });
-  if (res.ok) lmdbReady = true;
-  else notes.push(`lmdb left out: \`npm install\` in bench/peers failed: ${tail(res.stderr)}`);
+// lmdb: `npm:lmdb`, in deno bench invocations of its own.
+for (let r = 1; r <= RUNS; r++) {
+  await denoBench("lmdb run " + r, ["-A", "bench/peers/lmdb_bench.ts"], {}, (n) => n);
 }
-if (lmdbReady) {
-  for (let r = 1; r <= RUNS; r++) {
-    await denoBench(
-      `lmdb run ${r}`,
-      ["-A", "--node-modules-dir=manual", "lmdb_bench.ts"],
-      { cwd: peersDir },
-      (n) => n,
-    );
-  }
-}
-machineRows.splice(machineRows.findIndex(([k]) => k === "lmdb"), 1, [
-  "lmdb",
-  await Deno.readTextFile(`${peersDir}node_modules/lmdb/package.json`).then(
-    (t) => (JSON.parse(t) as { version: string }).version,
-    () => "not installed",
-  ),
-]);
+requirePeers();
 
 const sim = await simStep();
 
@@ -756,6 +719,7 @@ const memNames = [
   W,
   "warp cache() (ts)",
   "lru-cache",
+  "lru-cache fetch",
   "micro-memoize",
   "memoizee",
   "p-memoize",
@@ -847,8 +811,8 @@ md.push(
   "Every contender is used as a memoizer (`get`, and on a miss compute and `set`). lmdb and " +
     "Deno KV never evict: on `zipf` they end up holding every key while the caches hold " +
     "10,000. The Deno KV file and the lmdb environment live in the system temp directory, the " +
-    "shared cache in `/dev/shm`. lmdb runs in a separate `deno bench` invocation of the same " +
-    "`deno task bench` (`bench/peers/`).",
+    "shared cache in `/dev/shm`. lmdb (`npm:lmdb`, with its native addon) runs in a `deno " +
+    "bench` invocation of its own in the same `deno task bench` (`bench/peers/lmdb_bench.ts`).",
 );
 md.push("");
 if (sharedGroups.length) {

@@ -18,9 +18,13 @@
  * 5. Two hosts, one Redis: two processes with their own shared cache directories and one
  *    `redis-server` behind both; local hits, remote hits and computations per host
  *    (`scripts/_demo_remote.ts`; skipped with a note when `redis-server` is not installed).
+ * 6. Tags: one `invalidateTags` reaching three processes of a shared cache at once and a
+ *    host behind Redis through the bus, and a failing origin served by `staleIfError` with
+ *    a back-off (`scripts/_demo_tags.ts`; the Redis host is skipped with a note without
+ *    `redis-server`).
  *
  * Options: `--requests=N` (2000), `--concurrency=N` (8), `--seed=N`, `--no-shared`,
- * `--no-flaky`, `--no-remote`.
+ * `--no-flaky`, `--no-remote`, `--no-tags`.
  * Exits non-zero if a response is wrong or a counter disagrees with the requests sent.
  *
  * @module
@@ -45,6 +49,7 @@ import {
 } from "./_demo_work.ts";
 import { runFlakyDemo } from "./_demo_flaky.ts";
 import { runRemoteDemo } from "./_demo_remote.ts";
+import { runTagsDemo } from "./_demo_tags.ts";
 import type { SharedServerConfig, SharedServerStats } from "./_demo_server.ts";
 
 /** Settings of one run (from the command line). */
@@ -58,6 +63,8 @@ interface DemoOptions {
   flaky: boolean;
   /** Whether to run the two-host part ({@linkcode runRemoteDemo}). */
   remote: boolean;
+  /** Whether to run the tags part ({@linkcode runTagsDemo}). */
+  tags: boolean;
   /** Longest time one measured run may take before it stops issuing requests, ms. */
   budgetMs: number;
   ttl: number;
@@ -138,6 +145,7 @@ function parseOptions(args: readonly string[]): DemoOptions {
     shared: true,
     flaky: true,
     remote: true,
+    tags: true,
     budgetMs: 15_000,
     ttl: 60_000,
   };
@@ -147,6 +155,7 @@ function parseOptions(args: readonly string[]): DemoOptions {
     if (flag === "--no-shared") options.shared = false;
     else if (flag === "--no-flaky") options.flaky = false;
     else if (flag === "--no-remote") options.remote = false;
+    else if (flag === "--no-tags") options.tags = false;
     else if (flag === "--requests" && Number.isInteger(n) && n > 0) options.requests = n;
     else if (flag === "--concurrency" && Number.isInteger(n) && n > 0) options.concurrency = n;
     else if (flag === "--seed" && Number.isInteger(n)) options.seed = n;
@@ -602,6 +611,7 @@ async function main(): Promise<number> {
   if (options.shared) ok = (await runSharedDemo(workload, options, verifier)) && ok;
   if (options.flaky) ok = (await runFlakyDemo()) && ok;
   if (options.remote) ok = (await runRemoteDemo()) && ok;
+  if (options.tags && native) ok = (await runTagsDemo()) && ok;
 
   const allRight = await verifier.settle();
   if (verifier.changed.size > 0) {

@@ -32,6 +32,7 @@ const MEMORY_SUITES = [
   "tests/jitter_test.ts",
   "tests/stale_if_error_test.ts",
   "tests/tags_test.ts",
+  "tests/remote_tags_test.ts",
   "tests/memory_budget_test.ts",
   "tests/context_test.ts",
   "tests/stale_test.ts",

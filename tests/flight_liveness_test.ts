@@ -8,6 +8,7 @@
 // computed, what was returned, and the order of events, never a tight duration.
 import assert from "node:assert/strict";
 import { cache } from "../mod.ts";
+import { runScript, splitLines } from "./fixtures/run_child.ts";
 
 const fixture = new URL("./fixtures/flight_scenario_child.ts", import.meta.url).pathname;
 const root = new URL("../", import.meta.url).pathname;
@@ -65,20 +66,6 @@ async function spawn(s: Scenario): Promise<Child> {
   const first = await lines.read();
   assert.equal(first.value, "ready");
   return { process, pid: process.pid, lines, stdin: process.stdin.getWriter() };
-}
-
-function splitLines(): TransformStream<string, string> {
-  let rest = "";
-  return new TransformStream({
-    transform(chunk, out): void {
-      const parts = (rest + chunk).split("\n");
-      rest = parts.pop()!;
-      for (const p of parts) if (p.trim() !== "") out.enqueue(p);
-    },
-    flush(out): void {
-      if (rest.trim() !== "") out.enqueue(rest);
-    },
-  });
 }
 
 async function go(child: Child): Promise<void> {
@@ -325,7 +312,8 @@ Deno.test("flights: a synchronous call never blocks on an async computation of i
   // In a child process: a hang there fails this test instead of hanging the suite.
   const dir = await Deno.makeTempDir({ dir: "/dev/shm", prefix: "warp_liveness_" });
   try {
-    const code = `
+    const run = await runScript(
+      `
       import { cache } from "${new URL("../mod.ts", import.meta.url).href}";
       const opts = {
         backend: "shared",
@@ -341,27 +329,12 @@ Deno.test("flights: a synchronous call never blocks on an async computation of i
       const pending = slow("k");
       const v = quick("k");
       console.log(JSON.stringify({ sync: v, async: await pending }));
-    `;
-    const file = `${dir}/script.ts`;
-    await Deno.writeTextFile(file, code);
-    const child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", "--quiet", file],
-      cwd: root,
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    const timer = setTimeout(() => child.kill("SIGKILL"), HANG_MS);
-    const out = await child.output();
-    clearTimeout(timer);
-    assert.equal(
-      out.code,
-      0,
-      `the process hung or failed: ${new TextDecoder().decode(out.stderr)}`,
+    `,
+      [],
+      HANG_MS,
     );
-    assert.deepEqual(JSON.parse(new TextDecoder().decode(out.stdout)), {
-      sync: "sync:k",
-      async: "async:k",
-    });
+    assert.equal(run.code, 0, `the process hung or failed: ${run.stderr}`);
+    assert.deepEqual(JSON.parse(run.stdout), { sync: "sync:k", async: "async:k" });
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -386,26 +359,19 @@ Deno.test("flights: an async result that cannot be serialized does not wedge its
         assert.equal(calls, i, "the function ran again");
       }
       // Another process computes the key (the flight was released).
-      const code = `
+      const run = await runScript(
+        `
         import { cache } from "${new URL("../mod.ts", import.meta.url).href}";
         const g = cache({ backend: "shared", dir: ${JSON.stringify(dir)}, name: "wedge" })(
           async (x: number) => x * 10,
         );
         console.log(await g(1));
-      `;
-      const file = `${dir}/script.ts`;
-      await Deno.writeTextFile(file, code);
-      const child = new Deno.Command(Deno.execPath(), {
-        args: ["run", "-A", "--quiet", file],
-        cwd: root,
-        stdout: "piped",
-        stderr: "inherit",
-      }).spawn();
-      const timer = setTimeout(() => child.kill("SIGKILL"), HANG_MS);
-      const out = await child.output();
-      clearTimeout(timer);
-      assert.equal(out.code, 0, "the other process hung on the key");
-      assert.equal(new TextDecoder().decode(out.stdout).trim(), "10");
+      `,
+        [],
+        HANG_MS,
+      );
+      assert.equal(run.code, 0, "the other process hung on the key");
+      assert.equal(run.stdout.trim(), "10");
     } finally {
       f[Symbol.dispose]();
     }

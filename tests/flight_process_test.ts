@@ -4,6 +4,7 @@
 // issue "No hang, no stall, no leak across processes": two caches of one name in one
 // process, `cacheSet` during another process's computation, a dispose during a wait.
 import assert from "node:assert/strict";
+import { splitLines } from "./fixtures/run_child.ts";
 import { cache } from "../mod.ts";
 
 const fixture = new URL("./fixtures/flight_cache_child.ts", import.meta.url).pathname;
@@ -40,20 +41,6 @@ async function spawn(args: string[]): Promise<Child> {
   const first = await lines.read();
   assert.equal(first.value, "ready");
   return { process, pid: process.pid, stdin: process.stdin.getWriter(), lines };
-}
-
-function splitLines(): TransformStream<string, string> {
-  let rest = "";
-  return new TransformStream({
-    transform(chunk, out): void {
-      const parts = (rest + chunk).split("\n");
-      rest = parts.pop()!;
-      for (const p of parts) if (p.trim() !== "") out.enqueue(p);
-    },
-    flush(out): void {
-      if (rest.trim() !== "") out.enqueue(rest);
-    },
-  });
 }
 
 async function report(child: Child): Promise<Report> {

@@ -4,8 +4,7 @@
 import assert from "node:assert/strict";
 import { cache } from "../mod.ts";
 import { backends } from "./fixtures/backends.ts";
-
-const root = new URL("../", import.meta.url).pathname;
+import { runScript } from "./fixtures/run_child.ts";
 
 /** How many of `keys` hit at time `t` (each call that misses is counted by `calls`). */
 function hitsAt(f: (k: number) => number, keys: number, calls: { n: number }): number {
@@ -79,12 +78,9 @@ Deno.test("ttlJitter: another process honours the jittered TTL of a shared entry
   if ((await Deno.permissions.query({ name: "ffi" })).state !== "granted") return;
   const dir = await Deno.makeTempDir({ dir: "/dev/shm", prefix: "warp_jitter_" });
   try {
-    const script = `${dir}/child.ts`;
     // The child stores 300 keys at Unix time T with ttl 1000 + jitter 1000, then another
     // cache (no jitter, ttl 1000) in a second process counts those alive at T + 1500.
-    await Deno.writeTextFile(
-      script,
-      `import { cache } from "${new URL("../mod.ts", import.meta.url).href}";
+    const code = `import { cache } from "${new URL("../mod.ts", import.meta.url).href}";
       const [mode, dir, t] = Deno.args;
       let now = Number(t);
       let calls = 0;
@@ -94,17 +90,11 @@ Deno.test("ttlJitter: another process honours the jittered TTL of a shared entry
         clock: () => now,
       })((k: number) => { calls++; return k; });
       for (let k = 0; k < 300; k++) f(k);
-      console.log(300 - calls);`,
-    );
+      console.log(300 - calls);`;
     const run = async (mode: string, t: number): Promise<number> => {
-      const out = await new Deno.Command(Deno.execPath(), {
-        args: ["run", "-A", "--quiet", script, mode, dir, String(t)],
-        cwd: root,
-        stdout: "piped",
-        stderr: "inherit",
-      }).output();
-      assert.equal(out.code, 0);
-      return Number(new TextDecoder().decode(out.stdout));
+      const out = await runScript(code, [mode, dir, String(t)]);
+      assert.equal(out.code, 0, out.stderr);
+      return Number(out.stdout);
     };
     const T = 1_700_000_000_000;
     assert.equal(await run("write", T), 0, "the writer computed every key");

@@ -1,5 +1,11 @@
 import assert from "node:assert/strict";
-import { bytesToKeyString, encodeKey, KeyWriter, MAX_KEY_DEPTH } from "../src/codec/key_codec.ts";
+import {
+  bytesToKeyString,
+  encodeKey,
+  KeyWriter,
+  MAX_KEY_DEPTH,
+  ShapeTable,
+} from "../src/codec/key_codec.ts";
 
 const hex = (b: Uint8Array): string =>
   Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
@@ -113,4 +119,169 @@ Deno.test("bytesToKeyString() is lossless and injective over bytes", () => {
     bytesToKeyString(new Uint8Array([0x80]), 1),
     bytesToKeyString(new Uint8Array([0x81]), 1),
   );
+});
+
+Deno.test("encodeKey() shape cache: keys added or deleted are seen at once", () => {
+  for (const shared of [false, true]) {
+    const enc = (o: unknown): string => hex(encodeKey([o], { shared }));
+    const o: Record<string, unknown> = { a: 1, b: 2 };
+    const before = enc(o);
+    assert.equal(before, enc({ b: 2, a: 1 }));
+    o.c = 3;
+    assert.equal(enc(o), enc({ a: 1, b: 2, c: 3 }));
+    assert.notEqual(enc(o), before);
+    delete o.a;
+    assert.equal(enc(o), enc({ b: 2, c: 3 }));
+    delete o.b;
+    delete o.c;
+    assert.equal(enc(o), enc({}));
+    o.a = 1;
+    o.b = 2;
+    assert.equal(enc(o), before, "back to the first shape, listed in another order");
+    // Same key names, listed in another order by another object: one key.
+    assert.equal(enc({ b: 2, a: 1 }), enc({ a: 1, b: 2 }));
+  }
+});
+
+Deno.test("encodeKey() shape cache: getters are read on every encode, once each", () => {
+  for (const shared of [false, true]) {
+    let reads = 0;
+    const o = {
+      get x(): number {
+        return ++reads;
+      },
+      y: "y",
+    };
+    const first = hex(encodeKey([o], { shared }));
+    assert.equal(reads, 1);
+    const second = hex(encodeKey([o], { shared }));
+    assert.equal(reads, 2);
+    assert.notEqual(first, second);
+    assert.equal(second, hex(encodeKey([{ x: 2, y: "y" }], { shared })));
+  }
+});
+
+Deno.test("encodeKey() shape cache: a changed prototype is seen at once", () => {
+  class Box {}
+  const o: Record<string, unknown> = { a: 1 };
+  const plain = hex(encodeKey([o]));
+  Object.setPrototypeOf(o, Box.prototype);
+  const boxed = hex(encodeKey([o]));
+  assert.notEqual(boxed, plain, "a class instance is keyed by identity");
+  assert.notEqual(boxed, hex(encodeKey([Object.setPrototypeOf({ a: 1 }, Box.prototype)])));
+  assert.throws(() => encodeKey([o], { shared: true }), /argument 0 \(a Box\)/);
+  Object.setPrototypeOf(o, null);
+  assert.equal(hex(encodeKey([o])), plain, "a null-prototype object is a plain object");
+  Object.setPrototypeOf(o, Object.prototype);
+  assert.equal(hex(encodeKey([o])), plain);
+});
+
+Deno.test("ShapeTable is bounded and keeps each key set's encoding for good", () => {
+  const table = new ShapeTable(4, 8);
+  for (const shared of [false, true]) {
+    const w = new KeyWriter(64, shared, table);
+    const enc = (o: unknown): string => {
+      const len = w.call(undefined, false, [o]);
+      return hex(w.buf.subarray(0, len));
+    };
+    const objectOf = (i: number): Record<string, number> => ({ [`k${i}`]: i, z: 0 });
+    // 40 key sets through a cache of 4 shapes and 8 shape numbers.
+    const first = Array.from({ length: 40 }, (_, i) => enc(objectOf(i)));
+    assert.ok(table.cached <= 4, `${table.cached} shapes cached`);
+    assert.equal(table.numbered, 8);
+    assert.equal(new Set(first).size, 40, "40 key sets, 40 keys");
+    // The same objects again, in another order: the same bytes, numbered or not.
+    for (let i = 39; i >= 0; i--) assert.equal(enc(objectOf(i)), first[i], `key set ${i}`);
+    // And as a fresh encoder of the process's table would see them: the same equality.
+    for (let i = 0; i < 40; i++) {
+      assert.equal(enc({ z: 0, [`k${i}`]: i }), first[i], `key set ${i}, listed otherwise`);
+    }
+  }
+});
+
+Deno.test("encodeKey() memory and shared forms agree on which keys are equal", () => {
+  const keys: unknown[][] = [
+    [{ a: 1, b: "x" }],
+    [{ b: "x", a: 1 }],
+    [{ a: 1, b: "x", c: undefined }],
+    [{ a: "1", b: "x" }],
+    [["a", 1]],
+    ["a".repeat(255)],
+    ["a".repeat(256)],
+    ["\u0100".repeat(255)],
+    ["\u0100".repeat(256)],
+    [{ ["k".repeat(300)]: 1 }],
+    [{ nested: { a: [1, { b: 2 }] } }],
+    [{ nested: { a: [1, { b: 3 }] } }],
+  ];
+  for (const a of keys) {
+    for (const b of keys) {
+      const memory = hex(encodeKey(a)) === hex(encodeKey(b));
+      const shared = hex(encodeKey(a, { shared: true })) === hex(encodeKey(b, { shared: true }));
+      assert.equal(memory, shared, `${Deno.inspect(a)} / ${Deno.inspect(b)}`);
+    }
+  }
+});
+
+Deno.test("KeyWriter: a getter that encodes another key does not disturb the outer key", () => {
+  for (const shared of [false, true]) {
+    const outer = new KeyWriter(64, shared);
+    let inner = "";
+    const o = {
+      a: "before",
+      get g(): number {
+        // A nested encode, as a cached function called by the getter does it; one that
+        // throws and is caught must not leave its state behind either.
+        const w = new KeyWriter(8, shared);
+        const len = w.call(undefined, false, [{ x: "y".repeat(100) }]);
+        inner = hex(w.buf.subarray(0, len));
+        const cyclic: unknown[] = [];
+        cyclic.push(cyclic);
+        assert.throws(() => new KeyWriter(8, shared).call(undefined, false, [1, cyclic]));
+        return 1;
+      },
+      z: [1, 2],
+    };
+    const len = outer.call(undefined, false, [o, "after"]);
+    const expected = encodeKey([{ a: "before", g: 1, z: [1, 2] }, "after"], { shared });
+    assert.equal(hex(outer.buf.subarray(0, len)), hex(expected));
+    assert.equal(inner, hex(encodeKey([{ x: "y".repeat(100) }], { shared })));
+  }
+});
+
+Deno.test("KeyWriter: an encode that threw leaves nothing behind for the next one", () => {
+  for (const shared of [false, true]) {
+    const w = new KeyWriter(16, shared);
+    const inner = { deep: [1, 2] };
+    const cyclic: Record<string, unknown> = { inner };
+    cyclic.self = cyclic;
+    // The throw happens with `cyclic` and `inner`'s parents on the stack of ancestors.
+    assert.throws(() => w.call(undefined, false, [cyclic]), /cyclic/);
+    // Objects that were on it then are no ancestors of the next key.
+    const len = w.call(undefined, false, [{ a: cyclic.inner, b: inner }, inner]);
+    assert.equal(
+      hex(w.buf.subarray(0, len)),
+      hex(encodeKey([{ a: { deep: [1, 2] }, b: { deep: [1, 2] } }, { deep: [1, 2] }], { shared })),
+    );
+  }
+});
+
+Deno.test("KeyWriter: arguments read twice by the fast path still give the walk's key", () => {
+  // A hand-made argument list whose element answers a number, then an object: the key is
+  // the one of what the general walk reads (it reads each argument once).
+  for (const shared of [false, true]) {
+    let reads = 0;
+    const args = [1, "s"];
+    Object.defineProperty(args, 0, {
+      get(): unknown {
+        return ++reads === 1 ? 5 : { late: "x".repeat(300) };
+      },
+    });
+    const w = new KeyWriter(8, shared);
+    const len = w.call(undefined, false, args);
+    assert.equal(
+      hex(w.buf.subarray(0, len)),
+      hex(encodeKey([{ late: "x".repeat(300) }, "s"], { shared })),
+    );
+  }
 });

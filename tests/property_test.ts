@@ -6,6 +6,7 @@ import { isDeepStrictEqual } from "node:util";
 import fc from "npm:fast-check@3";
 import { encodeKey } from "../src/codec/key_codec.ts";
 import { decodeValue, decodeValueIn, encodeValue } from "../src/codec/value_codec.ts";
+import * as v1 from "./fixtures/value_codec_v1.ts";
 
 const RUNS = Number(Deno.env.get("WARP_PROPERTY_RUNS") ?? 2000);
 
@@ -55,10 +56,20 @@ function keyEqual(a: unknown, b: unknown): boolean {
     );
 }
 
-function bytes(args: unknown[]): string {
-  const b = encodeKey(args, { shared: true });
+function bytes(args: unknown[], shared = true): string {
+  const b = encodeKey(args, { shared });
   return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
 }
+
+Deno.test("encodeKey() memory form is injective too (short strings, shape numbers)", () => {
+  fc.assert(
+    fc.property(fc.array(keyArb, { maxLength: 3 }), fc.array(keyArb, { maxLength: 3 }), (a, b) => {
+      const equal = a.length === b.length && a.every((x, i) => keyEqual(x, b[i]));
+      assert.equal(bytes(a, false) === bytes(b, false), equal, `${String(a)} vs ${String(b)}`);
+    }),
+    { numRuns: RUNS },
+  );
+});
 
 Deno.test("encodeKey() is injective: equal bytes exactly for keys equal under the README's key rules", () => {
   fc.assert(
@@ -136,6 +147,103 @@ Deno.test("decodeValueIn() (the shared hit path) agrees with decodeValue() on a 
       const out = decodeValueIn(buf, bytes.length, view);
       assert.ok(isDeepStrictEqual(out, v), `${String(v)} came back as ${String(out)}`);
       assert.ok(isDeepStrictEqual(out, decodeValue(bytes)));
+    }),
+    { numRuns: RUNS },
+  );
+});
+
+/** Values with everything the README says round-trips, and some that cannot be stored. */
+const richArb: fc.Arbitrary<unknown> = fc.letrec((tie) => ({
+  leaf: fc.oneof(
+    fc.integer(),
+    fc.integer({ min: -200, max: 200 }),
+    fc.double(),
+    fc.constantFrom(0, -0, NaN, Infinity, -Infinity, 127, 128, 2 ** 31, -(2 ** 31)),
+    fc.string(),
+    fc.fullUnicodeString(),
+    fc.string({ unit: "binary" }),
+    fc.string({ minLength: 250, maxLength: 300 }),
+    fc.bigInt(),
+    fc.boolean(),
+    fc.constant(null),
+    fc.constant(undefined),
+    fc.date(),
+    fc.uint8Array({ maxLength: 16 }),
+    fc.float64Array({ maxLength: 4 }),
+    fc.int16Array({ maxLength: 4 }),
+    fc.bigInt64Array({ maxLength: 2 }),
+    fc.constantFrom(
+      /a+b/giu,
+      new URL("https://x.test/p?q=1"),
+      new URLSearchParams("a=1&b=2"),
+      new ArrayBuffer(3),
+      new DataView(new ArrayBuffer(2)),
+    ),
+    fc.oneof(fc.integer(), fc.string(), fc.boolean()).map((x) => Object(x)),
+  ),
+  node: fc.oneof(
+    { depthSize: "small" },
+    tie("leaf"),
+    fc.array(tie("node"), { maxLength: 5 }),
+    fc.sparseArray(tie("node"), { maxLength: 8 }),
+    fc.dictionary(fc.string({ maxLength: 5 }), tie("node"), { maxKeys: 4 }),
+    fc.dictionary(fc.string({ maxLength: 5 }), tie("node"), { maxKeys: 3 }).map((o) =>
+      Object.assign(Object.create(null), o)
+    ),
+    fc.array(tie("node"), { maxLength: 4 }).map((xs) => new Set(xs)),
+    fc.array(fc.tuple(tie("node"), tie("node")), { maxLength: 3 }).map((xs) => new Map(xs)),
+    // The same object twice, and an object that contains itself.
+    tie("node").map((x) => [x, x]),
+    fc.dictionary(fc.string({ maxLength: 3 }), tie("leaf"), { maxKeys: 2 }).map((o) => {
+      const c: Record<string, unknown> = { ...o };
+      c.self = c;
+      return c;
+    }),
+    // Records of one shape, as an API response holds them.
+    fc.array(fc.record({ id: fc.integer(), name: fc.string(), tags: fc.array(fc.string()) }), {
+      maxLength: 5,
+    }),
+  ),
+})).node;
+
+/** Things that cannot be stored, to mix in. */
+const badArb: fc.Arbitrary<unknown> = fc.constantFrom(
+  () => 1,
+  Symbol("s"),
+  new WeakMap(),
+  Promise.resolve(1),
+  new (class Point {})(),
+  new Error("e"),
+  { [Symbol("k")]: 1 },
+);
+
+Deno.test("encodeValue() round-trips what the previous codec round-tripped, alike", () => {
+  fc.assert(
+    fc.property(richArb, fc.boolean(), (v, promised) => {
+      const now = decodeValue(encodeValue(v, promised).slice());
+      const before = v1.decodeValue(v1.encodeValue(v, promised).slice());
+      assert.ok(isDeepStrictEqual(now, v), `${Deno.inspect(v)} came back as ${Deno.inspect(now)}`);
+      assert.ok(isDeepStrictEqual(now, before), Deno.inspect(v));
+      // What the previous codec wrote reads back as it did.
+      assert.ok(isDeepStrictEqual(decodeValue(v1.encodeValue(v, promised).slice()), v));
+    }),
+    { numRuns: RUNS },
+  );
+});
+
+Deno.test("encodeValue() refuses what the previous codec refused, and only that", () => {
+  fc.assert(
+    fc.property(richArb, badArb, fc.nat(3), (v, bad, where) => {
+      const value = [v, { nested: bad }, bad, new Map([[1, bad]])][where];
+      const outcome = (encode: (x: unknown) => Uint8Array): string => {
+        try {
+          encode(value);
+          return "stored";
+        } catch (e) {
+          return e instanceof TypeError ? "TypeError" : `other: ${e}`;
+        }
+      };
+      assert.equal(outcome(encodeValue), outcome(v1.encodeValue), Deno.inspect(value));
     }),
     { numRuns: RUNS },
   );

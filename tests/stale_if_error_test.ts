@@ -4,8 +4,7 @@
 import assert from "node:assert/strict";
 import { cache } from "../mod.ts";
 import { backends } from "./fixtures/backends.ts";
-
-const root = new URL("../", import.meta.url).pathname;
+import { runScript } from "./fixtures/run_child.ts";
 
 Deno.test("staleIfError: a failed miss gets the value stored less than ttl + staleIfError ago", async () => {
   await backends((label, options) => {
@@ -167,10 +166,7 @@ Deno.test("staleIfError: a process whose computation fails gets the value anothe
   if ((await Deno.permissions.query({ name: "ffi" })).state !== "granted") return;
   const dir = await Deno.makeTempDir({ dir: "/dev/shm", prefix: "warp_sie_" });
   try {
-    const script = `${dir}/child.ts`;
-    await Deno.writeTextFile(
-      script,
-      `import { cache } from "${new URL("../mod.ts", import.meta.url).href}";
+    const code = `import { cache } from "${new URL("../mod.ts", import.meta.url).href}";
       const [mode, dir, t] = Deno.args;
       const f = cache({
         backend: "shared", dir, name: "sie", ttl: 1000, staleIfError: 60_000,
@@ -183,17 +179,11 @@ Deno.test("staleIfError: a process whose computation fails gets the value anothe
         console.log(JSON.stringify({ value: await f(1), info: f.cacheInfo() }));
       } catch (e) {
         console.log(JSON.stringify({ error: String(e) }));
-      }`,
-    );
+      }`;
     const run = async (mode: string, t: number): Promise<Record<string, unknown>> => {
-      const out = await new Deno.Command(Deno.execPath(), {
-        args: ["run", "-A", "--quiet", script, mode, dir, String(t)],
-        cwd: root,
-        stdout: "piped",
-        stderr: "inherit",
-      }).output();
-      assert.equal(out.code, 0);
-      return JSON.parse(new TextDecoder().decode(out.stdout));
+      const out = await runScript(code, [mode, dir, String(t)]);
+      assert.equal(out.code, 0, out.stderr);
+      return JSON.parse(out.stdout);
     };
     const T = 1_700_000_000_000;
     const w = await run("ok", T);

@@ -173,6 +173,16 @@ Deno.test("tags: bad values are errors naming the option or the function", () =>
     return k;
   });
   assert.throws(() => h(1), /tag takes strings/);
+  // A lone surrogate: the remote tier's frames and bus (UTF-8) would turn it into U+FFFD.
+  assert.throws(() => invalidateTags("a\ud800"), /well-formed strings .*"a\\ud800"/);
+  const l = cache({ tags: () => ["\udc00"] })((k: number) => k);
+  assert.throws(() => l(1), TypeError);
+  const m = cache()((k: number) => {
+    cacheContext()!.tag("x\ud800y");
+    return k;
+  });
+  assert.throws(() => m(1), /tag takes well-formed strings/);
+  invalidateTags("\ufffd", "\ud83d\ude00"); // well-formed: fine
 });
 
 Deno.test("ProcessTagClock: past its bound it forgets the oldest tags and treats older entries as invalid", () => {

@@ -1,5 +1,13 @@
 import assert from "node:assert/strict";
-import { decodeValue, encodeValue, isPromised, PROMISED_FLAG } from "../src/codec/value_codec.ts";
+import { isDeepStrictEqual } from "node:util";
+import {
+  decodeValue,
+  decodeValueIn,
+  encodeValue,
+  isPromised,
+  PROMISED_FLAG,
+} from "../src/codec/value_codec.ts";
+import * as v1 from "./fixtures/value_codec_v1.ts";
 
 /** Encodes, copies the bytes out of the reused buffer as a store would, and decodes. */
 function roundTrip(value: unknown, promised = false): unknown {
@@ -47,9 +55,9 @@ Deno.test("encodeValue() round-trips primitives exactly", async (t) => {
     assert.ok(Object.is(roundTrip(-0), -0));
   });
 
-  await t.step("bigint goes through the structured path", () => {
-    for (const b of [0n, -1n, 2n ** 200n, -(2n ** 64n)]) assert.equal(roundTrip(b), b);
-    assert.equal(tagOf(1n), 10);
+  await t.step("bigint goes through the binary item codec", () => {
+    for (const b of [0n, -1n, 2n ** 200n, -(2n ** 64n), -0n]) assert.equal(roundTrip(b), b);
+    assert.equal(tagOf(1n), 13);
   });
 });
 
@@ -130,58 +138,84 @@ Deno.test("encodeValue() round-trips Uint8Array", async (t) => {
   });
 });
 
-Deno.test("encodeValue() round-trips flat arrays of primitives", async (t) => {
-  await t.step("mixed elements take the array tag", () => {
+Deno.test("encodeValue() round-trips arrays", async (t) => {
+  await t.step("flat arrays of primitives", () => {
     const arrays: unknown[][] = [
       [],
       [1, 2, 3],
       [undefined, null, true, false, -0, NaN, "", "a", "日本", "\ud800", "x".repeat(70_000)],
       [new Uint8Array([1, 2]), new Uint8Array(0), "z"],
       Array.from({ length: 10_000 }, (_, i) => i % 3 ? i : `s${i}`),
+      [0, 127, 128, -1, 2 ** 31 - 1, -(2 ** 31), 2 ** 31, 0.5, Infinity, -Infinity],
     ];
     for (const a of arrays) {
-      assert.equal(tagOf(a), 9);
-      assert.deepEqual(roundTrip(a), a);
+      assert.equal(tagOf(a), 13);
+      assert.deepStrictEqual(roundTrip(a), a);
     }
   });
 
-  await t.step("holes, nesting and subclasses go through the JSON or structured path", () => {
+  await t.step("holes, nesting and subclasses", () => {
     // deno-lint-ignore no-sparse-arrays
     const sparse = [1, , 3];
     class MyArray extends Array {}
     const sub = MyArray.from([1, 2]);
-    for (const a of [[[1], 2], [{ a: 1 }]]) {
-      assert.equal(tagOf(a), 11);
-      assert.deepEqual(roundTrip(a), a);
-    }
-    for (const a of [sparse, [[1], 2n], [1n], [new Date(0)]]) {
-      assert.equal(tagOf(a), 10);
-      assert.deepEqual(roundTrip(a), a);
+    const arrays: unknown[][] = [[[1], 2], [{ a: 1 }], sparse, [[1], 2n], [1n], [new Date(0)]];
+    for (const a of [...arrays, sub]) {
+      assert.equal(tagOf(a), 13);
+      assert.deepStrictEqual(roundTrip(a), a === sub ? [1, 2] : a);
     }
     assert.ok(!(1 in (roundTrip(sparse) as unknown[])));
-    assert.equal(tagOf(sub), 10);
-    assert.deepEqual(roundTrip(sub), [1, 2]);
+    assert.equal(Object.getPrototypeOf(roundTrip(sub)), Array.prototype);
+  });
+
+  await t.step("very sparse arrays cost their elements, not their length", () => {
+    const huge: unknown[] = [];
+    huge[1_000_000_000] = "last";
+    huge[5] = { five: 5 };
+    const bytes = encodeValue(huge).slice();
+    assert.ok(bytes.length < 64, `${bytes.length} bytes`);
+    const back = decodeValue(bytes) as unknown[];
+    assert.equal(back.length, 1_000_000_001);
+    assert.deepStrictEqual(Object.keys(back), ["5", "1000000000"]);
+    assert.deepStrictEqual(back[5], { five: 5 });
+    assert.equal(back[1_000_000_000], "last");
+    // Holes at the start, the end, and runs in between.
+    // deno-lint-ignore no-sparse-arrays
+    const runs = [, , 1, , , , 2, ,];
+    assert.deepStrictEqual(roundTrip(runs), runs);
+    assert.equal((roundTrip(runs) as unknown[]).length, runs.length);
   });
 });
 
-Deno.test("encodeValue() takes JSON only for values that JSON gives back exactly", async (t) => {
-  await t.step("small trees of plain objects, arrays and JSON leaves: tag 11", () => {
+Deno.test("encodeValue() writes plain objects and arrays with the binary item codec", async (t) => {
+  await t.step("trees of plain objects, arrays and JSON leaves", () => {
     const values: object[] = [
       {},
       [[]],
       { id: 7, name: "user7", active: true, score: 1.75, tags: ["a", "b"], none: null },
       [{ a: [1, [2, { b: "\ud800 lone" }]] }, "x"],
       { "\ufeffbom": "\ufeff", "": 0, 10: "ten", 2: "two" },
+      Array.from({ length: 100 }, (_, i) => ({ i })),
     ];
     for (const v of values) {
-      assert.equal(tagOf(v), 11, JSON.stringify(v));
+      assert.equal(tagOf(v), 13, JSON.stringify(v));
       const back = roundTrip(v);
       assert.deepStrictEqual(back, v);
       assert.deepStrictEqual(Object.keys(back as object), Object.keys(v));
     }
   });
 
-  await t.step("anything JSON would change goes to devalue: tag 10", () => {
+  await t.step("an array of records writes the names once", () => {
+    const rows = (n: number): object[] =>
+      Array.from({ length: n }, (_, i) => ({ id: i, name: `n${i % 10}`, active: true }));
+    const one = encodeValue(rows(1)).length;
+    const hundred = encodeValue(rows(100)).length;
+    // Each further record: the shape index and three small values, no names.
+    assert.ok(hundred - one <= 99 * 8, `${one} and ${hundred} bytes`);
+    assert.deepStrictEqual(roundTrip(rows(100)), rows(100));
+  });
+
+  await t.step("what JSON would change comes back exactly", () => {
     const shared = { s: 1 };
     const cyclic: Record<string, unknown> = { a: 1 };
     cyclic.self = cyclic;
@@ -201,50 +235,81 @@ Deno.test("encodeValue() takes JSON only for values that JSON gives back exactly
       { b: 1n },
     ];
     for (const v of values) {
-      assert.equal(tagOf(v), 10);
+      assert.equal(tagOf(v), 13);
       assert.deepStrictEqual(roundTrip(v), v);
     }
     const back = roundTrip([shared, shared]) as object[];
     assert.equal(back[0], back[1], "a shared reference stays shared");
-    assert.equal(tagOf(wide.slice(1)), 11, "63 objects + the array: within the limit");
   });
 
-  await t.step("what devalue refuses is still a TypeError", () => {
+  await t.step("what cannot be stored is still a TypeError", () => {
     assert.throws(() => encodeValue({ [Symbol("s")]: 1, a: 1 }), TypeError);
     assert.throws(() => encodeValue({ f: () => 1 }), TypeError);
+    // A non-enumerable symbol key is not stored, and not refused.
+    const hidden = Object.defineProperty({ a: 1 }, Symbol("h"), { value: 1 });
+    assert.deepStrictEqual(roundTrip(hidden), { a: 1 });
   });
 
-  await t.step(
-    "an own __proto__ key (JSON.parse of untrusted input) is kept, on both paths",
-    () => {
-      // It used to be a TypeError (devalue refuses such keys), so a cached endpoint failed
-      // on input like this although its function ran fine.
-      for (const text of ['{"__proto__": {"admin": true}, "user": "bob"}', '{"__proto__": 1}']) {
-        const v = JSON.parse(text);
-        assert.equal(tagOf(v), 11);
+  await t.step("an own __proto__ key (JSON.parse of untrusted input) is kept", () => {
+    // It used to be a TypeError (devalue refuses such keys), so a cached endpoint failed
+    // on input like this although its function ran fine.
+    for (const text of ['{"__proto__": {"admin": true}, "user": "bob"}', '{"__proto__": 1}']) {
+      const v = JSON.parse(text);
+      assert.equal(tagOf(v), 13);
+      for (let i = 0; i < 40; i++) {
+        // Past the decoder's threshold for building objects of a frequent shape too.
         const back = roundTrip(v) as Record<string, unknown>;
         assert.deepEqual(Object.keys(back), Object.keys(v));
         assert.equal(Object.getPrototypeOf(back), Object.prototype);
         assert.equal(back.admin, undefined, "the key never becomes the prototype");
         assert.deepStrictEqual(back, v);
       }
-      // With something JSON cannot keep (-0, a Map, nested), devalue takes it.
-      const v = JSON.parse('{"__proto__": {"__proto__": {"x": 1}}, "d": 1}');
-      v.d = -0;
-      v.m = new Map([[1, { __proto__: null, y: 2 }]]);
-      assert.equal(tagOf(v), 10);
-      const back = roundTrip(v) as Record<string, unknown>;
-      assert.deepEqual(Object.keys(back), ["__proto__", "d", "m"]);
-      assert.ok(Object.is(back.d, -0));
-      assert.equal(Object.getPrototypeOf(back), Object.prototype);
-      assert.deepEqual(Object.keys(back.__proto__ as object), ["__proto__"]);
-      assert.deepStrictEqual(back, v);
-    },
-  );
+    }
+    const v = JSON.parse('{"__proto__": {"__proto__": {"x": 1}}, "d": 1}');
+    v.d = -0;
+    v.m = new Map([[1, { __proto__: null, y: 2 }]]);
+    const back = roundTrip(v) as Record<string, unknown>;
+    assert.deepEqual(Object.keys(back), ["__proto__", "d", "m"]);
+    assert.ok(Object.is(back.d, -0));
+    assert.equal(Object.getPrototypeOf(back), Object.prototype);
+    assert.deepEqual(Object.keys(back.__proto__ as object), ["__proto__"]);
+    assert.deepStrictEqual(back, v);
+    const bare = Object.create(null);
+    Object.defineProperty(bare, "__proto__", { value: 5, enumerable: true, writable: true });
+    const bareBack = roundTrip(bare) as Record<string, unknown>;
+    assert.equal(Object.getPrototypeOf(bareBack), null);
+    assert.deepStrictEqual(Object.keys(bareBack), ["__proto__"]);
+    assert.equal(bareBack.__proto__, 5);
+  });
+
+  await t.step("keys that Object.prototype has are own properties, whatever it holds", () => {
+    const v = { constructor: "c", toString: 1, hasOwnProperty: [2], valueOf: null };
+    for (let i = 0; i < 40; i++) assert.deepStrictEqual(roundTrip(v), v);
+    // An accessor added to Object.prototype does not see decoded values, on either path
+    // (objects of a shape seen less and more than the decoder's threshold).
+    const calls: unknown[] = [];
+    Object.defineProperty(Object.prototype, "planted", {
+      set(x: unknown): void {
+        calls.push(x);
+      },
+      get(): unknown {
+        return "inherited";
+      },
+      configurable: true,
+    });
+    try {
+      for (let i = 0; i < 40; i++) {
+        const back = roundTrip({ planted: i, other: 1 }) as Record<string, unknown>;
+        assert.ok(Object.hasOwn(back, "planted"));
+        assert.equal(back.planted, i);
+      }
+      assert.deepStrictEqual(calls, []);
+    } finally {
+      delete (Object.prototype as Record<string, unknown>).planted;
+    }
+  });
 
   await t.step("a getter is read once: what is stored is what it returned", () => {
-    // The JSON path used to check the value in one walk and let JSON.stringify read it
-    // again: a getter returning 1 then undefined was stored as {}.
     let reads = 0;
     const v = {
       get x(): number | undefined {
@@ -261,14 +326,105 @@ Deno.test("encodeValue() takes JSON only for values that JSON gives back exactly
       },
     }];
     assert.deepStrictEqual(roundTrip(arr), [{ y: "first" }]);
+    let m = 0;
+    const elements = [1, 2];
+    Object.defineProperty(elements, 1, {
+      get(): number {
+        return ++m;
+      },
+      enumerable: true,
+    });
+    assert.deepStrictEqual(roundTrip(elements), [1, 1]);
+    assert.equal(m, 1, "an array element's getter is read once too");
   });
 
-  await t.step("a JSON payload that is not an object or array is refused on decode", () => {
+  await t.step("a JSON payload (tag 11) that is not an object or array is refused", () => {
     for (const text of ["1", '"s"', "null", "{", ""]) {
       const bytes = new Uint8Array([11, ...new TextEncoder().encode(text)]);
       assert.throws(() => decodeValue(bytes), RangeError, text);
     }
   });
+});
+
+Deno.test("decodeValue() reads what the previous codec wrote (tags 9, 10, 11)", () => {
+  const shared = { s: 1 };
+  const cyclic: Record<string, unknown> = { a: 1 };
+  cyclic.self = cyclic;
+  const values: unknown[] = [
+    [1, "a", null, undefined, -0, NaN, new Uint8Array([1])],
+    { id: 7, name: "user7", active: true, score: 1.75, tags: ["a", "b"] },
+    [{ a: [1, [2, { b: "\ud800 lone" }]] }, "x"],
+    JSON.parse('{"__proto__": {"admin": true}, "user": "bob"}'),
+    { m: new Map<unknown, unknown>([["k", new Set([1])]]), d: new Date(5), b: -(2n ** 70n) },
+    [shared, shared, cyclic],
+    Object.assign(Object.create(null), { n: 1 }),
+    { t: new Float64Array([1, -0, NaN]), r: /x+/g, u: new URL("https://x.test/") },
+  ];
+  const seen = new Set<number>();
+  for (const v of values) {
+    const bytes = v1.encodeValue(v).slice();
+    seen.add(bytes[0]! & 0x7f);
+    const back = decodeValue(bytes);
+    assert.ok(isDeepStrictEqual(back, v), Deno.inspect(v));
+    assert.ok(isDeepStrictEqual(back, v1.decodeValue(bytes)));
+    const promised = v1.encodeValue(v, true).slice();
+    assert.equal(isPromised(promised), true);
+    assert.ok(isDeepStrictEqual(decodeValue(promised), v));
+  }
+  assert.deepStrictEqual([...seen].sort((a, b) => a - b), [9, 10, 11]);
+});
+
+Deno.test("decodeValue() refuses corrupt binary items with RangeError, never another error", () => {
+  const cyclic: Record<string, unknown> = { x: "é日😀\ud800" };
+  cyclic.c = cyclic;
+  const values: unknown[] = [
+    { id: 1, name: "n", tags: ["a", "b"], nested: { m: new Map([[1, new Set([2])]]) } },
+    // deno-lint-ignore no-sparse-arrays
+    [1, , 3, { d: new Date(1), big: -123n, re: /a/g, u: new URL("https://x.test/") }],
+    { t: new Int16Array([1, 2]), v: new DataView(new ArrayBuffer(4)), b: new ArrayBuffer(3) },
+    cyclic,
+  ];
+  for (const v of values) {
+    const bytes = encodeValue(v).slice();
+    // Every strict prefix: the items are self-delimiting, so none is complete.
+    for (let cut = 0; cut < bytes.length; cut++) {
+      assert.throws(() => decodeValue(bytes.subarray(0, cut)), RangeError, `cut at ${cut}`);
+    }
+    // Trailing bytes are refused too.
+    assert.throws(() => decodeValue(new Uint8Array([...bytes, 0])), RangeError);
+    // Any byte changed: a RangeError or some value, never another exception or a hang.
+    for (let i = 1; i < bytes.length; i++) {
+      for (const delta of [1, 0x80, 0xff]) {
+        const bad = bytes.slice();
+        bad[i] = (bad[i]! + delta) & 0xff;
+        try {
+          decodeValue(bad);
+        } catch (e) {
+          assert.ok(e instanceof RangeError, `byte ${i} + ${delta}: ${e}`);
+        }
+      }
+    }
+  }
+  // Unknown flags (a later version's) are refused.
+  const ok = encodeValue([1]).slice();
+  ok[1] = 0x80;
+  assert.throws(() => decodeValue(ok), RangeError);
+});
+
+Deno.test("decodeValueIn() uses the decoder's shape cache without mixing shapes up", () => {
+  // Many shapes, more than the decoder's 256 cache slots, several times over: each object
+  // comes back with its own keys, whatever clashes in the cache.
+  const buf = new Uint8Array(1 << 12);
+  const view = new DataView(buf.buffer);
+  for (let round = 0; round < 3; round++) {
+    for (let i = 0; i < 600; i++) {
+      const v = { [`k${i}`]: i, [`k${(i * 7) % 600}x`]: [i], same: "s" };
+      const bytes = encodeValue(v);
+      buf.set(bytes);
+      assert.deepStrictEqual(decodeValueIn(buf, bytes.length, view), v);
+      assert.deepStrictEqual(decodeValue(bytes.slice()), v);
+    }
+  }
 });
 
 Deno.test("encodeValue() round-trips structured values with their types", async (t) => {

@@ -4,12 +4,15 @@
  * primitive and structured values), used as a memoizer: `get`, and on a miss compute and
  * `put`. lmdb never evicts, so on the `zipf` stream it ends up holding every key.
  *
- * `lmdb` ships per-platform native builds that `npm:` specifiers do not resolve, so it is
- * installed with `npm install` in this directory (see `package.json`) and this file runs
- * with `--node-modules-dir=manual` from here; `scripts/bench_report.ts` does both:
+ * `npm:lmdb@3.5.6` loads directly in Deno (its prebuilt native addon for this platform is
+ * an optional dependency, which Deno installs, as it does `msgpackr-extract`, the native
+ * string decoder that lmdb's msgpackr uses for structured values). Deno warns that the
+ * packages' install scripts did not run: they only rebuild the addons when no prebuilt
+ * one fits, which is not the case here. It runs in a `deno bench` invocation of its own
+ * (`scripts/bench_report.ts`), as Deno KV does, so that neither weighs on the other:
  *
  * ```sh
- * cd bench/peers && npm install && deno bench -A --node-modules-dir=manual lmdb_bench.ts
+ * deno bench -A bench/peers/lmdb_bench.ts
  * ```
  *
  * Miss + insert: writes are lmdb's asynchronous, batched `put`; each iteration waits for
@@ -18,18 +21,7 @@
  * @module
  */
 
-/** The part of lmdb's API used here. */
-interface Db<V> {
-  get(key: [number, number]): V | undefined;
-  put(key: [number, number], value: V): Promise<boolean>;
-  readonly flushed: Promise<boolean>;
-}
-type Open = <V>(options: { path: string }) => Db<V>;
-
-// A specifier in a variable: `deno check bench/` (in `deno task check`) then passes where
-// lmdb is not installed; at run time it resolves from ./node_modules.
-const LMDB = "lmdb";
-const { open } = (await import(LMDB)) as { open: Open };
+import { open } from "npm:lmdb@3.5.6";
 import {
   BATCH,
   type Fn,
@@ -40,6 +32,8 @@ import {
   structured,
   valueOf,
 } from "../_workload.ts";
+
+type Db = ReturnType<typeof open<number | Row>>;
 
 /** Keeps results alive so that the work is not optimised away. */
 export let sink = 0;
@@ -56,13 +50,12 @@ globalThis.addEventListener("unload", () => {
 });
 
 let serial = 0;
-function openDb(): Db<number | Row> {
-  const db = open<number | Row>({ path: `${dir}/db${serial++}` });
-  return db;
+function openDb(): Db {
+  return open<number | Row>({ path: `${dir}/db${serial++}` });
 }
 
 /** A memoizer over lmdb: `get`, and on a miss compute and `put` (not awaited). */
-function lmdbMemo(db: Db<number | Row>, fn: Fn): Fn {
+function lmdbMemo(db: Db, fn: Fn): Fn {
   return (a: number, b: number): number | Row => {
     const got = db.get([a, b]);
     if (got !== undefined) return got;

@@ -272,6 +272,8 @@ pub use shared::*;
 mod shared {
     use super::{Field, Member};
     use crate::shm::Info;
+    use crate::shm::tags::{self as t, TagsHeader};
+    use std::mem::offset_of;
 
     /// The fields that `warp_shm_info` writes, in order (little-endian `f64`s). Counters
     /// are the totals of every process since creation or the last clear.
@@ -359,6 +361,64 @@ mod shared {
 
     /// Number of `f64` fields written by `warp_shm_inspect`.
     pub const INSPECT_FIELDS: usize = SHM_INFO_FIELDS + INSPECT_MORE.len();
+
+    /// The fields that `warp_tags_layout` writes, in order: the layout of tag clock files
+    /// (`crate::shm::tags`) that JavaScript reads the mapping with.
+    pub const TAGS_LAYOUT: [Field<()>; 10] = [
+        Field {
+            name: "fileSize",
+            doc: "Bytes of the file.",
+            get: |_| t::FILE_SIZE as f64,
+        },
+        Field {
+            name: "headerSize",
+            doc: "Bytes of the header; the slots follow.",
+            get: |_| t::HEADER_SIZE as f64,
+        },
+        Field {
+            name: "slotSize",
+            doc: "Bytes of a slot: the tag's 64-bit hash, then its epoch (u64 each).",
+            get: |_| t::SLOT_SIZE as f64,
+        },
+        Field {
+            name: "slots",
+            doc: "Slots of the table (a power of two).",
+            get: |_| f64::from(t::SLOTS),
+        },
+        Field {
+            name: "probe",
+            doc: "Most slots probed from a hash's home slot.",
+            get: |_| f64::from(t::PROBE),
+        },
+        Field {
+            name: "nonce",
+            doc: "Byte offset of the file's nonce (u64).",
+            get: |_| offset_of!(TagsHeader, nonce) as f64,
+        },
+        Field {
+            name: "epoch",
+            doc: "Byte offset of the epoch (u64).",
+            get: |_| offset_of!(TagsHeader, epoch) as f64,
+        },
+        Field {
+            name: "floor",
+            doc: "Byte offset of the floor (u64).",
+            get: |_| offset_of!(TagsHeader, floor) as f64,
+        },
+        Field {
+            name: "version",
+            doc: "The format version of tag clock files.",
+            get: |_| f64::from(t::VERSION),
+        },
+        Field {
+            name: "start",
+            doc: "Byte offset of the first epoch (u64).",
+            get: |_| offset_of!(TagsHeader, start) as f64,
+        },
+    ];
+
+    /// Number of `f64` fields written by `warp_tags_layout`.
+    pub const TAGS_LAYOUT_FIELDS: usize = TAGS_LAYOUT.len();
 
     /// The fields of `warp_shm_inspect`: those of [`SHM_INFO`], then [`INSPECT_MORE`].
     pub fn inspect_members() -> Vec<Member> {
@@ -671,6 +731,32 @@ pub fn facts() -> Vec<Fact> {
             "FLIGHT_SIZE",
             std::mem::size_of::<FlightRecord>(),
             "Bytes of a flight record.",
+        ),
+        Fact::Section("The tag clock file of a directory (rust/src/shm/tags.rs)"),
+        konst(
+            "TAGS_FILE",
+            crate::shm::tags::TAGS_FILE,
+            "Name of the tag clock file in a directory of shared caches (never a cache file's name: it starts with a dot).",
+        ),
+        konst(
+            "TAGS_MAGIC",
+            std::str::from_utf8(&crate::shm::tags::MAGIC).expect("the magic is ASCII"),
+            "First 8 bytes of a tag clock file.",
+        ),
+        konst(
+            "TAGS_SLOT_SIZE",
+            crate::shm::tags::SLOT_SIZE,
+            "Bytes of a slot of the tag clock (read as four u32 words: hash, epoch); `warp_tags_layout` must report it.",
+        ),
+        object(
+            "TAGS_LAYOUT",
+            &Field::members(&TAGS_LAYOUT),
+            "Index of each `f64` that `warp_tags_layout` writes: the layout of tag clock files.",
+        ),
+        konst(
+            "TAGS_LAYOUT_FIELDS",
+            TAGS_LAYOUT_FIELDS,
+            "Number of `f64` fields written by `warp_tags_layout`.",
         ),
     ]
 }

@@ -43,15 +43,6 @@ import type {
   SharedCacheInfo,
 } from "./types.ts";
 
-export type {
-  AnyFunction,
-  CacheControls,
-  CacheDecorator,
-  CachedFunction,
-  CacheInfo,
-  SharedCacheInfo,
-} from "./types.ts";
-
 const memoryWriter = new KeyWriter(256, false);
 const sharedWriter = new KeyWriter(256, true);
 
@@ -148,7 +139,20 @@ class CachePath {
  * epoch forward, so that its next hit compares one number again.
  */
 class TaggedPath extends CachePath {
-  constructor(base: CachePath, readonly clock: TagClock, readonly counters: Counters) {
+  /**
+   * @param base The hit path without tags.
+   * @param clock The clock its entries are checked against.
+   * @param counters The cache's counters (an invalid hit is a miss).
+   * @param dropInvalid Whether an invalid entry is deleted at once (memory stores). A
+   * shared one stays until replaced or evicted: deleting it would end the flight of the
+   * process recomputing it.
+   */
+  constructor(
+    base: CachePath,
+    readonly clock: TagClock,
+    readonly counters: Counters,
+    readonly dropInvalid: boolean,
+  ) {
     super(base.store, base.loader, base.writer, base.valueKeys, base.keyFn, base.withThis);
   }
 
@@ -162,11 +166,11 @@ class TaggedPath extends CachePath {
       if (hit instanceof Tagged) {
         const epoch = this.clock.epoch;
         if (hit.at === epoch) return hit.v;
-        if (!this.clock.invalidSince(hit.tags, hit.at)) {
+        if (!this.clock.invalidSince(hit.tags, hit.at, hit.hashes)) {
           hit.at = epoch;
           return hit.v;
         }
-        this.store.delete(w);
+        if (this.dropInvalid) this.store.delete(w);
         this.counters.invalidHit();
         hit = MISS;
       }
@@ -225,7 +229,10 @@ function assemble(
   const cacheName = valueKeys ? (opts.name ?? defaultSharedName(fn, name, site)) : name;
   const parts = createStore(opts, name, cacheName, clock);
   const counters = countersOf(parts.fileCounters);
-  const tagClock: TagClock = processTags;
+  // A shared cache's entries are checked against its directory's clock, which every
+  // process shares; invalidateTags() reaches it for as long as the process lives.
+  const tagClock: TagClock = parts.tagClock ?? processTags;
+  if (parts.tagClock !== undefined) reachTags(parts.tagClock);
   const link = opts.remote === undefined ? undefined : new RemoteLink(
     opts.remote,
     cacheName,
@@ -315,7 +322,7 @@ function assemble(
     counters,
     loader,
     // Entries of a shared or remote cache may come with tags from another process or host.
-    path: valueKeys ? new TaggedPath(path, tagClock, counters) : path,
+    path: valueKeys ? new TaggedPath(path, tagClock, counters, !shared) : path,
     counted,
     tagClock,
     tagsOf,
@@ -428,7 +435,9 @@ function wrap(
   let path = a.path;
   // The first entry stored with tags turns the hit path into the one that checks tags.
   a.tiers.onTagged = () => {
-    if (!(path instanceof TaggedPath)) path = a.path = new TaggedPath(path, a.tagClock, a.counters);
+    if (!(path instanceof TaggedPath)) {
+      path = a.path = new TaggedPath(path, a.tagClock, a.counters, !a.shared);
+    }
   };
   // The frame of this function sits between every two levels of a memoized recursion, so
   // it stays small (see RELIABILITY.md, hole 9).

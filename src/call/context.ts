@@ -106,6 +106,14 @@ export class CallContext<T = unknown> implements CacheContext<T> {
           `Cannot tag the entry: tag takes strings: received ${describe(t)}`,
         );
       }
+      if (!t.isWellFormed()) {
+        // The remote tier's frames and bus (UTF-8) could not carry it losslessly.
+        throw new TypeError(
+          `Cannot tag the entry: tag takes well-formed strings (no lone surrogate): received ${
+            JSON.stringify(t)
+          }`,
+        );
+      }
     }
     if (this.live) (this.tags ??= []).push(...tags);
   }

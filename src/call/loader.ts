@@ -137,7 +137,7 @@ export class Loader {
    * was stored, else the hit's form of its value. */
   entryOf(raw: unknown): unknown {
     if (!(raw instanceof Tagged)) return raw;
-    return this.tagClock.invalidSince(raw.tags, raw.at) ? MISS : raw.v;
+    return this.tagClock.invalidSince(raw.tags, raw.at, raw.hashes) ? MISS : raw.v;
   }
 
   /** Runs the function for `held`, in its async context when that may be read. */
@@ -577,6 +577,8 @@ export class FeatureLoader extends Loader {
     if (found !== undefined && ctx.live) {
       ctx.fromRemote = true;
       if (found.ttl !== undefined) ctx.setTtl(found.ttl);
+      // Its tags (those its computation added too) go with the local copy.
+      if (found.tags.length > 0) ctx.tag(...found.tags);
       // The local miss was answered without running the function: a hit.
       if (!ctx.refresh) this.counters.join();
       return found.value;

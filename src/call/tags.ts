@@ -16,16 +16,11 @@
  */
 
 import { describe } from "../options/_validate.ts";
+import { type TagClock, Tagged } from "../store/tagged.ts";
+import { clockOfDirectory } from "../store/shared_tags.ts";
+import { defaultSharedDir } from "../store/shared_store.ts";
 
-/** A clock of tag invalidations (see the module doc). */
-export interface TagClock {
-  /** Invalidations so far: the epoch an entry records when its computation starts. */
-  readonly epoch: number;
-  /** Whether one of `tags` was invalidated after epoch `at`. */
-  invalidSince(tags: readonly string[], at: number): boolean;
-  /** Invalidates `tags` now: every entry carrying one of them and stored before is a miss. */
-  invalidate(tags: readonly string[]): void;
-}
+export { type TagClock, Tagged };
 
 /** Most tags whose epochs a process clock remembers one by one; past it, the older half is
  * forgotten and every entry older than the newest forgotten epoch is invalid (a miss where
@@ -40,7 +35,7 @@ export class ProcessTagClock implements TagClock {
   readonly #tags = new Map<string, number>();
 
   invalidSince(tags: readonly string[], at: number): boolean {
-    if (at < this.#floor) return true;
+    if (!(at >= this.#floor)) return true; // NaN too: not an epoch of this clock
     for (const t of tags) {
       const e = this.#tags.get(t);
       if (e !== undefined && e > at) return true;
@@ -70,13 +65,6 @@ export class ProcessTagClock implements TagClock {
 /** The clock of this process's memory caches. */
 export const processTags: ProcessTagClock = new ProcessTagClock();
 
-/** The stored form of an entry with tags: its value (a hit's form: a Promise for an async
- * result), its tags, and the epoch its computation started at (moved forward by hits that
- * found it still valid). */
-export class Tagged {
-  constructor(public v: unknown, readonly tags: readonly string[], public at: number) {}
-}
-
 /** Other clocks that {@linkcode invalidateTags} reaches: the directories of this process's
  * shared caches, and the remote tiers of its caches (which tell other hosts). */
 const reached = new Set<{ invalidate(tags: readonly string[]): void }>();
@@ -98,7 +86,9 @@ export function reachTags(clock: { invalidate(tags: readonly string[]): void }):
  * `staleIfError`).
  *
  * @param tags The tags to invalidate (strings).
- * @throws {TypeError} If a tag is not a string.
+ * @throws {TypeError} If a tag is not a string, or has a lone surrogate.
+ * @throws {CacheError} If the tag clock of a directory of shared caches cannot be written
+ * (its file was replaced and cannot be opened again); every other cache was reached.
  *
  * @example Invalidate a user's entries in every cache
  * ```ts
@@ -119,8 +109,24 @@ export function reachTags(clock: { invalidate(tags: readonly string[]): void }):
  */
 export function invalidateTags(...tags: string[]): void {
   checkTags("Cannot invalidate tags", "invalidateTags", tags);
+  if (tags.length === 0) return;
   processTags.invalidate(tags);
-  for (const c of reached) c.invalidate(tags);
+  // The default directory of shared caches too, when it exists (processes may have shared
+  // caches there).
+  let dir: string | undefined;
+  try {
+    dir = defaultSharedDir();
+  } catch { /* no user id: no default directory to reach */ }
+  const home = dir === undefined ? undefined : clockOfDirectory(dir);
+  let failed: unknown[] | undefined;
+  for (const c of home === undefined || reached.has(home) ? reached : [...reached, home]) {
+    try {
+      c.invalidate(tags);
+    } catch (e) {
+      (failed ??= []).push(e);
+    }
+  }
+  if (failed !== undefined) throw failed[0];
 }
 
 /** Checks that `tags` (what `what` gave) is an array of strings, else a `TypeError` whose
@@ -135,8 +141,19 @@ export function checkTags(action: string, what: string, tags: unknown): readonly
     if (typeof t !== "string") {
       throw new TypeError(`${action}: ${what} must give strings: received ${describe(t)}`);
     }
+    if (!t.isWellFormed()) throw illFormed(action, what, t);
   }
   return tags;
+}
+
+/** The error of a tag with a lone surrogate, which the remote tier's frames and bus (UTF-8)
+ * could not carry losslessly. */
+export function illFormed(action: string, what: string, tag: string): TypeError {
+  return new TypeError(
+    `${action}: ${what} must give well-formed strings (no lone surrogate): received ${
+      JSON.stringify(tag)
+    }`,
+  );
 }
 
 /** The tags of an entry: those of the `tags` option and those its computation added. */

@@ -22,7 +22,7 @@
  * Version of the C ABI (`ABI_VERSION` in `rust/src/ffi/mod.rs`, with its history):
  * `src/native/ffi.ts` refuses a library that reports another one.
  */
-export const ABI_VERSION = 7;
+export const ABI_VERSION = 8;
 
 /**
  * Status codes (`Status` in `rust/src/error.rs`). Non-negative results are results (slots,
@@ -368,3 +368,47 @@ export const FLIGHT_RECORDS = 512;
 
 /** Bytes of a flight record. */
 export const FLIGHT_SIZE = 32;
+
+// The tag clock file of a directory (rust/src/shm/tags.rs).
+
+/**
+ * Name of the tag clock file in a directory of shared caches (never a cache file's name: it starts
+ * with a dot).
+ */
+export const TAGS_FILE = ".warp_tags";
+
+/** First 8 bytes of a tag clock file. */
+export const TAGS_MAGIC = "WARPTAG1";
+
+/**
+ * Bytes of a slot of the tag clock (read as four u32 words: hash, epoch); `warp_tags_layout` must
+ * report it.
+ */
+export const TAGS_SLOT_SIZE = 16;
+
+/** Index of each `f64` that `warp_tags_layout` writes: the layout of tag clock files. */
+export const TAGS_LAYOUT = {
+  /** Bytes of the file. */
+  fileSize: 0,
+  /** Bytes of the header; the slots follow. */
+  headerSize: 1,
+  /** Bytes of a slot: the tag's 64-bit hash, then its epoch (u64 each). */
+  slotSize: 2,
+  /** Slots of the table (a power of two). */
+  slots: 3,
+  /** Most slots probed from a hash's home slot. */
+  probe: 4,
+  /** Byte offset of the file's nonce (u64). */
+  nonce: 5,
+  /** Byte offset of the epoch (u64). */
+  epoch: 6,
+  /** Byte offset of the floor (u64). */
+  floor: 7,
+  /** The format version of tag clock files. */
+  version: 8,
+  /** Byte offset of the first epoch (u64). */
+  start: 9,
+} as const;
+
+/** Number of `f64` fields written by `warp_tags_layout`. */
+export const TAGS_LAYOUT_FIELDS = 10;

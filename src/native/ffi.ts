@@ -146,6 +146,24 @@ export const symbols = {
   warp_shm_count_stale_hit: { parameters: ["pointer", "u8"], result: "i32", optional: true },
   // (h) -> status: counts a background refresh
   warp_shm_count_refresh: { parameters: ["pointer"], result: "i32", optional: true },
+  // (h) -> status: turns one counted hit into a miss (a hit on an entry whose tags were
+  // invalidated)
+  warp_shm_count_invalid_hit: { parameters: ["pointer"], result: "i32", optional: true },
+  // Tag clock of a directory (`.warp_tags`, rust/src/shm/tags.rs; src/store/shared_tags.ts).
+  // (dir, dir_len) -> clock | null (reason in warp_last_error). Never freed.
+  warp_tags_open: { parameters: ["buffer", "u32"], result: "pointer", optional: true },
+  // (clock) -> start of its mapping (LAYOUT file size bytes, never unmapped)
+  warp_tags_base: { parameters: ["pointer"], result: "pointer", optional: true },
+  // (out: 10 x f64 = file size, header size, slot size, slots, probe, offsets of the nonce,
+  //  epoch and floor, format version, offset of the first epoch) -> status
+  warp_tags_layout: { parameters: ["buffer"], result: "i32", optional: true },
+  // (clock, hashes: count pairs of u32 (low, high), count) -> Status.Ok | Status.Corrupt
+  // (reopen, retry)
+  warp_tags_invalidate: {
+    parameters: ["pointer", "buffer", "u32"],
+    result: "i32",
+    optional: true,
+  },
   // Flights (cross-process single-flight; codes: FLIGHT in _abi.ts).
   // (h, key, key_len, async (1: the computation is known to be async))
   //  -> owner | wait | local | none | status

@@ -34,7 +34,7 @@ import {
   metrics,
   type Observable,
 } from "npm:@opentelemetry/api@^1.9.0";
-import type { Registered } from "./registry.ts";
+import type { Registered } from "./_registered.ts";
 import { Backend } from "../options/options.ts";
 import { VERSION } from "../native/_artifacts.ts";
 

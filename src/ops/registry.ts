@@ -12,13 +12,9 @@
 import type { CacheInfo } from "../call/types.ts";
 import { Backend, Strategy } from "../options/options.ts";
 import { instrument } from "./metrics.ts";
+import type { BackendName, EngineName, Registered, StrategyName } from "./_registered.ts";
 
-/** The name of a {@linkcode Backend}, as the `backend` option takes it. */
-export type BackendName = "memory" | "shared";
-/** The engine behind a cache (see {@linkcode CacheListing.engine}). */
-export type EngineName = "native" | "ts" | "shared";
-/** The name of a {@linkcode Strategy}, as the `strategy` option takes it. */
-export type StrategyName = "sieve" | "lru" | "mru" | "fifo" | "lfu" | "s3fifo" | "wtinylfu";
+export type { BackendName, EngineName, Registered, StrategyName } from "./_registered.ts";
 
 const BACKEND_NAMES: Record<Backend, BackendName> = {
   [Backend.Memory]: "memory",
@@ -62,22 +58,6 @@ export interface CacheListing {
    * cache counts them (every cache of this package does).
    */
   evictions?: number;
-}
-
-/** What a cache gives the registry. */
-export interface Registered {
-  name: string;
-  backend: Backend;
-  strategy: Strategy;
-  info(): CacheInfo;
-  clear(): void;
-  /** Entries evicted since creation or the last clear, where the cache counts them. */
-  evictions?: (() => number) | undefined;
-  /** A shared cache's directory: two shared caches of one name in two directories are two
-   * caches (and two metric series). */
-  dir?: string | undefined;
-  /** The engine that holds its entries. */
-  engine?: EngineName | undefined;
 }
 
 const live = new Set<WeakRef<Registered>>();

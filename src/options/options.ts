@@ -89,9 +89,12 @@ export interface CacheOptions {
   /** Maps the arguments to the key value; by default the key is all the arguments. */
   key?: (...args: never[]) => unknown;
   /**
-   * The tags of the entry of these arguments (an array of strings): `invalidateTags(tag)`
-   * makes every entry carrying `tag` a miss, in every cache. A computation can add tags
-   * with `cacheContext().tag(...)`.
+   * The tags of the entry of these arguments (an array of strings without lone
+   * surrogates): `invalidateTags(tag)` makes every entry carrying `tag` a miss, in every
+   * cache of the process, in every process of the machine for shared caches (through the
+   * tag clock file `.warp_tags` of their directory), and on every host for caches with a
+   * `remote` tier. A computation can add tags with `cacheContext().tag(...)`. In a shared
+   * cache the tags take 8 bytes each of the entry's value (see the README, "Tags").
    * @default {undefined}
    */
   tags?: (...args: never[]) => readonly string[];

@@ -178,6 +178,24 @@ export class Barrier {
     return s;
   }
 
+  /**
+   * The time of `tag`'s last invalidation, read from the storage (`at`: its publisher's
+   * clock, clamped to now here): remote values carrying it born before are misses. Unlike
+   * {@linkcode Barrier.invalidateTags}, computations under way here are not refused: the
+   * invalidation is an old one.
+   */
+  learnTag(tag: string, at: number): void {
+    const born = Math.min(at, this.#wallClock());
+    if ((this.#bornTags.get(tag) ?? -Infinity) >= born) return;
+    this.#bornTags.delete(tag);
+    this.#bornTags.set(tag, born);
+    while (this.#bornTags.size > this.#cap) {
+      const [t, old] = this.#bornTags.entries().next().value!;
+      this.#bornTags.delete(t);
+      if (old > this.#bornFloor) this.#bornFloor = old;
+    }
+  }
+
   /** Keys remembered now (for tests and the bound). */
   get size(): number {
     return this.#keys.size;

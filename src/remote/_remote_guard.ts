@@ -166,6 +166,14 @@ export class GuardedTier {
     return this.#call((signal) => this.#storage.get(this.#name, key, signal)).then(orUndefined);
   }
 
+  /** The bytes under `key`, `undefined` when absent, or `null` when the tier failed (or
+   * is unavailable): for reads where a failure must not pass for an absent key. */
+  read(key: Uint8Array): Promise<Uint8Array | undefined | null> {
+    return this.#call((signal) => this.#storage.get(this.#name, key, signal)).then((r) =>
+      r === FAILED ? null : r
+    );
+  }
+
   /** Stores `value` under `key` with `ttl` ms (or none); resolves to whether it did. */
   set(key: Uint8Array, value: Uint8Array, ttl: number | undefined): Promise<boolean> {
     return this.#call((signal) => this.#storage.set(this.#name, key, value, ttl, signal)).then(

@@ -137,6 +137,45 @@ export function unframeValue(frame: Uint8Array, now: number): RemoteValue | unde
   }
 }
 
+/** First byte of the storage key of a tag's invalidation time: never the first byte of an
+ * encoded key (the key codec's first byte is its arguments' or `this`'s tag, below 32). */
+export const TAG_TIME_KEY = 0xff;
+const TAG_TIME_VERSION = 1;
+
+/** The storage key, in the cache's namespace, of the time of `tag`'s last invalidation:
+ * `[0xFF, "T"]` then the tag's UTF-16 code units (little-endian: lossless). */
+export function tagTimeKey(tag: string): Uint8Array {
+  const out = new Uint8Array(2 + 2 * tag.length);
+  out[0] = TAG_TIME_KEY;
+  out[1] = 0x54;
+  for (let i = 0; i < tag.length; i++) {
+    const c = tag.charCodeAt(i);
+    out[2 + 2 * i] = c & 0xff;
+    out[3 + 2 * i] = c >>> 8;
+  }
+  return out;
+}
+
+/** The stored form of a tag's invalidation time `at` (Unix ms, the invalidating host's
+ * clock): `[version u8 = 1][at f64 LE]`. */
+export function frameTagTime(at: number): Uint8Array {
+  const out = new Uint8Array(9);
+  out[0] = TAG_TIME_VERSION;
+  new DataView(out.buffer).setFloat64(1, at, true);
+  return out;
+}
+
+/** The time in a {@linkcode frameTagTime}, or `undefined` when the bytes are not one. */
+export function unframeTagTime(bytes: Uint8Array): number | undefined {
+  if (bytes.length !== 9 || bytes[0] !== TAG_TIME_VERSION) return undefined;
+  const at = new DataView(bytes.buffer, bytes.byteOffset, 9).getFloat64(1, true);
+  return Number.isNaN(at) ? undefined : at;
+}
+
+/** Most tags whose invalidation time an instance remembers having read (or been told);
+ * past it, it forgets them all and reads them again. */
+const KNOWN_TAGS = 10_000;
+
 /** An invalidation of one key waiting to be sent: the storage operation, then the bus. */
 interface Pending {
   key: Uint8Array;
@@ -184,6 +223,11 @@ export class RemoteLink {
   #setupErrors = 0;
   #warnedEncode = false;
   #maxValueBytes = Infinity;
+  /** Tags whose last invalidation time this instance knows (read from the storage, made
+   * here, or received on the bus since the last gap); with a bus only. */
+  readonly #knownTags = new Set<string>();
+  /** Whether the tier has a bus (without one, tag times are read on every remote read). */
+  #hasBus = false;
 
   // The outbox: invalidations made here, in order, until the storage and the bus took them.
   readonly #outbox = new Map<string, Pending>();
@@ -239,6 +283,7 @@ export class RemoteLink {
   #attach(tier: RemoteTier, timeout: number, late = false): void {
     if (this.#closed) return;
     this.#maxValueBytes = tier.storage.maxValueBytes ?? Infinity;
+    this.#hasBus = tier.bus !== undefined;
     // A write-through may land after another instance's change as long as that change's
     // message can take to arrive: its storage call and publish (each within the timeout).
     this.#repairWindow = Math.max(2000, 4 * timeout);
@@ -252,6 +297,8 @@ export class RemoteLink {
       message: (m) => this.#apply(m),
       gap: () => {
         this.#barrier.gap();
+        // Tag invalidations may have been missed too: their times are read again.
+        this.#knownTags.clear();
         this.#local.dropAll();
       },
     };
@@ -279,6 +326,7 @@ export class RemoteLink {
     }
     if (m.tags !== undefined && m.tags.length > 0) {
       this.#barrier.invalidateTags(m.tags, m.stamp);
+      this.#know(m.tags);
       this.#local.dropTags?.(m.tags);
     }
   }
@@ -340,6 +388,9 @@ export class RemoteLink {
     if (frame === undefined) return undefined;
     const found = unframeValue(frame, this.#wallClock());
     if (found === undefined) return undefined;
+    // A tag invalidated while this instance was not listening (started later, or during a
+    // bus gap): its time is in the storage.
+    if (found.tags.length > 0 && !(await this.#learnTags(tier, found.tags))) return undefined;
     let k: string | undefined;
     const keyString = (): string => k ??= bytesToKeyString(key, key.length);
     if (
@@ -423,6 +474,7 @@ export class RemoteLink {
   invalidateTags(tags: readonly string[]): void {
     if (tags.length === 0) return;
     const at = this.#barrier.invalidateTags(tags);
+    this.#know(tags);
     const out = this.#outTags ??= { tags: new Set(), at };
     for (const t of tags) out.tags.add(t);
     out.at = at;
@@ -472,6 +524,33 @@ export class RemoteLink {
     return frame.length > this.#maxValueBytes ? undefined : frame;
   }
 
+  /** Records that the last invalidation times of `tags` are known here. */
+  #know(tags: readonly string[]): void {
+    if (!this.#hasBus) return;
+    if (this.#knownTags.size + tags.length > KNOWN_TAGS) this.#knownTags.clear();
+    for (const t of tags) this.#knownTags.add(t);
+  }
+
+  /**
+   * Reads the invalidation times of the tags of `tags` not known here from the storage
+   * into the barrier; `false` when one could not be read (the value is then a miss: never
+   * a stale value because the storage did not answer).
+   */
+  async #learnTags(tier: GuardedTier, tags: readonly string[]): Promise<boolean> {
+    const unknown = tags.filter((t) => !this.#knownTags.has(t));
+    if (unknown.length === 0) return true;
+    const times = await Promise.all(unknown.map((t) => tier.read(tagTimeKey(t))));
+    for (let i = 0; i < unknown.length; i++) {
+      const bytes = times[i];
+      if (bytes === null) return false;
+      const at = bytes === undefined ? undefined : unframeTagTime(bytes);
+      if (bytes !== undefined && at === undefined) return false; // not a time: be safe
+      if (at !== undefined) this.#barrier.learnTag(unknown[i]!, at);
+    }
+    this.#know(unknown);
+    return true;
+  }
+
   #enqueue(k: string, p: Pending): void {
     const old = this.#outbox.get(k);
     if (old !== undefined) {
@@ -514,6 +593,7 @@ export class RemoteLink {
       }
       if (clear !== undefined) this.#barrier.allSent(clear.at);
       const batch: Pending[] = [];
+      let failed = false;
       // After failures, one change goes first as the breaker's trial.
       const most = tier.state === "closed" ? BATCH : 1;
       for (const [k, p] of this.#outbox) {
@@ -524,6 +604,18 @@ export class RemoteLink {
       }
       const tags = this.#outTags;
       this.#outTags = undefined;
+      // Tag times go to the storage first (for hosts that start later, or miss the
+      // message), then the message to the hosts listening.
+      if (tags !== undefined) {
+        const frame = frameTagTime(tags.at);
+        const written = await Promise.all(
+          [...tags.tags].map((t) => tier.set(tagTimeKey(t), frame, undefined)),
+        );
+        if (written.includes(false)) {
+          this.#putBackTags(tags);
+          failed = true;
+        }
+      }
       const done = await Promise.all(
         batch.map((p) =>
           p.kind === "set"
@@ -535,7 +627,6 @@ export class RemoteLink {
       );
       const sent: Uint8Array[] = [];
       const repaired: Uint8Array[] = [];
-      let failed = false;
       for (let i = 0; i < batch.length; i++) {
         const p = batch[i]!;
         const k = bytesToKeyString(p.key, p.key.length);

@@ -25,6 +25,7 @@ import { Backend, type ResolvedOptions, Strategy } from "../options/options.ts";
 import type { Flights, Store, StoreView } from "./store.ts";
 import { TsSieveStore } from "./ts_store.ts";
 import { sharedFileName, SharedStore } from "./shared_store.ts";
+import type { TagClock } from "./tagged.ts";
 
 /**
  * Which engine backs the memory backend in this process: `"native"` when the library
@@ -77,6 +78,8 @@ export interface StoreParts {
   fileCounters: StoreView | undefined;
   /** Cross-process single-flight (the shared file), else `undefined`. */
   flights: Flights | undefined;
+  /** The tag clock of the shared file's directory, else `undefined` (this process's). */
+  tagClock?: TagClock | undefined;
 }
 
 /**
@@ -119,7 +122,13 @@ export function createStore(
     if (opts.largeValues === "file") store.useLargeValues();
     const view = store.keyed(clock ?? (twoWindows(opts) ? Date.now : undefined)) as StoreView;
     view.setStaleWindow(staleWindow(opts));
-    return { store: view, engine: "shared", fileCounters: view, flights: view.flights };
+    return {
+      store: view,
+      engine: "shared",
+      fileCounters: view,
+      flights: view.flights,
+      tagClock: store.tags,
+    };
   }
   const engine = envEngine();
   const lib = engine === "ts" ? null : loadNative();

@@ -40,13 +40,28 @@ import {
 } from "../native/_abi.ts";
 import {
   type ByteStore,
+  isPromisedEntry,
   MISS,
+  peeked,
   promisedEntry,
   type Store,
   type StoreInfo,
   StoreView,
   type ViewOptions,
 } from "./store.ts";
+import { Tagged } from "./tagged.ts";
+import { hashTags, NOT_OPEN, type SharedTagClock, sharedTagClock } from "./shared_tags.ts";
+import {
+  encodeEnvelope,
+  envelopeAt,
+  envelopeBytes,
+  envelopeHashes,
+  envelopeNonceIs,
+  envelopeOffset,
+  envelopePromised,
+  readEnvelope,
+  TAGGED_ENVELOPE,
+} from "./_tag_envelope.ts";
 import {
   decodeValue,
   decodeValueIn,
@@ -110,6 +125,7 @@ export function sharedFileName(name: string): string {
 }
 
 const encoder = new TextEncoder();
+const NO_TAGS: readonly string[] = Object.freeze([]);
 
 const registry = new FinalizationRegistry<{ lib: NativeSymbols; handle: Deno.PointerObject }>(
   ({ lib, handle }) => lib.warp_shm_close!(handle),
@@ -164,9 +180,15 @@ export class SharedStore implements ByteStore {
    * for the other key, then look its own up again). Works until {@linkcode SharedStore.close}.
    */
   readonly flights: SharedFlights;
+  /**
+   * The tag clock of the directory (`.warp_tags`, see `shared_tags.ts`): entries with tags
+   * are stored under its epochs and checked against it, in every process.
+   */
+  readonly tags: SharedTagClock;
 
   /**
-   * Opens (or creates) the shared cache file `dir/file`.
+   * Opens (or creates) the shared cache file `dir/file` (and makes the tag clock of `dir`,
+   * whose file is opened when entries with tags are first stored, read or invalidated).
    *
    * When the file exists, is valid, has other sizes and another handle (of any process,
    * this one included) has it open, this store ADOPTS the file's sizes, so that it shares
@@ -255,6 +277,7 @@ export class SharedStore implements ByteStore {
     const dir = location.dir ?? defaultSharedDir();
     this.dir = dir.length > 1 ? dir.replace(/\/+$/, "") : dir;
     this.path = `${dir.replace(/\/+$/, "")}/${location.file}`;
+    this.tags = sharedTagClock(this.dir);
     const pathBytes = encoder.encode(this.path);
     const handle = lib.warp_shm_open(
       pathBytes,
@@ -305,6 +328,7 @@ export class SharedStore implements ByteStore {
     if (r === Status.Miss) return MISS;
     if (r < 0) unwrap(r, "Shared cache lookup");
     const out = this.#out;
+    if (out[0] === TAGGED_ENVELOPE) return this.#tagged(key, len, r, true);
     let value: unknown;
     try {
       value = decodeValueIn(out, r, this.#outView);
@@ -346,11 +370,76 @@ export class SharedStore implements ByteStore {
     }
   }
 
-  /** The entry's large-value reference (a copy), if it is one, ignoring this handle's TTL
-   * and counting nothing. */
+  /** The entry's large-value reference (a copy), if it is one (in a tagged entry's
+   * envelope too), ignoring this handle's TTL and counting nothing. */
   #peekRef(key: Uint8Array, len: number): Uint8Array | undefined {
     const r = this.#lib.warp_shm_peek!(this.#handle, key, len, this.#out, this.#out.length, 0);
-    return r >= 0 && isFileRef(this.#out, r) ? this.#out.slice(0, r) : undefined;
+    if (r < 0) return undefined;
+    const at = this.#out[0] === TAGGED_ENVELOPE ? readEnvelope(this.#out, r)?.offset ?? r : 0;
+    const inner = this.#out.subarray(at, r);
+    return isFileRef(inner, inner.length) ? inner.slice() : undefined;
+  }
+
+  /**
+   * The entry with tags whose `r` bytes were just read into the output buffer, as a
+   * {@linkcode Tagged} whose value is a hit's form (`asHit`: `Promise.resolve` of an async
+   * result, else the Promise `peek` returns) and whose epoch is `NaN` (invalid) when it was
+   * stored under another tag clock file; or MISS (and, on a hit, the entry dropped) when
+   * its bytes are not a whole envelope or its value does not decode. Its tags' hashes are
+   * copied only when the clock moved since it was stored (a hit that finds the same epoch
+   * needs none).
+   */
+  #tagged(key: Uint8Array, len: number, r: number, asHit: boolean): unknown {
+    const out = this.#out;
+    const view = this.#outView;
+    const offset = envelopeOffset(out, view, r);
+    if (offset < 0) return this.#dropped(key, len, asHit);
+    const c = this.tags;
+    // The directory's clock (opened now if this process had not needed it yet): without
+    // it, an entry with tags cannot be checked, and is a miss.
+    if (!c.ensure()) return MISS;
+    // Reading the epoch first makes the clock follow a replaced file (its nonce changes).
+    const epoch = c.epoch;
+    let at = envelopeAt(view);
+    if (!envelopeNonceIs(view, c.nonceLo, c.nonceHi)) at = NaN;
+    const hashes = at === epoch ? undefined : envelopeHashes(view);
+    const promised = envelopePromised(out);
+    // The value's bytes moved to the front: the codec reads from offset 0, with the view.
+    const n = r - offset;
+    if (n <= 64) {
+      for (let i = 0; i < n; i++) out[i] = out[offset + i]!; // 8 ns against copyWithin's 24
+    } else {
+      out.copyWithin(0, offset, r);
+    }
+    let v: unknown;
+    try {
+      const value = decodeValueIn(out, n, view);
+      v = !promised ? value : asHit ? Promise.resolve(value) : promisedEntry(value);
+    } catch {
+      // A large value's reference reads its file (MISS, and the entry dropped, when it is
+      // missing or damaged); other bytes that do not decode are never returned.
+      if (!isFileRef(out, n)) return this.#dropped(key, len, asHit);
+      v = this.#readLarge(key, len, asHit);
+      if (v === MISS) return MISS;
+    }
+    return new Tagged(v, NO_TAGS, at, hashes);
+  }
+
+  #warnedNoClock = false;
+
+  /** Warns once that entries with tags are not stored: the tag clock cannot be opened. */
+  #warnNoClock(why: string): void {
+    if (this.#warnedNoClock) return;
+    this.#warnedNoClock = true;
+    console.warn(
+      `@warp/cache: ${this.#fnName}: entries with tags are not stored in ${this.path}, because the tag clock of its directory cannot be opened: ${why}`,
+    );
+  }
+
+  /** MISS for bytes that are not an entry, which a hit drops. */
+  #dropped(key: Uint8Array, len: number, asHit: boolean): unknown {
+    if (asHit) this.#lib.warp_shm_delete!(this.#handle, key, len);
+    return MISS;
   }
 
   /** The value of the large-value reference just read into the output buffer, or MISS
@@ -404,6 +493,7 @@ export class SharedStore implements ByteStore {
     const r = peek(this.#handle, key, len, this.#out, this.#out.length, now);
     if (r === Status.Miss) return MISS;
     if (r < 0) unwrap(r, "Shared cache lookup");
+    if (this.#out[0] === TAGGED_ENVELOPE) return this.#tagged(key, len, r, false);
     let value: unknown;
     try {
       value = decodeValueIn(this.#out, r, this.#outView);
@@ -435,6 +525,15 @@ export class SharedStore implements ByteStore {
   ): boolean {
     void ptr;
     if (ttl !== undefined) checkEntryTtl(`the shared cache of ${this.#fnName}`, ttl);
+    // An entry with tags: the value inside an envelope (see `_tag_envelope.ts`).
+    const tagged = value instanceof Tagged ? value : undefined;
+    if (tagged !== undefined) {
+      value = tagged.v;
+      if (isPromisedEntry(value)) {
+        value = peeked(value);
+        promised = true;
+      }
+    }
     let bytes: Uint8Array;
     try {
       bytes = encodeValue(value, promised);
@@ -448,9 +547,10 @@ export class SharedStore implements ByteStore {
       throw e;
     }
     let sweep = false;
-    if (
-      this.#writeLarge && bytes.length > this.maxValueSize && bytes.length <= MAX_LARGE_VALUE_BYTES
-    ) {
+    // A tagged entry's envelope takes room of its own.
+    const hashes = tagged === undefined ? undefined : tagged.hashes ?? hashTags(tagged.tags);
+    const room = this.maxValueSize - (hashes === undefined ? 0 : envelopeBytes(hashes));
+    if (this.#writeLarge && bytes.length > room && bytes.length <= MAX_LARGE_VALUE_BYTES) {
       const files = this.#largeFiles();
       try {
         bytes = files.write(key, len, bytes, promised);
@@ -458,6 +558,18 @@ export class SharedStore implements ByteStore {
         // Not written (a full file system, say): the value is skipped as oversize below.
       }
       sweep = files.sweepDue();
+    }
+    if (tagged !== undefined) {
+      const c = this.tags;
+      if (!c.ensure()) {
+        this.#warnNoClock(c.failure);
+        return false;
+      }
+      // A computation that started before this process opened the clock: the file's first
+      // epoch, older than every invalidation it records. NaN (no clock then): not stored.
+      const at = tagged.at === NOT_OPEN ? c.start : tagged.at;
+      if (!(at >= 0)) return false;
+      bytes = encodeEnvelope(bytes, promised, c.nonceLo, c.nonceHi, at, hashes!);
     }
     const r = unwrap(
       this.#lib.warp_shm_set!(this.#handle, key, len, bytes, bytes.length, now, ttl ?? NO_TTL),
@@ -503,6 +615,12 @@ export class SharedStore implements ByteStore {
       this.#lib.warp_shm_count_stale_hit!(this.#handle, joined ? 1 : 0),
       "Shared cache count",
     );
+  }
+
+  /** Turns one hit counted by this handle into a miss (a hit on an entry whose tags were
+   * invalidated), in the file. */
+  countInvalidHit(): void {
+    unwrap(this.#lib.warp_shm_count_invalid_hit!(this.#handle), "Shared cache count");
   }
 
   /** Counts a background refresh (in the file). */

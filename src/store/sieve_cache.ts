@@ -8,7 +8,7 @@
 import { SIEVE, SieveQueue } from "./_sieve_queue.ts";
 import { checkMaxSize, checkTtl, describe } from "../options/_validate.ts";
 import { register, type Registered } from "../ops/registry.ts";
-import type { CacheInfo } from "../call/cache.ts";
+import type { CacheInfo } from "../call/types.ts";
 import { Backend, Strategy } from "../options/options.ts";
 
 /** Counters and sizes of a {@linkcode SieveCache}, from its `info()`. */

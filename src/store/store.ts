@@ -120,6 +120,9 @@ export interface ByteStore {
   delete(key: Uint8Array, len: number): boolean;
   /** {@linkcode Store.countJoin}. */
   countJoin(): void;
+  /** Turns one hit counted by this store into a miss (a hit on an entry whose tags were
+   * invalidated), where the store keeps its counters itself (the shared file). */
+  countInvalidHit?(): void;
   /** {@linkcode Store.clear}. */
   clear(): void;
   /** {@linkcode Store.info}. */
@@ -348,6 +351,10 @@ export class StoreView implements Store {
 
   countStaleHit(joined?: boolean): void {
     this.#s.countStaleHit(joined);
+  }
+
+  countInvalidHit(): void {
+    this.#s.countInvalidHit?.();
   }
 
   countRefresh(): void {

@@ -9,6 +9,8 @@
 //! - [`flight`]: cross-process single-flight (one computation of a key at a time, waiters
 //!   sleeping on a futex in the mapping, dead owners taken over).
 //! - [`dispatch`]: asynchronous flight waits, all of a JavaScript thread's on one thread.
+//! - [`tags`]: the tag clock of a directory (`.warp_tags`): when each tag was last
+//!   invalidated, read by every process through its mapping.
 //!
 //! Concurrency design:
 //! - Readers take no lock and never wait for a writer. A sequence counter in the header
@@ -74,6 +76,7 @@ pub mod layout;
 pub mod lock;
 pub mod region;
 pub mod table;
+pub mod tags;
 
 use flight::{Claim, End, Flights, Waiter};
 use layout::{CounterStripe, Params, Stamp};

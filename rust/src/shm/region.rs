@@ -183,15 +183,15 @@ impl Region {
     }
 }
 
-fn invalid(message: String) -> ShmError {
+pub(super) fn invalid(message: String) -> ShmError {
     ShmError::new(Status::InvalidArgument, message)
 }
 
-fn io(what: String, e: &std::io::Error) -> ShmError {
+pub(super) fn io(what: String, e: &std::io::Error) -> ShmError {
     ShmError::new(Status::Io, format!("{what}: {e}"))
 }
 
-fn cstring(bytes: &[u8], shown: &str) -> Result<CString, ShmError> {
+pub(super) fn cstring(bytes: &[u8], shown: &str) -> Result<CString, ShmError> {
     CString::new(bytes).map_err(|_| {
         invalid(format!(
             "Cannot open a shared cache: the path contains a NUL byte: {shown}"
@@ -200,7 +200,7 @@ fn cstring(bytes: &[u8], shown: &str) -> Result<CString, ShmError> {
 }
 
 /// Creates `dir` (mode 0700) if it is missing, checks it, and opens it.
-fn open_dir(dir: &Path) -> Result<OwnedFd, ShmError> {
+pub(super) fn open_dir(dir: &Path) -> Result<OwnedFd, ShmError> {
     use std::os::unix::fs::{DirBuilderExt, MetadataExt};
     let shown = dir.display().to_string();
     match std::fs::DirBuilder::new().mode(DIR_MODE).create(dir) {
@@ -260,11 +260,11 @@ fn mode_bits(m: libc::mode_t) -> u32 {
 
 /// A mode as `mode_t`.
 #[allow(clippy::unnecessary_cast)]
-fn mode_t(m: u32) -> libc::mode_t {
+pub(super) fn mode_t(m: u32) -> libc::mode_t {
     m as libc::mode_t
 }
 
-fn fstat(fd: RawFd) -> std::io::Result<libc::stat> {
+pub(super) fn fstat(fd: RawFd) -> std::io::Result<libc::stat> {
     let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
     // SAFETY: `st` is valid for writes of one `stat`; fstat fills it on success.
     let r = unsafe { libc::fstat(fd, st.as_mut_ptr()) };
@@ -295,7 +295,11 @@ fn lstat_at(dirfd: &OwnedFd, name: &CStr) -> std::io::Result<libc::stat> {
 }
 
 /// Opens the file at `name` without following a link: `None` when there is none.
-fn open_existing(dirfd: &OwnedFd, name: &CStr, shown: &str) -> Result<Option<File>, ShmError> {
+pub(super) fn open_existing(
+    dirfd: &OwnedFd,
+    name: &CStr,
+    shown: &str,
+) -> Result<Option<File>, ShmError> {
     // SAFETY: `name` is NUL-terminated; O_NOFOLLOW refuses a symbolic link.
     let fd = unsafe {
         libc::openat(
@@ -400,7 +404,7 @@ fn map(file: &File, params: Params, shown: &str) -> Result<MmapRaw, ShmError> {
 }
 
 /// A name for a private temporary file next to the cache file.
-fn temp_name(name: &OsStr) -> Vec<u8> {
+pub(super) fn temp_name(name: &OsStr) -> Vec<u8> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let nanos = std::time::SystemTime::now()
@@ -414,7 +418,7 @@ fn temp_name(name: &OsStr) -> Vec<u8> {
 
 /// Removes the temporary files of `name` left by processes that died while creating
 /// it (they hold reserved space). Best effort: errors are ignored.
-fn sweep_stale_temps(dirfd: &OwnedFd, dir: &Path, name: &OsStr) {
+pub(super) fn sweep_stale_temps(dirfd: &OwnedFd, dir: &Path, name: &OsStr) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
@@ -522,7 +526,7 @@ fn init_file(file: &File, params: Params, shown: &str) -> Result<(), ShmError> {
 
 /// Allocates the file's blocks, so that touching the mapping later cannot fail.
 #[cfg(target_os = "linux")]
-fn reserve(fd: RawFd, size: u64) -> std::io::Result<()> {
+pub(super) fn reserve(fd: RawFd, size: u64) -> std::io::Result<()> {
     let len = libc::off_t::try_from(size).map_err(|_| std::io::ErrorKind::InvalidInput)?;
     // SAFETY: `fd` is an open regular file; posix_fallocate returns an error number.
     let r = unsafe { libc::posix_fallocate(fd, 0, len) };
@@ -536,7 +540,7 @@ fn reserve(fd: RawFd, size: u64) -> std::io::Result<()> {
 
 /// Sets the file size (no preallocation on this platform).
 #[cfg(not(target_os = "linux"))]
-fn reserve(fd: RawFd, size: u64) -> std::io::Result<()> {
+pub(super) fn reserve(fd: RawFd, size: u64) -> std::io::Result<()> {
     let len = libc::off_t::try_from(size).map_err(|_| std::io::ErrorKind::InvalidInput)?;
     truncate(fd, len)
 }
@@ -550,7 +554,7 @@ fn truncate(fd: RawFd, len: libc::off_t) -> std::io::Result<()> {
 }
 
 /// Gives the file at `from` the name `to`, failing with `EEXIST` when `to` exists.
-fn link_no_replace(dirfd: &OwnedFd, from: &CStr, to: &CStr) -> std::io::Result<()> {
+pub(super) fn link_no_replace(dirfd: &OwnedFd, from: &CStr, to: &CStr) -> std::io::Result<()> {
     let d = dirfd.as_raw_fd();
     // SAFETY: both names are NUL-terminated; flags 0 do not follow a link at `from`.
     if unsafe { libc::linkat(d, from.as_ptr(), d, to.as_ptr(), 0) } == 0 {
@@ -580,13 +584,13 @@ fn rename_no_replace(_d: RawFd, _from: &CStr, _to: &CStr) -> std::io::Result<()>
     Err(std::io::Error::from_raw_os_error(libc::EOPNOTSUPP))
 }
 
-fn unlink(dirfd: &OwnedFd, name: &CStr) {
+pub(super) fn unlink(dirfd: &OwnedFd, name: &CStr) {
     // SAFETY: `name` is NUL-terminated; unlinkat removes a name, never follows it.
     unsafe { libc::unlinkat(dirfd.as_raw_fd(), name.as_ptr(), 0) };
 }
 
 /// Whether the name `cname` in `dirfd` refers to `file` (same device and inode).
-fn names_file(dirfd: &OwnedFd, cname: &CStr, file: &File) -> bool {
+pub(super) fn names_file(dirfd: &OwnedFd, cname: &CStr, file: &File) -> bool {
     let Ok(ours) = fstat(file.as_raw_fd()) else {
         return false;
     };
