@@ -74,7 +74,11 @@ Deno.test("flightTimeout: a computation older than flightTimeout is abandoned by
 
 Deno.test("flightTimeout: Infinity never abandons; bad values are errors at decoration", async () => {
   assert.throws(() => cache({ flightTimeout: 0 }), RangeError);
-  assert.throws(() => cache({ flightTimeout: -5 }), /flightTimeout.*-5/);
+  assert.throws(
+    () => cache({ flightTimeout: -5 }),
+    /flightTimeout must be a positive number of milliseconds or Infinity: received -5/,
+  );
+  assert.throws(() => cache({ flightTimeout: NaN }), RangeError);
   assert.throws(() => cache({ flightTimeout: "30s" as unknown as number }), TypeError);
   let calls = 0;
   let release = (_: number): void => {};

@@ -10,7 +10,7 @@ import * as v1 from "./fixtures/value_codec_v1.ts";
 
 const RUNS = Number(Deno.env.get("WARP_PROPERTY_RUNS") ?? 2000);
 
-/** Keys (README, "Keys, in short") for the shared backend (no identity keys). */
+/** Keys (README, "Keys") for the shared backend (no identity keys). */
 const keyArb: fc.Arbitrary<unknown> = fc.letrec((tie) => ({
   leaf: fc.oneof(
     fc.integer(),

@@ -1,5 +1,5 @@
 // The shared store's write lock against a holder that is alive but does not release it
-// (README "Writes take a short lock; reads take none", RELIABILITY.md G1 and hole 7): a
+// (README "Locks", RELIABILITY.md G1 and hole 20): a
 // real second process (`rust/examples/shm_hold.rs`) takes the lock in the middle of an
 // update and is stopped with SIGSTOP, as Ctrl-Z, `docker pause` or a debugger would; a
 // third process keeps reading and writing.

@@ -17,9 +17,9 @@ import { describe } from "../options/_validate.ts";
 export interface CacheContext<T = unknown> {
   /**
    * Aborted when the computation is detached from the cache by `cacheDelete` or
-   * `cacheClear` for its key, or by disposing the cache (its result will not be stored;
-   * pass it on to `fetch` to stop the work). Its reason is a `DOMException` named
-   * `AbortError`.
+   * `cacheClear` for its key, by disposing the cache, or abandoned after `flightTimeout`
+   * (its result will not be stored; pass it on to `fetch` to stop the work). Its reason is
+   * a `DOMException` named `AbortError`.
    */
   readonly signal: AbortSignal;
   /**
@@ -151,8 +151,7 @@ let contextRead = false;
  * Whether a computation of `fn` may read its context after an `await`: its source text
  * names `cacheContext`, or `cacheContext()` has been called in this process (from a
  * helper, say). Only then does a computation run in an async context, which costs about
- * 300 ns a miss (an `AsyncLocalStorage` run); see the README, "Stale values, timeouts and
- * context".
+ * 300 ns a miss (an `AsyncLocalStorage` run); see the README, "`cacheContext()`".
  */
 export function mayReadContext(source: string): () => boolean {
   if (source.includes("cacheContext")) return () => true;

@@ -1,6 +1,6 @@
 /**
  * The key codec: turns a call's arguments into bytes that are equal exactly when the
- * keys are equal under the rules of the README ("Keys, in short").
+ * keys are equal under the rules of the README ("Keys").
  *
  * - Primitives by value with their type (`1`, `"1"`, `1n`, `true` differ); numbers by
  *   SameValueZero (`0` and `-0` are one key, `NaN` equals `NaN`). Each number has one

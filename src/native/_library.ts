@@ -1,5 +1,5 @@
 /**
- * Where the native library comes from: the lookup order of the README ("Install"), SHA-256
+ * Where the native library comes from: the lookup order of the README ("Native library"), SHA-256
  * verification against the hashes pinned in `_artifacts.ts`, and the download into the
  * per-user library cache.
  *
@@ -36,7 +36,7 @@ import { ARTIFACTS, VERSION } from "./_artifacts.ts";
 import { effectiveUid } from "./_uid.ts";
 
 /** Where the release artifacts of this version are published: the package's own `dist/` on
- * JSR, served with the package version it belongs to (see the README, "Install"). */
+ * JSR, served with the package version it belongs to (see the README, "Native library"). */
 export const DEFAULT_BASE_URL = `https://jsr.io/@warp/cache/${VERSION}/dist/`;
 
 /** Largest download accepted, in bytes. */

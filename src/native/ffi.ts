@@ -6,7 +6,7 @@
  * `_abi.ts`, generated from the crate (`rust/src/abi.rs`).
  *
  * Where the library is looked for, how it is verified and downloaded: `_library.ts` and
- * the README ("Install"). A library is loaded from the very file that was checked
+ * the README ("Native library"). A library is loaded from the very file that was checked
  * (`openCandidate`: on Linux through `/proc/self/fd/<n>`), whose descriptor stays open while
  * the library is loaded. Loading is lazy (first use) and never prompts: without
  * `--allow-ffi` (or the permissions to read, verify or download it) the library is simply

@@ -8,7 +8,7 @@
  * deno run -A jsr:@warp/cache/install --help    # the usage; an unknown option exits 2
  * ```
  *
- * It looks where the cache looks (see the README, "Install"): `WARP_CACHE_LIB`, beside the
+ * It looks where the cache looks (see the README, "Native library"): `WARP_CACHE_LIB`, beside the
  * module, the per-user library cache (`WARP_CACHE_DIR`), and otherwise downloads from
  * `WARP_CACHE_BASE_URL`, verifying the SHA-256 pinned in the package.
  *

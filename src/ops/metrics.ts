@@ -3,7 +3,7 @@
  * instruments whose one callback reads the registry (`registry.ts`) when a reader collects,
  * so that a hit or a miss does no metrics work at all, with a meter provider set or not.
  * Deno exports them with `OTEL_DENO=true`; any SDK `MeterProvider` set as the global one
- * collects them too (see the README, "Operate").
+ * collects them too (see the README, "Metrics (OpenTelemetry)").
  *
  * The instruments (`warp_cache.*`, attributes `cache.name`, `cache.backend` and, for a
  * shared cache, `cache.dir`, the directory of its file):

@@ -99,8 +99,10 @@ export interface CacheOptions {
    */
   tags?: (...args: never[]) => readonly string[];
   /**
-   * Identity of a shared cache across processes. Defaults to the function's name plus a
-   * short hash of its source text.
+   * Identity of a shared or remote cache across processes and hosts, and the name that
+   * `caches()` and the metrics report. Defaults to the function's name; for a shared or
+   * remote cache, to `<Class.>function-<hash>`, the hash covering where `cache()` was applied
+   * (module URL, line and column) and the function's source text.
    */
   name?: string;
   /**
@@ -110,12 +112,13 @@ export interface CacheOptions {
    */
   dir?: string;
   /**
-   * Largest serialized key in bytes (shared backend).
+   * Largest serialized key in bytes (shared backend): 1 to 1 MiB.
    * @default {512}
    */
   maxKeySize?: number;
   /**
-   * Largest serialized value in bytes (shared backend).
+   * Largest serialized value in bytes (shared backend): 1 to 64 MiB, and at most the byte
+   * budget (`maxBytes`, given or default), else a `RangeError` naming both.
    * @default {4096}
    */
   maxValueSize?: number;
@@ -128,7 +131,8 @@ export interface CacheOptions {
    *
    * Shared backend: the budget of the stored keys and values in the file: entries of any
    * size share it in proportion to their size (in chunks of 256 bytes holding 248 bytes of
-   * data), and SIEVE evicts until a new entry fits. An integer from 256 to 2^36 (64 GiB).
+   * data), and SIEVE evicts until a new entry fits. An integer from 256 to 2^36 (64 GiB),
+   * at least `maxValueSize`.
    * The default is what `maxSize` entries of the largest size take, at most 16 MiB: the
    * default file (about 0.6 MB) fits any `/dev/shm`, and no default file takes more than
    * 16 MiB of data (a container's 64 MiB `/dev/shm` holds several).
@@ -188,8 +192,10 @@ export interface CacheOptions {
   ttlJitter?: number | undefined;
   /**
    * Most ms that a call of an async function waits for its computation (its own, or one it
-   * joined): past it, the call rejects with a `DOMException` named `TimeoutError`, while the
-   * computation goes on and its result is stored when it resolves. Positive and finite.
+   * joined): past it, the call gets the stale value that the computation refreshes, if
+   * there is one (counted in `staleHits`), else rejects with a `DOMException` named
+   * `TimeoutError`, while the computation goes on and its result is stored when it
+   * resolves. Positive and finite.
    * Calls of a function that returns no Promise are not bounded.
    * @default {undefined}
    */
@@ -200,8 +206,9 @@ export interface CacheOptions {
    * calls have waited for longer than this (since the first of them joined it) is
    * abandoned by the next call of its key (its result is not stored, its `signal` aborts),
    * and a call waiting for another process's computation (shared backend) computes the key
-   * itself after this long, even when that process is stopped and not dead. Positive, or `Infinity` for no bound. With `timeout`, a call still
-   * rejects after `timeout`; this bounds the wait behind it.
+   * itself after this long, even when that process is stopped and not dead. Positive, or
+   * `Infinity` for no bound. With `timeout`, a call still rejects after `timeout`; this
+   * bounds the wait behind it.
    * @default {30000}
    */
   flightTimeout?: number | undefined;
@@ -223,8 +230,12 @@ export interface CacheOptions {
    */
   remoteTimeout?: number | undefined;
   /**
-   * Time source in ms, for TTL. Defaults to `performance.now()` (memory) and `Date.now()`
-   * (shared: a clock that every process agrees on). Tests inject a fake clock here.
+   * Time source in ms, for TTLs and stale windows; it must return a finite number (else a
+   * `TypeError` at the call that reads it). By default each store reads its own: the native
+   * library's coarse monotonic clock (memory backend, native engine), `performance.now()`
+   * (TypeScript engine), Unix time (shared backend: a clock that every process agrees on).
+   * Tests inject a fake clock here; a shared cache's must return Unix ms if other processes
+   * use the file.
    */
   clock?: () => number;
 }
@@ -309,6 +320,11 @@ const STRATEGIES: Record<string, Strategy> = {
   wtinylfu: Strategy.WTinyLfu,
 };
 
+/** The name of `strategy` as the `strategy` option takes it (`"lru"`...). */
+export function strategyName(strategy: Strategy): string {
+  return Object.keys(STRATEGIES).find((n) => STRATEGIES[n] === strategy) ?? String(strategy);
+}
+
 function fail(Kind: typeof TypeError | typeof RangeError, what: string, value: unknown): never {
   throw new Kind(`Cannot create cache: ${what}: received ${describe(value)}`);
 }
@@ -338,8 +354,14 @@ function byteBudget(value: unknown): number | undefined {
 }
 
 function flightTimeout(value: unknown): number {
-  if (value === Infinity) return Infinity;
-  return checkMs("cache", "flightTimeout", value) ?? 30_000;
+  if (value === undefined) return 30_000;
+  if (typeof value !== "number") {
+    fail(TypeError, "flightTimeout must be a positive number of milliseconds or Infinity", value);
+  }
+  if (!(value > 0)) {
+    fail(RangeError, "flightTimeout must be a positive number of milliseconds or Infinity", value);
+  }
+  return value;
 }
 
 function memoryBudget(value: unknown): number | undefined {

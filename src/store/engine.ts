@@ -21,7 +21,7 @@ import {
   prepareNative,
 } from "../native/ffi.ts";
 import { NativeMemoryStore } from "./native_store.ts";
-import { Backend, type ResolvedOptions, Strategy } from "../options/options.ts";
+import { Backend, type ResolvedOptions, Strategy, strategyName } from "../options/options.ts";
 import type { Flights, Store, StoreView } from "./store.ts";
 import { TsSieveStore } from "./ts_store.ts";
 import { sharedFileName, SharedStore } from "./shared_store.ts";
@@ -100,9 +100,9 @@ export function createStore(
   if (opts.backend === Backend.Shared) {
     if (opts.strategy !== Strategy.Sieve) {
       throw new TypeError(
-        `Cannot create cache: the shared backend evicts by SIEVE only: received strategy ${
-          Strategy[opts.strategy]
-        }`,
+        `Cannot create cache: the shared backend evicts by SIEVE only: received strategy "${
+          strategyName(opts.strategy)
+        }"`,
       );
     }
     const location = {

@@ -13,7 +13,7 @@
 //! which includes the death of the process in any way. A waiter asks the kernel with
 //! `F_OFD_GETLK` whether anyone holds the owner's byte: no lock means the owner is gone.
 //! That answer is kernel state about the file, so it holds across PID namespaces
-//! (containers sharing `/dev/shm`), where a pid means nothing (hole 6 of RELIABILITY.md:
+//! (containers sharing `/dev/shm`), where a pid means nothing (hole 19 of RELIABILITY.md:
 //! the previous design named the owner by pid and start time, and two writers in two
 //! PID namespaces took the lock from each other). Byte `1 << 39` belongs to another use
 //! (the "file in use" lock taken at open) and is never one of ours. A child forked without
