@@ -20,7 +20,7 @@ export interface ArtifactInfo {
 export const ARTIFACTS: Readonly<Record<string, ArtifactInfo>> = {
   "x86_64-unknown-linux-gnu": {
     file: "libwarp_cache-x86_64-unknown-linux-gnu.so",
-    sha256: "1d6e3790420d2b2a14f08d8844fcc5bfef44cd8680e3ebfb3a3d9be7ef13ef7a",
-    size: 716744,
+    sha256: "c680c4b5acffa2fafca268bbf2b0c80d2d891da7151be35ca6125976555c7df9",
+    size: 737376,
   },
 };
