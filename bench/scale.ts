@@ -47,6 +47,7 @@ import { cache, SieveCache } from "../mod.ts";
 import { memoryEngine } from "../src/store/engine.ts";
 import { loadNative } from "../src/native/ffi.ts";
 import { sharedFileSize } from "../src/store/shared_store.ts";
+import { CHUNK_SIZE, MAX_SHARED_ENTRIES } from "../src/native/_abi.ts";
 import { rng } from "./_workload.ts";
 
 /** Cache sizes of a full run. */
@@ -192,8 +193,8 @@ function open(cfg: Config, name: string): Subject {
           maxSize: n,
           maxKeySize: SLOT_BYTES,
           maxValueSize: SLOT_BYTES,
-          // One 256-byte chunk holds an entry of these sizes: a budget for every entry.
-          maxBytes: n * CHUNK_BYTES,
+          // One chunk holds an entry of these sizes: a budget for every entry.
+          maxBytes: n * CHUNK_SIZE,
         })(identity)
         : cache({ maxSize: n })(identity);
       return {
@@ -302,9 +303,6 @@ async function perWholeOp(
   return median(out);
 }
 
-/** Bytes of one chunk of the shared store's byte budget (`CHUNK_SIZE`, rust/src/shm/layout.rs). */
-const CHUNK_BYTES = 256;
-
 function check(ok: boolean, what: string): void {
   if (!ok) throw new Error(`scale: ${what}`);
 }
@@ -352,7 +350,7 @@ async function measure(cfg: Config): Promise<ScaleResult> {
     const lib = loadNative();
     check(
       lib !== null &&
-        result.fileBytes === sharedFileSize(lib, n, SLOT_BYTES, SLOT_BYTES, n * CHUNK_BYTES),
+        result.fileBytes === sharedFileSize(lib, n, SLOT_BYTES, SLOT_BYTES, n * CHUNK_SIZE),
       `file size ${result.fileBytes} is not the formula's`,
     );
   }
@@ -503,7 +501,7 @@ async function chooseDir(largest: number): Promise<{ dir: string; kind: string }
   const lib = loadNative();
   const need = lib === null
     ? 0
-    : 3 * sharedFileSize(lib, largest, SLOT_BYTES, SLOT_BYTES, largest * CHUNK_BYTES);
+    : 3 * sharedFileSize(lib, largest, SLOT_BYTES, SLOT_BYTES, largest * CHUNK_SIZE);
   const shm = await freeBytes("/dev/shm");
   if (shm !== undefined && shm > need && Deno.systemMemoryInfo().available > 2 * need) {
     return {
@@ -549,8 +547,10 @@ export async function scale(options: {
   const targetMs = options.targetMs ?? 100;
   const repeats = options.repeats ?? 3;
   for (const n of options.sizes) {
-    if (!Number.isInteger(n) || n < 1 || n > 2 ** 24) {
-      throw new RangeError(`Cannot run the scale bench: sizes must be 1..2^24: received ${n}`);
+    if (!Number.isInteger(n) || n < 1 || n > MAX_SHARED_ENTRIES) {
+      throw new RangeError(
+        `Cannot run the scale bench: sizes must be 1..${MAX_SHARED_ENTRIES}: received ${n}`,
+      );
     }
   }
   const { dir, kind } = await chooseDir(Math.max(...options.sizes));

@@ -1,6 +1,9 @@
 /**
  * `deno task test`: every test, in three runs.
  *
+ * 0. `cargo test` of `abi::tests::generated_file_is_current`: fails when
+ *    `src/native/_abi.ts` is stale (a fact changed in `rust/src/abi.rs` without `deno task
+ *    abi`), before any run reads a wrong fact;
  * 1. the whole suite (unit, doc examples, cross-process, fault injection) with the native
  *    engine (`WARP_CACHE_ENGINE=native`), after an incremental `cargo build --release`;
  * 2. the memory suites again with the TypeScript engine (`WARP_CACHE_ENGINE=ts`): the same
@@ -64,12 +67,39 @@ const runs: Run[] = [
   },
 ];
 
+/** The crate's test that compares `src/native/_abi.ts` with what its facts give. */
+export const ABI_CHECK = [
+  "test",
+  "--manifest-path",
+  `${root}rust/Cargo.toml`,
+  "--lib",
+  "abi::tests::generated_file_is_current",
+];
+
+/** Runs {@linkcode ABI_CHECK}; resolves to whether `src/native/_abi.ts` is current. */
+export async function abiCurrent(): Promise<boolean> {
+  const status = await new Deno.Command("cargo", {
+    args: ABI_CHECK,
+    env: { UPDATE_ABI: "" },
+    stdout: "inherit",
+    stderr: "inherit",
+  }).spawn().status;
+  return status.success;
+}
+
 function stripAnsi(s: string): string {
   // deno-lint-ignore no-control-regex
   return s.replace(/\x1b\[[0-9;]*m/g, "");
 }
 
 if (import.meta.main) {
+  console.log("=== src/native/_abi.ts against rust/src/abi.rs: cargo " + ABI_CHECK.join(" "));
+  if (!(await abiCurrent())) {
+    console.log(
+      "\nsrc/native/_abi.ts is stale or the check failed: run `deno task abi`, see above",
+    );
+    Deno.exit(1);
+  }
   await build();
   let passed = 0;
   let failed = 0;

@@ -3,6 +3,7 @@
 import assert from "node:assert/strict";
 import { Backend, cache, cacheContext, type CachedFunction, Strategy } from "../mod.ts";
 import { memoryEngine } from "../src/store/engine.ts";
+import { MAX_SHARED_BYTES, MIN_SHARED_BYTES } from "../src/native/_abi.ts";
 import { handResumes, secondChance } from "./fixtures/sieve_scenarios.ts";
 
 const engine = Deno.env.get("WARP_CACHE_ENGINE");
@@ -436,11 +437,19 @@ Deno.test("cache() rejects bad options at decoration time, naming option and val
     [{ maxValueSize: -1 }, RangeError, /maxValueSize.*received -1/],
     [{ maxValueSize: "big" }, TypeError, /maxValueSize.*received "big"/],
     [
-      { backend: "shared", maxBytes: 255 },
+      { backend: "shared", maxBytes: MIN_SHARED_BYTES - 1 },
       RangeError,
-      /maxBytes must be an integer from 256 to .*received 255/,
+      new RegExp(
+        `maxBytes must be an integer from ${MIN_SHARED_BYTES} to .*received ${
+          MIN_SHARED_BYTES - 1
+        }`,
+      ),
     ],
-    [{ backend: "shared", maxBytes: 2 ** 36 + 1 }, RangeError, /maxBytes.*received 68719476737/],
+    [
+      { backend: "shared", maxBytes: MAX_SHARED_BYTES + 1 },
+      RangeError,
+      new RegExp(`maxBytes.*received ${MAX_SHARED_BYTES + 1}`),
+    ],
     [{ maxBytes: 0 }, RangeError, /maxBytes must be a positive integer of bytes: received 0/],
     [{ maxBytes: 1000.5 }, RangeError, /maxBytes.*received 1000\.5/],
     [{ maxBytes: "16m" }, TypeError, /maxBytes must be a number.*received "16m"/],

@@ -4,15 +4,17 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { loadNative } from "../src/native/ffi.ts";
-import { SharedStore, SHM_INFO } from "../src/store/shared_store.ts";
+import { SharedStore } from "../src/store/shared_store.ts";
+import { cacheNameOf, inspectCacheFile, resolveCacheFile } from "../src/ops/_shared_inspect.ts";
 import {
-  cacheNameOf,
+  CHUNK_SIZE,
+  FORMAT_VERSION,
   INSPECT,
-  inspectCacheFile,
-  resolveCacheFile,
+  SHM_HEADER,
+  SHM_INFO,
   SHM_INSPECT,
   SHM_INSPECT_FIELDS,
-} from "../src/ops/_shared_inspect.ts";
+} from "../src/native/_abi.ts";
 import { formatBytes, sparkline } from "../src/ops/_format.ts";
 
 const root = new URL("../", import.meta.url).pathname;
@@ -165,7 +167,7 @@ Deno.test("cli ls lists the caches that live processes use, with exact counts, c
       assert.equal(info.code, 0, info.stderr);
       assert.match(info.stdout, /^entries +3$/m);
       assert.match(info.stdout, /^maxKeySize +512 bytes$/m);
-      assert.match(info.stdout, /^format version +7$/m);
+      assert.match(info.stdout, new RegExp(`^format version +${FORMAT_VERSION}$`, "m"));
       assert.match(info.stdout, /^evictions +0$/m);
       assert.match(info.stdout, /^in use +yes$/m);
       const infoJson = JSON.parse((await cli("info", "beta", "--dir", dir, "--json")).stdout);
@@ -265,7 +267,7 @@ Deno.test("cli reports corrupt, truncated, other-version and foreign files, neve
     Deno.writeFileSync(`${dir}/random.warp`, crypto.getRandomValues(new Uint8Array(4096)));
     Deno.writeFileSync(`${dir}/truncated.warp`, good.subarray(0, 1000));
     const old = good.slice();
-    new DataView(old.buffer).setUint32(8, 5, true); // format version 5
+    new DataView(old.buffer).setUint32(SHM_HEADER.version, 5, true); // format version 5
     Deno.writeFileSync(`${dir}/old.warp`, old);
     Deno.symlinkSync(`${dir}/alpha.warp`, `${dir}/link.warp`);
     const hashes = ["random", "truncated", "old"].map((n) => sha(`${dir}/${n}.warp`));
@@ -473,11 +475,11 @@ Deno.test("inspectCacheFile() reads what cacheInfo() reports, at the SHM_INSPECT
       assert.equal(raw[SHM_INSPECT.maxSize], 9);
       assert.equal(raw[SHM_INSPECT.maxKeySize], 17);
       assert.equal(raw[SHM_INSPECT.maxValueSize], 33);
-      assert.equal(raw[SHM_INSPECT.bytes], 256);
-      assert.equal(raw[SHM_INSPECT.maxBytes], 2304);
+      assert.equal(raw[SHM_INSPECT.bytes], CHUNK_SIZE); // one entry of one chunk
+      assert.equal(raw[SHM_INSPECT.maxBytes], 9 * CHUNK_SIZE); // the default: 9 such entries
       assert.equal(raw[SHM_INSPECT.staleHits], 1);
       assert.equal(raw[SHM_INSPECT.refreshes], 2);
-      assert.equal(raw[SHM_INSPECT.formatVersion], 7);
+      assert.equal(raw[SHM_INSPECT.formatVersion], FORMAT_VERSION);
       assert.equal(raw[SHM_INSPECT.fileSize], Deno.statSync(path).size);
       assert.equal(raw[SHM_INSPECT.inUse], 1);
       assert.equal(raw[SHM_INSPECT.consistent], 1);

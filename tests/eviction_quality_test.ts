@@ -9,6 +9,7 @@
 import assert from "node:assert/strict";
 import { cache, Strategy } from "../mod.ts";
 import { loadNative } from "../src/native/ffi.ts";
+import { POLICY } from "../src/native/_abi.ts";
 import { NativeMemoryStore } from "../src/store/native_store.ts";
 import { type ByteStore, MISS } from "../src/store/store.ts";
 import { TsSieveStore } from "../src/store/ts_store.ts";
@@ -106,21 +107,6 @@ Deno.test("cache() with strategy s3fifo misses as libCacheSim's S3FIFO", () => {
   assert.deepEqual(ours, fixture.misses[name]!.S3FIFO);
 });
 
-Deno.test("Strategy numbers are the native library's Policy numbers", async () => {
-  // rust/src/sieve.rs: `pub enum Policy { ... Name = N, ... }`, the one place on that side.
-  const source = await Deno.readTextFile(new URL("../rust/src/sieve.rs", import.meta.url));
-  const body = /pub enum Policy \{([^}]*)\}/.exec(source)?.[1];
-  assert.ok(body, "enum Policy not found in rust/src/sieve.rs");
-  const rust = Object.fromEntries(
-    [...body.matchAll(/^\s*(\w+) = (\d+),/gm)].map((m) => [m[1]!, Number(m[2])]),
-  );
-  const ts = Object.fromEntries(
-    Object.entries(Strategy).filter(([, v]) => typeof v === "number"),
-  );
-  assert.deepEqual(rust, ts);
-  assert.equal(Object.keys(ts).length, 7);
-});
-
 Deno.test({
   name: "the native library accepts each Strategy number and refuses the next",
   ignore: native === null,
@@ -128,6 +114,10 @@ Deno.test({
     for (const n of Object.values(Strategy).filter((v) => typeof v === "number")) {
       new NativeMemoryStore(native!, 8, undefined, n as number).close();
     }
-    assert.throws(() => new NativeMemoryStore(native!, 8, undefined, 7), /unknown policy: 7/);
+    const next = Object.keys(POLICY).length;
+    assert.throws(
+      () => new NativeMemoryStore(native!, 8, undefined, next),
+      new RegExp(`unknown policy: ${next}`),
+    );
   },
 });

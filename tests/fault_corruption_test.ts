@@ -5,6 +5,17 @@
 // (bad entries dropped): never a crash, never a value that is not its key's.
 import assert from "node:assert/strict";
 import {
+  BUCKET_SIZE,
+  CHUNK_PAYLOAD,
+  CHUNK_SIZE,
+  FLIGHT_RECORDS,
+  FLIGHT_SIZE,
+  HEADER_SIZE,
+  SHM_HEADER,
+  SHM_SLOT,
+  SLOT_SIZE,
+} from "../src/native/_abi.ts";
+import {
   checkValue,
   makeValue,
   MISS,
@@ -15,18 +26,23 @@ import {
 } from "./fixtures/fault_common.ts";
 
 const MAX_SIZE = 64;
+const MAX_KEY = 64; // openStore's
 const MAX_VALUE = 512;
-// Layout (rust/src/shm/layout.rs, format 7): 512-byte header, then 2 * 64 rounded up = 128
-// buckets of 8 bytes, then 65 slots of 64 bytes, then the chunks of 256 bytes (an 8-byte
-// header: next chunk, owner slot; then 248 bytes of data): the default budget is 64 entries of
-// the largest size, ceil((64 + 512) / 248) = 3 chunks, plus 3 spare chunks.
-const HEADER = 512;
-const TABLE = 128 * 8;
-const SLOTS = (MAX_SIZE + 1) * 64;
+// Layout (rust/src/shm/layout.rs; the sizes from src/native/_abi.ts): the header, then
+// 2 * 64 rounded up = 128 buckets, then 65 slots, then the chunks (a chunk header: next
+// chunk, owner slot; then the entry's bytes): the default budget is 64 entries of the
+// largest size, ceil((64 + 512) / CHUNK_PAYLOAD) chunks each, plus as many spare chunks.
+const HEADER = HEADER_SIZE;
+const TABLE = 128 * BUCKET_SIZE;
+const SLOTS = (MAX_SIZE + 1) * SLOT_SIZE;
 const CHUNKS_AT = HEADER + TABLE + SLOTS;
-const CHUNK_COUNT = MAX_SIZE * 3 + 3;
-// The flight table ends the file: 512 records of 32 bytes.
-const FILE_SIZE = CHUNKS_AT + CHUNK_COUNT * 256 + 512 * 32;
+const LARGEST = Math.ceil((MAX_KEY + MAX_VALUE) / CHUNK_PAYLOAD);
+const CHUNK_COUNT = MAX_SIZE * LARGEST + LARGEST;
+// The flight table ends the file.
+const FLIGHTS = FLIGHT_RECORDS * FLIGHT_SIZE;
+const FILE_SIZE = CHUNKS_AT + CHUNK_COUNT * CHUNK_SIZE + FLIGHTS;
+/** A cache line: each group of header fields has its own. */
+const LINE = 64;
 
 let seed = 12345;
 function rand(n: number): number {
@@ -130,7 +146,12 @@ Deno.test("shared store: truncated files are recreated", async () => {
 });
 
 Deno.test("shared store: a file of another format version or magic is recreated", async () => {
-  for (const [offset, bytes] of [[8, [1, 0, 0, 0]], [8, [99, 0, 0, 0]], [0, [0x4e]]] as const) {
+  const cases = [
+    [SHM_HEADER.version, [1, 0, 0, 0]],
+    [SHM_HEADER.version, [99, 0, 0, 0]],
+    [SHM_HEADER.magic, [0x4e]],
+  ] as const;
+  for (const [offset, bytes] of cases) {
     await withDir((dir) => {
       const s = openStore(dir, "c.warp", MAX_SIZE, MAX_VALUE);
       fill(s);
@@ -147,17 +168,17 @@ Deno.test("shared store: a file of another format version or magic is recreated"
 
 Deno.test("shared store: random bytes over header, table, slots, chunks and flights, closed and mapped", async () => {
   const regions: [string, number, number][] = [
-    ["identity", 0, 64],
-    ["seqlock", 64, 64],
-    ["lock word", 128, 64],
-    ["counters", 192, 64],
-    ["queue", 256, 64],
+    ["identity", SHM_HEADER.magic, LINE],
+    ["seqlock", SHM_HEADER.seq, LINE],
+    ["lock word", SHM_HEADER.lock, LINE],
+    ["counters", SHM_HEADER.stripes, LINE],
+    ["queue", SHM_HEADER.queue, LINE],
     ["table", HEADER, TABLE],
     ["slots", HEADER + TABLE, SLOTS],
-    ["chunks", CHUNKS_AT, CHUNK_COUNT * 256],
-    ["chunk links", CHUNKS_AT, CHUNK_COUNT * 256],
+    ["chunks", CHUNKS_AT, CHUNK_COUNT * CHUNK_SIZE],
+    ["chunk links", CHUNKS_AT, CHUNK_COUNT * CHUNK_SIZE],
     ["slot chunk fields", HEADER + TABLE, SLOTS],
-    ["flights", CHUNKS_AT + CHUNK_COUNT * 256, 512 * 32],
+    ["flights", CHUNKS_AT + CHUNK_COUNT * CHUNK_SIZE, FLIGHTS],
     ["anywhere", 0, FILE_SIZE],
   ];
   for (const [label, start, len] of regions) {
@@ -173,8 +194,9 @@ Deno.test("shared store: random bytes over header, table, slots, chunks and flig
           // A chunk's next or owner word, or a slot's first chunk or chunk count, set to a
           // plausible number (a chunk or slot in use, or NIL) rather than noise.
           at = label === "chunk links"
-            ? CHUNKS_AT + 256 * rand(CHUNK_COUNT) + 4 * rand(2)
-            : HEADER + TABLE + 64 * rand(MAX_SIZE + 1) + 48 + 4 * rand(2);
+            ? CHUNKS_AT + CHUNK_SIZE * rand(CHUNK_COUNT) + 4 * rand(2)
+            : HEADER + TABLE + SLOT_SIZE * rand(MAX_SIZE + 1) +
+              [SHM_SLOT.firstChunk, SHM_SLOT.chunkCount][rand(2)]!;
           const word = [rand(CHUNK_COUNT), rand(MAX_SIZE + 1), rand(4), 0xffffffff][rand(4)]!;
           bytes = new Uint8Array(new Uint32Array([word]).buffer);
           n = 4;

@@ -7,6 +7,13 @@ import assert from "node:assert/strict";
 import { cache } from "../mod.ts";
 import { CacheError } from "../src/native/errors.ts";
 import {
+  MAX_KEY_BYTES,
+  MAX_SHARED_BYTES,
+  MAX_SHARED_ENTRIES,
+  MAX_VALUE_BYTES,
+  MIN_SHARED_BYTES,
+} from "../src/native/_abi.ts";
+import {
   checkValue,
   makeValue,
   openStore,
@@ -110,12 +117,22 @@ Deno.test("shared store: size limits at their extremes are clear errors", async 
     assert.equal(one.info().oversizeSkips, 1);
     one.close();
     const bad: [number, number, number, RegExp, number?][] = [
-      [0, 64, 64, /capacity must be between 1 and 16777216: received 0/],
-      [(1 << 24) + 1, 64, 64, /capacity must be between 1/],
+      [0, 64, 64, new RegExp(`capacity must be between 1 and ${MAX_SHARED_ENTRIES}: received 0`)],
+      [MAX_SHARED_ENTRIES + 1, 64, 64, /capacity must be between 1/],
       [1, 0, 64, /max_key_size must be between/],
-      [1, (1 << 20) + 1, 64, /max_key_size must be between/],
-      [1, 64, (64 << 20) + 1, /max_value_size must be between/],
-      [1, 64, 64, /max_bytes must be between 256 and 68719476736: received 255/, 255],
+      [1, MAX_KEY_BYTES + 1, 64, /max_key_size must be between/],
+      [1, 64, MAX_VALUE_BYTES + 1, /max_value_size must be between/],
+      [
+        1,
+        64,
+        64,
+        new RegExp(
+          `max_bytes must be between ${MIN_SHARED_BYTES} and ${MAX_SHARED_BYTES}: received ${
+            MIN_SHARED_BYTES - 1
+          }`,
+        ),
+        MIN_SHARED_BYTES - 1,
+      ],
     ];
     for (const [cap, key, value, re, maxBytes] of bad) {
       const e = thrown(() =>
@@ -130,21 +147,21 @@ Deno.test("shared store: size limits at their extremes are clear errors", async 
       const e = thrown(() =>
         new SharedStoreCtor(
           { dir: mnt, file: "x.warp" },
-          1 << 24,
-          1 << 20,
-          64 << 20,
+          MAX_SHARED_ENTRIES,
+          MAX_KEY_BYTES,
+          MAX_VALUE_BYTES,
           undefined,
           "f",
-          2 ** 36,
+          MAX_SHARED_BYTES,
         )
       );
       assert.ok(e instanceof CacheError, String(e));
       assert.match(e.message, /No space left/);
       assert.throws(
         () =>
-          cache({ backend: "shared", dir: mnt, name: "budget", maxBytes: 2 ** 36 })((x: number) =>
-            x
-          ),
+          cache({ backend: "shared", dir: mnt, name: "budget", maxBytes: MAX_SHARED_BYTES })((
+            x: number,
+          ) => x),
         (e: unknown) => e instanceof CacheError && /No space left/.test(e.message),
       );
       assert.deepEqual([...Deno.readDirSync(mnt)], [], "nothing left behind");
@@ -153,7 +170,15 @@ Deno.test("shared store: size limits at their extremes are clear errors", async 
     // Largest capacity with small slots: a 1.1 GiB file on a 1 MiB tmpfs is "full", not SIGBUS.
     await withTmpfs("1m", (mnt) => {
       assert.throws(
-        () => new SharedStoreCtor({ dir: mnt, file: "max.warp" }, 1 << 24, 1, 1, undefined, "f"),
+        () =>
+          new SharedStoreCtor(
+            { dir: mnt, file: "max.warp" },
+            MAX_SHARED_ENTRIES,
+            1,
+            1,
+            undefined,
+            "f",
+          ),
         /No space left/,
       );
       return Promise.resolve();

@@ -3,7 +3,8 @@
 // never silently replaced by the release build. Each case runs in a child process, since
 // the library is loaded once per process.
 import assert from "node:assert/strict";
-import { ABI_VERSION, type LibraryOpener, openLibrary } from "../src/native/ffi.ts";
+import { type LibraryOpener, openLibrary } from "../src/native/ffi.ts";
+import { ABI_VERSION } from "../src/native/_abi.ts";
 import { cargoFileName } from "../src/native/_library.ts";
 
 const root = new URL("../", import.meta.url).pathname;

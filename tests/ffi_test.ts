@@ -1,6 +1,7 @@
 // The symbol table of src/native/ffi.ts against the built library.
 import assert from "node:assert/strict";
-import { ABI_VERSION, loadNative, symbols } from "../src/native/ffi.ts";
+import { loadNative, symbols } from "../src/native/ffi.ts";
+import { ABI_VERSION, NO_TTL } from "../src/native/_abi.ts";
 import { candidates } from "../src/native/_library.ts";
 
 const libraryCandidates = (): string[] => candidates().map((c) => c.path);
@@ -42,7 +43,7 @@ Deno.test({
 Deno.test({
   name: "warp_last_error reports the reason of a refused call",
   fn(): void {
-    assert.equal(lib!.warp_mem_new(1, 0, 99, 0), null);
+    assert.equal(lib!.warp_mem_new(1, NO_TTL, 99, 0), null);
     const buf = new Uint8Array(256);
     const n = lib!.warp_last_error(buf, buf.length);
     assert.match(new TextDecoder().decode(buf.subarray(0, n)), /unknown policy: 99/);

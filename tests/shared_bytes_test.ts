@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { MISS } from "../src/store/store.ts";
 import { SharedStore } from "../src/store/shared_store.ts";
+import { CHUNK_PAYLOAD, CHUNK_SIZE } from "../src/native/_abi.ts";
 import { isValueOf, keyOf, MAX_VALUE_SIZE, storedBytes } from "./fixtures/bytes_common.ts";
 const MAX_BYTES = 8 << 20;
 const MAX_SIZE = 100_000; // never binds: the budget does
@@ -65,7 +66,7 @@ Deno.test("shared store: two processes fill one byte budget with values of 100 B
           held[r.id]!++;
           const n = storedBytes(r.id, i);
           stored += n;
-          chunkBytes += Math.ceil(n / 248) * 256;
+          chunkBytes += Math.ceil(n / CHUNK_PAYLOAD) * CHUNK_SIZE;
         }
       }
       const info = s.info();

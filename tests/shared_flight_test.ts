@@ -9,7 +9,8 @@
 import assert from "node:assert/strict";
 import { loadNative } from "../src/native/ffi.ts";
 import { SharedStore } from "../src/store/shared_store.ts";
-import { FLIGHT, pendingFlightWaits } from "../src/store/shared_flights.ts";
+import { pendingFlightWaits } from "../src/store/shared_flights.ts";
+import { FLIGHT, FLIGHT_RECORDS, FLIGHT_SIZE, NO_TTL, Status } from "../src/native/_abi.ts";
 import { type KeyBytes, MISS } from "../src/store/store.ts";
 
 const root = new URL("../", import.meta.url).pathname;
@@ -303,8 +304,8 @@ Deno.test("warp_shm_flight_* codes are FLIGHT's", async () => {
     const owner = new Child({ mode: "own", dir, key: "k", async: true });
     assert.equal((await owner.next("claimed")).claim, "owner");
     const path = encoder.encode(`${dir}/flight.warp`);
-    const a = lib.warp_shm_open!(path, path.length, 16, 64, 256, 0n, 0, 0)!;
-    const b = lib.warp_shm_open!(path, path.length, 16, 64, 256, 0n, 0, 0)!;
+    const a = lib.warp_shm_open!(path, path.length, 16, 64, 256, 0n, NO_TTL, 0)!;
+    const b = lib.warp_shm_open!(path, path.length, 16, 64, 256, 0n, NO_TTL, 0)!;
     const [k, j, none] = ["k", "j", "none"].map((t) => encoder.encode(t)) as [
       Uint8Array,
       Uint8Array,
@@ -328,11 +329,11 @@ Deno.test("warp_shm_flight_* codes are FLIGHT's", async () => {
       const id = lib.warp_shm_flight_register!(d, b, j, 1, Infinity) - FLIGHT.idBase;
       assert.ok(id > 0);
       const ended = next();
-      assert.equal(lib.warp_shm_flight_release!(a, j, 1), 0);
+      assert.equal(lib.warp_shm_flight_release!(a, j, 1), Status.Ok);
       assert.deepEqual(await ended, [id, FLIGHT.done]);
       assert.deepEqual(await next(), [], "no wait: at once");
       // A wait of a handle that closes ends with `closed`.
-      const c = lib.warp_shm_open!(path, path.length, 16, 64, 256, 0n, 0, 0)!;
+      const c = lib.warp_shm_open!(path, path.length, 16, 64, 256, 0n, NO_TTL, 0)!;
       const idc = lib.warp_shm_flight_register!(d, c, k, 1, Infinity) - FLIGHT.idBase;
       const closed = next();
       lib.warp_shm_close!(c);
@@ -436,9 +437,11 @@ Deno.test("SharedStore.flights: a fresh process given a killed owner's liveness 
     // Nothing of the dead owners stays in the table (the fresh handles ended it at open).
     const bytes = Deno.readFileSync(`${dir}/flight.warp`);
     const view = new DataView(bytes.buffer);
-    const start = bytes.length - 512 * 32;
+    const start = bytes.length - FLIGHT_RECORDS * FLIGHT_SIZE;
     let inUse = 0;
-    for (let i = 0; i < 512; i++) if (view.getBigUint64(start + 32 * i, true) !== 0n) inUse++;
+    for (let i = 0; i < FLIGHT_RECORDS; i++) {
+      if (view.getBigUint64(start + FLIGHT_SIZE * i, true) !== 0n) inUse++;
+    }
     assert.equal(inUse, 0, "flight records left in use");
   });
 });

@@ -5,7 +5,7 @@
 // third process keeps reading and writing.
 import assert from "node:assert/strict";
 import { cache } from "../mod.ts";
-import { Status } from "../src/native/errors.ts";
+import { Status } from "../src/native/_abi.ts";
 import { sharedFileName } from "../src/store/shared_store.ts";
 
 const root = new URL("../", import.meta.url).pathname;

@@ -5,7 +5,19 @@ import assert from "node:assert/strict";
 import { cache } from "../mod.ts";
 import { CacheError } from "../src/native/errors.ts";
 import { loadNative } from "../src/native/ffi.ts";
-import { sharedFileSize, SharedStore, SHM_INFO } from "../src/store/shared_store.ts";
+import { sharedFileSize, SharedStore } from "../src/store/shared_store.ts";
+import {
+  CHUNK_SIZE,
+  LIBRARY_TIME,
+  MAX_KEY_BYTES,
+  MAX_SHARED_BYTES,
+  MAX_SHARED_ENTRIES,
+  MAX_VALUE_BYTES,
+  NO_TTL,
+  SHM_INFO,
+  SHM_INFO_FIELDS,
+  Status,
+} from "../src/native/_abi.ts";
 import { MISS } from "../src/store/store.ts";
 import { runChild } from "./fixtures/run_child.ts";
 
@@ -66,7 +78,8 @@ function get(s: SharedStore, key: string): unknown {
   return s.get(k, k.length, NaN);
 }
 
-/** The file size formula exactly as README.md gives it ("Shared backend", Limits). */
+/** The file size formula exactly as README.md gives it ("Shared backend", Limits), with the
+ * README's numbers, not `_abi.ts`'s: a fact that changes without the README fails here. */
 function readmeFileSize(
   maxSize: number,
   maxKeySize: number,
@@ -85,21 +98,26 @@ Deno.test("SharedStore reads every field of warp_shm_info at its index", async (
   const lib = loadNative()!;
   await withDir((dir) => {
     const path = encoder.encode(`${dir}/raw.warp`);
-    const h = lib.warp_shm_open!(path, path.length, 9, 17, 33, 0n, 0, 0)!;
+    const h = lib.warp_shm_open!(path, path.length, 9, 17, 33, 0n, NO_TTL, 0)!;
     try {
       const key = (i: number): Uint8Array => encoder.encode(`k${i}`);
-      for (let i = 0; i < 10; i++) lib.warp_shm_set!(h, key(i), 2, key(i), 2, NaN, 0); // 1 eviction
+      const now = LIBRARY_TIME;
+      for (let i = 0; i < 10; i++) lib.warp_shm_set!(h, key(i), 2, key(i), 2, now, NO_TTL); // 1 eviction
       for (let i = 1; i <= 5; i++) lib.warp_shm_delete!(h, key(i), 2); // 4 left
-      for (let i = 0; i < 6; i++) lib.warp_shm_set!(h, key(0), 2, new Uint8Array(34), 34, NaN, 0);
+      for (let i = 0; i < 6; i++) {
+        lib.warp_shm_set!(h, key(0), 2, new Uint8Array(34), 34, now, NO_TTL);
+      }
       const out = new Uint8Array(64);
-      assert.equal(lib.warp_shm_get!(h, key(7), 2, out, 64, NaN), 2);
-      assert.equal(lib.warp_shm_get!(h, key(8), 2, out, 64, NaN), 2);
-      for (let i = 1; i <= 3; i++) assert.equal(lib.warp_shm_get!(h, key(i), 2, out, 64, NaN), -1);
+      assert.equal(lib.warp_shm_get!(h, key(7), 2, out, 64, now), 2);
+      assert.equal(lib.warp_shm_get!(h, key(8), 2, out, 64, now), 2);
+      for (let i = 1; i <= 3; i++) {
+        assert.equal(lib.warp_shm_get!(h, key(i), 2, out, 64, now), Status.Miss);
+      }
       for (let i = 0; i < 3; i++) lib.warp_shm_count_stale_hit!(h, 0); // the 3 misses: 5 hits
       for (let i = 0; i < 5; i++) lib.warp_shm_count_stale_hit!(h, 1); // joined: stale hits only
       for (let i = 0; i < 7; i++) lib.warp_shm_count_refresh!(h);
-      const raw = new Float64Array(12);
-      assert.equal(lib.warp_shm_info!(h, raw), 0);
+      const raw = new Float64Array(SHM_INFO_FIELDS);
+      assert.equal(lib.warp_shm_info!(h, raw), Status.Ok);
       const expected = {
         hits: 5,
         misses: 0,
@@ -109,12 +127,16 @@ Deno.test("SharedStore reads every field of warp_shm_info at its index", async (
         evictions: 1,
         maxKeySize: 17,
         maxValueSize: 33,
-        bytes: 4 * 256, // 4 entries of one chunk each
-        maxBytes: 9 * 256, // the default: 9 entries of the largest size (one chunk)
+        bytes: 4 * CHUNK_SIZE, // 4 entries of one chunk each
+        maxBytes: 9 * CHUNK_SIZE, // the default: 9 entries of the largest size (one chunk)
         staleHits: 8,
         refreshes: 7,
       };
-      assert.equal(new Set(Object.values(expected)).size, 12, "distinct values pin the order");
+      assert.equal(
+        new Set(Object.values(expected)).size,
+        SHM_INFO_FIELDS,
+        "distinct values pin the order",
+      );
       for (const [field, value] of Object.entries(expected)) {
         assert.equal(raw[SHM_INFO[field as keyof typeof SHM_INFO]], value, field);
       }
@@ -265,10 +287,13 @@ Deno.test("cache() shared: two processes with other sizes share one file", async
 Deno.test("SharedStore: maxBytes up to 2^36 passes the file-size check with any other sizes", () => {
   const lib = loadNative()!;
   const limit = lib.warp_shm_max_file_size!();
-  const sizes: [number, number, number][] = [[128, 512, 4096], [1 << 24, 1 << 20, 64 << 20]];
+  const sizes: [number, number, number][] = [
+    [128, 512, 4096],
+    [MAX_SHARED_ENTRIES, MAX_KEY_BYTES, MAX_VALUE_BYTES],
+  ];
   for (const [maxSize, maxKeySize, maxValueSize] of sizes) {
-    const size = sharedFileSize(lib, maxSize, maxKeySize, maxValueSize, 2 ** 36);
-    assert.equal(size, readmeFileSize(maxSize, maxKeySize, maxValueSize, 2 ** 36));
+    const size = sharedFileSize(lib, maxSize, maxKeySize, maxValueSize, MAX_SHARED_BYTES);
+    assert.equal(size, readmeFileSize(maxSize, maxKeySize, maxValueSize, MAX_SHARED_BYTES));
     assert.ok(
       size <= limit,
       `maxBytes 2^36 with ${maxSize}/${maxKeySize}/${maxValueSize}: a file of ${size} bytes, over the limit ${limit}`,

@@ -6,13 +6,8 @@ import assert from "node:assert/strict";
 import { cache, cacheContext, invalidateTags } from "../mod.ts";
 import { decodeValue, encodeValue } from "../src/codec/value_codec.ts";
 import { TAGGED_ENVELOPE } from "../src/store/_tag_envelope.ts";
-import {
-  hashTag,
-  hashTags,
-  NOT_OPEN,
-  sharedTagClock,
-  TAGS_FILE,
-} from "../src/store/shared_tags.ts";
+import { hashTag, hashTags, NOT_OPEN, sharedTagClock } from "../src/store/shared_tags.ts";
+import { TAGS_FILE, TAGS_MAGIC } from "../src/native/_abi.ts";
 import { samples } from "./fixtures/shared_common.ts";
 import { TagsHost } from "./fixtures/tags_driver.ts";
 
@@ -250,7 +245,7 @@ Deno.test("shared tags: garbage written over a mapped tags file: entries are mis
     const magic = new TextDecoder().decode(
       (await Deno.readFile(`${dir}/${TAGS_FILE}`)).slice(0, 8),
     );
-    assert.equal(magic, "WARPTAG1");
+    assert.equal(magic, TAGS_MAGIC);
     f[Symbol.dispose]();
   } finally {
     await a.exit();

@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import { isDeepStrictEqual } from "node:util";
 import { Backend, cache, type CacheOptions, type SharedCacheInfo } from "../mod.ts";
 import { defaultSharedDir, sharedFileName } from "../src/store/shared_store.ts";
+import { HEADER_SIZE, MAX_SHARED_ENTRIES, SHM_HEADER } from "../src/native/_abi.ts";
 import { samples, SAMPLES_MAX_VALUE_SIZE } from "./fixtures/shared_common.ts";
 import { handResumes, secondChance } from "./fixtures/sieve_scenarios.ts";
 
@@ -126,7 +127,7 @@ Deno.test("cache() shared: only SIEVE, and maxSize is finite and at most 2^24", 
     (e) => e instanceof RangeError && /maxSize/.test(e.message) && /Infinity/.test(e.message),
   );
   assert.throws(
-    () => cache({ backend: "shared", dir, maxSize: 2 ** 24 + 1 }),
+    () => cache({ backend: "shared", dir, maxSize: MAX_SHARED_ENTRIES + 1 }),
     (e) => e instanceof RangeError && /maxSize/.test(e.message) && /16777217/.test(e.message),
   );
   assert.throws(
@@ -674,12 +675,12 @@ Deno.test("cache() shared: a garbage file at the path is recreated", async (t) =
       }, true],
       ["right identity line, garbage after it", () => {
         const bytes = random(good.length);
-        bytes.set(good.subarray(0, 64));
+        bytes.set(good.subarray(0, SHM_HEADER.seq)); // the identity line ends at the seqlock's
         return bytes;
       }, false],
       ["good header, garbage table and slots", () => {
         const bytes = random(good.length);
-        bytes.set(good.subarray(0, 512));
+        bytes.set(good.subarray(0, HEADER_SIZE));
         return bytes;
       }, false],
     ];

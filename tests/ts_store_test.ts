@@ -4,8 +4,9 @@ import { NativeMemoryStore } from "../src/store/native_store.ts";
 import { type ByteStore, MISS } from "../src/store/store.ts";
 import { type Policy, TsSieveStore } from "../src/store/ts_store.ts";
 import { SieveQueue } from "../src/store/_sieve_queue.ts";
+import { Strategy } from "../src/options/options.ts";
 
-const SIEVE = 0, LRU = 1, MRU = 2, FIFO = 3, LFU = 4;
+const { Sieve: SIEVE, Lru: LRU, Mru: MRU, Fifo: FIFO, Lfu: LFU } = Strategy;
 const POLICIES: Array<[string, Policy]> = [
   ["SIEVE", SIEVE],
   ["LRU", LRU],
@@ -14,7 +15,11 @@ const POLICIES: Array<[string, Policy]> = [
   ["LFU", LFU],
 ];
 /** With the policies of queues of their own, modelled in `eviction_policies_test.ts`. */
-const ALL_POLICIES: Array<[string, Policy]> = [...POLICIES, ["S3-FIFO", 5], ["W-TinyLFU", 6]];
+const ALL_POLICIES: Array<[string, Policy]> = [
+  ...POLICIES,
+  ["S3-FIFO", Strategy.S3Fifo],
+  ["W-TinyLFU", Strategy.WTinyLfu],
+];
 
 /** One-byte keys, as in the Rust tests of `rust/src/sieve.rs`. */
 function put(s: TsSieveStore, k: number, now = 0): void {

@@ -1,5 +1,6 @@
 //! Times the in-process store's hit path without FFI: `cargo run --release --example get_timing`.
 use std::time::Instant;
+use warp_cache::abi::NO_TTL;
 use warp_cache::ffi::mem::{warp_mem_get, warp_mem_new, warp_mem_set};
 use warp_cache::sieve::{Policy, SieveStore};
 
@@ -19,10 +20,10 @@ fn main() {
         "SieveStore::get hit: {:.1} ns",
         t.elapsed().as_nanos() as f64 / f64::from(n)
     );
-    let h = warp_mem_new(1024, 0.0, 0, 0.0);
+    let h = warp_mem_new(1024, NO_TTL, 0, 0.0);
     // SAFETY: `h` is live and `key` is valid for its length.
     unsafe {
-        warp_mem_set(h, key.as_ptr(), key.len() as u32, 0.0, f64::NAN);
+        warp_mem_set(h, key.as_ptr(), key.len() as u32, 0.0, NO_TTL);
         let t = Instant::now();
         for _ in 0..n {
             acc +=

@@ -6,30 +6,33 @@
 
 use std::cell::RefCell;
 
-/// Status codes shared with `src/native/errors.ts`. Non-negative return values are results
-/// (slot numbers, lengths); negative ones are these codes.
-#[repr(i32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Status {
-    /// Success.
-    Ok = 0,
-    /// The key is not in the store (not an error).
-    Miss = -1,
-    /// An argument was out of range (null handle, bad size).
-    InvalidArgument = -2,
-    /// An operating-system call failed (open, mmap, fallocate...).
-    Io = -3,
-    /// A panic was caught at the FFI boundary.
-    Panic = -4,
-    /// A shared file failed validation (bad magic, version, size, or content).
-    Corrupt = -5,
-    /// A key or value is larger than the slot allows.
-    TooLarge = -6,
-    /// The caller's output buffer is too small; the needed size is in the message.
-    BufferTooSmall = -7,
-    /// A shared file's write lock stayed with a live process (stopped, or in a debugger)
-    /// for longer than the operation waits.
-    Busy = -8,
+crate::abi_enum! {
+    /// Status codes of every export (`Status` in `src/native/_abi.ts`, generated: see
+    /// `crate::abi`). Non-negative return values are results (slot numbers, lengths);
+    /// negative ones are these codes.
+    #[repr(i32)]
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum Status {
+        /// Success.
+        Ok = 0,
+        /// The key is not in the store (not an error).
+        Miss = -1,
+        /// An argument was out of range (null handle, bad size).
+        InvalidArgument = -2,
+        /// An operating-system call failed (open, mmap, fallocate...).
+        Io = -3,
+        /// A panic was caught at the FFI boundary.
+        Panic = -4,
+        /// A shared file failed validation (bad magic, version, size, or content).
+        Corrupt = -5,
+        /// A key or value is larger than the slot allows.
+        TooLarge = -6,
+        /// The caller's output buffer is too small; the needed size is in the message.
+        BufferTooSmall = -7,
+        /// A shared file's write lock stayed with a live process (stopped, or in a debugger)
+        /// for longer than the operation waits.
+        Busy = -8,
+    }
 }
 
 thread_local! {

@@ -7,6 +7,7 @@
 //! SIEVE is the eviction algorithm of Zhang et al., "SIEVE is Simpler than LRU: an
 //! Efficient Turn-Key Eviction Algorithm for Web Caches", NSDI 2024.
 
+pub mod abi;
 pub mod clock;
 pub mod error;
 pub mod ffi;

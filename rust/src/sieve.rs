@@ -56,39 +56,33 @@ const NIL: u32 = u32::MAX;
 /// Largest number of slots: slot numbers travel as non-negative `i32`.
 pub const MAX_SLOTS: usize = i32::MAX as usize;
 
-/// Eviction policy, numbered as `Strategy` in `src/options/options.ts`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Policy {
-    /// SIEVE: visited bit and hand (the default).
-    Sieve = 0,
-    /// Least recently used: a hit moves the entry to the head; evict the tail.
-    Lru = 1,
-    /// Most recently used: a hit moves the entry to the head; evict the head.
-    Mru = 2,
-    /// First in, first out: hits move nothing; evict the tail.
-    Fifo = 3,
-    /// Least frequently used: a hit moves the entry up one frequency bucket; evict the
-    /// oldest entry of the lowest bucket (the tail).
-    Lfu = 4,
-    /// S3-FIFO, as libCacheSim's `S3FIFO` (see [`s3fifo`]).
-    S3Fifo = 5,
-    /// W-TinyLFU with Caffeine's adaptive window (see [`wtinylfu`]).
-    WTinyLfu = 6,
+crate::abi_enum! {
+    /// Eviction policy, numbered as `POLICY` in `src/native/_abi.ts` (generated: see
+    /// `crate::abi`) and `Strategy` in `src/options/options.ts`.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum Policy {
+        /// SIEVE: visited bit and hand (the default).
+        Sieve = 0,
+        /// Least recently used: a hit moves the entry to the head; evict the tail.
+        Lru = 1,
+        /// Most recently used: a hit moves the entry to the head; evict the head.
+        Mru = 2,
+        /// First in, first out: hits move nothing; evict the tail.
+        Fifo = 3,
+        /// Least frequently used: a hit moves the entry up one frequency bucket; evict the
+        /// oldest entry of the lowest bucket (the tail).
+        Lfu = 4,
+        /// S3-FIFO, as libCacheSim's `S3FIFO` (see [`s3fifo`]).
+        S3Fifo = 5,
+        /// W-TinyLFU with Caffeine's adaptive window (see [`wtinylfu`]).
+        WTinyLfu = 6,
+    }
 }
 
 impl Policy {
     /// Maps the number used over the C ABI to a policy.
     pub fn from_u32(n: u32) -> Option<Policy> {
-        match n {
-            0 => Some(Policy::Sieve),
-            1 => Some(Policy::Lru),
-            2 => Some(Policy::Mru),
-            3 => Some(Policy::Fifo),
-            4 => Some(Policy::Lfu),
-            5 => Some(Policy::S3Fifo),
-            6 => Some(Policy::WTinyLfu),
-            _ => None,
-        }
+        Policy::ALL.iter().copied().find(|p| *p as u32 == n)
     }
 }
 

@@ -20,7 +20,7 @@ export interface ArtifactInfo {
 export const ARTIFACTS: Readonly<Record<string, ArtifactInfo>> = {
   "x86_64-unknown-linux-gnu": {
     file: "libwarp_cache-x86_64-unknown-linux-gnu.so",
-    sha256: "d73d7c228fc61075be8f90f2f7bbf4267a4a651877fd20d6eb5d65c77423fb14",
-    size: 586464,
+    sha256: "c680c4b5acffa2fafca268bbf2b0c80d2d891da7151be35ca6125976555c7df9",
+    size: 737376,
   },
 };

@@ -4,20 +4,8 @@
  * @module
  */
 
+import { Status } from "./_abi.ts";
 import { nativeLastError } from "./ffi.ts";
-
-/** Status codes of `rust/src/error.rs`. */
-export const Status = {
-  Ok: 0,
-  Miss: -1,
-  InvalidArgument: -2,
-  Io: -3,
-  Panic: -4,
-  Corrupt: -5,
-  TooLarge: -6,
-  BufferTooSmall: -7,
-  Busy: -8,
-} as const;
 
 /**
  * A failure reported by the native library, with its status code: a shared cache file that
@@ -38,7 +26,7 @@ export const Status = {
 export class CacheError extends Error {
   /** `"CacheError"`. */
   override name = "CacheError";
-  /** The negative status code returned by the native call. */
+  /** The negative status code returned by the native call (`Status` in `_abi.ts`). */
   code: number;
 
   /**

@@ -1,7 +1,9 @@
 /**
  * THE symbol table of the native library, its loader and its ABI check. This is the only
  * file that opens the native library with `Deno.dlopen` (`_uid.ts` opens the C library for
- * `geteuid`).
+ * `geteuid`). The signatures are written here by hand; the values that cross with them (the
+ * ABI version checked on load, status codes, sentinels, field orders, limits) come from
+ * `_abi.ts`, generated from the crate (`rust/src/abi.rs`).
  *
  * Where the library is looked for, how it is verified and downloaded: `_library.ts` and
  * the README ("Native library"). A library is loaded from the very file that was checked
@@ -25,25 +27,15 @@ import {
   permitted,
   userLibraryDir,
 } from "./_library.ts";
+import { ABI_VERSION } from "./_abi.ts";
 
 export { envVar };
 
-/** ABI version that this table matches; see `ABI_VERSION` in `rust/src/ffi/mod.rs`. */
-export const ABI_VERSION = 7;
-
 /**
- * `warp_mem_get` reports "expired" as `EXPIRED_BASE - slot` (see `rust/src/ffi/mem.rs`).
- */
-export const EXPIRED_BASE = -16;
-
-/**
- * The `ttl_ms` argument of `warp_mem_set` meaning "the store's TTL" (`STORE_TTL` in
- * `rust/src/ffi/mem.rs`); any other value is the entry's own TTL: positive, `Infinity`
- * for never.
- */
-export const STORE_TTL = NaN;
-
-/**
+ * The values that cross with these symbols (status codes, sentinels such as `NO_TTL` and
+ * `LIBRARY_TIME`, result codes, info field orders, limits) are in `_abi.ts`, generated from
+ * `rust/src/abi.rs`; the table below matches its `ABI_VERSION`.
+ *
  * Byte lengths are `u32` and times `f64` ms: 64-bit integers would be BigInts and leave
  * V8's fast-call path (measured by the raw FFI group of `deno task bench`).
  */
@@ -52,13 +44,15 @@ export const symbols = {
   // (buf: *mut u8, cap: u32) -> full message length
   warp_last_error: { parameters: ["buffer", "u32"], result: "u32" },
 
-  // In-process store. (capacity: 0 = unbounded, ttl_ms: <= 0 = none, policy) -> handle
-  // (capacity (0: unbounded), ttl_ms (0: none), policy, stale_ms (0: none)) -> handle | null
+  // In-process store.
+  // (capacity (UNBOUNDED_CAPACITY: none), ttl_ms (NO_TTL: none), policy (POLICY),
+  //  stale_ms (0: none)) -> handle | null
   warp_mem_new: { parameters: ["u32", "f64", "u32", "f64"], result: "pointer" },
   warp_mem_free: { parameters: ["pointer"], result: "void" },
-  // (h, key, key_len, now_ms) -> slot | -1 miss (or stale: the entry and its value stay) |
+  // (h, key, key_len, now_ms) -> slot | Status.Miss (or stale: the entry and its value stay) |
   // EXPIRED_BASE - slot (removed: drop its value) | status.
-  // now_ms = NaN: the library reads its own monotonic clock (only for entries with a TTL).
+  // now_ms = LIBRARY_TIME: the library reads its own monotonic clock (only for entries with
+  // a TTL).
   warp_mem_get: { parameters: ["pointer", "buffer", "u32", "f64"], result: "i32" },
   // The same function, taking the key as a pointer taken once from a long-lived buffer:
   // 6 ns a call cheaper than "buffer" (measured by the raw FFI group of `deno task bench`). Used on the hit path.
@@ -67,7 +61,7 @@ export const symbols = {
     parameters: ["pointer", "pointer", "u32", "f64"],
     result: "i32",
   },
-  // (h, key, key_len, now_ms, ttl_ms (STORE_TTL: the store's)) -> slot (an evicted entry's
+  // (h, key, key_len, now_ms, ttl_ms (NO_TTL: the store's)) -> slot (an evicted entry's
   // slot is reused) | status
   warp_mem_set: { parameters: ["pointer", "buffer", "u32", "f64", "f64"], result: "i32" },
   // The same function with the key as a pointer to a long-lived buffer (the miss path's
@@ -87,20 +81,20 @@ export const symbols = {
   warp_mem_evict: { parameters: ["pointer"], result: "i32" },
   warp_mem_clear: { parameters: ["pointer"], result: "i32" },
   warp_mem_len: { parameters: ["pointer"], result: "i32" },
-  // (h, out: 6 x f64 = hits, misses, evictions, expirations, len, capacity) -> status
+  // (h, out: MEM_INFO_FIELDS x f64, in the order of MEM_INFO) -> status
   warp_mem_info: { parameters: ["pointer", "buffer"], result: "i32" },
 
   // Shared store (unix only, hence optional).
-  // (path, path_len, capacity, max_key_size, max_value_size, max_bytes (0: default),
-  //  ttl_ms, stale_ms) -> handle | null
+  // (path, path_len, capacity, max_key_size, max_value_size, max_bytes (DEFAULT_BUDGET:
+  //  the default), ttl_ms (NO_TTL: none), stale_ms (0: none)) -> handle | null
   warp_shm_open: {
     parameters: ["buffer", "u32", "u32", "u32", "u32", "u64", "f64", "f64"],
     result: "pointer",
     optional: true,
   },
   warp_shm_close: { parameters: ["pointer"], result: "void", optional: true },
-  // (h, key, key_len, out, out_cap, now_ms) -> value length | -1 miss | status.
-  // now_ms = NaN: the library reads Unix time, a clock every process agrees on.
+  // (h, key, key_len, out, out_cap, now_ms) -> value length | Status.Miss | status.
+  // now_ms = LIBRARY_TIME: the library reads Unix time, a clock every process agrees on.
   warp_shm_get: {
     parameters: ["pointer", "buffer", "u32", "buffer", "u32", "f64"],
     result: "i32",
@@ -126,22 +120,21 @@ export const symbols = {
     result: "i32",
     optional: true,
   },
-  // (h, key, key_len, value, value_len, now_ms, ttl_ms (the entry's own; 0: the handle's))
-  //  -> 0 stored | 1 skipped (oversize) | 2 busy | status
+  // (h, key, key_len, value, value_len, now_ms, ttl_ms (the entry's own; NO_TTL: the
+  //  handle's)) -> SET.stored | SET.skipped (oversize) | SET.busy | status
   warp_shm_set: {
     parameters: ["pointer", "buffer", "u32", "buffer", "u32", "f64", "f64"],
     result: "i32",
     optional: true,
   },
-  // (h, key, key_len) -> 0 removed | -1 absent | status
+  // (h, key, key_len) -> Status.Ok removed | Status.Miss absent | status
   warp_shm_delete: {
     parameters: ["pointer", "buffer", "u32"],
     result: "i32",
     optional: true,
   },
   warp_shm_clear: { parameters: ["pointer"], result: "i32", optional: true },
-  // (h, out: 12 x f64 = hits, misses, oversize_skips, len, capacity, evictions,
-  //  max_key_size, max_value_size, bytes, max_bytes, stale_hits, refreshes) -> status
+  // (h, out: SHM_INFO_FIELDS x f64, in the order of SHM_INFO) -> status
   warp_shm_info: {
     parameters: ["pointer", "buffer"],
     result: "i32",
@@ -164,13 +157,14 @@ export const symbols = {
   // (out: 10 x f64 = file size, header size, slot size, slots, probe, offsets of the nonce,
   //  epoch and floor, format version, offset of the first epoch) -> status
   warp_tags_layout: { parameters: ["buffer"], result: "i32", optional: true },
-  // (clock, hashes: count pairs of u32 (low, high), count) -> 0 | Corrupt (reopen, retry)
+  // (clock, hashes: count pairs of u32 (low, high), count) -> Status.Ok | Status.Corrupt
+  // (reopen, retry)
   warp_tags_invalidate: {
     parameters: ["pointer", "buffer", "u32"],
     result: "i32",
     optional: true,
   },
-  // Flights (cross-process single-flight; codes: FLIGHT in src/store/shared_flights.ts).
+  // Flights (cross-process single-flight; codes: FLIGHT in _abi.ts).
   // (h, key, key_len, async (1: the computation is known to be async))
   //  -> owner | wait | local | none | status
   warp_shm_flight_claim: {
@@ -227,8 +221,8 @@ export const symbols = {
     nonblocking: true,
     optional: true,
   },
-  // (capacity, max_key_size, max_value_size, max_bytes (0: default)) -> bytes of the cache
-  // file (f64, exact)
+  // (capacity, max_key_size, max_value_size, max_bytes (DEFAULT_BUDGET: the default)) ->
+  // bytes of the cache file (f64, exact)
   warp_shm_file_size: {
     parameters: ["u32", "u32", "u32", "u64"],
     result: "f64",
@@ -242,9 +236,9 @@ export const symbols = {
   },
   // () -> largest cache file in bytes (64 GiB)
   warp_shm_max_file_size: { parameters: [], result: "f64", optional: true },
-  // (path, path_len, out: 17 x f64 = the 12 fields of warp_shm_info, format version,
-  //  file size, in use (1, 0, -1: unknown), consistent read, write lock held) -> verdict
-  // (INSPECT in src/ops/_shared_inspect.ts) | status. Reads the file without changing it.
+  // (path, path_len, out: SHM_INSPECT_FIELDS x f64, in the order of SHM_INSPECT: those of
+  //  warp_shm_info, then format version, file size, in use, consistent read, write lock held)
+  //  -> verdict (INSPECT) | status. Reads the file without changing it.
   warp_shm_inspect: {
     parameters: ["buffer", "u32", "buffer"],
     result: "i32",

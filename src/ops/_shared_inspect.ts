@@ -17,30 +17,8 @@
  */
 
 import { loadNative, nativeLastError, nativeLoadError } from "../native/ffi.ts";
-import { sharedFileName, SHM_INFO } from "../store/shared_store.ts";
-
-/**
- * Index of each `f64` that `warp_shm_inspect` writes (`INSPECT_FIELDS` in
- * `rust/src/ffi/shm.rs`): the fields of {@linkcode SHM_INFO} at the same indices, then
- * these. Pinned by `tests/cli_test.ts`.
- */
-export const SHM_INSPECT = {
-  ...SHM_INFO,
-  formatVersion: 12,
-  fileSize: 13,
-  inUse: 14,
-  consistent: 15,
-  locked: 16,
-} as const;
-
-/** Number of fields of {@linkcode SHM_INSPECT}. */
-export const SHM_INSPECT_FIELDS = 17;
-
-/**
- * What `warp_shm_inspect` returns (`INSPECT_*` in `rust/src/ffi/shm.rs`); a negative
- * value is a status (the file cannot be opened).
- */
-export const INSPECT = { valid: 0, foreign: 1, otherVersion: 2, corrupt: 3 } as const;
+import { INSPECT, SHM_INSPECT, SHM_INSPECT_FIELDS } from "../native/_abi.ts";
+import { sharedFileName } from "../store/shared_store.ts";
 
 /** Sizes and counters of a valid cache file. */
 export interface CacheFileInfo {

@@ -5,6 +5,14 @@
  */
 
 import { checkMaxSize, checkMs, checkTtl, describe } from "./_validate.ts";
+import {
+  MAX_KEY_BYTES,
+  MAX_SHARED_BYTES,
+  MAX_SHARED_ENTRIES,
+  MAX_VALUE_BYTES,
+  MIN_SHARED_BYTES,
+  type POLICY,
+} from "../native/_abi.ts";
 import type { RemoteTier } from "../remote/remote.ts";
 
 /** Where the entries of a cache live. */
@@ -16,8 +24,9 @@ export enum Backend {
 }
 
 /**
- * Eviction policy. The numbers cross into the native library: `Policy` in
- * `rust/src/sieve.rs` has the same ones (tests/eviction_quality_test.ts checks it).
+ * Eviction policy. The numbers cross into the native library: they are those of `Policy` in
+ * `rust/src/sieve.rs` (`POLICY` in `src/native/_abi.ts`, generated from it); the type check
+ * below fails when a name or number differs.
  */
 export enum Strategy {
   /** SIEVE (Zhang et al., NSDI 2024): visited bit and hand; the default. */
@@ -45,6 +54,13 @@ export enum Strategy {
    */
   WTinyLfu = 6,
 }
+
+/** The numbers of an enum-like object, as strings (`Strategy.Lru` and `1` both give `"1"`). */
+type Numbers<T> = { -readonly [K in keyof T]: `${T[K] & number}` };
+/** Whether `A` and `B` are the same type. */
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+// Strategy has the library's policies, names and numbers, no more and no fewer.
+true satisfies Same<Numbers<typeof Strategy>, Numbers<typeof POLICY>>;
 
 /** Options of {@linkcode cache}. */
 export interface CacheOptions {
@@ -258,17 +274,6 @@ export interface ResolvedOptions {
   clock: (() => number) | undefined;
 }
 
-/** Largest `maxKeySize` accepted: 1 MiB. */
-export const MAX_KEY_BYTES = 1024 * 1024;
-/** Largest `maxValueSize` accepted: 64 MiB. */
-export const MAX_VALUE_BYTES = 64 * 1024 * 1024;
-/** Smallest `maxBytes`: one chunk (`MIN_MAX_BYTES`, `rust/src/shm/layout.rs`). */
-export const MIN_SHARED_BYTES = 256;
-/** Largest `maxBytes`: 64 GiB (`MAX_MAX_BYTES`, `rust/src/shm/layout.rs`). */
-export const MAX_SHARED_BYTES = 2 ** 36;
-/** Largest `maxSize` of a shared cache: 2^24 slots. */
-export const MAX_SHARED_ENTRIES = 1 << 24;
-
 /** Every option name of {@linkcode CacheOptions}: any other name is a `TypeError`. */
 export const OPTION_NAMES: readonly string[] = [
   "maxSize",
@@ -339,7 +344,9 @@ function byteBudget(value: unknown): number | undefined {
   if (!Number.isInteger(value) || value < MIN_SHARED_BYTES || value > MAX_SHARED_BYTES) {
     fail(
       RangeError,
-      `maxBytes must be an integer from ${MIN_SHARED_BYTES} to ${MAX_SHARED_BYTES} (64 GiB)`,
+      `maxBytes must be an integer from ${MIN_SHARED_BYTES} to ${MAX_SHARED_BYTES} (${
+        MAX_SHARED_BYTES / 2 ** 30
+      } GiB)`,
       value,
     );
   }

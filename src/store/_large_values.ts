@@ -32,6 +32,7 @@ import { createHash } from "node:crypto";
 import fs from "node:fs";
 import { encodeFileRef, FILE_REF_BYTES, readFileRef } from "../codec/value_codec.ts";
 import { effectiveUid } from "../native/_uid.ts";
+import { MAX_KEY_BYTES } from "../native/_abi.ts";
 
 /** Largest value kept in a file: 1 GiB. */
 export const MAX_LARGE_VALUE_BYTES = 1 << 30;
@@ -299,7 +300,7 @@ export class LargeValueFiles {
       const head = readAll(file.fd, Math.min(HEADER, file.size));
       if (head.length !== HEADER || !sameBytes(head, MAGIC, MAGIC.length)) return undefined;
       const keyLen = new DataView(head.buffer).getUint32(MAGIC.length, true);
-      if (keyLen > 1 << 20 || HEADER + keyLen > file.size) return undefined;
+      if (keyLen > MAX_KEY_BYTES || HEADER + keyLen > file.size) return undefined;
       const key = readAll(file.fd, keyLen, HEADER);
       return key.length === keyLen ? key : undefined;
     } catch {

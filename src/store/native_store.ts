@@ -8,7 +8,17 @@
  * @module
  */
 
-import { EXPIRED_BASE, type NativeSymbols, STORE_TTL } from "../native/ffi.ts";
+import type { NativeSymbols } from "../native/ffi.ts";
+import {
+  EXPIRED_BASE,
+  LIBRARY_TIME,
+  MAX_MEM_CAPACITY,
+  MEM_INFO,
+  MEM_INFO_FIELDS,
+  NO_TTL,
+  Status,
+  UNBOUNDED_CAPACITY,
+} from "../native/_abi.ts";
 import { unwrap } from "../native/errors.ts";
 import { checkEntrySize, checkEntryTtl, checkMemoryMaxBytes } from "../options/_validate.ts";
 import {
@@ -20,9 +30,6 @@ import {
   StoreView,
   type ViewOptions,
 } from "./store.ts";
-
-/** Largest capacity passed to Rust; larger `maxSize` (and `Infinity`) mean unbounded. */
-const MAX_NATIVE_CAPACITY = 0x7fff_ffff;
 
 const EMPTY = new Uint8Array(0);
 
@@ -39,7 +46,7 @@ export class NativeMemoryStore implements ByteStore {
   #handle: Deno.PointerObject | null;
   #values: unknown[] = [];
   #maxSize: number;
-  #info = new Float64Array(6);
+  #info = new Float64Array(MEM_INFO_FIELDS);
   #token = {};
   /** Misses counted by Rust that joined a pending call: hits, for `info()`. */
   #joins = 0;
@@ -81,9 +88,10 @@ export class NativeMemoryStore implements ByteStore {
     this.#lib = lib;
     this.ttlOn = ttl !== undefined;
     this.#maxSize = maxSize;
-    const capacity = maxSize > MAX_NATIVE_CAPACITY ? 0 : maxSize;
-    const handle = lib.warp_mem_new(capacity, ttl ?? 0, policy, stale);
-    if (handle === null) unwrap(-2, "Creating the native memory store");
+    // A larger `maxSize` (`Infinity` included) is unbounded.
+    const capacity = maxSize > MAX_MEM_CAPACITY ? UNBOUNDED_CAPACITY : maxSize;
+    const handle = lib.warp_mem_new(capacity, ttl ?? NO_TTL, policy, stale);
+    if (handle === null) unwrap(Status.InvalidArgument, "Creating the native memory store");
     this.#handle = handle;
     registry.register(this, { lib, handle: handle! }, this.#token);
   }
@@ -94,8 +102,8 @@ export class NativeMemoryStore implements ByteStore {
       ? this.#lib.warp_mem_get(this.#handle, key, len, now)
       : this.#lib.warp_mem_get_ptr(this.#handle, ptr, len, now);
     if (r >= 0) return this.#values[r];
-    // -1 covers a stale entry too: it stays, and so does its value.
-    if (r === -1) return MISS;
+    // A miss covers a stale entry too: it stays, and so does its value.
+    if (r === Status.Miss) return MISS;
     if (r <= EXPIRED_BASE) {
       this.#values[EXPIRED_BASE - r] = undefined;
       if (this.#maxBytes !== undefined) this.#freeBytes(EXPIRED_BASE - r);
@@ -120,7 +128,7 @@ export class NativeMemoryStore implements ByteStore {
   ): boolean {
     if (this.#setting) this.#repair();
     if (ttl !== undefined) checkEntryTtl("the native memory store", ttl);
-    const ownTtl = ttl ?? STORE_TTL;
+    const ownTtl = ttl ?? NO_TTL;
     let bytes = 0;
     if (this.#maxBytes !== undefined) {
       bytes = checkEntrySize("the native memory store", size);
@@ -162,13 +170,13 @@ export class NativeMemoryStore implements ByteStore {
   #makeRoom(key: Uint8Array, len: number, size: number, maxBytes: number, now: number): void {
     const lib = this.#lib;
     let own = lib.warp_mem_peek_stale(this.#handle, key, len, now);
-    if (own < -1) unwrap(own, "Cache lookup");
+    if (own < Status.Miss) unwrap(own, "Cache lookup");
     while (this.#bytes - (own < 0 ? 0 : this.#sizes[own]!) + size > maxBytes) {
       const victim = unwrap(lib.warp_mem_evict(this.#handle), "Cache eviction");
       if (victim < 0) break;
       this.#values[victim] = undefined;
       this.#freeBytes(victim);
-      if (victim === own) own = -1;
+      if (victim === own) own = Status.Miss;
     }
   }
 
@@ -204,7 +212,7 @@ export class NativeMemoryStore implements ByteStore {
     if (this.#setting) this.#repair();
     const r = this.#lib.warp_mem_peek(this.#handle, key, len, now);
     if (r >= 0) return this.#values[r];
-    if (r === -1) return MISS;
+    if (r === Status.Miss) return MISS;
     return unwrap(r, "Cache lookup");
   }
 
@@ -249,7 +257,7 @@ export class NativeMemoryStore implements ByteStore {
     if (this.#setting) this.#repair();
     const r = this.#lib.warp_mem_peek_stale(this.#handle, key, len, now);
     if (r >= 0) return this.#values[r];
-    if (r === -1) return MISS;
+    if (r === Status.Miss) return MISS;
     return unwrap(r, "Cache lookup");
   }
 
@@ -268,7 +276,11 @@ export class NativeMemoryStore implements ByteStore {
   info(): StoreInfo {
     if (this.#setting) this.#repair();
     unwrap(this.#lib.warp_mem_info(this.#handle, this.#info), "Cache info");
-    const [hits = 0, misses = 0, evictions = 0, , len = 0] = this.#info;
+    const i = this.#info;
+    const hits = i[MEM_INFO.hits]!;
+    const misses = i[MEM_INFO.misses]!;
+    const evictions = i[MEM_INFO.evictions]!;
+    const len = i[MEM_INFO.currentSize]!;
     const info: StoreInfo = {
       hits: hits + this.#joins,
       misses: misses - this.#joins,
@@ -297,9 +309,9 @@ export class NativeMemoryStore implements ByteStore {
   }
 }
 
-/** The time of a store without an injected clock: `NaN`: the library reads its own monotonic clock (a JS clock call costs more than the
- * lookup). */
-const DEFAULT_TIME = (): number => NaN;
+/** The time of a store without an injected clock: `LIBRARY_TIME`, the library reads its own
+ * monotonic clock (a JS clock call costs more than the lookup). */
+const DEFAULT_TIME = (): number => LIBRARY_TIME;
 
 /** How {@linkcode StoreView} drives this store. */
 const VIEW: ViewOptions = {

@@ -14,27 +14,9 @@
  */
 
 import type { NativeSymbols } from "../native/ffi.ts";
-import { CacheError, Status, unwrap } from "../native/errors.ts";
+import { CacheError, unwrap } from "../native/errors.ts";
+import { FLIGHT, Status } from "../native/_abi.ts";
 import type { FlightClaim, FlightEnd, Flights, KeyBytes } from "./store.ts";
-
-/**
- * The codes of the `warp_shm_flight_*` exports (`FLIGHT_*` in `rust/src/ffi/shm.rs`),
- * pinned by `tests/shared_flight_test.ts`: `claim` returns `owner`, `wait`, `local` or
- * `none`; a wait ends with `done`, `owner` (a dead owner's flight taken over), `async`,
- * `timeout` or `closed`; `register` returns an end code, or `idBase` plus the id of a wait
- * that goes on.
- */
-export const FLIGHT = {
-  owner: 0,
-  wait: 1,
-  none: 2,
-  done: 3,
-  timeout: 4,
-  local: 5,
-  async: 6,
-  closed: 7,
-  idBase: 16,
-} as const;
 
 const CLAIMS: Readonly<Record<number, FlightClaim>> = {
   [FLIGHT.owner]: "owner",

@@ -24,7 +24,20 @@ import {
   nativeLoadError,
   type NativeSymbols,
 } from "../native/ffi.ts";
-import { CacheError, Status, unwrap } from "../native/errors.ts";
+import { CacheError, unwrap } from "../native/errors.ts";
+import {
+  CHUNK_PAYLOAD,
+  CHUNK_SIZE,
+  DEFAULT_BUDGET,
+  DEFAULT_MAX_BYTES,
+  LIBRARY_TIME,
+  MAX_VALUE_BYTES,
+  NO_TTL,
+  SET,
+  SHM_INFO,
+  SHM_INFO_FIELDS,
+  Status,
+} from "../native/_abi.ts";
 import {
   type ByteStore,
   isPromisedEntry,
@@ -61,7 +74,6 @@ import {
 import { LargeValueFiles, MAX_LARGE_VALUE_BYTES } from "./_large_values.ts";
 import { SharedFlights } from "./shared_flights.ts";
 import { effectiveUid } from "../native/_uid.ts";
-import { MAX_VALUE_BYTES } from "../options/options.ts";
 
 /** Where shared files live, and under which name. */
 export interface SharedLocation {
@@ -120,38 +132,16 @@ const registry = new FinalizationRegistry<{ lib: NativeSymbols; handle: Deno.Poi
 );
 
 /**
- * Index of each `f64` that `warp_shm_info` writes (`rust/src/ffi/shm.rs`); its order is
- * pinned by `tests/shared_store_test.ts`.
- */
-export const SHM_INFO = {
-  hits: 0,
-  misses: 1,
-  oversizeSkips: 2,
-  currentSize: 3,
-  maxSize: 4,
-  evictions: 5,
-  maxKeySize: 6,
-  maxValueSize: 7,
-  bytes: 8,
-  maxBytes: 9,
-  staleHits: 10,
-  refreshes: 11,
-} as const;
-
-/** Number of fields of {@linkcode SHM_INFO}. */
-const SHM_INFO_FIELDS = 12;
-
-/**
  * The size in bytes of a shared cache file, from the library's one formula (see README
  * "Shared backend": `512 + 8 × tableSize + 64 × (maxSize + 1) + 256 × chunks + 16384`).
- * `maxBytes` 0 (or omitted) is the default byte budget.
+ * `maxBytes` `DEFAULT_BUDGET` (or omitted) is the default byte budget.
  */
 export function sharedFileSize(
   lib: NativeSymbols,
   maxSize: number,
   maxKeySize: number,
   maxValueSize: number,
-  maxBytes = 0,
+  maxBytes = DEFAULT_BUDGET,
 ): number {
   return lib.warp_shm_file_size!(maxSize, maxKeySize, maxValueSize, BigInt(maxBytes));
 }
@@ -254,7 +244,13 @@ export class SharedStore implements ByteStore {
         }: ${installHint()}`,
       );
     }
-    const size = sharedFileSize(lib, maxSize, maxKeySize, maxValueSize, maxBytes ?? 0);
+    const size = sharedFileSize(
+      lib,
+      maxSize,
+      maxKeySize,
+      maxValueSize,
+      maxBytes ?? DEFAULT_BUDGET,
+    );
     const limit = lib.warp_shm_max_file_size!();
     if (size > limit) {
       throw new RangeError(
@@ -269,8 +265,10 @@ export class SharedStore implements ByteStore {
       // A value over the budget is never stored: every such call would compute and skip.
       throw new RangeError(
         `Cannot create cache: maxValueSize must be at most maxBytes, since no value larger than the byte budget is ever stored: received maxValueSize ${maxValueSize} and maxBytes ${budget}${
-          maxBytes === undefined ? " (the default for these sizes, at most 16 MiB)" : ""
-        }; raise maxBytes above maxValueSize (an entry takes its key and value bytes in chunks of 256 bytes holding 248 each) or lower maxValueSize`,
+          maxBytes === undefined
+            ? ` (the default for these sizes, at most ${DEFAULT_MAX_BYTES / 2 ** 20} MiB)`
+            : ""
+        }; raise maxBytes above maxValueSize (an entry takes its key and value bytes in chunks of ${CHUNK_SIZE} bytes holding ${CHUNK_PAYLOAD} each) or lower maxValueSize`,
       );
     }
     this.#lib = lib;
@@ -287,8 +285,8 @@ export class SharedStore implements ByteStore {
       maxSize,
       maxKeySize,
       maxValueSize,
-      BigInt(maxBytes ?? 0),
-      ttl ?? 0,
+      BigInt(maxBytes ?? DEFAULT_BUDGET),
+      ttl ?? NO_TTL,
       stale,
     );
     // The library's message names the file and the reason ("Cannot open ...").
@@ -327,7 +325,7 @@ export class SharedStore implements ByteStore {
     const r = ptr === undefined
       ? this.#lib.warp_shm_get!(this.#handle, key, len, this.#out, this.#out.length, now)
       : this.#lib.warp_shm_get_ptr!(this.#handle, ptr, len, this.#outPtr, this.#out.length, now);
-    if (r === -1) return MISS;
+    if (r === Status.Miss) return MISS;
     if (r < 0) unwrap(r, "Shared cache lookup");
     const out = this.#out;
     if (out[0] === TAGGED_ENVELOPE) return this.#tagged(key, len, r, true);
@@ -493,7 +491,7 @@ export class SharedStore implements ByteStore {
     now: number,
   ): unknown {
     const r = peek(this.#handle, key, len, this.#out, this.#out.length, now);
-    if (r === -1) return MISS;
+    if (r === Status.Miss) return MISS;
     if (r < 0) unwrap(r, "Shared cache lookup");
     if (this.#out[0] === TAGGED_ENVELOPE) return this.#tagged(key, len, r, false);
     let value: unknown;
@@ -511,8 +509,8 @@ export class SharedStore implements ByteStore {
    *
    * @param ptr Unused (inserts pass the key as a buffer).
    * @param ttl The entry's own TTL in ms (positive, or `Infinity` for never), which every
-   * process honours, a process opened without a TTL too; `undefined`: none (each process
-   * judges the entry by its own `ttl`). Hits do not extend it.
+   * process honours, a process opened without a TTL too; `undefined`: none (`NO_TTL`: each
+   * process judges the entry by its own `ttl`). Hits do not extend it.
    * @throws {RangeError} If `ttl` is not a positive number.
    * @throws {TypeError} If `ttl` is not a number, or the value cannot be serialized.
    */
@@ -574,18 +572,19 @@ export class SharedStore implements ByteStore {
       bytes = encodeEnvelope(bytes, promised, c.nonceLo, c.nonceHi, at, hashes!);
     }
     const r = unwrap(
-      this.#lib.warp_shm_set!(this.#handle, key, len, bytes, bytes.length, now, ttl ?? 0),
+      this.#lib.warp_shm_set!(this.#handle, key, len, bytes, bytes.length, now, ttl ?? NO_TTL),
       "Shared cache insert",
     );
     // After the entry refers to its file: a sweep before would take the file for an orphan.
     if (sweep) this.#sweep();
-    return r === 0;
+    return r === SET.stored;
   }
 
   delete(key: Uint8Array, len: number): boolean {
     const ref = this.#peekRef(key, len);
     const removed =
-      unwrap(this.#lib.warp_shm_delete!(this.#handle, key, len), "Shared cache delete") === 0;
+      unwrap(this.#lib.warp_shm_delete!(this.#handle, key, len), "Shared cache delete") ===
+        Status.Ok;
     if (ref !== undefined) this.#largeFilesIfUsable()?.remove(ref);
     return removed;
   }
@@ -675,8 +674,9 @@ export class SharedStore implements ByteStore {
   }
 }
 
-/** The time of a store without an injected clock: `NaN`: the library reads Unix time, a clock every process agrees on. */
-const DEFAULT_TIME = (): number => NaN;
+/** The time of a store without an injected clock: `LIBRARY_TIME`, the library reads Unix time, a
+ * clock every process agrees on. */
+const DEFAULT_TIME = (): number => LIBRARY_TIME;
 
 /** How {@linkcode StoreView} drives this store. */
 const VIEW: ViewOptions = {

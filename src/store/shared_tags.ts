@@ -27,15 +27,20 @@
  */
 
 import { loadNative, nativeLastError, type NativeSymbols } from "../native/ffi.ts";
-import { CacheError, Status, unwrap } from "../native/errors.ts";
+import { CacheError, unwrap } from "../native/errors.ts";
+import {
+  Status,
+  TAGS_LAYOUT,
+  TAGS_LAYOUT_FIELDS,
+  TAGS_MAGIC,
+  TAGS_SLOT_SIZE,
+} from "../native/_abi.ts";
 import type { TagClock } from "./tagged.ts";
 
 /** How often (ms) a clock that cannot open its file tries again. */
 const RETRY_MS = 1000;
-/** Name of the clock's file in its directory (`TAGS_FILE` in `rust/src/shm/tags.rs`). */
-export const TAGS_FILE = ".warp_tags";
-/** The file's first 8 bytes (`MAGIC` in `rust/src/shm/tags.rs`), as two native `u32`. */
-const MAGIC = new Uint32Array(new TextEncoder().encode("WARPTAG1").buffer);
+/** The file's first 8 bytes (`TAGS_MAGIC`), as two native `u32`. */
+const MAGIC = new Uint32Array(new TextEncoder().encode(TAGS_MAGIC).buffer);
 
 /**
  * The 64-bit hash of a tag, written to `out[at]` (low 32 bits) and `out[at + 1]` (high):
@@ -75,8 +80,8 @@ export function hashTags(tags: readonly string[]): number[] {
   return out;
 }
 
-/** The layout of clock files, from the library (its one source: `LAYOUT` in
- * `rust/src/shm/tags.rs`), in `u32` words. */
+/** The layout of clock files, from the library (`warp_tags_layout`, its fields in the order
+ * of `TAGS_LAYOUT`), in `u32` words. */
 interface Layout {
   fileSize: number;
   /** Word of the first slot. */
@@ -93,26 +98,25 @@ let layout: Layout | undefined;
 
 function layoutOf(lib: NativeSymbols): Layout {
   if (layout !== undefined) return layout;
-  const f = new Float64Array(10);
+  const f = new Float64Array(TAGS_LAYOUT_FIELDS);
   unwrap(lib.warp_tags_layout!(f), "Tag clock layout");
-  const [fileSize, headerSize, slotSize, slots, probe, nonce, epoch, floor, , start] = Array.from(
-    f,
-  );
+  const field = (k: keyof typeof TAGS_LAYOUT): number => f[TAGS_LAYOUT[k]]!;
+  const slotSize = field("slotSize");
   // The probing below reads a slot as 4 words (hash, epoch), little-endian.
-  if (slotSize !== 16 || new Uint8Array(new Uint16Array([1]).buffer)[0] !== 1) {
+  if (slotSize !== TAGS_SLOT_SIZE || new Uint8Array(new Uint16Array([1]).buffer)[0] !== 1) {
     throw new Error(
       `Cannot read the tag clock: unexpected layout (slot of ${slotSize} bytes) or byte order`,
     );
   }
   return layout = {
-    fileSize: fileSize!,
-    firstSlot: headerSize! / 4,
-    slots: slots!,
-    probe: probe!,
-    nonce: nonce! / 4,
-    epoch: epoch! / 4,
-    floor: floor! / 4,
-    start: start! / 4,
+    fileSize: field("fileSize"),
+    firstSlot: field("headerSize") / 4,
+    slots: field("slots"),
+    probe: field("probe"),
+    nonce: field("nonce") / 4,
+    epoch: field("epoch") / 4,
+    floor: field("floor") / 4,
+    start: field("start") / 4,
   };
 }
 
@@ -287,7 +291,7 @@ export class SharedTagClock implements TagClock {
     for (let attempt = 0; attempt < 2; attempt++) {
       if (!this.ensure()) break;
       const r = this.#lib.warp_tags_invalidate!(this.#handle, hashes, tags.length);
-      if (r === 0) return;
+      if (r === Status.Ok) return;
       if (r !== Status.Corrupt) unwrap(r, "Tag invalidation");
       // Replaced meanwhile: open the current file, and invalidate there.
       if (!this.#reopen()) break;

@@ -3,6 +3,7 @@
 use std::cell::UnsafeCell;
 
 use super::{guarded, key_slice, thread_handles};
+use crate::abi::{MEM_INFO, UNBOUNDED_CAPACITY, ttl_arg, write_fields};
 use crate::error::{Status, fail};
 use crate::sieve::{Lookup, Policy, SieveStore};
 
@@ -11,28 +12,10 @@ use crate::sieve::{Lookup, Policy, SieveStore};
 /// removed. Values between -2 and -15 are [`Status`] codes.
 pub const EXPIRED_BASE: i32 = -16;
 
-// Times: every `now` is in ms, or `NaN`: the library reads its own monotonic clock (the
-// decorator passes `NaN` when no `clock` option is set, which spares a JS clock call), and
-// only when the entry at hand has a TTL (see `crate::sieve`).
-
-/// The `ttl_ms` that `warp_mem_set` takes for "the store's TTL" (any `NaN` works): the one
-/// sentinel of the own-TTL argument. Otherwise `ttl_ms` is the entry's own TTL: positive,
-/// `+Infinity` for never.
-pub const STORE_TTL: f64 = f64::NAN;
-
-/// The own TTL that `ttl_ms` of `warp_mem_set` stands for, or a status code for a bad one.
-fn own_ttl(ttl_ms: f64) -> Result<Option<f64>, i32> {
-    if ttl_ms.is_nan() {
-        Ok(None)
-    } else if ttl_ms > 0.0 {
-        Ok(Some(ttl_ms))
-    } else {
-        Err(fail(
-            Status::InvalidArgument,
-            format!("ttl must be positive or Infinity (NaN: the store's): received {ttl_ms}"),
-        ))
-    }
-}
+// Times: every `now` is in ms, or `LIBRARY_TIME` (`NaN`): the library reads its own
+// monotonic clock (the decorator passes it when no `clock` option is set, which spares a
+// JS clock call), and only when the entry at hand has a TTL (see `crate::sieve`). Every
+// `ttl_ms` is a TTL or `NO_TTL` (`crate::abi::ttl_arg`).
 
 /// Handle of an in-process store, owned by JavaScript between `warp_mem_new` and
 /// `warp_mem_free`, or until the thread that created it exits (a Worker that ends; see
@@ -64,12 +47,12 @@ unsafe fn with_mem(h: *const MemStore, f: impl FnOnce(&mut SieveStore) -> i32) -
     guarded(|| f(store))
 }
 
-/// Creates a memory store for at most `capacity` entries (0 = unbounded), whose entries
-/// expire `ttl_ms` ms after insertion (`ttl_ms <= 0` or not finite = never) unless given a
+/// Creates a memory store for at most `capacity` entries (`UNBOUNDED_CAPACITY`: no bound), whose
+/// entries expire `ttl_ms` ms after insertion (`NO_TTL` or `+Infinity`: never) unless given a
 /// TTL of their own, stay stale for `stale_ms` ms after their TTL (0 = no stale window),
 /// evicting by `policy` (0 SIEVE, 1 LRU, 2 MRU, 3 FIFO, 4 LFU, 5 S3-FIFO, 6 W-TinyLFU;
-/// `crate::sieve::Policy`). Returns null on a bad
-/// argument.
+/// `crate::sieve::Policy`). Returns null on a bad argument (a `ttl_ms` of 0 or less among
+/// them).
 #[unsafe(no_mangle)]
 pub extern "C" fn warp_mem_new(
     capacity: u32,
@@ -90,12 +73,15 @@ pub extern "C" fn warp_mem_new(
         );
         return std::ptr::null_mut();
     }
-    let capacity = if capacity == 0 {
+    let Ok(ttl) = ttl_arg(ttl_ms) else {
+        return std::ptr::null_mut();
+    };
+    let ttl = ttl.filter(|t| t.is_finite());
+    let capacity = if capacity == UNBOUNDED_CAPACITY {
         usize::MAX
     } else {
         capacity as usize
     };
-    let ttl = (ttl_ms.is_finite() && ttl_ms > 0.0).then_some(ttl_ms);
     let store = MemStore {
         inner: UnsafeCell::new(SieveStore::with_stale(capacity, ttl, policy, stale_ms)),
     };
@@ -139,8 +125,8 @@ pub unsafe extern "C" fn warp_mem_get(
 }
 
 /// Inserts the key `key[..len]` at time `now` (ms; `NaN` = the library's clock) with the
-/// TTL `ttl_ms`: the entry's own (positive, `+Infinity` for never) or, when `NaN`
-/// ([`STORE_TTL`]), the store's. Returns its slot (`>= 0`); when the store was full, an
+/// TTL `ttl_ms`: the entry's own (positive, `+Infinity` for never) or, for
+/// [`NO_TTL`](crate::abi::NO_TTL), the store's. Returns its slot (`>= 0`); when the store was full, an
 /// entry was evicted and its slot is the one returned. A bad `ttl_ms` stores nothing and
 /// returns [`Status::InvalidArgument`].
 ///
@@ -156,7 +142,7 @@ pub unsafe extern "C" fn warp_mem_set(
 ) -> i32 {
     // SAFETY: forwarded caller guarantees.
     unsafe {
-        with_mem(h, |s| match own_ttl(ttl_ms) {
+        with_mem(h, |s| match ttl_arg(ttl_ms) {
             Ok(ttl) => s.insert_with_ttl(key_slice(key, len), now, ttl).slot as i32,
             Err(status) => status,
         })
@@ -260,8 +246,9 @@ pub unsafe extern "C" fn warp_mem_len(h: *const MemStore) -> i32 {
     unsafe { with_mem(h, |s| i32::try_from(s.len()).unwrap_or(i32::MAX)) }
 }
 
-/// Writes the store's counters as 6 little-endian `f64` (48 bytes) into `out`: hits,
-/// misses, evictions, expirations, current size, capacity.
+/// Writes the store's counters as [`MEM_INFO_FIELDS`](crate::abi::MEM_INFO_FIELDS) (6) little-endian `f64` (48 bytes)
+/// into `out`, in the order of [`MEM_INFO`]: hits, misses, evictions, expirations, current
+/// size, capacity.
 ///
 /// # Safety
 /// - `h` must be null or live (see `warp_mem_new`) and not in use by another thread; `out` valid for 48 bytes of writes.
@@ -273,18 +260,10 @@ pub unsafe extern "C" fn warp_mem_info(h: *const MemStore, out: *mut u8) -> i32 
     // SAFETY: forwarded caller guarantees.
     unsafe {
         with_mem(h, |s| {
-            let st = s.stats();
-            let fields = [
-                st.hits as f64,
-                st.misses as f64,
-                st.evictions as f64,
-                st.expirations as f64,
-                s.len() as f64,
-                s.capacity() as f64,
-            ];
+            let fields = write_fields(&MEM_INFO, s);
             for (i, v) in fields.iter().enumerate() {
                 let b = v.to_le_bytes();
-                // SAFETY: `out` is valid for 48 bytes; `i * 8 + 8 <= 48`.
+                // SAFETY: `out` is valid for 48 bytes; `i * 8 + 8 <= 8 * MEM_INFO_FIELDS = 48`.
                 std::ptr::copy_nonoverlapping(b.as_ptr(), out.add(i * 8), 8);
             }
             Status::Ok as i32
@@ -295,17 +274,18 @@ pub unsafe extern "C" fn warp_mem_info(h: *const MemStore, out: *mut u8) -> i32 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::abi::NO_TTL;
     use crate::error::last_error;
 
     #[test]
     fn memory_store_round_trip_through_the_c_abi() {
-        let h = warp_mem_new(2, 0.0, 0, 0.0);
+        let h = warp_mem_new(2, NO_TTL, 0, 0.0);
         assert!(!h.is_null());
         let k = b"key";
         // SAFETY: `h` is live, `k` is valid for its length.
         unsafe {
             assert_eq!(warp_mem_get(h, k.as_ptr(), 3, 0.0), -1);
-            let slot = warp_mem_set(h, k.as_ptr(), 3, 0.0, STORE_TTL);
+            let slot = warp_mem_set(h, k.as_ptr(), 3, 0.0, NO_TTL);
             assert!(slot >= 0);
             assert_eq!(warp_mem_get(h, k.as_ptr(), 3, 0.0), slot);
             assert_eq!(warp_mem_len(h), 1);
@@ -323,7 +303,7 @@ mod tests {
         let k = b"k";
         // SAFETY: `h` is live, `k` is valid for its length.
         unsafe {
-            let slot = warp_mem_set(h, k.as_ptr(), 1, 0.0, STORE_TTL);
+            let slot = warp_mem_set(h, k.as_ptr(), 1, 0.0, NO_TTL);
             assert_eq!(warp_mem_get(h, k.as_ptr(), 1, 10.0), EXPIRED_BASE - slot);
             warp_mem_free(h);
         }
@@ -335,7 +315,7 @@ mod tests {
         let (a, b) = (b"a", b"b");
         // SAFETY: `h` is live, the keys are valid for their lengths.
         unsafe {
-            let sa = warp_mem_set(h, a.as_ptr(), 1, 0.0, STORE_TTL);
+            let sa = warp_mem_set(h, a.as_ptr(), 1, 0.0, NO_TTL);
             let sb = warp_mem_set(h, b.as_ptr(), 1, 0.0, 10.0);
             assert_eq!(warp_mem_get(h, b.as_ptr(), 1, 9.0), sb);
             // Stale: a miss that keeps the entry (no EXPIRED_BASE: the value must stay).
@@ -360,7 +340,7 @@ mod tests {
             warp_mem_free(h);
         }
         for bad in [-1.0, f64::NAN, f64::INFINITY] {
-            assert!(warp_mem_new(1, 0.0, 0, bad).is_null());
+            assert!(warp_mem_new(1, NO_TTL, 0, bad).is_null());
             assert!(last_error().contains("stale"), "{}", last_error());
         }
     }
@@ -375,10 +355,14 @@ mod tests {
             );
             warp_mem_free(std::ptr::null_mut());
         }
-        assert!(warp_mem_new(1, 0.0, 99, 0.0).is_null());
+        assert!(warp_mem_new(1, NO_TTL, 99, 0.0).is_null());
         assert!(last_error().contains("policy"));
-        assert!(warp_mem_new(1, 0.0, 7, 0.0).is_null());
-        assert!(last_error().contains("unknown policy: 7"), "{}", last_error());
+        assert!(warp_mem_new(1, NO_TTL, 7, 0.0).is_null());
+        assert!(
+            last_error().contains("unknown policy: 7"),
+            "{}",
+            last_error()
+        );
     }
 
     #[test]
@@ -394,14 +378,14 @@ mod tests {
         ] {
             assert_eq!(Policy::from_u32(n), Some(policy));
             assert_eq!(policy as u32, n);
-            let h = warp_mem_new(20, 0.0, n, 0.0);
+            let h = warp_mem_new(20, NO_TTL, n, 0.0);
             assert!(!h.is_null(), "policy {n}");
             // SAFETY: `h` is live, each key is valid for its 4 bytes.
             unsafe {
                 for k in 0u32..100 {
                     let key = k.to_le_bytes();
                     if warp_mem_get(h, key.as_ptr(), 4, 0.0) < 0 {
-                        assert!(warp_mem_set(h, key.as_ptr(), 4, 0.0, STORE_TTL) >= 0);
+                        assert!(warp_mem_set(h, key.as_ptr(), 4, 0.0, NO_TTL) >= 0);
                     }
                 }
                 assert_eq!(warp_mem_len(h), 20, "policy {n}");

@@ -37,8 +37,11 @@ mod thread_handles;
 /// (`warp_shm_flight_dispatcher`, `_register`, `_next`); `warp_shm_flight_mark_async`,
 /// `warp_shm_flight_end`. 7 = the tag clock of a directory (`shm/tags.rs`):
 /// `warp_tags_open`, `warp_tags_base`, `warp_tags_layout`, `warp_tags_invalidate`, and
-/// `warp_shm_count_invalid_hit`.
-pub const ABI_VERSION: u32 = 7;
+/// `warp_shm_count_invalid_hit`. 8 = one "no TTL" sentinel, `NO_TTL` (`NaN`, `crate::abi`):
+/// `warp_shm_set` takes it for "no TTL of its own" (0 did) and refuses a `ttl_ms` of 0 or
+/// less, as `warp_mem_set` does; `warp_mem_new` and `warp_shm_open` take it for "no TTL"
+/// and refuse 0 or less (which meant none).
+pub const ABI_VERSION: u32 = 8;
 
 /// Returns [`ABI_VERSION`].
 #[unsafe(no_mangle)]

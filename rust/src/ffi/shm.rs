@@ -9,6 +9,13 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use super::{guarded, key_slice, thread_handles};
+use crate::abi::{
+    FLIGHT_ASYNC, FLIGHT_CLOSED, FLIGHT_DONE, FLIGHT_ID_BASE, FLIGHT_LOCAL, FLIGHT_NONE,
+    FLIGHT_OWNER, FLIGHT_TIMEOUT, FLIGHT_WAIT, INSPECT_CONSISTENT, INSPECT_CORRUPT, INSPECT_FIELDS,
+    INSPECT_FILE_SIZE, INSPECT_FOREIGN, INSPECT_FORMAT_VERSION, INSPECT_IN_USE, INSPECT_LOCKED,
+    INSPECT_OTHER_VERSION, INSPECT_VALID, SET_BUSY, SET_SKIPPED, SET_STORED, SHM_INFO,
+    SHM_INFO_FIELDS, ttl_arg, write_fields,
+};
 use crate::error::{Status, fail};
 use crate::shm::dispatch;
 use crate::shm::flight::{Claim, End};
@@ -25,45 +32,8 @@ fn wall_now(now: f64) -> f64 {
     }
 }
 
-/// Number of `f64` fields written by `warp_shm_info`.
-pub const SHM_INFO_FIELDS: usize = 12;
-
-/// Number of `f64` fields written by `warp_shm_inspect`: the [`SHM_INFO_FIELDS`] of
-/// `warp_shm_info` in the same order, then the format version, the file size, whether
-/// the file is in use (1, 0, or -1: cannot tell), whether the header was read
-/// consistently (1 or 0) and whether the write lock was held (1 or 0).
-pub const INSPECT_FIELDS: usize = 17;
-
-/// What `warp_shm_inspect` returns for a valid cache file.
-pub const INSPECT_VALID: i32 = 0;
-/// `warp_shm_inspect`: not a cache file of this library (no magic).
-pub const INSPECT_FOREIGN: i32 = 1;
-/// `warp_shm_inspect`: a cache file of another format version (written to field 12) or
-/// hash check.
-pub const INSPECT_OTHER_VERSION: i32 = 2;
-/// `warp_shm_inspect`: our magic and version, but sizes or counts that do not fit.
-pub const INSPECT_CORRUPT: i32 = 3;
-
-/// What `warp_shm_flight_claim` returns: this handle owns the flight.
-pub const FLIGHT_OWNER: i32 = 0;
-/// `warp_shm_flight_claim`: a live handle of another process owns it.
-pub const FLIGHT_WAIT: i32 = 1;
-/// `warp_shm_flight_claim`: no flight could be recorded.
-pub const FLIGHT_NONE: i32 = 2;
-/// A wait's end: the flight ended.
-pub const FLIGHT_DONE: i32 = 3;
-/// A wait's end: the time ran out.
-pub const FLIGHT_TIMEOUT: i32 = 4;
-/// `warp_shm_flight_claim`: a live handle of this process owns it.
-pub const FLIGHT_LOCAL: i32 = 5;
-/// `warp_shm_flight_wait_sync` with `until_async`: the owner's computation is async (or
-/// a handle of this process owns the flight): wait asynchronously instead.
-pub const FLIGHT_ASYNC: i32 = 6;
-/// A wait's end: the handle was closed.
-pub const FLIGHT_CLOSED: i32 = 7;
-/// `warp_shm_flight_register` returns `FLIGHT_ID_BASE + id` for a wait that goes on (an
-/// end code, below it, for one that ended at once).
-pub const FLIGHT_ID_BASE: i32 = 16;
+// The codes (`FLIGHT_*`, `INSPECT_*`, `SET_*`) and the fields of `warp_shm_info` and
+// `warp_shm_inspect` are defined in `crate::abi`, which `src/native/_abi.ts` is generated from.
 // A wait's end is FLIGHT_OWNER when it took a dead owner's flight over.
 
 fn claim_code(c: Claim) -> i32 {
@@ -105,10 +75,10 @@ unsafe fn with_shm(h: *const ShmStore, f: impl FnOnce(&ShmStore) -> i32) -> i32 
 /// Opens (creating or recreating it if needed) the shared cache file whose path is the
 /// bytes `path[..path_len]`, for at most `capacity` entries (1 to 2^24), keys up to
 /// `max_key_size` bytes (1 to 1 MiB) and values up to `max_value_size` bytes (1 to
-/// 64 MiB), whose keys and values take at most `max_bytes` bytes (256 to 64 GiB; 0: the
-/// default, `layout::default_max_bytes`). Entries without a TTL of their own expire `ttl_ms`
-/// ms after insertion as judged by this handle (`<= 0` or not finite: never); the TTL is
-/// not part of the file. Entries stay stale (a miss for `warp_shm_get`, a value for
+/// 64 MiB), whose keys and values take at most `max_bytes` bytes (256 to 64 GiB;
+/// `DEFAULT_BUDGET`: the default, `layout::default_max_bytes`). Entries without a TTL of
+/// their own expire `ttl_ms` ms after insertion as judged by this handle (`NO_TTL` or
+/// `+Infinity`: never; 0 or negative: a bad argument); the TTL is not part of the file. Entries stay stale (a miss for `warp_shm_get`, a value for
 /// `warp_shm_peek_stale`) for `stale_ms` ms after their TTL (`<= 0` or not finite: none). Creates the parent
 /// directory (mode 0700) if it is missing. A valid file of other sizes that another
 /// handle has open is adopted with its sizes (see `ShmStore::open`): `warp_shm_info`
@@ -139,6 +109,9 @@ pub unsafe extern "C" fn warp_shm_open(
                 Status::InvalidArgument,
                 "Cannot open a shared cache: the path is empty",
             );
+        }
+        if let Err(status) = ttl_arg(ttl_ms) {
+            return status;
         }
         let path = Path::new(OsStr::from_bytes(bytes));
         match ShmStore::open_sized(
@@ -321,12 +294,13 @@ unsafe fn lookup(
 }
 
 /// Stores `key[..key_len] -> value[..value_len]` inserted at `now` (ms) with its own TTL
-/// `ttl_ms` (`+Infinity`: never expires; `<= 0` or NaN: none, each handle judges it by its
-/// own TTL); an existing key gets the new value, insertion time and TTL; a full store (entries or bytes) evicts by SIEVE
-/// until the entry fits. Returns 0 when stored, 1 when skipped because the key or value
-/// exceeds its size limit, or the entry the whole byte budget (counted as an oversize
-/// skip), 2 when not stored because a live process kept the
-/// write lock (stopped, or in a debugger; see `ShmStore::set`), or a negative status.
+/// `ttl_ms` (`+Infinity`: never expires; `NO_TTL`: none, each handle judges it by its own
+/// TTL; 0 or negative: `InvalidArgument`, nothing stored); an existing key gets the new
+/// value, insertion time and TTL; a full store (entries or bytes) evicts by SIEVE until the
+/// entry fits. Returns [`SET_STORED`], [`SET_SKIPPED`] when the key or value exceeds its
+/// size limit, or the entry the whole byte budget (counted as an oversize skip),
+/// [`SET_BUSY`] when not stored because a live process kept the write lock (stopped, or in
+/// a debugger; see `ShmStore::set`), or a negative status.
 ///
 /// # Safety
 /// - `h` must be null or live (see `warp_shm_open`); `key` valid for `key_len` bytes,
@@ -346,10 +320,13 @@ pub unsafe extern "C" fn warp_shm_set(
     // SAFETY: forwarded caller guarantee on `h`.
     unsafe {
         with_shm(h, |s| {
+            if let Err(status) = ttl_arg(ttl_ms) {
+                return status;
+            }
             match s.set_with_ttl(key, value, wall_now(now), ttl_ms) {
-                Ok(Set::Stored) => 0,
-                Ok(Set::Skipped) => 1,
-                Ok(Set::Busy) => 2,
+                Ok(Set::Stored) => SET_STORED,
+                Ok(Set::Skipped) => SET_SKIPPED,
+                Ok(Set::Busy) => SET_BUSY,
                 Err(e) => failed(&e),
             }
         })
@@ -392,22 +369,9 @@ pub unsafe extern "C" fn warp_shm_clear(h: *const ShmStore) -> i32 {
     }
 }
 
-/// The fields of `warp_shm_info`, in its order (`SHM_INFO` in `src/store/shared_store.ts`).
+/// The fields of `warp_shm_info`, in the order of [`SHM_INFO`].
 fn info_fields(i: &Info) -> [f64; SHM_INFO_FIELDS] {
-    [
-        i.hits as f64,
-        i.misses as f64,
-        i.oversize_skips as f64,
-        i.len as f64,
-        i.capacity as f64,
-        i.evictions as f64,
-        i.max_key_size as f64,
-        i.max_value_size as f64,
-        i.bytes as f64,
-        i.max_bytes as f64,
-        i.stale_hits as f64,
-        i.refreshes as f64,
-    ]
+    write_fields(&SHM_INFO, i)
 }
 
 /// Writes `fields` to `out` as little-endian `f64`s.
@@ -470,20 +434,20 @@ pub unsafe extern "C" fn warp_shm_inspect(path: *const u8, path_len: u32, out: *
         let code = match inspect(Path::new(OsStr::from_bytes(path))) {
             Ok(Verdict::Valid(i)) => {
                 fields[..SHM_INFO_FIELDS].copy_from_slice(&info_fields(&i.info));
-                fields[SHM_INFO_FIELDS] = f64::from(i.version);
-                fields[SHM_INFO_FIELDS + 1] = i.file_size as f64;
-                fields[SHM_INFO_FIELDS + 2] = match i.in_use {
+                fields[INSPECT_FORMAT_VERSION] = f64::from(i.version);
+                fields[INSPECT_FILE_SIZE] = i.file_size as f64;
+                fields[INSPECT_IN_USE] = match i.in_use {
                     Some(true) => 1.0,
                     Some(false) => 0.0,
                     None => -1.0,
                 };
-                fields[SHM_INFO_FIELDS + 3] = f64::from(u8::from(i.consistent));
-                fields[SHM_INFO_FIELDS + 4] = f64::from(u8::from(i.locked));
+                fields[INSPECT_CONSISTENT] = f64::from(u8::from(i.consistent));
+                fields[INSPECT_LOCKED] = f64::from(u8::from(i.locked));
                 INSPECT_VALID
             }
             Ok(Verdict::Foreign(m)) => fail_with(INSPECT_FOREIGN, m),
             Ok(Verdict::OtherVersion(v, m)) => {
-                fields[SHM_INFO_FIELDS] = f64::from(v);
+                fields[INSPECT_FORMAT_VERSION] = f64::from(v);
                 fail_with(INSPECT_OTHER_VERSION, m)
             }
             Ok(Verdict::Corrupt(m)) => fail_with(INSPECT_CORRUPT, m),
@@ -777,6 +741,7 @@ pub unsafe extern "C" fn warp_shm_flight_next(d: u32, out: *mut u32, cap: u32) -
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::abi::NO_TTL;
     use crate::error::last_error;
 
     fn info(h: *const ShmStore) -> [f64; SHM_INFO_FIELDS] {
@@ -799,7 +764,7 @@ mod tests {
         // SAFETY: every pointer below is valid for the length passed with it, and `h` is
         // live until closed.
         unsafe {
-            let h = warp_shm_open(p.as_ptr(), p.len() as u32, 4, 16, 32, 0, 0.0, 0.0);
+            let h = warp_shm_open(p.as_ptr(), p.len() as u32, 4, 16, 32, 0, NO_TTL, 0.0);
             assert!(!h.is_null(), "{}", last_error());
             let k = b"key";
             let mut out = [0u8; 32];
@@ -808,7 +773,7 @@ mod tests {
                 -1
             );
             assert_eq!(
-                warp_shm_set(h, k.as_ptr(), 3, b"val".as_ptr(), 3, 0.0, 0.0),
+                warp_shm_set(h, k.as_ptr(), 3, b"val".as_ptr(), 3, 0.0, NO_TTL),
                 0
             );
             assert_eq!(warp_shm_get(h, k.as_ptr(), 3, out.as_mut_ptr(), 32, 0.0), 3);
@@ -819,7 +784,7 @@ mod tests {
             );
             assert!(last_error().contains("3 bytes"), "{}", last_error());
             assert_eq!(
-                warp_shm_set(h, k.as_ptr(), 3, [0u8; 33].as_ptr(), 33, 0.0, 0.0),
+                warp_shm_set(h, k.as_ptr(), 3, [0u8; 33].as_ptr(), 33, 0.0, NO_TTL),
                 1
             );
             assert_eq!(warp_shm_count_hit(h), 0);
@@ -860,7 +825,7 @@ mod tests {
             let p = path.as_os_str().as_bytes();
             // SAFETY: `p` is valid for its length; the handle is closed once.
             unsafe {
-                let h = warp_shm_open(p.as_ptr(), p.len() as u32, cap, k, v, b, 0.0, 0.0);
+                let h = warp_shm_open(p.as_ptr(), p.len() as u32, cap, k, v, b, NO_TTL, 0.0);
                 assert!(!h.is_null(), "{}", last_error());
                 warp_shm_close(h);
             }
@@ -888,12 +853,14 @@ mod tests {
     fn bad_arguments_give_null_or_status_with_a_message() {
         // SAFETY: null handles and empty paths are accepted by contract.
         unsafe {
-            assert!(warp_shm_open(std::ptr::null(), 0, 4, 16, 16, 0, 0.0, 0.0).is_null());
+            assert!(warp_shm_open(std::ptr::null(), 0, 4, 16, 16, 0, NO_TTL, 0.0).is_null());
             assert!(last_error().contains("empty"));
             let p = b"/tmp/warp-shm-ffi-bad";
-            assert!(warp_shm_open(p.as_ptr(), p.len() as u32, 0, 16, 16, 0, 0.0, 0.0).is_null());
+            assert!(warp_shm_open(p.as_ptr(), p.len() as u32, 0, 16, 16, 0, NO_TTL, 0.0).is_null());
             assert!(last_error().contains("capacity"), "{}", last_error());
-            assert!(warp_shm_open(p.as_ptr(), p.len() as u32, 4, 16, 16, 255, 0.0, 0.0).is_null());
+            assert!(
+                warp_shm_open(p.as_ptr(), p.len() as u32, 4, 16, 16, 255, NO_TTL, 0.0).is_null()
+            );
             assert!(last_error().contains("max_bytes"), "{}", last_error());
             assert_eq!(
                 warp_shm_get(

@@ -10,12 +10,10 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use super::{guarded, key_slice};
+use crate::abi::TAGS_LAYOUT_FIELDS;
 use crate::error::{Status, fail};
 use crate::shm::ShmStore;
-use crate::shm::tags::{LAYOUT, TagsFile, shared};
-
-/// Number of `f64` fields written by `warp_tags_layout`.
-pub const TAGS_LAYOUT_FIELDS: usize = LAYOUT.len();
+use crate::shm::tags::{TagsFile, layout, shared};
 
 /// Opens the tag clock of the directory whose path is `path[..path_len]` (creating the
 /// directory, mode 0700, and the file `.warp_tags`, mode 0600, when missing; replacing a
@@ -48,7 +46,7 @@ pub unsafe extern "C" fn warp_tags_open(path: *const u8, path_len: u32) -> *cons
     handle
 }
 
-/// The start of the clock's mapping (`LAYOUT[0]` bytes, never unmapped), or null for a
+/// The start of the clock's mapping (`FILE_SIZE` bytes, never unmapped), or null for a
 /// null handle.
 ///
 /// # Safety
@@ -62,8 +60,8 @@ pub unsafe extern "C" fn warp_tags_base(h: *const TagsFile) -> *mut u8 {
     unsafe { &*h }.base()
 }
 
-/// Writes the layout of tag clock files (see `shm::tags::LAYOUT`) into `out`, which must
-/// hold `TAGS_LAYOUT_FIELDS` (10) `f64`s: file size, header size, slot size, slots, probe
+/// Writes the layout of tag clock files (see `shm::tags::layout`) into `out`, which must
+/// hold [`TAGS_LAYOUT_FIELDS`] (10) `f64`s, in the order of `crate::abi::TAGS_LAYOUT`: file size, header size, slot size, slots, probe
 /// length, offsets of the nonce, the epoch and the floor, format version, offset of the
 /// first epoch.
 ///
@@ -74,9 +72,10 @@ pub unsafe extern "C" fn warp_tags_layout(out: *mut f64) -> i32 {
     if out.is_null() {
         return fail(Status::InvalidArgument, "warp_tags_layout: out is null");
     }
-    // SAFETY: the caller guarantees `out` holds TAGS_LAYOUT_FIELDS f64s; LAYOUT is a
-    // constant array of that length, so the two cannot overlap.
-    unsafe { std::ptr::copy_nonoverlapping(LAYOUT.as_ptr(), out, TAGS_LAYOUT_FIELDS) };
+    let fields = layout();
+    // SAFETY: the caller guarantees `out` holds TAGS_LAYOUT_FIELDS f64s; `fields` is a local
+    // array of that length, so the two cannot overlap.
+    unsafe { std::ptr::copy_nonoverlapping(fields.as_ptr(), out, TAGS_LAYOUT_FIELDS) };
     Status::Ok as i32
 }
 

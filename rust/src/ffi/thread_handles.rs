@@ -266,6 +266,7 @@ mod tests {
     #[test]
     #[cfg(target_os = "linux")]
     fn stores_left_open_by_a_thread_are_freed_and_unmapped_when_it_ends() {
+        use crate::abi::NO_TTL;
         use crate::ffi::mem::{warp_mem_new, warp_mem_set};
         use crate::ffi::shm::{warp_shm_close, warp_shm_open};
         use std::os::unix::ffi::OsStrExt;
@@ -278,12 +279,12 @@ mod tests {
             // SAFETY: `p` is valid for its length; `mem` is live and used by this thread
             // only.
             unsafe {
-                let mem = warp_mem_new(0, 0.0, 0, 0.0);
+                let mem = warp_mem_new(0, NO_TTL, 0, 0.0);
                 for i in 0u32..1000 {
-                    assert!(warp_mem_set(mem, i.to_le_bytes().as_ptr(), 4, 0.0, f64::NAN) >= 0);
+                    assert!(warp_mem_set(mem, i.to_le_bytes().as_ptr(), 4, 0.0, NO_TTL) >= 0);
                 }
-                let shm = warp_shm_open(p.as_ptr(), p.len() as u32, 4, 16, 16, 0, 0.0, 0.0);
-                let closed = warp_shm_open(p.as_ptr(), p.len() as u32, 4, 16, 16, 0, 0.0, 0.0);
+                let shm = warp_shm_open(p.as_ptr(), p.len() as u32, 4, 16, 16, 0, NO_TTL, 0.0);
+                let closed = warp_shm_open(p.as_ptr(), p.len() as u32, 4, 16, 16, 0, NO_TTL, 0.0);
                 assert!(!shm.is_null() && !closed.is_null());
                 warp_shm_close(closed);
                 assert_eq!(owned_by_this_thread(), 2);
@@ -304,7 +305,7 @@ mod tests {
         let p = path.as_os_str().as_bytes();
         // SAFETY: `p` is valid for its length; `h` is live until closed.
         unsafe {
-            let h = warp_shm_open(p.as_ptr(), p.len() as u32, 4, 16, 16, 0, 0.0, 0.0);
+            let h = warp_shm_open(p.as_ptr(), p.len() as u32, 4, 16, 16, 0, NO_TTL, 0.0);
             assert_eq!(mappings_of(&path), 1);
             warp_shm_close(h);
         }

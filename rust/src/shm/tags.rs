@@ -58,6 +58,7 @@ use memmap2::{MmapOptions, MmapRaw};
 use super::layout::FILE_MODE;
 use super::region;
 use super::{ShmError, ShmStore};
+use crate::abi::{TAGS_LAYOUT, TAGS_LAYOUT_FIELDS, write_fields};
 use crate::error::Status;
 
 /// Name of the tag clock file in a directory of shared caches (a leading dot: never a
@@ -145,22 +146,13 @@ pub struct TagSlot {
 
 const _: () = assert!(size_of::<TagSlot>() == SLOT_SIZE);
 
-/// The facts of the layout that JavaScript reads the mapping with, in this order
-/// (`warp_tags_layout`): file size, header size, slot size, slots, probe length, and the
-/// byte offsets of the nonce, the epoch and the floor, the format version, and the byte
+/// The layout that JavaScript reads the mapping with (`warp_tags_layout`), in the order of
+/// [`crate::abi::TAGS_LAYOUT`]: file size, header size, slot size, slots, probe length, and
+/// the byte offsets of the nonce, the epoch and the floor, the format version, and the byte
 /// offset of the first epoch.
-pub const LAYOUT: [f64; 10] = [
-    FILE_SIZE as f64,
-    HEADER_SIZE as f64,
-    SLOT_SIZE as f64,
-    SLOTS as f64,
-    PROBE as f64,
-    offset_of!(TagsHeader, nonce) as f64,
-    offset_of!(TagsHeader, epoch) as f64,
-    offset_of!(TagsHeader, floor) as f64,
-    VERSION as f64,
-    offset_of!(TagsHeader, start) as f64,
-];
+pub fn layout() -> [f64; TAGS_LAYOUT_FIELDS] {
+    write_fields(&TAGS_LAYOUT, &())
+}
 
 /// A mapped tag clock file (see the module docs).
 pub struct TagsFile {
@@ -619,7 +611,7 @@ mod tests {
     fn layout_is_pinned() {
         assert_eq!(FILE_SIZE, 64 + 16 * 65_536);
         assert_eq!(
-            LAYOUT,
+            layout(),
             [
                 1_048_640.0,
                 64.0,
