@@ -9,26 +9,10 @@
 import assert from "node:assert/strict";
 import { cache } from "../mod.ts";
 import { runScript, splitLines } from "./fixtures/run_child.ts";
+import type { Scenario } from "./fixtures/flight_scenario.ts";
 
 const fixture = new URL("./fixtures/flight_scenario_child.ts", import.meta.url).pathname;
 const root = new URL("../", import.meta.url).pathname;
-
-interface Scenario {
-  dir: string;
-  name: string;
-  markers: string;
-  mode: "async" | "sync" | "promise";
-  computeMs: number;
-  noStore?: boolean;
-  fail?: boolean;
-  action?: "call" | "set" | "get" | "dispose";
-  disposeAfterMs?: number;
-  ttl?: number;
-  staleWhileRevalidate?: number;
-  flightTimeout?: number;
-  timeout?: number;
-  ticks?: boolean;
-}
 
 interface Report {
   pid: number;
