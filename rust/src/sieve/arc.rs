@@ -234,6 +234,10 @@ struct GhostNode {
     list: u8,
 }
 
+// 48 bytes a ghost, plus the index (5 bytes a bucket, at most 7/8 full).
+#[cfg(target_pointer_width = "64")]
+const _: () = assert!(std::mem::size_of::<GhostNode>() == 48);
+
 /// ARC's ghost lists B1 and B2: keys without values, each list from its newest key (head)
 /// to its oldest (tail), with one index over both (a new key costs one lookup). A key is in
 /// one list at most. Hashes are the store's index hashes.

@@ -399,7 +399,9 @@ fn run_against_the_model(seed: u64, c: usize, keys: u64, steps: u32) -> [u64; 5]
                 }
             }
             2..=7 => {
-                let own = next().is_multiple_of(5).then(|| f64::from((next() % 100) as u32 + 1));
+                let own = next()
+                    .is_multiple_of(5)
+                    .then(|| f64::from((next() % 100) as u32 + 1));
                 let ghost = m.b1.contains(&k) || m.b2.contains(&k);
                 if ghost && m.find(k).is_none() {
                     from_ghosts += 1;
