@@ -24,8 +24,8 @@
  *
  * The engine behind `cache()` is the one `WARP_CACHE_ENGINE` selects (`native` by default
  * when the library is built; `ts` for the TypeScript store). `warp cache()` evicts by SIEVE
- * (the default); `warp cache() s3fifo` and `warp cache() wtinylfu` by those strategies, in
- * the groups `hit 2 int args` and `miss + insert 2 int args`.
+ * (the default); `warp cache() s3fifo`, `warp cache() wtinylfu` and `warp cache() arc` by
+ * those strategies, in the groups `hit 2 int args` and `miss + insert 2 int args`.
  *
  * Run: `deno bench -A bench/memory_bench.ts`.
  *
@@ -270,7 +270,7 @@ for (const spec of STREAMS) {
     benchSync(g, "floor: Map<number>", spec, (j) => floor(ids[j]!), want2, true);
     const warp = cache({ maxSize: max })(f2);
     benchSync(g, "warp cache()", spec, (j) => warp(a[j]!, b[j]!), want2);
-    for (const strategy of ["s3fifo", "wtinylfu"] as const) {
+    for (const strategy of ["s3fifo", "wtinylfu", "arc"] as const) {
       const w = cache({ maxSize: max, strategy })(f2);
       benchSync(g, `warp cache() ${strategy}`, spec, (j) => w(a[j]!, b[j]!), want2);
     }
@@ -412,6 +412,7 @@ for (const spec of STREAMS) {
   register("warp cache()", cache({ maxSize: max })(f2));
   register("warp cache() s3fifo", cache({ maxSize: max, strategy: "s3fifo" })(f2));
   register("warp cache() wtinylfu", cache({ maxSize: max, strategy: "wtinylfu" })(f2));
+  register("warp cache() arc", cache({ maxSize: max, strategy: "arc" })(f2));
   register("lru-cache", kvMemo2(lru<number>(max), f2));
   register("micro-memoize", microMemoize(f2, { maxSize: max }), false, true);
   register("memoizee", memoizee(f2, { max, primitive: true }));

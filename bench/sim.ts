@@ -5,7 +5,7 @@
  * the key.
  *
  * Stores: every strategy of the memory backend (SIEVE, LRU, MRU, FIFO, LFU, S3-FIFO,
- * W-TinyLFU) on the native engine (`NativeMemoryStore`, skipped when the library does not
+ * W-TinyLFU, ARC) on the native engine (`NativeMemoryStore`, skipped when the library does not
  * load) and on the TypeScript engine (`TsSieveStore`); the shared backend (SIEVE) through
  * `cache({ backend: "shared" })` (skipped while it throws); and libCacheSim's `Sieve`,
  * `LRU`, `FIFO`, `S3FIFO`, `ARC`, `WTinyLFU` and `TwoQ` with their default parameters
@@ -53,6 +53,7 @@ export const STRATEGIES: ReadonlyArray<readonly [string, Strategy]> = [
   ["LFU", Strategy.Lfu],
   ["S3-FIFO", Strategy.S3Fifo],
   ["W-TinyLFU", Strategy.WTinyLfu],
+  ["ARC", Strategy.Arc],
 ];
 
 /** The store name of one of our strategies on an engine: `warp S3-FIFO (native)`. */

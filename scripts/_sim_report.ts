@@ -26,6 +26,7 @@ const SAME_AS: Record<string, string> = {
   LRU: "LRU",
   FIFO: "FIFO",
   "S3-FIFO": "S3FIFO",
+  ARC: "ARC",
 };
 
 /** The goal of the eviction issue: the best of ours at most this much above libCacheSim's. */
@@ -170,7 +171,7 @@ export function simTargets(sim: SimReport): SimTarget[] {
   });
   const { engines, lcs } = disagreements(sim, get);
   out.push({
-    what: "SIEVE, LRU, FIFO, S3-FIFO: libCacheSim's miss counts exactly; both engines alike",
+    what: "SIEVE, LRU, FIFO, S3-FIFO, ARC: libCacheSim's miss counts exactly; both engines alike",
     target: "every replay",
     measured: engines.length + lcs.length === 0
       ? "every replay"
@@ -204,8 +205,9 @@ export function simSection(sim: SimReport): string[] {
       (sim.libCacheSim === null
         ? ""
         : lcs.length === 0
-        ? "SIEVE, LRU, FIFO and S3-FIFO (memory, both engines, and the shared SIEVE) gave " +
-          "libCacheSim's Sieve, LRU, FIFO and S3FIFO miss counts exactly, on every replay."
+        ? "SIEVE, LRU, FIFO, S3-FIFO and ARC (memory, both engines, and the shared SIEVE) " +
+          "gave libCacheSim's Sieve, LRU, FIFO, S3FIFO and ARC miss counts exactly, on every " +
+          "replay."
         : `${lcs.length} replays differ from libCacheSim: ${lcs.slice(0, 5).join("; ")}.`),
   );
   md.push("");

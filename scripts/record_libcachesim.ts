@@ -21,7 +21,7 @@ const out = new URL("../tests/fixtures/libcachesim_misses.json", import.meta.url
 const traces = evictionTraces();
 const report = await replayLibCacheSim(
   traces.map((t) => ({ ...t, capacities: [...CAPACITIES] })),
-  ["S3FIFO", "Sieve", "LRU", "FIFO"],
+  ["S3FIFO", "Sieve", "LRU", "FIFO", "ARC"],
   (line) => console.error(line),
 );
 if (report.skipped !== null) {

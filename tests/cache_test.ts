@@ -430,7 +430,7 @@ Deno.test("cache() rejects bad options at decoration time, naming option and val
       TypeError,
       /strategy must be one of .*"wtinylfu".*received "tinylfu"/,
     ],
-    [{ strategy: 7 }, TypeError, /strategy.*received 7/],
+    [{ strategy: 8 }, TypeError, /strategy.*received 8/],
     [{ key: 5 }, TypeError, /key.*received 5/],
     [{ name: "" }, TypeError, /name.*received ""/],
     [{ maxKeySize: 0 }, RangeError, /maxKeySize.*received 0/],
@@ -521,7 +521,7 @@ Deno.test("cache() strategy wtinylfu keeps frequent keys through a scan", () => 
 });
 
 Deno.test("cache() every strategy keeps the TTL, own TTL, delete and clear rules", async (t) => {
-  const strategies = ["sieve", "lru", "mru", "fifo", "lfu", "s3fifo", "wtinylfu"] as const;
+  const strategies = ["sieve", "lru", "mru", "fifo", "lfu", "s3fifo", "wtinylfu", "arc"] as const;
   for (const strategy of strategies) {
     await t.step(strategy, () => {
       let now = 1000;

@@ -1,7 +1,7 @@
 /**
  * Eviction against libCacheSim, without Python: both engines replay the short traces of
  * `fixtures/eviction_traces.ts` and must miss exactly as often as libCacheSim's `S3FIFO`,
- * `Sieve`, `LRU` and `FIFO` did (`fixtures/libcachesim_misses.json`, recorded by
+ * `Sieve`, `LRU`, `FIFO` and `ARC` did (`fixtures/libcachesim_misses.json`, recorded by
  * `scripts/record_libcachesim.ts`). And the strategy numbers that cross the FFI are the
  * same on both sides.
  */
@@ -33,6 +33,7 @@ const POLICIES: Record<string, Strategy> = {
   Sieve: Strategy.Sieve,
   LRU: Strategy.Lru,
   FIFO: Strategy.Fifo,
+  ARC: Strategy.Arc,
 };
 
 const native = (() => {
@@ -78,7 +79,7 @@ for (
 ) {
   Deno.test({
     name: `${engine} store misses exactly as libCacheSim ${fixture.libcachesim}'s S3FIFO, ` +
-      "Sieve, LRU and FIFO",
+      "Sieve, LRU, FIFO and ARC",
     ignore: engine === "native" && native === null,
     fn: async (t) => {
       for (const { name, ids } of traces) {
@@ -105,6 +106,16 @@ Deno.test("cache() with strategy s3fifo misses as libCacheSim's S3FIFO", () => {
     return f.cacheInfo().misses;
   });
   assert.deepEqual(ours, fixture.misses[name]!.S3FIFO);
+});
+
+Deno.test("cache() with strategy arc misses as libCacheSim's ARC", () => {
+  const { name, ids } = traces.find((t) => t.name === "shifting")!;
+  const ours = fixture.capacities.map((maxSize) => {
+    const f = cache({ maxSize, strategy: "arc" })((id: number) => id);
+    for (const id of ids) f(id);
+    return f.cacheInfo().misses;
+  });
+  assert.deepEqual(ours, fixture.misses[name]!.ARC);
 });
 
 Deno.test({

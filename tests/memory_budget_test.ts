@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { cache, type CacheInfo, Strategy } from "../mod.ts";
 
-const STRATEGIES = ["sieve", "lru", "mru", "fifo", "lfu", "s3fifo", "wtinylfu"] as const;
+const STRATEGIES = ["sieve", "lru", "mru", "fifo", "lfu", "s3fifo", "wtinylfu", "arc"] as const;
 
 Deno.test("maxBytes: the entries' sizes stay within the budget; cacheInfo() reports bytes, maxBytes, oversizeSkips", () => {
   let calls = 0;

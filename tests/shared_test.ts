@@ -114,7 +114,7 @@ Deno.test("cache() shared: only SIEVE, and maxSize is finite and at most 2^24", 
     () => cache({ backend: "shared", dir, strategy: "lru" })((x: number) => x),
     (e) => e instanceof TypeError && /SIEVE/.test(e.message) && /"lru"/.test(e.message),
   );
-  for (const strategy of ["s3fifo", "wtinylfu"] as const) {
+  for (const strategy of ["s3fifo", "wtinylfu", "arc"] as const) {
     assert.throws(
       () => cache({ backend: "shared", dir, strategy, name: strategy })((x: number) => x),
       (e) =>

@@ -468,7 +468,7 @@ Deno.test("TsSieveStore rejects bad options", () => {
     [{ maxSize: 3, ttl: 0 }, RangeError, /ttl.*received 0/],
     [{ maxSize: 3, ttl: Infinity }, RangeError, /ttl.*received Infinity/],
     [{ maxSize: 3, ttl: 10n }, TypeError, /ttl.*received 10n/],
-    [{ maxSize: 3, policy: 7 }, RangeError, /policy must be an integer from 0 to 6: received 7/],
+    [{ maxSize: 3, policy: 8 }, RangeError, /policy must be an integer from 0 to 7: received 8/],
   ];
   for (const [options, type, message] of bad) {
     assert.throws(

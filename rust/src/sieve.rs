@@ -21,8 +21,8 @@
 //! and place; removal (delete, TTL expiry, eviction) takes the entry out of its bucket.
 //! Every operation is O(1).
 //!
-//! S3-FIFO ([`s3fifo`]) and W-TinyLFU ([`wtinylfu`]) keep their entries on queues of their
-//! own ([`lists`]): the store's queue then stays empty, and the store hands out slots,
+//! S3-FIFO ([`s3fifo`]), W-TinyLFU ([`wtinylfu`]) and ARC ([`arc`]) keep their entries on
+//! queues of their own ([`lists`]): the store's queue then stays empty, and the store hands out slots,
 //! indexes keys and keeps times as for the other policies. Their hits and insertions cost
 //! a branch on the policy that SIEVE takes first (`get` has no other work for SIEVE).
 //!
@@ -39,6 +39,7 @@ use hashbrown::HashTable;
 
 use crate::hash::{fixed_state, hash_bytes};
 
+mod arc;
 mod ghost;
 mod lists;
 #[cfg(test)]
@@ -47,6 +48,7 @@ mod s3fifo;
 pub mod sketch;
 mod wtinylfu;
 
+use arc::Arc;
 use s3fifo::S3Fifo;
 use wtinylfu::WTinyLfu;
 
@@ -76,6 +78,8 @@ crate::abi_enum! {
         S3Fifo = 5,
         /// W-TinyLFU with Caffeine's adaptive window (see [`wtinylfu`]).
         WTinyLfu = 6,
+        /// ARC, as libCacheSim's `ARC` (see [`arc`]).
+        Arc = 7,
     }
 }
 
@@ -240,10 +244,11 @@ enum Ext {
     None,
     S3(Box<S3Fifo>),
     Tiny(Box<WTinyLfu>),
+    Arc(Box<Arc>),
 }
 
-/// Key index with SIEVE (or LRU/MRU/FIFO/LFU/S3-FIFO/W-TinyLFU) eviction, optional TTL (the store's, or
-/// an entry's own) and a stale window.
+/// Key index with SIEVE (or LRU/MRU/FIFO/LFU/S3-FIFO/W-TinyLFU/ARC) eviction, optional TTL (the
+/// store's, or an entry's own) and a stale window.
 ///
 /// Time is given by the caller on each call (see the module docs); an entry of TTL `ttl`
 /// is stale when `now - inserted_at >= ttl`, gone when `now - inserted_at >= ttl + stale`.
@@ -322,6 +327,7 @@ impl SieveStore {
             ext: match policy {
                 Policy::S3Fifo => Ext::S3(Box::new(S3Fifo::new(capacity))),
                 Policy::WTinyLfu => Ext::Tiny(Box::new(WTinyLfu::new(capacity))),
+                Policy::Arc => Ext::Arc(Box::new(Arc::new(capacity))),
                 _ => Ext::None,
             },
             stats: Stats::default(),
@@ -491,7 +497,7 @@ impl SieveStore {
             }
             Policy::Fifo => {}
             Policy::Lfu => self.lfu_hit(slot),
-            Policy::S3Fifo | Policy::WTinyLfu => self.ext_hit(slot),
+            Policy::S3Fifo | Policy::WTinyLfu | Policy::Arc => self.ext_hit(slot),
         }
         Lookup::Hit(slot)
     }
@@ -544,6 +550,10 @@ impl SieveStore {
                 tiny.arrive(h);
                 h
             }
+            Ext::Arc(arc) => {
+                arc.arrive(hash, key);
+                0
+            }
         };
         let mut evicted = false;
         if self.len >= self.capacity {
@@ -574,6 +584,7 @@ impl SieveStore {
         match &mut self.ext {
             Ext::S3(s3) => s3.add(slot),
             Ext::Tiny(tiny) => tiny.add(slot, sketch_hash),
+            Ext::Arc(arc) => arc.add(slot),
             Ext::None => {
                 if self.policy == Policy::Lfu {
                     self.lfu_push(slot);
@@ -613,6 +624,7 @@ impl SieveStore {
             Ext::None => {}
             Ext::S3(s3) => s3.clear(),
             Ext::Tiny(tiny) => tiny.clear(),
+            Ext::Arc(arc) => arc.clear(),
         }
         self.stats = Stats::default();
     }
@@ -629,6 +641,12 @@ impl SieveStore {
                 victim
             }
             Ext::Tiny(tiny) => tiny.victim(),
+            Ext::Arc(arc) => {
+                let victim = arc.victim();
+                let key = self.nodes[victim as usize].key.as_bytes();
+                arc.evicted(hash_bytes(&self.state, key), key);
+                victim
+            }
             Ext::None => match self.policy {
                 Policy::Sieve => self.sieve_victim(),
                 Policy::Mru => self.head,
@@ -666,6 +684,7 @@ impl SieveStore {
         match &mut self.ext {
             Ext::S3(s3) => s3.remove(slot),
             Ext::Tiny(tiny) => tiny.remove(slot),
+            Ext::Arc(arc) => arc.remove(slot),
             Ext::None => {
                 if self.hand == slot {
                     self.hand = self.nodes[slot as usize].newer;
@@ -681,12 +700,13 @@ impl SieveStore {
         self.len -= 1;
     }
 
-    /// S3-FIFO, W-TinyLFU: tells the policy of a hit.
+    /// S3-FIFO, W-TinyLFU, ARC: tells the policy of a hit.
     #[inline(never)]
     fn ext_hit(&mut self, slot: u32) {
         match &mut self.ext {
             Ext::S3(s3) => s3.hit(slot),
             Ext::Tiny(tiny) => tiny.hit(slot),
+            Ext::Arc(arc) => arc.hit(slot),
             Ext::None => {}
         }
     }
@@ -847,6 +867,7 @@ impl SieveStore {
         match &self.ext {
             Ext::S3(s3) => return s3.order().into_iter().map(|s| (key(s), false)).collect(),
             Ext::Tiny(t) => return t.order().into_iter().map(|s| (key(s), false)).collect(),
+            Ext::Arc(a) => return a.order().into_iter().map(|s| (key(s), false)).collect(),
             Ext::None => {}
         }
         let mut out = Vec::with_capacity(self.len);
@@ -868,6 +889,7 @@ impl SieveStore {
         let live = match &self.ext {
             Ext::S3(s3) => Some(s3.validate()),
             Ext::Tiny(tiny) => Some(tiny.validate()),
+            Ext::Arc(arc) => Some(arc.validate()),
             Ext::None => None,
         };
         if let Some(live) = live {
@@ -921,7 +943,7 @@ impl SieveStore {
         self.validate_buckets();
     }
 
-    /// S3-FIFO, W-TinyLFU: the policy's queues hold exactly the indexed entries.
+    /// S3-FIFO, W-TinyLFU, ARC: the policy's queues hold exactly the indexed entries.
     fn validate_ext(&self, live: &[u32]) {
         for &slot in live {
             let key = self.nodes[slot as usize].key.as_bytes();
@@ -1615,6 +1637,7 @@ mod tests {
             Policy::Lfu,
             Policy::S3Fifo,
             Policy::WTinyLfu,
+            Policy::Arc,
         ] {
             let mut s = SieveStore::with_stale(16, Some(50.0), policy, 20.0);
             for t in 0..20_000u32 {

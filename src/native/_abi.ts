@@ -90,6 +90,8 @@ export const POLICY = {
   S3Fifo: 5,
   /** W-TinyLFU with Caffeine's adaptive window (see `wtinylfu`). */
   WTinyLfu: 6,
+  /** ARC, as libCacheSim's `ARC` (see `arc`). */
+  Arc: 7,
 } as const;
 
 /** The `capacity` of `warp_mem_new` for a store without a bound on its entries. */

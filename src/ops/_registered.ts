@@ -13,7 +13,15 @@ export type BackendName = "memory" | "shared";
 /** The engine behind a cache (see `CacheListing.engine`). */
 export type EngineName = "native" | "ts" | "shared";
 /** The name of a {@linkcode Strategy}, as the `strategy` option takes it. */
-export type StrategyName = "sieve" | "lru" | "mru" | "fifo" | "lfu" | "s3fifo" | "wtinylfu";
+export type StrategyName =
+  | "sieve"
+  | "lru"
+  | "mru"
+  | "fifo"
+  | "lfu"
+  | "s3fifo"
+  | "wtinylfu"
+  | "arc";
 
 /** What a cache gives the registry. */
 export interface Registered {

@@ -28,6 +28,7 @@ const STRATEGY_NAMES: Record<Strategy, StrategyName> = {
   [Strategy.Lfu]: "lfu",
   [Strategy.S3Fifo]: "s3fifo",
   [Strategy.WTinyLfu]: "wtinylfu",
+  [Strategy.Arc]: "arc",
 };
 
 /** One live cache of this process, as {@linkcode caches} lists it. */
@@ -40,8 +41,8 @@ export interface CacheListing {
   name: string;
   /** Where its entries live: `"memory"` or `"shared"`. */
   backend: BackendName;
-  /** Its eviction policy: `"sieve"`, `"lru"`, `"mru"`, `"fifo"`, `"lfu"`, `"s3fifo"` or
-   * `"wtinylfu"`. */
+  /** Its eviction policy: `"sieve"`, `"lru"`, `"mru"`, `"fifo"`, `"lfu"`, `"s3fifo"`,
+   * `"wtinylfu"` or `"arc"`. */
   strategy: StrategyName;
   /** A shared cache's directory (its file is `sharedFileName(name)` there). */
   dir?: string;

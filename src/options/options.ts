@@ -53,6 +53,14 @@ export enum Strategy {
    * a hill climber sizing the window. Memory backend only.
    */
   WTinyLfu = 6,
+  /**
+   * ARC (Megiddo and Modha, "ARC: A Self-Tuning, Low Overhead Replacement Cache", FAST 2003),
+   * as libCacheSim's `ARC`: an LRU list of entries seen once (T1), one of entries seen twice
+   * or more (T2), ghost lists of the keys lately evicted from each (B1, B2, up to `maxSize`
+   * keys in all), and a target size of T1 that a key found in B1 raises and one found in B2
+   * lowers. Memory backend only.
+   */
+  Arc = 7,
 }
 
 /** The numbers of an enum-like object, as strings (`Strategy.Lru` and `1` both give `"1"`). */
@@ -85,7 +93,16 @@ export interface CacheOptions {
    * backend evicts by SIEVE only.
    * @default {Strategy.Sieve}
    */
-  strategy?: Strategy | "sieve" | "lru" | "mru" | "fifo" | "lfu" | "s3fifo" | "wtinylfu";
+  strategy?:
+    | Strategy
+    | "sieve"
+    | "lru"
+    | "mru"
+    | "fifo"
+    | "lfu"
+    | "s3fifo"
+    | "wtinylfu"
+    | "arc";
   /** Maps the arguments to the key value; by default the key is all the arguments. */
   key?: (...args: never[]) => unknown;
   /**
@@ -318,6 +335,7 @@ const STRATEGIES: Record<string, Strategy> = {
   lfu: Strategy.Lfu,
   s3fifo: Strategy.S3Fifo,
   wtinylfu: Strategy.WTinyLfu,
+  arc: Strategy.Arc,
 };
 
 /** The name of `strategy` as the `strategy` option takes it (`"lru"`...). */

@@ -18,14 +18,15 @@
  * one queue, highest count at the head and newest first within a run, so the LFU victim is
  * the tail. Setting a present key keeps its count and place.
  *
- * S3-FIFO and W-TinyLFU keep their entries on queues of their own (`_s3fifo.ts`,
- * `_wtinylfu.ts`): this queue then only hands out slots and keeps their TTLs.
+ * S3-FIFO, W-TinyLFU and ARC keep their entries on queues of their own (`_s3fifo.ts`,
+ * `_wtinylfu.ts`, `_arc.ts`): this queue then only hands out slots and keeps their TTLs.
  *
  * @module
  */
 
 import { Strategy } from "../options/options.ts";
 import { type MultiQueuePolicy, NIL } from "./_multi_queue.ts";
+import { Arc } from "./_arc.ts";
 import { S3Fifo } from "./_s3fifo.ts";
 import { WTinyLfu } from "./_wtinylfu.ts";
 
@@ -50,6 +51,8 @@ export const LFU = Strategy.Lfu;
 export const S3FIFO = Strategy.S3Fifo;
 /** W-TinyLFU with Caffeine's adaptive window (`_wtinylfu.ts`). */
 export const WTINYLFU = Strategy.WTinyLfu;
+/** ARC, as libCacheSim's `ARC` (`_arc.ts`). */
+export const ARC = Strategy.Arc;
 
 /** Whether `n` is a {@linkcode Policy} number. */
 export function isPolicy(n: unknown): n is Policy {
@@ -114,7 +117,7 @@ export class SieveQueue {
   buckets = 0;
   /** LFU: freed buckets, reused last freed first. */
   freeBuckets: number[] = [];
-  /** S3-FIFO or W-TinyLFU (else `null`): the policy that keeps the entries' order. */
+  /** S3-FIFO, W-TinyLFU or ARC (else `null`): the policy that keeps the entries' order. */
   readonly ext: MultiQueuePolicy | null;
   /** Newest entry. */
   head: number = NIL;
@@ -162,6 +165,8 @@ export class SieveQueue {
       ? new S3Fifo(capacity, n)
       : policy === WTINYLFU
       ? new WTinyLfu(capacity, n)
+      : policy === ARC
+      ? new Arc(capacity, n)
       : null;
   }
 

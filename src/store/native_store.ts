@@ -68,7 +68,8 @@ export class NativeMemoryStore implements ByteStore {
    * @param lib The loaded native symbols.
    * @param maxSize Most entries (`Infinity` for unbounded).
    * @param ttl Entry lifetime in ms, or `undefined`.
-   * @param policy Eviction policy number (0 SIEVE, 1 LRU, 2 MRU, 3 FIFO, 4 LFU).
+   * @param policy Eviction policy number (0 SIEVE, 1 LRU, 2 MRU, 3 FIFO, 4 LFU, 5 S3-FIFO,
+   *   6 W-TinyLFU, 7 ARC).
    * @param stale Stale window in ms after an entry's TTL (0: none), during which `get`
    * keeps the entry (a miss) and `peekStale` returns it.
    * @param maxBytes Byte budget: the sum of the entries' sizes (given to `set`) that

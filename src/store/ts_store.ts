@@ -38,7 +38,7 @@ export interface TsSieveStoreOptions {
   ttl?: number | undefined;
   /**
    * Eviction policy, numbered as `Strategy`: 0 SIEVE, 1 LRU, 2 MRU, 3 FIFO, 4 LFU,
-   * 5 S3-FIFO, 6 W-TinyLFU.
+   * 5 S3-FIFO, 6 W-TinyLFU, 7 ARC.
    *
    * @default {0}
    */
@@ -169,7 +169,7 @@ export class TsSieveStore implements ByteStore {
    * @throws {TypeError} If `maxSize` or `ttl` is not a number.
    * @throws {RangeError} If `maxSize` is not a positive integer nor `Infinity`, `ttl` is
    *   not a positive finite number, `stale` is not 0 nor a positive finite number,
-   *   `policy` is not an integer from 0 to 6, or `maxBytes` is not a positive integer.
+   *   `policy` is not an integer from 0 to 7, or `maxBytes` is not a positive integer.
    */
   constructor(options: TsSieveStoreOptions) {
     const maxSize = checkMaxSize("TsSieveStore", options.maxSize);
@@ -178,7 +178,7 @@ export class TsSieveStore implements ByteStore {
     const policy = options.policy ?? 0;
     if (!isPolicy(policy)) {
       throw new RangeError(
-        `Cannot create TsSieveStore: policy must be an integer from 0 to 6: received ${
+        `Cannot create TsSieveStore: policy must be an integer from 0 to 7: received ${
           describe(policy)
         }`,
       );

@@ -50,8 +50,8 @@ unsafe fn with_mem(h: *const MemStore, f: impl FnOnce(&mut SieveStore) -> i32) -
 /// Creates a memory store for at most `capacity` entries (`UNBOUNDED_CAPACITY`: no bound), whose
 /// entries expire `ttl_ms` ms after insertion (`NO_TTL` or `+Infinity`: never) unless given a
 /// TTL of their own, stay stale for `stale_ms` ms after their TTL (0 = no stale window),
-/// evicting by `policy` (0 SIEVE, 1 LRU, 2 MRU, 3 FIFO, 4 LFU, 5 S3-FIFO, 6 W-TinyLFU;
-/// `crate::sieve::Policy`). Returns null on a bad argument (a `ttl_ms` of 0 or less among
+/// evicting by `policy` (0 SIEVE, 1 LRU, 2 MRU, 3 FIFO, 4 LFU, 5 S3-FIFO, 6 W-TinyLFU,
+/// 7 ARC; `crate::sieve::Policy`). Returns null on a bad argument (a `ttl_ms` of 0 or less among
 /// them).
 #[unsafe(no_mangle)]
 pub extern "C" fn warp_mem_new(
@@ -357,9 +357,9 @@ mod tests {
         }
         assert!(warp_mem_new(1, NO_TTL, 99, 0.0).is_null());
         assert!(last_error().contains("policy"));
-        assert!(warp_mem_new(1, NO_TTL, 7, 0.0).is_null());
+        assert!(warp_mem_new(1, NO_TTL, 8, 0.0).is_null());
         assert!(
-            last_error().contains("unknown policy: 7"),
+            last_error().contains("unknown policy: 8"),
             "{}",
             last_error()
         );
@@ -375,6 +375,7 @@ mod tests {
             (4, Policy::Lfu),
             (5, Policy::S3Fifo),
             (6, Policy::WTinyLfu),
+            (7, Policy::Arc),
         ] {
             assert_eq!(Policy::from_u32(n), Some(policy));
             assert_eq!(policy as u32, n);
