@@ -27,6 +27,7 @@ import {
 import { CacheError, Status, unwrap } from "../native/errors.ts";
 import {
   type ByteStore,
+  type KeyBytes,
   MISS,
   promisedEntry,
   type Store,
@@ -44,7 +45,7 @@ import {
   readFileRef,
 } from "../codec/value_codec.ts";
 import { LargeValueFiles, MAX_LARGE_VALUE_BYTES } from "./_large_values.ts";
-import { SharedFlights } from "./shared_flights.ts";
+import { FLIGHT, SET, SharedFlights } from "./shared_flights.ts";
 import { effectiveUid } from "../native/_uid.ts";
 import { MAX_VALUE_BYTES } from "../options/options.ts";
 
@@ -301,11 +302,23 @@ export class SharedStore implements ByteStore {
   }
 
   get(key: Uint8Array, len: number, now: number, ptr?: Deno.PointerValue): unknown {
-    const r = ptr === undefined
-      ? this.#lib.warp_shm_get!(this.#handle, key, len, this.#out, this.#out.length, now)
-      : this.#lib.warp_shm_get_ptr!(this.#handle, ptr, len, this.#outPtr, this.#out.length, now);
-    if (r === -1) return MISS;
-    if (r < 0) unwrap(r, "Shared cache lookup");
+    const lib = this.#lib;
+    // A lookup of cache() claims the key's flight when it misses (`flights.claimOnMiss`).
+    const r = this.flights.claiming
+      ? (ptr === undefined
+        ? lib.warp_shm_get_claim!(this.#handle, key, len, this.#out, this.#out.length, now)
+        : lib.warp_shm_get_claim_ptr!(this.#handle, ptr, len, this.#outPtr, this.#out.length, now))
+      : ptr === undefined
+      ? lib.warp_shm_get!(this.#handle, key, len, this.#out, this.#out.length, now)
+      : lib.warp_shm_get_ptr!(this.#handle, ptr, len, this.#outPtr, this.#out.length, now);
+    if (r < 0) {
+      if (r === -1) return MISS;
+      if (r <= FLIGHT.missClaimed) {
+        this.flights.noteClaim(FLIGHT.missClaimed - r);
+        return MISS;
+      }
+      unwrap(r, "Shared cache lookup");
+    }
     const out = this.#out;
     let value: unknown;
     try {
@@ -423,6 +436,11 @@ export class SharedStore implements ByteStore {
    * @param ttl The entry's own TTL in ms (positive, or `Infinity` for never), which every
    * process honours, a process opened without a TTL too; `undefined`: none (each process
    * judges the entry by its own `ttl`). Hits do not extend it.
+   * @param owner The computation storing its result: when it owns the key's flight
+   * (`owner.flight`), the value is stored only while it still does (not after a delete,
+   * clear or set by hand in any process ended it), and the flight ends
+   * (`warp_shm_set_owned`), after which `owner.flight` is `false`.
+   * @returns Whether the value was stored.
    * @throws {RangeError} If `ttl` is not a positive number.
    * @throws {TypeError} If `ttl` is not a number, or the value cannot be serialized.
    */
@@ -434,6 +452,7 @@ export class SharedStore implements ByteStore {
     promised: boolean,
     ptr?: Deno.PointerValue,
     ttl?: number,
+    owner?: KeyBytes,
   ): boolean {
     void ptr;
     if (ttl !== undefined) checkEntryTtl(`the shared cache of ${this.#fnName}`, ttl);
@@ -461,13 +480,24 @@ export class SharedStore implements ByteStore {
       }
       sweep = files.sweepDue();
     }
+    const owned = owner !== undefined && owner.flight === true;
     const r = unwrap(
-      this.#lib.warp_shm_set!(this.#handle, key, len, bytes, bytes.length, now, ttl ?? 0),
+      (owned ? this.#lib.warp_shm_set_owned! : this.#lib.warp_shm_set!)(
+        this.#handle,
+        key,
+        len,
+        bytes,
+        bytes.length,
+        now,
+        ttl ?? 0,
+      ),
       "Shared cache insert",
     );
+    // The library ended the flight, stored or not.
+    if (owned) owner.flight = false;
     // After the entry refers to its file: a sweep before would take the file for an orphan.
     if (sweep) this.#sweep();
-    return r === 0;
+    return r === SET.stored;
   }
 
   delete(key: Uint8Array, len: number): boolean {

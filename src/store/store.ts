@@ -80,6 +80,12 @@ export interface KeyBytes {
    * the key is short-lived and should be passed as a buffer.
    */
   pointer(): Deno.PointerValue | undefined;
+  /**
+   * Whether the holder (a computation) owns the key's cross-process flight. A store whose
+   * flights settle on set ({@linkcode Flights.settlesOnSet}) stores a value under such a
+   * key only while it still owns the flight, ends the flight and sets this to `false`.
+   */
+  flight?: boolean;
 }
 
 /**
@@ -91,7 +97,8 @@ export interface ByteStore {
   /** {@linkcode Store.get} at time `now`; `ptr` may be the address of `key`. */
   get(key: Uint8Array, len: number, now: number, ptr?: Deno.PointerValue): unknown;
   /** {@linkcode Store.set} at time `now`; `ptr` may be the address of `key`; `ttl` the
-   * entry's own TTL in ms (`undefined`: the store's). */
+   * entry's own TTL in ms (`undefined`: the store's); `owner` the {@linkcode KeyBytes} of
+   * the call (its `flight` mark: see {@linkcode KeyBytes.flight}). */
   set(
     key: Uint8Array,
     len: number,
@@ -100,6 +107,7 @@ export interface ByteStore {
     promised: boolean,
     ptr?: Deno.PointerValue,
     ttl?: number,
+    owner?: KeyBytes,
   ): boolean;
   /** {@linkcode Store.peek} at time `now`. */
   peek(key: Uint8Array, len: number, now: number): unknown;
@@ -143,9 +151,13 @@ export interface Store {
    * Stores `value` under `key`, inserted now, evicting one entry when full. `promised`
    * says that `value` is the resolution of a Promise: later hits must then return a
    * Promise resolving to it. `ttl` is the entry's own TTL in ms (positive, `Infinity`
-   * for never), replacing the store's for this entry; `undefined` keeps the store's. Returns `false` when the entry was not stored (too large, or
-   * the shared file's lock is held by a stopped process). Throws `TypeError` when the
-   * value cannot be stored (shared backend: not serializable).
+   * for never), replacing the store's for this entry; `undefined` keeps the store's.
+   * When `key.flight` is true and the store's flights settle on set
+   * ({@linkcode Flights.settlesOnSet}), the value is stored only while the flight is still
+   * this handle's, and the flight ends (`key.flight` becomes `false`). Returns `false` when
+   * the entry was not stored (too large, the shared file's lock is held by a stopped
+   * process, or the flight was lost). Throws `TypeError` when the value cannot be stored
+   * (shared backend: not serializable).
    */
   set(key: KeyBytes, value: unknown, promised: boolean, ttl?: number): boolean;
   /**
@@ -238,6 +250,26 @@ export interface Flights {
   /** Ends every process's flight of `key` (a value set by hand: the computation under way
    * must not store over it) and wakes its waiters. */
   end(key: KeyBytes): void;
+  /**
+   * Whether the store's `set` of a key whose holder owns its flight
+   * ({@linkcode KeyBytes.flight}) checks that it still does, stores, and ends the flight,
+   * in one step: the caller then neither asks {@linkcode Flights.owns} nor calls
+   * {@linkcode Flights.release} after a store.
+   */
+  readonly settlesOnSet?: boolean;
+  /**
+   * Makes the store's lookups (`Store.get`) claim the key's flight when they miss, in the
+   * same call (one call instead of a lookup, a claim and a second lookup; the store looks
+   * the key up again under the claim). The caller must then take each such claim with
+   * {@linkcode Flights.takeClaim} right after the miss, before any user code runs, and
+   * release it if it does not compute.
+   */
+  claimOnMiss?(): void;
+  /**
+   * The claim made by the last lookup that missed (see {@linkcode Flights.claimOnMiss}),
+   * once; `undefined` when that lookup claimed nothing.
+   */
+  takeClaim?(): FlightClaim | undefined;
 }
 
 /** How a store is driven through its {@linkcode StoreView}. */
@@ -309,6 +341,7 @@ export class StoreView implements Store {
       promised,
       this.#pointerSets ? k.pointer() : undefined,
       ttl,
+      k,
     );
   }
 

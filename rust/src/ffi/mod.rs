@@ -33,8 +33,11 @@ mod thread_handles;
 /// `warp_shm_flight_wait_sync` takes the handle and key (and `until_async`);
 /// `warp_shm_flight_waiter` and `warp_shm_flight_wait` gave way to the dispatcher
 /// (`warp_shm_flight_dispatcher`, `_register`, `_next`); `warp_shm_flight_mark_async`,
-/// `warp_shm_flight_end`.
-pub const ABI_VERSION: u32 = 6;
+/// `warp_shm_flight_end`. 7 = shared format 8 (small entries in their slots; the file size
+/// formula changed); `warp_shm_get_claim` (a lookup that claims the key's flight when it
+/// misses) and `warp_shm_set_owned` (a set by the flight's owner, which ends the flight);
+/// `warp_shm_set` may return 3 only from `warp_shm_set_owned`.
+pub const ABI_VERSION: u32 = 7;
 
 /// Returns [`ABI_VERSION`].
 #[unsafe(no_mangle)]

@@ -136,22 +136,21 @@ pub enum Judged {
 /// look (per file: a liveness id means something in its file only).
 pub struct Liveness {
     ask: bool,
-    known: HashMap<(usize, u32), bool>,
+    /// Made at the first question (a claim that finds no flight asks none).
+    known: Option<HashMap<(usize, u32), bool>>,
 }
 
 impl Liveness {
     /// Asks the kernel (`ask`), or counts every other process's owner as alive.
     pub fn new(ask: bool) -> Liveness {
-        Liveness {
-            ask,
-            known: HashMap::new(),
-        }
+        Liveness { ask, known: None }
     }
 
     fn alive(&mut self, file: usize, tag: u32, me: &Owner) -> bool {
         !self.ask
             || *self
                 .known
+                .get_or_insert_with(HashMap::new)
                 .entry((file, tag))
                 .or_insert_with(|| me.alive(tag))
     }
@@ -182,6 +181,7 @@ impl<'a> Flights<'a> {
     /// The view of `records` ([`FLIGHT_RECORDS`] of them) of the file whose header is
     /// `header`.
     pub fn new(records: &'a [FlightRecord], header: &'a Header) -> Flights<'a> {
+        debug_assert_eq!(records.len(), FLIGHT_RECORDS);
         Flights { records, header }
     }
 
@@ -192,7 +192,8 @@ impl<'a> Flights<'a> {
 
     /// Record `i` (modulo the table).
     pub fn record(&self, i: usize) -> &'a FlightRecord {
-        &self.records[i % self.records.len()]
+        // A power of two: a mask, not a division (on every claim's 16 looks).
+        &self.records[i % FLIGHT_RECORDS]
     }
 
     /// The file's flight epoch and its count of sleepers.
@@ -304,7 +305,7 @@ impl<'a> Flights<'a> {
     }
 
     /// The record of `me`'s live flight of `hash` and its word, if it has one. Lock-free.
-    fn mine(&self, hash: u64, me: &Owner) -> Option<(&'a FlightRecord, u64)> {
+    pub fn mine(&self, hash: u64, me: &Owner) -> Option<(&'a FlightRecord, u64)> {
         let word = me.flight_word(hash)?;
         window(hash).map(|i| self.record(i)).find_map(|r| {
             (r.owner.load(SeqCst) == word && r.key.load(SeqCst) == hash).then_some((r, word))
@@ -328,7 +329,13 @@ impl<'a> Flights<'a> {
 
     /// Ends `me`'s flight of `hash`, if it has one, and forgets it. Lock-free; idempotent.
     pub fn release(&self, hash: u64, me: &Owner) {
-        if let Some((r, word)) = self.mine(hash, me) {
+        self.release_found(self.mine(hash, me), hash, me);
+    }
+
+    /// [`Flights::release`] of the flight that [`Flights::mine`] found (`None`: none): ends
+    /// it if its record still holds that word, and forgets `me`'s flight of `hash`.
+    pub fn release_found(&self, found: Option<(&FlightRecord, u64)>, hash: u64, me: &Owner) {
+        if let Some((r, word)) = found {
             self.end_if(r, word);
         }
         me.retire(hash);
