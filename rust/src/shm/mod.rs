@@ -841,15 +841,22 @@ impl ShmStore {
         let stamp = Stamp::new(now, ttl);
         let sum = self.table.checksum(hash, stamp, key, value);
         let mut found = None;
+        let mut looked = false;
         let r = self.locked_within(self.set_wait(), |t| {
+            looked = true;
             found = flights.mine(hash, &self.owner);
             if found.is_none() {
                 return Ok(false);
             }
             t.store(key, hash, value, stamp, sum).map(|_| true)
         });
-        // After the lock: waiters that wake read a complete entry.
-        flights.release_found(found, hash, &self.owner);
+        // After the lock: waiters that wake read a complete entry. (Without the lock, the
+        // flight is looked for again.)
+        if looked {
+            flights.release_found(found, hash, &self.owner);
+        } else {
+            flights.release(hash, &self.owner);
+        }
         Ok(match r? {
             Some(true) => Set::Stored,
             Some(false) => Set::Lost,
@@ -1092,6 +1099,8 @@ fn backoff(attempt: u32) {
 mod chunk_tests;
 #[cfg(test)]
 mod flight_tests;
+#[cfg(test)]
+mod inline_tests;
 #[cfg(test)]
 mod open_tests;
 #[cfg(test)]
