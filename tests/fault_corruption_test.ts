@@ -1,6 +1,7 @@
 // Corruption: truncated files, another format version, random
 // bytes over the header, the table, the slots and the chunks (with the file closed, and while
-// it is mapped), chunk links and owners set to plausible chunk numbers, a file replaced while
+// it is mapped), chunk links and owners set to plausible chunk numbers, slot meta words (the
+// lengths, live and visited bits of format 8) set to plausible values, a file replaced while
 // mapped. Each must be detected and recreated or repaired
 // (bad entries dropped): never a crash, never a value that is not its key's.
 import assert from "node:assert/strict";
@@ -16,13 +17,16 @@ import {
 
 const MAX_SIZE = 64;
 const MAX_VALUE = 512;
-// Layout (rust/src/shm/layout.rs, format 7): 512-byte header, then 2 * 64 rounded up = 128
-// buckets of 8 bytes, then 65 slots of 64 bytes, then the chunks of 256 bytes (an 8-byte
-// header: next chunk, owner slot; then 248 bytes of data): the default budget is 64 entries of
-// the largest size, ceil((64 + 512) / 248) = 3 chunks, plus 3 spare chunks.
+// Layout (rust/src/shm/layout.rs, format 8): 512-byte header, then 2 * 64 rounded up = 128
+// buckets of 8 bytes, then 65 slots of 72 bytes (the meta word at +24: key length, value
+// length, live and visited bits; the body at +40: an entry of at most 32 bytes, or its
+// first chunk and chunk count), then the chunks of 256 bytes (an 8-byte header: next chunk,
+// owner slot; then 248 bytes of data): the default budget is 64 entries of the largest size,
+// ceil((64 + 512) / 248) = 3 chunks, plus 3 spare chunks.
 const HEADER = 512;
 const TABLE = 128 * 8;
-const SLOTS = (MAX_SIZE + 1) * 64;
+const SLOT = 72;
+const SLOTS = (MAX_SIZE + 1) * SLOT;
 const CHUNKS_AT = HEADER + TABLE + SLOTS;
 const CHUNK_COUNT = MAX_SIZE * 3 + 3;
 // The flight table ends the file: 512 records of 32 bytes.
@@ -157,6 +161,7 @@ Deno.test("shared store: random bytes over header, table, slots, chunks and flig
     ["chunks", CHUNKS_AT, CHUNK_COUNT * 256],
     ["chunk links", CHUNKS_AT, CHUNK_COUNT * 256],
     ["slot chunk fields", HEADER + TABLE, SLOTS],
+    ["slot meta words", HEADER + TABLE, SLOTS],
     ["flights", CHUNKS_AT + CHUNK_COUNT * 256, 512 * 32],
     ["anywhere", 0, FILE_SIZE],
   ];
@@ -174,10 +179,19 @@ Deno.test("shared store: random bytes over header, table, slots, chunks and flig
           // plausible number (a chunk or slot in use, or NIL) rather than noise.
           at = label === "chunk links"
             ? CHUNKS_AT + 256 * rand(CHUNK_COUNT) + 4 * rand(2)
-            : HEADER + TABLE + 64 * rand(MAX_SIZE + 1) + 48 + 4 * rand(2);
+            : HEADER + TABLE + SLOT * rand(MAX_SIZE + 1) + 40 + 4 * rand(2);
           const word = [rand(CHUNK_COUNT), rand(MAX_SIZE + 1), rand(4), 0xffffffff][rand(4)]!;
           bytes = new Uint8Array(new Uint32Array([word]).buffer);
           n = 4;
+        } else if (label === "slot meta words") {
+          // A slot's meta word set to plausible lengths (in the slot, or in a chain), with the
+          // live bit, the visited bit, both or neither, or a reserved bit.
+          at = HEADER + TABLE + SLOT * rand(MAX_SIZE + 1) + 24;
+          const keyLen = BigInt(1 + rand(8));
+          const valueLen = BigInt([rand(30), 30 + rand(300), rand(MAX_VALUE + 1)][rand(3)]!);
+          const bits = [0n, 1n << 62n, 1n << 63n, 3n << 62n, 1n << 50n][rand(5)]!;
+          bytes = new Uint8Array(new BigUint64Array([keyLen | (valueLen << 21n) | bits]).buffer);
+          n = 8;
         }
         const mapped = trial % 2 === 0;
         if (!mapped) live.close();
