@@ -67,7 +67,10 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::SeqCst};
+use std::sync::atomic::{
+    AtomicBool, AtomicU32,
+    Ordering::{Relaxed, Release, SeqCst},
+};
 use std::time::{Duration, Instant};
 
 use super::layout::{FLIGHT_PROBES, FLIGHT_RECORDS, FlightRecord, Header};
@@ -209,14 +212,20 @@ impl<'a> Flights<'a> {
         })
     }
 
-    /// Wakes whoever waits on record `r`: its futex word and the file's epoch are bumped,
-    /// and their sleepers, if any are counted, woken.
+    /// Wakes whoever waits on record `r`: when sleepers are counted on it, or on the file's
+    /// epoch, that futex word is bumped and they are woken.
+    ///
+    /// A word nobody is counted on is left alone (every flight end used to bump both, two
+    /// atomic additions per miss, one on the lock's cache line): a sleeper counts itself,
+    /// then reads the word, then looks at the flight; all sequentially consistent, so a
+    /// change made before an end found no sleeper counted is seen by that look, and the
+    /// sleeper never sleeps on it.
     fn changed(&self, r: &FlightRecord) {
-        r.seq.fetch_add(1, SeqCst);
         if r.waiters.load(SeqCst) != 0 {
+            r.seq.fetch_add(1, SeqCst);
             wake_all(&r.seq);
         }
-        self.bump_epoch();
+        self.bump_epoch_if_slept_on();
     }
 
     /// Bumps the file's flight epoch and wakes its sleepers (if any are counted).
@@ -224,6 +233,15 @@ impl<'a> Flights<'a> {
         let (epoch, sleepers) = self.epoch();
         epoch.fetch_add(1, SeqCst);
         if sleepers.load(SeqCst) != 0 {
+            wake_all(epoch);
+        }
+    }
+
+    /// [`Flights::bump_epoch`] when sleepers are counted on it (see [`Flights::changed`]).
+    fn bump_epoch_if_slept_on(&self) {
+        let (epoch, sleepers) = self.epoch();
+        if sleepers.load(SeqCst) != 0 {
+            epoch.fetch_add(1, SeqCst);
             wake_all(epoch);
         }
     }
@@ -297,10 +315,12 @@ impl<'a> Flights<'a> {
         let r = self.record(i);
         let word = me.issue(hash);
         // Under the lock, a free record stays free until we fill it: only claims fill
-        // records, and every lock-free change starts from a non-zero word.
-        r.key.store(hash, SeqCst);
-        r.mark.store(if async_ { mark_of(word) } else { 0 }, SeqCst);
-        r.owner.store(word, SeqCst);
+        // records, and every lock-free change starts from a non-zero word. The owner word
+        // is stored last, with release: whoever sees it sees the key and the mark.
+        r.key.store(hash, Relaxed);
+        r.mark
+            .store(if async_ { mark_of(word) } else { 0 }, Relaxed);
+        r.owner.store(word, Release);
         Claim::Owner
     }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use super::layout::{
     CHUNK_SIZE, INLINE_BYTES, META_LIVE, META_RESERVED, META_VISITED, SlotHeader, entry_chunks,
-    meta_key_len, meta_of, meta_value_len,
+    is_inline, meta_key_len, meta_of, meta_value_len,
 };
 use super::test_dir::TempDir;
 use super::*;
@@ -195,20 +195,20 @@ fn mixed_sizes_neither_leak_nor_fragment() {
     for step in 0..4000u32 {
         let k = (next(&mut rng) % 64) as u8;
         let r = next(&mut rng);
-        if r % 10 == 0 {
+        if r.is_multiple_of(10) {
             s.delete(&[k]).unwrap();
             model.remove(&k);
         } else {
             // Half inline (2..=31 bytes of value), half chained (32..=2000).
-            let len = if r % 2 == 0 {
+            let len = if r.is_multiple_of(2) {
                 2 + (r >> 8) as usize % 30
             } else {
                 32 + (r >> 8) as usize % 1969
             };
-            let was_inline = model.get(&k).map(|v| 1 + v.len() <= INLINE_BYTES);
+            let was_inline = model.get(&k).map(|v| is_inline(1 + v.len()));
             let v = value(k, (step % 251) as u8, len);
             assert_eq!(s.set(&[k], &v, f64::from(step)).unwrap(), Set::Stored);
-            if was_inline.is_some_and(|w| w != (1 + len <= INLINE_BYTES)) {
+            if was_inline.is_some_and(|w| w != is_inline(1 + len)) {
                 moved += 1;
             }
             model.insert(k, v);

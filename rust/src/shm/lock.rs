@@ -479,7 +479,8 @@ impl Local {
         };
         self.waiters.fetch_sub(1, Ordering::SeqCst);
         drop(s);
-        taken.then_some(LocalGuard(self))
+        // (`then`, not `then_some`: a guard made and dropped would release the mutex.)
+        taken.then(|| LocalGuard(self))
     }
 
     /// Records a handle of this process with owner tag `tag` on the file.
