@@ -4,7 +4,7 @@
 // by the library under the write lock.
 import assert from "node:assert/strict";
 import { cache } from "../mod.ts";
-import { loadNative, type NativeSymbols } from "../src/native/ffi.ts";
+import { loadNative } from "../src/native/ffi.ts";
 
 async function withDir(fn: (dir: string) => void | Promise<void>): Promise<void> {
   const dir = await Deno.makeTempDir({ dir: "/dev/shm", prefix: "warp-shared-miss-" });
