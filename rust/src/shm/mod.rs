@@ -4,7 +4,8 @@
 //! - [`region`]: opening, creating and validating the file, and mapping it.
 //! - [`lock`]: the write lock (owner handles named by liveness ids that the kernel holds,
 //!   dead-owner takeover, bounded waits).
-//! - [`table`]: the hash table, slots, chunk chains and SIEVE queue inside the mapping.
+//! - [`table`]: the hash table, slots (an entry of at most [`layout::INLINE_BYTES`] bytes
+//!   of key and value in its slot's body), chunk chains and SIEVE queue inside the mapping.
 //! - [`inspect`]: read-only inspection of a file (sizes, counters) that changes nothing.
 //! - [`flight`]: cross-process single-flight (one computation of a key at a time, waiters
 //!   sleeping on a futex in the mapping, dead owners taken over).
@@ -21,9 +22,10 @@
 //!   until the new one is complete). What cannot be told without a stable counter
 //!   (absent, inconsistent, a checksum that fails) is retried a bounded number of times,
 //!   then, when the lock can be taken without waiting (free, or its owner dead), answered
-//!   under it; otherwise it is a miss for that call. Hits set the SIEVE visited bit with a
-//!   relaxed store, without the lock, and only when it is not set yet: a hit on a hot
-//!   entry writes nothing shared but its handle's counter stripe.
+//!   under it; otherwise it is a miss for that call. Hits set the SIEVE visited bit (in the slot's
+//!   meta word, with an atomic OR that never undoes a writer's change of the lengths
+//!   beside it) without the lock, and only when it is not set yet: a hit on a hot entry
+//!   writes nothing shared but its handle's counter stripe.
 //! - Writers take the lock word in the header (see [`lock`]), make the counter odd, write,
 //!   make it even, and release. A writer that finds the counter odd on taking the lock
 //!   knows its predecessor died (or panicked) mid-write, and rebuilds the structure from
