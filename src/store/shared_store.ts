@@ -128,7 +128,7 @@ const SHM_INFO_FIELDS = 12;
 
 /**
  * The size in bytes of a shared cache file, from the library's one formula (see README
- * "Shared backend": `512 + 8 × tableSize + 64 × (maxSize + 1) + 256 × chunks + 16384`).
+ * "Shared backend": `512 + 8 × tableSize + 72 × (maxSize + 1) + 256 × chunks + 16384`).
  * `maxBytes` 0 (or omitted) is the default byte budget.
  */
 export function sharedFileSize(
