@@ -19,7 +19,8 @@
  * is made and after it is filled) and the shared file's size.
  *
  * Stores: the shared backend (`maxKeySize` and `maxValueSize` {@linkcode SLOT_BYTES}, so
- * that 4M entries fit in memory: 386 MB), the memory backend on each engine
+ * that each entry lives in its slot: 4M entries take a file of 355 MB), the memory backend
+ * on each engine
  * (`WARP_CACHE_ENGINE=native` and `ts`), {@linkcode SieveCache}, and a plain `Map` used
  * as a memoizer (FIFO eviction on insert), the reference for what a table of that size
  * costs in this runtime on this machine. Keys are ints; values the same int.
@@ -47,7 +48,7 @@ import { cache, SieveCache } from "../mod.ts";
 import { memoryEngine } from "../src/store/engine.ts";
 import { loadNative } from "../src/native/ffi.ts";
 import { sharedFileSize } from "../src/store/shared_store.ts";
-import { CHUNK_SIZE, MAX_SHARED_ENTRIES } from "../src/native/_abi.ts";
+import { MAX_SHARED_ENTRIES } from "../src/native/_abi.ts";
 import { rng } from "./_workload.ts";
 
 /** Cache sizes of a full run. */
@@ -193,8 +194,8 @@ function open(cfg: Config, name: string): Subject {
           maxSize: n,
           maxKeySize: SLOT_BYTES,
           maxValueSize: SLOT_BYTES,
-          // One chunk holds an entry of these sizes: a budget for every entry.
-          maxBytes: n * CHUNK_SIZE,
+          // Entries of these sizes live in their slots (format 8): the default budget, the
+          // smallest, since none takes a chunk.
         })(identity)
         : cache({ maxSize: n })(identity);
       return {
@@ -350,7 +351,7 @@ async function measure(cfg: Config): Promise<ScaleResult> {
     const lib = loadNative();
     check(
       lib !== null &&
-        result.fileBytes === sharedFileSize(lib, n, SLOT_BYTES, SLOT_BYTES, n * CHUNK_SIZE),
+        result.fileBytes === sharedFileSize(lib, n, SLOT_BYTES, SLOT_BYTES),
       `file size ${result.fileBytes} is not the formula's`,
     );
   }
@@ -499,9 +500,7 @@ async function freeBytes(dir: string): Promise<number | undefined> {
  */
 async function chooseDir(largest: number): Promise<{ dir: string; kind: string }> {
   const lib = loadNative();
-  const need = lib === null
-    ? 0
-    : 3 * sharedFileSize(lib, largest, SLOT_BYTES, SLOT_BYTES, largest * CHUNK_SIZE);
+  const need = lib === null ? 0 : 3 * sharedFileSize(lib, largest, SLOT_BYTES, SLOT_BYTES);
   const shm = await freeBytes("/dev/shm");
   if (shm !== undefined && shm > need && Deno.systemMemoryInfo().available > 2 * need) {
     return {

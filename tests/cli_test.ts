@@ -148,7 +148,7 @@ Deno.test("cli ls lists the caches that live processes use, with exact counts, c
         [["alpha", "ok", 3, 2, 3, 50, true], ["beta", "ok", 1, 3, 1, 20, true]],
       );
       assert.equal(list[0]!.fileSize, Deno.statSync(files[0]!).size);
-      assert.equal(list[0]!.bytes, 3 * 256);
+      assert.equal(list[0]!.bytes, 0, "small entries live in their slots: no chunk");
       assert.equal(list[0]!.maxBytes, 50 * 19 * 256);
       assert.equal(list[1]!.hitRatio, 0.75);
 
@@ -157,9 +157,9 @@ Deno.test("cli ls lists the caches that live processes use, with exact counts, c
       assert.equal(
         text.stdout,
         [
-          "NAME   ENTRIES  CAPACITY              BYTES  HITS  MISSES   HIT%  OVERSIZE  STALE       FILE",
-          "alpha        3        50  768 B / 237.5 KiB     2       3  40.0%         0      0  262.9 KiB",
-          "beta         1        20     256 B / 95 KiB     3       1  75.0%         0      0  118.1 KiB",
+          "NAME   ENTRIES  CAPACITY            BYTES  HITS  MISSES   HIT%  OVERSIZE  STALE       FILE",
+          "alpha        3        50  0 B / 237.5 KiB     2       3  40.0%         0      0  263.3 KiB",
+          "beta         1        20     0 B / 95 KiB     3       1  75.0%         0      0  118.2 KiB",
           "",
         ].join("\n"),
       );
@@ -456,7 +456,8 @@ Deno.test("inspectCacheFile() reads what cacheInfo() reports, at the SHM_INSPECT
     const s = new SharedStore({ dir, file: "pin.warp" }, 9, 17, 33, undefined, "pin", 2304);
     try {
       const key = new Uint8Array([1, 2, 3]);
-      s.set(key, 3, 7, Date.now(), false);
+      // 3 + 30 bytes and more: too large for a slot, one chunk.
+      s.set(key, 3, new Uint8Array(30), Date.now(), false);
       for (let i = 0; i < 5; i++) s.get(key, 3, Date.now());
       s.get(new Uint8Array([9]), 1, Date.now());
       s.countStaleHit();

@@ -1,6 +1,7 @@
 // Corruption: truncated files, another format version, random
 // bytes over the header, the table, the slots and the chunks (with the file closed, and while
-// it is mapped), chunk links and owners set to plausible chunk numbers, a file replaced while
+// it is mapped), chunk links and owners set to plausible chunk numbers, slot meta words (the
+// lengths, live and visited bits of format 8) set to plausible values, a file replaced while
 // mapped. Each must be detected and recreated or repaired
 // (bad entries dropped): never a crash, never a value that is not its key's.
 import assert from "node:assert/strict";
@@ -28,10 +29,12 @@ import {
 const MAX_SIZE = 64;
 const MAX_KEY = 64; // openStore's
 const MAX_VALUE = 512;
-// Layout (rust/src/shm/layout.rs; the sizes from src/native/_abi.ts): the header, then
-// 2 * 64 rounded up = 128 buckets, then 65 slots, then the chunks (a chunk header: next
-// chunk, owner slot; then the entry's bytes): the default budget is 64 entries of the
-// largest size, ceil((64 + 512) / CHUNK_PAYLOAD) chunks each, plus as many spare chunks.
+// Layout (rust/src/shm/layout.rs; the sizes and offsets from src/native/_abi.ts): the header,
+// then 2 * 64 rounded up = 128 buckets, then 65 slots (the meta word: key length, value
+// length, live and visited bits; the body: an entry of at most INLINE_BYTES, or its first
+// chunk and chunk count), then the chunks (a chunk header: next chunk, owner slot; then the
+// entry's bytes): the default budget is 64 entries of the largest size,
+// ceil((64 + 512) / CHUNK_PAYLOAD) chunks each, plus as many spare chunks.
 const HEADER = HEADER_SIZE;
 const TABLE = 128 * BUCKET_SIZE;
 const SLOTS = (MAX_SIZE + 1) * SLOT_SIZE;
@@ -178,6 +181,7 @@ Deno.test("shared store: random bytes over header, table, slots, chunks and flig
     ["chunks", CHUNKS_AT, CHUNK_COUNT * CHUNK_SIZE],
     ["chunk links", CHUNKS_AT, CHUNK_COUNT * CHUNK_SIZE],
     ["slot chunk fields", HEADER + TABLE, SLOTS],
+    ["slot meta words", HEADER + TABLE, SLOTS],
     ["flights", CHUNKS_AT + CHUNK_COUNT * CHUNK_SIZE, FLIGHTS],
     ["anywhere", 0, FILE_SIZE],
   ];
@@ -200,6 +204,15 @@ Deno.test("shared store: random bytes over header, table, slots, chunks and flig
           const word = [rand(CHUNK_COUNT), rand(MAX_SIZE + 1), rand(4), 0xffffffff][rand(4)]!;
           bytes = new Uint8Array(new Uint32Array([word]).buffer);
           n = 4;
+        } else if (label === "slot meta words") {
+          // A slot's meta word set to plausible lengths (in the slot, or in a chain), with the
+          // live bit, the visited bit, both or neither, or a reserved bit.
+          at = HEADER + TABLE + SLOT_SIZE * rand(MAX_SIZE + 1) + SHM_SLOT.meta;
+          const keyLen = BigInt(1 + rand(8));
+          const valueLen = BigInt([rand(30), 30 + rand(300), rand(MAX_VALUE + 1)][rand(3)]!);
+          const bits = [0n, 1n << 62n, 1n << 63n, 3n << 62n, 1n << 50n][rand(5)]!;
+          bytes = new Uint8Array(new BigUint64Array([keyLen | (valueLen << 21n) | bits]).buffer);
+          n = 8;
         }
         const mapped = trial % 2 === 0;
         if (!mapped) live.close();

@@ -31,15 +31,21 @@ function sharedFn<R>(
 }
 
 /**
- * `info` with the byte fields of a cache of small entries (one 256-byte chunk each) under
- * the default budget: `maxSize` entries of the largest size, `largest` chunks (19 with the
- * default maxKeySize and maxValueSize).
+ * `info` with the byte fields of a cache under the default budget (`maxSize` entries of
+ * the largest size, `largest` chunks: 19 with the default maxKeySize and maxValueSize)
+ * whose entries hold `chunks` chunks of 256 bytes each (0: small entries, which live in
+ * their slots).
  */
 function sized<T extends { maxSize: number; currentSize: number }>(
   info: T,
   largest = 19,
+  chunks = 0,
 ): T & { bytes: number; maxBytes: number } {
-  return { ...info, bytes: 256 * info.currentSize, maxBytes: 256 * largest * info.maxSize };
+  return {
+    ...info,
+    bytes: 256 * chunks * info.currentSize,
+    maxBytes: 256 * largest * info.maxSize,
+  };
 }
 
 Deno.test("cache() shared: an entry written by one process is a hit in another", async () => {
@@ -49,13 +55,17 @@ Deno.test("cache() shared: an entry written by one process is a hit in another",
     assert.equal(first.calls, 3, "the first process computes every key");
     assert.deepEqual(
       first.info,
-      sized({
-        hits: 0,
-        misses: 3,
-        maxSize: 16,
-        currentSize: 3,
-        oversizeSkips: 0,
-      }),
+      sized(
+        {
+          hits: 0,
+          misses: 3,
+          maxSize: 16,
+          currentSize: 3,
+          oversizeSkips: 0,
+        },
+        19,
+        1,
+      ), // values of about 40 bytes: a chunk each
     );
 
     const second = await runChild("shared_child.ts", { ...cmd, keys: [1, 2, 3, 4] });
@@ -69,13 +79,17 @@ Deno.test("cache() shared: an entry written by one process is a hit in another",
     ]);
     assert.deepEqual(
       second.info,
-      sized({
-        hits: 3,
-        misses: 4,
-        maxSize: 16,
-        currentSize: 4,
-        oversizeSkips: 0,
-      }),
+      sized(
+        {
+          hits: 3,
+          misses: 4,
+          maxSize: 16,
+          currentSize: 4,
+          oversizeSkips: 0,
+        },
+        19,
+        1,
+      ), // values of about 40 bytes: a chunk each
     );
 
     // This process too: its own function is never called for a stored key.
@@ -89,13 +103,17 @@ Deno.test("cache() shared: an entry written by one process is a hit in another",
     assert.equal(calls, 0);
     assert.deepEqual(
       f.cacheInfo(),
-      sized({
-        hits: 5,
-        misses: 4,
-        maxSize: 16,
-        currentSize: 4,
-        oversizeSkips: 0,
-      }),
+      sized(
+        {
+          hits: 5,
+          misses: 4,
+          maxSize: 16,
+          currentSize: 4,
+          oversizeSkips: 0,
+        },
+        19,
+        1,
+      ), // values of about 40 bytes: a chunk each
     );
   });
 });

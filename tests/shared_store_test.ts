@@ -87,11 +87,14 @@ function readmeFileSize(
   maxBytes?: number,
 ): number {
   const tableSize = Math.max(8, 2 ** Math.ceil(Math.log2(2 * maxSize)));
-  const largest = Math.ceil((maxKeySize + maxValueSize) / 248);
+  // An entry of at most 32 bytes of key and value lives in its slot: no chunk.
+  const largest = maxKeySize + maxValueSize <= 32
+    ? 0
+    : Math.ceil((maxKeySize + maxValueSize) / 248);
   maxBytes ??= Math.max(256, Math.min(maxSize * largest * 256, 16 * 2 ** 20));
   const budget = Math.floor(maxBytes / 256);
   const chunks = budget + Math.min(largest, budget);
-  return 512 + 8 * tableSize + 64 * (maxSize + 1) + 256 * chunks + 16384;
+  return 512 + 8 * tableSize + 72 * (maxSize + 1) + 256 * chunks + 16384;
 }
 
 Deno.test("SharedStore reads every field of warp_shm_info at its index", async () => {
@@ -104,6 +107,8 @@ Deno.test("SharedStore reads every field of warp_shm_info at its index", async (
       const now = LIBRARY_TIME;
       for (let i = 0; i < 10; i++) lib.warp_shm_set!(h, key(i), 2, key(i), 2, now, NO_TTL); // 1 eviction
       for (let i = 1; i <= 5; i++) lib.warp_shm_delete!(h, key(i), 2); // 4 left
+      // One entry too large for its slot (35 bytes): in a chunk.
+      assert.equal(lib.warp_shm_set!(h, key(6), 2, new Uint8Array(33), 33, now, NO_TTL), 0);
       for (let i = 0; i < 6; i++) {
         lib.warp_shm_set!(h, key(0), 2, new Uint8Array(34), 34, now, NO_TTL);
       }
@@ -127,7 +132,8 @@ Deno.test("SharedStore reads every field of warp_shm_info at its index", async (
         evictions: 1,
         maxKeySize: 17,
         maxValueSize: 33,
-        bytes: 4 * CHUNK_SIZE, // 4 entries of one chunk each
+        // Key 6's entry (35 bytes) in a chunk; the 3 others (4 bytes) in their slots.
+        bytes: CHUNK_SIZE,
         maxBytes: 9 * CHUNK_SIZE, // the default: 9 entries of the largest size (one chunk)
         staleHits: 8,
         refreshes: 7,
@@ -151,7 +157,7 @@ Deno.test("SharedStore reads every field of warp_shm_info at its index", async (
       currentSize: 4,
       evictions: 1,
       oversizeSkips: 6,
-      bytes: 1024,
+      bytes: 256,
       maxBytes: 2304,
       staleHits: 8,
       refreshes: 7,
@@ -252,7 +258,7 @@ Deno.test("cache() shared: two caches of one name with other sizes share one fil
       maxSize: 8,
       currentSize: 2,
       oversizeSkips: 0,
-      bytes: 512,
+      bytes: 0, // small entries live in their slots
       maxBytes: 8 * 19 * 256, // the default: 8 entries of the largest size (19 chunks)
     });
     second!.cacheClear();
@@ -347,11 +353,13 @@ Deno.test("SharedStore: the README's file size formula is the size of the real f
   // Whitespace as one space: the formatter rewraps the paragraph.
   const readme = Deno.readTextFileSync(`${root}README.md`).replace(/\s+/g, " ");
   assert.ok(
-    readme.includes("512 + 8 × tableSize + 64 × (maxSize + 1) + 256 × chunks + 16384"),
+    readme.includes("512 + 8 × tableSize + 72 × (maxSize + 1) + 256 × chunks + 16384"),
     "README gives the formula",
   );
-  assert.ok(readme.includes("654,656 bytes with the defaults"));
-  assert.equal(readmeFileSize(128, 512, 4096), 654_656);
+  assert.ok(readme.includes("655,688 bytes with the defaults"));
+  assert.equal(readmeFileSize(128, 512, 4096), 655_688);
+  assert.ok(readme.includes("take 88,794,440 bytes"));
+  assert.equal(readmeFileSize(1_000_000, 16, 16), 88_794_440);
   await withDir((dir) => {
     const sizes: [number, number, number, number | undefined][] = [
       [1, 1, 1, undefined],
@@ -363,6 +371,8 @@ Deno.test("SharedStore: the README's file size formula is the size of the real f
       [100_000, 512, 4096, undefined], // the default budget's cap, 16 MiB
       [1000, 512, 65536, 1 << 20],
       [10, 16, 16, 300],
+      [1000, 16, 16, undefined], // every entry in its slot: the smallest budget
+      [1000, 16, 17, undefined], // one byte more: a chunk each
     ];
     for (const [maxSize, k, v, b] of sizes) {
       const s = new SharedStore(

@@ -52,7 +52,7 @@ Deno.test("cache() shared: counts hits and misses; cacheInfo() adds oversizeSkip
       maxSize: 32,
       currentSize: 2,
       oversizeSkips: 0,
-      bytes: 512,
+      bytes: 0, // small entries live in their slots (no chunk)
       maxBytes: 155648,
     });
     assert.deepEqual(Object.keys(c.cacheInfo()), [
@@ -160,7 +160,7 @@ Deno.test("cache() shared: ttl with an injected clock; hits do not extend it", a
       maxSize: 128,
       currentSize: 1,
       oversizeSkips: 0,
-      bytes: 256,
+      bytes: 0, // small entries live in their slots (no chunk)
       maxBytes: 622592,
     });
     now = 1150;
@@ -284,7 +284,7 @@ Deno.test("cache() shared: oversize keys and values are not stored but returned 
       maxSize: 8,
       currentSize: 1,
       oversizeSkips: 4,
-      bytes: 256,
+      bytes: 0, // small entries live in their slots (no chunk)
       maxBytes: 2048,
     });
     c.cacheClear();
@@ -400,7 +400,7 @@ Deno.test("cache() shared: async results", async (t) => {
         maxSize: 128,
         currentSize: 2,
         oversizeSkips: 0,
-        bytes: 512,
+        bytes: 0, // small entries live in their slots (no chunk)
         maxBytes: 622592,
       });
     });
@@ -703,7 +703,7 @@ Deno.test("cache() shared: a garbage file at the path is recreated", async (t) =
             maxSize: 8,
             currentSize: 6,
             oversizeSkips: 0,
-            bytes: 1536,
+            bytes: 0, // small entries live in their slots (no chunk)
             maxBytes: 38912,
           });
         } else {

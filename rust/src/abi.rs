@@ -175,6 +175,9 @@ abi_codes! {
         skipped: SET_SKIPPED = 1,
         /// Not stored: a live process kept the write lock (stopped, or in a debugger).
         busy: SET_BUSY = 2,
+        /// `warp_shm_set_owned`: not stored, the flight was no longer this handle's (a
+        /// delete, clear or set in any process ended it).
+        lost: SET_LOST = 3,
     }
 }
 
@@ -205,6 +208,9 @@ abi_codes! {
         /// `warp_shm_flight_register` returns `idBase + id` for a wait that goes on (an end
         /// code, below it, for one that ended at once).
         idBase: FLIGHT_ID_BASE = 16,
+        /// `warp_shm_get_claim` reports a miss as `missClaimed - claim code` (the lookup
+        /// claimed the key's flight).
+        missClaimed: FLIGHT_MISS_CLAIMED = -32,
     }
 }
 
@@ -695,17 +701,27 @@ pub fn facts() -> Vec<Fact> {
             "SHM_SLOT",
             &[
                 m(
+                    "meta",
+                    offset_of!(SlotHeader, meta),
+                    "The key length, value length, live and visited bits (one u64).",
+                ),
+                m(
                     "firstChunk",
-                    offset_of!(SlotHeader, first_chunk),
-                    "The first chunk of the entry's bytes (u32).",
+                    offset_of!(SlotHeader, body),
+                    "The body: an entry's key then value when they fit (`INLINE_BYTES`), else its first chunk (u32).",
                 ),
                 m(
                     "chunkCount",
-                    offset_of!(SlotHeader, chunk_count),
-                    "The chunks of its chain (u32).",
+                    offset_of!(SlotHeader, body) + 4,
+                    "A chained entry's chunk count (u32, word 1 of the body).",
                 ),
             ],
             "Byte offsets in a slot.",
+        ),
+        konst(
+            "INLINE_BYTES",
+            l::INLINE_BYTES,
+            "Bytes of an entry's key and value that its slot holds itself (no chunk, no budget).",
         ),
         konst(
             "CHUNK_SIZE",

@@ -7,7 +7,7 @@
  * @module
  */
 
-import type { KeyBytes } from "../store/store.ts";
+import type { FlightClaim, KeyBytes } from "../store/store.ts";
 import type { CallContext, ContextHolder } from "./context.ts";
 
 /** A call waiting for a computation with a bound (`timeout`): settled by the computation,
@@ -39,6 +39,9 @@ export class Computation implements KeyBytes, ContextHolder {
   joined: Promise<unknown> | undefined = undefined;
   /** Whether this process owns the key's flight in a shared file. */
   flight = false;
+  /** The claim of the key's flight made by the lookup that missed (a shared store claims
+   * on a miss), until the loader takes it. */
+  claimed: FlightClaim | undefined = undefined;
   /** When a call first joined it (`performance.now()` ms; 0: none yet): one joined longer
    * ago than `flightTimeout` is abandoned by the next call of its key. */
   startedAt = 0;
@@ -99,6 +102,7 @@ export function free(c: Computation): void {
   c.parent = undefined;
   c.waiters = undefined;
   c.flight = false;
+  c.claimed = undefined;
   c.tags = undefined;
   c.args = undefined;
   pool.push(c);

@@ -10,7 +10,7 @@
  */
 
 import { bytesToKeyString } from "../codec/key_codec.ts";
-import { type Flights, isPromisedEntry, MISS, peeked } from "../store/store.ts";
+import { type FlightClaim, type Flights, isPromisedEntry, MISS, peeked } from "../store/store.ts";
 import type { AnyFunction } from "./types.ts";
 import { active, CallContext, runInContext } from "./context.ts";
 import { Computation, free, hold, isThenable, release } from "./computation.ts";
@@ -85,14 +85,20 @@ export class Loader {
    * function), or the Promise of an async miss started here.
    */
   afterMiss(buf: Uint8Array, len: number, self: unknown, args: unknown[]): unknown {
+    // First: the lookup's claim of the key's flight (before any user code runs).
+    const claimed = this.takeClaim();
     if (this.inFlight.size > 0) {
       const joined = this.inFlight.find(buf, len);
       if (joined !== undefined) {
         const r = this.join(joined, buf, len);
-        if (r !== MISS) return r;
+        if (r !== MISS) {
+          if (claimed === "owner") this.dropClaim(buf, len);
+          return r;
+        }
       }
     }
     const held = hold(buf, len, undefined);
+    held.claimed = claimed;
     // The tag barrier: invalidations from now on make this computation's entry a miss.
     held.epoch = this.tagClock.epoch;
     if (this.tagsOf !== undefined) held.tags = this.optionTags(self, args);
@@ -108,6 +114,16 @@ export class Loader {
     this.missHeld = held;
     return MISS;
   }
+
+  /** The claim of the key's flight made by the lookup that just missed, if the store
+   * claims on a miss (none in a plain cache). */
+  takeClaim(): FlightClaim | undefined {
+    return undefined;
+  }
+
+  /** Releases the flight of `buf[0..len)` that the lookup claimed, for a call that does
+   * not compute (none in a plain cache). */
+  dropClaim(_buf: Uint8Array, _len: number): void {}
 
   /** A call of a key whose computation `joined` is under way: its result (a hit), or MISS
    * when that computation is older than `flightTimeout` and is abandoned (detached). */
@@ -362,6 +378,26 @@ export class FeatureLoader extends Loader {
     this.staleIfError = p.staleIfError;
     this.errorBackoff = p.errorBackoff ?? 0;
     this.now = p.now;
+    // The store's lookups claim on a miss; `afterMiss` takes each claim.
+    this.flights?.claimOnMiss?.();
+  }
+
+  override takeClaim(): FlightClaim | undefined {
+    return this.flights?.takeClaim?.();
+  }
+
+  override dropClaim(buf: Uint8Array, len: number): void {
+    const k = hold(buf, len, undefined);
+    this.flights!.release(k);
+    release(k);
+  }
+
+  /** The claim of the flight of `held`: the one its lookup made, else a new one. */
+  claimOf(held: Computation): FlightClaim {
+    const c = held.claimed;
+    if (c === undefined) return this.flights!.claim(held, this.sawPromise);
+    held.claimed = undefined;
+    return c;
   }
 
   override join(joined: Computation, buf: Uint8Array, len: number): unknown {
@@ -380,6 +416,9 @@ export class FeatureLoader extends Loader {
   }
 
   override beforeCompute(held: Computation, self: unknown, args: unknown[]): unknown {
+    // A flight that the lookup claimed is this computation's until it ends.
+    const looked = held.claimed !== undefined;
+    if (held.claimed === "owner") held.flight = true;
     if (this.tiers.remote) held.since = this.tiers.stamp();
     if (this.tiers.sizer !== undefined) held.args = args;
     if (this.#backoff.size > 0) {
@@ -394,13 +433,13 @@ export class FeatureLoader extends Loader {
         return this.hitForm(entry);
       }
     }
-    const flights = this.flights;
-    if (flights === undefined) return MISS;
-    const claim = flights.claim(held, this.sawPromise);
-    if (claim === "owner") {
+    if (this.flights === undefined) return MISS;
+    const claim = this.claimOf(held);
+    // Another process may have stored the key between this process's lookup and its
+    // claim (its whole flight fitting in between): look again before computing (a claim
+    // made by the lookup looked again already).
+    if (claim === "owner" && !looked) {
       held.flight = true;
-      // Another process may have stored the key between this process's lookup and its
-      // claim (its whole flight fitting in between): look again before computing.
       const entry = this.entryOf(this.tiers.local.peek(held));
       if (entry !== MISS) {
         this.counters.join();
@@ -429,7 +468,8 @@ export class FeatureLoader extends Loader {
     const entry = this.entryOf(this.tiers.local.peekStale(held, this.staleIfError));
     if (entry === MISS) return MISS;
     this.counters.staleHit(false);
-    free(held);
+    // (Releases the flight that the lookup claimed.)
+    this.endComputation(held);
     return this.hitForm(entry);
   }
 
@@ -536,7 +576,7 @@ export class FeatureLoader extends Loader {
   refresh(held: Computation, stale: unknown, self: unknown, args: unknown[]): void {
     const flights = this.flights;
     if (flights !== undefined) {
-      const claim = flights.claim(held, this.sawPromise);
+      const claim = this.claimOf(held);
       if (claim === "wait" || claim === "local") {
         free(held);
         return;
@@ -631,7 +671,14 @@ export class FeatureLoader extends Loader {
   /** Stores a computation's result, unless it lost its flight (a delete, clear or set in
    * another process) or its context says not to. */
   override storeResult(held: Computation, value: unknown, promised: boolean): void {
-    if (held.flight && !this.flights!.owns(held)) return;
+    // A store whose flights settle on set checks the ownership itself, under its lock, and
+    // ends the flight (the remote tier, written besides, needs the answer first).
+    if (
+      held.flight && (this.tiers.remote || this.flights!.settlesOnSet !== true) &&
+      !this.flights!.owns(held)
+    ) {
+      return;
+    }
     if (this.#backoff.size > 0) {
       this.#backoff.delete(held.pkey ?? bytesToKeyString(held.buf, held.len));
     }

@@ -22,7 +22,7 @@
  * Version of the C ABI (`ABI_VERSION` in `rust/src/ffi/mod.rs`, with its history):
  * `src/native/ffi.ts` refuses a library that reports another one.
  */
-export const ABI_VERSION = 8;
+export const ABI_VERSION = 9;
 
 /**
  * Status codes (`Status` in `rust/src/error.rs`). Non-negative results are results (slots,
@@ -171,6 +171,11 @@ export const SET = {
   skipped: 1,
   /** Not stored: a live process kept the write lock (stopped, or in a debugger). */
   busy: 2,
+  /**
+   * `warp_shm_set_owned`: not stored, the flight was no longer this handle's (a delete, clear or
+   * set in any process ended it).
+   */
+  lost: 3,
 } as const;
 
 /**
@@ -303,6 +308,11 @@ export const FLIGHT = {
    * it, for one that ended at once).
    */
   idBase: 16,
+  /**
+   * `warp_shm_get_claim` reports a miss as `missClaimed - claim code` (the lookup claimed the key's
+   * flight).
+   */
+  missClaimed: -32,
 } as const;
 
 // The shared cache file (rust/src/shm/layout.rs).
@@ -311,7 +321,7 @@ export const FLIGHT = {
  * Format version of shared cache files (`VERSION`, with its history): a file of another version is
  * recreated.
  */
-export const FORMAT_VERSION = 7;
+export const FORMAT_VERSION = 8;
 
 /** First 8 bytes of every shared cache file (`MAGIC`). */
 export const SHARED_MAGIC = "WARPSHM1";
@@ -341,15 +351,22 @@ export const SHM_HEADER = {
 export const BUCKET_SIZE = 8;
 
 /** Bytes of a slot (an entry's header); the file has `maxSize + 1` after the table. */
-export const SLOT_SIZE = 64;
+export const SLOT_SIZE = 72;
 
 /** Byte offsets in a slot. */
 export const SHM_SLOT = {
-  /** The first chunk of the entry's bytes (u32). */
-  firstChunk: 48,
-  /** The chunks of its chain (u32). */
-  chunkCount: 52,
+  /** The key length, value length, live and visited bits (one u64). */
+  meta: 24,
+  /**
+   * The body: an entry's key then value when they fit (`INLINE_BYTES`), else its first chunk (u32).
+   */
+  firstChunk: 40,
+  /** A chained entry's chunk count (u32, word 1 of the body). */
+  chunkCount: 44,
 } as const;
+
+/** Bytes of an entry's key and value that its slot holds itself (no chunk, no budget). */
+export const INLINE_BYTES = 32;
 
 /**
  * Bytes of a chunk: a chunk header, then `CHUNK_PAYLOAD` bytes of an entry's key and value; the

@@ -108,6 +108,22 @@ export const symbols = {
     result: "i32",
     optional: true,
   },
+  // warp_shm_get that claims the key's flight when it misses (the lookup of cache()):
+  // (h, key, key_len, out, out_cap, now_ms) -> value length | MISS_CLAIMED - claim code
+  // (a miss, and what the claim found: FLIGHT in src/store/shared_flights.ts) | status.
+  // Key and output as pointers taken once, as warp_shm_get_ptr.
+  warp_shm_get_claim_ptr: {
+    name: "warp_shm_get_claim",
+    parameters: ["pointer", "pointer", "u32", "pointer", "u32", "f64"],
+    result: "i32",
+    optional: true,
+  },
+  // The same function with the key as a buffer (a nested call's own key writer).
+  warp_shm_get_claim: {
+    parameters: ["pointer", "buffer", "u32", "buffer", "u32", "f64"],
+    result: "i32",
+    optional: true,
+  },
   // warp_shm_get without counting or marking the entry visited (cacheGet()).
   warp_shm_peek: {
     parameters: ["pointer", "buffer", "u32", "buffer", "u32", "f64"],
@@ -123,6 +139,14 @@ export const symbols = {
   // (h, key, key_len, value, value_len, now_ms, ttl_ms (the entry's own; NO_TTL: the
   //  handle's)) -> SET.stored | SET.skipped (oversize) | SET.busy | status
   warp_shm_set: {
+    parameters: ["pointer", "buffer", "u32", "buffer", "u32", "f64", "f64"],
+    result: "i32",
+    optional: true,
+  },
+  // warp_shm_set by the owner of the key's flight, which it ends, stored or not:
+  // (h, key, key_len, value, value_len, now_ms, ttl_ms) -> SET.stored | SET.skipped | SET.busy |
+  // SET.lost (not stored: the flight was no longer this handle's) | status
+  warp_shm_set_owned: {
     parameters: ["pointer", "buffer", "u32", "buffer", "u32", "f64", "f64"],
     result: "i32",
     optional: true,

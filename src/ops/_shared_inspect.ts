@@ -26,7 +26,7 @@ export interface CacheFileInfo {
   entries: number;
   /** Most entries (`maxSize`). */
   maxSize: number;
-  /** Bytes the entries hold (whole 256-byte chunks). */
+  /** Bytes the entries hold (whole 256-byte chunks; entries in their slots hold none). */
   bytes: number;
   /** The byte budget of the entries. */
   maxBytes: number;

@@ -148,7 +148,8 @@ export interface CacheOptions {
    *
    * Shared backend: the budget of the stored keys and values in the file: entries of any
    * size share it in proportion to their size (in chunks of 256 bytes holding 248 bytes of
-   * data), and SIEVE evicts until a new entry fits. An integer from 256 to 2^36 (64 GiB),
+   * data; an entry of at most 32 bytes of key and value lives in its slot and takes none),
+   * and SIEVE evicts until a new entry fits. An integer from 256 to 2^36 (64 GiB),
    * at least `maxValueSize`.
    * The default is what `maxSize` entries of the largest size take, at most 16 MiB: the
    * default file (about 0.6 MB) fits any `/dev/shm`, and no default file takes more than

@@ -129,6 +129,13 @@ function checkMs(ms: number): void {
 export class SharedFlights implements Flights {
   #lib: NativeSymbols;
   #handle: () => Deno.PointerObject | null;
+  /** The store's `set` of a key whose holder owns its flight stores only while it still
+   * does, and ends it (`warp_shm_set_owned`). */
+  readonly settlesOnSet = true;
+  /** Whether the store's lookups claim on a miss (see {@linkcode SharedFlights.claimOnMiss}). */
+  claiming = false;
+  /** The claim of the last lookup that missed, until taken. */
+  #claimed: FlightClaim | undefined = undefined;
 
   /**
    * @param lib The library.
@@ -139,6 +146,22 @@ export class SharedFlights implements Flights {
   constructor(lib: NativeSymbols, handle: () => Deno.PointerObject | null) {
     this.#lib = lib;
     this.#handle = handle;
+  }
+
+  claimOnMiss(): void {
+    this.claiming = true;
+  }
+
+  takeClaim(): FlightClaim | undefined {
+    const c = this.#claimed;
+    this.#claimed = undefined;
+    return c;
+  }
+
+  /** Records what the claim of a lookup that missed found (`code`: a `FLIGHT` claim code),
+   * for {@linkcode SharedFlights.takeClaim}. */
+  noteClaim(code: number): void {
+    this.#claimed = CLAIMS[code] ?? "none";
   }
 
   claim(k: KeyBytes, async: boolean): FlightClaim {

@@ -30,6 +30,7 @@ import {
   CHUNK_SIZE,
   DEFAULT_BUDGET,
   DEFAULT_MAX_BYTES,
+  FLIGHT,
   LIBRARY_TIME,
   MAX_VALUE_BYTES,
   NO_TTL,
@@ -41,6 +42,7 @@ import {
 import {
   type ByteStore,
   isPromisedEntry,
+  type KeyBytes,
   MISS,
   peeked,
   promisedEntry,
@@ -133,7 +135,7 @@ const registry = new FinalizationRegistry<{ lib: NativeSymbols; handle: Deno.Poi
 
 /**
  * The size in bytes of a shared cache file, from the library's one formula (see README
- * "Shared backend": `512 + 8 × tableSize + 64 × (maxSize + 1) + 256 × chunks + 16384`).
+ * "Shared backend": `512 + 8 × tableSize + 72 × (maxSize + 1) + 256 × chunks + 16384`).
  * `maxBytes` `DEFAULT_BUDGET` (or omitted) is the default byte budget.
  */
 export function sharedFileSize(
@@ -322,11 +324,23 @@ export class SharedStore implements ByteStore {
   }
 
   get(key: Uint8Array, len: number, now: number, ptr?: Deno.PointerValue): unknown {
-    const r = ptr === undefined
-      ? this.#lib.warp_shm_get!(this.#handle, key, len, this.#out, this.#out.length, now)
-      : this.#lib.warp_shm_get_ptr!(this.#handle, ptr, len, this.#outPtr, this.#out.length, now);
-    if (r === Status.Miss) return MISS;
-    if (r < 0) unwrap(r, "Shared cache lookup");
+    const lib = this.#lib;
+    // A lookup of cache() claims the key's flight when it misses (`flights.claimOnMiss`).
+    const r = this.flights.claiming
+      ? (ptr === undefined
+        ? lib.warp_shm_get_claim!(this.#handle, key, len, this.#out, this.#out.length, now)
+        : lib.warp_shm_get_claim_ptr!(this.#handle, ptr, len, this.#outPtr, this.#out.length, now))
+      : ptr === undefined
+      ? lib.warp_shm_get!(this.#handle, key, len, this.#out, this.#out.length, now)
+      : lib.warp_shm_get_ptr!(this.#handle, ptr, len, this.#outPtr, this.#out.length, now);
+    if (r < 0) {
+      if (r === Status.Miss) return MISS;
+      if (r <= FLIGHT.missClaimed) {
+        this.flights.noteClaim(FLIGHT.missClaimed - r);
+        return MISS;
+      }
+      unwrap(r, "Shared cache lookup");
+    }
     const out = this.#out;
     if (out[0] === TAGGED_ENVELOPE) return this.#tagged(key, len, r, true);
     let value: unknown;
@@ -511,6 +525,12 @@ export class SharedStore implements ByteStore {
    * @param ttl The entry's own TTL in ms (positive, or `Infinity` for never), which every
    * process honours, a process opened without a TTL too; `undefined`: none (`NO_TTL`: each
    * process judges the entry by its own `ttl`). Hits do not extend it.
+   * @param size Unused (a memory store's byte budget).
+   * @param owner The computation storing its result: when it owns the key's flight
+   * (`owner.flight`), the value is stored only while it still does (not after a delete,
+   * clear or set by hand in any process ended it), and the flight ends
+   * (`warp_shm_set_owned`), after which `owner.flight` is `false`.
+   * @returns Whether the value was stored.
    * @throws {RangeError} If `ttl` is not a positive number.
    * @throws {TypeError} If `ttl` is not a number, or the value cannot be serialized.
    */
@@ -522,8 +542,11 @@ export class SharedStore implements ByteStore {
     promised: boolean,
     ptr?: Deno.PointerValue,
     ttl?: number,
+    size?: number,
+    owner?: KeyBytes,
   ): boolean {
     void ptr;
+    void size; // the file counts each entry's encoded bytes itself
     if (ttl !== undefined) checkEntryTtl(`the shared cache of ${this.#fnName}`, ttl);
     // An entry with tags: the value inside an envelope (see `_tag_envelope.ts`).
     const tagged = value instanceof Tagged ? value : undefined;
@@ -571,10 +594,17 @@ export class SharedStore implements ByteStore {
       if (!(at >= 0)) return false;
       bytes = encodeEnvelope(bytes, promised, c.nonceLo, c.nonceHi, at, hashes!);
     }
+    const owned = owner !== undefined && owner.flight === true;
+    const lib = this.#lib;
+    // Two call sites, one symbol each: V8 makes a fast call only from a monomorphic site.
     const r = unwrap(
-      this.#lib.warp_shm_set!(this.#handle, key, len, bytes, bytes.length, now, ttl ?? NO_TTL),
+      owned
+        ? lib.warp_shm_set_owned!(this.#handle, key, len, bytes, bytes.length, now, ttl ?? NO_TTL)
+        : lib.warp_shm_set!(this.#handle, key, len, bytes, bytes.length, now, ttl ?? NO_TTL),
       "Shared cache insert",
     );
+    // The library ended the flight, stored or not.
+    if (owned) owner.flight = false;
     // After the entry refers to its file: a sweep before would take the file for an orphan.
     if (sweep) this.#sweep();
     return r === SET.stored;

@@ -81,6 +81,12 @@ export interface KeyBytes {
    * the key is short-lived and should be passed as a buffer.
    */
   pointer(): Deno.PointerValue | undefined;
+  /**
+   * Whether the holder (a computation) owns the key's cross-process flight. A store whose
+   * flights settle on set ({@linkcode Flights.settlesOnSet}) stores a value under such a
+   * key only while it still owns the flight, ends the flight and sets this to `false`.
+   */
+  flight?: boolean;
 }
 
 /**
@@ -93,7 +99,9 @@ export interface ByteStore {
   get(key: Uint8Array, len: number, now: number, ptr?: Deno.PointerValue): unknown;
   /** {@linkcode Store.set} at time `now`; `ptr` may be the address of `key`; `ttl` the
    * entry's own TTL in ms (`undefined`: the store's); `size` the entry's size in bytes for
-   * a memory store's byte budget (`maxBytes`; unused without one, and by the shared store). */
+   * a memory store's byte budget (`maxBytes`; unused without one, and by the shared store);
+   * `owner` the {@linkcode KeyBytes} of the call (its `flight` mark: see
+   * {@linkcode KeyBytes.flight}; used by the shared store). */
   set(
     key: Uint8Array,
     len: number,
@@ -103,6 +111,7 @@ export interface ByteStore {
     ptr?: Deno.PointerValue,
     ttl?: number,
     size?: number,
+    owner?: KeyBytes,
   ): boolean;
   /** {@linkcode Store.peek} at time `now`. */
   peek(key: Uint8Array, len: number, now: number): unknown;
@@ -150,10 +159,13 @@ export interface Store {
    * says that `value` is the resolution of a Promise: later hits must then return a
    * Promise resolving to it. `ttl` is the entry's own TTL in ms (positive, `Infinity`
    * for never), replacing the store's for this entry; `undefined` keeps the store's.
-   * `size` is the entry's size in bytes under a memory store's byte budget. Returns
-   * `false` when the entry was not stored (too large, or the shared file's lock is held by
-   * a stopped process). Throws `TypeError` when the value cannot be stored (shared
-   * backend: not serializable).
+   * `size` is the entry's size in bytes under a memory store's byte budget. When
+   * `key.flight` is true and the store's flights settle on set
+   * ({@linkcode Flights.settlesOnSet}), the value is stored only while the flight is still
+   * this handle's, and the flight ends (`key.flight` becomes `false`). Returns `false` when
+   * the entry was not stored (too large, the shared file's lock is held by a stopped
+   * process, or the flight was lost). Throws `TypeError` when the value cannot be stored
+   * (shared backend: not serializable).
    */
   set(key: KeyBytes, value: unknown, promised: boolean, ttl?: number, size?: number): boolean;
   /**
@@ -246,6 +258,26 @@ export interface Flights {
   /** Ends every process's flight of `key` (a value set by hand: the computation under way
    * must not store over it) and wakes its waiters. */
   end(key: KeyBytes): void;
+  /**
+   * Whether the store's `set` of a key whose holder owns its flight
+   * ({@linkcode KeyBytes.flight}) checks that it still does, stores, and ends the flight,
+   * in one step: the caller then neither asks {@linkcode Flights.owns} nor calls
+   * {@linkcode Flights.release} after a store.
+   */
+  readonly settlesOnSet?: boolean;
+  /**
+   * Makes the store's lookups (`Store.get`) claim the key's flight when they miss, in the
+   * same call (one call instead of a lookup, a claim and a second lookup; the store looks
+   * the key up again under the claim). The caller must then take each such claim with
+   * {@linkcode Flights.takeClaim} right after the miss, before any user code runs, and
+   * release it if it does not compute.
+   */
+  claimOnMiss?(): void;
+  /**
+   * The claim made by the last lookup that missed (see {@linkcode Flights.claimOnMiss}),
+   * once; `undefined` when that lookup claimed nothing.
+   */
+  takeClaim?(): FlightClaim | undefined;
 }
 
 /** How a store is driven through its {@linkcode StoreView}. */
@@ -318,6 +350,7 @@ export class StoreView implements Store {
       this.#pointerSets ? k.pointer() : undefined,
       ttl,
       size,
+      k,
     );
   }
 

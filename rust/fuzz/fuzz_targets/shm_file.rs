@@ -26,7 +26,10 @@ fn dir() -> PathBuf {
 
 /// The value that this target stores under `key` (readers check it).
 fn value_of(key: &[u8]) -> Vec<u8> {
-    key.iter().map(|b| b.wrapping_mul(31) ^ 0x5a).chain([key.len() as u8]).collect()
+    key.iter()
+        .map(|b| b.wrapping_mul(31) ^ 0x5a)
+        .chain([key.len() as u8])
+        .collect()
 }
 
 fn header(p: Params) -> Vec<u8> {
@@ -104,6 +107,9 @@ fuzz_target!(|data: &[u8]| {
     }
     assert!(found <= CAP as usize);
     let last = [9u8, 0xee];
-    assert!(matches!(store.get(&last, &mut out, 1.0).unwrap(), Get::Hit(_)), "last set lost");
+    assert!(
+        matches!(store.get(&last, &mut out, 1.0).unwrap(), Get::Hit(_)),
+        "last set lost"
+    );
     store.table().validate().unwrap();
 });

@@ -40,8 +40,11 @@ mod thread_handles;
 /// `warp_shm_count_invalid_hit`. 8 = one "no TTL" sentinel, `NO_TTL` (`NaN`, `crate::abi`):
 /// `warp_shm_set` takes it for "no TTL of its own" (0 did) and refuses a `ttl_ms` of 0 or
 /// less, as `warp_mem_set` does; `warp_mem_new` and `warp_shm_open` take it for "no TTL"
-/// and refuse 0 or less (which meant none).
-pub const ABI_VERSION: u32 = 8;
+/// and refuse 0 or less (which meant none). 9 = shared format 8 (small entries in their
+/// slots; the file size formula changed); `warp_shm_get_claim` (a lookup that claims the
+/// key's flight when it misses) and `warp_shm_set_owned` (a set by the flight's owner,
+/// which ends the flight; it may return `SET_LOST`).
+pub const ABI_VERSION: u32 = 9;
 
 /// Returns [`ABI_VERSION`].
 #[unsafe(no_mangle)]

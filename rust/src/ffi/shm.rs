@@ -10,16 +10,16 @@ use std::path::Path;
 
 use super::{guarded, key_slice, thread_handles};
 use crate::abi::{
-    FLIGHT_ASYNC, FLIGHT_CLOSED, FLIGHT_DONE, FLIGHT_ID_BASE, FLIGHT_LOCAL, FLIGHT_NONE,
-    FLIGHT_OWNER, FLIGHT_TIMEOUT, FLIGHT_WAIT, INSPECT_CONSISTENT, INSPECT_CORRUPT, INSPECT_FIELDS,
-    INSPECT_FILE_SIZE, INSPECT_FOREIGN, INSPECT_FORMAT_VERSION, INSPECT_IN_USE, INSPECT_LOCKED,
-    INSPECT_OTHER_VERSION, INSPECT_VALID, SET_BUSY, SET_SKIPPED, SET_STORED, SHM_INFO,
-    SHM_INFO_FIELDS, ttl_arg, write_fields,
+    FLIGHT_ASYNC, FLIGHT_CLOSED, FLIGHT_DONE, FLIGHT_ID_BASE, FLIGHT_LOCAL, FLIGHT_MISS_CLAIMED,
+    FLIGHT_NONE, FLIGHT_OWNER, FLIGHT_TIMEOUT, FLIGHT_WAIT, INSPECT_CONSISTENT, INSPECT_CORRUPT,
+    INSPECT_FIELDS, INSPECT_FILE_SIZE, INSPECT_FOREIGN, INSPECT_FORMAT_VERSION, INSPECT_IN_USE,
+    INSPECT_LOCKED, INSPECT_OTHER_VERSION, INSPECT_VALID, SET_BUSY, SET_LOST, SET_SKIPPED,
+    SET_STORED, SHM_INFO, SHM_INFO_FIELDS, ttl_arg, write_fields,
 };
 use crate::error::{Status, fail};
 use crate::shm::dispatch;
 use crate::shm::flight::{Claim, End};
-use crate::shm::{Get, Info, Set, ShmError, ShmStore, deadline_after};
+use crate::shm::{Fetch, Get, Info, Set, ShmError, ShmStore, deadline_after};
 
 /// `now` as given, or Unix time from the library when the caller passes `NaN`: a clock
 /// that every process agrees on.
@@ -240,6 +240,63 @@ pub unsafe extern "C" fn warp_shm_peek_stale(
     unsafe { lookup(h, key, key_len, out, out_cap, now, Lookup::PeekStale) }
 }
 
+/// [`warp_shm_get`] that claims the key's flight when it misses, in the same call (see
+/// `ShmStore::get_or_claim`): returns the value length on a hit (counted), or on a miss
+/// (counted) [`FLIGHT_MISS_CLAIMED`]` - code`, `code` being what the claim found: [`FLIGHT_OWNER`]
+/// (this handle computes the key: then `warp_shm_set_owned`, or
+/// `warp_shm_flight_release`), [`FLIGHT_WAIT`], [`FLIGHT_LOCAL`] or [`FLIGHT_NONE`] (as
+/// `warp_shm_flight_claim`). `BufferTooSmall` and other statuses as `warp_shm_get`. A
+/// miss looks the key up again under the write lock before it claims: one call instead
+/// of a lookup, a claim and a second lookup.
+///
+/// # Safety
+/// The same as [`warp_shm_get`].
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn warp_shm_get_claim(
+    h: *const ShmStore,
+    key: *const u8,
+    key_len: u32,
+    out: *mut u8,
+    out_cap: u32,
+    now: f64,
+) -> i32 {
+    // SAFETY: the caller guarantees `key` is valid for `key_len` bytes.
+    let key = unsafe { key_slice(key, key_len) };
+    // SAFETY: the caller guarantees `out` (when not null) is valid for `out_cap` bytes of
+    // writes, not overlapping `key`.
+    let out = unsafe { out_slice(out, out_cap) };
+    // SAFETY: forwarded caller guarantee on `h`.
+    unsafe {
+        with_shm(h, |s| match s.get_or_claim(key, out, now) {
+            Ok(Fetch::Hit(n)) => i32::try_from(n).unwrap_or(i32::MAX),
+            Ok(Fetch::Miss(c)) => FLIGHT_MISS_CLAIMED - claim_code(c),
+            Ok(Fetch::TooSmall(n)) => too_small(n, out_cap),
+            Err(e) => failed(&e),
+        })
+    }
+}
+
+/// The output buffer `out[..out_cap]` (empty when null or 0).
+///
+/// # Safety
+/// `out` must be null, or valid for writes of `out_cap` bytes for the returned lifetime.
+unsafe fn out_slice<'a>(out: *mut u8, out_cap: u32) -> &'a mut [u8] {
+    if out.is_null() || out_cap == 0 {
+        &mut []
+    } else {
+        // SAFETY: guaranteed by the caller.
+        unsafe { std::slice::from_raw_parts_mut(out, out_cap as usize) }
+    }
+}
+
+/// The `BufferTooSmall` status of a value of `n` bytes and a buffer of `out_cap`.
+fn too_small(n: usize, out_cap: u32) -> i32 {
+    fail(
+        Status::BufferTooSmall,
+        format!("Cannot copy a shared cache value: it needs {n} bytes, the buffer has {out_cap}"),
+    )
+}
+
 /// Which lookup [`lookup`] makes.
 #[derive(Clone, Copy)]
 enum Lookup {
@@ -263,13 +320,9 @@ unsafe fn lookup(
 ) -> i32 {
     // SAFETY: the caller guarantees `key` is valid for `key_len` bytes.
     let key = unsafe { key_slice(key, key_len) };
-    let out: &mut [u8] = if out.is_null() || out_cap == 0 {
-        &mut []
-    } else {
-        // SAFETY: the caller guarantees `out` is valid for writes of `out_cap` bytes and
-        // does not overlap `key`.
-        unsafe { std::slice::from_raw_parts_mut(out, out_cap as usize) }
-    };
+    // SAFETY: the caller guarantees `out` (when not null) is valid for writes of
+    // `out_cap` bytes and does not overlap `key`.
+    let out = unsafe { out_slice(out, out_cap) };
     // SAFETY: forwarded caller guarantee on `h`.
     unsafe {
         with_shm(h, |s| {
@@ -281,12 +334,7 @@ unsafe fn lookup(
             match r {
                 Ok(Get::Hit(n)) => i32::try_from(n).unwrap_or(i32::MAX),
                 Ok(Get::Miss) => Status::Miss as i32,
-                Ok(Get::TooSmall(n)) => fail(
-                    Status::BufferTooSmall,
-                    format!(
-                        "Cannot copy a shared cache value: it needs {n} bytes, the buffer has {out_cap}"
-                    ),
-                ),
+                Ok(Get::TooSmall(n)) => too_small(n, out_cap),
                 Err(e) => failed(&e),
             }
         })
@@ -323,12 +371,52 @@ pub unsafe extern "C" fn warp_shm_set(
             if let Err(status) = ttl_arg(ttl_ms) {
                 return status;
             }
-            match s.set_with_ttl(key, value, wall_now(now), ttl_ms) {
-                Ok(Set::Stored) => SET_STORED,
-                Ok(Set::Skipped) => SET_SKIPPED,
-                Ok(Set::Busy) => SET_BUSY,
-                Err(e) => failed(&e),
+            set_code(s.set_with_ttl(key, value, wall_now(now), ttl_ms))
+        })
+    }
+}
+
+fn set_code(r: Result<Set, ShmError>) -> i32 {
+    match r {
+        Ok(Set::Stored) => SET_STORED,
+        Ok(Set::Skipped) => SET_SKIPPED,
+        Ok(Set::Busy) => SET_BUSY,
+        Ok(Set::Lost) => SET_LOST,
+        Err(e) => failed(&e),
+    }
+}
+
+/// [`warp_shm_set`] by the owner of the key's flight (claimed by
+/// [`warp_shm_get_claim`] or [`warp_shm_flight_claim`]), which it ends, stored or not (as
+/// `warp_shm_flight_release` does): stores only while this handle still owns the flight,
+/// checked under the write lock (a delete, clear or set by hand in any process ended it:
+/// the value computed before must not go over theirs). Returns [`SET_STORED`],
+/// [`SET_SKIPPED`], [`SET_BUSY`], [`SET_LOST`] (not stored: the flight was no longer
+/// this handle's), or a negative status. One call instead of `warp_shm_flight_owns`,
+/// `warp_shm_set` and `warp_shm_flight_release`.
+///
+/// # Safety
+/// - `h` must be null or live (see `warp_shm_open`); `key` valid for `key_len` bytes,
+///   `value` for `value_len` bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn warp_shm_set_owned(
+    h: *const ShmStore,
+    key: *const u8,
+    key_len: u32,
+    value: *const u8,
+    value_len: u32,
+    now: f64,
+    ttl_ms: f64,
+) -> i32 {
+    // SAFETY: the caller guarantees both ranges are valid for reads.
+    let (key, value) = unsafe { (key_slice(key, key_len), key_slice(value, value_len)) };
+    // SAFETY: forwarded caller guarantee on `h`.
+    unsafe {
+        with_shm(h, |s| {
+            if let Err(status) = ttl_arg(ttl_ms) {
+                return status;
             }
+            set_code(s.set_owned(key, value, wall_now(now), ttl_ms))
         })
     }
 }
@@ -791,7 +879,7 @@ mod tests {
             assert_eq!(
                 info(h),
                 [
-                    2.0, 0.0, 1.0, 1.0, 4.0, 0.0, 16.0, 32.0, 256.0, 1024.0, 0.0, 0.0
+                    2.0, 0.0, 1.0, 1.0, 4.0, 0.0, 16.0, 32.0, 0.0, 1024.0, 0.0, 0.0
                 ]
             );
             assert_eq!(warp_shm_delete(h, k.as_ptr(), 3), 0);
@@ -836,7 +924,7 @@ mod tests {
                 "{cap} {k} {v} {b}"
             );
         }
-        assert_eq!(warp_shm_max_file_size(), 70_132_027_200.0);
+        assert_eq!(warp_shm_max_file_size(), 70_266_244_936.0);
         assert_eq!(warp_shm_default_max_bytes(4, 16, 32), 1024.0);
         assert_eq!(
             warp_shm_default_max_bytes(1 << 20, 512, 4096),

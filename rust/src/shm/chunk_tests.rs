@@ -5,7 +5,7 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::atomic::Ordering::Relaxed;
 
-use super::layout::{CHUNK_SIZE, NIL, chunks_for};
+use super::layout::{CHUNK_SIZE, NIL, entry_chunks};
 use super::test_dir::TempDir;
 use super::*;
 
@@ -49,7 +49,7 @@ fn check_all(s: &ShmStore, model: &std::collections::HashMap<Vec<u8>, Vec<u8>>) 
         if let Some(got) = get(s, k) {
             assert_eq!(&got, v, "wrong value for {k:?}");
             hits += 1;
-            chunk_bytes += chunks_for((k.len() + v.len()) as u64) * CHUNK_SIZE as u64;
+            chunk_bytes += entry_chunks((k.len() + v.len()) as u64) * CHUNK_SIZE as u64;
         }
     }
     let info = s.info();
@@ -87,7 +87,17 @@ fn entries_of_any_size_share_the_byte_budget() {
     assert!(fewer_than_max_size > 100, "{fewer_than_max_size}");
     let hits = check_all(&s, &model);
     assert!(hits > 2, "{hits}");
-    // Entries of 10 B alone: the count binds, and each takes one chunk.
+    // Entries of 40 B alone: the count binds, and each takes one chunk.
+    s.clear().unwrap();
+    model.clear();
+    for i in 0..100u32 {
+        let key = i.to_le_bytes().to_vec();
+        s.set(&key, &value(&key, 40), 0.0).unwrap();
+        model.insert(key.clone(), value(&key, 40));
+    }
+    assert_eq!(check_all(&s, &model), 64);
+    assert_eq!(s.info().bytes, 64 * CHUNK_SIZE as u64);
+    // Entries of 10 B (14 with their key) live in their slots: no chunk at all.
     s.clear().unwrap();
     model.clear();
     for i in 0..100u32 {
@@ -96,7 +106,7 @@ fn entries_of_any_size_share_the_byte_budget() {
         model.insert(key.clone(), value(&key, 10));
     }
     assert_eq!(check_all(&s, &model), 64);
-    assert_eq!(s.info().bytes, 64 * CHUNK_SIZE as u64);
+    assert_eq!(s.info().bytes, 0);
 }
 
 #[test]
@@ -181,12 +191,12 @@ fn poke(path: &Path, at: usize, v: u32) {
 /// The chunks of the entry of `key`, and its slot.
 fn chain(s: &ShmStore, key: &[u8]) -> (u32, Vec<u32>) {
     let t = s.table();
-    let (_, slot) = t.find(key, t.hash(key)).unwrap().unwrap();
+    let (_, slot, _) = t.find(key, t.hash(key)).unwrap().unwrap();
     let sh = t.slot(slot).unwrap().h;
     let mut out = vec![];
-    let mut c = sh.first_chunk.load(Relaxed);
+    let mut c = sh.first_chunk().load(Relaxed);
     let base = t.header() as *const _ as *const u8;
-    for _ in 0..sh.chunk_count.load(Relaxed) {
+    for _ in 0..sh.chunk_count().load(Relaxed) {
         out.push(c);
         // SAFETY: `c` is a chunk number of a valid file (checked below by the caller's
         // validate), its header lies within the mapping; a plain read of a u32 of it.
@@ -251,7 +261,7 @@ fn chain_corruption_is_detected_and_repaired() {
                 .slot(slot3)
                 .unwrap()
                 .h
-                .first_chunk
+                .first_chunk()
                 .store(c2[1], Relaxed);
         },
     );
@@ -289,7 +299,7 @@ fn chain_corruption_is_detected_and_repaired() {
                 .slot(slot3)
                 .unwrap()
                 .h
-                .chunk_count
+                .chunk_count()
                 .store(3, Relaxed);
         },
     );

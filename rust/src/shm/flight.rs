@@ -67,7 +67,10 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::SeqCst};
+use std::sync::atomic::{
+    AtomicBool, AtomicU32,
+    Ordering::{Relaxed, Release, SeqCst},
+};
 use std::time::{Duration, Instant};
 
 use super::layout::{FLIGHT_PROBES, FLIGHT_RECORDS, FlightRecord, Header};
@@ -136,22 +139,21 @@ pub enum Judged {
 /// look (per file: a liveness id means something in its file only).
 pub struct Liveness {
     ask: bool,
-    known: HashMap<(usize, u32), bool>,
+    /// Made at the first question (a claim that finds no flight asks none).
+    known: Option<HashMap<(usize, u32), bool>>,
 }
 
 impl Liveness {
     /// Asks the kernel (`ask`), or counts every other process's owner as alive.
     pub fn new(ask: bool) -> Liveness {
-        Liveness {
-            ask,
-            known: HashMap::new(),
-        }
+        Liveness { ask, known: None }
     }
 
     fn alive(&mut self, file: usize, tag: u32, me: &Owner) -> bool {
         !self.ask
             || *self
                 .known
+                .get_or_insert_with(HashMap::new)
                 .entry((file, tag))
                 .or_insert_with(|| me.alive(tag))
     }
@@ -182,6 +184,7 @@ impl<'a> Flights<'a> {
     /// The view of `records` ([`FLIGHT_RECORDS`] of them) of the file whose header is
     /// `header`.
     pub fn new(records: &'a [FlightRecord], header: &'a Header) -> Flights<'a> {
+        debug_assert_eq!(records.len(), FLIGHT_RECORDS);
         Flights { records, header }
     }
 
@@ -192,7 +195,8 @@ impl<'a> Flights<'a> {
 
     /// Record `i` (modulo the table).
     pub fn record(&self, i: usize) -> &'a FlightRecord {
-        &self.records[i % self.records.len()]
+        // A power of two: a mask, not a division (on every claim's 16 looks).
+        &self.records[i % FLIGHT_RECORDS]
     }
 
     /// The file's flight epoch and its count of sleepers.
@@ -208,14 +212,20 @@ impl<'a> Flights<'a> {
         })
     }
 
-    /// Wakes whoever waits on record `r`: its futex word and the file's epoch are bumped,
-    /// and their sleepers, if any are counted, woken.
+    /// Wakes whoever waits on record `r`: when sleepers are counted on it, or on the file's
+    /// epoch, that futex word is bumped and they are woken.
+    ///
+    /// A word nobody is counted on is left alone (every flight end used to bump both, two
+    /// atomic additions per miss, one on the lock's cache line): a sleeper counts itself,
+    /// then reads the word, then looks at the flight; all sequentially consistent, so a
+    /// change made before an end found no sleeper counted is seen by that look, and the
+    /// sleeper never sleeps on it.
     fn changed(&self, r: &FlightRecord) {
-        r.seq.fetch_add(1, SeqCst);
         if r.waiters.load(SeqCst) != 0 {
+            r.seq.fetch_add(1, SeqCst);
             wake_all(&r.seq);
         }
-        self.bump_epoch();
+        self.bump_epoch_if_slept_on();
     }
 
     /// Bumps the file's flight epoch and wakes its sleepers (if any are counted).
@@ -223,6 +233,15 @@ impl<'a> Flights<'a> {
         let (epoch, sleepers) = self.epoch();
         epoch.fetch_add(1, SeqCst);
         if sleepers.load(SeqCst) != 0 {
+            wake_all(epoch);
+        }
+    }
+
+    /// [`Flights::bump_epoch`] when sleepers are counted on it (see [`Flights::changed`]).
+    fn bump_epoch_if_slept_on(&self) {
+        let (epoch, sleepers) = self.epoch();
+        if sleepers.load(SeqCst) != 0 {
+            epoch.fetch_add(1, SeqCst);
             wake_all(epoch);
         }
     }
@@ -296,15 +315,17 @@ impl<'a> Flights<'a> {
         let r = self.record(i);
         let word = me.issue(hash);
         // Under the lock, a free record stays free until we fill it: only claims fill
-        // records, and every lock-free change starts from a non-zero word.
-        r.key.store(hash, SeqCst);
-        r.mark.store(if async_ { mark_of(word) } else { 0 }, SeqCst);
-        r.owner.store(word, SeqCst);
+        // records, and every lock-free change starts from a non-zero word. The owner word
+        // is stored last, with release: whoever sees it sees the key and the mark.
+        r.key.store(hash, Relaxed);
+        r.mark
+            .store(if async_ { mark_of(word) } else { 0 }, Relaxed);
+        r.owner.store(word, Release);
         Claim::Owner
     }
 
     /// The record of `me`'s live flight of `hash` and its word, if it has one. Lock-free.
-    fn mine(&self, hash: u64, me: &Owner) -> Option<(&'a FlightRecord, u64)> {
+    pub fn mine(&self, hash: u64, me: &Owner) -> Option<(&'a FlightRecord, u64)> {
         let word = me.flight_word(hash)?;
         window(hash).map(|i| self.record(i)).find_map(|r| {
             (r.owner.load(SeqCst) == word && r.key.load(SeqCst) == hash).then_some((r, word))
@@ -328,7 +349,13 @@ impl<'a> Flights<'a> {
 
     /// Ends `me`'s flight of `hash`, if it has one, and forgets it. Lock-free; idempotent.
     pub fn release(&self, hash: u64, me: &Owner) {
-        if let Some((r, word)) = self.mine(hash, me) {
+        self.release_found(self.mine(hash, me), hash, me);
+    }
+
+    /// [`Flights::release`] of the flight that [`Flights::mine`] found (`None`: none): ends
+    /// it if its record still holds that word, and forgets `me`'s flight of `hash`.
+    pub fn release_found(&self, found: Option<(&FlightRecord, u64)>, hash: u64, me: &Owner) {
+        if let Some((r, word)) = found {
             self.end_if(r, word);
         }
         me.retire(hash);

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::dispatch::{self, Dispatcher};
 use super::flight::{self, Claim, End};
-use super::layout::{FLIGHT_PROBES, FLIGHT_RECORDS};
+use super::layout::{self, FLIGHT_PROBES, FLIGHT_RECORDS};
 use super::test_dir::TempDir;
 use super::*;
 
@@ -726,4 +726,137 @@ fn each_thread_has_its_own_dispatcher_ended_with_the_thread() {
     assert_ne!(theirs, mine);
     assert!(dispatch::get(mine).is_some());
     assert!(dispatch::get(theirs).is_none(), "gone with its thread");
+}
+
+fn fetch(s: &ShmStore, key: &[u8]) -> Fetch {
+    let mut out = [0u8; 64];
+    s.get_or_claim(key, &mut out, 0.0).unwrap()
+}
+
+/// The lookup of a cached call claims the key's flight when it misses (one call instead
+/// of a lookup, a claim and a second lookup), counts like `get`, and claims nothing on a
+/// hit; the owner's `set_owned` stores and ends the flight in one call, its waiters wake.
+#[test]
+fn a_lookup_that_misses_claims_and_the_owners_set_ends_the_flight() {
+    let d = TempDir::new();
+    let p = d.file("c");
+    let a = ShmStore::open(&p, 8, 16, 16, 0.0).unwrap();
+    let b = ShmStore::open(&p, 8, 16, 16, 0.0).unwrap();
+    let other = other_process(&p);
+    assert_eq!(fetch(&a, b"k"), Fetch::Miss(Claim::Owner));
+    assert!(a.owns(b"k"));
+    assert_eq!(
+        fetch(&b, b"k"),
+        Fetch::Miss(Claim::Local),
+        "a handle of this process has it"
+    );
+    let k = hash(&a, b"k");
+    assert_eq!(a.flights().claim(k, &other, false), Claim::Wait);
+    // Another process waits; the owner's set wakes it with the value stored.
+    let mut w = b.waiter(b"k");
+    let t = timed(move || w.wait_sync(None, false));
+    std::thread::sleep(Duration::from_millis(30));
+    assert_eq!(a.set_owned(b"k", b"v", 1.0, 0.0).unwrap(), Set::Stored);
+    assert_eq!(t.join().unwrap().0, End::Done);
+    assert!(!a.owns(b"k") && a.flights().count() == 0);
+    assert_eq!(fetch(&b, b"k"), Fetch::Hit(1));
+    assert_eq!(a.flights().count(), 0, "a hit claims nothing");
+    assert_eq!(hits_misses(&a), (1, 2));
+    // Another process's flight: the lookup reports it, and takes nothing.
+    assert_eq!(
+        a.flights().claim(hash(&a, b"x"), &other, false),
+        Claim::Owner
+    );
+    assert_eq!(fetch(&a, b"x"), Fetch::Miss(Claim::Wait));
+    assert_eq!(a.flights().count(), 1);
+    // A closed handle claims nothing.
+    drop(other);
+    let c = ShmStore::open(&p, 8, 16, 16, 0.0).unwrap();
+    c.closed.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(fetch(&c, b"y"), Fetch::Miss(Claim::None));
+}
+
+/// Issue "Fastest on every row": the owner stores only while its flight is still its own
+/// (checked under the write lock); after a `delete`, `clear` or `set` by hand in any
+/// process ended it, the value computed before is not stored (`Lost`), and the flight is
+/// ended whatever happened (stored, lost, oversize, busy).
+#[test]
+fn the_owners_set_stores_only_while_it_owns_the_flight_and_always_ends_it() {
+    let d = TempDir::new();
+    let p = d.file("c");
+    let a = ShmStore::open(&p, 8, 16, 16, 0.0).unwrap();
+    let b = ShmStore::open(&p, 8, 16, 16, 0.0).unwrap();
+    // A delete by another handle ends the flight: the result is lost.
+    assert_eq!(fetch(&a, b"k"), Fetch::Miss(Claim::Owner));
+    assert!(!b.delete(b"k").unwrap());
+    assert_eq!(a.set_owned(b"k", b"old", 1.0, 0.0).unwrap(), Set::Lost);
+    assert_eq!(get(&a, b"k", 1.0), None, "nothing stored over the delete");
+    // A set by hand: its value stays.
+    assert_eq!(fetch(&a, b"k"), Fetch::Miss(Claim::Owner));
+    b.end_flight(b"k");
+    b.set(b"k", b"hand", 2.0).unwrap();
+    assert_eq!(a.set_owned(b"k", b"old", 3.0, 0.0).unwrap(), Set::Lost);
+    assert_eq!(get(&a, b"k", 4.0).as_deref(), Some(&b"hand"[..]));
+    // A clear.
+    assert_eq!(fetch(&a, b"z"), Fetch::Miss(Claim::Owner));
+    b.clear().unwrap();
+    assert_eq!(a.set_owned(b"z", b"old", 5.0, 0.0).unwrap(), Set::Lost);
+    assert_eq!(a.len(), 0);
+    // Oversize: skipped, counted, and the flight ends.
+    assert_eq!(fetch(&a, b"big"), Fetch::Miss(Claim::Owner));
+    assert_eq!(
+        a.set_owned(b"big", &[1; 17], 6.0, 0.0).unwrap(),
+        Set::Skipped
+    );
+    assert_eq!(a.info().oversize_skips, 1);
+    assert!(!a.owns(b"big"));
+    // Busy: a stopped holder keeps the lock; the flight still ends.
+    assert_eq!(fetch(&a, b"q"), Fetch::Miss(Claim::Owner));
+    let held = b.hold_lock().unwrap();
+    let t = Instant::now();
+    assert_eq!(a.set_owned(b"q", b"v", 7.0, 0.0).unwrap(), Set::Busy);
+    assert!(t.elapsed() >= SET_WAIT / 2, "{:?}", t.elapsed());
+    drop(held);
+    assert!(!a.owns(b"q"));
+    assert_eq!(a.flights().count(), 0);
+    // Owned: stored, with its own TTL.
+    assert_eq!(fetch(&a, b"t"), Fetch::Miss(Claim::Owner));
+    assert_eq!(a.set_owned(b"t", b"v", 100.0, 10.0).unwrap(), Set::Stored);
+    assert_eq!(get(&b, b"t", 109.0).as_deref(), Some(&b"v"[..]));
+    assert_eq!(get(&b, b"t", 110.0), None, "its own TTL");
+    a.table().validate().unwrap();
+}
+
+/// A key stored by another handle between the lock-free look and the claim (its whole
+/// flight in between) is found by the look again under the lock: a hit, nothing claimed.
+#[test]
+fn a_lookup_that_claims_looks_again_under_the_lock() {
+    let d = TempDir::new();
+    let p = d.file("c");
+    let a = ShmStore::open(&p, 8, 16, 16, 0.0).unwrap();
+    let b = ShmStore::open(&p, 8, 16, 16, 0.0).unwrap();
+    // Hold the lock in `b` while `a` looks (lock-free, a miss) and waits to claim; store
+    // through the held lock's table, as a writer of another process would, then let go.
+    let held = b.hold_lock().unwrap();
+    let t = {
+        let p = p.clone();
+        timed(move || {
+            let a = ShmStore::open(&p, 8, 16, 16, 0.0).unwrap();
+            let r = fetch(&a, b"k");
+            (r, a.flights().count(), a.info().hits)
+        })
+    };
+    std::thread::sleep(Duration::from_millis(50));
+    let h = b.table().header();
+    h.seq.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let hash = b.table().hash(b"k");
+    let stamp = layout::Stamp::new(1.0, 0.0);
+    let sum = b.table().checksum(hash, stamp, b"k", b"vv");
+    b.table().store(b"k", hash, b"vv", stamp, sum).unwrap();
+    h.seq.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    drop(held);
+    let ((r, flights, hits), _) = t.join().unwrap();
+    assert_eq!(r, Fetch::Hit(2), "found under the lock");
+    assert_eq!((flights, hits), (0, 1));
+    assert_eq!(a.info().misses, 0);
 }

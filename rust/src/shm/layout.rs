@@ -3,9 +3,10 @@
 //! ```text
 //! offset 0                      Header (HEADER_SIZE = 512 bytes, below)
 //! offset HEADER_SIZE            hash table: table_size buckets of 8 bytes
-//! offset HEADER_SIZE + 8 * ts   capacity + 1 slots of SLOT_SIZE (64) bytes: the entry
-//!                               headers (the spare slot lets an update write the new
-//!                               entry before freeing the old)
+//! offset HEADER_SIZE + 8 * ts   capacity + 1 slots of SLOT_SIZE (72) bytes: the entry
+//!                               headers, with INLINE_BYTES (32) bytes of room for a small
+//!                               entry's key and value (the spare slot lets an update write
+//!                               the new entry before freeing the old)
 //! then (8-aligned)              `chunks` chunks of CHUNK_SIZE (256) bytes: a ChunkHeader
 //!                               (8 bytes: next chunk, owner slot), then 248 payload bytes
 //! then (8-aligned)              FLIGHT_RECORDS (512) flight records of FLIGHT_SIZE (32)
@@ -14,18 +15,21 @@
 //!
 //! Everything is little-endian native (the file never leaves the machine) and 8-aligned.
 //! A bucket is 0 when empty, else `(hash as u32 as u64) << 32 | (slot + 1)`: the low 32
-//! bits of the key hash give the home bucket and a cheap tag, the slot's `key_hash`
-//! holds the full hash.
+//! bits of the key hash give the home bucket and a cheap tag (a slot keeps no hash: it
+//! is computed again from the key where needed).
 //!
-//! An entry's key bytes then value bytes are stored as one stream across a chain of
-//! [`chunks_for`]`(key_len + value_len)` chunks, from the slot's `first_chunk` through
-//! each chunk's `next` (the last one's is [`NIL`]); each chunk of the chain names the slot
-//! as its `owner` (a free chunk: [`NIL`]). Any free chunk serves any entry, so entries of
-//! 10 B and of 64 KB share the byte budget `max_bytes` in proportion to their size, with
-//! no fragmentation. The budget is `budget_chunks = max_bytes / CHUNK_SIZE` chunks that
-//! live entries may hold; the file has `spare_chunks` more (enough for the largest entry,
-//! at most the budget) so that an update writes its new chunks before it frees the old
-//! ones, as the spare slot does for slots.
+//! An entry's key bytes then value bytes are one stream of `key_len + value_len` bytes.
+//! A stream of at most [`INLINE_BYTES`] bytes lives in the slot itself ([`SlotHeader::body`]):
+//! such an entry takes no chunk and none of the byte budget. A longer one is stored across
+//! a chain of [`chunks_for`]`(key_len + value_len)` chunks, from the slot's first chunk
+//! (the first word of its body; the second is the chain's length) through each chunk's
+//! `next` (the last one's is [`NIL`]); each chunk of the chain names the slot as its
+//! `owner` (a free chunk: [`NIL`]). Any free chunk serves any entry, so entries of 100 B
+//! and of 64 KB share the byte budget `max_bytes` in proportion to their size, with no
+//! fragmentation. The budget is `budget_chunks = max_bytes / CHUNK_SIZE` chunks that live
+//! entries may hold; the file has `spare_chunks` more (enough for the largest entry, at
+//! most the budget) so that an update writes its new chunks before it frees the old ones,
+//! as the spare slot does for slots.
 
 use std::mem::{offset_of, size_of};
 use std::sync::atomic::{AtomicU32, AtomicU64};
@@ -77,7 +81,16 @@ pub const MAGIC: [u8; 8] = *b"WARPSHM1";
 ///   closes, for a dispatcher that waits on more records than one sleep can name) and the
 ///   count of its sleepers (140). The flight table grows from 12,288 to 16,384 bytes, so
 ///   the two must not share a file.
-pub const VERSION: u32 = 7;
+/// - 8: small entries inline, 72-byte slots. A slot keeps its entry's key and value in
+///   its own [`INLINE_BYTES`] (32) bytes when they fit (no chunk, none of the byte
+///   budget), else the first chunk and the length of its chain there. v7 took a whole
+///   256-byte chunk and a 64-byte slot for an entry of a 16-byte key and value (336 MB
+///   for 1M of them, and the default 16 MiB budget held 65,536 whatever the capacity);
+///   v8 takes 72 bytes and its share of the table (89 MB for 1M). To fit, the slot keeps
+///   no key hash (computed again from the key where needed), and its lengths, its live
+///   state and its SIEVE visited bit share one word ([`SlotHeader::meta`]). The sizes
+///   differ, so the two must not share a file.
+pub const VERSION: u32 = 8;
 
 /// Counter stripes in the header (one cache line each; see [`Header::stripe`]).
 pub const STRIPES: usize = 4;
@@ -90,8 +103,26 @@ pub const COUNTER_LIMIT: u64 = 1 << 53;
 /// Size of [`Header`]: 8 cache lines.
 pub const HEADER_SIZE: usize = 512;
 
-/// Size of [`SlotHeader`], and of a slot (slots hold no bytes since [`VERSION`] 5).
-pub const SLOT_HEADER_SIZE: usize = 64;
+/// Size of [`SlotHeader`], and of a slot (its body holds a small entry's bytes since
+/// [`VERSION`] 8).
+pub const SLOT_HEADER_SIZE: usize = 72;
+
+/// Bytes of a slot's body: an entry whose key and value take at most this many bytes
+/// lives there, in no chunk.
+pub const INLINE_BYTES: usize = 32;
+
+/// [`SlotHeader::meta`]: bits of the key length (keys up to [`MAX_KEY_SIZE`], 2^20).
+pub const META_KEY_BITS: u32 = 21;
+/// [`SlotHeader::meta`]: bits of the value length (values up to [`MAX_VALUE_SIZE`], 2^26),
+/// above the key length.
+pub const META_VALUE_BITS: u32 = 27;
+/// [`SlotHeader::meta`]: set while the slot holds an entry (written under the lock).
+pub const META_LIVE: u64 = 1 << 62;
+/// [`SlotHeader::meta`]: the SIEVE visited bit (set by readers without the lock, cleared
+/// by the hand under it).
+pub const META_VISITED: u64 = 1 << 63;
+/// [`SlotHeader::meta`]: the bits that are always 0 in a valid slot.
+pub const META_RESERVED: u64 = !(META_LIVE | META_VISITED | ((1 << 48) - 1));
 
 /// Flight records at the end of the file (see `flight.rs`): computations under way in
 /// all processes at once, at most.
@@ -128,11 +159,6 @@ pub const BUCKET_SIZE: usize = 8;
 /// No slot: end of the queue or of the free list, no hand.
 pub const NIL: u32 = u32::MAX;
 
-/// [`SlotHeader::state`] of a slot that holds no entry.
-pub const SLOT_FREE: u32 = 0;
-/// [`SlotHeader::state`] of a slot that holds an entry.
-pub const SLOT_LIVE: u32 = 1;
-
 /// Most entries of one shared cache.
 pub const MAX_CAPACITY: u32 = 1 << 24;
 /// Largest `max_key_size`.
@@ -144,7 +170,7 @@ pub const MIN_MAX_BYTES: u64 = CHUNK_SIZE as u64;
 /// Largest `max_bytes`: 64 GiB (at most 2^28 chunks, far below [`NIL`]).
 pub const MAX_MAX_BYTES: u64 = 64 << 30;
 /// Largest file: the one of the largest sizes ([`MAX_CAPACITY`], [`MAX_KEY_SIZE`],
-/// [`MAX_VALUE_SIZE`], [`MAX_MAX_BYTES`]), 70,132,027,200 bytes (about 65.3 GiB), so that
+/// [`MAX_VALUE_SIZE`], [`MAX_MAX_BYTES`]), 70,266,244,936 bytes (about 65.4 GiB), so that
 /// every size within its own limit is accepted: `max_bytes` up to 64 GiB holds that many
 /// bytes of entries whatever the other sizes (before, the file was capped at 64 GiB, which
 /// refused a 64 GiB budget with any sizes). A full `/dev/shm` is reported by
@@ -291,38 +317,92 @@ impl Header {
     }
 }
 
-/// One slot: the header of an entry, whose bytes are in its chunk chain.
+/// One slot: the header of an entry, and its bytes when they fit in its body (else they
+/// are in its chunk chain).
 ///
 /// ## Safety
 /// Slots live in the shared mapping: lock-free readers may see any field torn or
-/// changing; they validate lengths before use and the sequence counter afterwards.
+/// changing; they validate lengths before use and the checksum (or the sequence counter)
+/// afterwards. The body is read and written through raw copies (an inline entry's bytes)
+/// or as atomics (a chained entry's first chunk and length), never through references to
+/// plain bytes.
 #[repr(C)]
 pub struct SlotHeader {
-    /// 0: full `ahash` of the key at the fixed seeds.
-    pub key_hash: AtomicU64,
+    /// 0: [`checksum`] of this entry.
+    pub checksum: AtomicU64,
     /// 8: insertion time, `f64` ms bits.
     pub inserted_at: AtomicU64,
-    /// 16: [`checksum`] of this entry.
-    pub checksum: AtomicU64,
-    /// 24: key length in bytes.
-    pub key_len: AtomicU32,
-    /// 28: value length in bytes.
-    pub value_len: AtomicU32,
+    /// 16: the entry's own TTL, `f64` ms bits (`+Infinity`: never expires), or 0 when it
+    /// has none (each handle judges it by its own TTL). Covered by the checksum.
+    pub own_ttl: AtomicU64,
+    /// 24: the key length (bits 0..21), the value length (bits 21..48), [`META_LIVE`] and
+    /// [`META_VISITED`]; 0 for a free slot. One word, so that a reader gets the lengths
+    /// and the visited bit of one state in one load, and a writer makes an entry live
+    /// with its lengths in one store.
+    pub meta: AtomicU64,
     /// 32: towards the head (newer entry), or [`NIL`].
     pub newer: AtomicU32,
     /// 36: towards the tail (older entry), or [`NIL`]; next free slot when free.
     pub older: AtomicU32,
-    /// 40: SIEVE visited bit (0 or 1), set by readers without the lock.
-    pub visited: AtomicU32,
-    /// 44: [`SLOT_FREE`] or [`SLOT_LIVE`].
-    pub state: AtomicU32,
-    /// 48: first chunk of the entry's bytes, or [`NIL`] when it has none.
-    pub first_chunk: AtomicU32,
-    /// 52: chunks of the chain: [`chunks_for`]`(key_len + value_len)`.
-    pub chunk_count: AtomicU32,
-    /// 56: the entry's own TTL, `f64` ms bits (`+Infinity`: never expires), or 0 when it
-    /// has none (each handle judges it by its own TTL). Covered by the checksum.
-    pub own_ttl: AtomicU64,
+    /// 40: [`INLINE_BYTES`] bytes: the key then the value when they fit ([`is_inline`]),
+    /// else the first chunk of the chain (word 0) and its length (word 1,
+    /// [`chunks_for`]`(key_len + value_len)`).
+    pub body: [AtomicU32; INLINE_BYTES / 4],
+}
+
+impl SlotHeader {
+    /// The first chunk of a chained entry's chain (word 0 of the body).
+    #[inline]
+    pub fn first_chunk(&self) -> &AtomicU32 {
+        &self.body[0]
+    }
+
+    /// The length of a chained entry's chain (word 1 of the body).
+    #[inline]
+    pub fn chunk_count(&self) -> &AtomicU32 {
+        &self.body[1]
+    }
+
+    /// The address of the body's bytes (an inline entry's key then value).
+    #[inline]
+    pub fn body_ptr(&self) -> *mut u8 {
+        self.body[0].as_ptr().cast::<u8>()
+    }
+}
+
+/// The [`SlotHeader::meta`] of a live entry of these lengths (visited bit clear).
+#[inline]
+pub fn meta_of(key_len: usize, value_len: usize) -> u64 {
+    key_len as u64 | (value_len as u64) << META_KEY_BITS | META_LIVE
+}
+
+/// The key length of a [`SlotHeader::meta`].
+#[inline]
+pub fn meta_key_len(meta: u64) -> usize {
+    (meta & ((1 << META_KEY_BITS) - 1)) as usize
+}
+
+/// The value length of a [`SlotHeader::meta`].
+#[inline]
+pub fn meta_value_len(meta: u64) -> usize {
+    ((meta >> META_KEY_BITS) & ((1 << META_VALUE_BITS) - 1)) as usize
+}
+
+/// Whether an entry of `bytes` key and value bytes lives in its slot's body.
+#[inline]
+pub fn is_inline(bytes: usize) -> bool {
+    bytes <= INLINE_BYTES
+}
+
+/// Chunks that an entry of `bytes` key and value bytes holds: none when it is inline,
+/// else [`chunks_for`]`(bytes)`.
+#[inline]
+pub fn entry_chunks(bytes: u64) -> u64 {
+    if bytes <= INLINE_BYTES as u64 {
+        0
+    } else {
+        chunks_for(bytes)
+    }
 }
 
 /// One record of the flight table (`flight.rs`): a computation of one key under way in
@@ -374,13 +454,15 @@ const _: () = assert!(offset_of!(Header, stripes) == 320);
 const _: () = assert!(size_of::<CounterStripe>() == 64);
 const _: () = assert!(STRIPES == 4);
 const _: () = assert!(size_of::<SlotHeader>() == SLOT_HEADER_SIZE);
-const _: () = assert!(offset_of!(SlotHeader, key_len) == 24);
-const _: () = assert!(offset_of!(SlotHeader, state) == 44);
-const _: () = assert!(offset_of!(SlotHeader, first_chunk) == 48);
+const _: () = assert!(offset_of!(SlotHeader, meta) == 24);
+const _: () = assert!(offset_of!(SlotHeader, body) == 40);
+const _: () = assert!(META_KEY_BITS + META_VALUE_BITS == 48);
+const _: () = assert!(MAX_KEY_SIZE < 1 << META_KEY_BITS);
+const _: () = assert!(MAX_VALUE_SIZE < 1 << META_VALUE_BITS);
 const _: () = assert!(offset_of!(Header, chunk_free_head) == 292);
 const _: () = assert!(offset_of!(Header, chunks) == 36);
 const _: () = assert!(offset_of!(Header, max_bytes) == 56);
-const _: () = assert!(offset_of!(SlotHeader, own_ttl) == 56);
+const _: () = assert!(offset_of!(SlotHeader, own_ttl) == 16);
 const _: () = assert!(offset_of!(CounterStripe, stale_hits) == 24);
 const _: () = assert!(offset_of!(CounterStripe, refreshes) == 32);
 const _: () = assert!(size_of::<FlightRecord>() == FLIGHT_SIZE);
@@ -388,7 +470,7 @@ const _: () = assert!(offset_of!(FlightRecord, seq) == 16);
 const _: () = assert!(offset_of!(FlightRecord, mark) == 24);
 const _: () = assert!(offset_of!(Header, flight_epoch) == 136);
 const _: () = assert!(offset_of!(Header, flight_sleepers) == 140);
-const _: () = assert!(FLIGHT_PROBES <= FLIGHT_RECORDS);
+const _: () = assert!(FLIGHT_PROBES <= FLIGHT_RECORDS && FLIGHT_RECORDS.is_power_of_two());
 const _: () = assert!(size_of::<ChunkHeader>() == CHUNK_HEADER_SIZE);
 const _: () = assert!(CHUNK_SIZE.is_multiple_of(8) && SLOT_HEADER_SIZE.is_multiple_of(8));
 const _: () = assert!(std::mem::align_of::<Header>() <= 8);
@@ -452,9 +534,11 @@ pub fn table_size_of(capacity: u32) -> u64 {
 
 /// The byte budget of a cache opened with `max_bytes` 0: [`DEFAULT_MAX_BYTES`], or less
 /// when `capacity` entries of the largest size need less (then a small cache takes no
-/// more room than it can use, as before [`VERSION`] 5). At least [`MIN_MAX_BYTES`].
+/// more room than it can use, as before [`VERSION`] 5). At least [`MIN_MAX_BYTES`]: the
+/// budget of a cache whose entries all fit in their slots ([`INLINE_BYTES`]), which hold
+/// no chunk.
 pub fn default_max_bytes(capacity: u32, max_key_size: u32, max_value_size: u32) -> u64 {
-    let largest = chunks_for(u64::from(max_key_size) + u64::from(max_value_size));
+    let largest = entry_chunks(u64::from(max_key_size) + u64::from(max_value_size));
     (u64::from(capacity) * largest * CHUNK_SIZE as u64).clamp(MIN_MAX_BYTES, DEFAULT_MAX_BYTES)
 }
 
@@ -463,14 +547,15 @@ pub fn default_max_bytes(capacity: u32, max_key_size: u32, max_value_size: u32) 
 /// budget (see the module docs).
 pub fn chunks_of(max_key_size: u32, max_value_size: u32, max_bytes: u64) -> (u64, u64) {
     let budget = max_bytes / CHUNK_SIZE as u64;
-    let largest = chunks_for(u64::from(max_key_size) + u64::from(max_value_size));
+    let largest = entry_chunks(u64::from(max_key_size) + u64::from(max_value_size));
     (budget, largest.min(budget))
 }
 
 /// Size in bytes of the file for these parameters (the one formula, given in the README
-/// as `512 + 8 * tableSize + 64 * (maxSize + 1) + 256 * (budgetChunks + spareChunks) +
+/// as `512 + 8 * tableSize + 72 * (maxSize + 1) + 256 * (budgetChunks + spareChunks) +
 /// 16384`): the header, the table, `capacity + 1` slots (see [`VERSION`] 2), the chunks
-/// (see the module docs) and the flight table. `max_bytes` 0 means [`default_max_bytes`]. Not checked against
+/// (see the module docs) and the flight table. `max_bytes` 0 means [`default_max_bytes`].
+/// Not checked against
 /// [`MAX_FILE_SIZE`]; the largest parameters give about 2^37, exact as an `f64`.
 pub fn file_size_of(capacity: u32, max_key_size: u32, max_value_size: u32, max_bytes: u64) -> u64 {
     let max_bytes = if max_bytes == 0 {
@@ -597,9 +682,10 @@ impl Params {
         self.chunks_offset() + self.chunks as usize * CHUNK_SIZE
     }
 
-    /// Chunks of the largest entry: [`chunks_for`]`(max_key_size + max_value_size)`.
+    /// Chunks of the largest entry: [`entry_chunks`]`(max_key_size + max_value_size)` (0
+    /// when every entry fits in its slot).
     pub fn largest_chunks(&self) -> u32 {
-        chunks_for(u64::from(self.max_key_size) + u64::from(self.max_value_size)) as u32
+        entry_chunks(u64::from(self.max_key_size) + u64::from(self.max_value_size)) as u32
     }
 }
 
@@ -611,13 +697,13 @@ mod tests {
     fn params_validate_and_derive_sizes() {
         let p = Params::new(100, 512, 4096).unwrap();
         assert_eq!(p.table_size, 256);
-        assert_eq!(p.slot_size, 64);
+        assert_eq!(p.slot_size, 72);
         // Default budget: 100 entries of the largest size (19 chunks of 248 bytes).
         assert_eq!(p.max_bytes, 100 * 19 * 256);
         assert_eq!((p.budget_chunks, p.chunks), (1900, 1919));
         assert_eq!(
             p.file_size as usize,
-            HEADER_SIZE + 256 * 8 + 101 * 64 + 1919 * 256 + 512 * 32
+            HEADER_SIZE + 256 * 8 + 101 * 72 + 1919 * 256 + 512 * 32
         );
         assert_eq!(p.flights_offset() + FLIGHTS_SIZE, p.file_size as usize);
         let big = Params::new(1 << 20, 512, 4096).unwrap();
@@ -627,7 +713,9 @@ mod tests {
         assert_eq!((b.budget_chunks, b.chunks), (3, 6));
         assert!(Params::with_bytes(1, 1, 1, 255).is_err());
         assert!(Params::with_bytes(1, 1, 1, MAX_MAX_BYTES + 1).is_err());
-        assert_eq!(Params::with_bytes(1, 1, 1, 256).unwrap().chunks, 2);
+        // Entries of 2 bytes live in their slots: no spare chunk.
+        assert_eq!(Params::with_bytes(1, 1, 1, 256).unwrap().chunks, 1);
+        assert_eq!(Params::with_bytes(1, 1, 32, 256).unwrap().chunks, 2);
         assert_eq!(Params::new(1, 1, 1).unwrap().table_size, 8);
         assert!(Params::new(0, 1, 1).is_err());
         assert!(Params::new(MAX_CAPACITY + 1, 1, 1).is_err());
@@ -637,7 +725,42 @@ mod tests {
         let largest =
             Params::with_bytes(MAX_CAPACITY, MAX_KEY_SIZE, MAX_VALUE_SIZE, MAX_MAX_BYTES).unwrap();
         assert_eq!(largest.file_size, MAX_FILE_SIZE);
-        assert_eq!(MAX_FILE_SIZE, 70_132_027_200);
+        assert_eq!(MAX_FILE_SIZE, 70_266_244_936);
         assert!(Params::with_bytes(128, 512, 4096, MAX_MAX_BYTES).is_ok());
+    }
+
+    /// Entries of at most INLINE_BYTES key and value bytes hold no chunk: a cache whose
+    /// largest entry fits in a slot gets the smallest budget (one chunk, no spare), and 1M
+    /// entries of a 16-byte key and value take 72 bytes of slot each plus their share of
+    /// the table (v7: 64 + 256).
+    #[test]
+    fn small_entries_live_in_their_slots() {
+        assert_eq!(entry_chunks(0), 0);
+        assert_eq!(entry_chunks(INLINE_BYTES as u64), 0);
+        assert_eq!(entry_chunks(INLINE_BYTES as u64 + 1), 1);
+        assert_eq!(entry_chunks(248), 1);
+        assert_eq!(entry_chunks(249), 2);
+        let p = Params::new(1_000_000, 16, 16).unwrap();
+        assert_eq!(p.max_bytes, MIN_MAX_BYTES);
+        assert_eq!((p.budget_chunks, p.chunks, p.largest_chunks()), (1, 1, 0));
+        assert_eq!(
+            p.file_size,
+            512 + (1 << 21) * 8 + 72 * 1_000_001 + 256 + FLIGHTS_SIZE as u64
+        );
+        assert!(p.file_size <= 96_000_000, "{}", p.file_size);
+        // One byte more than a slot holds: a chunk each, and a spare one.
+        let q = Params::new(1000, 16, 17).unwrap();
+        assert_eq!(q.largest_chunks(), 1);
+        assert_eq!(
+            (q.max_bytes, q.budget_chunks, q.chunks),
+            (1000 * 256, 1000, 1001)
+        );
+        let m = meta_of(MAX_KEY_SIZE as usize, MAX_VALUE_SIZE as usize);
+        assert_eq!(meta_key_len(m), MAX_KEY_SIZE as usize);
+        assert_eq!(meta_value_len(m), MAX_VALUE_SIZE as usize);
+        assert_eq!(m & META_RESERVED, 0);
+        assert_eq!(m & META_VISITED, 0);
+        assert_ne!(m & META_LIVE, 0);
+        assert_eq!(meta_key_len(meta_of(3, 0) | META_VISITED), 3);
     }
 }

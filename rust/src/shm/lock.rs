@@ -75,7 +75,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
@@ -102,18 +102,32 @@ pub enum Wait {
     No,
     /// Until this instant.
     Until(Instant),
+    /// At most this long from the first time the lock is found taken: the clock is read
+    /// only then (an uncontended acquisition reads none; two clock reads were a tenth of a
+    /// shared miss's cost).
+    For(Duration),
 }
 
 impl Wait {
-    /// Waits at most `d` from now.
+    /// Waits at most `d` from now (from when the lock is first found taken: see
+    /// [`Wait::For`]).
     pub fn at_most(d: Duration) -> Wait {
-        Wait::Until(Instant::now() + d)
+        Wait::For(d)
+    }
+
+    /// This wait with its deadline fixed at `now` plus its duration ([`Wait::For`]).
+    fn fix(self, now: Instant) -> Wait {
+        match self {
+            Wait::For(d) => now.checked_add(d).map_or(Wait::For(d), Wait::Until),
+            w => w,
+        }
     }
 
     fn expired(self, now: Instant) -> bool {
-        match self {
+        match self.fix(now) {
             Wait::No => true,
             Wait::Until(t) => now >= t,
+            Wait::For(_) => false,
         }
     }
 }
@@ -352,8 +366,17 @@ impl Owner {
 /// The in-process mutex of one file, shared by every handle of this process on it, with
 /// a timed lock (std's `Mutex` has none), the tags of those handles and the words of
 /// their live flights.
+///
+/// The mutex is the word `held`: taken with one compare-and-swap and released with one
+/// swap when nobody waits (a miss of a shared cache takes it twice, and a `std` mutex
+/// guarding a flag, as before, cost four atomic operations each time); a thread that
+/// finds it taken counts itself in `waiters` and sleeps on the condition variable `freed`
+/// under `state`, and a release that sees a waiter wakes one (both sides are sequentially
+/// consistent: a waiter counted after a release read no waiter finds the word free).
 #[derive(Debug, Default)]
 pub struct Local {
+    held: AtomicU32,
+    waiters: AtomicU32,
     state: Mutex<LocalState>,
     freed: Condvar,
     flights: Mutex<LocalFlights>,
@@ -395,8 +418,6 @@ impl std::hash::Hasher for WordHasher {
 
 #[derive(Debug, Default)]
 struct LocalState {
-    held: bool,
-    waiters: u32,
     /// Tags of this process's live handles on the file (a tag may repeat: pids).
     tags: Vec<u32>,
 }
@@ -407,12 +428,13 @@ pub struct LocalGuard<'a>(&'a Local);
 
 impl Drop for LocalGuard<'_> {
     fn drop(&mut self) {
-        let mut s = self.0.state();
-        s.held = false;
-        let wake = s.waiters > 0;
-        drop(s);
-        if wake {
-            self.0.freed.notify_one();
+        let l = self.0;
+        l.held.store(0, Ordering::SeqCst);
+        if l.waiters.load(Ordering::SeqCst) > 0 {
+            // Under the mutex: a waiter between its look at `held` and its sleep holds it,
+            // so the wake cannot fall in between.
+            let _s = l.state();
+            l.freed.notify_one();
         }
     }
 }
@@ -423,27 +445,42 @@ impl Local {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Takes the mutex, waiting as `wait` allows; `None` when it stayed held.
-    pub fn lock(&self, wait: Wait) -> Option<LocalGuard<'_>> {
+    fn try_take(&self) -> bool {
+        self.held
+            .compare_exchange(0, 1, Ordering::SeqCst, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    /// Takes the mutex, waiting as `wait` allows (whose deadline it fixes when it waits);
+    /// `None` when it stayed held.
+    pub fn lock(&self, wait: &mut Wait) -> Option<LocalGuard<'_>> {
+        if self.try_take() {
+            return Some(LocalGuard(self));
+        }
         let mut s = self.state();
-        while s.held {
+        self.waiters.fetch_add(1, Ordering::SeqCst);
+        let taken = loop {
+            if self.try_take() {
+                break true;
+            }
             let now = Instant::now();
-            let Wait::Until(deadline) = wait else {
-                return None;
+            *wait = wait.fix(now);
+            let Wait::Until(deadline) = *wait else {
+                break false;
             };
             if now >= deadline {
-                return None;
+                break false;
             }
-            s.waiters += 1;
             s = self
                 .freed
                 .wait_timeout(s, deadline - now)
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
-            s.waiters -= 1;
-        }
-        s.held = true;
-        Some(LocalGuard(self))
+        };
+        self.waiters.fetch_sub(1, Ordering::SeqCst);
+        drop(s);
+        // (`then`, not `then_some`: a guard made and dropped would release the mutex.)
+        taken.then(|| LocalGuard(self))
     }
 
     /// Records a handle of this process with owner tag `tag` on the file.
@@ -581,7 +618,8 @@ pub fn owner_is_gone(word: u64, owner: &Owner) -> bool {
 /// the wait ran out (a live owner kept the lock, or a thread of this process kept the
 /// in-process mutex).
 pub fn acquire<'a>(lock: &'a AtomicU64, owner: &'a Owner, wait: Wait) -> Option<Held<'a>> {
-    let guard = owner.local.lock(wait)?;
+    let mut wait = wait;
+    let guard = owner.local.lock(&mut wait)?;
     let me = owner.next_word();
     let held = |took_over, guard| Held {
         lock,
@@ -609,6 +647,7 @@ pub fn acquire<'a>(lock: &'a AtomicU64, owner: &'a Owner, wait: Wait) -> Option<
             continue;
         }
         let now = Instant::now();
+        wait = wait.fix(now);
         if next_check.is_none_or(|t| now >= t) {
             next_check = Some(now + LIVENESS_PERIOD);
             if owner_is_gone(cur, owner)
@@ -735,13 +774,13 @@ mod tests {
         assert!(!held.took_over);
         assert_eq!(tag_of(a.load(Ordering::Relaxed)), Some(o.tag()));
         assert!(
-            o.local().lock(Wait::No).is_none(),
+            o.local().lock(&mut Wait::No).is_none(),
             "the in-process mutex is held too"
         );
         let w1 = held.word;
         drop(held);
         assert_eq!(a.load(Ordering::Relaxed), 0);
-        assert!(o.local().lock(Wait::No).is_some());
+        assert!(o.local().lock(&mut Wait::No).is_some());
         let held = acquire(&a, &o, Wait::No).unwrap();
         assert_ne!(
             held.word, w1,
@@ -867,16 +906,18 @@ mod tests {
     #[test]
     fn the_in_process_mutex_waits_within_its_bound() {
         let local = Arc::new(Local::default());
-        let g = local.lock(Wait::No).unwrap();
-        assert!(local.lock(Wait::No).is_none());
+        let g = local.lock(&mut Wait::No).unwrap();
+        assert!(local.lock(&mut Wait::No).is_none());
         assert!(
             local
-                .lock(Wait::at_most(Duration::from_millis(20)))
+                .lock(&mut Wait::at_most(Duration::from_millis(20)))
                 .is_none()
         );
         let l2 = local.clone();
-        let waiter =
-            std::thread::spawn(move || l2.lock(Wait::at_most(Duration::from_secs(30))).is_some());
+        let waiter = std::thread::spawn(move || {
+            l2.lock(&mut Wait::at_most(Duration::from_secs(30)))
+                .is_some()
+        });
         std::thread::sleep(Duration::from_millis(20));
         drop(g);
         assert!(

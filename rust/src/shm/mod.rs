@@ -4,7 +4,8 @@
 //! - [`region`]: opening, creating and validating the file, and mapping it.
 //! - [`lock`]: the write lock (owner handles named by liveness ids that the kernel holds,
 //!   dead-owner takeover, bounded waits).
-//! - [`table`]: the hash table, slots, chunk chains and SIEVE queue inside the mapping.
+//! - [`table`]: the hash table, slots (an entry of at most [`layout::INLINE_BYTES`] bytes
+//!   of key and value in its slot's body), chunk chains and SIEVE queue inside the mapping.
 //! - [`inspect`]: read-only inspection of a file (sizes, counters) that changes nothing.
 //! - [`flight`]: cross-process single-flight (one computation of a key at a time, waiters
 //!   sleeping on a futex in the mapping, dead owners taken over).
@@ -23,9 +24,10 @@
 //!   until the new one is complete). What cannot be told without a stable counter
 //!   (absent, inconsistent, a checksum that fails) is retried a bounded number of times,
 //!   then, when the lock can be taken without waiting (free, or its owner dead), answered
-//!   under it; otherwise it is a miss for that call. Hits set the SIEVE visited bit with a
-//!   relaxed store, without the lock, and only when it is not set yet: a hit on a hot
-//!   entry writes nothing shared but its handle's counter stripe.
+//!   under it; otherwise it is a miss for that call. Hits set the SIEVE visited bit (in the slot's
+//!   meta word, with an atomic OR that never undoes a writer's change of the lengths
+//!   beside it) without the lock, and only when it is not set yet: a hit on a hot entry
+//!   writes nothing shared but its handle's counter stripe.
 //! - Writers take the lock word in the header (see [`lock`]), make the counter odd, write,
 //!   make it even, and release. A writer that finds the counter odd on taking the lock
 //!   knows its predecessor died (or panicked) mid-write, and rebuilds the structure from
@@ -148,6 +150,23 @@ pub enum Set {
     /// Not stored: a live process kept the write lock for [`SET_WAIT`] (stopped, or in a
     /// debugger); not counted.
     Busy,
+    /// Not stored ([`ShmStore::set_owned`]): this handle no longer owned the key's flight
+    /// (a `delete`, `clear` or `set` by hand ended it, or another handle took it over);
+    /// not counted.
+    Lost,
+}
+
+/// Result of [`ShmStore::get_or_claim`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fetch {
+    /// Fresh entry; its value (this many bytes) is at the start of the output buffer.
+    Hit(usize),
+    /// Present, but the value needs this many bytes, more than the buffer holds (not
+    /// counted, nothing claimed).
+    TooSmall(usize),
+    /// Absent, expired or corrupt (counted as a miss), and what the claim of its flight
+    /// found.
+    Miss(Claim),
 }
 
 /// Counters and sizes of a shared store.
@@ -523,7 +542,11 @@ impl ShmStore {
                 })
             }
         };
-        h.seq.fetch_add(1, Ordering::Release);
+        // A store, not an atomic add: only the lock holder writes the counter.
+        h.seq.store(
+            h.seq.load(Ordering::Relaxed).wrapping_add(1),
+            Ordering::Release,
+        );
         drop(held);
         r
     }
@@ -552,11 +575,28 @@ impl ShmStore {
         self.lookup(key, out, now, Mode::PeekStale)
     }
 
-    /// The read of [`ShmStore::get`], [`ShmStore::peek`] and [`ShmStore::peek_stale`].
+    /// The read of [`ShmStore::get`], [`ShmStore::peek`] and [`ShmStore::peek_stale`]:
+    /// [`ShmStore::look`], counted.
     fn lookup(&self, key: &[u8], out: &mut [u8], now: f64, mode: Mode) -> Result<Get, ShmError> {
+        let r = self.look(key, self.table.hash(key), out, now, mode, &mut None)?;
+        self.count(mode == Mode::Get, r);
+        Ok(r)
+    }
+
+    /// Looks `key` (whose hash is `hash`) up without counting (see [`ShmStore::get`]); in
+    /// [`Mode::Get`], a hit sets the visited bit. A miss because the key was absent at a
+    /// stable sequence counter leaves that counter in `absent_at`.
+    fn look(
+        &self,
+        key: &[u8],
+        hash: u64,
+        out: &mut [u8],
+        now: f64,
+        mode: Mode,
+        absent_at: &mut Option<u64>,
+    ) -> Result<Get, ShmError> {
         let touch = mode == Mode::Get;
         let h = self.table.header();
-        let hash = self.table.hash(key);
         for attempt in 0..READ_ATTEMPTS {
             let s1 = h.seq.load(Ordering::Acquire);
             let read = self.table.read(key, hash, out);
@@ -574,36 +614,34 @@ impl ShmStore {
                     if sum == checksum {
                         // This key's entry, intact, whatever writers did meanwhile.
                         if !Self::usable(self.age(stamp, now), mode) {
-                            self.count(touch, Get::Miss);
                             return Ok(Get::Miss);
                         }
                         if touch
                             && !visited
                             && let Ok(s) = self.table.slot(slot)
                         {
-                            mark_visited(&s.h.visited);
+                            mark_visited(&s.h.meta);
                         }
-                        self.count(touch, Get::Hit(len));
                         return Ok(Get::Hit(len));
                     }
                     if stable {
                         // Stable but wrong: corrupt. Drop it under the lock if it is free.
-                        return self.get_locked(key, hash, out, now, mode);
+                        return self.look_locked(key, hash, out, now, mode);
                     }
                 }
                 Read::Found { len, .. } if stable => return Ok(Get::TooSmall(len)),
                 Read::Absent if stable => {
-                    self.count(touch, Get::Miss);
+                    *absent_at = Some(s1);
                     return Ok(Get::Miss);
                 }
                 Read::Inconsistent if stable => {
-                    return self.get_locked(key, hash, out, now, mode);
+                    return self.look_locked(key, hash, out, now, mode);
                 }
                 _ => {}
             }
             backoff(attempt);
         }
-        self.get_locked(key, hash, out, now, mode)
+        self.look_locked(key, hash, out, now, mode)
     }
 
     /// Counts a lookup's outcome on this handle's stripe, when `touch`.
@@ -618,10 +656,25 @@ impl ShmStore {
         };
     }
 
-    /// [`ShmStore::get`] under the lock, if it can be taken without waiting (free, or its
-    /// owner dead: then this reader repairs), else a miss: the fallback for a reader that
-    /// kept seeing writers, and the path that drops corrupt entries.
+    /// [`ShmStore::look_locked`], counted (tests).
+    #[cfg(test)]
     fn get_locked(
+        &self,
+        key: &[u8],
+        hash: u64,
+        out: &mut [u8],
+        now: f64,
+        mode: Mode,
+    ) -> Result<Get, ShmError> {
+        let r = self.look_locked(key, hash, out, now, mode)?;
+        self.count(mode == Mode::Get, r);
+        Ok(r)
+    }
+
+    /// [`ShmStore::look`] under the lock, if it can be taken without waiting (free, or its
+    /// owner dead: then this reader repairs), else a miss: the fallback for a reader that
+    /// kept seeing writers, and the path that drops corrupt entries. Counts nothing.
+    fn look_locked(
         &self,
         key: &[u8],
         hash: u64,
@@ -631,11 +684,11 @@ impl ShmStore {
     ) -> Result<Get, ShmError> {
         let touch = mode == Mode::Get;
         let r = self.locked_within(lock::Wait::No, |t| {
-            let Some((_, slot)) = t.find(key, hash)? else {
+            let Some((_, slot, _)) = t.find(key, hash)? else {
                 return Ok(Get::Miss);
             };
             if !t.verify(slot) {
-                t.remove_slot(slot)?;
+                t.remove_slot_hashed(slot, hash)?;
                 return Ok(Get::Miss);
             }
             let s = t.slot(slot)?;
@@ -646,19 +699,78 @@ impl ShmStore {
             if !Self::usable(self.age(stamp, now), mode) {
                 return Ok(Get::Miss); // expired for this handle only: left for the others
             }
-            let len = s.h.value_len.load(Ordering::Relaxed) as usize;
+            let len = layout::meta_value_len(s.meta());
             if len > out.len() {
                 return Ok(Get::TooSmall(len));
             }
             t.copy_value(slot, out)?;
             if touch {
-                mark_visited(&s.h.visited);
+                mark_visited(&s.h.meta);
             }
             Ok(Get::Hit(len))
         })?;
-        let r = r.unwrap_or(Get::Miss);
-        self.count(touch, r);
-        Ok(r)
+        Ok(r.unwrap_or(Get::Miss))
+    }
+
+    /// [`ShmStore::get`] that claims the key's flight when it misses (see [`flight`]): what
+    /// a cached call does, in one call instead of a lookup, a claim and a second lookup.
+    /// A hit is counted and returned as by `get`. On a miss it takes the write lock (waiting
+    /// at most [`SET_WAIT`]), looks the key up again under it (another process may have
+    /// stored it since the lock-free look, its whole flight fitting in between: then it is
+    /// a hit after all), and claims the flight as [`ShmStore::claim`] does (async mark: none;
+    /// see [`ShmStore::mark_async`]); the miss is counted. [`Fetch::Miss`] of
+    /// [`Claim::Owner`]: compute, then store with [`ShmStore::set_owned`] (or
+    /// [`ShmStore::release`]).
+    pub fn get_or_claim(&self, key: &[u8], out: &mut [u8], now: f64) -> Result<Fetch, ShmError> {
+        let hash = self.table.hash(key);
+        let mut absent_at = None;
+        match self.look(key, hash, out, now, Mode::Get, &mut absent_at)? {
+            Get::Hit(n) => {
+                self.count(true, Get::Hit(n));
+                return Ok(Fetch::Hit(n));
+            }
+            Get::TooSmall(n) => return Ok(Fetch::TooSmall(n)),
+            Get::Miss => {}
+        }
+        let claim = if self.closed.load(Ordering::SeqCst) {
+            Claim::None
+        } else {
+            let h = self.table.header();
+            // The lock only serializes claims (and is not the seqlock's write): the
+            // sequence counter is left as found, so a dead writer's odd counter still gets
+            // its rebuild, and what is read here is checked like a lock-free read.
+            match lock::acquire(&h.lock, &self.owner, lock::Wait::at_most(SET_WAIT)) {
+                // Nobody wrote since the key was seen absent (every write moves the
+                // counter, and none runs while the lock is held): it still is.
+                Some(_held)
+                    if absent_at.is_some() && absent_at == Some(h.seq.load(Ordering::Acquire)) =>
+                {
+                    self.flights().claim(hash, &self.owner, false)
+                }
+                Some(_held) => match self.table.read(key, hash, out) {
+                    Read::Found {
+                        slot,
+                        len,
+                        stamp,
+                        checksum,
+                        visited,
+                    } if len <= out.len()
+                        && self.table.checksum(hash, stamp, key, &out[..len]) == checksum
+                        && Self::usable(self.age(stamp, now), Mode::Get) =>
+                    {
+                        if !visited && let Ok(s) = self.table.slot(slot) {
+                            mark_visited(&s.h.meta);
+                        }
+                        self.count(true, Get::Hit(len));
+                        return Ok(Fetch::Hit(len));
+                    }
+                    _ => self.flights().claim(hash, &self.owner, false),
+                },
+                None => Claim::None,
+            }
+        };
+        self.count(true, Get::Miss);
+        Ok(Fetch::Miss(claim))
     }
 
     /// Stores `key -> value` inserted at `now` (ms), replacing the value and time of an
@@ -690,21 +802,71 @@ impl ShmStore {
         let hash = self.table.hash(key);
         let stamp = Stamp::new(now, ttl);
         let sum = self.table.checksum(hash, stamp, key, value);
-        let h = self.table.header();
+        match self.locked_within(self.set_wait(), |t| t.store(key, hash, value, stamp, sum))? {
+            Some(_) => Ok(Set::Stored),
+            None => Ok(self.busy()),
+        }
+    }
+
+    /// How long an insert waits for the lock: [`SET_WAIT`], or not at all while the owner
+    /// that an earlier insert gave up on still holds it (a dead one is taken over).
+    fn set_wait(&self) -> lock::Wait {
         let stuck = self.stuck.load(Ordering::Relaxed);
-        let wait = if stuck != 0 && h.lock.load(Ordering::Relaxed) == stuck {
-            lock::Wait::No // the owner we gave up on still holds it (a dead one is taken over)
+        if stuck != 0 && self.table.header().lock.load(Ordering::Relaxed) == stuck {
+            lock::Wait::No
         } else {
             lock::Wait::at_most(SET_WAIT)
-        };
-        match self.locked_within(wait, |t| t.store(key, hash, value, stamp, sum))? {
-            Some(_) => Ok(Set::Stored),
-            None => {
-                self.stuck
-                    .store(h.lock.load(Ordering::Relaxed), Ordering::Relaxed);
-                Ok(Set::Busy)
-            }
         }
+    }
+
+    /// [`Set::Busy`], remembering the owner that kept the lock (see [`ShmStore::set_wait`]).
+    fn busy(&self) -> Set {
+        let word = self.table.header().lock.load(Ordering::Relaxed);
+        self.stuck.store(word, Ordering::Relaxed);
+        Set::Busy
+    }
+
+    /// [`ShmStore::set_with_ttl`] by the owner of the key's flight, which it ends: stores
+    /// only while this handle still owns the flight (checked under the write lock: a
+    /// `delete`, `clear` or `set` by hand in any process, or a takeover, ended it, and the
+    /// value computed before must not be stored over theirs), else [`Set::Lost`]. The
+    /// flight ends in every case (stored, skipped, lost or busy), as
+    /// [`ShmStore::release`] ends it: one call instead of an ownership check, a `set` and
+    /// a release.
+    pub fn set_owned(&self, key: &[u8], value: &[u8], now: f64, ttl: f64) -> Result<Set, ShmError> {
+        let hash = self.table.hash(key);
+        let flights = self.flights();
+        if !self.table.fits(key.len(), value.len()) {
+            self.counters()
+                .oversize_skips
+                .fetch_add(1, Ordering::Relaxed);
+            flights.release(hash, &self.owner);
+            return Ok(Set::Skipped);
+        }
+        let stamp = Stamp::new(now, ttl);
+        let sum = self.table.checksum(hash, stamp, key, value);
+        let mut found = None;
+        let mut looked = false;
+        let r = self.locked_within(self.set_wait(), |t| {
+            looked = true;
+            found = flights.mine(hash, &self.owner);
+            if found.is_none() {
+                return Ok(false);
+            }
+            t.store(key, hash, value, stamp, sum).map(|_| true)
+        });
+        // After the lock: waiters that wake read a complete entry. (Without the lock, the
+        // flight is looked for again.)
+        if looked {
+            flights.release_found(found, hash, &self.owner);
+        } else {
+            flights.release(hash, &self.owner);
+        }
+        Ok(match r? {
+            Some(true) => Set::Stored,
+            Some(false) => Set::Lost,
+            None => self.busy(),
+        })
     }
 
     /// Removes `key`; returns whether it was present. Ends the key's flight, whoever owns
@@ -712,8 +874,15 @@ impl ShmStore {
     /// live process keeps the lock for [`LONG_WAIT`] (the flight is ended all the same).
     pub fn delete(&self, key: &[u8]) -> Result<bool, ShmError> {
         let hash = self.table.hash(key);
-        let r = self.locked("delete from", |t| t.remove_key(key, hash));
-        self.flights().end(hash);
+        let flights = self.flights();
+        // The flight ends under the lock too: an owner storing with `set_owned` after the
+        // removal finds it ended, and does not put back a value computed before it.
+        let r = self.locked("delete from", |t| {
+            let removed = t.remove_key(key, hash);
+            flights.end(hash);
+            removed
+        });
+        flights.end(hash);
         r
     }
 
@@ -935,6 +1104,8 @@ fn backoff(attempt: u32) {
 mod chunk_tests;
 #[cfg(test)]
 mod flight_tests;
+#[cfg(test)]
+mod inline_tests;
 #[cfg(test)]
 mod open_tests;
 #[cfg(test)]

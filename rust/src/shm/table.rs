@@ -15,12 +15,13 @@
 //! tail), walks towards the head clearing visited bits, wraps to the tail, and evicts the
 //! first unvisited entry; the hand then rests on the victim's newer neighbour.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use super::layout::{
     BUCKET_SIZE, CHUNK_HEADER_SIZE, CHUNK_PAYLOAD, COUNTER_LIMIT, ChunkHeader, FLIGHT_RECORDS,
-    FlightRecord, HEADER_SIZE, Header, NIL, Params, SLOT_FREE, SLOT_LIVE, SlotHeader, Stamp,
-    checksum, chunks_for,
+    FlightRecord, HEADER_SIZE, Header, INLINE_BYTES, META_LIVE, META_RESERVED, META_VISITED, NIL,
+    Params, SlotHeader, Stamp, checksum, entry_chunks, is_inline, meta_key_len, meta_of,
+    meta_value_len,
 };
 use crate::hash::{fixed_state, hash_bytes};
 
@@ -105,10 +106,42 @@ pub enum Read {
     Inconsistent,
 }
 
-/// One slot: the header of an entry (its bytes are in its chunk chain).
+/// One slot: the header of an entry, and its bytes when they fit in its body.
 #[derive(Clone, Copy)]
 pub struct Slot<'a> {
     pub h: &'a SlotHeader,
+}
+
+impl Slot<'_> {
+    /// Its [`SlotHeader::meta`] word.
+    #[inline]
+    pub fn meta(&self) -> u64 {
+        self.h.meta.load(Relaxed)
+    }
+
+    /// Whether it holds an entry.
+    #[inline]
+    pub fn live(&self) -> bool {
+        self.meta() & META_LIVE != 0
+    }
+
+    /// Its SIEVE visited bit.
+    #[inline]
+    pub fn visited(&self) -> bool {
+        self.meta() & META_VISITED != 0
+    }
+
+    /// Clears its visited bit (the hand, under the lock; readers may set it again).
+    #[inline]
+    pub fn clear_visited(&self) {
+        self.h.meta.fetch_and(!META_VISITED, Relaxed);
+    }
+
+    /// Chunks that its entry holds, by the lengths in `meta` (0 when it is inline).
+    #[inline]
+    pub fn chunks_of(meta: u64) -> u64 {
+        entry_chunks((meta_key_len(meta) + meta_value_len(meta)) as u64)
+    }
 }
 
 /// One chunk: its header and the address of its payload.
@@ -233,22 +266,36 @@ impl Table {
         }
     }
 
-    /// Walks the bytes `offset..offset + len` of the entry of slot `slot` (its key then its
-    /// value, across its chain), calling `f(piece, at, n)` for each piece: `n` bytes at
-    /// `piece` in the mapping that are bytes `at..at + n` of the range. Stops with
-    /// `Ok(false)` when `f` returns false, else `Ok(true)`. Bounded and lock-free: visits
-    /// at most `chunk_count` chunks (itself at most the largest entry's), each a chunk
-    /// number owned by `slot`; the range must lie within `chunk_count` chunks. A broken
-    /// chain is [`Corrupt`]; torn data is the caller's to detect (checksum, counter).
+    /// Walks the bytes `offset..offset + len` of the entry of slot `slot` whose
+    /// [`SlotHeader::meta`] was read as `meta` (its key then its value: in the slot's body
+    /// when the lengths of `meta` say it is inline, else across its chain), calling
+    /// `f(piece, at, n)` for each piece: `n` bytes at `piece` in the mapping that are bytes
+    /// `at..at + n` of the range. Stops with `Ok(false)` when `f` returns false, else
+    /// `Ok(true)`. Bounded and lock-free: visits at most `chunk_count` chunks (itself at
+    /// most the largest entry's), each a chunk number owned by `slot`; the range must lie
+    /// within the body or within `chunk_count` chunks. A broken chain is [`Corrupt`]; torn
+    /// data is the caller's to detect (checksum, counter).
     fn walk(
         &self,
         slot: u32,
         s: Slot<'_>,
+        meta: u64,
         offset: usize,
         len: usize,
         mut f: impl FnMut(*mut u8, usize, usize) -> bool,
     ) -> Result<bool, Corrupt> {
-        let count = s.h.chunk_count.load(Relaxed);
+        if is_inline(meta_key_len(meta) + meta_value_len(meta)) {
+            if offset + len > INLINE_BYTES {
+                return Err(Corrupt);
+            }
+            if len == 0 {
+                return Ok(true);
+            }
+            // SAFETY: `offset + len <= INLINE_BYTES`: within the slot's body.
+            let piece = unsafe { s.h.body_ptr().add(offset) };
+            return Ok(f(piece, 0, len));
+        }
+        let count = s.h.chunk_count().load(Relaxed);
         if count > self.p.largest_chunks() || offset + len > count as usize * CHUNK_PAYLOAD {
             return Err(Corrupt);
         }
@@ -256,7 +303,7 @@ impl Table {
             return Ok(true);
         }
         let end = offset + len;
-        let mut cur = s.h.first_chunk.load(Relaxed);
+        let mut cur = s.h.first_chunk().load(Relaxed);
         let mut start = 0usize; // stream offset of `cur`'s payload
         for _ in 0..count {
             let c = self.chunk(cur)?;
@@ -282,30 +329,33 @@ impl Table {
         Err(Corrupt)
     }
 
-    /// Copies the bytes `offset..offset + out.len()` of the entry of `slot` into `out`
-    /// (see [`Table::walk`]). Lock-free: the copy may be torn, which the caller detects.
+    /// Copies the bytes `offset..offset + out.len()` of the entry of `slot` (read as
+    /// `meta`) into `out` (see [`Table::walk`]). Lock-free: the copy may be torn, which the
+    /// caller detects.
     fn copy_out(
         &self,
         slot: u32,
         s: Slot<'_>,
+        meta: u64,
         offset: usize,
         out: &mut [u8],
     ) -> Result<(), Corrupt> {
         let dst = out.as_mut_ptr();
-        self.walk(slot, s, offset, out.len(), |piece, at, n| {
+        self.walk(slot, s, meta, offset, out.len(), |piece, at, n| {
             // SAFETY: `walk` gives `at + n <= out.len()` and a piece of `n` bytes within a
-            // chunk's payload; `out` is the caller's memory, not in the mapping. A raw copy
-            // creates no reference to the shared bytes, which a writer may be changing.
+            // chunk's payload or the slot's body; `out` is the caller's memory, not in the
+            // mapping. A raw copy creates no reference to the shared bytes, which a writer
+            // may be changing.
             unsafe { std::ptr::copy_nonoverlapping(piece, dst.add(at), n) };
             true
         })?;
         Ok(())
     }
 
-    /// Whether the stored key of slot `slot` equals `key` (whose length the caller
-    /// compared with `key_len`). Lock-free, see [`Table::walk`].
-    fn key_eq(&self, slot: u32, s: Slot<'_>, key: &[u8]) -> Result<bool, Corrupt> {
-        self.walk(slot, s, 0, key.len(), |piece, at, n| {
+    /// Whether the stored key of slot `slot` (read as `meta`) equals `key` (whose length
+    /// the caller compared with the key length of `meta`). Lock-free, see [`Table::walk`].
+    fn key_eq(&self, slot: u32, s: Slot<'_>, meta: u64, key: &[u8]) -> Result<bool, Corrupt> {
+        self.walk(slot, s, meta, 0, key.len(), |piece, at, n| {
             // SAFETY: `piece` is valid for `n` bytes of the mapping, `key[at..at + n]`
             // exists (`walk` bounds it by `key.len()`); memcmp reads raw bytes and creates
             // no Rust reference to the shared memory.
@@ -319,9 +369,10 @@ impl Table {
         })
     }
 
-    /// Finds `key`: `(bucket, slot)`. Lock-free: may return anything on torn data, but
-    /// stays within the mapping.
-    pub fn find(&self, key: &[u8], hash: u64) -> Result<Option<(u32, u32)>, Corrupt> {
+    /// Finds `key`: `(bucket, slot, meta)`, with the slot's [`SlotHeader::meta`] as read
+    /// when its key compared equal. Lock-free: may return anything on torn data, but stays
+    /// within the mapping.
+    pub fn find(&self, key: &[u8], hash: u64) -> Result<Option<(u32, u32, u64)>, Corrupt> {
         if key.len() > self.p.max_key_size as usize {
             return Ok(None);
         }
@@ -333,14 +384,16 @@ impl Table {
             if e == 0 {
                 return Ok(None);
             }
-            let slot = (e as u32).wrapping_sub(1);
-            let s = self.slot(slot)?;
-            if (e >> 32) as u32 == tag
-                && s.h.key_hash.load(Relaxed) == hash
-                && s.h.key_len.load(Relaxed) as usize == key.len()
-                && self.key_eq(slot, s, key)?
-            {
-                return Ok(Some((b, slot)));
+            if (e >> 32) as u32 == tag {
+                let slot = (e as u32).wrapping_sub(1);
+                let s = self.slot(slot)?;
+                let meta = s.meta();
+                if meta & META_LIVE != 0
+                    && meta_key_len(meta) == key.len()
+                    && self.key_eq(slot, s, meta, key)?
+                {
+                    return Ok(Some((b, slot, meta)));
+                }
             }
             b = (b + 1) & mask;
         }
@@ -349,15 +402,15 @@ impl Table {
 
     /// Looks `key` up and copies its value into `out` when it fits. Lock-free.
     pub fn read(&self, key: &[u8], hash: u64, out: &mut [u8]) -> Read {
-        let slot = match self.find(key, hash) {
-            Ok(Some((_, slot))) => slot,
+        let (slot, meta) = match self.find(key, hash) {
+            Ok(Some((_, slot, meta))) => (slot, meta),
             Ok(None) => return Read::Absent,
             Err(Corrupt) => return Read::Inconsistent,
         };
         let Ok(s) = self.slot(slot) else {
             return Read::Inconsistent;
         };
-        let len = s.h.value_len.load(Relaxed) as usize;
+        let len = meta_value_len(meta);
         if len > self.p.max_value_size as usize {
             return Read::Inconsistent;
         }
@@ -366,10 +419,13 @@ impl Table {
             ttl: s.h.own_ttl.load(Relaxed),
         };
         let checksum = s.h.checksum.load(Relaxed);
-        let visited = s.h.visited.load(Relaxed) != 0;
         // The source may be changing under a writer: the caller validates the copy with
         // the sequence counter and the checksum before using it.
-        if len <= out.len() && self.copy_out(slot, s, key.len(), &mut out[..len]).is_err() {
+        if len <= out.len()
+            && self
+                .copy_out(slot, s, meta, key.len(), &mut out[..len])
+                .is_err()
+        {
             return Read::Inconsistent;
         }
         Read::Found {
@@ -377,56 +433,84 @@ impl Table {
             len,
             stamp,
             checksum,
-            visited,
+            visited: meta & META_VISITED != 0,
         }
     }
 
     /// Copies the key and value of slot `i` into `key` and `value` when its lengths are
-    /// in range, its chain has the length they imply and holds them. Lock-free (the copy
-    /// may be torn, which the caller detects).
-    fn entry_copy(&self, i: u32, key: &mut Vec<u8>, value: &mut Vec<u8>) -> bool {
-        let Ok(s) = self.slot(i) else { return false };
-        let klen = s.h.key_len.load(Relaxed) as usize;
-        let vlen = s.h.value_len.load(Relaxed) as usize;
+    /// in range and (for a chained entry) its chain has the length they imply and holds
+    /// them; returns its [`SlotHeader::meta`] as read, or `None`. Lock-free (the copy may
+    /// be torn, which the caller detects).
+    fn entry_copy(&self, i: u32, key: &mut Vec<u8>, value: &mut Vec<u8>) -> Option<u64> {
+        let s = self.slot(i).ok()?;
+        let meta = s.meta();
+        let klen = meta_key_len(meta);
+        let vlen = meta_value_len(meta);
         if klen > self.p.max_key_size as usize
             || vlen > self.p.max_value_size as usize
-            || u64::from(s.h.chunk_count.load(Relaxed)) != chunks_for((klen + vlen) as u64)
+            || (!is_inline(klen + vlen)
+                && u64::from(s.h.chunk_count().load(Relaxed)) != Slot::chunks_of(meta))
         {
-            return false;
+            return None;
         }
         key.resize(klen, 0);
         value.resize(vlen, 0);
-        self.copy_out(i, s, 0, key).is_ok() && self.copy_out(i, s, klen, value).is_ok()
+        (self.copy_out(i, s, meta, 0, key).is_ok()
+            && self.copy_out(i, s, meta, klen, value).is_ok())
+        .then_some(meta)
     }
 
-    /// Whether slot `i` holds an entry whose chain, hash and checksum verify. Under the
-    /// lock.
+    /// Whether slot `i` holds an entry whose chain and checksum verify. Under the lock.
     pub fn verify(&self, i: u32) -> bool {
         self.verify_copy(i, &mut Vec::new(), &mut Vec::new())
+            .is_some()
     }
 
     /// Copies the value of slot `i` into `out` (which must be large enough). Under the lock.
     pub fn copy_value(&self, i: u32, out: &mut [u8]) -> Result<usize, Corrupt> {
         let s = self.slot(i)?;
-        let klen = s.h.key_len.load(Relaxed) as usize;
-        let vlen = s.h.value_len.load(Relaxed) as usize;
+        let meta = s.meta();
+        let klen = meta_key_len(meta);
+        let vlen = meta_value_len(meta);
         if vlen > self.p.max_value_size as usize {
             return Err(Corrupt);
         }
-        self.copy_out(i, s, klen, out.get_mut(..vlen).ok_or(Corrupt)?)?;
+        self.copy_out(i, s, meta, klen, out.get_mut(..vlen).ok_or(Corrupt)?)?;
         Ok(vlen)
+    }
+
+    /// The full key hash of the entry in slot `slot` (slots keep none: computed from its
+    /// key). Under the lock.
+    fn hash_of(&self, slot: u32) -> Result<u64, Corrupt> {
+        let s = self.slot(slot)?;
+        let meta = s.meta();
+        let klen = meta_key_len(meta);
+        if klen > self.p.max_key_size as usize {
+            return Err(Corrupt);
+        }
+        let mut small = [0u8; 64];
+        let mut large = Vec::new();
+        let key: &mut [u8] = if klen <= small.len() {
+            &mut small[..klen]
+        } else {
+            large.resize(klen, 0);
+            &mut large
+        };
+        self.copy_out(slot, s, meta, 0, key)?;
+        Ok(self.hash(key))
     }
 
     /// Stores `key -> value` with insertion time and own TTL `stamp` and the precomputed
     /// checksum.
     /// Replaces the value and time of an existing key (keeping its queue place and visited
-    /// bit) by copy on write: the new entry is written completely into a free slot and
-    /// free chunks (the file has a spare slot and spare chunks) before the old slot and
-    /// chunks are freed, so a writer killed at any instant leaves the old or the new
-    /// entry for [`Table::rebuild`], never neither. Evicts by SIEVE until a slot and
-    /// enough chunks are free for the entry within the byte budget (other entries only,
-    /// when replacing). Returns the number of entries evicted. Under the lock; `key` and
-    /// `value` fit the sizes and the budget (see [`Table::fits`]).
+    /// bit) by copy on write: the new entry is written completely into a free slot (and
+    /// free chunks when it does not fit in the slot: the file has a spare slot and spare
+    /// chunks) before the old slot and chunks are freed, so a writer killed at any instant
+    /// leaves the old or the new entry for [`Table::rebuild`], never neither. An entry
+    /// that grows out of its slot, or shrinks into one, changes nothing else. Evicts by
+    /// SIEVE until a slot and enough chunks are free for the entry within the byte budget
+    /// (other entries only, when replacing). Returns the number of entries evicted. Under
+    /// the lock; `key` and `value` fit the sizes and the budget (see [`Table::fits`]).
     pub fn store(
         &self,
         key: &[u8],
@@ -438,19 +522,15 @@ impl Table {
         if !self.fits(key.len(), value.len()) {
             return Err(Corrupt);
         }
-        let need = chunks_for((key.len() + value.len()) as u64) as u32;
+        let need = entry_chunks((key.len() + value.len()) as u64) as u32;
         let budget = self.p.budget_chunks;
         let h = self.header();
         if h.len.load(Relaxed) > self.p.capacity || h.chunks_used.load(Relaxed) > budget {
             return Err(Corrupt);
         }
         let mut evicted = 0;
-        if let Some((_, old)) = self.find(key, hash)? {
-            let o = self.slot(old)?;
-            if o.h.state.load(Relaxed) != SLOT_LIVE {
-                return Err(Corrupt);
-            }
-            let old_count = o.h.chunk_count.load(Relaxed);
+        if let Some((_, old, meta)) = self.find(key, hash)? {
+            let old_count = Slot::chunks_of(meta) as u32;
             // Room for the new chunks once the old ones are freed: evict others. Ends,
             // since `need <= budget`: with `old` alone, used - old_count is 0.
             loop {
@@ -463,7 +543,7 @@ impl Table {
                 evicted += 1;
             }
             // Eviction may have moved `old`'s bucket (backward shift): find it again.
-            let Some((bucket, found)) = self.find(key, hash)? else {
+            let Some((bucket, found, _)) = self.find(key, hash)? else {
                 return Err(Corrupt);
             };
             if found != old {
@@ -472,8 +552,8 @@ impl Table {
             // len <= capacity < slots: a free slot exists unless the file is corrupt; and
             // used + need <= budget + old_count <= budget + spare chunks.
             let slot = self.alloc()?;
-            let s = self.write_entry(slot, key, hash, value, stamp, sum)?;
-            s.h.visited.store(o.h.visited.load(Relaxed), Relaxed);
+            let visited = self.slot(old)?.visited();
+            self.write_entry(slot, key, value, stamp, sum, visited)?;
             // From here both entries verify; a rebuild keeps the newer one.
             self.bucket(bucket).store(
                 (u64::from(hash as u32) << 32) | u64::from(slot + 1),
@@ -490,7 +570,7 @@ impl Table {
             evicted += 1;
         }
         let slot = self.alloc()?;
-        self.write_entry(slot, key, hash, value, stamp, sum)?;
+        self.write_entry(slot, key, value, stamp, sum, false)?;
         self.table_insert(hash, slot)?;
         self.push_head(slot)?;
         h.len.store(h.len.load(Relaxed) + 1, Relaxed);
@@ -498,105 +578,125 @@ impl Table {
     }
 
     /// Whether an entry of these key and value lengths may be stored: within the key and
-    /// value sizes, and its chunks within the byte budget.
+    /// value sizes, and its chunks (none when it fits in a slot) within the byte budget.
     pub fn fits(&self, key_len: usize, value_len: usize) -> bool {
         key_len <= self.p.max_key_size as usize
             && value_len <= self.p.max_value_size as usize
-            && chunks_for((key_len + value_len) as u64) <= u64::from(self.p.budget_chunks)
+            && entry_chunks((key_len + value_len) as u64) <= u64::from(self.p.budget_chunks)
     }
 
     /// Bytes of the chunks that the entries hold (at most `max_bytes`: more is corruption,
-    /// reported as is until a check repairs it). Lock-free.
+    /// reported as is until a check repairs it). Entries that live in their slots hold
+    /// none. Lock-free.
     pub fn bytes_used(&self) -> u64 {
         u64::from(self.header().chunks_used.load(Relaxed)) * super::layout::CHUNK_SIZE as u64
     }
 
-    /// Writes a complete entry into the free slot `slot` (its bytes into a new chain of
-    /// free chunks, counted in `chunks_used`) and only then marks it live, so that a
-    /// rebuild after a crash here never resurrects a half-written or stale entry (the
-    /// chunks taken are then free again: a rebuild frees every chunk no kept entry
-    /// holds). The entry is not yet indexed nor queued. Under the lock.
+    /// Writes a complete entry into the free slot `slot` (its bytes into the slot's body
+    /// when they fit, else into a new chain of free chunks, counted in `chunks_used`) and
+    /// only then marks it live (its meta word, with its lengths and `visited`, in one
+    /// store), so that a rebuild after a crash here never resurrects a half-written or
+    /// stale entry (the chunks taken are then free again: a rebuild frees every chunk no
+    /// kept entry holds). The entry is not yet indexed nor queued. Under the lock.
     fn write_entry(
         &self,
         slot: u32,
         key: &[u8],
-        hash: u64,
         value: &[u8],
         stamp: Stamp,
         sum: u64,
+        visited: bool,
     ) -> Result<Slot<'_>, Corrupt> {
         let s = self.slot(slot)?;
         let total = key.len() + value.len();
-        let count = chunks_for(total as u64) as u32;
-        let mut first = NIL;
-        let mut prev: Option<Chunk<'_>> = None;
-        for k in 0..count as usize {
-            let i = self.alloc_chunk()?;
-            let c = self.chunk(i)?;
-            c.h.owner.store(slot, Relaxed);
-            c.h.next.store(NIL, Relaxed);
-            let (from, to) = (k * CHUNK_PAYLOAD, ((k + 1) * CHUNK_PAYLOAD).min(total));
-            // The stream's bytes from..to: a part of the key, then a part of the value.
-            let kpart = key
-                .get(from.min(key.len())..to.min(key.len()))
-                .unwrap_or(&[]);
-            let vfrom = from.saturating_sub(key.len());
-            let vpart = value.get(vfrom..to - key.len().min(to)).unwrap_or(&[]);
-            // SAFETY: kpart.len() + vpart.len() == to - from <= CHUNK_PAYLOAD bytes, within
-            // the payload; the sources are the caller's memory. Readers may read
-            // concurrently: the sequence counter is odd, so they discard what they read
-            // unless its checksum verifies.
+        if is_inline(total) {
+            let body = s.h.body_ptr();
+            // SAFETY: `key.len() + value.len() <= INLINE_BYTES`: within the slot's body; the
+            // sources are the caller's memory. Readers may read concurrently (a reader that
+            // found this slot for its former entry): they discard what they read unless its
+            // checksum verifies.
             unsafe {
-                std::ptr::copy_nonoverlapping(kpart.as_ptr(), c.payload, kpart.len());
-                std::ptr::copy_nonoverlapping(
-                    vpart.as_ptr(),
-                    c.payload.add(kpart.len()),
-                    vpart.len(),
-                );
+                std::ptr::copy_nonoverlapping(key.as_ptr(), body, key.len());
+                std::ptr::copy_nonoverlapping(value.as_ptr(), body.add(key.len()), value.len());
             }
-            match prev {
-                None => first = i,
-                Some(p) => p.h.next.store(i, Relaxed),
+        } else {
+            let count = entry_chunks(total as u64) as u32;
+            let mut first = NIL;
+            let mut prev: Option<Chunk<'_>> = None;
+            for k in 0..count as usize {
+                let i = self.alloc_chunk()?;
+                let c = self.chunk(i)?;
+                c.h.owner.store(slot, Relaxed);
+                c.h.next.store(NIL, Relaxed);
+                let (from, to) = (k * CHUNK_PAYLOAD, ((k + 1) * CHUNK_PAYLOAD).min(total));
+                // The stream's bytes from..to: a part of the key, then a part of the value.
+                let kpart = key
+                    .get(from.min(key.len())..to.min(key.len()))
+                    .unwrap_or(&[]);
+                let vfrom = from.saturating_sub(key.len());
+                let vpart = value.get(vfrom..to - key.len().min(to)).unwrap_or(&[]);
+                // SAFETY: kpart.len() + vpart.len() == to - from <= CHUNK_PAYLOAD bytes,
+                // within the payload; the sources are the caller's memory. Readers may read
+                // concurrently: they discard what they read unless its checksum verifies.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(kpart.as_ptr(), c.payload, kpart.len());
+                    std::ptr::copy_nonoverlapping(
+                        vpart.as_ptr(),
+                        c.payload.add(kpart.len()),
+                        vpart.len(),
+                    );
+                }
+                match prev {
+                    None => first = i,
+                    Some(p) => p.h.next.store(i, Relaxed),
+                }
+                prev = Some(c);
             }
-            prev = Some(c);
+            let h = self.header();
+            h.chunks_used
+                .store(h.chunks_used.load(Relaxed) + count, Relaxed);
+            s.h.first_chunk().store(first, Relaxed);
+            s.h.chunk_count().store(count, Relaxed);
         }
-        let h = self.header();
-        h.chunks_used
-            .store(h.chunks_used.load(Relaxed) + count, Relaxed);
-        s.h.key_hash.store(hash, Relaxed);
         s.h.inserted_at.store(stamp.at, Relaxed);
         s.h.own_ttl.store(stamp.ttl, Relaxed);
         s.h.checksum.store(sum, Relaxed);
-        s.h.key_len.store(key.len() as u32, Relaxed);
-        s.h.value_len.store(value.len() as u32, Relaxed);
-        s.h.first_chunk.store(first, Relaxed);
-        s.h.chunk_count.store(count, Relaxed);
-        s.h.visited.store(0, Relaxed);
         s.h.newer.store(NIL, Relaxed);
         s.h.older.store(NIL, Relaxed);
-        s.h.state.store(SLOT_LIVE, Relaxed);
+        let visited = if visited { META_VISITED } else { 0 };
+        s.h.meta
+            .store(meta_of(key.len(), value.len()) | visited, Relaxed);
         Ok(s)
     }
 
-    /// Frees the slot `slot` (already out of the table and the queue) and its chain: each
-    /// chunk must be owned by it (so a chunk is never freed for an entry that does not
-    /// hold it), and the chain as long as the slot says. Under the lock.
+    /// Frees the slot `slot` (already out of the table and the queue) and its chain, if it
+    /// has one: each chunk must be owned by it (so a chunk is never freed for an entry that
+    /// does not hold it), and the chain as long as the slot says. Under the lock.
     fn free_slot(&self, slot: u32) -> Result<(), Corrupt> {
         let h = self.header();
         let s = self.slot(slot)?;
-        let count = s.h.chunk_count.load(Relaxed);
+        let meta = s.meta();
+        let chained = Slot::chunks_of(meta) > 0;
+        let count = if chained {
+            s.h.chunk_count().load(Relaxed)
+        } else {
+            0
+        };
+        if u64::from(count) != Slot::chunks_of(meta) || count > self.p.largest_chunks() {
+            return Err(Corrupt);
+        }
         let used = h
             .chunks_used
             .load(Relaxed)
             .checked_sub(count)
             .ok_or(Corrupt)?;
-        if count > self.p.largest_chunks() {
-            return Err(Corrupt);
-        }
-        s.h.state.store(SLOT_FREE, Relaxed);
+        s.h.meta.store(0, Relaxed);
         s.h.older.store(h.free_head.load(Relaxed), Relaxed);
         h.free_head.store(slot, Relaxed);
-        let mut cur = s.h.first_chunk.load(Relaxed);
+        if !chained {
+            return Ok(());
+        }
+        let mut cur = s.h.first_chunk().load(Relaxed);
         for k in 0..count {
             let c = self.chunk(cur)?;
             if c.h.owner.load(Relaxed) != slot {
@@ -611,8 +711,8 @@ impl Table {
             h.chunk_free_head.store(cur, Relaxed);
             cur = next;
         }
-        s.h.first_chunk.store(NIL, Relaxed);
-        s.h.chunk_count.store(0, Relaxed);
+        s.h.first_chunk().store(NIL, Relaxed);
+        s.h.chunk_count().store(0, Relaxed);
         h.chunks_used.store(used, Relaxed);
         Ok(())
     }
@@ -670,7 +770,7 @@ impl Table {
         let free = h.free_head.load(Relaxed);
         if free != NIL {
             let s = self.slot(free)?;
-            if s.h.state.load(Relaxed) != SLOT_FREE {
+            if s.live() {
                 return Err(Corrupt);
             }
             h.free_head.store(s.h.older.load(Relaxed), Relaxed);
@@ -679,7 +779,7 @@ impl Table {
         let next = h.next_unused.load(Relaxed);
         let s = self.slot(next)?;
         // Mark it free before it counts as used (see `store`).
-        s.h.state.store(SLOT_FREE, Relaxed);
+        s.h.meta.store(0, Relaxed);
         h.next_unused.store(next + 1, Relaxed);
         Ok(next)
     }
@@ -705,7 +805,8 @@ impl Table {
         let mut steps = 0u64;
         loop {
             let s = self.slot(cur)?;
-            if s.h.state.load(Relaxed) != SLOT_LIVE {
+            let meta = s.meta();
+            if meta & META_LIVE == 0 {
                 return Err(Corrupt);
             }
             steps += 1;
@@ -721,13 +822,13 @@ impl Table {
                 };
                 continue;
             }
-            if s.h.visited.load(Relaxed) == 0 || steps > rounds {
+            if meta & META_VISITED == 0 || steps > rounds {
                 h.hand.store(s.h.newer.load(Relaxed), Relaxed);
                 self.remove_slot(cur)?;
                 h.evictions.fetch_add(1, Relaxed);
                 return Ok(());
             }
-            s.h.visited.store(0, Relaxed);
+            s.clear_visited();
             let newer = s.h.newer.load(Relaxed);
             cur = if newer == NIL {
                 h.tail.load(Relaxed)
@@ -740,8 +841,8 @@ impl Table {
     /// Removes `key`; returns whether it was present. Under the lock.
     pub fn remove_key(&self, key: &[u8], hash: u64) -> Result<bool, Corrupt> {
         match self.find(key, hash)? {
-            Some((_, slot)) => {
-                self.remove_slot(slot)?;
+            Some((_, slot, _)) => {
+                self.remove_slot_hashed(slot, hash)?;
                 Ok(true)
             }
             None => Ok(false),
@@ -751,13 +852,19 @@ impl Table {
     /// Removes the entry in slot `slot` from the table and the queue and frees the slot.
     /// Under the lock.
     pub fn remove_slot(&self, slot: u32) -> Result<(), Corrupt> {
+        let hash = self.hash_of(slot)?;
+        self.remove_slot_hashed(slot, hash)
+    }
+
+    /// [`Table::remove_slot`] of an entry whose key hashes to `hash`.
+    pub fn remove_slot_hashed(&self, slot: u32, hash: u64) -> Result<(), Corrupt> {
         let h = self.header();
         let s = self.slot(slot)?;
-        if s.h.state.load(Relaxed) != SLOT_LIVE {
+        if !s.live() {
             return Err(Corrupt);
         }
         let len = h.len.load(Relaxed).checked_sub(1).ok_or(Corrupt)?;
-        self.table_remove(s.h.key_hash.load(Relaxed), slot)?;
+        self.table_remove(hash, slot)?;
         if h.hand.load(Relaxed) == slot {
             h.hand.store(s.h.newer.load(Relaxed), Relaxed);
         }
@@ -840,13 +947,13 @@ impl Table {
             h.head.load(Relaxed) == slot
         } else {
             let n = self.slot(newer)?;
-            n.h.older.load(Relaxed) == slot && n.h.state.load(Relaxed) == SLOT_LIVE
+            n.h.older.load(Relaxed) == slot && n.live()
         };
         let older_ok = if older == NIL {
             h.tail.load(Relaxed) == slot
         } else {
             let o = self.slot(older)?;
-            o.h.newer.load(Relaxed) == slot && o.h.state.load(Relaxed) == SLOT_LIVE
+            o.h.newer.load(Relaxed) == slot && o.live()
         };
         if newer_ok && older_ok && newer != slot && older != slot {
             Ok((newer, older))
@@ -882,7 +989,7 @@ impl Table {
             h.tail.load(Relaxed) == NIL
         } else {
             let o = self.slot(old)?;
-            old != slot && o.h.newer.load(Relaxed) == NIL && o.h.state.load(Relaxed) == SLOT_LIVE
+            old != slot && o.h.newer.load(Relaxed) == NIL && o.live()
         };
         if !consistent {
             return Err(Corrupt);
@@ -961,20 +1068,27 @@ impl Table {
         h.next_unused.store(used, Relaxed);
         let chunks_touched = h.chunk_next_unused.load(Relaxed).min(self.p.chunks);
         h.chunk_next_unused.store(chunks_touched, Relaxed);
-        let mut live: Vec<(f64, u32)> = Vec::new();
+        let mut live: Vec<(f64, u32, u64)> = Vec::new();
         let mut free = NIL;
         let (mut key, mut value) = (Vec::new(), Vec::new());
         for i in (0..used).rev() {
             let Ok(s) = self.slot(i) else { continue };
-            if s.h.state.load(Relaxed) == SLOT_LIVE && self.verify_copy(i, &mut key, &mut value) {
-                live.push((f64::from_bits(s.h.inserted_at.load(Relaxed)), i));
-                s.h.visited
-                    .store(u32::from(s.h.visited.load(Relaxed) != 0), Relaxed);
-            } else {
-                s.h.state.store(SLOT_FREE, Relaxed);
-                s.h.newer.store(NIL, Relaxed);
-                s.h.older.store(free, Relaxed);
-                free = i;
+            match self.verify_copy(i, &mut key, &mut value) {
+                Some(meta) if meta & META_LIVE != 0 => {
+                    live.push((
+                        f64::from_bits(s.h.inserted_at.load(Relaxed)),
+                        i,
+                        self.hash(&key),
+                    ));
+                    // Garbage in the bits that are always 0 goes; the visited bit stays.
+                    s.h.meta.fetch_and(!META_RESERVED, Relaxed);
+                }
+                _ => {
+                    s.h.meta.store(0, Relaxed);
+                    s.h.newer.store(NIL, Relaxed);
+                    s.h.older.store(free, Relaxed);
+                    free = i;
+                }
             }
         }
         // Newest first, so that of duplicate keys the newest is indexed first and kept.
@@ -986,15 +1100,14 @@ impl Table {
         let mut chunks_used = 0u32;
         let mut chain = Vec::new();
         let mut kept: Vec<u32> = Vec::with_capacity(live.len());
-        for &(_, i) in &live {
+        for &(_, i, hash) in &live {
             let Ok(s) = self.slot(i) else { continue };
-            let hash = s.h.key_hash.load(Relaxed);
-            let dup = !self.entry_copy(i, &mut key, &mut value)
+            let dup = self.entry_copy(i, &mut key, &mut value).is_none()
                 || !matches!(self.find(&key, hash), Ok(None));
             // At most `capacity` entries and `budget_chunks` chunks: a crash mid-update
             // leaves two slots of one key (deduplicated above); a corrupt file may claim
             // more, the oldest go.
-            let count = s.h.chunk_count.load(Relaxed);
+            let count = Slot::chunks_of(s.meta()) as u32;
             let full = kept.len() >= self.p.capacity as usize
                 || u64::from(chunks_used) + u64::from(count) > u64::from(self.p.budget_chunks);
             let claimed =
@@ -1005,7 +1118,7 @@ impl Table {
                         held[c as usize / 64] &= !(1u64 << (c % 64));
                     }
                 }
-                s.h.state.store(SLOT_FREE, Relaxed);
+                s.h.meta.store(0, Relaxed);
                 s.h.older.store(free, Relaxed);
                 free = i;
             } else {
@@ -1062,18 +1175,22 @@ impl Table {
         true
     }
 
-    /// The chunks of slot `slot`'s chain, into `chain`: `chunk_count` chunk numbers below
-    /// `limit`, each owned by `slot`, the last one's `next` [`NIL`]; the count must be the
-    /// one its lengths imply. Bounded and lock-free (a wrong verdict on torn data).
+    /// The chunks of slot `slot`'s chain, into `chain`: none for an entry that lives in its
+    /// slot, else `chunk_count` chunk numbers below `limit`, each owned by `slot`, the last
+    /// one's `next` [`NIL`]; the count must be the one its lengths imply. Bounded and
+    /// lock-free (a wrong verdict on torn data).
     fn chain_of(&self, slot: u32, chain: &mut Vec<u32>, limit: u32) -> Result<(), String> {
         let s = self.slot(slot).map_err(|_| format!("no slot {slot}"))?;
-        let klen = u64::from(s.h.key_len.load(Relaxed));
-        let vlen = u64::from(s.h.value_len.load(Relaxed));
-        let count = s.h.chunk_count.load(Relaxed);
-        if u64::from(count) != chunks_for(klen + vlen) || count > self.p.largest_chunks() {
+        let meta = s.meta();
+        let want = Slot::chunks_of(meta);
+        if want == 0 {
+            return Ok(());
+        }
+        let count = s.h.chunk_count().load(Relaxed);
+        if u64::from(count) != want || count > self.p.largest_chunks() {
             return Err(format!("slot {slot} has a chain of the wrong length"));
         }
-        let mut cur = s.h.first_chunk.load(Relaxed);
+        let mut cur = s.h.first_chunk().load(Relaxed);
         for k in 0..count {
             if cur >= limit {
                 return Err(format!(
@@ -1092,9 +1209,6 @@ impl Table {
                 return Err(format!("slot {slot} has a chain of the wrong length"));
             }
             cur = next;
-        }
-        if count == 0 && cur != NIL {
-            return Err(format!("slot {slot} has a chain of the wrong length"));
         }
         Ok(())
     }
@@ -1203,8 +1317,12 @@ impl Table {
             if s.h.newer.load(Relaxed) != prev {
                 return Err(broken(format!("broken newer link at slot {cur}")));
             }
-            if s.h.state.load(Relaxed) != SLOT_LIVE {
+            let meta = s.meta();
+            if meta & META_LIVE == 0 {
                 return Err(broken(format!("slot {cur} on the queue is not live")));
+            }
+            if meta & META_RESERVED != 0 {
+                return Err(broken(format!("slot {cur} has garbage in its meta word")));
             }
             chain.clear();
             self.chain_of(cur, &mut chain, chunks_touched)
@@ -1217,11 +1335,11 @@ impl Table {
                 held[word] |= bit;
             }
             chunks_used += chain.len() as u64;
-            if !self.verify_copy(cur, &mut key, &mut value) {
+            if self.verify_copy(cur, &mut key, &mut value).is_none() {
                 return Err(broken(format!("slot {cur} fails its checksum")));
             }
-            match self.find(&key, s.h.key_hash.load(Relaxed)) {
-                Ok(Some((_, found))) if found == cur => {}
+            match self.find(&key, self.hash(&key)) {
+                Ok(Some((_, found, _))) if found == cur => {}
                 _ => return Err(broken(format!("slot {cur} is not indexed"))),
             }
             hand_seen |= cur == hand;
@@ -1247,7 +1365,7 @@ impl Table {
         while f != NIL {
             poll()?;
             let s = self.slot(f).map_err(|_| broken("bad free link".into()))?;
-            if s.h.state.load(Relaxed) != SLOT_FREE {
+            if s.live() {
                 return Err(broken(format!("free slot {f} is live")));
             }
             free += 1;
@@ -1302,26 +1420,19 @@ impl Table {
         Ok(())
     }
 
-    /// Whether the entry of slot `i` verifies (lengths in range, its chain, hash of the
-    /// key, checksum), hashing copies of its bytes, which are left in `key` and `value`.
-    /// Lock-free: the bytes may be torn, which the caller detects (see [`Table::check`]).
-    fn verify_copy(&self, i: u32, key: &mut Vec<u8>, value: &mut Vec<u8>) -> bool {
-        let Ok(s) = self.slot(i) else { return false };
-        if !self.entry_copy(i, key, value) {
-            return false;
-        }
-        let hash = s.h.key_hash.load(Relaxed);
-        hash == self.hash(key)
-            && s.h.checksum.load(Relaxed)
-                == self.checksum(
-                    hash,
-                    Stamp {
-                        at: s.h.inserted_at.load(Relaxed),
-                        ttl: s.h.own_ttl.load(Relaxed),
-                    },
-                    key,
-                    value,
-                )
+    /// Whether the entry of slot `i` verifies (lengths in range, its chain, checksum),
+    /// hashing copies of its bytes, which are left in `key` and `value`: its meta word as
+    /// read, or `None`. Lock-free: the bytes may be torn, which the caller detects (see
+    /// [`Table::check`]).
+    fn verify_copy(&self, i: u32, key: &mut Vec<u8>, value: &mut Vec<u8>) -> Option<u64> {
+        let s = self.slot(i).ok()?;
+        let meta = self.entry_copy(i, key, value)?;
+        let stamp = Stamp {
+            at: s.h.inserted_at.load(Relaxed),
+            ttl: s.h.own_ttl.load(Relaxed),
+        };
+        (s.h.checksum.load(Relaxed) == self.checksum(self.hash(key), stamp, key, value))
+            .then_some(meta)
     }
 
     /// Keys from the head (newest) to the tail (oldest), with their visited bits (tests).
@@ -1331,10 +1442,10 @@ impl Table {
         let mut cur = self.header().head.load(Relaxed);
         while let Ok(s) = self.slot(cur) {
             let mut key = Vec::new();
-            if !self.entry_copy(cur, &mut key, &mut Vec::new()) {
+            if self.entry_copy(cur, &mut key, &mut Vec::new()).is_none() {
                 key.clear();
             }
-            out.push((key, s.h.visited.load(Relaxed) != 0));
+            out.push((key, s.visited()));
             cur = s.h.older.load(Relaxed);
             if out.len() > self.p.capacity as usize {
                 break;
@@ -1344,10 +1455,12 @@ impl Table {
     }
 }
 
-/// Sets the visited bit of a slot found by a lock-free read (a relaxed store, skipped
-/// when already set so that hot entries do not bounce their cache line).
-pub fn mark_visited(v: &AtomicU32) {
-    if v.load(Relaxed) == 0 {
-        v.store(1, Relaxed);
+/// Sets the visited bit of a slot found by a lock-free read (in its meta word; skipped
+/// when already set so that hot entries do not bounce their cache line). An atomic OR, so
+/// that it never undoes a writer's change of the word: on a slot freed or reused since the
+/// read, it sets the bit of a free slot (ignored) or of another entry (harmless).
+pub fn mark_visited(meta: &AtomicU64) {
+    if meta.load(Relaxed) & META_VISITED == 0 {
+        meta.fetch_or(META_VISITED, Relaxed);
     }
 }

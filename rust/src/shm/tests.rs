@@ -15,15 +15,14 @@ fn open(path: &Path, cap: u32) -> ShmStore {
 }
 
 /// Byte offset in the file of byte `at` (< 248) of the entry in slot `slot` (its key then
-/// value bytes): in its first chunk.
+/// value bytes): in the slot's body when the entry lives there, else in its first chunk.
 fn entry_offset(s: &ShmStore, slot: u32, at: usize) -> usize {
-    let first = s
-        .table()
-        .slot(slot)
-        .unwrap()
-        .h
-        .first_chunk
-        .load(Ordering::Relaxed);
+    let sl = s.table().slot(slot).unwrap();
+    let meta = sl.meta();
+    if layout::is_inline(layout::meta_key_len(meta) + layout::meta_value_len(meta)) {
+        return s.params().slot_offset(slot) + std::mem::offset_of!(layout::SlotHeader, body) + at;
+    }
+    let first = sl.h.first_chunk().load(Ordering::Relaxed);
     s.params().chunk_offset(first) + layout::CHUNK_HEADER_SIZE + at
 }
 
@@ -727,8 +726,8 @@ fn child_process_helper() {
         .slot(slot)
         .unwrap()
         .h
-        .value_len
-        .store(1, Ordering::Relaxed);
+        .meta
+        .store(layout::meta_of(1, 1), Ordering::Relaxed);
     // SAFETY: _exit ends the process at once, as a crash would; nothing runs after it.
     unsafe { libc::_exit(0) };
 }
@@ -1283,7 +1282,7 @@ fn pid_namespace_writer_helper() {
         match s.set(&key, &gen_value(&key, generation), 0.0).unwrap() {
             Set::Stored => gens[i] = generation,
             Set::Busy => busy += 1, // the lock was held for SET_WAIT: not stored
-            Set::Skipped => panic!("skipped"),
+            Set::Skipped | Set::Lost => panic!("skipped"),
         }
         if let Get::Hit(n) = s.get(&key, &mut out, 0.0).unwrap() {
             assert_eq!(gen_of(&key, &out[..n]), gens[i], "lost update of {key:?}");
