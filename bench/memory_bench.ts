@@ -39,6 +39,7 @@ import pMemoize from "npm:p-memoize@^9.0.0";
 import { SieveCache as NeoSieve } from "npm:@neophi/sieve-cache@^1.5.0";
 import { cache } from "../mod.ts";
 import { loadNative } from "../src/native/ffi.ts";
+import { KeyWriter } from "../src/codec/key_codec.ts";
 import { BATCH, MASK, str10, STREAMS, type StreamSpec } from "./_workload.ts";
 
 /** Keeps results alive so that the work is not optimised away. */
@@ -434,4 +435,32 @@ for (const spec of STREAMS) {
       },
     });
   }
+}
+
+// --- floors of the object-argument rows: building the key alone, the peers' way and ours
+// (`scripts/_why_missed.ts` quotes them when a target is missed)
+{
+  const g = "floor: object key";
+  const { ids } = columns(STREAMS[0]!);
+  const obj = (j: number): Obj => ({ id: ids[j]!, kind: "user" });
+  const writer = new KeyWriter(256, false);
+  const keyOf = (j: number): number => JSON.stringify(obj(j)).length;
+  const m = new Map<string, number>();
+  for (let j = 0; j <= MASK; j++) m.set(JSON.stringify(obj(j)), j);
+  const register = (name: string, f: (j: number) => number, baseline = false): void => {
+    let i = 0;
+    Deno.bench({
+      group: g,
+      name,
+      baseline,
+      fn(): void {
+        let acc = 0;
+        for (let n = 0; n < BATCH; n++) acc += f(i++ & MASK);
+        sink += acc;
+      },
+    });
+  };
+  register("JSON.stringify", keyOf, true);
+  register("JSON.stringify + Map.get", (j) => m.get(JSON.stringify(obj(j)))!);
+  register("warp key codec", (j) => writer.call(undefined, false, [obj(j)]));
 }

@@ -1,0 +1,216 @@
+/**
+ * The speed and memory targets that `deno task bench` checks (`bench/RESULTS.md`,
+ * "Targets"): each a ratio of two figures of the same run, never an absolute time, so that a
+ * busy machine moves both sides alike. A missed target gets a paragraph under "Why the missed
+ * targets are missed" that names the measured floor it runs into.
+ *
+ * @module
+ */
+
+// The parts of the bench reports read here, as shapes: importing the bench files' types
+// would make a type check of this module (and of its test) load their npm peers.
+
+/** One variant of `bench/footprint.ts`. */
+export interface Footprint {
+  variant: string;
+  entries: number;
+  heapBytes: number;
+  nativeBytes: number;
+  fileBytes?: number;
+  error?: string;
+}
+
+/** `bench/shared_procs.ts`'s report. */
+export interface ProcsReport {
+  results: ReadonlyArray<{ backend: string; processes: number; opsPerSec: number }>;
+}
+
+/** `bench/remote.ts`'s report. */
+export interface RemoteReport {
+  rows: ReadonlyArray<{ case: string; us: number; cpuUs?: number }>;
+}
+
+/** One target: what, the goal, the figure of this run, and whether it is met. */
+export interface Target {
+  what: string;
+  target: string;
+  measured: string;
+  /** `undefined`: not measured in this run. */
+  met: boolean | undefined;
+}
+
+/** The figures of one `deno task bench` run that the targets read. */
+export interface Figures {
+  /** ns per call of `name` in `group` (median of the runs), or `undefined`. */
+  ns(group: string, name: string): number | undefined;
+  /** The memory groups of `bench/memory_bench.ts`, in order. */
+  memGroups: readonly string[];
+  /** The engines `cache()` ran on in this run (`native` and `ts`, or `ts` alone). */
+  engines: readonly string[];
+  footprint: readonly Footprint[];
+  procs: ProcsReport | undefined;
+  remote: RemoteReport | undefined;
+}
+
+/** The contenders of the memory groups that are not ours (`warp …`) nor the floor. */
+export const MEMORY_PEERS = [
+  "lru-cache",
+  "lru-cache fetch",
+  "micro-memoize",
+  "memoizee",
+  "p-memoize",
+  "@neophi/sieve-cache",
+] as const;
+
+/** The floor of the memory groups: a hand-written `Map` memoize keyed by a number. */
+export const FLOOR = "floor: Map<number>";
+
+/** The remote rows of `bench/remote.ts` that the targets compare. */
+export const REMOTE_OURS = "remote hit (local miss, Redis get)";
+export const REMOTE_BENTO = "BentoCache remote hit (L1 miss, Redis L2 get)";
+export const REMOTE_FLOOR = "floor: node-redis GET + JSON.parse";
+
+/** The 16-byte entries of the shared footprint variant: goal of bytes of file per entry. */
+export const SHARED_BYTES_PER_ENTRY = 96;
+
+const fmtRatio = (x: number): string =>
+  x >= 100 ? `${x.toFixed(0)}×` : x >= 10 ? `${x.toFixed(1)}×` : `${x.toFixed(2)}×`;
+const mb = (n: number): string => `${(n / 2 ** 20).toFixed(1)} MB`;
+const ours = (engine: string): string => `warp cache() (${engine})`;
+
+/** The fastest peer of a memory group: its name and ns per call. */
+export function fastestPeer(
+  f: Figures,
+  group: string,
+): { name: string; ns: number } | undefined {
+  let best: { name: string; ns: number } | undefined;
+  for (const name of MEMORY_PEERS) {
+    const v = f.ns(group, name);
+    if (v !== undefined && (best === undefined || v < best.ns)) best = { name, ns: v };
+  }
+  return best;
+}
+
+function at(
+  what: string,
+  target: string,
+  value: number | undefined,
+  met: (v: number) => boolean,
+  show: (v: number) => string,
+  detail = "",
+): Target {
+  return {
+    what,
+    target,
+    measured: value === undefined ? "not measured" : `${show(value)}${detail}`,
+    met: value === undefined ? undefined : met(value),
+  };
+}
+
+function memoryTargets(f: Figures): Target[] {
+  const out: Target[] = [];
+  for (const engine of f.engines) {
+    for (const g of f.memGroups) {
+      const peer = fastestPeer(f, g);
+      const mine = f.ns(g, ours(engine));
+      if (peer === undefined || mine === undefined) continue;
+      out.push(at(
+        `memory ${g} (${engine}): speed-up over the fastest peer`,
+        "≥ 1.5×",
+        peer.ns / mine,
+        (v) => v >= 1.5,
+        fmtRatio,
+        ` (${peer.name})`,
+      ));
+    }
+  }
+  const hit2 = "hit 2 int args [hit-only]";
+  const native = f.engines[0]!;
+  const floor = f.ns(hit2, FLOOR);
+  const mine = f.ns(hit2, ours(native));
+  out.push(at(
+    `memory hit, 2 int args (${native}): time / Map floor`,
+    "≤ 1.5×",
+    floor === undefined || mine === undefined ? undefined : mine / floor,
+    (v) => v <= 1.5,
+    fmtRatio,
+  ));
+  const miss = f.ns("miss + insert 2 int args", ours(native));
+  out.push(at(
+    `miss + insert / hit, 2 int args (${native})`,
+    "≤ 3×",
+    miss === undefined || mine === undefined ? undefined : miss / mine,
+    (v) => v <= 3,
+    fmtRatio,
+  ));
+  return out;
+}
+
+function sharedTargets(f: Figures): Target[] {
+  const out: Target[] = [];
+  for (const g of ["shared hit structured [hit-only]", "shared hit structured [zipf]"]) {
+    const lmdb = f.ns(g, "lmdb get");
+    const mine = f.ns(g, "warp shared");
+    out.push(at(
+      `${g}: speed-up over lmdb get`,
+      "≥ 2×",
+      lmdb === undefined || mine === undefined ? undefined : lmdb / mine,
+      (v) => v >= 2,
+      fmtRatio,
+    ));
+  }
+  const p1 = f.procs?.results.find((r) => r.backend === "shared" && r.processes === 1);
+  const p2 = f.procs?.results.find((r) => r.backend === "shared" && r.processes === 2);
+  out.push(at(
+    "shared hits: 2 processes / 1 process throughput",
+    "≥ 1.7×",
+    p1 && p2 ? p2.opsPerSec / p1.opsPerSec : undefined,
+    (v) => v >= 1.7,
+    fmtRatio,
+  ));
+  const shared = f.footprint.find((v) => v.variant === "warp shared");
+  const file = shared?.fileBytes;
+  out.push(at(
+    "1,000,000 shared entries of 16-byte keys and values: bytes of file per entry",
+    `≤ ${SHARED_BYTES_PER_ENTRY} bytes`,
+    file === undefined || shared === undefined ? undefined : file / shared.entries,
+    (v) => v <= SHARED_BYTES_PER_ENTRY,
+    (v) => `${v.toFixed(1)} bytes`,
+    file === undefined ? "" : ` (a file of ${mb(file)})`,
+  ));
+  return out;
+}
+
+function otherTargets(f: Figures): Target[] {
+  const out: Target[] = [];
+  const row = (name: string): number | undefined => f.remote?.rows.find((r) => r.case === name)?.us;
+  const mine = row(REMOTE_OURS);
+  const bento = row(REMOTE_BENTO);
+  out.push(at(
+    "remote hit: speed-up over BentoCache (same redis-server)",
+    "≥ 1.5×",
+    mine === undefined || bento === undefined ? undefined : bento / mine,
+    (v) => v >= 1.5,
+    fmtRatio,
+  ));
+  const fp = (variant: string): number | undefined => {
+    const v = f.footprint.find((x) => x.variant === variant);
+    return v === undefined || v.error !== undefined ? undefined : v.heapBytes + v.nativeBytes;
+  };
+  const ts = fp(ours("ts"));
+  const lru = fp("lru-cache");
+  out.push(at(
+    "1,000,000 entries on the TypeScript engine: heap + native / lru-cache's",
+    "≤ 1×",
+    ts === undefined || lru === undefined ? undefined : ts / lru,
+    (v) => v <= 1,
+    fmtRatio,
+    ts === undefined || lru === undefined ? "" : ` (${mb(ts)} against ${mb(lru)})`,
+  ));
+  return out;
+}
+
+/** The speed and memory targets of this run, in the order of the report's table. */
+export function speedTargets(f: Figures): Target[] {
+  return [...memoryTargets(f), ...sharedTargets(f), ...otherTargets(f)];
+}

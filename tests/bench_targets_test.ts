@@ -1,0 +1,131 @@
+/**
+ * The targets of `deno task bench` (scripts/_targets.ts) and their explanations
+ * (scripts/_why_missed.ts), on made-up figures: each target compares the right two
+ * figures, is met or missed at its bound, and a missed one gets its paragraph.
+ */
+
+import assert from "node:assert/strict";
+import { fastestPeer, type Figures, speedTargets, type Target } from "../scripts/_targets.ts";
+import { whyMissed } from "../scripts/_why_missed.ts";
+
+function figures(table: Record<string, Record<string, number>>, extra: Partial<Figures> = {}) {
+  return {
+    ns: (g: string, n: string) => table[g]?.[n],
+    memGroups: Object.keys(table).filter((g) => !g.startsWith("shared ")),
+    engines: ["native", "ts"],
+    footprint: [],
+    procs: undefined,
+    remote: undefined,
+    ...extra,
+  } satisfies Figures;
+}
+
+const find = (ts: Target[], what: string): Target => {
+  const t = ts.find((x) => x.what === what);
+  assert.ok(t, `no target "${what}" among ${ts.map((x) => x.what).join(" | ")}`);
+  return t;
+};
+
+Deno.test("memory rows: each engine against the fastest peer of the row, at 1.5×", () => {
+  const f = figures({
+    "hit 2 int args [hit-only]": {
+      "floor: Map<number>": 20,
+      "warp cache() (native)": 30,
+      "warp cache() (ts)": 61,
+      "lru-cache": 120,
+      "@neophi/sieve-cache": 90,
+      memoizee: 600,
+    },
+    "miss + insert 2 int args": { "warp cache() (native)": 91, "lru-cache": 500 },
+  });
+  assert.deepEqual(fastestPeer(f, "hit 2 int args [hit-only]"), {
+    name: "@neophi/sieve-cache",
+    ns: 90,
+  });
+  const ts = speedTargets(f);
+  const native = find(
+    ts,
+    "memory hit 2 int args [hit-only] (native): speed-up over the fastest peer",
+  );
+  assert.equal(native.measured, "3.00× (@neophi/sieve-cache)");
+  assert.equal(native.met, true);
+  const tsEngine = find(
+    ts,
+    "memory hit 2 int args [hit-only] (ts): speed-up over the fastest peer",
+  );
+  assert.equal(tsEngine.measured, "1.48× (@neophi/sieve-cache)");
+  assert.equal(tsEngine.met, false);
+  const floor = find(ts, "memory hit, 2 int args (native): time / Map floor");
+  assert.equal(floor.measured, "1.50×");
+  assert.equal(floor.met, true);
+  const miss = find(ts, "miss + insert / hit, 2 int args (native)");
+  assert.equal(miss.measured, "3.03×");
+  assert.equal(miss.met, false);
+  // Not measured: reported as such, never as met.
+  assert.equal(find(ts, "shared hits: 2 processes / 1 process throughput").met, undefined);
+  const why = whyMissed(ts, { ns: f.ns, rawFfi: 6, remote: undefined, footprint: [] });
+  assert.equal(why.length, 2, why.join("\n"));
+  assert.match(why[0]!, /^- \*\*Miss \+ insert ≤ 3× a hit/);
+  assert.match(why[1]!, /^- \*\*TypeScript engine rows/);
+});
+
+Deno.test("shared, remote and footprint targets read the right rows", () => {
+  const f = figures({
+    "shared hit structured [hit-only]": { "warp shared": 300, "lmdb get": 1400 },
+    "shared hit structured [zipf]": { "warp shared": 800, "lmdb get": 1500 },
+  }, {
+    memGroups: [],
+    procs: {
+      results: [
+        { backend: "shared", processes: 1, opsPerSec: 10e6 },
+        { backend: "shared", processes: 2, opsPerSec: 17e6 },
+        { backend: "memory", processes: 2, opsPerSec: 99e6 },
+      ],
+    },
+    remote: {
+      rows: [
+        { case: "remote hit (local miss, Redis get)", us: 80, cpuUs: 50 },
+        { case: "BentoCache remote hit (L1 miss, Redis L2 get)", us: 100, cpuUs: 60 },
+        { case: "floor: node-redis GET + JSON.parse", us: 70, cpuUs: 40 },
+      ],
+    },
+    footprint: [
+      { variant: "warp cache() (ts)", entries: 1e6, heapBytes: 40e6, nativeBytes: 10e6 },
+      { variant: "lru-cache", entries: 1e6, heapBytes: 45e6, nativeBytes: 10e6 },
+      {
+        variant: "warp shared",
+        entries: 1e6,
+        heapBytes: 0,
+        nativeBytes: 0,
+        fileBytes: 97_000_000,
+      },
+    ],
+  });
+  const ts = speedTargets(f);
+  assert.equal(find(ts, "shared hit structured [hit-only]: speed-up over lmdb get").met, true);
+  const zipf = find(ts, "shared hit structured [zipf]: speed-up over lmdb get");
+  assert.equal(zipf.measured, "1.88×");
+  assert.equal(zipf.met, false);
+  assert.equal(find(ts, "shared hits: 2 processes / 1 process throughput").measured, "1.70×");
+  assert.equal(find(ts, "shared hits: 2 processes / 1 process throughput").met, true);
+  const remote = find(ts, "remote hit: speed-up over BentoCache (same redis-server)");
+  assert.equal(remote.measured, "1.25×");
+  assert.equal(remote.met, false);
+  const tsMem = find(ts, "1,000,000 entries on the TypeScript engine: heap + native / lru-cache's");
+  assert.equal(tsMem.met, true);
+  const file = find(
+    ts,
+    "1,000,000 shared entries of 16-byte keys and values: bytes of file per entry",
+  );
+  assert.equal(file.measured, "97.0 bytes (a file of 92.5 MB)");
+  assert.equal(file.met, false);
+  const why = whyMissed(ts, {
+    ns: f.ns,
+    rawFfi: undefined,
+    remote: f.remote,
+    footprint: f.footprint,
+  });
+  assert.equal(why.length, 3, why.join("\n"));
+  assert.match(why[1]!, /Ours 80 µs \(50 µs of CPU\), BentoCache 100 µs \(60 µs of CPU\)/);
+  assert.match(why[1]!, /takes 70 µs \(40 µs of CPU\)/);
+});
