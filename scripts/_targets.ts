@@ -210,7 +210,22 @@ function otherTargets(f: Figures): Target[] {
   return out;
 }
 
+function tagTargets(f: Figures): Target[] {
+  return f.engines.map((engine) => {
+    const g = `memory hit, tags off / on (${engine} engine)`;
+    const off = f.ns(g, "no tags");
+    const on = f.ns(g, "tags");
+    return at(
+      `memory hit with tags / without (${engine})`,
+      "≤ 1.1×",
+      off === undefined || on === undefined ? undefined : on / off,
+      (v) => v <= 1.1,
+      fmtRatio,
+    );
+  });
+}
+
 /** The speed and memory targets of this run, in the order of the report's table. */
 export function speedTargets(f: Figures): Target[] {
-  return [...memoryTargets(f), ...sharedTargets(f), ...otherTargets(f)];
+  return [...memoryTargets(f), ...tagTargets(f), ...sharedTargets(f), ...otherTargets(f)];
 }

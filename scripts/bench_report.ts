@@ -419,7 +419,19 @@ for (let r = 1; r <= RUNS; r++) {
     { env: { WARP_CACHE_ENGINE: engine } },
     renameWarp(engine),
   );
+  await denoBench(
+    `tags run ${r}`,
+    ["-A", "bench/tags_bench.ts"],
+    { env: { WARP_CACHE_ENGINE: engine } },
+    (n) => n,
+  );
   if (native) {
+    await denoBench(
+      `tags ts engine run ${r}`,
+      ["-A", "--filter", "tags", "bench/tags_bench.ts"],
+      { env: { WARP_CACHE_ENGINE: "ts" } },
+      (n) => n,
+    );
     await denoBench(
       `memory ts engine run ${r}`,
       ["-A", "--filter", "warp cache()", "bench/memory_bench.ts"],
@@ -504,7 +516,8 @@ const ratio = (a: number | undefined, b: number | undefined): number | undefined
 const targets: Target[] = speedTargets({
   ns,
   memGroups: groupOrder.filter((g) =>
-    !g.startsWith("shared ") && !g.startsWith("raw FFI") && !g.startsWith("floor: ")
+    !g.startsWith("shared ") && !g.startsWith("raw FFI") && !g.startsWith("floor: ") &&
+    !g.includes("tags off / on")
   ),
   engines: native ? ["native", "ts"] : ["ts"],
   footprint,
@@ -549,7 +562,8 @@ if (why.length > 0) {
 
 // --- memory backend tables
 const memGroups = groupOrder.filter((g) =>
-  !g.startsWith("shared ") && g !== "raw FFI no-op" && !g.startsWith("floor: ")
+  !g.startsWith("shared ") && g !== "raw FFI no-op" && !g.startsWith("floor: ") &&
+  !g.includes("tags off / on")
 );
 const memNames = [
   FLOOR,
@@ -741,6 +755,35 @@ if (remote) {
           "",
         ],
       ],
+    ),
+  );
+  md.push("");
+}
+
+// --- tags
+const tagGroups = groupOrder.filter((g) => g.includes("tags off / on"));
+if (tagGroups.length > 0) {
+  const names = ["no tags", "tags", "tags, after invalidations"];
+  md.push("## Tags on a hit");
+  md.push("");
+  md.push(
+    "`bench/tags_bench.ts`: the same hit (2 int args, 1,000 keys) of a cache without tags and " +
+      "with `tags`, side by side; `after invalidations`: other tags are invalidated every " +
+      "1,000 calls, so each entry checks its tags again once the clock moved. ns per hit " +
+      "(ratio to `no tags`).",
+  );
+  md.push("");
+  md.push(
+    table(
+      ["case", ...names],
+      tagGroups.map((g) => [
+        g,
+        ...names.map((n) => {
+          const v = ns(g, n);
+          const r = ratio(v, ns(g, "no tags"));
+          return v === undefined ? "-" : `${fmtNs(v)} (${fmtRatio(r)})`;
+        }),
+      ]),
     ),
   );
   md.push("");

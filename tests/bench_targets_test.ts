@@ -37,6 +37,8 @@ Deno.test("memory rows: each engine against the fastest peer of the row, at 1.5�
       memoizee: 600,
     },
     "miss + insert 2 int args": { "warp cache() (native)": 91, "lru-cache": 500 },
+    "memory hit, tags off / on (native engine)": { "no tags": 50, "tags": 55 },
+    "memory hit, tags off / on (ts engine)": { "no tags": 50, "tags": 55.5 },
   });
   assert.deepEqual(fastestPeer(f, "hit 2 int args [hit-only]"), {
     name: "@neophi/sieve-cache",
@@ -61,12 +63,16 @@ Deno.test("memory rows: each engine against the fastest peer of the row, at 1.5�
   const miss = find(ts, "miss + insert / hit, 2 int args (native)");
   assert.equal(miss.measured, "3.03×");
   assert.equal(miss.met, false);
+  assert.equal(find(ts, "memory hit with tags / without (native)").met, true);
+  assert.equal(find(ts, "memory hit with tags / without (ts)").measured, "1.11×");
+  assert.equal(find(ts, "memory hit with tags / without (ts)").met, false);
   // Not measured: reported as such, never as met.
   assert.equal(find(ts, "shared hits: 2 processes / 1 process throughput").met, undefined);
   const why = whyMissed(ts, { ns: f.ns, rawFfi: 6, remote: undefined, footprint: [] });
-  assert.equal(why.length, 2, why.join("\n"));
+  assert.equal(why.length, 3, why.join("\n"));
   assert.match(why[0]!, /^- \*\*Miss \+ insert ≤ 3× a hit/);
   assert.match(why[1]!, /^- \*\*TypeScript engine rows/);
+  assert.match(why[2]!, /native: 50\.0 ns without, 55\.0 ns with; ts: 50\.0 ns without/);
 });
 
 Deno.test("shared, remote and footprint targets read the right rows", () => {
