@@ -46,7 +46,7 @@ import type { ScaleReport } from "../bench/scale.ts";
 import { SCALE_HEADING, scaleFindings, scaleSection, scaleSpec } from "./_scale_report.ts";
 import { SIM_HEADING, simSection, simTargets } from "./_sim_report.ts";
 import { type BenchJson, checkedReport, missingPeers, tail } from "./_bench_runs.ts";
-import { FLOOR, speedTargets, type Target } from "./_targets.ts";
+import { FLOOR, MEMORY_PEERS, speedTargets, type Target } from "./_targets.ts";
 import { whyMissed } from "./_why_missed.ts";
 
 const root = new URL("../", import.meta.url).pathname;
@@ -512,13 +512,16 @@ if (notes.length) {
 const ratio = (a: number | undefined, b: number | undefined): number | undefined =>
   a === undefined || b === undefined ? undefined : a / b;
 
+// The memory groups of `bench/memory_bench.ts` (not its floors, nor the other files' groups).
+const memGroups = groupOrder.filter((g) =>
+  !g.startsWith("shared ") && g !== "raw FFI no-op" && !g.startsWith("floor: ") &&
+  !g.includes("tags off / on")
+);
+
 // --- targets: the speed and memory targets (`_targets.ts`), then the eviction ones
 const targets: Target[] = speedTargets({
   ns,
-  memGroups: groupOrder.filter((g) =>
-    !g.startsWith("shared ") && !g.startsWith("raw FFI") && !g.startsWith("floor: ") &&
-    !g.includes("tags off / on")
-  ),
+  memGroups,
   engines: native ? ["native", "ts"] : ["ts"],
   footprint,
   procs,
@@ -561,21 +564,7 @@ if (why.length > 0) {
 }
 
 // --- memory backend tables
-const memGroups = groupOrder.filter((g) =>
-  !g.startsWith("shared ") && g !== "raw FFI no-op" && !g.startsWith("floor: ") &&
-  !g.includes("tags off / on")
-);
-const memNames = [
-  FLOOR,
-  W,
-  "warp cache() (ts)",
-  "lru-cache",
-  "lru-cache fetch",
-  "micro-memoize",
-  "memoizee",
-  "p-memoize",
-  "@neophi/sieve-cache",
-]
+const memNames = [...new Set([FLOOR, W, "warp cache() (ts)", ...MEMORY_PEERS])]
   .filter((n) => memGroups.some((g) => ns(g, n) !== undefined));
 md.push("## Memory backend against the peers");
 md.push("");
