@@ -20,7 +20,7 @@ export interface ArtifactInfo {
 export const ARTIFACTS: Readonly<Record<string, ArtifactInfo>> = {
   "x86_64-unknown-linux-gnu": {
     file: "libwarp_cache-x86_64-unknown-linux-gnu.so",
-    sha256: "c680c4b5acffa2fafca268bbf2b0c80d2d891da7151be35ca6125976555c7df9",
-    size: 737376,
+    sha256: "04c4801e9e218e217dac862a914d743ac0b9f2b782e2ebdac2733e6db07c159e",
+    size: 755472,
   },
 };
