@@ -8,7 +8,10 @@ import assert from "node:assert/strict";
 import { fastestPeer, type Figures, speedTargets, type Target } from "../scripts/_targets.ts";
 import { whyMissed } from "../scripts/_why_missed.ts";
 
-function figures(table: Record<string, Record<string, number>>, extra: Partial<Figures> = {}) {
+function figures(
+  table: Record<string, Record<string, number>>,
+  extra: Partial<Figures> = {},
+): Figures {
   return {
     ns: (g: string, n: string) => table[g]?.[n],
     memGroups: Object.keys(table).filter((g) => !g.startsWith("shared ")),
@@ -17,7 +20,7 @@ function figures(table: Record<string, Record<string, number>>, extra: Partial<F
     procs: undefined,
     remote: undefined,
     ...extra,
-  } satisfies Figures;
+  };
 }
 
 const find = (ts: Target[], what: string): Target => {
