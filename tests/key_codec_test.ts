@@ -313,6 +313,7 @@ Deno.test("KeyWriter flat path: objects of the last shape give the walk's bytes"
     const walked = key({ a: v, b: 2 }, 7);
     assert.equal(key({ a: v, b: 2 }, 7), walked, `flat path, a = ${String(v)}`);
     assert.equal(key({ b: 2, a: v }, 7), walked, `other order, a = ${String(v)}`);
+    assert.equal(key({ b: 2, a: v }, 7), walked, `flat path, reordered, a = ${String(v)}`);
     assert.equal(key(7, { a: v, b: 2 }) === walked, false);
   }
   // Two objects (the second is flat too), and an argument the flat path does not take after
@@ -342,6 +343,27 @@ Deno.test("KeyWriter flat path: getters once each, deleted keys, cycles, inherit
   };
   assert.equal(key(o), key({ a: 1, b: undefined, c: 3 }));
   assert.equal(reads, 1, "each getter read once");
+  // The same through the scratch list (keys not listed sorted), and a nested key inside
+  // a getter: it takes the scratch list past the outer one's values.
+  key({ c: 3, a: 1, b: 2 });
+  reads = 0;
+  const inner = new KeyWriter(8, false);
+  const r: Record<string, unknown> = {
+    c: 3,
+    get a(): number {
+      reads++;
+      delete r.b;
+      inner.call(undefined, false, [{ c: 30, a: 10, b: 20 }]);
+      return 1;
+    },
+    b: 2,
+  };
+  assert.equal(key(r), key({ a: 1, b: undefined, c: 3 }));
+  assert.equal(reads, 1);
+  assert.equal(
+    hex(inner.buf.subarray(0, inner.pos)),
+    hex(encodeKey([{ a: 10, b: 20, c: 30 }])),
+  );
   // A cycle through the flat path is refused.
   key({ a: 1, self: 2 });
   const cyclic: Record<string, unknown> = { a: 1, self: null };

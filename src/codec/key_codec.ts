@@ -127,9 +127,12 @@ export interface Shape {
   readonly ends: Int32Array;
   /** The key set's shape number (memory form), or -1 when it has none. */
   readonly number: number;
-  /** Whether the keys are listed in sorted order and the key set has a number: the
-   * writer's flat path then writes the values as `for-in` lists them. */
+  /** Whether the key set has a shape number: the writer's flat path takes it. */
   readonly flat: boolean;
+  /** Whether the keys are listed in sorted order (`listed` is `sorted`). */
+  readonly inOrder: boolean;
+  /** The index in `listed` of each key of `sorted`. */
+  readonly order: Int32Array;
 }
 
 /**
@@ -231,8 +234,18 @@ export class ShapeTable {
       this.#numbers.set(names, number);
       this.#numberedBytes += bytes.length;
     }
-    const flat = number !== undefined && sameKeys(listed, sorted);
-    return { listed, sorted, bytes, ends, number: number ?? -1, flat };
+    const order = new Int32Array(n);
+    for (let i = 0; i < n; i++) order[i] = listed.indexOf(sorted[i]!);
+    return {
+      listed,
+      sorted,
+      bytes,
+      ends,
+      number: number ?? -1,
+      flat: number !== undefined,
+      inOrder: sameKeys(listed, sorted),
+      order,
+    };
   }
 }
 
@@ -633,6 +646,10 @@ function writeCall(thisArg: unknown, withThis: boolean, args: ArrayLike<unknown>
   }
 }
 
+/** Values of objects being written by the flat path, from index 0 to `scratchTop`. */
+const scratch: unknown[] = [];
+let scratchTop = 0;
+
 /**
  * The shape of plain object `o` when it is the last shape written (of `table`) and flat
  * (see {@linkcode Shape.flat}), else `undefined`. Reads its prototype and its keys as
@@ -797,14 +814,13 @@ export class KeyWriter implements KeyBytes {
 
   /**
    * Writes plain object `o` of flat `shape` (argument `arg`) at `p`: the shape number,
-   * then the values as `for-in` lists the keys (sorted, for a flat shape); a key that a
-   * getter deleted meanwhile reads as `undefined`. Values other than int32 numbers and
-   * strings go through the general walk. Returns where it ends.
+   * then the values in sorted key order, read once each as `for-in` lists the keys (a key
+   * that a getter deleted meanwhile reads as `undefined`); straight into the buffer when
+   * the keys are listed sorted, else through the scratch list. Returns where it ends.
    */
   #flatObject(p: number, o: object, shape: Shape, arg: number): number {
     const listed = shape.listed;
     const n = listed.length;
-    const short = true;
     let b = this.buf;
     if (p + 3 > b.length) b = this.#grow(p, 3);
     b[p] = T_SHAPE;
@@ -812,33 +828,79 @@ export class KeyWriter implements KeyBytes {
     b[p + 2] = shape.number >>> 8;
     p += 3;
     const rec = o as Record<string, unknown>;
+    if (!shape.inOrder) return this.#flatReordered(p, o, shape, arg);
     let i = 0;
     for (const k in rec) {
-      while (i < n && listed[i] !== k) {
-        p = this.#general(p, undefined, arg, o);
+      for (; i < n && listed[i] !== k; i++) p = this.#flatValue(p, undefined, arg, o);
+      if (i === n) break;
+      p = this.#flatValue(p, rec[k], arg, o);
+      i++;
+    }
+    for (; i < n; i++) p = this.#flatValue(p, undefined, arg, o);
+    return p;
+  }
+
+  /** {@linkcode KeyWriter.#flatObject}'s values of a shape whose keys are not listed
+   * sorted: read into the scratch list as `for-in` lists them, then written sorted. */
+  #flatReordered(p: number, o: object, shape: Shape, arg: number): number {
+    const listed = shape.listed;
+    const n = listed.length;
+    const rec = o as Record<string, unknown>;
+    // A getter may encode another key meanwhile: it takes the scratch list past ours.
+    const base = scratchTop;
+    scratchTop = base + n;
+    try {
+      let i = 0;
+      for (const k in rec) {
+        for (; i < n && listed[i] !== k; i++) scratch[base + i] = undefined;
+        if (i === n) break;
+        scratch[base + i] = rec[k];
         i++;
       }
-      if (i === n) break;
-      const v = rec[k];
-      b = this.buf;
-      if (typeof v === "number" && (v | 0) === v) {
-        if (p + 5 > b.length) b = this.#grow(p, 5);
+      for (; i < n; i++) scratch[base + i] = undefined;
+      const order = shape.order;
+      for (let j = 0; j < n; j++) p = this.#flatValue(p, scratch[base + order[j]!], arg, o);
+    } finally {
+      for (let j = 0; j < n; j++) scratch[base + j] = undefined;
+      scratchTop = base;
+    }
+    return p;
+  }
+
+  /** Writes value `v` of object `o` (argument `arg`) at `p`: a number, a string, a
+   * boolean, `null` or `undefined` here (as the walk writes them), anything else through
+   * the general walk. Returns where it ends. */
+  #flatValue(p: number, v: unknown, arg: number, o: object): number {
+    let b = this.buf;
+    if (p + 9 > b.length) b = this.#grow(p, 9);
+    if (typeof v === "number") {
+      if ((v | 0) === v) {
         b[p] = T_INT32;
         b[p + 1] = v;
         b[p + 2] = v >> 8;
         b[p + 3] = v >> 16;
         b[p + 4] = v >> 24;
-        p += 5;
-      } else if (typeof v === "string") {
-        if (p + 5 + 2 * v.length > b.length) b = this.#grow(p, 5 + 2 * v.length);
-        p = stringAt(b, p, v, short);
-      } else {
-        p = this.#general(p, v, arg, o);
+        return p + 5;
       }
-      i++;
+      b[p] = T_F64;
+      // Every NaN is written as the canonical quiet NaN: NaN equals NaN.
+      f64[0] = v === v ? v : NaN;
+      for (let i = 0; i < 8; i++) b[p + 1 + i] = f64Bytes[LITTLE_ENDIAN ? i : 7 - i]!;
+      return p + 9;
     }
-    for (; i < n; i++) p = this.#general(p, undefined, arg, o);
-    return p;
+    if (typeof v === "string") {
+      if (p + 5 + 2 * v.length > b.length) b = this.#grow(p, 5 + 2 * v.length);
+      return stringAt(b, p, v, true);
+    }
+    if (typeof v === "boolean") {
+      b[p] = v ? T_TRUE : T_FALSE;
+      return p + 1;
+    }
+    if (v === null || v === undefined) {
+      b[p] = v === null ? T_NULL : T_UNDEFINED;
+      return p + 1;
+    }
+    return this.#general(p, v, arg, o);
   }
 
   /**
