@@ -646,31 +646,12 @@ function writeCall(thisArg: unknown, withThis: boolean, args: ArrayLike<unknown>
   }
 }
 
-/** Values of objects being written by the flat path, from index 0 to `scratchTop`. */
+/** Values (and, for a new shape, keys) of objects being written by the flat path, from
+ * index 0 to `scratchTop`. */
 const scratch: unknown[] = [];
+const scratchKeys: string[] = [];
 let scratchTop = 0;
-
-/**
- * The shape of plain object `o` when it is the last shape written (of `table`) and flat
- * (see {@linkcode Shape.flat}), else `undefined`. Reads its prototype and its keys as
- * `for-in` lists them (own keys first: the last one listed is own when none is
- * inherited), never a value.
- */
-function flatShape(o: object, table: ShapeTable): Shape | undefined {
-  const last = lastShape;
-  if (last === undefined || !last.flat || lastTable !== table) return undefined;
-  const proto = Object.getPrototypeOf(o);
-  if (proto !== Object.prototype && proto !== null) return undefined;
-  const listed = last.listed;
-  let n = 0;
-  for (const k in o) {
-    if (listed[n] !== k) return undefined;
-    n++;
-  }
-  if (n !== listed.length) return undefined;
-  if (proto !== null && !Object.hasOwn(o, listed[n - 1]!)) return undefined;
-  return last;
-}
+const NO_KEYS: readonly string[] = [];
 
 /**
  * A growable byte buffer that keys are written into. One instance is reused for every
@@ -783,12 +764,12 @@ export class KeyWriter implements KeyBytes {
         if (p + 5 + 2 * v.length > b.length) b = this.#grow(p, 5 + 2 * v.length);
         p = stringAt(b, p, v, short);
       } else {
-        const shape = short && typeof v === "object" && v !== null
-          ? flatShape(v, this.#shapes)
+        const proto = short && typeof v === "object" && v !== null && !Array.isArray(v)
+          ? Object.getPrototypeOf(v)
           : undefined;
-        if (shape !== undefined) {
+        if (proto === Object.prototype || proto === null) {
           committed = true;
-          p = this.#flatObject(p, v as object, shape, i);
+          p = this.#flatObject(p, v as object, proto, i);
         } else if (!committed) {
           return -1;
         } else {
@@ -813,58 +794,107 @@ export class KeyWriter implements KeyBytes {
   }
 
   /**
-   * Writes plain object `o` of flat `shape` (argument `arg`) at `p`: the shape number,
-   * then the values in sorted key order, read once each as `for-in` lists the keys (a key
-   * that a getter deleted meanwhile reads as `undefined`); straight into the buffer when
-   * the keys are listed sorted, else through the scratch list. Returns where it ends.
+   * Writes plain object `o` (prototype `proto`; argument `arg`) at `p`, as the walk
+   * writes it: its keys and values read in one `for-in`, each value once, compared on the
+   * way with the last shape's keys; then the shape (number, or header and names) and the
+   * values in sorted key order. Keys that `for-in` lists after the own ones (inherited
+   * enumerable keys) are left out; a key deleted by a getter meanwhile is not listed.
+   * Returns where it ends.
    */
-  #flatObject(p: number, o: object, shape: Shape, arg: number): number {
-    const listed = shape.listed;
-    const n = listed.length;
-    let b = this.buf;
-    if (p + 3 > b.length) b = this.#grow(p, 3);
-    b[p] = T_SHAPE;
-    b[p + 1] = shape.number;
-    b[p + 2] = shape.number >>> 8;
-    p += 3;
+  #flatObject(p: number, o: object, proto: object | null, arg: number): number {
     const rec = o as Record<string, unknown>;
-    if (!shape.inOrder) return this.#flatReordered(p, o, shape, arg);
-    let i = 0;
-    for (const k in rec) {
-      for (; i < n && listed[i] !== k; i++) p = this.#flatValue(p, undefined, arg, o);
-      if (i === n) break;
-      p = this.#flatValue(p, rec[k], arg, o);
-      i++;
+    const last = lastTable === this.#shapes ? lastShape : undefined;
+    const listed = last !== undefined ? last.listed : NO_KEYS;
+    // A getter may encode another key meanwhile: it takes the scratch list past ours.
+    const base = scratchTop;
+    let n = 0;
+    let same = true;
+    try {
+      for (const k in rec) {
+        if (same && listed[n] !== k) {
+          same = false;
+          for (let i = 0; i < n; i++) scratchKeys[base + i] = listed[i]!;
+        }
+        if (!same) scratchKeys[base + n] = k;
+        scratchTop = base + n + 1;
+        scratch[base + n] = rec[k];
+        n++;
+      }
+      if (
+        !same || n !== listed.length || n === 0 ||
+        (proto !== null && !Object.hasOwn(o, listed[n - 1]!))
+      ) {
+        if (same) { for (let i = 0; i < n; i++) scratchKeys[base + i] = listed[i]!; }
+        return this.#newShape(p, o, proto, base, n, arg);
+      }
+      return this.#shaped(p, o, last!, base, arg);
+    } finally {
+      for (let i = base; i < base + n; i++) scratch[i] = undefined;
+      scratchTop = base;
     }
-    for (; i < n; i++) p = this.#flatValue(p, undefined, arg, o);
+  }
+
+  /** Writes object `o` of `shape`, its values at `scratch[base + i]` in listed order. */
+  #shaped(p: number, o: object, shape: Shape, base: number, arg: number): number {
+    const n = shape.listed.length;
+    const order = shape.order;
+    let b = this.buf;
+    if (shape.number >= 0) {
+      if (p + 3 > b.length) b = this.#grow(p, 3);
+      b[p] = T_SHAPE;
+      b[p + 1] = shape.number;
+      b[p + 2] = shape.number >>> 8;
+      p += 3;
+      for (let j = 0; j < n; j++) p = this.#flatValue(p, scratch[base + order[j]!], arg, o);
+      return p;
+    }
+    if (p + 5 > b.length) b = this.#grow(p, 5);
+    b[p] = T_OBJECT;
+    b[p + 1] = n;
+    b[p + 2] = n >>> 8;
+    b[p + 3] = n >>> 16;
+    b[p + 4] = n >>> 24;
+    p += 5;
+    const sorted = shape.sorted;
+    for (let j = 0; j < n; j++) {
+      const k = sorted[j]!;
+      if (p + 5 + 2 * k.length > this.buf.length) this.#grow(p, 5 + 2 * k.length);
+      p = stringAt(this.buf, p, k, true);
+      p = this.#flatValue(p, scratch[base + order[j]!], arg, o);
+    }
     return p;
   }
 
-  /** {@linkcode KeyWriter.#flatObject}'s values of a shape whose keys are not listed
-   * sorted: read into the scratch list as `for-in` lists them, then written sorted. */
-  #flatReordered(p: number, o: object, shape: Shape, arg: number): number {
-    const listed = shape.listed;
-    const n = listed.length;
-    const rec = o as Record<string, unknown>;
-    // A getter may encode another key meanwhile: it takes the scratch list past ours.
-    const base = scratchTop;
-    scratchTop = base + n;
-    try {
-      let i = 0;
-      for (const k in rec) {
-        for (; i < n && listed[i] !== k; i++) scratch[base + i] = undefined;
-        if (i === n) break;
-        scratch[base + i] = rec[k];
-        i++;
-      }
-      for (; i < n; i++) scratch[base + i] = undefined;
-      const order = shape.order;
-      for (let j = 0; j < n; j++) p = this.#flatValue(p, scratch[base + order[j]!], arg, o);
-    } finally {
-      for (let j = 0; j < n; j++) scratch[base + j] = undefined;
-      scratchTop = base;
+  /** {@linkcode KeyWriter.#flatObject} for an object of another shape than the last:
+   * its own keys are those at `scratchKeys[base ..]` (of `n`) that it has. */
+  #newShape(
+    p: number,
+    o: object,
+    proto: object | null,
+    base: number,
+    n: number,
+    arg: number,
+  ): number {
+    let own = n;
+    if (proto !== null) {
+      // Own keys come first: drop the inherited ones after them.
+      while (own > 0 && !Object.hasOwn(o, scratchKeys[base + own - 1]!)) own--;
     }
-    return p;
+    if (own === 0) {
+      if (p + 5 > this.buf.length) this.#grow(p, 5);
+      const b = this.buf;
+      b[p] = T_OBJECT;
+      b[p + 1] =
+        b[p + 2] =
+        b[p + 3] =
+        b[p + 4] =
+          0;
+      return p + 5;
+    }
+    const shape = this.#shapes.shapeOf(scratchKeys.slice(base, base + own));
+    lastShape = shape;
+    lastTable = this.#shapes;
+    return this.#shaped(p, o, shape, base, arg);
   }
 
   /** Writes value `v` of object `o` (argument `arg`) at `p`: a number, a string, a
