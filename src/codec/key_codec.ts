@@ -40,6 +40,17 @@
  * its names, always. The keys and values are still read from each object on every call:
  * a key added or deleted, a getter, or a changed prototype is seen at once.
  *
+ * ## The flat path
+ *
+ * A call whose arguments are int32 numbers, strings and plain objects (memory form, no
+ * receiver) is written by {@linkcode KeyWriter} straight into its buffer, without the
+ * module state of the general walk: each object's keys and values are read in one
+ * `for-in` (values in the order the keys are listed, each once), compared on the way with
+ * the last shape's keys, and written in sorted key order; any other value inside goes
+ * through the general walk. The bytes are the walk's. A key that a getter deletes before
+ * `for-in` reaches it is left out (the walk, which lists the keys first, reads it as
+ * `undefined`).
+ *
  * @module
  */
 
