@@ -758,7 +758,6 @@ export class KeyWriter implements KeyBytes {
     b[0] = T_ARGS;
     b[1] = n;
     let p = 2;
-    let committed = false;
     for (let i = 0; i < n; i++) {
       // Read once here: an element getter of a hand-made `args` answers once per encode.
       const v = args[i];
@@ -775,9 +774,27 @@ export class KeyWriter implements KeyBytes {
         if (p + 5 + 2 * v.length > b.length) b = this.#grow(p, 5 + 2 * v.length);
         p = stringAt(b, p, v, short);
       } else {
-        const proto = short && typeof v === "object" && v !== null && !Array.isArray(v)
-          ? Object.getPrototypeOf(v)
-          : undefined;
+        // Kept out of this loop, which stays as small as the common call needs.
+        return short ? this.#flatRest(args, i, v, p) : -1;
+      }
+    }
+    this.pos = p;
+    return p;
+  }
+
+  /**
+   * {@linkcode KeyWriter.#flatCall} (memory form) from argument `i`, already read as `v`,
+   * at `p`: plain objects by {@linkcode KeyWriter.#flatObject} (the call is then
+   * committed), other values in place, or by the general walk once committed; -1 (nothing
+   * read but the arguments and, of an object, its prototype) when the call is not taken.
+   */
+  #flatRest(args: ArrayLike<unknown>, i: number, v: unknown, p: number): number {
+    const n = args.length;
+    let committed = false;
+    for (;;) {
+      const kind = typeof v;
+      if (kind === "object" && v !== null) {
+        const proto = Array.isArray(v) ? undefined : Object.getPrototypeOf(v);
         if (proto === Object.prototype || proto === null) {
           committed = true;
           p = this.#flatObject(p, v as object, proto, i);
@@ -786,8 +803,14 @@ export class KeyWriter implements KeyBytes {
         } else {
           p = this.#general(p, v, i, undefined);
         }
-        b = this.buf;
+      } else if (kind === "function" || kind === "symbol" || kind === "bigint") {
+        if (!committed) return -1;
+        p = this.#general(p, v, i, undefined);
+      } else {
+        p = this.#flatValue(p, v, i, undefined);
       }
+      if (++i === n) break;
+      v = args[i];
     }
     this.pos = p;
     return p;
@@ -908,10 +931,10 @@ export class KeyWriter implements KeyBytes {
     return this.#shaped(p, o, shape, base, arg);
   }
 
-  /** Writes value `v` of object `o` (argument `arg`) at `p`: a number, a string, a
+  /** Writes value `v` (of object `o`, or argument `arg` itself) at `p`: a number, a string, a
    * boolean, `null` or `undefined` here (as the walk writes them), anything else through
    * the general walk. Returns where it ends. */
-  #flatValue(p: number, v: unknown, arg: number, o: object): number {
+  #flatValue(p: number, v: unknown, arg: number, o: object | undefined): number {
     let b = this.buf;
     if (p + 9 > b.length) b = this.#grow(p, 9);
     if (typeof v === "number") {
