@@ -113,6 +113,32 @@ Deno.test("in_flight: computations by key bytes; take removes only the current o
   assert.equal(f.size, 1 + 500 - 167);
 });
 
+Deno.test("in_flight: the computation outside the Map and those in it are found and taken alike", () => {
+  const f = new InFlight();
+  const key = (n: number): Uint8Array => Uint8Array.from([7, n]);
+  const first = hold(key(1), 2, undefined);
+  const second = hold(key(2), 2, undefined);
+  f.add(first); // the one outside the Map
+  f.add(second); // in the Map
+  assert.equal(f.find(key(1), 2), first);
+  assert.equal(f.find(key(2), 2), second);
+  assert.equal(f.take(first), true);
+  assert.equal(f.find(key(1), 2), undefined, "taken: no longer found");
+  assert.equal(f.find(key(2), 2), second, "the one in the Map is still found");
+  const third = hold(key(3), 2, undefined);
+  f.add(third); // outside the Map again
+  const again = hold(key(2), 2, undefined);
+  f.add(again); // replaces the one in the Map
+  assert.equal(f.take(second), false);
+  assert.deepEqual(f.all(), [third, again]);
+  assert.equal(f.size, 2);
+  assert.equal(f.take(again), true);
+  assert.equal(f.take(third), true);
+  assert.equal(f.size, 0);
+  assert.deepEqual(f.all(), []);
+  assert.equal(f.find(key(3), 2), undefined);
+});
+
 Deno.test("in_flight: a bounded join that times out is no longer referenced by its computation", async () => {
   const c = hold(new Uint8Array(1), 1, "k");
   let settle = (_: unknown): void => {};

@@ -266,9 +266,9 @@ Deno.test("KeyWriter: an encode that threw leaves nothing behind for the next on
   }
 });
 
-Deno.test("KeyWriter: arguments read twice by the fast path still give the walk's key", () => {
+Deno.test("KeyWriter: each argument is read once, by the flat path as by the walk", () => {
   // A hand-made argument list whose element answers a number, then an object: the key is
-  // the one of what the general walk reads (it reads each argument once).
+  // the one of what was read, once.
   for (const shared of [false, true]) {
     let reads = 0;
     const args = [1, "s"];
@@ -279,9 +279,107 @@ Deno.test("KeyWriter: arguments read twice by the fast path still give the walk'
     });
     const w = new KeyWriter(8, shared);
     const len = w.call(undefined, false, args);
-    assert.equal(
-      hex(w.buf.subarray(0, len)),
-      hex(encodeKey([{ late: "x".repeat(300) }, "s"], { shared })),
-    );
+    assert.equal(reads, 1);
+    assert.equal(hex(w.buf.subarray(0, len)), hex(encodeKey([5, "s"], { shared })));
   }
+});
+
+Deno.test("KeyWriter flat path: objects of the last shape give the walk's bytes", () => {
+  const w = new KeyWriter(8, false);
+  const key = (...args: unknown[]): string => {
+    const len = w.call(undefined, false, args);
+    return hex(w.buf.subarray(0, len));
+  };
+  const inner = { deep: [1, 2] };
+  const values: unknown[] = [
+    1,
+    -0,
+    2 ** 40,
+    1.5,
+    NaN,
+    "s",
+    "\u{1f600}",
+    "x".repeat(300),
+    true,
+    null,
+    undefined,
+    1n,
+    inner,
+    [inner],
+  ];
+  for (const v of values) {
+    // The first call walks (and makes the shape the last one); the next takes the flat
+    // path; the keys listed in another order take the walk again.
+    const walked = key({ a: v, b: 2 }, 7);
+    assert.equal(key({ a: v, b: 2 }, 7), walked, `flat path, a = ${String(v)}`);
+    assert.equal(key({ b: 2, a: v }, 7), walked, `other order, a = ${String(v)}`);
+    assert.equal(key({ b: 2, a: v }, 7), walked, `flat path, reordered, a = ${String(v)}`);
+    assert.equal(key(7, { a: v, b: 2 }) === walked, false);
+  }
+  // Two objects (the second is flat too), and an argument the flat path does not take after
+  // one it did: the walk writes it.
+  const two = key({ a: 1, b: 2 }, { a: 3, b: 4 }, 2.5, { a: 5, c: 6 });
+  assert.equal(two, key({ b: 2, a: 1 }, { b: 4, a: 3 }, 2.5, { c: 6, a: 5 }));
+  assert.notEqual(two, key({ a: 1, b: 2 }, { a: 3, b: 4 }, 2.5, { a: 5, c: 7 }));
+});
+
+Deno.test("KeyWriter flat path: getters once each, deleted keys, cycles, inherited keys", () => {
+  const w = new KeyWriter(8, false);
+  const key = (...args: unknown[]): string => {
+    const len = w.call(undefined, false, args);
+    return hex(w.buf.subarray(0, len));
+  };
+  key({ a: 1, b: 2, c: 3 });
+  // A getter that deletes a later key: for-in no longer lists it, and the key leaves it out.
+  let reads = 0;
+  const o: Record<string, unknown> = {
+    get a(): number {
+      reads++;
+      delete o.b;
+      return 1;
+    },
+    b: 2,
+    c: 3,
+  };
+  assert.equal(key(o), key({ a: 1, c: 3 }));
+  assert.equal(reads, 1, "each getter read once");
+  // The same for keys not listed sorted, and a nested key inside a getter: it takes the
+  // scratch list past the outer one's values.
+  key({ c: 3, a: 1, b: 2 });
+  reads = 0;
+  const inner = new KeyWriter(8, false);
+  const r: Record<string, unknown> = {
+    c: 3,
+    get a(): number {
+      reads++;
+      delete r.b;
+      inner.call(undefined, false, [{ c: 30, a: 10, b: 20 }]);
+      return 1;
+    },
+    b: 2,
+  };
+  assert.equal(key(r), key({ a: 1, c: 3 }));
+  assert.equal(reads, 1);
+  assert.equal(
+    hex(inner.buf.subarray(0, inner.pos)),
+    hex(encodeKey([{ a: 10, b: 20, c: 30 }])),
+  );
+  // A cycle through the flat path is refused.
+  key({ a: 1, self: 2 });
+  const cyclic: Record<string, unknown> = { a: 1, self: null };
+  cyclic.self = cyclic;
+  assert.throws(() => key(cyclic), /cyclic value in argument 0/);
+  // An enumerable key inherited from Object.prototype is not one of the object's keys.
+  key({ a: 1, b: 2 });
+  const proto = Object.prototype as Record<string, unknown>;
+  try {
+    Object.defineProperty(proto, "b", { value: 9, enumerable: true, configurable: true });
+    assert.equal(key({ a: 1 }), hex(encodeKey([{ a: 1 }])));
+    assert.notEqual(key({ a: 1 }), key({ a: 1, b: 9 }));
+  } finally {
+    delete proto.b;
+  }
+  // A null-prototype object takes the flat path too.
+  const bare = Object.assign(Object.create(null), { a: 1, b: 2 });
+  assert.equal(key(bare), key({ b: 2, a: 1 }));
 });

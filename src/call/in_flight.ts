@@ -8,11 +8,12 @@
 
 import type { Computation, TimedWaiter } from "./computation.ts";
 
-/** FNV-1a over `buf[0..len)`: the bucket of a key. */
+/** FNV-1a over `buf[0..len)`, cut to 30 bits: the bucket of a key. (A small integer: a
+ * `Map` keyed by a larger one boxes it, and took 3 times as long to set and delete.) */
 export function hashKey(buf: Uint8Array, len: number): number {
   let h = 0x811c9dc5;
   for (let i = 0; i < len; i++) h = Math.imul(h ^ buf[i]!, 0x01000193);
-  return h >>> 0;
+  return h >>> 2;
 }
 
 function sameKey(c: Computation, buf: Uint8Array, len: number): boolean {
@@ -25,10 +26,15 @@ function sameKey(c: Computation, buf: Uint8Array, len: number): boolean {
 /**
  * The computations under way of one cache, by their key bytes: buckets by a hash of the
  * bytes (a number: no key string is made for a computation), chained through
- * `Computation.next`, compared byte by byte.
+ * `Computation.next`, compared byte by byte. The first one under way while no other is
+ * sits in a field of its own, out of the `Map`: calls awaited one after another each
+ * add and take one computation, and a `Map` that gains and loses a key on every miss
+ * rebuilds its table every few of them (that was 10% of an async miss).
  */
 export class InFlight {
   readonly #buckets = new Map<number, Computation>();
+  /** A computation under way outside the buckets, or `undefined`. */
+  #one: Computation | undefined = undefined;
   #size = 0;
 
   /** Computations under way. */
@@ -38,21 +44,35 @@ export class InFlight {
 
   /** The computation under way for the key `buf[0..len)`, if any. */
   find(buf: Uint8Array, len: number): Computation | undefined {
-    let c = this.#buckets.get(hashKey(buf, len));
+    return this.#found(hashKey(buf, len), buf, len);
+  }
+
+  #found(h: number, buf: Uint8Array, len: number): Computation | undefined {
+    const one = this.#one;
+    if (one !== undefined && one.hash === h && sameKey(one, buf, len)) return one;
+    if (this.#buckets.size === 0) return undefined;
+    let c = this.#buckets.get(h);
     while (c !== undefined && !sameKey(c, buf, len)) c = c.next;
     return c;
   }
 
   /** Makes `c` the computation of its key, joinable from now (replacing any other). */
   add(c: Computation): void {
-    const old = this.find(c.buf, c.len);
-    if (old !== undefined) this.take(old);
     const h = c.hash = hashKey(c.buf, c.len);
-    c.next = this.#buckets.get(h);
+    if (this.#size > 0) {
+      const old = this.#found(h, c.buf, c.len);
+      if (old !== undefined) this.take(old);
+    }
     c.startedAt = 0;
     c.pending = true;
-    this.#buckets.set(h, c);
     this.#size++;
+    if (this.#one === undefined) {
+      c.next = undefined;
+      this.#one = c;
+      return;
+    }
+    c.next = this.#buckets.get(h);
+    this.#buckets.set(h, c);
   }
 
   /** Removes `c` if it is still the computation of its key; returns whether it was (its
@@ -61,6 +81,10 @@ export class InFlight {
     if (!c.pending) return false;
     c.pending = false;
     this.#size--;
+    if (c === this.#one) {
+      this.#one = undefined;
+      return true;
+    }
     const first = this.#buckets.get(c.hash)!;
     if (first === c) {
       if (c.next === undefined) this.#buckets.delete(c.hash);
@@ -77,6 +101,7 @@ export class InFlight {
   /** Every computation under way (a copy). */
   all(): Computation[] {
     const out: Computation[] = [];
+    if (this.#one !== undefined) out.push(this.#one);
     for (let c of this.#buckets.values()) {
       for (; c !== undefined; c = c.next!) out.push(c);
     }
