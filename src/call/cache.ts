@@ -93,11 +93,21 @@ class CachePath {
     readonly withThis: boolean,
   ) {
     this.store = store;
+    this.byArgs = !withThis && keyFn === undefined;
   }
+
+  /** Whether a call's key is its arguments alone (no `this`, no `key` option). */
+  readonly byArgs: boolean;
 
   /** Encodes the key and looks it up: the value, a computation to join, or MISS after
    * holding the miss's key in the loader's `missHeld` (read before user code runs). */
   lookup(self: unknown, args: unknown[]): unknown {
+    // A store indexed by arguments (the TypeScript one) answers a hit without an encode.
+    const store = this.store;
+    if (store.argsIndexed === true && this.byArgs) {
+      const v = store.getArgs!(args);
+      if (v !== MISS) return v;
+    }
     // Encode the key into the reused writer; a nested encode (a getter calling a cached
     // function) gets a writer of its own. The writer stays busy through the lookup, which
     // may read an injected clock (user code).

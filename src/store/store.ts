@@ -97,6 +97,9 @@ export interface KeyBytes {
 export interface ByteStore {
   /** {@linkcode Store.get} at time `now`; `ptr` may be the address of `key`. */
   get(key: Uint8Array, len: number, now: number, ptr?: Deno.PointerValue): unknown;
+  /** {@linkcode Store.getArgs} at time `now`, where the store indexes entries by their
+   * arguments (the TypeScript store). */
+  getArgs?(args: unknown[], now: number): unknown;
   /** {@linkcode Store.set} at time `now`; `ptr` may be the address of `key`; `ttl` the
    * entry's own TTL in ms (`undefined`: the store's); `size` the entry's size in bytes for
    * a memory store's byte budget (`maxBytes`; unused without one, and by the shared store);
@@ -154,6 +157,15 @@ export interface Store {
    * visited bit). Reads the key before returning.
    */
   get(key: KeyBytes): unknown;
+  /** Whether {@linkcode Store.getArgs} may answer (the TypeScript store). */
+  readonly argsIndexed?: boolean;
+  /**
+   * A hit looked up by the arguments of a call without `this` rather than by its encoded
+   * key, where the store indexes entries so ({@linkcode Store.argsIndexed}): the value if
+   * present and fresh (a hit counted, as `get` would), else {@linkcode MISS} with nothing
+   * counted, and the caller then encodes the key and calls `get`.
+   */
+  getArgs?(args: unknown[]): unknown;
   /**
    * Stores `value` under `key`, inserted now, evicting one entry when full. `promised`
    * says that `value` is the resolution of a Promise: later hits must then return a
@@ -310,6 +322,7 @@ export class StoreView implements Store {
   #staleWindow = 0;
   readonly flights: Flights | undefined;
   readonly dir: string | undefined;
+  readonly argsIndexed: boolean;
 
   /**
    * @param s The store.
@@ -327,6 +340,11 @@ export class StoreView implements Store {
     this.dir = s.dir;
     this.#pointerGets = o.pointerGets;
     this.#pointerSets = o.pointerSets;
+    this.argsIndexed = s.getArgs !== undefined;
+  }
+
+  getArgs(args: unknown[]): unknown {
+    return this.#s.getArgs!(args, this.#timed ? this.#time() : 0);
   }
 
   get(k: KeyBytes): unknown {

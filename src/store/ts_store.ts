@@ -9,6 +9,8 @@
 
 import { FRESH, GONE, isPolicy, NIL, type Policy, SIEVE, SieveQueue } from "./_sieve_queue.ts";
 import { hashBytes } from "./_hash.ts";
+import { ArgsIndex } from "./_args_index.ts";
+import { bytesToKeyString, encodeKey } from "../codec/key_codec.ts";
 import {
   checkEntrySize,
   checkEntryTtl,
@@ -116,9 +118,13 @@ function bytesToString(k: Uint8Array, len: number): string {
  *   in the queue, its visited bit and its LFU count; a new key goes to the head (LFU: to
  *   the bucket of count 1), evicting one entry by the policy when the store is full.
  *
- * Index: an open-addressing hash table (linear probing, backward-shift deletion) of slot
- * numbers, over each key's bytes kept as a one-char-per-byte string: a lookup hashes and
- * compares the bytes in place and allocates nothing.
+ * Index: the key of a call whose arguments are all primitives (and whose policy keeps its
+ * own order: SIEVE, LRU, MRU, FIFO, LFU) is read back into its arguments and indexed by
+ * them in nested `Map`s (`_args_index.ts`), which `cache()` looks up straight from the
+ * arguments ({@linkcode TsSieveStore.prototype.getArgs | getArgs}); any other key goes to an
+ * open-addressing hash table (linear probing, backward-shift deletion) of slot numbers,
+ * over the key's bytes kept as a one-char-per-byte string: a lookup hashes and compares
+ * the bytes in place and allocates nothing.
  *
  * @example Usage
  * ```ts
@@ -138,13 +144,22 @@ export class TsSieveStore implements ByteStore {
   #maxSize: number;
   /** Whether entries expire (a TTL was given). */
   readonly ttlOn: boolean;
-  /** Slot numbers, `NIL` = empty; length a power of two, at most half full. */
+  /** The index by arguments, or `null` (S3-FIFO, W-TinyLFU, ARC: their ghosts and sketch
+   * hash the key's bytes). */
+  #args: ArgsIndex | null;
+  /** Slot numbers of the entries indexed by bytes, `NIL` = empty; length a power of two,
+   * at most half full. */
   #table: Int32Array;
   #mask: number;
-  /** By slot: the key's bytes (one char per byte), its hash, the value. */
-  #keys: string[] = [];
-  #hashes: number[] = [];
+  /** Entries in `#table`. */
+  #byteEntries = 0;
+  /** By slot: the key (its bytes, one char per byte, or as `ArgsIndex.add` returned it),
+   * and the value. */
+  #keys: unknown[] = [];
   #values: unknown[] = [];
+  /** By slot: the hash of a key indexed by bytes, -1 for one indexed by arguments; empty
+   * until the first key indexed by bytes (every entry before is indexed by arguments). */
+  #hashes: Int32Array = new Int32Array(0);
   #hits = 0;
   #misses = 0;
   #staleHits = 0;
@@ -186,6 +201,7 @@ export class TsSieveStore implements ByteStore {
     this.#maxSize = maxSize;
     this.#maxBytes = checkMemoryMaxBytes("TsSieveStore", options.maxBytes);
     this.#queue = new SieveQueue(maxSize, ttl, policy, stale);
+    this.#args = this.#queue.ext === null ? new ArgsIndex() : null;
     this.ttlOn = ttl !== undefined;
     this.#table = new Int32Array(0);
     this.#mask = 0;
@@ -203,7 +219,7 @@ export class TsSieveStore implements ByteStore {
    */
   get(key: Uint8Array, len: number, now: number): unknown {
     if (this.#busy) this.#repair();
-    const slot = this.#find(key, len, hashBytes(key, len));
+    const slot = this.#slotOf(key, len);
     if (slot === NIL) {
       this.#misses++;
       return MISS;
@@ -230,6 +246,44 @@ export class TsSieveStore implements ByteStore {
       this.#busy = false;
     }
     return this.#values[slot];
+  }
+
+  /**
+   * {@linkcode TsSieveStore.prototype.get | get} by the arguments of a call (no `this`)
+   * rather than its encoded key, for a hit only: the value stored under them if present
+   * and fresh at `now` (a hit counted), else {@linkcode MISS} with nothing counted or
+   * changed, and the caller then looks the encoded key up with `get`.
+   *
+   * @param args The call's arguments.
+   * @param now Current time in ms on the cache's clock.
+   * @returns The stored value, or {@linkcode MISS}.
+   */
+  getArgs(args: unknown[], now: number): unknown {
+    const index = this.#args;
+    if (index === null || this.#busy) return MISS;
+    const slot = index.find(args, this.#keys);
+    if (slot === NIL) return MISS;
+    const queue = this.#queue;
+    if (queue.expiring && queue.age(slot, now) !== FRESH) return MISS;
+    this.#hits++;
+    if (queue.policy === SIEVE) {
+      queue.visited[slot] = 1;
+    } else {
+      this.#busy = true;
+      queue.hit(slot);
+      this.#busy = false;
+    }
+    return this.#values[slot];
+  }
+
+  /** The slot of `key[0..len)`, or `NIL`. */
+  #slotOf(key: Uint8Array, len: number): number {
+    const args = this.#args;
+    if (args !== null) {
+      const n = args.decode(key, len);
+      if (n > 0) return args.findDecoded(n, this.#keys);
+    }
+    return this.#find(key, len, hashBytes(key, len));
   }
 
   /**
@@ -275,9 +329,11 @@ export class TsSieveStore implements ByteStore {
       if (bytes > maxBytes) return this.#skipOversize(key, len);
     }
     if (promised) value = promisedEntry(value);
-    const hash = hashBytes(key, len);
+    const args = this.#args;
+    const n = args === null ? -1 : args.decode(key, len);
+    const hash = n > 0 ? -1 : hashBytes(key, len);
     const queue = this.#queue;
-    let slot = this.#find(key, len, hash);
+    let slot = n > 0 ? args!.findDecoded(n, this.#keys) : this.#find(key, len, hash);
     if (maxBytes !== undefined) slot = this.#makeRoom(slot, bytes, maxBytes, now);
     if (slot !== NIL) {
       queue.stamp(slot, now, ttl);
@@ -288,13 +344,13 @@ export class TsSieveStore implements ByteStore {
       }
       return true;
     }
-    const keyString = bytesToString(key, len);
+    const keyString = n > 0 ? "" : bytesToString(key, len);
     this.#busy = true;
     const ext = queue.ext;
     if (ext !== null) ext.arrive(keyString, hash);
     if (queue.size >= queue.capacity) {
       const victim = queue.evict();
-      if (ext !== null) ext.evicted(this.#keys[victim]!, this.#hashes[victim]!);
+      if (ext !== null) ext.evicted(this.#keys[victim] as string, this.#hashes[victim]!);
       this.#unindex(victim);
       this.#values[victim] = undefined;
       this.#freeBytes(victim);
@@ -305,13 +361,38 @@ export class TsSieveStore implements ByteStore {
       this.#bytes += bytes;
     }
     queue.stamp(slot, now, ttl);
-    this.#keys[slot] = keyString;
-    this.#hashes[slot] = hash;
     this.#values[slot] = value;
-    if (queue.size * 2 > this.#table.length) this.#growTable();
-    this.#place(slot, hash);
+    if (n > 0) {
+      args!.add(n, slot, this.#keys);
+      if (this.#hashes.length !== 0) this.#hashOf(slot, -1);
+    } else {
+      this.#keys[slot] = keyString;
+      this.#hashOf(slot, hash);
+      if (++this.#byteEntries * 2 > this.#table.length) this.#growTable();
+      this.#place(slot, hash);
+    }
     this.#busy = false;
     return true;
+  }
+
+  /** Records the hash of the key at `slot` (-1: indexed by arguments), sizing `#hashes`
+   * as the queue's slab; made at the first key indexed by bytes, with every entry before
+   * marked as indexed by arguments. */
+  #hashOf(slot: number, hash: number): void {
+    let hashes = this.#hashes;
+    if (slot >= hashes.length) {
+      const grown = new Int32Array(Math.max(this.#queue.newer.length, slot + 1));
+      if (hashes.length === 0) grown.fill(-1);
+      else grown.set(hashes);
+      hashes = this.#hashes = grown;
+    }
+    hashes[slot] = hash;
+  }
+
+  /** Whether the entry at `slot` is indexed by its arguments. */
+  #byArgs(slot: number): boolean {
+    const hashes = this.#hashes;
+    return hashes.length === 0 || hashes[slot]! < 0;
   }
 
   /**
@@ -329,7 +410,7 @@ export class TsSieveStore implements ByteStore {
     while (this.#bytes - (own === NIL ? 0 : sizes[own]!) + size > maxBytes) {
       const victim = queue.evict();
       if (victim === NIL) break;
-      if (ext !== null) ext.evicted(this.#keys[victim]!, this.#hashes[victim]!);
+      if (ext !== null) ext.evicted(this.#keys[victim] as string, this.#hashes[victim]!);
       this.#unindex(victim);
       this.#values[victim] = undefined;
       this.#freeBytes(victim);
@@ -342,7 +423,7 @@ export class TsSieveStore implements ByteStore {
   /** Counts an entry larger than the byte budget, and removes the key's present entry. */
   #skipOversize(key: Uint8Array, len: number): false {
     this.#oversizeSkips++;
-    const slot = this.#find(key, len, hashBytes(key, len));
+    const slot = this.#slotOf(key, len);
     if (slot !== NIL) {
       this.#busy = true;
       this.#removeSlot(slot);
@@ -370,7 +451,7 @@ export class TsSieveStore implements ByteStore {
    */
   peek(key: Uint8Array, len: number, now: number): unknown {
     if (this.#busy) this.#repair();
-    const slot = this.#find(key, len, hashBytes(key, len));
+    const slot = this.#slotOf(key, len);
     if (slot === NIL || this.#queue.age(slot, now) !== FRESH) return MISS;
     return this.#values[slot];
   }
@@ -384,7 +465,7 @@ export class TsSieveStore implements ByteStore {
    */
   delete(key: Uint8Array, len: number): boolean {
     if (this.#busy) this.#repair();
-    const slot = this.#find(key, len, hashBytes(key, len));
+    const slot = this.#slotOf(key, len);
     if (slot === NIL) return false;
     this.#busy = true;
     this.#removeSlot(slot);
@@ -437,7 +518,7 @@ export class TsSieveStore implements ByteStore {
    */
   peekStale(key: Uint8Array, len: number, now: number): unknown {
     if (this.#busy) this.#repair();
-    const slot = this.#find(key, len, hashBytes(key, len));
+    const slot = this.#slotOf(key, len);
     if (slot === NIL || this.#queue.age(slot, now) === GONE) return MISS;
     return this.#values[slot];
   }
@@ -457,8 +538,10 @@ export class TsSieveStore implements ByteStore {
    * short is done again by the next operation. */
   #repair(): void {
     this.#queue.clear();
+    this.#args?.clear();
     this.#keys = [];
-    this.#hashes = [];
+    this.#hashes = new Int32Array(0);
+    this.#byteEntries = 0;
     this.#values = [];
     this.#sizes = [];
     this.#bytes = 0;
@@ -504,7 +587,7 @@ export class TsSieveStore implements ByteStore {
   order(): Array<[string, boolean]> {
     if (this.#busy) this.#repair();
     const queue = this.#queue;
-    return queue.order().map((slot) => [this.#keys[slot]!, queue.visited[slot] === 1]);
+    return queue.order().map((slot) => [this.#keyString(slot), queue.visited[slot] === 1]);
   }
 
   /**
@@ -520,7 +603,7 @@ export class TsSieveStore implements ByteStore {
     const ext = this.#queue.ext;
     if (ext === null) return { entries: [], ghost: [] };
     const entries = ext.order().map((slot): [string, string, number] => [
-      this.#keys[slot]!,
+      this.#keyString(slot),
       ...ext.describe(slot),
     ]);
     return { entries, ghost: ext.ghostOrder() };
@@ -534,17 +617,26 @@ export class TsSieveStore implements ByteStore {
   validate(): void {
     if (this.#busy) this.#repair();
     const queue = this.#queue;
+    const args = this.#args;
+    let byArgs = 0;
     queue.validate((slot) => {
       const key = this.#keys[slot];
-      if (key === undefined) return false;
+      if (this.#byArgs(slot)) {
+        byArgs++;
+        return args !== null && args.slotOf(slot, this.#keys) === slot;
+      }
+      if (typeof key !== "string") return false;
       const bytes = Uint8Array.from(key, (c) => c.charCodeAt(0));
       return this.#hashes[slot] === hashBytes(bytes, bytes.length) &&
         this.#find(bytes, bytes.length, this.#hashes[slot]!) === slot;
     });
     let used = 0;
     for (let i = 0; i < this.#table.length; i++) if (this.#table[i] !== NIL) used++;
-    if (used !== queue.size) {
-      throw new Error(`TsSieveStore invariant violated: ${used} indexed, ${queue.size} live`);
+    const indexed = args === null ? 0 : args.count();
+    if (used !== this.#byteEntries || used + byArgs !== queue.size || indexed !== byArgs) {
+      throw new Error(
+        `TsSieveStore invariant violated: ${used} indexed by bytes (${this.#byteEntries} counted), ${indexed} by arguments (${byArgs} live), ${queue.size} live`,
+      );
     }
     for (const slot of queue.free) {
       if (this.#values[slot] !== undefined) {
@@ -562,6 +654,14 @@ export class TsSieveStore implements ByteStore {
     }
   }
 
+  /** The key at `slot` as one char per byte (for tests). */
+  #keyString(slot: number): string {
+    const key = this.#keys[slot];
+    if (typeof key === "string" && !this.#byArgs(slot)) return key;
+    const bytes = encodeKey(Array.isArray(key) ? key : [key]);
+    return bytesToKeyString(bytes, bytes.length);
+  }
+
   #find(key: Uint8Array, len: number, hash: number): number {
     const table = this.#table;
     const mask = this.#mask;
@@ -571,7 +671,7 @@ export class TsSieveStore implements ByteStore {
       const slot = table[i]!;
       if (slot === NIL) return NIL;
       if (hashes[slot] === hash) {
-        const stored = keys[slot]!;
+        const stored = keys[slot] as string;
         if (stored.length === len) {
           let j = 0;
           while (j < len && stored.charCodeAt(j) === key[j]) j++;
@@ -589,8 +689,19 @@ export class TsSieveStore implements ByteStore {
     table[i] = slot;
   }
 
-  /** Removes `slot` from the hash table (backward-shift deletion keeps probes unbroken). */
+  /** Removes `slot` from its index. */
   #unindex(slot: number): void {
+    if (this.#args !== null && this.#byArgs(slot)) {
+      this.#args.remove(slot, this.#keys);
+      this.#keys[slot] = undefined;
+      return;
+    }
+    this.#byteEntries--;
+    this.#unindexBytes(slot);
+  }
+
+  /** Removes `slot` from the hash table (backward-shift deletion keeps probes unbroken). */
+  #unindexBytes(slot: number): void {
     const table = this.#table;
     const mask = this.#mask;
     const hashes = this.#hashes;
