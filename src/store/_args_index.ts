@@ -1,18 +1,22 @@
 /**
- * The index of the TypeScript store for calls whose arguments are all primitives (numbers,
+ * The keys of the TypeScript store for calls whose arguments are all primitives (numbers,
  * strings, booleans, `undefined`, `null`; one to {@linkcode MAX_ARITY} of them, no `this`):
- * JavaScript `Map`s keyed by the arguments themselves, nested one level per argument, with
- * a slot number at the last level. A hit then costs one `Map.get` per argument (hashing and
- * comparison done by V8), where the byte index hashes the encoded key and compares it byte
- * by byte in JavaScript (measured: 53% of a hit of two ints, see `notes/tsengine.md`).
+ * such an entry is indexed by the arguments themselves (kept as they are, the argument for
+ * one, an array of them for more) and a hash computed from them
+ * ({@linkcode hashArgs}), in the store's one hash table. A hit then hashes a few numbers
+ * (and a string's code units) and compares the arguments with `===`, where the byte index
+ * encodes the key, hashes its bytes and compares them one by one in JavaScript (measured:
+ * 53% of a hit of two ints, see `notes/tsengine.md`). The hashes of these entries have
+ * {@linkcode ARGS_BIT} set, which a byte key's hash never has, so the two kinds never
+ * compare.
  *
- * `Map` keys compare by SameValueZero, which is the key contract for primitives (README,
- * "Keys"): `1` and `"1"` differ, `0` and `-0` are one key, `NaN` equals `NaN`, strings
- * compare code unit by code unit (lone surrogates included). Entries still arrive as
- * encoded bytes (`set`, `delete`, `peek` by a held key): {@linkcode ArgsIndex.decode} reads
- * such a key back into its arguments, so that both ways reach the same entry. A key that
- * does not decode (an object, a `bigint`, a symbol, `this`, more arguments) stays in the
- * byte index.
+ * Arguments compare by SameValueZero ({@linkcode sameArgs}), which is the key contract for
+ * primitives (README, "Keys"): `1` and `"1"` differ, `0` and `-0` are one key, `NaN`
+ * equals `NaN`, strings compare code unit by code unit (lone surrogates included). Entries
+ * still arrive as encoded bytes (`set`, `delete`, `peek` by a held key):
+ * {@linkcode ArgsDecoder.decode} reads such a key back into its arguments, so that both
+ * ways reach the same entry. A key that does not decode (an object, a `bigint`, a symbol,
+ * `this`, no argument or more than {@linkcode MAX_ARITY}) stays a byte key.
  *
  * The tags below mirror `src/codec/key_codec.ts` (memory and shared forms);
  * `tests/ts_store_args_test.ts` checks every decodable shape against the encoder.
@@ -20,10 +24,11 @@
  * @module
  */
 
-import { NIL } from "./_multi_queue.ts";
-
 /** Most arguments of a call indexed by its arguments. */
 export const MAX_ARITY = 4;
+
+/** Set in the hash of every entry indexed by its arguments (byte hashes are 30-bit). */
+export const ARGS_BIT = 1 << 30;
 
 const T_UNDEFINED = 1;
 const T_NULL = 2;
@@ -62,55 +67,102 @@ function wideAt(k: Uint8Array, p: number, n: number): string {
   return s;
 }
 
-/** A level of the index: argument value to a slot (the one entry under this prefix), or
- * to the next level (several). */
-type Level = Map<unknown, unknown>;
+const u32 = new Uint32Array(f64.buffer);
 
-/** SameValueZero, as `Map` compares its keys. */
+/** Murmur3's 32-bit finaliser. */
+function fmix(h: number): number {
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  return h ^ (h >>> 16);
+}
+
+/** Mixes the word `w` into the running hash `h` (Murmur3's body step). */
+function step(h: number, w: number): number {
+  w = Math.imul(w, 0xcc9e2d51);
+  w = (w << 15) | (w >>> 17);
+  h ^= Math.imul(w, 0x1b873593);
+  h = (h << 13) | (h >>> 19);
+  return (Math.imul(h, 5) + 0xe6546b64) | 0;
+}
+
+/**
+ * The hash of a call of `n` arguments `args[0..n)` with {@linkcode ARGS_BIT} set, or -1
+ * when they are not all primitives of the kinds indexed so (or `n` is out of range). Equal
+ * keys (SameValueZero) hash alike: an integer hashes as its int32 (`-0` as `0`), every `NaN`
+ * alike, a string by its code units.
+ */
+export function hashArgs(args: ArrayLike<unknown>, n: number): number {
+  if (n === 0 || n > MAX_ARITY) return -1;
+  let h = 0x9747b28c ^ n;
+  for (let i = 0; i < n; i++) {
+    const v = args[i];
+    if (typeof v === "number") {
+      if ((v | 0) === v) {
+        h = step(h, v | 0);
+      } else if (v !== v) {
+        h = step(h, 0x7ff80000);
+      } else {
+        f64[0] = v;
+        h = step(step(h, u32[0]!), u32[1]! ^ 0x5bd1e995);
+      }
+    } else if (typeof v === "string") {
+      const len = v.length;
+      let w = step(h, len ^ 0x2f0b3c1d);
+      let j = 0;
+      for (; j + 1 < len; j += 2) w = step(w, v.charCodeAt(j) | (v.charCodeAt(j + 1) << 16));
+      if (j < len) w = step(w, v.charCodeAt(j));
+      h = w;
+    } else if (v === true) {
+      h = step(h, 0x3c6ef372);
+    } else if (v === false) {
+      h = step(h, 0x3c6ef373);
+    } else if (v === undefined) {
+      h = step(h, 0x3c6ef374);
+    } else if (v === null) {
+      h = step(h, 0x3c6ef375);
+    } else {
+      return -1;
+    }
+  }
+  return (fmix(h) & (ARGS_BIT - 1)) | ARGS_BIT;
+}
+
+/** SameValueZero. */
 function same(a: unknown, b: unknown): boolean {
   return a === b || (a !== a && b !== b);
 }
 
 /**
- * Slot numbers by the primitive arguments of a call: a `Map` per arity keyed by the first
- * argument, whose value is the slot of the one entry with that first argument, or, for
- * several, a `Map` keyed by the second, and so on (a level is made only where two keys
- * share a prefix, so that a call whose first argument is new allocates no `Map`). The key
- * of each slot (the argument itself for one, else an array of them) lives in the caller's
- * `keys` array, which {@linkcode ArgsIndex.add} fills and the lookups read.
+ * Whether the stored `key` (as {@linkcode keyOfArgs} made it) is the key of a call of `n`
+ * arguments `args[0..n)`.
  */
-export class ArgsIndex {
-  /** The first level of each arity (index 1 to `MAX_ARITY`), made on first use. */
-  #roots: Array<Level | undefined> = [];
-  /** The arguments of the last key {@linkcode ArgsIndex.decode} read. */
+export function sameArgs(key: unknown, args: ArrayLike<unknown>, n: number): boolean {
+  if (n === 1) return same(key, args[0]);
+  if (!Array.isArray(key) || key.length !== n) return false;
+  for (let i = 0; i < n; i++) if (!same(key[i], args[i])) return false;
+  return true;
+}
+
+/** The key kept for `n` arguments `values[0..n)`: the argument itself for one, else an
+ * array of them. */
+export function keyOfArgs(values: readonly unknown[], n: number): unknown {
+  return n === 1 ? values[0] : n === 2 ? [values[0], values[1]] : values.slice(0, n);
+}
+
+/** The arguments of a kept key (as {@linkcode keyOfArgs} made it). */
+export function argsOfKey(key: unknown): unknown[] {
+  return Array.isArray(key) ? key : [key];
+}
+
+/** Reads encoded keys back into their arguments. */
+export class ArgsDecoder {
+  /** The arguments of the last key {@linkcode ArgsDecoder.decode} read. */
   readonly values: unknown[] = [];
 
   /**
-   * The slot of a call's `args`, or {@linkcode NIL}. Arguments that are not primitives
-   * are never keys of a level, nor in `keys`, so such a call finds nothing.
-   */
-  find(args: ArrayLike<unknown>, keys: unknown[]): number {
-    return this.#findIn(args, args.length, keys);
-  }
-
-  #findIn(args: ArrayLike<unknown>, n: number, keys: unknown[]): number {
-    let level = this.#roots[n];
-    if (level === undefined) return NIL;
-    for (let i = 0;; i++) {
-      const e = level.get(args[i]);
-      if (e === undefined) return NIL;
-      if (typeof e === "number") {
-        if (i === n - 1) return e;
-        const key = keys[e] as unknown[];
-        for (let j = i + 1; j < n; j++) if (!same(key[j], args[j])) return NIL;
-        return e;
-      }
-      level = e as Level;
-    }
-  }
-
-  /**
-   * Reads the encoded key `key[0..len)` back into its arguments ({@linkcode values}):
+   * Reads the encoded key `key[0..len)` back into its arguments ({@linkcode ArgsDecoder.values}):
    * their number, or -1 when the key is not one of a call of primitive arguments.
    */
   decode(key: Uint8Array, len: number): number {
@@ -176,92 +228,5 @@ export class ArgsIndex {
       values[i] = v;
     }
     return p === len ? n : -1;
-  }
-
-  /** The slot of the `n` arguments last decoded, or {@linkcode NIL}. */
-  findDecoded(n: number, keys: unknown[]): number {
-    return this.#findIn(this.values, n, keys);
-  }
-
-  /**
-   * Indexes `slot` under the `n` arguments last decoded (absent from the index), and keeps
-   * their key in `keys[slot]`: the argument itself for one, else an array of them.
-   */
-  add(n: number, slot: number, keys: unknown[]): void {
-    const values = this.values;
-    keys[slot] = n === 1 ? values[0] : n === 2 ? [values[0], values[1]] : values.slice(0, n);
-    let level = this.#roots[n];
-    if (level === undefined) level = this.#roots[n] = new Map();
-    for (let i = 0;; i++) {
-      const e = level.get(values[i]);
-      if (e === undefined) {
-        level.set(values[i], slot);
-        return;
-      }
-      if (typeof e === "number") {
-        // The one entry under this prefix moves a level down (the keys differ further on).
-        const next: Level = new Map();
-        next.set((keys[e] as unknown[])[i + 1], e);
-        level.set(values[i], next);
-        level = next;
-      } else {
-        level = e as Level;
-      }
-    }
-  }
-
-  /** Removes the entry at `slot` (its key in `keys[slot]`), and the levels it leaves with
-   * one entry or none. */
-  remove(slot: number, keys: unknown[]): void {
-    const key = keys[slot];
-    if (!Array.isArray(key)) {
-      this.#roots[1]?.delete(key);
-      return;
-    }
-    const root = this.#roots[key.length];
-    if (root !== undefined) this.#removeFrom(root, key, 0, slot);
-  }
-
-  /** Removes `slot` (key `key`) under `level` at argument `i`. */
-  #removeFrom(level: Level, key: unknown[], i: number, slot: number): void {
-    const e = level.get(key[i]);
-    if (e === slot) {
-      level.delete(key[i]);
-      return;
-    }
-    if (e === undefined || typeof e === "number") return;
-    const next = e as Level;
-    this.#removeFrom(next, key, i + 1, slot);
-    if (next.size === 0) {
-      level.delete(key[i]);
-    } else if (next.size === 1) {
-      // One entry left: it moves back up when it is a slot.
-      const only = next.values().next().value;
-      if (typeof only === "number") level.set(key[i], only);
-    }
-  }
-
-  /** The slot indexed under the key kept in `keys[slot]`, or `NIL` (for tests). */
-  slotOf(slot: number, keys: unknown[]): number {
-    const key = keys[slot];
-    return this.find(Array.isArray(key) ? key : [key], keys);
-  }
-
-  /** Entries indexed (for tests). */
-  count(): number {
-    let total = 0;
-    const walk = (level: Level): void => {
-      for (const e of level.values()) {
-        if (typeof e === "number") total++;
-        else walk(e as Level);
-      }
-    };
-    for (const root of this.#roots) if (root !== undefined) walk(root);
-    return total;
-  }
-
-  /** Forgets every entry. */
-  clear(): void {
-    this.#roots = [];
   }
 }

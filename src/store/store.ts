@@ -12,6 +12,10 @@
 /** Returned by {@linkcode Store.get} when the key is absent or expired. */
 export const MISS: unique symbol = Symbol("@warp/cache.miss");
 
+/** Returned by {@linkcode Store.getArgs} when the call's key is absent: the miss is
+ * counted, and `get` need not be called. */
+export const ABSENT: unique symbol = Symbol("@warp/cache.absent");
+
 /** The property of a Promise kept for an async result that holds its resolved value
  * (a property, not a `WeakMap`: 20 ns an insert instead of 200). */
 const RESOLVED: unique symbol = Symbol("@warp/cache.resolved");
@@ -162,8 +166,10 @@ export interface Store {
   /**
    * A hit looked up by the arguments of a call without `this` rather than by its encoded
    * key, where the store indexes entries so ({@linkcode Store.argsIndexed}): the value if
-   * present and fresh (a hit counted, as `get` would), else {@linkcode MISS} with nothing
-   * counted, and the caller then encodes the key and calls `get`.
+   * present and fresh (a hit counted, as `get` would); {@linkcode ABSENT} when the key is
+   * absent (a miss counted, as `get` would: the caller goes on with the miss without
+   * `get`); else {@linkcode MISS} with nothing counted (arguments not indexed so, or an
+   * expired entry), and the caller then encodes the key and calls `get`.
    */
   getArgs?(args: unknown[]): unknown;
   /**

@@ -9,7 +9,7 @@
 
 import { FRESH, GONE, isPolicy, NIL, type Policy, SIEVE, SieveQueue } from "./_sieve_queue.ts";
 import { hashBytes } from "./_hash.ts";
-import { ArgsIndex } from "./_args_index.ts";
+import { ARGS_BIT, ArgsDecoder, argsOfKey, hashArgs, keyOfArgs, sameArgs } from "./_args_index.ts";
 import { bytesToKeyString, encodeKey } from "../codec/key_codec.ts";
 import {
   checkEntrySize,
@@ -21,6 +21,7 @@ import {
   describe,
 } from "../options/_validate.ts";
 import {
+  ABSENT,
   type ByteStore,
   MISS,
   promisedEntry,
@@ -118,13 +119,13 @@ function bytesToString(k: Uint8Array, len: number): string {
  *   in the queue, its visited bit and its LFU count; a new key goes to the head (LFU: to
  *   the bucket of count 1), evicting one entry by the policy when the store is full.
  *
- * Index: the key of a call whose arguments are all primitives (and whose policy keeps its
- * own order: SIEVE, LRU, MRU, FIFO, LFU) is read back into its arguments and indexed by
- * them in nested `Map`s (`_args_index.ts`), which `cache()` looks up straight from the
- * arguments ({@linkcode TsSieveStore.prototype.getArgs | getArgs}); any other key goes to an
- * open-addressing hash table (linear probing, backward-shift deletion) of slot numbers,
- * over the key's bytes kept as a one-char-per-byte string: a lookup hashes and compares
- * the bytes in place and allocates nothing.
+ * Index: an open-addressing hash table (linear probing, backward-shift deletion) of slot
+ * numbers. The key of a call whose arguments are all primitives (and whose policy keeps its
+ * own order: SIEVE, LRU, MRU, FIFO, LFU) is read back into its arguments, kept as they are
+ * and hashed from them (`_args_index.ts`), so that `cache()` looks it up straight from the
+ * arguments ({@linkcode TsSieveStore.prototype.getArgs | getArgs}); any other key is kept
+ * as its bytes (one char per byte), hashed and compared in place: a lookup allocates
+ * nothing.
  *
  * @example Usage
  * ```ts
@@ -144,21 +145,18 @@ export class TsSieveStore implements ByteStore {
   #maxSize: number;
   /** Whether entries expire (a TTL was given). */
   readonly ttlOn: boolean;
-  /** The index by arguments, or `null` (S3-FIFO, W-TinyLFU, ARC: their ghosts and sketch
-   * hash the key's bytes). */
-  #args: ArgsIndex | null;
-  /** Slot numbers of the entries indexed by bytes, `NIL` = empty; length a power of two,
-   * at most half full. */
+  /** Reads byte keys back into arguments, or `null`: every key is a byte key (S3-FIFO,
+   * W-TinyLFU, ARC: their ghosts and sketch hash the key's bytes). */
+  #args: ArgsDecoder | null;
+  /** Slot numbers, `NIL` = empty; length a power of two, at most half full. */
   #table: Int32Array;
   #mask: number;
-  /** Entries in `#table`. */
-  #byteEntries = 0;
-  /** By slot: the key (its bytes, one char per byte, or as `ArgsIndex.add` returned it),
-   * and the value. */
+  /** By slot: the key (its bytes, one char per byte, or its arguments as `keyOfArgs`
+   * keeps them), and the value. */
   #keys: unknown[] = [];
   #values: unknown[] = [];
-  /** By slot: the hash of a key indexed by bytes, -1 for one indexed by arguments; empty
-   * until the first key indexed by bytes (every entry before is indexed by arguments). */
+  /** By slot: the key's hash (`ARGS_BIT` set for a key of arguments); sized as the queue's
+   * slab. */
   #hashes: Int32Array = new Int32Array(0);
   #hits = 0;
   #misses = 0;
@@ -201,7 +199,7 @@ export class TsSieveStore implements ByteStore {
     this.#maxSize = maxSize;
     this.#maxBytes = checkMemoryMaxBytes("TsSieveStore", options.maxBytes);
     this.#queue = new SieveQueue(maxSize, ttl, policy, stale);
-    this.#args = this.#queue.ext === null ? new ArgsIndex() : null;
+    this.#args = this.#queue.ext === null ? new ArgsDecoder() : null;
     this.ttlOn = ttl !== undefined;
     this.#table = new Int32Array(0);
     this.#mask = 0;
@@ -250,19 +248,26 @@ export class TsSieveStore implements ByteStore {
 
   /**
    * {@linkcode TsSieveStore.prototype.get | get} by the arguments of a call (no `this`)
-   * rather than its encoded key, for a hit only: the value stored under them if present
-   * and fresh at `now` (a hit counted), else {@linkcode MISS} with nothing counted or
-   * changed, and the caller then looks the encoded key up with `get`.
+   * rather than its encoded key: the value stored under them if present and fresh at `now`
+   * (a hit counted); {@linkcode ABSENT} when they are indexed by arguments and absent (a
+   * miss counted); else {@linkcode MISS} with nothing counted or changed (arguments indexed
+   * by bytes, or an entry not fresh), and the caller then looks the encoded key up with
+   * `get`.
    *
    * @param args The call's arguments.
    * @param now Current time in ms on the cache's clock.
-   * @returns The stored value, or {@linkcode MISS}.
+   * @returns The stored value, {@linkcode ABSENT} or {@linkcode MISS}.
    */
   getArgs(args: unknown[], now: number): unknown {
-    const index = this.#args;
-    if (index === null || this.#busy) return MISS;
-    const slot = index.find(args, this.#keys);
-    if (slot === NIL) return MISS;
+    if (this.#args === null || this.#busy) return MISS;
+    const n = args.length;
+    const hash = hashArgs(args, n);
+    if (hash < 0) return MISS;
+    const slot = this.#findArgs(args, n, hash);
+    if (slot === NIL) {
+      this.#misses++;
+      return ABSENT;
+    }
     const queue = this.#queue;
     if (queue.expiring && queue.age(slot, now) !== FRESH) return MISS;
     this.#hits++;
@@ -281,7 +286,7 @@ export class TsSieveStore implements ByteStore {
     const args = this.#args;
     if (args !== null) {
       const n = args.decode(key, len);
-      if (n > 0) return args.findDecoded(n, this.#keys);
+      if (n > 0) return this.#findArgs(args.values, n, hashArgs(args.values, n));
     }
     return this.#find(key, len, hashBytes(key, len));
   }
@@ -331,9 +336,9 @@ export class TsSieveStore implements ByteStore {
     if (promised) value = promisedEntry(value);
     const args = this.#args;
     const n = args === null ? -1 : args.decode(key, len);
-    const hash = n > 0 ? -1 : hashBytes(key, len);
+    const hash = n > 0 ? hashArgs(args!.values, n) : hashBytes(key, len);
     const queue = this.#queue;
-    let slot = n > 0 ? args!.findDecoded(n, this.#keys) : this.#find(key, len, hash);
+    let slot = n > 0 ? this.#findArgs(args!.values, n, hash) : this.#find(key, len, hash);
     if (maxBytes !== undefined) slot = this.#makeRoom(slot, bytes, maxBytes, now);
     if (slot !== NIL) {
       queue.stamp(slot, now, ttl);
@@ -362,37 +367,18 @@ export class TsSieveStore implements ByteStore {
     }
     queue.stamp(slot, now, ttl);
     this.#values[slot] = value;
-    if (n > 0) {
-      args!.add(n, slot, this.#keys);
-      if (this.#hashes.length !== 0) this.#hashOf(slot, -1);
-    } else {
-      this.#keys[slot] = keyString;
-      this.#hashOf(slot, hash);
-      if (++this.#byteEntries * 2 > this.#table.length) this.#growTable();
-      this.#place(slot, hash);
-    }
-    this.#busy = false;
-    return true;
-  }
-
-  /** Records the hash of the key at `slot` (-1: indexed by arguments), sizing `#hashes`
-   * as the queue's slab; made at the first key indexed by bytes, with every entry before
-   * marked as indexed by arguments. */
-  #hashOf(slot: number, hash: number): void {
+    this.#keys[slot] = n > 0 ? keyOfArgs(args!.values, n) : keyString;
     let hashes = this.#hashes;
     if (slot >= hashes.length) {
-      const grown = new Int32Array(Math.max(this.#queue.newer.length, slot + 1));
-      if (hashes.length === 0) grown.fill(-1);
-      else grown.set(hashes);
+      const grown = new Int32Array(Math.max(queue.newer.length, slot + 1));
+      grown.set(hashes);
       hashes = this.#hashes = grown;
     }
     hashes[slot] = hash;
-  }
-
-  /** Whether the entry at `slot` is indexed by its arguments. */
-  #byArgs(slot: number): boolean {
-    const hashes = this.#hashes;
-    return hashes.length === 0 || hashes[slot]! < 0;
+    if (queue.size * 2 > this.#table.length) this.#growTable();
+    this.#place(slot, hash);
+    this.#busy = false;
+    return true;
   }
 
   /**
@@ -538,10 +524,8 @@ export class TsSieveStore implements ByteStore {
    * short is done again by the next operation. */
   #repair(): void {
     this.#queue.clear();
-    this.#args?.clear();
     this.#keys = [];
     this.#hashes = new Int32Array(0);
-    this.#byteEntries = 0;
     this.#values = [];
     this.#sizes = [];
     this.#bytes = 0;
@@ -617,26 +601,23 @@ export class TsSieveStore implements ByteStore {
   validate(): void {
     if (this.#busy) this.#repair();
     const queue = this.#queue;
-    const args = this.#args;
-    let byArgs = 0;
     queue.validate((slot) => {
       const key = this.#keys[slot];
-      if (this.#byArgs(slot)) {
-        byArgs++;
-        return args !== null && args.slotOf(slot, this.#keys) === slot;
+      const hash = this.#hashes[slot]!;
+      if ((hash & ARGS_BIT) !== 0) {
+        const args = argsOfKey(key);
+        return this.#args !== null && hashArgs(args, args.length) === hash &&
+          this.#findArgs(args, args.length, hash) === slot;
       }
       if (typeof key !== "string") return false;
       const bytes = Uint8Array.from(key, (c) => c.charCodeAt(0));
-      return this.#hashes[slot] === hashBytes(bytes, bytes.length) &&
-        this.#find(bytes, bytes.length, this.#hashes[slot]!) === slot;
+      return hash === hashBytes(bytes, bytes.length) &&
+        this.#find(bytes, bytes.length, hash) === slot;
     });
     let used = 0;
     for (let i = 0; i < this.#table.length; i++) if (this.#table[i] !== NIL) used++;
-    const indexed = args === null ? 0 : args.count();
-    if (used !== this.#byteEntries || used + byArgs !== queue.size || indexed !== byArgs) {
-      throw new Error(
-        `TsSieveStore invariant violated: ${used} indexed by bytes (${this.#byteEntries} counted), ${indexed} by arguments (${byArgs} live), ${queue.size} live`,
-      );
+    if (used !== queue.size) {
+      throw new Error(`TsSieveStore invariant violated: ${used} indexed, ${queue.size} live`);
     }
     for (const slot of queue.free) {
       if (this.#values[slot] !== undefined) {
@@ -657,9 +638,22 @@ export class TsSieveStore implements ByteStore {
   /** The key at `slot` as one char per byte (for tests). */
   #keyString(slot: number): string {
     const key = this.#keys[slot];
-    if (typeof key === "string" && !this.#byArgs(slot)) return key;
-    const bytes = encodeKey(Array.isArray(key) ? key : [key]);
+    if ((this.#hashes[slot]! & ARGS_BIT) === 0) return key as string;
+    const bytes = encodeKey(argsOfKey(key));
     return bytesToKeyString(bytes, bytes.length);
+  }
+
+  /** The slot of the key of `n` arguments `args[0..n)` whose hash is `hash`, or `NIL`. */
+  #findArgs(args: ArrayLike<unknown>, n: number, hash: number): number {
+    const table = this.#table;
+    const mask = this.#mask;
+    const keys = this.#keys;
+    const hashes = this.#hashes;
+    for (let i = hash & mask;; i = (i + 1) & mask) {
+      const slot = table[i]!;
+      if (slot === NIL) return NIL;
+      if (hashes[slot] === hash && sameArgs(keys[slot], args, n)) return slot;
+    }
   }
 
   #find(key: Uint8Array, len: number, hash: number): number {
@@ -689,15 +683,10 @@ export class TsSieveStore implements ByteStore {
     table[i] = slot;
   }
 
-  /** Removes `slot` from its index. */
+  /** Removes `slot` from the index, and lets its key go. */
   #unindex(slot: number): void {
-    if (this.#args !== null && this.#byArgs(slot)) {
-      this.#args.remove(slot, this.#keys);
-      this.#keys[slot] = undefined;
-      return;
-    }
-    this.#byteEntries--;
     this.#unindexBytes(slot);
+    this.#keys[slot] = undefined;
   }
 
   /** Removes `slot` from the hash table (backward-shift deletion keeps probes unbroken). */
