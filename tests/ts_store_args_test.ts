@@ -22,6 +22,7 @@ const PRIMITIVES: unknown[] = [
   NaN,
   "",
   "1",
+  ...Array.from({ length: 12 }, (_, i) => "xyz".repeat(5).slice(0, i + 3)),
   "a".repeat(255),
   "b".repeat(256),
   "\u00ff\u0000",
