@@ -15,7 +15,7 @@ import {
   type ResolvedOptions,
   resolveOptions,
 } from "../options/options.ts";
-import { type Flights, MISS, peeked, type Store } from "../store/store.ts";
+import { ABSENT, type Flights, MISS, peeked, type Store } from "../store/store.ts";
 import { createStore, type StoreParts } from "../store/engine.ts";
 import { describe } from "../options/_validate.ts";
 import {
@@ -93,11 +93,23 @@ class CachePath {
     readonly withThis: boolean,
   ) {
     this.store = store;
+    this.byArgs = !withThis && keyFn === undefined;
   }
+
+  /** Whether a call's key is its arguments alone (no `this`, no `key` option). */
+  readonly byArgs: boolean;
 
   /** Encodes the key and looks it up: the value, a computation to join, or MISS after
    * holding the miss's key in the loader's `missHeld` (read before user code runs). */
   lookup(self: unknown, args: unknown[]): unknown {
+    // A store indexed by arguments (the TypeScript one) answers a hit without an encode.
+    const store = this.store;
+    let absent = false;
+    if (store.argsIndexed === true && this.byArgs) {
+      const v = store.getArgs!(args);
+      if (v === ABSENT) absent = true;
+      else if (v !== MISS) return v;
+    }
     // Encode the key into the reused writer; a nested encode (a getter calling a cached
     // function) gets a writer of its own. The writer stays busy through the lookup, which
     // may read an injected clock (user code).
@@ -106,7 +118,7 @@ class CachePath {
     let hit: unknown;
     try {
       this.encode(w, self, args);
-      hit = this.store.get(w);
+      hit = absent ? MISS : this.store.get(w);
     } finally {
       w.busy = false;
     }

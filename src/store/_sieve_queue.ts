@@ -59,8 +59,11 @@ export function isPolicy(n: unknown): n is Policy {
   return typeof n === "number" && Object.hasOwn(Strategy, n);
 }
 
-/** Slots allocated up front, at most; the slab then doubles up to the capacity. */
+/** Slots allocated up front, at most; the slab then grows to the capacity. */
 const INITIAL_SLOTS = 1024;
+/** Most slots a queue allocates at once when it outgrows `INITIAL_SLOTS`; a larger
+ * capacity doubles its slab instead. */
+const WHOLE_SLAB = 1 << 22;
 
 /** {@linkcode SieveQueue.age}: younger than its TTL. */
 export const FRESH = 0;
@@ -103,7 +106,8 @@ export class SieveQueue {
   older: Int32Array;
   /** SIEVE visited bits (1 = visited); by slot. */
   visited: Uint8Array;
-  /** Insertion times in ms; by slot. */
+  /** Insertion times in ms, by slot, while entries may expire (`expiring`); empty before
+   * (nothing reads them: 8 bytes an entry saved without a TTL). */
   insertedAt: Float64Array;
   /** LFU only (else empty): the bucket holding each entry, by slot. */
   bucketOf: Int32Array;
@@ -154,7 +158,7 @@ export class SieveQueue {
     this.newer = new Int32Array(n);
     this.older = new Int32Array(n);
     this.visited = new Uint8Array(n);
-    this.insertedAt = new Float64Array(n);
+    this.insertedAt = new Float64Array(this.hasTtl ? n : 0);
     // A bucket per live entry at most, so the bucket arrays grow with the slot arrays.
     const b = policy === LFU ? n : 0;
     this.bucketOf = new Int32Array(b);
@@ -191,11 +195,13 @@ export class SieveQueue {
    * (`undefined`: the queue's). The first own TTL starts the `ttls` array.
    */
   stamp(slot: number, now: number, ownTtl: number | undefined): void {
-    this.insertedAt[slot] = now;
     if (ownTtl !== undefined && this.ttls.length === 0) {
       this.ttls = new Float64Array(this.newer.length).fill(this.ttl);
+      // The entries before have the queue's TTL: never, when the times were not kept.
+      if (this.insertedAt.length === 0) this.insertedAt = new Float64Array(this.newer.length);
       this.expiring = true;
     }
+    if (this.expiring) this.insertedAt[slot] = now;
     if (this.ttls.length !== 0) this.ttls[slot] = ownTtl ?? this.ttl;
   }
 
@@ -231,7 +237,7 @@ export class SieveQueue {
       slot = this.slots++;
       if (slot >= this.newer.length) this.#grow();
     }
-    this.insertedAt[slot] = now;
+    if (this.expiring) this.insertedAt[slot] = now;
     this.visited[slot] = 0;
     const ext = this.ext;
     if (ext !== null) ext.add(slot, hash);
@@ -285,13 +291,14 @@ export class SieveQueue {
     this.freeBuckets = [];
     this.ttls = new Float64Array(0);
     this.expiring = this.hasTtl;
+    if (!this.hasTtl) this.insertedAt = new Float64Array(0);
     this.ext?.clear();
     if (this.newer.length > INITIAL_SLOTS) {
       const n = Math.min(this.capacity, INITIAL_SLOTS);
       this.newer = new Int32Array(n);
       this.older = new Int32Array(n);
       this.visited = new Uint8Array(n);
-      this.insertedAt = new Float64Array(n);
+      this.insertedAt = new Float64Array(this.hasTtl ? n : 0);
       const b = this.policy === LFU ? n : 0;
       this.bucketOf = new Int32Array(b);
       this.bucketCount = new Float64Array(b);
@@ -378,6 +385,7 @@ export class SieveQueue {
     if (this.policy !== SIEVE && this.hand !== NIL) fail("hand moved outside SIEVE");
     if (this.expiring !== (this.hasTtl || this.ttls.length !== 0)) fail("expiring out of step");
     if (this.ttls.length !== 0 && this.ttls.length !== this.newer.length) fail("ttls size");
+    if (this.expiring && this.insertedAt.length !== this.newer.length) fail("insertedAt size");
     for (const slot of live) {
       const ttl = this.ttls.length === 0 ? this.ttl : this.ttls[slot]!;
       if (!(ttl > 0)) fail(`slot ${slot} has TTL ${ttl}`);
@@ -555,7 +563,12 @@ export class SieveQueue {
   }
 
   #grow(): void {
-    const n = Math.min(this.capacity, this.newer.length * 2);
+    // Past the first slots, a bounded queue takes its whole capacity at once (up to
+    // `WHOLE_SLAB` slots): the pages of a zeroed typed array are only resident once written,
+    // and no half-size copies are left behind in the allocator on the way up.
+    const n = this.capacity <= WHOLE_SLAB
+      ? this.capacity
+      : Math.min(this.capacity, this.newer.length * 2);
     const newer = new Int32Array(n);
     newer.set(this.newer);
     this.newer = newer;
@@ -565,9 +578,11 @@ export class SieveQueue {
     const visited = new Uint8Array(n);
     visited.set(this.visited);
     this.visited = visited;
-    const insertedAt = new Float64Array(n);
-    insertedAt.set(this.insertedAt);
-    this.insertedAt = insertedAt;
+    if (this.insertedAt.length !== 0) {
+      const insertedAt = new Float64Array(n);
+      insertedAt.set(this.insertedAt);
+      this.insertedAt = insertedAt;
+    }
     if (this.ttls.length !== 0) {
       const ttls = new Float64Array(n).fill(this.ttl);
       ttls.set(this.ttls);

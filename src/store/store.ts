@@ -12,6 +12,10 @@
 /** Returned by {@linkcode Store.get} when the key is absent or expired. */
 export const MISS: unique symbol = Symbol("@warp/cache.miss");
 
+/** Returned by {@linkcode Store.getArgs} when the call's key is absent: the miss is
+ * counted, and `get` need not be called. */
+export const ABSENT: unique symbol = Symbol("@warp/cache.absent");
+
 /** The property of a Promise kept for an async result that holds its resolved value
  * (a property, not a `WeakMap`: 20 ns an insert instead of 200). */
 const RESOLVED: unique symbol = Symbol("@warp/cache.resolved");
@@ -97,6 +101,9 @@ export interface KeyBytes {
 export interface ByteStore {
   /** {@linkcode Store.get} at time `now`; `ptr` may be the address of `key`. */
   get(key: Uint8Array, len: number, now: number, ptr?: Deno.PointerValue): unknown;
+  /** {@linkcode Store.getArgs} at time `now`, where the store indexes entries by their
+   * arguments (the TypeScript store). */
+  getArgs?(args: unknown[], now: number): unknown;
   /** {@linkcode Store.set} at time `now`; `ptr` may be the address of `key`; `ttl` the
    * entry's own TTL in ms (`undefined`: the store's); `size` the entry's size in bytes for
    * a memory store's byte budget (`maxBytes`; unused without one, and by the shared store);
@@ -154,6 +161,17 @@ export interface Store {
    * visited bit). Reads the key before returning.
    */
   get(key: KeyBytes): unknown;
+  /** Whether {@linkcode Store.getArgs} may answer (the TypeScript store). */
+  readonly argsIndexed?: boolean;
+  /**
+   * A hit looked up by the arguments of a call without `this` rather than by its encoded
+   * key, where the store indexes entries so ({@linkcode Store.argsIndexed}): the value if
+   * present and fresh (a hit counted, as `get` would); {@linkcode ABSENT} when the key is
+   * absent (a miss counted, as `get` would: the caller goes on with the miss without
+   * `get`); else {@linkcode MISS} with nothing counted (arguments not indexed so, or an
+   * expired entry), and the caller then encodes the key and calls `get`.
+   */
+  getArgs?(args: unknown[]): unknown;
   /**
    * Stores `value` under `key`, inserted now, evicting one entry when full. `promised`
    * says that `value` is the resolution of a Promise: later hits must then return a
@@ -310,6 +328,7 @@ export class StoreView implements Store {
   #staleWindow = 0;
   readonly flights: Flights | undefined;
   readonly dir: string | undefined;
+  readonly argsIndexed: boolean;
 
   /**
    * @param s The store.
@@ -327,6 +346,11 @@ export class StoreView implements Store {
     this.dir = s.dir;
     this.#pointerGets = o.pointerGets;
     this.#pointerSets = o.pointerSets;
+    this.argsIndexed = s.getArgs !== undefined;
+  }
+
+  getArgs(args: unknown[]): unknown {
+    return this.#s.getArgs!(args, this.#timed ? this.#time() : 0);
   }
 
   get(k: KeyBytes): unknown {

@@ -10,6 +10,16 @@
 import { FRESH, GONE, isPolicy, NIL, type Policy, SIEVE, SieveQueue } from "./_sieve_queue.ts";
 import { hashBytes } from "./_hash.ts";
 import {
+  ARGS_BIT,
+  ArgsDecoder,
+  argsOfKey,
+  hashArgs,
+  keyOfArgs,
+  latinAt,
+  sameArgs,
+} from "./_args_index.ts";
+import { bytesToKeyString, encodeKey } from "../codec/key_codec.ts";
+import {
   checkEntrySize,
   checkEntryTtl,
   checkMaxSize,
@@ -19,6 +29,7 @@ import {
   describe,
 } from "../options/_validate.ts";
 import {
+  ABSENT,
   type ByteStore,
   MISS,
   promisedEntry,
@@ -58,49 +69,10 @@ export interface TsSieveStoreOptions {
 /** Slots of the hash table (a power of two) allocated up front, at most. */
 const INITIAL_TABLE = 2048;
 
-const fcc = String.fromCharCode;
-
-/**
- * `key[0..len)` as a string of one char (0-255) per byte: lossless, and compared with the
- * bytes in place by {@linkcode TsSieveStore}. Measured for 10 bytes: ~30 ns, where a
- * `Uint8Array` copy (`slice`) costs ~400 ns (typed-array allocation is slow in V8) and
- * `TextDecoder("latin1")` (really windows-1252: injective, but not one char per byte)
- * ~390 ns. Fixed-arity calls make flat strings; `+=` makes cons strings, flattened later.
- */
+/** `key[0..len)` as a string of one char per byte: lossless, and compared with the bytes in
+ * place by {@linkcode TsSieveStore}. */
 function bytesToString(k: Uint8Array, len: number): string {
-  switch (len) {
-    case 0:
-      return "";
-    case 1:
-      return fcc(k[0]!);
-    case 2:
-      return fcc(k[0]!, k[1]!);
-    case 3:
-      return fcc(k[0]!, k[1]!, k[2]!);
-    case 4:
-      return fcc(k[0]!, k[1]!, k[2]!, k[3]!);
-    case 5:
-      return fcc(k[0]!, k[1]!, k[2]!, k[3]!, k[4]!);
-    case 6:
-      return fcc(k[0]!, k[1]!, k[2]!, k[3]!, k[4]!, k[5]!);
-    case 7:
-      return fcc(k[0]!, k[1]!, k[2]!, k[3]!, k[4]!, k[5]!, k[6]!);
-    case 8:
-      return fcc(k[0]!, k[1]!, k[2]!, k[3]!, k[4]!, k[5]!, k[6]!, k[7]!);
-    case 9:
-      return fcc(k[0]!, k[1]!, k[2]!, k[3]!, k[4]!, k[5]!, k[6]!, k[7]!, k[8]!);
-    case 10:
-      return fcc(k[0]!, k[1]!, k[2]!, k[3]!, k[4]!, k[5]!, k[6]!, k[7]!, k[8]!, k[9]!);
-    case 11:
-      return fcc(k[0]!, k[1]!, k[2]!, k[3]!, k[4]!, k[5]!, k[6]!, k[7]!, k[8]!, k[9]!, k[10]!);
-  }
-  let s = "";
-  let i = 0;
-  for (; i + 8 <= len; i += 8) {
-    s += fcc(k[i]!, k[i + 1]!, k[i + 2]!, k[i + 3]!, k[i + 4]!, k[i + 5]!, k[i + 6]!, k[i + 7]!);
-  }
-  for (; i < len; i++) s += fcc(k[i]!);
-  return s;
+  return latinAt(k, 0, len);
 }
 
 /**
@@ -117,8 +89,12 @@ function bytesToString(k: Uint8Array, len: number): string {
  *   the bucket of count 1), evicting one entry by the policy when the store is full.
  *
  * Index: an open-addressing hash table (linear probing, backward-shift deletion) of slot
- * numbers, over each key's bytes kept as a one-char-per-byte string: a lookup hashes and
- * compares the bytes in place and allocates nothing.
+ * numbers. The key of a call whose arguments are all primitives (and whose policy keeps its
+ * own order: SIEVE, LRU, MRU, FIFO, LFU) is read back into its arguments, kept as they are
+ * and hashed from them (`_args_index.ts`), so that `cache()` looks it up straight from the
+ * arguments ({@linkcode TsSieveStore.prototype.getArgs | getArgs}); any other key is kept
+ * as its bytes (one char per byte), hashed and compared in place: a lookup allocates
+ * nothing.
  *
  * @example Usage
  * ```ts
@@ -138,13 +114,19 @@ export class TsSieveStore implements ByteStore {
   #maxSize: number;
   /** Whether entries expire (a TTL was given). */
   readonly ttlOn: boolean;
+  /** Reads byte keys back into arguments, or `null`: every key is a byte key (S3-FIFO,
+   * W-TinyLFU, ARC: their ghosts and sketch hash the key's bytes). */
+  #args: ArgsDecoder | null;
   /** Slot numbers, `NIL` = empty; length a power of two, at most half full. */
   #table: Int32Array;
   #mask: number;
-  /** By slot: the key's bytes (one char per byte), its hash, the value. */
-  #keys: string[] = [];
-  #hashes: number[] = [];
+  /** By slot: the key (its bytes, one char per byte, or its arguments as `keyOfArgs`
+   * keeps them), and the value. */
+  #keys: unknown[] = [];
   #values: unknown[] = [];
+  /** By slot: the key's hash (`ARGS_BIT` set for a key of arguments); sized as the queue's
+   * slab. */
+  #hashes: Int32Array = new Int32Array(0);
   #hits = 0;
   #misses = 0;
   #staleHits = 0;
@@ -186,6 +168,7 @@ export class TsSieveStore implements ByteStore {
     this.#maxSize = maxSize;
     this.#maxBytes = checkMemoryMaxBytes("TsSieveStore", options.maxBytes);
     this.#queue = new SieveQueue(maxSize, ttl, policy, stale);
+    this.#args = this.#queue.ext === null ? new ArgsDecoder() : null;
     this.ttlOn = ttl !== undefined;
     this.#table = new Int32Array(0);
     this.#mask = 0;
@@ -203,7 +186,7 @@ export class TsSieveStore implements ByteStore {
    */
   get(key: Uint8Array, len: number, now: number): unknown {
     if (this.#busy) this.#repair();
-    const slot = this.#find(key, len, hashBytes(key, len));
+    const slot = this.#slotOf(key, len);
     if (slot === NIL) {
       this.#misses++;
       return MISS;
@@ -230,6 +213,51 @@ export class TsSieveStore implements ByteStore {
       this.#busy = false;
     }
     return this.#values[slot];
+  }
+
+  /**
+   * {@linkcode TsSieveStore.prototype.get | get} by the arguments of a call (no `this`)
+   * rather than its encoded key: the value stored under them if present and fresh at `now`
+   * (a hit counted); {@linkcode ABSENT} when they are indexed by arguments and absent (a
+   * miss counted); else {@linkcode MISS} with nothing counted or changed (arguments indexed
+   * by bytes, or an entry not fresh), and the caller then looks the encoded key up with
+   * `get`.
+   *
+   * @param args The call's arguments.
+   * @param now Current time in ms on the cache's clock.
+   * @returns The stored value, {@linkcode ABSENT} or {@linkcode MISS}.
+   */
+  getArgs(args: unknown[], now: number): unknown {
+    if (this.#args === null || this.#busy) return MISS;
+    const n = args.length;
+    const hash = hashArgs(args, n);
+    if (hash < 0) return MISS;
+    const slot = this.#findArgs(args, n, hash);
+    if (slot === NIL) {
+      this.#misses++;
+      return ABSENT;
+    }
+    const queue = this.#queue;
+    if (queue.expiring && queue.age(slot, now) !== FRESH) return MISS;
+    this.#hits++;
+    if (queue.policy === SIEVE) {
+      queue.visited[slot] = 1;
+    } else {
+      this.#busy = true;
+      queue.hit(slot);
+      this.#busy = false;
+    }
+    return this.#values[slot];
+  }
+
+  /** The slot of `key[0..len)`, or `NIL`. */
+  #slotOf(key: Uint8Array, len: number): number {
+    const args = this.#args;
+    if (args !== null) {
+      const n = args.decode(key, len);
+      if (n > 0) return this.#findArgs(args.values, n, hashArgs(args.values, n));
+    }
+    return this.#find(key, len, hashBytes(key, len));
   }
 
   /**
@@ -275,9 +303,11 @@ export class TsSieveStore implements ByteStore {
       if (bytes > maxBytes) return this.#skipOversize(key, len);
     }
     if (promised) value = promisedEntry(value);
-    const hash = hashBytes(key, len);
+    const args = this.#args;
+    const n = args === null ? -1 : args.decode(key, len);
+    const hash = n > 0 ? hashArgs(args!.values, n) : hashBytes(key, len);
     const queue = this.#queue;
-    let slot = this.#find(key, len, hash);
+    let slot = n > 0 ? this.#findArgs(args!.values, n, hash) : this.#find(key, len, hash);
     if (maxBytes !== undefined) slot = this.#makeRoom(slot, bytes, maxBytes, now);
     if (slot !== NIL) {
       queue.stamp(slot, now, ttl);
@@ -288,13 +318,13 @@ export class TsSieveStore implements ByteStore {
       }
       return true;
     }
-    const keyString = bytesToString(key, len);
+    const keyString = n > 0 ? "" : bytesToString(key, len);
     this.#busy = true;
     const ext = queue.ext;
     if (ext !== null) ext.arrive(keyString, hash);
     if (queue.size >= queue.capacity) {
       const victim = queue.evict();
-      if (ext !== null) ext.evicted(this.#keys[victim]!, this.#hashes[victim]!);
+      if (ext !== null) ext.evicted(this.#keys[victim] as string, this.#hashes[victim]!);
       this.#unindex(victim);
       this.#values[victim] = undefined;
       this.#freeBytes(victim);
@@ -305,9 +335,15 @@ export class TsSieveStore implements ByteStore {
       this.#bytes += bytes;
     }
     queue.stamp(slot, now, ttl);
-    this.#keys[slot] = keyString;
-    this.#hashes[slot] = hash;
     this.#values[slot] = value;
+    this.#keys[slot] = n > 0 ? keyOfArgs(args!.values, n) : keyString;
+    let hashes = this.#hashes;
+    if (slot >= hashes.length) {
+      const grown = new Int32Array(Math.max(queue.newer.length, slot + 1));
+      grown.set(hashes);
+      hashes = this.#hashes = grown;
+    }
+    hashes[slot] = hash;
     if (queue.size * 2 > this.#table.length) this.#growTable();
     this.#place(slot, hash);
     this.#busy = false;
@@ -329,7 +365,7 @@ export class TsSieveStore implements ByteStore {
     while (this.#bytes - (own === NIL ? 0 : sizes[own]!) + size > maxBytes) {
       const victim = queue.evict();
       if (victim === NIL) break;
-      if (ext !== null) ext.evicted(this.#keys[victim]!, this.#hashes[victim]!);
+      if (ext !== null) ext.evicted(this.#keys[victim] as string, this.#hashes[victim]!);
       this.#unindex(victim);
       this.#values[victim] = undefined;
       this.#freeBytes(victim);
@@ -342,7 +378,7 @@ export class TsSieveStore implements ByteStore {
   /** Counts an entry larger than the byte budget, and removes the key's present entry. */
   #skipOversize(key: Uint8Array, len: number): false {
     this.#oversizeSkips++;
-    const slot = this.#find(key, len, hashBytes(key, len));
+    const slot = this.#slotOf(key, len);
     if (slot !== NIL) {
       this.#busy = true;
       this.#removeSlot(slot);
@@ -370,7 +406,7 @@ export class TsSieveStore implements ByteStore {
    */
   peek(key: Uint8Array, len: number, now: number): unknown {
     if (this.#busy) this.#repair();
-    const slot = this.#find(key, len, hashBytes(key, len));
+    const slot = this.#slotOf(key, len);
     if (slot === NIL || this.#queue.age(slot, now) !== FRESH) return MISS;
     return this.#values[slot];
   }
@@ -384,7 +420,7 @@ export class TsSieveStore implements ByteStore {
    */
   delete(key: Uint8Array, len: number): boolean {
     if (this.#busy) this.#repair();
-    const slot = this.#find(key, len, hashBytes(key, len));
+    const slot = this.#slotOf(key, len);
     if (slot === NIL) return false;
     this.#busy = true;
     this.#removeSlot(slot);
@@ -437,7 +473,7 @@ export class TsSieveStore implements ByteStore {
    */
   peekStale(key: Uint8Array, len: number, now: number): unknown {
     if (this.#busy) this.#repair();
-    const slot = this.#find(key, len, hashBytes(key, len));
+    const slot = this.#slotOf(key, len);
     if (slot === NIL || this.#queue.age(slot, now) === GONE) return MISS;
     return this.#values[slot];
   }
@@ -458,7 +494,7 @@ export class TsSieveStore implements ByteStore {
   #repair(): void {
     this.#queue.clear();
     this.#keys = [];
-    this.#hashes = [];
+    this.#hashes = new Int32Array(0);
     this.#values = [];
     this.#sizes = [];
     this.#bytes = 0;
@@ -504,7 +540,7 @@ export class TsSieveStore implements ByteStore {
   order(): Array<[string, boolean]> {
     if (this.#busy) this.#repair();
     const queue = this.#queue;
-    return queue.order().map((slot) => [this.#keys[slot]!, queue.visited[slot] === 1]);
+    return queue.order().map((slot) => [this.#keyString(slot), queue.visited[slot] === 1]);
   }
 
   /**
@@ -520,7 +556,7 @@ export class TsSieveStore implements ByteStore {
     const ext = this.#queue.ext;
     if (ext === null) return { entries: [], ghost: [] };
     const entries = ext.order().map((slot): [string, string, number] => [
-      this.#keys[slot]!,
+      this.#keyString(slot),
       ...ext.describe(slot),
     ]);
     return { entries, ghost: ext.ghostOrder() };
@@ -536,10 +572,16 @@ export class TsSieveStore implements ByteStore {
     const queue = this.#queue;
     queue.validate((slot) => {
       const key = this.#keys[slot];
-      if (key === undefined) return false;
+      const hash = this.#hashes[slot]!;
+      if ((hash & ARGS_BIT) !== 0) {
+        const args = argsOfKey(key);
+        return this.#args !== null && hashArgs(args, args.length) === hash &&
+          this.#findArgs(args, args.length, hash) === slot;
+      }
+      if (typeof key !== "string") return false;
       const bytes = Uint8Array.from(key, (c) => c.charCodeAt(0));
-      return this.#hashes[slot] === hashBytes(bytes, bytes.length) &&
-        this.#find(bytes, bytes.length, this.#hashes[slot]!) === slot;
+      return hash === hashBytes(bytes, bytes.length) &&
+        this.#find(bytes, bytes.length, hash) === slot;
     });
     let used = 0;
     for (let i = 0; i < this.#table.length; i++) if (this.#table[i] !== NIL) used++;
@@ -562,6 +604,27 @@ export class TsSieveStore implements ByteStore {
     }
   }
 
+  /** The key at `slot` as one char per byte (for tests). */
+  #keyString(slot: number): string {
+    const key = this.#keys[slot];
+    if ((this.#hashes[slot]! & ARGS_BIT) === 0) return key as string;
+    const bytes = encodeKey(argsOfKey(key));
+    return bytesToKeyString(bytes, bytes.length);
+  }
+
+  /** The slot of the key of `n` arguments `args[0..n)` whose hash is `hash`, or `NIL`. */
+  #findArgs(args: ArrayLike<unknown>, n: number, hash: number): number {
+    const table = this.#table;
+    const mask = this.#mask;
+    const keys = this.#keys;
+    const hashes = this.#hashes;
+    for (let i = hash & mask;; i = (i + 1) & mask) {
+      const slot = table[i]!;
+      if (slot === NIL) return NIL;
+      if (hashes[slot] === hash && sameArgs(keys[slot], args, n)) return slot;
+    }
+  }
+
   #find(key: Uint8Array, len: number, hash: number): number {
     const table = this.#table;
     const mask = this.#mask;
@@ -571,7 +634,7 @@ export class TsSieveStore implements ByteStore {
       const slot = table[i]!;
       if (slot === NIL) return NIL;
       if (hashes[slot] === hash) {
-        const stored = keys[slot]!;
+        const stored = keys[slot] as string;
         if (stored.length === len) {
           let j = 0;
           while (j < len && stored.charCodeAt(j) === key[j]) j++;
@@ -589,8 +652,14 @@ export class TsSieveStore implements ByteStore {
     table[i] = slot;
   }
 
-  /** Removes `slot` from the hash table (backward-shift deletion keeps probes unbroken). */
+  /** Removes `slot` from the index, and lets its key go. */
   #unindex(slot: number): void {
+    this.#unindexBytes(slot);
+    this.#keys[slot] = undefined;
+  }
+
+  /** Removes `slot` from the hash table (backward-shift deletion keeps probes unbroken). */
+  #unindexBytes(slot: number): void {
     const table = this.#table;
     const mask = this.#mask;
     const hashes = this.#hashes;

@@ -1,0 +1,321 @@
+/**
+ * The keys of the TypeScript store for calls whose arguments are all primitives (numbers,
+ * strings, booleans, `undefined`, `null`; one to {@linkcode MAX_ARITY} of them, no `this`):
+ * such an entry is indexed by the arguments themselves (kept as they are, the argument for
+ * one, an array of them for more) and a hash computed from them
+ * ({@linkcode hashArgs}), in the store's one hash table. A hit then hashes a few numbers
+ * (and a string's code units) and compares the arguments with `===`, where the byte index
+ * encodes the key, hashes its bytes and compares them one by one in JavaScript (measured:
+ * 53% of a hit of two ints, see `notes/tsengine.md`). The hashes of these entries have
+ * {@linkcode ARGS_BIT} set, which a byte key's hash never has, so the two kinds never
+ * compare.
+ *
+ * Arguments compare by SameValueZero ({@linkcode sameArgs}), which is the key contract for
+ * primitives (README, "Keys"): `1` and `"1"` differ, `0` and `-0` are one key, `NaN`
+ * equals `NaN`, strings compare code unit by code unit (lone surrogates included). Entries
+ * still arrive as encoded bytes (`set`, `delete`, `peek` by a held key):
+ * {@linkcode ArgsDecoder.decode} reads such a key back into its arguments, so that both
+ * ways reach the same entry. A key that does not decode (an object, a `bigint`, a symbol,
+ * `this`, no argument or more than {@linkcode MAX_ARITY}) stays a byte key.
+ *
+ * The tags below mirror `src/codec/key_codec.ts` (memory and shared forms);
+ * `tests/ts_store_args_test.ts` checks every decodable shape against the encoder.
+ *
+ * @module
+ */
+
+/** Most arguments of a call indexed by its arguments. */
+export const MAX_ARITY = 4;
+
+/** Set in the hash of every entry indexed by its arguments (byte hashes are 30-bit). */
+export const ARGS_BIT = 1 << 30;
+
+const T_UNDEFINED = 1;
+const T_NULL = 2;
+const T_FALSE = 3;
+const T_TRUE = 4;
+const T_INT32 = 5;
+const T_F64 = 6;
+const T_STR8 = 7;
+const T_STR16 = 8;
+const T_ARGS = 17;
+const T_SHORT8 = 19;
+const T_SHORT16 = 20;
+
+const f64 = new Float64Array(1);
+const f64Bytes = new Uint8Array(f64.buffer);
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+const fcc = String.fromCharCode;
+
+/**
+ * `key[p..p+n)` as a string of one char per byte. Up to 12 bytes in one call (a flat
+ * string; `+=` makes cons strings, flattened again when hashed or compared). Measured for
+ * 10 bytes: ~30 ns, where a `Uint8Array` copy (`slice`) costs ~400 ns (typed-array
+ * allocation is slow in V8) and `TextDecoder("latin1")` (really windows-1252: injective,
+ * but not one char per byte) ~390 ns.
+ */
+export function latinAt(k: Uint8Array, p: number, n: number): string {
+  switch (n) {
+    case 0:
+      return "";
+    case 1:
+      return fcc(k[p]!);
+    case 2:
+      return fcc(k[p]!, k[p + 1]!);
+    case 3:
+      return fcc(k[p]!, k[p + 1]!, k[p + 2]!);
+    case 4:
+      return fcc(k[p]!, k[p + 1]!, k[p + 2]!, k[p + 3]!);
+    case 5:
+      return fcc(k[p]!, k[p + 1]!, k[p + 2]!, k[p + 3]!, k[p + 4]!);
+    case 6:
+      return fcc(k[p]!, k[p + 1]!, k[p + 2]!, k[p + 3]!, k[p + 4]!, k[p + 5]!);
+    case 7:
+      return fcc(k[p]!, k[p + 1]!, k[p + 2]!, k[p + 3]!, k[p + 4]!, k[p + 5]!, k[p + 6]!);
+    case 8:
+      return fcc(
+        k[p]!,
+        k[p + 1]!,
+        k[p + 2]!,
+        k[p + 3]!,
+        k[p + 4]!,
+        k[p + 5]!,
+        k[p + 6]!,
+        k[p + 7]!,
+      );
+    case 9:
+      return fcc(
+        k[p]!,
+        k[p + 1]!,
+        k[p + 2]!,
+        k[p + 3]!,
+        k[p + 4]!,
+        k[p + 5]!,
+        k[p + 6]!,
+        k[p + 7]!,
+        k[p + 8]!,
+      );
+    case 10:
+      return fcc(
+        k[p]!,
+        k[p + 1]!,
+        k[p + 2]!,
+        k[p + 3]!,
+        k[p + 4]!,
+        k[p + 5]!,
+        k[p + 6]!,
+        k[p + 7]!,
+        k[p + 8]!,
+        k[p + 9]!,
+      );
+    case 11:
+      return fcc(
+        k[p]!,
+        k[p + 1]!,
+        k[p + 2]!,
+        k[p + 3]!,
+        k[p + 4]!,
+        k[p + 5]!,
+        k[p + 6]!,
+        k[p + 7]!,
+        k[p + 8]!,
+        k[p + 9]!,
+        k[p + 10]!,
+      );
+    case 12:
+      return fcc(
+        k[p]!,
+        k[p + 1]!,
+        k[p + 2]!,
+        k[p + 3]!,
+        k[p + 4]!,
+        k[p + 5]!,
+        k[p + 6]!,
+        k[p + 7]!,
+        k[p + 8]!,
+        k[p + 9]!,
+        k[p + 10]!,
+        k[p + 11]!,
+      );
+  }
+  let s = "";
+  let i = p;
+  const end = p + n;
+  for (; i + 8 <= end; i += 8) {
+    s += fcc(k[i]!, k[i + 1]!, k[i + 2]!, k[i + 3]!, k[i + 4]!, k[i + 5]!, k[i + 6]!, k[i + 7]!);
+  }
+  for (; i < end; i++) s += fcc(k[i]!);
+  return s;
+}
+
+/** `n` little-endian 16-bit code units at `key[p..)` as a string. */
+function wideAt(k: Uint8Array, p: number, n: number): string {
+  let s = "";
+  for (let i = 0; i < n; i++, p += 2) s += fcc(k[p]! | (k[p + 1]! << 8));
+  return s;
+}
+
+const u32 = new Uint32Array(f64.buffer);
+
+/** Murmur3's 32-bit finaliser. */
+function fmix(h: number): number {
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  return h ^ (h >>> 16);
+}
+
+/** Mixes the word `w` into the running hash `h` (Murmur3's body step). */
+function step(h: number, w: number): number {
+  w = Math.imul(w, 0xcc9e2d51);
+  w = (w << 15) | (w >>> 17);
+  h ^= Math.imul(w, 0x1b873593);
+  h = (h << 13) | (h >>> 19);
+  return (Math.imul(h, 5) + 0xe6546b64) | 0;
+}
+
+/**
+ * The hash of a call of `n` arguments `args[0..n)` with {@linkcode ARGS_BIT} set, or -1
+ * when they are not all primitives of the kinds indexed so (or `n` is out of range). Equal
+ * keys (SameValueZero) hash alike: an integer hashes as its int32 (`-0` as `0`), every `NaN`
+ * alike, a string by its code units.
+ */
+export function hashArgs(args: ArrayLike<unknown>, n: number): number {
+  if (n === 0 || n > MAX_ARITY) return -1;
+  let h = 0x9747b28c ^ n;
+  for (let i = 0; i < n; i++) {
+    const v = args[i];
+    if (typeof v === "number") {
+      if ((v | 0) === v) {
+        h = step(h, v | 0);
+      } else if (v !== v) {
+        h = step(h, 0x7ff80000);
+      } else {
+        f64[0] = v;
+        h = step(step(h, u32[0]!), u32[1]! ^ 0x5bd1e995);
+      }
+    } else if (typeof v === "string") {
+      const len = v.length;
+      let w = step(h, len ^ 0x2f0b3c1d);
+      let j = 0;
+      for (; j + 1 < len; j += 2) w = step(w, v.charCodeAt(j) | (v.charCodeAt(j + 1) << 16));
+      if (j < len) w = step(w, v.charCodeAt(j));
+      h = w;
+    } else if (v === true) {
+      h = step(h, 0x3c6ef372);
+    } else if (v === false) {
+      h = step(h, 0x3c6ef373);
+    } else if (v === undefined) {
+      h = step(h, 0x3c6ef374);
+    } else if (v === null) {
+      h = step(h, 0x3c6ef375);
+    } else {
+      return -1;
+    }
+  }
+  return (fmix(h) & (ARGS_BIT - 1)) | ARGS_BIT;
+}
+
+/** SameValueZero. */
+function same(a: unknown, b: unknown): boolean {
+  return a === b || (a !== a && b !== b);
+}
+
+/**
+ * Whether the stored `key` (as {@linkcode keyOfArgs} made it) is the key of a call of `n`
+ * arguments `args[0..n)`.
+ */
+export function sameArgs(key: unknown, args: ArrayLike<unknown>, n: number): boolean {
+  if (n === 1) return same(key, args[0]);
+  if (!Array.isArray(key) || key.length !== n) return false;
+  for (let i = 0; i < n; i++) if (!same(key[i], args[i])) return false;
+  return true;
+}
+
+/** The key kept for `n` arguments `values[0..n)`: the argument itself for one, else an
+ * array of them. */
+export function keyOfArgs(values: readonly unknown[], n: number): unknown {
+  return n === 1 ? values[0] : n === 2 ? [values[0], values[1]] : values.slice(0, n);
+}
+
+/** The arguments of a kept key (as {@linkcode keyOfArgs} made it). */
+export function argsOfKey(key: unknown): unknown[] {
+  return Array.isArray(key) ? key : [key];
+}
+
+/** Reads encoded keys back into their arguments. */
+export class ArgsDecoder {
+  /** The arguments of the last key {@linkcode ArgsDecoder.decode} read. */
+  readonly values: unknown[] = [];
+
+  /**
+   * Reads the encoded key `key[0..len)` back into its arguments ({@linkcode ArgsDecoder.values}):
+   * their number, or -1 when the key is not one of a call of primitive arguments.
+   */
+  decode(key: Uint8Array, len: number): number {
+    if (len < 3 || key[0] !== T_ARGS) return -1;
+    const n = key[1]!;
+    if (n === 0 || n > MAX_ARITY) return -1;
+    const values = this.values;
+    let p = 2;
+    for (let i = 0; i < n; i++) {
+      if (p >= len) return -1;
+      const tag = key[p++]!;
+      let v: unknown;
+      let size = 0;
+      switch (tag) {
+        case T_INT32:
+          size = 4;
+          v = key[p]! | (key[p + 1]! << 8) | (key[p + 2]! << 16) | (key[p + 3]! << 24);
+          break;
+        case T_F64:
+          size = 8;
+          if (p + 8 > len) return -1;
+          for (let j = 0; j < 8; j++) f64Bytes[LITTLE_ENDIAN ? j : 7 - j] = key[p + j]!;
+          v = f64[0];
+          break;
+        case T_SHORT8:
+        case T_SHORT16: {
+          const units = key[p]!;
+          size = tag === T_SHORT8 ? units : 2 * units;
+          if (p + 1 + size > len) return -1;
+          v = tag === T_SHORT8 ? latinAt(key, p + 1, units) : wideAt(key, p + 1, units);
+          size += 1;
+          break;
+        }
+        case T_STR8:
+        case T_STR16: {
+          if (p + 4 > len) return -1;
+          const units =
+            (key[p]! | (key[p + 1]! << 8) | (key[p + 2]! << 16) | (key[p + 3]! << 24)) >>>
+            0;
+          size = tag === T_STR8 ? units : 2 * units;
+          if (p + 4 + size > len) return -1;
+          v = tag === T_STR8 ? latinAt(key, p + 4, units) : wideAt(key, p + 4, units);
+          size += 4;
+          break;
+        }
+        case T_UNDEFINED:
+          v = undefined;
+          break;
+        case T_NULL:
+          v = null;
+          break;
+        case T_FALSE:
+          v = false;
+          break;
+        case T_TRUE:
+          v = true;
+          break;
+        default:
+          return -1;
+      }
+      p += size;
+      if (p > len) return -1;
+      values[i] = v;
+    }
+    return p === len ? n : -1;
+  }
+}

@@ -1,0 +1,236 @@
+import assert from "node:assert/strict";
+import { encodeKey } from "../src/codec/key_codec.ts";
+import { ArgsDecoder, MAX_ARITY } from "../src/store/_args_index.ts";
+import { ABSENT, MISS } from "../src/store/store.ts";
+import { type Policy, TsSieveStore } from "../src/store/ts_store.ts";
+import { Strategy } from "../src/options/options.ts";
+import { cache } from "../mod.ts";
+
+/** Primitive arguments of every decodable kind, with the edges of the key contract. */
+const PRIMITIVES: unknown[] = [
+  0,
+  -0,
+  1,
+  -1,
+  2 ** 31 - 1,
+  -(2 ** 31),
+  2 ** 31,
+  1.5,
+  -1e300,
+  Infinity,
+  -Infinity,
+  NaN,
+  "",
+  "1",
+  ...Array.from({ length: 12 }, (_, i) => "xyz".repeat(5).slice(0, i + 3)),
+  "a".repeat(255),
+  "b".repeat(256),
+  "\u00ff\u0000",
+  "\ud800",
+  "\ufffd",
+  "\u4e16".repeat(300),
+  true,
+  false,
+  undefined,
+  null,
+];
+
+Deno.test("ArgsDecoder.decode reads back every primitive call the encoder writes", () => {
+  const index = new ArgsDecoder();
+  const calls: unknown[][] = [];
+  for (const a of PRIMITIVES) {
+    calls.push([a]);
+    calls.push([a, 7, "x"]);
+  }
+  calls.push([1, 2, 3, 4]);
+  for (const shared of [false, true]) {
+    for (const args of calls) {
+      const key = encodeKey(args, { shared });
+      const n = index.decode(key, key.length);
+      assert.equal(n, args.length, `${shared} ${String(args)}`);
+      for (let i = 0; i < n; i++) {
+        assert.ok(
+          Object.is(index.values[i], args[i]) || (args[i] === 0 && index.values[i] === 0),
+          `${String(args)} at ${i}`,
+        );
+      }
+    }
+  }
+});
+
+Deno.test("ArgsDecoder.decode leaves other keys to the byte index", () => {
+  const index = new ArgsDecoder();
+  const others: Array<{ args: unknown[]; thisArg?: unknown }> = [
+    { args: [] },
+    { args: [1n] },
+    { args: [{ a: 1 }] },
+    { args: [[1]] },
+    { args: [Symbol.for("s")] },
+    { args: [1, 2, 3, 4, 5] },
+    { args: [1], thisArg: 1 },
+  ];
+  for (const [i, { args, thisArg }] of others.entries()) {
+    const key = encodeKey(args, thisArg === undefined ? {} : { thisArg });
+    assert.equal(index.decode(key, key.length), -1, `case ${i}`);
+  }
+  assert.equal(MAX_ARITY, 4);
+  // Truncated and padded keys.
+  const key = encodeKey(["abc", 1]);
+  for (let len = 0; len < key.length; len++) assert.equal(index.decode(key, len), -1);
+  const padded = new Uint8Array(key.length + 1);
+  padded.set(key);
+  assert.equal(index.decode(padded, padded.length), -1);
+});
+
+Deno.test("TsSieveStore finds an entry by its key bytes and by its arguments alike", () => {
+  const policies: Policy[] = [
+    Strategy.Sieve,
+    Strategy.Lru,
+    Strategy.Mru,
+    Strategy.Fifo,
+    Strategy.Lfu,
+    Strategy.S3Fifo,
+  ];
+  for (const policy of policies) {
+    const s = new TsSieveStore({ maxSize: 1000, policy });
+    const calls: unknown[][] = PRIMITIVES.flatMap((a) => [[a], [a, "k"], [1, a]]);
+    calls.push([{ id: 1 }]);
+    // Equal keys (0 and -0) keep the value set last.
+    const last = new Map<string, number>();
+    for (const [i, args] of calls.entries()) {
+      const key = encodeKey(args);
+      s.set(key, key.length, i, 0);
+      last.set(key.join(), i);
+    }
+    s.validate();
+    for (const args of calls) {
+      const key = encodeKey(args);
+      const want = last.get(key.join());
+      assert.equal(s.get(key, key.length, 0), want, `${policy} ${String(args)}`);
+      const byArgs = s.getArgs(args, 0);
+      // S3-FIFO keeps every key in the byte index; an object argument is never found by args.
+      if (policy === Strategy.S3Fifo || typeof args[0] === "object" && args[0] !== null) {
+        assert.equal(byArgs, MISS);
+      } else {
+        assert.equal(byArgs, want, `${policy} by args ${String(args)}`);
+      }
+    }
+    // 1 and "1", true and "true", null and undefined are different keys.
+    assert.equal(s.getArgs(["true"], 0), policy === Strategy.S3Fifo ? MISS : ABSENT);
+    assert.equal(s.getArgs([1n], 0), MISS);
+    for (const args of calls) {
+      const key = encodeKey(args);
+      s.delete(key, key.length);
+      s.validate();
+      assert.equal(
+        s.getArgs(args, 0),
+        policy === Strategy.S3Fifo || typeof args[0] === "object" && args[0] !== null
+          ? MISS
+          : ABSENT,
+      );
+    }
+    assert.equal(s.info().currentSize, 0);
+  }
+});
+
+Deno.test("TsSieveStore evicts entries indexed by arguments and by bytes alike", () => {
+  const s = new TsSieveStore({ maxSize: 3 });
+  const keys = [[1, 2], ["a"], [{ o: 1 }], [true, null, undefined], [2.5]].map((a) => encodeKey(a));
+  for (const [i, k] of keys.entries()) {
+    s.set(k, k.length, i, 0);
+    s.validate();
+  }
+  assert.equal(s.info().currentSize, 3);
+  assert.equal(s.getArgs([1, 2], 0), ABSENT, "the oldest was evicted");
+  assert.equal(s.getArgs([true, null, undefined], 0), 3);
+  assert.equal(s.get(keys[2]!, keys[2]!.length, 0), 2);
+  s.clear();
+  s.validate();
+  assert.equal(s.getArgs([2.5], 0), ABSENT);
+});
+
+Deno.test("getArgs counts a hit and an absent key, and leaves an expired entry to get", () => {
+  const s = new TsSieveStore({ maxSize: 10, ttl: 100 });
+  const k = encodeKey(["x", 1]);
+  s.set(k, k.length, "v", 0);
+  assert.equal(s.getArgs(["x", 1], 50), "v");
+  assert.equal(s.getArgs(["x", 2], 50), ABSENT, "absent: a miss counted");
+  assert.equal(s.getArgs(["x", 1], 100), MISS, "expired");
+  assert.deepEqual(s.info(), { hits: 1, misses: 1, maxSize: 10, currentSize: 1 });
+  assert.equal(s.get(k, k.length, 100), MISS);
+  assert.equal(s.info().currentSize, 0);
+});
+
+Deno.test("cache() keeps the key contract on the TypeScript store's argument index", () => {
+  const prev = Deno.env.get("WARP_CACHE_ENGINE");
+  Deno.env.set("WARP_CACHE_ENGINE", "ts");
+  try {
+    let calls = 0;
+    const f = cache({ maxSize: 100 })((a: unknown, b?: unknown) => {
+      calls++;
+      return [a, b];
+    });
+    f(1);
+    f("1");
+    f(-0);
+    f(0);
+    f(NaN);
+    f(NaN);
+    f("\ud800");
+    f("\ufffd");
+    f(1, undefined);
+    f(1);
+    f(null);
+    f(undefined);
+    assert.equal(calls, 9);
+    assert.equal(f.cacheInfo().hits, 3);
+    assert.equal(f.cacheInfo().currentSize, 9);
+    f.cacheDelete(-0);
+    f(0);
+    assert.equal(calls, 10);
+    f.cacheSet(["set"], 5, 6);
+    assert.deepEqual(f(5, 6), ["set"]);
+  } finally {
+    if (prev === undefined) Deno.env.delete("WARP_CACHE_ENGINE");
+    else Deno.env.set("WARP_CACHE_ENGINE", prev);
+  }
+});
+
+Deno.test("TsSieveStore's argument index agrees with a model under random sets, deletes and evictions", () => {
+  let seed = 12345;
+  const random = (n: number): number => {
+    seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+    return (seed >>> 8) % n;
+  };
+  const domain: unknown[] = [0, 1, "1", "a", NaN, true, null, undefined, 2.5];
+  for (const policy of [Strategy.Sieve, Strategy.Lru, Strategy.Lfu]) {
+    const s = new TsSieveStore({ maxSize: 20, policy });
+    const model = new Map<string, number>();
+    for (let step = 0; step < 3000; step++) {
+      const n = 1 + random(3);
+      const args = Array.from({ length: n }, () => domain[random(domain.length)]);
+      const key = encodeKey(args);
+      const id = key.join();
+      const op = random(4);
+      if (op === 0) {
+        assert.equal(s.delete(key, key.length), model.delete(id));
+      } else if (op === 1) {
+        s.set(key, key.length, step, 0);
+        model.set(id, step);
+      } else {
+        const got = op === 2 ? s.get(key, key.length, 0) : s.getArgs(args, 0);
+        if (got !== MISS && got !== ABSENT) assert.equal(got, model.get(id), `step ${step}`);
+        else if (op === 2) model.delete(id); // evicted
+      }
+      s.validate();
+      // Evictions drop entries from the model as the store reports them gone.
+      if (model.size > s.info().currentSize) {
+        for (const k of [...model.keys()]) {
+          const bytes = new Uint8Array(k.split(",").map(Number));
+          if (s.peek(bytes, bytes.length, 0) === MISS) model.delete(k);
+        }
+      }
+      assert.equal(model.size, s.info().currentSize, `step ${step}`);
+    }
+  }
+});
