@@ -464,3 +464,14 @@ for (const spec of STREAMS) {
   register("JSON.stringify + Map.get", (j) => m.get(JSON.stringify(obj(j)))!);
   register("warp key codec", (j) => writer.call(undefined, false, [obj(j)]));
 }
+
+// --- floors of the async rows: what awaiting costs before any cache runs
+{
+  const g = "floor: async";
+  const { a, b } = columns(STREAMS[0]!);
+  const want = (j: number): number => f2(a[j]!, b[j]!);
+  const settled = a.map((x, j) => Promise.resolve(f2(x, b[j]!)));
+  await benchAsync(g, "await a settled Promise", (j) => settled[j]!, want, true);
+  await benchAsync(g, "await fn() (one Promise)", (j) => af2(a[j]!, b[j]!), want);
+  await benchAsync(g, "await fn().then(v => v)", (j) => af2(a[j]!, b[j]!).then((v) => v), want);
+}
