@@ -29,7 +29,10 @@ export let sink = 0;
 const f2 = (a: number, b: number): number => a * 1000 + b;
 const af2 = async (a: number, b: number): Promise<number> => await a * 1000 + b;
 
+// `WARP_SPLIT_REVERSE=1` benches the new side first in each group (bench:split alternates
+// the order from round to round, so that neither side always runs on a warmer process).
 const sides: [string, CacheFn][] = [["before", beforeCache], ["after", afterCache]];
+if (Deno.env.get("WARP_SPLIT_REVERSE") === "1") sides.reverse();
 
 function syncRow(
   group: string,

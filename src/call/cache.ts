@@ -93,23 +93,11 @@ class CachePath {
     readonly withThis: boolean,
   ) {
     this.store = store;
-    this.byArgs = !withThis && keyFn === undefined;
   }
-
-  /** Whether a call's key is its arguments alone (no `this`, no `key` option). */
-  readonly byArgs: boolean;
 
   /** Encodes the key and looks it up: the value, a computation to join, or MISS after
    * holding the miss's key in the loader's `missHeld` (read before user code runs). */
   lookup(self: unknown, args: unknown[]): unknown {
-    // A store indexed by arguments (the TypeScript one) answers a hit without an encode.
-    const store = this.store;
-    let absent = false;
-    if (store.argsIndexed === true && this.byArgs) {
-      const v = store.getArgs!(args);
-      if (v === ABSENT) absent = true;
-      else if (v !== MISS) return v;
-    }
     // Encode the key into the reused writer; a nested encode (a getter calling a cached
     // function) gets a writer of its own. The writer stays busy through the lookup, which
     // may read an injected clock (user code).
@@ -118,7 +106,7 @@ class CachePath {
     let hit: unknown;
     try {
       this.encode(w, self, args);
-      hit = absent ? MISS : this.store.get(w);
+      hit = this.store.get(w);
     } finally {
       w.busy = false;
     }
@@ -142,6 +130,30 @@ class CachePath {
       w.busy = false;
     }
     return hold(w.buf, w.len, undefined);
+  }
+}
+
+/**
+ * The hit path of a store indexed by arguments (the TypeScript one, `Store.argsIndexed`)
+ * for a cache that keys on its arguments alone (no `this`, no `key` option): a call of
+ * primitive arguments is answered without encoding its key; the others, and a key the store
+ * knows is absent, take the encoded path. Other stores never pay for the check.
+ */
+class ArgsPath extends CachePath {
+  override lookup(self: unknown, args: unknown[]): unknown {
+    const v = this.store.getArgs!(args);
+    if (v === ABSENT) {
+      // Absent (its miss is counted): the key is encoded for the miss path, not looked up.
+      const w = this.writer.busy ? new KeyWriter(64, this.valueKeys) : this.writer;
+      w.busy = true;
+      try {
+        this.encode(w, self, args);
+      } finally {
+        w.busy = false;
+      }
+      return this.loader.afterMiss(w.buf, w.len, self, args);
+    }
+    return v !== MISS ? v : super.lookup(self, args);
   }
 }
 
@@ -316,7 +328,9 @@ function assemble(
   // A method keys on `this` (by identity). A shared cache cannot key on identity, so a
   // shared method with a `key` option keys on what `key` returns alone.
   const withThis = isMethod && !(valueKeys && keyFn !== undefined);
-  const path = new CachePath(
+  // A store indexed by arguments answers calls keyed on their arguments alone directly.
+  const byArgs = parts.store.argsIndexed === true && !withThis && keyFn === undefined;
+  const path = new (byArgs ? ArgsPath : CachePath)(
     parts.store,
     loader,
     valueKeys ? sharedWriter : memoryWriter,
