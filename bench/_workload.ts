@@ -188,3 +188,9 @@ export const structured = (a: number, b: number): Row => ({
 export const valueOf = (v: number | Row): number => typeof v === "number" ? v : v.id;
 /** A function of the shared benches. */
 export type Fn = (a: number, b: number) => number | Row;
+
+/**
+ * `--lock` for the `deno run` of a benchmark's child process: the benchmarks' own lock file,
+ * so that their npm peers never land in the package's deno.lock (tests/lock_test.ts).
+ */
+export const BENCH_LOCK_FLAG = `--lock=${new URL("./deno.lock", import.meta.url).pathname}`;

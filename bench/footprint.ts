@@ -21,7 +21,7 @@
 import { LRUCache } from "npm:lru-cache@^11.2.0";
 import { SieveCache as NeoSieve } from "npm:@neophi/sieve-cache@^1.5.0";
 import { cache } from "../mod.ts";
-import { sharedDir } from "./_workload.ts";
+import { BENCH_LOCK_FLAG, sharedDir } from "./_workload.ts";
 
 /** Entries per variant. */
 export const ENTRIES = 1_000_000;
@@ -151,7 +151,7 @@ export async function footprints(): Promise<Footprint[]> {
   const self = new URL(import.meta.url).pathname;
   for (const [variant, { env }] of Object.entries(VARIANTS)) {
     const cmd = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", "--v8-flags=--expose-gc", self, `--variant=${variant}`],
+      args: ["run", "-A", BENCH_LOCK_FLAG, "--v8-flags=--expose-gc", self, `--variant=${variant}`],
       env: env ?? {},
       stdout: "piped",
       stderr: "piped",

@@ -49,7 +49,7 @@ import { memoryEngine } from "../src/store/engine.ts";
 import { loadNative } from "../src/native/ffi.ts";
 import { sharedFileSize } from "../src/store/shared_store.ts";
 import { MAX_SHARED_ENTRIES } from "../src/native/_abi.ts";
-import { rng } from "./_workload.ts";
+import { BENCH_LOCK_FLAG, rng } from "./_workload.ts";
 
 /** Cache sizes of a full run. */
 export const SIZES: readonly number[] = [1_000, 100_000, 1_000_000, 4_000_000];
@@ -566,6 +566,7 @@ export async function scale(options: {
           args: [
             "run",
             "-A",
+            BENCH_LOCK_FLAG,
             "--v8-flags=--expose-gc",
             self,
             `--store=${store}`,

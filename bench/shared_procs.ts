@@ -12,7 +12,7 @@
  */
 
 import { cache } from "../mod.ts";
-import { MASK, sharedDir, sharedUnavailable, STREAMS } from "./_workload.ts";
+import { BENCH_LOCK_FLAG, MASK, sharedDir, sharedUnavailable, STREAMS } from "./_workload.ts";
 
 /** Measured time per run, ms. */
 export const DURATION_MS = 1_500;
@@ -78,7 +78,7 @@ async function run(
   const startAt = Date.now() + 2_000;
   const children = Array.from({ length: processes }, () =>
     new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", self, "--child", backend, name, dir, String(startAt)],
+      args: ["run", "-A", BENCH_LOCK_FLAG, self, "--child", backend, name, dir, String(startAt)],
       stdout: "piped",
       stderr: "piped",
     }).output());

@@ -178,9 +178,28 @@ class TaggedPath extends CachePath {
     readonly dropInvalid: boolean,
   ) {
     super(base.store, base.loader, base.writer, base.valueKeys, base.keyFn, base.withThis);
+    this.byArgs = base instanceof ArgsPath;
   }
 
+  /** Whether the store answers this cache's calls by their arguments (see `ArgsPath`). */
+  readonly byArgs: boolean;
+
   override lookup(self: unknown, args: unknown[]): unknown {
+    if (this.byArgs) {
+      const v = this.store.getArgs!(args);
+      if (v === ABSENT) return this.missEncoded(self, args, false);
+      if (v !== MISS) {
+        if (!(v instanceof Tagged)) return v;
+        const epoch = this.clock.epoch;
+        if (v.at === epoch) return v.v;
+        if (!this.clock.invalidSince(v.tags, v.at, v.hashes)) {
+          v.at = epoch;
+          return v.v;
+        }
+        // Invalid: its hit was counted by `getArgs`, as `get` counts it below.
+        return this.missEncoded(self, args, true);
+      }
+    }
     const w = this.writer.busy ? new KeyWriter(64, this.valueKeys) : this.writer;
     w.busy = true;
     let hit: unknown;
@@ -202,6 +221,23 @@ class TaggedPath extends CachePath {
       w.busy = false;
     }
     return hit !== MISS ? hit : this.loader.afterMiss(w.buf, w.len, self, args);
+  }
+
+  /** The miss of a key found absent, or invalid (dropped, its hit counted as a miss), by its
+   * arguments: its key is encoded for the miss path. */
+  missEncoded(self: unknown, args: unknown[], invalid: boolean): unknown {
+    const w = this.writer.busy ? new KeyWriter(64, this.valueKeys) : this.writer;
+    w.busy = true;
+    try {
+      this.encode(w, self, args);
+      if (invalid) {
+        if (this.dropInvalid) this.store.delete(w);
+        this.counters.invalidHit();
+      }
+    } finally {
+      w.busy = false;
+    }
+    return this.loader.afterMiss(w.buf, w.len, self, args);
   }
 }
 
