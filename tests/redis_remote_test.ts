@@ -65,6 +65,24 @@ async function until(what: string, check: () => Promise<boolean>, ms = 15_000): 
   return performance.now() - t0;
 }
 
+/**
+ * Waits until a write-through of cache `name` is in Redis (the layout of src/remote/redis.ts:
+ * `warp:<name>:<key>`): a host that reads the key before it lands computes its own value and
+ * keeps it, which a busy machine made happen.
+ */
+async function landed(url: string, name: string): Promise<void> {
+  const admin = createClient({ url });
+  await admin.connect();
+  try {
+    await until(
+      `a write-through of ${name} lands`,
+      async () => (await admin.keys(`warp:${name}:*`)).some((k) => !k.endsWith(":bus")),
+    );
+  } finally {
+    await admin.close();
+  }
+}
+
 for (const local of ["memory", "shared"] as const) {
   Deno.test(`redis remote (${local} local tiers): two hosts share, invalidate, and survive a Redis outage`, async () => {
     await using redis = await startRedisServer();
@@ -80,7 +98,7 @@ for (const local of ["memory", "shared"] as const) {
     try {
       // Shared through Redis: b's local miss is a remote hit.
       assert.deepEqual((await a.send("call 1")).computed, 1);
-      await new Promise((r) => setTimeout(r, 50)); // the write-through lands
+      await landed(redis.url, name);
       const got = await b.send("call 1");
       assert.equal(got.value, "1@a", "b got a's value");
       assert.equal(got.computed, 0, "b did not compute");
@@ -173,6 +191,7 @@ for (const change of ["set", "delete"] as const) {
     const b = await Host.start(redis.url, name, "b", "memory");
     try {
       assert.equal((await a.send("call 1")).value, "1@a");
+      await landed(redis.url, name);
       await until("b reads a's value", async () => (await b.send("call 1")).value === "1@a");
       await redis.kill();
       // Made while Redis is unreachable: kept by host a.

@@ -27,6 +27,8 @@ export const DISPOSED: Store = {
   delete: disposed,
   clear: disposed,
   info: disposed,
+  // The hit path of a cache on an argument-indexed store calls it first (`ArgsPath`).
+  getArgs: disposed,
   close: (): void => {},
 };
 
