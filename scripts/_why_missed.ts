@@ -91,7 +91,7 @@ const PARAGRAPHS: Paragraph[] = [
       }).filter((x) => x !== "");
       return `- **Tags on a hit.** ${
         parts.join("; ")
-      }. A tagged hit adds one load of the process's tag clock and a compare with the epoch the entry last checked (its tags are read again only after an invalidation): a few ns, within the spread of one row between runs of this machine.`;
+      }. A tagged hit reads the entry's wrapper (value, tags, the epoch it last checked), checks its class, and compares that epoch with one load of the process's tag clock; its tags are read again only after an invalidation. On the native engine that is the whole difference (a few ns, within the spread of a row between runs here). On the TypeScript engine the hit without tags is one lookup of the argument index, so the wrapper's loads and checks weigh more: not a floor, the next place to look (an epoch kept beside the value instead of in a wrapper).`;
     },
   ],
   [

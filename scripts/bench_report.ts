@@ -648,7 +648,9 @@ if (ffi !== undefined) {
 }
 
 // --- shared backend tables
-const sharedGroups = groupOrder.filter((g) => g.startsWith("shared "));
+const sharedGroups = groupOrder.filter((g) =>
+  g.startsWith("shared ") && !g.includes("tags off / on")
+);
 const sharedNames = ["warp shared", "warp memory", "lmdb get", "lmdb get + put", "Deno KV (file)"]
   .filter((n) => sharedGroups.some((g) => ns(g, n) !== undefined));
 md.push("## Shared backend against on-disk peers");
