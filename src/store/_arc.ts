@@ -9,6 +9,7 @@
  */
 
 import { type MultiQueuePolicy, NIL, SlotLists } from "./_multi_queue.ts";
+import { unprobe } from "./_hash.ts";
 
 /** Entries seen once lately (recency). */
 const T1 = 0;
@@ -297,31 +298,7 @@ export class ArcGhosts {
     else this.#older[newer] = older;
     if (older === NIL) this.#tail[list] = newer;
     else this.#newer[older] = newer;
-    const table = this.#table;
-    const mask = this.#mask;
-    const hashes = this.#hashes;
-    let i = hashes[node]! & mask;
-    while (table[i] !== node) i = (i + 1) & mask;
-    for (;;) {
-      table[i] = NIL;
-      let j = i;
-      let moved = false;
-      for (;;) {
-        j = (j + 1) & mask;
-        const other = table[j]!;
-        if (other === NIL) break;
-        const home = hashes[other]! & mask;
-        // `other` may stay at j only if its home lies cyclically in (i, j].
-        const stays = i <= j ? i < home && home <= j : i < home || home <= j;
-        if (!stays) {
-          table[i] = other;
-          i = j;
-          moved = true;
-          break;
-        }
-      }
-      if (!moved) break;
-    }
+    unprobe(this.#table, this.#mask, this.#hashes, node);
     this.#keys[node] = "";
     this.#free.push(node);
     this.len[list]!--;

@@ -35,3 +35,34 @@ export function hashBytes(key: Uint8Array, len: number): number {
   h ^= h >>> 16;
   return h & 0x3fffffff;
 }
+
+/**
+ * Removes `node` from an open-addressing `table` with linear probing (`NIL` of
+ * `_multi_queue.ts`, -1, marks an empty bucket; a node's home bucket is `hashes[node] & mask`) without tombstones: the nodes
+ * after it in its run move back when their home allows (Knuth's algorithm R), so that every
+ * lookup still finds its node before an empty bucket. `node` must be in the table.
+ */
+export function unprobe(table: Int32Array, mask: number, hashes: Int32Array, node: number): void {
+  let i = hashes[node]! & mask;
+  while (table[i] !== node) i = (i + 1) & mask;
+  for (;;) {
+    table[i] = -1;
+    let j = i;
+    let moved = false;
+    for (;;) {
+      j = (j + 1) & mask;
+      const other = table[j]!;
+      if (other === -1) break;
+      const home = hashes[other]! & mask;
+      // `other` may stay at j only if its home lies cyclically in (i, j].
+      const stays = i <= j ? i < home && home <= j : i < home || home <= j;
+      if (!stays) {
+        table[i] = other;
+        i = j;
+        moved = true;
+        break;
+      }
+    }
+    if (!moved) break;
+  }
+}
