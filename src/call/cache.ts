@@ -113,6 +113,21 @@ class CachePath {
     return hit !== MISS ? hit : this.loader.afterMiss(w.buf, w.len, self, args);
   }
 
+  /** The miss of a call whose key was not looked up by its bytes (found absent, or invalid,
+   * by its arguments): its key is encoded for the miss path; `before` runs while the writer
+   * is held. */
+  missEncoded(self: unknown, args: unknown[], before?: (w: KeyWriter) => void): unknown {
+    const w = this.writer.busy ? new KeyWriter(64, this.valueKeys) : this.writer;
+    w.busy = true;
+    try {
+      this.encode(w, self, args);
+      before?.(w);
+    } finally {
+      w.busy = false;
+    }
+    return this.loader.afterMiss(w.buf, w.len, self, args);
+  }
+
   encode(w: KeyWriter, self: unknown, args: unknown[]): void {
     const keyFn = this.keyFn;
     if (keyFn === undefined) w.call(self, this.withThis, args);
@@ -142,17 +157,8 @@ class CachePath {
 class ArgsPath extends CachePath {
   override lookup(self: unknown, args: unknown[]): unknown {
     const v = this.store.getArgs!(args);
-    if (v === ABSENT) {
-      // Absent (its miss is counted): the key is encoded for the miss path, not looked up.
-      const w = this.writer.busy ? new KeyWriter(64, this.valueKeys) : this.writer;
-      w.busy = true;
-      try {
-        this.encode(w, self, args);
-      } finally {
-        w.busy = false;
-      }
-      return this.loader.afterMiss(w.buf, w.len, self, args);
-    }
+    // Absent (its miss is counted): the key is encoded for the miss path, not looked up.
+    if (v === ABSENT) return this.missEncoded(self, args);
     return v !== MISS ? v : super.lookup(self, args);
   }
 }
@@ -187,7 +193,7 @@ class TaggedPath extends CachePath {
   override lookup(self: unknown, args: unknown[]): unknown {
     if (this.byArgs) {
       const v = this.store.getArgs!(args);
-      if (v === ABSENT) return this.missEncoded(self, args, false);
+      if (v === ABSENT) return this.missEncoded(self, args);
       if (v !== MISS) {
         if (!(v instanceof Tagged)) return v;
         const epoch = this.clock.epoch;
@@ -197,7 +203,7 @@ class TaggedPath extends CachePath {
           return v.v;
         }
         // Invalid: its hit was counted by `getArgs`, as `get` counts it below.
-        return this.missEncoded(self, args, true);
+        return this.missEncoded(self, args, (w) => this.dropInvalidEntry(w));
       }
     }
     const w = this.writer.busy ? new KeyWriter(64, this.valueKeys) : this.writer;
@@ -213,8 +219,7 @@ class TaggedPath extends CachePath {
           hit.at = epoch;
           return hit.v;
         }
-        if (this.dropInvalid) this.store.delete(w);
-        this.counters.invalidHit();
+        this.dropInvalidEntry(w);
         hit = MISS;
       }
     } finally {
@@ -223,21 +228,10 @@ class TaggedPath extends CachePath {
     return hit !== MISS ? hit : this.loader.afterMiss(w.buf, w.len, self, args);
   }
 
-  /** The miss of a key found absent, or invalid (dropped, its hit counted as a miss), by its
-   * arguments: its key is encoded for the miss path. */
-  missEncoded(self: unknown, args: unknown[], invalid: boolean): unknown {
-    const w = this.writer.busy ? new KeyWriter(64, this.valueKeys) : this.writer;
-    w.busy = true;
-    try {
-      this.encode(w, self, args);
-      if (invalid) {
-        if (this.dropInvalid) this.store.delete(w);
-        this.counters.invalidHit();
-      }
-    } finally {
-      w.busy = false;
-    }
-    return this.loader.afterMiss(w.buf, w.len, self, args);
+  /** Drops an entry found invalid (memory stores) and counts its hit as a miss. */
+  dropInvalidEntry(w: KeyWriter): void {
+    if (this.dropInvalid) this.store.delete(w);
+    this.counters.invalidHit();
   }
 }
 
