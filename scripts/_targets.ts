@@ -73,9 +73,17 @@ export const REMOTE_FLOOR = "floor: node-redis GET + JSON.parse";
 /** The 16-byte entries of the shared footprint variant: goal of bytes of file per entry. */
 export const SHARED_BYTES_PER_ENTRY = 96;
 
-const fmtRatio = (x: number): string =>
-  x >= 100 ? `${x.toFixed(0)}×` : x >= 10 ? `${x.toFixed(1)}×` : `${x.toFixed(2)}×`;
-const mb = (n: number): string => `${(n / 2 ** 20).toFixed(1)} MB`;
+/** A ratio as the report prints it (`1.23×`, `12.3×`, `123×`; `-` when not a number). */
+export function fmtRatio(x: number | undefined): string {
+  if (x === undefined || !Number.isFinite(x)) return "-";
+  if (x >= 100) return `${x.toFixed(0)}×`;
+  if (x >= 10) return `${x.toFixed(1)}×`;
+  return `${x.toFixed(2)}×`;
+}
+
+/** Bytes as the report prints them, in MB of 2^20 bytes (`-` when not a number). */
+export const mb = (n: number): string =>
+  Number.isFinite(n) ? `${(n / 2 ** 20).toFixed(1)} MB` : "-";
 const ours = (engine: string): string => `warp cache() (${engine})`;
 
 /** The fastest peer of a memory group: its name and ns per call. */

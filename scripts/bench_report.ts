@@ -46,7 +46,7 @@ import type { ScaleReport } from "../bench/scale.ts";
 import { SCALE_HEADING, scaleFindings, scaleSection, scaleSpec } from "./_scale_report.ts";
 import { SIM_HEADING, simSection, simTargets } from "./_sim_report.ts";
 import { type BenchJson, checkedReport, missingPeers, tail } from "./_bench_runs.ts";
-import { FLOOR, MEMORY_PEERS, speedTargets, type Target } from "./_targets.ts";
+import { FLOOR, fmtRatio, mb, MEMORY_PEERS, speedTargets, type Target } from "./_targets.ts";
 import { whyMissed } from "./_why_missed.ts";
 
 const root = new URL("../", import.meta.url).pathname;
@@ -243,13 +243,6 @@ function fmtNs(x: number | undefined): string {
   return x.toFixed(1);
 }
 
-function fmtRatio(x: number | undefined): string {
-  if (x === undefined || !Number.isFinite(x)) return "-";
-  if (x >= 100) return `${x.toFixed(0)}×`;
-  if (x >= 10) return `${x.toFixed(1)}×`;
-  return `${x.toFixed(2)}×`;
-}
-
 function table(head: string[], rows: string[][], align?: string[]): string {
   const sep = align ?? head.map((_, i) => (i === 0 ? "---" : "---:"));
   return [
@@ -258,8 +251,6 @@ function table(head: string[], rows: string[][], align?: string[]): string {
     ...rows.map((r) => `| ${r.join(" | ")} |`),
   ].join("\n");
 }
-
-const mb = (n: number): string => Number.isFinite(n) ? `${(n / 2 ** 20).toFixed(1)} MB` : "-";
 
 // ---------------------------------------------------------------- run everything
 
