@@ -3,7 +3,8 @@
  * earlier commit (default `4ff3a73`, the last one before `cache()` was split into parts),
  * side by side in one run of `bench/split_bench.ts`, on both engines; writes the table into
  * `bench/RESULTS.md` between the `split:start` and `split:end` markers. `--rounds=N` (5):
- * how many times each engine's run is repeated; each row shows the median of its rounds.
+ * how many processes run each engine's rows; each row shows the median of the samples of
+ * every process.
  *
  * The earlier tree is exported with `git archive` into a temporary directory and its
  * library built there with cargo, so each side loads its own library.
@@ -15,7 +16,6 @@ const root = new URL("../", import.meta.url).pathname;
 const roundsArg = Deno.args.find((a) => a.startsWith("--rounds="));
 const ROUNDS = roundsArg ? Number(roundsArg.slice(9)) : 5;
 const rev = Deno.args.find((a) => !a.startsWith("--")) ?? "4ff3a73";
-const BATCH = 1000;
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -31,10 +31,6 @@ async function run(cmd: string, args: string[], opts: Deno.CommandOptions = {}):
     throw new Error(`${cmd} ${args.join(" ")} failed: ${new TextDecoder().decode(out.stderr)}`);
   }
   return text;
-}
-
-interface BenchJson {
-  benches: Array<{ group: string | null; name: string; results: Array<{ ok?: { avg: number } }> }>;
 }
 
 const tmp = await Deno.makeTempDir({ prefix: "warp_split_" });
@@ -62,55 +58,61 @@ try {
     "--manifest-path",
     `${tmp}/rust/Cargo.toml`,
   ]);
-  // ns per call by row and side, one entry per round; each round runs both engines, and
-  // each deno bench process runs both sides interleaved: the median of the rounds is shown.
-  const samples = new Map<string, Record<string, number[]>>();
+  // ns per call of each sample by row and side, pooled over the processes; each process
+  // runs both engines' rows... one engine per process, both sides interleaved sample by sample.
+  const samples = new Map<string, { before: number[]; after: number[] }>();
   for (let round = 1; round <= ROUNDS; round++) {
     for (const engine of ["native", "ts"]) {
-      console.log(
-        `round ${round}/${ROUNDS}: deno bench bench/split_bench.ts (WARP_CACHE_ENGINE=${engine})`,
-      );
-      const text = await run(Deno.execPath(), ["bench", "-A", "--json", "bench/split_bench.ts"], {
-        cwd: root,
-        env: {
-          WARP_BEFORE_MOD: `file://${tmp}/mod.ts`,
-          WARP_CACHE_ENGINE: engine,
-          WARP_SPLIT_REVERSE: round % 2 === 0 ? "1" : "0",
+      console.log(`round ${round}/${ROUNDS}: bench/split_bench.ts (WARP_CACHE_ENGINE=${engine})`);
+      const text = await run(
+        Deno.execPath(),
+        ["run", "-A", "--lock=bench/deno.lock", "bench/split_bench.ts"],
+        {
+          cwd: root,
+          env: {
+            WARP_BEFORE_MOD: `file://${tmp}/mod.ts`,
+            WARP_CACHE_ENGINE: engine,
+            WARP_SPLIT_REVERSE: round % 2 === 0 ? "1" : "0",
+          },
         },
-      });
-      const json = JSON.parse(text.slice(text.indexOf("{"))) as BenchJson;
-      for (const b of json.benches) {
-        const avg = b.results[0]?.ok?.avg;
-        if (avg === undefined) throw new Error(`${b.group} / ${b.name} failed`);
+      );
+      const json = JSON.parse(text.slice(text.indexOf("{"))) as Record<
+        string,
+        { before: number[]; after: number[] }
+      >;
+      for (const [name, r] of Object.entries(json)) {
         // The shared rows do not depend on the memory engine: measured once.
-        if (engine === "ts" && b.group!.startsWith("shared")) continue;
-        const group = b.group!.startsWith("shared") ? b.group! : `${b.group} (${engine})`;
-        const row = samples.get(group) ?? {};
-        (row[b.name] ??= []).push(avg / BATCH);
+        if (engine === "ts" && name.startsWith("shared")) continue;
+        const group = name.startsWith("shared") ? name : `${name} (${engine})`;
+        const row = samples.get(group) ?? { before: [], after: [] };
+        row.before.push(...r.before);
+        row.after.push(...r.after);
         samples.set(group, row);
       }
     }
   }
-  const rows = new Map<string, Record<string, number>>(
-    [...samples].map(([group, r]) => [
-      group,
-      Object.fromEntries(Object.entries(r).map(([side, xs]) => [side, median(xs)])),
-    ]),
+  // The ratio is the median of the ratios of samples taken one after the other (the k-th
+  // sample of each side), so that a slow moment of the machine weighs on both sides alike.
+  const rows = new Map(
+    [...samples].map(([group, r]) => [group, {
+      before: median(r.before),
+      after: median(r.after),
+      ratio: median(r.before.map((b, k) => b / r.after[k]!)),
+      n: r.before.length,
+    }]),
   );
   const lines = [
     "<!-- split:start -->",
     `The call path of \`${rev}\` (one 515-line closure) against this one (parts; a plain cache`,
     "runs none of the features' code), side by side in one run of `deno task bench:split`",
-    `(${
-      new Date().toISOString().slice(0, 10)
-    }; ns per call, the median of ${ROUNDS} rounds; ratio: before / after, above 1 is faster).`,
+    `(${new Date().toISOString().slice(0, 10)}; ${ROUNDS} processes an engine, each measuring`,
+    "both sides in short samples that alternate: ns per call, the median of the samples; ratio:",
+    "the median of before / after over samples taken one after the other, above 1 is faster).",
     "",
     "| row | before | after | ratio |",
     "|---|---:|---:|---:|",
     ...[...rows].map(([group, r]) =>
-      `| ${group} | ${r.before!.toFixed(1)} | ${r.after!.toFixed(1)} | ${
-        (r.before! / r.after!).toFixed(2)
-      }× |`
+      `| ${group} | ${r.before.toFixed(1)} | ${r.after.toFixed(1)} | ${r.ratio.toFixed(2)}× |`
     ),
     "<!-- split:end -->",
   ];

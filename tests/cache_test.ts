@@ -218,6 +218,19 @@ Deno.test("cache() async: a non-async function returning a promise is cached by 
   assert.equal(n, 1);
 });
 
+Deno.test("cache() async: every hit returns the entry's one Promise, V8's own and untouched", async () => {
+  const c = cache()(async (x: number) => await Promise.resolve({ x }));
+  const first = await c(1);
+  const hit = c(1);
+  assert.ok(hit instanceof Promise);
+  assert.equal(c(1), hit, "one Promise per entry, not one per hit");
+  // A property on the Promise would make each `await` of a hit look its constructor up.
+  assert.deepEqual(Reflect.ownKeys(hit), []);
+  assert.equal(Object.getPrototypeOf(hit), Promise.prototype);
+  assert.equal(await hit, first);
+  assert.equal(c.cacheGet(1), first, "cacheGet reads the resolved value");
+});
+
 Deno.test("cache() async: cacheClear() while pending stores nothing from the old call", async () => {
   let resolve!: (v: number) => void;
   const c = cache()((_x: number) => new Promise<number>((r) => (resolve = r)));

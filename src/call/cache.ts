@@ -15,7 +15,7 @@ import {
   type ResolvedOptions,
   resolveOptions,
 } from "../options/options.ts";
-import { ABSENT, type Flights, MISS, peeked, type Store } from "../store/store.ts";
+import { ABSENT, type Flights, hitOf, MISS, peeked, type Store } from "../store/store.ts";
 import { createStore, type StoreParts } from "../store/engine.ts";
 import { describe } from "../options/_validate.ts";
 import {
@@ -197,10 +197,10 @@ class TaggedPath extends CachePath {
       if (v !== MISS) {
         if (!(v instanceof Tagged)) return v;
         const epoch = this.clock.epoch;
-        if (v.at === epoch) return v.v;
+        if (v.at === epoch) return hitOf(v.v);
         if (!this.clock.invalidSince(v.tags, v.at, v.hashes)) {
           v.at = epoch;
-          return v.v;
+          return hitOf(v.v);
         }
         // Invalid: its hit was counted by `getArgs`, as `get` counts it below.
         return this.missEncoded(self, args, (w) => this.dropInvalidEntry(w));
@@ -214,10 +214,10 @@ class TaggedPath extends CachePath {
       hit = this.store.get(w);
       if (hit instanceof Tagged) {
         const epoch = this.clock.epoch;
-        if (hit.at === epoch) return hit.v;
+        if (hit.at === epoch) return hitOf(hit.v);
         if (!this.clock.invalidSince(hit.tags, hit.at, hit.hashes)) {
           hit.at = epoch;
-          return hit.v;
+          return hitOf(hit.v);
         }
         this.dropInvalidEntry(w);
         hit = MISS;

@@ -326,7 +326,8 @@ export class Loader {
 
   /** An entry as a hit returns it: a Promise when the function returns Promises. */
   hitForm(entry: unknown): unknown {
-    return this.sawPromise && !isPromisedEntry(entry) ? Promise.resolve(entry) : entry;
+    if (isPromisedEntry(entry)) return entry.promise;
+    return this.sawPromise ? Promise.resolve(entry) : entry;
   }
 }
 

@@ -23,6 +23,7 @@ import { unwrap } from "../native/errors.ts";
 import { checkEntrySize, checkEntryTtl, checkMemoryMaxBytes } from "../options/_validate.ts";
 import {
   type ByteStore,
+  hitOf,
   MISS,
   promisedEntry,
   type Store,
@@ -102,7 +103,7 @@ export class NativeMemoryStore implements ByteStore {
     const r = ptr === undefined
       ? this.#lib.warp_mem_get(this.#handle, key, len, now)
       : this.#lib.warp_mem_get_ptr(this.#handle, ptr, len, now);
-    if (r >= 0) return this.#values[r];
+    if (r >= 0) return hitOf(this.#values[r]);
     // A miss covers a stale entry too: it stays, and so does its value.
     if (r === Status.Miss) return MISS;
     if (r <= EXPIRED_BASE) {

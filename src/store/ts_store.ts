@@ -31,6 +31,7 @@ import {
 import {
   ABSENT,
   type ByteStore,
+  hitOf,
   MISS,
   promisedEntry,
   type Store,
@@ -212,7 +213,7 @@ export class TsSieveStore implements ByteStore {
       queue.hit(slot);
       this.#busy = false;
     }
-    return this.#values[slot];
+    return hitOf(this.#values[slot]);
   }
 
   /**
@@ -247,7 +248,7 @@ export class TsSieveStore implements ByteStore {
       queue.hit(slot);
       this.#busy = false;
     }
-    return this.#values[slot];
+    return hitOf(this.#values[slot]);
   }
 
   /** The slot of `key[0..len)`, or `NIL`. */
