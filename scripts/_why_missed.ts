@@ -66,7 +66,7 @@ const PARAGRAPHS: Paragraph[] = [
       const g = "floor: async";
       return `- **Async rows.** Every contender pays the caller's \`await\` (${
         f1(f.ns(g, "await a settled Promise"))
-      } ns for a settled Promise in this run). On a hit ours returns the Promise stored for the entry, whose resolved value rides in a symbol property (read back by \`cacheGet\` and the stale paths): a Promise whose map is not V8's initial one makes \`await\` look its \`constructor\` up (27 against 41 ns at the minimum, measured alone). On a miss a cache that stores the resolved value and shares one computation needs the function's Promise and one \`.then\` (${
+      } ns for a settled Promise in this run). On a hit ours returns the one Promise stored for the entry, V8's own (its resolved value, which \`cacheGet\` and the stale paths read, sits beside it in the store's entry, so \`await\` takes its fast path), after one more check than a sync hit. On a miss a cache that stores the resolved value and shares one computation needs the function's Promise and one \`.then\` (${
         f1(f.ns(g, "await fn().then(v => v)"))
       } ns here, against ${
         f1(f.ns(g, "await fn() (one Promise)"))
