@@ -319,3 +319,31 @@ Deno.test("TsSieveStore refuses a bad stale window", () => {
     assert.throws(() => new TsSieveStore({ maxSize: 4, ttl: 10, stale: bad }), RangeError);
   }
 });
+
+eachStore(
+  "a slot freed by an async entry serves the next entry's own value and form",
+  async (make) => {
+    const s = make({ maxSize: 1 });
+    s.set("a", { a: 1 }, 0, undefined, true);
+    const a = s.get("a", 0);
+    assert.ok(a instanceof Promise);
+    // Evicted by a sync entry, which reuses the slot.
+    s.set("b", "plain", 0);
+    assert.equal(s.get("a", 0), MISS);
+    assert.equal(s.get("b", 0), "plain");
+    assert.equal(s.peek("b", 0), "plain", "a sync value is peeked as itself");
+    // Evicted by an async entry, then replaced by a sync value under the same key.
+    s.set("c", 7, 0, undefined, true);
+    assert.equal(peeked(s.peek("c", 0)), 7);
+    assert.equal(await s.get("c", 0), 7);
+    s.set("c", 8, 0);
+    assert.equal(s.get("c", 0), 8);
+    assert.equal(s.peek("c", 0), 8);
+    s.set("c", undefined, 0, undefined, true);
+    const c = s.get("c", 0);
+    assert.ok(c instanceof Promise);
+    assert.equal(await c, undefined);
+    assert.equal(hitOf(s.peek("c", 0)), c);
+    assert.equal(peeked(s.peek("c", 0)), undefined);
+  },
+);

@@ -22,10 +22,9 @@ import {
 import { unwrap } from "../native/errors.ts";
 import { checkEntrySize, checkEntryTtl, checkMemoryMaxBytes } from "../options/_validate.ts";
 import {
+  AsyncEntry,
   type ByteStore,
-  hitOf,
   MISS,
-  promisedEntry,
   type Store,
   type StoreInfo,
   StoreView,
@@ -45,7 +44,10 @@ export class NativeMemoryStore implements ByteStore {
   /** Whether entries expire (a TTL was given). */
   readonly ttlOn: boolean;
   #handle: Deno.PointerObject | null;
+  /** The value of each slot as a hit returns it (an async result: its Promise)… */
   #values: unknown[] = [];
+  /** …and an async result's resolved value, which peeks read (see `AsyncEntry`). */
+  #resolved: unknown[] = [];
   #maxSize: number;
   #info = new Float64Array(MEM_INFO_FIELDS);
   #token = {};
@@ -103,11 +105,11 @@ export class NativeMemoryStore implements ByteStore {
     const r = ptr === undefined
       ? this.#lib.warp_mem_get(this.#handle, key, len, now)
       : this.#lib.warp_mem_get_ptr(this.#handle, ptr, len, now);
-    if (r >= 0) return hitOf(this.#values[r]);
+    if (r >= 0) return this.#values[r];
     // A miss covers a stale entry too: it stays, and so does its value.
     if (r === Status.Miss) return MISS;
     if (r <= EXPIRED_BASE) {
-      this.#values[EXPIRED_BASE - r] = undefined;
+      this.#free(EXPIRED_BASE - r);
       if (this.#maxBytes !== undefined) this.#freeBytes(EXPIRED_BASE - r);
       return MISS;
     }
@@ -141,7 +143,7 @@ export class NativeMemoryStore implements ByteStore {
     // that could throw (a stack overflow at a call) runs between the insert and the value
     // store below. Should that still be cut short, `#setting` stays set and the next
     // operation drops the key, so its slot never answers with another entry's value.
-    const stored = promised ? promisedEntry(value) : value;
+    const stored = promised ? Promise.resolve(value) : value;
     this.#pendingKey = key;
     this.#pendingLen = len;
     this.#setting = true;
@@ -150,6 +152,10 @@ export class NativeMemoryStore implements ByteStore {
       : this.#lib.warp_mem_set_ptr(this.#handle, ptr, len, now, ownTtl);
     if (r >= 0) {
       this.#values[r] = stored;
+      // Written only where an async result is or was (a cache of sync results keeps it
+      // empty): a value is a Promise only as an async result's (see `#entry`).
+      if (promised) this.#resolved[r] = value;
+      else if (r < this.#resolved.length) this.#resolved[r] = undefined;
       this.#setting = false;
       if (this.#maxBytes !== undefined) {
         // `r` is the key's own slot, a free one, or the slot of the entry just evicted to
@@ -176,10 +182,23 @@ export class NativeMemoryStore implements ByteStore {
     while (this.#bytes - (own < 0 ? 0 : this.#sizes[own]!) + size > maxBytes) {
       const victim = unwrap(lib.warp_mem_evict(this.#handle), "Cache eviction");
       if (victim < 0) break;
-      this.#values[victim] = undefined;
+      this.#free(victim);
       this.#freeBytes(victim);
       if (victim === own) own = Status.Miss;
     }
+  }
+
+  /** The entry of `slot` as a peek returns it: an async result as its `AsyncEntry`. Only
+   * async results are kept as Promises (a Promise given to `set` is stored by its value). */
+  #entry(slot: number): unknown {
+    const v = this.#values[slot];
+    return v instanceof Promise ? new AsyncEntry(v, this.#resolved[slot]) : v;
+  }
+
+  /** Forgets the value of `slot` (freed by Rust). */
+  #free(slot: number): void {
+    this.#values[slot] = undefined;
+    if (slot < this.#resolved.length) this.#resolved[slot] = undefined;
   }
 
   /** Counts an entry larger than the byte budget, and removes the key's present entry. */
@@ -203,7 +222,7 @@ export class NativeMemoryStore implements ByteStore {
     this.#pendingKey = EMPTY;
     const slot = this.#lib.warp_mem_delete(this.#handle, key, this.#pendingLen);
     if (slot >= 0) {
-      this.#values[slot] = undefined;
+      this.#free(slot);
       if (this.#maxBytes !== undefined) this.#freeBytes(slot);
     }
   }
@@ -213,7 +232,7 @@ export class NativeMemoryStore implements ByteStore {
   peek(key: Uint8Array, len: number, now: number): unknown {
     if (this.#setting) this.#repair();
     const r = this.#lib.warp_mem_peek(this.#handle, key, len, now);
-    if (r >= 0) return this.#values[r];
+    if (r >= 0) return this.#entry(r);
     if (r === Status.Miss) return MISS;
     return unwrap(r, "Cache lookup");
   }
@@ -222,7 +241,7 @@ export class NativeMemoryStore implements ByteStore {
     if (this.#setting) this.#repair();
     const slot = unwrap(this.#lib.warp_mem_delete(this.#handle, key, len), "Cache delete");
     if (slot < 0) return false;
-    this.#values[slot] = undefined;
+    this.#free(slot);
     if (this.#maxBytes !== undefined) this.#freeBytes(slot);
     return true;
   }
@@ -258,7 +277,7 @@ export class NativeMemoryStore implements ByteStore {
   peekStale(key: Uint8Array, len: number, now: number): unknown {
     if (this.#setting) this.#repair();
     const r = this.#lib.warp_mem_peek_stale(this.#handle, key, len, now);
-    if (r >= 0) return this.#values[r];
+    if (r >= 0) return this.#entry(r);
     if (r === Status.Miss) return MISS;
     return unwrap(r, "Cache lookup");
   }
@@ -269,6 +288,7 @@ export class NativeMemoryStore implements ByteStore {
     this.#setting = false;
     unwrap(this.#lib.warp_mem_clear(this.#handle), "Cache clear");
     this.#values = [];
+    this.#resolved = [];
     this.#joins = 0;
     this.#sizes = [];
     this.#bytes = 0;
@@ -308,6 +328,7 @@ export class NativeMemoryStore implements ByteStore {
     this.#lib.warp_mem_free(this.#handle);
     this.#handle = null;
     this.#values = [];
+    this.#resolved = [];
   }
 }
 

@@ -17,10 +17,12 @@ export const MISS: unique symbol = Symbol("@warp/cache.miss");
 export const ABSENT: unique symbol = Symbol("@warp/cache.absent");
 
 /**
- * What a memory store keeps for an async result: the Promise every hit returns and the
- * resolved value that peeks read ({@linkcode peeked}). The Promise is V8's own, untouched
- * (a property on it would cost each `await` of a hit a lookup of its `constructor`, about
- * 15 ns), and no `WeakMap` holds the value (200 ns an insert).
+ * An async result as peeks see it: the Promise every hit returns and its resolved value
+ * ({@linkcode peeked}). The Promise is V8's own, untouched (a property on it would cost
+ * each `await` of a hit a lookup of its `constructor`, about 15 ns), and no `WeakMap`
+ * holds the value (200 ns an insert). The native memory store keeps the two side by side,
+ * so that a hit returns its stored value with no check, and makes one of these on a peek;
+ * the TypeScript store and a tagged entry keep one.
  */
 export class AsyncEntry {
   /**
@@ -185,7 +187,8 @@ export interface Store {
   /**
    * Stores `value` under `key`, inserted now, evicting one entry when full. `promised`
    * says that `value` is the resolution of a Promise: later hits must then return a
-   * Promise resolving to it. `ttl` is the entry's own TTL in ms (positive, `Infinity`
+   * Promise resolving to it. `value` itself is never a Promise (an async result is given
+   * by its resolved value): the memory stores tell async results by their stored Promise. `ttl` is the entry's own TTL in ms (positive, `Infinity`
    * for never), replacing the store's for this entry; `undefined` keeps the store's.
    * `size` is the entry's size in bytes under a memory store's byte budget. When
    * `key.flight` is true and the store's flights settle on set
