@@ -21,54 +21,19 @@
 
 import { cache, invalidateTags } from "../mod.ts";
 import { table } from "./_demo_work.ts";
+import { LineChild } from "./_line_child.ts";
 import { startRedisServer } from "../tests/fixtures/redis_server.ts";
 
 const here = new URL(".", import.meta.url).pathname;
 const PRODUCTS = 40;
 
-// deno-lint-ignore no-explicit-any
-type Reply = Record<string, any>;
-
 /** One `_demo_tags_host.ts` process. */
-class DemoHost {
-  #writer: WritableStreamDefaultWriter<Uint8Array>;
-  #lines: ReadableStreamDefaultReader<string>;
-  #buffer = "";
-  constructor(readonly label: string, readonly process: Deno.ChildProcess) {
-    this.#writer = process.stdin.getWriter();
-    this.#lines = process.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  }
+class DemoHost extends LineChild {
   static async start(label: string, args: string[]): Promise<DemoHost> {
-    const process = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", "--quiet", `${here}_demo_tags_host.ts`, ...args],
-      stdin: "piped",
-      stdout: "piped",
+    const [host] = await DemoHost.spawn(label, `${here}_demo_tags_host.ts`, args, {
       stderr: "inherit",
-    }).spawn();
-    const h = new DemoHost(label, process);
-    await h.#read();
-    return h;
-  }
-  async #read(): Promise<Reply> {
-    for (;;) {
-      const nl = this.#buffer.indexOf("\n");
-      if (nl >= 0) {
-        const line = this.#buffer.slice(0, nl);
-        this.#buffer = this.#buffer.slice(nl + 1);
-        return JSON.parse(line) as Reply;
-      }
-      const { value, done } = await this.#lines.read();
-      if (done) throw new Error(`demo host ${this.label} exited`);
-      this.#buffer += value;
-    }
-  }
-  async send(line: string): Promise<Reply> {
-    await this.#writer.write(new TextEncoder().encode(`${line}\n`));
-    return await this.#read();
-  }
-  async exit(): Promise<void> {
-    await this.send("exit").catch(() => {});
-    await this.process.status;
+    });
+    return host;
   }
 }
 

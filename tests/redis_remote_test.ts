@@ -5,54 +5,21 @@
 import assert from "node:assert/strict";
 import { createClient } from "@redis/client";
 import { startRedisServer } from "./fixtures/redis_server.ts";
+import { LineChild } from "../scripts/_line_child.ts";
 
 const fixture = new URL("./fixtures/remote_host.ts", import.meta.url).pathname;
 const root = new URL("../", import.meta.url).pathname;
 
-// deno-lint-ignore no-explicit-any
-type Reply = Record<string, any>;
-
-class Host {
-  #writer: WritableStreamDefaultWriter<Uint8Array>;
-  #lines: ReadableStreamDefaultReader<string>;
-  #buffer = "";
-  constructor(readonly process: Deno.ChildProcess) {
-    this.#writer = process.stdin.getWriter();
-    this.#lines = process.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  }
+/** One remote_host.ts process ("host"). */
+class Host extends LineChild {
   static async start(url: string, name: string, label: string, local: string): Promise<Host> {
-    const process = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", "--quiet", fixture, url, name, label, local],
+    const [host, ready] = await Host.spawn(label, fixture, [url, name, label, local], {
       cwd: root,
-      env: { WARP_CACHE_ENGINE: "native", NO_COLOR: "1" },
-      stdin: "piped",
-      stdout: "piped",
+      env: { WARP_CACHE_ENGINE: "native" },
       stderr: "null",
-    }).spawn();
-    const host = new Host(process);
-    assert.deepEqual(await host.#read(), { ready: true });
+    });
+    assert.deepEqual(ready, { ready: true });
     return host;
-  }
-  async #read(): Promise<Reply> {
-    for (;;) {
-      const nl = this.#buffer.indexOf("\n");
-      if (nl >= 0) {
-        const line = this.#buffer.slice(0, nl);
-        this.#buffer = this.#buffer.slice(nl + 1);
-        return JSON.parse(line) as Reply;
-      }
-      const { value, done } = await this.#lines.read();
-      if (done) throw new Error("host exited");
-      this.#buffer += value;
-    }
-  }
-  async send(line: string): Promise<Reply> {
-    await this.#writer.write(new TextEncoder().encode(`${line}\n`));
-    return await this.#read();
-  }
-  async exit(): Promise<void> {
-    await this.send("exit").catch(() => {});
-    await this.process.status;
   }
 }
 
