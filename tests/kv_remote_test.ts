@@ -13,6 +13,31 @@ async function until(what: string, check: () => boolean, ms = 10_000): Promise<v
   }
 }
 
+/** The number of entries of cache `name` in the KV file at `path` (the layout of
+ * src/remote/kv.ts: `["warp", name, key]`; the bus key left out). */
+async function stored(path: string, name: string): Promise<number> {
+  const kv = await Deno.openKv(path);
+  try {
+    let n = 0;
+    for await (const e of kv.list({ prefix: ["warp", name] })) if (e.key[2] !== "_bus") n++;
+    return n;
+  } finally {
+    kv.close();
+  }
+}
+
+/** Waits until cache `name` has `n` entries in the KV file: a write-through lands in the
+ * background, and a host that reads before it does computes the value itself. */
+async function landed(path: string, name: string, n: number): Promise<void> {
+  const t0 = performance.now();
+  while ((await stored(path, name)) < n) {
+    if (performance.now() - t0 > 10_000) {
+      throw new Error(`${n} entries of ${name}: not within 10 s`);
+    }
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
 Deno.test("kv remote: two hosts share entries and invalidations through one KV file", async () => {
   const dir = await Deno.makeTempDir({ prefix: "warp_kv_remote_" });
   const path = `${dir}/cache.kv`;
@@ -29,7 +54,7 @@ Deno.test("kv remote: two hosts share entries and invalidations through one KV f
   const b = make(tierB, "b");
   try {
     assert.deepEqual(await a(1), { k: 1, by: "a" });
-    await new Promise((r) => setTimeout(r, 50));
+    await landed(path, "kv-demo", 1);
     assert.deepEqual(await b(1), { k: 1, by: "a" }, "a remote hit on b");
     assert.deepEqual(calls, { a: 1, b: 0 });
     assert.equal(b.cacheInfo().remoteHits, 1);
@@ -39,7 +64,7 @@ Deno.test("kv remote: two hosts share entries and invalidations through one KV f
     assert.deepEqual(await b(1), { k: 1, by: "b" }, "deleted remotely too: b computes");
 
     await a(2);
-    await new Promise((r) => setTimeout(r, 50));
+    await landed(path, "kv-demo", 2);
     await b(2);
     assert.equal(b.cacheGet(2)?.by, "a");
     b.cacheClear();
@@ -93,7 +118,7 @@ Deno.test("kv remote: a burst of 100 deletes reaches the KV store and the other 
   try {
     for (let round = 0; round < 4; round++) {
       for (const k of keys) await a(k);
-      await new Promise((r) => setTimeout(r, 100));
+      await landed(path, "kv-burst", keys.length);
       for (const k of keys) assert.equal(await b(k), `${k}@a`, `round ${round}: b reads a's`);
       for (const k of keys) a.cacheDelete(k);
       await until(

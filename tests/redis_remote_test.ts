@@ -131,7 +131,7 @@ Deno.test("redis remote with a shared local tier: one remote fetch per key per m
   );
   try {
     assert.equal((await other.send("call 7")).computed, 1);
-    await new Promise((r) => setTimeout(r, 100));
+    await landed(redis.url, name);
     await admin.sendCommand(["CONFIG", "RESETSTAT"]);
     // Three processes of one machine (one shared directory) miss the key at once.
     const replies = await Promise.all(hosts.map((h) => h.send("call 7")));

@@ -365,9 +365,11 @@ Deno.test("remote: a value written to a shared local tier and the remote tier is
         return make(k);
       },
     );
-    await new Promise((r) => setTimeout(r, 50)); // the tier is attached
     await f(1);
-    await new Promise((r) => setTimeout(r, 50)); // the write-through lands
+    // The write-through lands in the background.
+    for (let waited = 0; server.entries.size === 0 && waited < 10_000; waited += 10) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
     assert.equal(server.entries.size, 1, "written to the remote tier");
     assert.equal(reads, 1, "the computed value: one encoding for both tiers");
     f.cacheSet(make(2), 2);
