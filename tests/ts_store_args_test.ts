@@ -5,6 +5,12 @@ import { ABSENT, MISS } from "../src/store/store.ts";
 import { type Policy, TsSieveStore } from "../src/store/ts_store.ts";
 import { Strategy } from "../src/options/options.ts";
 import { cache } from "../mod.ts";
+import type { KeyBytes } from "../src/store/store.ts";
+
+/** The holder of `key`, as a store's `set` gets it. */
+function held(key: Uint8Array): KeyBytes {
+  return { buf: key, len: key.length, pointer: () => undefined };
+}
 
 /** Primitive arguments of every decodable kind, with the edges of the key contract. */
 const PRIMITIVES: unknown[] = [
@@ -159,6 +165,82 @@ Deno.test("getArgs counts a hit and an absent key, and leaves an expired entry t
   assert.deepEqual(s.info(), { hits: 1, misses: 1, maxSize: 10, currentSize: 1 });
   assert.equal(s.get(k, k.length, 100), MISS);
   assert.equal(s.info().currentSize, 0);
+});
+
+Deno.test("set of a key that getArgs found absent takes its arguments: found by bytes and by arguments", () => {
+  const s = new TsSieveStore({ maxSize: 2 });
+  const calls: unknown[][] = [[1, 2], ["a", -0], [NaN], [3, 4]];
+  for (const [i, args] of calls.entries()) {
+    assert.equal(s.getArgs(args, 0), ABSENT);
+    const key = encodeKey(args);
+    s.set(key, key.length, i, 0, false, undefined, undefined, undefined, { ...held(key), args });
+    s.validate();
+  }
+  // Two were evicted; the last two are found both ways.
+  for (const [i, args] of calls.entries()) {
+    const key = encodeKey(args);
+    const want = i < 2 ? MISS : i;
+    assert.equal(s.get(key, key.length, 0), want, String(args));
+    assert.equal(s.getArgs(args, 0), i < 2 ? ABSENT : i, String(args));
+  }
+  // The key stored by another route between the lookup and the insert is replaced, not
+  // stored twice.
+  assert.equal(s.getArgs([5, 6], 0), ABSENT);
+  const key = encodeKey([5, 6]);
+  s.set(key, key.length, "first", 0);
+  s.set(key, key.length, "second", 0, false, undefined, undefined, undefined, {
+    ...held(key),
+    args: [5, 6],
+  });
+  s.validate();
+  assert.equal(s.getArgs([5, 6], 0), "second", "another array: decoded, found, replaced");
+  const args78 = [7, 8];
+  assert.equal(s.getArgs(args78, 0), ABSENT);
+  const key78 = encodeKey(args78);
+  s.set(key78, key78.length, "a", 0);
+  s.set(key78, key78.length, "b", 0, false, undefined, undefined, undefined, {
+    ...held(key78),
+    args: args78,
+  });
+  s.validate();
+  assert.equal(s.info().currentSize, 2);
+  assert.equal(s.getArgs(args78, 0), "b");
+  // After a clear, the absent arguments are forgotten.
+  const args9 = [9];
+  assert.equal(s.getArgs(args9, 0), ABSENT);
+  s.clear();
+  const key9 = encodeKey(args9);
+  s.set(key9, key9.length, 9, 0, false, undefined, undefined, undefined, {
+    ...held(key9),
+    args: args9,
+  });
+  s.validate();
+  assert.equal(s.get(key9, key9.length, 0), 9);
+});
+
+Deno.test("cache() inserts a miss found absent by its arguments without decoding its key", () => {
+  const prev = Deno.env.get("WARP_CACHE_ENGINE");
+  Deno.env.set("WARP_CACHE_ENGINE", "ts");
+  const decode = ArgsDecoder.prototype.decode;
+  let decoded = 0;
+  ArgsDecoder.prototype.decode = function (key: Uint8Array, len: number): number {
+    decoded++;
+    return decode.call(this, key, len);
+  };
+  try {
+    const f = cache({ maxSize: 2 })((a: number, b: number) => a * 10 + b);
+    for (let i = 0; i < 5; i++) assert.equal(f(i, 1), i * 10 + 1);
+    assert.equal(decoded, 0);
+    assert.equal(f(4, 1), 41);
+    assert.deepEqual(f.cacheInfo(), { hits: 1, misses: 5, maxSize: 2, currentSize: 2 });
+    // Found by its bytes too.
+    assert.equal(f.cacheGet(3, 1), 31);
+    assert.equal(f.cacheGet(2, 1), undefined, "evicted");
+  } finally {
+    ArgsDecoder.prototype.decode = decode;
+    if (prev === undefined) Deno.env.delete("WARP_CACHE_ENGINE");
+    else Deno.env.set("WARP_CACHE_ENGINE", prev);
+  }
 });
 
 Deno.test("cache() keeps the key contract on the TypeScript store's argument index", () => {

@@ -101,6 +101,12 @@ export interface KeyBytes {
    * key only while it still owns the flight, ends the flight and sets this to `false`.
    */
   flight?: boolean;
+  /**
+   * The arguments of the call whose key these are, when its holder keeps them (a miss's
+   * computation): a store indexed by arguments that just found this very array absent
+   * (`getArgs`) inserts the key by them instead of decoding its bytes.
+   */
+  args?: unknown[] | undefined;
 }
 
 /**

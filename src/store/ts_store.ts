@@ -32,6 +32,7 @@ import {
   ABSENT,
   type ByteStore,
   hitOf,
+  type KeyBytes,
   MISS,
   promisedEntry,
   type Store,
@@ -128,6 +129,18 @@ export class TsSieveStore implements ByteStore {
   /** By slot: the key's hash (`ARGS_BIT` set for a key of arguments); sized as the queue's
    * slab. */
   #hashes: Int32Array = new Int32Array(0);
+  /** Changes of the hash table (an entry placed or unindexed, the table reset). */
+  #changes = 0;
+  /**
+   * The arguments of the last call that {@linkcode TsSieveStore.prototype.getArgs | getArgs}
+   * found absent, their hash and `#changes` then: the insert of that call's key (its
+   * {@linkcode KeyBytes.args} are these arguments) takes its arguments and hash from here,
+   * not from decoding and hashing its bytes again, and skips the probe while the table has
+   * not changed since.
+   */
+  #absentArgs: unknown[] | undefined = undefined;
+  #absentHash = 0;
+  #absentAt = -1;
   #hits = 0;
   #misses = 0;
   #staleHits = 0;
@@ -236,6 +249,9 @@ export class TsSieveStore implements ByteStore {
     const slot = this.#findArgs(args, n, hash);
     if (slot === NIL) {
       this.#misses++;
+      this.#absentArgs = args;
+      this.#absentHash = hash;
+      this.#absentAt = this.#changes;
       return ABSENT;
     }
     const queue = this.#queue;
@@ -281,6 +297,8 @@ export class TsSieveStore implements ByteStore {
    *   store's; `undefined`: the store's.
    * @param size The entry's size in bytes under a byte budget (`undefined`: 0); unused
    *   without one.
+   * @param owner The key's holder: its `args`, when they are those of the call that
+   *   `getArgs` last found absent, spare decoding the key (see `#absentArgs`).
    * @returns Whether the entry was stored: always, but for an entry larger than `maxBytes`.
    * @throws {RangeError} If `ttl` is 0, negative or `NaN`, or `size` is not a non-negative
    *   integer (under a byte budget).
@@ -294,6 +312,7 @@ export class TsSieveStore implements ByteStore {
     _ptr?: Deno.PointerValue,
     ttl?: number,
     size?: number,
+    owner?: KeyBytes,
   ): boolean {
     if (this.#busy) this.#repair();
     if (ttl !== undefined) checkEntryTtl("TsSieveStore", ttl);
@@ -304,11 +323,27 @@ export class TsSieveStore implements ByteStore {
       if (bytes > maxBytes) return this.#skipOversize(key, len);
     }
     if (promised) value = promisedEntry(value);
-    const args = this.#args;
-    const n = args === null ? -1 : args.decode(key, len);
-    const hash = n > 0 ? hashArgs(args!.values, n) : hashBytes(key, len);
+    // The key of a call found absent by its arguments: those arguments and their hash, and
+    // no probe while the table is as that lookup left it. Any other key is decoded.
+    let values: unknown[];
+    let n: number;
+    let hash: number;
+    let slot: number;
+    const absent = this.#absentArgs;
+    if (absent !== undefined && owner !== undefined && owner.args === absent) {
+      this.#absentArgs = undefined;
+      values = absent;
+      n = absent.length;
+      hash = this.#absentHash;
+      slot = this.#absentAt === this.#changes ? NIL : this.#findArgs(absent, n, hash);
+    } else {
+      const args = this.#args;
+      n = args === null ? -1 : args.decode(key, len);
+      values = n > 0 ? args!.values : [];
+      hash = n > 0 ? hashArgs(values, n) : hashBytes(key, len);
+      slot = n > 0 ? this.#findArgs(values, n, hash) : this.#find(key, len, hash);
+    }
     const queue = this.#queue;
-    let slot = n > 0 ? this.#findArgs(args!.values, n, hash) : this.#find(key, len, hash);
     if (maxBytes !== undefined) slot = this.#makeRoom(slot, bytes, maxBytes, now);
     if (slot !== NIL) {
       queue.stamp(slot, now, ttl);
@@ -337,7 +372,7 @@ export class TsSieveStore implements ByteStore {
     }
     queue.stamp(slot, now, ttl);
     this.#values[slot] = value;
-    this.#keys[slot] = n > 0 ? keyOfArgs(args!.values, n) : keyString;
+    this.#keys[slot] = n > 0 ? keyOfArgs(values, n) : keyString;
     let hashes = this.#hashes;
     if (slot >= hashes.length) {
       const grown = new Int32Array(Math.max(queue.newer.length, slot + 1));
@@ -651,6 +686,7 @@ export class TsSieveStore implements ByteStore {
     let i = hash & mask;
     while (table[i] !== NIL) i = (i + 1) & mask;
     table[i] = slot;
+    this.#changes++;
   }
 
   /** Removes `slot` from the index, and lets its key go. */
@@ -666,6 +702,7 @@ export class TsSieveStore implements ByteStore {
     const hashes = this.#hashes;
     let i = hashes[slot]! & mask;
     while (table[i] !== slot) i = (i + 1) & mask;
+    this.#changes++;
     for (;;) {
       table[i] = NIL;
       let j = i;
@@ -698,6 +735,8 @@ export class TsSieveStore implements ByteStore {
     while (n < want) n *= 2;
     this.#table = new Int32Array(n).fill(NIL);
     this.#mask = n - 1;
+    this.#changes++;
+    this.#absentArgs = undefined;
   }
 
   #growTable(): void {
