@@ -319,6 +319,9 @@ export interface Flights {
 export interface ViewOptions {
   /** The time of the store when no clock is injected (`NaN`: the library reads its own). */
   defaultTime: () => number;
+  /** The time of lookups (`get`, `getArgs`) when no clock is injected, where it may be
+   * coarser than `defaultTime` (the TypeScript store); `undefined`: `defaultTime`. */
+  lookupTime?: () => number;
   /** Whether lookups pass the key's address (long-lived buffers) rather than the buffer. */
   pointerGets: boolean;
   /** Whether inserts pass the key's address rather than the buffer. */
@@ -337,6 +340,9 @@ export interface ViewOptions {
 export class StoreView implements Store {
   #s: ByteStore;
   #time: () => number;
+  /** The time of lookups: the injected clock (read on every lookup), else the store's
+   * lookup time. */
+  #lookupTime: () => number;
   /** Whether operations pass the time (else 0): a TTL, own or the store's, may need it. */
   #timed: boolean;
   #pointerGets: boolean;
@@ -356,6 +362,7 @@ export class StoreView implements Store {
   constructor(s: ByteStore, ttlOn: boolean, clock: (() => number) | undefined, o: ViewOptions) {
     this.#s = s;
     this.#time = clock ?? o.defaultTime;
+    this.#lookupTime = clock ?? o.lookupTime ?? o.defaultTime;
     // A store stamped always (shared) is read with the time always: another process may
     // have stored an entry with a TTL of its own.
     this.#timed = ttlOn || o.stampAlways;
@@ -367,14 +374,14 @@ export class StoreView implements Store {
   }
 
   getArgs(args: unknown[]): unknown {
-    return this.#s.getArgs!(args, this.#timed ? this.#time() : 0);
+    return this.#s.getArgs!(args, this.#timed ? this.#lookupTime() : 0);
   }
 
   get(k: KeyBytes): unknown {
     return this.#s.get(
       k.buf,
       k.len,
-      this.#timed ? this.#time() : 0,
+      this.#timed ? this.#lookupTime() : 0,
       this.#pointerGets ? k.pointer() : undefined,
     );
   }

@@ -9,6 +9,7 @@
 
 import { FRESH, GONE, isPolicy, NIL, type Policy, SIEVE, SieveQueue } from "./_sieve_queue.ts";
 import { hashBytes } from "./_hash.ts";
+import { CoarseClock } from "./_coarse_clock.ts";
 import {
   ARGS_BIT,
   ArgsDecoder,
@@ -466,7 +467,8 @@ export class TsSieveStore implements ByteStore {
 
   /**
    * The {@linkcode Store} of this store: keys by their bytes, and time from `clock` when one
-   * is injected, else `performance.now()`, read only with a TTL.
+   * is injected (read by every operation that needs the time), else `performance.now()`,
+   * read only with a TTL, and for lookups at most once a millisecond (`_coarse_clock.ts`).
    *
    * @param clock Time source in ms.
    * @returns The store as `cache()` uses it.
@@ -750,12 +752,14 @@ export class TsSieveStore implements ByteStore {
   }
 }
 
-/** The time of a store without an injected clock: Monotonic time in ms. */
-const DEFAULT_TIME = (): number => performance.now();
+/** The time of the stores without an injected clock: monotonic time in ms, read exactly
+ * for inserts and peeks and at most once a millisecond for lookups (`_coarse_clock.ts`). */
+const TIME = new CoarseClock();
 
 /** How {@linkcode StoreView} drives this store. */
 const VIEW: ViewOptions = {
-  defaultTime: DEFAULT_TIME,
+  defaultTime: () => TIME.exact(),
+  lookupTime: () => TIME.lookup(),
   pointerGets: false,
   pointerSets: false,
   stampAlways: false,
