@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { encodeKey } from "../src/codec/key_codec.ts";
 import { ArgsDecoder, MAX_ARITY } from "../src/store/_args_index.ts";
-import { ABSENT, MISS } from "../src/store/store.ts";
+import { ABSENT, INVALID, MISS, promisedEntry } from "../src/store/store.ts";
+import { ProcessTagClock, Tagged } from "../src/call/tags.ts";
 import { type Policy, TsSieveStore } from "../src/store/ts_store.ts";
 import { Strategy } from "../src/options/options.ts";
 import { cache } from "../mod.ts";
@@ -241,6 +242,49 @@ Deno.test("cache() inserts a miss found absent by its arguments without decoding
     if (prev === undefined) Deno.env.delete("WARP_CACHE_ENGINE");
     else Deno.env.set("WARP_CACHE_ENGINE", prev);
   }
+});
+
+Deno.test("getArgsTagged: the epoch kept beside an entry answers its hits; its tags are checked once the clock moves", async () => {
+  const s = new TsSieveStore({ maxSize: 10 });
+  const clock = new ProcessTagClock();
+  let checks = 0;
+  const invalidSince = clock.invalidSince.bind(clock);
+  clock.invalidSince = (tags, at) => {
+    checks++;
+    return invalidSince(tags, at);
+  };
+  const put = (args: unknown[], value: unknown, promised = false): void => {
+    const key = encodeKey(args);
+    const v = new Tagged(promised ? promisedEntry(value) : value, ["t:" + args[0]], clock.epoch);
+    s.set(key, key.length, v, 0);
+  };
+  put([1], "one");
+  put([2], "two");
+  put([3], 3, true);
+  const plainKey = encodeKey([4]);
+  s.set(plainKey, plainKey.length, "plain", 0);
+  for (let i = 0; i < 3; i++) {
+    assert.equal(s.getArgsTagged([1], 0, clock), "one");
+    assert.equal(s.getArgsTagged([4], 0, clock), "plain", "an entry without tags");
+  }
+  const p = s.getArgsTagged([3], 0, clock);
+  assert.ok(p instanceof Promise);
+  assert.equal(await p, 3, "an async result: its Promise");
+  assert.equal(s.getArgsTagged([5], 0, clock), ABSENT);
+  assert.equal(checks, 0, "the epoch beside each entry answered");
+  clock.invalidate(["t:2"]);
+  assert.equal(s.getArgsTagged([1], 0, clock), "one");
+  assert.equal(checks, 1, "the clock moved: its tags checked once");
+  assert.equal(s.getArgsTagged([1], 0, clock), "one");
+  assert.equal(checks, 1, "its epoch moved forward");
+  assert.equal(s.getArgsTagged([2], 0, clock), INVALID);
+  assert.equal(s.getArgsTagged([4], 0, clock), "plain");
+  // Replaced without tags at the same slot: not answered by its old epoch.
+  const key1 = encodeKey([1]);
+  s.set(key1, key1.length, "untagged", 0);
+  assert.equal(s.getArgsTagged([1], 0, clock), "untagged");
+  assert.deepEqual(s.info(), { hits: 12, misses: 1, maxSize: 10, currentSize: 4 });
+  s.validate();
 });
 
 Deno.test("cache() keeps the key contract on the TypeScript store's argument index", () => {

@@ -9,12 +9,18 @@
  * @module
  */
 
+import type { TagClock } from "./tagged.ts";
+
 /** Returned by {@linkcode Store.get} when the key is absent or expired. */
 export const MISS: unique symbol = Symbol("@warp/cache.miss");
 
 /** Returned by {@linkcode Store.getArgs} when the call's key is absent: the miss is
  * counted, and `get` need not be called. */
 export const ABSENT: unique symbol = Symbol("@warp/cache.absent");
+
+/** Returned by {@linkcode Store.getArgsTagged} when the entry's tags were invalidated
+ * since it was stored: its hit is counted, and the caller counts it as a miss. */
+export const INVALID: unique symbol = Symbol("@warp/cache.invalid");
 
 /**
  * What a memory store keeps for an async result: the Promise every hit returns and the
@@ -120,6 +126,8 @@ export interface ByteStore {
   /** {@linkcode Store.getArgs} at time `now`, where the store indexes entries by their
    * arguments (the TypeScript store). */
   getArgs?(args: unknown[], now: number): unknown;
+  /** {@linkcode Store.getArgsTagged} at time `now`. */
+  getArgsTagged?(args: unknown[], now: number, clock: TagClock): unknown;
   /** {@linkcode Store.set} at time `now`; `ptr` may be the address of `key`; `ttl` the
    * entry's own TTL in ms (`undefined`: the store's); `size` the entry's size in bytes for
    * a memory store's byte budget (`maxBytes`; unused without one, and by the shared store);
@@ -188,6 +196,13 @@ export interface Store {
    * expired entry), and the caller then encodes the key and calls `get`.
    */
   getArgs?(args: unknown[]): unknown;
+  /**
+   * {@linkcode Store.getArgs} for a cache whose entries may carry tags (a `Tagged`, see
+   * `tagged.ts`), checked against `clock`: a valid entry's value (the hit's form), or
+   * {@linkcode INVALID} for an entry whose tags were invalidated since it was stored (its
+   * hit counted), else as `getArgs`.
+   */
+  getArgsTagged?(args: unknown[], clock: TagClock): unknown;
   /**
    * Stores `value` under `key`, inserted now, evicting one entry when full. `promised`
    * says that `value` is the resolution of a Promise: later hits must then return a
@@ -375,6 +390,10 @@ export class StoreView implements Store {
 
   getArgs(args: unknown[]): unknown {
     return this.#s.getArgs!(args, this.#timed ? this.#lookupTime() : 0);
+  }
+
+  getArgsTagged(args: unknown[], clock: TagClock): unknown {
+    return this.#s.getArgsTagged!(args, this.#timed ? this.#lookupTime() : 0, clock);
   }
 
   get(k: KeyBytes): unknown {

@@ -29,10 +29,12 @@ import {
   checkTtl,
   describe,
 } from "../options/_validate.ts";
+import { type TagClock, Tagged } from "./tagged.ts";
 import {
   ABSENT,
   type ByteStore,
   hitOf,
+  INVALID,
   type KeyBytes,
   MISS,
   promisedEntry,
@@ -130,6 +132,9 @@ export class TsSieveStore implements ByteStore {
   /** By slot: the key's hash (`ARGS_BIT` set for a key of arguments); sized as the queue's
    * slab. */
   #hashes: Int32Array = new Int32Array(0);
+  /** By slot: the tag epoch of an entry stored with tags (a `Tagged`), as its last hit
+   * found it valid; -1 for one without. Empty until the first entry with tags. */
+  #epochs: Float64Array = new Float64Array(0);
   /** Changes of the hash table (an entry placed or unindexed, the table reset). */
   #changes = 0;
   /**
@@ -243,20 +248,53 @@ export class TsSieveStore implements ByteStore {
    * @returns The stored value, {@linkcode ABSENT} or {@linkcode MISS}.
    */
   getArgs(args: unknown[], now: number): unknown {
-    if (this.#args === null || this.#busy) return MISS;
+    const slot = this.#hitArgs(args, now);
+    return slot >= 0 ? hitOf(this.#values[slot]) : slot === NIL ? ABSENT : MISS;
+  }
+
+  /**
+   * {@linkcode TsSieveStore.prototype.getArgs | getArgs} for a cache whose entries may
+   * carry tags, checked against `clock` (README, "Tags"): an entry whose epoch (kept beside
+   * it) is the clock's epoch is a hit at the cost of one more compare; one checked against
+   * an older epoch is a hit when none of its tags was invalidated since (its epoch moves
+   * forward), else {@linkcode INVALID} (its hit is counted: the caller counts it as a miss
+   * and drops it).
+   *
+   * @param args The call's arguments.
+   * @param now Current time in ms on the cache's clock.
+   * @param clock The clock of tag invalidations.
+   * @returns The stored value, {@linkcode ABSENT}, {@linkcode MISS} or {@linkcode INVALID}.
+   */
+  getArgsTagged(args: unknown[], now: number, clock: TagClock): unknown {
+    const slot = this.#hitArgs(args, now);
+    if (slot < 0) return slot === NIL ? ABSENT : MISS;
+    const v = this.#values[slot];
+    const epoch = clock.epoch;
+    if (this.#epochs[slot] === epoch) return hitOf((v as Tagged).v);
+    if (!(v instanceof Tagged)) return hitOf(v);
+    if (clock.invalidSince(v.tags, v.at, v.hashes)) return INVALID;
+    v.at = epoch;
+    this.#epochs[slot] = epoch;
+    return hitOf(v.v);
+  }
+
+  /** The slot of a hit by arguments (counted and marked), else `NIL` for an absent key (a
+   * miss counted) or -2 for arguments not indexed so or an entry not fresh. */
+  #hitArgs(args: unknown[], now: number): number {
+    if (this.#args === null || this.#busy) return -2;
     const n = args.length;
     const hash = hashArgs(args, n);
-    if (hash < 0) return MISS;
+    if (hash < 0) return -2;
     const slot = this.#findArgs(args, n, hash);
     if (slot === NIL) {
       this.#misses++;
       this.#absentArgs = args;
       this.#absentHash = hash;
       this.#absentAt = this.#changes;
-      return ABSENT;
+      return NIL;
     }
     const queue = this.#queue;
-    if (queue.expiring && queue.age(slot, now) !== FRESH) return MISS;
+    if (queue.expiring && queue.age(slot, now) !== FRESH) return -2;
     this.#hits++;
     if (queue.policy === SIEVE) {
       queue.visited[slot] = 1;
@@ -265,7 +303,7 @@ export class TsSieveStore implements ByteStore {
       queue.hit(slot);
       this.#busy = false;
     }
-    return hitOf(this.#values[slot]);
+    return slot;
   }
 
   /** The slot of `key[0..len)`, or `NIL`. */
@@ -349,6 +387,7 @@ export class TsSieveStore implements ByteStore {
     if (slot !== NIL) {
       queue.stamp(slot, now, ttl);
       this.#values[slot] = value;
+      this.#keepEpoch(slot, value);
       if (maxBytes !== undefined) {
         this.#bytes += bytes - this.#sizes[slot]!;
         this.#sizes[slot] = bytes;
@@ -381,10 +420,27 @@ export class TsSieveStore implements ByteStore {
       hashes = this.#hashes = grown;
     }
     hashes[slot] = hash;
+    this.#keepEpoch(slot, value);
     if (queue.size * 2 > this.#table.length) this.#growTable();
     this.#place(slot, hash);
     this.#busy = false;
     return true;
+  }
+
+  /** Keeps the tag epoch of the entry `value` stored at `slot` beside it (see
+   * `getArgsTagged`). */
+  #keepEpoch(slot: number, value: unknown): void {
+    let epochs = this.#epochs;
+    if (!(value instanceof Tagged)) {
+      if (slot < epochs.length) epochs[slot] = -1;
+      return;
+    }
+    if (slot >= epochs.length) {
+      const grown = new Float64Array(Math.max(this.#queue.newer.length, slot + 1)).fill(-1);
+      grown.set(epochs);
+      epochs = this.#epochs = grown;
+    }
+    epochs[slot] = value.at;
   }
 
   /**
@@ -533,6 +589,7 @@ export class TsSieveStore implements ByteStore {
     this.#queue.clear();
     this.#keys = [];
     this.#hashes = new Int32Array(0);
+    this.#epochs = new Float64Array(0);
     this.#values = [];
     this.#sizes = [];
     this.#bytes = 0;
