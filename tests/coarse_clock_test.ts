@@ -135,3 +135,26 @@ Deno.test("cache() on the TypeScript engine reads an injected clock on every hit
     else Deno.env.set("WARP_CACHE_ENGINE", prev);
   }
 });
+
+Deno.test("CoarseClock's default expiry is a timer that does not keep the process alive", async () => {
+  const unref = Deno.unrefTimer;
+  const unrefed: unknown[] = [];
+  Deno.unrefTimer = (id: Parameters<typeof unref>[0]): void => {
+    unrefed.push(id);
+    unref(id);
+  };
+  try {
+    let t = 1;
+    const clock = new CoarseClock(() => t);
+    assert.equal(clock.lookup(), 1);
+    assert.equal(unrefed.length, 1);
+    t = 2;
+    assert.equal(clock.lookup(), 1);
+    // The timer ends the reading.
+    await new Promise((r) => setTimeout(r, 5));
+    assert.equal(clock.lookup(), 2);
+    assert.equal(unrefed.length, 2);
+  } finally {
+    Deno.unrefTimer = unref;
+  }
+});

@@ -21,7 +21,9 @@ export const LOOKUPS_PER_READ = 64;
 /** Arms the expiry of a reading: calls `expire` in about a millisecond, never keeping the
  * process alive. */
 function armTimer(expire: () => void): void {
-  Deno.unrefTimer(setTimeout(expire, 1));
+  const id = setTimeout(expire, 1);
+  // A runtime without `unrefTimer` keeps the process alive for a millisecond at most.
+  if (typeof Deno.unrefTimer === "function") Deno.unrefTimer(id);
 }
 
 /** A clock read for lookups at most once a millisecond (see the module doc). */
