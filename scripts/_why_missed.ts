@@ -76,7 +76,7 @@ const PARAGRAPHS: Paragraph[] = [
   [
     (w) => /^memory .*\(ts\)/.test(w),
     () =>
-      "- **TypeScript engine rows.** A call of up to four primitive arguments is looked up by its arguments, hashed in JavaScript and compared with `===`; a string argument is hashed code unit by code unit (V8's own string hash is not reachable from JavaScript), where the peers' `Map.get` of a joined string hashes in native code. On a miss the key is still encoded, decoded back on the insert and hashed again: handing the arguments (or the hash of the failed lookup) to the insert is the next step, not yet done, and the `zipf` and miss rows pay for it. With `ttl`, each hit reads the clock (`performance.now()`). Objects, and every key under S3-FIFO, W-TinyLFU and ARC, stay byte keys (encoded, hashed and compared as bytes). Profiles: \"Where the time goes\".",
+      "- **TypeScript engine rows.** A call of up to four primitive arguments is looked up by its arguments, hashed in JavaScript and compared with `===`; a string argument is hashed code unit by code unit (V8's own string hash is not reachable from JavaScript), where the peers' `Map.get` of a joined string hashes in native code. On a miss the key is still encoded (single-flight, remote and shared tiers read its bytes), and the insert takes the arguments and hash of the failed lookup. With `ttl`, a hit reads `performance.now()` at most once a millisecond (or once per 64 lookups in a synchronous run): a clock read costs more than a hit here (notes/tsfast.md). Objects, and every key under S3-FIFO, W-TinyLFU and ARC, stay byte keys (encoded, hashed and compared as bytes). Profiles: \"Where the time goes\".",
   ],
   [
     (w) => w.startsWith("memory hit with tags"),
@@ -91,7 +91,7 @@ const PARAGRAPHS: Paragraph[] = [
       }).filter((x) => x !== "");
       return `- **Tags on a hit.** ${
         parts.join("; ")
-      }. A tagged hit reads the entry's wrapper (value, tags, the epoch it last checked), checks its class, and compares that epoch with one load of the process's tag clock; its tags are read again only after an invalidation. On the native engine that is the whole difference (a few ns, within the spread of a row between runs here). On the TypeScript engine the hit without tags is one lookup of the argument index, so the wrapper's loads and checks weigh more: not a floor, the next place to look (an epoch kept beside the value instead of in a wrapper).`;
+      }. A tagged hit reads the entry's wrapper (value, tags, the epoch it last checked), checks its class, and compares that epoch with one load of the process's tag clock; its tags are read again only after an invalidation. On the native engine that is the whole difference (a few ns, within the spread of a row between runs here). On the TypeScript engine the store keeps each entry's epoch beside it, so a tagged hit by arguments is the hit without tags plus one load and compare; what is left is within the spread of a row between runs (notes/tsfast.md).`;
     },
   ],
   [

@@ -1,10 +1,17 @@
 import assert from "node:assert/strict";
 import { encodeKey } from "../src/codec/key_codec.ts";
-import { ArgsDecoder, MAX_ARITY } from "../src/store/_args_index.ts";
-import { ABSENT, MISS } from "../src/store/store.ts";
+import { ArgsDecoder, hashArgs, MAX_ARITY } from "../src/store/_args_index.ts";
+import { ABSENT, INVALID, MISS, promisedEntry } from "../src/store/store.ts";
+import { ProcessTagClock, Tagged } from "../src/call/tags.ts";
 import { type Policy, TsSieveStore } from "../src/store/ts_store.ts";
 import { Strategy } from "../src/options/options.ts";
 import { cache } from "../mod.ts";
+import type { KeyBytes } from "../src/store/store.ts";
+
+/** The holder of `key`, as a store's `set` gets it. */
+function held(key: Uint8Array): KeyBytes {
+  return { buf: key, len: key.length, pointer: () => undefined };
+}
 
 /** Primitive arguments of every decodable kind, with the edges of the key contract. */
 const PRIMITIVES: unknown[] = [
@@ -161,6 +168,144 @@ Deno.test("getArgs counts a hit and an absent key, and leaves an expired entry t
   assert.equal(s.info().currentSize, 0);
 });
 
+Deno.test("set of a key that getArgs found absent takes its arguments: found by bytes and by arguments", () => {
+  const s = new TsSieveStore({ maxSize: 2 });
+  const calls: unknown[][] = [[1, 2], ["a", -0], [NaN], [3, 4]];
+  for (const [i, args] of calls.entries()) {
+    assert.equal(s.getArgs(args, 0), ABSENT);
+    const key = encodeKey(args);
+    s.set(key, key.length, i, 0, false, undefined, undefined, undefined, { ...held(key), args });
+    s.validate();
+  }
+  // Two were evicted; the last two are found both ways.
+  for (const [i, args] of calls.entries()) {
+    const key = encodeKey(args);
+    const want = i < 2 ? MISS : i;
+    assert.equal(s.get(key, key.length, 0), want, String(args));
+    assert.equal(s.getArgs(args, 0), i < 2 ? ABSENT : i, String(args));
+  }
+  // The key stored by another route between the lookup and the insert is replaced, not
+  // stored twice.
+  assert.equal(s.getArgs([5, 6], 0), ABSENT);
+  const key = encodeKey([5, 6]);
+  s.set(key, key.length, "first", 0);
+  s.set(key, key.length, "second", 0, false, undefined, undefined, undefined, {
+    ...held(key),
+    args: [5, 6],
+  });
+  s.validate();
+  assert.equal(s.getArgs([5, 6], 0), "second", "another array: decoded, found, replaced");
+  const args78 = [7, 8];
+  assert.equal(s.getArgs(args78, 0), ABSENT);
+  const key78 = encodeKey(args78);
+  s.set(key78, key78.length, "a", 0);
+  s.set(key78, key78.length, "b", 0, false, undefined, undefined, undefined, {
+    ...held(key78),
+    args: args78,
+  });
+  s.validate();
+  assert.equal(s.info().currentSize, 2);
+  assert.equal(s.getArgs(args78, 0), "b");
+  // After a clear, the absent arguments are forgotten.
+  const args9 = [9];
+  assert.equal(s.getArgs(args9, 0), ABSENT);
+  s.clear();
+  const key9 = encodeKey(args9);
+  s.set(key9, key9.length, 9, 0, false, undefined, undefined, undefined, {
+    ...held(key9),
+    args: args9,
+  });
+  s.validate();
+  assert.equal(s.get(key9, key9.length, 0), 9);
+});
+
+Deno.test("cache() inserts a miss found absent by its arguments without decoding its key", () => {
+  const prev = Deno.env.get("WARP_CACHE_ENGINE");
+  Deno.env.set("WARP_CACHE_ENGINE", "ts");
+  const decode = ArgsDecoder.prototype.decode;
+  let decoded = 0;
+  ArgsDecoder.prototype.decode = function (key: Uint8Array, len: number): number {
+    decoded++;
+    return decode.call(this, key, len);
+  };
+  try {
+    const f = cache({ maxSize: 2 })((a: number, b: number) => a * 10 + b);
+    for (let i = 0; i < 5; i++) assert.equal(f(i, 1), i * 10 + 1);
+    assert.equal(decoded, 0);
+    assert.equal(f(4, 1), 41);
+    assert.deepEqual(f.cacheInfo(), { hits: 1, misses: 5, maxSize: 2, currentSize: 2 });
+    // Found by its bytes too.
+    assert.equal(f.cacheGet(3, 1), 31);
+    assert.equal(f.cacheGet(2, 1), undefined, "evicted");
+  } finally {
+    ArgsDecoder.prototype.decode = decode;
+    if (prev === undefined) Deno.env.delete("WARP_CACHE_ENGINE");
+    else Deno.env.set("WARP_CACHE_ENGINE", prev);
+  }
+});
+
+Deno.test("getArgsTagged: the epoch kept beside an entry answers its hits; its tags are checked once the clock moves", async () => {
+  const s = new TsSieveStore({ maxSize: 10 });
+  const clock = new ProcessTagClock();
+  let checks = 0;
+  const invalidSince = clock.invalidSince.bind(clock);
+  clock.invalidSince = (tags, at) => {
+    checks++;
+    return invalidSince(tags, at);
+  };
+  const put = (args: unknown[], value: unknown, promised = false): void => {
+    const key = encodeKey(args);
+    const v = new Tagged(promised ? promisedEntry(value) : value, ["t:" + args[0]], clock.epoch);
+    s.set(key, key.length, v, 0);
+  };
+  put([1], "one");
+  put([2], "two");
+  put([3], 3, true);
+  const plainKey = encodeKey([4]);
+  s.set(plainKey, plainKey.length, "plain", 0);
+  for (let i = 0; i < 3; i++) {
+    assert.equal(s.getArgsTagged([1], 0, clock), "one");
+    assert.equal(s.getArgsTagged([4], 0, clock), "plain", "an entry without tags");
+  }
+  const p = s.getArgsTagged([3], 0, clock);
+  assert.ok(p instanceof Promise);
+  assert.equal(await p, 3, "an async result: its Promise");
+  assert.equal(s.getArgsTagged([5], 0, clock), ABSENT);
+  assert.equal(checks, 0, "the epoch beside each entry answered");
+  clock.invalidate(["t:2"]);
+  assert.equal(s.getArgsTagged([1], 0, clock), "one");
+  assert.equal(checks, 1, "the clock moved: its tags checked once");
+  assert.equal(s.getArgsTagged([1], 0, clock), "one");
+  assert.equal(checks, 1, "its epoch moved forward");
+  assert.equal(s.getArgsTagged([2], 0, clock), INVALID);
+  assert.equal(s.getArgsTagged([4], 0, clock), "plain");
+  // Replaced without tags at the same slot: not answered by its old epoch.
+  const key1 = encodeKey([1]);
+  s.set(key1, key1.length, "untagged", 0);
+  assert.equal(s.getArgsTagged([1], 0, clock), "untagged");
+  assert.deepEqual(s.info(), { hits: 12, misses: 1, maxSize: 10, currentSize: 4 });
+  s.validate();
+});
+
+Deno.test("a key of two ints is not found at a slot that another key of the same hash took over", () => {
+  // Two keys of one hash (found by search): the int pair's ints stay in the slot's place
+  // after it is deleted, and the other key takes the slot.
+  const pair = [10658, 7];
+  const other = [2278, 0.5];
+  assert.equal(hashArgs(pair, 2), hashArgs(other, 2));
+  const s = new TsSieveStore({ maxSize: 1 });
+  const pk = encodeKey(pair);
+  s.set(pk, pk.length, "pair", 0);
+  assert.equal(s.getArgs(pair, 0), "pair");
+  assert.equal(s.delete(pk, pk.length), true);
+  const ok = encodeKey(other);
+  s.set(ok, ok.length, "other", 0);
+  assert.equal(s.getArgs(other, 0), "other");
+  assert.equal(s.getArgs(pair, 0), ABSENT);
+  assert.equal(s.get(pk, pk.length, 0), MISS);
+  s.validate();
+});
+
 Deno.test("cache() keeps the key contract on the TypeScript store's argument index", () => {
   const prev = Deno.env.get("WARP_CACHE_ENGINE");
   Deno.env.set("WARP_CACHE_ENGINE", "ts");
@@ -202,7 +347,21 @@ Deno.test("TsSieveStore's argument index agrees with a model under random sets, 
     seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
     return (seed >>> 8) % n;
   };
-  const domain: unknown[] = [0, 1, "1", "a", NaN, true, null, undefined, 2.5];
+  const domain: unknown[] = [
+    0,
+    1,
+    -1,
+    2 ** 31 - 1,
+    -(2 ** 31),
+    2 ** 31,
+    "1",
+    "a",
+    NaN,
+    true,
+    null,
+    undefined,
+    2.5,
+  ];
   for (const policy of [Strategy.Sieve, Strategy.Lru, Strategy.Lfu]) {
     const s = new TsSieveStore({ maxSize: 20, policy });
     const model = new Map<string, number>();

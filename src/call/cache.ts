@@ -15,7 +15,7 @@ import {
   type ResolvedOptions,
   resolveOptions,
 } from "../options/options.ts";
-import { ABSENT, type Flights, hitOf, MISS, peeked, type Store } from "../store/store.ts";
+import { ABSENT, type Flights, hitOf, INVALID, MISS, peeked, type Store } from "../store/store.ts";
 import { createStore, type StoreParts } from "../store/engine.ts";
 import { describe } from "../options/_validate.ts";
 import {
@@ -192,19 +192,12 @@ class TaggedPath extends CachePath {
 
   override lookup(self: unknown, args: unknown[]): unknown {
     if (this.byArgs) {
-      const v = this.store.getArgs!(args);
+      // The store checks the entry's tags (its epoch is kept beside it).
+      const v = this.store.getArgsTagged!(args, this.clock);
       if (v === ABSENT) return this.missEncoded(self, args);
-      if (v !== MISS) {
-        if (!(v instanceof Tagged)) return v;
-        const epoch = this.clock.epoch;
-        if (v.at === epoch) return hitOf(v.v);
-        if (!this.clock.invalidSince(v.tags, v.at, v.hashes)) {
-          v.at = epoch;
-          return hitOf(v.v);
-        }
-        // Invalid: its hit was counted by `getArgs`, as `get` counts it below.
-        return this.missEncoded(self, args, (w) => this.dropInvalidEntry(w));
-      }
+      // Invalid: its hit was counted by `getArgsTagged`, as `get` counts it below.
+      if (v === INVALID) return this.missEncoded(self, args, (w) => this.dropInvalidEntry(w));
+      if (v !== MISS) return v;
     }
     const w = this.writer.busy ? new KeyWriter(64, this.valueKeys) : this.writer;
     w.busy = true;

@@ -52,7 +52,8 @@ export class Computation implements KeyBytes, ContextHolder {
   epoch = 0;
   /** Its tags from the `tags` option, if any. */
   tags: readonly string[] | undefined = undefined;
-  /** Its arguments, kept to size its entry under a memory byte budget (`maxBytes`). */
+  /** The arguments of its call: they size its entry under a memory byte budget
+   * (`maxBytes`), and spare the TypeScript store decoding its key (`KeyBytes.args`). */
   args: unknown[] | undefined = undefined;
   /** With a remote tier: the link's stamp of when it started (an invalidation after it
    * keeps its result from every tier). */

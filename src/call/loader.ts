@@ -99,6 +99,7 @@ export class Loader {
     }
     const held = hold(buf, len, undefined);
     held.claimed = claimed;
+    held.args = args;
     // The tag barrier: invalidations from now on make this computation's entry a miss.
     held.epoch = this.tagClock.epoch;
     if (this.tagsOf !== undefined) held.tags = this.optionTags(self, args);
@@ -421,7 +422,6 @@ export class FeatureLoader extends Loader {
     const looked = held.claimed !== undefined;
     if (held.claimed === "owner") held.flight = true;
     if (this.tiers.remote) held.since = this.tiers.stamp();
-    if (this.tiers.sizer !== undefined) held.args = args;
     if (this.#backoff.size > 0) {
       const r = this.backedOff(held);
       if (r !== MISS) return r;

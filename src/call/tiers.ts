@@ -29,6 +29,7 @@ export const DISPOSED: Store = {
   info: disposed,
   // The hit path of a cache on an argument-indexed store calls it first (`ArgsPath`).
   getArgs: disposed,
+  getArgsTagged: disposed,
   close: (): void => {},
 };
 

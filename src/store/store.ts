@@ -9,12 +9,18 @@
  * @module
  */
 
+import type { TagClock } from "./tagged.ts";
+
 /** Returned by {@linkcode Store.get} when the key is absent or expired. */
 export const MISS: unique symbol = Symbol("@warp/cache.miss");
 
 /** Returned by {@linkcode Store.getArgs} when the call's key is absent: the miss is
  * counted, and `get` need not be called. */
 export const ABSENT: unique symbol = Symbol("@warp/cache.absent");
+
+/** Returned by {@linkcode Store.getArgsTagged} when the entry's tags were invalidated
+ * since it was stored: its hit is counted, and the caller counts it as a miss. */
+export const INVALID: unique symbol = Symbol("@warp/cache.invalid");
 
 /**
  * An async result as peeks see it: the Promise every hit returns and its resolved value
@@ -103,6 +109,12 @@ export interface KeyBytes {
    * key only while it still owns the flight, ends the flight and sets this to `false`.
    */
   flight?: boolean;
+  /**
+   * The arguments of the call whose key these are, when its holder keeps them (a miss's
+   * computation): a store indexed by arguments that just found this very array absent
+   * (`getArgs`) inserts the key by them instead of decoding its bytes.
+   */
+  args?: unknown[] | undefined;
 }
 
 /**
@@ -116,6 +128,8 @@ export interface ByteStore {
   /** {@linkcode Store.getArgs} at time `now`, where the store indexes entries by their
    * arguments (the TypeScript store). */
   getArgs?(args: unknown[], now: number): unknown;
+  /** {@linkcode Store.getArgsTagged} at time `now`. */
+  getArgsTagged?(args: unknown[], now: number, clock: TagClock): unknown;
   /** {@linkcode Store.set} at time `now`; `ptr` may be the address of `key`; `ttl` the
    * entry's own TTL in ms (`undefined`: the store's); `size` the entry's size in bytes for
    * a memory store's byte budget (`maxBytes`; unused without one, and by the shared store);
@@ -184,6 +198,13 @@ export interface Store {
    * expired entry), and the caller then encodes the key and calls `get`.
    */
   getArgs?(args: unknown[]): unknown;
+  /**
+   * {@linkcode Store.getArgs} for a cache whose entries may carry tags (a `Tagged`, see
+   * `tagged.ts`), checked against `clock`: a valid entry's value (the hit's form), or
+   * {@linkcode INVALID} for an entry whose tags were invalidated since it was stored (its
+   * hit counted), else as `getArgs`.
+   */
+  getArgsTagged?(args: unknown[], clock: TagClock): unknown;
   /**
    * Stores `value` under `key`, inserted now, evicting one entry when full. `promised`
    * says that `value` is the resolution of a Promise: later hits must then return a
@@ -316,6 +337,9 @@ export interface Flights {
 export interface ViewOptions {
   /** The time of the store when no clock is injected (`NaN`: the library reads its own). */
   defaultTime: () => number;
+  /** The time of lookups (`get`, `getArgs`) when no clock is injected, where it may be
+   * coarser than `defaultTime` (the TypeScript store); `undefined`: `defaultTime`. */
+  lookupTime?: () => number;
   /** Whether lookups pass the key's address (long-lived buffers) rather than the buffer. */
   pointerGets: boolean;
   /** Whether inserts pass the key's address rather than the buffer. */
@@ -334,6 +358,9 @@ export interface ViewOptions {
 export class StoreView implements Store {
   #s: ByteStore;
   #time: () => number;
+  /** The time of lookups: the injected clock (read on every lookup), else the store's
+   * lookup time. */
+  #lookupTime: () => number;
   /** Whether operations pass the time (else 0): a TTL, own or the store's, may need it. */
   #timed: boolean;
   #pointerGets: boolean;
@@ -353,6 +380,7 @@ export class StoreView implements Store {
   constructor(s: ByteStore, ttlOn: boolean, clock: (() => number) | undefined, o: ViewOptions) {
     this.#s = s;
     this.#time = clock ?? o.defaultTime;
+    this.#lookupTime = clock ?? o.lookupTime ?? o.defaultTime;
     // A store stamped always (shared) is read with the time always: another process may
     // have stored an entry with a TTL of its own.
     this.#timed = ttlOn || o.stampAlways;
@@ -364,14 +392,18 @@ export class StoreView implements Store {
   }
 
   getArgs(args: unknown[]): unknown {
-    return this.#s.getArgs!(args, this.#timed ? this.#time() : 0);
+    return this.#s.getArgs!(args, this.#timed ? this.#lookupTime() : 0);
+  }
+
+  getArgsTagged(args: unknown[], clock: TagClock): unknown {
+    return this.#s.getArgsTagged!(args, this.#timed ? this.#lookupTime() : 0, clock);
   }
 
   get(k: KeyBytes): unknown {
     return this.#s.get(
       k.buf,
       k.len,
-      this.#timed ? this.#time() : 0,
+      this.#timed ? this.#lookupTime() : 0,
       this.#pointerGets ? k.pointer() : undefined,
     );
   }

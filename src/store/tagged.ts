@@ -1,7 +1,8 @@
 /**
  * What the stores know of tags (README, "Tags"): the stored form of an entry with tags,
  * and the clock of tag invalidations its entries are checked against. The memory stores
- * keep a {@linkcode Tagged} object as is; the shared store writes it as an envelope
+ * keep a {@linkcode Tagged} object as is (the TypeScript store also keeps its epoch beside it,
+ * so that a hit by arguments compares one number: `getArgsTagged`); the shared store writes it as an envelope
  * around the value's own bytes and reads it back (`_tag_envelope.ts`).
  *
  * @module
