@@ -328,21 +328,7 @@ Deno.test("TsSieveStore's argument index agrees with a model under random sets, 
     seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
     return (seed >>> 8) % n;
   };
-  const domain: unknown[] = [
-    0,
-    1,
-    -1,
-    2 ** 31 - 1,
-    -(2 ** 31),
-    2 ** 31,
-    "1",
-    "a",
-    NaN,
-    true,
-    null,
-    undefined,
-    2.5,
-  ];
+  const domain: unknown[] = [0, 1, "1", "a", NaN, true, null, undefined, 2.5];
   for (const policy of [Strategy.Sieve, Strategy.Lru, Strategy.Lfu]) {
     const s = new TsSieveStore({ maxSize: 20, policy });
     const model = new Map<string, number>();

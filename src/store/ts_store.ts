@@ -71,9 +71,6 @@ export interface TsSieveStoreOptions {
   maxBytes?: number | undefined;
 }
 
-/** The `#keys` entry of a key of two int32 arguments, kept in `#pairs`. */
-const INT_PAIR: unique symbol = Symbol("int pair");
-
 /** Slots of the hash table (a power of two) allocated up front, at most. */
 const INITIAL_TABLE = 2048;
 
@@ -102,8 +99,7 @@ function bytesToString(k: Uint8Array, len: number): string {
  * and hashed from them (`_args_index.ts`), so that `cache()` looks it up straight from the
  * arguments ({@linkcode TsSieveStore.prototype.getArgs | getArgs}); any other key is kept
  * as its bytes (one char per byte), hashed and compared in place: a lookup allocates
- * nothing. The key of two int32 arguments is kept as two ints in a typed array, so that a
- * hit follows no pointer to compare it and an insert makes no array.
+ * nothing.
  *
  * @example Usage
  * ```ts
@@ -133,10 +129,6 @@ export class TsSieveStore implements ByteStore {
    * keeps them), and the value. */
   #keys: unknown[] = [];
   #values: unknown[] = [];
-  /** By slot, two each: the arguments of a key of two int32 arguments, whose `#keys` entry
-   * is {@linkcode INT_PAIR} (compared without reading an object: no pointer to follow on a
-   * hit, no array made on an insert). Empty until the first such key. */
-  #pairs: Int32Array = new Int32Array(0);
   /** By slot: the key's hash (`ARGS_BIT` set for a key of arguments); sized as the queue's
    * slab. */
   #hashes: Int32Array = new Int32Array(0);
@@ -395,7 +387,7 @@ export class TsSieveStore implements ByteStore {
     if (slot !== NIL) {
       queue.stamp(slot, now, ttl);
       this.#values[slot] = value;
-      if (this.#epochs.length !== 0 || value instanceof Tagged) this.#keepEpoch(slot, value);
+      this.#keepEpoch(slot, value);
       if (maxBytes !== undefined) {
         this.#bytes += bytes - this.#sizes[slot]!;
         this.#sizes[slot] = bytes;
@@ -420,7 +412,7 @@ export class TsSieveStore implements ByteStore {
     }
     queue.stamp(slot, now, ttl);
     this.#values[slot] = value;
-    this.#keys[slot] = n > 0 ? this.#argsKey(slot, values, n) : keyString;
+    this.#keys[slot] = n > 0 ? keyOfArgs(values, n) : keyString;
     let hashes = this.#hashes;
     if (slot >= hashes.length) {
       const grown = new Int32Array(Math.max(queue.newer.length, slot + 1));
@@ -428,38 +420,11 @@ export class TsSieveStore implements ByteStore {
       hashes = this.#hashes = grown;
     }
     hashes[slot] = hash;
-    if (this.#epochs.length !== 0 || value instanceof Tagged) this.#keepEpoch(slot, value);
+    this.#keepEpoch(slot, value);
     if (queue.size * 2 > this.#table.length) this.#growTable();
     this.#place(slot, hash);
     this.#busy = false;
     return true;
-  }
-
-  /** The key kept at `slot` for `n` arguments `values[0..n)`: {@linkcode INT_PAIR} with
-   * the ints in `#pairs` for two int32 arguments, else as `keyOfArgs` keeps it. */
-  #argsKey(slot: number, values: unknown[], n: number): unknown {
-    if (n !== 2) return keyOfArgs(values, n);
-    const a = values[0];
-    const b = values[1];
-    if (typeof a !== "number" || (a | 0) !== a || typeof b !== "number" || (b | 0) !== b) {
-      return keyOfArgs(values, n);
-    }
-    let pairs = this.#pairs;
-    if (2 * slot + 1 >= pairs.length) {
-      const grown = new Int32Array(2 * Math.max(this.#queue.newer.length, slot + 1));
-      grown.set(pairs);
-      pairs = this.#pairs = grown;
-    }
-    pairs[2 * slot] = a;
-    pairs[2 * slot + 1] = b;
-    return INT_PAIR;
-  }
-
-  /** The arguments of the key kept at `slot` (a key indexed by arguments; for tests). */
-  #argsAt(slot: number): unknown[] {
-    const key = this.#keys[slot];
-    if (key !== INT_PAIR) return argsOfKey(key);
-    return [this.#pairs[2 * slot], this.#pairs[2 * slot + 1]];
   }
 
   /** Keeps the tag epoch of the entry `value` stored at `slot` beside it (see
@@ -625,7 +590,6 @@ export class TsSieveStore implements ByteStore {
     this.#keys = [];
     this.#hashes = new Int32Array(0);
     this.#epochs = new Float64Array(0);
-    this.#pairs = new Int32Array(0);
     this.#values = [];
     this.#sizes = [];
     this.#bytes = 0;
@@ -705,7 +669,7 @@ export class TsSieveStore implements ByteStore {
       const key = this.#keys[slot];
       const hash = this.#hashes[slot]!;
       if ((hash & ARGS_BIT) !== 0) {
-        const args = this.#argsAt(slot);
+        const args = argsOfKey(key);
         return this.#args !== null && hashArgs(args, args.length) === hash &&
           this.#findArgs(args, args.length, hash) === slot;
       }
@@ -739,7 +703,7 @@ export class TsSieveStore implements ByteStore {
   #keyString(slot: number): string {
     const key = this.#keys[slot];
     if ((this.#hashes[slot]! & ARGS_BIT) === 0) return key as string;
-    const bytes = encodeKey(this.#argsAt(slot));
+    const bytes = encodeKey(argsOfKey(key));
     return bytesToKeyString(bytes, bytes.length);
   }
 
@@ -749,21 +713,10 @@ export class TsSieveStore implements ByteStore {
     const mask = this.#mask;
     const keys = this.#keys;
     const hashes = this.#hashes;
-    const pairs = this.#pairs;
     for (let i = hash & mask;; i = (i + 1) & mask) {
       const slot = table[i]!;
       if (slot === NIL) return NIL;
-      if (hashes[slot] === hash) {
-        const key = keys[slot];
-        if (key === INT_PAIR) {
-          // Stored ints: `===` is SameValueZero here (`-0` finds `0`; a string never matches).
-          if (n === 2 && pairs[2 * slot] === args[0] && pairs[2 * slot + 1] === args[1]) {
-            return slot;
-          }
-        } else if (sameArgs(key, args, n)) {
-          return slot;
-        }
-      }
+      if (hashes[slot] === hash && sameArgs(keys[slot], args, n)) return slot;
     }
   }
 
