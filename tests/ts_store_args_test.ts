@@ -269,6 +269,7 @@ Deno.test("getArgsTagged: the epoch kept beside an entry answers its hits; its t
   }
   const p = s.getArgsTagged([3], 0, clock);
   assert.ok(p instanceof Promise);
+  assert.equal(s.getArgsTagged([3], 0, clock), p, "the one Promise of the entry, every hit");
   assert.equal(await p, 3, "an async result: its Promise");
   assert.equal(s.getArgsTagged([5], 0, clock), ABSENT);
   assert.equal(checks, 0, "the epoch beside each entry answered");
@@ -283,7 +284,10 @@ Deno.test("getArgsTagged: the epoch kept beside an entry answers its hits; its t
   const key1 = encodeKey([1]);
   s.set(key1, key1.length, "untagged", 0);
   assert.equal(s.getArgsTagged([1], 0, clock), "untagged");
-  assert.deepEqual(s.info(), { hits: 12, misses: 1, maxSize: 10, currentSize: 4 });
+  // Tagged again with another value: the hit is the new value.
+  put([1], "one again");
+  assert.equal(s.getArgsTagged([1], 0, clock), "one again");
+  assert.deepEqual(s.info(), { hits: 14, misses: 1, maxSize: 10, currentSize: 4 });
   s.validate();
 });
 

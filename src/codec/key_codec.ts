@@ -83,6 +83,22 @@ const T_SHORT16 = 20;
 /** Plain object of a numbered shape: u16 LE shape number, then the values, sorted. */
 const T_SHAPE = 21;
 
+/** The tags that a key of primitive arguments uses (memory form), for the TypeScript store,
+ * which decodes such keys back to arguments (`src/store/_args_index.ts`). */
+export const PRIMITIVE_TAGS = {
+  UNDEFINED: T_UNDEFINED,
+  NULL: T_NULL,
+  FALSE: T_FALSE,
+  TRUE: T_TRUE,
+  INT32: T_INT32,
+  F64: T_F64,
+  STR8: T_STR8,
+  STR16: T_STR16,
+  ARGS: T_ARGS,
+  SHORT8: T_SHORT8,
+  SHORT16: T_SHORT16,
+} as const;
+
 /** Deepest nesting of arrays and objects accepted in a key. */
 export const MAX_KEY_DEPTH = 256;
 

@@ -24,23 +24,26 @@
  * @module
  */
 
+import { PRIMITIVE_TAGS } from "../codec/key_codec.ts";
+
 /** Most arguments of a call indexed by its arguments. */
 export const MAX_ARITY = 4;
 
 /** Set in the hash of every entry indexed by its arguments (byte hashes are 30-bit). */
 export const ARGS_BIT = 1 << 30;
 
-const T_UNDEFINED = 1;
-const T_NULL = 2;
-const T_FALSE = 3;
-const T_TRUE = 4;
-const T_INT32 = 5;
-const T_F64 = 6;
-const T_STR8 = 7;
-const T_STR16 = 8;
-const T_ARGS = 17;
-const T_SHORT8 = 19;
-const T_SHORT16 = 20;
+// The key codec's tags, copied into module constants once.
+const T_UNDEFINED = PRIMITIVE_TAGS.UNDEFINED;
+const T_NULL = PRIMITIVE_TAGS.NULL;
+const T_FALSE = PRIMITIVE_TAGS.FALSE;
+const T_TRUE = PRIMITIVE_TAGS.TRUE;
+const T_INT32 = PRIMITIVE_TAGS.INT32;
+const T_F64 = PRIMITIVE_TAGS.F64;
+const T_STR8 = PRIMITIVE_TAGS.STR8;
+const T_STR16 = PRIMITIVE_TAGS.STR16;
+const T_ARGS = PRIMITIVE_TAGS.ARGS;
+const T_SHORT8 = PRIMITIVE_TAGS.SHORT8;
+const T_SHORT16 = PRIMITIVE_TAGS.SHORT16;
 
 const f64 = new Float64Array(1);
 const f64Bytes = new Uint8Array(f64.buffer);

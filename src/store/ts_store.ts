@@ -135,6 +135,9 @@ export class TsSieveStore implements ByteStore {
   /** By slot: the tag epoch of an entry stored with tags (a `Tagged`), as its last hit
    * found it valid; -1 for one without. Empty until the first entry with tags. */
   #epochs: Float64Array = new Float64Array(0);
+  /** Beside `#epochs`: a tagged entry's value as a hit returns it, so that a hit at the
+   * clock's epoch reads neither its wrapper nor its form. */
+  #tagHits: unknown[] = [];
   /** Changes of the hash table (an entry placed or unindexed, the table reset). */
   #changes = 0;
   /**
@@ -268,9 +271,9 @@ export class TsSieveStore implements ByteStore {
   getArgsTagged(args: unknown[], now: number, clock: TagClock): unknown {
     const slot = this.#hitArgs(args, now);
     if (slot < 0) return slot === NIL ? ABSENT : MISS;
-    const v = this.#values[slot];
     const epoch = clock.epoch;
-    if (this.#epochs[slot] === epoch) return hitOf((v as Tagged).v);
+    if (this.#epochs[slot] === epoch) return this.#tagHits[slot];
+    const v = this.#values[slot];
     if (!(v instanceof Tagged)) return hitOf(v);
     if (clock.invalidSince(v.tags, v.at, v.hashes)) return INVALID;
     v.at = epoch;
@@ -402,7 +405,7 @@ export class TsSieveStore implements ByteStore {
       const victim = queue.evict();
       if (ext !== null) ext.evicted(this.#keys[victim] as string, this.#hashes[victim]!);
       this.#unindex(victim);
-      this.#values[victim] = undefined;
+      this.#dropValue(victim);
       this.#freeBytes(victim);
     }
     slot = queue.add(now, hash);
@@ -432,7 +435,10 @@ export class TsSieveStore implements ByteStore {
   #keepEpoch(slot: number, value: unknown): void {
     let epochs = this.#epochs;
     if (!(value instanceof Tagged)) {
-      if (slot < epochs.length) epochs[slot] = -1;
+      if (slot < epochs.length) {
+        epochs[slot] = -1;
+        this.#tagHits[slot] = undefined;
+      }
       return;
     }
     if (slot >= epochs.length) {
@@ -441,6 +447,13 @@ export class TsSieveStore implements ByteStore {
       epochs = this.#epochs = grown;
     }
     epochs[slot] = value.at;
+    this.#tagHits[slot] = hitOf(value.v);
+  }
+
+  /** Forgets the value of a freed `slot`. */
+  #dropValue(slot: number): void {
+    this.#values[slot] = undefined;
+    if (slot < this.#tagHits.length) this.#tagHits[slot] = undefined;
   }
 
   /**
@@ -460,7 +473,7 @@ export class TsSieveStore implements ByteStore {
       if (victim === NIL) break;
       if (ext !== null) ext.evicted(this.#keys[victim] as string, this.#hashes[victim]!);
       this.#unindex(victim);
-      this.#values[victim] = undefined;
+      this.#dropValue(victim);
       this.#freeBytes(victim);
       if (victim === slot) slot = own = NIL;
     }
@@ -590,6 +603,7 @@ export class TsSieveStore implements ByteStore {
     this.#keys = [];
     this.#hashes = new Int32Array(0);
     this.#epochs = new Float64Array(0);
+    this.#tagHits = [];
     this.#values = [];
     this.#sizes = [];
     this.#bytes = 0;
@@ -784,7 +798,7 @@ export class TsSieveStore implements ByteStore {
   #removeSlot(slot: number): void {
     this.#unindex(slot);
     this.#queue.remove(slot);
-    this.#values[slot] = undefined;
+    this.#dropValue(slot);
     this.#freeBytes(slot);
   }
 
