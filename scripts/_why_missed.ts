@@ -118,13 +118,13 @@ const PARAGRAPHS: Paragraph[] = [
         cpu(REMOTE_BENTO)
       }; a bare node-redis \`GET\` + \`JSON.parse\` takes ${f0(row(REMOTE_FLOOR)?.us)} µs${
         cpu(REMOTE_FLOOR)
-      } in the same rounds: the floor of a tier on node-redis (the client Deno's documentation uses), whose write path costs 33–43 µs of CPU a command against ioredis's 19–28 µs. Our own layers add 1–2 µs of CPU over it (profile under "Where the time goes"); \`remoteTier({ storage })\` takes any client, ioredis included (the row "our cache over an ioredis storage").`;
+      } in the same rounds: the floor of a tier on node-redis (the client Deno's documentation uses), whose write path costs 33–43 µs of CPU a command against ioredis's 19–28 µs. Our own JavaScript costs about 19 µs of CPU a remote hit when the storage answers from memory (no socket); with the socket, our cache over ioredis costs 35–50 µs of CPU more than that storage's bare \`GET\` in the same process, a gap that the profiles put in the socket write and the wait for the reply rather than in our functions: not explained yet (see "Where the time goes"). \`remoteTier({ storage })\` takes any client, ioredis included (the row "our cache over an ioredis storage").`;
     },
   ],
   [
     (w) => w.startsWith("1,000,000 entries on the TypeScript engine"),
     () =>
-      "- **TypeScript engine footprint.** The store keeps a slot of typed arrays per entry (hash, links, the visited bit) besides the caller's key and value; without a TTL it keeps no insertion times, and a bounded cache past 1,024 slots allocates its whole capacity at once. Measured alone, three runs: 50.4–52.6 MB against lru-cache's 54.6–55.7 MB; a run on a busy machine can land either side.",
+      "- **TypeScript engine footprint.** The store keeps a slot of typed arrays per entry (hash, links, the visited bit) besides the caller's key and value; without a TTL it keeps no insertion times, and a bounded cache past 1,024 slots allocates its whole capacity at once. Measured alone, its V8 heap is 20.1 MB in every run, but what grows outside the heap (the typed arrays, and what the allocator keeps of the ones it grew from) measured 28.5–45.4 MB for the same code in six runs: the total lands anywhere from 49 to 66 MB against lru-cache's 52.8 MB.",
   ],
   [
     (w) => w.startsWith("1,000,000 shared entries"),
