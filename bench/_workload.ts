@@ -160,6 +160,18 @@ export function sharedUnavailable(): string | null {
   }
 }
 
+/** The two int arguments of each key id of `spec`: `id % 1000` and `floor(id / 1000)`
+ * (a call of two small ints, as every "2 int args" row makes it). */
+export function intArgs(spec: StreamSpec): { a: number[]; b: number[] } {
+  const a: number[] = [];
+  const b: number[] = [];
+  for (const id of spec.ids) {
+    a.push(id % 1000);
+    b.push(Math.floor(id / 1000));
+  }
+  return { a, b };
+}
+
 /** A 10-character string for key id `id`: `"k"` and 9 digits. */
 export function str10(id: number): string {
   return "k" + String(id).padStart(9, "0");

@@ -40,7 +40,7 @@ import { SieveCache as NeoSieve } from "npm:@neophi/sieve-cache@^1.5.0";
 import { cache } from "../mod.ts";
 import { loadNative } from "../src/native/ffi.ts";
 import { KeyWriter } from "../src/codec/key_codec.ts";
-import { BATCH, MASK, str10, STREAMS, type StreamSpec } from "./_workload.ts";
+import { BATCH, intArgs, MASK, str10, STREAMS, type StreamSpec } from "./_workload.ts";
 
 /** Keeps results alive so that the work is not optimised away. */
 export let sink = 0;
@@ -66,15 +66,7 @@ interface Columns {
 
 function columns(spec: StreamSpec): Columns {
   const ids = spec.ids;
-  const a: number[] = [];
-  const b: number[] = [];
-  const s: string[] = [];
-  for (const id of ids) {
-    a.push(id % 1000);
-    b.push(Math.floor(id / 1000));
-    s.push(str10(id));
-  }
-  return { ids, a, b, s };
+  return { ids, ...intArgs(spec), s: Array.from(ids, str10) };
 }
 
 /**

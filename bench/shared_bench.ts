@@ -22,6 +22,7 @@ import { cache } from "../mod.ts";
 import {
   BATCH,
   type Fn,
+  intArgs,
   MASK,
   primitive,
   type Row,
@@ -79,15 +80,7 @@ function kvMemo(kv: Deno.Kv, fn: Fn): AFn {
   };
 }
 
-function argsOf(spec: StreamSpec): { a: number[]; b: number[] } {
-  const a: number[] = [];
-  const b: number[] = [];
-  for (const id of spec.ids) {
-    a.push(id % 1000);
-    b.push(Math.floor(id / 1000));
-  }
-  return { a, b };
-}
+const argsOf = intArgs;
 
 function registerSync(
   group: string,

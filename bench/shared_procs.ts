@@ -12,7 +12,14 @@
  */
 
 import { cache } from "../mod.ts";
-import { BENCH_LOCK_FLAG, MASK, sharedDir, sharedUnavailable, STREAMS } from "./_workload.ts";
+import {
+  BENCH_LOCK_FLAG,
+  intArgs,
+  MASK,
+  sharedDir,
+  sharedUnavailable,
+  STREAMS,
+} from "./_workload.ts";
 
 /** Measured time per run, ms. */
 export const DURATION_MS = 1_500;
@@ -38,12 +45,7 @@ export interface ProcsReport {
 
 function child(backend: string, name: string, dir: string, startAt: number): void {
   const spec = STREAMS[0]!;
-  const a: number[] = [];
-  const b: number[] = [];
-  for (const id of spec.ids) {
-    a.push(id % 1000);
-    b.push(Math.floor(id / 1000));
-  }
+  const { a, b } = intArgs(spec);
   const fn = (x: number, y: number): number => x * 1000 + y;
   const f = backend === "shared"
     ? cache({ backend: "shared", name, dir, maxSize: spec.maxSize })(fn)

@@ -18,7 +18,7 @@
  */
 
 import { cache as afterCache } from "../mod.ts";
-import { MASK, STREAM_LENGTH, STREAMS } from "./_workload.ts";
+import { intArgs, MASK, STREAM_LENGTH, STREAMS } from "./_workload.ts";
 
 type CacheFn = typeof afterCache;
 type Side = "before" | "after";
@@ -135,12 +135,7 @@ async function missRow(
 
 try {
   for (const spec of STREAMS) {
-    const a: number[] = [];
-    const b: number[] = [];
-    for (const id of spec.ids) {
-      a.push(id % 1000);
-      b.push(Math.floor(id / 1000));
-    }
+    const { a, b } = intArgs(spec);
     const max = spec.maxSize;
     const tag = `[${spec.label}]`;
     await syncRow(`hit 2 int args ${tag}`, (c) => c({ maxSize: max })(f2), a, b);

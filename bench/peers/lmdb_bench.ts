@@ -25,6 +25,7 @@ import { open } from "npm:lmdb@3.5.6";
 import {
   BATCH,
   type Fn,
+  intArgs,
   MASK,
   primitive,
   type Row,
@@ -71,12 +72,7 @@ const values: Array<[string, Fn]> = [["primitive", primitive], [
 ]];
 
 for (const spec of STREAMS) {
-  const a: number[] = [];
-  const b: number[] = [];
-  for (const id of spec.ids) {
-    a.push(id % 1000);
-    b.push(Math.floor(id / 1000));
-  }
+  const { a, b } = intArgs(spec);
   for (const [kind, fn] of values) {
     const db = openDb();
     // Load every key of the stream, committed, before measuring.
