@@ -110,7 +110,6 @@ export class NativeMemoryStore implements ByteStore {
     if (r === Status.Miss) return MISS;
     if (r <= EXPIRED_BASE) {
       this.#free(EXPIRED_BASE - r);
-      if (this.#maxBytes !== undefined) this.#freeBytes(EXPIRED_BASE - r);
       return MISS;
     }
     return unwrap(r, "Cache lookup");
@@ -183,7 +182,6 @@ export class NativeMemoryStore implements ByteStore {
       const victim = unwrap(lib.warp_mem_evict(this.#handle), "Cache eviction");
       if (victim < 0) break;
       this.#free(victim);
-      this.#freeBytes(victim);
       if (victim === own) own = Status.Miss;
     }
   }
@@ -195,10 +193,11 @@ export class NativeMemoryStore implements ByteStore {
     return v instanceof Promise ? new AsyncEntry(v, this.#resolved[slot]) : v;
   }
 
-  /** Forgets the value of `slot` (freed by Rust). */
+  /** Forgets the value of `slot` (freed by Rust), and takes its size off the byte count. */
   #free(slot: number): void {
     this.#values[slot] = undefined;
     if (slot < this.#resolved.length) this.#resolved[slot] = undefined;
+    if (this.#maxBytes !== undefined) this.#freeBytes(slot);
   }
 
   /** Counts an entry larger than the byte budget, and removes the key's present entry. */
@@ -221,10 +220,7 @@ export class NativeMemoryStore implements ByteStore {
     const key = this.#pendingKey;
     this.#pendingKey = EMPTY;
     const slot = this.#lib.warp_mem_delete(this.#handle, key, this.#pendingLen);
-    if (slot >= 0) {
-      this.#free(slot);
-      if (this.#maxBytes !== undefined) this.#freeBytes(slot);
-    }
+    if (slot >= 0) this.#free(slot);
   }
 
   /** The value under `key[0..len)` if present and fresh at `now` (an async result's resolved
@@ -242,7 +238,6 @@ export class NativeMemoryStore implements ByteStore {
     const slot = unwrap(this.#lib.warp_mem_delete(this.#handle, key, len), "Cache delete");
     if (slot < 0) return false;
     this.#free(slot);
-    if (this.#maxBytes !== undefined) this.#freeBytes(slot);
     return true;
   }
 

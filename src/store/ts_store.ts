@@ -8,7 +8,7 @@
  */
 
 import { FRESH, GONE, isPolicy, NIL, type Policy, SIEVE, SieveQueue } from "./_sieve_queue.ts";
-import { hashBytes } from "./_hash.ts";
+import { hashBytes, unprobe } from "./_hash.ts";
 import { CoarseClock } from "./_coarse_clock.ts";
 import {
   ARGS_BIT,
@@ -406,7 +406,6 @@ export class TsSieveStore implements ByteStore {
       if (ext !== null) ext.evicted(this.#keys[victim] as string, this.#hashes[victim]!);
       this.#unindex(victim);
       this.#dropValue(victim);
-      this.#freeBytes(victim);
     }
     slot = queue.add(now, hash);
     if (maxBytes !== undefined) {
@@ -450,10 +449,11 @@ export class TsSieveStore implements ByteStore {
     this.#tagHits[slot] = hitOf(value.v);
   }
 
-  /** Forgets the value of a freed `slot`. */
+  /** Forgets the value of a freed `slot`, and takes its size off the byte count. */
   #dropValue(slot: number): void {
     this.#values[slot] = undefined;
     if (slot < this.#tagHits.length) this.#tagHits[slot] = undefined;
+    this.#freeBytes(slot);
   }
 
   /**
@@ -474,7 +474,6 @@ export class TsSieveStore implements ByteStore {
       if (ext !== null) ext.evicted(this.#keys[victim] as string, this.#hashes[victim]!);
       this.#unindex(victim);
       this.#dropValue(victim);
-      this.#freeBytes(victim);
       if (victim === slot) slot = own = NIL;
     }
     this.#busy = false;
@@ -770,36 +769,14 @@ export class TsSieveStore implements ByteStore {
 
   /** Removes `slot` from the hash table (backward-shift deletion keeps probes unbroken). */
   #unindexBytes(slot: number): void {
-    const table = this.#table;
-    const mask = this.#mask;
-    const hashes = this.#hashes;
-    let i = hashes[slot]! & mask;
-    while (table[i] !== slot) i = (i + 1) & mask;
+    unprobe(this.#table, this.#mask, this.#hashes, slot);
     this.#changes++;
-    for (;;) {
-      table[i] = NIL;
-      let j = i;
-      for (;;) {
-        j = (j + 1) & mask;
-        const other = table[j]!;
-        if (other === NIL) return;
-        const home = hashes[other]! & mask;
-        // `other` may stay at j only if its home lies cyclically in (i, j].
-        const stays = i <= j ? i < home && home <= j : i < home || home <= j;
-        if (!stays) {
-          table[i] = other;
-          i = j;
-          break;
-        }
-      }
-    }
   }
 
   #removeSlot(slot: number): void {
     this.#unindex(slot);
     this.#queue.remove(slot);
     this.#dropValue(slot);
-    this.#freeBytes(slot);
   }
 
   #resetTable(): void {
