@@ -5,9 +5,13 @@ import assert from "node:assert/strict";
 import { cache } from "../mod.ts";
 import { kvTier } from "../src/remote/kv.ts";
 
-async function until(what: string, check: () => boolean, ms = 10_000): Promise<void> {
+async function until(
+  what: string,
+  check: () => boolean | Promise<boolean>,
+  ms = 10_000,
+): Promise<void> {
   const t0 = performance.now();
-  while (!check()) {
+  while (!(await check())) {
     if (performance.now() - t0 > ms) throw new Error(`${what}: not within ${ms} ms`);
     await new Promise((r) => setTimeout(r, 10));
   }
@@ -29,13 +33,7 @@ async function stored(path: string, name: string): Promise<number> {
 /** Waits until cache `name` has `n` entries in the KV file: a write-through lands in the
  * background, and a host that reads before it does computes the value itself. */
 async function landed(path: string, name: string, n: number): Promise<void> {
-  const t0 = performance.now();
-  while ((await stored(path, name)) < n) {
-    if (performance.now() - t0 > 10_000) {
-      throw new Error(`${n} entries of ${name}: not within 10 s`);
-    }
-    await new Promise((r) => setTimeout(r, 10));
-  }
+  await until(`${n} entries of ${name} land`, async () => (await stored(path, name)) >= n);
 }
 
 Deno.test("kv remote: two hosts share entries and invalidations through one KV file", async () => {
