@@ -156,6 +156,46 @@ async function denoBench(
   record(checkedReport(label, benchArgs, res), rename);
 }
 
+/** Ratios of a row's samples to the samples of its group's baseline taken just before or
+ * after them, by `group \0 name`, pooled over the processes (`bench/tags_bench.ts`). */
+const paired = new Map<string, number[]>();
+
+/**
+ * Runs `bench/tags_bench.ts` once on `engine` and records its samples (each a figure of
+ * its row, as the runs of `denoBench` are) and the `tags` row's ratio to `no tags`, sample
+ * by sample.
+ *
+ * @throws {Error} If the script fails (its output is in `bench/.out/`).
+ */
+async function tagsBench(label: string, engine: string): Promise<void> {
+  log(`deno run: ${label}`);
+  const res = await sh(Deno.execPath(), ["run", "-A", "bench/tags_bench.ts"], {
+    env: { WARP_CACHE_ENGINE: engine },
+  });
+  const slug = label.replace(/[^a-z0-9]+/gi, "_");
+  await Deno.writeTextFile(`${outDir}${slug}.json.txt`, res.stdout);
+  await Deno.writeTextFile(`${outDir}${slug}.err.txt`, res.stderr);
+  if (!res.ok) throw new Error(`bench/tags_bench.ts (${label}) failed: ${tail(res.stderr)}`);
+  const json = JSON.parse(res.stdout) as Record<string, Record<string, number[]>>;
+  for (const [group, rows] of Object.entries(json)) {
+    if (!groupOrder.includes(group)) groupOrder.push(group);
+    for (const [name, xs] of Object.entries(rows)) {
+      const key = `${group}\0${name}`;
+      samples.set(key, [...(samples.get(key) ?? []), ...xs]);
+    }
+    const base = rows["no tags"] ?? [];
+    const key = `${group}\0tags`;
+    const ratios = (rows["tags"] ?? []).map((x, k) => x / base[k]!);
+    paired.set(key, [...(paired.get(key) ?? []), ...ratios]);
+  }
+}
+
+/** The median of the paired ratios of `name` in `group` (see `paired`), or `undefined`. */
+function pairedRatio(group: string, name: string): number | undefined {
+  const list = paired.get(`${group}\0${name}`);
+  return list && list.length ? median(list) : undefined;
+}
+
 /** @throws {Error} If a group lacks a peer of `REQUIRED_PEERS` (`_bench_runs.ts`). */
 function requirePeers(): void {
   const missing = missingPeers(groupOrder, (g, name) => ns(g, name) !== undefined);
@@ -410,19 +450,9 @@ for (let r = 1; r <= RUNS; r++) {
     { env: { WARP_CACHE_ENGINE: engine } },
     renameWarp(engine),
   );
-  await denoBench(
-    `tags run ${r}`,
-    ["-A", "bench/tags_bench.ts"],
-    { env: { WARP_CACHE_ENGINE: engine } },
-    (n) => n,
-  );
+  await tagsBench(`tags run ${r}`, engine);
   if (native) {
-    await denoBench(
-      `tags ts engine run ${r}`,
-      ["-A", "--filter", "tags", "bench/tags_bench.ts"],
-      { env: { WARP_CACHE_ENGINE: "ts" } },
-      (n) => n,
-    );
+    await tagsBench(`tags ts engine run ${r}`, "ts");
     await denoBench(
       `memory ts engine run ${r}`,
       ["-A", "--filter", "warp cache()", "bench/memory_bench.ts"],
@@ -512,6 +542,7 @@ const memGroups = groupOrder.filter((g) =>
 // --- targets: the speed and memory targets (`_targets.ts`), then the eviction ones
 const targets: Target[] = speedTargets({
   ns,
+  pairedRatio,
   memGroups,
   engines: native ? ["native", "ts"] : ["ts"],
   footprint,
@@ -750,9 +781,12 @@ if (tagGroups.length > 0) {
   md.push("");
   md.push(
     "`bench/tags_bench.ts`: the same hit (2 int args, 1,000 keys) of a cache without tags and " +
-      "with `tags`, side by side; `after invalidations`: other tags are invalidated every " +
-      "1,000 calls, so each entry checks its tags again once the clock moved. ns per hit " +
-      "(ratio to `no tags`).",
+      "with `tags`, in short samples that take turns in one process " +
+      `(${RUNS} process(es) an engine); \`after invalidations\`: other tags are invalidated ` +
+      "every 1,000 calls, so each entry checks its tags again once the clock moved (measured " +
+      "after the other rows). ns per hit, the median of the samples; in parentheses the ratio " +
+      "to `no tags`: for `tags`, the median of the ratios of samples taken one after the " +
+      "other (the target's figure), else the ratio of the medians.",
   );
   md.push("");
   md.push(
@@ -762,7 +796,7 @@ if (tagGroups.length > 0) {
         g,
         ...names.map((n) => {
           const v = ns(g, n);
-          const r = ratio(v, ns(g, "no tags"));
+          const r = pairedRatio(g, n) ?? ratio(v, ns(g, "no tags"));
           return v === undefined ? "-" : `${fmtNs(v)} (${fmtRatio(r)})`;
         }),
       ]),

@@ -29,6 +29,29 @@ const find = (ts: Target[], what: string): Target => {
   return t;
 };
 
+Deno.test("tags target: the paired ratio of samples, where measured, over the ratio of medians", () => {
+  const table = {
+    "memory hit, tags off / on (native engine)": { "no tags": 50, "tags": 60 },
+    "memory hit, tags off / on (ts engine)": { "no tags": 50, "tags": 52 },
+  };
+  const paired: Record<string, number> = {
+    "memory hit, tags off / on (native engine)": 1.04,
+    "memory hit, tags off / on (ts engine)": 1.12,
+  };
+  const ts = speedTargets(
+    figures(table, { pairedRatio: (g, n) => n === "tags" ? paired[g] : undefined }),
+  );
+  const native = find(ts, "memory hit with tags / without (native)");
+  assert.equal(native.measured, "1.04×");
+  assert.equal(native.met, true);
+  const tsEngine = find(ts, "memory hit with tags / without (ts)");
+  assert.equal(tsEngine.measured, "1.12×");
+  assert.equal(tsEngine.met, false);
+  // Without paired samples, the ratio of the medians.
+  const unpaired = speedTargets(figures(table, { pairedRatio: () => undefined }));
+  assert.equal(find(unpaired, "memory hit with tags / without (native)").measured, "1.20×");
+});
+
 Deno.test("memory rows: each engine against the fastest peer of the row, at 1.5×", () => {
   const f = figures({
     "hit 2 int args [hit-only]": {
