@@ -78,18 +78,29 @@ const pool: Computation[] = [];
 /** A computation holding a copy of `src[0..len)`, its single-flight key `pkey` if known. */
 export function hold(src: Uint8Array, len: number, pkey: string | undefined): Computation {
   let c = pool.pop();
-  if (c === undefined || c.buf.length < len) {
-    c = new Computation(new Uint8Array(Math.max(256, len * 2)));
-  }
+  if (c === undefined || c.buf.length < len) c = fresh(len);
   const kb = c.buf;
   if (len <= 64) {
     for (let i = 0; i < len; i++) kb[i] = src[i]!;
   } else {
-    kb.set(src.subarray(0, len));
+    copyLong(kb, src, len);
   }
   c.len = len;
   c.pkey = pkey;
   return c;
+}
+
+// The two rare paths of `hold` are functions of their own: the JIT inlines `hold` into the
+// miss path only while it stays small.
+
+/** A new computation whose buffer holds a key of `len` bytes. */
+function fresh(len: number): Computation {
+  return new Computation(new Uint8Array(Math.max(256, len * 2)));
+}
+
+/** Copies a long key `src[0..len)` into `kb`. */
+function copyLong(kb: Uint8Array, src: Uint8Array, len: number): void {
+  kb.set(src.subarray(0, len));
 }
 
 /** Gives a computation's key back to the pool; its context no longer stores anything. */

@@ -282,9 +282,16 @@ export class Loader {
 
   /** Stores a computation's result, unless its context says not to (`setTtl(0)`). */
   storeResult(held: Computation, value: unknown, promised: boolean): void {
-    const ttl = held.ctx?.ttl;
+    const ctx = held.ctx;
+    const ttl = ctx?.ttl;
     if (ttl === 0) return;
-    this.tiers.write(held, value, promised, ttl, mergeTags(held.tags, held.ctx?.tags));
+    // Tags merged only where the context added some: a call the JIT never sees made is
+    // not inlined, and the miss path of a cache without tags stays within its budget.
+    const ctxTags = ctx?.tags;
+    const tags = ctxTags === undefined && held.tags === undefined
+      ? undefined
+      : mergeTags(held.tags, ctxTags);
+    this.tiers.write(held, value, promised, ttl, tags);
   }
 
   /** The own TTL (ms) of an entry stored now without one from its context: `undefined`,

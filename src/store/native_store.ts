@@ -130,14 +130,46 @@ export class NativeMemoryStore implements ByteStore {
     size?: number,
   ): boolean {
     if (this.#setting) this.#repair();
+    // An entry's own TTL and the byte budget take a method of their own: the JIT inlines
+    // this one into the miss path only while it stays small.
+    if (ttl !== undefined || this.#maxBytes !== undefined) {
+      return this.#setChecked(key, len, value, now, promised, ptr, ttl, size);
+    }
+    return this.#insert(key, len, value, now, promised, ptr, NO_TTL, 0);
+  }
+
+  /** `set` with an entry's own TTL (checked) or under a byte budget. */
+  #setChecked(
+    key: Uint8Array,
+    len: number,
+    value: unknown,
+    now: number,
+    promised: boolean,
+    ptr: Deno.PointerValue | undefined,
+    ttl: number | undefined,
+    size: number | undefined,
+  ): boolean {
     if (ttl !== undefined) checkEntryTtl("the native memory store", ttl);
-    const ownTtl = ttl ?? NO_TTL;
     let bytes = 0;
     if (this.#maxBytes !== undefined) {
       bytes = checkEntrySize("the native memory store", size);
       if (bytes > this.#maxBytes) return this.#skipOversize(key, len);
       this.#makeRoom(key, len, bytes, this.#maxBytes, now);
     }
+    return this.#insert(key, len, value, now, promised, ptr, ttl ?? NO_TTL, bytes);
+  }
+
+  /** Inserts the key and stores `value` in its slot; `bytes`: its size under a budget. */
+  #insert(
+    key: Uint8Array,
+    len: number,
+    value: unknown,
+    now: number,
+    promised: boolean,
+    ptr: Deno.PointerValue | undefined,
+    ownTtl: number,
+    bytes: number,
+  ): boolean {
     // Everything that calls a function is done before Rust inserts the key, and nothing
     // that could throw (a stack overflow at a call) runs between the insert and the value
     // store below. Should that still be cut short, `#setting` stays set and the next
