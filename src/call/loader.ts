@@ -88,14 +88,8 @@ export class Loader {
     // First: the lookup's claim of the key's flight (before any user code runs).
     const claimed = this.takeClaim();
     if (this.inFlight.size > 0) {
-      const joined = this.inFlight.find(buf, len);
-      if (joined !== undefined) {
-        const r = this.join(joined, buf, len);
-        if (r !== MISS) {
-          if (claimed === "owner") this.dropClaim(buf, len);
-          return r;
-        }
-      }
+      const r = this.joinInFlight(buf, len, claimed);
+      if (r !== MISS) return r;
     }
     const held = hold(buf, len, undefined);
     held.claimed = claimed;
@@ -114,6 +108,18 @@ export class Loader {
     }
     this.missHeld = held;
     return MISS;
+  }
+
+  /** The result of the computation of `buf[0..len)` under way in this process, joined
+   * (the lookup's `claimed` flight released), or MISS when there is none or it was
+   * abandoned. Apart from `afterMiss`, which the JIT inlines into the lookup only while it
+   * stays small. */
+  joinInFlight(buf: Uint8Array, len: number, claimed: FlightClaim | undefined): unknown {
+    const joined = this.inFlight.find(buf, len);
+    if (joined === undefined) return MISS;
+    const r = this.join(joined, buf, len);
+    if (r !== MISS && claimed === "owner") this.dropClaim(buf, len);
+    return r;
   }
 
   /** The claim of the key's flight made by the lookup that just missed, if the store

@@ -107,7 +107,12 @@ export class NativeMemoryStore implements ByteStore {
       : this.#lib.warp_mem_get_ptr(this.#handle, ptr, len, now);
     if (r >= 0) return this.#values[r];
     // A miss covers a stale entry too: it stays, and so does its value.
-    if (r === Status.Miss) return MISS;
+    return r === Status.Miss ? MISS : this.#missOther(r);
+  }
+
+  /** The miss of a lookup that found its entry expired (its value goes), or an error.
+   * Apart from `get`, which the JIT inlines into the hit path only while it stays small. */
+  #missOther(r: number): unknown {
     if (r <= EXPIRED_BASE) {
       this.#free(EXPIRED_BASE - r);
       return MISS;
