@@ -4,18 +4,7 @@
 import assert from "node:assert/strict";
 import { cache } from "../mod.ts";
 import { kvTier } from "../src/remote/kv.ts";
-
-async function until(
-  what: string,
-  check: () => boolean | Promise<boolean>,
-  ms = 10_000,
-): Promise<void> {
-  const t0 = performance.now();
-  while (!(await check())) {
-    if (performance.now() - t0 > ms) throw new Error(`${what}: not within ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
+import { until } from "./fixtures/until.ts";
 
 /** The number of entries of cache `name` in the KV file at `path` (the layout of
  * src/remote/kv.ts: `["warp", name, key]`; the bus key left out). */

@@ -9,6 +9,7 @@ import { cache, type CacheOptions } from "../mod.ts";
 import { redisTier } from "../src/remote/redis.ts";
 import { startRedisServer } from "./fixtures/redis_server.ts";
 import { KeyWriter } from "../src/codec/key_codec.ts";
+import { until } from "./fixtures/until.ts";
 
 const ffi = (await Deno.permissions.query({ name: "ffi" })).state === "granted";
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -27,18 +28,6 @@ async function locals(
     });
   } finally {
     await Deno.remove(dir, { recursive: true });
-  }
-}
-
-async function until(
-  what: string,
-  check: () => boolean | Promise<boolean>,
-  ms = 15_000,
-): Promise<void> {
-  const end = performance.now() + ms;
-  while (!(await check())) {
-    if (performance.now() > end) throw new Error(`${what}: not within ${ms} ms`);
-    await sleep(20);
   }
 }
 

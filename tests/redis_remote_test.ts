@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { createClient } from "@redis/client";
 import { startRedisServer } from "./fixtures/redis_server.ts";
 import { LineChild } from "../scripts/_line_child.ts";
+import { until } from "./fixtures/until.ts";
 
 const fixture = new URL("./fixtures/remote_host.ts", import.meta.url).pathname;
 const root = new URL("../", import.meta.url).pathname;
@@ -21,15 +22,6 @@ class Host extends LineChild {
     assert.deepEqual(ready, { ready: true });
     return host;
   }
-}
-
-async function until(what: string, check: () => Promise<boolean>, ms = 15_000): Promise<number> {
-  const t0 = performance.now();
-  while (!(await check())) {
-    if (performance.now() - t0 > ms) throw new Error(`${what}: not within ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return performance.now() - t0;
 }
 
 /**

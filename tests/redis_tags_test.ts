@@ -6,14 +6,7 @@ import assert from "node:assert/strict";
 import { createClient } from "@redis/client";
 import { startRedisServer } from "./fixtures/redis_server.ts";
 import { TagsHost } from "./fixtures/tags_driver.ts";
-
-async function until(what: string, check: () => Promise<boolean>, ms = 15_000): Promise<void> {
-  const t0 = performance.now();
-  while (!(await check())) {
-    if (performance.now() - t0 > ms) throw new Error(`${what}: not within ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+import { until } from "./fixtures/until.ts";
 
 Deno.test("redis tags: one invalidateTags reaches the shared processes at once and the other host by the bus; a late host misses the remote entry", async () => {
   await using redis = await startRedisServer();

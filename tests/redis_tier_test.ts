@@ -6,6 +6,7 @@ import { decodeInvalidation, encodeInvalidation, redisTier } from "../src/remote
 import type { BusListener, Invalidation, RemoteBus, RemoteStorage } from "../src/remote/remote.ts";
 import type { RemoteTier } from "../src/remote/remote.ts";
 import { type RedisServer, startRedisServer } from "./fixtures/redis_server.ts";
+import { until } from "./fixtures/until.ts";
 
 const sig = (): AbortSignal => AbortSignal.timeout(2000);
 /** A bus listener of messages (gaps ignored unless `gap` is given). */
@@ -17,15 +18,6 @@ const bytes = (...b: number[]): Uint8Array => new Uint8Array(b);
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** Waits until `check()` holds, polling every 10 ms, for at most `ms`. */
-async function until(check: () => boolean | Promise<boolean>, ms: number): Promise<boolean> {
-  const end = performance.now() + ms;
-  while (performance.now() < end) {
-    if (await check()) return true;
-    await sleep(10);
-  }
-  return await check();
-}
-
 function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))]!;
 }
@@ -139,8 +131,10 @@ Deno.test("redisTier.set gives a PX expiry from ttl (rounded up); 0 removes, Inf
       assert.equal(await tier.storage.get("c", bytes(2), sig()), undefined, "ttl 0 removes");
 
       await tier.storage.set("c", bytes(3), bytes(3), 30, sig());
-      assert.ok(
-        await until(async () => (await tier.storage.get("c", bytes(3), sig())) === undefined, 5000),
+      await until(
+        "an entry of TTL 30 ms expires",
+        async () => (await tier.storage.get("c", bytes(3), sig())) === undefined,
+        5000,
       );
       await assert.rejects(tier.storage.set("c", bytes(4), bytes(4), -1, sig()), RangeError);
       await assert.rejects(tier.storage.set("c", bytes(4), bytes(4), NaN, sig()), /ttl.*NaN/);
@@ -165,7 +159,7 @@ Deno.test("redisTier pub/sub: invalidations reach every subscriber of the name, 
       const keys = [bytes(0, 255, 10), bytes(), bytes(58, 58)];
       await a.bus!.publish("users", { origin: "a-1", stamp: 1, keys }, sig());
       await a.bus!.publish("users", { origin: "a-1", stamp: 1, keys: "clear" }, sig());
-      assert.ok(await until(() => atB.length === 2 && atA.length === 2, 5000));
+      await until("both hosts get both messages", () => atB.length === 2 && atA.length === 2, 5000);
       assert.deepEqual(atB, [{ origin: "a-1", stamp: 1, keys }, {
         origin: "a-1",
         stamp: 1,
@@ -177,7 +171,7 @@ Deno.test("redisTier pub/sub: invalidations reach every subscriber of the name, 
       await stopB();
       await stopB();
       await a.bus!.publish("users", { origin: "a-1", stamp: 1, keys: "clear" }, sig());
-      assert.ok(await until(() => atA.length === 3, 5000));
+      await until("a gets its third message", () => atA.length === 3, 5000);
       await sleep(50);
       assert.equal(atB.length, 2, "no message after unsubscribing");
       await stopA();
@@ -202,7 +196,7 @@ Deno.test("redisTier ignores a malformed bus message and reports it to onError",
         "warp:m:bus",
         Buffer.from(encodeInvalidation({ origin: "o", stamp: 1, keys: [] })),
       );
-      assert.ok(await until(() => got.length === 1, 5000));
+      await until("the message arrives", () => got.length === 1, 5000);
       assert.deepEqual(got, [{ origin: "o", stamp: 1, keys: [] }]);
       assert.equal(errors.length, 1);
       assert.match(errors[0]!.message, /malformed invalidation on warp:m:bus/);
@@ -277,12 +271,11 @@ Deno.test("redisTier with a server down at start: resolves, calls reject fast, w
     await assert.rejects(tier.storage.get("x", bytes(1), sig()), /offline|closed|ECONNREFUSED/i);
     assert.ok(errors.length >= 1, "connection errors go to onError, not to an unhandled event");
     await server.restart();
-    assert.ok(
-      await until(
-        () =>
-          tier.storage.set("x", bytes(1), bytes(2), undefined, sig()).then(() => true, () => false),
-        10_000,
-      ),
+    await until(
+      "a set works again after the restart",
+      () =>
+        tier.storage.set("x", bytes(1), bytes(2), undefined, sig()).then(() => true, () => false),
+      10_000,
     );
     assert.deepEqual(await tier.storage.get("x", bytes(1), sig()), bytes(2));
   } finally {
@@ -304,7 +297,7 @@ Deno.test("redisTier({ client }) uses the client and never closes it", async () 
       const got: Invalidation[] = [];
       const stop = await tier.bus!.subscribe("g", listen((m) => got.push(m)));
       await tier.bus!.publish("g", { origin: "o", stamp: 1, keys: "clear" }, sig());
-      assert.ok(await until(() => got.length === 1, 5000));
+      await until("the message arrives", () => got.length === 1, 5000);
       await stop();
     } finally {
       await tier.close();
@@ -419,7 +412,7 @@ Deno.test("GuardedTier over redisTier: a killed server never fails a call, opens
     assert.equal(await guard.set(bytes(1), bytes(10), undefined), true);
     assert.deepEqual(await guard.get(bytes(1)), bytes(10));
     assert.equal(await publisher.publish({ origin: "p", stamp: 1, keys: [bytes(1)] }), true);
-    assert.ok(await until(() => got.length === 1, 5000));
+    await until("the message arrives", () => got.length === 1, 5000);
 
     await server.kill();
     const killedAt = performance.now();
@@ -445,24 +438,23 @@ Deno.test("GuardedTier over redisTier: a killed server never fails a call, opens
     await server.restart();
     const restartedAt = performance.now();
     // The server restarted empty (no persistence); calls work again within the 10 s cap.
-    const recovered = await until(
+    await until(
+      "set works again after the restart",
       async () => await guard.set(bytes(1), bytes(12), undefined),
       15_000,
     );
     const recoveryMs = performance.now() - restartedAt;
-    assert.ok(recovered, "set works again after the restart");
     assert.deepEqual(await guard.get(bytes(1)), bytes(12));
     assert.equal(guard.state, "closed");
     assert.equal(lines.length, 2);
     assert.match(lines[1]!, /cache "k": redis tier recovered/);
 
     // The subscription was renewed on the new server.
-    const delivered = await until(async () => {
+    await until("the subscription delivers again after the restart", async () => {
       await publisher.publish({ origin: "p", stamp: 1, keys: [bytes(2)] });
       return got.length > 1;
     }, 15_000);
     const resubscribedMs = performance.now() - restartedAt;
-    assert.ok(delivered, "the subscription delivers again after the restart");
     assert.deepEqual(got.at(-1), { origin: "p", stamp: 1, keys: [bytes(2)] });
     console.log(
       `kill/restart: 3 failures + 150 skipped calls in ${
