@@ -190,35 +190,42 @@ export function hashArgs(args: ArrayLike<unknown>, n: number): number {
   let h = 0x9747b28c ^ n;
   for (let i = 0; i < n; i++) {
     const v = args[i];
-    if (typeof v === "number") {
-      if ((v | 0) === v) {
-        h = step(h, v | 0);
-      } else if (v !== v) {
-        h = step(h, 0x7ff80000);
-      } else {
-        f64[0] = v;
-        h = step(step(h, u32[0]!), u32[1]! ^ 0x5bd1e995);
-      }
-    } else if (typeof v === "string") {
-      const len = v.length;
-      let w = step(h, len ^ 0x2f0b3c1d);
-      let j = 0;
-      for (; j + 1 < len; j += 2) w = step(w, v.charCodeAt(j) | (v.charCodeAt(j + 1) << 16));
-      if (j < len) w = step(w, v.charCodeAt(j));
-      h = w;
-    } else if (v === true) {
-      h = step(h, 0x3c6ef372);
-    } else if (v === false) {
-      h = step(h, 0x3c6ef373);
-    } else if (v === undefined) {
-      h = step(h, 0x3c6ef374);
-    } else if (v === null) {
-      h = step(h, 0x3c6ef375);
-    } else {
+    if (typeof v === "number" && (v | 0) === v) {
+      // `step(h, v | 0)` written out, and the other kinds in `stepValue`: a hit's chain is
+      // inlined whole only while it stays small (see `#hitArgs` in ts_store.ts).
+      let w = Math.imul(v | 0, 0xcc9e2d51);
+      w = (w << 15) | (w >>> 17);
+      h ^= Math.imul(w, 0x1b873593);
+      h = (h << 13) | (h >>> 19);
+      h = (Math.imul(h, 5) + 0xe6546b64) | 0;
+    } else if ((h = stepValue(h, v)) !== h) {
       return -1;
     }
   }
   return (fmix(h) & (ARGS_BIT - 1)) | ARGS_BIT;
+}
+
+/** Mixes the primitive `v` (not an int32) into `h`, or `NaN` for a value of a kind not
+ * indexed by arguments. */
+function stepValue(h: number, v: unknown): number {
+  if (typeof v === "number") {
+    if (v !== v) return step(h, 0x7ff80000);
+    f64[0] = v;
+    return step(step(h, u32[0]!), u32[1]! ^ 0x5bd1e995);
+  }
+  if (typeof v === "string") {
+    const len = v.length;
+    let w = step(h, len ^ 0x2f0b3c1d);
+    let j = 0;
+    for (; j + 1 < len; j += 2) w = step(w, v.charCodeAt(j) | (v.charCodeAt(j + 1) << 16));
+    if (j < len) w = step(w, v.charCodeAt(j));
+    return w;
+  }
+  if (v === true) return step(h, 0x3c6ef372);
+  if (v === false) return step(h, 0x3c6ef373);
+  if (v === undefined) return step(h, 0x3c6ef374);
+  if (v === null) return step(h, 0x3c6ef375);
+  return NaN;
 }
 
 /** SameValueZero. */

@@ -289,13 +289,32 @@ export class TsSieveStore implements ByteStore {
     const hash = hashArgs(args, n);
     if (hash < 0) return -2;
     const slot = this.#findArgs(args, n, hash);
-    if (slot === NIL) {
-      this.#misses++;
-      this.#absentArgs = args;
-      this.#absentHash = hash;
-      this.#absentAt = this.#changes;
-      return NIL;
-    }
+    if (slot === NIL) return this.#absent(args, hash);
+    const queue = this.#queue;
+    if (queue.expiring || queue.policy !== SIEVE) return this.#hitOther(slot, now);
+    this.#hits++;
+    queue.visited[slot] = 1;
+    return slot;
+  }
+
+  // `#hitArgs` keeps a SIEVE hit without TTL inline and the rest in the two methods below:
+  // V8 inlines at most 920 bytes of bytecode into one function, and a hit's whole chain (the
+  // cached function down to the hash) was over it, so that which parts were inlined
+  // depended on what was optimized first (notes/native_hit.md).
+
+  /** Counts the miss of arguments found absent and keeps them for the insert that follows
+   * (`NIL`). */
+  #absent(args: unknown[], hash: number): number {
+    this.#misses++;
+    this.#absentArgs = args;
+    this.#absentHash = hash;
+    this.#absentAt = this.#changes;
+    return NIL;
+  }
+
+  /** A hit by arguments under a TTL or a policy other than SIEVE: the slot (counted and
+   * marked), or -2 for an entry not fresh. */
+  #hitOther(slot: number, now: number): number {
     const queue = this.#queue;
     if (queue.expiring && queue.age(slot, now) !== FRESH) return -2;
     this.#hits++;
