@@ -271,11 +271,17 @@ export class TsSieveStore implements ByteStore {
   getArgsTagged(args: unknown[], now: number, clock: TagClock): unknown {
     const slot = this.#hitArgs(args, now);
     if (slot < 0) return slot === NIL ? ABSENT : MISS;
-    const epoch = clock.epoch;
-    if (this.#epochs[slot] === epoch) return this.#tagHits[slot];
+    return this.#epochs[slot] === clock.epoch ? this.#tagHits[slot] : this.#recheck(slot, clock);
+  }
+
+  /** A tagged hit by arguments on the entry at `slot`, checked at an older epoch than the
+   * clock's: its hit form, with its epoch moved forward, or `INVALID`. Apart from
+   * `getArgsTagged`, whose chain V8 inlines only while it stays small. */
+  #recheck(slot: number, clock: TagClock): unknown {
     const v = this.#values[slot];
     if (!(v instanceof Tagged)) return hitOf(v);
     if (clock.invalidSince(v.tags, v.at, v.hashes)) return INVALID;
+    const epoch = clock.epoch;
     v.at = epoch;
     this.#epochs[slot] = epoch;
     return hitOf(v.v);
