@@ -32,7 +32,7 @@ import { InFlight } from "./in_flight.ts";
 import { type Counters, FileCounters, LocalCounters } from "./counters.ts";
 import { DISPOSED, RemoteTiers, Tiers } from "./tiers.ts";
 import { FeatureLoader, Loader } from "./loader.ts";
-import { processTags, reachTags, type TagClock, Tagged } from "./tags.ts";
+import { processTags, reachTags, stillValid, type TagClock, Tagged } from "./tags.ts";
 import { sizer } from "./sizes.ts";
 import type {
   AnyFunction,
@@ -206,12 +206,7 @@ class TaggedPath extends CachePath {
       this.encode(w, self, args);
       hit = this.store.get(w);
       if (hit instanceof Tagged) {
-        const epoch = this.clock.epoch;
-        if (hit.at === epoch) return hitOf(hit.v);
-        if (!this.clock.invalidSince(hit.tags, hit.at, hit.hashes)) {
-          hit.at = epoch;
-          return hitOf(hit.v);
-        }
+        if (stillValid(hit, this.clock)) return hitOf(hit.v);
         this.dropInvalidEntry(w);
         hit = MISS;
       }

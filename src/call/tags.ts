@@ -16,11 +16,11 @@
  */
 
 import { describe } from "../options/_validate.ts";
-import { type TagClock, Tagged } from "../store/tagged.ts";
+import { stillValid, type TagClock, Tagged } from "../store/tagged.ts";
 import { clockOfDirectory } from "../store/shared_tags.ts";
 import { defaultSharedDir } from "../store/shared_store.ts";
 
-export { type TagClock, Tagged };
+export { stillValid, type TagClock, Tagged };
 
 /** Most tags whose epochs a process clock remembers one by one; past it, the older half is
  * forgotten and every entry older than the newest forgotten epoch is invalid (a miss where

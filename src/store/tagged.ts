@@ -37,3 +37,16 @@ export class Tagged {
     readonly hashes: readonly number[] | undefined = undefined,
   ) {}
 }
+
+/**
+ * Whether the entry `t` is still valid on `clock`: stored (or last found valid) at the
+ * clock's epoch, or none of its tags invalidated since; a valid entry's epoch moves
+ * forward to the clock's, so that its next check compares one number.
+ */
+export function stillValid(t: Tagged, clock: TagClock): boolean {
+  const epoch = clock.epoch;
+  if (t.at === epoch) return true;
+  if (clock.invalidSince(t.tags, t.at, t.hashes)) return false;
+  t.at = epoch;
+  return true;
+}

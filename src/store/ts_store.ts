@@ -29,7 +29,7 @@ import {
   checkTtl,
   describe,
 } from "../options/_validate.ts";
-import { type TagClock, Tagged } from "./tagged.ts";
+import { stillValid, type TagClock, Tagged } from "./tagged.ts";
 import {
   ABSENT,
   type ByteStore,
@@ -280,10 +280,8 @@ export class TsSieveStore implements ByteStore {
   #recheck(slot: number, clock: TagClock): unknown {
     const v = this.#values[slot];
     if (!(v instanceof Tagged)) return hitOf(v);
-    if (clock.invalidSince(v.tags, v.at, v.hashes)) return INVALID;
-    const epoch = clock.epoch;
-    v.at = epoch;
-    this.#epochs[slot] = epoch;
+    if (!stillValid(v, clock)) return INVALID;
+    this.#epochs[slot] = v.at;
     return hitOf(v.v);
   }
 
