@@ -289,15 +289,15 @@ export class Loader {
   /** Stores a computation's result, unless its context says not to (`setTtl(0)`). */
   storeResult(held: Computation, value: unknown, promised: boolean): void {
     const ctx = held.ctx;
-    const ttl = ctx?.ttl;
-    if (ttl === 0) return;
+    const own = ctx?.ttl;
+    if (own === 0) return;
     // Tags merged only where the context added some: a call the JIT never sees made is
     // not inlined, and the miss path of a cache without tags stays within its budget.
     const ctxTags = ctx?.tags;
     const tags = ctxTags === undefined && held.tags === undefined
       ? undefined
       : mergeTags(held.tags, ctxTags);
-    this.tiers.write(held, value, promised, ttl, tags);
+    this.tiers.write(held, value, promised, own ?? this.newTtl(), tags);
   }
 
   /** The own TTL (ms) of an entry stored now without one from its context: `undefined`,
@@ -696,15 +696,7 @@ export class FeatureLoader extends Loader {
     if (this.#backoff.size > 0) {
       this.#backoff.delete(held.pkey ?? bytesToKeyString(held.buf, held.len));
     }
-    const own = held.ctx?.ttl;
-    if (own === 0) return;
-    this.tiers.write(
-      held,
-      value,
-      promised,
-      own ?? this.newTtl(),
-      mergeTags(held.tags, held.ctx?.tags),
-    );
+    super.storeResult(held, value, promised);
   }
 
   /** `ttl` plus a uniform random part in `[0, ttlJitter)`, with `ttlJitter`. */
