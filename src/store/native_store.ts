@@ -135,46 +135,14 @@ export class NativeMemoryStore implements ByteStore {
     size?: number,
   ): boolean {
     if (this.#setting) this.#repair();
+    let bytes = 0;
     // An entry's own TTL and the byte budget take a method of their own: the JIT inlines
     // this one into the miss path only while it stays small.
     if (ttl !== undefined || this.#maxBytes !== undefined) {
-      return this.#setChecked(key, len, value, now, promised, ptr, ttl, size);
+      bytes = this.#admit(key, len, now, ttl, size);
+      if (bytes < 0) return false;
     }
-    return this.#insert(key, len, value, now, promised, ptr, NO_TTL, 0);
-  }
-
-  /** `set` with an entry's own TTL (checked) or under a byte budget. */
-  #setChecked(
-    key: Uint8Array,
-    len: number,
-    value: unknown,
-    now: number,
-    promised: boolean,
-    ptr: Deno.PointerValue | undefined,
-    ttl: number | undefined,
-    size: number | undefined,
-  ): boolean {
-    if (ttl !== undefined) checkEntryTtl("the native memory store", ttl);
-    let bytes = 0;
-    if (this.#maxBytes !== undefined) {
-      bytes = checkEntrySize("the native memory store", size);
-      if (bytes > this.#maxBytes) return this.#skipOversize(key, len);
-      this.#makeRoom(key, len, bytes, this.#maxBytes, now);
-    }
-    return this.#insert(key, len, value, now, promised, ptr, ttl ?? NO_TTL, bytes);
-  }
-
-  /** Inserts the key and stores `value` in its slot; `bytes`: its size under a budget. */
-  #insert(
-    key: Uint8Array,
-    len: number,
-    value: unknown,
-    now: number,
-    promised: boolean,
-    ptr: Deno.PointerValue | undefined,
-    ownTtl: number,
-    bytes: number,
-  ): boolean {
+    const ownTtl = ttl ?? NO_TTL;
     // Everything that calls a function is done before Rust inserts the key, and nothing
     // that could throw (a stack overflow at a call) runs between the insert and the value
     // store below. Should that still be cut short, `#setting` stays set and the next
@@ -204,6 +172,29 @@ export class NativeMemoryStore implements ByteStore {
     this.#setting = false;
     unwrap(r, "Cache insert");
     return false;
+  }
+
+  /**
+   * Checks an entry's own TTL and, under a byte budget, its size, making room for it: its
+   * size in bytes (0 without a budget), or -1 for an entry larger than the budget (counted,
+   * and the key's present entry removed).
+   */
+  #admit(
+    key: Uint8Array,
+    len: number,
+    now: number,
+    ttl: number | undefined,
+    size: number | undefined,
+  ): number {
+    if (ttl !== undefined) checkEntryTtl("the native memory store", ttl);
+    if (this.#maxBytes === undefined) return 0;
+    const bytes = checkEntrySize("the native memory store", size);
+    if (bytes > this.#maxBytes) {
+      this.#skipOversize(key, len);
+      return -1;
+    }
+    this.#makeRoom(key, len, bytes, this.#maxBytes, now);
+    return bytes;
   }
 
   /**
