@@ -172,6 +172,27 @@ export function intArgs(spec: StreamSpec): { a: number[]; b: number[] } {
   return { a, b };
 }
 
+/**
+ * Takes `samples` rounds of one sample of each item, taking turns, the first item of each
+ * round moving on by one (two items: A B, B A, A B, …), so that a busy machine's slow
+ * moments fall on every item alike and the k-th samples of two items were taken one after
+ * the other. Returns the samples (ns per call) of each item, in `items`' order.
+ */
+export async function takeTurns<T>(
+  items: readonly T[],
+  samples: number,
+  sample: (item: T) => number | Promise<number>,
+): Promise<number[][]> {
+  const out = items.map((): number[] => []);
+  for (let s = 0; s < samples; s++) {
+    for (let k = 0; k < items.length; k++) {
+      const i = (s + k) % items.length;
+      out[i]!.push(await sample(items[i]!));
+    }
+  }
+  return out;
+}
+
 /** A 10-character string for key id `id`: `"k"` and 9 digits. */
 export function str10(id: number): string {
   return "k" + String(id).padStart(9, "0");

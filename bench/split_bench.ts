@@ -18,7 +18,7 @@
  */
 
 import { cache as afterCache } from "../mod.ts";
-import { intArgs, MASK, STREAM_LENGTH, STREAMS } from "./_workload.ts";
+import { intArgs, MASK, STREAM_LENGTH, STREAMS, takeTurns } from "./_workload.ts";
 
 type CacheFn = typeof afterCache;
 type Side = "before" | "after";
@@ -50,11 +50,9 @@ async function measure(
   row: string,
   sample: (side: Side) => number | Promise<number>,
 ): Promise<void> {
-  const out: Record<Side, number[]> = { before: [], after: [] };
-  for (let s = 0; s < SAMPLES; s++) {
-    const order = s % 2 === 0 ? sides : [sides[1]!, sides[0]!];
-    for (const [side] of order) out[side].push(await sample(side));
-  }
+  const taken = await takeTurns(sides, SAMPLES, ([side]) => sample(side));
+  const out = {} as Record<Side, number[]>;
+  sides.forEach(([side], i) => out[side] = taken[i]!);
   results[row] = out;
 }
 

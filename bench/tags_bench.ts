@@ -25,6 +25,7 @@
 
 import { cache, invalidateTags } from "../mod.ts";
 import { memoryEngine } from "../src/store/engine.ts";
+import { takeTurns } from "./_workload.ts";
 
 /** Keeps results alive so that the work is not optimised away. */
 export let sink = 0;
@@ -68,7 +69,7 @@ function sample(row: Row): number {
 const results: Record<string, Record<string, number[]>> = {};
 
 /** Fills each row's cache (checking its values), then takes the samples in turns. */
-function group(name: string, rows: Row[]): void {
+async function group(name: string, rows: Row[]): Promise<void> {
   for (const row of rows) {
     for (let i = 0; i < KEYS; i++) {
       if (row.call(a[i]!, b[i]!) !== f2(a[i]!, b[i]!)) {
@@ -78,17 +79,13 @@ function group(name: string, rows: Row[]): void {
     for (let w = 0; w < 3; w++) sample(row); // warms the row up
   }
   const out: Record<string, number[]> = {};
-  for (const row of rows) out[row.name] = [];
   // The rows that invalidate tags move the clock that the others check against: they are
   // measured after them, taking turns with the first row (their ratio is not paired).
   const steady = rows.filter((r) => !r.churn);
   const churning = [rows[0]!, ...rows.filter((r) => r.churn)];
-  for (let s = 0; s < SAMPLES; s++) {
-    for (let k = 0; k < steady.length; k++) {
-      const row = steady[(s + k) % steady.length]!;
-      out[row.name]!.push(sample(row));
-    }
-  }
+  const taken = await takeTurns(steady, SAMPLES, sample);
+  steady.forEach((row, i) => out[row.name] = taken[i]!);
+  for (const row of churning.slice(1)) out[row.name] = [];
   for (let s = 0; s < SAMPLES; s++) {
     for (let k = 1; k < churning.length; k++) {
       sample(churning[0]!);
@@ -114,7 +111,7 @@ function rows(
   ];
 }
 
-group(
+await group(
   `memory hit, tags off / on (${memoryEngine()} engine)`,
   rows((opts) => cache({ maxSize: 2048, ...opts })(f2)),
 );
@@ -122,7 +119,7 @@ group(
 if ((await Deno.permissions.query({ name: "ffi" })).state === "granted") {
   const dir = await Deno.makeTempDir({ dir: "/dev/shm", prefix: "warp_tags_bench_" });
   try {
-    group(
+    await group(
       "shared hit, tags off / on",
       rows((opts) => cache({ backend: "shared", dir, maxSize: 2048, ...opts })(f2)),
     );
