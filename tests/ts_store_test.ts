@@ -4,6 +4,7 @@ import { NativeMemoryStore } from "../src/store/native_store.ts";
 import { type ByteStore, MISS } from "../src/store/store.ts";
 import { type Policy, TsSieveStore } from "../src/store/ts_store.ts";
 import { SieveQueue } from "../src/store/_sieve_queue.ts";
+import { hashBytes } from "../src/store/_hash.ts";
 import { Strategy } from "../src/options/options.ts";
 
 const { Sieve: SIEVE, Lru: LRU, Mru: MRU, Fifo: FIFO, Lfu: LFU } = Strategy;
@@ -777,4 +778,57 @@ Deno.test({
       }
     }
   },
+});
+
+/**
+ * Two keys of `len` bytes (first byte 0xee: never a key of arguments) with the same
+ * `hashBytes` hash, equal but for bytes `from..len` (a birthday search over those bytes).
+ */
+function collidingKeys(len: number, from: number): [Uint8Array, Uint8Array] {
+  const seen = new Map<number, Uint8Array>();
+  const base = new Uint8Array(len).fill(7);
+  base[0] = 0xee;
+  for (let i = 0;; i++) {
+    const k = base.slice();
+    // A counter in the varying bytes: distinct keys, each equal to `base` elsewhere.
+    for (let j = from, x = i; j < len; j++, x = Math.floor(x / 256)) k[j] = x & 255;
+    const h = hashBytes(k, len);
+    const other = seen.get(h);
+    if (other !== undefined) return [other, k];
+    seen.set(h, k);
+  }
+}
+
+Deno.test("TsSieveStore tells byte keys of one hash apart by every byte", async (t) => {
+  // A lookup compares a byte key's first 16 bytes as words (kept beside it), then the rest
+  // one char at a time: keys that differ only in one part or the other, and a key too
+  // short for a word, must each find their own entry.
+  const cases: Array<[string, number, number]> = [
+    ["3 bytes (no whole word)", 3, 1],
+    ["16 bytes differing in the words", 16, 1],
+    ["20 bytes differing in the words", 20, 12],
+    ["20 bytes differing after the words", 20, 16],
+    ["15 bytes differing after the whole words", 15, 12],
+  ];
+  for (const [name, len, from] of cases) {
+    await t.step(name, () => {
+      const [a, b] = collidingKeys(len, from);
+      assert.equal(hashBytes(a, len), hashBytes(b, len));
+      assert.notDeepEqual(a, b);
+      assert.deepEqual(a.subarray(0, from), b.subarray(0, from));
+      for (const [, policy] of ALL_POLICIES) {
+        const s = new TsSieveStore({ maxSize: 8, policy });
+        assert.equal(s.set(a, len, "a", 0), true);
+        assert.equal(s.get(b, len, 0), MISS);
+        assert.equal(s.set(b, len, "b", 0), true);
+        assert.equal(s.get(a, len, 0), "a");
+        assert.equal(s.get(b, len, 0), "b");
+        assert.equal(s.info().currentSize, 2);
+        assert.equal(s.delete(a, len), true);
+        assert.equal(s.get(b, len, 0), "b");
+        assert.equal(s.get(a, len, 0), MISS);
+        s.validate();
+      }
+    });
+  }
 });

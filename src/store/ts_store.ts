@@ -73,6 +73,9 @@ export interface TsSieveStoreOptions {
 
 /** Slots of the hash table (a power of two) allocated up front, at most. */
 const INITIAL_TABLE = 2048;
+/** Words of a byte key's prefix kept beside it (see `TsSieveStore#prefixes`): 16 bytes, as
+ * long as a two-int key or a small object's. */
+const PREFIX_WORDS = 4;
 
 /** `key[0..len)` as a string of one char per byte: lossless, and compared with the bytes in
  * place by {@linkcode TsSieveStore}. */
@@ -98,8 +101,8 @@ function bytesToString(k: Uint8Array, len: number): string {
  * own order: SIEVE, LRU, MRU, FIFO, LFU) is read back into its arguments, kept as they are
  * and hashed from them (`_args_index.ts`), so that `cache()` looks it up straight from the
  * arguments ({@linkcode TsSieveStore.prototype.getArgs | getArgs}); any other key is kept
- * as its bytes (one char per byte), hashed and compared in place: a lookup allocates
- * nothing.
+ * as its bytes (one char per byte, its first 16 bytes also as words beside it), hashed and
+ * compared in place: a lookup allocates nothing.
  *
  * @example Usage
  * ```ts
@@ -132,6 +135,10 @@ export class TsSieveStore implements ByteStore {
   /** By slot: the key's hash (`ARGS_BIT` set for a key of arguments); sized as the queue's
    * slab. */
   #hashes: Int32Array = new Int32Array(0);
+  /** By slot: the first {@linkcode PREFIX_WORDS} whole 4-byte words of a byte key, little-
+   * endian, which a lookup compares before the rest one char at a time (reading a string's
+   * char costs several times a typed array's element). Empty until the first byte key. */
+  #prefixes: Int32Array = new Int32Array(0);
   /** By slot: the tag epoch of an entry stored with tags (a `Tagged`), as its last hit
    * found it valid; -1 for one without. Empty until the first entry with tags. */
   #epochs: Float64Array = new Float64Array(0);
@@ -438,6 +445,7 @@ export class TsSieveStore implements ByteStore {
     queue.stamp(slot, now, ttl);
     this.#values[slot] = value;
     this.#keys[slot] = n > 0 ? keyOfArgs(values, n) : keyString;
+    if (n <= 0) this.#keepPrefix(slot, key, len);
     let hashes = this.#hashes;
     if (slot >= hashes.length) {
       const grown = new Int32Array(Math.max(queue.newer.length, slot + 1));
@@ -450,6 +458,20 @@ export class TsSieveStore implements ByteStore {
     this.#place(slot, hash);
     this.#busy = false;
     return true;
+  }
+
+  /** Keeps the word prefix of the byte key `key[0..len)` stored at `slot` (see `#prefixes`). */
+  #keepPrefix(slot: number, key: Uint8Array, len: number): void {
+    let prefixes = this.#prefixes;
+    if ((slot + 1) * PREFIX_WORDS > prefixes.length) {
+      const grown = new Int32Array(Math.max(this.#queue.newer.length, slot + 1) * PREFIX_WORDS);
+      grown.set(prefixes);
+      prefixes = this.#prefixes = grown;
+    }
+    const whole = Math.min(len, 4 * PREFIX_WORDS) & ~3;
+    for (let j = 0, w = slot * PREFIX_WORDS; j < whole; j += 4, w++) {
+      prefixes[w] = key[j]! | (key[j + 1]! << 8) | (key[j + 2]! << 16) | (key[j + 3]! << 24);
+    }
   }
 
   /** Keeps the tag epoch of the entry `value` stored at `slot` beside it (see
@@ -624,6 +646,7 @@ export class TsSieveStore implements ByteStore {
     this.#queue.clear();
     this.#keys = [];
     this.#hashes = new Int32Array(0);
+    this.#prefixes = new Int32Array(0);
     this.#epochs = new Float64Array(0);
     this.#tagHits = [];
     this.#values = [];
@@ -766,13 +789,25 @@ export class TsSieveStore implements ByteStore {
       if (slot === NIL) return NIL;
       if (hashes[slot] === hash) {
         const stored = keys[slot] as string;
-        if (stored.length === len) {
-          let j = 0;
+        if (stored.length === len && this.#samePrefix(slot, key, len)) {
+          let j = Math.min(len, 4 * PREFIX_WORDS) & ~3;
           while (j < len && stored.charCodeAt(j) === key[j]) j++;
           if (j === len) return slot;
         }
       }
     }
+  }
+
+  /** Whether the byte key at `slot`, of `len` bytes, starts with the whole words of
+   * `key[0..len)` that `#prefixes` keeps. */
+  #samePrefix(slot: number, key: Uint8Array, len: number): boolean {
+    const prefixes = this.#prefixes;
+    const whole = Math.min(len, 4 * PREFIX_WORDS) & ~3;
+    for (let j = 0, w = slot * PREFIX_WORDS; j < whole; j += 4, w++) {
+      const word = key[j]! | (key[j + 1]! << 8) | (key[j + 2]! << 16) | (key[j + 3]! << 24);
+      if (word !== prefixes[w]) return false;
+    }
+    return true;
   }
 
   #place(slot: number, hash: number): void {
