@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { encodeKey } from "../src/codec/key_codec.ts";
-import { ArgsDecoder, MAX_ARITY } from "../src/store/_args_index.ts";
+import { ArgsDecoder, hashArgs, MAX_ARITY } from "../src/store/_args_index.ts";
 import { ABSENT, INVALID, MISS, promisedEntry } from "../src/store/store.ts";
 import { ProcessTagClock, Tagged } from "../src/call/tags.ts";
 import { type Policy, TsSieveStore } from "../src/store/ts_store.ts";
@@ -362,5 +362,65 @@ Deno.test("TsSieveStore's argument index agrees with a model under random sets, 
       }
       assert.equal(model.size, s.info().currentSize, `step ${step}`);
     }
+  }
+});
+
+Deno.test("TsSieveStore tells keys of arguments of one hash apart, of one arity or two", async (t) => {
+  // Birthday searches over `hashArgs`: two keys with the same hash must still each find
+  // their own entry (a key of two arguments is kept apart from its array, side by side
+  // with the other keys of two).
+  // The first two keys made by `make` and `other` (an index each) with one hash, distinct.
+  const collide = (make: (i: number) => unknown[], other: (i: number) => unknown[]) => {
+    const seen = new Map<number, unknown[]>();
+    for (let i = 0;; i++) {
+      for (const args of [make(i), other(i)]) {
+        const h = hashArgs(args, args.length);
+        const prior = seen.get(h);
+        if (prior !== undefined && String(prior) + prior.length !== String(args) + args.length) {
+          return [prior, args];
+        }
+        seen.set(h, args);
+      }
+    }
+  };
+  const cases: Array<[string, unknown[][]]> = [
+    ["one argument and two", collide((i) => [i], (i) => [i, -i - 1])],
+    ["two and two, differing in the first", collide((i) => [i, 7], (i) => [-i - 1, 7])],
+    ["two and two, differing in the second", collide((i) => [7, i], (i) => [7, -i - 1])],
+    ["two and three", collide((i) => [i, 3], (i) => [i, 3, 3])],
+  ];
+  for (const [name, [a, b]] of cases) {
+    await t.step(name, () => {
+      assert.equal(hashArgs(a!, a!.length), hashArgs(b!, b!.length));
+      assert.notDeepEqual(a, b);
+      for (const policy of [Strategy.Sieve, Strategy.Lru, Strategy.Lfu] as Policy[]) {
+        const s = new TsSieveStore({ maxSize: 8, policy });
+        const ka = encodeKey(a!);
+        const kb = encodeKey(b!);
+        s.set(ka, ka.length, "a", 0);
+        assert.equal(s.getArgs(b!, 0), ABSENT);
+        s.set(kb, kb.length, "b", 0);
+        s.validate();
+        assert.equal(s.getArgs(a!, 0), "a");
+        assert.equal(s.getArgs(b!, 0), "b");
+        assert.equal(s.get(ka, ka.length, 0), "a");
+        assert.equal(s.get(kb, kb.length, 0), "b");
+        assert.equal(s.delete(ka, ka.length), true);
+        s.validate();
+        assert.equal(s.getArgs(a!, 0), ABSENT);
+        assert.equal(s.getArgs(b!, 0), "b");
+        // A slot freed by one key and taken by the other answers only the other.
+        for (const [gone, next] of [[b!, a!], [a!, b!]] as Array<[unknown[], unknown[]]>) {
+          const s2 = new TsSieveStore({ maxSize: 1, policy });
+          const kg = encodeKey(gone);
+          const kn = encodeKey(next);
+          s2.set(kg, kg.length, "gone", 0);
+          s2.set(kn, kn.length, "next", 0);
+          assert.equal(s2.getArgs(gone, 0), ABSENT);
+          assert.equal(s2.getArgs(next, 0), "next");
+          s2.validate();
+        }
+      }
+    });
   }
 });

@@ -229,7 +229,7 @@ function stepValue(h: number, v: unknown): number {
 }
 
 /** SameValueZero. */
-function same(a: unknown, b: unknown): boolean {
+export function same(a: unknown, b: unknown): boolean {
   return a === b || (a !== a && b !== b);
 }
 

@@ -17,6 +17,7 @@ import {
   hashArgs,
   keyOfArgs,
   latinAt,
+  same,
   sameArgs,
 } from "./_args_index.ts";
 import { bytesToKeyString, encodeKey } from "../codec/key_codec.ts";
@@ -73,6 +74,9 @@ export interface TsSieveStoreOptions {
 
 /** Slots of the hash table (a power of two) allocated up front, at most. */
 const INITIAL_TABLE = 2048;
+/** `#keys` of a slot whose key is two arguments, kept in `#pairs` (never an argument). */
+const PAIR = Symbol("pair");
+
 /** Words of a byte key's prefix kept beside it (see `TsSieveStore#prefixes`): 16 bytes, as
  * long as a two-int key or a small object's. */
 const PREFIX_WORDS = 4;
@@ -129,8 +133,11 @@ export class TsSieveStore implements ByteStore {
   #table: Int32Array;
   #mask: number;
   /** By slot: the key (its bytes, one char per byte, or its arguments as `keyOfArgs`
-   * keeps them), and the value. */
+   * keeps them, or `PAIR` for a key of two arguments), and the value. */
   #keys: unknown[] = [];
+  /** The two arguments of a key of two (`PAIR` in `#keys`) at `2 * slot` and `2 * slot + 1`:
+   * side by side, a lookup reads them from one place, not through an array of their own. */
+  #pairs: unknown[] = [];
   #values: unknown[] = [];
   /** By slot: the key's hash (`ARGS_BIT` set for a key of arguments); sized as the queue's
    * slab. */
@@ -444,7 +451,17 @@ export class TsSieveStore implements ByteStore {
     }
     queue.stamp(slot, now, ttl);
     this.#values[slot] = value;
-    this.#keys[slot] = n > 0 ? keyOfArgs(values, n) : keyString;
+    if (n === 2) {
+      const pairs = this.#pairs;
+      // Filled up to the slot first: a write far past the end would make V8 keep the array
+      // as a dictionary (a cache whose first keys were of another arity).
+      while (pairs.length < 2 * slot) pairs.push(undefined);
+      this.#keys[slot] = PAIR;
+      pairs[2 * slot] = values[0];
+      pairs[2 * slot + 1] = values[1];
+    } else {
+      this.#keys[slot] = n > 0 ? keyOfArgs(values, n) : keyString;
+    }
     if (n <= 0) this.#keepPrefix(slot, key, len);
     let hashes = this.#hashes;
     if (slot >= hashes.length) {
@@ -645,6 +662,7 @@ export class TsSieveStore implements ByteStore {
   #repair(): void {
     this.#queue.clear();
     this.#keys = [];
+    this.#pairs = [];
     this.#hashes = new Int32Array(0);
     this.#prefixes = new Int32Array(0);
     this.#epochs = new Float64Array(0);
@@ -728,7 +746,7 @@ export class TsSieveStore implements ByteStore {
       const key = this.#keys[slot];
       const hash = this.#hashes[slot]!;
       if ((hash & ARGS_BIT) !== 0) {
-        const args = argsOfKey(key);
+        const args = this.#argsAt(slot);
         return this.#args !== null && hashArgs(args, args.length) === hash &&
           this.#findArgs(args, args.length, hash) === slot;
       }
@@ -762,8 +780,14 @@ export class TsSieveStore implements ByteStore {
   #keyString(slot: number): string {
     const key = this.#keys[slot];
     if ((this.#hashes[slot]! & ARGS_BIT) === 0) return key as string;
-    const bytes = encodeKey(argsOfKey(key));
+    const bytes = encodeKey(this.#argsAt(slot));
     return bytesToKeyString(bytes, bytes.length);
+  }
+
+  /** The arguments of the key of arguments at `slot`. */
+  #argsAt(slot: number): unknown[] {
+    const key = this.#keys[slot];
+    return key === PAIR ? [this.#pairs[2 * slot], this.#pairs[2 * slot + 1]] : argsOfKey(key);
   }
 
   /** The slot of the key of `n` arguments `args[0..n)` whose hash is `hash`, or `NIL`. */
@@ -772,6 +796,19 @@ export class TsSieveStore implements ByteStore {
     const mask = this.#mask;
     const keys = this.#keys;
     const hashes = this.#hashes;
+    if (n === 2) {
+      const pairs = this.#pairs;
+      const a = args[0];
+      const b = args[1];
+      for (let i = hash & mask;; i = (i + 1) & mask) {
+        const slot = table[i]!;
+        if (slot === NIL) return NIL;
+        if (
+          hashes[slot] === hash && keys[slot] === PAIR && same(pairs[2 * slot], a) &&
+          same(pairs[2 * slot + 1], b)
+        ) return slot;
+      }
+    }
     for (let i = hash & mask;; i = (i + 1) & mask) {
       const slot = table[i]!;
       if (slot === NIL) return NIL;
@@ -822,6 +859,7 @@ export class TsSieveStore implements ByteStore {
   /** Removes `slot` from the index, and lets its key go. */
   #unindex(slot: number): void {
     this.#unindexBytes(slot);
+    if (this.#keys[slot] === PAIR) this.#pairs[2 * slot] = this.#pairs[2 * slot + 1] = undefined;
     this.#keys[slot] = undefined;
   }
 
