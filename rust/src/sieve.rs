@@ -168,17 +168,83 @@ enum StoredKey {
     Heap(Box<[u8]>),
 }
 
+/// The 8 bytes of `s` from `at`, as a word.
+#[inline(always)]
+fn word(s: &[u8], at: usize) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&s[at..at + 8]);
+    u64::from_ne_bytes(w)
+}
+
+/// The 4 bytes of `s` from `at`, as a word.
+#[inline(always)]
+fn half_word(s: &[u8], at: usize) -> u32 {
+    let mut w = [0u8; 4];
+    w.copy_from_slice(&s[at..at + 4]);
+    u32::from_ne_bytes(w)
+}
+
+/// Copies `src` (at most [`INLINE_KEY`] bytes) to the front of `dst` in a few moves of fixed
+/// size (two that overlap cover every length of a range), where a copy of a variable length
+/// calls `memcpy`: a miss copies its key twice.
+#[inline(always)]
+fn copy_short(dst: &mut [u8; INLINE_KEY], src: &[u8]) {
+    let n = src.len();
+    debug_assert!(n <= INLINE_KEY);
+    if n >= 16 {
+        dst[..16].copy_from_slice(&src[..16]);
+        dst[n - 8..n].copy_from_slice(&src[n - 8..]);
+    } else if n >= 8 {
+        dst[..8].copy_from_slice(&src[..8]);
+        dst[n - 8..n].copy_from_slice(&src[n - 8..]);
+    } else if n >= 4 {
+        dst[..4].copy_from_slice(&src[..4]);
+        dst[n - 4..n].copy_from_slice(&src[n - 4..]);
+    } else {
+        dst[..n].copy_from_slice(src);
+    }
+}
+
+/// Whether `a` and `b`, of one length of at most [`INLINE_KEY`] bytes, hold the same bytes:
+/// compared by words (two that overlap cover every length of a range), where a compare of a
+/// variable length calls `memcmp`: every hit compares its key once.
+#[inline(always)]
+fn eq_short(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    debug_assert!(n == b.len() && n <= INLINE_KEY);
+    if n >= 16 {
+        word(a, 0) == word(b, 0) && word(a, 8) == word(b, 8) && word(a, n - 8) == word(b, n - 8)
+    } else if n >= 8 {
+        word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8)
+    } else if n >= 4 {
+        half_word(a, 0) == half_word(b, 0) && half_word(a, n - 4) == half_word(b, n - 4)
+    } else {
+        a == b
+    }
+}
+
 impl StoredKey {
     fn new(key: &[u8]) -> StoredKey {
         if key.len() <= INLINE_KEY {
             let mut bytes = [0u8; INLINE_KEY];
-            bytes[..key.len()].copy_from_slice(key);
+            copy_short(&mut bytes, key);
             StoredKey::Inline {
                 len: key.len() as u8,
                 bytes,
             }
         } else {
             StoredKey::Heap(key.into())
+        }
+    }
+
+    /// Whether these are the bytes of `key`.
+    #[inline]
+    fn matches(&self, key: &[u8]) -> bool {
+        match self {
+            StoredKey::Inline { len, bytes } => {
+                usize::from(*len) == key.len() && eq_short(&bytes[..key.len()], key)
+            }
+            StoredKey::Heap(b) => **b == *key,
         }
     }
 
@@ -282,6 +348,53 @@ pub struct SieveStore {
     ext: Ext,
     stats: Stats,
     state: ahash::RandomState,
+    /// The key of the last lookup that found it absent, with its hash: see [`LastMiss`].
+    last_miss: LastMiss,
+}
+
+/// The last key that a lookup found absent (up to [`INLINE_KEY`] bytes), and its hash. A
+/// cached call that misses stores its result next, so the insert finds its key here and
+/// skips hashing it and probing the index again. A key found absent stays absent until it is
+/// inserted, whatever else the store does meanwhile (other inserts, removals, evictions,
+/// expiries, a clear), and inserting it consumes the record: no other event makes it stale.
+#[derive(Debug)]
+struct LastMiss {
+    /// Its length, or [`LastMiss::NONE`].
+    len: u8,
+    bytes: [u8; INLINE_KEY],
+    hash: u64,
+}
+
+impl LastMiss {
+    const NONE: u8 = u8::MAX;
+
+    const EMPTY: LastMiss = LastMiss {
+        len: LastMiss::NONE,
+        bytes: [0; INLINE_KEY],
+        hash: 0,
+    };
+
+    /// Records `key`, of hash `hash`, as absent (a longer key than [`INLINE_KEY`]: nothing).
+    #[inline]
+    fn record(&mut self, key: &[u8], hash: u64) {
+        if key.len() <= INLINE_KEY {
+            copy_short(&mut self.bytes, key);
+            self.len = key.len() as u8;
+            self.hash = hash;
+        }
+    }
+
+    /// The hash of `key` when it is the key recorded, which is then forgotten (it is about
+    /// to be inserted).
+    #[inline]
+    fn take(&mut self, key: &[u8]) -> Option<u64> {
+        if usize::from(self.len) == key.len() && eq_short(&self.bytes[..key.len()], key) {
+            self.len = LastMiss::NONE;
+            Some(self.hash)
+        } else {
+            None
+        }
+    }
 }
 
 impl SieveStore {
@@ -332,6 +445,7 @@ impl SieveStore {
             },
             stats: Stats::default(),
             state: fixed_state(),
+            last_miss: LastMiss::EMPTY,
         }
     }
 
@@ -358,7 +472,7 @@ impl SieveStore {
     fn find(&self, hash: u64, key: &[u8]) -> Option<u32> {
         let nodes = &self.nodes;
         self.table
-            .find(hash, |&slot| nodes[slot as usize].key.as_bytes() == key)
+            .find(hash, |&slot| nodes[slot as usize].key.matches(key))
             .copied()
     }
 
@@ -439,7 +553,17 @@ impl SieveStore {
     /// Records the insertion of the entry at `slot` at `now`, with its own TTL `own_ttl`
     /// (`None`: the store's). The first own TTL starts the `ttls` vector; the clock is read
     /// (`now` `NaN`) only for an entry whose TTL is finite.
+    #[inline]
     fn stamp(&mut self, slot: u32, now: f64, own_ttl: Option<f64>) {
+        // A store without TTLs (no entry has one either) records nothing.
+        if !self.expiring && own_ttl.is_none() {
+            return;
+        }
+        self.stamp_expiring(slot, now, own_ttl);
+    }
+
+    /// [`SieveStore::stamp`] for a store whose entries may expire.
+    fn stamp_expiring(&mut self, slot: u32, now: f64, own_ttl: Option<f64>) {
         let i = slot as usize;
         let store_ttl = self.ttl_ms.unwrap_or(f64::INFINITY);
         if own_ttl.is_some() && self.ttls.is_empty() {
@@ -473,6 +597,7 @@ impl SieveStore {
         let hash = hash_bytes(&self.state, key);
         let Some(slot) = self.find(hash, key) else {
             self.stats.misses += 1;
+            self.last_miss.record(key, hash);
             return Lookup::Miss;
         };
         match self.age(slot, now) {
@@ -485,6 +610,7 @@ impl SieveStore {
                 self.remove_slot(slot);
                 self.stats.misses += 1;
                 self.stats.expirations += 1;
+                self.last_miss.record(key, hash);
                 return Lookup::Expired(slot);
             }
         }
@@ -531,14 +657,21 @@ impl SieveStore {
     /// bucket of count 1.
     pub fn insert_with_ttl(&mut self, key: &[u8], now: f64, ttl_ms: Option<f64>) -> Inserted {
         debug_assert!(ttl_ms.is_none_or(|t| t > 0.0), "own TTL must be positive");
-        let hash = hash_bytes(&self.state, key);
-        if let Some(slot) = self.find(hash, key) {
-            self.stamp(slot, now, ttl_ms);
-            return Inserted {
-                slot,
-                evicted: false,
-            };
-        }
+        // The key that the last lookup found absent is still absent: no probe.
+        let hash = match self.last_miss.take(key) {
+            Some(hash) => hash,
+            None => {
+                let hash = hash_bytes(&self.state, key);
+                if let Some(slot) = self.find(hash, key) {
+                    self.stamp(slot, now, ttl_ms);
+                    return Inserted {
+                        slot,
+                        evicted: false,
+                    };
+                }
+                hash
+            }
+        };
         let sketch_hash = match &mut self.ext {
             Ext::None => 0,
             Ext::S3(s3) => {
@@ -1617,6 +1750,127 @@ mod tests {
             stale >= 20 && expired >= 5,
             "{stale} stale, {expired} expired"
         );
+    }
+
+    #[test]
+    fn short_keys_copy_and_compare_at_every_length() {
+        let src: Vec<u8> = (1..=INLINE_KEY as u8).collect();
+        for n in 0..=INLINE_KEY {
+            let mut dst = [0u8; INLINE_KEY];
+            copy_short(&mut dst, &src[..n]);
+            assert_eq!(&dst[..n], &src[..n], "copy of {n} bytes");
+            assert!(
+                dst[n..].iter().all(|&b| b == 0),
+                "a copy of {n} bytes wrote past them"
+            );
+            assert!(eq_short(&dst[..n], &src[..n]), "{n} equal bytes");
+            for at in 0..n {
+                let mut other = src[..n].to_vec();
+                other[at] ^= 0x80;
+                assert!(!eq_short(&other, &src[..n]), "{n} bytes differing at {at}");
+                assert!(!StoredKey::new(&other).matches(&src[..n]));
+            }
+            assert!(StoredKey::new(&src[..n]).matches(&src[..n]));
+            if n > 0 {
+                assert!(
+                    !StoredKey::new(&src[..n - 1]).matches(&src[..n]),
+                    "a shorter key"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn an_insert_after_a_miss_of_its_key_indexes_it_once() {
+        let mut s = SieveStore::new(4, None, Policy::Sieve);
+        let k = b"a key of 13 b";
+        assert_eq!(s.get(k, 0.0), Lookup::Miss);
+        let first = s.insert(k, 0.0).slot;
+        // The miss's record is used once: the next insert finds the entry.
+        assert_eq!(s.insert(k, 0.0).slot, first);
+        assert_eq!(s.len(), 1);
+        s.validate();
+        // A key found absent stays absent through other inserts (evicting), a removal and a
+        // clear, and is then indexed once.
+        let j = b"another key!!";
+        assert_eq!(s.get(j, 0.0), Lookup::Miss);
+        for other in [&b"x1"[..], b"x2", b"x3", b"x4", b"x5"] {
+            s.insert(other, 0.0);
+        }
+        s.remove(b"x5");
+        let slot = s.insert(j, 0.0).slot;
+        assert_eq!(s.get(j, 0.0), Lookup::Hit(slot));
+        assert_eq!(s.insert(j, 0.0).slot, slot);
+        s.validate();
+        assert_eq!(s.get(b"third key", 0.0), Lookup::Miss);
+        s.clear();
+        s.insert(b"third key", 0.0);
+        s.insert(b"third key", 0.0);
+        assert_eq!(s.len(), 1);
+        s.validate();
+        // An expired entry's lookup removes it: its key is absent, then inserted once.
+        let mut t = SieveStore::new(4, Some(10.0), Policy::Sieve);
+        t.insert(k, 0.0);
+        assert!(matches!(t.get(k, 20.0), Lookup::Expired(_)));
+        t.insert(k, 20.0);
+        t.insert(k, 21.0);
+        assert_eq!(t.len(), 1);
+        assert!(matches!(t.get(k, 22.0), Lookup::Hit(_)));
+        t.validate();
+    }
+
+    #[test]
+    fn keys_of_every_length_match_a_model_under_a_random_workload() {
+        // Keys of 0 to 30 bytes (inline and boxed) that share prefixes and differ in one
+        // byte; an unbounded store, so a set of keys is an exact model.
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let key = |r: u64| -> Vec<u8> {
+            let len = (r % 31) as usize;
+            let mut k = vec![7u8; len];
+            if len > 0 {
+                k[(r >> 8) as usize % len] = ((r >> 16) % 3) as u8;
+            }
+            k
+        };
+        for policy in [Policy::Sieve, Policy::Lfu, Policy::S3Fifo, Policy::WTinyLfu] {
+            let mut s = SieveStore::new(usize::MAX, None, policy);
+            let mut model = std::collections::HashSet::new();
+            for t in 0..30_000u32 {
+                let k = key(next());
+                match next() % 8 {
+                    0 => {
+                        assert_eq!(s.remove(&k).is_some(), model.remove(&k), "remove {k:?}");
+                    }
+                    1 | 2 => {
+                        s.insert(&k, 0.0);
+                        model.insert(k);
+                    }
+                    _ => {
+                        let hit = matches!(s.get(&k, 0.0), Lookup::Hit(_));
+                        assert_eq!(hit, model.contains(&k), "get {k:?}");
+                        // Inserted right after its miss, half the time.
+                        if !hit && next() % 2 == 0 {
+                            s.insert(&k, 0.0);
+                            model.insert(k);
+                        }
+                    }
+                }
+                if t % 5_000 == 4_999 {
+                    s.clear();
+                    model.clear();
+                }
+                assert_eq!(s.len(), model.len());
+                if t % 257 == 0 {
+                    s.validate();
+                }
+            }
+        }
     }
 
     #[test]
