@@ -53,6 +53,30 @@ Deno.test("_abi.ts: no other TypeScript file declares a fact of its own", async 
   assert.deepEqual(copies, [], "import these from src/native/_abi.ts");
 });
 
+Deno.test("_abi.ts: a fact written as a literal on a hot path is the generated one", async () => {
+  // `-1 /* abi: Status.Miss */`: the literal before each marker must be the fact's value.
+  const marked = /(-?\d+|NaN|-?Infinity)\s*\/\*\s*abi:\s*([\w.]+)\s*\*\//g;
+  const found: string[] = [];
+  for (const path of await sourceFiles()) {
+    if (!path.startsWith("src/")) continue;
+    const text = await Deno.readTextFile(new URL(path, root));
+    for (const m of text.matchAll(marked)) {
+      const [literal, name] = [m[1]!, m[2]!];
+      const value = name.split(".").reduce<unknown>(
+        (o, k) => (o as Record<string, unknown> | undefined)?.[k],
+        abi,
+      );
+      assert.equal(typeof value, "number", `${path}: ${name} is not a numeric fact of _abi.ts`);
+      assert.ok(Object.is(Number(literal), value), `${path}: ${literal} is not ${name} (${value})`);
+      found.push(`${path}: ${name}`);
+    }
+  }
+  assert.deepEqual(found.sort(), [
+    "src/store/native_store.ts: NO_TTL",
+    "src/store/native_store.ts: Status.Miss",
+  ]);
+});
+
 Deno.test("_abi.ts: says it is generated, and how to regenerate it", async () => {
   const text = await Deno.readTextFile(new URL("src/native/_abi.ts", root));
   assert.match(text, /^\/\/ Generated from rust\/src\/abi\.rs by `deno task abi`: do not edit/);
