@@ -44,6 +44,19 @@ mod ghost;
 mod lists;
 #[cfg(test)]
 mod policy_tests;
+
+/// A reproducible stream of pseudo-random numbers (xorshift64) from `seed`, for the tests of
+/// the store and its policies.
+#[cfg(test)]
+fn xorshift(seed: u64) -> impl FnMut() -> u64 {
+    let mut x = seed;
+    move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    }
+}
 mod s3fifo;
 pub mod sketch;
 mod wtinylfu;
@@ -1672,13 +1685,7 @@ mod tests {
     /// each TTL.
     #[test]
     fn lfu_matches_a_reference_model_under_a_random_workload() {
-        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut next = xorshift(0x2545_f491_4f6c_dd1d);
         let mut s = SieveStore::with_stale(12, Some(400.0), Policy::Lfu, 100.0);
         let mut model: Vec<(u8, u64, u64, f64, f64)> = Vec::new();
         let mut tick = 0u64;
@@ -1823,13 +1830,7 @@ mod tests {
     fn keys_of_every_length_match_a_model_under_a_random_workload() {
         // Keys of 0 to 30 bytes (inline and boxed) that share prefixes and differ in one
         // byte; an unbounded store, so a set of keys is an exact model.
-        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut next = xorshift(0x2545_f491_4f6c_dd1d);
         let key = |r: u64| -> Vec<u8> {
             let len = (r % 31) as usize;
             let mut k = vec![7u8; len];
@@ -1855,7 +1856,7 @@ mod tests {
                         let hit = matches!(s.get(&k, 0.0), Lookup::Hit(_));
                         assert_eq!(hit, model.contains(&k), "get {k:?}");
                         // Inserted right after its miss, half the time.
-                        if !hit && next() % 2 == 0 {
+                        if !hit && next().is_multiple_of(2) {
                             s.insert(&k, 0.0);
                             model.insert(k);
                         }
@@ -1876,13 +1877,7 @@ mod tests {
     #[test]
     fn invariants_hold_under_a_random_workload() {
         // xorshift, fixed seed: reproducible.
-        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
         for policy in [
             Policy::Sieve,
             Policy::Lru,

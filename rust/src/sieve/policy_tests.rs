@@ -7,16 +7,6 @@ use std::collections::VecDeque;
 use super::sketch::{FrequencySketch, key_hash};
 use super::*;
 
-fn xorshift(seed: u64) -> impl FnMut() -> u64 {
-    let mut x = seed;
-    move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    }
-}
-
 fn s3(capacity: usize) -> SieveStore {
     SieveStore::new(capacity, None, Policy::S3Fifo)
 }

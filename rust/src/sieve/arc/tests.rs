@@ -8,16 +8,6 @@ use std::collections::VecDeque;
 use super::super::*;
 use super::{B1, B2, T1, T2};
 
-fn xorshift(seed: u64) -> impl FnMut() -> u64 {
-    let mut x = seed;
-    move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    }
-}
-
 fn arc(capacity: usize) -> SieveStore {
     SieveStore::new(capacity, None, Policy::Arc)
 }
