@@ -15,6 +15,7 @@ import {
   UNBOUNDED_CAPACITY,
 } from "../src/native/_abi.ts";
 import { loadNative } from "../src/native/ffi.ts";
+import { TAGGED_ENVELOPE } from "../src/store/_tag_envelope.ts";
 import { Strategy } from "../src/options/options.ts";
 
 const root = new URL("../", import.meta.url);
@@ -54,26 +55,31 @@ Deno.test("_abi.ts: no other TypeScript file declares a fact of its own", async 
 });
 
 Deno.test("_abi.ts: a fact written as a literal on a hot path is the generated one", async () => {
-  // `-1 /* abi: Status.Miss */`: the literal before each marker must be the fact's value.
-  const marked = /(-?\d+|NaN|-?Infinity)\s*\/\*\s*abi:\s*([\w.]+)\s*\*\//g;
+  // `-1 /* abi: Status.Miss */`: the literal before each marker must be the fact's value; a
+  // `const:` marker names a constant of the package's own formats.
+  const marked = /(-?(?:0x[\da-f]+|\d+)|NaN|-?Infinity)\s*\/\*\s*(abi|const):\s*([\w.]+)\s*\*\//gi;
+  const own: Record<string, unknown> = { TAGGED_ENVELOPE };
   const found: string[] = [];
   for (const path of await sourceFiles()) {
     if (!path.startsWith("src/")) continue;
     const text = await Deno.readTextFile(new URL(path, root));
     for (const m of text.matchAll(marked)) {
-      const [literal, name] = [m[1]!, m[2]!];
+      const [literal, kind, name] = [m[1]!, m[2]!, m[3]!];
       const value = name.split(".").reduce<unknown>(
         (o, k) => (o as Record<string, unknown> | undefined)?.[k],
-        abi,
+        kind === "abi" ? abi : own,
       );
-      assert.equal(typeof value, "number", `${path}: ${name} is not a numeric fact of _abi.ts`);
+      assert.equal(typeof value, "number", `${path}: ${name} is not a numeric ${kind} constant`);
       assert.ok(Object.is(Number(literal), value), `${path}: ${literal} is not ${name} (${value})`);
       found.push(`${path}: ${name}`);
     }
   }
   assert.deepEqual(found.sort(), [
+    "src/store/native_store.ts: LIBRARY_TIME",
     "src/store/native_store.ts: NO_TTL",
     "src/store/native_store.ts: Status.Miss",
+    "src/store/shared_store.ts: LIBRARY_TIME",
+    "src/store/shared_store.ts: TAGGED_ENVELOPE",
   ]);
 });
 
