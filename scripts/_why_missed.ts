@@ -49,7 +49,7 @@ const PARAGRAPHS: Paragraph[] = [
   [
     (w) => w.startsWith("miss + insert / hit"),
     () =>
-      "- **Miss + insert ≤ 3× a hit.** A miss costs a failed lookup (one FFI call), the function call, then an insert (a second FFI call) that, in a full cache, runs the eviction hand and removes the victim from the index (cold memory: the victim was not touched for a while). In a tight loop outside this harness (two int arguments, 1,024 entries) it measured 139 ns against 48 ns for a hit, 2.9×; the group here also pays the harness's argument stream.",
+      '- **Miss + insert ≤ 3× a hit.** A miss costs a failed lookup (one FFI call), the function call, then an insert (a second FFI call) that, in a full cache, runs the eviction hand and removes the victim from the index (cold memory: the victim was not touched for a while). In a tight loop outside this harness (two int arguments, 1,024 entries, hits and misses in alternating samples in one process) it measured 116–124 ns a hit against 380–412 ns a miss + insert, 3.3–3.5×, on this machine on 2026-12-07: not a floor. The library\'s two calls take 35–57% of a miss in the profiles ("Where the time goes"); the rest is the JavaScript miss path (the computation held and freed, the function called, the result stored), where `4ff3a73`\'s smaller closure was at parity (`deno task bench:split`). "Where the time goes" has the profile.',
   ],
   [
     (w) => /^memory hit string\(10\) \+ int .*\(native\)/.test(w),
