@@ -795,8 +795,9 @@ pub fn render() -> String {
  * `src/native/ffi.ts`), but for a few literals on hot paths, each followed by a comment
  * `abi: Name` and checked against this file by `tests/abi_test.ts`. After changing a fact in
  * the crate, run `deno task abi`: it runs the crate's test
- * `abi::tests::generated_file_is_current` with `UPDATE_ABI=1`, which rewrites this file. Without `UPDATE_ABI` that test fails while this file is stale; `cargo test`,
- * `deno task test` and `.ci/run` run it.
+ * `abi::tests::generated_file_is_current` with `UPDATE_ABI=1`, which rewrites this file.
+ * Without `UPDATE_ABI` that test fails while this file is stale; `cargo test`, `deno task test`
+ * and `.ci/run` run it.
  *
  * \"No TTL\" has one sentinel everywhere: {@linkcode NO_TTL} (`NaN`).
  *
