@@ -44,6 +44,13 @@ mod ghost;
 mod lists;
 #[cfg(test)]
 mod policy_tests;
+mod s3fifo;
+pub mod sketch;
+mod wtinylfu;
+
+use arc::Arc;
+use s3fifo::S3Fifo;
+use wtinylfu::WTinyLfu;
 
 /// A reproducible stream of pseudo-random numbers (xorshift64) from `seed`, for the tests of
 /// the store and its policies.
@@ -57,13 +64,6 @@ fn xorshift(seed: u64) -> impl FnMut() -> u64 {
         x
     }
 }
-mod s3fifo;
-pub mod sketch;
-mod wtinylfu;
-
-use arc::Arc;
-use s3fifo::S3Fifo;
-use wtinylfu::WTinyLfu;
 
 /// No slot: the end of the queue, or no hand.
 const NIL: u32 = u32::MAX;
@@ -1876,7 +1876,6 @@ mod tests {
 
     #[test]
     fn invariants_hold_under_a_random_workload() {
-        // xorshift, fixed seed: reproducible.
         let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
         for policy in [
             Policy::Sieve,
