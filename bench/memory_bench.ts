@@ -27,7 +27,14 @@
  * (the default); `warp cache() s3fifo`, `warp cache() wtinylfu` and `warp cache() arc` by
  * those strategies, in the groups `hit 2 int args` and `miss + insert 2 int args`.
  *
- * Run: `deno bench -A bench/memory_bench.ts`.
+ * Two ways to run it. `deno bench -A bench/memory_bench.ts` times each contender in its own
+ * `Deno.bench` block, one after the other. `deno run -A bench/memory_bench.ts --turns` (what
+ * `deno task bench` runs) takes each group's contenders in turns instead: short samples of
+ * about {@linkcode SAMPLE_MS} ms, one of each contender per round, the first of each round
+ * moving on by one, so that a busy machine's slow moments fall on every contender of the
+ * row alike and a ratio of two contenders can be taken sample by sample (measured: with
+ * separate blocks, a peer's figure swung more than 1.5x between two runs). It prints one
+ * JSON object, `{ [group]: { [name]: number[] } }`, ns per call of each sample.
  *
  * @module
  */
@@ -40,10 +47,80 @@ import { SieveCache as NeoSieve } from "npm:@neophi/sieve-cache@^1.5.0";
 import { cache } from "../mod.ts";
 import { loadNative } from "../src/native/ffi.ts";
 import { KeyWriter } from "../src/codec/key_codec.ts";
-import { BATCH, intArgs, MASK, str10, STREAMS, type StreamSpec } from "./_workload.ts";
+import { BATCH, intArgs, MASK, str10, STREAMS, type StreamSpec, takeTurns } from "./_workload.ts";
 
 /** Keeps results alive so that the work is not optimised away. */
 export let sink = 0;
+
+/** Whether the contenders are timed in turns (`--turns`; see the module doc). */
+const TURNS = Deno.args.includes("--turns");
+/** Rounds of samples in turns (`WARP_MEM_SAMPLES`). */
+const SAMPLES = Number(Deno.env.get("WARP_MEM_SAMPLES") ?? "15");
+/** About how long one sample in turns lasts (ms): as many batches as fit. */
+export const SAMPLE_MS = 20;
+
+/** One contender of a group: `run` makes {@linkcode BATCH} calls. */
+interface Row {
+  group: string;
+  name: string;
+  baseline: boolean;
+  /** At most one batch a sample (micro-memoize's miss + insert: ~0.1 ms a call). */
+  slow: boolean;
+  run: () => void | Promise<void>;
+}
+
+const rows: Row[] = [];
+
+/** Registers a contender: a `Deno.bench` block, or one of the contenders taken in turns. */
+function row(
+  group: string,
+  name: string,
+  run: () => void | Promise<void>,
+  baseline = false,
+  slow = false,
+): void {
+  if (TURNS) {
+    rows.push({ group, name, baseline, slow, run });
+    return;
+  }
+  Deno.bench({
+    group,
+    name,
+    baseline,
+    // micro-memoize's miss + insert: ~0.1 ms a call (a linear search of 10,000 entries).
+    ...(slow ? { n: 10, warmup: 1 } : {}),
+    fn: run,
+  });
+}
+
+/** Batches of `r` that fill about {@linkcode SAMPLE_MS} ms, measured after a warm-up. */
+async function batchesOf(r: Row): Promise<number> {
+  if (r.slow) return 1;
+  for (let k = 0; k < 20; k++) await r.run();
+  const t0 = performance.now();
+  for (let k = 0; k < 5; k++) await r.run();
+  const ms = (performance.now() - t0) / 5;
+  return Math.max(1, Math.min(1000, Math.round(SAMPLE_MS / Math.max(ms, 1e-3))));
+}
+
+/** Times every group's contenders in turns; prints `{ [group]: { [name]: ns[] } }`. */
+async function runInTurns(): Promise<void> {
+  const out: Record<string, Record<string, number[]>> = {};
+  const groups = [...new Set(rows.map((r) => r.group))];
+  for (const group of groups) {
+    const items: { r: Row; batches: number }[] = [];
+    for (const r of rows.filter((x) => x.group === group)) {
+      items.push({ r, batches: await batchesOf(r) });
+    }
+    const taken = await takeTurns(items, SAMPLES, async ({ r, batches }) => {
+      const t0 = performance.now();
+      for (let k = 0; k < batches; k++) await r.run();
+      return (performance.now() - t0) * 1e6 / (batches * BATCH);
+    });
+    out[group] = Object.fromEntries(items.map(({ r }, i) => [r.name, taken[i]!]));
+  }
+  console.log(JSON.stringify(out));
+}
 
 const TTL = 60_000;
 
@@ -197,7 +274,7 @@ function check(name: string, got: number, want: number): void {
   if (got !== want) throw new Error(`${name}: returned ${got}, expected ${want}`);
 }
 
-/** Registers one sync benchmark over a stream, after a warm-up pass and a value check. */
+/** Registers one sync contender over a stream, after a warm-up pass and a value check. */
 function benchSync(
   group: string,
   name: string,
@@ -210,22 +287,17 @@ function benchSync(
   for (let j = 0; j <= MASK; j++) check(`${group} / ${name}`, call(j), want(j));
   if (spec.hitOnly) { for (let j = 0; j <= MASK; j++) call(j); }
   let i = 0;
-  Deno.bench({
-    group,
-    name,
-    baseline,
-    fn(): void {
-      let acc = 0;
-      for (let n = 0; n < BATCH; n++) {
-        acc += call(i);
-        i = (i + 1) & MASK;
-      }
-      sink += acc;
-    },
-  });
+  row(group, name, (): void => {
+    let acc = 0;
+    for (let n = 0; n < BATCH; n++) {
+      acc += call(i);
+      i = (i + 1) & MASK;
+    }
+    sink += acc;
+  }, baseline);
 }
 
-/** Registers one async benchmark (each call awaited in turn). */
+/** Registers one async contender (each call awaited in turn). */
 async function benchAsync(
   group: string,
   name: string,
@@ -235,19 +307,14 @@ async function benchAsync(
 ): Promise<void> {
   for (let j = 0; j <= MASK; j++) check(`${group} / ${name}`, await call(j), want(j));
   let i = 0;
-  Deno.bench({
-    group,
-    name,
-    baseline,
-    async fn(): Promise<void> {
-      let acc = 0;
-      for (let n = 0; n < BATCH; n++) {
-        acc += await call(i);
-        i = (i + 1) & MASK;
-      }
-      sink += acc;
-    },
-  });
+  row(group, name, async (): Promise<void> => {
+    let acc = 0;
+    for (let n = 0; n < BATCH; n++) {
+      acc += await call(i);
+      i = (i + 1) & MASK;
+    }
+    sink += acc;
+  }, baseline);
 }
 
 for (const spec of STREAMS) {
@@ -384,13 +451,10 @@ for (const spec of STREAMS) {
   const register = (name: string, f: Fn2, baseline = false, slow = false): void => {
     let c = 0;
     for (let n = 0; n < max; n++) f(c % 1_000_000, Math.floor(c++ / 1_000_000));
-    Deno.bench({
-      group: g,
+    row(
+      g,
       name,
-      baseline,
-      // micro-memoize: ~0.1 ms a call (a linear search of 10,000 entries).
-      ...(slow ? { n: 10, warmup: 1 } : {}),
-      fn(): void {
+      (): void => {
         let acc = 0;
         for (let n = 0; n < BATCH; n++) {
           acc += f(c % 1_000_000, Math.floor(c / 1_000_000));
@@ -398,7 +462,9 @@ for (const spec of STREAMS) {
         }
         sink += acc;
       },
-    });
+      baseline,
+      slow,
+    );
   };
   const floorMap = mapMemo(max, (id) => f2(id % 1_000_000, Math.floor(id / 1_000_000)));
   register("floor: Map<number>", (x, y) => floorMap(y * 1_000_000 + x), true);
@@ -416,16 +482,11 @@ for (const spec of STREAMS) {
 {
   const lib = loadNative();
   if (lib !== null) {
-    Deno.bench({
-      group: "raw FFI no-op",
-      name: "warp_abi_version()",
-      baseline: true,
-      fn(): void {
-        let acc = 0;
-        for (let n = 0; n < BATCH; n++) acc += lib.warp_abi_version();
-        sink += acc;
-      },
-    });
+    row("raw FFI no-op", "warp_abi_version()", (): void => {
+      let acc = 0;
+      for (let n = 0; n < BATCH; n++) acc += lib.warp_abi_version();
+      sink += acc;
+    }, true);
   }
 }
 
@@ -441,16 +502,11 @@ for (const spec of STREAMS) {
   for (let j = 0; j <= MASK; j++) m.set(JSON.stringify(obj(j)), j);
   const register = (name: string, f: (j: number) => number, baseline = false): void => {
     let i = 0;
-    Deno.bench({
-      group: g,
-      name,
-      baseline,
-      fn(): void {
-        let acc = 0;
-        for (let n = 0; n < BATCH; n++) acc += f(i++ & MASK);
-        sink += acc;
-      },
-    });
+    row(g, name, (): void => {
+      let acc = 0;
+      for (let n = 0; n < BATCH; n++) acc += f(i++ & MASK);
+      sink += acc;
+    }, baseline);
   };
   register("JSON.stringify", keyOf, true);
   register("JSON.stringify + Map.get", (j) => m.get(JSON.stringify(obj(j)))!);
@@ -467,3 +523,5 @@ for (const spec of STREAMS) {
   await benchAsync(g, "await fn() (one Promise)", (j) => af2(a[j]!, b[j]!), want);
   await benchAsync(g, "await fn().then(v => v)", (j) => af2(a[j]!, b[j]!).then((v) => v), want);
 }
+
+if (TURNS) await runInTurns();

@@ -43,9 +43,10 @@ export interface Target {
 export interface Figures {
   /** ns per call of `name` in `group` (median of the runs), or `undefined`. */
   ns(group: string, name: string): number | undefined;
-  /** The median ratio of the samples of `name` in `group` to the baseline's samples taken
-   * one after the other (`bench/tags_bench.ts`), or `undefined` where none were paired. */
-  pairedRatio?(group: string, name: string): number | undefined;
+  /** The median ratio of the samples of `name` in `group` to the samples of `base` taken
+   * one after the other (the rows of `bench/memory_bench.ts --turns` and
+   * `bench/tags_bench.ts`), or `undefined` where none were paired. */
+  pairedRatio?(group: string, name: string, base: string): number | undefined;
   /** The memory groups of `bench/memory_bench.ts`, in order. */
   memGroups: readonly string[];
   /** The engines `cache()` ran on in this run (`native` and `ts`, or `ts` alone). */
@@ -89,17 +90,25 @@ export const mb = (n: number): string =>
   Number.isFinite(n) ? `${(n / 2 ** 20).toFixed(1)} MB` : "-";
 const ours = (engine: string): string => `warp cache() (${engine})`;
 
-/** The fastest peer of a memory group: its name and ns per call. */
-export function fastestPeer(
+/**
+ * The speed-up of `mine` (a contender of `group`) over the peer it beats by the least: the
+ * peer's time / ours, each peer's ratio the median of its paired samples where they were
+ * taken in turns with ours, else the ratio of the medians.
+ */
+export function speedUpOverPeers(
   f: Figures,
   group: string,
-): { name: string; ns: number } | undefined {
-  let best: { name: string; ns: number } | undefined;
+  mine: string,
+): { name: string; ratio: number } | undefined {
+  const ours = f.ns(group, mine);
+  let worst: { name: string; ratio: number } | undefined;
   for (const name of MEMORY_PEERS) {
-    const v = f.ns(group, name);
-    if (v !== undefined && (best === undefined || v < best.ns)) best = { name, ns: v };
+    const peer = f.ns(group, name);
+    if (peer === undefined || ours === undefined) continue;
+    const ratio = f.pairedRatio?.(group, name, mine) ?? peer / ours;
+    if (worst === undefined || ratio < worst.ratio) worst = { name, ratio };
   }
-  return best;
+  return worst;
 }
 
 function at(
@@ -122,13 +131,12 @@ function memoryTargets(f: Figures): Target[] {
   const out: Target[] = [];
   for (const engine of f.engines) {
     for (const g of f.memGroups) {
-      const peer = fastestPeer(f, g);
-      const mine = f.ns(g, ours(engine));
-      if (peer === undefined || mine === undefined) continue;
+      const peer = speedUpOverPeers(f, g, ours(engine));
+      if (peer === undefined) continue;
       out.push(at(
         `memory ${g} (${engine}): speed-up over the fastest peer`,
         "≥ 1.5×",
-        peer.ns / mine,
+        peer.ratio,
         (v) => v >= 1.5,
         fmtRatio,
         ` (${peer.name})`,
@@ -142,7 +150,9 @@ function memoryTargets(f: Figures): Target[] {
   out.push(at(
     `memory hit, 2 int args (${native}): time / Map floor`,
     "≤ 1.5×",
-    floor === undefined || mine === undefined ? undefined : mine / floor,
+    floor === undefined || mine === undefined
+      ? undefined
+      : f.pairedRatio?.(hit2, ours(native), FLOOR) ?? mine / floor,
     (v) => v <= 1.5,
     fmtRatio,
   ));
@@ -229,7 +239,7 @@ function tagTargets(f: Figures): Target[] {
     return at(
       `memory hit with tags / without (${engine})`,
       "≤ 1.1×",
-      f.pairedRatio?.(g, "tags") ??
+      f.pairedRatio?.(g, "tags", "no tags") ??
         (off === undefined || on === undefined ? undefined : on / off),
       (v) => v <= 1.1,
       fmtRatio,

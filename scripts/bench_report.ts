@@ -3,9 +3,10 @@
  * its chart `bench/results.svg` (vega-lite, rendered headless to SVG).
  *
  * 1. builds the native library (incremental `cargo build --release`; `--no-build` skips);
- * 2. `deno bench --json` over `bench/memory_bench.ts` and `bench/shared_bench.ts`,
- *    `--runs` times (3) with the native engine, once more with the TypeScript engine
- *    (only `cache()`'s own cases);
+ * 2. `bench/memory_bench.ts --turns` (each group's contenders timed in turns in one process)
+ *    and `deno bench --json` over `bench/shared_bench.ts`, `--runs` times (3) with the
+ *    native engine; `bench/memory_bench.ts --turns` once more a run with the TypeScript
+ *    engine (the peers beside it again);
  * 3. `bench/peers/lmdb_bench.ts` (`npm:lmdb`) `--runs` times, each in a process of its own;
  * 4. the hit-ratio simulator (`bench/sim.ts`), the memory footprint
  *    (`bench/footprint.ts`), 1 against 2 processes (`bench/shared_procs.ts`), the remote
@@ -156,44 +157,61 @@ async function denoBench(
   record(checkedReport(label, benchArgs, res), rename);
 }
 
-/** Ratios of a row's samples to the samples of its group's baseline taken just before or
- * after them, by `group \0 name`, pooled over the processes (`bench/tags_bench.ts`). */
-const paired = new Map<string, number[]>();
+/** The samples of each process that took its rows in turns (`bench/tags_bench.ts`,
+ * `bench/memory_bench.ts --turns`): `{ [group]: { [name]: ns[] } }`, names as reported. The
+ * k-th samples of two rows of a group were taken one after the other. */
+const turnRuns: Array<Record<string, Record<string, number[]>>> = [];
 
 /**
- * Runs `bench/tags_bench.ts` once on `engine` and records its samples (each a figure of
- * its row, as the runs of `denoBench` are) and the `tags` row's ratio to `no tags`, sample
- * by sample.
+ * Runs a script that takes its rows in turns and prints `{ [group]: { [name]: ns[] } }`, and
+ * records its samples (each a figure of its row, as the runs of `denoBench` are).
  *
  * @throws {Error} If the script fails (its output is in `bench/.out/`).
  */
-async function tagsBench(label: string, engine: string): Promise<void> {
+async function turnsBench(
+  label: string,
+  scriptArgs: string[],
+  engine: string,
+  rename: (name: string) => string,
+): Promise<void> {
   log(`deno run: ${label}`);
-  const res = await sh(Deno.execPath(), ["run", "-A", "bench/tags_bench.ts"], {
+  const res = await sh(Deno.execPath(), ["run", "-A", ...scriptArgs], {
     env: { WARP_CACHE_ENGINE: engine },
   });
   const slug = label.replace(/[^a-z0-9]+/gi, "_");
   await Deno.writeTextFile(`${outDir}${slug}.json.txt`, res.stdout);
   await Deno.writeTextFile(`${outDir}${slug}.err.txt`, res.stderr);
-  if (!res.ok) throw new Error(`bench/tags_bench.ts (${label}) failed: ${tail(res.stderr)}`);
+  if (!res.ok) {
+    throw new Error(`${scriptArgs.join(" ")} (${label}) failed: ${tail(res.stderr)}`);
+  }
   const json = JSON.parse(res.stdout) as Record<string, Record<string, number[]>>;
+  const run: Record<string, Record<string, number[]>> = {};
   for (const [group, rows] of Object.entries(json)) {
     if (!groupOrder.includes(group)) groupOrder.push(group);
-    for (const [name, xs] of Object.entries(rows)) {
+    run[group] = {};
+    for (const [raw, xs] of Object.entries(rows)) {
+      const name = rename(raw);
+      run[group][name] = xs;
       const key = `${group}\0${name}`;
       samples.set(key, [...(samples.get(key) ?? []), ...xs]);
     }
-    const base = rows["no tags"] ?? [];
-    const key = `${group}\0tags`;
-    const ratios = (rows["tags"] ?? []).map((x, k) => x / base[k]!);
-    paired.set(key, [...(paired.get(key) ?? []), ...ratios]);
   }
+  turnRuns.push(run);
 }
 
-/** The median of the paired ratios of `name` in `group` (see `paired`), or `undefined`. */
-function pairedRatio(group: string, name: string): number | undefined {
-  const list = paired.get(`${group}\0${name}`);
-  return list && list.length ? median(list) : undefined;
+/**
+ * The median, over the samples of every process that took `name` and `base` of `group` in
+ * turns, of the ratio of `name`'s k-th sample to `base`'s: `undefined` where none did.
+ */
+function pairedRatio(group: string, name: string, base: string): number | undefined {
+  const ratios: number[] = [];
+  for (const run of turnRuns) {
+    const xs = run[group]?.[name];
+    const bs = run[group]?.[base];
+    if (xs === undefined || bs === undefined) continue;
+    for (let k = 0; k < Math.min(xs.length, bs.length); k++) ratios.push(xs[k]! / bs[k]!);
+  }
+  return ratios.length ? median(ratios) : undefined;
 }
 
 /** @throws {Error} If a group lacks a peer of `REQUIRED_PEERS` (`_bench_runs.ts`). */
@@ -432,10 +450,10 @@ const renameWarp = (tag: string) => (name: string): string =>
 // file's heap would otherwise weigh on the figures of the next contender (measured: the
 // shared hit read 226 ns beside Deno KV, 140-160 ns alone).
 for (let r = 1; r <= RUNS; r++) {
-  await denoBench(
+  await turnsBench(
     `memory run ${r}`,
-    ["-A", "bench/memory_bench.ts"],
-    { env: { WARP_CACHE_ENGINE: engine } },
+    ["bench/memory_bench.ts", "--turns"],
+    engine,
     renameWarp(engine),
   );
   await denoBench(
@@ -453,14 +471,17 @@ for (let r = 1; r <= RUNS; r++) {
   // Two processes a run: a tag check's cost is a few ns, and each process is one draw of V8's
   // inlining decisions (notes/native_hit.md).
   for (const p of [1, 2]) {
-    await tagsBench(`tags run ${r}.${p}`, engine);
-    if (native) await tagsBench(`tags ts engine run ${r}.${p}`, "ts");
+    await turnsBench(`tags run ${r}.${p}`, ["bench/tags_bench.ts"], engine, (n) => n);
+    if (native) {
+      await turnsBench(`tags ts engine run ${r}.${p}`, ["bench/tags_bench.ts"], "ts", (n) => n);
+    }
   }
+  // The peers again beside the TypeScript engine, so that its ratios are paired too.
   if (native) {
-    await denoBench(
+    await turnsBench(
       `memory ts engine run ${r}`,
-      ["-A", "--filter", "warp cache()", "bench/memory_bench.ts"],
-      { env: { WARP_CACHE_ENGINE: "ts" } },
+      ["bench/memory_bench.ts", "--turns"],
+      "ts",
       renameWarp("ts"),
     );
   }
@@ -516,7 +537,7 @@ md.push(
   `Written by \`deno task bench\` (\`scripts/bench_report.ts\`) on ${
     new Date().toISOString().slice(0, 16).replace("T", " ")
   } UTC. ` +
-    `Times are ns per call: each \`Deno.bench\` iteration makes ${BATCH} calls, and each figure is the median over ${RUNS} run(s) of the mean time per iteration, divided by ${BATCH}. ` +
+    `Times are ns per call. The memory rows (\`bench/memory_bench.ts --turns\`) are taken in turns: in each process, short samples of each contender of a row, one after the other, the first of each round moving on by one; a figure is the median of its samples (${RUNS} process(es) an engine; the peers run beside each engine), and a ratio of two contenders of a row (the tables of ratios, the targets) the median of the ratios of their samples taken one after the other. Each \`Deno.bench\` iteration of the other files makes ${BATCH} calls, and each of their figures is the median over ${RUNS} run(s) of the mean time per iteration, divided by ${BATCH}. ` +
     "Ratios compare figures of the same `deno task bench` run; they are not asserted by any test. " +
     "What each case does, and how the peers are configured, is in the header of its file in `bench/`.",
 );
@@ -536,6 +557,12 @@ if (notes.length) {
 
 const ratio = (a: number | undefined, b: number | undefined): number | undefined =>
   a === undefined || b === undefined ? undefined : a / b;
+
+/** `name`'s time / `base`'s in `group`: of samples taken in turns where they were. */
+const memRatio = (g: string, name: string, base: string): number | undefined =>
+  ns(g, name) === undefined
+    ? undefined
+    : pairedRatio(g, name, base) ?? ratio(ns(g, name), ns(g, base));
 
 // The memory groups of `bench/memory_bench.ts` (not its floors, nor the other files' groups).
 const memGroups = groupOrder.filter((g) =>
@@ -616,7 +643,7 @@ md.push(
     ["case", ...memNames.slice(1)],
     memGroups.map((
       g,
-    ) => [g, ...memNames.slice(1).map((n) => fmtRatio(ratio(ns(g, n), ns(g, FLOOR))))]),
+    ) => [g, ...memNames.slice(1).map((n) => fmtRatio(memRatio(g, n, FLOOR)))]),
   ),
 );
 md.push("");
@@ -626,7 +653,7 @@ const others = memNames.filter((n) => n !== W);
 md.push(
   table(
     ["case", ...others],
-    memGroups.map((g) => [g, ...others.map((n) => fmtRatio(ratio(ns(g, n), ns(g, W))))]),
+    memGroups.map((g) => [g, ...others.map((n) => fmtRatio(memRatio(g, n, W)))]),
   ),
 );
 md.push("");
@@ -800,7 +827,9 @@ if (tagGroups.length > 0) {
         g,
         ...names.map((n) => {
           const v = ns(g, n);
-          const r = pairedRatio(g, n) ?? ratio(v, ns(g, "no tags"));
+          const r = n === "tags"
+            ? pairedRatio(g, n, "no tags") ?? ratio(v, ns(g, "no tags"))
+            : ratio(v, ns(g, "no tags"));
           return v === undefined ? "-" : `${fmtNs(v)} (${fmtRatio(r)})`;
         }),
       ]),

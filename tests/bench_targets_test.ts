@@ -5,7 +5,7 @@
  */
 
 import assert from "node:assert/strict";
-import { fastestPeer, type Figures, speedTargets, type Target } from "../scripts/_targets.ts";
+import { type Figures, speedTargets, speedUpOverPeers, type Target } from "../scripts/_targets.ts";
 import { whyMissed } from "../scripts/_why_missed.ts";
 
 function figures(
@@ -39,7 +39,9 @@ Deno.test("tags target: the paired ratio of samples, where measured, over the ra
     "memory hit, tags off / on (ts engine)": 1.12,
   };
   const ts = speedTargets(
-    figures(table, { pairedRatio: (g, n) => n === "tags" ? paired[g] : undefined }),
+    figures(table, {
+      pairedRatio: (g, n, base) => n === "tags" && base === "no tags" ? paired[g] : undefined,
+    }),
   );
   const native = find(ts, "memory hit with tags / without (native)");
   assert.equal(native.measured, "1.04×");
@@ -66,9 +68,9 @@ Deno.test("memory rows: each engine against the fastest peer of the row, at 1.5�
     "memory hit, tags off / on (native engine)": { "no tags": 50, "tags": 55 },
     "memory hit, tags off / on (ts engine)": { "no tags": 50, "tags": 55.5 },
   });
-  assert.deepEqual(fastestPeer(f, "hit 2 int args [hit-only]"), {
+  assert.deepEqual(speedUpOverPeers(f, "hit 2 int args [hit-only]", "warp cache() (native)"), {
     name: "@neophi/sieve-cache",
-    ns: 90,
+    ratio: 3,
   });
   const ts = speedTargets(f);
   const native = find(
@@ -99,6 +101,48 @@ Deno.test("memory rows: each engine against the fastest peer of the row, at 1.5�
   assert.match(why[0]!, /^- \*\*Miss \+ insert ≤ 3× a hit/);
   assert.match(why[1]!, /^- \*\*TypeScript engine rows/);
   assert.match(why[2]!, /native: 50\.0 ns without, 55\.0 ns with; ts: 50\.0 ns without/);
+});
+
+Deno.test("memory rows: ratios of samples taken in turns over the ratio of medians", () => {
+  const g = "hit 2 int args [hit-only]";
+  const table = {
+    [g]: {
+      "floor: Map<number>": 20,
+      "warp cache() (native)": 30,
+      "warp cache() (ts)": 61,
+      "lru-cache": 120,
+      "@neophi/sieve-cache": 90,
+    },
+    "miss + insert 2 int args": { "warp cache() (native)": 91, "lru-cache": 500 },
+  };
+  // Paired: against the native engine, lru-cache is the peer beaten by the least (its medians
+  // say otherwise); the floor's paired ratio is the native row's time over the floor's.
+  const paired: Record<string, number> = {
+    "lru-cache / warp cache() (native)": 1.6,
+    "@neophi/sieve-cache / warp cache() (native)": 2.5,
+    "warp cache() (native) / floor: Map<number>": 1.7,
+  };
+  const f = figures(table, {
+    pairedRatio: (group, name, base) => group === g ? paired[`${name} / ${base}`] : undefined,
+  });
+  assert.deepEqual(speedUpOverPeers(f, g, "warp cache() (native)"), {
+    name: "lru-cache",
+    ratio: 1.6,
+  });
+  // The TypeScript engine has no paired samples here: the ratio of the medians.
+  assert.deepEqual(speedUpOverPeers(f, g, "warp cache() (ts)"), {
+    name: "@neophi/sieve-cache",
+    ratio: 90 / 61,
+  });
+  const ts = speedTargets(f);
+  const native = find(ts, `memory ${g} (native): speed-up over the fastest peer`);
+  assert.equal(native.measured, "1.60× (lru-cache)");
+  assert.equal(native.met, true);
+  const floor = find(ts, "memory hit, 2 int args (native): time / Map floor");
+  assert.equal(floor.measured, "1.70×");
+  assert.equal(floor.met, false);
+  // A group whose rows were not measured on an engine gets no target for it.
+  assert.equal(speedUpOverPeers(f, g, "warp cache() (wasm)"), undefined);
 });
 
 Deno.test("shared, remote and footprint targets read the right rows", () => {
