@@ -7,6 +7,13 @@
  * file's touched pages), plus whatever the allocator keeps after freeing. `rss` alone
  * also counts V8 pages that hold garbage of the fill, not given back after the GC.
  *
+ * Each variant runs in {@linkcode RUNS} processes, and the one whose heap + native is the
+ * median is reported, with every process's total beside it (`totals`): outside the heap, what
+ * the allocator keeps after the fill (compiler zones of background threads, arrays grown and
+ * dropped) moved a variant's figure by up to 17 MB from one process to the next. `external`
+ * is V8's count of the memory of its `ArrayBuffer`s (typed-array stores), which does not move
+ * so.
+ *
  * Variants: `cache()` on each engine (filled through the cached function, as a user
  * would), the shared backend (`maxKeySize` and `maxValueSize` 16, which an int key and
  * value fit: each entry lives in its 72-byte slot, and the default byte budget is the
@@ -26,6 +33,9 @@ import { BENCH_LOCK_FLAG, sharedDir } from "./_workload.ts";
 /** Entries per variant. */
 export const ENTRIES = 1_000_000;
 
+/** Processes per variant (`WARP_FOOTPRINT_RUNS`). */
+export const RUNS = Number(Deno.env.get("WARP_FOOTPRINT_RUNS") ?? "3");
+
 /** One variant's measurement. */
 export interface Footprint {
   variant: string;
@@ -38,6 +48,10 @@ export interface Footprint {
   rssBytes: number;
   /** `rss - heapTotal` growth: memory outside the V8 heap (the Rust side, mappings). */
   nativeBytes: number;
+  /** `external` growth: the memory of V8's `ArrayBuffer`s (part of `nativeBytes`). */
+  externalBytes?: number;
+  /** Heap + native of each process of the variant (the one reported is the median). */
+  totals?: number[];
   /** Size of the shared cache file, for the shared variant. */
   fileBytes?: number;
   /** Why the variant could not run. */
@@ -137,6 +151,7 @@ function measure(variant: string): Footprint {
       heapTotalBytes: after.heapTotal - before.heapTotal,
       rssBytes: after.rss - before.rss,
       nativeBytes: (after.rss - after.heapTotal) - (before.rss - before.heapTotal),
+      externalBytes: after.external - before.external,
     };
     if (dir !== undefined) out.fileBytes = fileSize(dir);
     return out;
@@ -145,33 +160,44 @@ function measure(variant: string): Footprint {
   }
 }
 
-/** Runs every variant in a process of its own. */
+/** Measures `variant` in a process of its own. */
+async function measureApart(variant: string, env: Record<string, string>): Promise<Footprint> {
+  const self = new URL(import.meta.url).pathname;
+  const cmd = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", BENCH_LOCK_FLAG, "--v8-flags=--expose-gc", self, `--variant=${variant}`],
+    env,
+    stdout: "piped",
+    stderr: "piped",
+  });
+  const res = await cmd.output();
+  const text = new TextDecoder().decode(res.stdout).trim();
+  if (res.success && text.startsWith("{")) return JSON.parse(text) as Footprint;
+  const err = new TextDecoder().decode(res.stderr).trim().split("\n").slice(-3).join(" ");
+  return {
+    variant,
+    entries: ENTRIES,
+    heapBytes: NaN,
+    heapTotalBytes: NaN,
+    rssBytes: NaN,
+    nativeBytes: NaN,
+    error: err,
+  };
+}
+
+/** Runs every variant in {@linkcode RUNS} processes of its own; reports the median one. */
 export async function footprints(): Promise<Footprint[]> {
   const out: Footprint[] = [];
-  const self = new URL(import.meta.url).pathname;
   for (const [variant, { env }] of Object.entries(VARIANTS)) {
-    const cmd = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", BENCH_LOCK_FLAG, "--v8-flags=--expose-gc", self, `--variant=${variant}`],
-      env: env ?? {},
-      stdout: "piped",
-      stderr: "piped",
-    });
-    const res = await cmd.output();
-    const text = new TextDecoder().decode(res.stdout).trim();
-    if (res.success && text.startsWith("{")) {
-      out.push(JSON.parse(text) as Footprint);
-    } else {
-      const err = new TextDecoder().decode(res.stderr).trim().split("\n").slice(-3).join(" ");
-      out.push({
-        variant,
-        entries: ENTRIES,
-        heapBytes: NaN,
-        heapTotalBytes: NaN,
-        rssBytes: NaN,
-        nativeBytes: NaN,
-        error: err,
-      });
+    const runs: Footprint[] = [];
+    for (let r = 0; r < RUNS; r++) runs.push(await measureApart(variant, env ?? {}));
+    const failed = runs.find((f) => f.error !== undefined);
+    if (failed !== undefined) {
+      out.push(failed);
+      continue;
     }
+    const total = (f: Footprint): number => f.heapBytes + f.nativeBytes;
+    const sorted = [...runs].sort((x, y) => total(x) - total(y));
+    out.push({ ...sorted[(sorted.length - 1) >> 1]!, totals: runs.map(total) });
   }
   return out;
 }
@@ -188,7 +214,8 @@ if (import.meta.main) {
         const mb = (n: number): string => (n / 2 ** 20).toFixed(1).padStart(7) + " MB";
         console.log(
           `${f.variant.padEnd(24)} heap ${mb(f.heapBytes)}  heapTotal ${mb(f.heapTotalBytes)}` +
-            `  native ${mb(f.nativeBytes)}  rss ${mb(f.rssBytes)}` +
+            `  native ${mb(f.nativeBytes)}  external ${mb(f.externalBytes ?? NaN)}` +
+            `  rss ${mb(f.rssBytes)}` +
             (f.fileBytes !== undefined ? `  file ${mb(f.fileBytes)}` : "") +
             (f.error ? `  error: ${f.error}` : ""),
         );

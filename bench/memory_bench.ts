@@ -47,6 +47,7 @@ import { SieveCache as NeoSieve } from "npm:@neophi/sieve-cache@^1.5.0";
 import { cache } from "../mod.ts";
 import { loadNative } from "../src/native/ffi.ts";
 import { KeyWriter } from "../src/codec/key_codec.ts";
+import { MISS_AGAINST_HIT } from "../scripts/_targets.ts";
 import { BATCH, intArgs, MASK, str10, STREAMS, type StreamSpec, takeTurns } from "./_workload.ts";
 
 /** Keeps results alive so that the work is not optimised away. */
@@ -444,38 +445,70 @@ for (const spec of STREAMS) {
   }
 }
 
+/**
+ * Registers one contender of misses: every call a new key (two int arguments), after filling
+ * the cache with `max` of them, so that each insert evicts.
+ */
+function benchMisses(
+  group: string,
+  name: string,
+  max: number,
+  f: Fn2,
+  baseline = false,
+  slow = false,
+): void {
+  let c = 0;
+  for (let n = 0; n < max; n++) f(c % 1_000_000, Math.floor(c++ / 1_000_000));
+  row(
+    group,
+    name,
+    (): void => {
+      let acc = 0;
+      for (let n = 0; n < BATCH; n++) {
+        acc += f(c % 1_000_000, Math.floor(c / 1_000_000));
+        c++;
+      }
+      sink += acc;
+    },
+    baseline,
+    slow,
+  );
+}
+
+/** The floor on the miss rows: keys made of the two arguments as a number. */
+function floorOfMisses(max: number): Fn2 {
+  const floor = mapMemo(max, (id) => f2(id % 1_000_000, Math.floor(id / 1_000_000)));
+  return (x, y) => floor(y * 1_000_000 + x);
+}
+
 // --- miss + insert: every call a new key, caches full (each insert evicts)
 {
   const g = "miss + insert 2 int args";
   const max = 10_000;
-  const register = (name: string, f: Fn2, baseline = false, slow = false): void => {
-    let c = 0;
-    for (let n = 0; n < max; n++) f(c % 1_000_000, Math.floor(c++ / 1_000_000));
-    row(
-      g,
-      name,
-      (): void => {
-        let acc = 0;
-        for (let n = 0; n < BATCH; n++) {
-          acc += f(c % 1_000_000, Math.floor(c / 1_000_000));
-          c++;
-        }
-        sink += acc;
-      },
-      baseline,
-      slow,
-    );
-  };
-  const floorMap = mapMemo(max, (id) => f2(id % 1_000_000, Math.floor(id / 1_000_000)));
-  register("floor: Map<number>", (x, y) => floorMap(y * 1_000_000 + x), true);
-  register("warp cache()", cache({ maxSize: max })(f2));
-  register("warp cache() s3fifo", cache({ maxSize: max, strategy: "s3fifo" })(f2));
-  register("warp cache() wtinylfu", cache({ maxSize: max, strategy: "wtinylfu" })(f2));
-  register("warp cache() arc", cache({ maxSize: max, strategy: "arc" })(f2));
-  register("lru-cache", kvMemo2(lru<number>(max), f2));
-  register("micro-memoize", microMemoize(f2, { maxSize: max }), false, true);
-  register("memoizee", memoizee(f2, { max, primitive: true }));
-  register("@neophi/sieve-cache", kvMemo2(new NeoSieve<string, number>(max), f2));
+  benchMisses(g, "floor: Map<number>", max, floorOfMisses(max), true);
+  benchMisses(g, "warp cache()", max, cache({ maxSize: max })(f2));
+  benchMisses(g, "warp cache() s3fifo", max, cache({ maxSize: max, strategy: "s3fifo" })(f2));
+  benchMisses(g, "warp cache() wtinylfu", max, cache({ maxSize: max, strategy: "wtinylfu" })(f2));
+  benchMisses(g, "warp cache() arc", max, cache({ maxSize: max, strategy: "arc" })(f2));
+  benchMisses(g, "lru-cache", max, kvMemo2(lru<number>(max), f2));
+  benchMisses(g, "micro-memoize", max, microMemoize(f2, { maxSize: max }), false, true);
+  benchMisses(g, "memoizee", max, memoizee(f2, { max, primitive: true }));
+  benchMisses(g, "@neophi/sieve-cache", max, kvMemo2(new NeoSieve<string, number>(max), f2));
+}
+
+// --- a miss + insert against a hit (2 int args), ours and the floor's, in one group: the
+// target's ratio, of samples taken one after the other (the two rows above are taken apart)
+{
+  const g = MISS_AGAINST_HIT;
+  const spec = STREAMS.find((x) => x.hitOnly)!;
+  const { a, b } = columns(spec);
+  const want2 = (j: number): number => f2(a[j]!, b[j]!);
+  const floor = mapMemo(spec.maxSize, (id) => f2(id % 1000, Math.floor(id / 1000)));
+  benchSync(g, "floor: Map<number> hit", spec, (j) => floor(spec.ids[j]!), want2, true);
+  benchMisses(g, "floor: Map<number> miss + insert", 10_000, floorOfMisses(10_000));
+  const warp = cache({ maxSize: spec.maxSize })(f2);
+  benchSync(g, "warp cache() hit", spec, (j) => warp(a[j]!, b[j]!), want2);
+  benchMisses(g, "warp cache() miss + insert", 10_000, cache({ maxSize: 10_000 })(f2));
 }
 
 // --- the raw FFI boundary: a no-op call into the library
@@ -511,6 +544,25 @@ for (const spec of STREAMS) {
   register("JSON.stringify", keyOf, true);
   register("JSON.stringify + Map.get", (j) => m.get(JSON.stringify(obj(j)))!);
   register("warp key codec", (j) => writer.call(undefined, false, [obj(j)]));
+}
+
+// --- the key of the string rows: the peers' joined string, and ours (`_why_missed.ts`)
+{
+  const g = "floor: string key";
+  const { ids } = columns(STREAMS[0]!);
+  const s = Array.from(ids, str10);
+  const n = (j: number): number => ids[j]! & 7;
+  const writer = new KeyWriter(256, false);
+  const register = (name: string, f: (j: number) => number, baseline = false): void => {
+    let i = 0;
+    row(g, name, (): void => {
+      let acc = 0;
+      for (let k = 0; k < BATCH; k++) acc += f(i++ & MASK);
+      sink += acc;
+    }, baseline);
+  };
+  register("joined string (the peers' key)", (j) => `${s[j]!},${n(j)}`.length, true);
+  register("warp key codec", (j) => writer.call(undefined, false, [s[j]!, n(j)]));
 }
 
 // --- floors of the async rows: what awaiting costs before any cache runs

@@ -47,7 +47,15 @@ import type { ScaleReport } from "../bench/scale.ts";
 import { SCALE_HEADING, scaleFindings, scaleSection, scaleSpec } from "./_scale_report.ts";
 import { SIM_HEADING, simSection, simTargets } from "./_sim_report.ts";
 import { type BenchJson, checkedReport, missingPeers, tail } from "./_bench_runs.ts";
-import { FLOOR, fmtRatio, mb, MEMORY_PEERS, speedTargets, type Target } from "./_targets.ts";
+import {
+  FLOOR,
+  fmtRatio,
+  mb,
+  MEMORY_PEERS,
+  MISS_AGAINST_HIT,
+  speedTargets,
+  type Target,
+} from "./_targets.ts";
 import { whyMissed } from "./_why_missed.ts";
 
 const root = new URL("../", import.meta.url).pathname;
@@ -567,6 +575,7 @@ const memRatio = (g: string, name: string, base: string): number | undefined =>
 // The memory groups of `bench/memory_bench.ts` (not its floors, nor the other files' groups).
 const memGroups = groupOrder.filter((g) =>
   !g.startsWith("shared ") && g !== "raw FFI no-op" && !g.startsWith("floor: ") &&
+  g !== MISS_AGAINST_HIT &&
   !g.includes("tags off / on")
 );
 
@@ -605,6 +614,7 @@ md.push(
 md.push("");
 const why = whyMissed(targets, {
   ns,
+  pairedRatio,
   rawFfi: ns("raw FFI no-op", "warp_abi_version()"),
   remote,
   footprint,
@@ -845,21 +855,28 @@ if (footprint.length) {
   md.push(
     "Small int keys and values (the values are V8 small integers: they cost nothing beyond " +
       "their slot, so every byte here is the cache's own). One process per variant, measured " +
-      "after a full GC before and after the fill. heap = `heapUsed` growth; native = growth " +
-      "of `rss - heapTotal` (outside the V8 heap: the Rust index, typed-array stores, mapped " +
-      "pages, allocator slack). The shared variant uses 32-byte key and value slots.",
+      `after a full GC before and after the fill, in ${
+        footprint[0]?.totals?.length ?? 1
+      } process(es) per variant: the one whose ` +
+      "heap + native is the median is shown, every process's total in the last column. heap = " +
+      "`heapUsed` growth; native = growth of `rss - heapTotal` (outside the V8 heap: the Rust " +
+      "index, typed-array stores, mapped pages, allocator slack); external = growth of V8's " +
+      "count of its `ArrayBuffer`s' memory (part of native). The shared variant uses 32-byte " +
+      "key and value slots.",
   );
   md.push("");
   md.push(
     table(
-      ["variant", "heap", "native", "heap + native", "rss", "file"],
+      ["variant", "heap", "native", "external", "heap + native", "rss", "file", "each process"],
       footprint.map((f) => [
         f.variant + (f.error ? ` (failed: ${f.error.slice(0, 120)})` : ""),
         mb(f.heapBytes),
         mb(f.nativeBytes),
+        mb(f.externalBytes ?? NaN),
         mb(f.heapBytes + f.nativeBytes),
         mb(f.rssBytes),
         f.fileBytes !== undefined ? mb(f.fileBytes) : "",
+        (f.totals ?? []).map((t) => (t / 2 ** 20).toFixed(1)).join(", "),
       ]),
     ),
   );
