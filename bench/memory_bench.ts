@@ -523,6 +523,16 @@ function floorOfMisses(max: number): Fn2 {
   }
 }
 
+/** Registers one contender of a floor group: `f(j)` over the key ids of a stream, in turn. */
+function floorRow(group: string, name: string, f: (j: number) => number, baseline = false): void {
+  let i = 0;
+  row(group, name, (): void => {
+    let acc = 0;
+    for (let n = 0; n < BATCH; n++) acc += f(i++ & MASK);
+    sink += acc;
+  }, baseline);
+}
+
 // --- floors of the object-argument rows: building the key alone, the peers' way and ours
 // (`scripts/_why_missed.ts` quotes them when a target is missed)
 {
@@ -533,17 +543,9 @@ function floorOfMisses(max: number): Fn2 {
   const keyOf = (j: number): number => JSON.stringify(obj(j)).length;
   const m = new Map<string, number>();
   for (let j = 0; j <= MASK; j++) m.set(JSON.stringify(obj(j)), j);
-  const register = (name: string, f: (j: number) => number, baseline = false): void => {
-    let i = 0;
-    row(g, name, (): void => {
-      let acc = 0;
-      for (let n = 0; n < BATCH; n++) acc += f(i++ & MASK);
-      sink += acc;
-    }, baseline);
-  };
-  register("JSON.stringify", keyOf, true);
-  register("JSON.stringify + Map.get", (j) => m.get(JSON.stringify(obj(j)))!);
-  register("warp key codec", (j) => writer.call(undefined, false, [obj(j)]));
+  floorRow(g, "JSON.stringify", keyOf, true);
+  floorRow(g, "JSON.stringify + Map.get", (j) => m.get(JSON.stringify(obj(j)))!);
+  floorRow(g, "warp key codec", (j) => writer.call(undefined, false, [obj(j)]));
 }
 
 // --- the key of the string rows: the peers' joined string, and ours (`_why_missed.ts`)
@@ -553,16 +555,8 @@ function floorOfMisses(max: number): Fn2 {
   const s = Array.from(ids, str10);
   const n = (j: number): number => ids[j]! & 7;
   const writer = new KeyWriter(256, false);
-  const register = (name: string, f: (j: number) => number, baseline = false): void => {
-    let i = 0;
-    row(g, name, (): void => {
-      let acc = 0;
-      for (let k = 0; k < BATCH; k++) acc += f(i++ & MASK);
-      sink += acc;
-    }, baseline);
-  };
-  register("joined string (the peers' key)", (j) => `${s[j]!},${n(j)}`.length, true);
-  register("warp key codec", (j) => writer.call(undefined, false, [s[j]!, n(j)]));
+  floorRow(g, "joined string (the peers' key)", (j) => `${s[j]!},${n(j)}`.length, true);
+  floorRow(g, "warp key codec", (j) => writer.call(undefined, false, [s[j]!, n(j)]));
 }
 
 // --- floors of the async rows: what awaiting costs before any cache runs

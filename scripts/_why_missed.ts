@@ -8,6 +8,7 @@
 
 import {
   FLOOR,
+  fmtRatio,
   type Footprint,
   MISS_AGAINST_HIT,
   REMOTE_BENTO,
@@ -46,7 +47,7 @@ const PARAGRAPHS: Paragraph[] = [
         f1(ours)
       } ns. On the native engine a hit is the floor's loop plus the key's encoding (about 7 ns for two ints), one FFI call (a no-op call costs ${
         f1(f.rawFfi)
-      } ns in this run) and the Rust lookup (11 ns: \`cargo run --release --example get_timing\` in \`rust/\`), which must also find the entry by its bytes because the store lives in Rust. 1.5× the floor leaves about half the floor's time for all three; the FFI call and the lookup alone take more.`;
+      } ns in this run) and the Rust lookup (15-25 ns: \`cargo run --release --example get_timing\` in \`rust/\`), which must also find the entry by its bytes because the store lives in Rust. 1.5× the floor leaves about half the floor's time for all three; the FFI call and the lookup alone take more.`;
     },
   ],
   [
@@ -74,11 +75,10 @@ const PARAGRAPHS: Paragraph[] = [
     (f) => {
       const g = "hit string(10) + int [hit-only]";
       const k = "floor: string key";
-      return `- **String argument on the native engine.** On \`hit-only\` this run measured ${
-        f0(f.ns(g, "warp cache() (native)"))
-      } ns for ours, ${f0(f.ns(g, "@neophi/sieve-cache"))} ns for @neophi/sieve-cache and ${
-        f0(f.ns(g, "lru-cache"))
-      } ns for lru-cache (the peers' figures pool both engines' processes; the ratio is of samples taken one after the other). A hit of a string and an int is the hit of two ints plus writing the string's code units into the key bytes, in a JavaScript loop: our key codec took ${
+      const ratio = f.pairedRatio?.(g, "@neophi/sieve-cache", "warp cache() (native)");
+      return `- **String argument on the native engine.** On \`hit-only\` @neophi/sieve-cache took ${
+        fmtRatio(ratio)
+      } our time in samples taken one after the other (the table's figures pool processes, and the peers' those of both engines). A hit of a string and an int is the hit of two ints plus writing the string's code units into the key bytes, in a JavaScript loop: our key codec took ${
         f1(f.ns(k, "warp key codec"))
       } ns for this row's arguments where the peers' joined string (a template literal) took ${
         f1(f.ns(k, "joined string (the peers' key)"))

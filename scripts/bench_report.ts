@@ -854,10 +854,10 @@ if (footprint.length) {
   md.push("");
   md.push(
     "Small int keys and values (the values are V8 small integers: they cost nothing beyond " +
-      "their slot, so every byte here is the cache's own). One process per variant, measured " +
-      `after a full GC before and after the fill, in ${
+      "their slot, so every byte here is the cache's own). Each variant is measured in " +
+      `${
         footprint[0]?.totals?.length ?? 1
-      } process(es) per variant: the one whose ` +
+      } process(es) of its own, after a full GC before and after the fill: the one whose ` +
       "heap + native is the median is shown, every process's total in the last column. heap = " +
       "`heapUsed` growth; native = growth of `rss - heapTotal` (outside the V8 heap: the Rust " +
       "index, typed-array stores, mapped pages, allocator slack); external = growth of V8's " +

@@ -29,6 +29,13 @@ function figures(
   };
 }
 
+/** Asserts the figure and the verdict of the target `what`. */
+function assertTarget(ts: Target[], what: string, measured: string, met: boolean): void {
+  const t = find(ts, what);
+  assert.equal(t.measured, measured, what);
+  assert.equal(t.met, met, what);
+}
+
 const find = (ts: Target[], what: string): Target => {
   const t = ts.find((x) => x.what === what);
   assert.ok(t, `no target "${what}" among ${ts.map((x) => x.what).join(" | ")}`);
@@ -79,24 +86,20 @@ Deno.test("memory rows: each engine against the fastest peer of the row, at 1.5�
     ratio: 3,
   });
   const ts = speedTargets(f);
-  const native = find(
+  assertTarget(
     ts,
     "memory hit 2 int args [hit-only] (native): speed-up over the fastest peer",
+    "3.00× (@neophi/sieve-cache)",
+    true,
   );
-  assert.equal(native.measured, "3.00× (@neophi/sieve-cache)");
-  assert.equal(native.met, true);
-  const tsEngine = find(
+  assertTarget(
     ts,
     "memory hit 2 int args [hit-only] (ts): speed-up over the fastest peer",
+    "1.48× (@neophi/sieve-cache)",
+    false,
   );
-  assert.equal(tsEngine.measured, "1.48× (@neophi/sieve-cache)");
-  assert.equal(tsEngine.met, false);
-  const floor = find(ts, "memory hit, 2 int args (native): time / Map floor");
-  assert.equal(floor.measured, "1.50×");
-  assert.equal(floor.met, true);
-  const miss = find(ts, "miss + insert / hit, 2 int args (native)");
-  assert.equal(miss.measured, "3.03×");
-  assert.equal(miss.met, false);
+  assertTarget(ts, "memory hit, 2 int args (native): time / Map floor", "1.50×", true);
+  assertTarget(ts, "miss + insert / hit, 2 int args (native)", "3.03×", false);
   assert.equal(find(ts, "memory hit with tags / without (native)").met, true);
   assert.equal(find(ts, "memory hit with tags / without (ts)").measured, "1.11×");
   assert.equal(find(ts, "memory hit with tags / without (ts)").met, false);
@@ -143,16 +146,15 @@ Deno.test("memory rows: ratios of samples taken in turns over the ratio of media
     ratio: 90 / 61,
   });
   const ts = speedTargets(f);
-  const native = find(ts, `memory ${g} (native): speed-up over the fastest peer`);
-  assert.equal(native.measured, "1.60× (lru-cache)");
-  assert.equal(native.met, true);
-  const floor = find(ts, "memory hit, 2 int args (native): time / Map floor");
-  assert.equal(floor.measured, "1.70×");
-  assert.equal(floor.met, false);
+  assertTarget(
+    ts,
+    `memory ${g} (native): speed-up over the fastest peer`,
+    "1.60× (lru-cache)",
+    true,
+  );
+  assertTarget(ts, "memory hit, 2 int args (native): time / Map floor", "1.70×", false);
   // The miss and the hit taken in turns in their own group, not the rows' medians (3.03×).
-  const miss = find(ts, "miss + insert / hit, 2 int args (native)");
-  assert.equal(miss.measured, "2.90×");
-  assert.equal(miss.met, true);
+  assertTarget(ts, "miss + insert / hit, 2 int args (native)", "2.90×", true);
   // A group whose rows were not measured on an engine gets no target for it.
   assert.equal(speedUpOverPeers(f, g, "warp cache() (wasm)"), undefined);
 });
@@ -204,26 +206,22 @@ Deno.test("shared, remote and footprint targets read the right rows", () => {
   });
   const ts = speedTargets(f);
   assert.equal(find(ts, "shared hit structured [hit-only]: speed-up over lmdb get").met, true);
-  const zipf = find(ts, "shared hit structured [zipf]: speed-up over lmdb get");
-  assert.equal(zipf.measured, "1.88×");
-  assert.equal(zipf.met, false);
+  assertTarget(ts, "shared hit structured [zipf]: speed-up over lmdb get", "1.88×", false);
   assert.equal(find(ts, "shared hits: 2 processes / 1 process throughput").measured, "1.70×");
   assert.equal(find(ts, "shared hits: 2 processes / 1 process throughput").met, true);
-  const remote = find(ts, "remote hit: speed-up over BentoCache (same redis-server)");
-  assert.equal(remote.measured, "1.25×");
-  assert.equal(remote.met, false);
-  const tsMem = find(
+  assertTarget(ts, "remote hit: speed-up over BentoCache (same redis-server)", "1.25×", false);
+  assertTarget(
     ts,
     "1,000,000 entries on the TypeScript engine: heap + array buffers / lru-cache's",
+    "0.76× (39.1 MB against 51.5 MB)",
+    true,
   );
-  assert.equal(tsMem.measured, "0.76× (39.1 MB against 51.5 MB)");
-  assert.equal(tsMem.met, true);
-  const file = find(
+  assertTarget(
     ts,
     "1,000,000 shared entries of 16-byte keys and values: bytes of file per entry",
+    "97.0 bytes (a file of 92.5 MB)",
+    false,
   );
-  assert.equal(file.measured, "97.0 bytes (a file of 92.5 MB)");
-  assert.equal(file.met, false);
   const why = whyMissed(ts, {
     ns: f.ns,
     rawFfi: undefined,
