@@ -661,3 +661,24 @@ Deno.test("decodeValue() rejects malformed bytes with RangeError", () => {
   ];
   for (const bytes of bad) assert.throws(() => decodeValue(bytes), RangeError, `${bytes}`);
 });
+
+Deno.test("encodeValue() gives each encode's own bytes, for equal lengths and after the buffer grew", () => {
+  // Two values of the same encoded length, one after the other: the second encode's bytes are
+  // its own (the first's view, if kept, shows them too: valid until the next call).
+  const a = encodeValue({ id: 1, name: "ann" });
+  const aLength = a.length;
+  assert.deepEqual(decodeValue(a), { id: 1, name: "ann" });
+  const b = encodeValue({ id: 2, name: "bob" });
+  assert.equal(b.length, aLength);
+  assert.deepEqual(decodeValue(b), { id: 2, name: "bob" });
+  // A value larger than the module buffer makes it grow; later encodes of the earlier length
+  // write into, and view, the new buffer.
+  const big = "x".repeat(5000);
+  assert.equal(decodeValue(encodeValue(big)), big);
+  for (const v of [{ id: 3, name: "cy" + "d" }, { id: 4, name: "dan" }, 7, "seven"]) {
+    assert.deepEqual(decodeValue(encodeValue(v)), v);
+  }
+  // And the promised flag is the latest encode's.
+  assert.equal(isPromised(encodeValue({ id: 5, name: "eve" }, true)), true);
+  assert.equal(isPromised(encodeValue({ id: 6, name: "fay" }, false)), false);
+});

@@ -147,6 +147,24 @@ const f64Bytes = new Uint8Array(f64.buffer);
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 let shared = new Uint8Array(1024);
+/** Views `shared.subarray(0, n)` by `n` (at most {@linkcode MAX_VIEW}), each made once per
+ * buffer: a new view is an allocation that cost about a tenth of encoding a small record
+ * (bench/value_codec_bench.ts). Whoever holds one sees the next encode's bytes, as before. */
+let views: Uint8Array[] = [];
+/** The buffer that `views` look into. */
+let viewsOf = shared;
+const MAX_VIEW = 512;
+
+/** The first `n` bytes of `shared`, as a view made once per length. */
+function sharedView(n: number): Uint8Array {
+  if (viewsOf !== shared) {
+    views = [];
+    viewsOf = shared;
+  }
+  if (n > MAX_VIEW) return shared.subarray(0, n);
+  return views[n] ??= shared.subarray(0, n);
+}
+
 /** Buffer being written: `shared`, or a private one (large value, reentrant call). */
 let out = shared;
 /** Write position in `out`. */
@@ -195,7 +213,7 @@ export function encodeValue(value: unknown, promised = false): Uint8Array {
     pos = 0;
     encodeTop(value);
     if (promised) out[0] = out[0]! | PROMISED_FLAG;
-    const bytes = out.subarray(0, pos);
+    const bytes = out === shared ? sharedView(pos) : out.subarray(0, pos);
     if (onceDepth > 0) {
       onceValue = value;
       oncePromised = promised;
