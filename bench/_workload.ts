@@ -193,6 +193,54 @@ export async function takeTurns<T>(
   return out;
 }
 
+/** About how long one sample of {@linkcode timeInTurns} lasts (ms): as many batches as fit. */
+export const SAMPLE_MS = 20;
+
+/** One contender of a group timed in turns: `run` makes {@linkcode BATCH} calls. */
+export interface TurnRow {
+  group: string;
+  name: string;
+  /** At most one batch a sample (micro-memoize's miss + insert: ~0.1 ms a call). */
+  slow: boolean;
+  run: () => void | Promise<void>;
+}
+
+/** Batches of `r` that fill about {@linkcode SAMPLE_MS} ms, measured after a warm-up. */
+async function batchesOf(r: TurnRow): Promise<number> {
+  if (r.slow) return 1;
+  for (let k = 0; k < 20; k++) await r.run();
+  const t0 = performance.now();
+  for (let k = 0; k < 5; k++) await r.run();
+  const ms = (performance.now() - t0) / 5;
+  return Math.max(1, Math.min(1000, Math.round(SAMPLE_MS / Math.max(ms, 1e-3))));
+}
+
+/**
+ * Times the contenders of each group of `rows` in turns ({@linkcode takeTurns}, `samples`
+ * rounds of a sample of each, about {@linkcode SAMPLE_MS} ms a sample), group after group.
+ * Returns `{ [group]: { [name]: ns[] } }`, ns per call of each sample, in the order taken.
+ */
+export async function timeInTurns(
+  rows: readonly TurnRow[],
+  samples: number,
+): Promise<Record<string, Record<string, number[]>>> {
+  const out: Record<string, Record<string, number[]>> = {};
+  const groups = [...new Set(rows.map((r) => r.group))];
+  for (const group of groups) {
+    const items: { r: TurnRow; batches: number }[] = [];
+    for (const r of rows.filter((x) => x.group === group)) {
+      items.push({ r, batches: await batchesOf(r) });
+    }
+    const taken = await takeTurns(items, samples, async ({ r, batches }) => {
+      const t0 = performance.now();
+      for (let k = 0; k < batches; k++) await r.run();
+      return (performance.now() - t0) * 1e6 / (batches * BATCH);
+    });
+    out[group] = Object.fromEntries(items.map(({ r }, i) => [r.name, taken[i]!]));
+  }
+  return out;
+}
+
 /** A 10-character string for key id `id`: `"k"` and 9 digits. */
 export function str10(id: number): string {
   return "k" + String(id).padStart(9, "0");

@@ -30,7 +30,7 @@
  * Two ways to run it. `deno bench -A bench/memory_bench.ts` times each contender in its own
  * `Deno.bench` block, one after the other. `deno run -A bench/memory_bench.ts --turns` (what
  * `deno task bench` runs) takes each group's contenders in turns instead: short samples of
- * about {@linkcode SAMPLE_MS} ms, one of each contender per round, the first of each round
+ * about `SAMPLE_MS` ms (`_workload.ts`), one of each contender per round, the first of each round
  * moving on by one, so that a busy machine's slow moments fall on every contender of the
  * row alike and a ratio of two contenders can be taken sample by sample (measured: with
  * separate blocks, a peer's figure swung more than 1.5x between two runs). It prints one
@@ -48,7 +48,16 @@ import { cache } from "../mod.ts";
 import { loadNative } from "../src/native/ffi.ts";
 import { KeyWriter } from "../src/codec/key_codec.ts";
 import { MISS_AGAINST_HIT } from "../scripts/_targets.ts";
-import { BATCH, intArgs, MASK, str10, STREAMS, type StreamSpec, takeTurns } from "./_workload.ts";
+import {
+  BATCH,
+  intArgs,
+  MASK,
+  str10,
+  STREAMS,
+  type StreamSpec,
+  timeInTurns,
+  type TurnRow,
+} from "./_workload.ts";
 
 /** Keeps results alive so that the work is not optimised away. */
 export let sink = 0;
@@ -57,20 +66,8 @@ export let sink = 0;
 const TURNS = Deno.args.includes("--turns");
 /** Rounds of samples in turns (`WARP_MEM_SAMPLES`). */
 const SAMPLES = Number(Deno.env.get("WARP_MEM_SAMPLES") ?? "15");
-/** About how long one sample in turns lasts (ms): as many batches as fit. */
-export const SAMPLE_MS = 20;
 
-/** One contender of a group: `run` makes {@linkcode BATCH} calls. */
-interface Row {
-  group: string;
-  name: string;
-  baseline: boolean;
-  /** At most one batch a sample (micro-memoize's miss + insert: ~0.1 ms a call). */
-  slow: boolean;
-  run: () => void | Promise<void>;
-}
-
-const rows: Row[] = [];
+const rows: TurnRow[] = [];
 
 /** Registers a contender: a `Deno.bench` block, or one of the contenders taken in turns. */
 function row(
@@ -81,7 +78,7 @@ function row(
   slow = false,
 ): void {
   if (TURNS) {
-    rows.push({ group, name, baseline, slow, run });
+    rows.push({ group, name, slow, run });
     return;
   }
   Deno.bench({
@@ -92,35 +89,6 @@ function row(
     ...(slow ? { n: 10, warmup: 1 } : {}),
     fn: run,
   });
-}
-
-/** Batches of `r` that fill about {@linkcode SAMPLE_MS} ms, measured after a warm-up. */
-async function batchesOf(r: Row): Promise<number> {
-  if (r.slow) return 1;
-  for (let k = 0; k < 20; k++) await r.run();
-  const t0 = performance.now();
-  for (let k = 0; k < 5; k++) await r.run();
-  const ms = (performance.now() - t0) / 5;
-  return Math.max(1, Math.min(1000, Math.round(SAMPLE_MS / Math.max(ms, 1e-3))));
-}
-
-/** Times every group's contenders in turns; prints `{ [group]: { [name]: ns[] } }`. */
-async function runInTurns(): Promise<void> {
-  const out: Record<string, Record<string, number[]>> = {};
-  const groups = [...new Set(rows.map((r) => r.group))];
-  for (const group of groups) {
-    const items: { r: Row; batches: number }[] = [];
-    for (const r of rows.filter((x) => x.group === group)) {
-      items.push({ r, batches: await batchesOf(r) });
-    }
-    const taken = await takeTurns(items, SAMPLES, async ({ r, batches }) => {
-      const t0 = performance.now();
-      for (let k = 0; k < batches; k++) await r.run();
-      return (performance.now() - t0) * 1e6 / (batches * BATCH);
-    });
-    out[group] = Object.fromEntries(items.map(({ r }, i) => [r.name, taken[i]!]));
-  }
-  console.log(JSON.stringify(out));
 }
 
 const TTL = 60_000;
@@ -570,4 +538,4 @@ function floorRow(group: string, name: string, f: (j: number) => number, baselin
   await benchAsync(g, "await fn().then(v => v)", (j) => af2(a[j]!, b[j]!).then((v) => v), want);
 }
 
-if (TURNS) await runInTurns();
+if (TURNS) console.log(JSON.stringify(await timeInTurns(rows, SAMPLES)));

@@ -188,7 +188,9 @@ function sharedTargets(f: Figures): Target[] {
     out.push(at(
       `${g}: speed-up over lmdb get`,
       "≥ 2×",
-      lmdb === undefined || mine === undefined ? undefined : lmdb / mine,
+      lmdb === undefined || mine === undefined
+        ? undefined
+        : f.pairedRatio?.(g, "lmdb get", "warp shared") ?? lmdb / mine,
       (v) => v >= 2,
       fmtRatio,
     ));

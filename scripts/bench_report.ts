@@ -7,7 +7,8 @@
  *    and `deno bench --json` over `bench/shared_bench.ts`, `--runs` times (3) with the
  *    native engine; `bench/memory_bench.ts --turns` once more a run with the TypeScript
  *    engine (the peers beside it again);
- * 3. `bench/peers/lmdb_bench.ts` (`npm:lmdb`) `--runs` times, each in a process of its own;
+ * 3. `bench/peers/lmdb_bench.ts` (`npm:lmdb`) `--runs` times, each in a process of its own,
+ *    and as many times with `--turns` (its hits taken in turns with `warp shared`);
  * 4. the hit-ratio simulator (`bench/sim.ts`), the memory footprint
  *    (`bench/footprint.ts`), 1 against 2 processes (`bench/shared_procs.ts`), the remote
  *    tier against Redis on loopback (`bench/remote.ts`), the costs
@@ -495,9 +496,16 @@ for (let r = 1; r <= RUNS; r++) {
   }
 }
 
-// lmdb: `npm:lmdb`, in deno bench invocations of its own.
+// lmdb: `npm:lmdb`, in deno bench invocations of its own; then its hits in turns with
+// `warp shared` in one process, for the shared targets' paired ratios.
 for (let r = 1; r <= RUNS; r++) {
   await denoBench("lmdb run " + r, ["-A", "bench/peers/lmdb_bench.ts"], {}, (n) => n);
+  await turnsBench(
+    `lmdb turns run ${r}`,
+    ["bench/peers/lmdb_bench.ts", "--turns"],
+    engine,
+    (n) => n,
+  );
 }
 requirePeers();
 
@@ -566,7 +574,8 @@ if (notes.length) {
 const ratio = (a: number | undefined, b: number | undefined): number | undefined =>
   a === undefined || b === undefined ? undefined : a / b;
 
-/** `name`'s time / `base`'s in `group`: of samples taken in turns where they were. */
+/** `name`'s time / `base`'s in `group`: of samples taken in turns where they were (the memory
+ * rows, and lmdb's hits beside the shared cache's). */
 const memRatio = (g: string, name: string, base: string): number | undefined =>
   ns(g, name) === undefined
     ? undefined
@@ -723,7 +732,10 @@ md.push(
     "Deno KV never evict: on `zipf` they end up holding every key while the caches hold " +
     "10,000. The Deno KV file and the lmdb environment live in the system temp directory, the " +
     "shared cache in `/dev/shm`. lmdb (`npm:lmdb`, with its native addon) runs in a `deno " +
-    "bench` invocation of its own in the same `deno task bench` (`bench/peers/lmdb_bench.ts`).",
+    "bench` invocation of its own in the same `deno task bench` (`bench/peers/lmdb_bench.ts`), " +
+    "then with `--turns`: its hits taken in turns with `warp shared` in one process, whose " +
+    "samples count in the figures too and give the ratios of the hit rows (of samples taken " +
+    "one after the other).",
 );
 md.push("");
 if (sharedGroups.length) {
@@ -744,7 +756,7 @@ if (sharedGroups.length) {
       ["case", ...so],
       sharedGroups.map((
         g,
-      ) => [g, ...so.map((n) => fmtRatio(ratio(ns(g, n), ns(g, "warp shared"))))]),
+      ) => [g, ...so.map((n) => fmtRatio(memRatio(g, n, "warp shared")))]),
     ),
   );
   md.push("");

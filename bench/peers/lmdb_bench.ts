@@ -17,11 +17,17 @@
  *
  * Miss + insert: writes are lmdb's asynchronous, batched `put`; each iteration waits for
  * its last `put` to commit.
+ * * `deno run -A bench/peers/lmdb_bench.ts --turns` (also run by `deno task bench`) takes the
+ * hit groups' `lmdb get` in turns with `warp shared`, the shared cache of
+ * `bench/shared_bench.ts`, in this one process (`timeInTurns` in `_workload.ts`), and prints
+ * `{ [group]: { [name]: ns[] } }`: the shared targets compare the two sample by sample (the
+ * runs of separate processes moved that ratio from 1.58x to 2.30x between two runs).
  *
  * @module
  */
 
 import { open } from "npm:lmdb@3.5.6";
+import { cache } from "../../mod.ts";
 import {
   BATCH,
   type Fn,
@@ -29,8 +35,11 @@ import {
   MASK,
   primitive,
   type Row,
+  sharedDir,
   STREAMS,
   structured,
+  timeInTurns,
+  type TurnRow,
   valueOf,
 } from "../_workload.ts";
 
@@ -39,14 +48,21 @@ type Db = ReturnType<typeof open<number | Row>>;
 /** Keeps results alive so that the work is not optimised away. */
 export let sink = 0;
 
+/** Whether the hit groups are timed in turns beside our shared cache (`--turns`). */
+const TURNS = Deno.args.includes("--turns");
+const rows: TurnRow[] = [];
+
 const dir = Deno.makeTempDirSync({ prefix: "warp_bench_lmdb_" });
+const shmDir = TURNS ? sharedDir() : undefined;
 // The databases are not closed on unload: closing them there crashed the process (SIGSEGV
 // in lmdb's native teardown) before `deno bench --json` printed its report.
 globalThis.addEventListener("unload", () => {
-  try {
-    Deno.removeSync(dir, { recursive: true });
-  } catch {
-    // ignore
+  for (const d of [dir, shmDir]) {
+    try {
+      if (d !== undefined) Deno.removeSync(d, { recursive: true });
+    } catch {
+      // ignore
+    }
   }
 });
 
@@ -63,6 +79,22 @@ function lmdbMemo(db: Db, fn: Fn): Fn {
     const v = fn(a, b);
     void db.put([a, b], v);
     return v;
+  };
+}
+
+/** Rounds of samples in turns (`WARP_LMDB_SAMPLES`). */
+const SAMPLES = Number(Deno.env.get("WARP_LMDB_SAMPLES") ?? "15");
+
+/** {@linkcode BATCH} calls of `f` over the stream `a`, `b`, going on where the last ended. */
+function overStream(f: Fn, a: number[], b: number[]): () => void {
+  let i = 0;
+  return (): void => {
+    let acc = 0;
+    for (let n = 0; n < BATCH; n++) {
+      acc += valueOf(f(a[i]!, b[i]!));
+      i = (i + 1) & MASK;
+    }
+    sink += acc;
   };
 }
 
@@ -85,37 +117,45 @@ for (const spec of STREAMS) {
       const got = valueOf(f(a[j]!, b[j]!));
       if (got !== a[j]! * 1000 + b[j]!) throw new Error(`lmdb returned ${got}`);
     }
-    let i = 0;
+    const group = `shared hit ${kind} [${spec.label}]`;
+    if (!TURNS) {
+      Deno.bench({ group, name: "lmdb get", fn: overStream(f, a, b) });
+      continue;
+    }
+    rows.push({ group, name: "lmdb get", slow: false, run: overStream(f, a, b) });
+    const ours = cache({
+      backend: "shared",
+      name: `lmdb_turns_${Deno.pid}_${serial++}`,
+      dir: shmDir!,
+      maxSize: spec.maxSize,
+    })(fn);
+    for (let j = 0; j <= MASK; j++) {
+      const got = valueOf(ours(a[j]!, b[j]!));
+      if (got !== a[j]! * 1000 + b[j]!) throw new Error(`warp shared returned ${got}`);
+    }
+    rows.push({ group, name: "warp shared", slow: false, run: overStream(ours, a, b) });
+  }
+}
+
+if (TURNS) {
+  console.log(JSON.stringify(await timeInTurns(rows, SAMPLES)));
+} else {
+  for (const [kind, fn] of values) {
+    const db = openDb();
+    const f = lmdbMemo(db, fn);
+    let c = 0;
     Deno.bench({
-      group: `shared hit ${kind} [${spec.label}]`,
-      name: "lmdb get",
-      fn(): void {
+      group: `shared miss + insert ${kind}`,
+      name: "lmdb get + put",
+      async fn(): Promise<void> {
         let acc = 0;
         for (let n = 0; n < BATCH; n++) {
-          acc += valueOf(f(a[i]!, b[i]!));
-          i = (i + 1) & MASK;
+          acc += valueOf(f(c % 1_000_000, Math.floor(c / 1_000_000)));
+          c++;
         }
+        await db.flushed;
         sink += acc;
       },
     });
   }
-}
-
-for (const [kind, fn] of values) {
-  const db = openDb();
-  const f = lmdbMemo(db, fn);
-  let c = 0;
-  Deno.bench({
-    group: `shared miss + insert ${kind}`,
-    name: "lmdb get + put",
-    async fn(): Promise<void> {
-      let acc = 0;
-      for (let n = 0; n < BATCH; n++) {
-        acc += valueOf(f(c % 1_000_000, Math.floor(c / 1_000_000)));
-        c++;
-      }
-      await db.flushed;
-      sink += acc;
-    },
-  });
 }
