@@ -98,6 +98,23 @@ export const mb = (n: number): string =>
 const ours = (engine: string): string => `warp cache() (${engine})`;
 
 /**
+ * `name`'s time / `base`'s in `group`: the median of the ratios of their samples where they
+ * were taken in turns ({@linkcode Figures.pairedRatio}), else the ratio of their medians;
+ * `undefined` when either was not measured.
+ */
+export function rowRatio(
+  f: Pick<Figures, "ns" | "pairedRatio">,
+  group: string,
+  name: string,
+  base: string,
+): number | undefined {
+  const x = f.ns(group, name);
+  const b = f.ns(group, base);
+  if (x === undefined || b === undefined) return undefined;
+  return f.pairedRatio?.(group, name, base) ?? x / b;
+}
+
+/**
  * The speed-up of `mine` (a contender of `group`) over the peer it beats by the least: the
  * peer's time / ours, each peer's ratio the median of its paired samples where they were
  * taken in turns with ours, else the ratio of the medians.
@@ -107,12 +124,10 @@ export function speedUpOverPeers(
   group: string,
   mine: string,
 ): { name: string; ratio: number } | undefined {
-  const ours = f.ns(group, mine);
   let worst: { name: string; ratio: number } | undefined;
   for (const name of MEMORY_PEERS) {
-    const peer = f.ns(group, name);
-    if (peer === undefined || ours === undefined) continue;
-    const ratio = f.pairedRatio?.(group, name, mine) ?? peer / ours;
+    const ratio = rowRatio(f, group, name, mine);
+    if (ratio === undefined) continue;
     if (worst === undefined || ratio < worst.ratio) worst = { name, ratio };
   }
   return worst;
@@ -152,14 +167,11 @@ function memoryTargets(f: Figures): Target[] {
   }
   const hit2 = "hit 2 int args [hit-only]";
   const native = f.engines[0]!;
-  const floor = f.ns(hit2, FLOOR);
   const mine = f.ns(hit2, ours(native));
   out.push(at(
     `memory hit, 2 int args (${native}): time / Map floor`,
     "≤ 1.5×",
-    floor === undefined || mine === undefined
-      ? undefined
-      : f.pairedRatio?.(hit2, ours(native), FLOOR) ?? mine / floor,
+    rowRatio(f, hit2, ours(native), FLOOR),
     (v) => v <= 1.5,
     fmtRatio,
   ));
@@ -183,14 +195,10 @@ function memoryTargets(f: Figures): Target[] {
 function sharedTargets(f: Figures): Target[] {
   const out: Target[] = [];
   for (const g of ["shared hit structured [hit-only]", "shared hit structured [zipf]"]) {
-    const lmdb = f.ns(g, "lmdb get");
-    const mine = f.ns(g, "warp shared");
     out.push(at(
       `${g}: speed-up over lmdb get`,
       "≥ 2×",
-      lmdb === undefined || mine === undefined
-        ? undefined
-        : f.pairedRatio?.(g, "lmdb get", "warp shared") ?? lmdb / mine,
+      rowRatio(f, g, "lmdb get", "warp shared"),
       (v) => v >= 2,
       fmtRatio,
     ));
@@ -255,13 +263,10 @@ function otherTargets(f: Figures): Target[] {
 function tagTargets(f: Figures): Target[] {
   return f.engines.map((engine) => {
     const g = `memory hit, tags off / on (${engine} engine)`;
-    const off = f.ns(g, "no tags");
-    const on = f.ns(g, "tags");
     return at(
       `memory hit with tags / without (${engine})`,
       "≤ 1.1×",
-      f.pairedRatio?.(g, "tags", "no tags") ??
-        (off === undefined || on === undefined ? undefined : on / off),
+      rowRatio(f, g, "tags", "no tags"),
       (v) => v <= 1.1,
       fmtRatio,
     );

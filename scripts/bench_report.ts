@@ -54,6 +54,7 @@ import {
   mb,
   MEMORY_PEERS,
   MISS_AGAINST_HIT,
+  rowRatio,
   speedTargets,
   type Target,
 } from "./_targets.ts";
@@ -573,13 +574,8 @@ if (notes.length) {
 
 const ratio = (a: number | undefined, b: number | undefined): number | undefined =>
   a === undefined || b === undefined ? undefined : a / b;
-
-/** `name`'s time / `base`'s in `group`: of samples taken in turns where they were (the memory
- * rows, and lmdb's hits beside the shared cache's). */
-const memRatio = (g: string, name: string, base: string): number | undefined =>
-  ns(g, name) === undefined
-    ? undefined
-    : pairedRatio(g, name, base) ?? ratio(ns(g, name), ns(g, base));
+/** The run's figures, for `rowRatio`: paired where taken in turns, else the medians. */
+const figures = { ns, pairedRatio };
 
 // The memory groups of `bench/memory_bench.ts` (not its floors, nor the other files' groups).
 const memGroups = groupOrder.filter((g) =>
@@ -662,7 +658,7 @@ md.push(
     ["case", ...memNames.slice(1)],
     memGroups.map((
       g,
-    ) => [g, ...memNames.slice(1).map((n) => fmtRatio(memRatio(g, n, FLOOR)))]),
+    ) => [g, ...memNames.slice(1).map((n) => fmtRatio(rowRatio(figures, g, n, FLOOR)))]),
   ),
 );
 md.push("");
@@ -672,7 +668,7 @@ const others = memNames.filter((n) => n !== W);
 md.push(
   table(
     ["case", ...others],
-    memGroups.map((g) => [g, ...others.map((n) => fmtRatio(memRatio(g, n, W)))]),
+    memGroups.map((g) => [g, ...others.map((n) => fmtRatio(rowRatio(figures, g, n, W)))]),
   ),
 );
 md.push("");
@@ -756,7 +752,7 @@ if (sharedGroups.length) {
       ["case", ...so],
       sharedGroups.map((
         g,
-      ) => [g, ...so.map((n) => fmtRatio(memRatio(g, n, "warp shared")))]),
+      ) => [g, ...so.map((n) => fmtRatio(rowRatio(figures, g, n, "warp shared")))]),
     ),
   );
   md.push("");
@@ -849,9 +845,7 @@ if (tagGroups.length > 0) {
         g,
         ...names.map((n) => {
           const v = ns(g, n);
-          const r = n === "tags"
-            ? pairedRatio(g, n, "no tags") ?? ratio(v, ns(g, "no tags"))
-            : ratio(v, ns(g, "no tags"));
+          const r = n === "tags" ? rowRatio(figures, g, n, "no tags") : ratio(v, ns(g, "no tags"));
           return v === undefined ? "-" : `${fmtNs(v)} (${fmtRatio(r)})`;
         }),
       ]),
