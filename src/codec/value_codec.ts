@@ -148,19 +148,14 @@ const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 let shared = new Uint8Array(1024);
 /** Views `shared.subarray(0, n)` by `n` (at most {@linkcode MAX_VIEW}), each made once per
- * buffer: a new view is an allocation that cost about a tenth of encoding a small record
- * (bench/value_codec_bench.ts). Whoever holds one sees the next encode's bytes, as before. */
+ * buffer (`reserve` drops them when it replaces `shared`): a new view is an allocation that
+ * cost about a tenth of encoding a small record (bench/value_codec_bench.ts). Whoever holds
+ * one sees the next encode's bytes, as before. */
 let views: Uint8Array[] = [];
-/** The buffer that `views` look into. */
-let viewsOf = shared;
 const MAX_VIEW = 512;
 
 /** The first `n` bytes of `shared`, as a view made once per length. */
 function sharedView(n: number): Uint8Array {
-  if (viewsOf !== shared) {
-    views = [];
-    viewsOf = shared;
-  }
   if (n > MAX_VIEW) return shared.subarray(0, n);
   return views[n] ??= shared.subarray(0, n);
 }
@@ -371,7 +366,10 @@ function reserve(n: number): void {
   while (size < need) size *= 2;
   const next = new Uint8Array(size);
   next.set(out.subarray(0, pos));
-  if (out === shared && size <= MAX_RETAINED) shared = next;
+  if (out === shared && size <= MAX_RETAINED) {
+    shared = next;
+    views = [];
+  }
   out = next;
 }
 
