@@ -236,6 +236,12 @@ fn eq_short(a: &[u8], b: &[u8]) -> bool {
     }
 }
 
+/// Whether the `len` bytes kept inline in `bytes` are those of `key`.
+#[inline(always)]
+fn inline_matches(len: u8, bytes: &[u8; INLINE_KEY], key: &[u8]) -> bool {
+    usize::from(len) == key.len() && eq_short(&bytes[..key.len()], key)
+}
+
 impl StoredKey {
     fn new(key: &[u8]) -> StoredKey {
         if key.len() <= INLINE_KEY {
@@ -254,9 +260,7 @@ impl StoredKey {
     #[inline]
     fn matches(&self, key: &[u8]) -> bool {
         match self {
-            StoredKey::Inline { len, bytes } => {
-                usize::from(*len) == key.len() && eq_short(&bytes[..key.len()], key)
-            }
+            StoredKey::Inline { len, bytes } => inline_matches(*len, bytes, key),
             StoredKey::Heap(b) => **b == *key,
         }
     }
@@ -401,7 +405,7 @@ impl LastMiss {
     /// to be inserted).
     #[inline]
     fn take(&mut self, key: &[u8]) -> Option<u64> {
-        if usize::from(self.len) == key.len() && eq_short(&self.bytes[..key.len()], key) {
+        if inline_matches(self.len, &self.bytes, key) {
             self.len = LastMiss::NONE;
             Some(self.hash)
         } else {
