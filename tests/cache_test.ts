@@ -363,6 +363,24 @@ Deno.test("cache() keys: other objects, functions and symbols by identity", () =
   assert.notEqual(c(new Map([[1, 2]])), c(m));
 });
 
+Deno.test("cache() keys: a call is cached at every key length from 0 to 300 bytes", () => {
+  // A string of n units keys as n + 4 bytes here (lengths 0-300 cover the native store's
+  // inline keys, up to 22 bytes, its boxed ones, and 255, a length its miss record once
+  // took for its own "none").
+  let calls = 0;
+  const f = cache({ maxSize: 1000 })((s: string): number => {
+    calls++;
+    return s.length;
+  });
+  for (let n = 0; n <= 300; n++) {
+    const s = "x".repeat(n);
+    assert.equal(f(s), n);
+    assert.equal(f(s), n, `the hit of a string of ${n} units`);
+  }
+  assert.equal(calls, 301);
+  assert.equal(f.cacheInfo().hits, 301);
+});
+
 Deno.test("cache() keys: a cyclic argument is a TypeError, not a stack overflow", () => {
   const c = cache()((_v: unknown) => 1);
   const a: unknown[] = [];

@@ -405,7 +405,8 @@ impl LastMiss {
     /// to be inserted).
     #[inline]
     fn take(&mut self, key: &[u8]) -> Option<u64> {
-        if inline_matches(self.len, &self.bytes, key) {
+        // `NONE` is a length too (255): a key of 255 bytes must not be compared with it.
+        if self.len != LastMiss::NONE && inline_matches(self.len, &self.bytes, key) {
             self.len = LastMiss::NONE;
             Some(self.hash)
         } else {
@@ -1789,6 +1790,21 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_key_of_255_bytes_is_not_taken_for_the_empty_miss_record() {
+        // The record's "none" length is 255: a key of that length (stored boxed) must not
+        // be compared with its inline bytes, before or after a miss of a short key.
+        let long = [9u8; 255];
+        let mut s = SieveStore::new(4, None, Policy::Sieve);
+        let first = s.insert(&long, 0.0).slot;
+        assert_eq!(s.get(&long, 0.0), Lookup::Hit(first));
+        assert_eq!(s.get(b"short", 0.0), Lookup::Miss);
+        s.insert(b"short", 0.0);
+        assert_eq!(s.insert(&long, 0.0).slot, first);
+        assert_eq!(s.len(), 2);
+        s.validate();
     }
 
     #[test]
