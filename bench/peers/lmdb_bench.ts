@@ -17,7 +17,8 @@
  *
  * Miss + insert: writes are lmdb's asynchronous, batched `put`; each iteration waits for
  * its last `put` to commit.
- * * `deno run -A bench/peers/lmdb_bench.ts --turns` (also run by `deno task bench`) takes the
+ *
+ * `deno run -A bench/peers/lmdb_bench.ts --turns` (also run by `deno task bench`) takes the
  * hit groups' `lmdb get` in turns with `warp shared`, the shared cache of
  * `bench/shared_bench.ts`, in this one process (`timeInTurns` in `_workload.ts`), and prints
  * `{ [group]: { [name]: ns[] } }`: the shared targets compare the two sample by sample (the
