@@ -270,6 +270,33 @@ export const valueOf = (v: number | Row): number => typeof v === "number" ? v : 
 /** A function of the shared benches. */
 export type Fn = (a: number, b: number) => number | Row;
 
+/** Keeps the results of {@linkcode overStream}'s calls alive, so that the work is not
+ * optimised away. */
+export let streamSink = 0;
+
+/** Checks that `f` returns the right value for every key of the stream `a`, `b`.
+ * @throws {Error} Naming `label`, at the first wrong value. */
+export function checkStream(label: string, f: Fn, a: number[], b: number[]): void {
+  for (let j = 0; j <= MASK; j++) {
+    const want = a[j]! * 1000 + b[j]!;
+    const got = valueOf(f(a[j]!, b[j]!));
+    if (got !== want) throw new Error(`${label}: returned ${got}, expected ${want}`);
+  }
+}
+
+/** {@linkcode BATCH} calls of `f` over the stream `a`, `b`, going on where the last ended. */
+export function overStream(f: Fn, a: number[], b: number[]): () => void {
+  let i = 0;
+  return (): void => {
+    let acc = 0;
+    for (let n = 0; n < BATCH; n++) {
+      acc += valueOf(f(a[i]!, b[i]!));
+      i = (i + 1) & MASK;
+    }
+    streamSink += acc;
+  };
+}
+
 /**
  * `--lock` for the `deno run` of a benchmark's child process: the benchmarks' own lock file,
  * so that their npm peers never land in the package's deno.lock (tests/lock_test.ts).

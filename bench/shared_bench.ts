@@ -21,9 +21,11 @@
 import { cache } from "../mod.ts";
 import {
   BATCH,
+  checkStream,
   type Fn,
   intArgs,
   MASK,
+  overStream,
   primitive,
   type Row,
   sharedDir,
@@ -91,26 +93,9 @@ function registerSync(
   b: number[],
   baseline = false,
 ): void {
-  for (let j = 0; j <= MASK; j++) {
-    const want = a[j]! * 1000 + b[j]!;
-    const got = valueOf(f(a[j]!, b[j]!));
-    if (got !== want) throw new Error(`${group} / ${name}: returned ${got}, expected ${want}`);
-  }
+  checkStream(`${group} / ${name}`, f, a, b);
   if (spec.hitOnly) { for (let j = 0; j <= MASK; j++) f(a[j]!, b[j]!); }
-  let i = 0;
-  Deno.bench({
-    group,
-    name,
-    baseline,
-    fn(): void {
-      let acc = 0;
-      for (let n = 0; n < BATCH; n++) {
-        acc += valueOf(f(a[i]!, b[i]!));
-        i = (i + 1) & MASK;
-      }
-      sink += acc;
-    },
-  });
+  Deno.bench({ group, name, baseline, fn: overStream(f, a, b) });
 }
 
 /** Writes every key of the stream to `kv`, 500 per atomic commit (a commit is ~ms). */

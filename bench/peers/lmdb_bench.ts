@@ -31,9 +31,11 @@ import { open } from "npm:lmdb@3.5.6";
 import { cache } from "../../mod.ts";
 import {
   BATCH,
+  checkStream,
   type Fn,
   intArgs,
   MASK,
+  overStream,
   primitive,
   type Row,
   sharedDir,
@@ -86,19 +88,6 @@ function lmdbMemo(db: Db, fn: Fn): Fn {
 /** Rounds of samples in turns (`WARP_LMDB_SAMPLES`). */
 const SAMPLES = Number(Deno.env.get("WARP_LMDB_SAMPLES") ?? "15");
 
-/** {@linkcode BATCH} calls of `f` over the stream `a`, `b`, going on where the last ended. */
-function overStream(f: Fn, a: number[], b: number[]): () => void {
-  let i = 0;
-  return (): void => {
-    let acc = 0;
-    for (let n = 0; n < BATCH; n++) {
-      acc += valueOf(f(a[i]!, b[i]!));
-      i = (i + 1) & MASK;
-    }
-    sink += acc;
-  };
-}
-
 const values: Array<[string, Fn]> = [["primitive", primitive], [
   "structured",
   structured,
@@ -114,10 +103,7 @@ for (const spec of STREAMS) {
     }
     await db.flushed;
     const f = lmdbMemo(db, fn);
-    for (let j = 0; j <= MASK; j++) {
-      const got = valueOf(f(a[j]!, b[j]!));
-      if (got !== a[j]! * 1000 + b[j]!) throw new Error(`lmdb returned ${got}`);
-    }
+    checkStream("lmdb get", f, a, b);
     const group = `shared hit ${kind} [${spec.label}]`;
     if (!TURNS) {
       Deno.bench({ group, name: "lmdb get", fn: overStream(f, a, b) });
@@ -130,10 +116,7 @@ for (const spec of STREAMS) {
       dir: shmDir!,
       maxSize: spec.maxSize,
     })(fn);
-    for (let j = 0; j <= MASK; j++) {
-      const got = valueOf(ours(a[j]!, b[j]!));
-      if (got !== a[j]! * 1000 + b[j]!) throw new Error(`warp shared returned ${got}`);
-    }
+    checkStream("warp shared", ours, a, b);
     rows.push({ group, name: "warp shared", slow: false, run: overStream(ours, a, b) });
   }
 }
