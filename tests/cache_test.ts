@@ -649,7 +649,7 @@ Deno.test({
     const stderr = new TextDecoder().decode(out.stderr);
     assert.equal(out.code, 0, stderr);
     const result = JSON.parse(new TextDecoder().decode(out.stdout));
-    assert.deepEqual(result, { alive: 0, hits: 100, currentSize: 100 });
+    assert.deepEqual(result, { alive: 0, hits: 100, currentSize: 100, pairHits: 100 });
   },
 });
 

@@ -5,9 +5,10 @@
 // code before its fix (RELIABILITY.md, "Holes found and fixed"). Runs on both memory
 // engines (`deno task test`); the shared cases run in the native run.
 import assert from "node:assert/strict";
-import { Backend, cache } from "../mod.ts";
+import { Backend, cache, type CachedFunction } from "../mod.ts";
 import { memoryEngine } from "../src/store/engine.ts";
 import { overflowSweep } from "./fixtures/overflow.ts";
+import { FakeServer, fakeTier } from "./fixtures/fake_tier.ts";
 
 const engine = memoryEngine();
 const ffi = (await Deno.permissions.query({ name: "ffi" })).state === "granted";
@@ -20,6 +21,69 @@ async function withTempDir(body: (dir: string) => void | Promise<void>): Promise
     await Deno.remove(dir, { recursive: true });
   }
 }
+
+// A call of one or two number or string arguments is looked up in an array the cached
+// function lends it and fills again on the next call (src/call/cache.ts, `lending`): what
+// runs after the lookup (the computation, a later remote read's computation, an insert)
+// must use the call's own arguments, not the array's.
+Deno.test(`cache() a call of one or two arguments keeps its own arguments past later calls (${engine})`, async (t) => {
+  await t.step("a memoized recursion of two arguments", () => {
+    let computed = 0;
+    const walk: CachedFunction<(n: number, tag: string) => string> = cache({ maxSize: 1000 })(
+      (n: number, tag: string): string => {
+        computed++;
+        return n <= 0 ? tag : `${walk(n - 1, tag)},${n}`;
+      },
+    );
+    assert.equal(walk(5, "a"), "a,1,2,3,4,5");
+    assert.equal(computed, 6);
+    assert.equal(walk(3, "a"), "a,1,2,3", "a hit, stored under its own key");
+    assert.equal(walk(2, "b"), "b,1,2");
+    assert.equal(computed, 9);
+    for (let n = 0; n <= 5; n++) {
+      assert.equal(
+        walk(n, "a"),
+        ["a", ...Array.from({ length: n }, (_, i) => i + 1)].join(","),
+      );
+    }
+    assert.equal(computed, 9, "every level was stored under its own arguments");
+    assert.deepEqual(walk.cacheInfo(), { hits: 7, misses: 9, maxSize: 1000, currentSize: 9 });
+  });
+
+  await t.step("one argument, and calls of another arity or type beside it", () => {
+    const f = cache({ maxSize: 100 })((x: unknown) => `v${String(x)}`);
+    assert.equal(f(1), "v1");
+    assert.equal(f("1"), "v1");
+    assert.equal((f as (...a: unknown[]) => string)(1, 2), "v1");
+    assert.equal(f(true), "vtrue");
+    assert.deepEqual(f.cacheInfo().currentSize, 4, "1, '1', (1, 2) and true are four keys");
+    assert.equal(f(1), "v1");
+    assert.equal(f.cacheInfo().hits, 1);
+  });
+
+  await t.step(
+    "computations that start after later calls (an async miss's remote read)",
+    async () => {
+      const seen: string[] = [];
+      const f = cache({ remote: fakeTier(new FakeServer()), name: `lent-${crypto.randomUUID()}` })(
+        async (a: number, b: string): Promise<string> => {
+          seen.push(`${a}${b}`);
+          await null;
+          return `${a}${b}`;
+        },
+      );
+      // Each miss reads the remote tier first and computes after the await, when the later
+      // calls have filled the lent array with their own arguments.
+      const all = await Promise.all([f(1, "x"), f(2, "y"), f(3, "z")]);
+      assert.deepEqual(all, ["1x", "2y", "3z"]);
+      assert.deepEqual(seen.sort(), ["1x", "2y", "3z"]);
+      assert.equal(await f(2, "y"), "2y");
+      assert.equal(await f(1, "x"), "1x");
+      assert.equal(seen.length, 3);
+      f[Symbol.dispose]();
+    },
+  );
+});
 
 Deno.test(`cache() nested misses in user code after fn returns keep their keys (${engine})`, async (t) => {
   await t.step("a `then` getter of the result calls a cached function", () => {

@@ -219,6 +219,46 @@ Deno.test("set of a key that getArgs found absent takes its arguments: found by 
   assert.equal(s.get(key9, key9.length, 0), 9);
 });
 
+Deno.test("set takes the hash of arguments found absent from a copy of them, and decodes once the array holds others", () => {
+  // cache() looks a call of one or two arguments up in an array that it fills again on the
+  // next call (src/call/cache.ts, `lending`), and inserts with a copy made at the miss.
+  const decode = ArgsDecoder.prototype.decode;
+  let decoded = 0;
+  ArgsDecoder.prototype.decode = function (key: Uint8Array, len: number): number {
+    decoded++;
+    return decode.call(this, key, len);
+  };
+  try {
+    const s = new TsSieveStore({ maxSize: 10 });
+    const lent: unknown[] = [1, "a"];
+    assert.equal(s.getArgs(lent, 0), ABSENT);
+    const copy = lent.slice();
+    const k = encodeKey(copy);
+    s.set(k, k.length, "1a", 0, false, undefined, undefined, undefined, { ...held(k), args: copy });
+    assert.equal(decoded, 0, "the same arguments in another array: their hash taken");
+    lent[0] = 2;
+    lent[1] = "b";
+    assert.equal(s.getArgs(lent, 0), ABSENT);
+    const copy2 = lent.slice();
+    // Another call fills the array before this one's insert.
+    lent[0] = 3;
+    lent[1] = "c";
+    const k2 = encodeKey(copy2);
+    s.set(k2, k2.length, "2b", 0, false, undefined, undefined, undefined, {
+      ...held(k2),
+      args: copy2,
+    });
+    assert.equal(decoded, 1, "other arguments: the key decoded");
+    s.validate();
+    assert.equal(s.getArgs([1, "a"], 0), "1a");
+    assert.equal(s.getArgs([2, "b"], 0), "2b");
+    assert.equal(s.getArgs([3, "c"], 0), ABSENT);
+    assert.equal(s.info().currentSize, 2);
+  } finally {
+    ArgsDecoder.prototype.decode = decode;
+  }
+});
+
 Deno.test("cache() inserts a miss found absent by its arguments without decoding its key", () => {
   const prev = Deno.env.get("WARP_CACHE_ENGINE");
   Deno.env.set("WARP_CACHE_ENGINE", "ts");

@@ -244,6 +244,14 @@ export function sameArgs(key: unknown, args: ArrayLike<unknown>, n: number): boo
   return true;
 }
 
+/** Whether the arrays `a` and `b` hold the same values (SameValueZero), in order. */
+export function sameValues(a: readonly unknown[], b: readonly unknown[]): boolean {
+  const n = a.length;
+  if (b.length !== n) return false;
+  for (let i = 0; i < n; i++) if (!same(a[i], b[i])) return false;
+  return true;
+}
+
 /** The key kept for `n` arguments `values[0..n)`: the argument itself for one, else an
  * array of them. */
 export function keyOfArgs(values: readonly unknown[], n: number): unknown {

@@ -19,6 +19,7 @@ import {
   latinAt,
   same,
   sameArgs,
+  sameValues,
 } from "./_args_index.ts";
 import { bytesToKeyString, encodeKey } from "../codec/key_codec.ts";
 import {
@@ -157,9 +158,10 @@ export class TsSieveStore implements ByteStore {
   /**
    * The arguments of the last call that {@linkcode TsSieveStore.prototype.getArgs | getArgs}
    * found absent, their hash and `#changes` then: the insert of that call's key (its
-   * {@linkcode KeyBytes.args} are these arguments) takes its arguments and hash from here,
-   * not from decoding and hashing its bytes again, and skips the probe while the table has
-   * not changed since.
+   * {@linkcode KeyBytes.args} hold the same arguments) takes its hash from here, not from
+   * decoding and hashing its bytes again, and skips the probe while the table has not
+   * changed since. Matched by content: the array may be one that `cache()` lends each call
+   * and fills again (`src/call/cache.ts`), and the insert's arguments a copy of it.
    */
   #absentArgs: unknown[] | undefined = undefined;
   #absentHash = 0;
@@ -409,10 +411,11 @@ export class TsSieveStore implements ByteStore {
     let hash: number;
     let slot: number;
     const absent = this.#absentArgs;
-    if (absent !== undefined && owner !== undefined && owner.args === absent) {
+    const owned = owner?.args;
+    if (absent !== undefined && owned !== undefined && sameValues(owned, absent)) {
       this.#absentArgs = undefined;
-      values = absent;
-      n = absent.length;
+      values = owned;
+      n = owned.length;
       hash = this.#absentHash;
       slot = this.#absentAt === this.#changes ? NIL : this.#findArgs(absent, n, hash);
     } else {
