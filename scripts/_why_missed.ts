@@ -67,7 +67,7 @@ const PARAGRAPHS: Paragraph[] = [
         f1(f.ns(g, "warp cache() hit (native)"))
       } ns. On the native engine the library's share of a miss is two FFI calls (a no-op call: ${
         f1(f.rawFfi)
-      } ns in this run) and, in Rust alone, about 100-115 ns for a lookup that misses plus an insert that evicts, against 15-25 ns for a hit (\`cargo run --release --example get_timing\` in \`rust/\`; callgrind counts about 530 instructions for the pair, spread over hashing the key, probing, the SIEVE hand and unlinking the victim from the index); the rest is the JavaScript miss path (the key held for single-flight, the function called, the result stored), at parity with \`4ff3a73\`'s (\`deno task bench:split\`).`;
+      } ns in this run) and, in Rust alone, about 100-115 ns for a lookup that misses plus an insert that evicts, against 15-25 ns for a hit (\`cargo run --release --example get_timing\` in \`rust/\`; callgrind counts about 530 instructions for the pair, spread over hashing the key, probing, the SIEVE hand and unlinking the victim from the index); the rest is the JavaScript miss path (the key held for single-flight, the function called, the result stored), 1.05× faster than \`4ff3a73\`'s (\`deno task bench:split\`). The hit got faster by more (a call of one or two numbers or strings no longer makes an array), which moved this ratio up (3.26× and 3.58× in the two runs before that change).`;
     },
   ],
   [
@@ -110,7 +110,7 @@ const PARAGRAPHS: Paragraph[] = [
   [
     (w) => /^memory .*\(ts\)/.test(w),
     () =>
-      "- **TypeScript engine rows.** A call of up to four primitive arguments is looked up by its arguments, hashed in JavaScript and compared with `===`; a string argument is hashed code unit by code unit (V8's own string hash is not reachable from JavaScript), where the peers' `Map.get` of a joined string hashes in native code. On a miss the key is still encoded (single-flight, remote and shared tiers read its bytes), and the insert takes the arguments and hash of the failed lookup. With `ttl`, a hit reads `performance.now()` at most once a millisecond (or once per 64 lookups in a synchronous run): a clock read costs more than a hit here (notes/tsfast.md). Objects, and every key under S3-FIFO, W-TinyLFU and ARC, stay byte keys (encoded, hashed and compared as bytes). Profiles: \"Where the time goes\".",
+      "- **TypeScript engine rows.** A call of up to four primitive arguments is looked up by its arguments, hashed in JavaScript and compared with `===`; a string argument is hashed code unit by code unit, where the peers' `Map.get` of a joined string hashes in native code (V8's string hash is reachable from JavaScript only through a `Map`: a copy that interned each string argument in one, and hashed its number, took 0.93-1.01× this one's time in alternating samples: no gain). On a miss the key is still encoded (single-flight, remote and shared tiers read its bytes), and the insert takes the arguments and hash of the failed lookup. With `ttl`, a hit reads `performance.now()` at most once a millisecond (or once per 64 lookups in a synchronous run): a clock read costs more than a hit here (notes/tsfast.md). Objects, and every key under S3-FIFO, W-TinyLFU and ARC, stay byte keys (encoded, hashed and compared as bytes). Profiles: \"Where the time goes\".",
   ],
   [
     (w) => w.startsWith("memory hit with tags"),
