@@ -96,7 +96,7 @@ class CachePath {
   }
 
   /**
-   * The array that `cached` lends the arguments of a call in (see `lending` in `wrap`), or
+   * The array that the cached function lends the arguments of a call in (see `lending`), or
    * `undefined`. It is filled again by the next call: the miss path, which keeps a call's
    * arguments, gets a copy ({@linkcode CachePath.owned}).
    */
