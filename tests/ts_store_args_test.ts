@@ -9,6 +9,21 @@ import { cache } from "../mod.ts";
 import type { KeyBytes } from "../src/store/store.ts";
 
 /** The holder of `key`, as a store's `set` gets it. */
+/** Runs `body` with `ArgsDecoder.prototype.decode` counted (`decoded()`), then restores it. */
+function withDecodeCount(body: (decoded: () => number) => void): void {
+  const decode = ArgsDecoder.prototype.decode;
+  let count = 0;
+  ArgsDecoder.prototype.decode = function (key: Uint8Array, len: number): number {
+    count++;
+    return decode.call(this, key, len);
+  };
+  try {
+    body(() => count);
+  } finally {
+    ArgsDecoder.prototype.decode = decode;
+  }
+}
+
 function held(key: Uint8Array): KeyBytes {
   return { buf: key, len: key.length, pointer: () => undefined };
 }
@@ -222,20 +237,14 @@ Deno.test("set of a key that getArgs found absent takes its arguments: found by 
 Deno.test("set takes the hash of arguments found absent from a copy of them, and decodes once the array holds others", () => {
   // cache() looks a call of one or two arguments up in an array that it fills again on the
   // next call (src/call/cache.ts, `lending`), and inserts with a copy made at the miss.
-  const decode = ArgsDecoder.prototype.decode;
-  let decoded = 0;
-  ArgsDecoder.prototype.decode = function (key: Uint8Array, len: number): number {
-    decoded++;
-    return decode.call(this, key, len);
-  };
-  try {
+  withDecodeCount((decoded) => {
     const s = new TsSieveStore({ maxSize: 10 });
     const lent: unknown[] = [1, "a"];
     assert.equal(s.getArgs(lent, 0), ABSENT);
     const copy = lent.slice();
     const k = encodeKey(copy);
     s.set(k, k.length, "1a", 0, false, undefined, undefined, undefined, { ...held(k), args: copy });
-    assert.equal(decoded, 0, "the same arguments in another array: their hash taken");
+    assert.equal(decoded(), 0, "the same arguments in another array: their hash taken");
     lent[0] = 2;
     lent[1] = "b";
     assert.equal(s.getArgs(lent, 0), ABSENT);
@@ -248,37 +257,30 @@ Deno.test("set takes the hash of arguments found absent from a copy of them, and
       ...held(k2),
       args: copy2,
     });
-    assert.equal(decoded, 1, "other arguments: the key decoded");
+    assert.equal(decoded(), 1, "other arguments: the key decoded");
     s.validate();
     assert.equal(s.getArgs([1, "a"], 0), "1a");
     assert.equal(s.getArgs([2, "b"], 0), "2b");
     assert.equal(s.getArgs([3, "c"], 0), ABSENT);
     assert.equal(s.info().currentSize, 2);
-  } finally {
-    ArgsDecoder.prototype.decode = decode;
-  }
+  });
 });
 
 Deno.test("cache() inserts a miss found absent by its arguments without decoding its key", () => {
   const prev = Deno.env.get("WARP_CACHE_ENGINE");
   Deno.env.set("WARP_CACHE_ENGINE", "ts");
-  const decode = ArgsDecoder.prototype.decode;
-  let decoded = 0;
-  ArgsDecoder.prototype.decode = function (key: Uint8Array, len: number): number {
-    decoded++;
-    return decode.call(this, key, len);
-  };
   try {
-    const f = cache({ maxSize: 2 })((a: number, b: number) => a * 10 + b);
-    for (let i = 0; i < 5; i++) assert.equal(f(i, 1), i * 10 + 1);
-    assert.equal(decoded, 0);
-    assert.equal(f(4, 1), 41);
-    assert.deepEqual(f.cacheInfo(), { hits: 1, misses: 5, maxSize: 2, currentSize: 2 });
-    // Found by its bytes too.
-    assert.equal(f.cacheGet(3, 1), 31);
-    assert.equal(f.cacheGet(2, 1), undefined, "evicted");
+    withDecodeCount((decoded) => {
+      const f = cache({ maxSize: 2 })((a: number, b: number) => a * 10 + b);
+      for (let i = 0; i < 5; i++) assert.equal(f(i, 1), i * 10 + 1);
+      assert.equal(decoded(), 0);
+      assert.equal(f(4, 1), 41);
+      assert.deepEqual(f.cacheInfo(), { hits: 1, misses: 5, maxSize: 2, currentSize: 2 });
+      // Found by its bytes too.
+      assert.equal(f.cacheGet(3, 1), 31);
+      assert.equal(f.cacheGet(2, 1), undefined, "evicted");
+    });
   } finally {
-    ArgsDecoder.prototype.decode = decode;
     if (prev === undefined) Deno.env.delete("WARP_CACHE_ENGINE");
     else Deno.env.set("WARP_CACHE_ENGINE", prev);
   }
