@@ -56,7 +56,7 @@ Deno.test(`cache() a call of one or two arguments keeps its own arguments past l
     assert.equal(f("1"), "v1");
     assert.equal((f as (...a: unknown[]) => string)(1, 2), "v1");
     assert.equal(f(true), "vtrue");
-    assert.deepEqual(f.cacheInfo().currentSize, 4, "1, '1', (1, 2) and true are four keys");
+    assert.equal(f.cacheInfo().currentSize, 4, "1, '1', (1, 2) and true are four keys");
     assert.equal(f(1), "v1");
     assert.equal(f.cacheInfo().hits, 1);
   });

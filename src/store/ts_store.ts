@@ -417,7 +417,7 @@ export class TsSieveStore implements ByteStore {
       values = owned;
       n = owned.length;
       hash = this.#absentHash;
-      slot = this.#absentAt === this.#changes ? NIL : this.#findArgs(absent, n, hash);
+      slot = this.#absentAt === this.#changes ? NIL : this.#findArgs(owned, n, hash);
     } else {
       const args = this.#args;
       n = args === null ? -1 : args.decode(key, len);
