@@ -9,7 +9,8 @@
  * `getOrSet` with a memory L1, its Redis L2 and bus, through ioredis) for the same remote
  * hit (its L1 holds one item, so every call misses it and reads Redis), and the floors: a
  * bare `GET` + `JSON.parse` through node-redis (our client) and through ioredis
- * (BentoCache's).
+ * (BentoCache's). And the same remote hit with no socket, over a storage that answers from a
+ * `Map`, against its floor, warm and with the CPU caches swept between two calls.
  *
  * Run: `deno run -A bench/remote.ts [--json]` (`deno task bench` runs it and writes the
  * "Remote tier" section of `bench/RESULTS.md`).
@@ -22,6 +23,7 @@ import { redisTier } from "../src/remote/redis.ts";
 import { type RemoteStorage, remoteTier } from "../src/remote/remote.ts";
 import { startRedisServer } from "../tests/fixtures/redis_server.ts";
 import { createClient } from "@redis/client";
+import { REMOTE_BENTO, REMOTE_FLOOR, REMOTE_OURS, REMOTE_ROWS } from "../scripts/_targets.ts";
 import { Buffer } from "node:buffer";
 import process from "node:process";
 // BentoCache's Redis driver needs ioredis, a peer dependency: imported first so that npm
@@ -189,22 +191,22 @@ async function remoteHits(
     await new Promise((r) => setTimeout(r, 200)); // the write-through lands
     const rows = await interleaved(
       [
-        { name: "remote hit (local miss, Redis get)", body: (i) => reader(i % keys) },
+        { name: REMOTE_OURS, body: (i) => reader(i % keys) },
         {
-          name: "remote hit, our cache over an ioredis storage",
+          name: REMOTE_ROWS.oursIoredis,
           body: (i) => overIoredis(i % keys),
         },
         {
-          name: "BentoCache remote hit (L1 miss, Redis L2 get)",
+          name: REMOTE_BENTO,
           body: (i) =>
             bentoReader.getOrSet({ key: `k${i % keys}`, factory: () => ++computed, ttl: "10m" }),
         },
         {
-          name: "floor: node-redis GET + JSON.parse",
+          name: REMOTE_FLOOR,
           body: async (i) => JSON.parse((await nodeRedis.get(`floor:${i % keys}`))!),
         },
         {
-          name: "floor: ioredis GET + JSON.parse",
+          name: REMOTE_ROWS.floorIoredis,
           body: async (i) => JSON.parse((await ioredis.get(`floor:${i % keys}`))!),
         },
       ],
@@ -229,6 +231,91 @@ async function remoteHits(
     await tierA.close();
     await tierB.close();
   }
+}
+
+/** Bytes swept between two calls of a "cold" row: the size of this machine's L2 cache per
+ * core and more (what redis-server and the kernel's loopback touch while a call waits). */
+export const SWEEP_BYTES = 2 << 20;
+
+/**
+ * Our remote hit with no socket: a storage that answers from a `Map` (the bytes our tier
+ * wrote), against its floor (an awaited `Map.get` and `JSON.parse` of the same object),
+ * first back to back ("warm": the path's code and data stay in the CPU's caches), then
+ * with {@linkcode SWEEP_BYTES} of memory read and written between two calls, outside the
+ * timed part ("swept": each call starts from cold caches, as a call that waited for a
+ * socket does). Wall time of the timed parts only, median of rounds taken in turns.
+ */
+async function inMemoryHits(calls: number, rounds: number): Promise<RemoteRow[]> {
+  const keys = 1000;
+  const bytes = new Map<string, Uint8Array>();
+  const name = (n: string, k: Uint8Array): string => n + ":" + String.fromCharCode(...k);
+  const storage: RemoteStorage = {
+    get: (n, k) => Promise.resolve(bytes.get(name(n, k))),
+    set: (n, k, v) => {
+      bytes.set(name(n, k), v.slice());
+      return Promise.resolve();
+    },
+    delete: (n, k) => Promise.resolve(bytes.delete(name(n, k))),
+    clear: () => Promise.resolve(bytes.clear()),
+    close: () => Promise.resolve(),
+  };
+  const value = (k: number) => ({ id: k, name: "a user", tags: ["x", "y"] });
+  const work = async (k: number) => {
+    await null;
+    return value(k);
+  };
+  const writer = cache({ name: "bench-mem", remote: remoteTier({ storage }), maxSize: keys + 1 })(
+    work,
+  );
+  const reader = cache({ name: "bench-mem", remote: remoteTier({ storage }), maxSize: 1 })(work);
+  const json = new Map<number, string>();
+  for (let k = 0; k < keys; k++) {
+    await writer(k);
+    json.set(k, JSON.stringify(value(k)));
+  }
+  await new Promise((r) => setTimeout(r, 100)); // the write-through lands
+  const floor = async (k: number) => {
+    await null;
+    return JSON.parse(json.get(k)!);
+  };
+  const sweep = new Int32Array(SWEEP_BYTES >> 2);
+  let swept = 0;
+  const cases: Array<[string, (k: number) => Promise<unknown>, boolean]> = [
+    [REMOTE_ROWS.warm, reader, false],
+    [REMOTE_ROWS.warmFloor, floor, false],
+    [REMOTE_ROWS.swept, reader, true],
+    [REMOTE_ROWS.sweptFloor, floor, true],
+  ];
+  const perRound = cases.map(() => [] as number[]);
+  let i = 0;
+  try {
+    for (let r = 0; r < rounds; r++) {
+      for (let c = 0; c < cases.length; c++) {
+        const [, f, cold] = cases[c]!;
+        let ms = 0;
+        for (let n = 0; n < calls; n++) {
+          // A 64-byte line at a time: every line of the sweep is read and written.
+          if (cold) {
+            for (let j = 0; j < sweep.length; j += 16) {
+              const v = sweep[j]! + 1;
+              sweep[j] = v;
+              swept += v;
+            }
+          }
+          const t0 = performance.now();
+          await f(i++ % keys);
+          ms += performance.now() - t0;
+        }
+        perRound[c]!.push((ms * 1000) / calls);
+      }
+    }
+    if (reader.cacheInfo().misses > 0) throw new Error("the in-memory reader computed");
+  } finally {
+    writer[Symbol.dispose]();
+    reader[Symbol.dispose]();
+  }
+  if (swept === 0.5) console.log(swept); // keeps the sweep
+  return cases.map(([name], k) => ({ case: name, us: percentile(perRound[k]!, 50), calls }));
 }
 
 /** Runs the benchmark against a fresh redis-server. */
@@ -261,6 +348,7 @@ export async function runRemoteBench(calls = 2000, rounds = 5): Promise<RemoteRe
 
     // More, shorter rounds: the machine's noise then falls on every case alike.
     rows.push(...await remoteHits(redis.port, redis.url, Math.ceil(calls / 2), rounds * 2 - 1));
+    rows.push(...await inMemoryHits(Math.ceil(calls / 2), rounds * 2 - 1));
 
     // A miss: computes, stores locally and writes through in the background.
     const misses = cache({ name: "bench-miss", remote: tierA, maxSize: 1 })(work);

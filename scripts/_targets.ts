@@ -80,6 +80,16 @@ export const MISS_AGAINST_HIT = "miss + insert against a hit, 2 int args";
 export const REMOTE_OURS = "remote hit (local miss, Redis get)";
 export const REMOTE_BENTO = "BentoCache remote hit (L1 miss, Redis L2 get)";
 export const REMOTE_FLOOR = "floor: node-redis GET + JSON.parse";
+/** The remote rows of `bench/remote.ts` over ioredis (BentoCache's client), and those of a
+ * remote hit with no socket, that the "why missed" paragraph of the remote target reads. */
+export const REMOTE_ROWS = {
+  oursIoredis: "remote hit, our cache over an ioredis storage",
+  floorIoredis: "floor: ioredis GET + JSON.parse",
+  warm: "remote hit over an in-memory storage, warm",
+  warmFloor: "floor: in-memory get + JSON.parse, warm",
+  swept: "remote hit over an in-memory storage, caches swept",
+  sweptFloor: "floor: in-memory get + JSON.parse, caches swept",
+} as const;
 
 /** The 16-byte entries of the shared footprint variant: goal of bytes of file per entry. */
 export const SHARED_BYTES_PER_ENTRY = 96;

@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import {
   type Figures,
   MISS_AGAINST_HIT,
+  REMOTE_ROWS,
   speedTargets,
   speedUpOverPeers,
   type Target,
@@ -177,6 +178,12 @@ Deno.test("shared, remote and footprint targets read the right rows", () => {
         { case: "remote hit (local miss, Redis get)", us: 80, cpuUs: 50 },
         { case: "BentoCache remote hit (L1 miss, Redis L2 get)", us: 100, cpuUs: 60 },
         { case: "floor: node-redis GET + JSON.parse", us: 70, cpuUs: 40 },
+        { case: REMOTE_ROWS.oursIoredis, us: 75, cpuUs: 45 },
+        { case: REMOTE_ROWS.floorIoredis, us: 50, cpuUs: 30 },
+        { case: REMOTE_ROWS.warm, us: 8 },
+        { case: REMOTE_ROWS.warmFloor, us: 2 },
+        { case: REMOTE_ROWS.swept, us: 20 },
+        { case: REMOTE_ROWS.sweptFloor, us: 6 },
       ],
     },
     footprint: [
@@ -240,4 +247,9 @@ Deno.test("shared, remote and footprint targets read the right rows", () => {
   assert.equal(why.length, 3, why.join("\n"));
   assert.match(why[1]!, /Ours 80 µs \(50 µs of CPU\), BentoCache 100 µs \(60 µs of CPU\)/);
   assert.match(why[1]!, /takes 70 µs \(40 µs of CPU\)/);
+  assert.match(why[1]!, /1\.5× asks 67 µs/);
+  // Over ioredis: 67 - 50 left for the cache, ours 25 over that floor.
+  assert.match(why[1]!, /takes 50 µs \(30 µs of CPU\), which leaves 17 µs/);
+  assert.match(why[1]!, /ours takes 25 µs more than that floor/);
+  assert.match(why[1]!, /ours costs 6 µs more than its floor .* back to back, and 14 µs more/);
 });
