@@ -83,7 +83,7 @@ const PARAGRAPHS: Paragraph[] = [
         f1(f.ns(k, "warp key codec"))
       } ns for this row's arguments where the peers' joined string (a template literal) took ${
         f1(f.ns(k, "joined string (the peers' key)"))
-      } ns ("floor: string key"), and their \`Map.get\` then hashes it in native code. A \`charCodeAt\` loop costs 3-5 ns a code unit on this machine (a 10-unit string alone: 27-55 ns, measured apart from any cache), and \`TextEncoder.encodeInto\` more (159-247 ns); the Rust store needs the bytes. That difference is about what separates this row from the two-int row, which meets the target.`;
+      } ns ("floor: string key"), and their \`Map.get\` then hashes it in native code. A \`charCodeAt\` loop costs 3-5 ns a code unit on this machine (a 10-unit string alone: 27-55 ns, measured apart from any cache), and \`TextEncoder.encodeInto\` more (159-247 ns); the Rust store needs the bytes. That difference is about what separates this row from the two-int row, which meets the target. Tried and dropped: a copy that wrote a string's number instead of its code units (the first 65,536 strings seen numbered in a \`Map\`, memory form only) took 0.89–1.00× this one's time on \`hit-only\` but 1.09–1.12× on \`zipf\` (100,000 keys: the \`Map\` lookups that find nothing, and the table's memory), in alternating samples: a \`Map.get\` of a string costs about what writing 10 code units costs.`;
     },
   ],
   [
