@@ -24,6 +24,8 @@ export interface WhyFigures {
   ns(group: string, name: string): number | undefined;
   /** The median ratio of `name`'s samples to `base`'s taken in turns (see `Figures`). */
   pairedRatio?(group: string, name: string, base: string): number | undefined;
+  /** The same ratio of each process apart (its own samples' median), in run order. */
+  pairedRatiosByRun?(group: string, name: string, base: string): number[];
   /** A no-op FFI call, ns. */
   rawFfi: number | undefined;
   remote: RemoteReport | undefined;
@@ -124,9 +126,24 @@ const PARAGRAPHS: Paragraph[] = [
           ? ""
           : `${e}: ${f1(off)} ns without, ${f1(on)} ns with`;
       }).filter((x) => x !== "");
+      const spread = ["native", "ts"].map((e) => {
+        const r = f.pairedRatiosByRun?.(
+          `memory hit, tags off / on (${e} engine)`,
+          "tags",
+          "no tags",
+        );
+        return r === undefined || r.length < 2
+          ? ""
+          : `${e} ${Math.min(...r).toFixed(2)}–${Math.max(...r).toFixed(2)}×`;
+      }).filter((x) => x !== "");
+      const spreadText = spread.length === 0
+        ? ""
+        : ` Each process's own ratio (tags / no tags, the median of its paired samples) in this run: ${
+          spread.join(", ")
+        }; the target's figure is the median of all of their samples together.`;
       return `- **Tags on a hit.** ${
         parts.join("; ")
-      }. A tagged hit reads the entry's wrapper (value, tags, the epoch it last checked), checks its class, and compares that epoch with one load of the process's tag clock; its tags are read again only after an invalidation. On the native engine that is the whole difference (a few ns, within the spread of a row between runs here). On the TypeScript engine the store keeps each entry's epoch beside it, so a tagged hit by arguments is the hit without tags plus one load and compare; what is left is within the spread of a row between runs (notes/tsfast.md).`;
+      }. A tagged hit reads the entry's wrapper (value, tags, the epoch it last checked), checks its class, and compares that epoch with one load of the process's tag clock; its tags are read again only after an invalidation. On the native engine that is the whole difference (a few ns, within the spread of a row between runs here). On the TypeScript engine the store keeps each entry's epoch beside it, so a tagged hit by arguments is the hit without tags plus one load and compare; what is left is within the spread of a row between runs (notes/tsfast.md).${spreadText}`;
     },
   ],
   [

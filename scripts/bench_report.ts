@@ -224,6 +224,21 @@ function pairedRatio(group: string, name: string, base: string): number | undefi
   return ratios.length ? median(ratios) : undefined;
 }
 
+/** {@linkcode pairedRatio} of each process apart: the median of its own samples' ratios, in
+ * the order the processes ran (those that did not take both rows left out). */
+function pairedRatiosByRun(group: string, name: string, base: string): number[] {
+  const out: number[] = [];
+  for (const run of turnRuns) {
+    const xs = run[group]?.[name];
+    const bs = run[group]?.[base];
+    if (xs === undefined || bs === undefined) continue;
+    const ratios: number[] = [];
+    for (let k = 0; k < Math.min(xs.length, bs.length); k++) ratios.push(xs[k]! / bs[k]!);
+    if (ratios.length > 0) out.push(median(ratios));
+  }
+  return out;
+}
+
 /** @throws {Error} If a group lacks a peer of `REQUIRED_PEERS` (`_bench_runs.ts`). */
 function requirePeers(): void {
   const missing = missingPeers(groupOrder, (g, name) => ns(g, name) !== undefined);
@@ -620,6 +635,7 @@ md.push("");
 const why = whyMissed(targets, {
   ns,
   pairedRatio,
+  pairedRatiosByRun,
   rawFfi: ns("raw FFI no-op", "warp_abi_version()"),
   remote,
   footprint,

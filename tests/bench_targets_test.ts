@@ -63,6 +63,19 @@ Deno.test("tags target: the paired ratio of samples, where measured, over the ra
   const tsEngine = find(ts, "memory hit with tags / without (ts)");
   assert.equal(tsEngine.measured, "1.12×");
   assert.equal(tsEngine.met, false);
+  // The paragraph gives each process's own ratio beside the pooled one.
+  const why = whyMissed(ts, {
+    ns: (g, n) => (table as Record<string, Record<string, number>>)[g]?.[n],
+    pairedRatiosByRun: (g, n, base) =>
+      n === "tags" && base === "no tags" && g.includes("(ts engine)") ? [1.02, 1.19, 1.08] : [],
+    rawFfi: undefined,
+    remote: undefined,
+    footprint: [],
+  });
+  const tags = why.find((p) => p.startsWith("- **Tags on a hit.**"));
+  assert.ok(tags, why.join("\n"));
+  assert.match(tags, /ts: 50\.0 ns without, 52\.0 ns with/);
+  assert.match(tags, /in this run: ts 1\.02–1\.19×; the target's figure/);
   // Without paired samples, the ratio of the medians.
   const unpaired = speedTargets(figures(table, { pairedRatio: () => undefined }));
   assert.equal(find(unpaired, "memory hit with tags / without (native)").measured, "1.20×");
