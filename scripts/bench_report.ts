@@ -209,34 +209,36 @@ async function turnsBench(
   turnRuns.push(run);
 }
 
+/** The ratios of `name`'s k-th sample to `base`'s in `group`, of one process that took
+ * them in turns (none where it did not take both). */
+function ratiosOf(
+  run: Record<string, Record<string, number[]>>,
+  group: string,
+  name: string,
+  base: string,
+): number[] {
+  const xs = run[group]?.[name];
+  const bs = run[group]?.[base];
+  if (xs === undefined || bs === undefined) return [];
+  const ratios: number[] = [];
+  for (let k = 0; k < Math.min(xs.length, bs.length); k++) ratios.push(xs[k]! / bs[k]!);
+  return ratios;
+}
+
 /**
  * The median, over the samples of every process that took `name` and `base` of `group` in
  * turns, of the ratio of `name`'s k-th sample to `base`'s: `undefined` where none did.
  */
 function pairedRatio(group: string, name: string, base: string): number | undefined {
-  const ratios: number[] = [];
-  for (const run of turnRuns) {
-    const xs = run[group]?.[name];
-    const bs = run[group]?.[base];
-    if (xs === undefined || bs === undefined) continue;
-    for (let k = 0; k < Math.min(xs.length, bs.length); k++) ratios.push(xs[k]! / bs[k]!);
-  }
+  const ratios = turnRuns.flatMap((run) => ratiosOf(run, group, name, base));
   return ratios.length ? median(ratios) : undefined;
 }
 
 /** {@linkcode pairedRatio} of each process apart: the median of its own samples' ratios, in
  * the order the processes ran (those that did not take both rows left out). */
 function pairedRatiosByRun(group: string, name: string, base: string): number[] {
-  const out: number[] = [];
-  for (const run of turnRuns) {
-    const xs = run[group]?.[name];
-    const bs = run[group]?.[base];
-    if (xs === undefined || bs === undefined) continue;
-    const ratios: number[] = [];
-    for (let k = 0; k < Math.min(xs.length, bs.length); k++) ratios.push(xs[k]! / bs[k]!);
-    if (ratios.length > 0) out.push(median(ratios));
-  }
-  return out;
+  return turnRuns.map((run) => ratiosOf(run, group, name, base)).filter((r) => r.length > 0)
+    .map(median);
 }
 
 /** @throws {Error} If a group lacks a peer of `REQUIRED_PEERS` (`_bench_runs.ts`). */
