@@ -143,7 +143,7 @@ const PARAGRAPHS: Paragraph[] = [
         }; the target's figure is the median of all of their samples together.`;
       return `- **Tags on a hit.** ${
         parts.join("; ")
-      }. A tagged hit reads the entry's wrapper (value, tags, the epoch it last checked), checks its class, and compares that epoch with one load of the process's tag clock; its tags are read again only after an invalidation. On the native engine that is the whole difference (a few ns, within the spread of a row between runs here). On the TypeScript engine the store keeps each entry's epoch beside it, so a tagged hit by arguments is the hit without tags plus one load and compare; what is left is within the spread of a row between runs (notes/tsfast.md).${spreadText}`;
+      }. A tagged hit reads the entry's wrapper (value, tags, the epoch it last checked), checks its class, and compares that epoch with one load of the process's tag clock; its tags are read again only after an invalidation. On the native engine that is the whole difference (a few ns, within the spread of a row between runs here). On the TypeScript engine the store keeps each entry's epoch beside it, so a tagged hit by arguments is the hit without tags plus one load and compare; what is left is within the spread of a row between runs (notes/tsfast.md).${spreadText} What also moves it: which calls V8 inlines into the tagged lookup depends on what was hot when it optimized it. In this bench each row's cache is first filled by 1,000 misses, and \`--trace-turbo-inlining\` shows the tagged lookup's optimized code with the miss path inline (the key's encoding, \`afterMiss\`) and calls to the hit's hash and probe (\`#hitArgs\`, \`#findArgs\`), which the lookup without tags has inline.`;
     },
   ],
   [
