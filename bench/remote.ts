@@ -23,7 +23,13 @@ import { redisTier } from "../src/remote/redis.ts";
 import { type RemoteStorage, remoteTier } from "../src/remote/remote.ts";
 import { startRedisServer } from "../tests/fixtures/redis_server.ts";
 import { createClient } from "@redis/client";
-import { REMOTE_BENTO, REMOTE_FLOOR, REMOTE_OURS, REMOTE_ROWS } from "../scripts/_targets.ts";
+import {
+  REMOTE_BENTO,
+  REMOTE_FLOOR,
+  REMOTE_OURS,
+  REMOTE_ROWS,
+  SWEEP_BYTES,
+} from "../scripts/_targets.ts";
 import { Buffer } from "node:buffer";
 import process from "node:process";
 // BentoCache's Redis driver needs ioredis, a peer dependency: imported first so that npm
@@ -235,10 +241,6 @@ async function remoteHits(
 
 /** Keeps the sweeps' reads alive, so that they are not optimised away. */
 export let sink = 0;
-
-/** Bytes swept between two calls of a "swept" row: twice the L2 cache of a core of the
- * bench machines (1 MiB), as redis-server and the kernel's loopback may touch while a call waits. */
-export const SWEEP_BYTES = 2 << 20;
 
 /**
  * Our remote hit with no socket: a storage that answers from a `Map` (the bytes our tier

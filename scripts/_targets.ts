@@ -91,6 +91,13 @@ export const REMOTE_ROWS = {
   sweptFloor: "floor: in-memory get + JSON.parse, caches swept",
 } as const;
 
+/** Bytes of memory swept between two calls of the remote rows "caches swept" (twice a core's
+ * 1 MiB L2 cache on the bench machines). */
+export const SWEEP_BYTES = 2 << 20;
+
+/** {@linkcode SWEEP_BYTES} as the report writes it. */
+export const SWEEP_TEXT = `${SWEEP_BYTES / 2 ** 20} MiB`;
+
 /** The 16-byte entries of the shared footprint variant: goal of bytes of file per entry. */
 export const SHARED_BYTES_PER_ENTRY = 96;
 

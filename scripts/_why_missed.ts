@@ -16,6 +16,7 @@ import {
   REMOTE_OURS,
   REMOTE_ROWS,
   type RemoteReport,
+  SWEEP_TEXT,
   type Target,
 } from "./_targets.ts";
 
@@ -172,9 +173,10 @@ const PARAGRAPHS: Paragraph[] = [
       };
       const bento = us(REMOTE_BENTO);
       const need = bento === undefined ? undefined : bento / 1.5;
-      const left = need === undefined || us(REMOTE_ROWS.floorIoredis) === undefined
+      const floorIoredis = us(REMOTE_ROWS.floorIoredis);
+      const left = need === undefined || floorIoredis === undefined
         ? undefined
-        : need - us(REMOTE_ROWS.floorIoredis)!;
+        : need - floorIoredis;
       return `- **Remote hit against BentoCache.** Ours ${f0(us(REMOTE_OURS))} µs${
         cpu(REMOTE_OURS)
       }, BentoCache ${f0(bento)} µs${cpu(REMOTE_BENTO)}: 1.5× asks ${
@@ -182,7 +184,7 @@ const PARAGRAPHS: Paragraph[] = [
       } µs. A bare node-redis \`GET\` + \`JSON.parse\` takes ${f0(us(REMOTE_FLOOR))} µs${
         cpu(REMOTE_FLOOR)
       } in the same rounds: on node-redis (the client Deno's documentation uses, and \`redisTier\`'s) the client alone takes more than the target allows. Over ioredis (BentoCache's client, which \`remoteTier({ storage })\` takes: the row "${REMOTE_ROWS.oursIoredis}"), a bare \`GET\` + \`JSON.parse\` takes ${
-        f0(us(REMOTE_ROWS.floorIoredis))
+        f0(floorIoredis)
       } µs${cpu(REMOTE_ROWS.floorIoredis)}, which leaves ${
         f0(left)
       } µs for all that a cache does on a remote hit (the local miss, single-flight, the tier's timeout and breaker, the frame's checks, the value's decode, the local copy); ours takes ${
@@ -191,7 +193,7 @@ const PARAGRAPHS: Paragraph[] = [
         gap(REMOTE_ROWS.warm, REMOTE_ROWS.warmFloor)
       } µs more than its floor (an awaited \`Map.get\` and \`JSON.parse\`) back to back, and ${
         gap(REMOTE_ROWS.swept, REMOTE_ROWS.sweptFloor)
-      } µs more when 2 MiB of memory is swept between two calls (each call then starts from cold CPU caches, as one that waited on a socket does: redis-server and the kernel's loopback run on the same two cores, whose L2 caches hold 1 MiB each). Cold caches are thus part of the socket's gap; the rest is not isolated (see "Where the time goes").`;
+      } µs more when ${SWEEP_TEXT} of memory is swept between two calls (each call then starts from cold CPU caches, as one that waited on a socket does: redis-server and the kernel's loopback run on the same two cores, whose L2 caches hold 1 MiB each). Cold caches are thus part of the socket's gap; the rest is not isolated (see "Where the time goes").`;
     },
   ],
   [

@@ -56,6 +56,7 @@ import {
   MISS_AGAINST_HIT,
   rowRatio,
   speedTargets,
+  SWEEP_TEXT,
   type Target,
 } from "./_targets.ts";
 import { whyMissed } from "./_why_missed.ts";
@@ -817,7 +818,7 @@ if (remote) {
       "interleaved, round by round, on the same server, with the CPU time of this process " +
       "per call beside the wall time. The in-memory rows time the same remote hit with no " +
       "socket (a storage answering from a `Map`) against an awaited `Map.get` + `JSON.parse`, " +
-      "back to back (warm) and with 2 MiB of memory swept between two calls, outside the timed " +
+      `back to back (warm) and with ${SWEEP_TEXT} of memory swept between two calls, outside the timed ` +
       "part (each call then starts from cold CPU caches). A miss also computes, stores locally and writes through " +
       "in the background. The bus row is the time from a `cacheDelete` on one cache until " +
       `another cache of the same name has dropped its local copy (${remote.busSamples} deletes).`,

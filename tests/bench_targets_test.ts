@@ -265,4 +265,5 @@ Deno.test("shared, remote and footprint targets read the right rows", () => {
   assert.match(why[1]!, /takes 50 µs \(30 µs of CPU\), which leaves 17 µs/);
   assert.match(why[1]!, /ours takes 25 µs more than that floor/);
   assert.match(why[1]!, /ours costs 6 µs more than its floor .* back to back, and 14 µs more/);
+  assert.match(why[1]!, /14 µs more when 2 MiB of memory is swept between two calls/);
 });
