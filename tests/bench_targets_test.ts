@@ -266,4 +266,19 @@ Deno.test("shared, remote and footprint targets read the right rows", () => {
   assert.match(why[1]!, /ours takes 25 µs more than that floor/);
   assert.match(why[1]!, /ours costs 6 µs more than its floor .* back to back, and 14 µs more/);
   assert.match(why[1]!, /14 µs more when 2 MiB of memory is swept between two calls/);
+  // node-redis's floor (70) alone exceeds the 67 µs asked.
+  assert.match(
+    why[1]!,
+    /takes 70 µs \(40 µs of CPU\) in the same rounds .*, 3 µs more than the target allows before anything a cache does\./,
+  );
+  // An ioredis floor above the time asked says by how much, not "leaves -3 µs".
+  const slowIoredis = f.remote!.rows.map((r) =>
+    r.case === REMOTE_ROWS.floorIoredis ? { ...r, us: 70 } : r
+  );
+  const whySlow = whyMissed(ts, { ...f, rawFfi: undefined, remote: { rows: slowIoredis } });
+  assert.match(
+    whySlow[1]!,
+    /takes 70 µs \(30 µs of CPU\), 3 µs more than the target allows before anything a cache does on a remote hit/,
+  );
+  assert.doesNotMatch(whySlow[1]!, /leaves -/);
 });
