@@ -174,17 +174,15 @@ const PARAGRAPHS: Paragraph[] = [
       const bento = us(REMOTE_BENTO);
       const need = bento === undefined ? undefined : bento / 1.5;
       const floorIoredis = us(REMOTE_ROWS.floorIoredis);
-      const left = need === undefined || floorIoredis === undefined
-        ? undefined
-        : need - floorIoredis;
       const floorNodeRedis = us(REMOTE_FLOOR);
-      // What a floor leaves of the target's time, or by how much it alone exceeds it.
-      const budget = (rest: number | undefined): string =>
-        rest === undefined
-          ? "which leaves ? µs"
-          : rest < 0
+      // What a floor leaves of the time the target asks, or by how much it alone exceeds it.
+      const budget = (floor: number | undefined): string => {
+        if (need === undefined || floor === undefined) return "which leaves ? µs";
+        const rest = need - floor;
+        return rest < 0
           ? `${f0(-rest)} µs more than the target allows before anything a cache does`
           : `which leaves ${f0(rest)} µs for all that a cache does`;
+      };
       return `- **Remote hit against BentoCache.** Ours ${f0(us(REMOTE_OURS))} µs${
         cpu(REMOTE_OURS)
       }, BentoCache ${f0(bento)} µs${cpu(REMOTE_BENTO)}: 1.5× asks ${
@@ -192,13 +190,11 @@ const PARAGRAPHS: Paragraph[] = [
       } µs. A bare node-redis \`GET\` + \`JSON.parse\` takes ${f0(floorNodeRedis)} µs${
         cpu(REMOTE_FLOOR)
       } in the same rounds (node-redis is the client Deno's documentation uses, and \`redisTier\`'s), ${
-        budget(
-          need === undefined || floorNodeRedis === undefined ? undefined : need - floorNodeRedis,
-        )
+        budget(floorNodeRedis)
       }. Over ioredis (BentoCache's client, which \`remoteTier({ storage })\` takes: the row "${REMOTE_ROWS.oursIoredis}"), a bare \`GET\` + \`JSON.parse\` takes ${
         f0(floorIoredis)
       } µs${cpu(REMOTE_ROWS.floorIoredis)}, ${
-        budget(left)
+        budget(floorIoredis)
       } on a remote hit (the local miss, single-flight, the tier's timeout and breaker, the frame's checks, the value's decode, the local copy); ours takes ${
         gap(REMOTE_ROWS.oursIoredis, REMOTE_ROWS.floorIoredis)
       } µs more than that floor. With no socket (a storage answering from a \`Map\`), ours costs ${
