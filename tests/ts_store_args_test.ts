@@ -1,6 +1,14 @@
 import assert from "node:assert/strict";
-import { encodeKey } from "../src/codec/key_codec.ts";
-import { ArgsDecoder, hashArgs, MAX_ARITY } from "../src/store/_args_index.ts";
+import { encodeKey, KeyWriter } from "../src/codec/key_codec.ts";
+import { FakeServer, fakeTier } from "./fixtures/fake_tier.ts";
+import {
+  ArgsDecoder,
+  hashArgs,
+  hashObjectKey,
+  MAX_ARITY,
+  MAX_OBJECT_KEYS,
+  ShapeToken,
+} from "../src/store/_args_index.ts";
 import { ABSENT, INVALID, MISS, promisedEntry } from "../src/store/store.ts";
 import { ProcessTagClock, Tagged } from "../src/call/tags.ts";
 import { type Policy, TsSieveStore } from "../src/store/ts_store.ts";
@@ -22,6 +30,12 @@ function withDecodeCount(body: (decoded: () => number) => void): void {
   } finally {
     ArgsDecoder.prototype.decode = decode;
   }
+}
+
+/** Whether a call of `args` is indexed by its values (`OBJECTS` alone, or primitives). */
+function byValues(args: unknown[]): boolean {
+  if (args.length === 1 && OBJECTS.includes(args[0] as Record<string, unknown>)) return true;
+  return args.every((a) => a === null || typeof a !== "object");
 }
 
 function held(key: Uint8Array): KeyBytes {
@@ -57,6 +71,29 @@ const PRIMITIVES: unknown[] = [
   null,
 ];
 
+/** Plain objects indexed by their values (one argument), with the edges of the contract. */
+const OBJECTS: Array<Record<string, unknown>> = [
+  { id: 1 },
+  { id: "1" },
+  { a: 1, b: "x" },
+  { b: "y", a: 1 },
+  { a: NaN, b: -0 },
+  { a: 2.5, b: null, c: undefined, d: true, e: false, f: "\ud800", g: "\u4e16".repeat(300) },
+  Object.assign(Object.create(null), { nul: 1 }),
+  { 2: "two", 1: "one" },
+  Object.fromEntries(Array.from({ length: MAX_OBJECT_KEYS }, (_, i) => [`k${i}`, i])),
+];
+
+/** Plain objects that stay keyed by their bytes: a value not a primitive, too many keys. */
+const BYTE_OBJECTS: Array<Record<string, unknown>> = [
+  { a: { n: 1 } },
+  { a: [1] },
+  { a: 1n },
+  { a: Symbol.for("s") },
+  Object.fromEntries(Array.from({ length: MAX_OBJECT_KEYS + 1 }, (_, i) => [`k${i}`, i])),
+  {},
+];
+
 Deno.test("ArgsDecoder.decode reads back every primitive call the encoder writes", () => {
   const index = new ArgsDecoder();
   const calls: unknown[][] = [];
@@ -85,7 +122,7 @@ Deno.test("ArgsDecoder.decode leaves other keys to the byte index", () => {
   const others: Array<{ args: unknown[]; thisArg?: unknown }> = [
     { args: [] },
     { args: [1n] },
-    { args: [{ a: 1 }] },
+    { args: [{ a: { b: 1 } }] },
     { args: [[1]] },
     { args: [Symbol.for("s")] },
     { args: [1, 2, 3, 4, 5] },
@@ -104,6 +141,43 @@ Deno.test("ArgsDecoder.decode leaves other keys to the byte index", () => {
   assert.equal(index.decode(padded, padded.length), -1);
 });
 
+Deno.test("ArgsDecoder.decode reads a plain object of a numbered shape back as its token and sorted values", () => {
+  const index = new ArgsDecoder();
+  for (const o of OBJECTS) {
+    const key = encodeKey([o]);
+    const n = index.decode(key, key.length);
+    const names = Object.keys(o).sort();
+    assert.equal(n, names.length + 1, JSON.stringify(o));
+    assert.ok(index.values[0] instanceof ShapeToken);
+    for (const [j, name] of names.entries()) {
+      const want = o[name];
+      const got = index.values[j + 1];
+      assert.ok(Object.is(got, want) || (want === 0 && got === 0), `${name} of ${String(names)}`);
+    }
+    // Truncated and padded.
+    for (let len = 0; len < key.length; len++) assert.equal(index.decode(key, len), -1);
+    const padded = new Uint8Array(key.length + 1);
+    padded.set(key);
+    assert.equal(index.decode(padded, padded.length), -1);
+  }
+  // One shape, one token; keys listed in another order are the same shape.
+  const k1 = encodeKey([{ a: 1, b: "x" }]);
+  index.decode(k1, k1.length);
+  const token = index.values[0];
+  const k2 = encodeKey([{ b: "x", a: 1 }]);
+  index.decode(k2, k2.length);
+  assert.equal(index.values[0], token);
+  for (const o of BYTE_OBJECTS) {
+    const key = encodeKey([o]);
+    assert.equal(index.decode(key, key.length), -1, String(Object.keys(o)));
+  }
+  // An object among other arguments, or a shape number that no key set has.
+  const two = encodeKey([{ a: 1 }, 1]);
+  assert.equal(index.decode(two, two.length), -1);
+  const unknown = Uint8Array.from([...k1.subarray(0, 3), 0xff, 0xff, ...k1.subarray(5)]);
+  assert.equal(index.decode(unknown, unknown.length), -1);
+});
+
 Deno.test("TsSieveStore finds an entry by its key bytes and by its arguments alike", () => {
   const policies: Policy[] = [
     Strategy.Sieve,
@@ -116,7 +190,7 @@ Deno.test("TsSieveStore finds an entry by its key bytes and by its arguments ali
   for (const policy of policies) {
     const s = new TsSieveStore({ maxSize: 1000, policy });
     const calls: unknown[][] = PRIMITIVES.flatMap((a) => [[a], [a, "k"], [1, a]]);
-    calls.push([{ id: 1 }]);
+    for (const o of [...OBJECTS, ...BYTE_OBJECTS]) calls.push([o], [o, 1]);
     // Equal keys (0 and -0) keep the value set last.
     const last = new Map<string, number>();
     for (const [i, args] of calls.entries()) {
@@ -128,13 +202,13 @@ Deno.test("TsSieveStore finds an entry by its key bytes and by its arguments ali
     for (const args of calls) {
       const key = encodeKey(args);
       const want = last.get(key.join());
-      assert.equal(s.get(key, key.length, 0), want, `${policy} ${String(args)}`);
+      assert.equal(s.get(key, key.length, 0), want, `${policy} ${Deno.inspect(args)}`);
       const byArgs = s.getArgs(args, 0);
-      // S3-FIFO keeps every key in the byte index; an object argument is never found by args.
-      if (policy === Strategy.S3Fifo || typeof args[0] === "object" && args[0] !== null) {
+      // S3-FIFO keeps every key in the byte index; an object is found by its values alone.
+      if (policy === Strategy.S3Fifo || !byValues(args)) {
         assert.equal(byArgs, MISS);
       } else {
-        assert.equal(byArgs, want, `${policy} by args ${String(args)}`);
+        assert.equal(byArgs, want, `${policy} by args ${Deno.inspect(args)}`);
       }
     }
     // 1 and "1", true and "true", null and undefined are different keys.
@@ -146,9 +220,7 @@ Deno.test("TsSieveStore finds an entry by its key bytes and by its arguments ali
       s.validate();
       assert.equal(
         s.getArgs(args, 0),
-        policy === Strategy.S3Fifo || typeof args[0] === "object" && args[0] !== null
-          ? MISS
-          : ABSENT,
+        policy === Strategy.S3Fifo || !byValues(args) ? MISS : ABSENT,
       );
     }
     assert.equal(s.info().currentSize, 0);
@@ -375,6 +447,8 @@ Deno.test("TsSieveStore's argument index agrees with a model under random sets, 
     return (seed >>> 8) % n;
   };
   const domain: unknown[] = [0, 1, "1", "a", NaN, true, null, undefined, 2.5];
+  // Objects, alone (by their values) or among other arguments (by their bytes).
+  domain.push({ a: 1 }, { a: "1" }, { b: 2, a: 1 }, { a: 1, b: 2 }, { a: { b: 1 } });
   for (const policy of [Strategy.Sieve, Strategy.Lru, Strategy.Lfu]) {
     const s = new TsSieveStore({ maxSize: 20, policy });
     const model = new Map<string, number>();
@@ -464,5 +538,214 @@ Deno.test("TsSieveStore tells keys of arguments of one hash apart, of one arity 
         }
       }
     });
+  }
+});
+
+Deno.test("getArgs by an object's values: getters read once on a hit, a getter that throws, a nested lookup, inherited keys", () => {
+  const s = new TsSieveStore({ maxSize: 10 });
+  const k = encodeKey([{ a: 1, b: 2 }]);
+  s.set(k, k.length, "ab", 0);
+  let reads = 0;
+  const withGetter = {
+    a: 1,
+    get b(): number {
+      reads++;
+      return 2;
+    },
+  };
+  assert.equal(s.getArgs([withGetter], 0), "ab");
+  assert.equal(reads, 1, "read once on a hit");
+  const throwing = {
+    a: 1,
+    get b(): number {
+      throw new Error("boom");
+    },
+  };
+  assert.throws(() => s.getArgs([throwing], 0), /boom/);
+  assert.equal(s.getArgs([{ a: 1, b: 2 }], 0), "ab", "by values again after a getter threw");
+  // A getter that looks an object up meanwhile: that one is left to its bytes.
+  let inner: unknown;
+  const nested = {
+    a: 1,
+    get b(): number {
+      inner = s.getArgs([{ a: 1, b: 2 }], 0);
+      return 2;
+    },
+  };
+  assert.equal(s.getArgs([nested], 0), "ab");
+  assert.equal(inner, MISS);
+  // An enumerable key inherited from Object.prototype is not one of the object's keys.
+  Object.defineProperty(Object.prototype, "zz", { value: 1, enumerable: true, configurable: true });
+  try {
+    assert.deepEqual(encodeKey([{ a: 1, b: 2 }]), k);
+    assert.equal(s.getArgs([{ a: 1, b: 2 }], 0), "ab");
+    assert.equal(s.getArgs([{ a: 1, b: 2, c: 3 }], 0), ABSENT, "a key more: another key");
+  } finally {
+    delete (Object.prototype as Record<string, unknown>).zz;
+  }
+  // Hits: the getter's, after the throw, the nested lookup's outer one, with `zz`.
+  assert.deepEqual(s.info(), { hits: 4, misses: 1, maxSize: 10, currentSize: 1 });
+  s.validate();
+});
+
+Deno.test("TsSieveStore tells keys of objects of one hash apart, and from keys of arguments", async (t) => {
+  const index = new ArgsDecoder();
+  /** The hash of a call of `args`, as the store indexes it by values. */
+  const hashOf = (args: unknown[]): number => {
+    const key = encodeKey(args);
+    const n = index.decode(key, key.length);
+    return index.values[0] instanceof ShapeToken
+      ? hashObjectKey(index.values, n)
+      : hashArgs(index.values, n);
+  };
+  const collide = (make: (i: number) => unknown[], other: (i: number) => unknown[]) => {
+    const seen = new Map<number, unknown[]>();
+    for (let i = 0;; i++) {
+      for (const args of [make(i), other(i)]) {
+        const h = hashOf(args);
+        const prior = seen.get(h);
+        if (prior !== undefined && JSON.stringify(prior) !== JSON.stringify(args)) {
+          return [prior, args];
+        }
+        seen.set(h, args);
+      }
+    }
+  };
+  const cases: Array<[string, unknown[][]]> = [
+    ["objects of one key (kept as a pair)", collide((i) => [{ a: i }], (i) => [{ a: -i - 1 }])],
+    ["objects of two keys", collide((i) => [{ a: i, b: 7 }], (i) => [{ a: 7, b: -i - 1 }])],
+    ["an object and two arguments", collide((i) => [{ a: i }], (i) => [-i - 1, 7])],
+    ["objects of two shapes", collide((i) => [{ a: i, b: 1 }], (i) => [{ a: -i - 1, c: 1 }])],
+  ];
+  for (const [name, [a, b]] of cases) {
+    await t.step(name, () => {
+      assert.equal(hashOf(a!), hashOf(b!));
+      for (const policy of [Strategy.Sieve, Strategy.Lru, Strategy.Lfu] as Policy[]) {
+        const s = new TsSieveStore({ maxSize: 8, policy });
+        const ka = encodeKey(a!);
+        const kb = encodeKey(b!);
+        s.set(ka, ka.length, "a", 0);
+        assert.equal(s.getArgs(b!, 0), ABSENT);
+        s.set(kb, kb.length, "b", 0);
+        s.validate();
+        assert.equal(s.getArgs(a!, 0), "a");
+        assert.equal(s.getArgs(b!, 0), "b");
+        assert.equal(s.delete(ka, ka.length), true);
+        s.validate();
+        assert.equal(s.getArgs(a!, 0), ABSENT);
+        assert.equal(s.getArgs(b!, 0), "b");
+        assert.equal(s.get(kb, kb.length, 0), "b");
+      }
+    });
+  }
+});
+
+Deno.test("cache() on the TypeScript store looks an object argument up by its values", () => {
+  const prev = Deno.env.get("WARP_CACHE_ENGINE");
+  Deno.env.set("WARP_CACHE_ENGINE", "ts");
+  try {
+    withDecodeCount((decoded) => {
+      let calls = 0;
+      const f = cache({ maxSize: 100 })((o: Record<string, unknown>) => {
+        calls++;
+        return JSON.stringify(o);
+      });
+      assert.equal(f({ a: 1, b: "x" }), '{"a":1,"b":"x"}');
+      assert.equal(decoded(), 1, "the insert decodes the key");
+      assert.equal(f({ b: "x", a: 1 }), '{"a":1,"b":"x"}', "the same key in another order");
+      assert.equal(decoded(), 1, "a hit by values decodes nothing");
+      assert.equal(f({ a: "1", b: "x" }), '{"a":"1","b":"x"}', "1 and '1' differ");
+      assert.equal(f({ a: -0 }), '{"a":0}');
+      assert.equal(f({ a: 0 }), '{"a":0}', "0 and -0 are one key");
+      assert.equal(decoded(), 3);
+      assert.equal(f({ a: { n: 1 } }), '{"a":{"n":1}}', "a nested object: by its bytes");
+      assert.equal(f({ a: { n: 1 } }), '{"a":{"n":1}}');
+      assert.equal(calls, 4);
+      assert.deepEqual(f.cacheInfo(), { hits: 3, misses: 4, maxSize: 100, currentSize: 4 });
+      // The entry controls reach the entries found by values, by their bytes.
+      assert.equal(f.cacheGet({ b: "x", a: 1 }), '{"a":1,"b":"x"}');
+      f.cacheSet("set", { a: 2 });
+      assert.equal(f({ a: 2 }), "set");
+      assert.equal(f.cacheDelete({ a: 1, b: "x" }), true);
+      assert.equal(f({ a: 1, b: "x" }), '{"a":1,"b":"x"}');
+      assert.equal(calls, 5);
+    });
+  } finally {
+    if (prev === undefined) Deno.env.delete("WARP_CACHE_ENGINE");
+    else Deno.env.set("WARP_CACHE_ENGINE", prev);
+  }
+});
+
+Deno.test("KeyWriter.shapedCall writes the bytes of a call of the object, from its values", () => {
+  const index = new ArgsDecoder();
+  const w = new KeyWriter(4, false);
+  for (const o of OBJECTS) {
+    const key = encodeKey([o]);
+    const n = index.decode(key, key.length);
+    const values = index.values.slice(0, n);
+    const len = w.shapedCall((values[0] as ShapeToken).number, values);
+    assert.deepEqual(w.buf.slice(0, len), key, JSON.stringify(o));
+  }
+  assert.throws(() => new KeyWriter(64, true).shapedCall(0, []), /shared form/);
+});
+
+Deno.test("TsSieveStore with keys in the shared form leaves objects to their bytes", () => {
+  const s = new TsSieveStore({ maxSize: 10, memoryKeys: false });
+  const o = { a: 1, b: "x" };
+  const key = encodeKey([o], { shared: true });
+  s.set(key, key.length, "ab", 0);
+  assert.equal(s.getArgs([o], 0), MISS, "not looked up by values");
+  assert.equal(s.get(key, key.length, 0), "ab");
+  assert.equal(s.getArgs([1, "x"], 0), ABSENT, "primitives still are");
+  s.validate();
+});
+
+Deno.test("cache() on the TypeScript store reads an object argument once on a miss and once on a hit", () => {
+  const prev = Deno.env.get("WARP_CACHE_ENGINE");
+  Deno.env.set("WARP_CACHE_ENGINE", "ts");
+  try {
+    let reads = 0;
+    const arg = (v: number) => ({
+      a: "k",
+      get b(): number {
+        reads++;
+        return v;
+      },
+    });
+    const f = cache({ maxSize: 10 })((o: { a: string; b: number }) => `${o.a}${o.b}`);
+    assert.equal(f(arg(1)), "k1");
+    assert.equal(reads, 2, "once for the key, once by the function");
+    assert.equal(f(arg(1)), "k1");
+    assert.equal(reads, 3, "a hit: once");
+    assert.equal(f({ b: 1, a: "k" }), "k1", "the key of the values read");
+    assert.deepEqual(f.cacheInfo(), { hits: 2, misses: 1, maxSize: 10, currentSize: 1 });
+  } finally {
+    if (prev === undefined) Deno.env.delete("WARP_CACHE_ENGINE");
+    else Deno.env.set("WARP_CACHE_ENGINE", prev);
+  }
+});
+
+Deno.test("cache() with a remote tier on the TypeScript store hits an object argument locally", async () => {
+  const prev = Deno.env.get("WARP_CACHE_ENGINE");
+  Deno.env.set("WARP_CACHE_ENGINE", "ts");
+  try {
+    let calls = 0;
+    const f = cache({ name: "ts-objects", remote: fakeTier(new FakeServer()) })(
+      async (o: { a: number; b: string }) => {
+        calls++;
+        await null;
+        return `${o.a}${o.b}`;
+      },
+    );
+    assert.equal(await f({ a: 1, b: "x" }), "1x");
+    assert.equal(await f({ b: "x", a: 1 }), "1x");
+    assert.equal(calls, 1);
+    const info = f.cacheInfo();
+    assert.equal(info.hits, 1, "the second call: a hit of the local tier");
+    assert.equal(info.remoteHits, 0);
+    f[Symbol.dispose]();
+  } finally {
+    if (prev === undefined) Deno.env.delete("WARP_CACHE_ENGINE");
+    else Deno.env.set("WARP_CACHE_ENGINE", prev);
   }
 });

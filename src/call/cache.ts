@@ -132,7 +132,8 @@ class CachePath {
     const w = this.writer.busy ? new KeyWriter(64, this.valueKeys) : this.writer;
     w.busy = true;
     try {
-      this.encode(w, self, args);
+      // A plain object found absent by the values the store read: its key from them.
+      if (this.store.writeAbsentKey?.(args, w) !== true) this.encode(w, self, args);
       before?.(w);
     } finally {
       w.busy = false;

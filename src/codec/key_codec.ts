@@ -97,6 +97,8 @@ export const PRIMITIVE_TAGS = {
   ARGS: T_ARGS,
   SHORT8: T_SHORT8,
   SHORT16: T_SHORT16,
+  /** A plain object of a numbered shape (read back by {@linkcode shapeOfNumber}). */
+  SHAPE: T_SHAPE,
 } as const;
 
 /** Deepest nesting of arrays and objects accepted in a key. */
@@ -160,6 +162,8 @@ export interface Shape {
   readonly inOrder: boolean;
   /** The index in `listed` of each key of `sorted`. */
   readonly order: Int32Array;
+  /** The index in `sorted` of each key of `listed` (`order` inverted). */
+  readonly rank: Int32Array;
 }
 
 /**
@@ -174,6 +178,9 @@ export class ShapeTable {
   #last: Shape | undefined = undefined;
   /** Shape numbers by the shared form of the sorted names (one char per byte). */
   #numbers = new Map<string, number>();
+  /** By shape number: the first shape made of its key set (kept when the cache starts
+   * over, as the numbers are). */
+  #byNumber: Shape[] = [];
   #numberedBytes = 0;
   readonly #maxCached: number;
   readonly #maxNumbers: number;
@@ -195,6 +202,12 @@ export class ShapeTable {
   /** Key sets given a shape number so far. */
   get numbered(): number {
     return this.#numbers.size;
+  }
+
+  /** The shape of the key set numbered `number` (its keys, sorted), or `undefined` when no
+   * key set has that number. */
+  byNumber(number: number): Shape | undefined {
+    return this.#byNumber[number];
   }
 
   /**
@@ -263,7 +276,9 @@ export class ShapeTable {
     }
     const order = new Int32Array(n);
     for (let i = 0; i < n; i++) order[i] = listed.indexOf(sorted[i]!);
-    return {
+    const rank = new Int32Array(n);
+    for (let i = 0; i < n; i++) rank[order[i]!] = i;
+    const shape: Shape = {
       listed,
       sorted,
       bytes,
@@ -272,7 +287,10 @@ export class ShapeTable {
       flat: number !== undefined,
       inOrder: sameKeys(listed, sorted),
       order,
+      rank,
     };
+    if (number !== undefined) this.#byNumber[number] ??= shape;
+    return shape;
   }
 }
 
@@ -299,6 +317,36 @@ function sameKeys(keys: string[], listed: readonly string[]): boolean {
 
 /** The shape table of the process. */
 const processShapes = new ShapeTable();
+
+/** The last shape {@linkcode numberedShapeOf} returned. */
+let lastNumbered: Shape | undefined;
+
+/** The last shape {@linkcode numberedShapeOf} returned, for a caller that checks it itself
+ * first. */
+export function lastNumberedShape(): Shape | undefined {
+  return lastNumbered;
+}
+
+/**
+ * The numbered shape (memory form, the process's table) of the plain object `o` (its
+ * prototype checked by the caller), or `undefined` when it has no key or its key set no
+ * number. Lists its keys (`Object.keys`) but reads no value: no getter runs. For the
+ * TypeScript store, which looks such an object up by its values
+ * (`src/store/_args_index.ts`; it compares an object's keys with
+ * {@linkcode lastNumberedShape} first).
+ */
+export function numberedShapeOf(o: object): Shape | undefined {
+  const keys = Object.keys(o);
+  if (keys.length === 0) return undefined;
+  const shape = processShapes.shapeOf(keys);
+  if (shape.number < 0) return undefined;
+  return (lastNumbered = shape);
+}
+
+/** The shape numbered `number` in the process's table (memory form), if any. */
+export function shapeOfNumber(number: number): Shape | undefined {
+  return processShapes.byNumber(number);
+}
 
 // ------------------------------------------------------------------------------ encoder
 //
@@ -828,6 +876,29 @@ export class KeyWriter implements KeyBytes {
       if (++i === n) break;
       v = args[i];
     }
+    this.pos = p;
+    return p;
+  }
+
+  /**
+   * Writes the key of a call of one plain object of shape `number` (memory form) whose
+   * values, in sorted key order, are `key[1..]`, all primitives (numbers, strings,
+   * booleans, `null`, `undefined`): the bytes that {@linkcode KeyWriter.call} writes for
+   * such a call, without reading the object. Returns the length written.
+   *
+   * @throws {Error} If the writer writes the shared form, which names the object's keys.
+   */
+  shapedCall(number: number, key: readonly unknown[]): number {
+    if (this.#shared) throw new Error("KeyWriter.shapedCall: the shared form has no shape numbers");
+    let b = this.buf;
+    if (b.length < 5) b = this.#grow(0, 5);
+    b[0] = T_ARGS;
+    b[1] = 1;
+    b[2] = T_SHAPE;
+    b[3] = number;
+    b[4] = number >>> 8;
+    let p = 5;
+    for (let i = 1; i < key.length; i++) p = this.#flatValue(p, key[i], 0, undefined);
     this.pos = p;
     return p;
   }

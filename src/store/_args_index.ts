@@ -8,7 +8,8 @@
  * encodes the key, hashes its bytes and compares them one by one in JavaScript (measured:
  * 53% of a hit of two ints, see `notes/tsengine.md`). The hashes of these entries have
  * {@linkcode ARGS_BIT} set, which a byte key's hash never has, so the two kinds never
- * compare.
+ * compare. A call of one plain object of such values is indexed so too, by its shape and
+ * its values ({@linkcode flattenObject}).
  *
  * Arguments compare by SameValueZero ({@linkcode sameArgs}), which is the key contract for
  * primitives (README, "Keys"): `1` and `"1"` differ, `0` and `-0` are one key, `NaN`
@@ -24,10 +25,18 @@
  * @module
  */
 
-import { PRIMITIVE_TAGS } from "../codec/key_codec.ts";
+import {
+  lastNumberedShape,
+  numberedShapeOf,
+  PRIMITIVE_TAGS,
+  shapeOfNumber,
+} from "../codec/key_codec.ts";
 
 /** Most arguments of a call indexed by its arguments. */
 export const MAX_ARITY = 4;
+
+/** Most keys of a plain-object argument indexed by its values. */
+export const MAX_OBJECT_KEYS = 8;
 
 /** Set in the hash of every entry indexed by its arguments (byte hashes are 30-bit). */
 export const ARGS_BIT = 1 << 30;
@@ -44,6 +53,7 @@ const T_STR16 = PRIMITIVE_TAGS.STR16;
 const T_ARGS = PRIMITIVE_TAGS.ARGS;
 const T_SHORT8 = PRIMITIVE_TAGS.SHORT8;
 const T_SHORT16 = PRIMITIVE_TAGS.SHORT16;
+const T_SHAPE = PRIMITIVE_TAGS.SHAPE;
 
 const f64 = new Float64Array(1);
 const f64Bytes = new Uint8Array(f64.buffer);
@@ -228,6 +238,155 @@ function stepValue(h: number, v: unknown): number {
   return NaN;
 }
 
+// ---------------------------------------------------------------- plain-object arguments
+//
+// A call of one plain object whose values are all primitives of the kinds above, and whose
+// key set has a shape number (the key codec's memory form, `src/codec/key_codec.ts`), is
+// indexed by its values too: as the "arguments" `[shape, v1, ..., vk]`, the shape's
+// token (one object per shape number) followed by the values in sorted key order. Its
+// bytes (`T_ARGS 1 T_SHAPE number values`) decode to the same array, so both ways reach
+// one entry; a token is never a primitive, so no call of primitives has such arguments.
+
+/** The stand-in of a shape number in the arguments of an object's key. */
+export class ShapeToken {
+  constructor(readonly number: number) {}
+}
+
+const tokens: ShapeToken[] = [];
+
+/** The token of shape `number` (one per number, for `===`). */
+function tokenOf(number: number): ShapeToken {
+  return tokens[number] ??= new ShapeToken(number);
+}
+
+/** The key of the last object {@linkcode flattenObject} read, from index 0. */
+export const flat: unknown[] = [];
+/** The shape number of the key in {@linkcode flat}. */
+let flatNumber = 0;
+/** Whether {@linkcode flattenObject} is reading an object (a getter of it runs). */
+let flattening = false;
+
+/**
+ * Reads the plain object `o` into {@linkcode flat} as the arguments of its key
+ * (`[token, ...values]`, values in sorted key order): their number, or -1 when it is not
+ * indexed by its values (not a plain object, no key set number, more than
+ * {@linkcode MAX_OBJECT_KEYS} keys, a value that is not a primitive of the kinds above).
+ * Each value is read once, by its key; a getter calling a cached function meanwhile has
+ * its own object go by bytes. A non-primitive value ends the read: the caller then encodes
+ * the key, reading the values again.
+ */
+export function flattenObject(o: unknown): number {
+  if (typeof o !== "object" || o === null || flattening) return -1;
+  const proto = Object.getPrototypeOf(o);
+  if (proto !== Object.prototype && proto !== null) return -1;
+  const last = lastNumberedShape();
+  if (last === undefined) return flattenNew(o);
+  const listed = last.listed;
+  if (listed.length > MAX_OBJECT_KEYS) return flattenNew(o);
+  const rank = last.rank;
+  const rec = o as Record<string, unknown>;
+  let n = 0;
+  flattening = true;
+  try {
+    // Keys and values in one `for-in`, compared on the way with the last shape's keys.
+    for (const k in rec) {
+      // A key past the last shape's (`listed[n]` is then `undefined`) ends it too.
+      if (listed[n] !== k) {
+        n = -1;
+        break;
+      }
+      const v = rec[k];
+      if (!isPrimitive(v)) return -1;
+      flat[1 + rank[n]!] = v;
+      n++;
+    }
+  } finally {
+    flattening = false;
+  }
+  // `for-in` lists inherited enumerable keys after the own ones.
+  if (n !== listed.length || (proto !== null && !Object.hasOwn(o, listed[n - 1]!))) {
+    return flattenNew(o);
+  }
+  flat[0] = tokenOf(flatNumber = last.number);
+  return n + 1;
+}
+
+/** {@linkcode flattenObject} of an object of another shape than the last: its keys listed
+ * first, then its values read by key. */
+function flattenNew(o: object): number {
+  const shape = numberedShapeOf(o);
+  if (shape === undefined) return -1;
+  const sorted = shape.sorted;
+  const k = sorted.length;
+  if (k > MAX_OBJECT_KEYS) return -1;
+  const rec = o as Record<string, unknown>;
+  flattening = true;
+  try {
+    for (let j = 0; j < k; j++) {
+      const v = rec[sorted[j]!];
+      if (!isPrimitive(v)) return -1;
+      flat[j + 1] = v;
+    }
+  } finally {
+    flattening = false;
+  }
+  flat[0] = tokenOf(flatNumber = shape.number);
+  return k + 1;
+}
+
+/** Whether `v` is a primitive of a kind indexed by value (not a `bigint` or a symbol). */
+function isPrimitive(v: unknown): boolean {
+  const kind = typeof v;
+  return kind === "object"
+    ? v === null
+    : kind !== "function" && kind !== "symbol" && kind !== "bigint";
+}
+
+/** {@linkcode hashArgs} of the arguments of an object's key (`[token, ...values]`, `n` of
+ * them), as {@linkcode ArgsDecoder.decode} or a store made them. */
+export function hashObjectKey(key: ArrayLike<unknown>, n: number): number {
+  return hashValues(key, n, (key[0] as ShapeToken).number);
+}
+
+/** {@linkcode hashObjectKey} of the key that {@linkcode flattenObject} last read (`n`
+ * arguments in {@linkcode flat}). */
+export function hashFlat(n: number): number {
+  return hashValues(flat, n, flatNumber);
+}
+
+/** The hash of an object's key of shape `number`, values `key[1..n)`. */
+function hashValues(key: ArrayLike<unknown>, n: number, number: number): number {
+  let h = step(0x2a9d5b17 ^ n, number);
+  for (let i = 1; i < n; i++) {
+    const v = key[i];
+    if (typeof v === "number" && (v | 0) === v) {
+      let w = Math.imul(v | 0, 0xcc9e2d51);
+      w = (w << 15) | (w >>> 17);
+      h ^= Math.imul(w, 0x1b873593);
+      h = (h << 13) | (h >>> 19);
+      h = (Math.imul(h, 5) + 0xe6546b64) | 0;
+    } else {
+      h = stepValue(h, v);
+    }
+  }
+  return (fmix(h) & (ARGS_BIT - 1)) | ARGS_BIT;
+}
+
+/** The hash of the `n` arguments `args[0..n)` of a kept or decoded key (those of a call,
+ * or of an object's key). */
+export function hashOfKey(args: readonly unknown[], n: number): number {
+  return args[0] instanceof ShapeToken ? hashObjectKey(args, n) : hashArgs(args, n);
+}
+
+/** The plain object of the arguments of an object's key (`[token, ...values]`): its keys
+ * sorted, for encoding it again (tests, inspection). */
+export function objectOfKey(key: readonly unknown[]): Record<string, unknown> {
+  const sorted = shapeOfNumber((key[0] as ShapeToken).number)!.sorted;
+  const o: Record<string, unknown> = Object.create(null);
+  for (let j = 0; j < sorted.length; j++) o[sorted[j]!] = key[j + 1];
+  return o;
+}
+
 /** SameValueZero. */
 export function same(a: unknown, b: unknown): boolean {
   return a === b || (a !== a && b !== b);
@@ -270,70 +429,88 @@ export class ArgsDecoder {
 
   /**
    * Reads the encoded key `key[0..len)` back into its arguments ({@linkcode ArgsDecoder.values}):
-   * their number, or -1 when the key is not one of a call of primitive arguments.
+   * their number, or -1 when the key is not one of a call of primitive arguments or of one
+   * plain object of primitive values (`[token, ...values]`; its shape number is read in the
+   * process's shape table, which every cache's key writer uses).
    */
   decode(key: Uint8Array, len: number): number {
     if (len < 3 || key[0] !== T_ARGS) return -1;
     const n = key[1]!;
     if (n === 0 || n > MAX_ARITY) return -1;
     const values = this.values;
-    let p = 2;
-    for (let i = 0; i < n; i++) {
-      if (p >= len) return -1;
-      const tag = key[p++]!;
-      let v: unknown;
-      let size = 0;
-      switch (tag) {
-        case T_INT32:
-          size = 4;
-          v = key[p]! | (key[p + 1]! << 8) | (key[p + 2]! << 16) | (key[p + 3]! << 24);
-          break;
-        case T_F64:
-          size = 8;
-          if (p + 8 > len) return -1;
-          for (let j = 0; j < 8; j++) f64Bytes[LITTLE_ENDIAN ? j : 7 - j] = key[p + j]!;
-          v = f64[0];
-          break;
-        case T_SHORT8:
-        case T_SHORT16: {
-          const units = key[p]!;
-          size = tag === T_SHORT8 ? units : 2 * units;
-          if (p + 1 + size > len) return -1;
-          v = tag === T_SHORT8 ? latinAt(key, p + 1, units) : wideAt(key, p + 1, units);
-          size += 1;
-          break;
-        }
-        case T_STR8:
-        case T_STR16: {
-          if (p + 4 > len) return -1;
-          const units =
-            (key[p]! | (key[p + 1]! << 8) | (key[p + 2]! << 16) | (key[p + 3]! << 24)) >>>
-            0;
-          size = tag === T_STR8 ? units : 2 * units;
-          if (p + 4 + size > len) return -1;
-          v = tag === T_STR8 ? latinAt(key, p + 4, units) : wideAt(key, p + 4, units);
-          size += 4;
-          break;
-        }
-        case T_UNDEFINED:
-          v = undefined;
-          break;
-        case T_NULL:
-          v = null;
-          break;
-        case T_FALSE:
-          v = false;
-          break;
-        case T_TRUE:
-          v = true;
-          break;
-        default:
-          return -1;
-      }
-      p += size;
-      if (p > len) return -1;
-      values[i] = v;
+    if (n === 1 && key[2] === T_SHAPE) {
+      // One plain object of a numbered shape: `[token, ...values]` (see `flattenObject`).
+      if (len < 5) return -1;
+      const number = key[3]! | (key[4]! << 8);
+      const shape = shapeOfNumber(number);
+      const k = shape === undefined ? 0 : shape.sorted.length;
+      if (k === 0 || k > MAX_OBJECT_KEYS) return -1;
+      values[0] = tokenOf(number);
+      let p = 5;
+      for (let i = 1; i <= k && p >= 0; i++) p = this.#value(key, p, len, i);
+      return p === len ? k + 1 : -1;
     }
+    let p = 2;
+    for (let i = 0; i < n && p >= 0; i++) p = this.#value(key, p, len, i);
     return p === len ? n : -1;
+  }
+
+  /** Reads the primitive at `key[p..)` into `values[i]`: where it ends, or -1 when it is
+   * not one (or runs past `len`). */
+  #value(key: Uint8Array, p: number, len: number, i: number): number {
+    if (p >= len) return -1;
+    const tag = key[p++]!;
+    let v: unknown;
+    let size = 0;
+    switch (tag) {
+      case T_INT32:
+        size = 4;
+        v = key[p]! | (key[p + 1]! << 8) | (key[p + 2]! << 16) | (key[p + 3]! << 24);
+        break;
+      case T_F64:
+        size = 8;
+        if (p + 8 > len) return -1;
+        for (let j = 0; j < 8; j++) f64Bytes[LITTLE_ENDIAN ? j : 7 - j] = key[p + j]!;
+        v = f64[0];
+        break;
+      case T_SHORT8:
+      case T_SHORT16: {
+        const units = key[p]!;
+        size = tag === T_SHORT8 ? units : 2 * units;
+        if (p + 1 + size > len) return -1;
+        v = tag === T_SHORT8 ? latinAt(key, p + 1, units) : wideAt(key, p + 1, units);
+        size += 1;
+        break;
+      }
+      case T_STR8:
+      case T_STR16: {
+        if (p + 4 > len) return -1;
+        const units = (key[p]! | (key[p + 1]! << 8) | (key[p + 2]! << 16) | (key[p + 3]! << 24)) >>>
+          0;
+        size = tag === T_STR8 ? units : 2 * units;
+        if (p + 4 + size > len) return -1;
+        v = tag === T_STR8 ? latinAt(key, p + 4, units) : wideAt(key, p + 4, units);
+        size += 4;
+        break;
+      }
+      case T_UNDEFINED:
+        v = undefined;
+        break;
+      case T_NULL:
+        v = null;
+        break;
+      case T_FALSE:
+        v = false;
+        break;
+      case T_TRUE:
+        v = true;
+        break;
+      default:
+        return -1;
+    }
+    p += size;
+    if (p > len) return -1;
+    this.values[i] = v;
+    return p;
   }
 }

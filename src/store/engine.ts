@@ -156,6 +156,8 @@ export function createStore(
     policy: opts.strategy,
     stale: staleWindow(opts),
     maxBytes: opts.maxBytes,
+    // A remote tier's keys are in the shared form (its bytes go to other hosts).
+    memoryKeys: opts.remote === undefined,
   })
     .keyed(clock) as StoreView;
   store.setStaleWindow(staleWindow(opts));

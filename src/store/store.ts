@@ -117,6 +117,13 @@ export interface KeyBytes {
   args?: unknown[] | undefined;
 }
 
+/** What {@linkcode Store.writeAbsentKey} writes a key into: the key codec's `KeyWriter`. */
+export interface ShapedKeyWriter {
+  /** Writes the key of a call of one plain object of shape `number` (memory form) whose
+   * values, in sorted key order, are `key[1..]`; returns its length. */
+  shapedCall(number: number, key: readonly unknown[]): number;
+}
+
 /**
  * The lower-level API that every store class has besides its {@linkcode Store}: key bytes
  * `key[0..len)` and an explicit time `now` in ms (`NaN` for the native stores: their own
@@ -130,6 +137,8 @@ export interface ByteStore {
   getArgs?(args: unknown[], now: number): unknown;
   /** {@linkcode Store.getArgsTagged} at time `now`. */
   getArgsTagged?(args: unknown[], now: number, clock: TagClock): unknown;
+  /** {@linkcode Store.writeAbsentKey}. */
+  writeAbsentKey?(args: unknown[], w: ShapedKeyWriter): boolean;
   /** {@linkcode Store.set} at time `now`; `ptr` may be the address of `key`; `ttl` the
    * entry's own TTL in ms (`undefined`: the store's); `size` the entry's size in bytes for
    * a memory store's byte budget (`maxBytes`; unused without one, and by the shared store);
@@ -205,6 +214,13 @@ export interface Store {
    * hit counted), else as `getArgs`.
    */
   getArgsTagged?(args: unknown[], clock: TagClock): unknown;
+  /**
+   * Writes into `w` the key of the call of `args` that {@linkcode Store.getArgs} has just
+   * found absent ({@linkcode ABSENT}), when the store read it by values it kept (a plain
+   * object's): the bytes that encoding the call writes, without reading its arguments
+   * again. `false`, with nothing written, for any other call: the caller encodes the key.
+   */
+  writeAbsentKey?(args: unknown[], w: ShapedKeyWriter): boolean;
   /**
    * Stores `value` under `key`, inserted now, evicting one entry when full. `promised`
    * says that `value` is the resolution of a Promise: later hits must then return a
@@ -397,6 +413,10 @@ export class StoreView implements Store {
 
   getArgsTagged(args: unknown[], clock: TagClock): unknown {
     return this.#s.getArgsTagged!(args, this.#timed ? this.#lookupTime() : 0, clock);
+  }
+
+  writeAbsentKey(args: unknown[], w: ShapedKeyWriter): boolean {
+    return this.#s.writeAbsentKey?.(args, w) ?? false;
   }
 
   get(k: KeyBytes): unknown {

@@ -14,14 +14,20 @@ import {
   ARGS_BIT,
   ArgsDecoder,
   argsOfKey,
+  flat,
+  flattenObject,
   hashArgs,
+  hashFlat,
+  hashOfKey,
   keyOfArgs,
   latinAt,
+  objectOfKey,
   same,
   sameArgs,
   sameValues,
+  ShapeToken,
 } from "./_args_index.ts";
-import { bytesToKeyString, encodeKey } from "../codec/key_codec.ts";
+import { bytesToKeyString, encodeKey, type KeyWriter } from "../codec/key_codec.ts";
 import {
   checkEntrySize,
   checkEntryTtl,
@@ -71,6 +77,15 @@ export interface TsSieveStoreOptions {
    * store within, besides `maxSize`; `undefined`: none.
    */
   maxBytes?: number | undefined;
+  /**
+   * Whether keys arrive in the key codec's memory form, where a plain object of a numbered
+   * shape is written by its shape number: a call of one such object is then looked up by
+   * its values too (`getArgs`). `false` for keys in the shared form (a remote tier's), which
+   * names the object's keys instead.
+   *
+   * @default {true}
+   */
+  memoryKeys?: boolean | undefined;
 }
 
 /** Slots of the hash table (a power of two) allocated up front, at most. */
@@ -102,10 +117,12 @@ function bytesToString(k: Uint8Array, len: number): string {
  *   the bucket of count 1), evicting one entry by the policy when the store is full.
  *
  * Index: an open-addressing hash table (linear probing, backward-shift deletion) of slot
- * numbers. The key of a call whose arguments are all primitives (and whose policy keeps its
- * own order: SIEVE, LRU, MRU, FIFO, LFU) is read back into its arguments, kept as they are
- * and hashed from them (`_args_index.ts`), so that `cache()` looks it up straight from the
- * arguments ({@linkcode TsSieveStore.prototype.getArgs | getArgs}); any other key is kept
+ * numbers. The key of a call whose arguments are all primitives, or of a call of one plain
+ * object of primitive values (memory form; and whose policy keeps its own order: SIEVE,
+ * LRU, MRU, FIFO, LFU) is read back into its arguments (an object's: its shape's token and
+ * its values), kept as they are and hashed from them (`_args_index.ts`), so that `cache()`
+ * looks it up straight from the arguments
+ * ({@linkcode TsSieveStore.prototype.getArgs | getArgs}); any other key is kept
  * as its bytes (one char per byte, its first 16 bytes also as words beside it), hashed and
  * compared in place: a lookup allocates nothing.
  *
@@ -166,6 +183,11 @@ export class TsSieveStore implements ByteStore {
   #absentArgs: unknown[] | undefined = undefined;
   #absentHash = 0;
   #absentAt = -1;
+  /** The plain object whose call `getArgs` found absent last, by its values (kept in
+   * `#absentArgs`), until {@linkcode TsSieveStore.prototype.writeAbsentKey} writes its key. */
+  #absentObject: unknown = undefined;
+  /** Whether a call of one plain object is looked up by its values (`memoryKeys`). */
+  readonly #objects: boolean;
   #hits = 0;
   #misses = 0;
   #staleHits = 0;
@@ -208,6 +230,7 @@ export class TsSieveStore implements ByteStore {
     this.#maxBytes = checkMemoryMaxBytes("TsSieveStore", options.maxBytes);
     this.#queue = new SieveQueue(maxSize, ttl, policy, stale);
     this.#args = this.#queue.ext === null ? new ArgsDecoder() : null;
+    this.#objects = options.memoryKeys ?? true;
     this.ttlOn = ttl !== undefined;
     this.#table = new Int32Array(0);
     this.#mask = 0;
@@ -290,6 +313,25 @@ export class TsSieveStore implements ByteStore {
     return this.#epochs[slot] === clock.epoch ? this.#tagHits[slot] : this.#recheck(slot, clock);
   }
 
+  /**
+   * Writes into `w` the key of the call of `args` that `getArgs` (or `getArgsTagged`) has
+   * just found absent, when it read that call's one plain object by its values: the bytes
+   * that encoding the call writes, from the values read then, so that a miss reads the
+   * object once. Returns `false`, writing nothing, for any other call.
+   *
+   * @param args The call's arguments.
+   * @param w The writer to write the key into (memory form).
+   * @returns Whether the key was written.
+   */
+  writeAbsentKey(args: unknown[], w: KeyWriter): boolean {
+    const o = this.#absentObject;
+    const key = this.#absentArgs;
+    if (o === undefined || key === undefined || args.length !== 1 || args[0] !== o) return false;
+    this.#absentObject = undefined;
+    w.shapedCall((key[0] as ShapeToken).number, key);
+    return true;
+  }
+
   /** A tagged hit by arguments on the entry at `slot`, checked at an older epoch than the
    * clock's: its hit form, with its epoch moved forward, or `INVALID`. Apart from
    * `getArgsTagged`, whose chain V8 inlines only while it stays small. */
@@ -307,7 +349,7 @@ export class TsSieveStore implements ByteStore {
     if (this.#args === null || this.#busy) return -2;
     const n = args.length;
     const hash = hashArgs(args, n);
-    if (hash < 0) return -2;
+    if (hash < 0) return this.#hitObject(args, now);
     const slot = this.#findArgs(args, n, hash);
     if (slot === NIL) return this.#absent(args, hash);
     const queue = this.#queue;
@@ -317,7 +359,27 @@ export class TsSieveStore implements ByteStore {
     return slot;
   }
 
-  // `#hitArgs` keeps a SIEVE hit without TTL inline and the rest in the two methods below:
+  /** `#hitArgs` of a call of one plain object, by its values (`flattenObject`): a slot,
+   * `NIL` or -2 as there. */
+  #hitObject(args: unknown[], now: number): number {
+    if (!this.#objects || args.length !== 1) return -2;
+    const n = flattenObject(args[0]);
+    if (n < 0) return -2;
+    const hash = hashFlat(n);
+    const slot = n === 2 ? this.#findArgs(flat, n, hash) : this.#findObject(n, hash);
+    if (slot === NIL) {
+      this.#absent(flat.slice(0, n), hash);
+      this.#absentObject = args[0];
+      return NIL;
+    }
+    const queue = this.#queue;
+    if (queue.expiring || queue.policy !== SIEVE) return this.#hitOther(slot, now);
+    this.#hits++;
+    queue.visited[slot] = 1;
+    return slot;
+  }
+
+  // `#hitArgs` keeps a SIEVE hit without TTL inline and the rest in the methods below:
   // V8 inlines at most 920 bytes of bytecode into one function, and a hit's whole chain (the
   // cached function down to the hash) was over it, so that which parts were inlined
   // depended on what was optimized first (notes/native_hit.md).
@@ -326,6 +388,7 @@ export class TsSieveStore implements ByteStore {
    * (`NIL`). */
   #absent(args: unknown[], hash: number): number {
     this.#misses++;
+    this.#absentObject = undefined;
     this.#absentArgs = args;
     this.#absentHash = hash;
     this.#absentAt = this.#changes;
@@ -353,7 +416,7 @@ export class TsSieveStore implements ByteStore {
     const args = this.#args;
     if (args !== null) {
       const n = args.decode(key, len);
-      if (n > 0) return this.#findArgs(args.values, n, hashArgs(args.values, n));
+      if (n > 0) return this.#findArgs(args.values, n, hashOfKey(args.values, n));
     }
     return this.#find(key, len, hashBytes(key, len));
   }
@@ -422,8 +485,17 @@ export class TsSieveStore implements ByteStore {
       const args = this.#args;
       n = args === null ? -1 : args.decode(key, len);
       values = n > 0 ? args!.values : [];
-      hash = n > 0 ? hashArgs(values, n) : hashBytes(key, len);
-      slot = n > 0 ? this.#findArgs(values, n, hash) : this.#find(key, len, hash);
+      if (n > 0 && absent !== undefined && absent.length === n && sameValues(values, absent)) {
+        // The key of the object found absent by its values (a plain object's, whose
+        // arguments `owned` holds): those values, kept as they were read, and their hash.
+        this.#absentArgs = undefined;
+        values = absent;
+        hash = this.#absentHash;
+        slot = this.#absentAt === this.#changes ? NIL : this.#findArgs(absent, n, hash);
+      } else {
+        hash = n > 0 ? hashOfKey(values, n) : hashBytes(key, len);
+        slot = n > 0 ? this.#findArgs(values, n, hash) : this.#find(key, len, hash);
+      }
     }
     const queue = this.#queue;
     if (maxBytes !== undefined) slot = this.#makeRoom(slot, bytes, maxBytes, now);
@@ -750,7 +822,7 @@ export class TsSieveStore implements ByteStore {
       const hash = this.#hashes[slot]!;
       if ((hash & ARGS_BIT) !== 0) {
         const args = this.#argsAt(slot);
-        return this.#args !== null && hashArgs(args, args.length) === hash &&
+        return this.#args !== null && hashOfKey(args, args.length) === hash &&
           this.#findArgs(args, args.length, hash) === slot;
       }
       if (typeof key !== "string") return false;
@@ -783,7 +855,8 @@ export class TsSieveStore implements ByteStore {
   #keyString(slot: number): string {
     const key = this.#keys[slot];
     if ((this.#hashes[slot]! & ARGS_BIT) === 0) return key as string;
-    const bytes = encodeKey(this.#argsAt(slot));
+    const args = this.#argsAt(slot);
+    const bytes = encodeKey(args[0] instanceof ShapeToken ? [objectOfKey(args)] : args);
     return bytesToKeyString(bytes, bytes.length);
   }
 
@@ -816,6 +889,25 @@ export class TsSieveStore implements ByteStore {
       const slot = table[i]!;
       if (slot === NIL) return NIL;
       if (hashes[slot] === hash && sameArgs(keys[slot], args, n)) return slot;
+    }
+  }
+
+  /** `#findArgs` of the object's key in `flat` (`n` > 2 arguments, kept as an array). */
+  #findObject(n: number, hash: number): number {
+    const table = this.#table;
+    const mask = this.#mask;
+    const keys = this.#keys;
+    const hashes = this.#hashes;
+    const token = flat[0];
+    for (let i = hash & mask;; i = (i + 1) & mask) {
+      const slot = table[i]!;
+      if (slot === NIL) return NIL;
+      if (hashes[slot] !== hash) continue;
+      const key = keys[slot] as unknown[];
+      if (key[0] !== token || key.length !== n) continue;
+      let j = 1;
+      while (j < n && same(key[j], flat[j])) j++;
+      if (j === n) return slot;
     }
   }
 
