@@ -898,7 +898,8 @@ export class TsSieveStore implements ByteStore {
     const mask = this.#mask;
     const keys = this.#keys;
     const hashes = this.#hashes;
-    const token = flat[0];
+    const values = flat;
+    const token = values[0];
     for (let i = hash & mask;; i = (i + 1) & mask) {
       const slot = table[i]!;
       if (slot === NIL) return NIL;
@@ -906,7 +907,7 @@ export class TsSieveStore implements ByteStore {
       const key = keys[slot] as unknown[];
       if (key[0] !== token || key.length !== n) continue;
       let j = 1;
-      while (j < n && same(key[j], flat[j])) j++;
+      while (j < n && same(key[j], values[j])) j++;
       if (j === n) return slot;
     }
   }
