@@ -486,8 +486,9 @@ export class TsSieveStore implements ByteStore {
       n = args === null ? -1 : args.decode(key, len);
       values = n > 0 ? args!.values : [];
       if (n > 0 && absent !== undefined && absent.length === n && sameValues(values, absent)) {
-        // The key of the object found absent by its values (a plain object's, whose
-        // arguments `owned` holds): those values, kept as they were read, and their hash.
+        // The key that the last lookup by arguments found absent, its holder's arguments
+        // aside (a plain object's key, read by its values): the values as that lookup read
+        // them, and their hash.
         this.#absentArgs = undefined;
         values = absent;
         hash = this.#absentHash;
