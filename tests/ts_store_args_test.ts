@@ -38,6 +38,19 @@ function byValues(args: unknown[]): boolean {
   return args.every((a) => a === null || typeof a !== "object");
 }
 
+/** Runs `body` with `cache()` on the TypeScript engine (`WARP_CACHE_ENGINE=ts`), then
+ * restores the variable. */
+async function onTsEngine(body: () => void | Promise<void>): Promise<void> {
+  const prev = Deno.env.get("WARP_CACHE_ENGINE");
+  Deno.env.set("WARP_CACHE_ENGINE", "ts");
+  try {
+    await body();
+  } finally {
+    if (prev === undefined) Deno.env.delete("WARP_CACHE_ENGINE");
+    else Deno.env.set("WARP_CACHE_ENGINE", prev);
+  }
+}
+
 function held(key: Uint8Array): KeyBytes {
   return { buf: key, len: key.length, pointer: () => undefined };
 }
@@ -338,10 +351,8 @@ Deno.test("set takes the hash of arguments found absent from a copy of them, and
   });
 });
 
-Deno.test("cache() inserts a miss found absent by its arguments without decoding its key", () => {
-  const prev = Deno.env.get("WARP_CACHE_ENGINE");
-  Deno.env.set("WARP_CACHE_ENGINE", "ts");
-  try {
+Deno.test("cache() inserts a miss found absent by its arguments without decoding its key", () =>
+  onTsEngine(() => {
     withDecodeCount((decoded) => {
       const f = cache({ maxSize: 2 })((a: number, b: number) => a * 10 + b);
       for (let i = 0; i < 5; i++) assert.equal(f(i, 1), i * 10 + 1);
@@ -352,11 +363,7 @@ Deno.test("cache() inserts a miss found absent by its arguments without decoding
       assert.equal(f.cacheGet(3, 1), 31);
       assert.equal(f.cacheGet(2, 1), undefined, "evicted");
     });
-  } finally {
-    if (prev === undefined) Deno.env.delete("WARP_CACHE_ENGINE");
-    else Deno.env.set("WARP_CACHE_ENGINE", prev);
-  }
-});
+  }));
 
 Deno.test("getArgsTagged: the epoch kept beside an entry answers its hits; its tags are checked once the clock moves", async () => {
   const s = new TsSieveStore({ maxSize: 10 });
@@ -405,10 +412,8 @@ Deno.test("getArgsTagged: the epoch kept beside an entry answers its hits; its t
   s.validate();
 });
 
-Deno.test("cache() keeps the key contract on the TypeScript store's argument index", () => {
-  const prev = Deno.env.get("WARP_CACHE_ENGINE");
-  Deno.env.set("WARP_CACHE_ENGINE", "ts");
-  try {
+Deno.test("cache() keeps the key contract on the TypeScript store's argument index", () =>
+  onTsEngine(() => {
     let calls = 0;
     const f = cache({ maxSize: 100 })((a: unknown, b?: unknown) => {
       calls++;
@@ -434,11 +439,7 @@ Deno.test("cache() keeps the key contract on the TypeScript store's argument ind
     assert.equal(calls, 10);
     f.cacheSet(["set"], 5, 6);
     assert.deepEqual(f(5, 6), ["set"]);
-  } finally {
-    if (prev === undefined) Deno.env.delete("WARP_CACHE_ENGINE");
-    else Deno.env.set("WARP_CACHE_ENGINE", prev);
-  }
-});
+  }));
 
 Deno.test("TsSieveStore's argument index agrees with a model under random sets, deletes and evictions", () => {
   let seed = 12345;
@@ -481,6 +482,39 @@ Deno.test("TsSieveStore's argument index agrees with a model under random sets, 
   }
 });
 
+/** Checks that the calls `a` and `b`, whose keys have one hash, each find their own entry
+ * (by arguments and by bytes), under the policies indexed by arguments. */
+function assertApart(a: unknown[], b: unknown[]): void {
+  for (const policy of [Strategy.Sieve, Strategy.Lru, Strategy.Lfu] as Policy[]) {
+    const s = new TsSieveStore({ maxSize: 8, policy });
+    const ka = encodeKey(a);
+    const kb = encodeKey(b);
+    s.set(ka, ka.length, "a", 0);
+    assert.equal(s.getArgs(b, 0), ABSENT);
+    s.set(kb, kb.length, "b", 0);
+    s.validate();
+    assert.equal(s.getArgs(a, 0), "a");
+    assert.equal(s.getArgs(b, 0), "b");
+    assert.equal(s.get(ka, ka.length, 0), "a");
+    assert.equal(s.get(kb, kb.length, 0), "b");
+    assert.equal(s.delete(ka, ka.length), true);
+    s.validate();
+    assert.equal(s.getArgs(a, 0), ABSENT);
+    assert.equal(s.getArgs(b, 0), "b");
+    // A slot freed by one key and taken by the other answers only the other.
+    for (const [gone, next] of [[b, a], [a, b]]) {
+      const s2 = new TsSieveStore({ maxSize: 1, policy });
+      const kg = encodeKey(gone!);
+      const kn = encodeKey(next!);
+      s2.set(kg, kg.length, "gone", 0);
+      s2.set(kn, kn.length, "next", 0);
+      assert.equal(s2.getArgs(gone!, 0), ABSENT);
+      assert.equal(s2.getArgs(next!, 0), "next");
+      s2.validate();
+    }
+  }
+}
+
 Deno.test("TsSieveStore tells keys of arguments of one hash apart, of one arity or two", async (t) => {
   // Birthday searches over `hashArgs`: two keys with the same hash must still each find
   // their own entry (a key of two arguments is kept apart from its array, side by side
@@ -509,34 +543,7 @@ Deno.test("TsSieveStore tells keys of arguments of one hash apart, of one arity 
     await t.step(name, () => {
       assert.equal(hashArgs(a!, a!.length), hashArgs(b!, b!.length));
       assert.notDeepEqual(a, b);
-      for (const policy of [Strategy.Sieve, Strategy.Lru, Strategy.Lfu] as Policy[]) {
-        const s = new TsSieveStore({ maxSize: 8, policy });
-        const ka = encodeKey(a!);
-        const kb = encodeKey(b!);
-        s.set(ka, ka.length, "a", 0);
-        assert.equal(s.getArgs(b!, 0), ABSENT);
-        s.set(kb, kb.length, "b", 0);
-        s.validate();
-        assert.equal(s.getArgs(a!, 0), "a");
-        assert.equal(s.getArgs(b!, 0), "b");
-        assert.equal(s.get(ka, ka.length, 0), "a");
-        assert.equal(s.get(kb, kb.length, 0), "b");
-        assert.equal(s.delete(ka, ka.length), true);
-        s.validate();
-        assert.equal(s.getArgs(a!, 0), ABSENT);
-        assert.equal(s.getArgs(b!, 0), "b");
-        // A slot freed by one key and taken by the other answers only the other.
-        for (const [gone, next] of [[b!, a!], [a!, b!]] as Array<[unknown[], unknown[]]>) {
-          const s2 = new TsSieveStore({ maxSize: 1, policy });
-          const kg = encodeKey(gone);
-          const kn = encodeKey(next);
-          s2.set(kg, kg.length, "gone", 0);
-          s2.set(kn, kn.length, "next", 0);
-          assert.equal(s2.getArgs(gone, 0), ABSENT);
-          assert.equal(s2.getArgs(next, 0), "next");
-          s2.validate();
-        }
-      }
+      assertApart(a!, b!);
     });
   }
 });
@@ -620,30 +627,13 @@ Deno.test("TsSieveStore tells keys of objects of one hash apart, and from keys o
   for (const [name, [a, b]] of cases) {
     await t.step(name, () => {
       assert.equal(hashOf(a!), hashOf(b!));
-      for (const policy of [Strategy.Sieve, Strategy.Lru, Strategy.Lfu] as Policy[]) {
-        const s = new TsSieveStore({ maxSize: 8, policy });
-        const ka = encodeKey(a!);
-        const kb = encodeKey(b!);
-        s.set(ka, ka.length, "a", 0);
-        assert.equal(s.getArgs(b!, 0), ABSENT);
-        s.set(kb, kb.length, "b", 0);
-        s.validate();
-        assert.equal(s.getArgs(a!, 0), "a");
-        assert.equal(s.getArgs(b!, 0), "b");
-        assert.equal(s.delete(ka, ka.length), true);
-        s.validate();
-        assert.equal(s.getArgs(a!, 0), ABSENT);
-        assert.equal(s.getArgs(b!, 0), "b");
-        assert.equal(s.get(kb, kb.length, 0), "b");
-      }
+      assertApart(a!, b!);
     });
   }
 });
 
-Deno.test("cache() on the TypeScript store looks an object argument up by its values", () => {
-  const prev = Deno.env.get("WARP_CACHE_ENGINE");
-  Deno.env.set("WARP_CACHE_ENGINE", "ts");
-  try {
+Deno.test("cache() on the TypeScript store looks an object argument up by its values", () =>
+  onTsEngine(() => {
     withDecodeCount((decoded) => {
       let calls = 0;
       const f = cache({ maxSize: 100 })((o: Record<string, unknown>) => {
@@ -670,11 +660,7 @@ Deno.test("cache() on the TypeScript store looks an object argument up by its va
       assert.equal(f({ a: 1, b: "x" }), '{"a":1,"b":"x"}');
       assert.equal(calls, 5);
     });
-  } finally {
-    if (prev === undefined) Deno.env.delete("WARP_CACHE_ENGINE");
-    else Deno.env.set("WARP_CACHE_ENGINE", prev);
-  }
-});
+  }));
 
 Deno.test("KeyWriter.shapedCall writes the bytes of a call of the object, from its values", () => {
   const index = new ArgsDecoder();
@@ -700,10 +686,8 @@ Deno.test("TsSieveStore with keys in the shared form leaves objects to their byt
   s.validate();
 });
 
-Deno.test("cache() on the TypeScript store reads an object argument once on a miss and once on a hit", () => {
-  const prev = Deno.env.get("WARP_CACHE_ENGINE");
-  Deno.env.set("WARP_CACHE_ENGINE", "ts");
-  try {
+Deno.test("cache() on the TypeScript store reads an object argument once on a miss and once on a hit", () =>
+  onTsEngine(() => {
     let reads = 0;
     const arg = (v: number) => ({
       a: "k",
@@ -719,16 +703,10 @@ Deno.test("cache() on the TypeScript store reads an object argument once on a mi
     assert.equal(reads, 3, "a hit: once");
     assert.equal(f({ b: 1, a: "k" }), "k1", "the key of the values read");
     assert.deepEqual(f.cacheInfo(), { hits: 2, misses: 1, maxSize: 10, currentSize: 1 });
-  } finally {
-    if (prev === undefined) Deno.env.delete("WARP_CACHE_ENGINE");
-    else Deno.env.set("WARP_CACHE_ENGINE", prev);
-  }
-});
+  }));
 
-Deno.test("cache() with a remote tier on the TypeScript store hits an object argument locally", async () => {
-  const prev = Deno.env.get("WARP_CACHE_ENGINE");
-  Deno.env.set("WARP_CACHE_ENGINE", "ts");
-  try {
+Deno.test("cache() with a remote tier on the TypeScript store hits an object argument locally", () =>
+  onTsEngine(async () => {
     let calls = 0;
     const f = cache({ name: "ts-objects", remote: fakeTier(new FakeServer()) })(
       async (o: { a: number; b: string }) => {
@@ -744,8 +722,4 @@ Deno.test("cache() with a remote tier on the TypeScript store hits an object arg
     assert.equal(info.hits, 1, "the second call: a hit of the local tier");
     assert.equal(info.remoteHits, 0);
     f[Symbol.dispose]();
-  } finally {
-    if (prev === undefined) Deno.env.delete("WARP_CACHE_ENGINE");
-    else Deno.env.set("WARP_CACHE_ENGINE", prev);
-  }
-});
+  }));

@@ -359,15 +359,7 @@ function hashValues(key: ArrayLike<unknown>, n: number, number: number): number 
   let h = step(0x2a9d5b17 ^ n, number);
   for (let i = 1; i < n; i++) {
     const v = key[i];
-    if (typeof v === "number" && (v | 0) === v) {
-      let w = Math.imul(v | 0, 0xcc9e2d51);
-      w = (w << 15) | (w >>> 17);
-      h ^= Math.imul(w, 0x1b873593);
-      h = (h << 13) | (h >>> 19);
-      h = (Math.imul(h, 5) + 0xe6546b64) | 0;
-    } else {
-      h = stepValue(h, v);
-    }
+    h = typeof v === "number" && (v | 0) === v ? step(h, v | 0) : stepValue(h, v);
   }
   return (fmix(h) & (ARGS_BIT - 1)) | ARGS_BIT;
 }
