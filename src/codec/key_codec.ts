@@ -318,29 +318,18 @@ function sameKeys(keys: string[], listed: readonly string[]): boolean {
 /** The shape table of the process. */
 const processShapes = new ShapeTable();
 
-/** The last shape {@linkcode numberedShapeOf} returned. */
-let lastNumbered: Shape | undefined;
-
-/** The last shape {@linkcode numberedShapeOf} returned, for a caller that checks it itself
- * first. */
-export function lastNumberedShape(): Shape | undefined {
-  return lastNumbered;
-}
-
 /**
  * The numbered shape (memory form, the process's table) of the plain object `o` (its
  * prototype checked by the caller), or `undefined` when it has no key or its key set no
  * number. Lists its keys (`Object.keys`) but reads no value: no getter runs. For the
  * TypeScript store, which looks such an object up by its values
- * (`src/store/_args_index.ts`; it compares an object's keys with
- * {@linkcode lastNumberedShape} first).
+ * (`src/store/_args_index.ts`).
  */
 export function numberedShapeOf(o: object): Shape | undefined {
   const keys = Object.keys(o);
   if (keys.length === 0) return undefined;
   const shape = processShapes.shapeOf(keys);
-  if (shape.number < 0) return undefined;
-  return (lastNumbered = shape);
+  return shape.number < 0 ? undefined : shape;
 }
 
 /** The shape numbered `number` in the process's table (memory form), if any. */

@@ -25,12 +25,7 @@
  * @module
  */
 
-import {
-  lastNumberedShape,
-  numberedShapeOf,
-  PRIMITIVE_TAGS,
-  shapeOfNumber,
-} from "../codec/key_codec.ts";
+import { numberedShapeOf, PRIMITIVE_TAGS, type Shape, shapeOfNumber } from "../codec/key_codec.ts";
 
 /** Most arguments of a call indexed by its arguments. */
 export const MAX_ARITY = 4;
@@ -261,8 +256,9 @@ function tokenOf(number: number): ShapeToken {
 
 /** The key of the last object {@linkcode flattenObject} read, from index 0. */
 export const flat: unknown[] = [];
-/** The shape number of the key in {@linkcode flat}. */
-let flatNumber = 0;
+/** The shape of the last object read by `flattenNew` (at most {@linkcode MAX_OBJECT_KEYS}
+ * keys): the next object's keys are compared with it first. */
+let lastShape: Shape | undefined;
 /** Whether {@linkcode flattenObject} is reading an object (a getter of it runs). */
 let flattening = false;
 
@@ -279,10 +275,9 @@ export function flattenObject(o: unknown): number {
   if (typeof o !== "object" || o === null || flattening) return -1;
   const proto = Object.getPrototypeOf(o);
   if (proto !== Object.prototype && proto !== null) return -1;
-  const last = lastNumberedShape();
+  const last = lastShape;
   if (last === undefined) return flattenNew(o);
   const listed = last.listed;
-  if (listed.length > MAX_OBJECT_KEYS) return flattenNew(o);
   const rank = last.rank;
   const rec = o as Record<string, unknown>;
   let n = 0;
@@ -307,7 +302,7 @@ export function flattenObject(o: unknown): number {
   if (n !== listed.length || (proto !== null && !Object.hasOwn(o, listed[n - 1]!))) {
     return flattenNew(o);
   }
-  flat[0] = tokenOf(flatNumber = last.number);
+  flat[0] = tokenOf(last.number);
   return n + 1;
 }
 
@@ -319,6 +314,7 @@ function flattenNew(o: object): number {
   const sorted = shape.sorted;
   const k = sorted.length;
   if (k > MAX_OBJECT_KEYS) return -1;
+  lastShape = shape;
   const rec = o as Record<string, unknown>;
   flattening = true;
   try {
@@ -330,7 +326,7 @@ function flattenNew(o: object): number {
   } finally {
     flattening = false;
   }
-  flat[0] = tokenOf(flatNumber = shape.number);
+  flat[0] = tokenOf(shape.number);
   return k + 1;
 }
 
@@ -343,20 +339,9 @@ function isPrimitive(v: unknown): boolean {
 }
 
 /** {@linkcode hashArgs} of the arguments of an object's key (`[token, ...values]`, `n` of
- * them), as {@linkcode ArgsDecoder.decode} or a store made them. */
+ * them), as {@linkcode flattenObject}, {@linkcode ArgsDecoder.decode} or a store made them. */
 export function hashObjectKey(key: ArrayLike<unknown>, n: number): number {
-  return hashValues(key, n, (key[0] as ShapeToken).number);
-}
-
-/** {@linkcode hashObjectKey} of the key that {@linkcode flattenObject} last read (`n`
- * arguments in {@linkcode flat}). */
-export function hashFlat(n: number): number {
-  return hashValues(flat, n, flatNumber);
-}
-
-/** The hash of an object's key of shape `number`, values `key[1..n)`. */
-function hashValues(key: ArrayLike<unknown>, n: number, number: number): number {
-  let h = step(0x2a9d5b17 ^ n, number);
+  let h = step(0x2a9d5b17 ^ n, (key[0] as ShapeToken).number);
   for (let i = 1; i < n; i++) {
     const v = key[i];
     h = typeof v === "number" && (v | 0) === v ? step(h, v | 0) : stepValue(h, v);

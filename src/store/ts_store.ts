@@ -17,7 +17,7 @@ import {
   flat,
   flattenObject,
   hashArgs,
-  hashFlat,
+  hashObjectKey,
   hashOfKey,
   keyOfArgs,
   latinAt,
@@ -365,18 +365,14 @@ export class TsSieveStore implements ByteStore {
     if (!this.#objects || args.length !== 1) return -2;
     const n = flattenObject(args[0]);
     if (n < 0) return -2;
-    const hash = hashFlat(n);
+    const hash = hashObjectKey(flat, n);
     const slot = n === 2 ? this.#findArgs(flat, n, hash) : this.#findObject(n, hash);
     if (slot === NIL) {
       this.#absent(flat.slice(0, n), hash);
       this.#absentObject = args[0];
       return NIL;
     }
-    const queue = this.#queue;
-    if (queue.expiring || queue.policy !== SIEVE) return this.#hitOther(slot, now);
-    this.#hits++;
-    queue.visited[slot] = 1;
-    return slot;
+    return this.#hitOther(slot, now);
   }
 
   // `#hitArgs` keeps a SIEVE hit without TTL inline and the rest in the methods below:
@@ -395,8 +391,9 @@ export class TsSieveStore implements ByteStore {
     return NIL;
   }
 
-  /** A hit by arguments under a TTL or a policy other than SIEVE: the slot (counted and
-   * marked), or -2 for an entry not fresh. */
+  /** A hit by arguments on `slot` (`#hitArgs` keeps a SIEVE hit without TTL inline; an
+   * object's hit takes every case here): the slot (counted and marked), or -2 for an entry
+   * not fresh. */
   #hitOther(slot: number, now: number): number {
     const queue = this.#queue;
     if (queue.expiring && queue.age(slot, now) !== FRESH) return -2;
@@ -468,35 +465,36 @@ export class TsSieveStore implements ByteStore {
     }
     if (promised) value = promisedEntry(value);
     // The key of a call found absent by its arguments: those arguments and their hash, and
-    // no probe while the table is as that lookup left it. Any other key is decoded.
+    // no probe while the table is as that lookup left it. The holder's arguments are that
+    // call's when they equal them; else the key is decoded, and may still be its key (a
+    // plain object's, found absent by the values the lookup read). Any other key is hashed
+    // and probed anew.
     let values: unknown[];
     let n: number;
     let hash: number;
     let slot: number;
     const absent = this.#absentArgs;
     const owned = owner?.args;
-    if (absent !== undefined && owned !== undefined && sameValues(owned, absent)) {
-      this.#absentArgs = undefined;
-      values = owned;
-      n = owned.length;
-      hash = this.#absentHash;
-      slot = this.#absentAt === this.#changes ? NIL : this.#findArgs(owned, n, hash);
+    let takesAbsent = absent !== undefined && owned !== undefined && sameValues(owned, absent);
+    if (takesAbsent) {
+      values = owned!;
+      n = owned!.length;
     } else {
       const args = this.#args;
       n = args === null ? -1 : args.decode(key, len);
       values = n > 0 ? args!.values : [];
-      if (n > 0 && absent !== undefined && absent.length === n && sameValues(values, absent)) {
-        // The key that the last lookup by arguments found absent, its holder's arguments
-        // aside (a plain object's key, read by its values): the values as that lookup read
-        // them, and their hash.
-        this.#absentArgs = undefined;
-        values = absent;
-        hash = this.#absentHash;
-        slot = this.#absentAt === this.#changes ? NIL : this.#findArgs(absent, n, hash);
-      } else {
-        hash = n > 0 ? hashOfKey(values, n) : hashBytes(key, len);
-        slot = n > 0 ? this.#findArgs(values, n, hash) : this.#find(key, len, hash);
-      }
+      takesAbsent = n > 0 && absent !== undefined && absent.length === n &&
+        sameValues(values, absent);
+      // The values as that lookup read them (the user's strings, not decoded copies).
+      if (takesAbsent) values = absent!;
+    }
+    if (takesAbsent) {
+      this.#absentArgs = undefined;
+      hash = this.#absentHash;
+      slot = this.#absentAt === this.#changes ? NIL : this.#findArgs(values, n, hash);
+    } else {
+      hash = n > 0 ? hashOfKey(values, n) : hashBytes(key, len);
+      slot = n > 0 ? this.#findArgs(values, n, hash) : this.#find(key, len, hash);
     }
     const queue = this.#queue;
     if (maxBytes !== undefined) slot = this.#makeRoom(slot, bytes, maxBytes, now);
