@@ -595,6 +595,27 @@ Deno.test("getArgs by an object's values: getters read once on a hit, a getter t
   s.validate();
 });
 
+Deno.test("getArgs by an object's values: keys listed out of sorted order, compared with the last shape's", () => {
+  const s = new TsSieveStore({ maxSize: 10 });
+  const stored: Array<[Record<string, number>, string]> = [
+    [{ a: 1, b: 2, c: 3 }, "a1b2c3"],
+    [{ a: 3, b: 2, c: 1 }, "a3b2c1"],
+    [{ a: 2, b: 3, c: 1 }, "a2b3c1"],
+  ];
+  for (const [o, v] of stored) {
+    const k = encodeKey([o]);
+    s.set(k, k.length, v, 0);
+  }
+  // Objects of one listing in a row: each after the first is read against the last shape.
+  for (let i = 0; i < 3; i++) {
+    assert.equal(s.getArgs([{ c: 3, a: 1, b: 2 }], 0), "a1b2c3");
+    assert.equal(s.getArgs([{ c: 1, a: 3, b: 2 }], 0), "a3b2c1");
+    assert.equal(s.getArgs([{ c: 1, a: 2, b: 3 }], 0), "a2b3c1");
+    assert.equal(s.getArgs([{ c: 2, a: 1, b: 3 }], 0), ABSENT);
+  }
+  s.validate();
+});
+
 Deno.test("TsSieveStore tells keys of objects of one hash apart, and from keys of arguments", async (t) => {
   const index = new ArgsDecoder();
   /** The hash of a call of `args`, as the store indexes it by values. */
