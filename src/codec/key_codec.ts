@@ -716,6 +716,7 @@ const scratch: unknown[] = [];
 const scratchKeys: string[] = [];
 let scratchTop = 0;
 const NO_KEYS: readonly string[] = [];
+const hasOwnProperty = Object.prototype.hasOwnProperty;
 
 /**
  * A growable byte buffer that keys are written into. One instance is reused for every
@@ -847,6 +848,10 @@ export class KeyWriter implements KeyBytes {
     for (;;) {
       const kind = typeof v;
       if (kind === "object" && v !== null) {
+        // A named load of `v` first: V8 then knows its map (from the load's check) and reads
+        // the prototype from it, where `Object.getPrototypeOf` is otherwise a call of about
+        // 20 ns (README, "Keys": an object argument's `constructor` is read).
+        void (v as { constructor: unknown }).constructor;
         const proto = Array.isArray(v) ? undefined : Object.getPrototypeOf(v);
         if (proto === Object.prototype || proto === null) {
           committed = true;
@@ -921,7 +926,9 @@ export class KeyWriter implements KeyBytes {
     let same = true;
     try {
       for (const k in rec) {
-        if (same && listed[n] !== k) {
+        // `for-in` lists inherited enumerable keys after the own ones; `hasOwnProperty` of
+        // the key it gives costs nothing in V8 while no prototype has enumerable keys.
+        if (same && (listed[n] !== k || !hasOwnProperty.call(rec, k))) {
           same = false;
           for (let i = 0; i < n; i++) scratchKeys[base + i] = listed[i]!;
         }
@@ -930,10 +937,7 @@ export class KeyWriter implements KeyBytes {
         scratch[base + n] = rec[k];
         n++;
       }
-      if (
-        !same || n !== listed.length || n === 0 ||
-        (proto !== null && !Object.hasOwn(o, listed[n - 1]!))
-      ) {
+      if (!same || n !== listed.length || n === 0) {
         if (same) { for (let i = 0; i < n; i++) scratchKeys[base + i] = listed[i]!; }
         return this.#newShape(p, o, proto, base, n, arg);
       }
