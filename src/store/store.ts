@@ -122,6 +122,8 @@ export interface ShapedKeyWriter {
   /** Writes the key of a call of one plain object of shape `number` (memory form) whose
    * values, in sorted key order, are `key[1..]`; returns its length. */
   shapedCall(number: number, key: readonly unknown[]): number;
+  /** The buffer written into (the key at `[0, length)`). */
+  readonly buf: Uint8Array;
 }
 
 /**
