@@ -719,6 +719,18 @@ const NO_KEYS: readonly string[] = [];
 const hasOwnProperty = Object.prototype.hasOwnProperty;
 
 /**
+ * The prototype of object `o` (not an array). A named load of `o` comes first: V8 then knows
+ * its map from the load's check and reads the prototype from it, where
+ * `Object.getPrototypeOf` is otherwise a call of about 20 ns (README, "Keys": an object
+ * argument's `constructor` is read). Arrays never reach it, so that they add no map to the
+ * load's (V8 keeps up to four).
+ */
+function prototypeOf(o: object): object | null {
+  void (o as { constructor: unknown }).constructor;
+  return Object.getPrototypeOf(o);
+}
+
+/**
  * A growable byte buffer that keys are written into. One instance is reused for every
  * call; a nested encode (a getter that calls a cached function while its key is being
  * encoded) gets a fresh one.
@@ -848,11 +860,7 @@ export class KeyWriter implements KeyBytes {
     for (;;) {
       const kind = typeof v;
       if (kind === "object" && v !== null) {
-        // A named load of `v` first: V8 then knows its map (from the load's check) and reads
-        // the prototype from it, where `Object.getPrototypeOf` is otherwise a call of about
-        // 20 ns (README, "Keys": an object argument's `constructor` is read).
-        void (v as { constructor: unknown }).constructor;
-        const proto = Array.isArray(v) ? undefined : Object.getPrototypeOf(v);
+        const proto = Array.isArray(v) ? undefined : prototypeOf(v as object);
         if (proto === Object.prototype || proto === null) {
           committed = true;
           p = this.#flatObject(p, v as object, proto, i);
