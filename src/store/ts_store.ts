@@ -158,9 +158,9 @@ export class TsSieveStore implements ByteStore {
   /** The two arguments of a key of two (`PAIR` in `#keys`) at `2 * slot` and `2 * slot + 1`:
    * side by side, a lookup reads them from one place, not through an array of their own. */
   #pairs: unknown[] = [];
-  /** The three arguments of a key of three (`TRIPLE` in `#keys`) at `3 * slot` on: as
-   * `#pairs`, for calls of three primitives and plain objects of two keys (a token and two
-   * values), which a Zipf stream looked up 7-9% faster so than through arrays of their own. */
+  /** The three arguments of a key of three (`TRIPLE` in `#keys`) at `3 * slot` on, as
+   * `#pairs` keeps two: calls of three primitives, and plain objects of two keys (a token and
+   * two values), which a Zipf stream looked up 7-9% faster so than in arrays of their own. */
   #triples: unknown[] = [];
   #values: unknown[] = [];
   /** By slot: the key's hash (`ARGS_BIT` set for a key of arguments); sized as the queue's
