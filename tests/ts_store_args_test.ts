@@ -595,8 +595,19 @@ Deno.test("getArgs by an object's values: getters read once on a hit, a getter t
   } finally {
     delete (Object.prototype as Record<string, unknown>).zz;
   }
-  // Hits: the getter's, after the throw, the nested lookup's outer one, with `zz`.
-  assert.deepEqual(s.info(), { hits: 4, misses: 1, maxSize: 10, currentSize: 1 });
+  // An inherited key that the last shape lists: `{ a: 1 }` with `zz` inherited reads as
+  // `{ a: 1, zz: 1 }` to `for-in`, and must still be the key `{ a: 1 }`.
+  const kz = encodeKey([{ a: 1, zz: 1 }]);
+  s.set(kz, kz.length, "azz", 0);
+  assert.equal(s.getArgs([{ a: 1, zz: 1 }], 0), "azz", "the last shape is now { a, zz }");
+  Object.defineProperty(Object.prototype, "zz", { value: 1, enumerable: true, configurable: true });
+  try {
+    assert.equal(s.getArgs([{ a: 1 }], 0), ABSENT, "not the entry of { a: 1, zz: 1 }");
+  } finally {
+    delete (Object.prototype as Record<string, unknown>).zz;
+  }
+  // Hits: the getter's, after the throw, the nested lookup's outer one, with `zz`, `{ a, zz }`.
+  assert.deepEqual(s.info(), { hits: 5, misses: 2, maxSize: 10, currentSize: 2 });
   s.validate();
 });
 
