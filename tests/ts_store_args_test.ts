@@ -753,6 +753,21 @@ Deno.test("set takes an object's values from its lookup only with the key writte
     assert.equal(decoded(), 1, "the written key: no decode");
     assert.equal(s.getArgs([{ b: "x", a: 1 }], 0), "ax");
     assert.equal(s.get(written, written.length, 0), "ax");
+    // A key written, then another call found absent before the insert: the written bytes no
+    // longer belong to the values kept, so the insert decodes them.
+    const third = [{ a: 2, b: "z" }];
+    assert.equal(s.getArgs(third, 0), ABSENT);
+    assert.equal(s.writeAbsentKey(third, w), true);
+    const thirdKey = w.buf.slice(0, w.len);
+    assert.equal(s.getArgs([5, 6], 0), ABSENT);
+    const before = decoded();
+    s.set(thirdKey, thirdKey.length, "az", 0, false, undefined, undefined, undefined, {
+      ...held(thirdKey),
+      args: third,
+    });
+    assert.equal(decoded(), before + 1, "bytes written for other values than those kept: decoded");
+    assert.equal(s.getArgs([{ a: 2, b: "z" }], 0), "az");
+    assert.equal(s.getArgs([5, 6], 0), ABSENT, "not stored under the call found absent last");
     s.validate();
   }));
 
