@@ -381,11 +381,7 @@ export class TsSieveStore implements ByteStore {
     const n = flattenObject(args[0]);
     if (n < 0) return -2;
     const hash = hashObjectKey(flat, n);
-    const slot = n === 2
-      ? this.#findArgs(flat, n, hash)
-      : n === 3
-      ? this.#findTriple(flat, hash)
-      : this.#findObject(n, hash);
+    const slot = this.#findArgs(flat, n, hash);
     if (slot === NIL) {
       this.#absent(flat.slice(0, n), hash);
       this.#absentObject = args[0];
@@ -957,26 +953,6 @@ export class TsSieveStore implements ByteStore {
         hashes[slot] === hash && keys[slot] === TRIPLE && same(triples[3 * slot], a) &&
         same(triples[3 * slot + 1], b) && same(triples[3 * slot + 2], c)
       ) return slot;
-    }
-  }
-
-  /** `#findArgs` of the object's key in `flat` (`n` > 3 arguments, kept as an array). */
-  #findObject(n: number, hash: number): number {
-    const table = this.#table;
-    const mask = this.#mask;
-    const keys = this.#keys;
-    const hashes = this.#hashes;
-    const values = flat;
-    const token = values[0];
-    for (let i = hash & mask;; i = (i + 1) & mask) {
-      const slot = table[i]!;
-      if (slot === NIL) return NIL;
-      if (hashes[slot] !== hash) continue;
-      const key = keys[slot] as unknown[];
-      if (key[0] !== token || key.length !== n) continue;
-      let j = 1;
-      while (j < n && same(key[j], values[j])) j++;
-      if (j === n) return slot;
     }
   }
 
