@@ -719,13 +719,14 @@ const NO_KEYS: readonly string[] = [];
 const hasOwnProperty = Object.prototype.hasOwnProperty;
 
 /**
- * The prototype of object `o` (not an array). A named load of `o` comes first: V8 then knows
- * its map from the load's check and reads the prototype from it, where
- * `Object.getPrototypeOf` is otherwise a call of about 20 ns (README, "Keys": an object
- * argument's `constructor` is read). Arrays never reach it, so that they add no map to the
- * load's (V8 keeps up to four).
+ * The prototype of object `o` (not an array), for the key writer's flat path and the
+ * TypeScript store's lookup by values (`src/store/_args_index.ts`). A named load of `o`
+ * comes first: V8 then knows its map from the load's check and reads the prototype from it,
+ * where `Object.getPrototypeOf` is otherwise a call of about 20 ns (README, "Keys": an
+ * object argument's `constructor` is read). Callers keep arrays out, so that they add no
+ * map to the load's (V8 keeps up to four).
  */
-function prototypeOf(o: object): object | null {
+export function prototypeOf(o: object): object | null {
   void (o as { constructor: unknown }).constructor;
   return Object.getPrototypeOf(o);
 }

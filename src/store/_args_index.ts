@@ -25,7 +25,13 @@
  * @module
  */
 
-import { numberedShapeOf, PRIMITIVE_TAGS, type Shape, shapeOfNumber } from "../codec/key_codec.ts";
+import {
+  numberedShapeOf,
+  PRIMITIVE_TAGS,
+  prototypeOf,
+  type Shape,
+  shapeOfNumber,
+} from "../codec/key_codec.ts";
 
 /** Most arguments of a call indexed by its arguments. */
 export const MAX_ARITY = 4;
@@ -273,13 +279,9 @@ const hasOwnProperty = Object.prototype.hasOwnProperty;
  * the key, reading the values again.
  */
 export function flattenObject(o: unknown): number {
-  if (typeof o !== "object" || o === null || flattening) return -1;
+  if (typeof o !== "object" || o === null || flattening || Array.isArray(o)) return -1;
   const rec = o as Record<string, unknown>;
-  // A named load of `o` before its prototype is read: V8 then knows its map (from the load's
-  // check) and reads the prototype from it, where `Object.getPrototypeOf` is otherwise a call
-  // of about a fifth of this function's time (README, "Keys").
-  void rec.constructor;
-  const proto = Object.getPrototypeOf(o);
+  const proto = prototypeOf(o);
   if (proto !== Object.prototype && proto !== null) return -1;
   const last = lastShape;
   if (last === undefined) return flattenNew(o);
