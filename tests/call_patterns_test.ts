@@ -22,11 +22,11 @@ async function withTempDir(body: (dir: string) => void | Promise<void>): Promise
   }
 }
 
-// A call of one or two number or string arguments is looked up in an array the cached
+// A call of one, two or three number or string arguments is looked up in an array the cached
 // function lends it and fills again on the next call (src/call/cache.ts, `lending`): what
 // runs after the lookup (the computation, a later remote read's computation, an insert)
 // must use the call's own arguments, not the array's.
-Deno.test(`cache() a call of one or two arguments keeps its own arguments past later calls (${engine})`, async (t) => {
+Deno.test(`cache() a call of one, two or three arguments keeps its own arguments past later calls (${engine})`, async (t) => {
   await t.step("a memoized recursion of two arguments", () => {
     let computed = 0;
     const walk: CachedFunction<(n: number, tag: string) => string> = cache({ maxSize: 1000 })(
@@ -60,6 +60,67 @@ Deno.test(`cache() a call of one or two arguments keeps its own arguments past l
     assert.equal(f(1), "v1");
     assert.equal(f.cacheInfo().hits, 1);
   });
+
+  await t.step("a memoized recursion of three arguments", () => {
+    let computed = 0;
+    const walk: CachedFunction<(n: number, tag: string, step: number) => string> = cache({
+      maxSize: 1000,
+    })((n: number, tag: string, step: number): string => {
+      computed++;
+      return n <= 0 ? tag : `${walk(n - step, tag, step)},${n}`;
+    });
+    assert.equal(walk(6, "a", 2), "a,2,4,6");
+    assert.equal(computed, 4);
+    assert.equal(walk(4, "a", 2), "a,2,4", "a hit, stored under its own key");
+    assert.equal(walk(3, "b", 1), "b,1,2,3");
+    assert.equal(computed, 8);
+    assert.equal(walk(2, "b", 1), "b,1,2");
+    assert.equal(walk(0, "a", 2), "a");
+    assert.equal(computed, 8, "every level was stored under its own arguments");
+    assert.deepEqual(walk.cacheInfo(), { hits: 3, misses: 8, maxSize: 1000, currentSize: 8 });
+  });
+
+  await t.step("three arguments, and calls of another arity or type beside them", () => {
+    const f = cache({ maxSize: 100 })((x: unknown, y: unknown, z: unknown) =>
+      `${String(x)}|${String(y)}|${String(z)}`
+    );
+    const loose = f as (...a: unknown[]) => string;
+    const o = { o: 1 };
+    assert.equal(f(1, 2, 3), "1|2|3");
+    assert.equal(f(1, 2, "3"), "1|2|3");
+    assert.equal(loose(1, 2), "1|2|undefined");
+    assert.equal(loose(1, 2, 3, 4), "1|2|3");
+    assert.equal(f(1, 2, o), "1|2|[object Object]");
+    assert.equal(f(1, 2, true), "1|2|true");
+    assert.equal(f.cacheInfo().currentSize, 6, "six keys: by arity and by type");
+    assert.equal(f(1, 2, 3), "1|2|3");
+    assert.equal(loose(1, 2, 3, 4), "1|2|3");
+    assert.equal(f(1, 2, { o: 1 }), "1|2|[object Object]", "an object by value");
+    assert.equal(f.cacheInfo().hits, 3);
+    assert.equal(f(1, 2, o), "1|2|[object Object]");
+    assert.equal(f.cacheInfo().hits, 4);
+  });
+
+  await t.step(
+    "computations of three arguments that start after later calls (a remote read first)",
+    async () => {
+      const seen: string[] = [];
+      const f = cache({ remote: fakeTier(new FakeServer()), name: `lent3-${crypto.randomUUID()}` })(
+        async (a: number, b: string, c: number): Promise<string> => {
+          seen.push(`${a}${b}${c}`);
+          await null;
+          return `${a}${b}${c}`;
+        },
+      );
+      const all = await Promise.all([f(1, "x", 7), f(2, "y", 8), f(3, "z", 9)]);
+      assert.deepEqual(all, ["1x7", "2y8", "3z9"]);
+      assert.deepEqual(seen.sort(), ["1x7", "2y8", "3z9"]);
+      assert.equal(await f(2, "y", 8), "2y8");
+      assert.equal(await f(1, "x", 7), "1x7");
+      assert.equal(seen.length, 3);
+      f[Symbol.dispose]();
+    },
+  );
 
   await t.step(
     "computations that start after later calls (an async miss's remote read)",

@@ -528,11 +528,11 @@ function wrap(
 }
 
 /**
- * The cached function of `fn`: for one of one or two declared parameters, one that lends
+ * The cached function of `fn`: for one of one, two or three declared parameters, one that lends
  * a call of that many number or string arguments an array of its own for the lookup,
  * where `called` gets a new array from its rest parameter on every call: a hit then
  * allocates nothing (measured in turns: a hit of two ints 1.2-1.3x faster on both engines,
- * see bench/RESULTS.md). A call of that many arguments of other types gets a new array
+ * see bench/RESULTS.md; of three ints 1.1-1.3x, CHANGELOG.md). A call of that many arguments of other types gets a new array
  * (the lent one keeps the last arguments until the next such call, and a cache must not
  * keep an object alive); a call of another number of arguments goes to `called` (through
  * `apply`: one more call, 8-24% of an object argument's hit when every object call took
@@ -560,8 +560,8 @@ function lending(
   fn: AnyFunction,
   quiet: boolean,
 ): AnyFunction {
-  if (!quiet || (arity !== 1 && arity !== 2)) return called;
-  const lent: unknown[] = arity === 1 ? [0] : [0, 0];
+  if (!quiet || arity < 1 || arity > 3) return called;
+  const lent: unknown[] = new Array(arity).fill(0);
   a.path.lent = lent;
   const loader = a.loader;
   if (arity === 1) {
@@ -577,6 +577,30 @@ function lending(
       if (r !== MISS) return r;
       try {
         return loader.endMiss(loader.missHeld, fn.call(this, x));
+      } catch (e) {
+        return loader.failMiss(e);
+      }
+    };
+  }
+  if (arity === 3) {
+    return function (this: unknown, x: unknown, y: unknown, z: unknown): unknown {
+      if (arguments.length !== 3) return called.apply(this, arguments as unknown as unknown[]);
+      let r: unknown;
+      if (
+        (typeof x === "number" || typeof x === "string") &&
+        (typeof y === "number" || typeof y === "string") &&
+        (typeof z === "number" || typeof z === "string")
+      ) {
+        lent[0] = x;
+        lent[1] = y;
+        lent[2] = z;
+        r = a.path.lookup(this, lent);
+      } else {
+        r = a.path.lookup(this, [x, y, z]);
+      }
+      if (r !== MISS) return r;
+      try {
+        return loader.endMiss(loader.missHeld, fn.call(this, x, y, z));
       } catch (e) {
         return loader.failMiss(e);
       }
