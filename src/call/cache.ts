@@ -451,6 +451,8 @@ function controlsOf(a: Assembly, unregister: () => void): CacheControls<AnyFunct
       loader.detachKey(k.buf, k.len, undefined);
       flights?.end(k);
       if (isThenable(value)) {
+        // The other hosts drop their copies now; the value is written once it resolves.
+        tiers.invalidate(k);
         k.since = tiers.stamp();
         k.args = args;
         loader.register(k, value).catch(() => {});

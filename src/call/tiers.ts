@@ -103,6 +103,10 @@ export class Tiers {
     this.local.set(k, this.tagged(value, promised, tags, epoch), false, ttl, size);
   }
 
+  /** `cacheSet` of a Promise: the other tiers drop `k` now (its value is written when
+   * the Promise resolves, as a computation's). Nothing to do for the local tier alone. */
+  invalidate(_k: KeyBytes): void {}
+
   /** `cacheDelete`: removes `k`; returns whether the local tier had it. */
   delete(k: KeyBytes): boolean {
     return this.local.delete(k);
@@ -198,6 +202,25 @@ export class RemoteTiers extends Tiers {
       super.set(k, value, promised, ttl, args);
       this.link.set(k.buf.subarray(0, k.len), value, promised, ttl ?? this.ttl);
     });
+  }
+
+  override setTagged(
+    k: KeyBytes,
+    value: unknown,
+    promised: boolean,
+    ttl: number | undefined,
+    tags: readonly string[],
+    epoch: number,
+    args: unknown[] = [],
+  ): void {
+    encodeOnce(() => {
+      super.setTagged(k, value, promised, ttl, tags, epoch, args);
+      this.link.set(k.buf.subarray(0, k.len), value, promised, ttl ?? this.ttl, tags);
+    });
+  }
+
+  override invalidate(k: KeyBytes): void {
+    this.link.delete(k.buf.subarray(0, k.len));
   }
 
   override delete(k: KeyBytes): boolean {

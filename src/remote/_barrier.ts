@@ -50,6 +50,9 @@ export class Barrier {
   /** Key -> stamp of an invalidation made here that the storage has not acknowledged:
    * remote values of that key born before it are misses. */
   readonly #unsent = new Map<string, number>();
+  /** Past `cap` unacknowledged keys, the oldest give way to this: remote values of any key
+   * born before it are misses until a clear covering it is acknowledged. */
+  #unsentFloor = -Infinity;
 
   /**
    * @param wallClock Unix ms.
@@ -90,7 +93,7 @@ export class Barrier {
   /** Whether a remote value of `key` born at `born` (its writer's clock) with `tags` is
    * newer than every invalidation known here that applies to it. */
   admits(key: () => string, born: number, tags: readonly string[]): boolean {
-    if (born < this.#bornFloor) return false;
+    if (born < this.#bornFloor || born < this.#unsentFloor) return false;
     if (this.#unsent.size > 0) {
       const at = this.#unsent.get(key());
       if (at !== undefined && born < at) return false;
@@ -108,7 +111,13 @@ export class Barrier {
    * remote values of `key` born before it are misses until {@linkcode Barrier.sent}. */
   invalidateKey(key: string): number {
     const s = this.#recordKey(key);
+    this.#unsent.delete(key); // re-inserted last: the map stays in stamp order
     this.#unsent.set(key, s);
+    while (this.#unsent.size > this.#cap) {
+      const [old, at] = this.#unsent.entries().next().value!;
+      this.#unsent.delete(old);
+      if (at > this.#unsentFloor) this.#unsentFloor = at;
+    }
     return s;
   }
 
@@ -121,6 +130,7 @@ export class Barrier {
    * through, which covers them). */
   allSent(before: number): void {
     for (const [key, at] of this.#unsent) if (at <= before) this.#unsent.delete(key);
+    if (this.#unsentFloor <= before) this.#unsentFloor = -Infinity;
   }
 
   /** An invalidation of `key` received from another instance. */

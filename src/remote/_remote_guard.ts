@@ -228,10 +228,14 @@ export class GuardedTier {
       let settled = false;
       let timedOut = false;
       const pending = Promise.resolve().then(() => bus.subscribe(this.#name, listener));
-      // A subscription that lands after its timeout is kept, unless ended by then.
+      // A subscription that lands after its timeout is kept, unless ended by then or
+      // another attempt's is in place (one subscription: each message delivered once).
       pending.then(async (stop) => {
         if (ended) await stop().catch(() => {});
-        else if (timedOut && unsubscribe === undefined) established(stop);
+        else if (timedOut) {
+          if (unsubscribe === undefined) established(stop);
+          else await stop().catch(() => {});
+        }
       }, () => {});
       const deadline = new Promise<"timeout">((resolve) => {
         const t = this.#clock.setTimer(() => resolve("timeout"), this.#timeout);
@@ -248,7 +252,9 @@ export class GuardedTier {
           return;
         }
         this.#success();
-        established(outcome);
+        // An earlier attempt's subscription landed late while this one was under way.
+        if (unsubscribe !== undefined) await outcome().catch(() => {});
+        else established(outcome);
       } catch (error) {
         missed = true;
         if (!settled) this.#failure(() => error);

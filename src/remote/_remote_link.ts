@@ -188,6 +188,9 @@ interface Pending {
   at: number;
   /** A repair (see {@linkcode Invalidation.repair}). */
   repair?: boolean;
+  /** A write-through of the key still under way when the change was made: the change is
+   * sent once it answered (a change sent before it could land first, and be undone). */
+  after?: Promise<unknown> | undefined;
 }
 
 /** A value this instance wrote through lately: what a repair needs to know. */
@@ -228,12 +231,16 @@ export class RemoteLink {
   readonly #knownTags = new Set<string>();
   /** Whether the tier has a bus (without one, tag times are read on every remote read). */
   #hasBus = false;
+  /** Bus gaps so far: a tag time read across one may predate a missed invalidation. */
+  #gaps = 0;
 
   // The outbox: invalidations made here, in order, until the storage and the bus took them.
   readonly #outbox = new Map<string, Pending>();
   #outboxBytes = 0;
   /** A clear waiting: `storage` (clear the storage, then publish) or `notify` (publish). */
-  #outClear: { at: number; kind: "storage" | "notify" } | undefined = undefined;
+  #outClear:
+    | { at: number; kind: "storage" | "notify"; after?: Promise<unknown> | undefined }
+    | undefined = undefined;
   #outTags: { tags: Set<string>; at: number } | undefined = undefined;
   #flushing: Promise<void> | undefined = undefined;
   #retry: ReturnType<typeof setTimeout> | undefined = undefined;
@@ -296,10 +303,14 @@ export class RemoteLink {
     const listener: BusListener = {
       message: (m) => this.#apply(m),
       gap: () => {
+        this.#gaps++;
         this.#barrier.gap();
         // Tag invalidations may have been missed too: their times are read again.
         this.#knownTags.clear();
         this.#local.dropAll();
+        // A change whose message was lost may have been overtaken by a write made here
+        // meanwhile (from a computation older than it): taken back, as after a clear.
+        for (const [k, w] of this.#recent) this.#repair(k, w);
       },
     };
     this.#unsubscribe = guarded.subscribe(listener);
@@ -313,12 +324,20 @@ export class RemoteLink {
     if (m.keys === "clear") {
       this.#barrier.clear(m.stamp);
       this.#local.dropAll();
-      if (m.repair !== true) { for (const [k, w] of this.#recent) this.#repair(k, w); }
+      if (m.repair !== true) {
+        // (`#overtaken` replaces values of keys already in the map: no entry is added.)
+        for (const [k, p] of this.#outbox) this.#overtaken(k, p);
+        for (const [k, w] of this.#recent) this.#repair(k, w);
+      }
     } else {
       for (const key of m.keys) {
         const k = bytesToKeyString(key, key.length);
         this.#barrier.receivedKey(k);
         this.#local.drop(key);
+        if (m.repair !== true && this.#outbox.size > 0) {
+          const p = this.#outbox.get(k);
+          if (p !== undefined) this.#overtaken(k, p);
+        }
         if (m.repair === true || this.#recent.size === 0) continue;
         const w = this.#recent.get(k);
         if (w !== undefined) this.#repair(k, w);
@@ -329,6 +348,14 @@ export class RemoteLink {
       this.#know(m.tags);
       this.#local.dropTags?.(m.tags);
     }
+  }
+
+  /** Another instance changed `k` after this one's change `p`, still waiting to be sent:
+   * a set would undo the newer change, so it goes as a delete (which cannot). */
+  #overtaken(k: string, p: Pending): void {
+    if (p.kind !== "set") return;
+    this.#outboxBytes -= p.frame?.length ?? 0;
+    this.#outbox.set(k, { ...p, kind: "delete", frame: undefined });
   }
 
   /**
@@ -433,17 +460,25 @@ export class RemoteLink {
 
   /** Replaces `key` with `value` everywhere: effective here at once, then written to the
    * storage and announced on the bus (kept and retried while they are unreachable). */
-  set(key: Uint8Array, value: unknown, promised: boolean, ttl: number | undefined): void {
+  set(
+    key: Uint8Array,
+    value: unknown,
+    promised: boolean,
+    ttl: number | undefined,
+    tags?: readonly string[],
+  ): void {
     const k = bytesToKeyString(key, key.length);
+    const after = this.#recent.get(k)?.done;
     this.#recent.delete(k);
     const at = this.#barrier.invalidateKey(k);
-    const frame = this.#frame(value, promised, ttl, at);
+    const frame = this.#frame(value, promised, ttl, at, tags);
     this.#enqueue(k, {
       key: key.slice(),
       kind: frame === undefined ? "delete" : "set",
       frame,
       ttl,
       at,
+      after,
     });
   }
 
@@ -451,20 +486,32 @@ export class RemoteLink {
    * then removed from the storage and announced on the bus (kept and retried). */
   delete(key: Uint8Array): void {
     const k = bytesToKeyString(key, key.length);
+    const after = this.#recent.get(k)?.done;
     this.#recent.delete(k);
     const at = this.#barrier.invalidateKey(k);
-    this.#enqueue(k, { key: key.slice(), kind: "delete", frame: undefined, ttl: undefined, at });
+    this.#enqueue(k, {
+      key: key.slice(),
+      kind: "delete",
+      frame: undefined,
+      ttl: undefined,
+      at,
+      after,
+    });
   }
 
   /** Removes every entry everywhere: effective here at once (every remote value stored
    * before now is a miss), then cleared in the storage and announced (kept and retried). */
   clear(): void {
     const at = this.#barrier.clear();
+    // Sent once the write-throughs under way answered (they could land after it).
+    const after = this.#recent.size === 0
+      ? undefined
+      : Promise.all([...this.#recent.values()].map((w) => w.done));
     this.#recent.clear();
     // Everything waiting is covered by the clear.
     this.#outbox.clear();
     this.#outboxBytes = 0;
-    this.#outClear = { at, kind: "storage" };
+    this.#outClear = { at, kind: "storage", after };
     this.#kick();
   }
 
@@ -494,8 +541,15 @@ export class RemoteLink {
     if (this.#retry !== undefined) clearTimeout(this.#retry);
     const unsubscribe = await this.#unsubscribe;
     await unsubscribe?.();
-    // Whatever is still waiting is sent by the tier's close().
-    if (this.unsent === 0) this.#unregister?.();
+    // Whatever is still waiting (or being sent) is sent by the tier's close().
+    this.#release();
+  }
+
+  /** After `close()`: leaves the tier's close() once nothing is waiting or being sent. */
+  #release(): void {
+    if (this.unsent === 0 && this.#outTags === undefined && this.#flushing === undefined) {
+      this.#unregister?.();
+    }
   }
 
   #frame(
@@ -539,7 +593,10 @@ export class RemoteLink {
   async #learnTags(tier: GuardedTier, tags: readonly string[]): Promise<boolean> {
     const unknown = tags.filter((t) => !this.#knownTags.has(t));
     if (unknown.length === 0) return true;
+    const gaps = this.#gaps;
     const times = await Promise.all(unknown.map((t) => tier.read(tagTimeKey(t))));
+    // A gap while reading: an invalidation missed meanwhile may not be in what was read.
+    if (this.#gaps !== gaps) return false;
     for (let i = 0; i < unknown.length; i++) {
       const bytes = times[i];
       if (bytes === null) return false;
@@ -556,6 +613,9 @@ export class RemoteLink {
     if (old !== undefined) {
       this.#outboxBytes -= old.frame?.length ?? 0;
       this.#outbox.delete(k); // re-inserted last: the order of the changes is kept
+      if (old.after !== undefined) {
+        p = { ...p, after: p.after === undefined ? old.after : Promise.all([old.after, p.after]) };
+      }
     }
     if (p.frame !== undefined && this.#outboxBytes + p.frame.length > OUTBOX_BYTES) {
       p = { ...p, kind: "delete", frame: undefined };
@@ -576,6 +636,7 @@ export class RemoteLink {
     if (this.#tier === undefined) return undefined;
     this.#flushing ??= this.#flush().finally(() => {
       this.#flushing = undefined;
+      if (this.#closed) this.#release();
     });
     return this.#flushing;
   }
@@ -587,6 +648,7 @@ export class RemoteLink {
       if (tier.retryIn > 0) return this.#retryLater(tier.retryIn);
       const clear = this.#outClear;
       this.#outClear = undefined;
+      if (clear?.after !== undefined) await clear.after;
       if (clear?.kind === "storage" && !(await tier.clear())) {
         this.#outClear ??= clear;
         return this.#retryLater(tier.retryIn || 1000);
@@ -607,7 +669,9 @@ export class RemoteLink {
       // Tag times go to the storage first (for hosts that start later, or miss the
       // message), then the message to the hosts listening.
       if (tags !== undefined) {
-        const frame = frameTagTime(tags.at);
+        // Written as of now (not of the invalidation): a time retried after a failure must
+        // not replace a newer one written meanwhile by another host (later is safe).
+        const frame = frameTagTime(Math.max(tags.at, this.#wallClock()));
         const written = await Promise.all(
           [...tags.tags].map((t) => tier.set(tagTimeKey(t), frame, undefined)),
         );
@@ -616,6 +680,8 @@ export class RemoteLink {
           failed = true;
         }
       }
+      // A change waits for the write-through of its key that was under way when it was made.
+      if (batch.some((p) => p.after !== undefined)) await Promise.all(batch.map((p) => p.after));
       const done = await Promise.all(
         batch.map((p) =>
           p.kind === "set"
