@@ -104,6 +104,35 @@ Deno.test("cacheSet() on an async function: hits return a Promise of the value",
   });
 });
 
+Deno.test("cacheSet() of a pending Promise over an entry: calls made meanwhile join it", async () => {
+  await backends(async (label, options) => {
+    let calls = 0;
+    const f = cache(options)(async (x: number) => {
+      calls++;
+      await Promise.resolve();
+      return `computed ${x} #${calls}`;
+    });
+    assert.equal(await f(1), "computed 1 #1");
+    const next = Promise.withResolvers<string>();
+    f.cacheSet(next.promise as unknown as string, 1);
+    const meanwhile = f(1);
+    assert.ok(meanwhile instanceof Promise, label);
+    next.resolve("set by hand");
+    assert.equal(await meanwhile, "set by hand", `${label}: the old entry is not served`);
+    assert.equal(await f(1), "set by hand", label);
+    assert.equal(calls, 1, `${label}: nothing computed again`);
+    // A Promise that rejects leaves the key absent: the next call computes.
+    const failing = Promise.withResolvers<string>();
+    f.cacheSet(failing.promise as unknown as string, 1);
+    const joined = f(1);
+    failing.reject(new Error("no value"));
+    await assert.rejects(joined, /no value/, label);
+    assert.equal(await f(1), "computed 1 #2", label);
+    assert.equal(calls, 2, label);
+    f[Symbol.dispose]();
+  });
+});
+
 Deno.test("cacheSet() during a computation: the computation's result is not stored", async () => {
   await backends(async (label, options) => {
     let release!: () => void;

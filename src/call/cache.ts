@@ -451,8 +451,9 @@ function controlsOf(a: Assembly, unregister: () => void): CacheControls<AnyFunct
       loader.detachKey(k.buf, k.len, undefined);
       flights?.end(k);
       if (isThenable(value)) {
-        // The other hosts drop their copies now; the value is written once it resolves.
-        tiers.invalidate(k);
+        // The entry it replaces goes now (in every tier), so that calls made meanwhile
+        // join the Promise; its value is stored once it resolves.
+        tiers.delete(k);
         k.since = tiers.stamp();
         k.args = args;
         loader.register(k, value).catch(() => {});

@@ -103,11 +103,8 @@ export class Tiers {
     this.local.set(k, this.tagged(value, promised, tags, epoch), false, ttl, size);
   }
 
-  /** `cacheSet` of a Promise: the other tiers drop `k` now (its value is written when
-   * the Promise resolves, as a computation's). Nothing to do for the local tier alone. */
-  invalidate(_k: KeyBytes): void {}
-
-  /** `cacheDelete`: removes `k`; returns whether the local tier had it. */
+  /** `cacheDelete` (and `cacheSet` of a Promise, before it resolves): removes `k`;
+   * returns whether the local tier had it. */
   delete(k: KeyBytes): boolean {
     return this.local.delete(k);
   }
@@ -217,10 +214,6 @@ export class RemoteTiers extends Tiers {
       super.setTagged(k, value, promised, ttl, tags, epoch, args);
       this.link.set(k.buf.subarray(0, k.len), value, promised, ttl ?? this.ttl, tags);
     });
-  }
-
-  override invalidate(k: KeyBytes): void {
-    this.link.delete(k.buf.subarray(0, k.len));
   }
 
   override delete(k: KeyBytes): boolean {
