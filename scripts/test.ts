@@ -24,6 +24,7 @@ const root = new URL("../", import.meta.url).pathname;
 const MEMORY_SUITES = [
   "tests/cache_test.ts",
   "tests/call_patterns_test.ts",
+  "tests/call_interplay_test.ts",
   "tests/entries_test.ts",
   "tests/registry_test.ts",
   "tests/metrics_test.ts",

@@ -58,6 +58,12 @@ export class Computation implements KeyBytes, ContextHolder {
   /** With a remote tier: the link's stamp of when it started (an invalidation after it
    * keeps its result from every tier). */
   since = 0;
+  /** The loader whose miss it is (set when the miss starts), so that a detach made while
+   * it runs synchronously finds it among the computations under way (`active`). */
+  owner: unknown = undefined;
+  /** Whether it was detached (`cacheDelete`, `cacheSet` of its key, `cacheClear`) while it
+   * ran synchronously: its result is not stored, and no call joins it. */
+  detached = false;
 
   constructor(public buf: Uint8Array) {}
 
@@ -117,11 +123,17 @@ export function free(c: Computation): void {
   c.claimed = undefined;
   c.tags = undefined;
   c.args = undefined;
+  c.owner = undefined;
+  c.detached = false;
   pool.push(c);
 }
 
-/** Gives back a key held for an entry control (no context, no flight). */
+/** Gives back a key held for an entry control (no context, no flight). What the control
+ * set on it (`cacheSet`: the tags of its entry) goes, so that the next holder of the
+ * buffer (a miss or a control of any cache) does not inherit it. */
 export function release(c: Computation): void {
+  c.tags = undefined;
+  c.args = undefined;
   pool.push(c);
 }
 

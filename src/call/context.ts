@@ -61,6 +61,8 @@ export class CallContext<T = unknown> implements CacheContext<T> {
   live = true;
   /** Whether this computation refreshes a stale entry (no call waits for it). */
   refresh = false;
+  /** Whether a call waits for this refresh (it came past the stale window). */
+  awaited = false;
   /** The encoded key, for a cache with a remote tier. */
   remoteKey: Uint8Array | undefined = undefined;
   /** The remote link's stamp of when the computation started (see `RemoteLink.stamp`). */
@@ -69,6 +71,9 @@ export class CallContext<T = unknown> implements CacheContext<T> {
   fromRemote = false;
   /** Tags added by `tag()`, or `undefined`. */
   tags: string[] | undefined = undefined;
+  /** A refresh's stale entry as stored with tags (a `Tagged`), checked before a caller
+   * that timed out is given `stale`; `undefined` for an entry without tags. */
+  staleTagged: unknown = undefined;
 
   /**
    * @param stale The value refreshed, or `undefined`.

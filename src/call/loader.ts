@@ -17,9 +17,17 @@ import { Computation, free, hold, isThenable, release } from "./computation.ts";
 import { boundedJoin, type InFlight } from "./in_flight.ts";
 import type { Counters } from "./counters.ts";
 import { DISPOSED, type Tiers } from "./tiers.ts";
-import { checkTags, mergeTags, type TagClock, Tagged } from "./tags.ts";
+import { checkTags, mergeTags, stillValid, type TagClock, Tagged } from "./tags.ts";
 
 const EMPTY = new Computation(new Uint8Array(0));
+
+/** Whether the key of `c` is `buf[0..len)`. */
+function sameBytes(c: Computation, buf: Uint8Array, len: number): boolean {
+  if (c.len !== len) return false;
+  const kb = c.buf;
+  for (let i = 0; i < len; i++) if (kb[i] !== buf[i]) return false;
+  return true;
+}
 
 /** The error of a call made (or waiting) after its cache was disposed. */
 export function disposedError(): Error {
@@ -92,6 +100,7 @@ export class Loader {
       if (r !== MISS) return r;
     }
     const held = hold(buf, len, undefined);
+    held.owner = this;
     held.claimed = claimed;
     held.args = args;
     // The tag barrier: invalidations from now on make this computation's entry a miss.
@@ -135,6 +144,13 @@ export class Loader {
   /** A call of a key whose computation `joined` is under way: its result (a hit), or MISS
    * when that computation is older than `flightTimeout` and is abandoned (detached). */
   join(joined: Computation, _buf: Uint8Array, _len: number): unknown {
+    // A computation one of whose tags was invalidated since it started: its result is a
+    // miss for calls made from now on (README, "Tags"), so it is detached (without an
+    // abort: its callers still get its value) and this call computes anew.
+    if (joined.epoch !== this.tagClock.epoch && this.invalidated(joined)) {
+      this.detach(joined, undefined);
+      return MISS;
+    }
     const now = performance.now();
     if (joined.startedAt === 0) joined.startedAt = now;
     else if (now - joined.startedAt > this.flightTimeout) {
@@ -143,6 +159,13 @@ export class Loader {
     }
     this.counters.join();
     return this.bounded(joined);
+  }
+
+  /** Whether a tag of the computation `c` (the `tags` option's, or added by its context
+   * so far) was invalidated after it started. */
+  invalidated(c: Computation): boolean {
+    const tags = mergeTags(c.tags, c.ctx?.tags);
+    return tags !== undefined && this.tagClock.invalidSince(tags, c.epoch);
   }
 
   /** Before `held` is computed here: another answer (stale value, another process's
@@ -245,7 +268,8 @@ export class Loader {
   register(held: Computation, result: PromiseLike<unknown>): Promise<unknown> {
     this.sawPromise = true;
     held.joined = this.track(held, Promise.resolve(result), () => true);
-    this.inFlight.add(held);
+    // Detached while it ran synchronously: no call joins it.
+    if (!held.detached) this.inFlight.add(held);
     return held.joined;
   }
 
@@ -288,6 +312,7 @@ export class Loader {
 
   /** Stores a computation's result, unless its context says not to (`setTtl(0)`). */
   storeResult(held: Computation, value: unknown, promised: boolean): void {
+    if (held.detached) return;
     const ctx = held.ctx;
     const own = ctx?.ttl;
     if (own === 0) return;
@@ -318,6 +343,7 @@ export class Loader {
   /** Detaches the computation under way for the key `buf[0..len)`, if any (see
    * {@linkcode Loader.detach}). */
   detachKey(buf: Uint8Array, len: number, why: string | undefined): void {
+    if (active.current !== undefined) this.detachRunning(buf, len, why);
     if (this.inFlight.size === 0) return;
     const c = this.inFlight.find(buf, len);
     if (c !== undefined) this.detach(c, why);
@@ -335,7 +361,23 @@ export class Loader {
 
   /** Detaches every computation under way. */
   detachAll(why: string | undefined): void {
+    if (active.current !== undefined) this.detachRunning(undefined, 0, why);
     for (const c of this.inFlight.all()) this.detach(c, why);
+  }
+
+  /**
+   * Detaches this cache's computations that are running synchronously now (the call was
+   * made from inside them: a function that sets, deletes or clears while it computes), of
+   * the key `buf[0..len)` or, without `buf`, all of them: they are not in flight yet (an
+   * async one registers when its function returns), so only `active` knows them.
+   */
+  detachRunning(buf: Uint8Array | undefined, len: number, why: string | undefined): void {
+    for (let c = active.current as Computation | undefined; c !== undefined; c = c.parent) {
+      if (c.owner !== this || c.detached) continue;
+      if (buf !== undefined && !sameBytes(c, buf, len)) continue;
+      c.detached = true;
+      if (why !== undefined) (c.ctx ??= new CallContext(undefined)).detach(why);
+    }
   }
 
   /** An entry as a hit returns it: a Promise when the function returns Promises. */
@@ -417,6 +459,16 @@ export class FeatureLoader extends Loader {
 
   override join(joined: Computation, buf: Uint8Array, len: number): unknown {
     if (joined.ctx?.refresh === true) {
+      // A refresh that calls have found under way for longer than `flightTimeout` is
+      // abandoned as any computation is: this call starts another (README, "A computation
+      // nobody waits for any more"), else one that never settles would hold the key for
+      // the whole stale window.
+      const now = performance.now();
+      if (joined.startedAt === 0) joined.startedAt = now;
+      else if (now - joined.startedAt > this.flightTimeout) {
+        this.detach(joined, "flightTimeout");
+        return MISS;
+      }
       // A refresh under way: the stale value at once while in its window; past it, the
       // call waits for the refresh (and gets the stale value on a timeout).
       const k = hold(buf, len, undefined);
@@ -426,6 +478,8 @@ export class FeatureLoader extends Loader {
         this.counters.staleHit(false);
         return this.hitForm(entry);
       }
+      // A call waits for it: its failure, answered stale, answers a call.
+      joined.ctx.awaited = true;
     }
     return super.join(joined, buf, len);
   }
@@ -440,10 +494,11 @@ export class FeatureLoader extends Loader {
       if (r !== MISS) return r;
     }
     if (this.stale) {
-      const entry = this.entryOf(this.tiers.local.peekStale(held, this.staleWindow));
+      const raw = this.tiers.local.peekStale(held, this.staleWindow);
+      const entry = this.entryOf(raw);
       if (entry !== MISS) {
         this.counters.staleHit(false);
-        this.refresh(held, peeked(entry), self, args);
+        this.refresh(held, peeked(entry), self, args, raw instanceof Tagged ? raw : undefined);
         return this.hitForm(entry);
       }
     }
@@ -489,8 +544,9 @@ export class FeatureLoader extends Loader {
 
   /** With `staleIfError`: the entry of `held` stored less than `ttl + staleIfError` ago,
    * to answer a failed computation with (a stale hit; the key backs off), else MISS. */
-  recover(held: Computation): unknown {
-    if (this.staleIfError === undefined) return MISS;
+  recover(held: Computation, answers = true): unknown {
+    // A disposed cache has no stale value: its callers get the computation's own error.
+    if (this.staleIfError === undefined || this.tiers.local === DISPOSED) return MISS;
     const entry = this.entryOf(this.tiers.local.peekStale(held, this.staleIfError));
     if (this.errorBackoff > 0) {
       const pkey = held.pkey ??= bytesToKeyString(held.buf, held.len);
@@ -498,7 +554,9 @@ export class FeatureLoader extends Loader {
       this.#backoff.set(pkey, this.now() + this.errorBackoff);
     }
     if (entry === MISS) return MISS;
-    this.counters.staleHit(true);
+    // A stale answer is counted where a call gets it (a refresh nobody waits for answers
+    // nobody: its callers got the stale value at once, counted then).
+    if (answers) this.counters.staleHit(true);
     return entry;
   }
 
@@ -515,7 +573,8 @@ export class FeatureLoader extends Loader {
   }
 
   override failed(held: Computation, reason: unknown): unknown {
-    const entry = this.recover(held);
+    const ctx = held.ctx;
+    const entry = this.recover(held, ctx?.refresh !== true || ctx.awaited);
     if (entry === MISS) throw reason;
     return peeked(entry);
   }
@@ -587,7 +646,13 @@ export class FeatureLoader extends Loader {
   /** Starts one background refresh of a stale key (unless another process refreshes it):
    * the function runs in a microtask with the stale value in its context; its result
    * replaces the stale entry, its failure keeps it until its window ends. */
-  refresh(held: Computation, stale: unknown, self: unknown, args: unknown[]): void {
+  refresh(
+    held: Computation,
+    stale: unknown,
+    self: unknown,
+    args: unknown[],
+    staleTagged?: Tagged,
+  ): void {
     const flights = this.flights;
     if (flights !== undefined) {
       const claim = this.claimOf(held);
@@ -600,6 +665,8 @@ export class FeatureLoader extends Loader {
     this.counters.refresh();
     const ctx = held.ctx = new CallContext(stale);
     ctx.refresh = true;
+    // Its tags, so that a caller that times out is not given it once they are invalidated.
+    ctx.staleTagged = staleTagged;
     let promised = false;
     const run = Promise.resolve().then(() => {
       const r = this.callAsCurrent(held, self, args);
@@ -663,8 +730,10 @@ export class FeatureLoader extends Loader {
     // A refresh carries the stale value it refreshes.
     const hasStale = c.ctx?.refresh === true;
     const stale = c.ctx?.stale;
+    const staleTagged = c.ctx?.staleTagged as Tagged | undefined;
     return boundedJoin(c, timeout, (resolve, reject) => {
-      if (hasStale) {
+      // An invalidated entry is never served stale (README, "Tags"), a timeout included.
+      if (hasStale && (staleTagged === undefined || stillValid(staleTagged, this.tagClock))) {
         this.counters.staleHit(true);
         resolve(stale);
       } else {

@@ -16,8 +16,10 @@ export interface CacheInfo {
   maxSize: number;
   /** Entries held now. */
   currentSize: number;
-  /** Stale values returned: by `staleWhileRevalidate`, or by `timeout` while a refresh
-   * was under way (counted in `hits` too). Present when either option is set. */
+  /** Stale values returned: by `staleWhileRevalidate`, by `timeout` while a refresh was
+   * under way, and by `staleIfError` (counted in `hits` too when given without calling the
+   * function; a failed miss that `staleIfError` answered counts in `misses`). Present when
+   * one of these options is set. */
   staleHits?: number;
   /** Background refreshes started by `staleWhileRevalidate`. Present when `timeout` or
    * `staleWhileRevalidate` is set. */

@@ -386,10 +386,9 @@ export function sameArgs(key: unknown, args: ArrayLike<unknown>, n: number): boo
   return true;
 }
 
-/** Whether the arrays `a` and `b` hold the same values (SameValueZero), in order. */
-export function sameValues(a: readonly unknown[], b: readonly unknown[]): boolean {
-  const n = a.length;
-  if (b.length !== n) return false;
+/** Whether the arrays `a` and `b` hold the same first `n` values (SameValueZero), in
+ * order. */
+export function sameValues(a: readonly unknown[], b: readonly unknown[], n: number): boolean {
   for (let i = 0; i < n; i++) if (!same(a[i], b[i])) return false;
   return true;
 }

@@ -184,9 +184,16 @@ export class TsSieveStore implements ByteStore {
    * {@linkcode KeyBytes.args} hold the same arguments) takes its hash from here, not from
    * decoding and hashing its bytes again, and skips the probe while the table has not
    * changed since. Matched by content: the array may be one that `cache()` lends each call
-   * and fills again (`src/call/cache.ts`), and the insert's arguments a copy of it.
+   * and fills again (`src/call/cache.ts`), and the insert's arguments a copy of it. Its
+   * first four values as found absent are kept apart (`#absent0`..`#absent3`): a lookup
+   * that records nothing (a hit, an expired entry) fills the lent array with values whose
+   * hash is not `#absentHash`, and the insert then takes nothing from here.
    */
   #absentArgs: unknown[] | undefined = undefined;
+  #absent0: unknown = undefined;
+  #absent1: unknown = undefined;
+  #absent2: unknown = undefined;
+  #absent3: unknown = undefined;
   #absentHash = 0;
   #absentAt = -1;
   /** The plain object whose call `getArgs` found absent last, by its values (kept in
@@ -395,6 +402,16 @@ export class TsSieveStore implements ByteStore {
   // cached function down to the hash) was over it, so that which parts were inlined
   // depended on what was optimized first (notes/native_hit.md).
 
+  /** Whether `values[0..n)` are the arguments last found absent, as they were then (see
+   * `#absentArgs`; more than four are a plain object's, in a copy never filled again). */
+  #matchesAbsent(values: readonly unknown[], n: number): boolean {
+    const absent = this.#absentArgs!;
+    if (absent.length !== n) return false;
+    if (n > 4) return sameValues(values, absent, n);
+    return same(values[0], this.#absent0) && (n < 2 || same(values[1], this.#absent1)) &&
+      (n < 3 || same(values[2], this.#absent2)) && (n < 4 || same(values[3], this.#absent3));
+  }
+
   /** Counts the miss of arguments found absent and keeps them for the insert that follows
    * (`NIL`). */
   #absent(args: unknown[], hash: number): number {
@@ -402,6 +419,11 @@ export class TsSieveStore implements ByteStore {
     this.#absentObject = undefined;
     this.#absentKeyLen = -1;
     this.#absentArgs = args;
+    const n = args.length;
+    this.#absent0 = args[0];
+    this.#absent1 = n > 1 ? args[1] : undefined;
+    this.#absent2 = n > 2 ? args[2] : undefined;
+    this.#absent3 = n > 3 ? args[3] : undefined;
     this.#absentHash = hash;
     this.#absentAt = this.#changes;
     return NIL;
@@ -491,7 +513,8 @@ export class TsSieveStore implements ByteStore {
     let slot: number;
     const absent = this.#absentArgs;
     const owned = owner?.args;
-    let takesAbsent = absent !== undefined && owned !== undefined && sameValues(owned, absent);
+    let takesAbsent = absent !== undefined && owned !== undefined &&
+      this.#matchesAbsent(owned, owned.length);
     if (takesAbsent) {
       values = owned!;
       n = owned!.length;
@@ -504,10 +527,10 @@ export class TsSieveStore implements ByteStore {
       const args = this.#args;
       n = args === null ? -1 : args.decode(key, len);
       values = n > 0 ? args!.values : [];
-      takesAbsent = n > 0 && absent !== undefined && absent.length === n &&
-        sameValues(values, absent);
-      // The values as that lookup read them (the user's strings, not decoded copies).
-      if (takesAbsent) values = absent!;
+      takesAbsent = n > 0 && absent !== undefined && this.#matchesAbsent(values, n);
+      // The values as that lookup read them (the user's strings, not decoded copies), while
+      // the array holds them still.
+      if (takesAbsent && sameValues(absent!, values, n)) values = absent!;
     }
     if (takesAbsent) {
       this.#absentArgs = undefined;
