@@ -415,8 +415,7 @@ export class SharedStore implements ByteStore {
     if (!c.ensure()) return MISS;
     // Reading the epoch first makes the clock follow a replaced file (its nonce changes).
     const epoch = c.epoch;
-    let at = envelopeAt(view);
-    if (!envelopeNonceIs(view, c.nonceLo, c.nonceHi)) at = NaN;
+    const at = envelopeNonceIs(view, c.nonceLo, c.nonceHi) ? c.fromRaw(envelopeAt(view)) : NaN;
     const hashes = at === epoch ? undefined : envelopeHashes(view);
     const promised = envelopePromised(out);
     // The value's bytes moved to the front: the codec reads from offset 0, with the view.
@@ -591,7 +590,9 @@ export class SharedStore implements ByteStore {
       }
       // A computation that started before this process opened the clock: the file's first
       // epoch, older than every invalidation it records. NaN (no clock then): not stored.
-      const at = tagged.at === NOT_OPEN ? c.start : tagged.at;
+      // An epoch taken from another clock file (replaced, damaged, while the computation
+      // ran: its invalidations are not in this one) or NaN (no clock then): not stored.
+      const at = c.rawEpoch(tagged.at === NOT_OPEN ? c.start : tagged.at);
       if (!(at >= 0)) return false;
       bytes = encodeEnvelope(bytes, promised, c.nonceLo, c.nonceHi, at, hashes!);
     }

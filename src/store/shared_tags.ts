@@ -37,6 +37,8 @@ import {
 } from "../native/_abi.ts";
 import type { TagClock } from "./tagged.ts";
 
+/** Epochs of one file are below it (`EPOCH_LIMIT` in `rust/src/shm/tags.rs`). */
+const EPOCH_SPAN = 2 ** 32;
 /** How often (ms) a clock that cannot open its file tries again. */
 const RETRY_MS = 1000;
 /** The file's first 8 bytes (`TAGS_MAGIC`), as two native `u32`. */
@@ -144,6 +146,16 @@ export class SharedTagClock implements TagClock {
   /** Low and high halves of the file's nonce (0 while it is not open). */
   nonceLo = 0;
   nonceHi = 0;
+  /**
+   * Added to the epochs of the file mapped now: {@linkcode EPOCH_SPAN} more for each other
+   * file this clock followed (a damaged file is replaced by one whose epochs start anywhere),
+   * so that an epoch taken from one file (by a computation under way when it was replaced)
+   * is never read as an epoch of another, whose invalidations it did not see.
+   */
+  #base = 0;
+  /** The nonce of the last file mapped (kept when an open fails). */
+  #fileLo = 0;
+  #fileHi = 0;
   /** When (`performance.now()`) opening last failed. */
   #failedAt = -Infinity;
   /** Why opening last failed. */
@@ -184,8 +196,13 @@ export class SharedTagClock implements TagClock {
       Deno.UnsafePointerView.getArrayBuffer(base, this.#layout.fileSize),
     );
     this.#words = words;
-    this.nonceLo = words[this.#layout.nonce]!;
-    this.nonceHi = words[this.#layout.nonce + 1]!;
+    const lo = words[this.#layout.nonce]!;
+    const hi = words[this.#layout.nonce + 1]!;
+    if ((this.#fileLo !== 0 || this.#fileHi !== 0) && (lo !== this.#fileLo || hi !== this.#fileHi)) {
+      this.#base += EPOCH_SPAN;
+    }
+    this.nonceLo = this.#fileLo = lo;
+    this.nonceHi = this.#fileHi = hi;
     return true;
   }
 
@@ -215,7 +232,22 @@ export class SharedTagClock implements TagClock {
 
   /** The file's first epoch (see {@linkcode NOT_OPEN}), once it is open. */
   get start(): number {
-    return this.#words?.[this.#layout.start] ?? NaN;
+    const u = this.#words;
+    return u === null ? NaN : this.#base + u[this.#layout.start]!;
+  }
+
+  /**
+   * The epoch of the file mapped now that `at` (an epoch this clock gave) stands for, or -1
+   * when `at` was taken from another file (or is not an epoch): what an envelope records.
+   */
+  rawEpoch(at: number): number {
+    const raw = at - this.#base;
+    return raw >= 0 && raw < EPOCH_SPAN ? raw : -1;
+  }
+
+  /** The epoch this clock gives for epoch `raw` of the file mapped now (an envelope's). */
+  fromRaw(raw: number): number {
+    return this.#base + raw;
   }
 
   /** Whether the mapped header is intact and the file not retired. */
@@ -229,14 +261,14 @@ export class SharedTagClock implements TagClock {
     const u = this.#words;
     if (u !== null) {
       const i = this.#layout.epoch;
-      if (u[i + 1] === 0) return u[i]!;
+      if (u[i + 1] === 0) return this.#base + u[i]!;
     } else if (!this.#opened) {
       return NOT_OPEN;
     }
     // Retired, damaged or not open: the current file's epoch, else none (NaN: every entry
     // stored now is invalid, and so is every entry read).
     if (!this.#recover()) return NaN;
-    return this.#words![this.#layout.epoch]!;
+    return this.#base + this.#words![this.#layout.epoch]!;
   }
 
   invalidSince(tags: readonly string[], at: number, hashes?: readonly number[]): boolean {
@@ -249,6 +281,9 @@ export class SharedTagClock implements TagClock {
       this.#recover();
       return true;
     }
+    // An epoch of another file than the one mapped now: its invalidations are not here.
+    at = this.rawEpoch(at);
+    if (at < 0) return true;
     // The slots first (acquire loads of their hashes), then the floor (raised before a full
     // table is emptied): a reset under way is never missed.
     if (hashes !== undefined) {

@@ -797,6 +797,17 @@ impl ShmStore {
             self.counters()
                 .oversize_skips
                 .fetch_add(1, Ordering::Relaxed);
+            // The entry that this value replaces must not stay (as in the memory stores):
+            // every process would keep reading the value that this one replaced.
+            if key.len() <= self.params().max_key_size as usize {
+                let hash = self.table.hash(key);
+                if self
+                    .locked_within(self.set_wait(), |t| t.remove_key(key, hash))?
+                    .is_none()
+                {
+                    return Ok(self.busy());
+                }
+            }
             return Ok(Set::Skipped);
         }
         let hash = self.table.hash(key);
@@ -890,12 +901,17 @@ impl ShmStore {
     /// flight. Fails with [`Status::Busy`] when a live process keeps the lock for
     /// [`LONG_WAIT`] (the flights are ended all the same).
     pub fn clear(&self) -> Result<(), ShmError> {
+        let flights = self.flights();
+        // The flights end under the lock too (as in `delete`): an owner storing with
+        // `set_owned` after the clear finds its flight ended, and does not put back a value
+        // computed before it.
         let r = self.locked("clear", |t| {
             t.clear();
             t.reset_counters();
+            flights.end_all();
             Ok(())
         });
-        self.flights().end_all();
+        flights.end_all();
         r
     }
 

@@ -117,6 +117,10 @@ impl Region {
                     match linked {
                         Ok(()) => _created = Some(file),
                         Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+                        // Our temporary file was removed before it got its name: another
+                        // opener's sweep (whose `kill(pid, 0)` cannot see a process of
+                        // another PID namespace) took it for a dead process's. Try again.
+                        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
                         Err(e) => return Err(io(format!("Cannot create {shown}"), &e)),
                     }
                 }
@@ -132,7 +136,7 @@ impl Region {
                         let map = map(&file, layout, &shown)?;
                         // Lock, then check the name: a replacer that got the write lock
                         // first has unlinked this file by now, and we retry.
-                        hold_in_use(&file);
+                        hold_in_use(&file, &shown)?;
                         if names_file(&dirfd, &cname, &file) {
                             return Ok(Region {
                                 map,
@@ -480,7 +484,8 @@ fn create_fresh(
         unlink(dirfd, &tmp);
         return Err(e);
     }
-    hold_in_use(&file);
+    // A private file: nobody else can hold its lock.
+    let _ = hold_in_use(&file, shown);
     Ok((tmp, file))
 }
 
@@ -608,10 +613,22 @@ fn replace_bad(
     params: Params,
     shown: &str,
 ) -> Result<Option<File>, ShmError> {
-    // SAFETY: `file` is open; the lock is released when it is closed.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+    // Bounded: a replacer stopped while it holds the lock (SIGSTOP, docker pause, a
+    // debugger) must not hang every process that opens the cache.
+    let deadline = std::time::Instant::now() + super::LONG_WAIT;
+    loop {
+        // SAFETY: `file` is open; the lock is released when it is closed.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            break;
+        }
         let e = std::io::Error::last_os_error();
-        return Err(io(format!("Cannot lock {shown}"), &e));
+        if e.raw_os_error() != Some(libc::EWOULDBLOCK) {
+            return Err(io(format!("Cannot lock {shown}"), &e));
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(replacing_too_long(shown));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
     }
     if !names_file(dirfd, cname, file) {
         return Ok(None);
@@ -624,6 +641,9 @@ fn replace_bad(
     if r != 0 {
         let e = std::io::Error::last_os_error();
         unlink(dirfd, &tmp);
+        if e.raw_os_error() == Some(libc::ENOENT) {
+            return Ok(None); // our temporary file was swept (see `Region::open`): again
+        }
         return Err(io(format!("Cannot replace {shown}"), &e));
     }
     Ok(Some(fresh))
@@ -662,8 +682,34 @@ fn ofd_lock(file: &File, kind: libc::c_int, wait: bool) -> std::io::Result<()> {
 /// locks leaves the file unmarked, and a file of other parameters is then replaced, as
 /// on platforms without open file description locks.
 #[cfg(target_os = "linux")]
-fn hold_in_use(file: &File) {
-    let _ = ofd_lock(file, libc::F_RDLCK, true);
+fn hold_in_use(file: &File, shown: &str) -> Result<(), ShmError> {
+    // Not `F_OFD_SETLKW`: a replacer stopped while it holds the write lock (SIGSTOP, docker
+    // pause, a debugger) would hang this open for as long as it stays stopped.
+    let deadline = std::time::Instant::now() + super::LONG_WAIT;
+    loop {
+        match ofd_lock(file, libc::F_RDLCK, false) {
+            Ok(()) => return Ok(()),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EACCES)) => {
+                if std::time::Instant::now() >= deadline {
+                    return Err(replacing_too_long(shown));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            Err(_) => return Ok(()), // best effort: a file system without locks
+        }
+    }
+}
+
+/// The error of an open that waited [`super::LONG_WAIT`] for another process replacing the
+/// file.
+fn replacing_too_long(shown: &str) -> ShmError {
+    ShmError::new(
+        Status::Busy,
+        format!(
+            "Cannot open {shown}: another process has been replacing it for {} s (stopped, or paused in a debugger?)",
+            super::LONG_WAIT.as_secs()
+        ),
+    )
 }
 
 /// Whether another open file description (of any process, this one included) holds the
@@ -695,7 +741,9 @@ fn in_use_elsewhere(file: &File) -> bool {
 const IN_USE_ATTEMPTS: u32 = 5;
 
 #[cfg(not(target_os = "linux"))]
-fn hold_in_use(_file: &File) {}
+fn hold_in_use(_file: &File, _shown: &str) -> Result<(), ShmError> {
+    Ok(())
+}
 
 #[cfg(not(target_os = "linux"))]
 fn in_use_elsewhere(_file: &File) -> bool {

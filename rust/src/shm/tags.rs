@@ -190,6 +190,10 @@ impl TagsFile {
                     match linked {
                         Ok(()) => {}
                         Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+                        // Our temporary file was removed before it got its name: another
+                        // opener's sweep (whose `kill(pid, 0)` cannot see a process of
+                        // another PID namespace) took it for a dead process's. Try again.
+                        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
                         Err(e) => return Err(region::io(format!("Cannot create {shown}"), &e)),
                     }
                 }
@@ -531,6 +535,9 @@ fn replace_bad(dirfd: &OwnedFd, cname: &CString, file: &File, shown: &str) -> Re
     if r != 0 {
         let e = std::io::Error::last_os_error();
         region::unlink(dirfd, &tmp);
+        if e.raw_os_error() == Some(libc::ENOENT) {
+            return Ok(()); // our temporary file was swept (see `TagsFile::open`): again
+        }
         return Err(region::io(format!("Cannot replace {shown}"), &e));
     }
     Ok(())
