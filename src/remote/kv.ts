@@ -25,6 +25,10 @@ export type { BusListener, Invalidation, RemoteBus, RemoteStorage, RemoteTier } 
 /** The largest value Deno KV stores, in bytes (64 KiB). */
 export const KV_MAX_VALUE_BYTES = 65536;
 
+/** The longest `expireIn` given to Deno KV, ms (142,000 years; it refuses more than about
+ * 8.2e15): a longer TTL is stored without one, since the value's frame carries its deadline. */
+const KV_MAX_EXPIRE_IN = 2 ** 52;
+
 /** The largest key Deno KV writes, in bytes of its encoding. */
 const KV_MAX_KEY_BYTES = 2048;
 /** Mutations in one atomic operation (Deno KV allows 1000). */
@@ -389,6 +393,9 @@ class KvParts implements RemoteStorage, RemoteBus {
   #ringSize: number;
   #closed = false;
   #subscriptions = new Set<() => Promise<void>>();
+  /** Operations of the database under way, and what waits for them to end. */
+  #pending = 0;
+  #idle: (() => void)[] = [];
 
   constructor(kv: Deno.Kv, owned: boolean, pollInterval: number, ringSize: number) {
     this.#kv = kv;
@@ -399,6 +406,22 @@ class KvParts implements RemoteStorage, RemoteBus {
 
   #checkOpen(): void {
     if (this.#closed) throw new Error("Cannot use kvTier: it is closed");
+  }
+
+  /** `run()`, counted as an operation under way until it settles (see `close()`). */
+  async #op<T>(run: () => Promise<T>): Promise<T> {
+    this.#pending++;
+    try {
+      return await run();
+    } finally {
+      if (--this.#pending === 0) { for (const wake of this.#idle.splice(0)) wake(); }
+    }
+  }
+
+  /** Resolves once no operation is under way. */
+  #settled(): Promise<void> {
+    if (this.#pending === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#idle.push(resolve));
   }
 
   /** The KV key of `key` in cache `name`: the bytes themselves, or their hash if too long. */
@@ -417,7 +440,7 @@ class KvParts implements RemoteStorage, RemoteBus {
     this.#checkOpen();
     signal.throwIfAborted();
     const kvKey = await this.#entryKey(name, key);
-    const entry = await unlocked(() => this.#kv.get(kvKey), signal);
+    const entry = await this.#op(() => unlocked(() => this.#kv.get(kvKey), signal));
     return entry.value instanceof Uint8Array ? entry.value : undefined;
   }
 
@@ -444,9 +467,10 @@ class KvParts implements RemoteStorage, RemoteBus {
       );
     }
     const kvKey = await this.#entryKey(name, key);
-    // expireIn is a lower bound for Deno KV; round up so that it never comes earlier.
-    const options = ttl === undefined ? {} : { expireIn: Math.ceil(ttl) };
-    await unlocked(() => this.#kv.set(kvKey, value, options), signal);
+    // expireIn is a lower bound for Deno KV; round up so that it never comes earlier. Past
+    // KV_MAX_EXPIRE_IN, none (kept longer, never shorter): Deno KV refuses it.
+    const options = ttl === undefined || ttl > KV_MAX_EXPIRE_IN ? {} : { expireIn: Math.ceil(ttl) };
+    await this.#op(() => unlocked(() => this.#kv.set(kvKey, value, options), signal));
   }
 
   async delete(name: string, key: Uint8Array, signal: AbortSignal): Promise<boolean> {
@@ -454,20 +478,27 @@ class KvParts implements RemoteStorage, RemoteBus {
     const kvKey = await this.#entryKey(name, key);
     for (;;) {
       signal.throwIfAborted();
-      const entry = await unlocked(() => this.#kv.get(kvKey), signal);
+      const entry = await this.#op(() => unlocked(() => this.#kv.get(kvKey), signal));
       if (entry.versionstamp === null) return false;
-      const result = await unlocked(
-        () => this.#kv.atomic().check(entry).delete(kvKey).commit(),
-        signal,
+      const result = await this.#op(() =>
+        unlocked(() => this.#kv.atomic().check(entry).delete(kvKey).commit(), signal)
       );
       if (result.ok) return true;
     }
   }
 
-  async clear(name: string, signal: AbortSignal): Promise<void> {
-    this.#checkOpen();
-    checkName(name);
-    signal.throwIfAborted();
+  clear(name: string, signal: AbortSignal): Promise<void> {
+    try {
+      this.#checkOpen();
+      checkName(name);
+      signal.throwIfAborted();
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return this.#op(() => this.#clear(name, signal));
+  }
+
+  async #clear(name: string, signal: AbortSignal): Promise<void> {
     const deleteAll = (keys: Deno.KvKey[]): Promise<void> =>
       unlocked(async () => {
         const op = this.#kv.atomic();
@@ -498,7 +529,7 @@ class KvParts implements RemoteStorage, RemoteBus {
     const busKey: Deno.KvKey = [ROOT, name, BUS];
     for (let attempt = 0;; attempt++) {
       signal.throwIfAborted();
-      const entry = await unlocked(() => this.#kv.get<unknown>(busKey), signal);
+      const entry = await this.#op(() => unlocked(() => this.#kv.get<unknown>(busKey), signal));
       const previous: BusValue = isBusValue(entry.value)
         ? entry.value
         : { epoch: crypto.randomUUID(), seq: 0, ring: [] };
@@ -511,9 +542,8 @@ class KvParts implements RemoteStorage, RemoteBus {
       let weight = ring.reduce((n, m) => n + messageWeight(m), 0);
       while (weight > MAX_BUS_BYTES && ring.length > 1) weight -= messageWeight(ring.shift()!);
       const value: BusValue = { epoch: previous.epoch, seq, ring };
-      const result = await unlocked(
-        () => this.#kv.atomic().check(entry).set(busKey, value).commit(),
-        signal,
+      const result = await this.#op(() =>
+        unlocked(() => this.#kv.atomic().check(entry).set(busKey, value).commit(), signal)
       );
       if (result.ok) return;
       // Another instance published first: read again, after a short random pause so that
@@ -535,7 +565,9 @@ class KvParts implements RemoteStorage, RemoteBus {
     const kv = this.#kv;
     const busKey: Deno.KvKey = [ROOT, name, BUS];
     const stop = new AbortController();
-    const first = await unlocked(() => kv.get<unknown>(busKey), stop.signal);
+    const first = await this.#op(() => unlocked(() => kv.get<unknown>(busKey), stop.signal));
+    // Closed meanwhile: close() did not see this subscription, which would outlive it.
+    if (this.#closed) throw new Error("Cannot subscribe: the kvTier is closed");
     let lastEpoch = isBusValue(first.value) ? first.value.epoch : "";
     let lastSeq = isBusValue(first.value) ? first.value.seq : 0;
     let lastStamp = first.versionstamp ?? "";
@@ -620,7 +652,7 @@ class KvParts implements RemoteStorage, RemoteBus {
         await sleep(this.#pollInterval, stop.signal);
         if (stop.signal.aborted) break;
         try {
-          observe(await unlocked(() => kv.get<unknown>(busKey), stop.signal));
+          observe(await this.#op(() => unlocked(() => kv.get<unknown>(busKey), stop.signal)));
         } catch {
           // The read failed: the next one may not.
         }
@@ -645,6 +677,12 @@ class KvParts implements RemoteStorage, RemoteBus {
     if (this.#closed) return;
     this.#closed = true;
     await Promise.all([...this.#subscriptions].map((unsubscribe) => unsubscribe()));
-    if (this.#owned) this.#kv.close();
+    if (!this.#owned) return;
+    // Deno.Kv.close() blocks the thread while an operation waits for the file's lock
+    // (another process writing, or stopped in the middle of a write): every timer of the
+    // process, the tier's timeout included, would wait with it. Closed once none is under
+    // way (the tier's close() resolves within its timeout meanwhile).
+    await this.#settled();
+    this.#kv.close();
   }
 }

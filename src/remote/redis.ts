@@ -6,8 +6,9 @@
  * Layout on the server, for a cache `name` and the default prefix `warp:`:
  *
  * - each entry is the string key `warp:<name>:<key bytes>` holding the value bytes, with a
- *   `PX` expiry when the entry has a TTL (`name` has `%` and `:` percent-escaped, so one
- *   cache's keys never start with another cache's prefix);
+ *   `PX` expiry when the entry has a TTL (`name`, and `prefix` but for one trailing `:`,
+ *   have `%` and `:` percent-escaped, so one cache's keys never start with another cache's
+ *   prefix, under any tier's prefix);
  * - invalidations are published on the channel `warp:<name>:bus`, one binary frame each
  *   (see {@linkcode encodeInvalidation}).
  *
@@ -107,7 +108,9 @@ export type RedisTarget =
 /** Options of {@linkcode redisTier}. */
 export interface RedisTierOptions {
   /**
-   * The first part of every key and channel; the cache `name` follows.
+   * The first part of every key and channel; the cache `name` follows. Stored with `%`
+   * and `:` percent-escaped, except one trailing `:` (added when missing), so that the
+   * keys of two prefixes never overlap (`"app"` and `"app:"` are one prefix).
    * @default {"warp:"}
    */
   prefix?: string;
@@ -298,6 +301,11 @@ function positiveMs(value: number | undefined, fallback: number, name: string): 
   return value;
 }
 
+/** The longest TTL given to Redis as `PX`, ms (285,000 years): a longer one (up to
+ * `Number.MAX_VALUE`, which the cache's `ttl` takes) is stored without an expiry, since the
+ * value's frame carries its deadline. */
+const MAX_PX = Number.MAX_SAFE_INTEGER;
+
 /** Keys removed per `UNLINK` (and asked per `SCAN`) by `clear()`. */
 const CLEAR_BATCH = 1000;
 
@@ -330,7 +338,9 @@ class RedisParts implements RemoteStorage, RemoteBus {
     this.#client = client;
     this.#subscriber = subscriber;
     this.#owned = owned;
-    this.#prefix = prefix;
+    // Without one trailing `:`, escaped, then `:`: no namespace starts another, whatever
+    // the prefixes of the tiers sharing a server (`app:` and `app:staging:`, `` and `warp:`).
+    this.#prefix = `${escapeName(prefix.endsWith(":") ? prefix.slice(0, -1) : prefix)}:`;
     this.#onError = onError;
     this.#addedErrorListener = addedErrorListener;
     this.#timeout = timeout;
@@ -407,7 +417,8 @@ class RedisParts implements RemoteStorage, RemoteBus {
       remoteKey,
       Buffer.from(value.buffer, value.byteOffset, value.byteLength),
     ];
-    if (ttl !== undefined && Number.isFinite(ttl)) args.push("PX", String(Math.ceil(ttl)));
+    // Past MAX_PX no expiry (kept longer, never shorter): Redis refuses a PX past 2^63 - now.
+    if (ttl !== undefined && ttl <= MAX_PX) args.push("PX", String(Math.ceil(ttl)));
     await this.#send(args);
   }
 
@@ -599,7 +610,7 @@ export async function redisTier(
   subscriber.on("error", onError);
   const starts = [subscriber];
   if (!client.isOpen) starts.push(client);
-  await Promise.all(starts.map((c) => firstAttempt(c)));
+  await Promise.all(starts.map((c) => firstAttempt(c, connectTimeout)));
   const parts = new RedisParts(
     client,
     subscriber,
@@ -612,14 +623,22 @@ export async function redisTier(
   return remoteTier({ storage: parts, bus: parts }, { timeout });
 }
 
-/** Starts connecting `client`; resolves when it is ready or its first attempt failed. */
-function firstAttempt(client: RedisClient): Promise<void> {
+/**
+ * Starts connecting `client`; resolves when it is ready, when its first attempt failed, or
+ * after `ms` (node-redis's `connectTimeout` bounds the TCP connect only, not the handshake
+ * that follows: a server that accepts and never answers, frozen or behind a proxy whose
+ * backend is gone, would keep it waiting forever). The client goes on trying meanwhile;
+ * calls fail fast until it is ready.
+ */
+function firstAttempt(client: RedisClient, ms: number): Promise<void> {
   return new Promise<void>((resolve) => {
     const done = (): void => {
+      clearTimeout(timer);
       client.off("ready", done);
       client.off("error", done);
       resolve();
     };
+    const timer = setTimeout(done, ms);
     client.on("ready", done);
     client.on("error", done);
     // connect() settles only when connected or when the client is closed: its result is
