@@ -1,6 +1,6 @@
 // The concrete remote tiers against real servers: redis-server (started per test, killed,
 // frozen with SIGSTOP) and Deno KV files (locked by another process, closed mid-subscribe).
-// Each test failed on the code before its fix (RELIABILITY.md, holes 93-97).
+// Each test failed on the code before its fix (RELIABILITY.md, holes 94-98).
 import assert from "node:assert/strict";
 import { cache } from "../mod.ts";
 import { kvTier } from "../src/remote/kv.ts";

@@ -2,11 +2,11 @@
 // a store in another process, oversize sets, stopped and namespaced processes; gdb stops them).
 import assert from "node:assert/strict";
 import { sharedTagClock } from "../src/store/shared_tags.ts";
-import { TAGS_FILE } from "../src/native/_abi.ts";
+import { Status, TAGS_FILE } from "../src/native/_abi.ts";
 import { TagsHost } from "./fixtures/tags_driver.ts";
 import { LineChild } from "../scripts/_line_child.ts";
-import { cache } from "../mod.ts";
-import { SharedStore } from "../src/store/shared_store.ts";
+import { cache, CacheError } from "../mod.ts";
+import { sharedFileName, SharedStore } from "../src/store/shared_store.ts";
 
 const tempDir = () => Deno.makeTempDir({ dir: "/dev/shm", prefix: "warp_faults_" });
 
@@ -182,6 +182,54 @@ for (const op of ["delete k", "clear"]) {
 
 // ---------------------------------------------------------------------------------------
 // cacheSet while another process holds the write lock and is stopped
+
+Deno.test("shared: cacheSet while a stopped process holds the write lock never leaves the old value readable without a word", async () => {
+  const build = await new Deno.Command("cargo", {
+    args: ["build", "--quiet", "--example", "shm_hold", "--manifest-path", "rust/Cargo.toml"],
+    cwd: root,
+  }).output();
+  assert.equal(build.code, 0);
+  const dir = await tempDir();
+  const name = "set-busy";
+  const f = cache({ backend: "shared", name, dir, maxSize: 64 })((k: number) => `old ${k}`);
+  let holder: Deno.ChildProcess | undefined;
+  try {
+    assert.equal(f(1), "old 1");
+    // Another process takes the write lock in the middle of an update and is stopped
+    // (Ctrl-Z, docker pause, a debugger), as in tests/shared_lock_test.ts.
+    holder = new Deno.Command(`${root}rust/target/debug/examples/shm_hold`, {
+      args: [`${dir}/${sharedFileName(name)}`, "64", "512", "4096"],
+      stdout: "piped",
+    }).spawn();
+    const r = holder.stdout.getReader();
+    let out = "";
+    while (!out.includes("held\n")) out += new TextDecoder().decode((await r.read()).value);
+    r.releaseLock();
+    Deno.kill(holder.pid, "SIGSTOP");
+    // The value changes (the source was updated): cacheSet returns, or throws as cacheDelete
+    // and cacheClear do when they cannot take the lock.
+    let threw: unknown;
+    try {
+      f.cacheSet("new 1", 1);
+    } catch (e) {
+      threw = e;
+    }
+    // Reads go on during the stop: they must not keep returning the value cacheSet replaced
+    // after it returned normally. It does not return: it fails as cacheDelete does.
+    assert.ok(threw instanceof CacheError, `cacheSet returned (old value read: ${f.cacheGet(1)})`);
+    assert.equal(threw.code, Status.Busy);
+    assert.match(threw.message, /write lock for 5 s/);
+    assert.equal(f.cacheGet(1), "old 1", "the entry was not replaced, as the error says");
+  } finally {
+    if (holder !== undefined) {
+      Deno.kill(holder.pid, "SIGKILL");
+      await holder.status;
+      await holder.stdout.cancel().catch(() => {});
+    }
+    f[Symbol.dispose]();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
 
 Deno.test("shared: cacheSet of a value too large for the file never leaves the old value readable (as the memory backend)", async () => {
   const dir = await tempDir();

@@ -599,6 +599,16 @@ pub fn facts() -> Vec<Fact> {
             "Largest `maxBytes` of a shared cache: 64 GiB (`MAX_MAX_BYTES`).",
         ),
         konst(
+            "SET_WAIT_MS",
+            crate::shm::SET_WAIT.as_millis() as u64,
+            "Most ms that `warp_shm_set` waits for the write lock before it gives up (`SET.busy`: the holder is alive but stopped) (`SET_WAIT`).",
+        ),
+        konst(
+            "LONG_WAIT_MS",
+            crate::shm::LONG_WAIT.as_millis() as u64,
+            "Most ms that `warp_shm_delete` and `warp_shm_clear` wait for the write lock before they fail with `Status.Busy` (`LONG_WAIT`); `cacheSet` waits as long, through repeated sets.",
+        ),
+        konst(
             "DEFAULT_MAX_BYTES",
             l::DEFAULT_MAX_BYTES,
             "The most that the default byte budget of a shared cache takes: 16 MiB (`warp_shm_default_max_bytes` gives it for given sizes).",

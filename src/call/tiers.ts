@@ -22,6 +22,7 @@ function disposed(): never {
 export const DISPOSED: Store = {
   get: disposed,
   set: disposed,
+  put: disposed,
   peek: disposed,
   peekStale: disposed,
   delete: disposed,
@@ -86,7 +87,7 @@ export class Tiers {
     ttl: number | undefined,
     args: unknown[] = [],
   ): void {
-    this.local.set(k, value, promised, ttl, this.sizer?.(value, args));
+    this.local.put(k, value, promised, ttl, this.sizer?.(value, args));
   }
 
   /** `cacheSet` of an entry with tags, at tag epoch `epoch`. */
@@ -100,7 +101,7 @@ export class Tiers {
     args: unknown[] = [],
   ): void {
     const size = this.sizer?.(value, args);
-    this.local.set(k, this.tagged(value, promised, tags, epoch), false, ttl, size);
+    this.local.put(k, this.tagged(value, promised, tags, epoch), false, ttl, size);
   }
 
   /** `cacheDelete` (and `cacheSet` of a Promise, before it resolves): removes `k`;

@@ -152,6 +152,18 @@ export const MIN_SHARED_BYTES = 256;
 export const MAX_SHARED_BYTES = 68_719_476_736;
 
 /**
+ * Most ms that `warp_shm_set` waits for the write lock before it gives up (`SET.busy`: the holder
+ * is alive but stopped) (`SET_WAIT`).
+ */
+export const SET_WAIT_MS = 500;
+
+/**
+ * Most ms that `warp_shm_delete` and `warp_shm_clear` wait for the write lock before they fail with
+ * `Status.Busy` (`LONG_WAIT`); `cacheSet` waits as long, through repeated sets.
+ */
+export const LONG_WAIT_MS = 5000;
+
+/**
  * The most that the default byte budget of a shared cache takes: 16 MiB
  * (`warp_shm_default_max_bytes` gives it for given sizes).
  */

@@ -31,6 +31,7 @@ import {
   DEFAULT_BUDGET,
   DEFAULT_MAX_BYTES,
   FLIGHT,
+  LONG_WAIT_MS,
   MAX_VALUE_BYTES,
   NO_TTL,
   SET,
@@ -609,7 +610,46 @@ export class SharedStore implements ByteStore {
     if (owned) owner.flight = false;
     // After the entry refers to its file: a sweep before would take the file for an orphan.
     if (sweep) this.#sweep();
+    this.#lastBusy = r === SET.busy;
     return r === SET.stored;
+  }
+
+  /** Whether the last {@linkcode SharedStore.set} gave up on a write lock held by a live
+   * process (`SET.busy`). */
+  #lastBusy = false;
+
+  /**
+   * `cacheSet` ({@linkcode Store.put}): {@linkcode SharedStore.set} (at the time `now()` of
+   * each try), tried again while a live process holds the write lock, for up to
+   * `LONG_WAIT_MS` as `delete` waits (each try waits `SET_WAIT_MS`).
+   *
+   * @throws {CacheError} Code `Status.Busy` when the lock stayed held that long: the entry
+   * was not replaced, and every process still reads the one it was to replace.
+   */
+  put(
+    key: Uint8Array,
+    len: number,
+    value: unknown,
+    now: () => number,
+    promised: boolean,
+    ptr?: Deno.PointerValue,
+    ttl?: number,
+    size?: number,
+    owner?: KeyBytes,
+  ): void {
+    const until = performance.now() + LONG_WAIT_MS;
+    for (;;) {
+      this.set(key, len, value, now(), promised, ptr, ttl, size, owner);
+      if (!this.#lastBusy) return;
+      if (performance.now() >= until) break;
+    }
+    this.#lastBusy = false;
+    throw new CacheError(
+      Status.Busy,
+      `Cannot set an entry of the shared cache of ${this.#fnName} (${this.path}): a live process has held its write lock for ${
+        LONG_WAIT_MS / 1000
+      } s (stopped, or paused in a debugger?); the entry was not replaced`,
+    );
   }
 
   delete(key: Uint8Array, len: number): boolean {

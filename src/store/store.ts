@@ -157,6 +157,19 @@ export interface ByteStore {
     size?: number,
     owner?: KeyBytes,
   ): boolean;
+  /** {@linkcode Store.put}, where it differs from `set` (the shared store), at the times
+   * `now()` of its tries. */
+  put?(
+    key: Uint8Array,
+    len: number,
+    value: unknown,
+    now: () => number,
+    promised: boolean,
+    ptr?: Deno.PointerValue,
+    ttl?: number,
+    size?: number,
+    owner?: KeyBytes,
+  ): void;
   /** {@linkcode Store.peek} at time `now`. */
   peek(key: Uint8Array, len: number, now: number): unknown;
   /** {@linkcode Store.peekStale} at time `now`. */
@@ -238,6 +251,14 @@ export interface Store {
    * (shared backend: not serializable).
    */
   set(key: KeyBytes, value: unknown, promised: boolean, ttl?: number, size?: number): boolean;
+  /**
+   * `cacheSet`: {@linkcode Store.set}, except that a shared store whose write lock is held by
+   * a live process (stopped, in a debugger) waits for it as `delete` does, up to
+   * `LONG_WAIT_MS` (5 s), and then throws: an explicit update is never dropped without a word.
+   *
+   * @throws {CacheError} Code `Status.Busy` (-8) when the lock stayed held that long.
+   */
+  put(key: KeyBytes, value: unknown, promised: boolean, ttl?: number, size?: number): void;
   /**
    * The entry stored under `key` if present and fresh, else {@linkcode MISS}, without
    * counting anything or marking the entry for the eviction policy (`cacheGet()`). An async
@@ -438,6 +459,28 @@ export class StoreView implements Store {
       k.len,
       value,
       this.#timed ? this.#time() : 0,
+      promised,
+      this.#pointerSets ? k.pointer() : undefined,
+      ttl,
+      size,
+      k,
+    );
+  }
+
+  put(k: KeyBytes, value: unknown, promised: boolean, ttl?: number, size?: number): void {
+    const s = this.#s;
+    if (s.put === undefined) {
+      this.set(k, value, promised, ttl, size);
+      return;
+    }
+    if (ttl !== undefined) this.#timed = true;
+    const timed = this.#timed;
+    const time = this.#time;
+    s.put(
+      k.buf,
+      k.len,
+      value,
+      () => timed ? time() : 0,
       promised,
       this.#pointerSets ? k.pointer() : undefined,
       ttl,
