@@ -213,7 +213,7 @@ export interface CacheOptions {
    * joined): past it, the call gets the stale value that the computation refreshes, if
    * there is one (counted in `staleHits`), else rejects with a `DOMException` named
    * `TimeoutError`, while the computation goes on and its result is stored when it
-   * resolves. Positive and finite.
+   * resolves. Positive, at most 2^31 - 1 (about 24.8 days, the longest timer).
    * Calls of a function that returns no Promise are not bounded.
    * @default {undefined}
    */
@@ -243,7 +243,7 @@ export interface CacheOptions {
   remote?: RemoteTier | Promise<RemoteTier> | undefined;
   /**
    * Most ms that one remote operation may take before it counts as failed
-   * (`remoteErrors`). Positive and finite.
+   * (`remoteErrors`). Positive, at most 2^31 - 1 (about 24.8 days, the longest timer).
    * @default {500}
    */
   remoteTimeout?: number | undefined;
@@ -372,6 +372,24 @@ function byteBudget(value: unknown): number | undefined {
   return value;
 }
 
+/** The longest delay of a timer, in ms: a larger one (a signed 32-bit int in Deno, as in
+ * Node and browsers) fires after 1 ms. */
+export const LONGEST_TIMER_MS = 2 ** 31 - 1;
+
+/** An option of ms that becomes a timer (`timeout`, `remoteTimeout`): as `checkMs`, and no
+ * longer than {@linkcode LONGEST_TIMER_MS}, which a timer would cut to 1 ms. */
+function timerMs(name: string, value: unknown): number | undefined {
+  const ms = checkMs("cache", name, value);
+  if (ms !== undefined && ms > LONGEST_TIMER_MS) {
+    fail(
+      RangeError,
+      `${name} must be a positive number of milliseconds no larger than ${LONGEST_TIMER_MS} (about 24.8 days, the longest timer)`,
+      ms,
+    );
+  }
+  return ms;
+}
+
 function flightTimeout(value: unknown): number {
   if (value === undefined) return 30_000;
   if (typeof value !== "number") {
@@ -476,9 +494,17 @@ export function resolveOptions(options: CacheOptions | undefined): ResolvedOptio
   if (name !== undefined && (typeof name !== "string" || name.length === 0)) {
     fail(TypeError, "name must be a non-empty string", name);
   }
+  // A lone surrogate has no UTF-8 form: it would be written as U+FFFD, so that another name
+  // (and another cache) would open the same shared file or remote keys.
+  if (typeof name === "string" && !name.isWellFormed()) {
+    fail(TypeError, "name must be a string without lone surrogates", name);
+  }
   const dir: unknown = options.dir;
   if (dir !== undefined && (typeof dir !== "string" || dir.length === 0)) {
     fail(TypeError, "dir must be a non-empty string path", dir);
+  }
+  if (typeof dir === "string" && !dir.isWellFormed()) {
+    fail(TypeError, "dir must be a path without lone surrogates", dir);
   }
   const largeValues: unknown = options.largeValues;
   if (largeValues !== undefined && largeValues !== "file") {
@@ -559,8 +585,8 @@ export function resolveOptions(options: CacheOptions | undefined): ResolvedOptio
     staleIfError,
     errorBackoff,
     remote: remote as RemoteTier | Promise<RemoteTier> | undefined,
-    remoteTimeout: checkMs("cache", "remoteTimeout", options.remoteTimeout) ?? 500,
-    timeout: checkMs("cache", "timeout", options.timeout),
+    remoteTimeout: timerMs("remoteTimeout", options.remoteTimeout) ?? 500,
+    timeout: timerMs("timeout", options.timeout),
     flightTimeout: flightTimeout(options.flightTimeout),
     clock: clock as (() => number) | undefined,
   };

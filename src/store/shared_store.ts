@@ -122,7 +122,9 @@ export function shortHash(text: string, length = 12): string {
  */
 export function sharedFileName(name: string): string {
   let safe = name.replace(/[^A-Za-z0-9._-]/g, "_").replace(/^\.+/, "_").slice(0, 120);
-  if (safe !== name) safe += `-${shortHash(name, 8)}`;
+  // A name with a lone surrogate (refused by cache(), possible here) is hashed by its code
+  // units: its UTF-8 form would be that of a name with U+FFFD in its place.
+  if (safe !== name) safe += `-${shortHash(name.isWellFormed() ? name : JSON.stringify(name), 8)}`;
   return `${safe}.warp`;
 }
 

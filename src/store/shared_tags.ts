@@ -198,7 +198,9 @@ export class SharedTagClock implements TagClock {
     this.#words = words;
     const lo = words[this.#layout.nonce]!;
     const hi = words[this.#layout.nonce + 1]!;
-    if ((this.#fileLo !== 0 || this.#fileHi !== 0) && (lo !== this.#fileLo || hi !== this.#fileHi)) {
+    if (
+      (this.#fileLo !== 0 || this.#fileHi !== 0) && (lo !== this.#fileLo || hi !== this.#fileHi)
+    ) {
       this.#base += EPOCH_SPAN;
     }
     this.nonceLo = this.#fileLo = lo;
