@@ -1,49 +1,7 @@
 import assert from "node:assert/strict";
-import { type GuardClock, GuardedTier } from "../src/remote/_remote_guard.ts";
+import { GuardedTier } from "../src/remote/_remote_guard.ts";
+import { FakeClock, flush } from "./fixtures/guard_clock.ts";
 import type { BusListener, Invalidation, RemoteBus, RemoteStorage } from "../src/remote/remote.ts";
-
-/** A manual clock: timers fire only when the test advances time. */
-class FakeClock implements GuardClock {
-  time = 0;
-  #next = 0;
-  #timers = new Map<number, { at: number; fn: () => void }>();
-  now(): number {
-    return this.time;
-  }
-  setTimer(fn: () => void, ms: number): unknown {
-    const id = ++this.#next;
-    this.#timers.set(id, { at: this.time + ms, fn });
-    return id;
-  }
-  clearTimer(handle: unknown): void {
-    this.#timers.delete(handle as number);
-  }
-  get pending(): number {
-    return this.#timers.size;
-  }
-  /** Moves time forward by `ms`, firing due timers in order, with microtasks between. */
-  async advance(ms: number): Promise<void> {
-    const end = this.time + ms;
-    for (let fired = 0;; fired++) {
-      if (fired > 1000) throw new Error(`Timer storm: over 1000 timers fired within ${ms} ms`);
-      let due: [number, { at: number; fn: () => void }] | undefined;
-      for (const entry of this.#timers) {
-        if (entry[1].at <= end && (due === undefined || entry[1].at < due[1].at)) due = entry;
-      }
-      if (due === undefined) break;
-      this.#timers.delete(due[0]);
-      this.time = Math.max(this.time, due[1].at);
-      due[1].fn();
-      await flush();
-    }
-    this.time = end;
-    await flush();
-  }
-}
-
-async function flush(): Promise<void> {
-  for (let i = 0; i < 10; i++) await Promise.resolve();
-}
 
 type Mode = "ok" | "fail" | "hang" | "throw";
 

@@ -2,7 +2,8 @@
 // The guard runs on a manual clock (no timers, no timed assertions).
 import assert from "node:assert/strict";
 import { cache } from "../mod.ts";
-import { type GuardClock, GuardedTier } from "../src/remote/_remote_guard.ts";
+import { GuardedTier } from "../src/remote/_remote_guard.ts";
+import { FakeClock, flush } from "./fixtures/guard_clock.ts";
 import {
   type BusListener,
   type Invalidation,
@@ -13,44 +14,6 @@ import { FakeParts, FakeServer, fakeTier } from "./fixtures/fake_tier.ts";
 import { until } from "./fixtures/until.ts";
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-/** A manual clock: timers fire only when the test advances time. */
-class FakeClock implements GuardClock {
-  time = 0;
-  #next = 0;
-  #timers = new Map<number, { at: number; fn: () => void }>();
-  now(): number {
-    return this.time;
-  }
-  setTimer(fn: () => void, ms: number): unknown {
-    const id = ++this.#next;
-    this.#timers.set(id, { at: this.time + ms, fn });
-    return id;
-  }
-  clearTimer(handle: unknown): void {
-    this.#timers.delete(handle as number);
-  }
-  async advance(ms: number): Promise<void> {
-    const end = this.time + ms;
-    for (;;) {
-      let due: [number, { at: number; fn: () => void }] | undefined;
-      for (const entry of this.#timers) {
-        if (entry[1].at <= end && (due === undefined || entry[1].at < due[1].at)) due = entry;
-      }
-      if (due === undefined) break;
-      this.#timers.delete(due[0]);
-      this.time = Math.max(this.time, due[1].at);
-      due[1].fn();
-      await flush();
-    }
-    this.time = end;
-    await flush();
-  }
-}
-
-async function flush(): Promise<void> {
-  for (let i = 0; i < 20; i++) await Promise.resolve();
-}
 
 /** A bus whose subscriptions land when the test says; counts the live ones. */
 class SlowBus implements RemoteBus {
