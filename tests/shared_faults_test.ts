@@ -102,17 +102,15 @@ async function lockWordOf(pid: number, file: string): Promise<string> {
 }
 
 /**
- * Attaches gdb to `pid` and stops it the first time it releases the write lock of `file`
- * (a hardware watchpoint on the lock word, when it becomes 0: right after the release, before
- * the next statement). `armed` exists once the watchpoint is set, `stopped` when it fired; the
- * process goes on (gdb detaches) when `go` exists.
+ * Attaches gdb to `pid` and stops it the first time `stopAt` (gdb commands that set
+ * breakpoint 1) fires. `armed` exists once it is set, `stopped` when it fired; the process
+ * goes on (gdb detaches) when `go` exists.
  */
-async function stopAfterLockRelease(
+async function gdbStop(
   pid: number,
-  file: string,
+  stopAt: string[],
   files: { armed: string; stopped: string; go: string },
 ): Promise<Deno.ChildProcess> {
-  const addr = await lockWordOf(pid, file);
   const script = await Deno.makeTempFile({ suffix: ".gdb" });
   await Deno.writeTextFile(
     script,
@@ -120,8 +118,7 @@ async function stopAfterLockRelease(
       "set pagination off",
       "set confirm off",
       `attach ${pid}`,
-      `watch -l *(unsigned long *)${addr}`,
-      `condition 1 *(unsigned long *)${addr} == 0`,
+      ...stopAt,
       "commands 1",
       `  shell touch ${files.stopped}`,
       `  shell while [ ! -e ${files.go} ]; do sleep 0.01; done`,
@@ -137,6 +134,23 @@ async function stopAfterLockRelease(
     stdout: "null",
     stderr: "null",
   }).spawn();
+}
+
+/**
+ * {@linkcode gdbStop} of `pid` the first time it releases the write lock of `file` (a
+ * hardware watchpoint on the lock word, when it becomes 0: right after the release, before
+ * the next statement).
+ */
+async function stopAfterLockRelease(
+  pid: number,
+  file: string,
+  files: { armed: string; stopped: string; go: string },
+): Promise<Deno.ChildProcess> {
+  const addr = await lockWordOf(pid, file);
+  return await gdbStop(pid, [
+    `watch -l *(unsigned long *)${addr}`,
+    `condition 1 *(unsigned long *)${addr} == 0`,
+  ], files);
 }
 
 for (const op of ["delete k", "clear"]) {
@@ -285,29 +299,7 @@ Deno.test("shared: a process stopped while it replaces a cache file does not han
   };
   const [a, aPid] = await spawn("a", 128);
   const [b] = await spawn("b", 64);
-  const script = await Deno.makeTempFile({ suffix: ".gdb" });
-  await Deno.writeTextFile(
-    script,
-    [
-      "set pagination off",
-      "set confirm off",
-      `attach ${aPid}`,
-      "catch syscall fallocate",
-      "commands 1",
-      `  shell touch ${files.stopped}`,
-      `  shell while [ ! -e ${files.go} ]; do sleep 0.01; done`,
-      "  detach",
-      "  quit",
-      "end",
-      `shell touch ${files.armed}`,
-      "continue",
-    ].join("\n") + "\n",
-  );
-  const gdb = new Deno.Command("gdb", {
-    args: ["-q", "-nx", "-batch", "-x", script],
-    stdout: "null",
-    stderr: "null",
-  }).spawn();
+  const gdb = await gdbStop(aPid, ["catch syscall fallocate"], files);
   let watchdog: ReturnType<typeof setTimeout> | undefined;
   try {
     await until(files.armed);
@@ -380,29 +372,7 @@ Deno.test("shared: a process of another PID namespace creating the cache file is
     JSON.stringify({ dir, file, lazy: true }),
   ], { cwd: root });
   assert.equal(bReady.ready, true);
-  const script = await Deno.makeTempFile({ suffix: ".gdb" });
-  await Deno.writeTextFile(
-    script,
-    [
-      "set pagination off",
-      "set confirm off",
-      `attach ${aPid}`,
-      "catch syscall fallocate",
-      "commands 1",
-      `  shell touch ${files.stopped}`,
-      `  shell while [ ! -e ${files.go} ]; do sleep 0.01; done`,
-      "  detach",
-      "  quit",
-      "end",
-      `shell touch ${files.armed}`,
-      "continue",
-    ].join("\n") + "\n",
-  );
-  const gdb = new Deno.Command("gdb", {
-    args: ["-q", "-nx", "-batch", "-x", script],
-    stdout: "null",
-    stderr: "null",
-  }).spawn();
+  const gdb = await gdbStop(aPid, ["catch syscall fallocate"], files);
   try {
     await until(files.armed);
     // a creates the file: it is descheduled while it reserves the space of its temporary
