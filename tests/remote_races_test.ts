@@ -86,6 +86,16 @@ function stored(server: FakeServer, name: string, k: number): boolean {
   return server.entries.has(`${name}/${hex(keyOf(k))}`);
 }
 
+/** What a host that starts now (nothing local) gets for key 1 of cache `name`. */
+async function freshHostGets(server: FakeServer, name: string): Promise<string> {
+  const c = host(name, fakeTier(server), "c");
+  try {
+    return await c(1);
+  } finally {
+    c[Symbol.dispose]();
+  }
+}
+
 let counter = 0;
 function host(
   name: string,
@@ -190,13 +200,8 @@ for (const change of ["cacheSet", "cacheDelete"] as const) {
       slow.resolve();
       await until("b receives a's changes", () => b.cacheGet(99) === undefined);
       await sleep(20);
-      const c = host(name, fakeTier(server), "c");
-      try {
-        const got = await c(1);
-        assert.notEqual(got, old, `a third host never gets the value a replaced: got ${got}`);
-      } finally {
-        c[Symbol.dispose]();
-      }
+      const got = await freshHostGets(server, name);
+      assert.notEqual(got, old, `a third host never gets the value a replaced: got ${got}`);
     } finally {
       a[Symbol.dispose]();
       b[Symbol.dispose]();
@@ -230,17 +235,12 @@ Deno.test("remote tier: a write-through made while the bus lost messages is take
     server.loseMessages = false;
     server.gap(); // a's bus reconnects: messages may have been lost
     await until("a takes its write back", () => !stored(server, name, 1));
-    const c = host(name, fakeTier(server), "c");
-    try {
-      const got = await c(1);
-      assert.notEqual(
-        got,
-        "old 1 (computed by a before b's change)",
-        `b's change is not undone by a's older value: got ${got}`,
-      );
-    } finally {
-      c[Symbol.dispose]();
-    }
+    const got = await freshHostGets(server, name);
+    assert.notEqual(
+      got,
+      "old 1 (computed by a before b's change)",
+      `b's change is not undone by a's older value: got ${got}`,
+    );
   } finally {
     gate.resolve();
     a[Symbol.dispose]();
@@ -275,17 +275,12 @@ Deno.test("remote tier: a change kept in the outbox while this host was cut off 
         15_000,
       );
       await sleep(20);
-      const c = host(name, fakeTier(server), "c");
-      try {
-        const got = await c(1);
-        assert.notEqual(
-          got,
-          "older (set by a while cut off)",
-          `a's older set does not undo b's newer one: got ${got}`,
-        );
-      } finally {
-        c[Symbol.dispose]();
-      }
+      const got = await freshHostGets(server, name);
+      assert.notEqual(
+        got,
+        "older (set by a while cut off)",
+        `a's older set does not undo b's newer one: got ${got}`,
+      );
     } finally {
       a[Symbol.dispose]();
       b[Symbol.dispose]();
