@@ -189,6 +189,17 @@ Deno.test("loadNative() without a library: silent memory fallback, shared error 
   }
 });
 
+Deno.test("WARP_CACHE_ENGINE of another value than ts or native: ignored, with one warning naming it", async () => {
+  const run = await runSteps({ WARP_CACHE_ENGINE: "TS" }, ["memory", "memory"]);
+  const lines = run.stderr.split("\n").filter((l) => l.includes("WARP_CACHE_ENGINE"));
+  assert.deepEqual(lines, [
+    '@warp/cache: WARP_CACHE_ENGINE="TS" is neither "ts" nor "native": ignored',
+  ]);
+  assert.equal(run.engine, "native", "the default engine (the library loads here)");
+  const quiet = await runSteps({ WARP_CACHE_ENGINE: "" }, ["memory"]);
+  assert.equal(quiet.stderr.includes("WARP_CACHE_ENGINE"), false, "empty: unset, no warning");
+});
+
 Deno.test("openLibrary() refuses a library of another ABI version, saying to rebuild", () => {
   let closed = 0;
   const stale: LibraryOpener = () =>

@@ -36,8 +36,20 @@ export function memoryEngine(): "native" | "ts" {
   return loadNative() === null ? "ts" : "native";
 }
 
+let warnedEngine = false;
+
+/** `WARP_CACHE_ENGINE`: `"ts"`, `"native"`, or `undefined` (unset or empty). Any other
+ * value is ignored, with one warning per process naming it. */
 function envEngine(): string | undefined {
-  return envVar("WARP_CACHE_ENGINE");
+  const v = envVar("WARP_CACHE_ENGINE");
+  if (v === undefined || v === "" || v === "ts" || v === "native") return v || undefined;
+  if (!warnedEngine) {
+    warnedEngine = true;
+    console.warn(
+      `@warp/cache: WARP_CACHE_ENGINE=${JSON.stringify(v)} is neither "ts" nor "native": ignored`,
+    );
+  }
+  return undefined;
 }
 
 let warnedFallback = false;
