@@ -45,3 +45,14 @@ Deno.test("cache(): a name with a lone surrogate is a TypeError naming the optio
     (e: unknown) => e instanceof TypeError && /name/.test(e.message) && /surrogate/.test(e.message),
   );
 });
+
+Deno.test("sharedFileName(): a name spelled like another's rewritten form names another file", () => {
+  // "a b" is rewritten to "a_b" with the hash of "a b" appended; a cache named exactly that
+  // must not open the same file.
+  const rewritten = sharedFileName("a b").slice(0, -".warp".length);
+  assert.match(rewritten, /^a_b-[0-9a-f]{8}$/);
+  assert.notEqual(sharedFileName(rewritten), sharedFileName("a b"));
+  // Names that need no rewriting keep their file name.
+  assert.equal(sharedFileName("users-v2"), "users-v2.warp");
+  assert.equal(sharedFileName("cache-2024"), "cache-2024.warp");
+});

@@ -118,13 +118,16 @@ export function shortHash(text: string, length = 12): string {
 /**
  * The file name for a cache `name`: the name with every character outside
  * `[A-Za-z0-9._-]` replaced by `_` (and no leading dot), cut to 120 characters; when that
- * changed the name, a hash of the original is appended so two names never share a file.
+ * changed the name, or the name ends as such a rewritten one does (`-` and 8 hex digits),
+ * a hash of the original is appended so two names never share a file.
  */
 export function sharedFileName(name: string): string {
   let safe = name.replace(/[^A-Za-z0-9._-]/g, "_").replace(/^\.+/, "_").slice(0, 120);
   // A name with a lone surrogate (refused by cache(), possible here) is hashed by its code
   // units: its UTF-8 form would be that of a name with U+FFFD in its place.
-  if (safe !== name) safe += `-${shortHash(name.isWellFormed() ? name : JSON.stringify(name), 8)}`;
+  if (safe !== name || /-[0-9a-f]{8}$/.test(name)) {
+    safe += `-${shortHash(name.isWellFormed() ? name : JSON.stringify(name), 8)}`;
+  }
   return `${safe}.warp`;
 }
 
