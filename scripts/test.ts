@@ -38,6 +38,7 @@ const MEMORY_SUITES = [
   "tests/context_test.ts",
   "tests/stale_test.ts",
   "tests/key_codec_test.ts",
+  "tests/keys_model_test.ts",
   "tests/ts_store_test.ts",
   "tests/eviction_quality_test.ts",
   "tests/sieve_cache_test.ts",

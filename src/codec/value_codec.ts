@@ -1112,7 +1112,7 @@ function arrayItem(a: unknown[]): void {
     if (v === undefined && !(i in a)) {
       // The first hole: the array is written as holey from here on.
       out[codeAt] = I_HOLEY;
-      return holeyRest(a, i);
+      return holeyRest(a, i, n);
     }
     try {
       item(v);
@@ -1123,12 +1123,12 @@ function arrayItem(a: unknown[]): void {
 }
 
 /**
- * Writes the elements of holey array `a` from index `from` (a hole) on: runs of holes as
- * `I_HOLES` counts, elements as items. Only the indices present are visited (from
- * `Object.keys`), so that `a[1e9] = 1` costs one element, not a billion holes.
+ * Writes the elements of holey array `a` from index `from` (a hole) on, up to `n`, the
+ * length written in its header (a getter of an element may have changed `a.length` since):
+ * runs of holes as `I_HOLES` counts, elements as items. Only the indices present are
+ * visited (from `Object.keys`), so that `a[1e9] = 1` costs one element, not a billion holes.
  */
-function holeyRest(a: unknown[], from: number): void {
-  const n = a.length;
+function holeyRest(a: unknown[], from: number, n: number): void {
   let next = from;
   for (const key of Object.keys(a)) {
     const i = Number(key);
@@ -1203,9 +1203,13 @@ function plainItem(o: object, nullProto: boolean): void {
 }
 
 function mapItem(m: Map<unknown, unknown>): void {
-  writeCode(I_MAP, m.size);
+  // The size written first must be the number of entries written: a getter of a key or
+  // value that adds or deletes entries meanwhile makes the Map a TypeError.
+  const size = m.size;
+  writeCode(I_MAP, size);
   let count = 0;
   for (const [k, v] of m) {
+    if (count === size) throw new Unsupported("Map changed while it was written");
     try {
       item(k);
       item(v);
@@ -1214,17 +1218,22 @@ function mapItem(m: Map<unknown, unknown>): void {
     }
     count++;
   }
-  if (count !== m.size) throw new Unsupported("Map changed while it was written");
+  if (count !== size || m.size !== size) {
+    throw new Unsupported("Map changed while it was written");
+  }
 }
 
 function setItem(s: Set<unknown>): void {
-  writeCode(I_SET, s.size);
+  // As `mapItem`: the size written is the number of items written, or a TypeError.
+  const size = s.size;
+  writeCode(I_SET, size);
   let count = 0;
   for (const v of s) {
+    if (count === size) throw new Unsupported("Set changed while it was written");
     item(v);
     count++;
   }
-  if (count !== s.size) throw new Unsupported("Set changed while it was written");
+  if (count !== size || s.size !== size) throw new Unsupported("Set changed while it was written");
 }
 
 function viewItem(v: ArrayBufferView): void {
