@@ -85,7 +85,10 @@ Deno.test("encodeKey() shared: identity-keyed values are a TypeError naming posi
   );
   assert.throws(() => encodeKey([() => 1], { shared: true }), /argument 0.*function/);
   assert.throws(() => encodeKey([Symbol("s")], { shared: true }), /argument 0.*Symbol\(s\)/);
-  assert.throws(() => encodeKey([[new Map()]], { shared: true }), /argument 0.*Map/);
+  assert.throws(() => encodeKey([[new Map()]], { shared: true }), /argument 0 \(a Map\)/);
+  class Item {}
+  assert.throws(() => encodeKey([new Item()], { shared: true }), /argument 0 \(an Item\)/);
+  assert.throws(() => encodeKey([new Error("x")], { shared: true }), /argument 0 \(an Error\)/);
   // Value-keyed types are fine.
   encodeKey([1, "s", [1, { a: new Date(1) }], new Uint8Array(3), 5n, null], { shared: true });
 });

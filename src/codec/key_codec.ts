@@ -124,7 +124,7 @@ function describe(value: unknown): string {
   if (typeof value === "object") {
     const ctor = (value as { constructor?: { name?: unknown } }).constructor;
     const name = typeof ctor?.name === "string" && ctor.name ? ctor.name : "Object";
-    return `a ${name}`;
+    return `${/^[AEIOU]/.test(name) ? "an" : "a"} ${name}`;
   }
   return typeof value;
 }
