@@ -377,7 +377,7 @@ export async function download(
   }
   let response: Response;
   try {
-    response = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
+    response = await fetchFollowing(url, AbortSignal.timeout(timeoutMs));
   } catch (e) {
     throw new Error(`Cannot download the @warp/cache native library from ${url}: ${message(e)}`, {
       cause: e,
@@ -404,7 +404,14 @@ export async function download(
       `Cannot install the @warp/cache native library downloaded from ${url}: its SHA-256 is ${actual}, expected ${expected} (the file was not kept)`,
     );
   }
-  await Deno.mkdir(dir, { recursive: true });
+  try {
+    await Deno.mkdir(dir, { recursive: true, mode: 0o755 });
+    closeToOthers(dir);
+  } catch (e) {
+    throw new Error(`Cannot install the @warp/cache native library into ${dir}: ${message(e)}`, {
+      cause: e,
+    });
+  }
   const final = `${dir}/${artifact}`;
   const tmp = `${dir}/.${artifact}.${crypto.randomUUID()}.tmp`;
   try {
@@ -417,6 +424,46 @@ export async function download(
     });
   }
   return final;
+}
+
+/**
+ * Makes the library directory `dir` writable by its owner only, when it is this user's and
+ * group- or world-writable without the sticky bit (made so by a umask such as 002): the
+ * loader refuses a library in such a directory.
+ */
+function closeToOthers(dir: string): void {
+  const st = Deno.statSync(dir);
+  const mode = (st.mode ?? 0) & 0o7777;
+  const uid = effectiveUid();
+  if ((mode & 0o022) === 0 || (mode & 0o1000) !== 0) return;
+  if (uid !== null && st.uid !== uid) return;
+  Deno.chmodSync(dir, mode & ~0o022);
+}
+
+/** Redirects a download follows at most. */
+const MAX_REDIRECTS = 10;
+
+/**
+ * `fetch(url)`, following redirects itself: a redirect to a host without `--allow-net` (or
+ * not http(s)) is an error, where `fetch` would prompt for it on a terminal.
+ */
+async function fetchFollowing(url: string, signal: AbortSignal): Promise<Response> {
+  let at = new URL(url);
+  for (let hops = 0;; hops++) {
+    const response = await fetch(at, { signal, redirect: "manual" });
+    const location = response.headers.get("location");
+    if (response.status < 300 || response.status > 399 || location === null) return response;
+    await response.body?.cancel();
+    if (hops >= MAX_REDIRECTS) throw new Error(`more than ${MAX_REDIRECTS} redirects`);
+    const next = new URL(location, at);
+    if (next.protocol !== "https:" && next.protocol !== "http:") {
+      throw new Error(`redirected to ${next.href}, which is not http(s)`);
+    }
+    if (!permitted({ name: "net", host: next.host })) {
+      throw new Error(`redirected to ${next.href}: no --allow-net for ${next.host}`);
+    }
+    at = next;
+  }
 }
 
 async function readBounded(

@@ -103,6 +103,16 @@ export class LargeValueFiles {
   constructor(cachePath: string) {
     this.dir = `${cachePath}.large`;
     this.#uid = effectiveUid();
+    this.#ensureDir();
+  }
+
+  /**
+   * Creates the folder (mode 0700) when it is missing, and checks it.
+   *
+   * @throws {Error} If it cannot be created, or is not a directory of this user closed to
+   * others: the message names it.
+   */
+  #ensureDir(): void {
     let st: Deno.FileInfo;
     try {
       st = Deno.lstatSync(this.dir);
@@ -173,7 +183,15 @@ export class LargeValueFiles {
     const name = `${this.dir}/${hex(digest)}.v`;
     const tmp = `${this.dir}/.${hex(digest)}.${crypto.randomUUID()}.tmp`;
     try {
-      Deno.writeFileSync(tmp, content, { mode: 0o600, createNew: true });
+      try {
+        Deno.writeFileSync(tmp, content, { mode: 0o600, createNew: true });
+      } catch (e) {
+        // The folder was removed (`cli rm`, by hand) while this handle uses the cache: made
+        // again, checked, as at open.
+        if (!(e instanceof Deno.errors.NotFound)) throw e;
+        this.#ensureDir();
+        Deno.writeFileSync(tmp, content, { mode: 0o600, createNew: true });
+      }
       Deno.renameSync(tmp, name);
     } catch (e) {
       try {
@@ -261,15 +279,20 @@ export class LargeValueFiles {
         stale = now - mtime > TEMP_MAX_AGE_MS;
       } else if (name.endsWith(".v")) {
         let mtime: number;
+        let ino: number | null;
         try {
-          mtime = Deno.lstatSync(path).mtime?.getTime() ?? 0;
+          const st = Deno.lstatSync(path);
+          mtime = st.mtime?.getTime() ?? 0;
+          ino = st.ino;
         } catch {
           continue;
         }
         // A young file may be another process's, written and about to be stored.
         if (now - mtime < STORE_GRACE_MS) continue;
         const key = this.#keyOf(path);
-        stale = key === undefined || !refersTo(key, name.slice(0, -2));
+        if (key !== undefined && refersTo(key, name.slice(0, -2))) continue;
+        if (this.#removeJudged(path, name, ino)) removed++;
+        continue;
       } else {
         continue;
       }
@@ -282,6 +305,38 @@ export class LargeValueFiles {
       }
     }
     return removed;
+  }
+
+  /**
+   * Removes the value file `path` when it is still the file (inode `ino`) that the sweep
+   * judged an orphan. Another process may have renamed a fresh copy over it since (the
+   * same key and value give the same name), which it is about to store: the file is moved
+   * aside first (atomic), and a file that is not the one judged is moved back (its content
+   * is the same as any file of that name).
+   */
+  #removeJudged(path: string, name: string, ino: number | null): boolean {
+    const aside = `${this.dir}/.${name}.${crypto.randomUUID()}.tmp`;
+    try {
+      Deno.renameSync(path, aside);
+    } catch {
+      return false; // removed by another process meanwhile
+    }
+    let same = false;
+    try {
+      same = ino !== null && Deno.lstatSync(aside).ino === ino;
+    } catch {
+      return false;
+    }
+    try {
+      if (same) {
+        Deno.removeSync(aside);
+        return true;
+      }
+      Deno.renameSync(aside, path);
+    } catch {
+      // gone meanwhile; a temporary file left is swept when old
+    }
+    return false;
   }
 
   #entries(): string[] {
