@@ -85,3 +85,34 @@ Deno.test("cache(): a timeout of 2^31 ms never rejects a 30 ms call after 1 ms (
   );
   cacheControls(f)[Symbol.dispose]();
 });
+
+Deno.test("remoteTier, redisTier and kvTier: options that become timers beyond the longest timer are RangeErrors naming them", async () => {
+  const { remoteTier } = await import("../src/remote/remote.ts");
+  const { redisTier } = await import("../src/remote/redis.ts");
+  const { kvTier } = await import("../src/remote/kv.ts");
+  const server = new FakeServer();
+  const storage = fakeTier(server).storage;
+  const beyond = LONGEST_TIMER + 1;
+  assert.throws(
+    () => remoteTier({ storage }, { timeout: beyond }),
+    (e: unknown) =>
+      e instanceof RangeError && /timeout/.test(e.message) && /2147483648/.test(e.message),
+  );
+  remoteTier({ storage }, { timeout: LONGEST_TIMER }); // the longest timer itself is fine
+  for (const option of ["timeout", "connectTimeout", "reconnectMaxDelay"]) {
+    await assert.rejects(
+      () => redisTier({ url: "redis://127.0.0.1:1" }, { [option]: beyond }),
+      (e: unknown) =>
+        e instanceof RangeError && e.message.includes(option) && /2147483648/.test(e.message),
+      option,
+    );
+  }
+  for (const option of ["timeout", "pollInterval"]) {
+    await assert.rejects(
+      async () => await kvTier({ path: ":memory:" }, { [option]: beyond }),
+      (e: unknown) =>
+        e instanceof RangeError && e.message.includes(option) && /2147483648/.test(e.message),
+      option,
+    );
+  }
+});

@@ -254,7 +254,7 @@ Deno.test("redisTier rejects bad arguments with errors naming them", async () =>
   await assert.rejects(bad({ client: {} }), /client must be a node-redis client/);
   await assert.rejects(
     bad({ url: "redis://127.0.0.1:1" }, { reconnectMaxDelay: 0 }),
-    /reconnectMaxDelay must be a finite, positive number of ms: received 0/,
+    /reconnectMaxDelay must be a positive number of ms no larger than 2147483647 \(the longest timer\): received 0/,
   );
   await assert.rejects(
     bad({ url: "redis://127.0.0.1:1" }, { prefix: 1 }),

@@ -139,3 +139,12 @@ export function checkEntrySize(owner: string, value: unknown): number {
   }
   return value;
 }
+
+/** The longest delay of a timer, in ms: a larger one (a signed 32-bit int in Deno, as in
+ * Node and browsers) fires after 1 ms. Options that become timers stop here. */
+export const LONGEST_TIMER_MS = 2 ** 31 - 1;
+
+/** Whether `ms` (a positive number) fits a timer: at most {@linkcode LONGEST_TIMER_MS}. */
+export function fitsTimer(ms: number): boolean {
+  return ms <= LONGEST_TIMER_MS;
+}

@@ -4,7 +4,7 @@
  * @module
  */
 
-import { checkMaxSize, checkMs, checkTtl, describe } from "./_validate.ts";
+import { checkMaxSize, checkMs, checkTtl, describe, LONGEST_TIMER_MS } from "./_validate.ts";
 import {
   MAX_KEY_BYTES,
   MAX_SHARED_BYTES,
@@ -371,10 +371,6 @@ function byteBudget(value: unknown): number | undefined {
   }
   return value;
 }
-
-/** The longest delay of a timer, in ms: a larger one (a signed 32-bit int in Deno, as in
- * Node and browsers) fires after 1 ms. */
-export const LONGEST_TIMER_MS = 2 ** 31 - 1;
 
 /** An option of ms that becomes a timer (`timeout`, `remoteTimeout`): as `checkMs`, and no
  * longer than {@linkcode LONGEST_TIMER_MS}, which a timer would cut to 1 ms. */

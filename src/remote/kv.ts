@@ -18,7 +18,7 @@ import {
   type RemoteTier,
   remoteTier,
 } from "./remote.ts";
-import { describe } from "../options/_validate.ts";
+import { describe, fitsTimer, LONGEST_TIMER_MS } from "../options/_validate.ts";
 
 export type { BusListener, Invalidation, RemoteBus, RemoteStorage, RemoteTier } from "./remote.ts";
 
@@ -222,6 +222,11 @@ function parseOptions(
       }`,
     );
   }
+  if (!fitsTimer(timeout)) {
+    throw new RangeError(
+      `${owner}: timeout must be no larger than ${LONGEST_TIMER_MS} ms (the longest timer): received ${timeout}`,
+    );
+  }
   if (typeof pollInterval !== "number") {
     throw new TypeError(
       `${owner}: pollInterval must be 0 or a positive finite number of milliseconds: received ${
@@ -229,9 +234,9 @@ function parseOptions(
       }`,
     );
   }
-  if (!(Number.isFinite(pollInterval) && pollInterval >= 0)) {
+  if (!(Number.isFinite(pollInterval) && pollInterval >= 0 && fitsTimer(pollInterval))) {
     throw new RangeError(
-      `${owner}: pollInterval must be 0 or a positive finite number of milliseconds: received ${pollInterval}`,
+      `${owner}: pollInterval must be 0 or a positive number of milliseconds no larger than ${LONGEST_TIMER_MS} (the longest timer): received ${pollInterval}`,
     );
   }
   if (typeof ringSize !== "number") {

@@ -35,6 +35,7 @@
 
 import { Buffer } from "node:buffer";
 import { createClient, RESP_TYPES } from "@redis/client";
+import { fitsTimer, LONGEST_TIMER_MS } from "../options/_validate.ts";
 import {
   type BusListener,
   type Invalidation,
@@ -291,9 +292,9 @@ function escapeGlob(text: string): string {
 
 function positiveMs(value: number | undefined, fallback: number, name: string): number {
   if (value === undefined) return fallback;
-  if (typeof value !== "number" || !Number.isFinite(value) || value <= 0) {
+  if (typeof value !== "number" || !Number.isFinite(value) || value <= 0 || !fitsTimer(value)) {
     throw new RangeError(
-      `Cannot create redisTier: ${name} must be a finite, positive number of ms: received ${
+      `Cannot create redisTier: ${name} must be a positive number of ms no larger than ${LONGEST_TIMER_MS} (the longest timer): received ${
         String(value)
       }`,
     );

@@ -19,6 +19,8 @@
  * @module
  */
 
+import { fitsTimer, LONGEST_TIMER_MS } from "../options/_validate.ts";
+
 /**
  * An invalidation, published by an instance after `cacheDelete`, `cacheSet` or
  * `cacheClear` (and, later, tag invalidations) and applied by every other instance to its
@@ -203,9 +205,14 @@ export function remoteTier(
     }
   }
   const timeout = options.timeout ?? 500;
-  if (typeof timeout !== "number" || !Number.isFinite(timeout) || timeout <= 0) {
+  if (
+    typeof timeout !== "number" || !Number.isFinite(timeout) || timeout <= 0 ||
+    !fitsTimer(timeout)
+  ) {
     throw new RangeError(
-      `${owner}: timeout must be a positive finite number of ms: received ${String(timeout)}`,
+      `${owner}: timeout must be a positive number of ms no larger than ${LONGEST_TIMER_MS} (the longest timer): received ${
+        String(timeout)
+      }`,
     );
   }
   let closing: Promise<void> | undefined;
