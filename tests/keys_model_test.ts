@@ -234,15 +234,15 @@ function run(
   let f: (...args: unknown[]) => unknown;
   const c = cache({ maxSize: Infinity, ...opts });
   if (arity === 1) {
-    f = c(function (x: unknown) {
+    f = c(function (_x: unknown): number {
       return body(...arguments);
     });
   } else if (arity === 2) {
-    f = c(function (x: unknown, y: unknown) {
+    f = c(function (_x: unknown, _y: unknown): number {
       return body(...arguments);
     });
   } else if (arity === 3) {
-    f = c(function (x: unknown, y: unknown, z: unknown) {
+    f = c(function (_x: unknown, _y: unknown, _z: unknown): number {
       return body(...arguments);
     });
   } else f = c((...args: unknown[]) => body(...args));

@@ -46,10 +46,10 @@ Deno.test("cache(): the longest timer is a valid remoteTimeout, and a slow remot
   server.delay = 20;
   const name = "rt-longest";
   const a = cache({ name, remote: fakeTier(server), remoteTimeout: LONGEST_TIMER })(
-    async (x: number) => x * 2,
+    async (x: number) => await Promise.resolve(x * 2),
   );
   const b = cache({ name, remote: fakeTier(server), remoteTimeout: LONGEST_TIMER })(
-    async (x: number) => x * 3,
+    async (x: number) => await Promise.resolve(x * 3),
   );
   try {
     assert.equal(await a(1), 2);

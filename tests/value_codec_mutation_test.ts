@@ -44,7 +44,7 @@ Deno.test("value codec: a Set that a getter of one of its items grows is refused
 Deno.test("value codec: a holey array that a getter of an element grows is refused or round-trips", () => {
   const a: unknown[] = [];
   Object.defineProperty(a, 0, {
-    get() {
+    get(): number {
       a[2] = "late";
       return 1;
     },
@@ -72,7 +72,7 @@ Deno.test("value codec: a holey array that a getter of an element shrinks is ref
   const a: unknown[] = [];
   a[1] = "x";
   Object.defineProperty(a, 0, {
-    get() {
+    get(): number {
       return 1;
     },
     enumerable: true,
