@@ -147,7 +147,11 @@ export class Loader {
     // A computation one of whose tags was invalidated since it started: its result is a
     // miss for calls made from now on (README, "Tags"), so it is detached (without an
     // abort: its callers still get its value) and this call computes anew.
-    if (joined.epoch !== this.tagClock.epoch && this.invalidated(joined)) {
+    // (An epoch below 0 was taken before a shared tag clock was first read in this
+    // process: another process may have invalidated a tag since, so it is checked too.)
+    if (
+      (joined.epoch !== this.tagClock.epoch || joined.epoch < 0) && this.invalidated(joined)
+    ) {
       this.detach(joined, undefined);
       return MISS;
     }
@@ -457,6 +461,28 @@ export class FeatureLoader extends Loader {
     return c;
   }
 
+  override joinInFlight(
+    buf: Uint8Array,
+    len: number,
+    claimed: FlightClaim | undefined,
+  ): unknown {
+    if (claimed === "owner") {
+      const joined = this.inFlight.find(buf, len);
+      if (joined !== undefined && joined.flight) {
+        // A computation of this process that owned the key's flight, which the lookup
+        // could claim anew: a cacheDelete, cacheClear or cacheSet in another process ended
+        // it (a live flight of this process is "local"). It is detached as those detach a
+        // computation here (its result is not stored; README, "Controls"), without an abort
+        // (README, `cacheContext()`), and this call computes under the flight it claimed
+        // (a handle has one flight word per key: the old one must not release it).
+        joined.flight = false;
+        this.detach(joined, undefined);
+        return MISS;
+      }
+    }
+    return super.joinInFlight(buf, len, claimed);
+  }
+
   override join(joined: Computation, buf: Uint8Array, len: number): unknown {
     if (joined.ctx?.refresh === true) {
       // A refresh that calls have found under way for longer than `flightTimeout` is
@@ -485,6 +511,11 @@ export class FeatureLoader extends Loader {
   }
 
   override beforeCompute(held: Computation, self: unknown, args: unknown[]): unknown {
+    // A "local" claim may be stale: the computation of this process that owned the flight
+    // was just detached by this call (its tags invalidated, or abandoned after
+    // flightTimeout), which ended the flight. Claimed again, so that the computation that
+    // replaces it holds the flight and other processes wait for it.
+    if (held.claimed === "local") held.claimed = undefined;
     // A flight that the lookup claimed is this computation's until it ends.
     const looked = held.claimed !== undefined;
     if (held.claimed === "owner") held.flight = true;

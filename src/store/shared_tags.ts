@@ -274,6 +274,9 @@ export class SharedTagClock implements TagClock {
   }
 
   invalidSince(tags: readonly string[], at: number, hashes?: readonly number[]): boolean {
+    // A computation that started before this process opened the clock: its entry is
+    // stored at the file's first epoch (`SharedStore.set`), and judged so.
+    if (at === NOT_OPEN && this.ensure()) at = this.start;
     if (!(at >= 0)) return true;
     // An entry read back from the file without its hashes (not needed when it was read,
     // at its epoch): valid while the clock has not moved since, else a miss.

@@ -739,7 +739,9 @@ impl ShmStore {
             // The lock only serializes claims (and is not the seqlock's write): the
             // sequence counter is left as found, so a dead writer's odd counter still gets
             // its rebuild, and what is read here is checked like a lock-free read.
-            match lock::acquire(&h.lock, &self.owner, lock::Wait::at_most(SET_WAIT)) {
+            // As long as an insert waits (not again while the owner it gave up on still
+            // holds the lock: every miss of every call would block its thread that long).
+            match lock::acquire(&h.lock, &self.owner, self.set_wait()) {
                 // Nobody wrote since the key was seen absent (every write moves the
                 // counter, and none runs while the lock is held): it still is.
                 Some(_held)
@@ -766,7 +768,10 @@ impl ShmStore {
                     }
                     _ => self.flights().claim(hash, &self.owner, false),
                 },
-                None => Claim::None,
+                None => {
+                    self.busy();
+                    Claim::None
+                }
             }
         };
         self.count(true, Get::Miss);
@@ -935,9 +940,12 @@ impl ShmStore {
         let h = self.table.header();
         // The lock only serializes claims (and is not the seqlock's write): the sequence
         // counter is left as found, so a dead writer's odd counter still gets its rebuild.
-        match lock::acquire(&h.lock, &self.owner, lock::Wait::at_most(SET_WAIT)) {
+        match lock::acquire(&h.lock, &self.owner, self.set_wait()) {
             Some(_held) => self.flights().claim(hash, &self.owner, async_),
-            None => Claim::None,
+            None => {
+                self.busy();
+                Claim::None
+            }
         }
     }
 
