@@ -3,9 +3,8 @@
 // download leaves in the library cache must be what the next load accepts, and nothing
 // prompts.
 import assert from "node:assert/strict";
-import { artifactFileName, cargoFileName, sha256Hex } from "../src/native/_library.ts";
-import { VERSION } from "../src/native/_artifacts.ts";
-import { artifactsModule } from "../scripts/release.ts";
+import { cargoFileName, sha256Hex } from "../src/native/_library.ts";
+import { nativeCopy } from "./fixtures/native_copy.ts";
 
 const root = new URL("../", import.meta.url).pathname;
 const run = (await Deno.permissions.query({ name: "run" })).state === "granted";
@@ -26,22 +25,8 @@ console.log(JSON.stringify({ loaded, error }));
 `;
 
 /** A copy of src/native/ pinning the hash of `good`, with the child as `main.ts`. */
-async function nativeCopy(good: Uint8Array): Promise<string> {
-  const pkg = await Deno.makeTempDir({ prefix: "warp_install_faults_" });
-  await Deno.mkdir(`${pkg}/src/native`, { recursive: true });
-  for (const e of Deno.readDirSync(`${root}src/native`)) {
-    if (e.isFile && e.name.endsWith(".ts")) {
-      await Deno.copyFile(`${root}src/native/${e.name}`, `${pkg}/src/native/${e.name}`);
-    }
-  }
-  await Deno.writeTextFile(
-    `${pkg}/src/native/_artifacts.ts`,
-    artifactsModule(VERSION, {
-      [Deno.build.target]: { file: artifactFileName(), sha256: sha256Hex(good), size: good.length },
-    }),
-  );
-  await Deno.writeTextFile(`${pkg}/main.ts`, CHILD);
-  return pkg;
+function nativeCopyOf(good: Uint8Array): Promise<string> {
+  return nativeCopy({ sha256: sha256Hex(good), size: good.length }, CHILD, "warp_install_faults_");
 }
 
 Deno.test({
@@ -49,7 +34,7 @@ Deno.test({
   ignore: !run || Deno.build.os !== "linux",
   fn: async () => {
     const good = await Deno.readFile(libraryBuild);
-    const pkg = await nativeCopy(good);
+    const pkg = await nativeCopyOf(good);
     let requests = 0;
     const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen(): void {} }, () => {
       requests++;
@@ -110,7 +95,7 @@ Deno.test({
   ignore: !run || Deno.build.os !== "linux" || !hasScript(),
   fn: async () => {
     const good = await Deno.readFile(libraryBuild);
-    const pkg = await nativeCopy(good);
+    const pkg = await nativeCopyOf(good);
     // The mirror answers with a redirect to another host name (as a release host sends
     // downloads to its storage host): `localhost` is another host for --allow-net.
     const server: Deno.HttpServer<Deno.NetAddr> = Deno.serve({

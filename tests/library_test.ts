@@ -13,6 +13,7 @@ import {
 } from "../src/native/_library.ts";
 import { ARTIFACTS, VERSION } from "../src/native/_artifacts.ts";
 import { artifactsModule } from "../scripts/release.ts";
+import { nativeCopy } from "./fixtures/native_copy.ts";
 
 const root = new URL("../", import.meta.url).pathname;
 
@@ -235,19 +236,8 @@ interface LoadReport {
 
 /** A copy of src/native/ pinning `sha256` for this target, with the child as `main.ts` and
  * an empty `dist/` (mode 0755) where the library beside the module goes. */
-async function nativeCopy(sha256: string, size: number): Promise<string> {
-  const pkg = await Deno.makeTempDir({ prefix: "warp_loader_copy_" });
-  await Deno.mkdir(`${pkg}/src/native`, { recursive: true });
-  for (const e of Deno.readDirSync(`${root}src/native`)) {
-    if (e.isFile && e.name.endsWith(".ts")) {
-      await Deno.copyFile(`${root}src/native/${e.name}`, `${pkg}/src/native/${e.name}`);
-    }
-  }
-  await Deno.writeTextFile(
-    `${pkg}/src/native/_artifacts.ts`,
-    artifactsModule(VERSION, { [Deno.build.target]: { file: artifactFileName(), sha256, size } }),
-  );
-  await Deno.writeTextFile(`${pkg}/main.ts`, LOAD_CHILD);
+async function nativeCopyFor(sha256: string, size: number): Promise<string> {
+  const pkg = await nativeCopy({ sha256, size }, LOAD_CHILD, "warp_loader_copy_");
   await Deno.mkdir(`${pkg}/dist`);
   await Deno.chmod(`${pkg}/dist`, 0o755);
   return pkg;
@@ -271,7 +261,7 @@ Deno.test({
   ignore: !run || Deno.build.os !== "linux",
   fn: async () => {
     const good = await Deno.readFile(libraryBuild);
-    const pkg = await nativeCopy(sha256Hex(good), good.length);
+    const pkg = await nativeCopyFor(sha256Hex(good), good.length);
     const store = `${pkg}/store`;
     await Deno.mkdir(store);
     await Deno.writeFile(`${store}/good.so`, good);
@@ -328,7 +318,7 @@ Deno.test({
   ignore: !run || Deno.build.os !== "linux",
   fn: async (t) => {
     const good = await Deno.readFile(libraryBuild);
-    const pkg = await nativeCopy(sha256Hex(good), good.length);
+    const pkg = await nativeCopyFor(sha256Hex(good), good.length);
     const dist = `${pkg}/dist`;
     const lib = `${dist}/${artifactFileName()}`;
     await Deno.writeFile(lib, good);
