@@ -9,8 +9,9 @@
  *    value codec and key getters (`tests/fixtures/nesting_child.ts`), both engines, memory
  *    and shared caches.
  * 3. The shared store's cross-process scenarios that need their own runs: two writers in
- *    different PID namespaces (as root), a stopped lock holder, and a timed reopen of a full
- *    200k-entry file against its fill (see `EXTRA` below).
+ *    different PID namespaces (as root), a stopped lock holder, processes stopped by gdb at
+ *    exact points (`scripts/redteam/shared_stops_test.ts`, as root, with gdb), and a timed
+ *    reopen of a full 200k-entry file against its fill (see `EXTRA` below).
  *
  * `--quick` shortens the sweeps; `--only overflow|nesting|extra` runs one section.
  *
@@ -118,6 +119,13 @@ const EXTRA: { name: string; program: "deno" | "cargo"; args: string[]; root?: b
     name: "processes opening one name with other sizes share one file",
     program: "deno",
     args: ["test", "-A", "tests/shared_store_test.ts", "--filter", "other sizes"],
+  },
+  {
+    name:
+      "processes stopped by gdb at exact points: a clear racing a store, an open behind a stopped replacer, a file created from two PID namespaces",
+    program: "deno",
+    args: ["test", "-A", "scripts/redteam/shared_stops_test.ts"],
+    root: true,
   },
   {
     name: "two writers in different PID namespaces (unshare --pid)",
