@@ -16,7 +16,8 @@ export function hashKey(buf: Uint8Array, len: number): number {
   return h >>> 2;
 }
 
-function sameKey(c: Computation, buf: Uint8Array, len: number): boolean {
+/** Whether the key of `c` is `buf[0..len)`. */
+export function sameKey(c: Computation, buf: Uint8Array, len: number): boolean {
   if (c.len !== len) return false;
   const kb = c.buf;
   for (let i = 0; i < len; i++) if (kb[i] !== buf[i]) return false;

@@ -14,20 +14,12 @@ import { type FlightClaim, type Flights, isPromisedEntry, MISS, peeked } from ".
 import type { AnyFunction } from "./types.ts";
 import { active, CallContext, runInContext } from "./context.ts";
 import { Computation, free, hold, isThenable, release } from "./computation.ts";
-import { boundedJoin, type InFlight } from "./in_flight.ts";
+import { boundedJoin, type InFlight, sameKey } from "./in_flight.ts";
 import type { Counters } from "./counters.ts";
 import { DISPOSED, type Tiers } from "./tiers.ts";
 import { checkTags, mergeTags, stillValid, type TagClock, Tagged } from "./tags.ts";
 
 const EMPTY = new Computation(new Uint8Array(0));
-
-/** Whether the key of `c` is `buf[0..len)`. */
-function sameBytes(c: Computation, buf: Uint8Array, len: number): boolean {
-  if (c.len !== len) return false;
-  const kb = c.buf;
-  for (let i = 0; i < len; i++) if (kb[i] !== buf[i]) return false;
-  return true;
-}
 
 /** The error of a call made (or waiting) after its cache was disposed. */
 export function disposedError(): Error {
@@ -155,14 +147,23 @@ export class Loader {
       this.detach(joined, undefined);
       return MISS;
     }
-    const now = performance.now();
-    if (joined.startedAt === 0) joined.startedAt = now;
-    else if (now - joined.startedAt > this.flightTimeout) {
-      this.detach(joined, "flightTimeout");
-      return MISS;
-    }
+    if (this.abandoned(joined)) return MISS;
     this.counters.join();
     return this.bounded(joined);
+  }
+
+  /** Whether `joined`, which calls have found under way for longer than `flightTimeout`
+   * (from the first call that joined it), is abandoned now: detached, its signal aborted,
+   * so that the call computes anew. */
+  abandoned(joined: Computation): boolean {
+    const now = performance.now();
+    if (joined.startedAt === 0) {
+      joined.startedAt = now;
+      return false;
+    }
+    if (now - joined.startedAt <= this.flightTimeout) return false;
+    this.detach(joined, "flightTimeout");
+    return true;
   }
 
   /** Whether a tag of the computation `c` (the `tags` option's, or added by its context
@@ -378,7 +379,7 @@ export class Loader {
   detachRunning(buf: Uint8Array | undefined, len: number, why: string | undefined): void {
     for (let c = active.current as Computation | undefined; c !== undefined; c = c.parent) {
       if (c.owner !== this || c.detached) continue;
-      if (buf !== undefined && !sameBytes(c, buf, len)) continue;
+      if (buf !== undefined && !sameKey(c, buf, len)) continue;
       c.detached = true;
       if (why !== undefined) (c.ctx ??= new CallContext(undefined)).detach(why);
     }
@@ -485,16 +486,10 @@ export class FeatureLoader extends Loader {
 
   override join(joined: Computation, buf: Uint8Array, len: number): unknown {
     if (joined.ctx?.refresh === true) {
-      // A refresh that calls have found under way for longer than `flightTimeout` is
-      // abandoned as any computation is: this call starts another (README, "A computation
-      // nobody waits for any more"), else one that never settles would hold the key for
-      // the whole stale window.
-      const now = performance.now();
-      if (joined.startedAt === 0) joined.startedAt = now;
-      else if (now - joined.startedAt > this.flightTimeout) {
-        this.detach(joined, "flightTimeout");
-        return MISS;
-      }
+      // A refresh is abandoned as any computation is: this call starts another (README,
+      // "A computation nobody waits for any more"), else one that never settles would hold
+      // the key for the whole stale window.
+      if (this.abandoned(joined)) return MISS;
       // A refresh under way: the stale value at once while in its window; past it, the
       // call waits for the refresh (and gets the stale value on a timeout).
       const k = hold(buf, len, undefined);
